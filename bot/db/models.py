@@ -1,0 +1,455 @@
+"""The schema: typed SQLAlchemy 2 models for every table the bot keeps.
+
+Changing a model means a new Alembic revision (`make migration MSG=...`); a test fails
+when the models and the migrations disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from bot.db.types import BigIntPK, Money, UTCDateTime, utcnow
+
+# Deterministic constraint names so migrations are portable between SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+# --- people -------------------------------------------------------------------------
+
+
+class Staff(TimestampMixin, Base):
+    """A WeCom member (成员) who has 客户联系 and can own customer relations."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    userid: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Customer(TimestampMixin, Base):
+    """An external contact (客户), known by external_userid and, when WeCom gives it, unionid."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    external_userid: Mapped[str] = mapped_column(String(64), unique=True)
+    unionid: Mapped[str | None] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    type: Mapped[int] = mapped_column(Integer, default=1)  # 1 WeChat user, 2 WeCom user
+    gender: Mapped[int] = mapped_column(Integer, default=0)
+    avatar: Mapped[str] = mapped_column(String(512), default="")
+    corp_name: Mapped[str] = mapped_column(String(128), default="")
+
+    relations: Mapped[list[FollowRelation]] = relationship(back_populates="customer")
+
+
+class FollowRelation(TimestampMixin, Base):
+    """One staff member × one customer (跟进关系): how it began, whether it still holds."""
+
+    __tablename__ = "follow_relations"
+    __table_args__ = (UniqueConstraint("staff_id", "customer_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    channel_id: Mapped[int | None] = mapped_column(
+        ForeignKey("channels.id", ondelete="SET NULL"), index=True
+    )
+    state: Mapped[str] = mapped_column(String(64), default="")
+    remark: Mapped[str] = mapped_column(String(128), default="")
+    add_way: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | lost
+    added_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lost_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # del_follow_user: the customer deleted the staff member; del_external_contact: the reverse
+    lost_reason: Mapped[str | None] = mapped_column(String(32))
+    transfer_fail_reason: Mapped[str | None] = mapped_column(String(32))
+
+    staff: Mapped[Staff] = relationship()
+    customer: Mapped[Customer] = relationship(back_populates="relations")
+    channel: Mapped[Channel | None] = relationship()
+
+
+# --- channels (渠道活码) --------------------------------------------------------------
+
+
+class Channel(TimestampMixin, Base):
+    """A live code: a WeCom contact way whose `state` identifies the source of a scan."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(30), unique=True)
+    config_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    qr_code: Mapped[str] = mapped_column(String(512), default="")
+    welcome_text: Mapped[str] = mapped_column(Text, default="")
+    welcome_attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    daily_cap: Mapped[int | None] = mapped_column(Integer)
+    skip_verify: Mapped[bool] = mapped_column(Boolean, default=True)
+    source: Mapped[str] = mapped_column(String(16), default="cli")  # cli | api | config
+
+    staff: Mapped[list[ChannelStaff]] = relationship(
+        cascade="all, delete-orphan", order_by="ChannelStaff.position"
+    )
+    tags: Mapped[list[ChannelTag]] = relationship(cascade="all, delete-orphan")
+
+
+class ChannelStaff(Base):
+    """Who answers a channel: primary staff in rotation, backups when all are capped."""
+
+    __tablename__ = "channel_staff"
+
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), default="primary")  # primary | backup
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    # Set while the member is taken off the contact way for reaching the daily cap.
+    paused_on: Mapped[date | None] = mapped_column(Date)
+
+    staff: Mapped[Staff] = relationship()
+
+
+class ChannelTag(Base):
+    """A tag a scan of the channel gets, named by (group, tag) so console re-creation is safe."""
+
+    __tablename__ = "channel_tags"
+
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    group_name: Mapped[str] = mapped_column(String(30), primary_key=True)
+    tag_name: Mapped[str] = mapped_column(String(30), primary_key=True)
+
+
+# --- the tag catalogue and the tags WeCom has ---------------------------------------
+
+
+class TagGroup(TimestampMixin, Base):
+    """A corp tag group (标签组) as WeCom has it; `managed` when our app created it."""
+
+    __tablename__ = "tag_groups"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    wecom_group_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(30), unique=True)
+    order: Mapped[int] = mapped_column(BigInteger, default=0)
+    managed: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    tags: Mapped[list[Tag]] = relationship(back_populates="group")
+
+
+class Tag(TimestampMixin, Base):
+    """A corp tag. Keyed by (group, name); the WeCom id is resolved from the catalogue."""
+
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("group_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("tag_groups.id", ondelete="CASCADE"))
+    wecom_tag_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(30))
+    order: Mapped[int] = mapped_column(BigInteger, default=0)
+    managed: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    group: Mapped[TagGroup] = relationship(back_populates="tags")
+
+
+class RelationTag(Base):
+    """A tag WeCom currently has on a relation (as last read or written by us)."""
+
+    __tablename__ = "relation_tags"
+
+    relation_id: Mapped[int] = mapped_column(
+        ForeignKey("follow_relations.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- data in --------------------------------------------------------------------------
+
+
+class Order(TimestampMixin, Base):
+    """An order from the business system; idempotent by order_id."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    external_userid: Mapped[str | None] = mapped_column(String(64), index=True)
+    unionid: Mapped[str | None] = mapped_column(String(64), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    paid_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # paid | refunded
+    category: Mapped[str] = mapped_column(String(64), default="")
+    is_new_product: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class InteractionEvent(TimestampMixin, Base):
+    """An interaction (visit, click, reply, coupon use...) idempotent by event_id."""
+
+    __tablename__ = "interaction_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    external_userid: Mapped[str | None] = mapped_column(String(64), index=True)
+    unionid: Mapped[str | None] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProfileAttribute(Base):
+    """One named attribute (region, age, member level...) of one customer.
+
+    `subject` is `external_userid` when known, else `unionid:<unionid>`, so rows for
+    customers not yet seen are kept and linked once the customer appears.
+    """
+
+    __tablename__ = "profile_attributes"
+    __table_args__ = (UniqueConstraint("subject", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(80))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    external_userid: Mapped[str | None] = mapped_column(String(64), index=True)
+    unionid: Mapped[str | None] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+# --- tiers ----------------------------------------------------------------------------
+
+
+class TierAssignment(Base):
+    """The tier a customer holds now in one dimension (one tag of that dimension's group)."""
+
+    __tablename__ = "tier_assignments"
+    __table_args__ = (UniqueConstraint("customer_id", "dimension"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    dimension: Mapped[str] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(30))
+    since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TierTransition(Base):
+    """History: a customer moved from one tier to another (None = no tier) in a run."""
+
+    __tablename__ = "tier_transitions"
+    __table_args__ = (Index("ix_tier_transitions_customer_dimension", "customer_id", "dimension"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    dimension: Mapped[str] = mapped_column(String(64))
+    from_tier: Mapped[str | None] = mapped_column(String(30))
+    to_tier: Mapped[str | None] = mapped_column(String(30))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("retier_runs.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class RetierRun(Base):
+    """One evaluation of the tier rules over all customers."""
+
+    __tablename__ = "retier_runs"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    transitions: Mapped[int] = mapped_column(Integer, default=0)
+    operations: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- inbox and outbox -----------------------------------------------------------------
+
+
+class InboxEvent(Base):
+    """A verified, decrypted callback, stored before we acknowledge it.
+
+    `dedup_key` makes WeCom's re-deliveries of the same event collapse into one row.
+    """
+
+    __tablename__ = "inbox_events"
+    __table_args__ = (Index("ix_inbox_events_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
+    event: Mapped[str] = mapped_column(String(64))
+    change_type: Mapped[str] = mapped_column(String(64), default="")
+    payload: Mapped[str] = mapped_column(Text)  # the decrypted XML, as received
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # pending | processing | done | ignored | dead
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OutboxOperation(Base):
+    """A pending WeCom write, durable until done or dead.
+
+    mark_tag operations are coalesced per (staff, customer): their tag changes live in
+    OutboxTagChange so a later change to the same relation merges into one call.
+    """
+
+    __tablename__ = "outbox_operations"
+    __table_args__ = (
+        Index("ix_outbox_operations_status_next", "status", "next_attempt_at"),
+        Index("ix_outbox_operations_coalesce", "kind", "staff_userid", "external_userid", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # mark_tag | send_welcome | message | ...
+    staff_userid: Mapped[str] = mapped_column(String(64), default="")
+    external_userid: Mapped[str] = mapped_column(String(64), default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # pending | in_flight | done | dead
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_errcode: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    tag_changes: Mapped[list[OutboxTagChange]] = relationship(cascade="all, delete-orphan")
+
+
+class OutboxTagChange(Base):
+    """One tag to add or remove within a coalesced mark_tag operation."""
+
+    __tablename__ = "outbox_tag_changes"
+
+    operation_id: Mapped[int] = mapped_column(
+        ForeignKey("outbox_operations.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    action: Mapped[str] = mapped_column(String(8))  # add | remove
+
+
+# --- outreach -------------------------------------------------------------------------
+
+
+class Campaign(TimestampMixin, Base):
+    """An outreach campaign to one tier; runs create 群发 tasks per sender."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    dimension: Mapped[str] = mapped_column(String(64), default="")
+    tier: Mapped[str] = mapped_column(String(30), default="")
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    holdout_pct: Mapped[int] = mapped_column(Integer, default=10)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CampaignTask(Base):
+    """One 群发 task (add_msg_template) created for one sender in a campaign run."""
+
+    __tablename__ = "campaign_tasks"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    sender: Mapped[str] = mapped_column(String(64))
+    msgid: Mapped[str | None] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="created")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CampaignDelivery(Base):
+    """A customer selected by a campaign: treated (sent via a task) or held out."""
+
+    __tablename__ = "campaign_deliveries"
+    __table_args__ = (UniqueConstraint("campaign_id", "customer_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign_tasks.id", ondelete="SET NULL")
+    )
+    group: Mapped[str] = mapped_column(String(16))  # treatment | holdout
+    send_status: Mapped[int | None] = mapped_column(Integer)  # WeCom: 0 unsent 1 sent 2/3 failed
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    selected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- shared process state -------------------------------------------------------------
+
+
+class WeComToken(Base):
+    """An access token shared by every process, keyed by corp and app secret hash."""
+
+    __tablename__ = "wecom_tokens"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    access_token: Mapped[str] = mapped_column(String(1024), default="")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Lease(Base):
+    """A named lock held until `expires_at` (the one scheduler, the token refresher)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
