@@ -1,0 +1,79 @@
+"""`tagbot`: the command line. Errors end as one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from bot.commands.context import CliContext
+from bot.errors import ConfigError, TagbotError
+
+# Each entry is "module:command"; feature modules add themselves here.
+COMMANDS = [
+    "bot.commands.setup:init_db",
+    "bot.commands.setup:check_config",
+    "bot.commands.serve:serve",
+    "bot.commands.serve:worker",
+    "bot.commands.serve:scheduler",
+    "bot.simulator.command:simulator_command",
+    "bot.commands.demo:demo",
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    envvar="TAGBOT_CONFIG",
+    help="Config file (default $TAGBOT_CONFIG, else ./config.toml).",
+)
+@click.pass_context
+def cli(click_ctx: click.Context, config_path: str | None) -> None:
+    """wecom-tagbot: tier WeCom customers and keep the tiers as corp tags."""
+    click_ctx.obj = CliContext(config_path)
+
+
+def _load_commands() -> None:
+    for spec in COMMANDS:
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # TODO(lead): strict once every module has landed
+            if exc.name != module_name:
+                raise
+            continue
+        cli.add_command(getattr(module, attr))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and turn our errors into one line on stderr and an exit code."""
+    _load_commands()
+    try:
+        cli.main(args=argv, prog_name="tagbot", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("已取消 / aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except ConfigError as exc:
+        click.echo(f"error: configuration has {len(exc.problems)} problem(s):", err=True)
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        click.echo("run `tagbot check-config` after fixing them", err=True)
+        return 2
+    except TagbotError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The `tagbot` CLI, one module per area; bot/cli.py assembles them."""

@@ -1,0 +1,51 @@
+"""The long-lived parts one process shares: settings, database, WeCom client, wake-ups."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from bot.config import Settings
+from bot.db import Database
+
+if TYPE_CHECKING:
+    from bot.wecom.client import WeComClient
+
+
+@dataclass
+class Wakeups:
+    """Events that let a request wake a background worker at once instead of polling."""
+
+    inbox: threading.Event = field(default_factory=threading.Event)
+    outbox: threading.Event = field(default_factory=threading.Event)
+
+
+class Runtime:
+    """Bind settings to the resources built from them, once per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.database.url, echo=settings.database.echo)
+        self.wakeups = Wakeups()
+        self.stopping = threading.Event()
+
+    @cached_property
+    def wecom(self) -> WeComClient:
+        """The WeCom adapter, created on first use (commands that never call WeCom skip it)."""
+        from bot.wecom.client import WeComClient
+
+        return WeComClient(self.settings.wecom, self.settings.limits, db=self.db)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.db.dispose()
+
+
+def configure_logging(level: str) -> None:
+    """Log one line per record to stderr with time, level and logger name."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )

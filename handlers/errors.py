@@ -1,0 +1,46 @@
+"""Turn errors into JSON 4xx answers; a 500 carries no traceback to the client."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+from bot.errors import CallbackError, NotFoundError, TagbotError, ValidationError, WeComError
+
+log = logging.getLogger(__name__)
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers on the app."""
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> ResponseReturnValue:
+        return jsonify(error=exc.name, message=exc.description), exc.code or 500
+
+    @app.errorhandler(CallbackError)
+    def _callback(exc: CallbackError) -> ResponseReturnValue:
+        return jsonify(error="bad callback", message=exc.reason), exc.status
+
+    @app.errorhandler(NotFoundError)
+    def _not_found(exc: NotFoundError) -> ResponseReturnValue:
+        return jsonify(error="not found", message=str(exc)), 404
+
+    @app.errorhandler(ValidationError)
+    def _invalid(exc: ValidationError) -> ResponseReturnValue:
+        return jsonify(error="invalid", message=str(exc)), 422
+
+    @app.errorhandler(WeComError)
+    def _wecom(exc: WeComError) -> ResponseReturnValue:
+        return jsonify(error="wecom", errcode=exc.errcode, message=str(exc)), 502
+
+    @app.errorhandler(TagbotError)
+    def _tagbot(exc: TagbotError) -> ResponseReturnValue:
+        return jsonify(error="error", message=str(exc)), 400
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> ResponseReturnValue:
+        log.exception("unhandled error")
+        return jsonify(error="internal", message="internal error; see the server log"), 500

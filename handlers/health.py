@@ -1,0 +1,35 @@
+"""Liveness and metrics: GET /healthz, GET /metrics."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify
+from flask.typing import ResponseReturnValue
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from bot import metrics
+from handlers.context import runtime
+
+log = logging.getLogger(__name__)
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    """Answer 200 when the database answers, 503 otherwise."""
+    try:
+        with runtime().db.read() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:  # any database failure means "not healthy"
+        log.warning("health check failed: %s", exc)
+        return jsonify(status="unhealthy", database="unreachable"), 503
+    return jsonify(status="ok", database="ok")
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> ResponseReturnValue:
+    """Expose counters and gauges in the Prometheus text format."""
+    metrics.refresh_gauges(runtime())
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
