@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +12,18 @@ from typing import Any
 
 import psycopg
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import text
+from werkzeug.serving import make_server
 
 from bot.config import Settings, settings_from_mapping
 from bot.db import Database
 from bot.db.migrate import upgrade_to_head
 from bot.db.models import Base
+from bot.runtime import Runtime
+from handlers.app import create_app
+from jobs.background import Background
 
 PG_URL = os.environ.get("TAGBOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -116,3 +123,43 @@ def base_config(db_url: str, api_base: str = "http://127.0.0.1:9/cgi-bin/") -> d
 def settings(db_url: str) -> Settings:
     """Settings on the test database, with no reachable WeCom."""
     return settings_from_mapping(base_config(db_url), environ={})
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    """The Flask app on the test database (no background jobs)."""
+    application = create_app(settings)
+    yield application
+    application.extensions["tagbot"].close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A Flask test client for the app."""
+    return app.test_client()
+
+
+class LiveServer:
+    """The bot served over real HTTP on a free port, optionally with its background jobs."""
+
+    def __init__(self, settings: Settings, *, jobs: bool = True) -> None:
+        self.app = create_app(settings)
+        self.runtime: Runtime = self.app.extensions["tagbot"]
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.background: Background | None = None
+        self.jobs = jobs
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        if self.jobs:
+            self.background = Background(self.runtime)
+            self.background.start_workers()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        if self.background is not None:
+            self.background.stop()
+        self.runtime.close()
