@@ -1,1 +1,6 @@
-"""wecom-tagbot."""
+"""The WeCom adapter: the only package that imports wechatpy."""
+
+from bot.wecom.crypto import CallbackCrypto
+from bot.wecom.events import CallbackEvent, parse_event
+
+__all__ = ["CallbackCrypto", "CallbackEvent", "parse_event"]

@@ -1,0 +1,142 @@
+"""Parse decrypted 客户联系 callbacks into CallbackEvent (doc 92130, 96361).
+
+wechatpy 1.8.18 knows none of the external-contact events, so they are registered here
+with its own `register_event` and parsed through `wechatpy.enterprise.parse_message`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from wechatpy.enterprise import parse_message
+from wechatpy.enterprise.events import register_event
+from wechatpy.events import BaseEvent
+from wechatpy.fields import IntegerField, StringField
+
+from bot.errors import CallbackError
+from bot.wecom.xmlguard import safe_parse
+
+DEDUP_KEY_MAX = 255
+_HASH_LEN = 16
+
+
+@register_event("change_external_contact")
+class ExternalContactEvent(BaseEvent):  # type: ignore[misc]
+    """A member added, edited, lost or failed to take over a customer (doc 92130)."""
+
+    event = "change_external_contact"
+    change_type = StringField("ChangeType")
+    user_id = StringField("UserID")
+    external_user_id = StringField("ExternalUserID")
+    state = StringField("State")
+    welcome_code = StringField("WelcomeCode")
+    delete_source = StringField("Source")
+    fail_reason = StringField("FailReason")
+
+
+@register_event("change_external_tag")
+class ExternalTagEvent(BaseEvent):  # type: ignore[misc]
+    """A corp tag or tag group was created, changed, deleted or reordered (doc 92277)."""
+
+    event = "change_external_tag"
+    change_type = StringField("ChangeType")
+    tag_id = StringField("Id")
+    tag_type = StringField("TagType")
+    strategy_id = IntegerField("StrategyId", 0)
+
+
+@register_event("change_external_chat")
+class ExternalChatEvent(BaseEvent):  # type: ignore[misc]
+    """A customer group was created, changed or dismissed (doc 92130)."""
+
+    event = "change_external_chat"
+    change_type = StringField("ChangeType")
+    chat_id = StringField("ChatId")
+    update_detail = StringField("UpdateDetail")
+
+
+@dataclass(frozen=True)
+class CallbackEvent:
+    """One decrypted callback event; `fields` keeps every raw field as text."""
+
+    event: str
+    change_type: str = ""
+    create_time: int = 0
+    userid: str = ""
+    external_userid: str = ""
+    state: str = ""
+    welcome_code: str = ""
+    source: str = ""
+    fail_reason: str = ""
+    tag_id: str = ""
+    tag_type: str = ""
+    strategy_id: str = ""
+    chat_id: str = ""
+    update_detail: str = ""
+    fields: Mapping[str, str] = field(default_factory=dict, hash=False, repr=False)
+
+    @property
+    def dedup_key(self) -> str:
+        """Return a key equal for WeCom's re-deliveries of this event and distinct otherwise."""
+        ids = [self.userid or self.tag_id, self.external_userid or self.chat_id]
+        head = "|".join([self.event, self.change_type, *ids, str(self.create_time)])
+        # Several events can share every id and the same second (WxJava #2314): the
+        # hash over all fields tells them apart while re-deliveries stay identical.
+        canonical = "\n".join(f"{k}={v}" for k, v in sorted(self.fields.items()))
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:_HASH_LEN]
+        return f"{head[: DEDUP_KEY_MAX - _HASH_LEN - 1]}|{digest}"
+
+
+def _flatten(value: Any) -> str:
+    """Render one xmltodict value as text: lists of <Item> become comma-separated."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and set(value) == {"Item"}:
+        items = value["Item"]
+        return ",".join(_flatten(i) for i in (items if isinstance(items, list) else [items]))
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 0
+
+
+def parse_event(xml: str) -> CallbackEvent:
+    """Parse a decrypted callback XML into a CallbackEvent; unknown events parse generically."""
+    safe_parse(xml, what="callback event")  # before wechatpy's xmltodict sees it
+    try:
+        message = parse_message(xml)
+    except Exception as exc:
+        raise CallbackError(f"callback event: cannot parse ({type(exc).__name__})") from None
+    if message is None:
+        raise CallbackError("callback event: empty message")
+    raw: dict[str, Any] = message._data
+    fields = {str(k): _flatten(v) for k, v in raw.items()}
+    get = fields.get
+    return CallbackEvent(
+        event=get("Event", "") or get("MsgType", ""),
+        change_type=get("ChangeType", ""),
+        create_time=_int(get("CreateTime", "")),
+        userid=get("UserID", ""),
+        external_userid=get("ExternalUserID", ""),
+        state=get("State", ""),
+        welcome_code=get("WelcomeCode", ""),
+        source=get("Source", ""),
+        fail_reason=get("FailReason", ""),
+        tag_id=get("Id", ""),
+        tag_type=get("TagType", ""),
+        strategy_id=get("StrategyId", ""),
+        chat_id=get("ChatId", ""),
+        update_detail=get("UpdateDetail", ""),
+        fields=MappingProxyType(fields),
+    )
