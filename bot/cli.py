@@ -34,6 +34,7 @@ COMMANDS = [
 def cli(click_ctx: click.Context, config_path: str | None) -> None:
     """wecom-tagbot: tier WeCom customers and keep the tiers as corp tags."""
     click_ctx.obj = CliContext(config_path)
+    click_ctx.call_on_close(click_ctx.obj.close)
 
 
 def _load_commands() -> None:

@@ -26,5 +26,10 @@ class CliContext:
         configure_logging(self.settings.app.log_level)
         return Runtime(self.settings)
 
+    def close(self) -> None:
+        """Release the runtime's connections if a command built it."""
+        if "runtime" in self.__dict__:
+            self.runtime.close()
+
 
 pass_ctx = click.make_pass_decorator(CliContext)
