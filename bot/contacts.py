@@ -1,0 +1,363 @@
+"""Customers and their relations with staff: upsert, link orphan data, look up.
+
+Callers own the transaction: every function takes `session` keyword-only and flushes.
+Orders, interactions and profile attributes that arrived before their customer was
+known are kept with `customer_id` NULL; they are linked here, by external_userid or
+unionid, as soon as the customer appears (or learns its unionid).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.db.models import (
+    Channel,
+    Customer,
+    FollowRelation,
+    InteractionEvent,
+    Order,
+    ProfileAttribute,
+    RelationTag,
+    Staff,
+    Tag,
+    TagGroup,
+)
+from bot.db.types import utcnow
+from bot.errors import NotFoundError
+
+_UNSET: object = object()
+
+ORPHAN_TABLES = (Order, InteractionEvent, ProfileAttribute)
+
+
+def get_customer(external_userid: str, *, session: Session) -> Customer | None:
+    """Return the customer with this external_userid, or None."""
+    return session.scalars(
+        select(Customer).where(Customer.external_userid == external_userid)
+    ).one_or_none()
+
+
+def get_or_create_staff(userid: str, *, session: Session, name: str | None = None) -> Staff:
+    """Return the staff member with this userid, creating an active one if unknown."""
+    staff = session.scalars(select(Staff).where(Staff.userid == userid)).one_or_none()
+    if staff is None:
+        staff = Staff(userid=userid, name=name or "", active=True)
+        session.add(staff)
+        session.flush()
+    elif name is not None and staff.name != name:
+        staff.name = name
+    return staff
+
+
+def upsert_customer(
+    *,
+    session: Session,
+    external_userid: str,
+    unionid: str | None = None,
+    name: str | None = None,
+    type: int | None = None,  # WeCom's own field name
+    gender: int | None = None,
+    avatar: str | None = None,
+    corp_name: str | None = None,
+) -> Customer:
+    """Create or update a customer and link any orphan rows that belong to it.
+
+    Arguments left as None keep the stored value (a callback knows less than a sync).
+    """
+    customer = get_customer(external_userid, session=session)
+    created = customer is None
+    if customer is None:
+        customer = Customer(external_userid=external_userid)
+        session.add(customer)
+    old_unionid = customer.unionid
+    changes = {
+        "unionid": unionid or None,
+        "name": name,
+        "type": type,
+        "gender": gender,
+        "avatar": avatar,
+        "corp_name": corp_name,
+    }
+    for attr, value in changes.items():
+        if value is not None and getattr(customer, attr) != value:
+            setattr(customer, attr, value)
+    session.flush()
+    if created or customer.unionid != old_unionid:
+        link_orphans(customer, session=session)
+    return customer
+
+
+def link_orphans(customer: Customer, *, session: Session) -> int:
+    """Attach rows kept without a customer to this one, by external_userid or unionid."""
+    linked = 0
+    for model in ORPHAN_TABLES:
+        by_id = model.external_userid == customer.external_userid
+        cond = or_(by_id, model.unionid == customer.unionid) if customer.unionid else by_id
+        result = session.execute(
+            update(model)
+            .where(model.customer_id.is_(None), cond)
+            .values(customer_id=customer.id)
+            .execution_options(synchronize_session=False)
+        )
+        linked += result.rowcount or 0  # type: ignore[attr-defined]
+    return linked
+
+
+def link_all_orphans(*, session: Session) -> int:
+    """Link every orphan row whose customer is now known, in one statement per table."""
+    linked = 0
+    for model in ORPHAN_TABLES:
+        by_ext = (
+            select(Customer.id)
+            .where(Customer.external_userid == model.external_userid)
+            .scalar_subquery()
+        )
+        by_union = (
+            select(func.min(Customer.id)).where(Customer.unionid == model.unionid).scalar_subquery()
+        )
+        result = session.execute(
+            update(model)
+            .where(
+                model.customer_id.is_(None),
+                or_(
+                    and_(model.external_userid.is_not(None), by_ext.is_not(None)),
+                    and_(model.unionid.is_not(None), by_union.is_not(None)),
+                ),
+            )
+            .values(customer_id=func.coalesce(by_ext, by_union))
+            .execution_options(synchronize_session=False)
+        )
+        linked += result.rowcount or 0  # type: ignore[attr-defined]
+    return linked
+
+
+def upsert_relation(
+    *,
+    session: Session,
+    staff_userid: str,
+    customer: Customer,
+    state: str | None = None,
+    remark: str | None = None,
+    add_way: int | None = None,
+    added_at: datetime | None = None,
+    channel_id: int | object | None = _UNSET,
+) -> FollowRelation:
+    """Create or refresh the (staff, customer) relation and mark it active.
+
+    The channel is found from `state` when not given: a live code's state names it.
+    """
+    staff = get_or_create_staff(staff_userid, session=session)
+    relation = session.scalars(
+        select(FollowRelation).where(
+            FollowRelation.staff_id == staff.id, FollowRelation.customer_id == customer.id
+        )
+    ).one_or_none()
+    if relation is None:
+        relation = FollowRelation(staff_id=staff.id, customer_id=customer.id, status="active")
+        session.add(relation)
+    if state is not None and relation.state != state:
+        relation.state = state
+    if channel_id is _UNSET and state:
+        channel_id = session.scalars(select(Channel.id).where(Channel.state == state)).first()
+        if channel_id is None:
+            channel_id = _UNSET  # a state we don't own: keep whatever was recorded
+    if channel_id is not _UNSET and relation.channel_id != channel_id:
+        relation.channel_id = channel_id  # type: ignore[assignment]
+    if remark is not None and relation.remark != remark:
+        relation.remark = remark
+    if add_way is not None and relation.add_way != add_way:
+        relation.add_way = add_way
+    if added_at is not None and relation.added_at != added_at:
+        relation.added_at = added_at
+    if relation.status != "active":
+        relation.status = "active"
+        relation.lost_at = None
+        relation.lost_reason = None
+    session.flush()
+    return relation
+
+
+def mark_relation_lost(
+    *,
+    session: Session,
+    staff_userid: str,
+    external_userid: str,
+    reason: str,
+    at: datetime | None = None,
+) -> FollowRelation | None:
+    """Mark the relation lost (deleted by either side); None when we never knew it."""
+    relation = session.scalars(
+        select(FollowRelation)
+        .join(Staff, Staff.id == FollowRelation.staff_id)
+        .join(Customer, Customer.id == FollowRelation.customer_id)
+        .where(Staff.userid == staff_userid, Customer.external_userid == external_userid)
+    ).one_or_none()
+    if relation is None:
+        return None
+    if relation.status != "lost":
+        relation.status = "lost"
+        relation.lost_at = at or utcnow()
+        relation.lost_reason = reason
+        session.flush()
+    return relation
+
+
+# --- the customer card ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RelationView:
+    """One relation as shown to an operator."""
+
+    staff_userid: str
+    staff_name: str
+    channel: str | None
+    state: str
+    status: str
+    remark: str
+    add_way: int
+    added_at: datetime | None
+    lost_at: datetime | None
+    lost_reason: str | None
+    tags: tuple[str, ...]  # "组名/标签名"
+
+
+@dataclass(frozen=True)
+class OrderTotals:
+    """Order counts and sums of one customer (paid orders only count toward the amount)."""
+
+    paid_count: int = 0
+    paid_amount: Decimal = Decimal("0.00")
+    refunded_count: int = 0
+    refunded_amount: Decimal = Decimal("0.00")
+    first_paid_at: datetime | None = None
+    last_paid_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CustomerCard:
+    """Everything we know about one customer."""
+
+    external_userid: str
+    unionid: str | None
+    name: str
+    type: int
+    gender: int
+    corp_name: str
+    created_at: datetime
+    relations: tuple[RelationView, ...]
+    orders: OrderTotals
+    interactions: int
+    last_interaction_at: datetime | None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def customer_card(external_userid: str, *, session: Session) -> CustomerCard:
+    """Gather a customer's relations, tags, order totals and attributes."""
+    customer = get_customer(external_userid, session=session)
+    if customer is None:
+        raise NotFoundError(f"客户不存在 / no customer with external_userid {external_userid!r}")
+    rows = session.execute(
+        select(FollowRelation, Staff, Channel.name)
+        .join(Staff, Staff.id == FollowRelation.staff_id)
+        .outerjoin(Channel, Channel.id == FollowRelation.channel_id)
+        .where(FollowRelation.customer_id == customer.id)
+        .order_by(FollowRelation.added_at, FollowRelation.id)
+    ).all()
+    tag_rows = session.execute(
+        select(RelationTag.relation_id, TagGroup.name, Tag.name)
+        .join(Tag, Tag.id == RelationTag.tag_id)
+        .join(TagGroup, TagGroup.id == Tag.group_id)
+        .join(FollowRelation, FollowRelation.id == RelationTag.relation_id)
+        .where(FollowRelation.customer_id == customer.id)
+        .order_by(TagGroup.name, Tag.name)
+    ).all()
+    tags: dict[int, list[str]] = {}
+    for relation_id, group_name, tag_name in tag_rows:
+        tags.setdefault(relation_id, []).append(f"{group_name}/{tag_name}")
+    relations = tuple(
+        RelationView(
+            staff_userid=staff.userid,
+            staff_name=staff.name,
+            channel=channel_name,
+            state=rel.state,
+            status=rel.status,
+            remark=rel.remark,
+            add_way=rel.add_way,
+            added_at=rel.added_at,
+            lost_at=rel.lost_at,
+            lost_reason=rel.lost_reason,
+            tags=tuple(tags.get(rel.id, ())),
+        )
+        for rel, staff, channel_name in rows
+    )
+    return CustomerCard(
+        external_userid=customer.external_userid,
+        unionid=customer.unionid,
+        name=customer.name,
+        type=customer.type,
+        gender=customer.gender,
+        corp_name=customer.corp_name,
+        created_at=customer.created_at,
+        relations=relations,
+        orders=_order_totals(customer.id, session=session),
+        interactions=session.scalar(
+            select(func.count()).where(InteractionEvent.customer_id == customer.id)
+        )
+        or 0,
+        last_interaction_at=session.scalar(
+            select(func.max(InteractionEvent.occurred_at)).where(
+                InteractionEvent.customer_id == customer.id
+            )
+        ),
+        attributes=_attributes(customer, session=session),
+    )
+
+
+def _order_totals(customer_id: int, *, session: Session) -> OrderTotals:
+    rows = session.execute(
+        select(
+            Order.status,
+            func.count(),
+            func.coalesce(func.sum(Order.amount), 0),
+            func.min(Order.paid_at),
+            func.max(Order.paid_at),
+        )
+        .where(Order.customer_id == customer_id)
+        .group_by(Order.status)
+    ).all()
+    by_status = {status: (n, total, first, last) for status, n, total, first, last in rows}
+    paid = by_status.get("paid", (0, Decimal(0), None, None))
+    refunded = by_status.get("refunded", (0, Decimal(0), None, None))
+    return OrderTotals(
+        paid_count=paid[0],
+        paid_amount=Decimal(paid[1]).quantize(Decimal("0.01")),
+        refunded_count=refunded[0],
+        refunded_amount=Decimal(refunded[1]).quantize(Decimal("0.01")),
+        first_paid_at=paid[2],
+        last_paid_at=paid[3],
+    )
+
+
+def _attributes(customer: Customer, *, session: Session) -> dict[str, str]:
+    # A row keyed by external_userid wins over one kept under the unionid before the
+    # customer was known: it is the more specific statement about this customer.
+    rows = session.execute(
+        select(ProfileAttribute.name, ProfileAttribute.value, ProfileAttribute.subject)
+        .where(ProfileAttribute.customer_id == customer.id)
+        .order_by(ProfileAttribute.updated_at)
+    ).all()
+    attrs: dict[str, str] = {}
+    exact: set[str] = set()
+    for name, value, subject in rows:
+        if subject == customer.external_userid:
+            attrs[name] = value
+            exact.add(name)
+        elif name not in exact:
+            attrs[name] = value
+    return dict(sorted(attrs.items()))
