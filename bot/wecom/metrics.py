@@ -1,0 +1,23 @@
+"""Prometheus metrics for WeCom API calls (default registry, served at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+CALLS = Counter(
+    "tagbot_wecom_calls",
+    "WeCom API HTTP calls by API path and errcode (-2: network error or timeout).",
+    ["api", "errcode"],
+)
+LATENCY = Histogram(
+    "tagbot_wecom_call_seconds",
+    "Latency of WeCom API HTTP calls by API path.",
+    ["api"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
+
+def record(api: str, errcode: int, seconds: float) -> None:
+    """Count one HTTP call and observe its latency."""
+    CALLS.labels(api=api, errcode=str(errcode)).inc()
+    LATENCY.labels(api=api).observe(seconds)

@@ -1,0 +1,78 @@
+"""wechatpy's enterprise client with our base URL, timeout and database-shared token."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from wechatpy.enterprise import WeChatClient
+
+from bot.errors import WeComError
+from bot.wecom import metrics
+
+
+class WeChatTransport(WeChatClient):  # type: ignore[misc]
+    """A WeChatClient that never retries by itself and takes its token from a callback.
+
+    wechatpy keeps tokens per object and hard-codes the gettoken host; both are replaced so
+    `api_base` is honoured everywhere and every process shares one token.
+    """
+
+    def __init__(
+        self,
+        corp_id: str,
+        secret: str,
+        *,
+        api_base: str,
+        timeout: float,
+        token_source: Callable[[], str],
+        before_call: Callable[[str], None],
+    ) -> None:
+        # auto_retry=False: retries and token refetches are the adapter's decision.
+        super().__init__(corp_id, secret, timeout=timeout, auto_retry=False)
+        self.API_BASE_URL = api_base
+        self._token_source = token_source
+        self._before_call = before_call
+        self._local = threading.local()
+
+    @property
+    def access_token(self) -> str:
+        """Return the shared token, remembering it per thread to invalidate it precisely."""
+        token = self._token_source()
+        self._local.token = token
+        return token
+
+    @property
+    def last_token(self) -> str:
+        """Return the token this thread sent last."""
+        return str(getattr(self._local, "token", ""))
+
+    def fetch_access_token(self) -> dict[str, Any]:
+        """Call gettoken under `api_base` with a timeout (doc 91039); raise WeComError."""
+        api = "gettoken"
+        self._before_call(api)
+        started = time.monotonic()
+        try:
+            res = self._http.get(
+                self.API_BASE_URL + api,
+                params={"corpid": self.corp_id, "corpsecret": self.secret},
+                timeout=self.timeout,
+            )
+            res.raise_for_status()
+            result: dict[str, Any] = res.json()
+        except requests.RequestException as exc:
+            metrics.record(api, -2, time.monotonic() - started)
+            raise WeComError(-2, f"{type(exc).__name__}", api=api, retryable=True) from None
+        except ValueError:
+            metrics.record(api, -2, time.monotonic() - started)
+            raise WeComError(-2, "response is not JSON", api=api, retryable=True) from None
+        errcode = int(result.get("errcode") or 0)
+        metrics.record(api, errcode, time.monotonic() - started)
+        if errcode or not result.get("access_token"):
+            # 40001 (bad secret) must never be retried: repeated failures ban the IP.
+            retryable = errcode in (-1, 45009, 45033)
+            raise WeComError(errcode, str(result.get("errmsg", "")), api=api, retryable=retryable)
+        return result
