@@ -124,6 +124,8 @@ class Channel(TimestampMixin, Base):
     daily_cap: Mapped[int | None] = mapped_column(Integer)
     skip_verify: Mapped[bool] = mapped_column(Boolean, default=True)
     source: Mapped[str] = mapped_column(String(16), default="cli")  # cli | api | config
+    # Add events (scans that became or renewed a relation) processed for this channel.
+    scans: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     staff: Mapped[list[ChannelStaff]] = relationship(
         cascade="all, delete-orphan", order_by="ChannelStaff.position"
