@@ -36,6 +36,7 @@ def token_key(corp_id: str, secret: str) -> str:
 class _Cached:
     token: str
     expires_at: datetime
+    fetched_at: datetime
 
 
 class TokenStore:
@@ -48,6 +49,7 @@ class TokenStore:
         fetch: Fetch,
         *,
         refresh_margin: float = 300.0,
+        min_refetch_interval: float = 60.0,
         lease_seconds: float = 30.0,
         poll_seconds: float = 0.05,
     ) -> None:
@@ -55,6 +57,7 @@ class TokenStore:
         self._key = key
         self._fetch = fetch
         self._margin = timedelta(seconds=refresh_margin)
+        self._min_interval = timedelta(seconds=min_refetch_interval)
         self._lease_name = f"wecom_token:{hashlib.sha256(key.encode()).hexdigest()[:40]}"
         self._lease_seconds = lease_seconds
         self._poll = poll_seconds
@@ -65,7 +68,7 @@ class TokenStore:
     def get(self) -> str:
         """Return a token with more than the refresh margin left, refreshing if needed."""
         cached = self._cached
-        if cached and cached.expires_at - utcnow() > self._margin:
+        if cached and self._fresh(cached, None):
             return cached.token
         return self._obtain(bad=None)
 
@@ -76,13 +79,13 @@ class TokenStore:
     def _obtain(self, bad: str | None) -> str:
         with self._lock:
             cached = self._cached
-            if cached and cached.token != bad and cached.expires_at - utcnow() > self._margin:
+            if cached and self._fresh(cached, bad):
                 return cached.token  # another thread refreshed it while we waited
             deadline = time.monotonic() + self._lease_seconds + 5
             while True:
                 row = self._read()
                 now = utcnow()
-                if row and row.token != bad and row.expires_at - now > self._margin:
+                if row and self._fresh(row, bad):
                     self._cached = row
                     return row.token
                 if self._try_lease():
@@ -105,13 +108,14 @@ class TokenStore:
     def _refresh(self, bad: str | None) -> str:
         """Fetch a new token from WeCom and store it (caller holds the lease)."""
         row = self._read()  # the previous holder may have just refreshed it
-        if row and row.token != bad and row.expires_at - utcnow() > self._margin:
+        if row and self._fresh(row, bad):
             self._cached = row
             return row.token
         token, expires_in = self._fetch()
-        fresh = _Cached(token, utcnow() + timedelta(seconds=expires_in))
+        now = utcnow()
+        fresh = _Cached(token, now + timedelta(seconds=expires_in), now)
         with self._db.begin() as session:
-            values = {"access_token": token, "expires_at": fresh.expires_at, "updated_at": utcnow()}
+            values = {"access_token": token, "expires_at": fresh.expires_at, "updated_at": now}
             done = session.execute(
                 update(WeComToken)
                 .where(WeComToken.key == self._key)
@@ -126,13 +130,25 @@ class TokenStore:
     def _read(self) -> _Cached | None:
         with self._db.read() as session:
             row = session.execute(
-                select(WeComToken.access_token, WeComToken.expires_at).where(
+                select(WeComToken.access_token, WeComToken.expires_at, WeComToken.updated_at).where(
                     WeComToken.key == self._key
                 )
             ).first()
         if row is None or not row.access_token:
             return None
-        return _Cached(row.access_token, row.expires_at)
+        return _Cached(row.access_token, row.expires_at, row.updated_at)
+
+    def _fresh(self, cached: _Cached, bad: str | None) -> bool:
+        """Tell whether a token may be used without asking WeCom for a new one."""
+        if cached.token == bad:
+            return False
+        now = utcnow()
+        left = cached.expires_at - now
+        if left > self._margin:
+            return True
+        # WeCom hands out the same token until it expires, so refetching inside the
+        # margin returns it again: rate-limit those refetches instead of storming gettoken.
+        return left > timedelta(0) and now - cached.fetched_at < self._min_interval
 
     def _try_lease(self) -> bool:
         with self._db.begin() as session:
