@@ -19,6 +19,7 @@ COMMANDS = [
     "bot.commands.serve:scheduler",
     "bot.simulator.command:simulator_command",
     "bot.commands.demo:demo",
+    "bot.commands.imports:import_command",
 ]
 
 

@@ -1,0 +1,122 @@
+"""Measure `tagbot import orders` on a generated CSV: rows per second and total seconds.
+
+    python -m bench.import_orders [--rows 1000000] [--database-url URL]
+
+Generates the file and a fresh SQLite database in a temporary directory, then runs the
+real CLI path (`bot.cli.main`), twice: the first run inserts every row, the second is
+the idempotent re-import that must change nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import random
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from bot.cli import main
+from bot.db import Database
+from bot.db.migrate import upgrade_to_head
+
+CONFIG = """
+[wecom]
+corp_id = "wwbench"
+secret = "bench-secret"
+agent_id = 1000002
+token = "benchToken"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+[database]
+url = "{url}"
+[server]
+admin_token = "bench-admin-token-0123456789"
+[app]
+log_level = "WARNING"
+"""
+
+
+def generate(path: Path, rows: int, seed: int = 7) -> None:
+    """Write `rows` orders for about rows/10 customers, ~3% refunded."""
+    rnd = random.Random(seed)
+    start = datetime(2025, 1, 1)
+    customers = max(rows // 10, 1)
+    categories = ["服饰", "美妆", "食品", "家居", "数码"]
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            [
+                "order_id",
+                "external_userid",
+                "unionid",
+                "amount",
+                "paid_at",
+                "status",
+                "category",
+                "is_new_product",
+            ]
+        )
+        for i in range(rows):
+            c = rnd.randrange(customers)
+            writer.writerow(
+                [
+                    f"O{i:09d}",
+                    f"wm{c:08d}" if c % 4 else "",
+                    f"un{c:08d}",
+                    f"{rnd.randrange(100, 200000) / 100:.2f}",
+                    (start + timedelta(seconds=rnd.randrange(365 * 86400))).isoformat(" "),
+                    "refunded" if rnd.random() < 0.03 else "paid",
+                    rnd.choice(categories),
+                    "1" if rnd.random() < 0.1 else "0",
+                ]
+            )
+
+
+def cpu_model() -> str:
+    """Name the CPU from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run(rows: int, database_url: str | None) -> None:
+    with tempfile.TemporaryDirectory(prefix="tagbot-bench-") as tmp:
+        work = Path(tmp)
+        url = database_url or f"sqlite:///{work / 'bench.db'}"
+        db = Database(url)
+        upgrade_to_head(db.engine)
+        db.dispose()
+        config = work / "config.toml"
+        config.write_text(CONFIG.format(url=url), encoding="utf-8")
+        data = work / "orders.csv"
+        t0 = time.perf_counter()
+        generate(data, rows)
+        size_mb = data.stat().st_size / 1e6
+        print(f"generated {rows:,} rows ({size_mb:.0f} MB) in {time.perf_counter() - t0:.1f}s")
+        print(f"machine: {os.cpu_count()} CPUs, {cpu_model()}; database {url.split(':')[0]}")
+        for label in ("first import", "re-import (no changes)"):
+            t0 = time.perf_counter()
+            code = main(["--config", str(config), "import", "orders", str(data)])
+            seconds = time.perf_counter() - t0
+            if code != 0:
+                raise SystemExit(f"import failed with exit code {code}")
+            print(f"{label}: {seconds:.1f}s, {rows / seconds:,.0f} rows/s")
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    args = parser.parse_args()
+    run(args.rows, args.database_url)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,216 @@
+"""Ingest orders, interactions and profiles from an API call or a file.
+
+Rules shared by both paths:
+- every row is validated on its own; good rows are stored, bad ones are reported with
+  their index, field and reason;
+- the same id twice in one request or file: the first occurrence is kept and each later
+  one is rejected, pointing at the first (a file is a snapshot; send a refund as a new
+  request or file, where it updates the stored order);
+- columns we don't know in orders/events are ignored with a warning (the business
+  system may send more than we use); in profiles every extra column is an attribute.
+
+An API request is one transaction. A file is written in batches, each committed on its
+own so the bot keeps serving during a long import; an interrupted import is completed
+by running it again (idempotent by id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.db import Database
+from bot.db.types import utcnow
+from bot.ingest.readers import FileRejectedError, open_table
+from bot.ingest.rows import (
+    ID_FIELD,
+    KNOWN_COLUMNS,
+    REQUIRED_COLUMNS,
+    VALIDATORS,
+    Kind,
+    RowError,
+    RowInvalid,
+)
+from bot.ingest.store import Outcome, upsert
+
+FILE_BATCH = 20_000
+
+
+@dataclass
+class Rejected:
+    """A refused row with its original values (written to the rejects file)."""
+
+    error: RowError
+    raw: Mapping[str, Any]
+
+
+@dataclass
+class IngestResult:
+    """Counts and reasons for one API call or file."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rows: int = 0
+
+    @property
+    def accepted(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+    def as_json(self) -> dict[str, Any]:
+        """Shape the result as the /api answer."""
+        return {
+            "accepted": self.accepted,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": [
+                {"index": r.error.index, "field": r.error.field, "reason": r.error.reason}
+                for r in self.rejected
+            ],
+            "warnings": self.warnings,
+        }
+
+
+class Ingestor:
+    """Validate rows one by one, drop repeats, and write them in batches."""
+
+    def __init__(self, kind: Kind, tz: tzinfo) -> None:
+        self.kind = kind
+        self.tz = tz
+        self.validate = VALIDATORS[kind]
+        self.key = ID_FIELD[kind]
+        self.seen: dict[str, int] = {}
+        self.pending: list[dict[str, Any]] = []
+        self.outcome = Outcome()
+        self.result = IngestResult()
+
+    def reject(self, index: int, field_name: str, reason: str, raw: Mapping[str, Any]) -> None:
+        self.result.rejected.append(Rejected(RowError(index, field_name, reason), raw))
+
+    def feed(self, index: int, raw: Mapping[str, Any]) -> None:
+        """Validate one row and queue it, or record why it was refused."""
+        self.result.rows += 1
+        try:
+            row = self.validate(raw, self.tz)
+        except RowInvalid as exc:
+            self.reject(index, exc.field, exc.reason, raw)
+            return
+        key = row[self.key]
+        first = self.seen.get(key)
+        if first is not None:
+            if self.kind == "profiles":
+                name = "external_userid" if row["external_userid"] else "unionid"
+                shown = row["external_userid"] or row["unionid"]
+            else:
+                name, shown = self.key, key
+            self.reject(index, name, f"{name} {shown!r} 重复，已保留序号 {first} 的那一行", raw)
+            return
+        self.seen[key] = index
+        self.pending.append(row)
+
+    def flush(self, *, session: Session) -> None:
+        """Write the queued rows in the caller's transaction."""
+        if self.pending:
+            self.outcome.add(upsert(self.kind, self.pending, session=session, now=utcnow()))
+            self.pending = []
+
+    def finish(self) -> IngestResult:
+        result = self.result
+        result.inserted = self.outcome.inserted
+        result.updated = self.outcome.updated
+        result.unchanged = self.outcome.unchanged
+        return result
+
+
+def ingest_records(kind: Kind, records: list[Any], *, session: Session, tz: tzinfo) -> IngestResult:
+    """Validate and store a list of JSON objects in the caller's transaction."""
+    ingestor = Ingestor(kind, tz)
+    unknown: set[str] = set()
+    known = set(KNOWN_COLUMNS[kind])
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            ingestor.result.rows += 1
+            ingestor.reject(index, "", "应为 JSON 对象", {})
+            continue
+        if kind != "profiles":
+            unknown.update(k for k in record if k not in known)
+        ingestor.feed(index, record)
+    ingestor.flush(session=session)
+    result = ingestor.finish()
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        result.warnings.append(f"未知字段已忽略 / unknown fields ignored: {names}")
+    return result
+
+
+def check_columns(kind: Kind, columns: list[str], name: str) -> list[str]:
+    """Refuse a header missing required columns; return warnings for unknown ones."""
+    missing = [c for c in REQUIRED_COLUMNS[kind] if c not in columns]
+    if "external_userid" not in columns and "unionid" not in columns:
+        missing.append("external_userid 或 unionid")
+    if missing:
+        raise FileRejectedError(
+            f"{name}: 缺少必需的列：{', '.join(missing)}（现有列：{', '.join(columns)}）"
+        )
+    if kind == "profiles":
+        if len(columns) == sum(c in KNOWN_COLUMNS["profiles"] for c in columns):
+            raise FileRejectedError(f"{name}: 没有属性列（除 external_userid、unionid 外至少一列）")
+        return []
+    unknown = [c for c in columns if c not in KNOWN_COLUMNS[kind]]
+    if unknown:
+        return [f"{name}: 未知的列已忽略 / unknown columns ignored: {', '.join(unknown)}"]
+    return []
+
+
+ProgressFn = Callable[[int], None]
+
+
+def import_file(
+    kind: Kind,
+    path: Path,
+    *,
+    db: Database,
+    tz: tzinfo,
+    on_open: Callable[[int | None, list[str]], None] | None = None,
+    on_progress: ProgressFn | None = None,
+    batch: int = FILE_BATCH,
+) -> IngestResult:
+    """Import a .csv or .xlsx file in committed batches; raise FileRejectedError if unreadable."""
+    with open_table(path) as table:
+        warnings = ([table.note] if table.note else []) + check_columns(
+            kind, table.columns, path.name
+        )
+        if on_open is not None:
+            on_open(table.total, warnings)
+        ingestor = Ingestor(kind, tz)
+        columns = table.columns
+        width = len(columns)
+        done = 0
+        for number, values in table.rows:
+            if len(values) > width and any(v not in (None, "") for v in values[width:]):
+                ingestor.result.rows += 1
+                raw = dict(zip(columns, values, strict=False))
+                ingestor.reject(number, "", f"该行有 {len(values)} 列，多于表头的 {width} 列", raw)
+            else:
+                ingestor.feed(number, dict(zip(columns, values, strict=False)))
+            if len(ingestor.pending) >= batch:
+                with db.begin() as session:
+                    ingestor.flush(session=session)
+            done += 1
+            if on_progress is not None and done % 1000 == 0:
+                on_progress(1000)
+        with db.begin() as session:
+            ingestor.flush(session=session)
+        if on_progress is not None:
+            on_progress(done % 1000)
+    result = ingestor.finish()
+    result.warnings[:0] = warnings
+    return result

@@ -1,0 +1,171 @@
+"""Write validated rows in large set-based upserts and count what really changed.
+
+`INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE <something differs>` touches only rows
+that changed, so re-sending the same data reports them as unchanged and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.db.models import InteractionEvent, Order, ProfileAttribute
+from bot.ingest.linking import attach_customers, chunked
+from bot.ingest.rows import Kind
+
+ORDERS: Table = Order.__table__  # type: ignore[assignment]
+EVENTS: Table = InteractionEvent.__table__  # type: ignore[assignment]
+PROFILES: Table = ProfileAttribute.__table__  # type: ignore[assignment]
+
+_ORDER_VALUES = (
+    "external_userid",
+    "unionid",
+    "customer_id",
+    "amount",
+    "paid_at",
+    "status",
+    "category",
+    "is_new_product",
+)
+_EVENT_VALUES = ("external_userid", "unionid", "customer_id", "kind", "occurred_at")
+
+
+@dataclass
+class Outcome:
+    """How many rows of a batch were new, changed, or already stored as sent."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add(self, other: Outcome) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+
+
+def _insert(session: Session, table: Table) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _existing_keys(session: Session, table: Table, key: str, keys: list[str]) -> set[str]:
+    found: set[str] = set()
+    column = table.c[key]
+    for part in chunked(keys):
+        found.update(session.scalars(select(column).where(column.in_(part))))
+    return found
+
+
+def _upsert_by_key(
+    rows: list[dict[str, Any]],
+    *,
+    session: Session,
+    table: Table,
+    key: str,
+    values: tuple[str, ...],
+    now: datetime,
+) -> Outcome:
+    """Upsert rows unique by `key`; only rows whose values differ are updated."""
+    if not rows:
+        return Outcome()
+    attach_customers(rows, session=session)
+    existing = _existing_keys(session, table, key, [r[key] for r in rows])
+    for row in rows:
+        row["created_at"] = now
+        row["updated_at"] = now
+    stmt = _insert(session, table)
+    excluded = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c[key]],
+        set_={**{name: excluded[name] for name in values}, "updated_at": excluded.updated_at},
+        where=or_(*(table.c[name].is_distinct_from(excluded[name]) for name in values)),
+    )
+    # RETURNING gives the rows really written on both backends; psycopg's executemany
+    # reports no usable rowcount.
+    touched = len(session.execute(stmt.returning(table.c[key]), rows).all())
+    inserted = len(rows) - len(existing)
+    updated = touched - inserted
+    return Outcome(inserted=inserted, updated=updated, unchanged=len(existing) - updated)
+
+
+def upsert_orders(rows: list[dict[str, Any]], *, session: Session, now: datetime) -> Outcome:
+    """Insert new orders and update changed ones (a refund flips `status`)."""
+    return _upsert_by_key(
+        rows, session=session, table=ORDERS, key="order_id", values=_ORDER_VALUES, now=now
+    )
+
+
+def upsert_events(rows: list[dict[str, Any]], *, session: Session, now: datetime) -> Outcome:
+    """Insert new interactions and update changed ones."""
+    return _upsert_by_key(
+        rows, session=session, table=EVENTS, key="event_id", values=_EVENT_VALUES, now=now
+    )
+
+
+def upsert_profiles(rows: list[dict[str, Any]], *, session: Session, now: datetime) -> Outcome:
+    """Store each row's attributes; a row counts as updated when any attribute changed."""
+    if not rows:
+        return Outcome()
+    attach_customers(rows, session=session)
+    stored: dict[tuple[str, str], str] = {}
+    subjects = [r["subject"] for r in rows]
+    for part in chunked(subjects):
+        result = session.execute(
+            select(PROFILES.c.subject, PROFILES.c.name, PROFILES.c.value).where(
+                PROFILES.c.subject.in_(part)
+            )
+        )
+        stored.update(((s, n), v) for s, n, v in result)
+    known = {subject for subject, _ in stored}
+    outcome = Outcome()
+    writes: list[dict[str, Any]] = []
+    for row in rows:
+        subject = row["subject"]
+        changed = False
+        for name, value in row["attributes"].items():
+            if stored.get((subject, name)) != value:
+                changed = True
+                writes.append(
+                    {
+                        "subject": subject,
+                        "name": name,
+                        "value": value,
+                        "customer_id": row["customer_id"],
+                        "external_userid": row["external_userid"],
+                        "unionid": row["unionid"],
+                        "updated_at": now,
+                    }
+                )
+        if subject not in known:
+            outcome.inserted += 1
+        elif changed:
+            outcome.updated += 1
+        else:
+            outcome.unchanged += 1
+    if writes:
+        stmt = _insert(session, PROFILES)
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[PROFILES.c.subject, PROFILES.c.name],
+            set_={
+                name: excluded[name]
+                for name in ("value", "customer_id", "external_userid", "unionid", "updated_at")
+            },
+        )
+        session.execute(stmt, writes)
+    return outcome
+
+
+UPSERTS = {"orders": upsert_orders, "events": upsert_events, "profiles": upsert_profiles}
+
+
+def upsert(kind: Kind, rows: list[dict[str, Any]], *, session: Session, now: datetime) -> Outcome:
+    """Write a batch of validated rows of one kind."""
+    return UPSERTS[kind](rows, session=session, now=now)

@@ -1,0 +1,68 @@
+"""The business system's API: POST /api/orders|events|profiles, GET /api/customers/<id>.
+
+Every route needs `Authorization: Bearer <admin_token>`. Ingest answers 200 with counts
+and the rows refused (index, field, reason) even when some rows are bad; 400 when the
+body is not a JSON list, 413 when it is too large.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from flask import Blueprint, abort, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from bot import contacts
+from bot.ingest.rows import Kind
+from bot.ingest.service import ingest_records
+from handlers.auth import require_admin
+from handlers.context import runtime
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+# One request is one transaction; bigger loads belong in `tagbot import` or several calls.
+MAX_ROWS = 10_000
+
+
+def _records() -> list[Any]:
+    data = request.get_json(force=True, silent=True)
+    if not isinstance(data, list):
+        abort(400, description="请求体应为 JSON 数组 / body must be a JSON list of objects")
+    if len(data) > MAX_ROWS:
+        abort(413, description=f"一次最多 {MAX_ROWS} 行 / at most {MAX_ROWS} rows per request")
+    return data
+
+
+@bp.post("/<any(orders, events, profiles):kind>")
+@require_admin
+def ingest(kind: str) -> ResponseReturnValue:
+    """Validate and store a JSON list of orders, interactions or profiles."""
+    records = _records()
+    rt = runtime()
+    with rt.db.begin() as session:
+        result = ingest_records(cast(Kind, kind), records, session=session, tz=rt.settings.tz)
+    return jsonify(result.as_json())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@bp.get("/customers/<external_userid>")
+@require_admin
+def customer(external_userid: str) -> ResponseReturnValue:
+    """Return one customer: relations, tags per relation, order totals, attributes."""
+    with runtime().db.read() as session:
+        card = contacts.customer_card(external_userid, session=session)
+    return jsonify(_jsonable(dataclasses.asdict(card)))
