@@ -84,7 +84,10 @@ class Simulator:
         self._server = server
         self.state.public_url = self.url
         self._thread = threading.Thread(
-            target=server.serve_forever, name=f"wecom-simulator-{server.port}", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() waits one poll; keep test teardown quick
+            name=f"wecom-simulator-{server.port}",
+            daemon=True,
         )
         self._thread.start()
         return self

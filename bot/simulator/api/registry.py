@@ -83,7 +83,7 @@ def _check_token(state: SimState, token: str) -> None:
 
 
 def _check_rate(state: SimState, path: str) -> None:
-    now = time.monotonic()
+    now = state.now()  # the simulated clock, so advance_time() can end a window
     window = state.windows.get(path)
     if window is None or now - window.started >= RATE_WINDOW:
         window = state.windows[path] = RateWindow(now)
