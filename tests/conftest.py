@@ -163,3 +163,15 @@ class LiveServer:
         if self.background is not None:
             self.background.stop()
         self.runtime.close()
+
+
+@pytest.fixture
+def simulator() -> Iterator[Any]:
+    """The WeCom simulator over real HTTP on a free port, with the test corp's credentials."""
+    from bot.simulator import Simulator
+
+    sim = Simulator(
+        corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID, token=TOKEN, encoding_aes_key=AES_KEY
+    ).start()
+    yield sim
+    sim.stop()
