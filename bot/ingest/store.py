@@ -6,15 +6,18 @@ that changed, so re-sending the same data reports them as unchanged and writes n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, or_, select
+from sqlalchemy import Boolean, Table, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.db.models import InteractionEvent, Order, ProfileAttribute
+from bot.db.types import Money, UTCDateTime
 from bot.ingest.linking import attach_customers, chunked
 from bot.ingest.rows import Kind
 
@@ -80,19 +83,71 @@ def _upsert_by_key(
     for row in rows:
         row["created_at"] = now
         row["updated_at"] = now
-    stmt = _insert(session, table)
+    dialect = session.get_bind().dialect
+    stmt = _upsert_statement(dialect.name, table, key, values)
+    if dialect.name == "sqlite":
+        touched = _sqlite_executemany(session, stmt, rows)
+    else:
+        # RETURNING names the rows really written; psycopg's executemany has no rowcount.
+        touched = len(session.execute(stmt.returning(table.c[key]), rows).all())
+    inserted = len(rows) - len(existing)
+    updated = touched - inserted
+    return Outcome(inserted=inserted, updated=updated, unchanged=len(existing) - updated)
+
+
+@lru_cache(maxsize=8)
+def _upsert_statement(dialect: str, table: Table, key: str, values: tuple[str, ...]) -> Any:
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    columns = (key, *values, "created_at", "updated_at")
+    stmt = insert.values({name: bindparam(name) for name in columns})
     excluded = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[table.c[key]],
         set_={**{name: excluded[name] for name in values}, "updated_at": excluded.updated_at},
         where=or_(*(table.c[name].is_distinct_from(excluded[name]) for name in values)),
     )
-    # RETURNING gives the rows really written on both backends; psycopg's executemany
-    # reports no usable rowcount.
-    touched = len(session.execute(stmt.returning(table.c[key]), rows).all())
-    inserted = len(rows) - len(existing)
-    updated = touched - inserted
-    return Outcome(inserted=inserted, updated=updated, unchanged=len(existing) - updated)
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    # The format of SQLAlchemy's SQLite DATETIME, so stored values compare equal.
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _sqlite_encoder(column_type: Any) -> Callable[[Any], Any] | None:
+    """Return a fast encoder giving exactly what SQLAlchemy would store, or None for as-is."""
+    if isinstance(column_type, Money):
+        return lambda v: None if v is None else int(v * 100)  # validated: whole fen
+    if isinstance(column_type, UTCDateTime):
+        return _sqlite_datetime
+    if isinstance(column_type, Boolean):
+        return lambda v: None if v is None else int(v)
+    return None
+
+
+@lru_cache(maxsize=8)
+def _sqlite_plan(stmt: Any) -> tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]:
+    compiled = stmt.compile(dialect=sqlite.dialect())
+    names = tuple(compiled.positiontup)
+    table = stmt.table
+    encoders = tuple(_sqlite_encoder(table.c[name].type) for name in names)
+    return str(compiled), names, encoders
+
+
+def _sqlite_executemany(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> int:
+    """Run the upsert through the driver's executemany, skipping per-value type hooks.
+
+    SQLAlchemy's bind processing costs more than SQLite's insert itself at a million
+    rows; the encoders above produce the same stored values at a fraction of the cost.
+    """
+    sql, names, encoders = _sqlite_plan(stmt)
+    plan = list(zip(names, encoders, strict=True))
+    params = [
+        tuple(row[name] if enc is None else enc(row[name]) for name, enc in plan) for row in rows
+    ]
+    result = session.connection().exec_driver_sql(sql, params)
+    return int(result.rowcount)
 
 
 def upsert_orders(rows: list[dict[str, Any]], *, session: Session, now: datetime) -> Outcome:
