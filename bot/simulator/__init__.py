@@ -7,7 +7,17 @@ cursors get 50100; a JSON body that does not parse gets 47001; a wrong HTTP meth
 and a missing parameter 40063 (unless the API has its own code, e.g. 41049 for welcome_code);
 联系我 errors use 41037 missing type, 41038 bad type, 41039 missing scene, 41040 bad scene,
 41041 >100 users, 41042 bad style, 41043 missing config_id, 41044 unknown config_id;
-an unknown API path answers HTTP 404 with 48001.
+an unknown API path answers HTTP 404 with 48001; externalcontact/get of a customer nobody
+follows any more gets 84061; message/send with a wrong agentid gets 301002.
+
+Served under /cgi-bin/ (access_token in the query; POST bodies are JSON): gettoken (GET);
+externalcontact/ get, list, get_follow_user_list (GET); externalcontact/ batch/get_by_user,
+remark, add|get|update|del|list_contact_way, get|add|edit|del_corp_tag, mark_tag,
+send_welcome_msg, add_msg_template, get_groupmsg_list_v2, get_groupmsg_task,
+get_groupmsg_send_result; message/send (POST). Every call is counted by path and by
+(path, errcode); injected stalls, then faults, come before the method, token and rate checks.
+Callbacks are POSTed synchronously with a 5 s timeout and are not retried on failure (a
+`duplicate` scan, or `post_callback(xml, times=2)`, plays a retry).
 
 Python API: see `Simulator` (bot/simulator/server.py). The same actions over HTTP, JSON in and
 out, errors as {"error": ...} with 400 (bad input) or 404 (unknown thing):
