@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, String, bindparam, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from bot.db.models import Customer
 
-# Well under SQLite's 32,766 and PostgreSQL's 65,535 bound parameters per statement.
-IN_CHUNK = 5000
 
-T = TypeVar("T")
+def member_of(column: Any, values: Sequence[str], *, session: Session) -> ColumnElement[bool]:
+    """`column IN values` with one bound parameter, however many values there are.
 
-
-def chunked(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
-    """Yield consecutive slices of at most `size` items."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    A long IN list costs a bound parameter each and a fresh SQL compile per size; a JSON
+    array (SQLite) or a text[] (PostgreSQL) is one parameter and one cached statement.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        array = bindparam("members", list(values), type_=postgresql.ARRAY(String))
+        return column == func.any(array)  # type: ignore[no-any-return]
+    each = func.json_each(bindparam("members", json.dumps(list(values)))).table_valued("value")
+    return column.in_(select(each.c.value))  # type: ignore[no-any-return]
 
 
 def customer_ids(
@@ -29,16 +33,18 @@ def customer_ids(
     by_ext: dict[str, int] = {}
     by_union: dict[str, int] = {}
     ext = sorted(set(external_userids))
-    for part in chunked(ext):
+    if ext:
         rows = session.execute(
-            select(Customer.external_userid, Customer.id).where(Customer.external_userid.in_(part))
+            select(Customer.external_userid, Customer.id).where(
+                member_of(Customer.external_userid, ext, session=session)
+            )
         )
         by_ext.update((e, cid) for e, cid in rows)
     union = sorted(set(unionids))
-    for part in chunked(union):
+    if union:
         rows = session.execute(
             select(Customer.unionid, func.min(Customer.id))
-            .where(Customer.unionid.in_(part))
+            .where(member_of(Customer.unionid, union, session=session))
             .group_by(Customer.unionid)
         )
         by_union.update((u, cid) for u, cid in rows if u is not None)

@@ -10,15 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Boolean, Table, bindparam, or_, select
+from sqlalchemy import Table, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.db.models import InteractionEvent, Order, ProfileAttribute
 from bot.db.types import Money, UTCDateTime
-from bot.ingest.linking import attach_customers, chunked
+from bot.ingest.linking import attach_customers, member_of
 from bot.ingest.rows import Kind
 
 ORDERS: Table = Order.__table__  # type: ignore[assignment]
@@ -59,11 +60,8 @@ def _insert(session: Session, table: Table) -> Any:
 
 
 def _existing_keys(session: Session, table: Table, key: str, keys: list[str]) -> set[str]:
-    found: set[str] = set()
     column = table.c[key]
-    for part in chunked(keys):
-        found.update(session.scalars(select(column).where(column.in_(part))))
-    return found
+    return set(session.scalars(select(column).where(member_of(column, keys, session=session))))
 
 
 def _upsert_by_key(
@@ -95,6 +93,9 @@ def _upsert_by_key(
     return Outcome(inserted=inserted, updated=updated, unchanged=len(existing) - updated)
 
 
+_BATCH_CONSTANT = frozenset({"created_at", "updated_at"})
+
+
 @lru_cache(maxsize=8)
 def _upsert_statement(dialect: str, table: Table, key: str, values: tuple[str, ...]) -> Any:
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
@@ -121,9 +122,7 @@ def _sqlite_encoder(column_type: Any) -> Callable[[Any], Any] | None:
         return lambda v: None if v is None else int(v * 100)  # validated: whole fen
     if isinstance(column_type, UTCDateTime):
         return _sqlite_datetime
-    if isinstance(column_type, Boolean):
-        return lambda v: None if v is None else int(v)
-    return None
+    return None  # str, int, and bool (an int to sqlite3) go through as they are
 
 
 @lru_cache(maxsize=8)
@@ -142,11 +141,31 @@ def _sqlite_executemany(session: Session, stmt: Any, rows: list[dict[str, Any]])
     rows; the encoders above produce the same stored values at a fraction of the cost.
     """
     sql, names, encoders = _sqlite_plan(stmt)
-    plan = list(zip(names, encoders, strict=True))
-    params = [
-        tuple(row[name] if enc is None else enc(row[name]) for name, enc in plan) for row in rows
+    connection = session.connection()
+    # The default 2 MB page cache thrashes once the indexes outgrow it; 128 MB keeps a
+    # million-row import about three times faster. It only holds pages SQLite reads.
+    connection.exec_driver_sql("PRAGMA cache_size=-131072")
+    pick = itemgetter(*names)
+    # created_at/updated_at are the same for the whole batch: encode them once.
+    constant = [
+        (i, enc(rows[0][name]) if enc else rows[0][name])
+        for i, (name, enc) in enumerate(zip(names, encoders, strict=True))
+        if name in _BATCH_CONSTANT
     ]
-    result = session.connection().exec_driver_sql(sql, params)
+    encode = [
+        (i, enc)
+        for i, (name, enc) in enumerate(zip(names, encoders, strict=True))
+        if enc is not None and name not in _BATCH_CONSTANT
+    ]
+    params: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = list(pick(row))
+        for i, enc in encode:
+            values[i] = enc(values[i])
+        for i, value in constant:
+            values[i] = value
+        params.append(tuple(values))
+    result = connection.exec_driver_sql(sql, params)
     return int(result.rowcount)
 
 
@@ -171,13 +190,12 @@ def upsert_profiles(rows: list[dict[str, Any]], *, session: Session, now: dateti
     attach_customers(rows, session=session)
     stored: dict[tuple[str, str], str] = {}
     subjects = [r["subject"] for r in rows]
-    for part in chunked(subjects):
-        result = session.execute(
-            select(PROFILES.c.subject, PROFILES.c.name, PROFILES.c.value).where(
-                PROFILES.c.subject.in_(part)
-            )
+    result = session.execute(
+        select(PROFILES.c.subject, PROFILES.c.name, PROFILES.c.value).where(
+            member_of(PROFILES.c.subject, subjects, session=session)
         )
-        stored.update(((s, n), v) for s, n, v in result)
+    )
+    stored.update(((s, n), v) for s, n, v in result)
     known = {subject for subject, _ in stored}
     outcome = Outcome()
     writes: list[dict[str, Any]] = []
