@@ -116,7 +116,7 @@ def test_customers_matched_by_external_userid_else_unionid(client: FlaskClient, 
     ]
     assert client.post("/api/orders", json=rows, headers=AUTH).status_code == 200
     with db.read() as session:
-        linked = dict(session.execute(select(Order.order_id, Order.customer_id)))
+        linked = dict(session.execute(select(Order.order_id, Order.customer_id)).all())
     assert linked == {"C1": known_id, "C2": known_id, "C3": None}
     with db.begin() as session:
         new_id = contacts.upsert_customer(session=session, external_userid="wm_new").id
