@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -72,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug or an environment failure: one line unless debugging
+        if os.environ.get("TAGBOT_DEBUG"):
+            raise
+        click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
+        click.echo("(set TAGBOT_DEBUG=1 to see the traceback)", err=True)
+        return 1
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     return 0

@@ -1,0 +1,1 @@
+"""The `tagbot demo` scenario: realistic data for the simulator and the bot."""

@@ -1,0 +1,142 @@
+"""Generate believable demo customers, orders and events (seeded, so runs repeat)."""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+STAFF = {
+    "zhangwei": "张伟",
+    "lina": "李娜",
+    "wangfang": "王芳",
+    "liuyang": "刘洋",
+    "chenjing": "陈静",
+}
+# How scans split across the demo channels (state -> share).
+CHANNEL_SHARE = {"gzh_article": 0.45, "store_jingan": 0.2, "h5_double11": 0.35}
+
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾萧田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+_GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红鹏辉飞琳晶欣悦琪涵雪婷颖倩宇浩然子轩梓萱一诺思远"
+_NICK = ["小{}", "{}{}", "阿{}", "{}{}酱", "{}{}同学"]
+CATEGORIES = ["护肤", "彩妆", "香氛", "个护", "母婴", "食品"]
+
+
+@dataclass(frozen=True)
+class DemoCustomer:
+    """A customer who will scan one channel's live code."""
+
+    external_userid: str
+    unionid: str
+    name: str
+    state: str
+
+
+def nickname(rng: random.Random) -> str:
+    """Return a WeChat-style nickname."""
+    pattern = rng.choice(_NICK)
+    parts = [rng.choice(_SURNAMES), rng.choice(_GIVEN)]
+    return (
+        pattern.format(*parts[: pattern.count("{}")])
+        if "{}{}" in pattern
+        else pattern.format(rng.choice(_GIVEN))
+    )
+
+
+def customers(n: int, rng: random.Random) -> list[DemoCustomer]:
+    """Return n customers spread over the channels by CHANNEL_SHARE."""
+    states = list(CHANNEL_SHARE)
+    weights = [CHANNEL_SHARE[s] for s in states]
+    out = []
+    for i in range(n):
+        out.append(
+            DemoCustomer(
+                external_userid=f"wmDemo{i:06d}{rng.getrandbits(48):012x}",
+                unionid=f"oDemoUnion{i:06d}{rng.getrandbits(32):08x}",
+                name=nickname(rng),
+                state=rng.choices(states, weights)[0],
+            )
+        )
+    return out
+
+
+def write_orders_csv(
+    path: Path, people: list[DemoCustomer], rng: random.Random, now: datetime
+) -> int:
+    """Write an orders CSV (UTF-8 with BOM, as Excel saves it); return the row count.
+
+    Some rows name the customer only by unionid, as a shop system without WeCom ids would,
+    and a few rows are broken on purpose so the rejects file has something to show.
+    """
+    tz = ZoneInfo("Asia/Shanghai")
+    rows = 0
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            [
+                "order_id",
+                "external_userid",
+                "unionid",
+                "amount",
+                "paid_at",
+                "status",
+                "category",
+                "is_new_product",
+            ]
+        )
+        for i, person in enumerate(people):
+            # A long-tailed spend: most buy a little, a few buy a lot.
+            for j in range(min(int(rng.paretovariate(1.3)) - 1, 12)):
+                paid = (
+                    now - timedelta(days=rng.randint(1, 360), minutes=rng.randint(0, 1440))
+                ).astimezone(tz)
+                amount = Decimal(
+                    rng.choice([39, 69, 99, 129, 199, 299, 499, 899, 1299, 2599])
+                ) + Decimal("0.90")
+                by_union = rng.random() < 0.3
+                writer.writerow(
+                    [
+                        f"DEMO-{i:05d}-{j:02d}",
+                        "" if by_union else person.external_userid,
+                        person.unionid,
+                        f"{amount}",
+                        paid.strftime("%Y-%m-%d %H:%M:%S"),
+                        "refunded" if rng.random() < 0.05 else "paid",
+                        rng.choice(CATEGORIES),
+                        "是" if rng.random() < 0.2 else "否",
+                    ]
+                )
+                rows += 1
+        writer.writerow(
+            [
+                "DEMO-BAD-1",
+                people[0].external_userid,
+                "",
+                "十块钱",
+                "2026-11-01 10:00:00",
+                "paid",
+                "护肤",
+                "否",
+            ]
+        )
+        writer.writerow(
+            ["DEMO-BAD-2", people[1].external_userid, "", "99.00", "昨天", "paid", "护肤", "否"]
+        )
+        writer.writerow(
+            [
+                "DEMO-BAD-3",
+                people[2].external_userid,
+                "",
+                "99.00",
+                "2026-11-01 10:00:00",
+                "cancelled",
+                "护肤",
+                "否",
+            ]
+        )
+        rows += 3
+    return rows
