@@ -232,14 +232,19 @@ def test_unreachable_wecom_is_a_retryable_network_error(db: Database) -> None:
 
 
 def test_client_side_rate_limit_spreads_calls(db: Database, sim: Simulator) -> None:
-    client = make_client(db, sim, calls_per_minute=600)  # 10 per second, burst of 10
+    # 10 calls per (shortened) 1 s window; the simulator itself would allow far more.
+    client = make_client(db, sim, calls_per_minute=10, rate_window=1.0)
     client.get_access_token()
+    stamps: list[float] = []
     started = time.monotonic()
     for _ in range(25):
         client.get_follow_user_list()
-    elapsed = time.monotonic() - started
-    assert elapsed >= 1.4  # 10 at once, then 15 at 10/s
+        stamps.append(time.monotonic() - started)
+    assert stamps[9] < 0.5  # a burst up to the limit is not delayed
+    assert stamps[-1] >= 2.0  # 25 calls need three windows
+    assert all(stamps[i + 10] - stamps[i] >= 0.95 for i in range(15))
     assert sim.calls[FOLLOW] == 25
+    assert sim.calls.get((FOLLOW, 45009), 0) == 0
 
 
 def test_bad_secret_is_never_retried(db: Database, sim: Simulator) -> None:

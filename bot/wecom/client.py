@@ -96,6 +96,7 @@ class WeComClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 8.0,
         refresh_margin: float = 300.0,
+        rate_window: float = 60.0,
     ) -> None:
         self.settings = wecom
         self.agent_id = wecom.agent_id
@@ -105,7 +106,7 @@ class WeComClient:
         self._max_pauses = max_pauses
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
-        self._limiter = RateLimiter(limits.calls_per_minute)
+        self._limiter = RateLimiter(limits.calls_per_minute, window=rate_window)
         self._paused_until: dict[str, float] = {}
         self._pause_lock = threading.Lock()
         secret = wecom.secret.get_secret_value()

@@ -1,59 +1,62 @@
-"""A thread-safe token bucket per API path, so one process never bursts past WeCom's cap."""
+"""A thread-safe sliding-window limiter per API path, so one process never trips 45009."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 
-class _Bucket:
-    """Reserve-ahead token bucket: each caller books a slot, then sleeps until it."""
+class _Window:
+    """The start times of the calls in the last window, including booked future slots."""
 
-    def __init__(self, rate: float, capacity: float, clock: Callable[[], float]) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self.tokens = capacity
-        self.clock = clock
-        self.stamp = clock()
+    def __init__(self) -> None:
+        self.starts: deque[float] = deque()
         self.lock = threading.Lock()
-
-    def reserve(self) -> float:
-        """Take one token (possibly going into debt) and return how long to wait for it."""
-        with self.lock:
-            now = self.clock()
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            self.tokens -= 1
-            return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 class RateLimiter:
-    """Limit calls per API path to `calls_per_minute`, smoothing bursts to one second's worth."""
+    """Allow at most `calls_per_minute` calls per API path in any `window` seconds.
+
+    A sliding window rather than a smoothing bucket: WeCom counts per minute, so bursts
+    (200 scans at once, each needing a welcome within 20 s) may go out at full speed as
+    long as no 60 s span holds more than the limit.
+    """
 
     def __init__(
         self,
         calls_per_minute: int,
         *,
+        window: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.rate = calls_per_minute / 60.0
-        # A burst of one second's share (at least one call) keeps any 60 s window within
-        # calls_per_minute + rate, well under WeCom's 10,000/min when configured below it.
-        self.capacity = max(1.0, self.rate)
+        if calls_per_minute < 1 or window <= 0:
+            raise ValueError("calls_per_minute must be >= 1 and window > 0")
+        self.limit = calls_per_minute
+        self.window = window
         self._clock = clock
         self._sleep = sleep
-        self._buckets: dict[str, _Bucket] = {}
+        self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
 
     def acquire(self, api: str) -> float:
         """Block until a call to `api` is allowed; return the seconds waited."""
         with self._lock:
-            bucket = self._buckets.get(api)
-            if bucket is None:
-                bucket = self._buckets[api] = _Bucket(self.rate, self.capacity, self._clock)
-        wait = bucket.reserve()
+            win = self._windows.get(api)
+            if win is None:
+                win = self._windows[api] = _Window()
+        with win.lock:
+            now = self._clock()
+            starts = win.starts
+            while starts and starts[0] <= now - self.window:
+                starts.popleft()
+            # Full: book the moment the limit-th most recent call leaves the window.
+            # Bookings only grow, so the deque stays sorted.
+            slot = now if len(starts) < self.limit else max(now, starts[-self.limit] + self.window)
+            starts.append(slot)
+        wait = slot - now
         if wait > 0:
             self._sleep(wait)
         return wait
