@@ -59,11 +59,16 @@ def counted(api: str, errcode: int) -> float:
 
 def test_token_is_fetched_once_and_shared_between_clients(db: Database, sim: Simulator) -> None:
     first, second = make_client(db, sim), make_client(db, sim)
+    timed = REGISTRY.get_sample_value("tagbot_wecom_call_seconds_count", {"api": FOLLOW}) or 0
     assert first.get_follow_user_list() == ["u1", "u2"]
     assert second.get_follow_user_list() == ["u1", "u2"]
     assert first.get_access_token() == second.get_access_token()
     assert sim.calls["gettoken"] == 1
     assert sim.calls[FOLLOW] == 2
+    assert REGISTRY.get_sample_value("tagbot_wecom_call_seconds_count", {"api": FOLLOW}) == (
+        timed + 2
+    )
+    first.close()
 
 
 def test_concurrent_clients_refresh_once(db: Database, sim: Simulator) -> None:
@@ -99,6 +104,18 @@ def test_expired_token_is_refetched_and_the_call_retried_once(db: Database, sim:
     # A second client on the same database picks up the new token without fetching.
     make_client(db, sim).get_follow_user_list()
     assert sim.calls["gettoken"] == 2
+
+
+def test_token_refetch_failure_is_retried_like_any_transient_error(
+    db: Database, sim: Simulator
+) -> None:
+    client = make_client(db, sim)
+    client.get_follow_user_list()
+    sim.expire_tokens()
+    sim.inject_fault("gettoken", errcode=-1, count=1)
+    assert client.get_follow_user_list() == ["u1", "u2"]
+    assert sim.calls[("gettoken", -1)] == 1
+    assert sim.calls[(FOLLOW, 42001)] == 1
 
 
 def test_invalid_token_twice_is_not_retried_again(db: Database, sim: Simulator) -> None:

@@ -199,14 +199,18 @@ class WeComClient:
         """Run one API call with the token, 45009 and backoff retry policies."""
         attempt = pauses = 0
         token_retried = False
+        stale: str | None = None  # a token WeCom rejected, to replace before the retry
         while True:
             try:
+                if stale is not None:
+                    self._tokens.invalidate(stale)  # its failures go through the policy too
+                    stale = None
                 return self._once(api, send, idempotent)
             except WeComError as err:
                 if err.errcode in TOKEN_CODES and not token_retried:
                     token_retried = True
                     log.info("%s: token rejected (%s), refetching", api, err.errcode)
-                    self._tokens.invalidate(self._wx.last_token)
+                    stale = self._wx.last_token
                     continue
                 if err.errcode == RATE_LIMITED and pauses < self._max_pauses:
                     pauses += 1
@@ -240,6 +244,10 @@ class WeComClient:
             if not cursor or cursor in seen:
                 return
             seen.add(cursor)
+
+    def close(self) -> None:
+        """Close pooled HTTP connections."""
+        self._wx._http.close()
 
     # --- token ------------------------------------------------------------------------
 
