@@ -190,9 +190,10 @@ class WeComClient:
                 api=api,
                 retryable=False,
             ) from None
-        metrics.record(api, 0, time.monotonic() - started)
-        if not isinstance(result, dict):
+        if not isinstance(result, dict):  # wechatpy hands back the response it couldn't decode
+            metrics.record(api, NETWORK_ERROR, time.monotonic() - started)
             raise WeComError(NETWORK_ERROR, "response is not JSON", api=api, retryable=True)
+        metrics.record(api, 0, time.monotonic() - started)
         return result
 
     def _call(self, api: str, send: Callable[[], Any], *, idempotent: bool = True) -> Json:
