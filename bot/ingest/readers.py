@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
+from zipfile import BadZipFile
 
 from bot.errors import ValidationError
 
@@ -162,7 +163,7 @@ def open_xlsx(path: Path) -> Iterator[Table]:
 
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, OSError, KeyError, ValueError) as exc:
+    except (InvalidFileException, BadZipFile, OSError, KeyError, ValueError) as exc:
         raise FileRejectedError(f"{path.name}: 无法作为 .xlsx 打开（{exc}）") from None
     try:
         sheet = workbook.worksheets[0]

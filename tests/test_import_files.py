@@ -1,0 +1,252 @@
+"""`tagbot import orders|events|profiles FILE` on real CSV (UTF-8, BOM, GBK) and .xlsx files."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openpyxl import Workbook
+from sqlalchemy import func, select
+
+from bot.cli import main
+from bot.db import Database
+from bot.db.models import InteractionEvent, Order, ProfileAttribute
+from tests.conftest import ADMIN_TOKEN, AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
+
+ORDER_HEADER = [
+    "order_id",
+    "external_userid",
+    "unionid",
+    "amount",
+    "paid_at",
+    "status",
+    "category",
+    "is_new_product",
+]
+
+
+@pytest.fixture
+def config(tmp_path: Path, db: Database) -> Path:
+    """A config file on the test database."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f"""
+[wecom]
+corp_id = "{CORP_ID}"
+secret = "{SECRET}"
+agent_id = {AGENT_ID}
+token = "{TOKEN}"
+encoding_aes_key = "{AES_KEY}"
+api_base = "http://127.0.0.1:9/cgi-bin/"
+[database]
+url = "{db.url}"
+[server]
+admin_token = "{ADMIN_TOKEN}"
+[app]
+log_level = "WARNING"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _write_csv(path: Path, rows: list[list[Any]], encoding: str = "utf-8") -> Path:
+    with path.open("w", encoding=encoding, newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return path
+
+
+def _run(config: Path, *args: str) -> int:
+    return main(["--config", str(config), "import", *args])
+
+
+def _counts(out: str) -> dict[str, int]:
+    found = {}
+    for line in out.splitlines():
+        for key in ("inserted", "updated", "unchanged", "rejected"):
+            if f" {key}:" in line:
+                found[key] = int(line.rsplit(":", 1)[1])
+    return found
+
+
+def _rejects(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+ORDER_ROWS: list[list[Any]] = [
+    ORDER_HEADER,
+    ["O1", "wm_1", "un_1", "199.90", "2026-05-01 10:00:00", "paid", "美妆", "是"],
+    ["O2", "", "un_2", "50", "2026-05-01T10:00:00Z", "refunded", "", "0"],
+    ["O3", "wm_3", "", "12,00", "2026-05-01", "paid", "", ""],  # bad amount
+    ["O4", "wm_4", "", "10", "2026-05-01", "pending", "", ""],  # unknown status
+    ["O5", "wm_5", "", "10", "05/01/2026", "paid", "", ""],  # unparseable date
+    ["", "wm_6", "", "10", "2026-05-01", "paid", "", ""],  # missing id
+    ["O1", "wm_1", "un_1", "1.00", "2026-05-02", "paid", "", ""],  # same id twice
+    ["O8", "wm_8", "", "10", "2026-05-01", "paid", "", "maybe"],  # bad boolean
+]
+
+
+def test_orders_csv_with_bom_bad_rows_and_an_idempotent_reimport(
+    tmp_path: Path, config: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = _write_csv(tmp_path / "orders.csv", ORDER_ROWS, encoding="utf-8-sig")
+    assert _run(config, "orders", str(source)) == 0
+    out = capsys.readouterr().out
+    assert _counts(out) == {"inserted": 2, "updated": 0, "unchanged": 0, "rejected": 6}
+    rejects = _rejects(tmp_path / "orders.rejects.csv")
+    by_row = {r["row"]: (r["field"], r["reason"]) for r in rejects}
+    assert sorted(by_row, key=int) == ["4", "5", "6", "7", "8", "9"]
+    assert by_row["4"][0] == "amount"
+    assert by_row["5"][0] == "status"
+    assert by_row["6"][0] == "paid_at"
+    assert by_row["7"] == ("order_id", "缺少必填值")
+    assert by_row["8"][0] == "order_id"
+    assert "序号 2" in by_row["8"][1]  # points at the first occurrence's line
+    assert by_row["9"][0] == "is_new_product"
+    assert rejects[0]["order_id"] == "O3"  # the original values are kept beside the reason
+    assert rejects[0]["amount"] == "12,00"
+
+    with db.read() as session:
+        orders = {o.order_id: o for o in session.scalars(select(Order))}
+    assert set(orders) == {"O1", "O2"}
+    assert orders["O1"].amount == Decimal("199.90")
+    assert orders["O1"].paid_at == datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
+    assert orders["O1"].is_new_product is True
+    assert orders["O2"].status == "refunded"
+
+    assert _run(config, "orders", str(source), "--rejects", str(tmp_path / "r2.csv")) == 0
+    out = capsys.readouterr().out
+    assert _counts(out) == {"inserted": 0, "updated": 0, "unchanged": 2, "rejected": 6}
+    assert len(_rejects(tmp_path / "r2.csv")) == 6
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Order)) == 2
+
+
+def test_a_refund_file_updates_the_order(
+    tmp_path: Path, config: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = [ORDER_HEADER, ["R1", "wm_1", "", "10.00", "2026-05-01", "paid", "", ""]]
+    refund = [ORDER_HEADER, ["R1", "wm_1", "", "10.00", "2026-05-01", "refunded", "", ""]]
+    assert _run(config, "orders", str(_write_csv(tmp_path / "a.csv", first))) == 0
+    assert _run(config, "orders", str(_write_csv(tmp_path / "b.csv", refund))) == 0
+    out = capsys.readouterr().out
+    assert "更新 updated:    1" in out
+    assert not (tmp_path / "b.rejects.csv").exists()
+    with db.read() as session:
+        assert session.scalar(select(Order.status)) == "refunded"
+
+
+def test_gbk_csv_is_decoded_and_said_so(
+    tmp_path: Path, config: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [["external_userid", "unionid", "地区", "会员等级"], ["wm_1", "", "华东", "金卡"]]
+    source = _write_csv(tmp_path / "profiles.csv", rows, encoding="gbk")
+    assert _run(config, "profiles", str(source)) == 0
+    captured = capsys.readouterr()
+    assert "GBK" in captured.err
+    assert _counts(captured.out)["inserted"] == 1
+    with db.read() as session:
+        attrs = dict(session.execute(select(ProfileAttribute.name, ProfileAttribute.value)).all())
+    assert attrs == {"地区": "华东", "会员等级": "金卡"}
+
+
+def test_unreadable_files_are_refused_and_nothing_is_written(
+    tmp_path: Path, config: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = "O1,wm_1,,10,2026-05-01,paid,,\n"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes((",".join(ORDER_HEADER) + "\n" + good).encode() + b"O2,caf\xe9,,1,x,paid,,\n")
+    assert _run(config, "orders", str(latin)) == 1
+    assert "无法识别的文件编码" in capsys.readouterr().err
+
+    missing = _write_csv(tmp_path / "missing.csv", [["order_id", "external_userid"], ["O1", "w"]])
+    assert _run(config, "orders", str(missing)) == 1
+    err = capsys.readouterr().err
+    assert "缺少必需的列" in err
+    assert "amount" in err
+
+    assert _run(config, "orders", str(tmp_path / "nope.csv")) == 1
+    assert "文件不存在" in capsys.readouterr().err
+    wrong = tmp_path / "orders.json"
+    wrong.write_text("[]")
+    assert _run(config, "orders", str(wrong)) == 1
+    assert "只支持 .csv 和 .xlsx" in capsys.readouterr().err
+    fake = tmp_path / "fake.xlsx"
+    fake.write_text("not a workbook")
+    assert _run(config, "orders", str(fake)) == 1
+    assert "无法作为 .xlsx 打开" in capsys.readouterr().err
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Order)) == 0
+
+
+def test_unknown_columns_are_ignored_with_a_warning(
+    tmp_path: Path, config: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        ["event_id", "External_UserID", "kind", "occurred_at", "channel"],
+        ["E1", "wm_1", "visit", "2026-05-01T08:00:00+08:00", "小程序"],
+        ["E2", "wm_1", "click", "2026-05-01T09:00:00+08:00", "小程序", "extra"],
+    ]
+    assert _run(config, "events", str(_write_csv(tmp_path / "events.csv", rows))) == 0
+    captured = capsys.readouterr()
+    assert "unknown columns ignored: channel" in captured.err
+    assert _counts(captured.out) == {"inserted": 1, "updated": 0, "unchanged": 0, "rejected": 1}
+    with db.read() as session:
+        event = session.scalars(select(InteractionEvent)).one()
+    assert event.occurred_at == datetime(2026, 5, 1, 0, 0, tzinfo=UTC)
+    assert _rejects(tmp_path / "events.rejects.csv")[0]["reason"].startswith("该行有 6 列")
+
+
+def test_xlsx_orders_and_profiles(
+    tmp_path: Path, config: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.append(ORDER_HEADER)
+    ws.append([1001, "wm_1", None, 199.9, datetime(2026, 5, 1, 10, 0), "paid", "服饰", True])
+    ws.append(["X2", "wm_2", None, 0.1 + 0.2, "2026-05-01 10:00", "PAID", None, 0])
+    ws.append(["X3", "wm_3", None, "abc", datetime(2026, 5, 1), "paid", None, None])
+    ws.append([None] * 8)  # blank rows Excel leaves behind are skipped
+    wb.save(tmp_path / "orders.xlsx")
+    assert _run(config, "orders", str(tmp_path / "orders.xlsx")) == 0
+    assert _counts(capsys.readouterr().out) == {
+        "inserted": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 1,
+    }
+    with db.read() as session:
+        orders = {o.order_id: o for o in session.scalars(select(Order))}
+    assert orders["1001"].amount == Decimal("199.90")
+    assert orders["1001"].paid_at == datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
+    assert orders["1001"].is_new_product is True
+    assert orders["X2"].amount == Decimal("0.30")
+    assert _rejects(tmp_path / "orders.rejects.csv")[0]["row"] == "4"
+
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.append(["external_userid", "unionid", "region", "age", "member_level", "occupation"])
+    ws.append(["wm_1", "un_1", "华东", 31, "金卡", "教师"])
+    ws.append([None, "un_9", "华南", 45, None, None])
+    wb.save(tmp_path / "profiles.xlsx")
+    for expected in ({"inserted": 2, "updated": 0}, {"inserted": 0, "updated": 0, "unchanged": 2}):
+        assert _run(config, "profiles", str(tmp_path / "profiles.xlsx")) == 0
+        counts = _counts(capsys.readouterr().out)
+        assert {k: counts[k] for k in expected} == expected
+    with db.read() as session:
+        attrs = {(p.subject, p.name): p.value for p in session.scalars(select(ProfileAttribute))}
+    assert attrs == {
+        ("wm_1", "region"): "华东",
+        ("wm_1", "age"): "31",
+        ("wm_1", "member_level"): "金卡",
+        ("wm_1", "occupation"): "教师",
+        ("unionid:un_9", "region"): "华南",
+        ("unionid:un_9", "age"): "45",
+    }
