@@ -8,11 +8,12 @@ unionid, as soon as the customer appears (or learns its unionid).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from bot.db.models import (
@@ -29,6 +30,7 @@ from bot.db.models import (
 )
 from bot.db.types import utcnow
 from bot.errors import NotFoundError
+from bot.ingest.linking import member_of
 
 _UNSET: object = object()
 
@@ -110,8 +112,26 @@ def link_orphans(customer: Customer, *, session: Session) -> int:
 
 def link_all_orphans(*, session: Session) -> int:
     """Link every orphan row whose customer is now known, in one statement per table."""
+    return _link(session, None, None)
+
+
+def link_orphans_of(
+    external_userids: Sequence[str], unionids: Sequence[str], *, session: Session
+) -> int:
+    """Link orphan rows carrying any of these ids: one statement per table for a batch."""
+    if not external_userids and not unionids:
+        return 0
+    return _link(session, external_userids, unionids)
+
+
+def _link(session: Session, exts: Sequence[str] | None, unions: Sequence[str] | None) -> int:
     linked = 0
     for model in ORPHAN_TABLES:
+        scope = []
+        if exts:
+            scope.append(member_of(model.external_userid, exts, session=session))
+        if unions:
+            scope.append(member_of(model.unionid, unions, session=session))
         by_ext = (
             select(Customer.id)
             .where(Customer.external_userid == model.external_userid)
@@ -124,6 +144,7 @@ def link_all_orphans(*, session: Session) -> int:
             update(model)
             .where(
                 model.customer_id.is_(None),
+                or_(*scope) if scope else true(),
                 or_(
                     and_(model.external_userid.is_not(None), by_ext.is_not(None)),
                     and_(model.unionid.is_not(None), by_union.is_not(None)),

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, bindparam, func, select
+from sqlalchemy import BindParameter, ColumnElement, String, bindparam, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -20,9 +20,10 @@ def member_of(column: Any, values: Sequence[str], *, session: Session) -> Column
     array (SQLite) or a text[] (PostgreSQL) is one parameter and one cached statement.
     """
     if session.get_bind().dialect.name == "postgresql":
-        array = bindparam("members", list(values), type_=postgresql.ARRAY(String))
+        array = bindparam("members", list(values), type_=postgresql.ARRAY(String), unique=True)
         return column == func.any(array)  # type: ignore[no-any-return]
-    each = func.json_each(bindparam("members", json.dumps(list(values)))).table_valued("value")
+    members: BindParameter[str] = bindparam("members", json.dumps(list(values)), unique=True)
+    each = func.json_each(members).table_valued("value")
     return column.in_(select(each.c.value))  # type: ignore[no-any-return]
 
 
