@@ -21,6 +21,8 @@ COMMANDS = [
     "bot.simulator.command:simulator_command",
     "bot.commands.demo:demo",
     "bot.commands.imports:import_command",
+    "bot.commands.sync:sync_command",
+    "bot.commands.customers:customer_group",
 ]
 
 

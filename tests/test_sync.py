@@ -1,0 +1,216 @@
+"""`tagbot sync` against the WeCom simulator over HTTP, with enough people to need paging."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.cli import main
+from bot.config import settings_from_mapping
+from bot.db import Database
+from bot.db.models import (
+    Customer,
+    FollowRelation,
+    Order,
+    RelationTag,
+    Staff,
+    Tag,
+    TagGroup,
+)
+from bot.runtime import Runtime
+from bot.sync import SyncReport, run_sync
+from tests.conftest import base_config
+
+STAFF = 130  # two batch/get_by_user chunks: 100 + 30 members
+PER_STAFF = 3  # 300 relations in the first chunk: three pages of 100
+TAGS = {"客户等级": ["VIP", "普通"], "兴趣": ["美妆", "服饰", "数码"]}
+GET_BY_USER = "externalcontact/batch/get_by_user"
+
+
+@pytest.fixture
+def rt(db_url: str, simulator: Any) -> Iterator[Runtime]:
+    settings = settings_from_mapping(base_config(db_url, simulator.api_base), environ={})
+    runtime = Runtime(settings)
+    yield runtime
+    runtime.wecom.close()
+    runtime.close()
+
+
+def _sim_relations(sim: Any) -> dict[tuple[str, str], set[str]]:
+    with sim.state.lock:
+        return {
+            (r.userid, r.external_userid): set(r.tag_ids)
+            for rels in sim.state.by_user.values()
+            for r in rels.values()
+        }
+
+
+def _db_relations(db: Database) -> dict[tuple[str, str], set[str]]:
+    with db.read() as session:
+        rows = session.execute(
+            select(Staff.userid, Customer.external_userid, FollowRelation.id)
+            .join(Staff, Staff.id == FollowRelation.staff_id)
+            .join(Customer, Customer.id == FollowRelation.customer_id)
+            .where(FollowRelation.status == "active")
+        ).all()
+        tags: dict[int, set[str]] = {}
+        for relation_id, wecom_tag_id in session.execute(
+            select(RelationTag.relation_id, Tag.wecom_tag_id).join(
+                Tag, Tag.id == RelationTag.tag_id
+            )
+        ):
+            tags.setdefault(relation_id, set()).add(wecom_tag_id)
+    return {(u, e): tags.get(rid, set()) for u, e, rid in rows}
+
+
+def _calls(sim: Any, api: str) -> int:
+    return int(sim.calls.get(api, 0))
+
+
+def test_first_sync_imports_every_relation_and_a_second_changes_nothing(
+    rt: Runtime, simulator: Any
+) -> None:
+    simulator.seed(staff=STAFF, customers_per_staff=PER_STAFF, tag_groups=TAGS)
+    # A customer followed by two members, with a known unionid and an order waiting for it.
+    shared = simulator.add_relation("seed_u0000", name="共享客户", unionid="un_shared")
+    simulator.add_relation("seed_u0129", shared)
+    with rt.db.begin() as session:
+        session.add(
+            Order(
+                order_id="early",
+                unionid="un_shared",
+                amount=Decimal("9.90"),
+                paid_at=datetime(2026, 1, 1, tzinfo=UTC),
+                status="paid",
+            )
+        )
+    simulator.reset_counters()
+
+    first = run_sync(db=rt.db, wecom=rt.wecom)
+
+    expected = _sim_relations(simulator)
+    assert len(expected) == STAFF * PER_STAFF + 2
+    assert _db_relations(rt.db) == expected
+    assert first.staff == first.staff_added == STAFF
+    assert first.customers_added == STAFF * PER_STAFF + 1
+    assert first.relations_added == len(expected)
+    assert first.orphans_linked == 1
+    assert first.tags == 5
+    # 301 relations for the first 100 members: four pages; the other 30 members: one page.
+    assert _calls(simulator, GET_BY_USER) == first.calls[GET_BY_USER] == 5
+    assert _calls(simulator, "externalcontact/get_follow_user_list") == 1
+    assert _calls(simulator, "externalcontact/get_corp_tag_list") == 1
+    assert first.total_calls == 7
+    with rt.db.read() as session:
+        customer = session.scalars(select(Customer).where(Customer.external_userid == shared)).one()
+        assert (customer.unionid, customer.name) == ("un_shared", "共享客户")
+        assert session.scalar(select(Order.customer_id)) == customer.id
+        states = session.execute(
+            select(FollowRelation.state, func.count()).group_by(FollowRelation.state)
+        ).all()
+        assert dict(states) == {"seed": STAFF * PER_STAFF, "": 2}
+        assert session.scalar(select(func.count()).where(FollowRelation.added_at.is_(None))) == 0
+
+    simulator.reset_counters()
+    second = run_sync(db=rt.db, wecom=rt.wecom)
+    assert second.changed == 0, second
+    assert second.relations == len(expected)
+    assert second.total_calls == 7
+    assert _db_relations(rt.db) == expected
+
+
+def test_sync_absorbs_changes_made_in_wecom(rt: Runtime, simulator: Any) -> None:
+    simulator.seed(staff=4, customers_per_staff=30, tag_groups=TAGS)
+    run_sync(db=rt.db, wecom=rt.wecom)
+
+    relations = _sim_relations(simulator)
+    (gone_user, gone_ext) = next(k for k in relations if k[0] == "seed_u0001")
+    simulator.customer_deletes_staff(gone_ext, gone_user)  # no callback URL: silent
+    simulator.add_staff("seed_u0003", active=False)  # left the app's visible range
+    with simulator.state.lock:
+        vip = next(t for t in simulator.state.tags.values() if t.name == "VIP")
+        digital = next(t for t in simulator.state.tags.values() if t.name == "数码")
+        vip_id, digital_id = vip.tag_id, digital.tag_id
+    simulator.admin_delete_tag(vip_id)
+    (edit_user, edit_ext) = next(
+        k for k, tags in _sim_relations(simulator).items() if k[0] == "seed_u0000"
+    )
+    simulator.staff_edit_tags(edit_user, edit_ext, add=[digital_id])
+
+    report: SyncReport = run_sync(db=rt.db, wecom=rt.wecom)
+
+    assert report.staff_deactivated == 1
+    assert report.relations_lost == 1
+    assert report.relation_tags_removed >= 1
+    with rt.db.read() as session:
+        assert session.scalar(select(Staff.active).where(Staff.userid == "seed_u0003")) is False
+        lost = session.scalars(
+            select(FollowRelation)
+            .join(Customer, Customer.id == FollowRelation.customer_id)
+            .join(Staff, Staff.id == FollowRelation.staff_id)
+            .where(Customer.external_userid == gone_ext, Staff.userid == gone_user)
+        ).one()
+        assert (lost.status, lost.lost_reason) == ("lost", "sync")
+        assert lost.lost_at is not None
+        vip_row = session.scalars(select(Tag).where(Tag.wecom_tag_id == vip_id)).one()
+        assert vip_row.deleted is True
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(RelationTag)
+                .where(RelationTag.tag_id == vip_row.id)
+            )
+            == 0
+        )
+        assert session.scalar(select(func.count()).select_from(TagGroup)) == 2
+    # Members outside the app's range are not read: their relations stay as last seen.
+    active = {k: v for k, v in _db_relations(rt.db).items() if k[0] != "seed_u0003"}
+    assert active == {k: v for k, v in _sim_relations(simulator).items() if k[0] != "seed_u0003"}
+    assert digital_id in active[(edit_user, edit_ext)]
+
+    again = run_sync(db=rt.db, wecom=rt.wecom)
+    assert again.changed == 0
+
+
+def test_sync_and_customer_show_from_the_cli(
+    tmp_path: Path, db_url: str, simulator: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator.seed(staff=2, customers_per_staff=2, tag_groups={"客户等级": ["VIP"]})
+    ext = simulator.add_relation("seed_u0000", name="王五", unionid="un_w", tag_ids=[])
+    cfg = base_config(db_url, simulator.api_base)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "\n".join(
+            [
+                f"[{section}]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in values.items())
+                for section, values in cfg.items()
+            ]
+        ),
+        encoding="utf-8",
+    )
+    assert main(["--config", str(config), "sync"]) == 0
+    out = capsys.readouterr().out
+    assert "同步完成" in out
+    assert "WeCom calls: 3" in out
+    assert main(["--config", str(config), "customer", "show", ext]) == 0
+    out = capsys.readouterr().out
+    assert "王五" in out
+    assert "un_w" in out
+    assert "seed_u0000" in out
+    assert "有效" in out
+    assert main(["--config", str(config), "customer", "show", "wm_nobody"]) == 1
+    assert "客户不存在" in capsys.readouterr().err
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
