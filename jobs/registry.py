@@ -38,6 +38,7 @@ class ScheduledSpec:
 WORKER_SPECS: list[str] = [
     "jobs.inbox:INBOX_WORKER",
     "jobs.outbox:OUTBOX_WORKER",
+    "jobs.channels:CHANNEL_UPKEEP",
 ]
 SCHEDULED_SPECS: list[str] = [
     "jobs.sync:SYNC_JOB",

@@ -1,0 +1,391 @@
+"""Process stored callbacks: one handler per 客户联系 change type (doc 92130, 92277).
+
+The welcome message is the only time-critical step (its code dies 20 s after the scan),
+so the add handler sends it before anything else that can wait; tags go to the outbox,
+whose worker is woken at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from bot import catalogue, channels, contacts, inbox, outbox, welcome, writelock
+from bot.catalogue import TagPath
+from bot.db.models import (
+    Channel,
+    Customer,
+    FollowRelation,
+    InboxEvent,
+    RelationTag,
+    Staff,
+    TierAssignment,
+)
+from bot.db.types import utcnow
+from bot.errors import CallbackError, WeComError
+from bot.runtime import Runtime
+from bot.wecom.events import CallbackEvent, parse_event
+from bot.wecom.types import ExternalContact, FollowUser
+
+log = logging.getLogger(__name__)
+
+EXTERNAL_CONTACT = "change_external_contact"
+EXTERNAL_TAG = "change_external_tag"
+
+Handler = Callable[[Runtime, CallbackEvent, inbox.Claimed], None]
+
+
+@dataclass(frozen=True)
+class ChannelContext:
+    """What the add handler needs from a channel, read once before any WeCom call."""
+
+    id: int
+    name: str
+    welcome_text: str
+    attachments: tuple[dict[str, Any], ...]
+    tags: tuple[TagPath, ...]
+    tag_ids: tuple[int, ...] | None  # our Tag rows; None while one is missing a WeCom id
+    daily_cap: int | None
+
+
+# Channels change rarely and every scan needs one: a short-lived cache saves the
+# queries on the hot path; an edit shows up within CONTEXT_TTL seconds.
+CONTEXT_TTL = 2.0
+_contexts: dict[tuple[int, str], tuple[float, ChannelContext | None]] = {}
+_contexts_lock = threading.Lock()
+
+
+def _event_time(ev: CallbackEvent) -> datetime:
+    if ev.create_time > 0:
+        return datetime.fromtimestamp(ev.create_time, UTC)
+    return utcnow()
+
+
+def _load_context(session: Session, state: str) -> ChannelContext | None:
+    channel = channels.get_by_state(state, session=session)
+    if channel is None:
+        return None
+    paths = tuple(TagPath(t.group_name, t.tag_name) for t in channel.tags)
+    found = [catalogue.find(session, p) for p in paths]
+    return ChannelContext(
+        id=channel.id,
+        name=channel.name,
+        welcome_text=channel.welcome_text,
+        attachments=tuple(channel.welcome_attachments or ()),
+        tags=paths,
+        tag_ids=None if any(t is None for t in found) else tuple(t.id for t in found if t),
+        daily_cap=channel.daily_cap,
+    )
+
+
+def channel_context(rt: Runtime, state: str) -> ChannelContext | None:
+    """Return the channel a state belongs to, from a cache refreshed every few seconds."""
+    if not state:
+        return None
+    key = (id(rt), state)
+    now = time.monotonic()
+    with _contexts_lock:
+        hit = _contexts.get(key)
+    if hit is not None and now - hit[0] < CONTEXT_TTL:
+        return hit[1]
+    with rt.db.read() as session:
+        ctx = _load_context(session, state)
+    with _contexts_lock:
+        if len(_contexts) > 10_000:
+            _contexts.clear()
+        _contexts[key] = (now, ctx)
+    return ctx
+
+
+def _staff_name(session: Session, userid: str) -> str:
+    name = session.scalars(select(Staff.name).where(Staff.userid == userid)).first()
+    return name or userid
+
+
+def _follow(contact: ExternalContact, userid: str) -> FollowUser | None:
+    return next((f for f in contact.follow_users if f.userid == userid), None)
+
+
+def set_relation_tags(session: Session, relation_id: int, wanted: set[int]) -> None:
+    """Record exactly these tags (our ids) as the ones WeCom has on the relation."""
+    have = set(
+        session.scalars(select(RelationTag.tag_id).where(RelationTag.relation_id == relation_id))
+    )
+    gone = have - wanted
+    if gone:
+        session.execute(
+            delete(RelationTag).where(
+                RelationTag.relation_id == relation_id, RelationTag.tag_id.in_(gone)
+            )
+        )
+    now = utcnow()
+    for tag_id in wanted - have:
+        session.add(RelationTag(relation_id=relation_id, tag_id=tag_id, synced_at=now))
+    session.flush()
+
+
+def _store_contact(
+    session: Session, contact: ExternalContact, ev: CallbackEvent, channel_id: int | None
+) -> tuple[Customer, FollowRelation, set[int]]:
+    customer = contacts.upsert_customer(
+        session=session,
+        external_userid=ev.external_userid,
+        unionid=contact.unionid or None,
+        name=contact.name or None,
+        type=contact.type,
+        gender=contact.gender,
+        avatar=contact.avatar or None,
+        corp_name=contact.corp_name or None,
+    )
+    follow = _follow(contact, ev.userid)
+    added = (
+        datetime.fromtimestamp(follow.createtime, UTC)
+        if follow is not None and follow.createtime
+        else _event_time(ev)
+    )
+    extra: dict[str, Any] = {} if channel_id is None else {"channel_id": channel_id}
+    relation = contacts.upsert_relation(
+        session=session,
+        staff_userid=ev.userid,
+        customer=customer,
+        state=ev.state or (follow.state if follow else None) or None,
+        remark=follow.remark if follow else None,
+        add_way=follow.add_way if follow else None,
+        added_at=added if ev.change_type != "edit_external_contact" else None,
+        **extra,
+    )
+    seen: set[int] = set()
+    if follow is not None:
+        seen = {t.id for t in catalogue.record_seen(session, follow.tags)}
+        set_relation_tags(session, relation.id, seen)
+    return customer, relation, seen
+
+
+# --- handlers ------------------------------------------------------------------------
+
+
+def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+    """A customer added a member: welcome, record the relation, tag it with the channel's tags."""
+    ctx = channel_context(rt, ev.state)
+    contact: ExternalContact | None = None
+    if ev.welcome_code and ctx is not None and (ctx.welcome_text or ctx.attachments):
+        staff_name = ev.userid
+        if "{staff}" in ctx.welcome_text:
+            with rt.db.read() as session:
+                staff_name = _staff_name(session, ev.userid)
+        if welcome.needs_customer(ctx.welcome_text):
+            contact = rt.wecom.get_external_contact(ev.external_userid)
+        text = welcome.render(
+            ctx.welcome_text,
+            customer_name=contact.name if contact is not None else "",
+            staff_name=staff_name,
+        )
+        welcome.send(
+            rt.wecom,
+            welcome_code=ev.welcome_code,
+            text=text,
+            attachments=ctx.attachments,
+            received_at=item.received_at,
+        )
+    if contact is None:
+        contact = rt.wecom.get_external_contact(ev.external_userid)
+    queued = False
+    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
+        _, _, have = _store_contact(session, contact, ev, ctx.id if ctx else None)
+        if ctx is not None:
+            if ctx.tag_ids is None:  # a channel tag was deleted in WeCom: create it again
+                tag_ids = [
+                    t.id for t in catalogue.ensure(session=session, wecom=rt.wecom, paths=ctx.tags)
+                ]
+            else:
+                tag_ids = list(ctx.tag_ids)
+            missing = [t for t in tag_ids if t not in have]
+            queued = (
+                outbox.enqueue_tag_ids(
+                    session=session,
+                    staff_userid=ev.userid,
+                    external_userid=ev.external_userid,
+                    add=missing,
+                )
+                is not None
+            )
+            channels.record_scan(ctx.id, session=session)
+        inbox.finish(session, item)
+    if queued:
+        rt.wakeups.outbox.set()
+    if ctx is not None and ctx.daily_cap:
+        try:
+            with channels.begin_with_wecom(rt.db, rt.wecom) as session:
+                channels.rotate(ctx.id, session=session, wecom=rt.wecom, tz=rt.settings.tz)
+        except WeComError as exc:  # the upkeep job tries again; the scan itself is done
+            log.warning("channel %s: rotation failed: %s", ctx.name, exc)
+
+
+def on_edit(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+    """A member edited the customer's remark or tags by hand: re-read that relation."""
+    contact = rt.wecom.get_external_contact(ev.external_userid)
+    with writelock.begin(rt.db) as session:
+        _store_contact(session, contact, ev, None)
+        inbox.finish(session, item)
+
+
+def _lost_notice(
+    session: Session, relation: FollowRelation | None, ev: CallbackEvent, tz: ZoneInfo
+) -> str:
+    """Write the 流失 alert for the staff member, in Chinese."""
+    customer = session.scalars(
+        select(Customer).where(Customer.external_userid == ev.external_userid)
+    ).first()
+    name = (customer.name if customer else "") or ev.external_userid
+    channel_name = "无"
+    if relation is not None and relation.channel_id is not None:
+        channel_name = (
+            session.scalars(select(Channel.name).where(Channel.id == relation.channel_id)).first()
+            or "无"
+        )
+    tiers: list[str] = []
+    if customer is not None:
+        rows = session.execute(
+            select(TierAssignment.dimension, TierAssignment.tier)
+            .where(TierAssignment.customer_id == customer.id)
+            .order_by(TierAssignment.dimension)
+        ).all()
+        tiers = [f"{dim}：{tier}" for dim, tier in rows]
+    when = _event_time(ev).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    return (
+        f"客户 {name} 已将你删除\n"
+        f"来源渠道：{channel_name}\n"
+        f"客户分层：{'、'.join(tiers) if tiers else '暂无'}\n"
+        f"时间：{when}"
+    )
+
+
+def on_customer_deleted_staff(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+    """The customer deleted the member (流失): mark lost, count it, tell the member."""
+    with writelock.begin(rt.db) as session:
+        relation = contacts.mark_relation_lost(
+            session=session,
+            staff_userid=ev.userid,
+            external_userid=ev.external_userid,
+            reason="del_follow_user",
+            at=_event_time(ev),
+        )
+        notice = _lost_notice(session, relation, ev, rt.settings.tz)
+    # Sent before the event is marked done: a crash in between repeats the alert
+    # rather than losing it.
+    rt.wecom.send_app_message([ev.userid], text=notice)
+    with writelock.begin(rt.db) as session:
+        inbox.finish(session, item)
+
+
+def on_staff_deleted_customer(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+    """The member deleted the customer (or a handover removed them): mark the relation lost."""
+    reason = "transferred" if ev.source == "DELETE_BY_TRANSFER" else "del_external_contact"
+    with writelock.begin(rt.db) as session:
+        contacts.mark_relation_lost(
+            session=session,
+            staff_userid=ev.userid,
+            external_userid=ev.external_userid,
+            reason=reason,
+            at=_event_time(ev),
+        )
+        inbox.finish(session, item)
+
+
+def on_transfer_fail(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+    """A handover failed: record why on the relation."""
+    with writelock.begin(rt.db) as session:
+        relation_id = session.scalars(
+            select(FollowRelation.id)
+            .join(Staff, Staff.id == FollowRelation.staff_id)
+            .join(Customer, Customer.id == FollowRelation.customer_id)
+            .where(Staff.userid == ev.userid, Customer.external_userid == ev.external_userid)
+        ).first()
+        if relation_id is not None:
+            session.execute(
+                update(FollowRelation)
+                .where(FollowRelation.id == relation_id)
+                .values(transfer_fail_reason=(ev.fail_reason or "unknown")[:32])
+                .execution_options(synchronize_session=False)
+            )
+        else:
+            log.info("transfer_fail for an unknown relation %s/%s", ev.userid, ev.external_userid)
+        inbox.finish(session, item)
+
+
+def on_tag_change(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+    """Tags or groups changed in WeCom: refresh the whole catalogue once for the burst."""
+    started = utcnow()
+    groups = rt.wecom.get_corp_tag_list()
+    with writelock.begin(rt.db) as session:
+        catalogue.apply_groups(session, groups, complete=True)
+        inbox.finish(session, item)
+        # Tag events that arrived before this read are answered by it too.
+        session.execute(
+            update(InboxEvent)
+            .where(
+                InboxEvent.event == EXTERNAL_TAG,
+                InboxEvent.status == inbox.PENDING,
+                InboxEvent.received_at <= started,
+                InboxEvent.id != item.id,
+            )
+            .values(status=inbox.DONE, processed_at=utcnow(), last_error=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+HANDLERS: dict[tuple[str, str], Handler] = {
+    (EXTERNAL_CONTACT, "add_external_contact"): on_add,
+    (EXTERNAL_CONTACT, "add_half_external_contact"): on_add,
+    (EXTERNAL_CONTACT, "edit_external_contact"): on_edit,
+    (EXTERNAL_CONTACT, "del_follow_user"): on_customer_deleted_staff,
+    (EXTERNAL_CONTACT, "del_external_contact"): on_staff_deleted_customer,
+    (EXTERNAL_CONTACT, "transfer_fail"): on_transfer_fail,
+    (EXTERNAL_TAG, "create"): on_tag_change,
+    (EXTERNAL_TAG, "update"): on_tag_change,
+    (EXTERNAL_TAG, "delete"): on_tag_change,
+    (EXTERNAL_TAG, "shuffle"): on_tag_change,
+}
+
+
+def process(rt: Runtime, item: inbox.Claimed) -> None:
+    """Run the handler for one claimed event and record the outcome; never raises."""
+    try:
+        ev = parse_event(item.payload)
+        handler = HANDLERS.get((ev.event, ev.change_type))
+        if handler is None:
+            with writelock.begin(rt.db) as session:
+                inbox.finish(session, item, handled=False)
+            return
+        handler(rt, ev, item)
+    except WeComError as exc:
+        _failed(rt, item, str(exc), retryable=exc.retryable)
+    except CallbackError as exc:  # stored payload no longer parses: retrying cannot help
+        _failed(rt, item, str(exc), retryable=False)
+    except Exception as exc:
+        log.exception("inbox event %d failed", item.id)
+        _failed(rt, item, f"{type(exc).__name__}: {exc}", retryable=True)
+
+
+def _failed(rt: Runtime, item: inbox.Claimed, error: str, *, retryable: bool) -> None:
+    with writelock.begin(rt.db) as session:
+        dead = inbox.fail(session, item, error, retryable=retryable)
+    log.warning("inbox event %d %s: %s", item.id, "dead" if dead else "will retry", error)
+
+
+def process_next(rt: Runtime, *, limit: int = 1) -> int:
+    """Claim and process due events; return how many were taken."""
+    with writelock.begin(rt.db) as session:
+        items = inbox.claim(session, limit=limit)
+    for item in items:
+        process(rt, item)
+    return len(items)

@@ -1,0 +1,594 @@
+"""Channel live codes (渠道活码): WeCom contact ways with a state, tags, welcome and rotation.
+
+Each channel is one 联系我 config (scene 2, QR code). Its `state` comes back on every add
+event, which is how a scan finds its channel. With a daily cap, a staff member who reached
+today's cap is taken off the contact way's `user` list until the next day; backups step in
+when every primary is capped. https://developer.work.weixin.qq.com/document/path/92228
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import case, func, select
+from sqlalchemy import update as update_
+from sqlalchemy.orm import Session
+
+from bot import catalogue, welcome, writelock
+from bot.catalogue import TagPath
+from bot.config import ChannelSettings
+from bot.contacts import get_or_create_staff
+from bot.db import Database
+from bot.db.models import Channel, ChannelStaff, ChannelTag, FollowRelation, Staff
+from bot.db.types import utcnow
+from bot.errors import NotFoundError, ValidationError, WeComError
+from bot.wecom.client import WeComClient
+
+log = logging.getLogger(__name__)
+
+STATE_MAX = 30
+NAME_MAX = 30
+MAX_USERS = 100
+INVALID_CONFIG_ID = 41044
+PRIMARY = "primary"
+BACKUP = "backup"
+_STATE_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,30}$")
+_UNSET: Any = object()
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """What an operator asks for: everything needed to create a channel."""
+
+    name: str
+    staff: tuple[str, ...]
+    tags: tuple[TagPath, ...] = ()
+    welcome: str = ""
+    state: str | None = None
+    daily_cap: int | None = None
+    backup: tuple[str, ...] = ()
+    attachments: tuple[dict[str, Any], ...] = ()
+    skip_verify: bool = True
+
+    @classmethod
+    def from_settings(cls, s: ChannelSettings) -> ChannelSpec:
+        """Build a spec from a `[[channels]]` entry of the config."""
+        return cls(
+            name=s.name,
+            staff=tuple(s.staff),
+            tags=tuple(TagPath.parse(t) for t in s.tags),
+            welcome=s.welcome,
+            state=s.state,
+            daily_cap=s.daily_cap,
+            backup=tuple(s.backup),
+            attachments=tuple(welcome.attachment_from_settings(a) for a in s.attachments),
+        )
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    """A channel as shown to operators, with its funnel counts."""
+
+    name: str
+    state: str
+    config_id: str | None
+    qr_code: str
+    staff: tuple[str, ...]
+    backup: tuple[str, ...]
+    tags: tuple[str, ...]
+    welcome: str
+    attachments: tuple[dict[str, Any], ...]
+    daily_cap: int | None
+    skip_verify: bool
+    source: str
+    scans: int = 0
+    adds: int = 0
+    lost: int = 0
+    paused: tuple[str, ...] = ()
+    today: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the view as a JSON-ready dict."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "config_id": self.config_id,
+            "qr_code": self.qr_code,
+            "staff": list(self.staff),
+            "backup": list(self.backup),
+            "tags": list(self.tags),
+            "welcome": self.welcome,
+            "attachments": list(self.attachments),
+            "daily_cap": self.daily_cap,
+            "skip_verify": self.skip_verify,
+            "source": self.source,
+            "scans": self.scans,
+            "adds": self.adds,
+            "lost": self.lost,
+            "paused": list(self.paused),
+            "today": dict(self.today),
+        }
+
+
+@contextmanager
+def begin_with_wecom(db: Database, wecom: WeComClient) -> Iterator[Session]:
+    """Open a write transaction for work that calls WeCom inside it.
+
+    The adapter keeps its token in the database; on SQLite a token refresh inside our
+    open write transaction would wait for our own lock. Making sure a token is at hand
+    first keeps the calls inside the transaction from needing the database.
+    """
+    wecom.get_access_token()
+    with writelock.begin(db) as session:
+        yield session
+
+
+# --- lookups ---------------------------------------------------------------------------
+
+
+def get(name: str, *, session: Session) -> Channel:
+    """Return the channel with this name; raise NotFoundError."""
+    channel = session.scalars(select(Channel).where(Channel.name == name)).one_or_none()
+    if channel is None:
+        raise NotFoundError(f"渠道不存在 / no channel named {name!r}")
+    return channel
+
+
+def get_by_state(state: str, *, session: Session) -> Channel | None:
+    """Return the channel whose live code carries this state, if any."""
+    if not state:
+        return None
+    return session.scalars(select(Channel).where(Channel.state == state)).one_or_none()
+
+
+def list_all(*, session: Session) -> list[Channel]:
+    """Return every channel, by name."""
+    return list(session.scalars(select(Channel).order_by(Channel.name)))
+
+
+def _members(channel: Channel, role: str) -> list[ChannelStaff]:
+    return [m for m in channel.staff if m.role == role]
+
+
+def _tag_paths(channel: Channel) -> list[TagPath]:
+    return sorted(TagPath(t.group_name, t.tag_name) for t in channel.tags)
+
+
+def day_start(today: date, tz: ZoneInfo) -> datetime:
+    """Return the UTC instant at which `today` began in the operators' time zone."""
+    return datetime.combine(today, time.min, tzinfo=tz)
+
+
+def today_in(tz: ZoneInfo) -> date:
+    """Return today's date in the operators' time zone."""
+    return utcnow().astimezone(tz).date()
+
+
+def adds_today(channel: Channel, *, session: Session, tz: ZoneInfo) -> dict[str, int]:
+    """Count today's new relations per staff userid on this channel."""
+    start = day_start(today_in(tz), tz)
+    rows = session.execute(
+        select(Staff.userid, func.count())
+        .join(FollowRelation, FollowRelation.staff_id == Staff.id)
+        .where(FollowRelation.channel_id == channel.id, FollowRelation.added_at >= start)
+        .group_by(Staff.userid)
+    ).all()
+    return {userid: int(n) for userid, n in rows}
+
+
+def view(channel: Channel, *, session: Session, tz: ZoneInfo) -> ChannelView:
+    """Return the channel with its scan, add and lost counts."""
+    adds, lost = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((FollowRelation.status == "lost", 1), else_=0)), 0),
+        ).where(FollowRelation.channel_id == channel.id)
+    ).one()
+    return ChannelView(
+        name=channel.name,
+        state=channel.state,
+        config_id=channel.config_id,
+        qr_code=channel.qr_code,
+        staff=tuple(m.staff.userid for m in _members(channel, PRIMARY)),
+        backup=tuple(m.staff.userid for m in _members(channel, BACKUP)),
+        tags=tuple(str(p) for p in _tag_paths(channel)),
+        welcome=channel.welcome_text,
+        attachments=tuple(channel.welcome_attachments or ()),
+        daily_cap=channel.daily_cap,
+        skip_verify=channel.skip_verify,
+        source=channel.source,
+        scans=channel.scans,
+        adds=int(adds),
+        lost=int(lost),
+        paused=tuple(m.staff.userid for m in channel.staff if m.paused_on is not None),
+        today=adds_today(channel, session=session, tz=tz),
+    )
+
+
+# --- validation ------------------------------------------------------------------------
+
+
+def _clean_users(users: Sequence[str], what: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for u in users:
+        u = u.strip()
+        if u and u not in out:
+            out.append(u)
+    if len(out) > MAX_USERS:
+        raise ValidationError(f"{what}最多 100 人 / at most 100 {what}")
+    return tuple(out)
+
+
+def check_state(state: str) -> str:
+    """Refuse a state WeCom would refuse (over 30 characters) or that is awkward in URLs."""
+    if not _STATE_RE.match(state):
+        raise ValidationError(
+            f"state {state!r} 须为 1–30 个字母、数字、_-. / must be 1-30 letters, digits, _-."
+        )
+    return state
+
+
+def generate_state(*, session: Session) -> str:
+    """Return a fresh state no channel uses (`ch_` and 12 hex digits)."""
+    while True:
+        state = f"ch_{secrets.token_hex(6)}"
+        if get_by_state(state, session=session) is None:
+            return state
+
+
+def _check_spec(spec: ChannelSpec) -> ChannelSpec:
+    name = spec.name.strip()
+    if not name or len(name) > NAME_MAX:
+        raise ValidationError("渠道名须为 1–30 字 / channel name must be 1-30 characters")
+    staff = _clean_users(spec.staff, "接待成员")
+    if not staff:
+        raise ValidationError("至少需要一个接待成员 / --staff needs at least one userid")
+    backup = tuple(u for u in _clean_users(spec.backup, "备用成员") if u not in staff)
+    if spec.daily_cap is not None and spec.daily_cap < 1:
+        raise ValidationError("每日上限须为正整数 / --daily-cap must be at least 1")
+    welcome.check_template(spec.welcome, spec.attachments)
+    return ChannelSpec(
+        name=name,
+        staff=staff,
+        tags=tuple(dict.fromkeys(spec.tags)),
+        welcome=spec.welcome,
+        state=check_state(spec.state) if spec.state else None,
+        daily_cap=spec.daily_cap,
+        backup=backup,
+        attachments=spec.attachments,
+        skip_verify=spec.skip_verify,
+    )
+
+
+def way_type(staff: Sequence[str], backup: Sequence[str]) -> int:
+    """Return the contact way type: 1 for one member with no backups, else 2 (multi)."""
+    return 1 if len(staff) == 1 and not backup else 2
+
+
+def _wanted_users(channel: Channel, capped: set[str]) -> list[str]:
+    """Return who should answer the code now: uncapped primaries, else the backups."""
+    primaries = [m.staff.userid for m in _members(channel, PRIMARY)]
+    backups = [m.staff.userid for m in _members(channel, BACKUP)]
+    free = [u for u in primaries if u not in capped]
+    if free:
+        return free
+    # Everyone is capped: backups take over; with none, keep the primaries (a code with
+    # nobody on it is refused by WeCom, and an over-cap answer beats a dead code).
+    return backups or primaries
+
+
+# --- writes ----------------------------------------------------------------------------
+
+
+def _set_members(
+    channel: Channel, staff: Sequence[str], backup: Sequence[str], *, session: Session
+) -> None:
+    old = {m.staff.userid: m for m in channel.staff}
+    members: list[ChannelStaff] = []
+    for role, users in ((PRIMARY, staff), (BACKUP, backup)):
+        for userid in users:
+            member = old.get(userid)
+            if member is None:
+                person = get_or_create_staff(userid, session=session)
+                member = ChannelStaff(staff_id=person.id, staff=person)
+            member.role = role
+            member.position = len(members)
+            members.append(member)
+    channel.staff = members
+
+
+def _set_tags(channel: Channel, tags: Sequence[TagPath]) -> None:
+    keep = {(t.group_name, t.tag_name): t for t in channel.tags}
+    channel.tags = [
+        keep.get((p.group, p.name)) or ChannelTag(group_name=p.group, tag_name=p.name) for p in tags
+    ]
+
+
+def create(
+    spec: ChannelSpec, *, session: Session, wecom: WeComClient, source: str = "cli"
+) -> Channel:
+    """Create the live code in WeCom (and any missing tags), then store the channel."""
+    spec = _check_spec(spec)
+    if session.scalars(select(Channel.id).where(Channel.name == spec.name)).first():
+        raise ValidationError(f"渠道 {spec.name!r} 已存在 / channel already exists")
+    state = spec.state or generate_state(session=session)
+    if get_by_state(state, session=session) is not None:
+        raise ValidationError(f"state {state!r} 已被其他渠道使用 / state already in use")
+    catalogue.ensure(session=session, wecom=wecom, paths=spec.tags)
+    config_id, qr_code = wecom.add_contact_way(
+        type=way_type(spec.staff, spec.backup),
+        scene=2,
+        user=list(spec.staff),
+        remark=spec.name[:30],
+        skip_verify=spec.skip_verify,
+        state=state,
+    )
+    try:
+        channel = Channel(
+            name=spec.name,
+            state=state,
+            config_id=config_id,
+            qr_code=qr_code,
+            welcome_text=spec.welcome,
+            welcome_attachments=list(spec.attachments),
+            daily_cap=spec.daily_cap,
+            skip_verify=spec.skip_verify,
+            source=source,
+            scans=0,
+        )
+        session.add(channel)
+        _set_members(channel, spec.staff, spec.backup, session=session)
+        _set_tags(channel, spec.tags)
+        session.flush()
+    except Exception:
+        _forget_way(wecom, config_id)  # don't leave a live code nobody knows about
+        raise
+    log.info("channel %s created: state=%s config_id=%s", spec.name, state, config_id)
+    return channel
+
+
+def _forget_way(wecom: WeComClient, config_id: str) -> None:
+    try:
+        wecom.del_contact_way(config_id)
+    except WeComError as exc:
+        if exc.errcode != INVALID_CONFIG_ID:
+            log.warning("could not delete contact way %s: %s", config_id, exc)
+
+
+def update(
+    name: str,
+    *,
+    session: Session,
+    wecom: WeComClient,
+    staff: Sequence[str] | None = None,
+    backup: Sequence[str] | None = None,
+    tags: Sequence[TagPath] | None = None,
+    welcome_text: str | None = None,
+    attachments: Sequence[dict[str, Any]] | None = None,
+    daily_cap: int | None = _UNSET,
+    skip_verify: bool | None = None,
+    tz: ZoneInfo = SHANGHAI,
+) -> tuple[Channel, bool]:
+    """Change a channel; only what is given changes. Return (channel, new_qr_code).
+
+    skip_verify is sent to WeCom only when asked for: wechatpy's helper would reset it.
+    A switch between one member and several needs a new contact way (WeCom cannot
+    change `type`), which means a new QR code; the state stays.
+    """
+    channel = get(name, session=session)
+    old_staff = [m.staff.userid for m in _members(channel, PRIMARY)]
+    old_backup = [m.staff.userid for m in _members(channel, BACKUP)]
+    new_staff = list(_clean_users(staff, "接待成员")) if staff is not None else old_staff
+    if not new_staff:
+        raise ValidationError("至少需要一个接待成员 / at least one staff member")
+    new_backup = [
+        u
+        for u in (_clean_users(backup, "备用成员") if backup is not None else old_backup)
+        if u not in new_staff
+    ]
+    if daily_cap is not _UNSET:
+        if daily_cap is not None and daily_cap < 1:
+            raise ValidationError("每日上限须为正整数 / --daily-cap must be at least 1")
+        channel.daily_cap = daily_cap
+    if welcome_text is not None or attachments is not None:
+        text = channel.welcome_text if welcome_text is None else welcome_text
+        atts = list(channel.welcome_attachments if attachments is None else attachments)
+        welcome.check_template(text, atts)
+        channel.welcome_text, channel.welcome_attachments = text, atts
+    if tags is not None:
+        catalogue.ensure(session=session, wecom=wecom, paths=list(dict.fromkeys(tags)))
+        _set_tags(channel, list(dict.fromkeys(tags)))
+    members_changed = (new_staff, new_backup) != (old_staff, old_backup)
+    if members_changed:
+        _set_members(channel, new_staff, new_backup, session=session)
+        for m in channel.staff:
+            m.paused_on = None  # recomputed below against the new line-up
+    session.flush()
+    new_qr = False
+    old_type = way_type(old_staff, old_backup)
+    if members_changed and way_type(new_staff, new_backup) != old_type:
+        _replace_way(channel, wecom=wecom, skip_verify=skip_verify)
+        new_qr = True
+    else:
+        changes: dict[str, Any] = {}
+        if members_changed:
+            changes["user"] = _wanted_users(channel, _capped(channel, session=session, tz=tz))
+        if skip_verify is not None and skip_verify != channel.skip_verify:
+            changes["skip_verify"] = skip_verify
+        if changes and channel.config_id:
+            wecom.update_contact_way(channel.config_id, **changes)
+    if skip_verify is not None:
+        channel.skip_verify = skip_verify
+    if members_changed and channel.daily_cap:
+        _mark_paused(channel, _capped(channel, session=session, tz=tz), today_in(tz))
+    session.flush()
+    return channel, new_qr
+
+
+def _replace_way(channel: Channel, *, wecom: WeComClient, skip_verify: bool | None) -> None:
+    """Create a new contact way for the channel (same state) and drop the old one."""
+    staff = [m.staff.userid for m in _members(channel, PRIMARY)]
+    backup = [m.staff.userid for m in _members(channel, BACKUP)]
+    old = channel.config_id
+    config_id, qr_code = wecom.add_contact_way(
+        type=way_type(staff, backup),
+        scene=2,
+        user=staff,
+        remark=channel.name[:30],
+        skip_verify=channel.skip_verify if skip_verify is None else skip_verify,
+        state=channel.state,
+    )
+    channel.config_id, channel.qr_code = config_id, qr_code
+    if old:
+        _forget_way(wecom, old)
+
+
+def delete(name: str, *, session: Session, wecom: WeComClient) -> None:
+    """Delete the live code in WeCom and the channel; relations keep their history."""
+    channel = get(name, session=session)
+    if channel.config_id:
+        _forget_way(wecom, channel.config_id)
+    session.delete(channel)
+    session.flush()
+
+
+def record_scan(channel_id: int, *, session: Session) -> None:
+    """Count one processed add event on the channel."""
+    session.execute(
+        update_(Channel)
+        .where(Channel.id == channel_id)
+        .values(scans=Channel.scans + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- staff rotation (分流) -------------------------------------------------------------
+
+
+def _capped(channel: Channel, *, session: Session, tz: ZoneInfo) -> set[str]:
+    if not channel.daily_cap:
+        return set()
+    counts = adds_today(channel, session=session, tz=tz)
+    primaries = {m.staff.userid for m in _members(channel, PRIMARY)}
+    return {u for u, n in counts.items() if u in primaries and n >= channel.daily_cap}
+
+
+def _mark_paused(channel: Channel, capped: set[str], today: date) -> None:
+    for m in channel.staff:
+        m.paused_on = today if m.staff.userid in capped else None
+
+
+def rotate(channel_id: int, *, session: Session, wecom: WeComClient, tz: ZoneInfo) -> bool:
+    """Put the contact way's `user` list in line with today's caps; True when it changed.
+
+    A member's `paused_on` is written only after WeCom accepted the list, so a failed
+    call is simply tried again by the next scan or the upkeep job.
+    """
+    channel = session.get(Channel, channel_id)
+    if channel is None or not channel.config_id:
+        return False
+    today = today_in(tz)
+    capped = _capped(channel, session=session, tz=tz)
+    recorded = {
+        m.staff.userid
+        for m in channel.staff
+        if m.paused_on is not None and m.role == PRIMARY and m.paused_on == today
+    }
+    stale = any(m.paused_on is not None and m.paused_on != today for m in channel.staff)
+    if capped == recorded and not stale:
+        return False
+    users = _wanted_users(channel, capped)
+    wecom.update_contact_way(channel.config_id, user=users)
+    _mark_paused(channel, capped, today)
+    session.flush()
+    log.info("channel %s: contact way now answers %s (capped: %s)", channel.name, users, capped)
+    return True
+
+
+def channels_needing_rotation(*, session: Session, tz: ZoneInfo) -> list[int]:
+    """Return channels with a cap whose paused members may be out of date."""
+    today = today_in(tz)
+    stale = (
+        select(ChannelStaff.channel_id)
+        .where(ChannelStaff.paused_on.is_not(None), ChannelStaff.paused_on != today)
+        .distinct()
+    )
+    return [int(i) for i in session.scalars(stale)]
+
+
+# --- channels declared in config ----------------------------------------------------------
+
+
+def reconcile_one(
+    spec: ChannelSpec, *, session: Session, wecom: WeComClient, tz: ZoneInfo = SHANGHAI
+) -> tuple[str, Channel]:
+    """Make one configured channel exist in WeCom as declared; return (action, channel)."""
+    spec = _check_spec(spec)
+    existing = session.scalars(select(Channel).where(Channel.name == spec.name)).one_or_none()
+    if existing is None:
+        return "created", create(spec, session=session, wecom=wecom, source="config")
+    if spec.state and spec.state != existing.state:
+        raise ValidationError(
+            f"渠道 {spec.name!r} 的 state 不能从 {existing.state!r} 改为 {spec.state!r}"
+            " / a channel's state cannot change"
+        )
+    channel, _ = update(
+        spec.name,
+        session=session,
+        wecom=wecom,
+        staff=spec.staff,
+        backup=spec.backup,
+        tags=spec.tags,
+        welcome_text=spec.welcome,
+        attachments=list(spec.attachments),
+        daily_cap=spec.daily_cap,
+        tz=tz,
+    )
+    if channel.config_id:
+        try:
+            way = wecom.get_contact_way(channel.config_id)
+        except WeComError as exc:
+            if exc.errcode != INVALID_CONFIG_ID:
+                raise
+            log.warning("channel %s: contact way gone from WeCom; re-creating", spec.name)
+            _replace_way(channel, wecom=wecom, skip_verify=None)
+            session.flush()
+            return "recreated", channel
+        if way.state != channel.state:
+            wecom.update_contact_way(channel.config_id, state=channel.state)
+    return "checked", channel
+
+
+def reconcile_config_channels(
+    specs: Sequence[ChannelSettings],
+    *,
+    db: Database,
+    wecom: WeComClient,
+    tz: ZoneInfo = SHANGHAI,
+) -> dict[str, str]:
+    """Reconcile every `[[channels]]` entry, each in its own transaction; name → action.
+
+    Channels once declared in config and since removed are kept (deleting a live code
+    kills QR codes already printed); `tagbot channel delete` removes them on purpose.
+    """
+    results: dict[str, str] = {}
+    for s in specs:
+        try:
+            with begin_with_wecom(db, wecom) as session:
+                action, _ = reconcile_one(
+                    ChannelSpec.from_settings(s), session=session, wecom=wecom, tz=tz
+                )
+        except Exception as exc:
+            log.exception("channel %s from config could not be reconciled", s.name)
+            action = f"failed: {exc}"
+        results[s.name] = action
+    return results

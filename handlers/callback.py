@@ -1,0 +1,75 @@
+"""The WeCom callback URL: verify, decrypt, store durably, acknowledge, wake the worker."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, request
+from flask.typing import ResponseReturnValue
+
+from bot import inbox, writelock
+from bot.errors import CallbackError
+from bot.wecom import CallbackCrypto, parse_event
+from handlers.context import runtime
+
+log = logging.getLogger(__name__)
+bp = Blueprint("callback", __name__)
+
+_CRYPTO_KEY = "tagbot.callback_crypto"
+
+
+def _crypto() -> CallbackCrypto:
+    """Return the app's CallbackCrypto, built once from the settings."""
+    crypto: CallbackCrypto | None = current_app.extensions.get(_CRYPTO_KEY)
+    if crypto is None:
+        w = runtime().settings.wecom
+        crypto = CallbackCrypto(
+            w.token.get_secret_value(), w.encoding_aes_key.get_secret_value(), w.corp_id
+        )
+        current_app.extensions[_CRYPTO_KEY] = crypto
+    return crypto
+
+
+def _query(name: str) -> str:
+    value = request.args.get(name, "")
+    if not value:
+        raise CallbackError(f"query parameter {name} is missing", status=400)
+    return value
+
+
+def _read_body(limit: int) -> bytes:
+    """Read the body, refusing more than `limit` bytes without reading it all."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise CallbackError(f"callback body over {limit} bytes", status=413)
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        raise CallbackError(f"callback body over {limit} bytes", status=413)
+    if not body:
+        raise CallbackError("callback body is empty", status=400)
+    return body
+
+
+@bp.get("/wecom/callback")
+def verify_url() -> ResponseReturnValue:
+    """Answer WeCom's URL verification with the decrypted echostr as bare text (doc 90238)."""
+    plain = _crypto().verify_url(
+        _query("msg_signature"), _query("timestamp"), _query("nonce"), _query("echostr")
+    )
+    return Response(plain, mimetype="text/plain")
+
+
+@bp.post("/wecom/callback")
+def receive_event() -> ResponseReturnValue:
+    """Store a verified event and answer 200 with an empty body; the worker does the rest."""
+    rt = runtime()
+    body = _read_body(rt.settings.server.max_callback_bytes)
+    xml = _crypto().decrypt(_query("msg_signature"), _query("timestamp"), _query("nonce"), body)
+    event = parse_event(xml)
+    with writelock.begin(rt.db) as session:
+        fresh = inbox.store(session, event, xml)
+    if fresh:
+        rt.wakeups.inbox.set()
+    else:
+        log.info("callback re-delivered: %s", event.dedup_key)
+    return Response(b"", status=200, mimetype="text/plain")

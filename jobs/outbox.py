@@ -1,0 +1,20 @@
+"""The outbox worker: push queued tag changes to WeCom under the adapter's rate limit."""
+
+from __future__ import annotations
+
+from bot import outbox
+from bot.runtime import Runtime
+from jobs.registry import WorkerSpec
+
+
+def _step(rt: Runtime) -> int:
+    return outbox.drain(rt, limit=min(20, rt.settings.limits.outbox_batch))
+
+
+OUTBOX_WORKER = WorkerSpec(
+    name="outbox",
+    step=_step,
+    wakeup=lambda rt: rt.wakeups.outbox,
+    threads=lambda s: s.jobs.outbox_workers,
+    idle_seconds=2.0,
+)

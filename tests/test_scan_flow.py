@@ -1,0 +1,173 @@
+"""Scan → channel tags and welcome, over real HTTP against the simulator, with re-deliveries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import pytest
+
+from bot import channels
+from bot.catalogue import TagPath
+from bot.config import Settings, settings_from_mapping
+from bot.db.models import Channel, FollowRelation, InboxEvent
+from bot.simulator import Simulator
+from tests.conftest import LiveServer, base_config
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def live(db_url: str, simulator: Simulator) -> Iterator[LiveServer]:
+    """The bot with its workers, talking to the simulator, which calls back into it."""
+    settings = settings_from_mapping(base_config(db_url, api_base=simulator.api_base), environ={})
+    server = LiveServer(settings, jobs=True).start()
+    simulator.callback_url = server.url + "/wecom/callback"
+    yield server
+    server.stop()
+
+
+# Scans per second. Test, simulator and bot share one process (and often two busy
+# cores); the bench drives a separate `tagbot serve` at 200/s.
+SCAN_RATE = 20.0
+
+
+def paced(n: int, rate: float, fn: Callable[[int], T]) -> list[T]:
+    """Call fn(0..n-1) at `rate` calls per second from a few threads; return the results."""
+    start = time.monotonic()
+
+    def at_its_time(i: int) -> T:
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        return fn(i)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        return list(pool.map(at_its_time, range(n)))
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll `check` until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def make_channel(
+    server: LiveServer, name: str, staff: list[str], tags: list[str], **kw: Any
+) -> str:
+    """Create a channel through the service; return its state."""
+    rt = server.runtime
+    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
+        ch = channels.create(
+            channels.ChannelSpec(
+                name=name,
+                staff=tuple(staff),
+                tags=tuple(TagPath.parse(t) for t in tags),
+                **kw,
+            ),
+            session=session,
+            wecom=rt.wecom,
+        )
+        return ch.state
+
+
+def test_200_scans_across_3_channels_tag_and_welcome_exactly_once(
+    live: LiveServer, simulator: Simulator
+) -> None:
+    for u in ("alice", "bob", "carol", "dave"):
+        simulator.add_staff(u, u.title())
+    spec = {
+        "公众号文章": (["alice", "bob"], ["来源/公众号", "兴趣/护肤"], "你好 {name}，我是{staff}"),
+        "线下门店": (["carol"], ["来源/门店"], "欢迎光临"),
+        "直播": (["dave", "alice"], ["来源/直播", "兴趣/彩妆", "活动/双11"], "直播福利"),
+    }
+    states = {
+        name: make_channel(live, name, staff, tags, welcome=text)
+        for name, (staff, tags, text) in spec.items()
+    }
+    catalogue = simulator.tag_catalogue()
+    expected_ids = {
+        name: {catalogue[t.split("/")[0]][t.split("/")[1]] for t in tags}
+        for name, (_, tags, _) in spec.items()
+    }
+    simulator.reset_counters()
+
+    names = list(spec)
+    scans = paced(
+        200,
+        SCAN_RATE,
+        lambda i: (names[i % 3], simulator.scan(states[names[i % 3]], duplicate=True)),
+    )
+    assert all(s.callback_status == 200 for _, s in scans)
+    assert [d.status for d in simulator.deliveries] == [200] * 400, simulator.deliveries[-1]
+
+    def all_tagged() -> bool:
+        return all(
+            simulator.relation_tags(s.userid, s.external_userid) == expected_ids[name]
+            for name, s in scans
+        )
+
+    wait_for(all_tagged, timeout=30, what="channel tags on every relation")
+    welcomes = {w.welcome_code: w for w in simulator.welcomes}
+    took = sorted(
+        (welcomes[s.welcome_code or ""].sent_at or 99.0) - welcomes[s.welcome_code or ""].issued_at
+        for _, s in scans
+    )
+    assert took[-1] < 1.0, f"welcome p50 {took[100]:.3f}s, max {took[-1]:.3f}s {simulator.calls}"
+    texts = {w.text for w in welcomes.values()}
+    assert "欢迎光临" in texts
+    assert any(t and t.startswith("你好 客户") and "我是" in t for t in texts)
+
+    calls = simulator.calls
+    assert calls.get("externalcontact/send_welcome_msg") == 200
+    assert calls.get("externalcontact/mark_tag") == 200
+    assert calls.get("externalcontact/get") == 200
+
+    rt = live.runtime
+    with rt.db.read() as session:
+        events = session.query(InboxEvent).all()
+        assert len(events) == 200
+        assert {e.status for e in events} == {"done"}
+        assert sum(e.duplicates for e in events) == 200
+        assert session.query(FollowRelation).count() == 200
+        counts = {c.name: c.scans for c in session.query(Channel)}
+    assert sorted(counts.values()) == [66, 67, 67]
+
+
+def test_welcome_uses_attachments_and_absent_code_sends_nothing(
+    live: LiveServer, simulator: Simulator
+) -> None:
+    simulator.add_staff("alice", "Alice")
+    link = {"msgtype": "link", "link": {"title": "新人礼", "url": "https://example.com/gift"}}
+    state = make_channel(live, "附件", ["alice"], [], welcome="hi", attachments=(link,))
+    first = simulator.scan(state, external_userid="wmREPEAT000000000000000000001")
+    wait_for(
+        lambda: any(w.sent_at for w in simulator.welcomes if w.welcome_code == first.welcome_code),
+        what="welcome",
+    )
+    sent = next(w for w in simulator.welcomes if w.welcome_code == first.welcome_code)
+    assert sent.attachments == [link]
+    # The same customer scanning again has no welcome code: nothing to send.
+    again = simulator.scan(state, external_userid="wmREPEAT000000000000000000001")
+    assert again.welcome_code is None
+    rt = live.runtime
+
+    def both_done() -> bool:
+        with rt.db.read() as session:
+            return session.query(InboxEvent).filter_by(status="done").count() == 2
+
+    wait_for(both_done, what="both events processed")
+    assert simulator.calls.get("externalcontact/send_welcome_msg") == 1
+
+
+def settings_for(db_url: str, sim: Simulator, **extra: Any) -> Settings:
+    """Settings pointing at the simulator, with extra top-level sections."""
+    return settings_from_mapping(
+        {**base_config(db_url, api_base=sim.api_base), **extra}, environ={}
+    )
