@@ -23,6 +23,8 @@ COMMANDS = [
     "bot.commands.imports:import_command",
     "bot.commands.sync:sync_command",
     "bot.commands.customers:customer_group",
+    "bot.commands.channel:channel_group",
+    "bot.commands.deadletters:inbox_group",
 ]
 
 

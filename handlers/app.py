@@ -25,7 +25,7 @@ def register_blueprints(app: Flask) -> None:
     from handlers import health
 
     app.register_blueprint(health.bp)
-    for name in ("callback", "api", "admin"):
+    for name in ("callback", "api", "admin", "channels_api"):
         _register_optional(app, name)
 
 

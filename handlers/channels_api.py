@@ -1,0 +1,179 @@
+"""Admin API for channels and the callback inbox: /api/channels, /api/inbox (Bearer token)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from bot import channels, inbox, welcome, writelock
+from bot.catalogue import TagPath
+from bot.config import AttachmentSettings
+from bot.errors import ValidationError
+from handlers.auth import require_admin
+from handlers.context import runtime
+
+bp = Blueprint("channels_api", __name__, url_prefix="/api")
+
+
+def _body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationError("请求体须为 JSON 对象 / body must be a JSON object")
+    return data
+
+
+def _strings(data: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError(f"{key} 须为字符串列表 / {key} must be a list of strings")
+    return tuple(v.strip() for v in value if v.strip())
+
+
+def _attachments(data: dict[str, Any]) -> list[dict[str, Any]]:
+    raw = data.get("attachments", [])
+    if not isinstance(raw, list):
+        raise ValidationError("attachments 须为列表 / attachments must be a list")
+    try:
+        return [welcome.attachment_from_settings(AttachmentSettings(**a)) for a in raw]
+    except (TypeError, pydantic.ValidationError) as exc:
+        raise ValidationError(f"附件格式不对 / bad attachment: {exc}") from None
+
+
+def _cap(data: dict[str, Any]) -> int | None:
+    cap = data.get("daily_cap")
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool)):
+        raise ValidationError("daily_cap 须为整数 / daily_cap must be an integer")
+    return cap
+
+
+@bp.get("/channels")
+@require_admin
+def list_channels() -> ResponseReturnValue:
+    """List channels with their counts."""
+    rt = runtime()
+    with rt.db.read() as session:
+        return jsonify(
+            channels=[
+                channels.view(c, session=session, tz=rt.settings.tz).to_json()
+                for c in channels.list_all(session=session)
+            ]
+        )
+
+
+@bp.post("/channels")
+@require_admin
+def create_channel() -> ResponseReturnValue:
+    """Create a channel (and its live code in WeCom)."""
+    rt = runtime()
+    data = _body()
+    spec = channels.ChannelSpec(
+        name=str(data.get("name", "")),
+        staff=_strings(data, "staff"),
+        tags=tuple(TagPath.parse(t) for t in _strings(data, "tags")),
+        welcome=str(data.get("welcome", "")),
+        state=data.get("state") or None,
+        daily_cap=_cap(data),
+        backup=_strings(data, "backup"),
+        attachments=tuple(_attachments(data)),
+        skip_verify=bool(data.get("skip_verify", True)),
+    )
+    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
+        channel = channels.create(spec, session=session, wecom=rt.wecom, source="api")
+        view = channels.view(channel, session=session, tz=rt.settings.tz)
+    return jsonify(view.to_json()), 201
+
+
+@bp.get("/channels/<name>")
+@require_admin
+def show_channel(name: str) -> ResponseReturnValue:
+    """Show one channel with its scan, add and lost counts."""
+    rt = runtime()
+    with rt.db.read() as session:
+        channel = channels.get(name, session=session)
+        return jsonify(channels.view(channel, session=session, tz=rt.settings.tz).to_json())
+
+
+@bp.patch("/channels/<name>")
+@require_admin
+def update_channel(name: str) -> ResponseReturnValue:
+    """Change the given fields of a channel; others (skip_verify included) stay."""
+    rt = runtime()
+    data = _body()
+    kwargs: dict[str, Any] = {}
+    for key in ("staff", "backup"):
+        if key in data:
+            kwargs[key] = _strings(data, key)
+    if "tags" in data:
+        kwargs["tags"] = [TagPath.parse(t) for t in _strings(data, "tags")]
+    if "welcome" in data:
+        kwargs["welcome_text"] = str(data["welcome"])
+    if "attachments" in data:
+        kwargs["attachments"] = _attachments(data)
+    if "daily_cap" in data:
+        kwargs["daily_cap"] = _cap(data)
+    if "skip_verify" in data:
+        kwargs["skip_verify"] = bool(data["skip_verify"])
+    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
+        channel, new_qr = channels.update(
+            name, session=session, wecom=rt.wecom, tz=rt.settings.tz, **kwargs
+        )
+        view = channels.view(channel, session=session, tz=rt.settings.tz)
+    return jsonify({**view.to_json(), "qr_code_changed": new_qr})
+
+
+@bp.delete("/channels/<name>")
+@require_admin
+def delete_channel(name: str) -> ResponseReturnValue:
+    """Delete a channel and its live code."""
+    rt = runtime()
+    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
+        channels.delete(name, session=session, wecom=rt.wecom)
+    return "", 204
+
+
+@bp.get("/inbox")
+@require_admin
+def list_inbox() -> ResponseReturnValue:
+    """Return inbox counts and events of one status (dead letters by default)."""
+    status = request.args.get("status", inbox.DEAD)
+    if status not in (*inbox.STATUSES, "all"):
+        raise ValidationError(f"unknown status {status!r}")
+    with runtime().db.read() as session:
+        rows = inbox.list_events(session, status=None if status == "all" else status)
+        counts = inbox.counts(session)
+    return jsonify(
+        counts=counts,
+        events=[
+            {
+                "id": e.id,
+                "event": e.event,
+                "change_type": e.change_type,
+                "status": e.status,
+                "attempts": e.attempts,
+                "duplicates": e.duplicates,
+                "received_at": e.received_at.isoformat(),
+                "last_error": e.last_error,
+            }
+            for e in rows
+        ],
+    )
+
+
+@bp.post("/inbox/replay")
+@require_admin
+def replay_inbox() -> ResponseReturnValue:
+    """Queue dead letters (or the ids given as {"ids": [...]}) again and wake the worker."""
+    rt = runtime()
+    data = request.get_json(silent=True) or {}
+    ids = data.get("ids") if isinstance(data, dict) else None
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, int) for i in ids)):
+        raise ValidationError("ids 须为整数列表 / ids must be a list of integers")
+    with writelock.begin(rt.db) as session:
+        n = inbox.replay(session, ids or None)
+    rt.wakeups.inbox.set()
+    return jsonify(replayed=n)
