@@ -113,7 +113,9 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
     # The format of SQLAlchemy's SQLite DATETIME, so stored values compare equal.
     if value is None:
         return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:  # validated rows are UTC already
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _sqlite_encoder(column_type: Any) -> Callable[[Any], Any] | None:
