@@ -209,3 +209,30 @@ def test_bad_requests_are_4xx(client: FlaskClient) -> None:
     empty = client.post("/api/orders", json=[], headers=AUTH).json
     assert empty is not None
     assert empty["accepted"] == 0
+
+
+def test_values_of_the_wrong_json_type_are_rejected_not_500(client: FlaskClient) -> None:
+    odd: list[Any] = [[], {}, None, True, 1.5, "x" * 100, {"a": 1}, [1, 2]]
+    rows = []
+    for value in odd:
+        for name in (
+            "order_id",
+            "external_userid",
+            "amount",
+            "paid_at",
+            "status",
+            "is_new_product",
+        ):
+            row = _order(f"W{len(rows)}")
+            row[name] = value
+            rows.append(row)
+    resp = client.post("/api/orders", json=rows, headers=AUTH)
+    assert resp.status_code == 200
+    body = resp.json
+    assert body is not None
+    assert body["accepted"] + len(body["rejected"]) == len(rows)
+    profiles = [{"external_userid": "wm", "x": v} for v in odd] + [{"unionid": [1]}]
+    resp = client.post("/api/profiles", json=profiles, headers=AUTH)
+    assert resp.status_code == 200
+    events: list[Any] = [{"event_id": v, "kind": v, "occurred_at": v} for v in odd]
+    assert client.post("/api/events", json=events, headers=AUTH).status_code == 200

@@ -214,3 +214,23 @@ def _toml(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def test_the_daily_reconcile_is_scheduled() -> None:
+    from jobs import registry
+    from jobs.sync import SYNC_JOB
+
+    assert SYNC_JOB in registry.scheduled()
+    settings = settings_from_mapping(base_config("sqlite:///unused.db"), environ={})
+    assert SYNC_JOB.cron(settings) == settings.jobs.sync_schedule
+
+
+def test_a_second_sync_waits_for_the_first(rt: Runtime, simulator: Any) -> None:
+    from bot import leases
+    from bot.errors import TagbotError
+
+    with rt.db.begin() as session:
+        assert leases.try_acquire(session, "sync", "someone-else", 60)
+    with pytest.raises(TagbotError, match="另一个同步正在进行"):
+        run_sync(db=rt.db, wecom=rt.wecom)
+    assert simulator.calls.get("externalcontact/get_follow_user_list", 0) == 0

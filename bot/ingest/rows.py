@@ -211,9 +211,9 @@ def validate_order(raw: Mapping[str, Any], tz: tzinfo) -> dict[str, Any]:
     order_id = _required(raw, "order_id")
     external_userid, unionid = _customer_ids(raw)
     status = raw.get("status")
-    status_text = status.strip().lower() if isinstance(status, str) else status
+    status_text = status.strip().lower() if isinstance(status, str) else ""
     if status_text not in STATUSES:
-        if not status_text:
+        if status is None or status == "":
             raise RowInvalid("status", "缺少状态（paid 或 refunded）")
         raise RowInvalid("status", f"未知状态：{status!r}（应为 paid 或 refunded）")
     return {
