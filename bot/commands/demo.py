@@ -36,6 +36,7 @@ from bot.errors import TagbotError
 from bot.ingest.service import import_file
 from bot.runtime import Runtime, configure_logging
 from bot.simulator import Simulator
+from bot.sync import run_sync
 
 
 def _free_port() -> int:
@@ -132,6 +133,13 @@ class Demo:
         ).start()
         for userid, name in data.STAFF.items():
             self.sim.add_staff(userid, name)
+        # Customers the corp had before installing the bot; the first sync imports them.
+        for i in range(self.n_customers // 3):
+            self.sim.add_relation(
+                self.rng.choice(list(data.STAFF)),
+                name=data.nickname(self.rng),
+                unionid=f"oDemoOld{i:06d}",
+            )
         settings = load_settings(self._write_config(self.sim.api_base, port))
         configure_logging("WARNING")
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log in the summary
@@ -290,11 +298,17 @@ class Demo:
 
     def sync(self) -> None:
         assert self.rt is not None
-        from bot import sync
-
-        with self.step("与企业微信全量对账（成员、标签库、客户关系）") as s:
-            report = sync.run(rt=self.rt)
-            s.detail.append(str(report))
+        with self.step("与企业微信全量对账（成员、标签库、客户关系），连续两次") as s:
+            first = run_sync(db=self.rt.db, wecom=self.rt.wecom)
+            s.detail.append(
+                f"第一次：员工 {first.staff} 名，标签 {first.tags} 个，跟进关系 {first.relations} 条"
+                f"（新导入客户 {first.customers_added} 位，即接入前已有的老客户），"
+                f"企业微信调用 {first.total_calls} 次"
+            )
+            second = run_sync(db=self.rt.db, wecom=self.rt.wecom)
+            s.detail.append(
+                f"第二次：改动 {second.changed} 处（幂等），企业微信调用 {second.total_calls} 次"
+            )
 
     def summary(self) -> None:
         assert self.rt is not None
@@ -394,7 +408,7 @@ def demo(workdir: Path, n_customers: int, seed: int, keep_running: bool) -> None
         people = scenario.scans()
         scenario.churn(people)
         scenario.import_orders(people)
-        # scenario.sync()  # lands with bot.sync
+        scenario.sync()
         scenario.summary()
         if keep_running:
             click.echo("\n机器人与模拟器保持运行中，按 Ctrl-C 结束。")
