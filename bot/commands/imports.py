@@ -59,7 +59,12 @@ def write_rejects(result: IngestResult, path: Path) -> None:
 )
 @pass_ctx
 def import_command(ctx: CliContext, kind: Kind, file: Path, rejects_path: Path | None) -> None:
-    """Import orders, interactions or profiles from a .csv or .xlsx file (idempotent by id)."""
+    """Import orders, interactions or profiles from a .csv or .xlsx file (idempotent by id).
+
+    Rejected rows are written with a reason to the rejects file (`row` is the line or
+    sheet row number as Excel shows it). Exit status 0 even when some rows were
+    rejected; 1 when the file itself can't be read, and then nothing is written.
+    """
     rt = ctx.runtime
     started = time.monotonic()
     bar: tqdm[None] | None = None
