@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,7 +53,8 @@ class ChannelContext:
     welcome_text: str
     attachments: tuple[dict[str, Any], ...]
     tags: tuple[TagPath, ...]
-    tag_ids: tuple[int, ...] | None  # our Tag rows; None while one is missing a WeCom id
+    # (our tag id, WeCom tag id) per channel tag; None while one has no WeCom id
+    tag_ids: tuple[tuple[int, str], ...] | None
     daily_cap: int | None
 
 
@@ -82,7 +83,9 @@ def _load_context(session: Session, state: str) -> ChannelContext | None:
         welcome_text=channel.welcome_text,
         attachments=tuple(channel.welcome_attachments or ()),
         tags=paths,
-        tag_ids=None if any(t is None for t in found) else tuple(t.id for t in found if t),
+        tag_ids=None
+        if any(t is None or not t.wecom_tag_id for t in found)
+        else tuple((t.id, t.wecom_tag_id or "") for t in found if t),
         daily_cap=channel.daily_cap,
     )
 
@@ -134,7 +137,12 @@ def set_relation_tags(session: Session, relation_id: int, wanted: set[int]) -> N
 
 
 def _store_contact(
-    session: Session, contact: ExternalContact, ev: CallbackEvent, channel_id: int | None
+    session: Session,
+    contact: ExternalContact,
+    ev: CallbackEvent,
+    channel_id: int | None,
+    *,
+    marked: Sequence[int] = (),
 ) -> tuple[Customer, FollowRelation, set[int]]:
     customer = contacts.upsert_customer(
         session=session,
@@ -166,11 +174,36 @@ def _store_contact(
     seen: set[int] = set()
     if follow is not None:
         seen = {t.id for t in catalogue.record_seen(session, follow.tags)}
+    if follow is not None or marked:
+        seen |= set(marked)  # what we just added ourselves (the fetch predates it)
         set_relation_tags(session, relation.id, seen)
     return customer, relation, seen
 
 
 # --- handlers ------------------------------------------------------------------------
+
+
+def _mark_directly(
+    rt: Runtime, ev: CallbackEvent, ctx: ChannelContext | None, contact: ExternalContact
+) -> list[int]:
+    """Put the channel's missing tags on the new relation now; return our ids of those marked.
+
+    One call right here is cheaper than a round through the outbox (two more
+    transactions and a wake-up); a failure just leaves the work to the outbox.
+    """
+    if ctx is None or not ctx.tag_ids:
+        return []
+    follow = _follow(contact, ev.userid)
+    present = {t.tag_id for t in follow.tags} if follow is not None else set()
+    todo = [(our, wid) for our, wid in ctx.tag_ids if wid not in present]
+    if not todo:
+        return []
+    try:
+        rt.wecom.mark_tag(ev.userid, ev.external_userid, add=[wid for _, wid in todo])
+    except WeComError as exc:
+        log.info("mark_tag for %s deferred to the outbox: %s", ev.external_userid, exc)
+        return []
+    return [our for our, _ in todo]
 
 
 def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
@@ -198,16 +231,18 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
         )
     if contact is None:
         contact = rt.wecom.get_external_contact(ev.external_userid)
+    marked = _mark_directly(rt, ev, ctx, contact)
     queued = False
     with channels.begin_with_wecom(rt.db, rt.wecom) as session:
-        _, _, have = _store_contact(session, contact, ev, ctx.id if ctx else None)
+        _, _, have = _store_contact(session, contact, ev, ctx.id if ctx else None, marked=marked)
         if ctx is not None:
             if ctx.tag_ids is None:  # a channel tag was deleted in WeCom: create it again
                 tag_ids = [
                     t.id for t in catalogue.ensure(session=session, wecom=rt.wecom, paths=ctx.tags)
                 ]
             else:
-                tag_ids = list(ctx.tag_ids)
+                tag_ids = [our for our, _ in ctx.tag_ids]
+            # Whatever the direct call could not do goes to the outbox, which retries.
             missing = [t for t in tag_ids if t not in have]
             queued = (
                 outbox.enqueue_tag_ids(

@@ -153,9 +153,10 @@ def test_admin_api_channels(live: LiveServer, simulator: Simulator) -> None:
     assert requests.post(api, json=body, headers=auth, timeout=10).status_code == 422
 
     scan = simulator.scan(created["state"])
-    wait_for(lambda: bool(simulator.relation_tags(scan.userid, scan.external_userid)))
+    wait_for(lambda: requests.get(f"{api}/直播间", headers=auth, timeout=5).json()["scans"] == 1)
     shown = requests.get(f"{api}/直播间", headers=auth, timeout=5).json()
     assert (shown["scans"], shown["adds"], shown["lost"]) == (1, 1, 0)
+    assert simulator.relation_tags(scan.userid, scan.external_userid)
     simulator.customer_deletes_staff(scan.external_userid, scan.userid)
     wait_for(lambda: requests.get(f"{api}/直播间", headers=auth, timeout=5).json()["lost"] == 1)
 

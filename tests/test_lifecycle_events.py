@@ -70,6 +70,7 @@ def test_customer_deleting_staff_marks_lost_and_alerts_in_chinese(
     state = _channel(live)
     scan = simulator.scan(state, name="王小明")
     wait_for(lambda: bool(simulator.relation_tags("alice", scan.external_userid)))
+    wait_for(lambda: _all_done(live))
     with live.runtime.db.begin() as session:
         customer_id = session.scalars(
             select(Customer.id).where(Customer.external_userid == scan.external_userid)
@@ -126,6 +127,7 @@ def test_hand_edited_tags_are_read_back(live: LiveServer, simulator: Simulator) 
     state = _channel(live)
     scan = simulator.scan(state)
     wait_for(lambda: bool(simulator.relation_tags("alice", scan.external_userid)))
+    wait_for(lambda: _all_done(live))
     theirs = simulator.admin_create_tag("客服备注", "爱砍价")
     simulator.staff_edit_tags("alice", scan.external_userid, add=[theirs])
     wait_for(lambda: _all_done(live))
@@ -193,6 +195,7 @@ def test_failures_end_dead_and_replay_from_the_cli(
     assert main(["--config", str(config), "inbox", "replay", "--all-dead"]) == 0
     live.runtime.wakeups.inbox.set()  # the CLI is another process; the worker also polls
     wait_for(lambda: bool(simulator.relation_tags("alice", scan.external_userid)))
+    wait_for(lambda: _all_done(live))
     assert dead() == []
 
 
@@ -202,6 +205,7 @@ def test_transient_failures_retry_with_backoff(live: LiveServer, simulator: Simu
     simulator.inject_fault("externalcontact/get", errcode=-1, count=5)
     scan = simulator.scan(state)
     wait_for(lambda: bool(simulator.relation_tags("alice", scan.external_userid)), timeout=30)
+    wait_for(lambda: _all_done(live))
     with live.runtime.db.read() as session:
         event = session.scalars(select(InboxEvent)).one()
     assert event.status == "done"

@@ -114,6 +114,13 @@ def test_200_scans_across_3_channels_tag_and_welcome_exactly_once(
         )
 
     wait_for(all_tagged, timeout=30, what="channel tags on every relation")
+    rt = live.runtime
+
+    def all_done() -> bool:
+        with rt.db.read() as session:
+            return session.query(InboxEvent).filter(InboxEvent.status != "done").count() == 0
+
+    wait_for(all_done, what="every event done")
     welcomes = {w.welcome_code: w for w in simulator.welcomes}
     took = sorted(
         (welcomes[s.welcome_code or ""].sent_at or 99.0) - welcomes[s.welcome_code or ""].issued_at
@@ -129,7 +136,6 @@ def test_200_scans_across_3_channels_tag_and_welcome_exactly_once(
     assert calls.get("externalcontact/mark_tag") == 200
     assert calls.get("externalcontact/get") == 200
 
-    rt = live.runtime
     with rt.db.read() as session:
         events = session.query(InboxEvent).all()
         assert len(events) == 200
