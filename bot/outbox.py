@@ -159,7 +159,7 @@ def claim(session: Session, *, limit: int) -> list[ClaimedOp]:
     ).all()
     by_op: dict[int, tuple[dict[int, str], dict[int, str]]] = {op.id: ({}, {}) for op in ops}
     for op_id, action, tag_id, wecom_id in changes:
-        by_op[op_id][0 if action == "add" else 1][tag_id] = wecom_id
+        by_op[op_id][0 if action == "add" else 1][tag_id] = wecom_id or ""
     claimed = []
     for op in ops:
         op.status = IN_FLIGHT

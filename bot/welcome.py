@@ -105,6 +105,11 @@ def send(
     if not text and not attachments:
         OUTCOMES.labels("empty").inc()
         return "empty"
+    if _age(received_at) >= CODE_LIFETIME:
+        # A backlog (or a replay) made us too late: WeCom would answer 41050. Skipping
+        # the call keeps the quota and the time for welcomes that can still make it.
+        OUTCOMES.labels("expired").inc()
+        return "expired"
     # WeCom starts the 20 s when it sends the callback; our arrival time is the best proxy.
     deadline = time.monotonic() + CODE_LIFETIME - 1.0 - _age(received_at)
     delay = 0.1
