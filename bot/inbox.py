@@ -111,27 +111,33 @@ def claim(session: Session, *, limit: int = 1) -> list[Claimed]:
         (InboxEvent.status == PENDING) & (InboxEvent.next_attempt_at <= now),
         (InboxEvent.status == PROCESSING) & (InboxEvent.locked_until < now),
     )
-    rows = (
-        session.execute(
-            select(InboxEvent)
-            .where(due)
-            .order_by(InboxEvent.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        .scalars()
-        .all()
+    # One statement: pick (skipping rows other workers hold) and mark them taken.
+    picked = (
+        select(InboxEvent.id)
+        .where(due)
+        .order_by(InboxEvent.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    claimed = []
-    for row in rows:
-        row.status = PROCESSING
-        row.attempts += 1
-        row.locked_until = now + timedelta(seconds=CLAIM_SECONDS)
-        claimed.append(
-            Claimed(row.id, row.payload, row.event, row.change_type, row.received_at, row.attempts)
+    rows = session.execute(
+        update(InboxEvent)
+        .where(InboxEvent.id.in_(picked))
+        .values(
+            status=PROCESSING,
+            attempts=InboxEvent.attempts + 1,
+            locked_until=now + timedelta(seconds=CLAIM_SECONDS),
         )
-    session.flush()
-    return claimed
+        .returning(
+            InboxEvent.id,
+            InboxEvent.payload,
+            InboxEvent.event,
+            InboxEvent.change_type,
+            InboxEvent.received_at,
+            InboxEvent.attempts,
+        )
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
 
 def finish(session: Session, item: Claimed, *, handled: bool = True) -> None:
