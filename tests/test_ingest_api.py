@@ -236,3 +236,55 @@ def test_values_of_the_wrong_json_type_are_rejected_not_500(client: FlaskClient)
     assert resp.status_code == 200
     events: list[Any] = [{"event_id": v, "kind": v, "occurred_at": v} for v in odd]
     assert client.post("/api/events", json=events, headers=AUTH).status_code == 200
+
+
+def test_text_no_database_can_store_is_a_row_error_not_500(client: FlaskClient) -> None:
+    # Raw JSON: \u0000 is fine in JSON but PostgreSQL text refuses it; a lone surrogate
+    # can't be encoded at all; year-1/9999 edges overflow the UTC conversion.
+    good = '"external_userid": "wm_nul", "amount": "1", "paid_at": "2026-05-01", "status": "paid"'
+    body = (
+        "["
+        f'{{"order_id": "N\\u0000", {good}}},'
+        f'{{"order_id": "N1", "category": "a\\u0000b", {good}}},'
+        f'{{"order_id": "N2", "category": "\\ud800", {good}}},'
+        f'{{"order_id": "N3", {good.replace("2026-05-01", "0001-01-01T00:00:00+14:00")}}},'
+        f'{{"order_id": "N4", {good.replace("2026-05-01", "0001-01-01T00:00:00")}}},'
+        f'{{"order_id": "N5", {good}}}'
+        "]"
+    )
+    resp = client.post("/api/orders", data=body, content_type="application/json", headers=AUTH)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    answer = resp.json
+    assert answer is not None
+    assert answer["inserted"] == 1
+    fields = [(r["index"], r["field"]) for r in answer["rejected"]]
+    assert fields == [
+        (0, "order_id"),
+        (1, "category"),
+        (2, "category"),
+        (3, "paid_at"),
+        (4, "paid_at"),
+    ]
+
+    profiles = (
+        '[{"external_userid": "wm_nul", "city": "x\\u0000"},'
+        ' {"external_userid": "wm_nul", "ci\\u0000ty": "x"},'
+        ' {"external_userid": "wm_nul", "\\udc80": "x"},'
+        ' {"external_userid": "wm_nul", "city": NaN},'
+        ' {"external_userid": "wm_nul", "city": Infinity},'
+        ' {"external_userid": "wm_nul", "city": "上海"}]'
+    )
+    resp = client.post(
+        "/api/profiles", data=profiles, content_type="application/json", headers=AUTH
+    )
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    answer = resp.json
+    assert answer is not None
+    assert [r["index"] for r in answer["rejected"]] == [0, 1, 2, 3, 4]
+    assert answer["accepted"] == 1
+
+    events = '[{"event_id": "E\\u0000", "external_userid": "wm_nul", "kind": "v", "occurred_at": "2026-05-01"}]'
+    resp = client.post("/api/events", data=events, content_type="application/json", headers=AUTH)
+    assert resp.status_code == 200
+    assert resp.json is not None
+    assert resp.json["rejected"][0]["field"] == "event_id"

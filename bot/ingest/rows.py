@@ -7,6 +7,7 @@ The same code serves the HTTP API and file import, so both accept and refuse ali
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
@@ -70,6 +71,20 @@ class RowInvalid(Exception):  # noqa: N818  # raised and caught per row, never e
         self.reason = reason
 
 
+def _storable(text: str, field: str) -> str:
+    """Refuse text no database column can hold: NUL (PostgreSQL) or a lone surrogate."""
+    if "\x00" in text:
+        raise RowInvalid(field, "含有不可见的空字符（\\0）")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # The field may be the bad attribute name itself: answer it escaped.
+            shown = field.encode("utf-8", "backslashreplace").decode("utf-8")
+            raise RowInvalid(shown, "含有无效的 Unicode 字符（孤立的代理项）") from None
+    return text
+
+
 def _text(raw: Mapping[str, Any], field: str, max_len: int = ID_MAX) -> str:
     """Return the field as stripped text ('' when absent); ids may arrive as integers."""
     value = raw.get(field)
@@ -77,7 +92,7 @@ def _text(raw: Mapping[str, Any], field: str, max_len: int = ID_MAX) -> str:
         text = value.strip()
         if len(text) > max_len:
             raise RowInvalid(field, f"超过 {max_len} 个字符")
-        return text
+        return _storable(text, field)
     if value is None:
         return ""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -159,9 +174,7 @@ def parse_time(value: Any, field: str, tz: tzinfo) -> datetime:
         except ValueError:
             pass
         else:
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=tz)
-            return moment.astimezone(UTC)
+            return _to_utc(moment, field, tz)
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, date):
@@ -180,9 +193,17 @@ def parse_time(value: Any, field: str, tz: tzinfo) -> datetime:
         raise RowInvalid(field, "缺少时间")
     else:
         raise RowInvalid(field, f"时间应为 ISO 8601 文本，收到 {type(value).__name__}")
+    return _to_utc(moment, field, tz)
+
+
+def _to_utc(moment: datetime, field: str, tz: tzinfo) -> datetime:
+    """Read a naive time in `tz` and convert to UTC; a year 1 or 9999 edge is a row error."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise RowInvalid(field, f"时间超出范围：{moment.isoformat()}") from None
 
 
 def parse_bool(value: Any, field: str) -> bool:
@@ -256,6 +277,7 @@ def validate_profile(raw: Mapping[str, Any], tz: tzinfo) -> dict[str, Any]:
             continue
         if not isinstance(name, str) or not name.strip():
             raise RowInvalid(str(name), "属性名不能为空")
+        _storable(name, name)
         if len(name) > ATTRIBUTE_NAME_MAX:
             raise RowInvalid(name, f"属性名超过 {ATTRIBUTE_NAME_MAX} 个字符")
         text = attribute_text(value)
@@ -263,6 +285,7 @@ def validate_profile(raw: Mapping[str, Any], tz: tzinfo) -> dict[str, Any]:
             raise RowInvalid(name, f"属性值应为文本或数字，收到 {type(value).__name__}")
         if len(text) > ATTRIBUTE_VALUE_MAX:
             raise RowInvalid(name, f"属性值超过 {ATTRIBUTE_VALUE_MAX} 个字符")
+        _storable(text, name)
         if text:
             attributes[name.strip()] = text
     if not attributes:
@@ -284,9 +307,10 @@ def attribute_text(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return format(value, ".15g")
+        # NaN and Infinity (Python's JSON parser accepts them) are not values.
+        return format(value, ".15g") if math.isfinite(value) else None
     if isinstance(value, Decimal):
-        return str(value)
+        return str(value) if value.is_finite() else None
     if isinstance(value, datetime | date):
         return value.isoformat()
     return None
