@@ -320,4 +320,8 @@ def load_settings(
         raise ConfigError([f"{config_path}: config file not found"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{config_path}: not valid TOML ({exc})"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{config_path}: not UTF-8 text ({exc.reason})"]) from None
+    except OSError as exc:  # a directory, no permission, an I/O error
+        raise ConfigError([f"{config_path}: cannot read ({exc.strerror or exc})"]) from None
     return settings_from_mapping(data, environ)

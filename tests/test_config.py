@@ -109,6 +109,20 @@ def test_missing_and_malformed_files_are_one_line_errors(
     assert "not valid TOML" in capsys.readouterr().err
 
 
+def test_unreadable_config_files_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gbk = tmp_path / "gbk.toml"
+    gbk.write_bytes('[wecom]\ncorp_id = "企业"\n'.encode("gbk"))
+    for path, said in ((tmp_path, "cannot read"), (gbk, "not UTF-8")):
+        assert main(["--config", str(path), "sync"]) == 2
+        err = capsys.readouterr().err
+        assert said in err
+        assert "unexpected" not in err
+        with pytest.raises(ConfigError):
+            load_settings(path)
+
+
 def test_init_db_is_idempotent_from_the_cli(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], db_url: str
 ) -> None:
