@@ -39,6 +39,8 @@ ORPHAN_TABLES = (Order, InteractionEvent, ProfileAttribute)
 
 def get_customer(external_userid: str, *, session: Session) -> Customer | None:
     """Return the customer with this external_userid, or None."""
+    if "\x00" in external_userid:
+        return None  # no id holds NUL, and PostgreSQL refuses it in a query parameter
     return session.scalars(
         select(Customer).where(Customer.external_userid == external_userid)
     ).one_or_none()

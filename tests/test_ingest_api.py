@@ -288,3 +288,8 @@ def test_text_no_database_can_store_is_a_row_error_not_500(client: FlaskClient) 
     assert resp.status_code == 200
     assert resp.json is not None
     assert resp.json["rejected"][0]["field"] == "event_id"
+
+
+def test_customer_id_with_nul_is_404_not_500(client: FlaskClient) -> None:
+    resp = client.get("/api/customers/wm%00x", headers=AUTH)
+    assert resp.status_code == 404
