@@ -145,6 +145,11 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, owner: str) -> 
     progress("relations", 0, len(userids))
     for start in range(0, len(userids), STAFF_PER_CALL):
         chunk = userids[start : start + STAFF_PER_CALL]
+        chunk_staff = [staff_ids[u] for u in chunk]
+        # Only relations active before the first page can be lost: one a callback adds
+        # while the pages are read is absent from them but very much alive.
+        with db.read() as session:
+            before = _active_relations(session, chunk_staff)
         seen: set[int] = set()
         cursor = ""
         cursors: set[str] = set()
@@ -159,7 +164,7 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, owner: str) -> 
             cursors.add(cursor)
         # Every page of these staff was read: what WeCom no longer lists is gone.
         with db.begin() as session:
-            _mark_lost(session, [staff_ids[u] for u in chunk], seen, report)
+            _mark_lost(session, before - seen, report)
         progress("relations", min(start + STAFF_PER_CALL, len(userids)), len(userids))
 
     report.seconds = time.monotonic() - started
@@ -355,21 +360,29 @@ def _changed(customer: Customer, item: ContactFollow) -> bool:
     ) or (customer.avatar, customer.corp_name) != (c.avatar, c.corp_name)
 
 
-def _mark_lost(
-    session: Session, staff_ids: Sequence[int], seen: set[int], report: SyncReport
-) -> None:
-    """Mark active relations of these staff that WeCom did not list as lost."""
-    active = session.scalars(
-        select(FollowRelation.id).where(
-            FollowRelation.staff_id.in_(staff_ids), FollowRelation.status == "active"
+def _active_relations(session: Session, staff_ids: Sequence[int]) -> set[int]:
+    """Return the ids of these staff members' active relations."""
+    return set(
+        session.scalars(
+            select(FollowRelation.id).where(
+                FollowRelation.staff_id.in_(staff_ids), FollowRelation.status == "active"
+            )
         )
-    ).all()
-    lost = [rid for rid in active if rid not in seen]
+    )
+
+
+def _mark_lost(session: Session, unseen: set[int], report: SyncReport) -> None:
+    """Mark relations WeCom no longer lists as lost (unless a callback already did)."""
+    lost = sorted(unseen)
+    now = utcnow()
     for start in range(0, len(lost), 1000):
-        session.execute(
+        marked = session.execute(
             update(FollowRelation)
-            .where(FollowRelation.id.in_(lost[start : start + 1000]))
-            .values(status="lost", lost_at=utcnow(), lost_reason=LOST_REASON)
+            .where(
+                FollowRelation.id.in_(lost[start : start + 1000]),
+                FollowRelation.status == "active",
+            )
+            .values(status="lost", lost_at=now, lost_reason=LOST_REASON)
             .execution_options(synchronize_session=False)
         )
-    report.relations_lost += len(lost)
+        report.relations_lost += marked.rowcount or 0  # type: ignore[attr-defined]

@@ -234,3 +234,40 @@ def test_a_second_sync_waits_for_the_first(rt: Runtime, simulator: Any) -> None:
     with pytest.raises(TagbotError, match="另一个同步正在进行"):
         run_sync(db=rt.db, wecom=rt.wecom)
     assert simulator.calls.get("externalcontact/get_follow_user_list", 0) == 0
+
+
+def test_a_relation_added_by_a_callback_during_the_sync_is_not_marked_lost(
+    rt: Runtime, simulator: Any
+) -> None:
+    from bot import contacts
+    from bot.wecom.client import WeComClient
+
+    simulator.seed(staff=2, customers_per_staff=PER_STAFF, tag_groups=TAGS)
+    member = "seed_u0000"
+    db = rt.db
+
+    class CallbackLandsMidSync(WeComClient):
+        """WeCom answers a page; then a scan's callback stores a new friend of `member`."""
+
+        landed = False
+
+        def batch_get_by_user(self, userids: Any, cursor: str, limit: int) -> Any:
+            page = super().batch_get_by_user(userids, cursor, limit)
+            if not self.landed:
+                self.landed = True
+                ext = simulator.add_relation(member, "wm_scanned_mid_sync")
+                with db.begin() as session:
+                    customer = contacts.upsert_customer(session=session, external_userid=ext)
+                    contacts.upsert_relation(
+                        session=session, staff_userid=member, customer=customer
+                    )
+            return page
+
+    wecom = CallbackLandsMidSync(rt.settings.wecom, rt.settings.limits, db=db)
+    try:
+        report = run_sync(db=db, wecom=wecom)
+    finally:
+        wecom.close()
+    assert wecom.landed
+    assert report.relations_lost == 0
+    assert (member, "wm_scanned_mid_sync") in _db_relations(db)
