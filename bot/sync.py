@@ -158,7 +158,8 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, owner: str) -> 
             report.count_call("externalcontact/batch/get_by_user")
             seen |= _apply_page_retrying(db, items, staff_ids, tag_ids, channels, report)
             with db.begin() as session:
-                leases.try_acquire(session, LEASE, owner, LEASE_TTL)  # still ours: renew
+                if not leases.try_acquire(session, LEASE, owner, LEASE_TTL):
+                    raise TagbotError("同步租约已被另一个同步接管 / the sync lease expired")
             if not cursor or cursor in cursors:
                 break
             cursors.add(cursor)

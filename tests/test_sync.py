@@ -271,3 +271,34 @@ def test_a_relation_added_by_a_callback_during_the_sync_is_not_marked_lost(
     assert wecom.landed
     assert report.relations_lost == 0
     assert (member, "wm_scanned_mid_sync") in _db_relations(db)
+
+
+def test_a_sync_whose_lease_was_taken_over_stops(rt: Runtime, simulator: Any) -> None:
+    from sqlalchemy import update
+
+    from bot.db.models import Lease
+    from bot.errors import TagbotError
+    from bot.wecom.client import WeComClient
+
+    simulator.seed(staff=2, customers_per_staff=PER_STAFF, tag_groups=TAGS)
+    db = rt.db
+
+    class SlowPage(WeComClient):
+        """A page so slow that the lease expired and another sync took it over."""
+
+        def batch_get_by_user(self, userids: Any, cursor: str, limit: int) -> Any:
+            page = super().batch_get_by_user(userids, cursor, limit)
+            with db.begin() as session:
+                session.execute(update(Lease).values(owner="the-other-sync"))
+            return page
+
+    wecom = SlowPage(rt.settings.wecom, rt.settings.limits, db=db)
+    try:
+        with pytest.raises(TagbotError, match="lease"):
+            run_sync(db=db, wecom=wecom, owner="this-sync")
+    finally:
+        wecom.close()
+    with db.read() as session:
+        assert session.scalars(select(Lease.owner).where(Lease.name == "sync")).all() == [
+            "the-other-sync"
+        ]
