@@ -250,3 +250,19 @@ def test_xlsx_orders_and_profiles(
         ("unionid:un_9", "region"): "华南",
         ("unionid:un_9", "age"): "45",
     }
+
+
+def test_a_huge_cell_after_the_first_batch_is_a_rejected_row_not_half_an_import(
+    tmp_path: Path, config: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.ingest.service import FILE_BATCH
+
+    rows: list[list[Any]] = [ORDER_HEADER]
+    rows += [[f"H{i}", "wm_h", "", "1", "2026-05-01", "paid", "", ""] for i in range(FILE_BATCH)]
+    rows.append(["H-huge", "wm_h", "", "1", "2026-05-01", "paid", "x" * 200_000, ""])
+    source = _write_csv(tmp_path / "huge.csv", rows)
+    assert _run(config, "orders", str(source)) == 0
+    assert _counts(capsys.readouterr().out)["rejected"] == 1
+    assert _rejects(tmp_path / "huge.rejects.csv")[0]["field"] == "category"
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Order)) == FILE_BATCH

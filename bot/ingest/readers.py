@@ -124,6 +124,9 @@ _ID_COLUMNS = frozenset(
 def open_csv(path: Path) -> Iterator[Table]:
     """Open a CSV file after checking its encoding."""
     codec, lines, note = sniff_encoding(path)
+    # No field is longer than the file. Past csv's default limit (128 KiB) the reader
+    # would fail mid-file, after earlier batches were committed; now the row is refused.
+    csv.field_size_limit(max(csv.field_size_limit(), path.stat().st_size + 1))
     with path.open(encoding=codec, newline="") as fh:
         reader = csv.reader(fh)
         try:
