@@ -266,3 +266,29 @@ def test_a_huge_cell_after_the_first_batch_is_a_rejected_row_not_half_an_import(
     assert _rejects(tmp_path / "huge.rejects.csv")[0]["field"] == "category"
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(Order)) == FILE_BATCH
+
+
+def test_a_rejects_path_that_cannot_be_written_loses_no_rejected_row(
+    tmp_path: Path, config: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows: list[list[Any]] = [
+        ORDER_HEADER,
+        ["R1", "wm_r", "", "1", "2026-05-01", "paid", "", ""],
+        ["R2", "wm_r", "", "-1", "2026-05-01", "paid", "", ""],
+    ]
+    source = _write_csv(tmp_path / "r.csv", rows)
+    # A directory that does not exist: refused before anything is stored.
+    missing = tmp_path / "no-such-dir" / "r.rejects.csv"
+    assert _run(config, "orders", str(source), "--rejects", str(missing)) == 2
+    assert "no such directory" in capsys.readouterr().err
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Order)) == 0
+    # A place no one can write to (not even root): the rejects go to a temporary file.
+    assert _run(config, "orders", str(source), "--rejects", "/proc/r.rejects.csv") == 0
+    out, err = capsys.readouterr()
+    assert "/proc/r.rejects.csv" in err
+    written = Path(out.rsplit("rejects written to: ", 1)[1].strip())
+    try:
+        assert [r["row"] for r in _rejects(written)] == ["3"]
+    finally:
+        written.unlink()

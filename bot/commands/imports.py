@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,6 +67,11 @@ def import_command(ctx: CliContext, kind: Kind, file: Path, rejects_path: Path |
     sheet row number as Excel shows it). Exit status 0 even when some rows were
     rejected; 1 when the file itself can't be read, and then nothing is written.
     """
+    if rejects_path is not None and not rejects_path.parent.is_dir():
+        # Checked first: rows are committed before the rejects are written.
+        raise click.BadParameter(
+            f"目录不存在 / no such directory: {rejects_path.parent}", param_hint="--rejects"
+        )
     rt = ctx.runtime
     started = time.monotonic()
     bar: tqdm[None] | None = None
@@ -105,5 +112,13 @@ def import_command(ctx: CliContext, kind: Kind, file: Path, rejects_path: Path |
     click.echo(f"  拒绝 rejected:   {len(result.rejected)}")
     if result.rejected:
         target = rejects_path or default_rejects_path(file)
-        write_rejects(result, target)
+        try:
+            write_rejects(result, target)
+        except OSError as exc:
+            # The good rows are stored already; keep the refused ones somewhere.
+            fd, name = tempfile.mkstemp(prefix=f"{file.stem}.rejects.", suffix=".csv")
+            os.close(fd)
+            click.echo(f"注意 / warning: 无法写入 {target}（{exc.strerror or exc}）", err=True)
+            target = Path(name)
+            write_rejects(result, target)
         click.echo(f"  被拒绝的行及原因已写入 / rejects written to: {target}")
