@@ -31,7 +31,8 @@ def _worker_loop(rt: Runtime, spec: registry.WorkerSpec) -> None:
         handled = run_job(rt, spec.name, spec.step)
         if handled:
             continue  # more may be waiting: drain before sleeping
-        # Clear before waiting so a wake-up that races with the drain is not lost.
+        # Clear only after waking, then drain again: a wake-up set during the drain makes
+        # the wait return at once instead of being wiped out before anyone looked.
         event.wait(spec.idle_seconds)
         event.clear()
 
