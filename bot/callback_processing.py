@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from bot import catalogue, channels, contacts, inbox, outbox, welcome, writelock
+from bot import catalogue, channels, contacts, inbox, outbox, welcome, welcome_lane, writelock
 from bot.catalogue import TagPath
 from bot.db.models import (
     Channel,
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 EXTERNAL_CONTACT = "change_external_contact"
 EXTERNAL_TAG = "change_external_tag"
+
+LANE_WAIT = 5.0  # longest wait for the fast lane's welcome attempt for the same code
 
 Handler = Callable[[Runtime, CallbackEvent, inbox.Claimed], None]
 
@@ -206,29 +208,48 @@ def _mark_directly(
     return [our for our, _ in todo]
 
 
+def send_welcome(rt: Runtime, ev: CallbackEvent, received_at: datetime) -> ExternalContact | None:
+    """Send the channel's welcome for an add event; return the customer if it was fetched."""
+    ctx = channel_context(rt, ev.state)
+    if not ev.welcome_code or ctx is None or not (ctx.welcome_text or ctx.attachments):
+        return None
+    contact: ExternalContact | None = None
+    staff_name = ev.userid
+    if "{staff}" in ctx.welcome_text:
+        with rt.db.read() as session:
+            staff_name = _staff_name(session, ev.userid)
+    if welcome.needs_customer(ctx.welcome_text):
+        contact = rt.wecom.get_external_contact(ev.external_userid)
+    text = welcome.render(
+        ctx.welcome_text,
+        customer_name=contact.name if contact is not None else "",
+        staff_name=staff_name,
+    )
+    welcome.send(
+        rt.wecom,
+        welcome_code=ev.welcome_code,
+        text=text,
+        attachments=ctx.attachments,
+        received_at=received_at,
+    )
+    return contact
+
+
 def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
     """A customer added a member: welcome, record the relation, tag it with the channel's tags."""
     ctx = channel_context(rt, ev.state)
     contact: ExternalContact | None = None
-    if ev.welcome_code and ctx is not None and (ctx.welcome_text or ctx.attachments):
-        staff_name = ev.userid
-        if "{staff}" in ctx.welcome_text:
-            with rt.db.read() as session:
-                staff_name = _staff_name(session, ev.userid)
-        if welcome.needs_customer(ctx.welcome_text):
-            contact = rt.wecom.get_external_contact(ev.external_userid)
-        text = welcome.render(
-            ctx.welcome_text,
-            customer_name=contact.name if contact is not None else "",
-            staff_name=staff_name,
-        )
-        welcome.send(
-            rt.wecom,
-            welcome_code=ev.welcome_code,
-            text=text,
-            attachments=ctx.attachments,
-            received_at=item.received_at,
-        )
+    if ev.welcome_code:
+        lane = welcome_lane.lane_for(rt)
+        if lane.take_code(ev.welcome_code):
+            try:
+                contact = send_welcome(rt, ev, item.received_at)
+            except WeComError:
+                lane.release(ev.welcome_code)  # a retry of this event must try again
+                raise
+            lane.finish(ev.welcome_code, contact)
+        else:  # the fast lane has it; reuse the customer it fetched rather than fetch twice
+            contact = lane.contact_for(ev.welcome_code, wait=LANE_WAIT)
     if contact is None:
         contact = rt.wecom.get_external_contact(ev.external_userid)
     marked = _mark_directly(rt, ev, ctx, contact)

@@ -7,7 +7,8 @@ import logging
 from flask import Blueprint, Response, current_app, request
 from flask.typing import ResponseReturnValue
 
-from bot import inbox, writelock
+from bot import inbox, welcome_lane, writelock
+from bot.db.types import utcnow
 from bot.errors import CallbackError
 from bot.wecom import CallbackCrypto, parse_event
 from handlers.context import runtime
@@ -69,6 +70,8 @@ def receive_event() -> ResponseReturnValue:
     with writelock.begin(rt.db) as session:
         fresh = inbox.store(session, event, xml)
     if fresh:
+        if event.welcome_code:
+            welcome_lane.lane_for(rt).offer(event, utcnow())
         rt.wakeups.inbox.set()
     else:
         log.info("callback re-delivered: %s", event.dedup_key)

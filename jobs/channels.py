@@ -44,8 +44,10 @@ def reconcile_once(rt: Runtime) -> dict[str, str]:
 
 def _step(rt: Runtime) -> int:
     if rt not in _reconciled:
-        _reconciled.add(rt)
-        reconcile_once(rt)
+        results = reconcile_once(rt)
+        # WeCom unreachable at start: try again at the next look instead of giving up.
+        if not any(action.startswith("failed") for action in results.values()):
+            _reconciled.add(rt)
     with rt.db.read() as session:
         due = channels.channels_needing_rotation(session=session, tz=rt.settings.tz)
     for channel_id in due:

@@ -39,6 +39,7 @@ WORKER_SPECS: list[str] = [
     "jobs.inbox:INBOX_WORKER",
     "jobs.outbox:OUTBOX_WORKER",
     "jobs.channels:CHANNEL_UPKEEP",
+    "jobs.welcome:WELCOME_LANE",
 ]
 SCHEDULED_SPECS: list[str] = [
     "jobs.sync:SYNC_JOB",
