@@ -25,6 +25,10 @@ from bot.runtime import Runtime
 from handlers.app import create_app
 from jobs.background import Background
 
+# The worked example of the official encryption page (doc 91144), copied from
+# ../shared/vectors so the suite runs from a lone clone.
+VECTORS = Path(__file__).parent / "vectors" / "wecom-doc-91144.json"
+
 PG_URL = os.environ.get("TAGBOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 CORP_ID = "wwtestcorp000001"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,11 +15,7 @@ from bot.db.models import InboxEvent
 from bot.simulator import Simulator
 from bot.simulator.crypto import CallbackCrypto as SimCrypto
 from bot.simulator.crypto import signature
-from tests.conftest import CORP_ID, LiveServer, base_config
-
-VECTORS = Path("/work/shared/vectors/wecom-doc-91144.json")
-if not VECTORS.exists():
-    VECTORS = Path(__file__).resolve().parents[2] / "shared/vectors/wecom-doc-91144.json"
+from tests.conftest import CORP_ID, VECTORS, LiveServer, base_config
 
 ADD_XML = (
     "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>"

@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +19,9 @@ from bot.simulator import CallbackCrypto, CallbackCryptoError, Simulator
 from bot.simulator.command import simulator_command
 from bot.simulator.crypto import signature
 from tests.conftest import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
+from tests.conftest import VECTORS as VECTORS_PATH
 
-VECTORS = json.loads(
-    (Path(__file__).resolve().parents[2] / "shared/vectors/wecom-doc-91144.json").read_text()
-)
+VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 
 
 class Api:

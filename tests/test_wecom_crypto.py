@@ -6,7 +6,6 @@ import base64
 import hashlib
 import json
 import struct
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +13,7 @@ from wechatpy.crypto.base import WeChatCipher
 
 from bot.errors import CallbackError
 from bot.wecom.crypto import CallbackCrypto
-
-VECTORS = Path("/work/shared/vectors/wecom-doc-91144.json")
-if not VECTORS.exists():  # the vectors also sit beside the checkout
-    VECTORS = Path(__file__).resolve().parents[2] / "shared/vectors/wecom-doc-91144.json"
+from tests.conftest import VECTORS
 
 
 @pytest.fixture(scope="module")
