@@ -7,6 +7,7 @@ import os
 import sys
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from bot.commands.context import CliContext
 from bot.errors import ConfigError, TagbotError
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except OperationalError as exc:  # the database is down, or the URL points nowhere
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        click.echo(f"error: cannot use the database: {reason}", err=True)
+        return 1
     except Exception as exc:  # a bug or an environment failure: one line unless debugging
         if os.environ.get("TAGBOT_DEBUG"):
             raise

@@ -80,7 +80,7 @@ def test_check_config_cli_lists_problems_and_exits_non_zero(
     )
     code = main(["--config", str(config), "check-config"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert "wecom.corp_id:" in err
     assert "wecom.encoding_aes_key:" in err
     assert "tiering.schedule:" in err
@@ -148,3 +148,15 @@ def _to_toml(data: dict[str, dict[str, object]]) -> str:
     text = "\n".join(lines) + "\n"
     tomllib.loads(text)  # fail here, not in the CLI, if the helper is wrong
     return text
+
+
+def test_an_unreachable_database_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = base_config("postgresql+psycopg://nobody@127.0.0.1:9/none")
+    config = tmp_path / "config.toml"
+    config.write_text(_to_toml(data), encoding="utf-8")
+    assert main(["--config", str(config), "init-db"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot use the database:")
+    assert "Traceback" not in err

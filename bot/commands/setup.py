@@ -36,7 +36,7 @@ def check_config(ctx: CliContext) -> None:
         click.echo(f"配置有误 / {len(exc.problems)} problem(s) in {ctx.config_path}:", err=True)
         for problem in exc.problems:
             click.echo(f"  - {problem}", err=True)
-        raise SystemExit(1) from None
+        raise SystemExit(2) from None  # the same code as any command refused a bad config
     w = settings.wecom
     click.echo(f"配置有效 / config OK: {ctx.config_path}")
     click.echo(f"  corp_id={w.corp_id} agent_id={w.agent_id} api_base={w.api_base}")
