@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ IGNORED = "ignored"
 DEAD = "dead"
 STATUSES = (PENDING, PROCESSING, DONE, IGNORED, DEAD)
 
+NOTIFY_CHANNEL = "tagbot_inbox"
 MAX_ATTEMPTS = 6
 # Long enough for a customer fetch plus a welcome under WeCom's retries; a claim older
 # than this belonged to a process that died and is taken over.
@@ -92,6 +93,9 @@ def store(session: Session, event: CallbackEvent, payload: str) -> bool:
     # RETURNING, not rowcount: the ORM path may report -1 for a skipped insert.
     inserted = session.execute(stmt).scalar_one_or_none()
     if inserted is not None:
+        if session.get_bind().dialect.name == "postgresql":
+            # Delivered at commit to worker processes listening (see jobs/inbox_listener.py).
+            session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
         STORED.labels("new").inc()
         return True
     session.execute(

@@ -40,6 +40,7 @@ WORKER_SPECS: list[str] = [
     "jobs.outbox:OUTBOX_WORKER",
     "jobs.channels:CHANNEL_UPKEEP",
     "jobs.welcome:WELCOME_LANE",
+    "jobs.inbox_listener:INBOX_LISTENER",
 ]
 SCHEDULED_SPECS: list[str] = [
     "jobs.sync:SYNC_JOB",
