@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot import writelock
+from bot.db import Database
 from bot.db.models import Tag, TagGroup
 from bot.errors import ValidationError
 from bot.wecom.client import WeComClient
@@ -190,6 +192,31 @@ def ensure(*, session: Session, wecom: WeComClient, paths: Sequence[TagPath]) ->
             raise ValidationError(f"标签 {p} 未能在企业微信创建 / tag was not created in WeCom")
         tags.append(tag)
     return tags
+
+
+def ensure_in_steps(*, db: Database, wecom: WeComClient, paths: Sequence[TagPath]) -> None:
+    """Like `ensure`, but never holds a write transaction while WeCom is being called.
+
+    On SQLite a write transaction blocks every callback's acknowledgement; WeCom may take
+    seconds to answer, so each call runs first and its result is stored after.
+    """
+    with db.read() as session:
+        missing = [p for p in paths if find(session, p) is None]
+    if not missing:
+        return
+    groups = wecom.get_corp_tag_list()
+    with writelock.begin(db) as session:
+        apply_groups(session, groups, complete=True)
+        missing = [p for p in paths if find(session, p) is None]
+    by_group: dict[str, list[str]] = {}
+    for p in missing:
+        names = by_group.setdefault(p.group, [])
+        if p.name not in names:
+            names.append(p.name)
+    for group_name, names in by_group.items():
+        created = wecom.add_corp_tag(names, group_name=group_name)
+        with writelock.begin(db) as session:
+            apply_groups(session, [created], complete=False, managed=True)
 
 
 def record_seen(session: Session, tags: Iterable[FollowUserTag]) -> list[Tag]:

@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -313,18 +313,18 @@ def _set_tags(channel: Channel, tags: Sequence[TagPath]) -> None:
     ]
 
 
-def create(
-    spec: ChannelSpec, *, session: Session, wecom: WeComClient, source: str = "cli"
-) -> Channel:
-    """Create the live code in WeCom (and any missing tags), then store the channel."""
-    spec = _check_spec(spec)
+def _check_free(spec: ChannelSpec, *, session: Session) -> str:
+    """Refuse a taken name or state; return the state to use (generated when not given)."""
     if session.scalars(select(Channel.id).where(Channel.name == spec.name)).first():
         raise ValidationError(f"渠道 {spec.name!r} 已存在 / channel already exists")
     state = spec.state or generate_state(session=session)
     if get_by_state(state, session=session) is not None:
         raise ValidationError(f"state {state!r} 已被其他渠道使用 / state already in use")
-    catalogue.ensure(session=session, wecom=wecom, paths=spec.tags)
-    config_id, qr_code = wecom.add_contact_way(
+    return state
+
+
+def _new_way(spec: ChannelSpec, state: str, *, wecom: WeComClient) -> tuple[str, str]:
+    return wecom.add_contact_way(
         type=way_type(spec.staff, spec.backup),
         scene=2,
         user=list(spec.staff),
@@ -332,28 +332,72 @@ def create(
         skip_verify=spec.skip_verify,
         state=state,
     )
-    try:
-        channel = Channel(
-            name=spec.name,
-            state=state,
-            config_id=config_id,
-            qr_code=qr_code,
-            welcome_text=spec.welcome,
-            welcome_attachments=list(spec.attachments),
-            daily_cap=spec.daily_cap,
-            skip_verify=spec.skip_verify,
-            source=source,
-            scans=0,
-        )
-        session.add(channel)
-        _set_members(channel, spec.staff, spec.backup, session=session)
-        _set_tags(channel, spec.tags)
-        session.flush()
-    except Exception:
-        _forget_way(wecom, config_id)  # don't leave a live code nobody knows about
-        raise
-    log.info("channel %s created: state=%s config_id=%s", spec.name, state, config_id)
+
+
+def _store_new(
+    spec: ChannelSpec, state: str, way: tuple[str, str], *, session: Session, source: str
+) -> Channel:
+    channel = Channel(
+        name=spec.name,
+        state=state,
+        config_id=way[0],
+        qr_code=way[1],
+        welcome_text=spec.welcome,
+        welcome_attachments=list(spec.attachments),
+        daily_cap=spec.daily_cap,
+        skip_verify=spec.skip_verify,
+        source=source,
+        scans=0,
+    )
+    session.add(channel)
+    _set_members(channel, spec.staff, spec.backup, session=session)
+    _set_tags(channel, spec.tags)
+    session.flush()
+    log.info("channel %s created: state=%s config_id=%s", spec.name, state, way[0])
     return channel
+
+
+def create(
+    spec: ChannelSpec, *, session: Session, wecom: WeComClient, source: str = "cli"
+) -> Channel:
+    """Create the live code in WeCom (and any missing tags), then store the channel."""
+    spec = _check_spec(spec)
+    state = _check_free(spec, session=session)
+    catalogue.ensure(session=session, wecom=wecom, paths=spec.tags)
+    way = _new_way(spec, state, wecom=wecom)
+    try:
+        return _store_new(spec, state, way, session=session, source=source)
+    except Exception:
+        _forget_way(wecom, way[0])  # don't leave a live code nobody knows about
+        raise
+
+
+def create_channel(
+    spec: ChannelSpec,
+    *,
+    db: Database,
+    wecom: WeComClient,
+    source: str = "cli",
+    tz: ZoneInfo = SHANGHAI,
+) -> ChannelView:
+    """Create a channel like `create`, in short transactions around the WeCom calls.
+
+    What the CLI and the admin API use: on SQLite a write transaction held across
+    WeCom calls would hold up every callback's acknowledgement meanwhile.
+    """
+    spec = _check_spec(spec)
+    with db.read() as session:
+        state = _check_free(spec, session=session)
+    catalogue.ensure_in_steps(db=db, wecom=wecom, paths=spec.tags)
+    way = _new_way(spec, state, wecom=wecom)
+    try:
+        with writelock.begin(db) as session:
+            _check_free(replace(spec, state=state), session=session)  # raced?
+            channel = _store_new(spec, state, way, session=session, source=source)
+            return view(channel, session=session, tz=tz)
+    except Exception:
+        _forget_way(wecom, way[0])
+        raise
 
 
 def _forget_way(wecom: WeComClient, config_id: str) -> None:
@@ -583,10 +627,15 @@ def reconcile_config_channels(
     results: dict[str, str] = {}
     for s in specs:
         try:
-            with begin_with_wecom(db, wecom) as session:
-                action, _ = reconcile_one(
-                    ChannelSpec.from_settings(s), session=session, wecom=wecom, tz=tz
-                )
+            spec = ChannelSpec.from_settings(s)
+            with db.read() as session:
+                exists = session.scalars(select(Channel.id).where(Channel.name == s.name)).first()
+            if not exists:
+                create_channel(spec, db=db, wecom=wecom, source="config", tz=tz)
+                action = "created"
+            else:
+                with begin_with_wecom(db, wecom) as session:
+                    action, _ = reconcile_one(spec, session=session, wecom=wecom, tz=tz)
         except Exception as exc:
             log.exception("channel %s from config could not be reconciled", s.name)
             action = f"failed: {exc}"

@@ -82,9 +82,7 @@ def create_channel() -> ResponseReturnValue:
         attachments=tuple(_attachments(data)),
         skip_verify=bool(data.get("skip_verify", True)),
     )
-    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
-        channel = channels.create(spec, session=session, wecom=rt.wecom, source="api")
-        view = channels.view(channel, session=session, tz=rt.settings.tz)
+    view = channels.create_channel(spec, db=rt.db, wecom=rt.wecom, source="api", tz=rt.settings.tz)
     return jsonify(view.to_json()), 201
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -249,3 +251,24 @@ def test_config_channels_are_reconciled_at_start(db_url: str, simulator: Simulat
             assert channels.get("官网", session=session).source == "config"
     finally:
         server.stop()
+
+
+def test_creating_a_channel_does_not_hold_up_callbacks(
+    live: LiveServer, simulator: Simulator
+) -> None:
+    # WeCom answers add_contact_way slowly; callbacks must still be acknowledged at once
+    # (on SQLite a write transaction held across the call would block them).
+    simulator.inject_stall("externalcontact/add_contact_way", 1.5)
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    body = {"name": "慢渠道", "staff": ["alice"], "tags": ["来源/慢"]}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        creating = pool.submit(
+            requests.post, f"{live.url}/api/channels", json=body, headers=auth, timeout=10
+        )
+        time.sleep(0.5)  # the API call is now waiting on WeCom
+        xml = simulator.event_xml("change_external_chat", "create", {"ChatId": "wrX"})
+        delivery = simulator.post_callback(xml)[0]
+        assert creating.result().status_code == 201
+    assert delivery.status == 200
+    assert delivery.elapsed_ms < 500, delivery.elapsed_ms
+    assert simulator.calls.get("externalcontact/add_contact_way") == 1, simulator.calls

@@ -105,13 +105,11 @@ def create(
         attachments=tuple(parse_attachment(a) for a in attachments),
         skip_verify=not verify,
     )
-    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
-        channel = channels.create(spec, session=session, wecom=rt.wecom, source="cli")
-        state_, config_id, qr = channel.state, channel.config_id, channel.qr_code
+    v = channels.create_channel(spec, db=rt.db, wecom=rt.wecom, source="cli", tz=rt.settings.tz)
     click.echo(f"渠道已创建 / channel created: {name}")
-    click.echo(f"state={state_}")
-    click.echo(f"config_id={config_id}")
-    click.echo(f"qr_code={qr}")
+    click.echo(f"state={v.state}")
+    click.echo(f"config_id={v.config_id}")
+    click.echo(f"qr_code={v.qr_code}")
 
 
 @channel_group.command("list")
