@@ -280,8 +280,7 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
         rt.wakeups.outbox.set()
     if ctx is not None and ctx.daily_cap:
         try:
-            with channels.begin_with_wecom(rt.db, rt.wecom) as session:
-                channels.rotate(ctx.id, session=session, wecom=rt.wecom, tz=rt.settings.tz)
+            channels.rotate(ctx.id, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz)
         except WeComError as exc:  # the upkeep job tries again; the scan itself is done
             log.warning("channel %s: rotation failed: %s", ctx.name, exc)
 

@@ -496,13 +496,14 @@ def _replace_way(channel: Channel, *, wecom: WeComClient, skip_verify: bool | No
         _forget_way(wecom, old)
 
 
-def delete(name: str, *, session: Session, wecom: WeComClient) -> None:
+def delete(name: str, *, db: Database, wecom: WeComClient) -> None:
     """Delete the live code in WeCom and the channel; relations keep their history."""
-    channel = get(name, session=session)
-    if channel.config_id:
-        _forget_way(wecom, channel.config_id)
-    session.delete(channel)
-    session.flush()
+    with db.read() as session:
+        config_id = get(name, session=session).config_id
+    if config_id:
+        _forget_way(wecom, config_id)  # first: a live code we no longer know would leak
+    with writelock.begin(db) as session:
+        session.delete(get(name, session=session))
 
 
 def record_scan(channel_id: int, *, session: Session) -> None:
@@ -531,15 +532,20 @@ def _mark_paused(channel: Channel, capped: set[str], today: date) -> None:
         m.paused_on = today if m.staff.userid in capped else None
 
 
-def rotate(channel_id: int, *, session: Session, wecom: WeComClient, tz: ZoneInfo) -> bool:
-    """Put the contact way's `user` list in line with today's caps; True when it changed.
+@dataclass(frozen=True)
+class _Rotation:
+    config_id: str
+    name: str
+    users: list[str]
+    capped: set[str]
+    today: date
 
-    A member's `paused_on` is written only after WeCom accepted the list, so a failed
-    call is simply tried again by the next scan or the upkeep job.
-    """
+
+def _plan_rotation(channel_id: int, *, session: Session, tz: ZoneInfo) -> _Rotation | None:
+    """Return the user list the contact way needs now, or None when it is already right."""
     channel = session.get(Channel, channel_id)
     if channel is None or not channel.config_id:
-        return False
+        return None
     today = today_in(tz)
     capped = _capped(channel, session=session, tz=tz)
     recorded = {
@@ -549,12 +555,30 @@ def rotate(channel_id: int, *, session: Session, wecom: WeComClient, tz: ZoneInf
     }
     stale = any(m.paused_on is not None and m.paused_on != today for m in channel.staff)
     if capped == recorded and not stale:
-        return False
+        return None
     users = _wanted_users(channel, capped)
-    wecom.update_contact_way(channel.config_id, user=users)
-    _mark_paused(channel, capped, today)
-    session.flush()
-    log.info("channel %s: contact way now answers %s (capped: %s)", channel.name, users, capped)
+    return _Rotation(channel.config_id, channel.name, users, capped, today)
+
+
+def rotate(channel_id: int, *, db: Database, wecom: WeComClient, tz: ZoneInfo) -> bool:
+    """Put the contact way's `user` list in line with today's caps; True when it changed.
+
+    The WeCom call runs between two short transactions (never inside one: on SQLite that
+    would hold up callbacks). A member's `paused_on` is written only after WeCom accepted
+    the list, so a failed call is simply tried again by the next scan or the upkeep job.
+    """
+    with db.read() as session:
+        plan = _plan_rotation(channel_id, session=session, tz=tz)
+    if plan is None:
+        return False
+    wecom.update_contact_way(plan.config_id, user=plan.users)
+    with writelock.begin(db) as session:
+        channel = session.get(Channel, channel_id)
+        if channel is not None:
+            _mark_paused(channel, plan.capped, plan.today)
+    log.info(
+        "channel %s: contact way now answers %s (capped: %s)", plan.name, plan.users, plan.capped
+    )
     return True
 
 

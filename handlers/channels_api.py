@@ -129,8 +129,7 @@ def update_channel(name: str) -> ResponseReturnValue:
 def delete_channel(name: str) -> ResponseReturnValue:
     """Delete a channel and its live code."""
     rt = runtime()
-    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
-        channels.delete(name, session=session, wecom=rt.wecom)
+    channels.delete(name, db=rt.db, wecom=rt.wecom)
     return "", 204
 
 

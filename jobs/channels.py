@@ -51,8 +51,7 @@ def _step(rt: Runtime) -> int:
     with rt.db.read() as session:
         due = channels.channels_needing_rotation(session=session, tz=rt.settings.tz)
     for channel_id in due:
-        with channels.begin_with_wecom(rt.db, rt.wecom) as session:
-            channels.rotate(channel_id, session=session, wecom=rt.wecom, tz=rt.settings.tz)
+        channels.rotate(channel_id, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz)
     return 0  # nothing queues up here: sleep until the next look
 
 

@@ -207,6 +207,5 @@ def delete(ctx: CliContext, name: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"删除渠道 {name}？已印刷的二维码将失效", abort=True)
     rt = ctx.runtime
-    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
-        channels.delete(name, session=session, wecom=rt.wecom)
+    channels.delete(name, db=rt.db, wecom=rt.wecom)
     click.echo(f"渠道已删除 / channel deleted: {name}")
