@@ -56,6 +56,8 @@ class WelcomeLane:
         self._lock = threading.Lock()
         self._taken: OrderedDict[str, _Slot] = OrderedDict()
         self.wakeup = threading.Event()
+        self.empty = threading.Event()  # set while nothing waits: inbox workers may go on
+        self.empty.set()
         self.active = False  # set while this process runs lane threads
 
     def offer(self, event: CallbackEvent, received_at: datetime) -> None:
@@ -64,18 +66,19 @@ class WelcomeLane:
             return
         with self._lock:
             self._waiting.append(Offer(event, received_at, time.monotonic()))
+            self.empty.clear()
         self.wakeup.set()
 
     def take(self) -> Offer | None:
         """Return the newest waiting welcome still young enough, dropping stale ones."""
         with self._lock:
-            while self._waiting:
-                offer = self._waiting.pop()
-                if time.monotonic() - offer.offered > MAX_AGE:
-                    self._waiting.clear()  # everything older is staler still
-                    return None
-                return offer
-        return None
+            offer = self._waiting.pop() if self._waiting else None
+            if offer is not None and time.monotonic() - offer.offered > MAX_AGE:
+                self._waiting.clear()  # everything older is staler still
+                offer = None
+            if not self._waiting:
+                self.empty.set()
+            return offer
 
     def waiting(self) -> int:
         """Return how many welcomes wait in the lane."""

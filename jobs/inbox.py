@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 from bot.callback_processing import process_next
 from bot.runtime import Runtime
@@ -14,15 +13,16 @@ from jobs.registry import WorkerSpec
 # every 5 ms by default; a request waiting that long at each I/O step misses the 20 ms
 # ack target under load, so processes that run this worker switch ten times as often.
 SWITCH_INTERVAL = 0.0005
-YIELD_SECONDS = 0.005
+YIELD_SECONDS = 0.25  # at most; the lane says when it is empty
 if sys.getswitchinterval() > SWITCH_INTERVAL:
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def _step(rt: Runtime) -> int:
     # Welcomes waiting in the fast lane go first: their codes expire, tags can wait.
-    if lane_for(rt).waiting():
-        time.sleep(YIELD_SECONDS)
+    lane = lane_for(rt)
+    if not lane.empty.is_set():
+        lane.empty.wait(YIELD_SECONDS)
         return 1  # come straight back without sleeping on the wake-up event
     # One event per claim: a welcome must not wait behind a batch another thread could take.
     return process_next(rt, limit=1)

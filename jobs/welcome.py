@@ -27,6 +27,7 @@ WELCOME_LANE = WorkerSpec(
     name="welcome",
     step=_step,
     wakeup=_wakeup,
-    threads=lambda s: s.jobs.inbox_workers,
+    # Each welcome is two quick calls; a couple of threads keep up with what the inbox can.
+    threads=lambda s: max(1, s.jobs.inbox_workers // 2),
     idle_seconds=5.0,
 )
