@@ -47,12 +47,7 @@ def cli(click_ctx: click.Context, config_path: str | None) -> None:
 def _load_commands() -> None:
     for spec in COMMANDS:
         module_name, _, attr = spec.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:  # TODO(lead): strict once every module has landed
-            if exc.name != module_name:
-                raise
-            continue
+        module = importlib.import_module(module_name)
         cli.add_command(getattr(module, attr))
 
 
