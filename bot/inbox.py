@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.db.models import InboxEvent
+from bot.db.queries import count_by_status
 from bot.db.types import utcnow
 from bot.errors import NotFoundError
 from bot.metrics import register_refresher
@@ -220,11 +221,7 @@ def replay(session: Session, event_ids: Sequence[int] | None = None) -> int:
 
 def counts(session: Session) -> dict[str, int]:
     """Return how many inbox events are in each status."""
-    rows = session.execute(
-        select(InboxEvent.status, func.count()).group_by(InboxEvent.status)
-    ).all()
-    found = {status: int(n) for status, n in rows}
-    return {status: found.get(status, 0) for status in STATUSES}
+    return count_by_status(session, InboxEvent.status, STATUSES)
 
 
 @register_refresher

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import writelock
@@ -29,6 +29,7 @@ from bot.db.models import (
     Staff,
     Tag,
 )
+from bot.db.queries import count_by_status
 from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.metrics import register_refresher
@@ -262,11 +263,7 @@ def drain(rt: Runtime, *, limit: int = 20) -> int:
 
 def counts(session: Session) -> dict[str, int]:
     """Return how many operations are in each status."""
-    rows = session.execute(
-        select(OutboxOperation.status, func.count()).group_by(OutboxOperation.status)
-    ).all()
-    found = {status: int(n) for status, n in rows}
-    return {status: found.get(status, 0) for status in STATUSES}
+    return count_by_status(session, OutboxOperation.status, STATUSES)
 
 
 @register_refresher
