@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot import catalogue, channels, contacts, inbox, outbox, welcome, welcome_lane, writelock
@@ -116,26 +116,46 @@ def _staff_name(session: Session, userid: str) -> str:
     return name or userid
 
 
+_staff_names: dict[tuple[int, str], tuple[float, str]] = {}
+
+
+def staff_name(rt: Runtime, userid: str) -> str:
+    """Return a member's display name for `{staff}`, cached like the channel context."""
+    key = (id(rt), userid)
+    hit = _staff_names.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < CONTEXT_TTL:
+        return hit[1]
+    with rt.db.read() as session:
+        name = _staff_name(session, userid)
+    if len(_staff_names) > 10_000:
+        _staff_names.clear()
+    _staff_names[key] = (now, name)
+    return name
+
+
 def _follow(contact: ExternalContact, userid: str) -> FollowUser | None:
     return next((f for f in contact.follow_users if f.userid == userid), None)
 
 
+_RT = cast(Table, RelationTag.__table__)
+_RELATION_TAG_IDS = select(_RT.c.tag_id).where(_RT.c.relation_id == bindparam("relation_id"))
+_DROP_RELATION_TAGS = delete(_RT).where(
+    _RT.c.relation_id == bindparam("relation_id"),
+    _RT.c.tag_id.in_(bindparam("tag_ids", expanding=True)),
+)
+
+
 def set_relation_tags(session: Session, relation_id: int, wanted: set[int]) -> None:
     """Record exactly these tags (our ids) as the ones WeCom has on the relation."""
-    have = set(
-        session.scalars(select(RelationTag.tag_id).where(RelationTag.relation_id == relation_id))
-    )
+    have = set(session.scalars(_RELATION_TAG_IDS, {"relation_id": relation_id}))
     gone = have - wanted
     if gone:
-        session.execute(
-            delete(RelationTag).where(
-                RelationTag.relation_id == relation_id, RelationTag.tag_id.in_(gone)
-            )
-        )
+        session.execute(_DROP_RELATION_TAGS, {"relation_id": relation_id, "tag_ids": list(gone)})
     now = utcnow()
-    for tag_id in wanted - have:
-        session.add(RelationTag(relation_id=relation_id, tag_id=tag_id, synced_at=now))
-    session.flush()
+    added = [{"relation_id": relation_id, "tag_id": t, "synced_at": now} for t in wanted - have]
+    if added:
+        session.execute(insert(_RT), added)
 
 
 def _store_contact(
@@ -214,16 +234,13 @@ def send_welcome(rt: Runtime, ev: CallbackEvent, received_at: datetime) -> Exter
     if not ev.welcome_code or ctx is None or not (ctx.welcome_text or ctx.attachments):
         return None
     contact: ExternalContact | None = None
-    staff_name = ev.userid
-    if "{staff}" in ctx.welcome_text:
-        with rt.db.read() as session:
-            staff_name = _staff_name(session, ev.userid)
+    member = staff_name(rt, ev.userid) if "{staff}" in ctx.welcome_text else ev.userid
     if welcome.needs_customer(ctx.welcome_text):
         contact = rt.wecom.get_external_contact(ev.external_userid)
     text = welcome.render(
         ctx.welcome_text,
         customer_name=contact.name if contact is not None else "",
-        staff_name=staff_name,
+        staff_name=member,
     )
     welcome.send(
         rt.wecom,
@@ -437,10 +454,10 @@ def _failed(rt: Runtime, item: inbox.Claimed, error: str, *, retryable: bool) ->
     log.warning("inbox event %d %s: %s", item.id, "dead" if dead else "will retry", error)
 
 
-def process_next(rt: Runtime, *, limit: int = 1) -> int:
-    """Claim and process due events; return how many were taken."""
+def process_next(rt: Runtime, *, limit: int = 1, ids: Sequence[int] = ()) -> int:
+    """Claim and process due events (or these handed-off ids); return how many were taken."""
     with writelock.begin(rt.db) as session:
-        items = inbox.claim(session, limit=limit)
+        items = inbox.claim(session, limit=limit, ids=ids)
     for item in items:
         process(rt, item)
     return len(items)

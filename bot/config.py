@@ -115,6 +115,7 @@ class LimitsSettings(_Section):
 class JobsSettings(_Section):
     sync_schedule: str = "30 2 * * *"
     inbox_workers: int = Field(default=4, ge=1, le=64)
+    welcome_threads: int = Field(default=8, ge=1, le=128)
     outbox_workers: int = Field(default=2, ge=1, le=64)
 
     _cron = field_validator("sync_schedule")(classmethod(lambda cls, v: _check_cron(v)))

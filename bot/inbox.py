@@ -4,17 +4,25 @@ A re-delivery of the same event (same `dedup_key`) only bumps `duplicates`. Work
 claim due rows with `FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite every write
 transaction already holds the database write lock (BEGIN IMMEDIATE), which serialises
 claims just as well.
+
+The process that acknowledged an event processes it first (`Handoff`): it stores the
+row due only HANDOFF_SECONDS later and queues the id in memory, so with several
+processes nobody else takes it meanwhile, yet if that process dies another one (or its
+restart) picks the row up once it falls due.
 """
 
 from __future__ import annotations
 
 import random
+import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import Table, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -38,6 +46,9 @@ MAX_ATTEMPTS = 6
 # Long enough for a customer fetch plus a welcome under WeCom's retries; a claim older
 # than this belonged to a process that died and is taken over.
 CLAIM_SECONDS = 60.0
+# How long other processes leave a fresh event to the process that acknowledged it: past
+# a welcome code's 20 s life, so a takeover never sends a welcome that process's lane sent.
+HANDOFF_SECONDS = 21.0
 _BACKOFF_BASE = 2.0
 _BACKOFF_CAP = 600.0
 
@@ -68,97 +79,148 @@ class Claimed:
     attempts: int
 
 
-def _insert_ignore(session: Session) -> type[sqlite.Insert] | type[postgresql.Insert]:
-    return sqlite.Insert if session.get_bind().dialect.name == "sqlite" else postgresql.Insert
+class Handoff:
+    """Ids of events this process acknowledged and will process itself, oldest first."""
+
+    def __init__(self) -> None:
+        self._ids: deque[int] = deque()
+        self._lock = threading.Lock()
+        self.active = False  # set while this process runs inbox workers
+
+    def put(self, event_id: int) -> None:
+        with self._lock:
+            self._ids.append(event_id)
+
+    def take(self, limit: int) -> list[int]:
+        """Remove and return up to `limit` queued ids."""
+        with self._lock:
+            return [self._ids.popleft() for _ in range(min(limit, len(self._ids)))]
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
-def store(session: Session, event: CallbackEvent, payload: str) -> bool:
-    """Store a verified event; return False when it was a re-delivery of a stored one."""
-    insert_cls = _insert_ignore(session)
-    stmt = (
-        insert_cls(InboxEvent)
-        .values(
-            dedup_key=event.dedup_key,
-            event=event.event[:64],
-            change_type=event.change_type[:64],
-            payload=payload,
-            received_at=utcnow(),
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=utcnow(),
-            duplicates=0,
-        )
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(InboxEvent.id)
+def handoff_for(rt: Runtime) -> Handoff:
+    """Return this process's hand-off queue."""
+    return rt.local(Handoff)
+
+
+# The hot statements are built once on the table, not per call on the ORM class: with
+# bound parameters SQLAlchemy reuses their compiled form, which halves each one's CPU.
+_T = cast(Table, InboxEvent.__table__)
+_RETURNED = (_T.c.id, _T.c.payload, _T.c.event, _T.c.change_type, _T.c.received_at, _T.c.attempts)
+_BUMP_DUPLICATES = (
+    update(_T).where(_T.c.dedup_key == bindparam("key")).values(duplicates=_T.c.duplicates + 1)
+)
+_FINISH = (
+    update(_T)
+    .where(_T.c.id == bindparam("event_id"))
+    .values(
+        status=bindparam("status"),
+        processed_at=bindparam("now"),
+        locked_until=None,
+        last_error=None,
     )
-    # RETURNING, not rowcount: the ORM path may report -1 for a skipped insert.
-    inserted = session.execute(stmt).scalar_one_or_none()
+)
+_TAKE = {
+    "status": PROCESSING,
+    "attempts": _T.c.attempts + 1,
+    "locked_until": bindparam("locked_until"),
+}
+_DUE = or_(
+    (_T.c.status == PENDING) & (_T.c.next_attempt_at <= bindparam("now")),
+    (_T.c.status == PROCESSING) & (_T.c.locked_until < bindparam("now")),
+)
+# One statement: pick (skipping rows other workers hold) and mark them taken.
+_CLAIM_DUE = (
+    update(_T)
+    .where(
+        _T.c.id.in_(
+            select(_T.c.id)
+            .where(_DUE)
+            .order_by(_T.c.id)
+            .limit(bindparam("limit"))
+            .with_for_update(skip_locked=True)
+        )
+    )
+    .values(**_TAKE)
+    .returning(*_RETURNED)
+)
+_CLAIM_IDS = (
+    update(_T)
+    .where(
+        _T.c.id.in_(
+            select(_T.c.id)
+            .where(_T.c.status == PENDING, _T.c.id.in_(bindparam("ids", expanding=True)))
+            .with_for_update(skip_locked=True)
+        )
+    )
+    .values(**_TAKE)
+    .returning(*_RETURNED)
+)
+_STORE = {
+    "sqlite": sqlite.insert(_T)
+    .on_conflict_do_nothing(index_elements=["dedup_key"])
+    .returning(_T.c.id),
+    "postgresql": postgresql.insert(_T)
+    .on_conflict_do_nothing(index_elements=["dedup_key"])
+    .returning(_T.c.id),
+}
+
+
+def store(
+    session: Session, event: CallbackEvent, payload: str, *, hand_off: bool = False
+) -> int | None:
+    """Store a verified event and return its id; None when it re-delivers a stored one.
+
+    `hand_off`: this process will process the event itself (see `Handoff`).
+    """
+    dialect = session.get_bind().dialect.name
+    now = utcnow()
+    row = {
+        "dedup_key": event.dedup_key,
+        "event": event.event[:64],
+        "change_type": event.change_type[:64],
+        "payload": payload,
+        "received_at": now,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now + timedelta(seconds=HANDOFF_SECONDS) if hand_off else now,
+        "duplicates": 0,
+    }
+    # RETURNING, not rowcount: a skipped insert may report -1.
+    inserted = session.execute(_STORE[dialect], row).scalar_one_or_none()
     if inserted is not None:
-        if session.get_bind().dialect.name == "postgresql":
+        if dialect == "postgresql":
             # Delivered at commit to worker processes listening (see jobs/inbox_listener.py).
             session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
         STORED.labels("new").inc()
-        return True
-    session.execute(
-        update(InboxEvent)
-        .where(InboxEvent.dedup_key == event.dedup_key)
-        .values(duplicates=InboxEvent.duplicates + 1)
-        .execution_options(synchronize_session=False)
-    )
+        return int(inserted)
+    session.execute(_BUMP_DUPLICATES, {"key": event.dedup_key})
     STORED.labels("duplicate").inc()
-    return False
+    return None
 
 
-def claim(session: Session, *, limit: int = 1) -> list[Claimed]:
-    """Take up to `limit` due events (pending, or abandoned by a dead worker) for processing."""
+def claim(session: Session, *, limit: int = 1, ids: Sequence[int] = ()) -> list[Claimed]:
+    """Take up to `limit` due events (pending, or abandoned by a dead worker) for processing.
+
+    With `ids`: take those of them still pending, due or not (this process's hand-off).
+    """
     now = utcnow()
-    due = or_(
-        (InboxEvent.status == PENDING) & (InboxEvent.next_attempt_at <= now),
-        (InboxEvent.status == PROCESSING) & (InboxEvent.locked_until < now),
-    )
-    # One statement: pick (skipping rows other workers hold) and mark them taken.
-    picked = (
-        select(InboxEvent.id)
-        .where(due)
-        .order_by(InboxEvent.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    rows = session.execute(
-        update(InboxEvent)
-        .where(InboxEvent.id.in_(picked))
-        .values(
-            status=PROCESSING,
-            attempts=InboxEvent.attempts + 1,
-            locked_until=now + timedelta(seconds=CLAIM_SECONDS),
-        )
-        .returning(
-            InboxEvent.id,
-            InboxEvent.payload,
-            InboxEvent.event,
-            InboxEvent.change_type,
-            InboxEvent.received_at,
-            InboxEvent.attempts,
-        )
-        .execution_options(synchronize_session=False)
-    ).all()
-    return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+    locked_until = now + timedelta(seconds=CLAIM_SECONDS)
+    if ids:
+        result = session.execute(_CLAIM_IDS, {"ids": list(ids), "locked_until": locked_until})
+    else:
+        params = {"now": now, "limit": limit, "locked_until": locked_until}
+        result = session.execute(_CLAIM_DUE, params)
+    return sorted((Claimed(*row) for row in result), key=lambda c: c.id)
 
 
 def finish(session: Session, item: Claimed, *, handled: bool = True) -> None:
     """Mark a claimed event done (or ignored when no handler wanted it)."""
     now = utcnow()
-    session.execute(
-        update(InboxEvent)
-        .where(InboxEvent.id == item.id)
-        .values(
-            status=DONE if handled else IGNORED,
-            processed_at=now,
-            locked_until=None,
-            last_error=None,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    params = {"event_id": item.id, "status": DONE if handled else IGNORED, "now": now}
+    session.execute(_FINISH, params)
     LATENCY.labels(item.change_type or item.event).observe(
         max(0.0, (now - item.received_at).total_seconds())
     )

@@ -7,13 +7,15 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.config import Settings
 from bot.db import Database
 
 if TYPE_CHECKING:
     from bot.wecom.client import WeComClient
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -32,6 +34,20 @@ class Runtime:
         self.db = Database(settings.database.url, echo=settings.database.echo)
         self.wakeups = Wakeups()
         self.stopping = threading.Event()
+        self._locals: dict[type[Any], Any] = {}
+        self._locals_lock = threading.Lock()
+
+    def local(self, cls: type[T]) -> T:
+        """Return this process's one instance of `cls` (built with no arguments on first use).
+
+        For in-memory state the request threads share with the worker threads, such as
+        the welcome lane and the inbox hand-off queue.
+        """
+        with self._locals_lock:
+            obj = self._locals.get(cls)
+            if obj is None:
+                obj = self._locals[cls] = cls()
+            return obj  # type: ignore[no-any-return]
 
     @cached_property
     def wecom(self) -> WeComClient:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime
@@ -120,17 +119,9 @@ class WelcomeLane:
         return slot.contact
 
 
-_lanes: weakref.WeakKeyDictionary[Runtime, WelcomeLane] = weakref.WeakKeyDictionary()
-_lanes_lock = threading.Lock()
-
-
 def lane_for(rt: Runtime) -> WelcomeLane:
-    """Return this runtime's lane."""
-    with _lanes_lock:
-        lane = _lanes.get(rt)
-        if lane is None:
-            lane = _lanes[rt] = WelcomeLane()
-        return lane
+    """Return this process's lane."""
+    return rt.local(WelcomeLane)
 
 
 def send_one(rt: Runtime, offer: Offer) -> bool:

@@ -67,9 +67,14 @@ def receive_event() -> ResponseReturnValue:
     body = _read_body(rt.settings.server.max_callback_bytes)
     xml = _crypto().decrypt(_query("msg_signature"), _query("timestamp"), _query("nonce"), body)
     event = parse_event(xml)
-    with writelock.begin(rt.db) as session:
-        fresh = inbox.store(session, event, xml)
-    if fresh:
+    handoff = inbox.handoff_for(rt)
+    hand_off = handoff.active  # this process runs inbox workers: it processes what it acks
+    # urgent: WeCom waits on this one; it goes ahead of queued background writes.
+    with writelock.begin(rt.db, urgent=True) as session:
+        event_id = inbox.store(session, event, xml, hand_off=hand_off)
+    if event_id is not None:
+        if hand_off:
+            handoff.put(event_id)
         if event.welcome_code:
             welcome_lane.lane_for(rt).offer(event, utcnow())
         rt.wakeups.inbox.set()

@@ -27,7 +27,8 @@ WELCOME_LANE = WorkerSpec(
     name="welcome",
     step=_step,
     wakeup=_wakeup,
-    # Each welcome is two quick calls; a couple of threads keep up with what the inbox can.
-    threads=lambda s: max(1, s.jobs.inbox_workers // 2),
+    # Threads mostly wait on WeCom: each welcome is two round trips (fetch the customer,
+    # send), so the rate it sustains is threads / (2 x round trip).
+    threads=lambda s: s.jobs.welcome_threads,
     idle_seconds=5.0,
 )

@@ -89,20 +89,27 @@ def _wait_healthy(port: int) -> None:
     wait_for(up, timeout=30, what="tagbot serve to answer")
 
 
-def test_kill_9_after_the_ack_loses_nothing(
-    tmp_path: Path, db_url: str, simulator: Simulator
-) -> None:
+def served_config(tmp_path: Path, db_url: str, simulator: Simulator) -> tuple[Path, int, str]:
+    """Write a config for `tagbot serve` on a free port; return it, the port, a channel state.
+
+    The channel is created in this process; the served process only answers callbacks.
+    """
     simulator.add_staff("alice")
     port = _free_port()
     cfg = base_config(db_url, api_base=simulator.api_base)
     cfg["server"]["port"] = port
     config = tmp_path / "config.toml"
     config.write_text(_toml(cfg), encoding="utf-8")
-    # The channel is created in this process; the served process only answers callbacks.
     rt = Runtime(settings_from_mapping(cfg, environ={}))
     state = _make_channel(rt)
     rt.close()
+    return config, port, state
 
+
+def test_kill_9_after_the_ack_loses_nothing(
+    tmp_path: Path, db_url: str, simulator: Simulator
+) -> None:
+    config, port, state = served_config(tmp_path, db_url, simulator)
     proc = _serve(config, "--no-jobs", "--workers", "1")
     try:
         _wait_healthy(port)

@@ -69,7 +69,7 @@ def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: in
     "--workers",
     type=int,
     default=None,
-    help="Web processes (with --no-jobs; default [server] workers).",
+    help="Processes (default 1 with jobs; [server] workers with --no-jobs).",
 )
 @click.option("--threads", type=int, default=8, show_default=True, help="Threads per web process.")
 @pass_ctx
@@ -79,9 +79,10 @@ def serve(ctx: CliContext, no_jobs: bool, workers: int | None, threads: int) -> 
 
     configure_logging(ctx.settings.app.log_level)
     upgrade_to_head(ctx.runtime.db.engine)
-    # With jobs, everything lives in one process so wake-ups go straight from the request
-    # to the worker thread; scale out with --no-jobs plus separate workers.
-    n = 1 if not no_jobs else (workers or ctx.settings.server.workers)
+    # Every process runs the web app and, unless --no-jobs, the workers: each processes
+    # the callbacks it acknowledged itself, so the wake-up goes straight from the request
+    # to a worker thread; the scheduler runs in whichever process holds its lease.
+    n = workers or (ctx.settings.server.workers if no_jobs else 1)
     click.echo(
         f"tagbot serving on http://{ctx.settings.server.host}:{ctx.settings.server.port}"
         f" ({n} process(es), jobs {'off' if no_jobs else 'on'})"
