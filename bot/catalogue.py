@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from bot import writelock
@@ -219,13 +219,23 @@ def ensure_in_steps(*, db: Database, wecom: WeComClient, paths: Sequence[TagPath
             apply_groups(session, [created], complete=False, managed=True)
 
 
+_BY_WECOM_IDS = select(Tag).where(Tag.wecom_tag_id.in_(bindparam("ids", expanding=True)))
+
+
 def record_seen(session: Session, tags: Iterable[FollowUserTag]) -> list[Tag]:
     """Return catalogue rows for corp tags seen on a customer, learning unknown ones."""
+    # Personal and rule-group tags are not in the corp catalogue.
+    corp = [t for t in tags if t.type in (0, 1) and t.tag_id]
+    ids = sorted({t.tag_id for t in corp})
+
+    def by_id() -> dict[str | None, Tag]:
+        # One query for all of them: a scan is on the hot path of every callback.
+        return {tag.wecom_tag_id: tag for tag in session.scalars(_BY_WECOM_IDS, {"ids": ids})}
+
+    known = by_id() if ids else {}
     rows = []
-    for t in tags:
-        if t.type not in (0, 1) or not t.tag_id:
-            continue  # personal and rule-group tags are not in the corp catalogue
-        tag = session.scalars(select(Tag).where(Tag.wecom_tag_id == t.tag_id)).one_or_none()
+    for t in corp:
+        tag = known.get(t.tag_id)
         if tag is None and t.group_name and t.tag_name:
             group = _group_by_name(session, t.group_name)
             if group is None:
@@ -233,6 +243,7 @@ def record_seen(session: Session, tags: Iterable[FollowUserTag]) -> list[Tag]:
                 session.add(group)
                 session.flush()
             tag = _upsert_tag(session, group, t.tag_id, t.tag_name, 0, managed=None)
+            known = by_id()  # learning a tag can take its WeCom id from another row
         if tag is not None:
             rows.append(tag)
     return rows

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from bot import contacts
+from bot import catalogue, contacts
 from bot.db import Database
 from bot.db.models import (
     Channel,
@@ -17,7 +17,10 @@ from bot.db.models import (
     Order,
     ProfileAttribute,
     Staff,
+    Tag,
+    TagGroup,
 )
+from bot.wecom.types import FollowUserTag
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -137,3 +140,147 @@ def test_upsert_relation_is_idempotent_and_finds_the_channel(db: Database) -> No
         customer = contacts.upsert_customer(session=session, external_userid="wm_a")
         rel = contacts.upsert_relation(session=session, staff_userid="zhangsan", customer=customer)
         assert (rel.status, rel.lost_at) == ("active", None)
+
+
+def test_a_new_customer_is_returned_as_stored_and_stays_tracked(db: Database) -> None:
+    with db.begin() as session:
+        customer = contacts.upsert_customer(session=session, external_userid="wm_a", gender=2)
+        assert (customer.name, customer.type, customer.gender, customer.unionid) == ("", 1, 2, None)
+        assert customer.created_at.tzinfo is not None
+        assert contacts.get_customer("wm_a", session=session) is customer
+        customer.corp_name = "某公司"  # a change to the returned object is written at commit
+    with db.begin() as session:
+        # None keeps what is stored; given values replace it.
+        customer = contacts.upsert_customer(
+            session=session, external_userid="wm_a", name="张三", gender=None
+        )
+    with db.read() as session:
+        stored = session.scalars(select(Customer)).one()
+        assert (stored.name, stored.gender, stored.corp_name) == ("张三", 2, "某公司")
+
+
+def test_orphans_of_a_customer_without_unionid_link_by_external_userid_only(db: Database) -> None:
+    _orphans(db)
+    with db.begin() as session:
+        customer = contacts.upsert_customer(session=session, external_userid="wm_a")
+        cid = customer.id
+        assert contacts.link_orphans(customer, session=session) == 0  # all taken already
+    with db.read() as session:
+        linked = dict(session.execute(select(Order.order_id, Order.customer_id)).all())
+        assert linked == {"o-ext": cid, "o-union": None, "o-other": None}
+        assert session.scalar(select(InteractionEvent.customer_id)) is None
+        attrs = dict(
+            session.execute(select(ProfileAttribute.name, ProfileAttribute.customer_id)).all()
+        )
+        assert attrs == {"age": cid, "region": None}
+    with db.begin() as session:
+        customer = contacts.upsert_customer(session=session, external_userid="wm_a", unionid="un_a")
+    with db.read() as session:
+        assert session.scalar(select(InteractionEvent.customer_id)) == cid
+        assert set(session.scalars(select(ProfileAttribute.customer_id))) == {cid}
+
+
+def test_a_known_customer_without_a_new_unionid_links_nothing_new(db: Database) -> None:
+    with db.begin() as session:
+        contacts.upsert_customer(session=session, external_userid="wm_a", unionid="un_a")
+    _orphans(db)  # arrive after the customer: the ingest links these itself, not a re-read
+    with db.begin() as session:
+        contacts.upsert_customer(session=session, external_userid="wm_a", unionid="un_a")
+    with db.read() as session:
+        assert session.scalar(select(Order.id).where(Order.customer_id.is_not(None))) is None
+
+
+def test_a_new_relation_is_stored_whole_and_reactivated_when_lost(db: Database) -> None:
+    with db.begin() as session:
+        session.add(Channel(name="公众号文章", state="ch_article"))
+    with db.begin() as session:
+        customer = contacts.upsert_customer(session=session, external_userid="wm_a")
+        rel = contacts.upsert_relation(
+            session=session,
+            staff_userid="lisi",  # unknown yet: created on the way
+            customer=customer,
+            state="ch_article",
+            remark="老客户",
+            add_way=3,
+            added_at=T0,
+        )
+        assert rel.customer is customer
+        assert rel.channel is not None
+        assert rel.channel.name == "公众号文章"
+        rel_id = rel.id
+    with db.read() as session:
+        rel = session.scalars(select(FollowRelation)).one()
+        assert rel.id == rel_id
+        assert rel.staff.userid == "lisi"
+        assert (rel.state, rel.remark, rel.add_way, rel.status, rel.added_at) == (
+            "ch_article",
+            "老客户",
+            3,
+            "active",
+            T0,
+        )
+    with db.begin() as session:
+        contacts.mark_relation_lost(
+            session=session, staff_userid="lisi", external_userid="wm_a", reason="del_follow_user"
+        )
+    with db.begin() as session:
+        customer = contacts.upsert_customer(session=session, external_userid="wm_a")
+        # A state we don't own keeps the channel; the other fields keep their values.
+        rel = contacts.upsert_relation(
+            session=session, staff_userid="lisi", customer=customer, state="somewhere_else"
+        )
+        assert rel.id == rel_id
+    with db.read() as session:
+        rel = session.scalars(select(FollowRelation)).one()
+        assert (rel.status, rel.lost_at, rel.lost_reason) == ("active", None, None)
+        assert (rel.state, rel.remark, rel.add_way, rel.added_at) == (
+            "somewhere_else",
+            "老客户",
+            3,
+            T0,
+        )
+        assert rel.channel_id is not None
+    with db.begin() as session:
+        customer = contacts.upsert_customer(session=session, external_userid="wm_a")
+        contacts.upsert_relation(
+            session=session, staff_userid="lisi", customer=customer, channel_id=None
+        )
+    with db.read() as session:
+        assert session.scalar(select(FollowRelation.channel_id)) is None
+
+
+def test_record_seen_reads_corp_tags_and_learns_unknown_ones(db: Database) -> None:
+    with db.begin() as session:
+        group = TagGroup(name="渠道", wecom_group_id="wg1")
+        session.add(group)
+        session.flush()
+        session.add(Tag(group_id=group.id, name="文章", wecom_tag_id="wt1"))
+    seen = [
+        FollowUserTag("渠道", "文章", "wt1", 1),
+        FollowUserTag("", "我的标签", "wt_personal", 2),  # personal: not in the catalogue
+        FollowUserTag("兴趣", "理财", "wt2", 1),  # unknown: learnt, with its group
+        FollowUserTag("", "", "wt3", 1),  # unknown and nameless: skipped
+        FollowUserTag("渠道", "文章", "wt1", 1),
+    ]
+    with db.begin() as session:
+        rows = catalogue.record_seen(session, seen)
+        assert [(t.group.name, t.name, t.wecom_tag_id) for t in rows] == [
+            ("渠道", "文章", "wt1"),
+            ("兴趣", "理财", "wt2"),
+            ("渠道", "文章", "wt1"),
+        ]
+    with db.begin() as session:
+        # The console re-created 渠道/文章 as wt9: the row moves to wt9, and the stale wt1
+        # seen again afterwards is learnt anew, taking the row back.
+        moved = catalogue.record_seen(
+            session,
+            [
+                FollowUserTag("渠道", "文章", "wt1", 1),
+                FollowUserTag("渠道", "文章", "wt9", 1),
+                FollowUserTag("渠道", "文章", "wt1", 1),
+            ],
+        )
+        assert len({t.id for t in moved}) == 1
+    with db.read() as session:
+        ids = dict(session.execute(select(Tag.name, Tag.wecom_tag_id)).all())
+        assert ids == {"文章": "wt1", "理财": "wt2"}
