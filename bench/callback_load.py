@@ -2,17 +2,26 @@
 
     python -m bench.callback_load [--n 5000] [--rate 200] [--duplicates 0.1]
                                   [--database-url URL] [--channels 3] [--staff 6]
+                                  [--workers N] [--sender process|thread] [--pin]
 
 Starts the WeCom simulator in this process and `tagbot serve` (web + workers, gunicorn) as
 a separate process on a fresh database (SQLite in a temporary directory unless a URL is
 given), creates the channels, then has N customers scan at the given rate. A share of the
 callbacks is delivered twice, as WeCom does when it thinks a delivery failed. Prints ack
-latency, scan → welcome latency, WeCom calls per scan, and lost and duplicated counts.
+latency, scan → welcome latency, WeCom calls per scan, lost and duplicated counts, and the
+CPU per scan of the bot (the serve process and all its children, user and system) next to
+the harness's own (this process and the sender process), since both share the machine.
+
+The callbacks are posted from a sender process by default, so that ack latency is timed
+where nothing else holds the GIL; `--sender thread` posts from this process, as the
+simulator does in tests. `--pin` puts the bot on CPU 0 and the harness on CPU 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import multiprocessing
 import os
 import platform
 import signal
@@ -22,8 +31,10 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import NamedTuple
 
 import requests
 from sqlalchemy import func, select
@@ -35,7 +46,8 @@ from bot.db import Database
 from bot.db.migrate import upgrade_to_head
 from bot.db.models import InboxEvent
 from bot.runtime import Runtime
-from bot.simulator import Simulator
+from bot.simulator import CallbackCrypto, Delivery, Simulator
+from bot.simulator.callbacks import CallbackSender
 from bot.simulator.server import ScanResult
 
 CORP_ID = "wwbenchcorp00001"
@@ -80,20 +92,119 @@ def _toml(data: dict[str, dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cpu_seconds(pid: int) -> float:
-    """Return CPU seconds used by a process and its children so far (Linux; else 0)."""
-    total = 0.0
-    try:
-        tick = os.sysconf("SC_CLK_TCK")
-        pids = [pid]
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
-        for p in pids:
+class Cpu(NamedTuple):
+    """CPU seconds in user and kernel mode."""
+
+    user: float
+    system: float
+
+    def __sub__(self, other: object) -> Cpu:
+        assert isinstance(other, Cpu)
+        return Cpu(self.user - other.user, self.system - other.system)
+
+    def per_scan(self, scans: int) -> str:
+        """Describe as milliseconds per scan, with the user/sys split."""
+        n = max(scans, 1)
+        return (
+            f"{(self.user + self.system) * 1000 / n:5.2f} ms per scan "
+            f"(user {self.user * 1000 / n:.2f}, sys {self.system * 1000 / n:.2f})"
+        )
+
+
+def _tree(pid: int) -> list[int]:
+    """Return `pid` and all its descendants (Linux)."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
+def _process_cpu(pid: int) -> Cpu:
+    """Return the CPU a process tree has used so far, with its reaped children (else 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    user = system = 0.0
+    for p in _tree(pid):
+        try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-    except (OSError, ValueError):
-        return 0.0
-    return total
+        except OSError:
+            continue  # exited meanwhile; its parent's cutime/cstime have it once reaped
+        user += (int(fields[11]) + int(fields[13])) / tick
+        system += (int(fields[12]) + int(fields[14])) / tick
+    return Cpu(user, system)
+
+
+def _pin_threads(cpus: set[int]) -> None:
+    """Pin every thread of this process; threads and processes started later inherit it."""
+    for tid in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(tid), cpus)
+
+
+class ProcessSender(CallbackSender):
+    """The simulator's callback sender, posting from a child process.
+
+    The simulator answers the bot's API calls in this process; had the callbacks been
+    posted here too, each ack would be timed by a thread that must win the GIL back from
+    the simulator before it can stop the clock. The child only encrypts and posts.
+    """
+
+    def __init__(self, clients: int) -> None:
+        super().__init__(CallbackCrypto(TOKEN, AES_KEY, CORP_ID), CORP_ID, AGENT_ID)
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_sender_main, args=(child, clients), daemon=True)
+        self.process.start()
+        child.close()
+        self._conn.recv()  # ready: its imports are done, so they cost no CPU during the load
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._waiting: dict[int, Future[list[Delivery]]] = {}
+        threading.Thread(target=self._answers, name="sender-answers", daemon=True).start()
+
+    def deliver(self, url: str, xml: str, *, times: int = 1) -> list[Delivery]:
+        """Have the child encrypt `xml` once and POST it `times` times; wait for the answers."""
+        future: Future[list[Delivery]] = Future()
+        with self._lock:
+            job = next(self._ids)
+            self._waiting[job] = future
+            self._conn.send((job, url, xml, times))
+        return future.result()
+
+    def close(self) -> None:
+        """Stop the child."""
+        with self._lock:
+            self._conn.send(None)
+        self.process.join(timeout=10)
+
+    def _answers(self) -> None:
+        while True:
+            try:
+                job, deliveries = self._conn.recv()
+            except (EOFError, OSError):
+                return
+            with self._lock:
+                future = self._waiting.pop(job)
+            future.set_result(deliveries)
+
+
+def _sender_main(conn: Connection, clients: int) -> None:
+    sender = CallbackSender(CallbackCrypto(TOKEN, AES_KEY, CORP_ID), CORP_ID, AGENT_ID)
+    lock = threading.Lock()
+    conn.send("ready")
+
+    def deliver(job: int, url: str, xml: str, times: int) -> None:
+        deliveries = sender.deliver(url, xml, times=times)
+        with lock:
+            conn.send((job, deliveries))
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        while (message := conn.recv()) is not None:
+            pool.submit(deliver, *message)
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -139,13 +250,20 @@ def run(args: argparse.Namespace) -> int:
     rt.close()
 
     tagbot = Path(sys.executable).with_name("tagbot")
+    command = [str(tagbot), "--config", str(config), "serve", "--threads", str(args.threads)]
+    if args.workers != 1:
+        command += ["--workers", str(args.workers)]
+    if args.pin:
+        os.sched_setaffinity(0, {0})  # this thread forks the bot, which inherits CPU 0
     proc = subprocess.Popen(
-        [str(tagbot), "--config", str(config), "serve", "--threads", str(args.threads)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
+    sender: ProcessSender | None = None
     try:
+        if args.pin:
+            _pin_threads({1})  # the simulator's threads, and the sender process started below
+        if args.sender == "process":
+            sim.sender = sender = ProcessSender(args.clients)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -155,19 +273,35 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(0.2)
         sim.callback_url = f"http://127.0.0.1:{port}/wecom/callback"
         sim.reset_counters()
-        return _load(args, sim, db, states, proc.pid)
+        return _load(args, sim, db, states, proc.pid, sender)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+        if sender is not None:
+            sender.close()
         sim.stop()
         db.dispose()
 
 
+def _harness_cpu(sender: ProcessSender | None) -> tuple[Cpu, Cpu]:
+    """Return the CPU of this process (simulator and load) and of the sender process."""
+    times = os.times()
+    own = Cpu(times.user, times.system)
+    if sender is None or sender.process.pid is None:
+        return own, Cpu(0.0, 0.0)
+    return own, _process_cpu(sender.process.pid)
+
+
 def _load(
-    args: argparse.Namespace, sim: Simulator, db: Database, states: list[str], pid: int
+    args: argparse.Namespace,
+    sim: Simulator,
+    db: Database,
+    states: list[str],
+    pid: int,
+    sender: ProcessSender | None,
 ) -> int:
     n, rate = args.n, args.rate
-    cpu_before = _cpu_seconds(pid)
+    bot_before, harness_before = _process_cpu(pid), _harness_cpu(sender)
     every = round(1 / args.duplicates) if args.duplicates > 0 else 0
     results: list[ScanResult | None] = [None] * n
     start = time.monotonic()
@@ -214,7 +348,11 @@ def _load(
             break
         time.sleep(0.5)
 
-    cpu = _cpu_seconds(pid) - cpu_before
+    bot_cpu = _process_cpu(pid) - bot_before
+    own_after, sender_after = _harness_cpu(sender)
+    own_cpu, sender_cpu = own_after - harness_before[0], sender_after - harness_before[1]
+    harness_cpu = Cpu(own_cpu.user + sender_cpu.user, own_cpu.system + sender_cpu.system)
+    bot_processes = len(_tree(pid))
     acks = [d.elapsed_ms for d in sim.deliveries if d.status is not None]
     failed_acks = sum(1 for d in sim.deliveries if d.status != 200)
     welcomes = [w for w in sim.welcomes if w.welcome_code in codes]
@@ -239,6 +377,12 @@ def _load(
         f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, database {db.engine.url.get_backend_name()}"
     )
+    pinning = "bot on CPU 0, harness on CPU 1" if args.pin else "none (all share every CPU)"
+    print(
+        f"tagbot serve --workers {args.workers} --threads {args.threads} ({bot_processes} "
+        f"processes in its tree); callbacks sent "
+        f"from {'a sender process' if sender else 'the simulator process'}; pinning: {pinning}"
+    )
     print(
         f"scans {len(scans)}, callbacks posted {len(sim.deliveries)} "
         f"(re-deliveries {len(sim.deliveries) - len(scans)}), non-200 answers {failed_acks}"
@@ -255,7 +399,11 @@ def _load(
         f"(get {calls.get('externalcontact/get', 0)}, send_welcome_msg {welcome_calls}, "
         f"mark_tag {mark_calls})"
     )
-    print(f"tagbot serve CPU     {cpu * 1000 / max(len(scans), 1):.1f} ms per scan")
+    print(f"bot CPU              {bot_cpu.per_scan(len(scans))}   (serve and its children)")
+    print(f"harness CPU          {harness_cpu.per_scan(len(scans))}")
+    if sender is not None:
+        print(f"  simulator and load {own_cpu.per_scan(len(scans))}")
+        print(f"  sender process     {sender_cpu.per_scan(len(scans))}")
     print(
         f"lost: welcomes {lost_welcomes} (code expired before sending: {expired}), "
         f"untagged relations {len(untagged)}, events {len(scans) - stored}"
@@ -274,9 +422,24 @@ def main() -> int:
     parser.add_argument("--staff", type=int, default=6)
     parser.add_argument("--clients", type=int, default=32, help="sending threads")
     parser.add_argument("--threads", type=int, default=8, help="web threads of tagbot serve")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes of tagbot serve (passed when not 1)"
+    )
+    parser.add_argument(
+        "--sender",
+        choices=("process", "thread"),
+        default="process",
+        help="post callbacks from a child process (default) or this process's threads",
+    )
+    parser.add_argument(
+        "--pin", action="store_true", help="pin the bot to CPU 0 and the harness to CPU 1"
+    )
     parser.add_argument("--inbox-workers", type=int, default=4, help="inbox worker threads")
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
-    return run(parser.parse_args())
+    args = parser.parse_args()
+    if args.pin and not (hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2):
+        parser.error("--pin needs Linux and at least 2 CPUs")
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import socket
 import threading
+import traceback
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.exceptions import InternalServerError
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from bot.simulator import people
 from bot.simulator.api import normalise
@@ -17,6 +22,11 @@ from bot.simulator.crypto import CallbackCrypto, random_id
 from bot.simulator.events import FieldValue, event_xml
 from bot.simulator.models import ContactWay, Customer, GroupMsg, WelcomeRecord
 from bot.simulator.state import CallKey, Fault, SimState, Stall
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+IDLE_TIMEOUT = 60.0  # seconds a kept-open API connection may sit idle
 
 
 @dataclass(frozen=True)
@@ -30,11 +40,124 @@ class ScanResult:
     callback_ms: float | None
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Request handler that does not log every request to stderr."""
+class _KeepAliveHandler(WSGIRequestHandler):
+    """Werkzeug's request handler, keeping HTTP/1.1 connections open and not logging requests.
+
+    WeCom's API keeps connections alive and the bot pools them. Werkzeug's development
+    server closes every connection and then waits up to 10 ms for stray request bytes, so
+    each API call cost the bot a TCP connect and the simulator a thread; under load that
+    charged both sides CPU a real WeCom would not. Requests with a Content-Length (all the
+    bot sends) are answered here in one write on a kept-open connection; anything else
+    goes through werkzeug's own path, which closes the connection as before.
+    """
+
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT  # an idle kept-open connection is closed after this
+    server: _Server
+
+    def setup(self) -> None:
+        """Register the connection so `stop()` can end it."""
+        super().setup()
+        self.server.track(self.connection, add=True)
+
+    def finish(self) -> None:
+        """Forget the connection."""
+        self.server.track(self.connection, add=False)
+        super().finish()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Skip the per-request access log line."""
+
+    def log_error(self, format: str, *args: Any) -> None:
+        """Log errors, except an idle kept-open connection timing out."""
+        if not format.startswith("Request timed out"):
+            super().log_error(format, *args)
+
+    def run_wsgi(self) -> None:
+        """Answer one request; keep the connection open when its framing allows."""
+        length = self.headers.get("Content-Length", "0")
+        chunked = "Transfer-Encoding" in self.headers
+        if chunked or not length.isdigit() or self.server.stopping:
+            super().run_wsgi()  # werkzeug's path: answers and closes the connection
+            return
+        # Read the whole body first, so the next request starts where this one ended even
+        # when the app does not read it.
+        body = self.rfile.read(int(length))
+        if len(body) < int(length):
+            self.close_connection = True
+            return
+        self.environ = environ = self.make_environ()
+        environ["wsgi.input"] = io.BytesIO(body)
+        started: list[Any] = []
+        chunks: list[bytes] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            if exc_info and started:
+                raise exc_info[1].with_traceback(exc_info[2])
+            started[:] = [status, headers]
+            return chunks.append
+
+        try:
+            result = self.server.app(environ, start_response)
+            try:
+                chunks.extend(result)
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+        except Exception:  # as werkzeug does: log it and answer 500
+            self.log_error("Error on request:\n%s", traceback.format_exc())
+            chunks.clear()
+            result = InternalServerError()(environ, start_response)
+            chunks.extend(result)
+            self.close_connection = True
+        status, headers = started
+        payload = b"".join(chunks)
+        lines = [
+            f"{self.protocol_version} {status}",
+            f"Server: {self.version_string()}",
+            f"Date: {self.date_time_string()}",
+        ]
+        lines += [f"{key}: {value}" for key, value in headers]
+        code = int(status.split(None, 1)[0])
+        sized = any(key.lower() == "content-length" for key, _ in headers)
+        if not sized and code >= 200 and code not in (204, 304):
+            lines.append(f"Content-Length: {len(payload)}")
+        if self.close_connection or self.server.stopping:
+            self.close_connection = True
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        # One write, where werkzeug makes two (head, then body): on a kept-open connection
+        # the small second segment could wait on Nagle for the peer's delayed ACK.
+        self.wfile.write(head if self.command == "HEAD" else head + payload)
+
+
+class _Server(ThreadedWSGIServer):
+    """Werkzeug's threaded server, able to end the kept-open connections when stopping."""
+
+    def __init__(self, host: str, port: int, app: WSGIApplication) -> None:
+        super().__init__(host, port, app, handler=_KeepAliveHandler)
+        self.stopping = False
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def track(self, connection: socket.socket, *, add: bool) -> None:
+        """Add or remove an open connection."""
+        with self._connections_lock:
+            if add:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def end_connections(self) -> None:
+        """Make idle connections see end of input; busy ones close after their answer."""
+        self.stopping = True
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RD)
 
 
 class Simulator:
@@ -71,7 +194,7 @@ class Simulator:
         self.callback_url = callback_url
         self._deliveries: list[Delivery] = []
         self.app = create_app(self)
-        self._server: BaseWSGIServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ------------------------------------------------------------
@@ -80,7 +203,7 @@ class Simulator:
         """Serve HTTP on a daemon thread (port 0 picks a free port) and return self."""
         if self._server is not None:
             raise RuntimeError("simulator already started")
-        server = make_server(host, port, self.app, threaded=True, request_handler=_QuietHandler)
+        server = _Server(host, port, self.app)
         self._server = server
         self.state.public_url = self.url
         self._thread = threading.Thread(
@@ -97,6 +220,7 @@ class Simulator:
         if self._server is None:
             return
         self._server.shutdown()
+        self._server.end_connections()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
