@@ -96,9 +96,6 @@ class Handoff:
         with self._lock:
             return [self._ids.popleft() for _ in range(min(limit, len(self._ids)))]
 
-    def __len__(self) -> int:
-        return len(self._ids)
-
 
 def handoff_for(rt: Runtime) -> Handoff:
     """Return this process's hand-off queue."""

@@ -65,10 +65,6 @@ class PriorityLock:
             else:
                 self._ordinary.notify()
 
-    @property
-    def locked(self) -> bool:
-        return self._held
-
 
 class FileLock:
     """An exclusive flock on a file, opened per process (a forked child must not share it)."""
