@@ -1,0 +1,81 @@
+"""The names tier rules may use: every metric with its kind and definition (a contract).
+
+The metrics engine computes exactly these columns; the rule checker accepts exactly these
+names, plus `profile.<attribute>` and `tier.<earlier dimension>`. The README's metric table
+is written from this list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["number", "string", "boolean"]
+
+# Interaction kinds with their own counters; other kinds still count in interactions_*.
+INTERACTION_KINDS: dict[str, str] = {
+    "view": "views",
+    "cart": "carts",
+    "inquiry": "inquiries",
+    "click": "clicks",
+}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One named per-customer value."""
+
+    name: str
+    kind: Kind
+    definition: str  # Chinese, for the README table and `customer show`
+    count: bool = False  # counts are 0, never missing
+
+
+def _m(name: str, kind: Kind, definition: str, *, count: bool = False) -> Metric:
+    return Metric(name, kind, definition, count)
+
+
+METRICS: tuple[Metric, ...] = (
+    # Orders: paid orders only; windows are (as_of - N days, as_of].
+    _m("spend_365d", "number", "近 365 天已支付订单金额合计（元）"),
+    _m("orders_365d", "number", "近 365 天已支付订单数", count=True),
+    _m("aov_365d", "number", "近 365 天客单价（元）= spend_365d / orders_365d"),
+    _m("max_order_365d", "number", "近 365 天最大单笔金额（元）"),
+    _m("spend_total", "number", "累计已支付金额（元）"),
+    _m("orders_total", "number", "累计已支付订单数", count=True),
+    _m("days_since_last_order", "number", "距最近一次支付的天数"),
+    _m("days_since_first_order", "number", "距首次支付的天数"),
+    _m("ipt_median", "number", "相邻两次支付间隔天数的中位数（少于 2 单时缺失）"),
+    _m("overdue_ratio", "number", "days_since_last_order / ipt_median，>1 表示超出自身购买节奏"),
+    _m("new_product_share_180d", "number", "近 180 天订单中新品订单占比（0–1）"),
+    _m(
+        "repeat_category_orders_180d",
+        "number",
+        "近 180 天内购买此前买过的品类的订单数",
+        count=True,
+    ),
+    _m("spend_percentile_365d", "number", "近 365 天消费金额在有购买客户中的百分位（0–100）"),
+    _m("top_category_365d", "string", "近 365 天消费金额最高的品类"),
+    _m("r_score", "number", "R 分（1–5，越近越高，按近 365 天有购买客户五分位，并列同分）"),
+    _m("f_score", "number", "F 分（1–5，按近 365 天订单数：1 / 2 / 3–4 / 5–9 / 10+）"),
+    _m("m_score", "number", "M 分（1–5，按近 365 天消费金额五分位，并列同分）"),
+    # Interactions.
+    _m("interactions_30d", "number", "近 30 天互动次数（全部类型）", count=True),
+    _m("interactions_90d", "number", "近 90 天互动次数（全部类型）", count=True),
+    _m("days_since_last_interaction", "number", "距最近一次互动的天数"),
+    _m("views_30d", "number", "近 30 天浏览次数（kind = view）", count=True),
+    _m("carts_30d", "number", "近 30 天加购次数（kind = cart）", count=True),
+    _m("inquiries_30d", "number", "近 30 天咨询次数（kind = inquiry）", count=True),
+    _m("clicks_90d", "number", "近 90 天点击次数（kind = click）", count=True),
+    _m("intent_no_buy_30d", "boolean", "近 30 天浏览、加购或咨询过，但没有支付订单"),
+    # Relations and profile.
+    _m("days_since_added", "number", "距首次添加员工为好友的天数"),
+    _m("channel", "string", "客户首次添加时所扫渠道活码的名称"),
+    _m("staff_count", "number", "当前仍是好友的员工数", count=True),
+    _m("gender", "string", "性别：男 / 女 / 未知"),
+)
+
+BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+
+PROFILE_PREFIX = "profile."  # imported attributes: text, compared as numbers when numeric
+TIER_PREFIX = "tier."  # the tier of a dimension listed earlier: string
