@@ -39,16 +39,16 @@ from typing import NamedTuple
 import requests
 from sqlalchemy import func, select
 
-from bot import channels
-from bot.catalogue import TagPath
+from bot.channels import live_codes
 from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.db.migrate import upgrade_to_head
 from bot.db.models import InboxEvent
 from bot.runtime import Runtime
-from bot.simulator import CallbackCrypto, Delivery, Simulator
-from bot.simulator.callbacks import CallbackSender
-from bot.simulator.server import ScanResult
+from bot.tags.catalogue import TagPath
+from wecom_sim import CallbackCrypto, Delivery, Simulator
+from wecom_sim.callbacks import CallbackSender
+from wecom_sim.server import ScanResult
 
 CORP_ID = "wwbenchcorp00001"
 SECRET = "bench-secret-of-the-self-built-app"  # noqa: S105  (the simulator's, not a secret)
@@ -233,11 +233,11 @@ def run(args: argparse.Namespace) -> int:
     upgrade_to_head(db.engine)
     rt = Runtime(settings_from_mapping(cfg, environ={}))
     states = []
-    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
+    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
         for i in range(args.channels):
             members = tuple(staff[j] for j in range(i, len(staff), args.channels)) or (staff[0],)
-            ch = channels.create(
-                channels.ChannelSpec(
+            ch = live_codes.create(
+                live_codes.ChannelSpec(
                     name=f"渠道{i + 1}",
                     staff=members,
                     tags=(TagPath("来源", f"渠道{i + 1}"), TagPath("批次", "压测")),

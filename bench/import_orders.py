@@ -3,7 +3,7 @@
     python -m bench.import_orders [--rows 1000000] [--database-url URL]
 
 Generates the file and a fresh SQLite database in a temporary directory, then runs the
-real CLI path (`bot.cli.main`), twice: the first run inserts every row, the second is
+real CLI path (`tagbot.cli.main`), twice: the first run inserts every row, the second is
 the idempotent re-import that must change nothing.
 """
 
@@ -19,9 +19,9 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bot.cli import main
 from bot.db import Database
 from bot.db.migrate import upgrade_to_head
+from tagbot.cli import main
 
 CONFIG = """
 [wecom]

@@ -47,7 +47,7 @@ class Runtime:
             obj = self._locals.get(cls)
             if obj is None:
                 obj = self._locals[cls] = cls()
-            return obj  # type: ignore[no-any-return]
+            return obj
 
     @cached_property
     def wecom(self) -> WeComClient:
@@ -64,7 +64,7 @@ class Runtime:
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Write to whatever sys.stderr is now (it is swapped under test and by some servers)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 

@@ -15,7 +15,7 @@ from typing import Any, cast
 from flask import Blueprint, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bot import contacts
+from bot.customers.card import customer_card
 from bot.ingest.rows import Kind
 from bot.ingest.service import ingest_records
 from handlers.auth import require_admin
@@ -64,5 +64,5 @@ def _jsonable(value: Any) -> Any:
 def customer(external_userid: str) -> ResponseReturnValue:
     """Return one customer: relations, tags per relation, order totals, attributes."""
     with runtime().db.read() as session:
-        card = contacts.customer_card(external_userid, session=session)
+        card = customer_card(external_userid, session=session)
     return jsonify(_jsonable(dataclasses.asdict(card)))

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from flask import Flask
 
+from bot import metrics
+from bot.callbacks import inbox, welcome
 from bot.config import Settings
 from bot.runtime import Runtime
+from bot.tags import outbox
+from bot.wecom import metrics as wecom_metrics
+from handlers import api, callback, channels_api, errors, health
 
 EXTENSION_KEY = "tagbot"
 
@@ -15,34 +20,32 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024  # bulk /api uploads; callbacks check less
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable
-    app.extensions[EXTENSION_KEY] = runtime or Runtime(settings)
+    rt = app.extensions[EXTENSION_KEY] = runtime or Runtime(settings)
     register_blueprints(app)
     register_errorhandlers(app)
+    register_metrics(rt)
     return app
 
 
 def register_blueprints(app: Flask) -> None:
-    from handlers import health
-
-    app.register_blueprint(health.bp)
-    for name in ("callback", "api", "admin", "channels_api"):
-        _register_optional(app, name)
-
-
-def _register_optional(app: Flask, name: str) -> None:
-    # Feature blueprints land module by module; each exposes `bp`.
-    import importlib
-
-    try:
-        module = importlib.import_module(f"handlers.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"handlers.{name}":
-            raise
-        return
-    app.register_blueprint(module.bp)
+    for module in (health, callback, api, channels_api):
+        app.register_blueprint(module.bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
-    from handlers import errors
-
     errors.init_app(app)
+
+
+def register_metrics(rt: Runtime) -> None:
+    """Expose the process's metrics and the queue depths, with or without background jobs."""
+    metrics.register(
+        (
+            *metrics.METRICS,
+            *wecom_metrics.METRICS,
+            *inbox.METRICS,
+            *welcome.METRICS,
+            *outbox.METRICS,
+        )
+    )
+    metrics.UP.set(1)
+    metrics.add_refreshers(rt, (inbox.refresh_depth, outbox.refresh_depth))

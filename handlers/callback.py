@@ -7,7 +7,8 @@ import logging
 from flask import Blueprint, Response, current_app, request
 from flask.typing import ResponseReturnValue
 
-from bot import inbox, welcome_lane, writelock
+from bot import writelock
+from bot.callbacks import inbox, welcome_lane
 from bot.db.types import utcnow
 from bot.errors import CallbackError
 from bot.wecom import CallbackCrypto, parse_event

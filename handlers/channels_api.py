@@ -8,10 +8,12 @@ import pydantic
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bot import channels, inbox, welcome, writelock
-from bot.catalogue import TagPath
+from bot import writelock
+from bot.callbacks import inbox, welcome
+from bot.channels import live_codes, lookup
 from bot.config import AttachmentSettings
 from bot.errors import ValidationError
+from bot.tags.catalogue import TagPath
 from handlers.auth import require_admin
 from handlers.context import runtime
 
@@ -59,8 +61,8 @@ def list_channels() -> ResponseReturnValue:
     with rt.db.read() as session:
         return jsonify(
             channels=[
-                channels.view(c, session=session, tz=rt.settings.tz).to_json()
-                for c in channels.list_all(session=session)
+                lookup.view(c, session=session, tz=rt.settings.tz).to_json()
+                for c in lookup.list_all(session=session)
             ]
         )
 
@@ -71,7 +73,7 @@ def create_channel() -> ResponseReturnValue:
     """Create a channel (and its live code in WeCom)."""
     rt = runtime()
     data = _body()
-    spec = channels.ChannelSpec(
+    spec = live_codes.ChannelSpec(
         name=str(data.get("name", "")),
         staff=_strings(data, "staff"),
         tags=tuple(TagPath.parse(t) for t in _strings(data, "tags")),
@@ -82,7 +84,9 @@ def create_channel() -> ResponseReturnValue:
         attachments=tuple(_attachments(data)),
         skip_verify=bool(data.get("skip_verify", True)),
     )
-    view = channels.create_channel(spec, db=rt.db, wecom=rt.wecom, source="api", tz=rt.settings.tz)
+    view = live_codes.create_channel(
+        spec, db=rt.db, wecom=rt.wecom, source="api", tz=rt.settings.tz
+    )
     return jsonify(view.to_json()), 201
 
 
@@ -92,8 +96,8 @@ def show_channel(name: str) -> ResponseReturnValue:
     """Show one channel with its scan, add and lost counts."""
     rt = runtime()
     with rt.db.read() as session:
-        channel = channels.get(name, session=session)
-        return jsonify(channels.view(channel, session=session, tz=rt.settings.tz).to_json())
+        channel = lookup.get(name, session=session)
+        return jsonify(lookup.view(channel, session=session, tz=rt.settings.tz).to_json())
 
 
 @bp.patch("/channels/<name>")
@@ -116,11 +120,11 @@ def update_channel(name: str) -> ResponseReturnValue:
         kwargs["daily_cap"] = _cap(data)
     if "skip_verify" in data:
         kwargs["skip_verify"] = bool(data["skip_verify"])
-    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
-        channel, new_qr = channels.update(
+    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
+        channel, new_qr = live_codes.update(
             name, session=session, wecom=rt.wecom, tz=rt.settings.tz, **kwargs
         )
-        view = channels.view(channel, session=session, tz=rt.settings.tz)
+        view = lookup.view(channel, session=session, tz=rt.settings.tz)
     return jsonify({**view.to_json(), "qr_code_changed": new_qr})
 
 
@@ -129,7 +133,7 @@ def update_channel(name: str) -> ResponseReturnValue:
 def delete_channel(name: str) -> ResponseReturnValue:
     """Delete a channel and its live code."""
     rt = runtime()
-    channels.delete(name, db=rt.db, wecom=rt.wecom)
+    live_codes.delete(name, db=rt.db, wecom=rt.wecom)
     return "", 204
 
 

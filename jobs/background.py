@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -12,10 +13,11 @@ from dataclasses import dataclass, field
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from bot import leases
+from bot import leases, metrics
 from bot.runtime import Runtime
-from jobs import registry
+from jobs import registry, runner
 from jobs.runner import run_job
+from jobs.specs import ScheduledSpec, WorkerSpec
 
 log = logging.getLogger("tagbot.jobs")
 
@@ -24,7 +26,7 @@ LEASE_TTL = 60.0
 LEASE_RENEW = 15.0
 
 
-def _worker_loop(rt: Runtime, spec: registry.WorkerSpec) -> None:
+def _worker_loop(rt: Runtime, spec: WorkerSpec) -> None:
     event = spec.wakeup(rt)
     assert isinstance(event, threading.Event)
     while not rt.stopping.is_set():
@@ -49,7 +51,13 @@ class Background:
     scheduler: BackgroundScheduler | None = None
     is_leader: threading.Event = field(default_factory=threading.Event)
 
+    def __post_init__(self) -> None:
+        metrics.register(runner.METRICS)
+
     def start_workers(self) -> None:
+        wanted = [s.switch_interval for s in registry.workers() if s.switch_interval is not None]
+        if wanted and sys.getswitchinterval() > min(wanted):
+            sys.setswitchinterval(min(wanted))
         for spec in registry.workers():
             for i in range(spec.threads(self.rt.settings)):
                 t = threading.Thread(
@@ -93,7 +101,7 @@ class Background:
         else:
             self.is_leader.clear()
 
-    def _run_if_leader(self, spec: registry.ScheduledSpec) -> None:
+    def _run_if_leader(self, spec: ScheduledSpec) -> None:
         if self.is_leader.is_set():
             run_job(self.rt, spec.id, spec.run)
 

@@ -7,9 +7,10 @@ import threading
 import uuid
 import weakref
 
-from bot import channels, leases
+from bot import leases
+from bot.channels import declared, rotation
 from bot.runtime import Runtime
-from jobs.registry import WorkerSpec
+from jobs.specs import WorkerSpec
 
 log = logging.getLogger("tagbot.jobs")
 
@@ -31,7 +32,7 @@ def reconcile_once(rt: Runtime) -> dict[str, str]:
         if not leases.try_acquire(session, RECONCILE_LEASE, owner, 300.0):
             return {}
     try:
-        results = channels.reconcile_config_channels(
+        results = declared.reconcile_config_channels(
             rt.settings.channels, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz
         )
     finally:
@@ -49,9 +50,9 @@ def _step(rt: Runtime) -> int:
         if not any(action.startswith("failed") for action in results.values()):
             _reconciled.add(rt)
     with rt.db.read() as session:
-        due = channels.channels_needing_rotation(session=session, tz=rt.settings.tz)
+        due = rotation.channels_needing_rotation(session=session, tz=rt.settings.tz)
     for channel_id in due:
-        channels.rotate(channel_id, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz)
+        rotation.rotate(channel_id, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz)
     return 0  # nothing queues up here: sleep until the next look
 
 

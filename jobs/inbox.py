@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import sys
-
-from bot import inbox
-from bot.callback_processing import process_next
+from bot.callbacks import inbox
+from bot.callbacks.dispatch import process_next
+from bot.callbacks.welcome_lane import lane_for
 from bot.runtime import Runtime
-from bot.welcome_lane import lane_for
-from jobs.registry import WorkerSpec
+from jobs.specs import WorkerSpec
 
 # Workers share the GIL with the threads answering callbacks. CPython hands the GIL over
 # every 5 ms by default; a request waiting that long at each I/O step misses the 20 ms
-# ack target under load, so processes that run this worker switch ten times as often.
+# ack target under load, so processes that run this worker switch ten times as often
+# (set by jobs.background when the workers start, not at import).
 SWITCH_INTERVAL = 0.0005
 YIELD_SECONDS = 0.25  # at most; the lane says when it is empty
 # Hand-off ids claimed in one transaction: fewer write transactions under a burst, while
 # a batch is still short enough not to hold up the events behind it.
 HANDOFF_BATCH = 4
-if sys.getswitchinterval() > SWITCH_INTERVAL:
-    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def _step(rt: Runtime) -> int:
@@ -44,4 +41,5 @@ INBOX_WORKER = WorkerSpec(
     wakeup=lambda rt: rt.wakeups.inbox,
     threads=lambda s: s.jobs.inbox_workers,
     idle_seconds=2.0,  # also catches retries coming due and events stored by other processes
+    switch_interval=SWITCH_INTERVAL,
 )

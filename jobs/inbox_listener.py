@@ -13,9 +13,9 @@ import weakref
 
 import psycopg
 
-from bot import inbox
+from bot.callbacks import inbox
 from bot.runtime import Runtime
-from jobs.registry import WorkerSpec
+from jobs.specs import WorkerSpec
 
 log = logging.getLogger("tagbot.jobs")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot import outbox
 from bot.runtime import Runtime
-from jobs.registry import WorkerSpec
+from bot.tags import outbox
+from jobs.specs import WorkerSpec
 
 
 def _step(rt: Runtime) -> int:

@@ -13,8 +13,11 @@ from bot.runtime import Runtime
 
 log = logging.getLogger("tagbot.jobs")
 
-JOB_RUNS = Counter("tagbot_job_runs_total", "Job runs by job and outcome", ["job", "outcome"])
-JOB_SECONDS = Histogram("tagbot_job_seconds", "Job run time", ["job"])
+JOB_RUNS = Counter(
+    "tagbot_job_runs_total", "Job runs by job and outcome", ["job", "outcome"], registry=None
+)
+JOB_SECONDS = Histogram("tagbot_job_seconds", "Job run time", ["job"], registry=None)
+METRICS = (JOB_RUNS, JOB_SECONDS)
 
 T = TypeVar("T")
 

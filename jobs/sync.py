@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from bot.customers.sync import SyncReport, run_sync
 from bot.runtime import Runtime
-from bot.sync import SyncReport, run_sync
-from jobs.registry import ScheduledSpec
+from jobs.specs import ScheduledSpec
 
 
 def _run(rt: Runtime) -> SyncReport:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
+from bot.callbacks.welcome_lane import lane_for, send_one
 from bot.runtime import Runtime
-from bot.welcome_lane import lane_for, send_one
-from jobs.registry import WorkerSpec
+from jobs.specs import WorkerSpec
 
 
 def _step(rt: Runtime) -> int:

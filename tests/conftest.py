@@ -172,7 +172,7 @@ class LiveServer:
 @pytest.fixture
 def simulator() -> Iterator[Any]:
     """The WeCom simulator over real HTTP on a free port, with the test corp's credentials."""
-    from bot.simulator import Simulator
+    from wecom_sim import Simulator
 
     sim = Simulator(
         corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID, token=TOKEN, encoding_aes_key=AES_KEY

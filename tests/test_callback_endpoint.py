@@ -12,10 +12,10 @@ import requests
 
 from bot.config import settings_from_mapping
 from bot.db.models import InboxEvent
-from bot.simulator import Simulator
-from bot.simulator.crypto import CallbackCrypto as SimCrypto
-from bot.simulator.crypto import signature
 from tests.conftest import CORP_ID, VECTORS, LiveServer, base_config
+from wecom_sim import Simulator
+from wecom_sim.crypto import CallbackCrypto as SimCrypto
+from wecom_sim.crypto import signature
 
 ADD_XML = (
     "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>"

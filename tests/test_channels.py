@@ -14,15 +14,15 @@ import pytest
 import requests
 from sqlalchemy import update
 
-from bot import channels
-from bot.cli import main
+from bot.channels import live_codes, lookup
 from bot.config import settings_from_mapping
 from bot.db.models import ChannelStaff, FollowRelation
 from bot.db.types import utcnow
-from bot.simulator import Simulator
 from jobs import channels as channel_jobs
+from tagbot.cli import main
 from tests.conftest import ADMIN_TOKEN, LiveServer, base_config
 from tests.test_scan_flow import wait_for
+from wecom_sim import Simulator
 
 
 def _toml(data: dict[str, Any]) -> str:
@@ -181,9 +181,9 @@ def test_daily_cap_rotates_staff_and_backups_step_in(
     live: LiveServer, simulator: Simulator
 ) -> None:
     rt = live.runtime
-    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
-        channel = channels.create(
-            channels.ChannelSpec(
+    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
+        channel = live_codes.create(
+            live_codes.ChannelSpec(
                 name="限流", staff=("alice", "bob"), daily_cap=1, backup=("carol",)
             ),
             session=session,
@@ -202,7 +202,7 @@ def test_daily_cap_rotates_staff_and_backups_step_in(
 
     def scans() -> int:
         with rt.db.read() as session:
-            return channels.get("限流", session=session).scans
+            return lookup.get("限流", session=session).scans
 
     wait_for(lambda: scans() == 3, what="third scan processed")
 
@@ -218,9 +218,7 @@ def test_daily_cap_rotates_staff_and_backups_step_in(
     channel_jobs._step(rt)
     assert _way(simulator, state).user == ["alice", "bob"]
     with rt.db.read() as session:
-        view = channels.view(
-            channels.get("限流", session=session), session=session, tz=rt.settings.tz
-        )
+        view = lookup.view(lookup.get("限流", session=session), session=session, tz=rt.settings.tz)
     assert view.paused == ()
     assert channel_id
 
@@ -248,7 +246,7 @@ def test_config_channels_are_reconciled_at_start(db_url: str, simulator: Simulat
         assert channel_jobs.reconcile_once(rt) == {"官网": "recreated"}
         assert _way(simulator, "site").user == ["alice"]
         with rt.db.read() as session:
-            assert channels.get("官网", session=session).source == "config"
+            assert lookup.get("官网", session=session).source == "config"
     finally:
         server.stop()
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from bot.cli import main
 from bot.config import load_settings, settings_from_mapping
 from bot.errors import ConfigError
+from tagbot.cli import main
 from tests.conftest import base_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from bot import catalogue, contacts
+from bot.customers import contacts
+from bot.customers.card import customer_card
 from bot.db import Database
 from bot.db.models import (
     Channel,
@@ -20,6 +21,7 @@ from bot.db.models import (
     Tag,
     TagGroup,
 )
+from bot.tags import catalogue
 from bot.wecom.types import FollowUserTag
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -71,7 +73,7 @@ def test_orphans_are_linked_when_the_customer_appears(db: Database) -> None:
         assert linked == {"o-ext": cid, "o-union": cid, "o-other": None}
         assert session.scalar(select(InteractionEvent.customer_id)) == cid
         assert set(session.scalars(select(ProfileAttribute.customer_id))) == {cid}
-        card = contacts.customer_card("wm_a", session=session)
+        card = customer_card("wm_a", session=session)
     assert card.name == "张三"
     assert card.orders.paid_count == 1
     assert card.orders.paid_amount == Decimal("10.50")

@@ -11,23 +11,23 @@ from pathlib import Path
 import requests
 from sqlalchemy import select
 
-from bot import channels
-from bot.catalogue import TagPath
+from bot.channels import live_codes
 from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.db.models import InboxEvent
 from bot.runtime import Runtime
-from bot.simulator import Simulator
+from bot.tags.catalogue import TagPath
 from tests.conftest import LiveServer, base_config
 from tests.test_channels import _toml
 from tests.test_scan_flow import wait_for
 from tests.test_serve import _free_port
+from wecom_sim import Simulator
 
 
 def _make_channel(rt: Runtime) -> str:
-    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
-        return channels.create(
-            channels.ChannelSpec(
+    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
+        return live_codes.create(
+            live_codes.ChannelSpec(
                 name="活动", staff=("alice",), tags=(TagPath("来源", "活动"),), welcome="hi"
             ),
             session=session,

@@ -12,9 +12,9 @@ import pytest
 from openpyxl import Workbook
 from sqlalchemy import func, select
 
-from bot.cli import main
 from bot.db import Database
 from bot.db.models import InteractionEvent, Order, ProfileAttribute
+from tagbot.cli import main
 from tests.conftest import ADMIN_TOKEN, AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
 
 ORDER_HEADER = [

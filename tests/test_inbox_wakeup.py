@@ -6,12 +6,12 @@ import time
 
 import pytest
 
-from bot import channels
+from bot.channels import live_codes
 from bot.runtime import Runtime
-from bot.simulator import Simulator
 from jobs.background import Background
 from tests.conftest import LiveServer
 from tests.test_scan_flow import settings_for, wait_for
+from wecom_sim import Simulator
 
 
 def test_separate_worker_process_is_woken_at_once(db_url: str, simulator: Simulator) -> None:
@@ -26,9 +26,9 @@ def test_separate_worker_process_is_woken_at_once(db_url: str, simulator: Simula
         simulator.add_staff("alice")
         simulator.callback_url = web.url + "/wecom/callback"
         rt = web.runtime
-        with channels.begin_with_wecom(rt.db, rt.wecom) as session:
-            state = channels.create(
-                channels.ChannelSpec(name="官网", staff=("alice",), welcome="hi"),
+        with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
+            state = live_codes.create(
+                live_codes.ChannelSpec(name="官网", staff=("alice",), welcome="hi"),
                 session=session,
                 wecom=rt.wecom,
             ).state

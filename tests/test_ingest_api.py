@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from bot import contacts
+from bot.customers import contacts
 from bot.db.models import InteractionEvent, Order, ProfileAttribute
 from bot.runtime import Runtime
 from handlers.api import MAX_ROWS

@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot import channels
-from bot.catalogue import TagPath
-from bot.cli import main
+from bot.channels import live_codes, lookup
 from bot.config import settings_from_mapping
 from bot.db.models import (
     Customer,
@@ -21,10 +19,12 @@ from bot.db.models import (
     TagGroup,
     TierAssignment,
 )
-from bot.simulator import Simulator
+from bot.tags.catalogue import TagPath
+from tagbot.cli import main
 from tests.conftest import LiveServer, base_config
 from tests.test_channels import _toml
 from tests.test_scan_flow import wait_for
+from wecom_sim import Simulator
 
 
 @pytest.fixture
@@ -39,9 +39,9 @@ def live(db_url: str, simulator: Simulator) -> Iterator[LiveServer]:
 
 def _channel(server: LiveServer, name: str = "门店", tags: tuple[str, ...] = ("来源/门店",)) -> str:
     rt = server.runtime
-    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
-        return channels.create(
-            channels.ChannelSpec(
+    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
+        return live_codes.create(
+            live_codes.ChannelSpec(
                 name=name, staff=("alice",), tags=tuple(TagPath.parse(t) for t in tags)
             ),
             session=session,
@@ -91,8 +91,8 @@ def test_customer_deleting_staff_marks_lost_and_alerts_in_chinese(
     assert (relation.status, relation.lost_reason) == ("lost", "del_follow_user")
     assert relation.lost_at is not None
     with live.runtime.db.read() as session:
-        view = channels.view(
-            channels.get("门店", session=session), session=session, tz=live.runtime.settings.tz
+        view = lookup.view(
+            lookup.get("门店", session=session), session=session, tz=live.runtime.settings.tz
         )
     assert (view.adds, view.lost) == (1, 1)
 

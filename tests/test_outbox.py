@@ -8,12 +8,12 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from bot import outbox
 from bot.db.models import OutboxOperation, Tag, TagGroup
-from bot.simulator import Simulator
+from bot.tags import outbox
 from tests.conftest import LiveServer
 from tests.test_lifecycle_events import _channel
 from tests.test_scan_flow import settings_for, wait_for
+from wecom_sim import Simulator
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from bot import channels
-from bot.catalogue import TagPath
+from bot.channels import live_codes
 from bot.config import Settings, settings_from_mapping
 from bot.db.models import Channel, FollowRelation, InboxEvent
-from bot.simulator import Simulator
+from bot.tags.catalogue import TagPath
 from tests.conftest import LiveServer, base_config
+from wecom_sim import Simulator
 
 T = TypeVar("T")
 
@@ -63,9 +63,9 @@ def make_channel(
 ) -> str:
     """Create a channel through the service; return its state."""
     rt = server.runtime
-    with channels.begin_with_wecom(rt.db, rt.wecom) as session:
-        ch = channels.create(
-            channels.ChannelSpec(
+    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
+        ch = live_codes.create(
+            live_codes.ChannelSpec(
                 name=name,
                 staff=tuple(staff),
                 tags=tuple(TagPath.parse(t) for t in tags),

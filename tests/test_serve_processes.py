@@ -9,13 +9,14 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from bot import inbox, writelock
+from bot import writelock
+from bot.callbacks import inbox
 from bot.db import Database
 from bot.db.models import InboxEvent
-from bot.simulator import Simulator
 from bot.wecom.events import parse_event
 from tests.test_crash_recovery import _serve, _statuses, _wait_healthy, served_config
 from tests.test_scan_flow import wait_for
+from wecom_sim import Simulator
 
 
 def test_two_processes_process_every_scan_once(

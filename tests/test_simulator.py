@@ -15,11 +15,11 @@ from defusedxml import ElementTree
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from bot.simulator import CallbackCrypto, CallbackCryptoError, Simulator
-from bot.simulator.command import simulator_command
-from bot.simulator.crypto import signature
 from tests.conftest import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
 from tests.conftest import VECTORS as VECTORS_PATH
+from wecom_sim import CallbackCrypto, CallbackCryptoError, Simulator
+from wecom_sim.command import simulator_command
+from wecom_sim.crypto import signature
 
 VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot.cli import main
 from bot.config import settings_from_mapping
+from bot.customers.sync import SyncReport, run_sync
 from bot.db import Database
 from bot.db.models import (
     Customer,
@@ -24,7 +24,7 @@ from bot.db.models import (
     TagGroup,
 )
 from bot.runtime import Runtime
-from bot.sync import SyncReport, run_sync
+from tagbot.cli import main
 from tests.conftest import base_config
 
 STAFF = 130  # two batch/get_by_user chunks: 100 + 30 members
@@ -239,7 +239,7 @@ def test_a_second_sync_waits_for_the_first(rt: Runtime, simulator: Any) -> None:
 def test_a_relation_added_by_a_callback_during_the_sync_is_not_marked_lost(
     rt: Runtime, simulator: Any
 ) -> None:
-    from bot import contacts
+    from bot.customers import contacts
     from bot.wecom.client import WeComClient
 
     simulator.seed(staff=2, customers_per_staff=PER_STAFF, tag_groups=TAGS)

@@ -13,9 +13,9 @@ from prometheus_client import REGISTRY
 from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.errors import WeComError
-from bot.simulator import Simulator
 from bot.wecom import CallbackCrypto, WeComClient, parse_event
 from tests.conftest import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN, base_config
+from wecom_sim import Simulator
 
 FOLLOW = "externalcontact/get_follow_user_list"
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics for WeCom API calls (default registry, served at /metrics)."""
+"""Prometheus metrics for WeCom API calls (registered by the app factory, served at /metrics)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ CALLS = Counter(
     "tagbot_wecom_calls",
     "WeCom API HTTP calls by API path and errcode (-2: network error or timeout).",
     ["api", "errcode"],
+    registry=None,
 )
 LATENCY = Histogram(
     "tagbot_wecom_call_seconds",
     "Latency of WeCom API HTTP calls by API path.",
     ["api"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=None,
 )
+
+METRICS = (CALLS, LATENCY)
 
 
 def record(api: str, errcode: int, seconds: float) -> None:

@@ -1,0 +1,1 @@
+"""Stored WeCom callbacks: the inbox, one handler per event kind, the welcome and its fast lane."""

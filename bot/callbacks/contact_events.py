@@ -1,0 +1,218 @@
+"""The 客户联系 change events (doc 92130): a customer added, edited, deleted, handed over.
+
+The welcome message is the only time-critical step (its code dies 20 s after the scan),
+so the add handler sends it before anything else that can wait; tags go to the outbox,
+whose worker is woken at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot import writelock
+from bot.callbacks import inbox, welcome, welcome_lane
+from bot.channels import live_codes, rotation
+from bot.customers import contacts
+from bot.db.models import Customer, FollowRelation
+from bot.db.types import utcnow
+from bot.errors import WeComError
+from bot.runtime import Runtime
+from bot.tags import catalogue, outbox
+from bot.wecom.events import CallbackEvent
+from bot.wecom.types import ExternalContact, FollowUser
+
+log = logging.getLogger(__name__)
+
+LANE_WAIT = 5.0  # longest wait for the fast lane's welcome attempt for the same code
+
+
+def _event_time(ev: CallbackEvent) -> datetime:
+    if ev.create_time > 0:
+        return datetime.fromtimestamp(ev.create_time, UTC)
+    return utcnow()
+
+
+def _follow(contact: ExternalContact, userid: str) -> FollowUser | None:
+    return next((f for f in contact.follow_users if f.userid == userid), None)
+
+
+def _store_contact(
+    session: Session,
+    contact: ExternalContact,
+    ev: CallbackEvent,
+    channel_id: int | None,
+    *,
+    marked: Sequence[int] = (),
+) -> tuple[Customer, FollowRelation, set[int]]:
+    customer = contacts.upsert_customer(
+        session=session,
+        external_userid=ev.external_userid,
+        unionid=contact.unionid or None,
+        name=contact.name or None,
+        type=contact.type,
+        gender=contact.gender,
+        avatar=contact.avatar or None,
+        corp_name=contact.corp_name or None,
+    )
+    follow = _follow(contact, ev.userid)
+    added = (
+        datetime.fromtimestamp(follow.createtime, UTC)
+        if follow is not None and follow.createtime
+        else _event_time(ev)
+    )
+    extra: dict[str, Any] = {} if channel_id is None else {"channel_id": channel_id}
+    relation = contacts.upsert_relation(
+        session=session,
+        staff_userid=ev.userid,
+        customer=customer,
+        state=ev.state or (follow.state if follow else None) or None,
+        remark=follow.remark if follow else None,
+        add_way=follow.add_way if follow else None,
+        added_at=added if ev.change_type != "edit_external_contact" else None,
+        **extra,
+    )
+    seen: set[int] = set()
+    if follow is not None:
+        seen = {t.id for t in catalogue.record_seen(session, follow.tags)}
+    if follow is not None or marked:
+        seen |= set(marked)  # what we just added ourselves (the fetch predates it)
+        contacts.set_relation_tags(session, relation.id, seen)
+    return customer, relation, seen
+
+
+def _mark_directly(
+    rt: Runtime, ev: CallbackEvent, ctx: welcome.ChannelContext | None, contact: ExternalContact
+) -> list[int]:
+    """Put the channel's missing tags on the new relation now; return our ids of those marked.
+
+    One call right here is cheaper than a round through the outbox (two more
+    transactions and a wake-up); a failure just leaves the work to the outbox.
+    """
+    if ctx is None or not ctx.tag_ids:
+        return []
+    follow = _follow(contact, ev.userid)
+    present = {t.tag_id for t in follow.tags} if follow is not None else set()
+    todo = [(our, wid) for our, wid in ctx.tag_ids if wid not in present]
+    if not todo:
+        return []
+    try:
+        rt.wecom.mark_tag(ev.userid, ev.external_userid, add=[wid for _, wid in todo])
+    except WeComError as exc:
+        log.info("mark_tag for %s deferred to the outbox: %s", ev.external_userid, exc)
+        return []
+    return [our for our, _ in todo]
+
+
+def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+    """A customer added a member: welcome, record the relation, tag it with the channel's tags."""
+    ctx = welcome.channel_context(rt, ev.state)
+    contact: ExternalContact | None = None
+    if ev.welcome_code:
+        lane = welcome_lane.lane_for(rt)
+        if lane.take_code(ev.welcome_code):
+            try:
+                contact = welcome.send_welcome(rt, ev, item.received_at)
+            except WeComError:
+                lane.release(ev.welcome_code)  # a retry of this event must try again
+                raise
+            lane.finish(ev.welcome_code, contact)
+        else:  # the fast lane has it; reuse the customer it fetched rather than fetch twice
+            contact = lane.contact_for(ev.welcome_code, wait=LANE_WAIT)
+    if contact is None:
+        contact = rt.wecom.get_external_contact(ev.external_userid)
+    marked = _mark_directly(rt, ev, ctx, contact)
+    queued = False
+    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
+        _, _, have = _store_contact(session, contact, ev, ctx.id if ctx else None, marked=marked)
+        if ctx is not None:
+            if ctx.tag_ids is None:  # a channel tag was deleted in WeCom: create it again
+                tag_ids = [
+                    t.id for t in catalogue.ensure(session=session, wecom=rt.wecom, paths=ctx.tags)
+                ]
+            else:
+                tag_ids = [our for our, _ in ctx.tag_ids]
+            # Whatever the direct call could not do goes to the outbox, which retries.
+            missing = [t for t in tag_ids if t not in have]
+            queued = (
+                outbox.enqueue_tag_ids(
+                    session=session,
+                    staff_userid=ev.userid,
+                    external_userid=ev.external_userid,
+                    add=missing,
+                )
+                is not None
+            )
+            live_codes.record_scan(ctx.id, session=session)
+        inbox.finish(session, item)
+    if queued:
+        rt.wakeups.outbox.set()
+    if ctx is not None and ctx.daily_cap:
+        try:
+            rotation.rotate(ctx.id, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz)
+        except WeComError as exc:  # the upkeep job tries again; the scan itself is done
+            log.warning("channel %s: rotation failed: %s", ctx.name, exc)
+
+
+def on_edit(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+    """A member edited the customer's remark or tags by hand: re-read that relation."""
+    contact = rt.wecom.get_external_contact(ev.external_userid)
+    with writelock.begin(rt.db) as session:
+        _store_contact(session, contact, ev, None)
+        inbox.finish(session, item)
+
+
+def on_customer_deleted_staff(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+    """The customer deleted the member (流失): mark lost, count it, tell the member."""
+    with writelock.begin(rt.db) as session:
+        relation = contacts.mark_relation_lost(
+            session=session,
+            staff_userid=ev.userid,
+            external_userid=ev.external_userid,
+            reason="del_follow_user",
+            at=_event_time(ev),
+        )
+        notice = contacts.lost_notice(
+            session=session,
+            relation=relation,
+            external_userid=ev.external_userid,
+            at=_event_time(ev),
+            tz=rt.settings.tz,
+        )
+    # Sent before the event is marked done: a crash in between repeats the alert
+    # rather than losing it.
+    rt.wecom.send_app_message([ev.userid], text=notice)
+    with writelock.begin(rt.db) as session:
+        inbox.finish(session, item)
+
+
+def on_staff_deleted_customer(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+    """The member deleted the customer (or a handover removed them): mark the relation lost."""
+    reason = "transferred" if ev.source == "DELETE_BY_TRANSFER" else "del_external_contact"
+    with writelock.begin(rt.db) as session:
+        contacts.mark_relation_lost(
+            session=session,
+            staff_userid=ev.userid,
+            external_userid=ev.external_userid,
+            reason=reason,
+            at=_event_time(ev),
+        )
+        inbox.finish(session, item)
+
+
+def on_transfer_fail(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+    """A handover failed: record why on the relation."""
+    with writelock.begin(rt.db) as session:
+        known = contacts.record_transfer_fail(
+            session=session,
+            staff_userid=ev.userid,
+            external_userid=ev.external_userid,
+            reason=ev.fail_reason or "unknown",
+        )
+        if not known:
+            log.info("transfer_fail for an unknown relation %s/%s", ev.userid, ev.external_userid)
+        inbox.finish(session, item)

@@ -1,0 +1,377 @@
+"""Channel live codes (渠道活码): WeCom contact ways with a state, tags and a welcome.
+
+Each channel is one 联系我 config (scene 2, QR code). Its `state` comes back on every add
+event, which is how a scan finds its channel. Creating, changing and deleting a channel
+keeps its contact way in WeCom in line. https://developer.work.weixin.qq.com/document/path/92228
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy import update as update_
+from sqlalchemy.orm import Session
+
+from bot import writelock
+from bot.callbacks import welcome
+from bot.channels.lookup import (
+    BACKUP,
+    PRIMARY,
+    ChannelView,
+    generate_state,
+    get,
+    get_by_state,
+    members,
+    today_in,
+    view,
+)
+from bot.channels.rotation import capped_members, mark_paused, wanted_users
+from bot.config import ChannelSettings
+from bot.customers.contacts import get_or_create_staff
+from bot.db import Database
+from bot.db.models import Channel, ChannelStaff, ChannelTag
+from bot.errors import ValidationError, WeComError
+from bot.tags import catalogue
+from bot.tags.catalogue import TagPath
+from bot.wecom.client import WeComClient
+
+log = logging.getLogger(__name__)
+
+STATE_MAX = 30
+NAME_MAX = 30
+MAX_USERS = 100
+INVALID_CONFIG_ID = 41044
+_STATE_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,30}$")
+_UNSET: Any = object()
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """What an operator asks for: everything needed to create a channel."""
+
+    name: str
+    staff: tuple[str, ...]
+    tags: tuple[TagPath, ...] = ()
+    welcome: str = ""
+    state: str | None = None
+    daily_cap: int | None = None
+    backup: tuple[str, ...] = ()
+    attachments: tuple[dict[str, Any], ...] = ()
+    skip_verify: bool = True
+
+    @classmethod
+    def from_settings(cls, s: ChannelSettings) -> ChannelSpec:
+        """Build a spec from a `[[channels]]` entry of the config."""
+        return cls(
+            name=s.name,
+            staff=tuple(s.staff),
+            tags=tuple(TagPath.parse(t) for t in s.tags),
+            welcome=s.welcome,
+            state=s.state,
+            daily_cap=s.daily_cap,
+            backup=tuple(s.backup),
+            attachments=tuple(welcome.attachment_from_settings(a) for a in s.attachments),
+        )
+
+
+@contextmanager
+def begin_with_wecom(db: Database, wecom: WeComClient) -> Iterator[Session]:
+    """Open a write transaction for work that calls WeCom inside it.
+
+    The adapter keeps its token in the database; on SQLite a token refresh inside our
+    open write transaction would wait for our own lock. Making sure a token is at hand
+    first keeps the calls inside the transaction from needing the database.
+    """
+    wecom.get_access_token()
+    with writelock.begin(db) as session:
+        yield session
+
+
+# --- validation ------------------------------------------------------------------------
+
+
+def _clean_users(users: Sequence[str], what: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for u in users:
+        u = u.strip()
+        if u and u not in out:
+            out.append(u)
+    if len(out) > MAX_USERS:
+        raise ValidationError(f"{what}最多 100 人 / at most 100 {what}")
+    return tuple(out)
+
+
+def check_state(state: str) -> str:
+    """Refuse a state WeCom would refuse (over 30 characters) or that is awkward in URLs."""
+    if not _STATE_RE.match(state):
+        raise ValidationError(
+            f"state {state!r} 须为 1–30 个字母、数字、_-. / must be 1-30 letters, digits, _-."
+        )
+    return state
+
+
+def check_spec(spec: ChannelSpec) -> ChannelSpec:
+    name = spec.name.strip()
+    if not name or len(name) > NAME_MAX:
+        raise ValidationError("渠道名须为 1–30 字 / channel name must be 1-30 characters")
+    staff = _clean_users(spec.staff, "接待成员")
+    if not staff:
+        raise ValidationError("至少需要一个接待成员 / --staff needs at least one userid")
+    backup = tuple(u for u in _clean_users(spec.backup, "备用成员") if u not in staff)
+    if spec.daily_cap is not None and spec.daily_cap < 1:
+        raise ValidationError("每日上限须为正整数 / --daily-cap must be at least 1")
+    welcome.check_template(spec.welcome, spec.attachments)
+    return ChannelSpec(
+        name=name,
+        staff=staff,
+        tags=tuple(dict.fromkeys(spec.tags)),
+        welcome=spec.welcome,
+        state=check_state(spec.state) if spec.state else None,
+        daily_cap=spec.daily_cap,
+        backup=backup,
+        attachments=spec.attachments,
+        skip_verify=spec.skip_verify,
+    )
+
+
+def way_type(staff: Sequence[str], backup: Sequence[str]) -> int:
+    """Return the contact way type: 1 for one member with no backups, else 2 (multi)."""
+    return 1 if len(staff) == 1 and not backup else 2
+
+
+# --- writes ----------------------------------------------------------------------------
+
+
+def _set_members(
+    channel: Channel, staff: Sequence[str], backup: Sequence[str], *, session: Session
+) -> None:
+    old = {m.staff.userid: m for m in channel.staff}
+    members: list[ChannelStaff] = []
+    for role, users in ((PRIMARY, staff), (BACKUP, backup)):
+        for userid in users:
+            member = old.get(userid)
+            if member is None:
+                person = get_or_create_staff(userid, session=session)
+                member = ChannelStaff(staff_id=person.id, staff=person)
+            member.role = role
+            member.position = len(members)
+            members.append(member)
+    channel.staff = members
+
+
+def _set_tags(channel: Channel, tags: Sequence[TagPath]) -> None:
+    keep = {(t.group_name, t.tag_name): t for t in channel.tags}
+    channel.tags = [
+        keep.get((p.group, p.name)) or ChannelTag(group_name=p.group, tag_name=p.name) for p in tags
+    ]
+
+
+def _check_free(spec: ChannelSpec, *, session: Session) -> str:
+    """Refuse a taken name or state; return the state to use (generated when not given)."""
+    if session.scalars(select(Channel.id).where(Channel.name == spec.name)).first():
+        raise ValidationError(f"渠道 {spec.name!r} 已存在 / channel already exists")
+    state = spec.state or generate_state(session=session)
+    if get_by_state(state, session=session) is not None:
+        raise ValidationError(f"state {state!r} 已被其他渠道使用 / state already in use")
+    return state
+
+
+def _new_way(spec: ChannelSpec, state: str, *, wecom: WeComClient) -> tuple[str, str]:
+    return wecom.add_contact_way(
+        type=way_type(spec.staff, spec.backup),
+        scene=2,
+        user=list(spec.staff),
+        remark=spec.name[:30],
+        skip_verify=spec.skip_verify,
+        state=state,
+    )
+
+
+def _store_new(
+    spec: ChannelSpec, state: str, way: tuple[str, str], *, session: Session, source: str
+) -> Channel:
+    channel = Channel(
+        name=spec.name,
+        state=state,
+        config_id=way[0],
+        qr_code=way[1],
+        welcome_text=spec.welcome,
+        welcome_attachments=list(spec.attachments),
+        daily_cap=spec.daily_cap,
+        skip_verify=spec.skip_verify,
+        source=source,
+        scans=0,
+    )
+    session.add(channel)
+    _set_members(channel, spec.staff, spec.backup, session=session)
+    _set_tags(channel, spec.tags)
+    session.flush()
+    log.info("channel %s created: state=%s config_id=%s", spec.name, state, way[0])
+    return channel
+
+
+def create(
+    spec: ChannelSpec, *, session: Session, wecom: WeComClient, source: str = "cli"
+) -> Channel:
+    """Create the live code in WeCom (and any missing tags), then store the channel."""
+    spec = check_spec(spec)
+    state = _check_free(spec, session=session)
+    catalogue.ensure(session=session, wecom=wecom, paths=spec.tags)
+    way = _new_way(spec, state, wecom=wecom)
+    try:
+        return _store_new(spec, state, way, session=session, source=source)
+    except Exception:
+        _forget_way(wecom, way[0])  # don't leave a live code nobody knows about
+        raise
+
+
+def create_channel(
+    spec: ChannelSpec,
+    *,
+    db: Database,
+    wecom: WeComClient,
+    source: str = "cli",
+    tz: ZoneInfo = SHANGHAI,
+) -> ChannelView:
+    """Create a channel like `create`, in short transactions around the WeCom calls.
+
+    What the CLI and the admin API use: on SQLite a write transaction held across
+    WeCom calls would hold up every callback's acknowledgement meanwhile.
+    """
+    spec = check_spec(spec)
+    with db.read() as session:
+        state = _check_free(spec, session=session)
+    catalogue.ensure_in_steps(db=db, wecom=wecom, paths=spec.tags)
+    way = _new_way(spec, state, wecom=wecom)
+    try:
+        with writelock.begin(db) as session:
+            _check_free(replace(spec, state=state), session=session)  # raced?
+            channel = _store_new(spec, state, way, session=session, source=source)
+            return view(channel, session=session, tz=tz)
+    except Exception:
+        _forget_way(wecom, way[0])
+        raise
+
+
+def _forget_way(wecom: WeComClient, config_id: str) -> None:
+    try:
+        wecom.del_contact_way(config_id)
+    except WeComError as exc:
+        if exc.errcode != INVALID_CONFIG_ID:
+            log.warning("could not delete contact way %s: %s", config_id, exc)
+
+
+def update(
+    name: str,
+    *,
+    session: Session,
+    wecom: WeComClient,
+    staff: Sequence[str] | None = None,
+    backup: Sequence[str] | None = None,
+    tags: Sequence[TagPath] | None = None,
+    welcome_text: str | None = None,
+    attachments: Sequence[dict[str, Any]] | None = None,
+    daily_cap: int | None = _UNSET,
+    skip_verify: bool | None = None,
+    tz: ZoneInfo = SHANGHAI,
+) -> tuple[Channel, bool]:
+    """Change a channel; only what is given changes. Return (channel, new_qr_code).
+
+    skip_verify is sent to WeCom only when asked for: wechatpy's helper would reset it.
+    A switch between one member and several needs a new contact way (WeCom cannot
+    change `type`), which means a new QR code; the state stays.
+    """
+    channel = get(name, session=session)
+    old_staff = [m.staff.userid for m in members(channel, PRIMARY)]
+    old_backup = [m.staff.userid for m in members(channel, BACKUP)]
+    new_staff = list(_clean_users(staff, "接待成员")) if staff is not None else old_staff
+    if not new_staff:
+        raise ValidationError("至少需要一个接待成员 / at least one staff member")
+    new_backup = [
+        u
+        for u in (_clean_users(backup, "备用成员") if backup is not None else old_backup)
+        if u not in new_staff
+    ]
+    if daily_cap is not _UNSET:
+        if daily_cap is not None and daily_cap < 1:
+            raise ValidationError("每日上限须为正整数 / --daily-cap must be at least 1")
+        channel.daily_cap = daily_cap
+    if welcome_text is not None or attachments is not None:
+        text = channel.welcome_text if welcome_text is None else welcome_text
+        atts = list(channel.welcome_attachments if attachments is None else attachments)
+        welcome.check_template(text, atts)
+        channel.welcome_text, channel.welcome_attachments = text, atts
+    if tags is not None:
+        catalogue.ensure(session=session, wecom=wecom, paths=list(dict.fromkeys(tags)))
+        _set_tags(channel, list(dict.fromkeys(tags)))
+    members_changed = (new_staff, new_backup) != (old_staff, old_backup)
+    if members_changed:
+        _set_members(channel, new_staff, new_backup, session=session)
+        for m in channel.staff:
+            m.paused_on = None  # recomputed below against the new line-up
+    session.flush()
+    new_qr = False
+    old_type = way_type(old_staff, old_backup)
+    if members_changed and way_type(new_staff, new_backup) != old_type:
+        replace_way(channel, wecom=wecom, skip_verify=skip_verify)
+        new_qr = True
+    else:
+        changes: dict[str, Any] = {}
+        if members_changed:
+            changes["user"] = wanted_users(channel, capped_members(channel, session=session, tz=tz))
+        if skip_verify is not None and skip_verify != channel.skip_verify:
+            changes["skip_verify"] = skip_verify
+        if changes and channel.config_id:
+            wecom.update_contact_way(channel.config_id, **changes)
+    if skip_verify is not None:
+        channel.skip_verify = skip_verify
+    if members_changed and channel.daily_cap:
+        mark_paused(channel, capped_members(channel, session=session, tz=tz), today_in(tz))
+    session.flush()
+    return channel, new_qr
+
+
+def replace_way(channel: Channel, *, wecom: WeComClient, skip_verify: bool | None) -> None:
+    """Create a new contact way for the channel (same state) and drop the old one."""
+    staff = [m.staff.userid for m in members(channel, PRIMARY)]
+    backup = [m.staff.userid for m in members(channel, BACKUP)]
+    old = channel.config_id
+    config_id, qr_code = wecom.add_contact_way(
+        type=way_type(staff, backup),
+        scene=2,
+        user=staff,
+        remark=channel.name[:30],
+        skip_verify=channel.skip_verify if skip_verify is None else skip_verify,
+        state=channel.state,
+    )
+    channel.config_id, channel.qr_code = config_id, qr_code
+    if old:
+        _forget_way(wecom, old)
+
+
+def delete(name: str, *, db: Database, wecom: WeComClient) -> None:
+    """Delete the live code in WeCom and the channel; relations keep their history."""
+    with db.read() as session:
+        config_id = get(name, session=session).config_id
+    if config_id:
+        _forget_way(wecom, config_id)  # first: a live code we no longer know would leak
+    with writelock.begin(db) as session:
+        session.delete(get(name, session=session))
+
+
+_CH = cast(Table, Channel.__table__)
+# Built once: runs on every scan, and a prebuilt statement skips SQLAlchemy's per-call work.
+_COUNT_SCAN = update_(_CH).where(_CH.c.id == bindparam("channel_id")).values(scans=_CH.c.scans + 1)
+
+
+def record_scan(channel_id: int, *, session: Session) -> None:
+    """Count one processed add event on the channel."""
+    session.execute(_COUNT_SCAN, {"channel_id": channel_id})

@@ -1,1 +1,0 @@
-"""The `tagbot` CLI, one module per area; bot/cli.py assembles them."""

@@ -1,0 +1,1 @@
+"""The composition root: the `tagbot` command, its subcommands and the demo."""

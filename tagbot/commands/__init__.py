@@ -1,0 +1,1 @@
+"""The `tagbot` CLI, one module per area; tagbot/cli.py assembles them."""

@@ -1,0 +1,419 @@
+"""`tagbot demo`: the main job end to end, on embedded defaults, against the simulator.
+
+Like `serve`, this is composition-root code: it starts the web app (handlers/) and the
+background workers (jobs/) in this process, beside a WeCom simulator on a free port.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+
+from bot.callbacks import inbox
+from bot.channels import lookup
+from bot.config import Settings, load_settings
+from bot.customers.sync import run_sync
+from bot.db.migrate import upgrade_to_head
+from bot.db.models import Channel, Customer, FollowRelation, Order, RelationTag
+from bot.errors import TagbotError
+from bot.ingest.service import import_file
+from bot.runtime import Runtime, configure_logging
+from bot.tags import outbox
+from tagbot.commands.imports import default_rejects_path, write_rejects
+from tagbot.demo import data
+from wecom_sim import Simulator
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Step:
+    """One line of the summary: what happened, how long, which WeCom calls it cost."""
+
+    title: str
+    detail: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    calls: Counter[str] = field(default_factory=Counter)
+
+
+class CallMeter:
+    """Count WeCom API calls per step from the simulator's counters."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.last = self._snapshot()
+
+    def _snapshot(self) -> Counter[str]:
+        return Counter({k: v for k, v in self.sim.calls.items() if isinstance(k, str)})
+
+    def take(self) -> Counter[str]:
+        now = self._snapshot()
+        delta = now - self.last
+        self.last = now
+        return delta
+
+
+class Demo:
+    """The scenario, step by step; each step records its summary line."""
+
+    def __init__(self, workdir: Path, n_customers: int, seed: int) -> None:
+        self.workdir = workdir
+        self.n_customers = n_customers
+        self.rng = random.Random(seed)
+        self.steps: list[Step] = []
+        self.sim: Simulator | None = None
+        self.rt: Runtime | None = None
+        self._server: Any = None
+        self._background: Any = None
+
+    # --- plumbing -------------------------------------------------------------------
+
+    @contextmanager
+    def step(self, title: str) -> Iterator[Step]:
+        assert self.sim is not None
+        meter = CallMeter(self.sim)
+        record = Step(title)
+        click.echo(f"▶ {title} …")
+        started = time.monotonic()
+        yield record
+        record.seconds = time.monotonic() - started
+        record.calls = meter.take()
+        self.steps.append(record)
+
+    def _write_config(self, api_base: str, port: int) -> Path:
+        template = resources.files("tagbot.demo").joinpath("demo.toml").read_text("utf-8")
+        db_path = (self.workdir / "tagbot.db").resolve()
+        text = Template(template).substitute(
+            api_base=api_base, db_url=f"sqlite:///{db_path}", port=port
+        )
+        path = self.workdir / "config.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def start(self) -> Settings:
+        """Start the simulator and the bot on free ports, on a fresh SQLite file."""
+        if self.workdir.exists():
+            for leftover in self.workdir.glob("tagbot.db*"):
+                leftover.unlink()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        port = _free_port()
+        # Credentials come from the embedded config so both sides agree.
+        probe = Template(
+            resources.files("tagbot.demo").joinpath("demo.toml").read_text("utf-8")
+        ).substitute(api_base="http://127.0.0.1:1/cgi-bin/", db_url="sqlite://", port=port)
+        import tomllib
+
+        w = tomllib.loads(probe)["wecom"]
+        self.sim = Simulator(
+            corp_id=w["corp_id"],
+            secret=w["secret"],
+            agent_id=w["agent_id"],
+            token=w["token"],
+            encoding_aes_key=w["encoding_aes_key"],
+        ).start()
+        for userid, name in data.STAFF.items():
+            self.sim.add_staff(userid, name)
+        # Customers the corp had before installing the bot; the first sync imports them.
+        for i in range(self.n_customers // 3):
+            self.sim.add_relation(
+                self.rng.choice(list(data.STAFF)),
+                name=data.nickname(self.rng),
+                unionid=f"oDemoOld{i:06d}",
+            )
+        settings = load_settings(self._write_config(self.sim.api_base, port))
+        configure_logging("WARNING")
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log in the summary
+        self._start_bot(settings)
+        return settings
+
+    def _start_bot(self, settings: Settings) -> None:
+        from werkzeug.serving import make_server
+
+        from handlers.app import create_app
+        from jobs.background import Background
+
+        app = create_app(settings)
+        self.rt = app.extensions["tagbot"]
+        assert self.rt is not None
+        upgrade_to_head(self.rt.db.engine)
+        self._server = make_server(settings.server.host, settings.server.port, app, threaded=True)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._background = Background(self.rt)
+        self._background.start_workers()
+        assert self.sim is not None
+        self.sim.callback_url = (
+            f"http://{settings.server.host}:{settings.server.port}/wecom/callback"
+        )
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+        if self._background is not None:
+            self._background.stop()
+        if self.rt is not None:
+            self.rt.close()
+        if self.sim is not None:
+            self.sim.stop()
+
+    def wait_until(self, what: str, done: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise TagbotError(f"demo: timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def queues_empty(self) -> bool:
+        assert self.rt is not None
+        with self.rt.db.read() as session:
+            ib = inbox.counts(session)
+            ob = outbox.counts(session)
+        return ib.get("pending", 0) + ib.get("processing", 0) == 0 and (
+            ob.get("pending", 0) + ob.get("in_flight", 0) == 0
+        )
+
+    # --- the scenario -----------------------------------------------------------------
+
+    def verify_callback(self) -> None:
+        assert self.sim is not None
+        with self.step("企业微信校验回调 URL") as s:
+            delivery = self.sim.verify_callback_url()
+            ok = delivery.status == 200
+            s.detail.append(
+                f"GET /wecom/callback → {delivery.status}，{'校验通过' if ok else '校验失败'}"
+            )
+            if not ok:
+                raise TagbotError("demo: the bot failed WeCom's URL verification")
+
+    def create_channels(self) -> None:
+        assert self.rt is not None
+        with self.step("按配置创建渠道活码") as s:
+            expected = len(self.rt.settings.channels)
+
+            def all_there() -> bool:
+                assert self.rt is not None
+                with self.rt.db.read() as session:
+                    n = session.scalar(select(func.count()).select_from(Channel)) or 0
+                return n >= expected
+
+            self.wait_until("channels from config", all_there, timeout=30)
+            with self.rt.db.read() as session:
+                for ch in lookup.list_all(session=session):
+                    tags = "、".join(f"{t.group_name}/{t.tag_name}" for t in ch.tags)
+                    s.detail.append(f"{ch.name}  state={ch.state}  标签：{tags}")
+
+    def scans(self) -> list[data.DemoCustomer]:
+        assert self.sim is not None
+        people = data.customers(self.n_customers, self.rng)
+        sim = self.sim
+        with self.step(f"{len(people)} 位客户扫码添加员工") as s:
+            started = time.monotonic()
+
+            def scan(i_person: tuple[int, data.DemoCustomer]) -> Any:
+                i, p = i_person
+                # Every tenth callback is delivered twice, as WeCom does when an ack is late.
+                return sim.scan(
+                    p.state,
+                    external_userid=p.external_userid,
+                    name=p.name,
+                    unionid=p.unionid,
+                    duplicate=i % 10 == 0,
+                )
+
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                results = list(pool.map(scan, enumerate(people)))
+            self.wait_until("callbacks processed", self.queues_empty, timeout=120)
+            elapsed = time.monotonic() - started
+            acks = sorted(r.callback_ms for r in results if r.callback_ms is not None)
+            welcomes = [w for w in sim.welcomes if w.sent_at is not None]
+            latency = sorted((w.sent_at - w.issued_at) * 1000 for w in welcomes if w.sent_at)
+            bad = sum(1 for r in results if r.callback_status != 200)
+            s.detail.append(
+                f"回调全部应答 200：{'是' if bad == 0 else f'否（{bad} 个失败）'}，其中 {len(people[::10])} 个被重复投递"
+            )
+            if acks:
+                s.detail.append(
+                    f"回调应答耗时 p50 {_pct(acks, 50):.1f} ms，p99 {_pct(acks, 99):.1f} ms"
+                )
+            if latency:
+                s.detail.append(
+                    f"欢迎语已发送 {len(latency)} 条，扫码→欢迎语 p50 {_pct(latency, 50):.0f} ms，p99 {_pct(latency, 99):.0f} ms（上限 20 秒）"
+                )
+            s.detail.append(f"处理完 {len(people)} 个扫码共用时 {elapsed:.1f} 秒")
+        return people
+
+    def churn(self, people: list[data.DemoCustomer]) -> None:
+        assert self.sim is not None
+        assert self.rt is not None
+        leaving = people[5 :: max(len(people) // 8, 1)][:8]
+        with self.step(f"{len(leaving)} 位客户删除了员工（流失）") as s:
+            for p in leaving:
+                for userid in self.sim.followers(p.external_userid):
+                    self.sim.customer_deletes_staff(p.external_userid, userid)
+            self.wait_until("loss events processed", self.queues_empty)
+            alerts = list(self.sim.app_messages)
+            s.detail.append(f"已提醒员工 {len(alerts)} 次，例如：")
+            for m in alerts[:2]:
+                body = m.get("text", {}).get("content") or m.get("textcard", {}).get(
+                    "description", ""
+                )
+                s.detail.append(f"  → {m.get('touser')}: {str(body).splitlines()[0][:60]}")
+
+    def import_orders(self, people: list[data.DemoCustomer]) -> None:
+        assert self.rt is not None
+        path = self.workdir / "orders.csv"
+        rows = data.write_orders_csv(path, people, self.rng, datetime.now(UTC))
+        with self.step(f"导入订单文件 {path.name}（{rows} 行）") as s:
+            result = import_file("orders", path, db=self.rt.db, tz=self.rt.settings.tz)
+            if result.rejected:
+                write_rejects(result, default_rejects_path(path))
+            s.detail.append(
+                f"新增 {result.inserted}，更新 {result.updated}，未变 {result.unchanged}，拒绝 {len(result.rejected)}"
+            )
+            for rejected in result.rejected:
+                e = rejected.error
+                s.detail.append(f"  拒绝第 {e.index} 行 [{e.field}]：{e.reason}")
+            with self.rt.db.read() as session:
+                linked = session.scalar(select(func.count(func.distinct(Order.customer_id))))
+            s.detail.append(f"订单已关联到 {linked} 位客户（按 external_userid，否则按 unionid）")
+
+    def sync(self) -> None:
+        assert self.rt is not None
+        with self.step("与企业微信全量对账（成员、标签库、客户关系），连续两次") as s:
+            first = run_sync(db=self.rt.db, wecom=self.rt.wecom)
+            s.detail.append(
+                f"第一次：员工 {first.staff} 名，标签 {first.tags} 个，跟进关系 {first.relations} 条"
+                f"（新导入客户 {first.customers_added} 位，即接入前已有的老客户），"
+                f"企业微信调用 {first.total_calls} 次"
+            )
+            second = run_sync(db=self.rt.db, wecom=self.rt.wecom)
+            s.detail.append(
+                f"第二次：改动 {second.changed} 处（幂等），企业微信调用 {second.total_calls} 次"
+            )
+
+    def summary(self) -> None:
+        assert self.rt is not None
+        assert self.sim is not None
+        with self.rt.db.read() as session:
+            customers = session.scalar(select(func.count()).select_from(Customer)) or 0
+            active = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(FollowRelation)
+                    .where(FollowRelation.status == "active")
+                )
+                or 0
+            )
+            lost = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(FollowRelation)
+                    .where(FollowRelation.status == "lost")
+                )
+                or 0
+            )
+            tagged = session.scalar(select(func.count(func.distinct(RelationTag.relation_id)))) or 0
+            views = [
+                lookup.view(ch, session=session, tz=self.rt.settings.tz)
+                for ch in lookup.list_all(session=session)
+            ]
+        total_calls: Counter[str] = Counter()
+        click.echo("")
+        click.echo("═" * 72)
+        click.echo("wecom-tagbot 演示小结")
+        click.echo("═" * 72)
+        for st in self.steps:
+            total_calls += st.calls
+            n = sum(st.calls.values())
+            click.echo(f"■ {st.title}（{st.seconds:.1f} 秒，企业微信接口调用 {n} 次）")
+            for line in st.detail:
+                click.echo(f"    {line}")
+            if st.calls:
+                click.echo(
+                    "    接口：" + "，".join(f"{k} ×{v}" for k, v in sorted(st.calls.items()))
+                )
+        click.echo("")
+        click.echo("渠道漏斗：")
+        for v in views:
+            click.echo(f"  {v.name:<8} 扫码 {v.scans:>4}  添加 {v.adds:>4}  流失 {v.lost:>3}")
+        click.echo(f"客户 {customers} 位；有效关系 {active}，流失 {lost}；已打标签的关系 {tagged}")
+        click.echo(f"企业微信接口调用合计 {sum(total_calls.values())} 次（模拟器计数）")
+        click.echo("")
+        click.echo("去哪里看：")
+        s = self.rt.settings
+        base = f"http://{s.server.host}:{s.server.port}"
+        click.echo(f"  健康检查   {base}/healthz")
+        click.echo(f"  指标       {base}/metrics")
+        click.echo(
+            f"  客户详情   curl -H 'Authorization: Bearer {s.server.admin_token.get_secret_value()}' {base}/api/customers/<external_userid>"
+        )
+        click.echo(f"  模拟器     {self.sim.url}/  （/control/welcomes、/control/app_messages）")
+        click.echo(
+            f"  配置与数据 {self.workdir.resolve()}（config.toml、tagbot.db、orders.rejects.csv）"
+        )
+
+
+def _pct(values: list[float], p: int) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+@click.command()
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("demo-work"),
+    show_default=True,
+    help="Where the demo keeps its config, SQLite file and generated files.",
+)
+@click.option(
+    "--customers", "n_customers", type=click.IntRange(10, 20000), default=300, show_default=True
+)
+@click.option(
+    "--seed", type=int, default=7, show_default=True, help="Random seed for the generated data."
+)
+@click.option(
+    "--keep-running", is_flag=True, help="Leave the bot and the simulator up until Ctrl-C."
+)
+def demo(workdir: Path, n_customers: int, seed: int, keep_running: bool) -> None:
+    """Run the main job end to end on embedded defaults against the WeCom simulator."""
+    scenario = Demo(workdir, n_customers, seed)
+    try:
+        settings = scenario.start()
+        click.echo(
+            f"模拟器 {scenario.sim.url if scenario.sim else ''}，机器人 http://{settings.server.host}:{settings.server.port}"
+        )
+        scenario.verify_callback()
+        scenario.create_channels()
+        people = scenario.scans()
+        scenario.churn(people)
+        scenario.import_orders(people)
+        scenario.sync()
+        scenario.summary()
+        if keep_running:
+            click.echo("\n机器人与模拟器保持运行中，按 Ctrl-C 结束。")
+            threading.Event().wait()
+    finally:
+        scenario.stop()

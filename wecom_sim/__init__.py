@@ -1,0 +1,60 @@
+"""A fake WeCom (企业微信) for tests, the demo and standalone use: real HTTP, real crypto.
+
+It does not import wechatpy or the bot's services, so its callback crypto checks the bot's
+independently. Behaviour follows wecom-api.md; where that page is silent the simulator chooses:
+an app editing or deleting a tag it did not create gets 60011; over-long text gets 45002; bad
+cursors get 50100; a JSON body that does not parse gets 47001; a wrong HTTP method gets 40058
+and a missing parameter 40063 (unless the API has its own code, e.g. 41049 for welcome_code);
+联系我 errors use 41037 missing type, 41038 bad type, 41039 missing scene, 41040 bad scene,
+41041 >100 users, 41042 bad style, 41043 missing config_id, 41044 unknown config_id;
+an unknown API path answers HTTP 404 with 48001; externalcontact/get of a customer nobody
+follows any more gets 84061; message/send with a wrong agentid gets 301002.
+
+Served under /cgi-bin/ (access_token in the query; POST bodies are JSON): gettoken (GET);
+externalcontact/ get, list, get_follow_user_list (GET); externalcontact/ batch/get_by_user,
+remark, add|get|update|del|list_contact_way, get|add|edit|del_corp_tag, mark_tag,
+send_welcome_msg, add_msg_template, get_groupmsg_list_v2, get_groupmsg_task,
+get_groupmsg_send_result; message/send (POST). Every call is counted by path and by
+(path, errcode); injected stalls, then faults, come before the method, token and rate checks.
+Callbacks are POSTed synchronously with a 5 s timeout and are not retried on failure (a
+`duplicate` scan, or `post_callback(xml, times=2)`, plays a retry).
+
+Python API: see `Simulator` (wecom_sim/server.py). The same actions over HTTP, JSON in and
+out, errors as {"error": ...} with 400 (bad input) or 404 (unknown thing):
+
+    POST /control/staff                  {userid, name?, active?}
+    POST /control/seed                   {staff, customers_per_staff, tag_groups?, prefix?}
+    POST /control/relations              {userid, external_userid?, name?, unionid?, state?,
+                                          tag_ids?} -> {external_userid}   (silent, no event)
+    POST /control/scan                   {state, external_userid?, name?, unionid?, deliver?,
+                                          duplicate?} -> ScanResult
+    POST /control/customer_deletes_staff {external_userid, userid}
+    POST /control/staff_deletes_customer {external_userid, userid}
+    POST /control/staff_edit_tags        {userid, external_userid, add?, remove?}
+    POST /control/admin/create_tag       {group_name, tag_name} -> {tag_id}
+    POST /control/admin/rename_tag       {tag_id, new_name}     (a group id renames the group)
+    POST /control/admin/delete_tag       {tag_id}
+    POST /control/admin/delete_group     {group_id}
+    POST /control/group_msgs/<msgid>/confirm {userid} -> {statuses: {external_userid: 1|2|3}}
+    POST /control/faults                 {api_path, errcode?=-1, count?=1}
+    POST /control/stalls                 {api_path, seconds, count?=1}
+    POST /control/expire_tokens
+    POST /control/reset_counters
+    POST /control/advance_time           {seconds}
+    GET|PUT /control/callback_url        {url}
+    POST /control/verify_callback_url    {echo?} -> delivery
+    POST /control/callbacks              {xml, times?} -> {deliveries}   (any plaintext event)
+    GET  /control/calls                  -> {by_path, by_errcode}
+    GET  /control/welcomes | app_messages | contact_ways | group_msgs | deliveries | tags
+    GET  /control/relation_tags?userid=&external_userid= -> {tag_ids}
+    GET  /                               -> summary counts
+    GET  /qr/<config_id>.png             -> placeholder QR image of a scene-2 live code
+"""
+
+from __future__ import annotations
+
+from wecom_sim.callbacks import Delivery
+from wecom_sim.crypto import CallbackCrypto, CallbackCryptoError
+from wecom_sim.server import ScanResult, Simulator
+
+__all__ = ["CallbackCrypto", "CallbackCryptoError", "Delivery", "ScanResult", "Simulator"]

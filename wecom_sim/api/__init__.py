@@ -1,0 +1,17 @@
+"""The fake WeCom server API under /cgi-bin/; importing it registers every route."""
+
+from __future__ import annotations
+
+from wecom_sim.api import contact_ways, customers, messages, tags, token
+from wecom_sim.api.registry import ROUTES, dispatch, normalise
+
+__all__ = [
+    "ROUTES",
+    "contact_ways",
+    "customers",
+    "dispatch",
+    "messages",
+    "normalise",
+    "tags",
+    "token",
+]

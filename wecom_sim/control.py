@@ -1,0 +1,209 @@
+"""The /control/ JSON API: drive and inspect the simulator from outside the process."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, jsonify, request
+
+if TYPE_CHECKING:
+    from wecom_sim.server import Simulator
+
+
+def _body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    return data if isinstance(data, dict) else {}
+
+
+def control_blueprint(sim: Simulator) -> Blueprint:
+    """Return the blueprint of /control/ routes bound to `sim`."""
+    bp = Blueprint("control", __name__, url_prefix="/control")
+
+    @bp.errorhandler(LookupError)
+    def not_found(exc: LookupError) -> tuple[Response, int]:
+        return jsonify(error=str(exc).strip("'\"")), 404
+
+    @bp.errorhandler(KeyError)
+    def missing_field(exc: KeyError) -> tuple[Response, int]:
+        return jsonify(error=f"missing field {exc}"), 400
+
+    @bp.errorhandler(ValueError)
+    @bp.errorhandler(TypeError)
+    def bad_request(exc: Exception) -> tuple[Response, int]:
+        return jsonify(error=str(exc)), 400
+
+    @bp.post("/staff")
+    def add_staff() -> Response:
+        b = _body()
+        sim.add_staff(b["userid"], b.get("name", ""), bool(b.get("active", True)))
+        return jsonify(ok=True)
+
+    @bp.post("/seed")
+    def seed() -> Response:
+        b = _body()
+        sim.seed(
+            int(b["staff"]),
+            int(b["customers_per_staff"]),
+            tag_groups=b.get("tag_groups"),
+            prefix=b.get("prefix", "seed"),
+        )
+        return jsonify(ok=True)
+
+    @bp.post("/scan")
+    def scan() -> Response:
+        b = _body()
+        result = sim.scan(
+            b["state"],
+            external_userid=b.get("external_userid"),
+            name=b.get("name"),
+            unionid=b.get("unionid"),
+            deliver=bool(b.get("deliver", True)),
+            duplicate=bool(b.get("duplicate", False)),
+        )
+        return jsonify(asdict(result))
+
+    @bp.post("/relations")
+    def add_relation() -> Response:
+        b = _body()
+        ext = sim.add_relation(
+            b["userid"],
+            b.get("external_userid"),
+            name=b.get("name"),
+            unionid=b.get("unionid"),
+            state=b.get("state", ""),
+            tag_ids=b.get("tag_ids"),
+        )
+        return jsonify(external_userid=ext)
+
+    @bp.post("/customer_deletes_staff")
+    def customer_deletes_staff() -> Response:
+        b = _body()
+        sim.customer_deletes_staff(b["external_userid"], b["userid"])
+        return jsonify(ok=True)
+
+    @bp.post("/staff_deletes_customer")
+    def staff_deletes_customer() -> Response:
+        b = _body()
+        sim.staff_deletes_customer(b["external_userid"], b["userid"])
+        return jsonify(ok=True)
+
+    @bp.post("/staff_edit_tags")
+    def staff_edit_tags() -> Response:
+        b = _body()
+        sim.staff_edit_tags(
+            b["userid"], b["external_userid"], add=b.get("add", []), remove=b.get("remove", [])
+        )
+        return jsonify(ok=True)
+
+    @bp.post("/admin/create_tag")
+    def admin_create_tag() -> Response:
+        b = _body()
+        return jsonify(tag_id=sim.admin_create_tag(b["group_name"], b["tag_name"]))
+
+    @bp.post("/admin/rename_tag")
+    def admin_rename_tag() -> Response:
+        b = _body()
+        sim.admin_rename_tag(b["tag_id"], b["new_name"])
+        return jsonify(ok=True)
+
+    @bp.post("/admin/delete_tag")
+    def admin_delete_tag() -> Response:
+        sim.admin_delete_tag(_body()["tag_id"])
+        return jsonify(ok=True)
+
+    @bp.post("/admin/delete_group")
+    def admin_delete_group() -> Response:
+        sim.admin_delete_group(_body()["group_id"])
+        return jsonify(ok=True)
+
+    @bp.post("/group_msgs/<msgid>/confirm")
+    def confirm_group_msg(msgid: str) -> Response:
+        return jsonify(statuses=sim.confirm_group_msg(msgid, _body()["userid"]))
+
+    @bp.post("/faults")
+    def inject_fault() -> Response:
+        b = _body()
+        sim.inject_fault(b["api_path"], int(b.get("errcode", -1)), int(b.get("count", 1)))
+        return jsonify(ok=True)
+
+    @bp.post("/stalls")
+    def inject_stall() -> Response:
+        b = _body()
+        sim.inject_stall(b["api_path"], float(b["seconds"]), int(b.get("count", 1)))
+        return jsonify(ok=True)
+
+    @bp.post("/expire_tokens")
+    def expire_tokens() -> Response:
+        sim.expire_tokens()
+        return jsonify(ok=True)
+
+    @bp.post("/reset_counters")
+    def reset_counters() -> Response:
+        sim.reset_counters()
+        return jsonify(ok=True)
+
+    @bp.post("/advance_time")
+    def advance_time() -> Response:
+        sim.advance_time(float(_body()["seconds"]))
+        return jsonify(ok=True)
+
+    @bp.route("/callback_url", methods=["GET", "PUT"])
+    def callback_url() -> Response:
+        if request.method == "PUT":
+            sim.callback_url = _body().get("url") or None
+        return jsonify(url=sim.callback_url)
+
+    @bp.post("/verify_callback_url")
+    def verify_callback_url() -> Response:
+        delivery = sim.verify_callback_url(_body().get("echo"))
+        return jsonify(asdict(delivery))
+
+    @bp.post("/callbacks")
+    def post_callback() -> Response:
+        b = _body()
+        deliveries = sim.post_callback(b["xml"], times=int(b.get("times", 1)))
+        return jsonify(deliveries=[asdict(d) for d in deliveries])
+
+    @bp.get("/calls")
+    def calls() -> Response:
+        by_path: dict[str, int] = {}
+        by_errcode: dict[str, dict[str, int]] = {}
+        for key, count in sim.calls.items():
+            if isinstance(key, tuple):
+                by_errcode.setdefault(key[0], {})[str(key[1])] = count
+            else:
+                by_path[key] = count
+        return jsonify(by_path=by_path, by_errcode=by_errcode)
+
+    @bp.get("/welcomes")
+    def welcomes() -> Response:
+        return jsonify(welcomes=[asdict(w) for w in sim.welcomes])
+
+    @bp.get("/app_messages")
+    def app_messages() -> Response:
+        return jsonify(app_messages=sim.app_messages)
+
+    @bp.get("/contact_ways")
+    def contact_ways() -> Response:
+        return jsonify(contact_ways=[w.to_api() for w in sim.contact_ways.values()])
+
+    @bp.get("/group_msgs")
+    def group_msgs() -> Response:
+        return jsonify(group_msgs=[asdict(m) for m in sim.group_msgs.values()])
+
+    @bp.get("/tags")
+    def tags() -> Response:
+        return jsonify(catalogue=sim.tag_catalogue())
+
+    @bp.get("/relation_tags")
+    def relation_tags() -> Response:
+        userid = request.args.get("userid", "")
+        ext = request.args.get("external_userid", "")
+        return jsonify(tag_ids=sorted(sim.relation_tags(userid, ext)))
+
+    @bp.get("/deliveries")
+    def deliveries() -> Response:
+        return jsonify(deliveries=[asdict(d) for d in sim.deliveries])
+
+    return bp

@@ -1,0 +1,558 @@
+"""The Simulator: a fake WeCom over real HTTP, with Python methods to drive and inspect it."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import socket
+import threading
+import traceback
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import InternalServerError
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+from wecom_sim import people
+from wecom_sim.api import normalise
+from wecom_sim.app import create_app
+from wecom_sim.callbacks import CallbackSender, Delivery
+from wecom_sim.crypto import CallbackCrypto, random_id
+from wecom_sim.events import FieldValue, event_xml
+from wecom_sim.models import ContactWay, Customer, GroupMsg, WelcomeRecord
+from wecom_sim.state import CallKey, Fault, SimState, Stall
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+IDLE_TIMEOUT = 60.0  # seconds a kept-open API connection may sit idle
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What happened when a customer scanned a live code."""
+
+    external_userid: str
+    userid: str
+    welcome_code: str | None
+    callback_status: int | None  # the bot's HTTP status for the (first) delivery
+    callback_ms: float | None
+
+
+class _KeepAliveHandler(WSGIRequestHandler):
+    """Werkzeug's request handler, keeping HTTP/1.1 connections open and not logging requests.
+
+    WeCom's API keeps connections alive and the bot pools them. Werkzeug's development
+    server closes every connection and then waits up to 10 ms for stray request bytes, so
+    each API call cost the bot a TCP connect and the simulator a thread; under load that
+    charged both sides CPU a real WeCom would not. Requests with a Content-Length (all the
+    bot sends) are answered here in one write on a kept-open connection; anything else
+    goes through werkzeug's own path, which closes the connection as before.
+    """
+
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT  # an idle kept-open connection is closed after this
+    server: _Server
+
+    def setup(self) -> None:
+        """Register the connection so `stop()` can end it."""
+        super().setup()
+        self.server.track(self.connection, add=True)
+
+    def finish(self) -> None:
+        """Forget the connection."""
+        self.server.track(self.connection, add=False)
+        super().finish()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Skip the per-request access log line."""
+
+    def log_error(self, format: str, *args: Any) -> None:
+        """Log errors, except an idle kept-open connection timing out."""
+        if not format.startswith("Request timed out"):
+            super().log_error(format, *args)
+
+    def run_wsgi(self) -> None:
+        """Answer one request; keep the connection open when its framing allows."""
+        length = self.headers.get("Content-Length", "0")
+        chunked = "Transfer-Encoding" in self.headers
+        if chunked or not length.isdigit() or self.server.stopping:
+            super().run_wsgi()  # werkzeug's path: answers and closes the connection
+            return
+        # Read the whole body first, so the next request starts where this one ended even
+        # when the app does not read it.
+        body = self.rfile.read(int(length))
+        if len(body) < int(length):
+            self.close_connection = True
+            return
+        self.environ = environ = self.make_environ()
+        environ["wsgi.input"] = io.BytesIO(body)
+        started: list[Any] = []
+        chunks: list[bytes] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            if exc_info and started:
+                raise exc_info[1].with_traceback(exc_info[2])
+            started[:] = [status, headers]
+            return chunks.append
+
+        try:
+            result = self.server.app(environ, start_response)
+            try:
+                chunks.extend(result)
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+        except Exception:  # as werkzeug does: log it and answer 500
+            self.log_error("Error on request:\n%s", traceback.format_exc())
+            chunks.clear()
+            result = InternalServerError()(environ, start_response)
+            chunks.extend(result)
+            self.close_connection = True
+        status, headers = started
+        payload = b"".join(chunks)
+        lines = [
+            f"{self.protocol_version} {status}",
+            f"Server: {self.version_string()}",
+            f"Date: {self.date_time_string()}",
+        ]
+        lines += [f"{key}: {value}" for key, value in headers]
+        code = int(status.split(None, 1)[0])
+        sized = any(key.lower() == "content-length" for key, _ in headers)
+        if not sized and code >= 200 and code not in (204, 304):
+            lines.append(f"Content-Length: {len(payload)}")
+        if self.close_connection or self.server.stopping:
+            self.close_connection = True
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        # One write, where werkzeug makes two (head, then body): on a kept-open connection
+        # the small second segment could wait on Nagle for the peer's delayed ACK.
+        self.wfile.write(head if self.command == "HEAD" else head + payload)
+
+
+class _Server(ThreadedWSGIServer):
+    """Werkzeug's threaded server, able to end the kept-open connections when stopping."""
+
+    def __init__(self, host: str, port: int, app: WSGIApplication) -> None:
+        super().__init__(host, port, app, handler=_KeepAliveHandler)
+        self.stopping = False
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def track(self, connection: socket.socket, *, add: bool) -> None:
+        """Add or remove an open connection."""
+        with self._connections_lock:
+            if add:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def end_connections(self) -> None:
+        """Make idle connections see end of input; busy ones close after their answer."""
+        self.stopping = True
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RD)
+
+
+class Simulator:
+    """A fake WeCom server API and callback sender for one corp and one self-built app."""
+
+    def __init__(
+        self,
+        corp_id: str,
+        secret: str,
+        agent_id: int,
+        token: str,
+        encoding_aes_key: str,
+        callback_url: str | None = None,
+        token_ttl: int = 7200,
+        rate_limit_per_minute: int = 10000,
+        welcome_code_ttl: float = 20.0,
+        monthly_quota: int | None = None,
+    ) -> None:
+        self.state = SimState(
+            corp_id=corp_id,
+            secret=secret,
+            agent_id=agent_id,
+            token_ttl=token_ttl,
+            rate_limit_per_minute=rate_limit_per_minute,
+            welcome_code_ttl=welcome_code_ttl,
+            monthly_quota=monthly_quota,
+        )
+        self.corp_id = corp_id
+        self.agent_id = agent_id
+        self.token = token
+        self.encoding_aes_key = encoding_aes_key
+        self.crypto = CallbackCrypto(token, encoding_aes_key, corp_id)
+        self.sender = CallbackSender(self.crypto, corp_id, agent_id)
+        self.callback_url = callback_url
+        self._deliveries: list[Delivery] = []
+        self.app = create_app(self)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> Simulator:
+        """Serve HTTP on a daemon thread (port 0 picks a free port) and return self."""
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        server = _Server(host, port, self.app)
+        self._server = server
+        self.state.public_url = self.url
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() waits one poll; keep test teardown quick
+            name=f"wecom-simulator-{server.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and wait for the server thread."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.end_connections()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> Simulator:
+        return self if self._server is not None else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Return the base URL, like http://127.0.0.1:PORT."""
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        return f"http://{self._server.host}:{self._server.port}"
+
+    @property
+    def api_base(self) -> str:
+        """Return the /cgi-bin/ base URL to configure as wecom.api_base."""
+        return self.url + "/cgi-bin/"
+
+    # --- settings that tests tune while running ---------------------------------
+
+    @property
+    def token_ttl(self) -> int:
+        """Seconds an access token lives."""
+        return self.state.token_ttl
+
+    @token_ttl.setter
+    def token_ttl(self, value: int) -> None:
+        with self.state.lock:
+            self.state.token_ttl = value
+
+    @property
+    def rate_limit_per_minute(self) -> int:
+        """Calls per API path per minute before 45009."""
+        return self.state.rate_limit_per_minute
+
+    @rate_limit_per_minute.setter
+    def rate_limit_per_minute(self, value: int) -> None:
+        with self.state.lock:
+            self.state.rate_limit_per_minute = value
+
+    @property
+    def welcome_code_ttl(self) -> float:
+        """Seconds a welcome code stays usable."""
+        return self.state.welcome_code_ttl
+
+    @welcome_code_ttl.setter
+    def welcome_code_ttl(self, value: float) -> None:
+        with self.state.lock:
+            self.state.welcome_code_ttl = value
+
+    def advance_time(self, seconds: float) -> None:
+        """Move the simulated clock forward (token and welcome-code expiry, timestamps)."""
+        with self.state.lock:
+            self.state.skew += seconds
+
+    # --- directory and data ------------------------------------------------------
+
+    def add_staff(self, userid: str, name: str = "", active: bool = True) -> None:
+        """Create (or update) a corp member."""
+        with self.state.lock:
+            self.state.add_staff(userid, name, active)
+
+    def seed(
+        self,
+        staff: int,
+        customers_per_staff: int,
+        *,
+        tag_groups: dict[str, list[str]] | None = None,
+        prefix: str = "seed",
+    ) -> None:
+        """Bulk-create members `{prefix}_u0000`…, their customers and console tags; no events."""
+        with self.state.lock:
+            people.seed(self.state, staff, customers_per_staff, tag_groups, prefix)
+
+    def add_relation(
+        self,
+        userid: str,
+        external_userid: str | None = None,
+        *,
+        name: str | None = None,
+        unionid: str | None = None,
+        state: str = "",
+        tag_ids: list[str] | None = None,
+    ) -> str:
+        """Make a member and a customer friends silently; return the external_userid."""
+        with self.state.lock:
+            return people.add_relation(
+                self.state,
+                userid,
+                external_userid,
+                name=name,
+                unionid=unionid,
+                add_state=state,
+                tag_ids=tag_ids,
+            )
+
+    # --- people acting in WeCom ---------------------------------------------------
+
+    def scan(
+        self,
+        state: str,
+        *,
+        external_userid: str | None = None,
+        name: str | None = None,
+        unionid: str | None = None,
+        deliver: bool = True,
+        duplicate: bool = False,
+    ) -> ScanResult:
+        """A customer scans the live code with this state; post the add event when `deliver`."""
+        with self.state.lock:
+            scanned = people.scan(
+                self.state, state, external_userid=external_userid, name=name, unionid=unionid
+            )
+        status = elapsed = None
+        deliveries = self.post_callback(scanned.xml, times=2 if duplicate else 1) if deliver else []
+        if deliveries:
+            status, elapsed = deliveries[0].status, deliveries[0].elapsed_ms
+        return ScanResult(
+            scanned.external_userid, scanned.userid, scanned.welcome_code, status, elapsed
+        )
+
+    def customer_deletes_staff(self, external_userid: str, userid: str) -> Delivery | None:
+        """The customer deletes the member: relation gone, del_follow_user posted."""
+        with self.state.lock:
+            xml = people.remove_relation(self.state, external_userid, userid, by_customer=True)
+        return self._post_one(xml)
+
+    def staff_deletes_customer(self, external_userid: str, userid: str) -> Delivery | None:
+        """The member deletes the customer: relation gone, del_external_contact posted."""
+        with self.state.lock:
+            xml = people.remove_relation(self.state, external_userid, userid, by_customer=False)
+        return self._post_one(xml)
+
+    def staff_edit_tags(
+        self,
+        userid: str,
+        external_userid: str,
+        add: list[str] | None = None,
+        remove: list[str] | None = None,
+    ) -> Delivery | None:
+        """The member edits the customer's tags in the client; edit_external_contact posted."""
+        with self.state.lock:
+            xml = people.staff_edit_tags(
+                self.state, userid, external_userid, list(add or []), list(remove or [])
+            )
+        return self._post_one(xml)
+
+    def admin_create_tag(self, group_name: str, tag_name: str) -> str:
+        """An admin creates a tag in the console; change_external_tag/create posted."""
+        with self.state.lock:
+            tag_id, events = people.admin_create_tag(self.state, group_name, tag_name)
+        for xml in events:
+            self._post_one(xml)
+        return tag_id
+
+    def admin_rename_tag(self, tag_id: str, new_name: str) -> None:
+        """An admin renames a tag (or group) in the console; change_external_tag/update posted."""
+        with self.state.lock:
+            xml = people.admin_rename(self.state, tag_id, new_name)
+        self._post_one(xml)
+
+    def admin_delete_tag(self, tag_id: str) -> None:
+        """An admin deletes a tag in the console; change_external_tag/delete posted."""
+        with self.state.lock:
+            xml = people.admin_delete_tag(self.state, tag_id)
+        self._post_one(xml)
+
+    def admin_delete_group(self, group_id: str) -> None:
+        """An admin deletes a tag group in the console; change_external_tag/delete posted."""
+        with self.state.lock:
+            xml = people.admin_delete_group(self.state, group_id)
+        self._post_one(xml)
+
+    def confirm_group_msg(self, msgid: str, userid: str) -> dict[str, int]:
+        """The member confirms a 群发 task; return external_userid -> status (1, 2 or 3)."""
+        with self.state.lock:
+            return people.confirm_group_msg(self.state, msgid, userid)
+
+    # --- callbacks ----------------------------------------------------------------
+
+    def event_xml(
+        self,
+        event: str,
+        change_type: str,
+        fields: dict[str, FieldValue | None] | None = None,
+        *,
+        create_time: int | None = None,
+    ) -> str:
+        """Return the plaintext XML of any event from this corp."""
+        return event_xml(self.corp_id, event, change_type, fields, create_time=create_time)
+
+    def build_callback(self, xml: str) -> tuple[dict[str, str], bytes]:
+        """Return (query params, POST body) of the encrypted callback carrying `xml`."""
+        return self.sender.build(xml)
+
+    def post_callback(self, xml: str, *, times: int = 1) -> list[Delivery]:
+        """POST `xml` to callback_url `times` times (identical requests); [] when no URL."""
+        url = self.callback_url
+        if not url:
+            return []
+        deliveries = self.sender.deliver(url, xml, times=times)
+        with self.state.lock:
+            self._deliveries.extend(deliveries)
+        return deliveries
+
+    def _post_one(self, xml: str) -> Delivery | None:
+        deliveries = self.post_callback(xml)
+        return deliveries[0] if deliveries else None
+
+    def verify_callback_url(self, echo: str | None = None) -> Delivery:
+        """Send the URL-verification GET; the bot must answer 200 with the echo's plaintext."""
+        if not self.callback_url:
+            raise LookupError("no callback_url set")
+        return self.sender.verify_url(self.callback_url, echo or random_id("", 19, "0123456789"))
+
+    # --- faults ----------------------------------------------------------------------
+
+    def inject_fault(self, api_path: str, errcode: int = -1, count: int = 1) -> None:
+        """Answer the next `count` calls of `api_path` with `errcode`."""
+        with self.state.lock:
+            self.state.faults.setdefault(normalise(api_path), []).append(Fault(errcode, count))
+
+    def inject_stall(self, api_path: str, seconds: float, count: int = 1) -> None:
+        """Sleep `seconds` before answering the next `count` calls of `api_path`."""
+        with self.state.lock:
+            self.state.stalls.setdefault(normalise(api_path), []).append(Stall(seconds, count))
+
+    def expire_tokens(self) -> None:
+        """Make every issued access token answer 42001; gettoken issues a new one."""
+        with self.state.lock:
+            for token in self.state.tokens:
+                self.state.tokens[token] = 0.0
+            self.state.current_token = None
+
+    def reset_counters(self) -> None:
+        """Forget call counts and rate-limit windows."""
+        with self.state.lock:
+            self.state.calls.clear()
+            self.state.windows.clear()
+
+    # --- introspection ----------------------------------------------------------------
+
+    @property
+    def calls(self) -> dict[CallKey, int]:
+        """Return call counts keyed by api path and by (api path, errcode)."""
+        with self.state.lock:
+            return dict(self.state.calls)
+
+    @property
+    def welcomes(self) -> list[WelcomeRecord]:
+        """Return every welcome code issued, with what was sent for it."""
+        with self.state.lock:
+            return [
+                replace(w, attachments=list(w.attachments)) for w in self.state.welcomes.values()
+            ]
+
+    @property
+    def app_messages(self) -> list[dict[str, Any]]:
+        """Return the message/send payloads accepted, oldest first."""
+        with self.state.lock:
+            return copy.deepcopy(self.state.app_messages)
+
+    @property
+    def contact_ways(self) -> dict[str, ContactWay]:
+        """Return the live codes by config_id."""
+        with self.state.lock:
+            return copy.deepcopy(self.state.contact_ways)
+
+    @property
+    def group_msgs(self) -> dict[str, GroupMsg]:
+        """Return the 群发 tasks by msgid."""
+        with self.state.lock:
+            return copy.deepcopy(self.state.group_msgs)
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Return every callback POST made, with the bot's answers."""
+        with self.state.lock:
+            return list(self._deliveries)
+
+    def relation_tags(self, userid: str, external_userid: str) -> set[str]:
+        """Return the tag ids on a relation (empty when there is no relation)."""
+        with self.state.lock:
+            relation = self.state.relation(userid, external_userid)
+            return set(relation.tag_ids) if relation else set()
+
+    def tag_catalogue(self) -> dict[str, dict[str, str]]:
+        """Return the live tag library as group name -> tag name -> tag id."""
+        with self.state.lock:
+            return self.state.tag_catalogue()
+
+    def tag_group_id(self, group_name: str) -> str | None:
+        """Return the id of the live group with that name."""
+        with self.state.lock:
+            group = self.state.live_group_by_name(group_name)
+            return group.group_id if group else None
+
+    def customer(self, external_userid: str) -> Customer | None:
+        """Return a customer's profile."""
+        with self.state.lock:
+            customer = self.state.customers.get(external_userid)
+            return replace(customer) if customer else None
+
+    def followers(self, external_userid: str) -> list[str]:
+        """Return the userids of the members who have this customer."""
+        with self.state.lock:
+            return list(self.state.by_customer.get(external_userid, {}))
+
+    def customers_of(self, userid: str) -> list[str]:
+        """Return the external_userids of one member's customers."""
+        with self.state.lock:
+            return list(self.state.by_user.get(userid, {}))
+
+    def summary(self) -> dict[str, Any]:
+        """Return counts of what the simulator holds, for / and the demo."""
+        with self.state.lock:
+            return {
+                "corp_id": self.corp_id,
+                "api_base": self.api_base if self._server else None,
+                "callback_url": self.callback_url,
+                "staff": len(self.state.staff),
+                "customers": len(self.state.customers),
+                "relations": sum(len(r) for r in self.state.by_user.values()),
+                "tags": sum(len(t) for t in self.state.tag_catalogue().values()),
+                "contact_ways": len(self.state.contact_ways),
+                "welcomes": len(self.state.welcomes),
+                "group_msgs": len(self.state.group_msgs),
+                "app_messages": len(self.state.app_messages),
+            }
