@@ -233,20 +233,19 @@ def run(args: argparse.Namespace) -> int:
     upgrade_to_head(db.engine)
     rt = Runtime(settings_from_mapping(cfg, environ={}))
     states = []
-    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
-        for i in range(args.channels):
-            members = tuple(staff[j] for j in range(i, len(staff), args.channels)) or (staff[0],)
-            ch = live_codes.create(
-                live_codes.ChannelSpec(
-                    name=f"渠道{i + 1}",
-                    staff=members,
-                    tags=(TagPath("来源", f"渠道{i + 1}"), TagPath("批次", "压测")),
-                    welcome="你好 {name}，我是{staff}",
-                ),
-                session=session,
-                wecom=rt.wecom,
-            )
-            states.append(ch.state)
+    for i in range(args.channels):
+        members = tuple(staff[j] for j in range(i, len(staff), args.channels)) or (staff[0],)
+        ch = live_codes.create(
+            live_codes.ChannelSpec(
+                name=f"渠道{i + 1}",
+                staff=members,
+                tags=(TagPath("来源", f"渠道{i + 1}"), TagPath("批次", "压测")),
+                welcome="你好 {name}，我是{staff}",
+            ),
+            db=rt.db,
+            wecom=rt.wecom,
+        )
+        states.append(ch.state)
     rt.close()
 
     tagbot = Path(sys.executable).with_name("tagbot")

@@ -42,7 +42,7 @@ def ingest(kind: str) -> ResponseReturnValue:
     """Validate and store a JSON list of orders, interactions or profiles."""
     records = _records()
     rt = runtime()
-    with rt.db.begin() as session:
+    with rt.db.write() as session:
         result = ingest_records(cast(Kind, kind), records, session=session, tz=rt.settings.tz)
     return jsonify(result.as_json())
 

@@ -7,7 +7,6 @@ import logging
 from flask import Blueprint, Response, current_app, request
 from flask.typing import ResponseReturnValue
 
-from bot import writelock
 from bot.callbacks import inbox, welcome_lane
 from bot.db.types import utcnow
 from bot.errors import CallbackError
@@ -71,7 +70,7 @@ def receive_event() -> ResponseReturnValue:
     handoff = inbox.handoff_for(rt)
     hand_off = handoff.active  # this process runs inbox workers: it processes what it acks
     # urgent: WeCom waits on this one; it goes ahead of queued background writes.
-    with writelock.begin(rt.db, urgent=True) as session:
+    with rt.db.write(urgent=True) as session:
         event_id = inbox.store(session, event, xml, hand_off=hand_off)
     if event_id is not None:
         if hand_off:

@@ -8,7 +8,6 @@ import pydantic
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bot import writelock
 from bot.callbacks import inbox, welcome
 from bot.channels import live_codes, lookup
 from bot.config import AttachmentSettings
@@ -84,9 +83,7 @@ def create_channel() -> ResponseReturnValue:
         attachments=tuple(_attachments(data)),
         skip_verify=bool(data.get("skip_verify", True)),
     )
-    view = live_codes.create_channel(
-        spec, db=rt.db, wecom=rt.wecom, source="api", tz=rt.settings.tz
-    )
+    view = live_codes.create(spec, db=rt.db, wecom=rt.wecom, source="api", tz=rt.settings.tz)
     return jsonify(view.to_json()), 201
 
 
@@ -120,11 +117,7 @@ def update_channel(name: str) -> ResponseReturnValue:
         kwargs["daily_cap"] = _cap(data)
     if "skip_verify" in data:
         kwargs["skip_verify"] = bool(data["skip_verify"])
-    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
-        channel, new_qr = live_codes.update(
-            name, session=session, wecom=rt.wecom, tz=rt.settings.tz, **kwargs
-        )
-        view = lookup.view(channel, session=session, tz=rt.settings.tz)
+    view, new_qr = live_codes.update(name, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz, **kwargs)
     return jsonify({**view.to_json(), "qr_code_changed": new_qr})
 
 
@@ -174,7 +167,7 @@ def replay_inbox() -> ResponseReturnValue:
     ids = data.get("ids") if isinstance(data, dict) else None
     if ids is not None and not (isinstance(ids, list) and all(isinstance(i, int) for i in ids)):
         raise ValidationError("ids 须为整数列表 / ids must be a list of integers")
-    with writelock.begin(rt.db) as session:
+    with rt.db.write() as session:
         n = inbox.replay(session, ids or None)
     rt.wakeups.inbox.set()
     return jsonify(replayed=n)

@@ -89,7 +89,7 @@ class Background:
 
     def _renew_lease(self) -> None:
         try:
-            with self.rt.db.begin() as session:
+            with self.rt.db.write() as session:
                 held = leases.try_acquire(session, SCHEDULER_LEASE, self.owner, LEASE_TTL)
         except Exception:
             log.exception("could not renew the scheduler lease")
@@ -114,7 +114,7 @@ class Background:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             try:
-                with self.rt.db.begin() as session:
+                with self.rt.db.write() as session:
                     leases.release(session, SCHEDULER_LEASE, self.owner)
             except Exception:
                 log.exception("could not release the scheduler lease")

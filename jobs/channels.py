@@ -28,7 +28,7 @@ def reconcile_once(rt: Runtime) -> dict[str, str]:
     if not rt.settings.channels:
         return {}
     owner = f"reconcile-{uuid.uuid4().hex[:8]}"
-    with rt.db.begin() as session:
+    with rt.db.write() as session:
         if not leases.try_acquire(session, RECONCILE_LEASE, owner, 300.0):
             return {}
     try:
@@ -36,7 +36,7 @@ def reconcile_once(rt: Runtime) -> dict[str, str]:
             rt.settings.channels, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz
         )
     finally:
-        with rt.db.begin() as session:
+        with rt.db.write() as session:
             leases.release(session, RECONCILE_LEASE, owner)
     for name, action in results.items():
         log.info("configured channel %s: %s", name, action)

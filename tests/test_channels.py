@@ -181,15 +181,14 @@ def test_daily_cap_rotates_staff_and_backups_step_in(
     live: LiveServer, simulator: Simulator
 ) -> None:
     rt = live.runtime
-    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
-        channel = live_codes.create(
-            live_codes.ChannelSpec(
-                name="限流", staff=("alice", "bob"), daily_cap=1, backup=("carol",)
-            ),
-            session=session,
-            wecom=rt.wecom,
-        )
-        state, channel_id = channel.state, channel.id
+    channel = live_codes.create(
+        live_codes.ChannelSpec(name="限流", staff=("alice", "bob"), daily_cap=1, backup=("carol",)),
+        db=rt.db,
+        wecom=rt.wecom,
+    )
+    state = channel.state
+    with rt.db.read() as session:
+        channel_id = lookup.get("限流", session=session).id
     assert _way(simulator, state).user == ["alice", "bob"]
 
     first = simulator.scan(state)
@@ -208,7 +207,7 @@ def test_daily_cap_rotates_staff_and_backups_step_in(
 
     # The next day: yesterday's adds no longer count and everyone is back on the code.
     yesterday = utcnow() - timedelta(days=1)
-    with rt.db.begin() as session:
+    with rt.db.write() as session:
         session.execute(update(FollowRelation).values(added_at=yesterday))
         session.execute(
             update(ChannelStaff)

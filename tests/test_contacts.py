@@ -28,7 +28,7 @@ T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def _orphans(db: Database) -> None:
-    with db.begin() as session:
+    with db.write() as session:
         session.add_all(
             [
                 Order(
@@ -63,7 +63,7 @@ def _orphans(db: Database) -> None:
 
 def test_orphans_are_linked_when_the_customer_appears(db: Database) -> None:
     _orphans(db)
-    with db.begin() as session:
+    with db.write() as session:
         customer = contacts.upsert_customer(
             session=session, external_userid="wm_a", unionid="un_a", name="张三"
         )
@@ -84,11 +84,11 @@ def test_orphans_are_linked_when_the_customer_appears(db: Database) -> None:
 
 def test_unionid_learnt_later_links_rows_kept_under_it(db: Database) -> None:
     _orphans(db)
-    with db.begin() as session:
+    with db.write() as session:
         contacts.upsert_customer(session=session, external_userid="wm_a")
     with db.read() as session:
         assert session.scalar(select(Order.customer_id).where(Order.order_id == "o-union")) is None
-    with db.begin() as session:
+    with db.write() as session:
         # None keeps what is stored: a callback that knows only the id erases nothing.
         customer = contacts.upsert_customer(session=session, external_userid="wm_a", unionid="un_a")
         assert customer.name == ""
@@ -99,22 +99,22 @@ def test_unionid_learnt_later_links_rows_kept_under_it(db: Database) -> None:
 
 def test_link_all_orphans_is_one_sweep(db: Database) -> None:
     _orphans(db)
-    with db.begin() as session:
+    with db.write() as session:
         session.add_all(
             [Customer(external_userid="wm_a", unionid="un_a"), Customer(external_userid="wm_b")]
         )
-    with db.begin() as session:
+    with db.write() as session:
         assert contacts.link_all_orphans(session=session) == 6
-    with db.begin() as session:
+    with db.write() as session:
         assert contacts.link_all_orphans(session=session) == 0
         assert session.scalar(select(Order.id).where(Order.customer_id.is_(None))) is None
 
 
 def test_upsert_relation_is_idempotent_and_finds_the_channel(db: Database) -> None:
-    with db.begin() as session:
+    with db.write() as session:
         session.add(Channel(name="公众号文章", state="ch_article"))
     for _ in range(2):
-        with db.begin() as session:
+        with db.write() as session:
             customer = contacts.upsert_customer(session=session, external_userid="wm_a")
             rel = contacts.upsert_relation(
                 session=session,
@@ -126,7 +126,7 @@ def test_upsert_relation_is_idempotent_and_finds_the_channel(db: Database) -> No
             )
             assert rel.channel is not None
             assert rel.channel.name == "公众号文章"
-    with db.begin() as session:
+    with db.write() as session:
         lost = contacts.mark_relation_lost(
             session=session,
             staff_userid="zhangsan",
@@ -138,20 +138,20 @@ def test_upsert_relation_is_idempotent_and_finds_the_channel(db: Database) -> No
         assert session.scalar(select(Staff.userid)) == "zhangsan"
         rel = session.scalars(select(FollowRelation)).one()
         assert (rel.status, rel.lost_reason, rel.added_at) == ("lost", "del_follow_user", T0)
-    with db.begin() as session:
+    with db.write() as session:
         customer = contacts.upsert_customer(session=session, external_userid="wm_a")
         rel = contacts.upsert_relation(session=session, staff_userid="zhangsan", customer=customer)
         assert (rel.status, rel.lost_at) == ("active", None)
 
 
 def test_a_new_customer_is_returned_as_stored_and_stays_tracked(db: Database) -> None:
-    with db.begin() as session:
+    with db.write() as session:
         customer = contacts.upsert_customer(session=session, external_userid="wm_a", gender=2)
         assert (customer.name, customer.type, customer.gender, customer.unionid) == ("", 1, 2, None)
         assert customer.created_at.tzinfo is not None
         assert contacts.get_customer("wm_a", session=session) is customer
         customer.corp_name = "某公司"  # a change to the returned object is written at commit
-    with db.begin() as session:
+    with db.write() as session:
         # None keeps what is stored; given values replace it.
         customer = contacts.upsert_customer(
             session=session, external_userid="wm_a", name="张三", gender=None
@@ -163,7 +163,7 @@ def test_a_new_customer_is_returned_as_stored_and_stays_tracked(db: Database) ->
 
 def test_orphans_of_a_customer_without_unionid_link_by_external_userid_only(db: Database) -> None:
     _orphans(db)
-    with db.begin() as session:
+    with db.write() as session:
         customer = contacts.upsert_customer(session=session, external_userid="wm_a")
         cid = customer.id
         assert contacts.link_orphans(customer, session=session) == 0  # all taken already
@@ -175,7 +175,7 @@ def test_orphans_of_a_customer_without_unionid_link_by_external_userid_only(db: 
             session.execute(select(ProfileAttribute.name, ProfileAttribute.customer_id)).all()
         )
         assert attrs == {"age": cid, "region": None}
-    with db.begin() as session:
+    with db.write() as session:
         customer = contacts.upsert_customer(session=session, external_userid="wm_a", unionid="un_a")
     with db.read() as session:
         assert session.scalar(select(InteractionEvent.customer_id)) == cid
@@ -183,19 +183,19 @@ def test_orphans_of_a_customer_without_unionid_link_by_external_userid_only(db: 
 
 
 def test_a_known_customer_without_a_new_unionid_links_nothing_new(db: Database) -> None:
-    with db.begin() as session:
+    with db.write() as session:
         contacts.upsert_customer(session=session, external_userid="wm_a", unionid="un_a")
     _orphans(db)  # arrive after the customer: the ingest links these itself, not a re-read
-    with db.begin() as session:
+    with db.write() as session:
         contacts.upsert_customer(session=session, external_userid="wm_a", unionid="un_a")
     with db.read() as session:
         assert session.scalar(select(Order.id).where(Order.customer_id.is_not(None))) is None
 
 
 def test_a_new_relation_is_stored_whole_and_reactivated_when_lost(db: Database) -> None:
-    with db.begin() as session:
+    with db.write() as session:
         session.add(Channel(name="公众号文章", state="ch_article"))
-    with db.begin() as session:
+    with db.write() as session:
         customer = contacts.upsert_customer(session=session, external_userid="wm_a")
         rel = contacts.upsert_relation(
             session=session,
@@ -221,11 +221,11 @@ def test_a_new_relation_is_stored_whole_and_reactivated_when_lost(db: Database) 
             "active",
             T0,
         )
-    with db.begin() as session:
+    with db.write() as session:
         contacts.mark_relation_lost(
             session=session, staff_userid="lisi", external_userid="wm_a", reason="del_follow_user"
         )
-    with db.begin() as session:
+    with db.write() as session:
         customer = contacts.upsert_customer(session=session, external_userid="wm_a")
         # A state we don't own keeps the channel; the other fields keep their values.
         rel = contacts.upsert_relation(
@@ -242,7 +242,7 @@ def test_a_new_relation_is_stored_whole_and_reactivated_when_lost(db: Database) 
             T0,
         )
         assert rel.channel_id is not None
-    with db.begin() as session:
+    with db.write() as session:
         customer = contacts.upsert_customer(session=session, external_userid="wm_a")
         contacts.upsert_relation(
             session=session, staff_userid="lisi", customer=customer, channel_id=None
@@ -252,7 +252,7 @@ def test_a_new_relation_is_stored_whole_and_reactivated_when_lost(db: Database) 
 
 
 def test_record_seen_reads_corp_tags_and_learns_unknown_ones(db: Database) -> None:
-    with db.begin() as session:
+    with db.write() as session:
         group = TagGroup(name="渠道", wecom_group_id="wg1")
         session.add(group)
         session.flush()
@@ -264,14 +264,14 @@ def test_record_seen_reads_corp_tags_and_learns_unknown_ones(db: Database) -> No
         FollowUserTag("", "", "wt3", 1),  # unknown and nameless: skipped
         FollowUserTag("渠道", "文章", "wt1", 1),
     ]
-    with db.begin() as session:
+    with db.write() as session:
         rows = catalogue.record_seen(session, seen)
         assert [(t.group.name, t.name, t.wecom_tag_id) for t in rows] == [
             ("渠道", "文章", "wt1"),
             ("兴趣", "理财", "wt2"),
             ("渠道", "文章", "wt1"),
         ]
-    with db.begin() as session:
+    with db.write() as session:
         # The console re-created 渠道/文章 as wt9: the row moves to wt9, and the stale wt1
         # seen again afterwards is learnt anew, taking the row back.
         moved = catalogue.record_seen(

@@ -25,14 +25,13 @@ from wecom_sim import Simulator
 
 
 def _make_channel(rt: Runtime) -> str:
-    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
-        return live_codes.create(
-            live_codes.ChannelSpec(
-                name="活动", staff=("alice",), tags=(TagPath("来源", "活动"),), welcome="hi"
-            ),
-            session=session,
-            wecom=rt.wecom,
-        ).state
+    return live_codes.create(
+        live_codes.ChannelSpec(
+            name="活动", staff=("alice",), tags=(TagPath("来源", "活动"),), welcome="hi"
+        ),
+        db=rt.db,
+        wecom=rt.wecom,
+    ).state
 
 
 def _statuses(db_url: str) -> list[str]:

@@ -22,7 +22,7 @@ def test_init_db_is_idempotent(db: Database) -> None:
 
 def test_money_is_exact_and_times_are_utc(db: Database) -> None:
     shanghai = timezone(timedelta(hours=8))
-    with db.begin() as session:
+    with db.write() as session:
         session.add_all(
             Order(
                 order_id=f"o{i}",
@@ -42,7 +42,7 @@ def test_money_is_exact_and_times_are_utc(db: Database) -> None:
 
 
 def test_naive_datetime_is_refused(db: Database) -> None:
-    with pytest.raises(Exception, match="naive datetime"), db.begin() as session:
+    with pytest.raises(Exception, match="naive datetime"), db.write() as session:
         session.add(
             Order(order_id="n", amount=Decimal(1), paid_at=datetime(2026, 1, 1), status="paid")
         )
@@ -50,7 +50,7 @@ def test_naive_datetime_is_refused(db: Database) -> None:
 
 
 def test_unique_external_userid(db: Database) -> None:
-    with pytest.raises(IntegrityError), db.begin() as session:
+    with pytest.raises(IntegrityError), db.write() as session:
         session.add(Customer(external_userid="wm1"))
         session.add(Customer(external_userid="wm1"))
         session.flush()

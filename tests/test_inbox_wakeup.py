@@ -26,12 +26,11 @@ def test_separate_worker_process_is_woken_at_once(db_url: str, simulator: Simula
         simulator.add_staff("alice")
         simulator.callback_url = web.url + "/wecom/callback"
         rt = web.runtime
-        with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
-            state = live_codes.create(
-                live_codes.ChannelSpec(name="官网", staff=("alice",), welcome="hi"),
-                session=session,
-                wecom=rt.wecom,
-            ).state
+        state = live_codes.create(
+            live_codes.ChannelSpec(name="官网", staff=("alice",), welcome="hi"),
+            db=rt.db,
+            wecom=rt.wecom,
+        ).state
         simulator.reset_counters()
         took = []
         for _ in range(4):

@@ -106,7 +106,7 @@ def test_resending_changes_nothing_and_a_refund_flips_the_status(
 
 def test_customers_matched_by_external_userid_else_unionid(client: FlaskClient, app: Flask) -> None:
     db = _rt(app).db
-    with db.begin() as session:
+    with db.write() as session:
         known = contacts.upsert_customer(session=session, external_userid="wm_k", unionid="un_k")
         known_id = known.id
     rows = [
@@ -118,7 +118,7 @@ def test_customers_matched_by_external_userid_else_unionid(client: FlaskClient, 
     with db.read() as session:
         linked = dict(session.execute(select(Order.order_id, Order.customer_id)).all())
     assert linked == {"C1": known_id, "C2": known_id, "C3": None}
-    with db.begin() as session:
+    with db.write() as session:
         new_id = contacts.upsert_customer(session=session, external_userid="wm_new").id
     with db.read() as session:
         assert session.scalar(select(Order.customer_id).where(Order.order_id == "C3")) == new_id
@@ -166,7 +166,7 @@ def test_events_and_profiles(client: FlaskClient, app: Flask) -> None:
 
 
 def test_customer_endpoint(client: FlaskClient, app: Flask) -> None:
-    with _rt(app).db.begin() as session:
+    with _rt(app).db.write() as session:
         customer = contacts.upsert_customer(
             session=session, external_userid="wm_1", unionid="un_1", name="李四"
         )

@@ -24,7 +24,7 @@ def _race(db: Database, name: str) -> list[str]:
     def racer(owner: str) -> None:
         try:
             barrier.wait()
-            with db.begin() as session:
+            with db.write() as session:
                 if leases.try_acquire(session, name, owner, 60):
                     winners.append(owner)
         except BaseException as exc:  # surfaced below: a racer must not fail
@@ -51,7 +51,7 @@ def test_one_of_many_racers_takes_a_free_lease(db: Database) -> None:
 
 
 def test_one_of_many_racers_takes_over_an_expired_lease(db: Database) -> None:
-    with db.begin() as session:
+    with db.write() as session:
         assert leases.try_acquire(session, "expired", "gone", 60)
         session.execute(update(Lease).values(expires_at=utcnow() - timedelta(seconds=1)))
     winners = _race(db, "expired")
@@ -60,16 +60,16 @@ def test_one_of_many_racers_takes_over_an_expired_lease(db: Database) -> None:
 
 
 def test_a_held_lease_is_renewed_by_its_owner_only_and_released(db: Database) -> None:
-    with db.begin() as session:
+    with db.write() as session:
         assert leases.try_acquire(session, "held", "a", 60)
-    with db.begin() as session:
+    with db.write() as session:
         assert not leases.try_acquire(session, "held", "b", 60)
         assert leases.try_acquire(session, "held", "a", 60)
-    with db.begin() as session:
+    with db.write() as session:
         leases.release(session, "held", "b")  # not b's: nothing happens
     assert _holder(db, "held") == "a"
-    with db.begin() as session:
+    with db.write() as session:
         leases.release(session, "held", "a")
     assert _holder(db, "held") is None
-    with db.begin() as session:
+    with db.write() as session:
         assert leases.try_acquire(session, "held", "b", 60)

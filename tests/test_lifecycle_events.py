@@ -39,14 +39,13 @@ def live(db_url: str, simulator: Simulator) -> Iterator[LiveServer]:
 
 def _channel(server: LiveServer, name: str = "门店", tags: tuple[str, ...] = ("来源/门店",)) -> str:
     rt = server.runtime
-    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
-        return live_codes.create(
-            live_codes.ChannelSpec(
-                name=name, staff=("alice",), tags=tuple(TagPath.parse(t) for t in tags)
-            ),
-            session=session,
-            wecom=rt.wecom,
-        ).state
+    return live_codes.create(
+        live_codes.ChannelSpec(
+            name=name, staff=("alice",), tags=tuple(TagPath.parse(t) for t in tags)
+        ),
+        db=rt.db,
+        wecom=rt.wecom,
+    ).state
 
 
 def _relation(server: LiveServer, ext: str) -> FollowRelation | None:
@@ -71,7 +70,7 @@ def test_customer_deleting_staff_marks_lost_and_alerts_in_chinese(
     scan = simulator.scan(state, name="王小明")
     wait_for(lambda: bool(simulator.relation_tags("alice", scan.external_userid)))
     wait_for(lambda: _all_done(live))
-    with live.runtime.db.begin() as session:
+    with live.runtime.db.write() as session:
         customer_id = session.scalars(
             select(Customer.id).where(Customer.external_userid == scan.external_userid)
         ).one()

@@ -43,7 +43,7 @@ def test_changes_to_one_relation_coalesce_into_one_call(
     customer = simulator.state.new_customer()
     ext = customer.external_userid
     rt = live.runtime
-    with rt.db.begin() as session:
+    with rt.db.write() as session:
         first = outbox.enqueue_tags(
             session=session, staff_userid="alice", external_userid=ext, add=[store, skin]
         )

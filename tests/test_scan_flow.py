@@ -63,18 +63,17 @@ def make_channel(
 ) -> str:
     """Create a channel through the service; return its state."""
     rt = server.runtime
-    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
-        ch = live_codes.create(
-            live_codes.ChannelSpec(
-                name=name,
-                staff=tuple(staff),
-                tags=tuple(TagPath.parse(t) for t in tags),
-                **kw,
-            ),
-            session=session,
-            wecom=rt.wecom,
-        )
-        return ch.state
+    ch = live_codes.create(
+        live_codes.ChannelSpec(
+            name=name,
+            staff=tuple(staff),
+            tags=tuple(TagPath.parse(t) for t in tags),
+            **kw,
+        ),
+        db=rt.db,
+        wecom=rt.wecom,
+    )
+    return ch.state
 
 
 def test_200_scans_across_3_channels_tag_and_welcome_exactly_once(

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from bot import writelock
 from bot.callbacks import inbox
 from bot.db import Database
 from bot.db.models import InboxEvent
@@ -58,22 +57,22 @@ def test_a_handed_off_event_waits_for_its_process_then_anyone_takes_it(
 ) -> None:
     db = Database(db_url)
     try:
-        with writelock.begin(db) as session:
+        with db.write() as session:
             mine = inbox.store(session, parse_event(_xml(simulator, 1)), "x", hand_off=True)
             shared = inbox.store(session, parse_event(_xml(simulator, 2)), "y")
         assert mine is not None
         assert shared is not None
-        with writelock.begin(db) as session:
+        with db.write() as session:
             # Other processes see only the event nobody handed off.
             assert [c.id for c in inbox.claim(session, limit=10)] == [shared]
-        with writelock.begin(db) as session:
+        with db.write() as session:
             # The process that acknowledged it takes it by id at once.
             assert [c.id for c in inbox.claim(session, ids=[mine, shared])] == [mine]
-        with writelock.begin(db) as session:
+        with db.write() as session:
             # Put both back as if never claimed: the hand-off window still hides `mine`.
             session.execute(update(InboxEvent).values(status=inbox.PENDING))
             assert [c.id for c in inbox.claim(session, limit=10)] == [shared]
-        with writelock.begin(db) as session:
+        with db.write() as session:
             # If that process dies, the event falls due once the hand-off window has passed.
             received = session.scalar(select(InboxEvent.received_at).where(InboxEvent.id == mine))
             assert received is not None
@@ -84,7 +83,7 @@ def test_a_handed_off_event_waits_for_its_process_then_anyone_takes_it(
                 .where(InboxEvent.id == mine)
                 .values(next_attempt_at=received - timedelta(seconds=1))
             )
-        with writelock.begin(db) as session:
+        with db.write() as session:
             assert [c.id for c in inbox.claim(session, limit=10)] == [mine]
     finally:
         db.dispose()

@@ -80,7 +80,7 @@ def test_first_sync_imports_every_relation_and_a_second_changes_nothing(
     # A customer followed by two members, with a known unionid and an order waiting for it.
     shared = simulator.add_relation("seed_u0000", name="共享客户", unionid="un_shared")
     simulator.add_relation("seed_u0129", shared)
-    with rt.db.begin() as session:
+    with rt.db.write() as session:
         session.add(
             Order(
                 order_id="early",
@@ -229,7 +229,7 @@ def test_a_second_sync_waits_for_the_first(rt: Runtime, simulator: Any) -> None:
     from bot import leases
     from bot.errors import TagbotError
 
-    with rt.db.begin() as session:
+    with rt.db.write() as session:
         assert leases.try_acquire(session, "sync", "someone-else", 60)
     with pytest.raises(TagbotError, match="另一个同步正在进行"):
         run_sync(db=rt.db, wecom=rt.wecom)
@@ -256,7 +256,7 @@ def test_a_relation_added_by_a_callback_during_the_sync_is_not_marked_lost(
             if not self.landed:
                 self.landed = True
                 ext = simulator.add_relation(member, "wm_scanned_mid_sync")
-                with db.begin() as session:
+                with db.write() as session:
                     customer = contacts.upsert_customer(session=session, external_userid=ext)
                     contacts.upsert_relation(
                         session=session, staff_userid=member, customer=customer
@@ -288,7 +288,7 @@ def test_a_sync_whose_lease_was_taken_over_stops(rt: Runtime, simulator: Any) ->
 
         def batch_get_by_user(self, userids: Any, cursor: str, limit: int) -> Any:
             page = super().batch_get_by_user(userids, cursor, limit)
-            with db.begin() as session:
+            with db.write() as session:
                 session.execute(update(Lease).values(owner="the-other-sync"))
             return page
 

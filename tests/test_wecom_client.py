@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from bot import metrics
 from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.errors import WeComError
 from bot.wecom import CallbackCrypto, WeComClient, parse_event
+from bot.wecom import metrics as wecom_metrics
 from tests.conftest import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN, base_config
 from wecom_sim import Simulator
 
@@ -49,12 +51,28 @@ def make_client(
     return WeComClient(settings.wecom, settings.limits, db=db, **options)
 
 
+@pytest.fixture(autouse=True)
+def _metrics_served() -> None:
+    """Register the WeCom metrics as the app factory does, so REGISTRY shows them."""
+    metrics.register(wecom_metrics.METRICS)
+
+
 def counted(api: str, errcode: int) -> float:
     """Read tagbot_wecom_calls_total for one api and errcode."""
     value = REGISTRY.get_sample_value(
         "tagbot_wecom_calls_total", {"api": api, "errcode": str(errcode)}
     )
     return value or 0.0
+
+
+def test_a_call_inside_a_write_transaction_is_refused(db: Database, sim: Simulator) -> None:
+    client = make_client(db, sim)
+    with db.write(), pytest.raises(RuntimeError, match="inside a write transaction"):
+        client.get_follow_user_list()
+    assert sim.calls.get(FOLLOW, 0) == 0
+    assert client.get_follow_user_list() == ["u1", "u2"]  # outside one it goes through
+    assert sim.calls[FOLLOW] == 1
+    client.close()
 
 
 def test_token_is_fetched_once_and_shared_between_clients(db: Database, sim: Simulator) -> None:

@@ -74,7 +74,7 @@ def test_refresh_before_expiry_and_invalidate(db: Database) -> None:
     store = TokenStore(db, "k", issuer, refresh_margin=300)
     assert store.get() == "token-1"
     # Less than the margin left: the next get refreshes, for every process.
-    with db.begin() as s:
+    with db.write() as s:
         s.execute(
             update(WeComToken).values(
                 expires_at=utcnow() + timedelta(seconds=200),

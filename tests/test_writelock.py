@@ -9,11 +9,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
-from bot import writelock
 from bot.db import Database
-from bot.writelock import PriorityLock
+from bot.db.writequeue import PriorityLock
 
 
 def _hold_and_queue(lock: PriorityLock, arrivals: list[tuple[str, bool]]) -> list[str]:
@@ -52,16 +52,27 @@ def test_every_waiter_gets_the_lock_once() -> None:
     assert sorted(order) == sorted(name for name, _ in arrivals)
 
 
+def test_a_write_inside_a_write_is_refused_not_waited_for(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'n.db'}")
+    with db.write():
+        assert db.writing
+        with pytest.raises(RuntimeError, match="inside another one"), db.write():
+            pass
+    assert not db.writing
+    with db.write() as session:  # the queue was left free
+        session.execute(text("SELECT 1"))
+    db.dispose()
+
+
 _CHILD = textwrap.dedent(
     """
     import sys, time
     from sqlalchemy import text
-    from bot import writelock
     from bot.db import Database
 
     db = Database(sys.argv[1])
     print("waiting", flush=True)
-    with writelock.begin(db) as session:
+    with db.write() as session:
         print(f"got {time.time():.6f}", flush=True)
         session.execute(text("INSERT INTO leases (name, owner, expires_at) "
                              "VALUES ('child', 'c', '2030-01-01 00:00:00.000000')"))
@@ -76,7 +87,7 @@ def test_another_process_waits_for_the_write_queue_not_only_for_sqlite(tmp_path:
     url = f"sqlite:///{tmp_path / 'q.db'}"
     db = Database(url)
     upgrade_to_head(db.engine)
-    with writelock.begin(db) as session:
+    with db.write() as session:
         # No statement yet, so SQLite's own lock is free: only the queue's file lock holds.
         child = subprocess.Popen(
             [sys.executable, "-c", _CHILD, url], stdout=subprocess.PIPE, text=True

@@ -14,7 +14,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot import writelock
 from bot.callbacks import inbox, welcome, welcome_lane
 from bot.channels import live_codes, rotation
 from bot.customers import contacts
@@ -126,16 +125,16 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
     if contact is None:
         contact = rt.wecom.get_external_contact(ev.external_userid)
     marked = _mark_directly(rt, ev, ctx, contact)
+    tag_ids: list[int] = []
+    if ctx is not None:
+        if ctx.tag_ids is None:  # a channel tag was deleted in WeCom: create it again
+            tag_ids = catalogue.ensure(db=rt.db, wecom=rt.wecom, paths=ctx.tags)
+        else:
+            tag_ids = [our for our, _ in ctx.tag_ids]
     queued = False
-    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
+    with rt.db.write() as session:
         _, _, have = _store_contact(session, contact, ev, ctx.id if ctx else None, marked=marked)
         if ctx is not None:
-            if ctx.tag_ids is None:  # a channel tag was deleted in WeCom: create it again
-                tag_ids = [
-                    t.id for t in catalogue.ensure(session=session, wecom=rt.wecom, paths=ctx.tags)
-                ]
-            else:
-                tag_ids = [our for our, _ in ctx.tag_ids]
             # Whatever the direct call could not do goes to the outbox, which retries.
             missing = [t for t in tag_ids if t not in have]
             queued = (
@@ -161,14 +160,14 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
 def on_edit(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
     """A member edited the customer's remark or tags by hand: re-read that relation."""
     contact = rt.wecom.get_external_contact(ev.external_userid)
-    with writelock.begin(rt.db) as session:
+    with rt.db.write() as session:
         _store_contact(session, contact, ev, None)
         inbox.finish(session, item)
 
 
 def on_customer_deleted_staff(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
     """The customer deleted the member (流失): mark lost, count it, tell the member."""
-    with writelock.begin(rt.db) as session:
+    with rt.db.write() as session:
         relation = contacts.mark_relation_lost(
             session=session,
             staff_userid=ev.userid,
@@ -186,14 +185,14 @@ def on_customer_deleted_staff(rt: Runtime, ev: CallbackEvent, item: inbox.Claime
     # Sent before the event is marked done: a crash in between repeats the alert
     # rather than losing it.
     rt.wecom.send_app_message([ev.userid], text=notice)
-    with writelock.begin(rt.db) as session:
+    with rt.db.write() as session:
         inbox.finish(session, item)
 
 
 def on_staff_deleted_customer(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
     """The member deleted the customer (or a handover removed them): mark the relation lost."""
     reason = "transferred" if ev.source == "DELETE_BY_TRANSFER" else "del_external_contact"
-    with writelock.begin(rt.db) as session:
+    with rt.db.write() as session:
         contacts.mark_relation_lost(
             session=session,
             staff_userid=ev.userid,
@@ -206,7 +205,7 @@ def on_staff_deleted_customer(rt: Runtime, ev: CallbackEvent, item: inbox.Claime
 
 def on_transfer_fail(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
     """A handover failed: record why on the relation."""
-    with writelock.begin(rt.db) as session:
+    with rt.db.write() as session:
         known = contacts.record_transfer_fail(
             session=session,
             staff_userid=ev.userid,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from bot import writelock
 from bot.callbacks import inbox
 from bot.callbacks.contact_events import (
     on_add,
@@ -50,7 +49,7 @@ def process(rt: Runtime, item: inbox.Claimed) -> None:
         ev = parse_event(item.payload)
         handler = HANDLERS.get((ev.event, ev.change_type))
         if handler is None:
-            with writelock.begin(rt.db) as session:
+            with rt.db.write() as session:
                 inbox.finish(session, item, handled=False)
             return
         handler(rt, ev, item)
@@ -64,14 +63,14 @@ def process(rt: Runtime, item: inbox.Claimed) -> None:
 
 
 def _failed(rt: Runtime, item: inbox.Claimed, error: str, *, retryable: bool) -> None:
-    with writelock.begin(rt.db) as session:
+    with rt.db.write() as session:
         dead = inbox.fail(session, item, error, retryable=retryable)
     log.warning("inbox event %d %s: %s", item.id, "dead" if dead else "will retry", error)
 
 
 def process_next(rt: Runtime, *, limit: int = 1, ids: Sequence[int] = ()) -> int:
     """Claim and process due events (or these handed-off ids); return how many were taken."""
-    with writelock.begin(rt.db) as session:
+    with rt.db.write() as session:
         items = inbox.claim(session, limit=limit, ids=ids)
     for item in items:
         process(rt, item)

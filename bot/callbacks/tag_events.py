@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bot import writelock
 from bot.callbacks import inbox
 from bot.db.types import utcnow
 from bot.runtime import Runtime
@@ -16,7 +15,7 @@ def on_tag_change(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
     """Tags or groups changed in WeCom: refresh the whole catalogue once for the burst."""
     started = utcnow()
     groups = rt.wecom.get_corp_tag_list()
-    with writelock.begin(rt.db) as session:
+    with rt.db.write() as session:
         catalogue.apply_groups(session, groups, complete=True)
         inbox.finish(session, item)
         # Tag events that arrived before this read are answered by it too.

@@ -7,19 +7,17 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from bot.channels.live_codes import (
     INVALID_CONFIG_ID,
     SHANGHAI,
     ChannelSpec,
-    begin_with_wecom,
     check_spec,
     create,
-    create_channel,
-    replace_way,
+    recreate_way,
     update,
 )
+from bot.channels.lookup import ChannelView, get, view
 from bot.config import ChannelSettings
 from bot.db import Database
 from bot.db.models import Channel
@@ -30,21 +28,26 @@ log = logging.getLogger(__name__)
 
 
 def reconcile_one(
-    spec: ChannelSpec, *, session: Session, wecom: WeComClient, tz: ZoneInfo = SHANGHAI
-) -> tuple[str, Channel]:
-    """Make one configured channel exist in WeCom as declared; return (action, channel)."""
+    spec: ChannelSpec, *, db: Database, wecom: WeComClient, tz: ZoneInfo = SHANGHAI
+) -> tuple[str, ChannelView]:
+    """Make one configured channel exist in WeCom as declared; return (action, channel).
+
+    Each step is a short transaction of its own around the WeCom calls; a failure part
+    way leaves what is done done, and the next run carries on from there.
+    """
     spec = check_spec(spec)
-    existing = session.scalars(select(Channel).where(Channel.name == spec.name)).one_or_none()
+    with db.read() as session:
+        existing = session.scalars(select(Channel.state).where(Channel.name == spec.name)).first()
     if existing is None:
-        return "created", create(spec, session=session, wecom=wecom, source="config")
-    if spec.state and spec.state != existing.state:
+        return "created", create(spec, db=db, wecom=wecom, source="config", tz=tz)
+    if spec.state and spec.state != existing:
         raise ValidationError(
-            f"渠道 {spec.name!r} 的 state 不能从 {existing.state!r} 改为 {spec.state!r}"
+            f"渠道 {spec.name!r} 的 state 不能从 {existing!r} 改为 {spec.state!r}"
             " / a channel's state cannot change"
         )
     channel, _ = update(
         spec.name,
-        session=session,
+        db=db,
         wecom=wecom,
         staff=spec.staff,
         backup=spec.backup,
@@ -61,9 +64,9 @@ def reconcile_one(
             if exc.errcode != INVALID_CONFIG_ID:
                 raise
             log.warning("channel %s: contact way gone from WeCom; re-creating", spec.name)
-            replace_way(channel, wecom=wecom, skip_verify=None)
-            session.flush()
-            return "recreated", channel
+            recreate_way(spec.name, db=db, wecom=wecom)
+            with db.read() as session:
+                return "recreated", view(get(spec.name, session=session), session=session, tz=tz)
         if way.state != channel.state:
             wecom.update_contact_way(channel.config_id, state=channel.state)
     return "checked", channel
@@ -76,7 +79,7 @@ def reconcile_config_channels(
     wecom: WeComClient,
     tz: ZoneInfo = SHANGHAI,
 ) -> dict[str, str]:
-    """Reconcile every `[[channels]]` entry, each in its own transaction; name → action.
+    """Reconcile every `[[channels]]` entry, each on its own; name → action.
 
     Channels once declared in config and since removed are kept (deleting a live code
     kills QR codes already printed); `tagbot channel delete` removes them on purpose.
@@ -84,15 +87,7 @@ def reconcile_config_channels(
     results: dict[str, str] = {}
     for s in specs:
         try:
-            spec = ChannelSpec.from_settings(s)
-            with db.read() as session:
-                exists = session.scalars(select(Channel.id).where(Channel.name == s.name)).first()
-            if not exists:
-                create_channel(spec, db=db, wecom=wecom, source="config", tz=tz)
-                action = "created"
-            else:
-                with begin_with_wecom(db, wecom) as session:
-                    action, _ = reconcile_one(spec, session=session, wecom=wecom, tz=tz)
+            action, _ = reconcile_one(ChannelSpec.from_settings(s), db=db, wecom=wecom, tz=tz)
         except Exception as exc:
             log.exception("channel %s from config could not be reconciled", s.name)
             action = f"failed: {exc}"

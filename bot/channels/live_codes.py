@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -19,12 +18,12 @@ from sqlalchemy import Table, bindparam, select
 from sqlalchemy import update as update_
 from sqlalchemy.orm import Session
 
-from bot import writelock
 from bot.callbacks import welcome
 from bot.channels.lookup import (
     BACKUP,
     PRIMARY,
     ChannelView,
+    adds_today,
     generate_state,
     get,
     get_by_state,
@@ -32,7 +31,7 @@ from bot.channels.lookup import (
     today_in,
     view,
 )
-from bot.channels.rotation import capped_members, mark_paused, wanted_users
+from bot.channels.rotation import answering, mark_paused
 from bot.config import ChannelSettings
 from bot.customers.contacts import get_or_create_staff
 from bot.db import Database
@@ -80,19 +79,6 @@ class ChannelSpec:
             backup=tuple(s.backup),
             attachments=tuple(welcome.attachment_from_settings(a) for a in s.attachments),
         )
-
-
-@contextmanager
-def begin_with_wecom(db: Database, wecom: WeComClient) -> Iterator[Session]:
-    """Open a write transaction for work that calls WeCom inside it.
-
-    The adapter keeps its token in the database; on SQLite a token refresh inside our
-    open write transaction would wait for our own lock. Making sure a token is at hand
-    first keeps the calls inside the transaction from needing the database.
-    """
-    wecom.get_access_token()
-    with writelock.begin(db) as session:
-        yield session
 
 
 # --- validation ------------------------------------------------------------------------
@@ -184,13 +170,22 @@ def _check_free(spec: ChannelSpec, *, session: Session) -> str:
     return state
 
 
-def _new_way(spec: ChannelSpec, state: str, *, wecom: WeComClient) -> tuple[str, str]:
+def _add_way(
+    *,
+    wecom: WeComClient,
+    name: str,
+    state: str,
+    staff: Sequence[str],
+    backup: Sequence[str],
+    skip_verify: bool,
+) -> tuple[str, str]:
+    """Create a contact way in WeCom; return its (config_id, qr_code)."""
     return wecom.add_contact_way(
-        type=way_type(spec.staff, spec.backup),
+        type=way_type(staff, backup),
         scene=2,
-        user=list(spec.staff),
-        remark=spec.name[:30],
-        skip_verify=spec.skip_verify,
+        user=list(staff),
+        remark=name[:30],
+        skip_verify=skip_verify,
         state=state,
     )
 
@@ -219,21 +214,6 @@ def _store_new(
 
 
 def create(
-    spec: ChannelSpec, *, session: Session, wecom: WeComClient, source: str = "cli"
-) -> Channel:
-    """Create the live code in WeCom (and any missing tags), then store the channel."""
-    spec = check_spec(spec)
-    state = _check_free(spec, session=session)
-    catalogue.ensure(session=session, wecom=wecom, paths=spec.tags)
-    way = _new_way(spec, state, wecom=wecom)
-    try:
-        return _store_new(spec, state, way, session=session, source=source)
-    except Exception:
-        _forget_way(wecom, way[0])  # don't leave a live code nobody knows about
-        raise
-
-
-def create_channel(
     spec: ChannelSpec,
     *,
     db: Database,
@@ -241,23 +221,31 @@ def create_channel(
     source: str = "cli",
     tz: ZoneInfo = SHANGHAI,
 ) -> ChannelView:
-    """Create a channel like `create`, in short transactions around the WeCom calls.
+    """Create the live code in WeCom (and any missing tags), then store the channel.
 
-    What the CLI and the admin API use: on SQLite a write transaction held across
-    WeCom calls would hold up every callback's acknowledgement meanwhile.
+    Plan, call WeCom, apply: each step in a short transaction of its own, since on
+    SQLite a write transaction held across WeCom calls would hold up every callback's
+    acknowledgement meanwhile.
     """
     spec = check_spec(spec)
     with db.read() as session:
         state = _check_free(spec, session=session)
-    catalogue.ensure_in_steps(db=db, wecom=wecom, paths=spec.tags)
-    way = _new_way(spec, state, wecom=wecom)
+    catalogue.ensure(db=db, wecom=wecom, paths=spec.tags)
+    way = _add_way(
+        wecom=wecom,
+        name=spec.name,
+        state=state,
+        staff=spec.staff,
+        backup=spec.backup,
+        skip_verify=spec.skip_verify,
+    )
     try:
-        with writelock.begin(db) as session:
+        with db.write() as session:
             _check_free(replace(spec, state=state), session=session)  # raced?
             channel = _store_new(spec, state, way, session=session, source=source)
             return view(channel, session=session, tz=tz)
     except Exception:
-        _forget_way(wecom, way[0])
+        _forget_way(wecom, way[0])  # don't leave a live code nobody knows about
         raise
 
 
@@ -272,7 +260,7 @@ def _forget_way(wecom: WeComClient, config_id: str) -> None:
 def update(
     name: str,
     *,
-    session: Session,
+    db: Database,
     wecom: WeComClient,
     staff: Sequence[str] | None = None,
     backup: Sequence[str] | None = None,
@@ -282,77 +270,110 @@ def update(
     daily_cap: int | None = _UNSET,
     skip_verify: bool | None = None,
     tz: ZoneInfo = SHANGHAI,
-) -> tuple[Channel, bool]:
+) -> tuple[ChannelView, bool]:
     """Change a channel; only what is given changes. Return (channel, new_qr_code).
 
     skip_verify is sent to WeCom only when asked for: wechatpy's helper would reset it.
     A switch between one member and several needs a new contact way (WeCom cannot
-    change `type`), which means a new QR code; the state stays.
+    change `type`), which means a new QR code; the state stays. Like `create`: plan,
+    call WeCom, then store, never calling WeCom inside a write transaction.
     """
-    channel = get(name, session=session)
-    old_staff = [m.staff.userid for m in members(channel, PRIMARY)]
-    old_backup = [m.staff.userid for m in members(channel, BACKUP)]
-    new_staff = list(_clean_users(staff, "接待成员")) if staff is not None else old_staff
-    if not new_staff:
-        raise ValidationError("至少需要一个接待成员 / at least one staff member")
-    new_backup = [
-        u
-        for u in (_clean_users(backup, "备用成员") if backup is not None else old_backup)
-        if u not in new_staff
-    ]
-    if daily_cap is not _UNSET:
-        if daily_cap is not None and daily_cap < 1:
+    with db.read() as session:
+        channel = get(name, session=session)
+        old_staff = [m.staff.userid for m in members(channel, PRIMARY)]
+        old_backup = [m.staff.userid for m in members(channel, BACKUP)]
+        new_staff = list(_clean_users(staff, "接待成员")) if staff is not None else old_staff
+        if not new_staff:
+            raise ValidationError("至少需要一个接待成员 / at least one staff member")
+        new_backup = [
+            u
+            for u in (_clean_users(backup, "备用成员") if backup is not None else old_backup)
+            if u not in new_staff
+        ]
+        if daily_cap is not _UNSET and daily_cap is not None and daily_cap < 1:
             raise ValidationError("每日上限须为正整数 / --daily-cap must be at least 1")
-        channel.daily_cap = daily_cap
-    if welcome_text is not None or attachments is not None:
-        text = channel.welcome_text if welcome_text is None else welcome_text
-        atts = list(channel.welcome_attachments if attachments is None else attachments)
-        welcome.check_template(text, atts)
-        channel.welcome_text, channel.welcome_attachments = text, atts
-    if tags is not None:
-        catalogue.ensure(session=session, wecom=wecom, paths=list(dict.fromkeys(tags)))
-        _set_tags(channel, list(dict.fromkeys(tags)))
-    members_changed = (new_staff, new_backup) != (old_staff, old_backup)
-    if members_changed:
-        _set_members(channel, new_staff, new_backup, session=session)
-        for m in channel.staff:
-            m.paused_on = None  # recomputed below against the new line-up
-    session.flush()
-    new_qr = False
-    old_type = way_type(old_staff, old_backup)
-    if members_changed and way_type(new_staff, new_backup) != old_type:
-        replace_way(channel, wecom=wecom, skip_verify=skip_verify)
-        new_qr = True
+        cap = channel.daily_cap if daily_cap is _UNSET else daily_cap
+        template: tuple[str, list[dict[str, Any]]] | None = None
+        if welcome_text is not None or attachments is not None:
+            text = channel.welcome_text if welcome_text is None else welcome_text
+            atts = list(channel.welcome_attachments if attachments is None else attachments)
+            welcome.check_template(text, atts)
+            template = (text, atts)
+        members_changed = (new_staff, new_backup) != (old_staff, old_backup)
+        capped: set[str] = set()
+        if members_changed and cap:
+            counts = adds_today(channel, session=session, tz=tz)
+            capped = {u for u in new_staff if counts.get(u, 0) >= cap}
+        config_id, state, was_skip_verify = channel.config_id, channel.state, channel.skip_verify
+    today = today_in(tz)
+    tag_paths = list(dict.fromkeys(tags)) if tags is not None else None
+    if tag_paths is not None:
+        catalogue.ensure(db=db, wecom=wecom, paths=tag_paths)
+    new_way: tuple[str, str] | None = None
+    if members_changed and way_type(new_staff, new_backup) != way_type(old_staff, old_backup):
+        new_way = _add_way(
+            wecom=wecom,
+            name=name,
+            state=state,
+            staff=new_staff,
+            backup=new_backup,
+            skip_verify=was_skip_verify if skip_verify is None else skip_verify,
+        )
     else:
         changes: dict[str, Any] = {}
         if members_changed:
-            changes["user"] = wanted_users(channel, capped_members(channel, session=session, tz=tz))
-        if skip_verify is not None and skip_verify != channel.skip_verify:
+            changes["user"] = answering(new_staff, new_backup, capped)
+        if skip_verify is not None and skip_verify != was_skip_verify:
             changes["skip_verify"] = skip_verify
-        if changes and channel.config_id:
-            wecom.update_contact_way(channel.config_id, **changes)
-    if skip_verify is not None:
-        channel.skip_verify = skip_verify
-    if members_changed and channel.daily_cap:
-        mark_paused(channel, capped_members(channel, session=session, tz=tz), today_in(tz))
-    session.flush()
-    return channel, new_qr
+        if changes and config_id:
+            wecom.update_contact_way(config_id, **changes)
+    try:
+        with db.write() as session:
+            channel = get(name, session=session)
+            if daily_cap is not _UNSET:
+                channel.daily_cap = daily_cap
+            if template is not None:
+                channel.welcome_text, channel.welcome_attachments = template
+            if tag_paths is not None:
+                _set_tags(channel, tag_paths)
+            if members_changed:
+                _set_members(channel, new_staff, new_backup, session=session)
+                for m in channel.staff:
+                    m.paused_on = None  # recomputed below against the new line-up
+            if new_way is not None:
+                channel.config_id, channel.qr_code = new_way
+            if skip_verify is not None:
+                channel.skip_verify = skip_verify
+            if members_changed and channel.daily_cap:
+                mark_paused(channel, capped, today)
+            session.flush()
+            result = view(channel, session=session, tz=tz)
+    except Exception:
+        if new_way is not None:
+            _forget_way(wecom, new_way[0])
+        raise
+    if new_way is not None and config_id:
+        _forget_way(wecom, config_id)
+    return result, new_way is not None
 
 
-def replace_way(channel: Channel, *, wecom: WeComClient, skip_verify: bool | None) -> None:
-    """Create a new contact way for the channel (same state) and drop the old one."""
-    staff = [m.staff.userid for m in members(channel, PRIMARY)]
-    backup = [m.staff.userid for m in members(channel, BACKUP)]
-    old = channel.config_id
-    config_id, qr_code = wecom.add_contact_way(
-        type=way_type(staff, backup),
-        scene=2,
-        user=staff,
-        remark=channel.name[:30],
-        skip_verify=channel.skip_verify if skip_verify is None else skip_verify,
-        state=channel.state,
+def recreate_way(name: str, *, db: Database, wecom: WeComClient) -> None:
+    """Give the channel a new contact way (same state), dropping the old one if it lives."""
+    with db.read() as session:
+        channel = get(name, session=session)
+        staff = [m.staff.userid for m in members(channel, PRIMARY)]
+        backup = [m.staff.userid for m in members(channel, BACKUP)]
+        state, old, skip = channel.state, channel.config_id, channel.skip_verify
+    way = _add_way(
+        wecom=wecom, name=name, state=state, staff=staff, backup=backup, skip_verify=skip
     )
-    channel.config_id, channel.qr_code = config_id, qr_code
+    try:
+        with db.write() as session:
+            channel = get(name, session=session)
+            channel.config_id, channel.qr_code = way
+    except Exception:
+        _forget_way(wecom, way[0])
+        raise
     if old:
         _forget_way(wecom, old)
 
@@ -363,7 +384,7 @@ def delete(name: str, *, db: Database, wecom: WeComClient) -> None:
         config_id = get(name, session=session).config_id
     if config_id:
         _forget_way(wecom, config_id)  # first: a live code we no longer know would leak
-    with writelock.begin(db) as session:
+    with db.write() as session:
         session.delete(get(name, session=session))
 
 

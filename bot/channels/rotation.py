@@ -7,6 +7,7 @@ With a daily cap, a staff member who reached today's cap is taken off the contac
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
@@ -14,7 +15,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import writelock
 from bot.channels.lookup import BACKUP, PRIMARY, adds_today, members, today_in
 from bot.db import Database
 from bot.db.models import Channel, ChannelStaff
@@ -24,15 +24,20 @@ log = logging.getLogger(__name__)
 
 
 def wanted_users(channel: Channel, capped: set[str]) -> list[str]:
-    """Return who should answer the code now: uncapped primaries, else the backups."""
+    """Return who should answer the channel's code now (see `answering`)."""
     primaries = [m.staff.userid for m in members(channel, PRIMARY)]
     backups = [m.staff.userid for m in members(channel, BACKUP)]
+    return answering(primaries, backups, capped)
+
+
+def answering(primaries: Sequence[str], backups: Sequence[str], capped: set[str]) -> list[str]:
+    """Return who should answer a code: uncapped primaries, else the backups."""
     free = [u for u in primaries if u not in capped]
     if free:
         return free
     # Everyone is capped: backups take over; with none, keep the primaries (a code with
     # nobody on it is refused by WeCom, and an over-cap answer beats a dead code).
-    return backups or primaries
+    return list(backups or primaries)
 
 
 def capped_members(channel: Channel, *, session: Session, tz: ZoneInfo) -> set[str]:
@@ -88,7 +93,7 @@ def rotate(channel_id: int, *, db: Database, wecom: WeComClient, tz: ZoneInfo) -
     if plan is None:
         return False
     wecom.update_contact_way(plan.config_id, user=plan.users)
-    with writelock.begin(db) as session:
+    with db.write() as session:
         channel = session.get(Channel, channel_id)
         if channel is not None:
             mark_paused(channel, plan.capped, plan.today)

@@ -104,13 +104,13 @@ def run_sync(
 ) -> SyncReport:
     """Pull staff, tag catalogue and relations from WeCom into the database."""
     owner = owner or f"{socket.gethostname()}:{os.getpid()}"
-    with db.begin() as session:
+    with db.write() as session:
         if not leases.try_acquire(session, LEASE, owner, LEASE_TTL):
             raise TagbotError("另一个同步正在进行 / another sync is running; try again later")
     try:
         return _run(db, wecom, on_progress or (lambda *_: None), owner)
     finally:
-        with db.begin() as session:
+        with db.write() as session:
             leases.release(session, LEASE, owner)
 
 
@@ -121,12 +121,12 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, owner: str) -> 
     userids = list(dict.fromkeys(wecom.get_follow_user_list()))
     report.count_call("externalcontact/get_follow_user_list")
     report.staff = len(userids)
-    with db.begin() as session:
+    with db.write() as session:
         staff_ids = _sync_staff(session, userids, report)
 
     groups = wecom.get_corp_tag_list()
     report.count_call("externalcontact/get_corp_tag_list")
-    with db.begin() as session:
+    with db.write() as session:
         report.tags = catalogue.apply_groups(session, groups, complete=True)
         # A tag deleted in WeCom is gone from every customer, read this run or not.
         removed = session.execute(
@@ -159,14 +159,14 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, owner: str) -> 
             items, cursor = wecom.batch_get_by_user(chunk, cursor, PAGE_LIMIT)
             report.count_call("externalcontact/batch/get_by_user")
             seen |= _apply_page_retrying(db, items, staff_ids, tag_ids, channels, report)
-            with db.begin() as session:
+            with db.write() as session:
                 if not leases.try_acquire(session, LEASE, owner, LEASE_TTL):
                     raise TagbotError("同步租约已被另一个同步接管 / the sync lease expired")
             if not cursor or cursor in cursors:
                 break
             cursors.add(cursor)
         # Every page of these staff was read: what WeCom no longer lists is gone.
-        with db.begin() as session:
+        with db.write() as session:
             _mark_lost(session, before - seen, report)
         progress("relations", min(start + STAFF_PER_CALL, len(userids)), len(userids))
 
@@ -223,11 +223,11 @@ def _apply_page_retrying(
 ) -> set[int]:
     """Apply a page; retry once when a callback inserted the same customer meanwhile."""
     try:
-        with db.begin() as session:
+        with db.write() as session:
             return _apply_page(session, items, staff_ids, tag_ids, channels, report)
     except IntegrityError:
         log.info("page raced with a concurrent writer; applying it again")
-        with db.begin() as session:
+        with db.write() as session:
             return _apply_page(session, items, staff_ids, tag_ids, channels, report)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from bot.db.writequeue import WriteQueue
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -52,16 +55,40 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite lets one writer in at a time: its writers queue here first (writequeue.py)
+        self._queue = WriteQueue(self.engine.url.database) if self.is_sqlite else None
+        self._local = threading.local()
+
+    @property
+    def writing(self) -> bool:
+        """Tell whether this thread is inside a write transaction on this database."""
+        return bool(getattr(self._local, "writing", False))
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def begin(self) -> Iterator[Session]:
-        """Open a session in a transaction: committed on success, rolled back on error."""
-        with self.sessionmaker.begin() as session:
-            yield session
+    def write(self, *, urgent: bool = False) -> Iterator[Session]:
+        """Open a write transaction: committed on success, rolled back on error.
+
+        The one way to write. Never nest these, and never call WeCom inside one: on SQLite
+        it holds every other writer, the callback acks included. `urgent` is for the few
+        short transactions someone waits on (the callback ack): they go ahead of
+        background writers already queued.
+        """
+        if self.writing:  # the queue is not re-entrant: this would wait for itself
+            raise RuntimeError("a write transaction inside another one")
+        self._local.writing = True
+        try:
+            if self._queue is None:
+                with self.sessionmaker.begin() as session:
+                    yield session
+                return
+            with self._queue.turn(urgent=urgent), self.sessionmaker.begin() as session:
+                yield session
+        finally:
+            self._local.writing = False
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -214,12 +214,12 @@ def import_file(
             if len(ingestor.pending) >= batch:
                 # A writer thread was tried: on two cores the GIL hand-offs cost more
                 # than SQLite's released-GIL time saves.
-                with db.begin() as session:
+                with db.write() as session:
                     ingestor.flush(session=session)
             done += 1
             if on_progress is not None and done % 1000 == 0:
                 on_progress(1000)
-        with db.begin() as session:
+        with db.write() as session:
             ingestor.flush(session=session)
         if on_progress is not None:
             on_progress(done % 1000)

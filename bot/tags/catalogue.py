@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from bot import writelock
 from bot.db import Database
 from bot.db.models import Tag, TagGroup
 from bot.errors import ValidationError
@@ -152,11 +151,6 @@ def apply_groups(
     return len(seen_tags)
 
 
-def refresh(*, session: Session, wecom: WeComClient) -> int:
-    """Re-read the whole catalogue from get_corp_tag_list; return the live tag count."""
-    return apply_groups(session, wecom.get_corp_tag_list(), complete=True)
-
-
 def find(session: Session, path: TagPath) -> Tag | None:
     """Return the live tag with this (group, name) and a known WeCom id, if any."""
     return session.scalars(
@@ -171,41 +165,19 @@ def find(session: Session, path: TagPath) -> Tag | None:
     ).one_or_none()
 
 
-def ensure(*, session: Session, wecom: WeComClient, paths: Sequence[TagPath]) -> list[Tag]:
-    """Return the tags for `paths`, creating missing ones in WeCom (so our app owns them)."""
-    missing = [p for p in paths if find(session, p) is None]
-    if missing:
-        refresh(session=session, wecom=wecom)  # someone may have created them meanwhile
-        missing = [p for p in paths if find(session, p) is None]
-    by_group: dict[str, list[str]] = {}
-    for p in missing:
-        by_group.setdefault(p.group, [])
-        if p.name not in by_group[p.group]:
-            by_group[p.group].append(p.name)
-    for group_name, names in by_group.items():
-        created = wecom.add_corp_tag(names, group_name=group_name)
-        apply_groups(session, [created], complete=False, managed=True)
-    tags = []
-    for p in paths:
-        tag = find(session, p)
-        if tag is None:
-            raise ValidationError(f"标签 {p} 未能在企业微信创建 / tag was not created in WeCom")
-        tags.append(tag)
-    return tags
+def ensure(*, db: Database, wecom: WeComClient, paths: Sequence[TagPath]) -> list[int]:
+    """Return our ids of the tags for `paths`, creating missing ones in WeCom (our app owns them).
 
-
-def ensure_in_steps(*, db: Database, wecom: WeComClient, paths: Sequence[TagPath]) -> None:
-    """Like `ensure`, but never holds a write transaction while WeCom is being called.
-
-    On SQLite a write transaction blocks every callback's acknowledgement; WeCom may take
-    seconds to answer, so each call runs first and its result is stored after.
+    Never holds a write transaction while WeCom is being called: on SQLite one blocks
+    every callback's acknowledgement, and WeCom may take seconds to answer. So each call
+    runs first and its result is stored after, in a short transaction of its own.
     """
     with db.read() as session:
-        missing = [p for p in paths if find(session, p) is None]
-    if not missing:
-        return
-    groups = wecom.get_corp_tag_list()
-    with writelock.begin(db) as session:
+        found = [find(session, p) for p in paths]
+    if all(t is not None for t in found):
+        return [t.id for t in found if t is not None]
+    groups = wecom.get_corp_tag_list()  # someone may have created them meanwhile
+    with db.write() as session:
         apply_groups(session, groups, complete=True)
         missing = [p for p in paths if find(session, p) is None]
     by_group: dict[str, list[str]] = {}
@@ -215,8 +187,14 @@ def ensure_in_steps(*, db: Database, wecom: WeComClient, paths: Sequence[TagPath
             names.append(p.name)
     for group_name, names in by_group.items():
         created = wecom.add_corp_tag(names, group_name=group_name)
-        with writelock.begin(db) as session:
+        with db.write() as session:
             apply_groups(session, [created], complete=False, managed=True)
+    with db.read() as session:
+        tags = [(p, find(session, p)) for p in paths]
+    for p, tag in tags:
+        if tag is None:
+            raise ValidationError(f"标签 {p} 未能在企业微信创建 / tag was not created in WeCom")
+    return [tag.id for _, tag in tags if tag is not None]
 
 
 _BY_WECOM_IDS = select(Tag).where(Tag.wecom_tag_id.in_(bindparam("ids", expanding=True)))

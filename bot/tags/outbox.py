@@ -19,7 +19,6 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot import writelock
 from bot.db.models import (
     Customer,
     FollowRelation,
@@ -247,11 +246,11 @@ def perform(op: ClaimedOp, wecom: WeComClient) -> WeComError | None:
 
 def drain(rt: Runtime, *, limit: int = 20) -> int:
     """Claim and perform a batch of operations; return how many were handled."""
-    with writelock.begin(rt.db) as session:
+    with rt.db.write() as session:
         ops = claim(session, limit=limit)
     for op in ops:
         error = perform(op, rt.wecom)
-        with writelock.begin(rt.db) as session:
+        with rt.db.write() as session:
             if error is None:
                 _record_done(session, op)
                 OPERATIONS.labels("done").inc()

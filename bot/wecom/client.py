@@ -100,6 +100,7 @@ class WeComClient:
     ) -> None:
         self.settings = wecom
         self.agent_id = wecom.agent_id
+        self._db = db
         self._max_retries = wecom.max_retries
         # WeCom blocks an API for the rest of its 60 s window after 45009 (doc 90312).
         self._pause_seconds = pause_seconds
@@ -198,6 +199,10 @@ class WeComClient:
 
     def _call(self, api: str, send: Callable[[], Any], *, idempotent: bool = True) -> Json:
         """Run one API call with the token, 45009 and backoff retry policies."""
+        if self._db.writing:
+            # It would hold every other writer (the callback acks) for as long as WeCom
+            # takes, and a token refresh would wait for this very transaction.
+            raise RuntimeError(f"{api}: WeCom called inside a write transaction")
         attempt = pauses = 0
         token_retried = False
         stale: str | None = None  # a token WeCom rejected, to replace before the retry

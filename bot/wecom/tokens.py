@@ -114,7 +114,7 @@ class TokenStore:
         token, expires_in = self._fetch()
         now = utcnow()
         fresh = _Cached(token, now + timedelta(seconds=expires_in), now)
-        with self._db.begin() as session:
+        with self._db.write() as session:
             values = {"access_token": token, "expires_at": fresh.expires_at, "updated_at": now}
             done = session.execute(
                 update(WeComToken)
@@ -151,9 +151,9 @@ class TokenStore:
         return left > timedelta(0) and now - cached.fetched_at < self._min_interval
 
     def _try_lease(self) -> bool:
-        with self._db.begin() as session:
+        with self._db.write() as session:
             return leases.try_acquire(session, self._lease_name, self._owner, self._lease_seconds)
 
     def _release(self) -> None:
-        with self._db.begin() as session:
+        with self._db.write() as session:
             leases.release(session, self._lease_name, self._owner)

@@ -106,7 +106,7 @@ def create(
         attachments=tuple(parse_attachment(a) for a in attachments),
         skip_verify=not verify,
     )
-    v = live_codes.create_channel(spec, db=rt.db, wecom=rt.wecom, source="cli", tz=rt.settings.tz)
+    v = live_codes.create(spec, db=rt.db, wecom=rt.wecom, source="cli", tz=rt.settings.tz)
     click.echo(f"渠道已创建 / channel created: {name}")
     click.echo(f"state={v.state}")
     click.echo(f"config_id={v.config_id}")
@@ -188,11 +188,7 @@ def update(
         kwargs["daily_cap"] = daily_cap
     if verify is not None:
         kwargs["skip_verify"] = not verify
-    with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
-        channel, new_qr = live_codes.update(
-            name, session=session, wecom=rt.wecom, tz=rt.settings.tz, **kwargs
-        )
-        v = lookup.view(channel, session=session, tz=rt.settings.tz)
+    v, new_qr = live_codes.update(name, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz, **kwargs)
     click.echo(f"渠道已更新 / channel updated: {name}")
     if new_qr:
         click.echo("注意：成员数在一人与多人之间变化，二维码已更换 / the QR code changed")

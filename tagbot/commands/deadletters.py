@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from bot import writelock
 from bot.callbacks import inbox
 from tagbot.commands.context import CliContext, pass_ctx
 
@@ -50,6 +49,6 @@ def replay(ctx: CliContext, event_ids: tuple[int, ...], all_dead: bool) -> None:
     if not event_ids and not all_dead:
         raise click.UsageError("give event ids or --all-dead")
     rt = ctx.runtime
-    with writelock.begin(rt.db) as session:
+    with rt.db.write() as session:
         n = inbox.replay(session, list(event_ids) or None)
     click.echo(f"已重新排队 {n} 个事件 / {n} event(s) queued again")

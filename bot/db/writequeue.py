@@ -1,4 +1,6 @@
-"""Write transactions that queue in-process before taking SQLite's database write lock.
+"""The queue SQLite writers wait in, in-process and across processes, before its write lock.
+
+`Database.write()` goes through it; nothing else needs to.
 
 SQLite lets one writer in at a time and makes the others sleep in its busy handler, in
 growing steps up to 100 ms; under a burst of callbacks that turns into a convoy with
@@ -19,14 +21,8 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-
-from sqlalchemy.orm import Session
-
-from bot.db import Database
 
 
 class PriorityLock:
@@ -84,48 +80,26 @@ class FileLock:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
-@dataclass
-class _Queue:
-    here: PriorityLock
-    across: FileLock | None  # None for an in-memory database
+class WriteQueue:
+    """The order one database's writers take its write lock in: urgent ones first."""
 
+    def __init__(self, path: str | None) -> None:
+        self.here = PriorityLock()
+        # None for an in-memory database: no other process can see it
+        self.across = FileLock(f"{path}-writelock") if path and path != ":memory:" else None
 
-_queues: weakref.WeakKeyDictionary[Database, _Queue] = weakref.WeakKeyDictionary()
-_guard = threading.Lock()
-
-
-def _queue_for(db: Database) -> _Queue:
-    with _guard:
-        queue = _queues.get(db)
-        if queue is None:
-            path = db.engine.url.database
-            across = FileLock(f"{path}-writelock") if path and path != ":memory:" else None
-            queue = _queues[db] = _Queue(PriorityLock(), across)
-        return queue
-
-
-@contextmanager
-def begin(db: Database, *, urgent: bool = False) -> Iterator[Session]:
-    """Open a write transaction, queuing in-process first on SQLite (never nest these).
-
-    `urgent` is for the few short transactions someone waits on (the callback ack).
-    """
-    if not db.is_sqlite:
-        with db.begin() as session:
-            yield session
-        return
-    queue = _queue_for(db)
-    queue.here.acquire(urgent=urgent)
-    try:
-        if queue.across is None:
-            with db.begin() as session:
-                yield session
-            return
-        queue.across.acquire()
+    @contextmanager
+    def turn(self, *, urgent: bool = False) -> Iterator[None]:
+        """Wait for this writer's turn, in this process and then across processes."""
+        self.here.acquire(urgent=urgent)
         try:
-            with db.begin() as session:
-                yield session
+            if self.across is None:
+                yield
+                return
+            self.across.acquire()
+            try:
+                yield
+            finally:
+                self.across.release()
         finally:
-            queue.across.release()
-    finally:
-        queue.here.release()
+            self.here.release()
