@@ -87,4 +87,8 @@ PLAIN_WORDS: dict[str, str] = {
 @cache
 def parser() -> Lark:
     """Return the shared LALR parser (built once; lark parsers are reusable and thread-safe)."""
-    return Lark(GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+    # The basic lexer, not the contextual one: where no name may follow, the contextual lexer
+    # would split `orders_365d` into `or` + `ders_365d` and report the wrong token.
+    return Lark(
+        GRAMMAR, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False
+    )
