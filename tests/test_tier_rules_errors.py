@@ -148,7 +148,7 @@ def test_tier_of_a_tag_from_dimension_takes_any_value() -> None:
             " " * 13 + "^",
         ),
         ("spend_365d >= 1 and", "unexpected end of rule; expected", " " * 19 + "^"),
-        ("(spend_365d >= 1", "unexpected end of rule; expected ')'", " " * 16 + "^"),
+        ("(spend_365d >= 1", "unexpected end of rule; expected ')', 'and' or 'or'", " " * 16 + "^"),
         ("spend_365d >= 1)", "unexpected ')'; expected", " " * 15 + "^"),
     ],
 )

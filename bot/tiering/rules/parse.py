@@ -118,7 +118,12 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> RuleError:
         return RuleError(msg, text=text, start=pos, end=pos + 1)
     assert isinstance(exc, UnexpectedToken)
     token = exc.token
-    expected = _expected(exc.accepts or exc.expected)
+    accepts = set(exc.accepts or exc.expected)
+    # LALR reduces before it sees the error, which can drop 'and' from the set; wherever
+    # 'or' may follow, a term just ended, so 'and' may follow too.
+    if "_OR" in accepts:
+        accepts.add("_AND")
+    expected = _expected(accepts)
     if token.type == "$END":
         return RuleError(
             f"unexpected end of rule; expected {expected}",
