@@ -15,7 +15,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bot.errors import ConfigError
 
@@ -131,7 +131,19 @@ class DimensionSettings(_Section):
     name: str = Field(min_length=1)
     tag_group: str = Field(min_length=1, max_length=30)
     min_dwell_days: int = Field(default=0, ge=0)
-    tiers: tuple[TierSettings, ...] = Field(min_length=1)
+    tiers: tuple[TierSettings, ...] = ()
+    # Instead of tiers: the tag is this text name's value (`profile.region`, `channel`).
+    tag_from: str | None = Field(default=None, min_length=1)
+    # WeCom allows 3,000 tags per corp; rarer values share one 其他 tag.
+    max_tags: int = Field(default=50, ge=2, le=3000)
+
+    @model_validator(mode="after")
+    def _tiers_or_tag_from(self) -> DimensionSettings:
+        if self.tiers and self.tag_from:
+            raise ValueError("has both tiers and tag_from; give one of them")
+        if not self.tiers and not self.tag_from:
+            raise ValueError("needs tiers (a list of [[...tiers]]) or tag_from")
+        return self
 
 
 class TieringSettings(_Section):
@@ -221,6 +233,15 @@ def register_check(check: Callable[[Settings], list[str]]) -> Callable[[Settings
     """Register a cross-key validation run by `load_settings` and `tagbot check-config`."""
     _extra_checks.append(check)
     return check
+
+
+@register_check
+def _tier_rules(settings: Settings) -> list[str]:
+    """Check every tier rule against the vocabulary (each problem with its key and caret)."""
+    # Imported here: the rule checker builds on these settings classes.
+    from bot.tiering.rules.dimension import rule_problems
+
+    return rule_problems(settings.tiering.dimensions)
 
 
 def _cross_checks(settings: Settings) -> list[str]:

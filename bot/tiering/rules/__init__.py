@@ -1,0 +1,61 @@
+"""The tier rule language: parse, type-check, compile to SQL, evaluate and explain."""
+
+from bot.tiering.rules.check import Scope, check_rule, parse_and_check
+from bot.tiering.rules.dimension import (
+    OTHER_TAG,
+    TAG_MAX_CHARS,
+    Assignment,
+    Dimension,
+    TagFromDimension,
+    Tier,
+    TieredDimension,
+    assign_tier,
+    build_dimensions,
+    compile_dimension,
+    compile_tag_from,
+    load_dimensions,
+    rule_problems,
+    tag_value,
+    tag_value_sql,
+)
+from bot.tiering.rules.errors import RuleError
+from bot.tiering.rules.evaluate import Row, Truth, evaluate, text_number
+from bot.tiering.rules.explain import Explanation, explain_condition, explain_dimension
+from bot.tiering.rules.nodes import Expr, names_in
+from bot.tiering.rules.parse import parse_rule
+from bot.tiering.rules.sql import compile_condition, quote_ident, quote_string
+
+__all__ = [
+    "OTHER_TAG",
+    "TAG_MAX_CHARS",
+    "Assignment",
+    "Dimension",
+    "Explanation",
+    "Expr",
+    "Row",
+    "RuleError",
+    "Scope",
+    "TagFromDimension",
+    "Tier",
+    "TieredDimension",
+    "Truth",
+    "assign_tier",
+    "build_dimensions",
+    "check_rule",
+    "compile_condition",
+    "compile_dimension",
+    "compile_tag_from",
+    "evaluate",
+    "explain_condition",
+    "explain_dimension",
+    "load_dimensions",
+    "names_in",
+    "parse_and_check",
+    "parse_rule",
+    "quote_ident",
+    "quote_string",
+    "rule_problems",
+    "tag_value",
+    "tag_value_sql",
+    "text_number",
+]
