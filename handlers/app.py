@@ -6,6 +6,7 @@ from flask import Flask
 
 from bot.config import Settings
 from bot.runtime import Runtime
+from handlers.jsonsafe import SafeJSONProvider
 
 EXTENSION_KEY = "tagbot"
 
@@ -14,7 +15,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Flask:
     """Build the web app on the given settings (and an existing runtime, when shared)."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024  # bulk /api uploads; callbacks check less
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable
+    app.json = SafeJSONProvider(app)  # Chinese stays readable; lone surrogates escaped
     app.extensions[EXTENSION_KEY] = runtime or Runtime(settings)
     register_blueprints(app)
     register_errorhandlers(app)
