@@ -29,9 +29,14 @@ def read_body(limit: int) -> bytes:
     return b"".join(parts)
 
 
-def json_body(limit: int) -> Any:
-    """Parse the body as JSON; 400 for invalid or too deeply nested JSON, 413 when too big."""
+def json_body(limit: int, *, allow_empty: bool = False) -> Any:
+    """Parse the body as JSON; 400 for invalid or too deeply nested JSON, 413 when too big.
+
+    With `allow_empty`, an empty body is None rather than a 400.
+    """
     raw = read_body(limit)
+    if allow_empty and not raw.strip():
+        return None
     try:
         return json.loads(raw)
     except RecursionError:

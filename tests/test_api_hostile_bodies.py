@@ -112,3 +112,17 @@ def _chunked_post(url: str, path: str, total: int) -> bytes:
 def test_50_mb_chunked_body_is_a_413(live: LiveServer) -> None:
     answer = _chunked_post(live.url, "/api/orders", 50 * 1024 * 1024)
     assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 413 REQUEST ENTITY TOO LARGE"
+
+
+@pytest.mark.parametrize("path", ["/api/channels", "/api/inbox/replay"])
+def test_deep_json_on_other_api_routes_is_a_400(client: FlaskClient, path: str) -> None:
+    resp = client.post(path, data="[" * 100_000 + "]" * 100_000, headers=AUTH)
+    assert resp.status_code == 400
+    assert resp.json is not None
+    assert "嵌套" in resp.json["message"]
+
+
+def test_replay_with_an_empty_body_still_replays_dead_letters(client: FlaskClient) -> None:
+    resp = client.post("/api/inbox/replay", headers={"Authorization": AUTH["Authorization"]})
+    assert resp.status_code == 200
+    assert resp.json == {"replayed": 0}
