@@ -6,6 +6,7 @@ Every key can be overridden from the environment: `TAGBOT_WECOM__SECRET=...` set
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -48,6 +49,10 @@ class WeComSettings(_Section):
     api_base: str = DEFAULT_API_BASE
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_retries: int = Field(default=3, ge=0, le=10)
+    # A signed callback older than this is a replay, not a re-delivery (those come in minutes).
+    callback_max_age_seconds: int = Field(default=3600, ge=60)
+    # Clock skew allowed the other way: WeCom's clock ahead of ours.
+    callback_max_ahead_seconds: int = Field(default=300, ge=0)
 
     @field_validator("secret")
     @classmethod
@@ -98,6 +103,21 @@ class ServerSettings(_Section):
     public_url: str = ""  # where staff open links from alerts; defaults to http://host:port
     workers: int = Field(default=2, ge=1, le=64)
     max_callback_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Failed authentications per client address and window before answering 429.
+    auth_failure_limit: int = Field(default=20, ge=1)
+    auth_failure_window_seconds: int = Field(default=300, ge=1)
+    # Proxies whose X-Forwarded-For names the client; none means the socket's address.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not an IP address or network") from None
+        return v
 
     @field_validator("admin_token")
     @classmethod

@@ -73,8 +73,13 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(level: str) -> None:
-    """Log one line per record to stderr with time, level and logger name."""
+def configure_logging(level: str, settings: Settings | None = None) -> None:
+    """Log one line per record to stderr with time, level and logger name, secrets masked."""
+    from bot.logredact import RedactingFilter, settings_secrets
+
     handler = _CurrentStderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter(settings_secrets(settings) if settings else ()))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # urllib3 logs every request URL at DEBUG, and WeCom URLs carry the access token.
+    logging.getLogger("urllib3").setLevel(max(logging.INFO, logging.getLogger().level))

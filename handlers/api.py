@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, abort, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from bot.customers.card import customer_card
@@ -20,6 +20,7 @@ from bot.ingest.rows import Kind
 from bot.ingest.service import ingest_records
 from handlers.auth import require_admin
 from handlers.context import runtime
+from handlers.jsonbody import json_body
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -28,7 +29,7 @@ MAX_ROWS = 10_000
 
 
 def _records() -> list[Any]:
-    data = request.get_json(force=True, silent=True)
+    data = json_body(current_app.config["MAX_CONTENT_LENGTH"])
     if not isinstance(data, list):
         abort(400, description="请求体应为 JSON 数组 / body must be a JSON list of objects")
     if len(data) > MAX_ROWS:
@@ -44,7 +45,8 @@ def ingest(kind: str) -> ResponseReturnValue:
     rt = runtime()
     with rt.db.write() as session:
         result = ingest_records(cast(Kind, kind), records, session=session, tz=rt.settings.tz)
-    return jsonify(result.as_json())
+        # Encoded before the commit: if the answer cannot be built, nothing is stored.
+        return jsonify(result.as_json())
 
 
 def _jsonable(value: Any) -> Any:

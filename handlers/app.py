@@ -11,6 +11,7 @@ from bot.runtime import Runtime
 from bot.tags import outbox
 from bot.wecom import metrics as wecom_metrics
 from handlers import api, callback, channels_api, errors, health
+from handlers.jsonsafe import SafeJSONProvider
 
 EXTENSION_KEY = "tagbot"
 
@@ -19,7 +20,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Flask:
     """Build the web app on the given settings (and an existing runtime, when shared)."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024  # bulk /api uploads; callbacks check less
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable
+    app.json = SafeJSONProvider(app)  # Chinese stays readable; lone surrogates escaped
     rt = app.extensions[EXTENSION_KEY] = runtime or Runtime(settings)
     register_blueprints(app)
     register_errorhandlers(app)

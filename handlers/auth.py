@@ -9,7 +9,10 @@ from typing import ParamSpec, TypeVar
 
 from flask import abort, request
 
+from handlers import throttle
 from handlers.context import runtime
+
+SCOPE = "admin"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -26,9 +29,11 @@ def require_admin(view: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        throttle.refuse_if_throttled(SCOPE)  # before the check: a guesser learns nothing more
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented or not token_ok(presented.strip()):
+            throttle.record_failure(SCOPE)
             abort(401, description="missing or wrong Bearer token")
         return view(*args, **kwargs)
 

@@ -11,6 +11,7 @@ from bot.callbacks import inbox, welcome_lane
 from bot.db.types import utcnow
 from bot.errors import CallbackError
 from bot.wecom import CallbackCrypto, parse_event
+from handlers import callback_guard
 from handlers.context import runtime
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,16 @@ def _read_body(limit: int) -> bytes:
 @bp.get("/wecom/callback")
 def verify_url() -> ResponseReturnValue:
     """Answer WeCom's URL verification with the decrypted echostr as bare text (doc 90238)."""
-    plain = _crypto().verify_url(
-        _query("msg_signature"), _query("timestamp"), _query("nonce"), _query("echostr")
-    )
+    try:
+        timestamp = _query("timestamp")
+        plain = _crypto().verify_url(
+            _query("msg_signature"), timestamp, _query("nonce"), _query("echostr")
+        )
+        # Signed with the token: checked after the signature, so a forgery stays a 401.
+        callback_guard.check_timestamp(timestamp, runtime().settings.wecom)
+    except CallbackError as exc:
+        callback_guard.refused(exc)
+        raise
     return Response(plain, mimetype="text/plain")
 
 
@@ -64,9 +72,15 @@ def verify_url() -> ResponseReturnValue:
 def receive_event() -> ResponseReturnValue:
     """Store a verified event and answer 200 with an empty body; the worker does the rest."""
     rt = runtime()
-    body = _read_body(rt.settings.server.max_callback_bytes)
-    xml = _crypto().decrypt(_query("msg_signature"), _query("timestamp"), _query("nonce"), body)
-    event = parse_event(xml)
+    try:
+        body = _read_body(rt.settings.server.max_callback_bytes)
+        timestamp = _query("timestamp")
+        xml = _crypto().decrypt(_query("msg_signature"), timestamp, _query("nonce"), body)
+        callback_guard.check_timestamp(timestamp, rt.settings.wecom)
+        event = parse_event(xml)
+    except CallbackError as exc:
+        callback_guard.refused(exc)
+        raise
     handoff = inbox.handoff_for(rt)
     hand_off = handoff.active  # this process runs inbox workers: it processes what it acks
     # urgent: WeCom waits on this one; it goes ahead of queued background writes.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pydantic
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from bot.callbacks import inbox, welcome
@@ -15,12 +15,13 @@ from bot.errors import ValidationError
 from bot.tags.catalogue import TagPath
 from handlers.auth import require_admin
 from handlers.context import runtime
+from handlers.jsonbody import json_body
 
 bp = Blueprint("channels_api", __name__, url_prefix="/api")
 
 
 def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
+    data = json_body(current_app.config["MAX_CONTENT_LENGTH"])
     if not isinstance(data, dict):
         raise ValidationError("请求体须为 JSON 对象 / body must be a JSON object")
     return data
@@ -163,7 +164,7 @@ def list_inbox() -> ResponseReturnValue:
 def replay_inbox() -> ResponseReturnValue:
     """Queue dead letters (or the ids given as {"ids": [...]}) again and wake the worker."""
     rt = runtime()
-    data = request.get_json(silent=True) or {}
+    data = json_body(current_app.config["MAX_CONTENT_LENGTH"], allow_empty=True) or {}
     ids = data.get("ids") if isinstance(data, dict) else None
     if ids is not None and not (isinstance(ids, list) and all(isinstance(i, int) for i in ids)):
         raise ValidationError("ids 须为整数列表 / ids must be a list of integers")

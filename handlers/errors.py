@@ -18,7 +18,11 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> ResponseReturnValue:
-        return jsonify(error=exc.name, message=exc.description), exc.code or 500
+        response = jsonify(error=exc.name, message=exc.description)
+        for name, value in exc.get_headers():  # Retry-After, Allow...; the body is JSON
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, exc.code or 500
 
     @app.errorhandler(CallbackError)
     def _callback(exc: CallbackError) -> ResponseReturnValue:

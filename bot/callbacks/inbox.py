@@ -30,6 +30,7 @@ from bot.db.models import InboxEvent
 from bot.db.queries import count_by_status
 from bot.db.types import utcnow
 from bot.errors import NotFoundError
+from bot.metriclabels import change_type_label
 from bot.runtime import Runtime
 from bot.wecom.events import CallbackEvent
 
@@ -225,7 +226,7 @@ def finish(session: Session, item: Claimed, *, handled: bool = True) -> None:
     now = utcnow()
     params = {"event_id": item.id, "status": DONE if handled else IGNORED, "now": now}
     session.execute(_FINISH, params)
-    LATENCY.labels(item.change_type or item.event).observe(
+    LATENCY.labels(change_type_label(item.change_type, item.event)).observe(
         max(0.0, (now - item.received_at).total_seconds())
     )
 
@@ -268,7 +269,7 @@ def fail(session: Session, item: Claimed, error: str, *, retryable: bool = True)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    FAILURES.labels(item.change_type or item.event, "yes" if dead else "no").inc()
+    FAILURES.labels(change_type_label(item.change_type, item.event), "yes" if dead else "no").inc()
     return dead
 
 

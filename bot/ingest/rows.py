@@ -11,8 +11,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal
+
+from bot.ingest.numbers import PLAIN_AMOUNT, amount_text, time_in_range
 
 Kind = Literal["orders", "events", "profiles"]
 KINDS: tuple[Kind, ...] = ("orders", "events", "profiles")
@@ -123,15 +125,10 @@ def _customer_ids(raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 def parse_amount(value: Any, field: str = "amount") -> Decimal:
     """Parse a non-negative yuan amount with at most two decimal places."""
-    if type(value) is str and value:  # the CSV fast path
-        try:
-            amount = Decimal(value)
-        except InvalidOperation:
-            amount = None
-        if amount is not None and amount.is_finite() and 0 <= amount < AMOUNT_MAX:
-            rounded = amount.quantize(CENT)
-            if rounded == amount:
-                return rounded
+    if type(value) is str and PLAIN_AMOUNT.fullmatch(value):  # the CSV fast path
+        amount = Decimal(value)
+        if amount < AMOUNT_MAX:
+            return amount.quantize(CENT)
     return _parse_amount_slow(value, field)
 
 
@@ -148,10 +145,10 @@ def _parse_amount_slow(value: Any, field: str) -> Decimal:
         # 15 significant digits is what Excel shows; the binary tail is noise.
         amount = Decimal(format(value, ".15g"))
     elif isinstance(value, str):
-        try:
-            amount = Decimal(value.strip())
-        except InvalidOperation:
-            raise RowInvalid(field, f"金额格式错误：{value!r}（应为数字，如 199.00）") from None
+        parsed = amount_text(value.strip())
+        if parsed is None:
+            raise RowInvalid(field, f"金额格式错误：{value!r}（应为数字，如 199.00 或 1,299.00）")
+        amount = parsed
     else:
         raise RowInvalid(field, f"金额格式错误：{value!r}")
     if not amount.is_finite():
@@ -197,13 +194,16 @@ def parse_time(value: Any, field: str, tz: tzinfo) -> datetime:
 
 
 def _to_utc(moment: datetime, field: str, tz: tzinfo) -> datetime:
-    """Read a naive time in `tz` and convert to UTC; a year 1 or 9999 edge is a row error."""
+    """Read a naive time in `tz`, convert to UTC and refuse it outside the sane range."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     try:
-        return moment.astimezone(UTC)
+        utc = moment.astimezone(UTC)
     except OverflowError:
-        raise RowInvalid(field, f"时间超出范围：{moment.isoformat()}") from None
+        utc = None
+    if utc is None or not time_in_range(utc):
+        raise RowInvalid(field, f"时间超出范围：{moment.isoformat()}（应在 2000-01-01 与明天之间）")
+    return utc
 
 
 def parse_bool(value: Any, field: str) -> bool:

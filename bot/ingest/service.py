@@ -154,7 +154,8 @@ def ingest_records(kind: Kind, records: list[Any], *, session: Session, tz: tzin
     ingestor.flush(session=session)
     result = ingestor.finish()
     if unknown:
-        names = ", ".join(sorted(unknown))
+        # Names are echoed back: escape what UTF-8 cannot carry (a lone surrogate).
+        names = ", ".join(sorted(unknown)).encode("utf-8", "backslashreplace").decode("utf-8")
         result.warnings.append(f"未知字段已忽略 / unknown fields ignored: {names}")
     return result
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from bot.metriclabels import FirstSeen
+
+ERRCODE_LABELS = 40
+
 CALLS = Counter(
     "tagbot_wecom_calls",
     "WeCom API HTTP calls by API path and errcode (-2: network error or timeout).",
@@ -21,7 +25,22 @@ LATENCY = Histogram(
 METRICS = (CALLS, LATENCY)
 
 
+# Codes wecom-api.md names keep their label; of the rest (WeCom has hundreds, a handful
+# show up in one deployment) the first ERRCODE_LABELS do, then `other`.
+DOCUMENTED_ERRCODES = frozenset(
+    str(code)
+    for code in (
+        *(0, -1, -2, 6000, 301002, 40001, 40002, 40003, 40004, 40005, 40006, 40007, 40008),
+        *(40009, 40010, 40011, 40014, 40058, 40063, 40068, 40071, 40096, 40098, 40100),
+        *(41001, 41035, 41037, 41041, 41045, 41046, 41048, 41049, 41050, 41051, 41053),
+        *(41054, 41063, 41064, 41065, 41093, 41094, 41096, 41099, 42001, 45009, 45033),
+        *(45035, 48002, 60011, 60020, 60111, 81013, 82001, 84061, 84074, 84085),
+    )
+)
+_errcode_label = FirstSeen(ERRCODE_LABELS, always=DOCUMENTED_ERRCODES)
+
+
 def record(api: str, errcode: int, seconds: float) -> None:
     """Count one HTTP call and observe its latency."""
-    CALLS.labels(api=api, errcode=str(errcode)).inc()
+    CALLS.labels(api=api, errcode=_errcode_label(str(errcode))).inc()
     LATENCY.labels(api=api).observe(seconds)

@@ -23,7 +23,7 @@ class CliContext:
 
     @cached_property
     def runtime(self) -> Runtime:
-        configure_logging(self.settings.app.log_level)
+        configure_logging(self.settings.app.log_level, self.settings)
         return Runtime(self.settings)
 
     def close(self) -> None:

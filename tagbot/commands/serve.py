@@ -77,7 +77,7 @@ def serve(ctx: CliContext, no_jobs: bool, workers: int | None, threads: int) -> 
     """Serve the callback URL, the API and the dashboard (with background jobs by default)."""
     from bot.runtime import configure_logging
 
-    configure_logging(ctx.settings.app.log_level)
+    configure_logging(ctx.settings.app.log_level, ctx.settings)
     upgrade_to_head(ctx.runtime.db.engine)
     # Every process runs the web app and, unless --no-jobs, the workers: each processes
     # the callbacks it acknowledged itself, so the wake-up goes straight from the request
