@@ -22,12 +22,27 @@ from bot.errors import ConfigError
 
 ENV_PREFIX = "TAGBOT_"
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
-_AES_KEY_RE = re.compile(r"^[A-Za-z0-9]{43}$")
+_AES_KEY_LENGTH = 43
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
+# WeCom userids: 1-64 bytes of letters, digits and "_-@.", starting with a letter or digit.
+_USERID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}$")
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _is_ascii_alnum(c: str) -> bool:
+    return c.isascii() and c.isalnum()
+
+
+def _describe_char(c: str) -> str:
+    """Name a character so that spaces, tabs and look-alikes are visible in one line."""
+    if c == " ":
+        return "a space"
+    if c.isprintable():
+        return f"{c!r} (U+{ord(c):04X})"
+    return f"U+{ord(c):04X}"
 
 
 def _check_cron(value: str) -> str:
@@ -72,8 +87,17 @@ class WeComSettings(_Section):
     @classmethod
     def _aes_key_shape(cls, v: SecretStr) -> SecretStr:
         raw = v.get_secret_value()
-        if not _AES_KEY_RE.match(raw):
-            raise ValueError(f"must be exactly 43 letters or digits (got {len(raw)} characters)")
+        bad = next(((i, c) for i, c in enumerate(raw) if not _is_ascii_alnum(c)), None)
+        if bad is not None:
+            # Position and character only: the rest of the key stays secret.
+            raise ValueError(
+                f"must be exactly {_AES_KEY_LENGTH} letters or digits: character {bad[0] + 1}"
+                f" of {len(raw)} is {_describe_char(bad[1])}, not a letter or digit"
+            )
+        if len(raw) != _AES_KEY_LENGTH:
+            raise ValueError(
+                f"must be exactly {_AES_KEY_LENGTH} letters or digits (got {len(raw)} characters)"
+            )
         return v
 
     @field_validator("api_base")
@@ -238,10 +262,23 @@ class Settings(_Section):
     channels: tuple[ChannelSettings, ...] = ()
     outreach: OutreachSettings = OutreachSettings()
     app: AppSettings = AppSettings()
+    # Display names by WeCom userid (`[staff] liuyang = "刘洋"`): WeCom gives member names
+    # only to some apps, and `{staff}` in a welcome should read as a person's name.
+    staff: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("staff")
+    @classmethod
+    def _staff_keys_folded(cls, v: dict[str, str]) -> dict[str, str]:
+        # WeCom userids are case-insensitive; names are compared as written.
+        return {userid.lower(): name.strip() for userid, name in v.items()}
 
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.app.timezone)
+
+    def staff_display_name(self, userid: str) -> str | None:
+        """Return the operator's display name for a member, or None when none is set."""
+        return self.staff.get(userid.lower()) or None
 
 
 # Checks that need more than one key or knowledge from other modules (tier rules'
@@ -281,18 +318,76 @@ def _cross_checks(settings: Settings) -> list[str]:
         if dim.tag_group in groups:
             problems.append(f"tiering.dimensions[{i}].tag_group: {dim.tag_group!r} used twice")
         groups.add(dim.tag_group)
+    for userid, name in settings.staff.items():
+        if not _USERID_RE.match(userid):
+            problems.append(
+                f"staff.{userid}: not a WeCom userid (1-64 letters, digits or _-@., "
+                "starting with a letter or digit)"
+            )
+        if not name or len(name) > 64:
+            problems.append(f"staff.{userid}: the display name must be 1 to 64 characters")
     for check in _extra_checks:
         problems.extend(check(settings))
     return problems
 
 
-def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """Overlay `TAGBOT_SECTION__KEY=value` variables onto the parsed TOML."""
+def _is_example_word(value: str) -> bool:
+    folded = re.sub(r"[^a-z0-9]", "", value.lower())
+    return folded.startswith(("replacewith", "changeme"))
+
+
+# Keys whose config.example.toml value is a stand-in, how to recognise one, and where the
+# real value is found. A placeholder would pass every shape check and fail only at WeCom.
+_PLACEHOLDERS: dict[tuple[str, str], tuple[Callable[[str], bool], str]] = {
+    ("wecom", "corp_id"): (
+        lambda v: re.fullmatch(r"ww0+", v) is not None or _is_example_word(v),
+        "paste the corp ID (管理后台 → 我的企业 → 企业信息 → 企业ID)",
+    ),
+    ("wecom", "secret"): (
+        _is_example_word,
+        "paste the secret of the self-built app (应用管理 → 自建应用 → Secret)",
+    ),
+    ("wecom", "token"): (
+        _is_example_word,
+        "paste the callback Token (客户联系 → API → 接收事件服务器 → Token)",
+    ),
+    ("wecom", "encoding_aes_key"): (
+        _is_example_word,
+        "paste the EncodingAESKey generated beside the Token (客户联系 → API → 接收事件服务器)",
+    ),
+    ("server", "admin_token"): (
+        _is_example_word,
+        "set a long random string, e.g. from "
+        "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`",
+    ),
+}
+
+
+def _placeholder_problems(merged: Mapping[str, Any]) -> list[str]:
+    """Report every key that still holds config.example.toml's stand-in value."""
+    problems = []
+    for (section, key), (is_placeholder, hint) in _PLACEHOLDERS.items():
+        node = merged.get(section)
+        value = node.get(key) if isinstance(node, dict) else None
+        if isinstance(value, str) and is_placeholder(value):
+            problems.append(f"{section}.{key}: still the example's placeholder — {hint}")
+    return problems
+
+
+def _env_overrides(
+    data: dict[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Overlay `TAGBOT_SECTION__KEY=value` variables onto the parsed TOML.
+
+    Return the merged mapping and, by dotted key, the variable each override came from.
+    """
     merged: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    sources: dict[str, str] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        sources[".".join(path)] = name
         node = merged
         for part in path[:-1]:
             child = node.get(part)
@@ -301,7 +396,26 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str
                 node[part] = child
             node = child
         node[path[-1]] = value
-    return merged
+    return merged, sources
+
+
+def _env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper().replace(".", "__")
+
+
+def _with_source(problem: str, env_sources: Mapping[str, str], file_label: str | None) -> str:
+    """Append where a problem's value came from: an environment variable or the file."""
+    key, sep, reason = problem.partition(": ")
+    if not sep:
+        return problem
+    for source_key, variable in env_sources.items():
+        if key == source_key or key.startswith((source_key + ".", source_key + "[")):
+            return f"{problem} [from {variable}]"
+    if file_label is None:
+        return problem
+    if reason == "is required" and "[" not in key:
+        return f"{problem} [neither in {file_label} nor {_env_name(key)}]"
+    return f"{problem} [in {file_label}]"
 
 
 def _format_loc(loc: tuple[int | str, ...]) -> str:
@@ -329,17 +443,34 @@ def _format_errors(exc: pydantic.ValidationError) -> list[str]:
 
 
 def settings_from_mapping(
-    data: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    data: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    *,
+    source: str | None = None,
 ) -> Settings:
-    """Validate an already-parsed config (plus environment overrides) into Settings."""
-    merged = _env_overrides(dict(data), os.environ if environ is None else environ)
+    """Validate an already-parsed config (plus environment overrides) into Settings.
+
+    `source` names the file the mapping was read from; problems then say whether a value
+    came from it or from an environment variable.
+    """
+    merged, env_sources = _env_overrides(dict(data), os.environ if environ is None else environ)
+    placeholders = _placeholder_problems(merged)
+
+    def refuse(problems: list[str]) -> ConfigError:
+        return ConfigError([_with_source(p, env_sources, source) for p in problems])
+
+    def with_placeholders(problems: list[str]) -> list[str]:
+        # A key already refused for its shape needs no second line.
+        refused = {p.partition(": ")[0] for p in problems}
+        return problems + [p for p in placeholders if p.partition(": ")[0] not in refused]
+
     try:
         settings = Settings.model_validate(merged)
     except pydantic.ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from None
-    problems = _cross_checks(settings)
+        raise refuse(with_placeholders(_format_errors(exc))) from None
+    problems = with_placeholders(_cross_checks(settings))
     if problems:
-        raise ConfigError(problems)
+        raise refuse(problems)
     return settings
 
 
@@ -366,4 +497,4 @@ def load_settings(
         raise ConfigError([f"{config_path}: not UTF-8 text ({exc.reason})"]) from None
     except OSError as exc:  # a directory, no permission, an I/O error
         raise ConfigError([f"{config_path}: cannot read ({exc.strerror or exc})"]) from None
-    return settings_from_mapping(data, environ)
+    return settings_from_mapping(data, environ, source=str(config_path))

@@ -24,6 +24,7 @@ COMMANDS = [
     "tagbot.commands.imports:import_command",
     "tagbot.commands.sync:sync_command",
     "tagbot.commands.customers:customer_group",
+    "tagbot.commands.staff:staff_group",
     "tagbot.commands.channel:channel_group",
     "tagbot.commands.deadletters:inbox_group",
 ]
@@ -39,7 +40,7 @@ COMMANDS = [
 )
 @click.pass_context
 def cli(click_ctx: click.Context, config_path: str | None) -> None:
-    """wecom-tagbot: tier WeCom customers and keep the tiers as corp tags."""
+    """wecom-tagbot: channel live codes that tag and welcome who scans, data import, WeCom sync."""
     click_ctx.obj = CliContext(config_path)
     click_ctx.call_on_close(click_ctx.obj.close)
 

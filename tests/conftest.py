@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,6 +123,17 @@ def base_config(db_url: str, api_base: str = "http://127.0.0.1:9/cgi-bin/") -> d
         "database": {"url": db_url},
         "server": {"host": "127.0.0.1", "port": 0, "admin_token": ADMIN_TOKEN},
     }
+
+
+def to_toml(data: dict[str, dict[str, Any]]) -> str:
+    """Write a config dict of flat sections as TOML text (JSON strings are TOML strings)."""
+    lines = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        lines += [f"{json.dumps(key)} = {json.dumps(value)}" for key, value in values.items()]
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # fail here, not in the CLI, if the helper is wrong
+    return text
 
 
 @pytest.fixture

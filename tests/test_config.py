@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tomllib
 from pathlib import Path
 
 import pydantic
@@ -12,16 +11,27 @@ import pytest
 from bot.config import load_settings, settings_from_mapping
 from bot.errors import ConfigError
 from tagbot.cli import main
-from tests.conftest import base_config
+from tests.conftest import base_config, to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_example_config_is_valid() -> None:
-    settings = load_settings(ROOT / "config.example.toml", environ={})
+# What an operator pastes over config.example.toml's placeholders, as environment variables.
+FILLED_IN = {
+    "TAGBOT_WECOM__CORP_ID": "ww7f3a9c1e5b2d4860",
+    "TAGBOT_WECOM__SECRET": "Xk2m9Qp4Rt7Vw1Yz3Bc6Df8Gh0Jk5Lm",
+    "TAGBOT_WECOM__TOKEN": "k3Jd9sLq2Vx7",
+    "TAGBOT_WECOM__ENCODING_AES_KEY": "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V",
+    "TAGBOT_SERVER__ADMIN_TOKEN": "Zq8sK2nV5xR9tW3yB7mC",
+}
+
+
+def test_example_config_is_valid_once_its_placeholders_are_filled_in() -> None:
+    settings = load_settings(ROOT / "config.example.toml", environ=FILLED_IN)
     assert settings.wecom.agent_id == 1000002
     assert settings.channels[0].tags == ("来源渠道/公众号", "意向/待跟进")
     assert settings.tiering.dimensions[0].tiers[0].tag == "高价值"
+    assert settings.staff == {"zhangsan": "张三", "lisi": "李四"}
 
 
 def test_environment_overrides_nested_keys() -> None:
@@ -87,15 +97,86 @@ def test_check_config_cli_lists_problems_and_exits_non_zero(
     assert "Traceback" not in err
 
 
-def test_check_config_cli_accepts_the_example(
+def test_check_config_cli_refuses_the_unchanged_example_by_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     shutil.copy(ROOT / "config.example.toml", tmp_path / "config.toml")
     code = main(["--config", str(tmp_path / "config.toml"), "check-config"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "config OK" not in captured.out
+    problems = [line for line in captured.err.splitlines() if line.startswith("  - ")]
+    keys = [line[4:].split(":")[0] for line in problems]
+    assert keys == [
+        "wecom.corp_id",
+        "wecom.secret",
+        "wecom.token",
+        "wecom.encoding_aes_key",
+        "server.admin_token",
+    ]
+    assert all("still the example's placeholder" in line for line in problems)
+    assert (
+        "wecom.secret: still the example's placeholder — paste the secret of the self-built"
+        " app (应用管理 → 自建应用 → Secret)" in captured.err
+    )
+    assert "replace-with-the-app-secret" not in captured.err
+
+
+def test_check_config_cli_accepts_the_example_with_real_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(ROOT / "config.example.toml", tmp_path / "config.toml")
+    for name, value in FILLED_IN.items():
+        monkeypatch.setenv(name, value)
+    code = main(["--config", str(tmp_path / "config.toml"), "check-config"])
     out = capsys.readouterr().out
     assert code == 0
     assert "config OK" in out
-    assert "replace-with-the-app-secret" not in out
+    assert FILLED_IN["TAGBOT_WECOM__SECRET"] not in out
+
+
+def test_problems_say_whether_the_value_came_from_the_file_or_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = base_config("sqlite:///x.db")
+    data["server"]["port"] = 70000
+    del data["wecom"]["corp_id"]
+    config = tmp_path / "config.toml"
+    config.write_text(to_toml(data), encoding="utf-8")
+    monkeypatch.setenv("TAGBOT_WECOM__ENCODING_AES_KEY", "short")
+    monkeypatch.setenv("TAGBOT_SERVER__ADMN_TOKEN", "a typo in the variable's name")
+    monkeypatch.chdir(tmp_path)
+    code = main(["check-config"])  # ./config.toml, as most operators run it
+    err = capsys.readouterr().err
+    assert code == 2
+    problems = sorted(line[4:] for line in err.splitlines() if line.startswith("  - "))
+    assert problems == [
+        "server.admn_token: unknown key [from TAGBOT_SERVER__ADMN_TOKEN]",
+        "server.port: Input should be less than or equal to 65535 [in config.toml]",
+        "wecom.corp_id: is required [neither in config.toml nor TAGBOT_WECOM__CORP_ID]",
+        "wecom.encoding_aes_key: must be exactly 43 letters or digits (got 5 characters)"
+        " [from TAGBOT_WECOM__ENCODING_AES_KEY]",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        ("a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1+", "character 43 of 43 is '+' (U+002B)"),
+        ("a1B2c3D4e5F6g7H8i9J0 1L2m3N4o5P6q7R8s9T0u1V", "character 21 of 43 is a space"),
+        ("a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V\n", "character 44 of 44 is U+000A"),
+        ("a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1Ｖ", "character 43 of 43 is 'Ｖ' (U+FF36)"),
+    ],
+)
+def test_a_bad_character_in_the_aes_key_is_named_with_its_position(key: str, said: str) -> None:
+    data = base_config("sqlite:///x.db")
+    data["wecom"]["encoding_aes_key"] = key
+    with pytest.raises(ConfigError) as info:
+        settings_from_mapping(data, environ={})
+    assert info.value.problems == [
+        f"wecom.encoding_aes_key: must be exactly 43 letters or digits: {said},"
+        " not a letter or digit"
+    ]
 
 
 def test_missing_and_malformed_files_are_one_line_errors(
@@ -128,26 +209,10 @@ def test_init_db_is_idempotent_from_the_cli(
 ) -> None:
     data = base_config(db_url)
     config = tmp_path / "config.toml"
-    config.write_text(_to_toml(data), encoding="utf-8")
+    config.write_text(to_toml(data), encoding="utf-8")
     assert main(["--config", str(config), "init-db"]) == 0
     assert main(["--config", str(config), "init-db"]) == 0
     assert "already at" in capsys.readouterr().out
-
-
-def _to_toml(data: dict[str, dict[str, object]]) -> str:
-    lines = []
-    for section, values in data.items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            if isinstance(value, str):
-                lines.append(f'{key} = "{value}"')
-            elif isinstance(value, bool):
-                lines.append(f"{key} = {str(value).lower()}")
-            else:
-                lines.append(f"{key} = {value}")
-    text = "\n".join(lines) + "\n"
-    tomllib.loads(text)  # fail here, not in the CLI, if the helper is wrong
-    return text
 
 
 def test_an_unreachable_database_is_one_line(
@@ -155,7 +220,7 @@ def test_an_unreachable_database_is_one_line(
 ) -> None:
     data = base_config("postgresql+psycopg://nobody@127.0.0.1:9/none")
     config = tmp_path / "config.toml"
-    config.write_text(_to_toml(data), encoding="utf-8")
+    config.write_text(to_toml(data), encoding="utf-8")
     assert main(["--config", str(config), "init-db"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot use the database:")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -33,3 +34,22 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert tagged == 40
     assert (workdir / "orders.rejects.csv").exists()
     assert (workdir / "config.toml").exists()
+
+
+def test_demo_points_at_a_real_customer_and_welcomes_name_staff(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = tmp_path / "demo"
+    assert main(["demo", "--workdir", str(workdir), "--customers", "20"]) == 0
+    out = capsys.readouterr().out
+    shown = re.search(r"客户详情 +curl .*/api/customers/(\S+)$", out, re.MULTILINE)
+    assert shown is not None, out
+    with sqlite3.connect(workdir / "tagbot.db") as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM customers WHERE external_userid = ?", (shown[1],)
+        ).fetchone()[0]
+    assert found == 1
+    # The sync gets userids only; `{staff}` reads the display names of the demo's [staff].
+    example = re.search(r"欢迎语示例：(.*)$", out, re.MULTILINE)
+    assert example is not None, out
+    assert any(name in example[1] for name in ("张伟", "李娜", "王芳", "刘洋", "陈静")), example[1]

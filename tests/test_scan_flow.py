@@ -176,3 +176,30 @@ def settings_for(db_url: str, sim: Simulator, **extra: Any) -> Settings:
     return settings_from_mapping(
         {**base_config(db_url, api_base=sim.api_base), **extra}, environ={}
     )
+
+
+def test_welcome_names_staff_by_their_display_name_else_their_userid(
+    db_url: str, simulator: Simulator
+) -> None:
+    # Apps WeCom does not give member names to see only userids after a sync.
+    simulator.add_staff("liuyang", "")
+    simulator.add_staff("chenjing", "")
+    settings = settings_for(db_url, simulator, staff={"LiuYang": "刘洋"})
+    server = LiveServer(settings, jobs=True).start()
+    simulator.callback_url = server.url + "/wecom/callback"
+    try:
+        welcome = "{name}您好，我是您的专属顾问{staff}"
+        named = make_channel(server, "双11", ["liuyang"], [], welcome=welcome)
+        unnamed = make_channel(server, "门店", ["chenjing"], [], welcome=welcome)
+        codes = [
+            simulator.scan(named, external_userid="wmNAMED0000000000000000000001", name="小美"),
+            simulator.scan(unnamed, external_userid="wmNAMED0000000000000000000002", name="阿强"),
+        ]
+        wait_for(lambda: sum(1 for w in simulator.welcomes if w.sent_at) == 2, what="welcomes")
+        texts = {w.welcome_code: w.text for w in simulator.welcomes}
+        assert [texts[c.welcome_code or ""] for c in codes] == [
+            "小美您好，我是您的专属顾问刘洋",
+            "阿强您好，我是您的专属顾问chenjing",
+        ]
+    finally:
+        server.stop()

@@ -256,7 +256,10 @@ def _staff_name(session: Session, userid: str) -> str:
 
 
 def staff_name(rt: Runtime, userid: str) -> str:
-    """Return a member's display name for `{staff}`, cached like the channel context."""
+    """Return `{staff}`: the configured display name, else WeCom's name, else the userid."""
+    configured = rt.settings.staff_display_name(userid)
+    if configured:
+        return configured
     cache = rt.local(ContextCache)
     now = time.monotonic()
     name = cache.staff_name(userid, now)

@@ -74,12 +74,27 @@ def channel_group() -> None:
 @click.argument("name")
 @click.option("--staff", required=True, help="Staff userids, comma-separated.")
 @click.option("--tag", "tags", multiple=True, help="组名/标签名; repeat for several.")
-@click.option("--welcome", "welcome_text", default="", help="Welcome text; {name} and {staff}.")
-@click.option("--attach", "attachments", multiple=True, help="link:标题|URL, image:..., ...")
+@click.option(
+    "--welcome",
+    "welcome_text",
+    default="",
+    help="Welcome text; {name} is the nickname, {staff} the staff display name.",
+)
+@click.option(
+    "--attach",
+    "attachments",
+    multiple=True,
+    help="link:标题|URL[|描述], image:MEDIA_ID|URL or miniprogram:标题|APPID|PAGE|MEDIA_ID; repeat.",
+)
 @click.option("--state", default=None, help="The state (≤30 chars); generated when omitted.")
 @click.option("--daily-cap", type=int, default=None, help="New customers per staff per day.")
 @click.option("--backup", default=None, help="Backup userids for when all are capped.")
-@click.option("--verify/--skip-verify", "verify", default=False, help="Require confirmation.")
+@click.option(
+    "--verify/--skip-verify",
+    "verify",
+    default=False,
+    help="Whether staff must accept each add (default: added at once).",
+)
 @pass_ctx
 def create(
     ctx: CliContext,
@@ -153,7 +168,12 @@ def show(ctx: CliContext, name: str) -> None:
 @click.option("--clear-attachments", is_flag=True, help="Remove every attachment.")
 @click.option("--daily-cap", type=int, default=None, help="Set the daily cap.")
 @click.option("--no-daily-cap", is_flag=True, help="Remove the daily cap.")
-@click.option("--verify/--skip-verify", "verify", default=None, help="Change skip_verify.")
+@click.option(
+    "--verify/--skip-verify",
+    "verify",
+    default=None,
+    help="Make staff accept each add, or add customers at once.",
+)
 @pass_ctx
 def update(
     ctx: CliContext,

@@ -44,7 +44,10 @@ def show(ctx: CliContext, external_userid: str) -> None:
     click.echo(f"跟进关系（{len(card.relations)}）")
     for rel in card.relations:
         status = _STATUS.get(rel.status, rel.status)
-        click.echo(f"  - 员工 {rel.staff_name or rel.staff_userid}（{rel.staff_userid}）{status}")
+        staff = (
+            rt.settings.staff_display_name(rel.staff_userid) or rel.staff_name or rel.staff_userid
+        )
+        click.echo(f"  - 员工 {staff}（{rel.staff_userid}）{status}")
         click.echo(f"      渠道: {rel.channel or '—'}  state: {rel.state or '—'}")
         click.echo(f"      添加时间: {when(rel.added_at)}")
         if rel.status == "lost":

@@ -260,6 +260,9 @@ class Demo:
                 s.detail.append(
                     f"欢迎语已发送 {len(latency)} 条，扫码→欢迎语 p50 {_pct(latency, 50):.0f} ms，p99 {_pct(latency, 99):.0f} ms（上限 20 秒）"
                 )
+            texts = [w.text for w in welcomes if w.text]
+            if texts:
+                s.detail.append(f"欢迎语示例：{texts[-1].splitlines()[0]}")
             s.detail.append(f"处理完 {len(people)} 个扫码共用时 {elapsed:.1f} 秒")
         return people
 
@@ -334,6 +337,15 @@ class Demo:
                 or 0
             )
             tagged = session.scalar(select(func.count(func.distinct(RelationTag.relation_id)))) or 0
+            # A customer from this run with a tagged, active relation: a card worth opening.
+            sample = session.scalar(
+                select(Customer.external_userid)
+                .join(FollowRelation, FollowRelation.customer_id == Customer.id)
+                .join(RelationTag, RelationTag.relation_id == FollowRelation.id)
+                .where(FollowRelation.status == "active")
+                .order_by(Customer.id)
+                .limit(1)
+            )
             views = [
                 lookup.view(ch, session=session, tz=self.rt.settings.tz)
                 for ch in lookup.list_all(session=session)
@@ -365,9 +377,13 @@ class Demo:
         base = f"http://{s.server.host}:{s.server.port}"
         click.echo(f"  健康检查   {base}/healthz")
         click.echo(f"  指标       {base}/metrics")
-        click.echo(
-            f"  客户详情   curl -H 'Authorization: Bearer {s.server.admin_token.get_secret_value()}' {base}/api/customers/<external_userid>"
-        )
+        if sample:
+            click.echo(
+                f"  客户详情   curl -H 'Authorization: Bearer {s.server.admin_token.get_secret_value()}' {base}/api/customers/{sample}"
+            )
+            click.echo(
+                f"             或 tagbot --config {(self.workdir / 'config.toml').resolve()} customer show {sample}"
+            )
         click.echo(f"  模拟器     {self.sim.url}/  （/control/welcomes、/control/app_messages）")
         click.echo(
             f"  配置与数据 {self.workdir.resolve()}（config.toml、tagbot.db、orders.rejects.csv）"
@@ -389,7 +405,12 @@ def _pct(values: list[float], p: int) -> float:
     help="Where the demo keeps its config, SQLite file and generated files.",
 )
 @click.option(
-    "--customers", "n_customers", type=click.IntRange(10, 20000), default=300, show_default=True
+    "--customers",
+    "n_customers",
+    type=click.IntRange(10, 20000),
+    default=300,
+    show_default=True,
+    help="How many new customers scan the channels' live codes.",
 )
 @click.option(
     "--seed", type=int, default=7, show_default=True, help="Random seed for the generated data."
@@ -398,7 +419,7 @@ def _pct(values: list[float], p: int) -> float:
     "--keep-running", is_flag=True, help="Leave the bot and the simulator up until Ctrl-C."
 )
 def demo(workdir: Path, n_customers: int, seed: int, keep_running: bool) -> None:
-    """Run the main job end to end on embedded defaults against the WeCom simulator."""
+    """Play scans, welcomes, tags, an order import and a sync against the WeCom simulator."""
     scenario = Demo(workdir, n_customers, seed)
     try:
         settings = scenario.start()

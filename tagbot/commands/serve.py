@@ -74,7 +74,7 @@ def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: in
 @click.option("--threads", type=int, default=8, show_default=True, help="Threads per web process.")
 @pass_ctx
 def serve(ctx: CliContext, no_jobs: bool, workers: int | None, threads: int) -> None:
-    """Serve the callback URL, the API and the dashboard (with background jobs by default)."""
+    """Serve the callback URL, /api and /healthz, /metrics (with the background jobs by default)."""
     from bot.runtime import configure_logging
 
     configure_logging(ctx.settings.app.log_level, ctx.settings)
@@ -120,7 +120,7 @@ def worker(ctx: CliContext) -> None:
 @click.command()
 @pass_ctx
 def scheduler(ctx: CliContext) -> None:
-    """Run the scheduled jobs (only one scheduler across all machines holds the lease)."""
+    """Run the daily sync on [jobs] sync_schedule (one scheduler across all machines runs it)."""
     from jobs.background import Background
 
     rt = ctx.runtime

@@ -33,7 +33,8 @@ def check_config(ctx: CliContext) -> None:
     try:
         settings = load_settings(ctx.config_path)
     except ConfigError as exc:
-        click.echo(f"配置有误 / {len(exc.problems)} problem(s) in {ctx.config_path}:", err=True)
+        # Each problem names its source: the file or a TAGBOT_* variable.
+        click.echo(f"配置有误 / {len(exc.problems)} problem(s):", err=True)
         for problem in exc.problems:
             click.echo(f"  - {problem}", err=True)
         raise SystemExit(2) from None  # the same code as any command refused a bad config
@@ -44,5 +45,5 @@ def check_config(ctx: CliContext) -> None:
     click.echo(f"  database={settings.database.url.split('@')[-1]}")
     click.echo(
         f"  channels={len(settings.channels)} tier dimensions={len(settings.tiering.dimensions)}"
-        f" campaigns={len(settings.outreach.campaigns)}"
+        f" campaigns={len(settings.outreach.campaigns)} staff display names={len(settings.staff)}"
     )

@@ -1,0 +1,56 @@
+"""Display names for staff: `[staff]` in the config or its env override, shown by `tagbot staff list`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tagbot.cli import main
+from tests.conftest import base_config, to_toml
+from wecom_sim import Simulator
+
+
+def test_staff_list_shows_what_welcomes_call_each_member(
+    tmp_path: Path,
+    db_url: str,
+    simulator: Simulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for userid in ("chenjing", "liuyang", "wangfang"):
+        simulator.add_staff(userid, "")  # WeCom lists userids only
+    data = base_config(db_url, api_base=simulator.api_base)
+    data["staff"] = {"liuyang": "刘洋", "zhaolei": "赵磊"}
+    config = tmp_path / "config.toml"
+    config.write_text(to_toml(data), encoding="utf-8")
+    monkeypatch.setenv("TAGBOT_STAFF__CHENJING", "陈静")
+    assert main(["--config", str(config), "sync"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "staff", "list"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert rows[1:5] == [
+        ["chenjing", "—", "陈静", "陈静", "在职"],
+        ["liuyang", "—", "刘洋", "刘洋", "在职"],
+        ["wangfang", "—", "—", "wangfang", "在职"],
+        ["zhaolei", "—", "赵磊", "赵磊", "未同步 / not synced"],
+    ]
+    assert rows[5][0].startswith("1 名员工没有姓名")
+
+
+def test_bad_staff_entries_are_refused_by_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = base_config("sqlite:///x.db")
+    data["staff"] = {"liu yang": "刘洋", "chenjing": "  "}
+    config = tmp_path / "config.toml"
+    config.write_text(to_toml(data), encoding="utf-8")
+    assert main(["--config", str(config), "check-config"]) == 2
+    problems = [
+        line[4:] for line in capsys.readouterr().err.splitlines() if line.startswith("  - ")
+    ]
+    assert problems == [
+        f"staff.liu yang: not a WeCom userid (1-64 letters, digits or _-@., starting with a"
+        f" letter or digit) [in {config}]",
+        f"staff.chenjing: the display name must be 1 to 64 characters [in {config}]",
+    ]
