@@ -30,6 +30,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     true,
     update,
 )
@@ -190,17 +191,47 @@ def _priority(tmap: TierTagMap) -> Any:
     return func.coalesce(rank, 0)
 
 
-def _pending_op() -> Any:
-    return (
-        select(func.min(OutboxOperation.id))
+def _link_pending_ops(session: Session) -> None:
+    """Point each changed relation without one at its pending mark_tag operation.
+
+    A join, not a correlated subquery: operations inserted in this very transaction have
+    no planner statistics yet, and PostgreSQL would scan them once per relation.
+    """
+    ops = (
+        select(
+            OutboxOperation.staff_userid,
+            OutboxOperation.external_userid,
+            func.min(OutboxOperation.id).label("id"),
+        )
+        .join(
+            _relations,
+            and_(
+                _relations.c.staff_userid == OutboxOperation.staff_userid,
+                _relations.c.external_userid == OutboxOperation.external_userid,
+            ),
+        )
         .where(
             OutboxOperation.kind == MARK_TAG,
             OutboxOperation.status == PENDING,
-            OutboxOperation.staff_userid == _relations.c.staff_userid,
-            OutboxOperation.external_userid == _relations.c.external_userid,
+            _relations.c.operation_id.is_(None),
         )
-        .scalar_subquery()
+        .group_by(OutboxOperation.staff_userid, OutboxOperation.external_userid)
+        .subquery()
     )
+    session.execute(
+        update(_relations)
+        .where(
+            _relations.c.staff_userid == ops.c.staff_userid,
+            _relations.c.external_userid == ops.c.external_userid,
+        )
+        .values(operation_id=ops.c.id)
+    )
+
+
+def _analyze(session: Session, table: Table) -> None:
+    """Give PostgreSQL's planner the scratch table's size (temp tables are never analysed)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"ANALYZE {table.name}"))
 
 
 def _scratch(session: Session) -> None:
@@ -245,6 +276,7 @@ def enqueue_range(session: Session, tmap: TierTagMap, lo: int, hi: int) -> DiffR
             ),
         )
     )
+    _analyze(session, _changes)
     changed = select(_changes.c.relation_id).distinct().subquery()
     session.execute(
         insert(_relations).from_select(
@@ -255,7 +287,8 @@ def enqueue_range(session: Session, tmap: TierTagMap, lo: int, hi: int) -> DiffR
             .join(Customer, Customer.id == FollowRelation.customer_id),
         )
     )
-    session.execute(update(_relations).values(operation_id=_pending_op()))
+    _analyze(session, _relations)
+    _link_pending_ops(session)
     now = literal(utcnow(), UTCDateTime)
     report.new_operations = (
         session.scalar(
@@ -291,11 +324,7 @@ def enqueue_range(session: Session, tmap: TierTagMap, lo: int, hi: int) -> DiffR
             .order_by(_relations.c.relation_id),
         )
     )
-    session.execute(
-        update(_relations)
-        .where(_relations.c.operation_id.is_(None))
-        .values(operation_id=_pending_op())
-    )
+    _link_pending_ops(session)
     _upsert_changes(session)
     counts = session.execute(
         select(_changes.c.tag_id, _changes.c.action, func.count()).group_by(
