@@ -87,7 +87,8 @@ class MetricsEngine:
                 "temp_directory": temp_dir,
             },
         )
-        self.con.execute("SET TimeZone = ?", [tz])
+        # Local days come from ICU in this zone; each cursor is a session of its own.
+        self.con.execute("SET GLOBAL TimeZone = ?", [tz])
         self._frames = itertools.count(1)
         self._population: _Population | None = None
         self.source: Source | None = attach(self.con, db) if db is not None else None
@@ -113,6 +114,7 @@ class MetricsEngine:
         schema = f"frame_{next(self._frames)}"
         cur = self.con.cursor()
         try:
+            cur.execute("SET TimeZone = ?", [self.tz])
             cur.execute(f"CREATE SCHEMA {schema}")
             cur.execute(f"USE memory.{schema}")
             self._run(cur, ids=ids, as_of_utc=as_of_utc, as_of_day=day_sql, day=local_day)
@@ -183,7 +185,7 @@ class MetricsEngine:
         names = self._population.profile_names if ids is not None else sorted(seen)
         cur.execute(metrics_relations.profile_metrics(names))
         cur.execute("DROP TABLE p")
-        select = ",\n".join(f"{sql} AS {quote_ident(name)}" for name, sql in COLUMNS.items())
+        select = ",\n".join(f"{COLUMNS[m.name]} AS {quote_ident(m.name)}" for m in METRICS)
         profile = "".join(f", pm.{quote_ident('profile.' + n)}" for n in names)
         cur.execute(f"""
             CREATE TABLE metrics AS
@@ -206,6 +208,7 @@ class MetricsEngine:
         assert src is not None
         cur = self.con.cursor()
         try:
+            cur.execute("SET TimeZone = ?", [self.tz])
             cur.execute("CREATE SCHEMA IF NOT EXISTS build")
             cur.execute("USE memory.build")
             cur.execute(
