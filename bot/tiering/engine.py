@@ -18,10 +18,14 @@ same as_of local day and zone, a touched run first builds one (one aggregate pas
 from __future__ import annotations
 
 import itertools
+import logging
+import os
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,10 +34,13 @@ import duckdb
 from bot.db import Database
 from bot.errors import ValidationError
 from bot.tiering import metrics_events, metrics_orders, metrics_relations
+from bot.tiering.clock import Clock
 from bot.tiering.frame import MetricFrame
 from bot.tiering.metrics_relations import quote_ident
 from bot.tiering.source import Source, attach, attach_duckdb
 from bot.tiering.vocabulary import METRICS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,10 @@ class MetricsEngine:
         if temp_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="tagbot-metrics-")
             temp_dir = self._tmp.name
+        # A file database in the spill directory, not :memory:: its tables are compressed
+        # and can leave memory, so 10 M staged orders fit under memory_limit.
         self.con = duckdb.connect(
-            ":memory:",
+            str(Path(temp_dir) / f"engine-{os.getpid()}-{id(self)}.duckdb"),
             config={
                 "memory_limit": limits.memory_limit,
                 "threads": limits.threads,
@@ -90,6 +99,9 @@ class MetricsEngine:
         # Local days come from ICU in this zone; each cursor is a session of its own.
         self.con.execute("SET GLOBAL TimeZone = ?", [tz])
         self._frames = itertools.count(1)
+        row = self.con.execute("SELECT current_database()").fetchone()
+        assert row is not None
+        self.catalog = quote_ident(str(row[0]))
         self._population: _Population | None = None
         self.source: Source | None = attach(self.con, db) if db is not None else None
 
@@ -108,18 +120,16 @@ class MetricsEngine:
             raise ValidationError("as_of must be an aware datetime")
         assert self.source is not None
         ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})
-        as_of_utc = as_of.astimezone(ZoneInfo("UTC")).replace(tzinfo=None).isoformat(sep=" ")
-        local_day = as_of.astimezone(ZoneInfo(self.tz)).date()
-        day_sql = f"DATE '{local_day.isoformat()}'"
+        clock = Clock(self.tz, as_of)
         schema = f"frame_{next(self._frames)}"
         cur = self.con.cursor()
         try:
             cur.execute("SET TimeZone = ?", [self.tz])
             cur.execute(f"CREATE SCHEMA {schema}")
-            cur.execute(f"USE memory.{schema}")
-            self._run(cur, ids=ids, as_of_utc=as_of_utc, as_of_day=day_sql, day=local_day)
+            cur.execute(f"USE {self.catalog}.{schema}")
+            self._run(cur, ids=ids, clock=clock)
         except BaseException:
-            cur.execute("USE memory.main")
+            cur.execute(f"USE {self.catalog}.main")
             cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
             cur.close()
             raise
@@ -127,67 +137,77 @@ class MetricsEngine:
         names = self._profile_names(cur)
         return MetricFrame(cur, schema=schema, as_of=as_of, tz=self.tz, profile_names=names)
 
+    def _exec(self, cur: duckdb.DuckDBPyConnection, sql: str) -> None:
+        """Run one statement, logging its time (the figures behind the engine's design)."""
+        t0 = time.perf_counter()
+        cur.execute(sql)
+        log.debug("metrics step %.2fs: %s", time.perf_counter() - t0, " ".join(sql.split())[:80])
+
     def _run(
         self,
         cur: duckdb.DuckDBPyConnection,
         *,
         ids: list[int] | None,
-        as_of_utc: str,
-        as_of_day: str,
-        day: date,
+        clock: Clock,
     ) -> None:
         src = self.source
         assert src is not None
-        cur.execute(metrics_relations.stage_customers(src, ids=ids))
-        cur.execute(
-            metrics_orders.stage_orders(src, ids=ids, as_of_utc=as_of_utc, as_of_day=as_of_day)
+        self._exec(cur, metrics_relations.stage_customers(src, ids=ids))
+        self._exec(cur, metrics_orders.stage_orders(src, ids=ids, clock=clock))
+        for statement in metrics_orders.ORDER_METRICS:
+            self._exec(cur, statement)
+        self._exec(cur, metrics_orders.TOP_CATEGORY)
+        self._exec(cur, "DROP TABLE o")
+        self._exec(cur, metrics_events.stage_events(src, ids=ids, clock=clock))
+        self._exec(cur, metrics_events.EVENT_METRICS)
+        self._exec(cur, "DROP TABLE e")
+        self._exec(
+            cur,
+            metrics_relations.stage_relations(src, ids=ids, clock=clock),
         )
-        cur.execute(metrics_orders.ORDER_METRICS)
-        cur.execute(metrics_orders.TOP_CATEGORY)
-        cur.execute("DROP TABLE o")
-        cur.execute(
-            metrics_events.stage_events(src, ids=ids, as_of_utc=as_of_utc, as_of_day=as_of_day)
-        )
-        cur.execute(metrics_events.EVENT_METRICS)
-        cur.execute("DROP TABLE e")
-        cur.execute(
-            metrics_relations.stage_relations(
-                src, ids=ids, as_of_utc=as_of_utc, as_of_day=as_of_day
-            )
-        )
-        cur.execute(metrics_relations.RELATION_METRICS)
-        cur.execute("DROP TABLE r")
-        cur.execute(metrics_relations.stage_profiles(src, ids=ids))
+        self._exec(cur, metrics_relations.RELATION_METRICS)
+        self._exec(cur, "DROP TABLE r")
+        self._exec(cur, metrics_relations.stage_profiles(src, ids=ids))
         seen = [r[0] for r in cur.execute("SELECT DISTINCT name FROM p").fetchall()]
 
         if ids is None:
-            cur.execute(
-                f"CREATE OR REPLACE TABLE memory.main.population AS {metrics_orders.BUYERS}"
+            self._exec(
+                cur,
+                f"CREATE OR REPLACE TABLE {self.catalog}.main.population AS {metrics_orders.BUYERS}",
             )
-            self._population = _Population(day, self.tz, sorted(seen))
-            cur.execute(metrics_orders.ranks("SELECT * FROM memory.main.population", keep=None))
+            self._population = _Population(clock.as_of_day, self.tz, sorted(seen))
+            self._exec(
+                cur,
+                metrics_orders.ranks(f"SELECT * FROM {self.catalog}.main.population", keep=None),
+            )
         else:
             if self._population is None or (self._population.as_of_day, self._population.tz) != (
-                day,
+                clock.as_of_day,
                 self.tz,
             ):
-                self._build_population(as_of_utc=as_of_utc, as_of_day=as_of_day, day=day)
+                self._build_population(clock)
             assert self._population is not None
             self._population.profile_names = sorted(set(self._population.profile_names) | set(seen))
-            cur.execute("CREATE TABLE ids AS SELECT cid FROM c")
-            cur.execute("DELETE FROM memory.main.population WHERE cid IN (SELECT cid FROM ids)")
-            cur.execute(f"INSERT INTO memory.main.population {metrics_orders.BUYERS}")
-            cur.execute(
+            self._exec(cur, "CREATE TABLE ids AS SELECT cid FROM c")
+            self._exec(
+                cur,
+                f"DELETE FROM {self.catalog}.main.population WHERE cid IN (SELECT cid FROM ids)",
+            )
+            self._exec(cur, f"INSERT INTO {self.catalog}.main.population {metrics_orders.BUYERS}")
+            self._exec(
+                cur,
                 metrics_orders.ranks(
-                    "SELECT * FROM memory.main.population", keep="SELECT cid FROM ids"
-                )
+                    f"SELECT * FROM {self.catalog}.main.population", keep="SELECT cid FROM ids"
+                ),
             )
         names = self._population.profile_names if ids is not None else sorted(seen)
-        cur.execute(metrics_relations.profile_metrics(names))
-        cur.execute("DROP TABLE p")
+        self._exec(cur, metrics_relations.profile_metrics(names))
+        self._exec(cur, "DROP TABLE p")
         select = ",\n".join(f"{COLUMNS[m.name]} AS {quote_ident(m.name)}" for m in METRICS)
         profile = "".join(f", pm.{quote_ident('profile.' + n)}" for n in names)
-        cur.execute(f"""
+        self._exec(
+            cur,
+            f"""
             CREATE TABLE metrics AS
             SELECT c.cid AS customer_id, {select}{profile}
             FROM c
@@ -197,12 +217,13 @@ class MetricsEngine:
             LEFT JOIN em ON em.cid = c.cid
             LEFT JOIN rm ON rm.cid = c.cid
             LEFT JOIN pm ON pm.cid = c.cid
-        """)
+        """,
+        )
         for table in ("om", "topcat", "ranks", "em", "rm", "pm", "c"):
-            cur.execute(f"DROP TABLE {table}")
-        cur.execute("DROP TABLE IF EXISTS ids")
+            self._exec(cur, f"DROP TABLE {table}")
+        self._exec(cur, "DROP TABLE IF EXISTS ids")
 
-    def _build_population(self, *, as_of_utc: str, as_of_day: str, day: date) -> None:
+    def _build_population(self, clock: Clock) -> None:
         """Rank basis for touched runs: every window buyer's spend and last order, one pass."""
         src = self.source
         assert src is not None
@@ -210,21 +231,19 @@ class MetricsEngine:
         try:
             cur.execute("SET TimeZone = ?", [self.tz])
             cur.execute("CREATE SCHEMA IF NOT EXISTS build")
-            cur.execute("USE memory.build")
-            cur.execute(
-                metrics_orders.stage_orders(src, ids=None, as_of_utc=as_of_utc, as_of_day=as_of_day)
-            )
-            cur.execute("""
-                CREATE OR REPLACE TABLE memory.main.population AS
+            cur.execute(f"USE {self.catalog}.build")
+            cur.execute(metrics_orders.stage_orders(src, ids=None, clock=clock))
+            cur.execute(f"""
+                CREATE OR REPLACE TABLE {self.catalog}.main.population AS
                 SELECT cid, sum(fen) AS fen_365d, min(ago) AS last_ago
                 FROM o WHERE ago < 365 GROUP BY cid""")
             names = cur.execute(
                 f"SELECT DISTINCT CAST(name AS VARCHAR) FROM {src.table('profile_attributes')}"
                 " WHERE customer_id IS NOT NULL"
             ).fetchall()
-            self._population = _Population(day, self.tz, sorted(r[0] for r in names))
+            self._population = _Population(clock.as_of_day, self.tz, sorted(r[0] for r in names))
         finally:
-            cur.execute("USE memory.main")
+            cur.execute(f"USE {self.catalog}.main")
             cur.execute("DROP SCHEMA IF EXISTS build CASCADE")
             cur.close()
 

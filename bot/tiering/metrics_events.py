@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from bot.tiering.source import Source, days_ago, scan, timestamp_expr
+from bot.tiering.clock import Clock
+from bot.tiering.source import Source, scan, timestamp_expr
 from bot.tiering.vocabulary import INTERACTION_KINDS, METRICS
 
 # Kinds that show buying intent for intent_no_buy_30d.
@@ -12,7 +13,7 @@ INTENT_KINDS = ("view", "cart", "inquiry")
 INTENT_DAYS = 30
 
 
-def stage_events(source: Source, *, ids: list[int] | None, as_of_utc: str, as_of_day: str) -> str:
+def stage_events(source: Source, *, ids: list[int] | None, clock: Clock) -> str:
     """Return SQL staging interactions up to as_of as `e(cid, kind, ago)`."""
     rows = scan(
         source,
@@ -23,13 +24,13 @@ def stage_events(source: Source, *, ids: list[int] | None, as_of_utc: str, as_of
     )
     return f"""
         CREATE TABLE e AS
-        SELECT cid, kind, {days_ago("ts", as_of_day)} AS ago
+        SELECT cid, kind, {clock.days_ago("ts")} AS ago
         FROM (
             SELECT CAST(customer_id AS BIGINT) AS cid, CAST(kind AS VARCHAR) AS kind,
                    {timestamp_expr(source, "occurred_at")} AS ts
             FROM {rows}
         )
-        WHERE ts <= TIMESTAMP '{as_of_utc}'"""
+        WHERE ts <= TIMESTAMP '{clock.as_of_utc}'"""
 
 
 def _counters() -> dict[str, str]:

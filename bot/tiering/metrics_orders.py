@@ -7,12 +7,13 @@ one table; the engine joins them.
 
 from __future__ import annotations
 
-from bot.tiering.source import Source, boolean_expr, days_ago, scan, timestamp_expr
+from bot.tiering.clock import Clock
+from bot.tiering.source import Source, boolean_expr, scan, timestamp_expr
 
 QUINTILES = 5
 
 
-def stage_orders(source: Source, *, ids: list[int] | None, as_of_utc: str, as_of_day: str) -> str:
+def stage_orders(source: Source, *, ids: list[int] | None, clock: Clock) -> str:
     """Return SQL staging paid orders up to as_of as `o(cid, fen, ts, ago, cat, np)`."""
     rows = scan(
         source,
@@ -24,44 +25,63 @@ def stage_orders(source: Source, *, ids: list[int] | None, as_of_utc: str, as_of
     ts = timestamp_expr(source, "paid_at")
     return f"""
         CREATE TABLE o AS
-        SELECT cid, fen, ts, {days_ago("ts", as_of_day)} AS ago, cat, np
+        SELECT cid, fen, ts, {clock.days_ago("ts")} AS ago, cat, np
         FROM (
             SELECT CAST(customer_id AS BIGINT) AS cid, CAST(amount AS BIGINT) AS fen, {ts} AS ts,
                    coalesce(CAST(category AS VARCHAR), '') AS cat,
                    {boolean_expr(source, "is_new_product")} AS np
             FROM {rows}
         )
-        WHERE ts <= TIMESTAMP '{as_of_utc}'"""
+        WHERE ts <= TIMESTAMP '{clock.as_of_utc}'"""
 
 
+# Three passes over `o`, each projecting only what it needs, so a 10 M-order run stays
+# within DuckDB's memory limit (a window materialises every column it carries).
+#
 # Gaps are between consecutive orders' local days; the order of same-day orders doesn't
 # change any gap, so the median is the same whatever the row order. A category repeats
-# when the customer paid for it strictly earlier (rank > 1 over paid_at): two orders at
+# when the customer paid for it strictly earlier (paid_at after the first): two orders at
 # the same instant are both firsts. Orders without a category never repeat.
-ORDER_METRICS = """
-    CREATE TABLE om AS
-    WITH x AS (
-        SELECT cid, fen, ago, np,
-               lag(ago) OVER (PARTITION BY cid ORDER BY ago DESC) - ago AS gap,
-               cat <> '' AND rank() OVER (PARTITION BY cid, cat ORDER BY ts) > 1 AS repeat_cat
-        FROM o
-    )
-    SELECT cid,
-           sum(fen) FILTER (WHERE ago < 365) AS fen_365d,
-           count(*) FILTER (WHERE ago < 365) AS orders_365d,
-           max(fen) FILTER (WHERE ago < 365) AS max_fen_365d,
-           sum(fen) AS fen_total,
-           count(*) AS orders_total,
-           min(ago) AS days_since_last_order,
-           max(ago) AS days_since_first_order,
-           CAST(median(gap) AS DOUBLE) AS ipt_median,
-           count(*) FILTER (WHERE ago < 180) AS orders_180d,
-           count(*) FILTER (WHERE ago < 180 AND np) AS new_orders_180d,
-           count(*) FILTER (WHERE ago < 180 AND repeat_cat) AS repeat_category_orders_180d,
-           count(*) FILTER (WHERE ago < 30) AS orders_30d
-    FROM x
+ORDER_METRICS = (
+    """
+    CREATE TABLE om_gap AS
+    SELECT cid, CAST(median(gap) AS DOUBLE) AS ipt_median
+    FROM (SELECT cid, lag(ago) OVER (PARTITION BY cid ORDER BY ago DESC) - ago AS gap FROM o)
+    WHERE gap IS NOT NULL
     GROUP BY cid
-"""
+    """,
+    """
+    CREATE TABLE om_rep AS
+    WITH first AS (SELECT cid, cat, min(ts) AS first_ts FROM o WHERE cat <> '' GROUP BY cid, cat)
+    SELECT o.cid, count(*) AS repeat_category_orders_180d
+    FROM o JOIN first ON first.cid = o.cid AND first.cat = o.cat
+    WHERE o.ago < 180 AND o.ts > first.first_ts
+    GROUP BY o.cid
+    """,
+    """
+    CREATE TABLE om AS
+    SELECT a.*, g.ipt_median, r.repeat_category_orders_180d
+    FROM (
+        SELECT cid,
+               sum(fen) FILTER (WHERE ago < 365) AS fen_365d,
+               count(*) FILTER (WHERE ago < 365) AS orders_365d,
+               max(fen) FILTER (WHERE ago < 365) AS max_fen_365d,
+               sum(fen) AS fen_total,
+               count(*) AS orders_total,
+               min(ago) AS days_since_last_order,
+               max(ago) AS days_since_first_order,
+               count(*) FILTER (WHERE ago < 180) AS orders_180d,
+               count(*) FILTER (WHERE ago < 180 AND np) AS new_orders_180d,
+               count(*) FILTER (WHERE ago < 30) AS orders_30d
+        FROM o
+        GROUP BY cid
+    ) AS a
+    LEFT JOIN om_gap AS g ON g.cid = a.cid
+    LEFT JOIN om_rep AS r ON r.cid = a.cid
+    """,
+    "DROP TABLE om_gap",
+    "DROP TABLE om_rep",
+)
 
 # The category with the most spend in 365 d; equal spend goes to the alphabetically first.
 TOP_CATEGORY = """

@@ -3,7 +3,8 @@ and each imported profile attribute as a `profile.<name>` text column."""
 
 from __future__ import annotations
 
-from bot.tiering.source import Source, days_ago, scan, timestamp_expr
+from bot.tiering.clock import Clock
+from bot.tiering.source import Source, scan, timestamp_expr
 from bot.tiering.vocabulary import PROFILE_PREFIX
 
 GENDERS = {1: "男", 2: "女"}  # WeCom: 0 unknown, 1 male, 2 female
@@ -17,16 +18,14 @@ def stage_customers(source: Source, *, ids: list[int] | None) -> str:
         SELECT CAST(id AS BIGINT) AS cid, CAST(gender AS INTEGER) AS gender FROM {rows}"""
 
 
-def stage_relations(
-    source: Source, *, ids: list[int] | None, as_of_utc: str, as_of_day: str
-) -> str:
+def stage_relations(source: Source, *, ids: list[int] | None, clock: Clock) -> str:
     """Return SQL staging relations as `r(cid, added, ago, active, channel)`."""
     rows = scan(
         source, "follow_relations", "customer_id, channel_id, status, added_at", "1 = 1", ids
     )
     return f"""
         CREATE TABLE r AS
-        SELECT x.cid, x.added, {days_ago("x.added", as_of_day)} AS ago, x.active, ch.name AS channel
+        SELECT x.cid, x.added, {clock.days_ago("x.added")} AS ago, x.active, ch.name AS channel
         FROM (
             SELECT CAST(customer_id AS BIGINT) AS cid, CAST(channel_id AS BIGINT) AS channel_id,
                    CAST(status AS VARCHAR) = 'active' AS active,
@@ -35,7 +34,7 @@ def stage_relations(
         ) AS x
         LEFT JOIN (SELECT CAST(id AS BIGINT) AS id, CAST(name AS VARCHAR) AS name
                    FROM {source.table("channels")}) AS ch ON ch.id = x.channel_id
-        WHERE x.added IS NULL OR x.added <= TIMESTAMP '{as_of_utc}'"""
+        WHERE x.added IS NULL OR x.added <= TIMESTAMP '{clock.as_of_utc}'"""
 
 
 # The channel is the one of the earliest relation that has one; relations added at the

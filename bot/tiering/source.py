@@ -140,12 +140,3 @@ def boolean_expr(source: Source, column: str) -> str:
     if source.backend == "sqlite":
         return f"(CAST({column} AS BIGINT) <> 0)"
     return f"CAST({column} AS BOOLEAN)"
-
-
-def days_ago(ts_utc: str, as_of_day: str) -> str:
-    """Return SQL for the calendar days between a naive-UTC timestamp's local day and as_of's.
-
-    `as_of_day` is SQL for as_of's local DATE; the zone is the connection's TimeZone
-    setting (ICU), so DST and historical offsets of any zone are honoured.
-    """
-    return f"({as_of_day} - CAST(CAST(timezone('UTC', {ts_utc}) AS TIMESTAMPTZ) AS DATE))"
