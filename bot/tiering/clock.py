@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 SPAN_YEARS = 12  # the offsets inlined reach this far back from as_of
@@ -22,6 +23,7 @@ def _offset(zone: ZoneInfo, epoch: int) -> int:
     return int(delta.total_seconds()) if delta else 0
 
 
+@lru_cache(maxsize=16)  # a run asks once per staged table
 def offset_segments(tz: str, start: int, end: int) -> list[tuple[int, int]]:
     """Return [(utc epoch from which, offset seconds)] covering [start, end], oldest first."""
     zone = ZoneInfo(tz)
