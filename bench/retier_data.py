@@ -96,14 +96,18 @@ def generate(
                NULL::TIMESTAMP AS lost_at, NULL::VARCHAR AS lost_reason,
                NULL::VARCHAR AS transfer_fail_reason, {ts} AS created_at, {ts} AS updated_at
         FROM r""")
-    # Every buyer orders once; the rest of the orders go to 40 % of the buyers, skewed.
+    # Every buyer orders once; the rest go to 40 % of the buyers (60 % buy once), skewed
+    # towards a heavy tenth (~150 orders each over three years at full size).
     extra = max(orders - buyers, 0)
     con.execute(f"""
         CREATE OR REPLACE TABLE orders AS
         WITH o AS (
             SELECT i, 1 + (i - 1) % {buyers} AS cid FROM range(1, {min(orders, buyers) + 1}) t(i)
             UNION ALL
-            SELECT i, 1 + CAST(floor(pow({_u(10)}, 3) * {repeaters}) AS BIGINT) AS cid
+            -- 70 % spread over all repeat buyers, 30 % over the heaviest tenth of them.
+            SELECT i, 1 + CAST(floor({_u(10)} * CASE WHEN {_u(9)} < 0.7 THEN {repeaters}
+                                                     ELSE {max(repeaters // 10, 1)} END) AS BIGINT)
+                     AS cid
             FROM range({buyers + 1}, {buyers + extra + 1}) t(i)
         ), z AS (
             SELECT i, cid,
@@ -122,7 +126,9 @@ def generate(
     con.execute(f"""
         CREATE OR REPLACE TABLE interaction_events AS
         WITH e AS (
-            SELECT i, 1 + CAST(floor(pow({_u(20)}, 2) * {max(int(customers * 0.7), 1)}) AS BIGINT)
+            SELECT i, 1 + CAST(floor({_u(20)} * CASE WHEN {_u(19)} < 0.8
+                                                     THEN {max(int(customers * 0.7), 1)}
+                                                     ELSE {max(customers // 20, 1)} END) AS BIGINT)
                      AS cid, {_u(21)} AS k
             FROM range(1, {events + 1}) t(i)
         )
