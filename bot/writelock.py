@@ -92,6 +92,12 @@ class _Queue:
 
 _queues: weakref.WeakKeyDictionary[Database, _Queue] = weakref.WeakKeyDictionary()
 _guard = threading.Lock()
+_holding = threading.local()  # ids of the databases whose write lock this thread holds
+
+
+def holding(db: Database) -> bool:
+    """Tell whether this thread is inside a `begin(db)` (another would wait for itself)."""
+    return id(db) in getattr(_holding, "dbs", ())
 
 
 def _queue_for(db: Database) -> _Queue:
@@ -116,6 +122,8 @@ def begin(db: Database, *, urgent: bool = False) -> Iterator[Session]:
         return
     queue = _queue_for(db)
     queue.here.acquire(urgent=urgent)
+    held: set[int] = _holding.__dict__.setdefault("dbs", set())
+    held.add(id(db))
     try:
         if queue.across is None:
             with db.begin() as session:
@@ -128,4 +136,5 @@ def begin(db: Database, *, urgent: bool = False) -> Iterator[Session]:
         finally:
             queue.across.release()
     finally:
+        held.discard(id(db))
         queue.here.release()

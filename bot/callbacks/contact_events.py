@@ -144,6 +144,7 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
                     staff_userid=ev.userid,
                     external_userid=ev.external_userid,
                     add=missing,
+                    interactive=True,
                 )
                 is not None
             )

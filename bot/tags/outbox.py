@@ -33,6 +33,7 @@ from bot.db.queries import count_by_status
 from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.runtime import Runtime
+from bot.wecom import budget
 from bot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -60,14 +61,20 @@ def enqueue_tags(
     external_userid: str,
     add: Iterable[Tag] = (),
     remove: Iterable[Tag] = (),
+    interactive: bool = False,
 ) -> OutboxOperation | None:
-    """Queue tag changes on one relation, merging into its pending operation if there is one."""
+    """Queue tag changes on one relation, merging into its pending operation if there is one.
+
+    `interactive` marks changes a person is waiting for (a scan's channel tags): they go
+    first and may use the share of WeCom's budget that bulk pushes leave alone.
+    """
     return enqueue_tag_ids(
         session=session,
         staff_userid=staff_userid,
         external_userid=external_userid,
         add=[t.id for t in add],
         remove=[t.id for t in remove],
+        interactive=interactive,
     )
 
 
@@ -78,6 +85,7 @@ def enqueue_tag_ids(
     external_userid: str,
     add: Iterable[int] = (),
     remove: Iterable[int] = (),
+    interactive: bool = False,
 ) -> OutboxOperation | None:
     """Queue changes given as our tag ids; see enqueue_tags."""
     changes = dict.fromkeys(add, "add")
@@ -102,6 +110,7 @@ def enqueue_tag_ids(
             external_userid=external_userid,
             payload={},
             status=PENDING,
+            interactive=interactive,
             attempts=0,
             next_attempt_at=utcnow(),
             tag_changes=[OutboxTagChange(tag_id=t, action=a) for t, a in changes.items()],
@@ -109,6 +118,7 @@ def enqueue_tag_ids(
         session.add(op)
         session.flush()
         return op
+    op.interactive = op.interactive or interactive
     existing = {c.tag_id: c for c in op.tag_changes}
     for tag_id, action in changes.items():
         if tag_id in existing:
@@ -129,6 +139,7 @@ class ClaimedOp:
     attempts: int
     add: dict[int, str]  # our tag id -> WeCom tag id
     remove: dict[int, str]
+    interactive: bool = False
 
 
 def claim(session: Session, *, limit: int) -> list[ClaimedOp]:
@@ -142,7 +153,7 @@ def claim(session: Session, *, limit: int) -> list[ClaimedOp]:
         session.execute(
             select(OutboxOperation)
             .where(due, OutboxOperation.kind == MARK_TAG)
-            .order_by(OutboxOperation.id)
+            .order_by(OutboxOperation.interactive.desc(), OutboxOperation.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -170,7 +181,9 @@ def claim(session: Session, *, limit: int) -> list[ClaimedOp]:
         op.locked_until = now + timedelta(seconds=CLAIM_SECONDS)
         add, remove = by_op[op.id]
         claimed.append(
-            ClaimedOp(op.id, op.staff_userid, op.external_userid, op.attempts, add, remove)
+            ClaimedOp(
+                op.id, op.staff_userid, op.external_userid, op.attempts, add, remove, op.interactive
+            )
         )
     session.flush()
     return claimed
@@ -234,12 +247,13 @@ def _record_failure(session: Session, op: ClaimedOp, exc: WeComError) -> bool:
 def perform(op: ClaimedOp, wecom: WeComClient) -> WeComError | None:
     """Make the WeCom call for one operation; return the error instead of raising it."""
     try:
-        wecom.mark_tag(
-            op.staff_userid,
-            op.external_userid,
-            add=sorted(op.add.values()),
-            remove=sorted(op.remove.values()),
-        )
+        with budget.lane(budget.INTERACTIVE if op.interactive else budget.BULK):
+            wecom.mark_tag(
+                op.staff_userid,
+                op.external_userid,
+                add=sorted(op.add.values()),
+                remove=sorted(op.remove.values()),
+            )
     except WeComError as exc:
         return exc
     return None
