@@ -360,3 +360,27 @@ def test_bad_limits_are_refused_by_key(
         settings_from_mapping(config, environ={})
     assert "limits" in str(err.value)
     assert problem in str(err.value)
+
+
+def test_simulator_rate_limits_are_set_per_minute_and_per_hour(simulator: Simulator) -> None:
+    simulator.add_staff("u1", "张三")
+    control = simulator.url + "/control/rate_limit"
+    bad = requests.put(control, json={"per_minute": -1}, timeout=5)
+    assert bad.status_code == 400
+    assert "whole numbers" in bad.json()["error"]
+    assert requests.put(control, json={"per_hour": 2}, timeout=5).json() == {
+        "per_minute": 10000,
+        "per_hour": 2,
+    }
+    token = requests.get(
+        simulator.api_base + "gettoken",
+        params={"corpid": simulator.corp_id, "corpsecret": simulator.state.secret},
+        timeout=5,
+    ).json()["access_token"]
+    codes = [
+        requests.get(simulator.api_base + FOLLOW, params={"access_token": token}, timeout=5).json()[
+            "errcode"
+        ]
+        for _ in range(3)
+    ]
+    assert codes == [0, 0, 45009]  # the hour's limit, though the minute's allows more

@@ -353,6 +353,8 @@ class OutboxOperation(Base):
     __table_args__ = (
         Index("ix_outbox_operations_status_next", "status", "next_attempt_at"),
         Index("ix_outbox_operations_coalesce", "kind", "staff_userid", "external_userid", "status"),
+        # Interactive operations are few and claimed first: find them without a scan.
+        Index("ix_outbox_operations_interactive", "interactive", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

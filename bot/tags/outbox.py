@@ -149,17 +149,22 @@ def claim(session: Session, *, limit: int) -> list[ClaimedOp]:
         (OutboxOperation.status == PENDING) & (OutboxOperation.next_attempt_at <= now),
         (OutboxOperation.status == IN_FLIGHT) & (OutboxOperation.locked_until < now),
     )
-    ops = (
-        session.execute(
-            select(OutboxOperation)
-            .where(due, OutboxOperation.kind == MARK_TAG)
-            .order_by(OutboxOperation.interactive.desc(), OutboxOperation.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        .scalars()
-        .all()
-    )
+    ops: list[OutboxOperation] = []
+    # A scan's operations first, then bulk in queue order: two queries, so neither sorts
+    # a million-row push to find the few a customer is waiting for.
+    for interactive in (True, False):
+        if len(ops) < limit:
+            ops += session.scalars(
+                select(OutboxOperation)
+                .where(
+                    due,
+                    OutboxOperation.kind == MARK_TAG,
+                    OutboxOperation.interactive.is_(interactive),
+                )
+                .order_by(OutboxOperation.id)
+                .limit(limit - len(ops))
+                .with_for_update(skip_locked=True)
+            ).all()
     if not ops:
         return []
     changes = session.execute(
