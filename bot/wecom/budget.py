@@ -29,7 +29,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, case, delete, func, select, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -158,6 +158,7 @@ class SharedBudget:
         self.transactions = 0  # reservations this process made (the database's share)
         # Calls made while this thread held the SQLite write lock, booked at the next chance.
         self._owed: dict[tuple[str, Lane], int] = {}
+        self._pruned: dict[str, int] = {}  # the minute slot each API's old slots went at
 
     @staticmethod
     def _scale(name: str, slot_seconds: float, limit: int, reserve: float, lease: float) -> Scale:
@@ -227,16 +228,20 @@ class SharedBudget:
 
     def _lock_row(self, session: Session, api: str) -> WeComBudget:
         """Create the API's row if new and lock it: reservations for one API queue here."""
+        locked = (
+            select(WeComBudget)
+            .where(WeComBudget.corp_id == self._corp, WeComBudget.api == api)
+            .with_for_update()
+        )
+        row = session.scalars(locked).first()
+        if row is not None:
+            return row
         session.execute(
             _insert(session, WeComBudget)
             .values(corp_id=self._corp, api=api, paused_until=0.0)
             .on_conflict_do_nothing(index_elements=["corp_id", "api"])
         )
-        return session.scalars(
-            select(WeComBudget)
-            .where(WeComBudget.corp_id == self._corp, WeComBudget.api == api)
-            .with_for_update()
-        ).one()
+        return session.scalars(locked).one()
 
     def _reserve(
         self, api: str, which: Lane, want: int, refund: tuple[int, float] = (0, 0.0)
@@ -257,8 +262,10 @@ class SharedBudget:
             owed = self._take_owed(api)
             room = want
             wait = 0.0
+            self._prune(session, api, now)
+            sums = self._sums(session, api, now)
             for scale in self.scales:
-                used = self._used(session, api, scale, now)
+                used = sums[scale.name]
                 total = sum(used.values()) + sum(owed.values())
                 cap = scale.limit if which == INTERACTIVE else scale.bulk_limit
                 room = min(room, cap - total)
@@ -269,8 +276,7 @@ class SharedBudget:
             booking = dict(owed)
             booking[which] = booking.get(which, 0) + granted
             if any(booking.values()):
-                for scale in self.scales:
-                    self._book(session, api, scale, scale.slot_of(now), booking)
+                self._book(session, api, now, booking)
             if granted:
                 metrics.BUDGET_RESERVED.labels(api=api, lane=which).inc(granted)
             return _Grant(granted, max(wait, self._lease_seconds / 10), now)
@@ -290,15 +296,49 @@ class SharedBudget:
         first = scale.slot_of(now) - scale.guard + 1
         return [*self._slots(api, scale), WeComBudgetSlot.slot >= first]
 
-    def _used(self, session: Session, api: str, scale: Scale, now: float) -> dict[Lane, int]:
-        """Drop the slots that left the window, then sum the ones in it."""
-        first = scale.slot_of(now) - scale.guard + 1
+    def _prune(self, session: Session, api: str, now: float) -> None:
+        """Drop the slots that left their windows, every few seconds per API."""
+        minute = self.scales[0].slot_of(now)
+        if minute - self._pruned.get(api, -(10**18)) < 10:
+            return
+        self._pruned[api] = minute
+        gone = [
+            (WeComBudgetSlot.scale == s.name) & (WeComBudgetSlot.slot < self._first(s, now))
+            for s in self.scales
+        ]
         session.execute(
             delete(WeComBudgetSlot)
-            .where(*self._slots(api, scale), WeComBudgetSlot.slot < first)
+            .where(
+                WeComBudgetSlot.corp_id == self._corp,
+                WeComBudgetSlot.api == api,
+                or_(*gone),
+            )
             .execution_options(synchronize_session=False)
         )
-        return self._sum(session, api, scale, now)
+
+    @staticmethod
+    def _first(scale: Scale, now: float) -> int:
+        return scale.slot_of(now) - scale.guard + 1
+
+    def _sums(self, session: Session, api: str, now: float) -> dict[str, dict[Lane, int]]:
+        """Sum each window's booked calls by lane, in one query."""
+        inside = [
+            (WeComBudgetSlot.scale == s.name) & (WeComBudgetSlot.slot >= self._first(s, now))
+            for s in self.scales
+        ]
+        rows = session.execute(
+            select(
+                WeComBudgetSlot.scale,
+                func.sum(WeComBudgetSlot.interactive),
+                func.sum(WeComBudgetSlot.bulk),
+            )
+            .where(WeComBudgetSlot.corp_id == self._corp, WeComBudgetSlot.api == api, or_(*inside))
+            .group_by(WeComBudgetSlot.scale)
+        ).all()
+        sums: dict[str, dict[Lane, int]] = {s.name: {INTERACTIVE: 0, BULK: 0} for s in self.scales}
+        for scale, i, b in rows:
+            sums[scale] = {INTERACTIVE: int(i or 0), BULK: int(b or 0)}
+        return sums
 
     def _frees_at(self, session: Session, api: str, scale: Scale, now: float) -> float:
         """Return when the oldest booked slot in the window leaves it."""
@@ -309,16 +349,20 @@ class SharedBudget:
             return now
         return (int(oldest) + scale.guard) * scale.slot_seconds
 
-    def _book(
-        self, session: Session, api: str, scale: Scale, slot: int, calls: dict[Lane, int]
-    ) -> None:
+    def _book(self, session: Session, api: str, now: float, calls: dict[Lane, int]) -> None:
+        """Add `calls` to the current slot of every window, in one statement."""
         stmt = _insert(session, WeComBudgetSlot).values(
-            corp_id=self._corp,
-            api=api,
-            scale=scale.name,
-            slot=slot,
-            interactive=calls.get(INTERACTIVE, 0),
-            bulk=calls.get(BULK, 0),
+            [
+                {
+                    "corp_id": self._corp,
+                    "api": api,
+                    "scale": s.name,
+                    "slot": s.slot_of(now),
+                    "interactive": calls.get(INTERACTIVE, 0),
+                    "bulk": calls.get(BULK, 0),
+                }
+                for s in self.scales
+            ]
         )
         session.execute(
             stmt.on_conflict_do_update(
@@ -351,15 +395,5 @@ class SharedBudget:
 
     def used(self, api: str) -> dict[str, dict[Lane, int]]:
         """Return the calls booked in each window of `api` by lane (for reports and tests)."""
-        now = self._clock()
         with self._db.read() as session:
-            return {s.name: self._sum(session, api, s, now) for s in self.scales}
-
-    def _sum(self, session: Session, api: str, scale: Scale, now: float) -> dict[Lane, int]:
-        i, b = session.execute(
-            select(
-                func.coalesce(func.sum(WeComBudgetSlot.interactive), 0),
-                func.coalesce(func.sum(WeComBudgetSlot.bulk), 0),
-            ).where(*self._window(api, scale, now))
-        ).one()
-        return {INTERACTIVE: int(i), BULK: int(b)}
+            return self._sums(session, api, self._clock())
