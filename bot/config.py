@@ -152,8 +152,23 @@ class ServerSettings(_Section):
 
 
 class LimitsSettings(_Section):
-    calls_per_minute: int = Field(default=6000, ge=1, le=10000)
+    # Per WeCom API for the whole corp, shared by every process on the database; WeCom
+    # allows 10,000/min and 150,000/h (wecom-api.md section 4): keep 20 % headroom.
+    calls_per_minute: int = Field(default=8000, ge=1, le=10000)
+    calls_per_hour: int = Field(default=120_000, ge=1, le=150_000)
+    # The share of both budgets only interactive calls (scans, welcomes, alerts) may use.
+    interactive_reserve: float = Field(default=0.2, ge=0.0, le=0.9)
+    # Calls a process reserves from the shared budget in one transaction, at most.
+    budget_batch: int = Field(default=50, ge=1, le=1000)
     outbox_batch: int = Field(default=200, ge=1, le=5000)
+
+    @model_validator(mode="after")
+    def _bulk_gets_a_share(self) -> LimitsSettings:
+        if self.calls_per_hour < self.calls_per_minute:
+            raise ValueError("calls_per_hour must be at least calls_per_minute")
+        if int(self.calls_per_minute * (1 - self.interactive_reserve)) < 1:
+            raise ValueError("interactive_reserve leaves bulk calls no share of calls_per_minute")
+        return self
 
 
 class JobsSettings(_Section):

@@ -13,7 +13,6 @@ from bot.db import Database
 from bot.db.models import WeComToken
 from bot.db.types import utcnow
 from bot.errors import WeComError
-from bot.wecom.ratelimit import RateLimiter
 from bot.wecom.tokens import TokenStore, token_key
 
 
@@ -112,43 +111,3 @@ def test_fetch_failure_propagates_and_releases_the_lease(db: Database) -> None:
     assert err.value.errcode == 40001
     issuer = Issuer(delay=0)
     assert TokenStore(db, "k", issuer, lease_seconds=30).get() == "token-1"
-
-
-def test_rate_limiter_lets_a_burst_through_then_spreads_calls() -> None:
-    limiter = RateLimiter(calls_per_minute=10, window=1.0)  # at most 10 in any second
-    stamps: list[float] = []
-    started = time.monotonic()
-    for _ in range(25):
-        limiter.acquire("a")
-        stamps.append(time.monotonic() - started)
-    assert stamps[9] < 0.1  # the first 10 go at once
-    assert 2.0 <= stamps[-1] < 2.5  # the rest wait for the window to slide
-    for i in range(len(stamps) - 10):
-        assert stamps[i + 10] - stamps[i] >= 0.99  # never 11 within one window
-    started = time.monotonic()
-    limiter.acquire("b")  # another API has its own window
-    assert time.monotonic() - started < 0.05
-
-
-def test_rate_limiter_is_thread_safe() -> None:
-    limiter = RateLimiter(calls_per_minute=20, window=0.5)
-    stamps: list[float] = []
-    lock = threading.Lock()
-
-    def work() -> None:
-        for _ in range(10):
-            limiter.acquire("x")
-            with lock:
-                stamps.append(time.monotonic())
-
-    threads = [threading.Thread(target=work) for _ in range(6)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    # 60 calls at 20 per half second: three windows' worth, so at least 1 s
-    assert time.monotonic() - started >= 0.99
-    stamps.sort()
-    for i in range(len(stamps) - 20):
-        assert stamps[i + 20] - stamps[i] >= 0.49

@@ -40,6 +40,7 @@ out, errors as {"error": ...} with 400 (bad input) or 404 (unknown thing):
     POST /control/stalls                 {api_path, seconds, count?=1}
     POST /control/expire_tokens
     POST /control/reset_counters
+    GET|PUT /control/rate_limit          {per_minute?, per_hour?} calls per API path before 45009
     POST /control/advance_time           {seconds}
     GET|PUT /control/callback_url        {url}
     POST /control/verify_callback_url    {echo?} -> delivery

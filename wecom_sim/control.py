@@ -138,6 +138,14 @@ def control_blueprint(sim: Simulator) -> Blueprint:
         sim.expire_tokens()
         return jsonify(ok=True)
 
+    @bp.route("/rate_limit", methods=["GET", "PUT"])
+    def rate_limit() -> Response:
+        if request.method == "PUT":
+            b = _body()
+            sim.set_rate_limit(b.get("per_minute"), b.get("per_hour"))
+        state = sim.state
+        return jsonify(per_minute=state.rate_limit_per_minute, per_hour=state.rate_limit_per_hour)
+
     @bp.post("/reset_counters")
     def reset_counters() -> Response:
         sim.reset_counters()

@@ -173,6 +173,7 @@ class Simulator:
         callback_url: str | None = None,
         token_ttl: int = 7200,
         rate_limit_per_minute: int = 10000,
+        rate_limit_per_hour: int = 150_000,
         welcome_code_ttl: float = 20.0,
         monthly_quota: int | None = None,
     ) -> None:
@@ -182,6 +183,7 @@ class Simulator:
             agent_id=agent_id,
             token_ttl=token_ttl,
             rate_limit_per_minute=rate_limit_per_minute,
+            rate_limit_per_hour=rate_limit_per_hour,
             welcome_code_ttl=welcome_code_ttl,
             monthly_quota=monthly_quota,
         )
@@ -266,6 +268,17 @@ class Simulator:
     def rate_limit_per_minute(self, value: int) -> None:
         with self.state.lock:
             self.state.rate_limit_per_minute = value
+
+    def set_rate_limit(self, per_minute: int | None = None, per_hour: int | None = None) -> None:
+        """Change the calls per API path allowed per minute and/or per hour before 45009."""
+        for value in (per_minute, per_hour):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError("rate limits must be whole numbers >= 0")
+        with self.state.lock:
+            if per_minute is not None:
+                self.state.rate_limit_per_minute = per_minute
+            if per_hour is not None:
+                self.state.rate_limit_per_hour = per_hour
 
     @property
     def welcome_code_ttl(self) -> float:
@@ -466,6 +479,7 @@ class Simulator:
         with self.state.lock:
             self.state.calls.clear()
             self.state.windows.clear()
+            self.state.hour_windows.clear()
 
     # --- introspection ----------------------------------------------------------------
 

@@ -49,7 +49,7 @@ class Stall:
 
 @dataclass
 class RateWindow:
-    """Calls of one API path in the current 60-second window."""
+    """Calls of one API path in the current window (60 s or 3600 s from its first call)."""
 
     started: float
     count: int = 0
@@ -64,6 +64,7 @@ class SimState:
     agent_id: int
     token_ttl: int
     rate_limit_per_minute: int
+    rate_limit_per_hour: int
     welcome_code_ttl: float
     monthly_quota: int | None
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -84,6 +85,7 @@ class SimState:
     current_token: str | None = None
     calls: Counter[CallKey] = field(default_factory=Counter)
     windows: dict[str, RateWindow] = field(default_factory=dict)
+    hour_windows: dict[str, RateWindow] = field(default_factory=dict)
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     stalls: dict[str, list[Stall]] = field(default_factory=dict)
 

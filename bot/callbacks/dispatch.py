@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from bot import wecom
 from bot.callbacks import inbox
 from bot.callbacks.contact_events import (
     on_add,
@@ -52,7 +53,8 @@ def process(rt: Runtime, item: inbox.Claimed) -> None:
             with rt.db.write() as session:
                 inbox.finish(session, item, handled=False)
             return
-        handler(rt, ev, item)
+        with wecom.interactive():  # a callback is a person acting now: scans, alerts
+            handler(rt, ev, item)
     except WeComError as exc:
         _failed(rt, item, str(exc), retryable=exc.retryable)
     except CallbackError as exc:  # stored payload no longer parses: retrying cannot help

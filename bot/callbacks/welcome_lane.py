@@ -17,6 +17,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot import wecom
 from bot.callbacks.welcome import send_welcome
 from bot.errors import WeComError
 from bot.runtime import Runtime
@@ -132,7 +133,8 @@ def send_one(rt: Runtime, offer: Offer) -> bool:
     if not lane.take_code(ev.welcome_code):
         return False
     try:
-        contact = send_welcome(rt, ev, offer.received_at)  # the add handler's own step
+        with wecom.interactive():  # a customer is waiting: the reserved share may be used
+            contact = send_welcome(rt, ev, offer.received_at)  # the add handler's own step
     except WeComError as exc:
         lane.release(ev.welcome_code)
         log.info("welcome lane: %s left to the inbox worker: %s", ev.external_userid, exc)

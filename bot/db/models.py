@@ -451,6 +451,30 @@ class WeComToken(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class WeComBudget(Base):
+    """One WeCom API's shared budget state for a corp: the row reservations lock first."""
+
+    __tablename__ = "wecom_budgets"
+
+    corp_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # Seconds since the epoch until which WeCom refuses the API (45009), for every process.
+    paused_until: Mapped[float] = mapped_column(default=0.0, server_default="0")
+
+
+class WeComBudgetSlot(Base):
+    """Calls reserved in one time slot of one window scale (1 s of a minute, 1 min of an hour)."""
+
+    __tablename__ = "wecom_budget_slots"
+
+    corp_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api: Mapped[str] = mapped_column(String(128), primary_key=True)
+    scale: Mapped[str] = mapped_column(String(8), primary_key=True)  # minute | hour
+    slot: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    interactive: Mapped[int] = mapped_column(Integer, default=0)
+    bulk: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Lease(Base):
     """A named lock held until `expires_at` (the one scheduler, the token refresher)."""
 

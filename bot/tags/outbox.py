@@ -31,6 +31,7 @@ from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.runtime import Runtime
 from bot.tags import catalogue
+from bot.wecom import budget
 from bot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,20 @@ def enqueue_tags(
     external_userid: str,
     add: Iterable[Tag] = (),
     remove: Iterable[Tag] = (),
+    priority: int = INTERACTIVE,
 ) -> OutboxOperation | None:
-    """Queue tag changes on one relation, merging into its pending operation if there is one."""
+    """Queue tag changes on one relation, merging into its pending operation if there is one.
+
+    The default priority is INTERACTIVE: a person is waiting (a scan's channel tags), so the
+    change goes first and may use the share of WeCom's budget that bulk pushes leave alone.
+    """
     return enqueue_tag_ids(
         session=session,
         staff_userid=staff_userid,
         external_userid=external_userid,
         add=[t.id for t in add],
         remove=[t.id for t in remove],
+        priority=priority,
     )
 
 
@@ -134,6 +141,7 @@ class ClaimedOp:
     attempts: int
     add: dict[int, str]  # our tag id -> WeCom tag id
     remove: dict[int, str]
+    interactive: bool = False
 
 
 def _due(session: Session, where: ColumnElement[bool], limit: int) -> list[OutboxOperation]:
@@ -195,7 +203,15 @@ def _claimed(
     op.attempts += 1
     op.locked_until = now + timedelta(seconds=CLAIM_SECONDS)
     add, remove = wecom_ids
-    return ClaimedOp(op.id, op.staff_userid, op.external_userid, op.attempts, add, remove)
+    return ClaimedOp(
+        op.id,
+        op.staff_userid,
+        op.external_userid,
+        op.attempts,
+        add,
+        remove,
+        op.priority >= INTERACTIVE,
+    )
 
 
 def reresolve(session: Session, op: ClaimedOp) -> ClaimedOp:
@@ -204,7 +220,15 @@ def reresolve(session: Session, op: ClaimedOp) -> ClaimedOp:
     if row is None:
         return op
     add, remove = _resolve(session, [row])[row]
-    return ClaimedOp(op.id, op.staff_userid, op.external_userid, op.attempts, add, remove)
+    return ClaimedOp(
+        op.id,
+        op.staff_userid,
+        op.external_userid,
+        op.attempts,
+        add,
+        remove,
+        op.interactive,
+    )
 
 
 def _record_done(session: Session, op: ClaimedOp) -> None:
@@ -256,12 +280,13 @@ def _record_failure(session: Session, op: ClaimedOp, exc: WeComError) -> bool:
 def perform(op: ClaimedOp, wecom: WeComClient) -> WeComError | None:
     """Make the WeCom call for one operation; return the error instead of raising it."""
     try:
-        wecom.mark_tag(
-            op.staff_userid,
-            op.external_userid,
-            add=sorted(op.add.values()),
-            remove=sorted(op.remove.values()),
-        )
+        with budget.lane(budget.INTERACTIVE if op.interactive else budget.BULK):
+            wecom.mark_tag(
+                op.staff_userid,
+                op.external_userid,
+                add=sorted(op.add.values()),
+                remove=sorted(op.remove.values()),
+            )
     except WeComError as exc:
         return exc
     return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -21,7 +20,7 @@ from bot.config import LimitsSettings, WeComSettings
 from bot.db import Database
 from bot.errors import WeComError
 from bot.wecom import metrics
-from bot.wecom.ratelimit import RateLimiter
+from bot.wecom.budget import SharedBudget
 from bot.wecom.tokens import TokenStore, token_key
 from bot.wecom.transport import WeChatTransport
 from bot.wecom.types import (
@@ -97,6 +96,7 @@ class WeComClient:
         backoff_cap: float = 8.0,
         refresh_margin: float = 300.0,
         rate_window: float = 60.0,
+        budget: SharedBudget | None = None,
     ) -> None:
         self.settings = wecom
         self.agent_id = wecom.agent_id
@@ -107,9 +107,16 @@ class WeComClient:
         self._max_pauses = max_pauses
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
-        self._limiter = RateLimiter(limits.calls_per_minute, window=rate_window)
-        self._paused_until: dict[str, float] = {}
-        self._pause_lock = threading.Lock()
+        # Every process on `db` books its calls here; tests may pass one with its own clock.
+        self.budget = budget or SharedBudget(
+            db,
+            wecom.corp_id,
+            per_minute=limits.calls_per_minute,
+            per_hour=limits.calls_per_hour,
+            interactive_reserve=limits.interactive_reserve,
+            batch=limits.budget_batch,
+            window=rate_window,
+        )
         secret = wecom.secret.get_secret_value()
         self._wx = WeChatTransport(
             wecom.corp_id,
@@ -137,18 +144,11 @@ class WeComClient:
         return self._tokens.get()
 
     def _throttle(self, api: str) -> None:
-        """Wait out a 45009 pause on `api`, then take a slot from its rate limiter."""
-        with self._pause_lock:
-            until = self._paused_until.get(api, 0.0)
-        delay = until - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        self._limiter.acquire(api)
+        """Wait for a call of `api` in the corp's shared budget (and out any 45009 pause)."""
+        self.budget.acquire(api)
 
     def _pause(self, api: str) -> None:
-        with self._pause_lock:
-            until = time.monotonic() + self._pause_seconds
-            self._paused_until[api] = max(self._paused_until.get(api, 0.0), until)
+        self.budget.pause(api, self._pause_seconds)
 
     def _backoff(self, attempt: int) -> float:
         ceiling: float = min(self._backoff_cap, self._backoff_base * 2.0**attempt)

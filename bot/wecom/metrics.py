@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from bot.metriclabels import FirstSeen
 
@@ -21,8 +21,6 @@ LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=None,
 )
-
-METRICS = (CALLS, LATENCY)
 
 
 # Codes wecom-api.md names keep their label; of the rest (WeCom has hundreds, a handful
@@ -44,3 +42,27 @@ def record(api: str, errcode: int, seconds: float) -> None:
     """Count one HTTP call and observe its latency."""
     CALLS.labels(api=api, errcode=_errcode_label(str(errcode))).inc()
     LATENCY.labels(api=api).observe(seconds)
+
+
+# The shared per-API budget (bot.wecom.budget), as this process last saw it; lanes are
+# interactive | bulk and windows minute | hour.
+BUDGET_USED = Gauge(
+    "tagbot_wecom_budget_used",
+    "Calls booked in WeCom's per-API budget window by every process, by lane.",
+    ["api", "lane", "window"],
+    registry=None,
+)
+BUDGET_REMAINING = Gauge(
+    "tagbot_wecom_budget_remaining",
+    "Calls a lane may still book in WeCom's per-API budget window.",
+    ["api", "lane", "window"],
+    registry=None,
+)
+BUDGET_RESERVED = Counter(
+    "tagbot_wecom_budget_reserved",
+    "Calls this process reserved from the shared budget, by API and lane.",
+    ["api", "lane"],
+    registry=None,
+)
+
+METRICS = (CALLS, LATENCY, BUDGET_USED, BUDGET_REMAINING, BUDGET_RESERVED)

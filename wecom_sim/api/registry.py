@@ -19,6 +19,7 @@ TOKEN_EXPIRED = 42001
 RATE_LIMITED = 45009
 UNKNOWN_API = 48001  # API功能未授权: the closest WeCom answer to a path it doesn't serve
 RATE_WINDOW = 60.0
+HOUR_WINDOW = 3600.0
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,19 @@ def _check_token(state: SimState, token: str) -> None:
         raise ApiError(TOKEN_EXPIRED, "access_token expired")
 
 
+def _count(windows: dict[str, RateWindow], path: str, now: float, length: float) -> int:
+    window = windows.get(path)
+    if window is None or now - window.started >= length:
+        window = windows[path] = RateWindow(now)
+    window.count += 1
+    return window.count
+
+
 def _check_rate(state: SimState, path: str) -> None:
     now = state.now()  # the simulated clock, so advance_time() can end a window
-    window = state.windows.get(path)
-    if window is None or now - window.started >= RATE_WINDOW:
-        window = state.windows[path] = RateWindow(now)
-    window.count += 1
-    if window.count > state.rate_limit_per_minute:
+    minute = _count(state.windows, path, now, RATE_WINDOW)
+    hour = _count(state.hour_windows, path, now, HOUR_WINDOW)
+    if minute > state.rate_limit_per_minute or hour > state.rate_limit_per_hour:
         raise ApiError(RATE_LIMITED, "api freq out of limit")
 
 
