@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,23 +20,15 @@ from bot.db.types import utcnow
 from jobs import channels as channel_jobs
 from tagbot.cli import main
 from tests.conftest import ADMIN_TOKEN, LiveServer, base_config
-from tests.test_scan_flow import wait_for
+from tests.support.configs import toml_text
+from tests.support.waiting import wait_for
 from wecom_sim import Simulator
-
-
-def _toml(data: dict[str, Any]) -> str:
-    lines: list[str] = []
-    for section, values in data.items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture
 def config(tmp_path: Path, db_url: str, simulator: Simulator) -> Path:
     path = tmp_path / "config.toml"
-    path.write_text(_toml(base_config(db_url, api_base=simulator.api_base)), encoding="utf-8")
+    path.write_text(toml_text(base_config(db_url, api_base=simulator.api_base)), encoding="utf-8")
     for u in ("alice", "bob", "carol"):
         simulator.add_staff(u, u.title())
     return path

@@ -10,10 +10,11 @@ from typing import Any, TypeVar
 import pytest
 
 from bot.channels import live_codes
-from bot.config import Settings, settings_from_mapping
+from bot.config import settings_from_mapping
 from bot.db.models import Channel, FollowRelation, InboxEvent
 from bot.tags.catalogue import TagPath
 from tests.conftest import LiveServer, base_config
+from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
 T = TypeVar("T")
@@ -46,16 +47,6 @@ def paced(n: int, rate: float, fn: Callable[[int], T]) -> list[T]:
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         return list(pool.map(at_its_time, range(n)))
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    """Poll `check` until it holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def make_channel(
@@ -169,10 +160,3 @@ def test_welcome_uses_attachments_and_absent_code_sends_nothing(
 
     wait_for(both_done, what="both events processed")
     assert simulator.calls.get("externalcontact/send_welcome_msg") == 1
-
-
-def settings_for(db_url: str, sim: Simulator, **extra: Any) -> Settings:
-    """Settings pointing at the simulator, with extra top-level sections."""
-    return settings_from_mapping(
-        {**base_config(db_url, api_base=sim.api_base), **extra}, environ={}
-    )
