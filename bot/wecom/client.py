@@ -97,6 +97,8 @@ class WeComClient:
         backoff_cap: float = 8.0,
         refresh_margin: float = 300.0,
         rate_window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = wecom
         self.agent_id = wecom.agent_id
@@ -107,7 +109,12 @@ class WeComClient:
         self._max_pauses = max_pauses
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
-        self._limiter = RateLimiter(limits.calls_per_minute, window=rate_window)
+        # Injectable so tests pass time instead of waiting for it.
+        self._clock = clock
+        self._sleep = sleep
+        self._limiter = RateLimiter(
+            limits.calls_per_minute, window=rate_window, clock=clock, sleep=sleep
+        )
         self._paused_until: dict[str, float] = {}
         self._pause_lock = threading.Lock()
         secret = wecom.secret.get_secret_value()
@@ -140,14 +147,14 @@ class WeComClient:
         """Wait out a 45009 pause on `api`, then take a slot from its rate limiter."""
         with self._pause_lock:
             until = self._paused_until.get(api, 0.0)
-        delay = until - time.monotonic()
+        delay = until - self._clock()
         if delay > 0:
-            time.sleep(delay)
+            self._sleep(delay)
         self._limiter.acquire(api)
 
     def _pause(self, api: str) -> None:
         with self._pause_lock:
-            until = time.monotonic() + self._pause_seconds
+            until = self._clock() + self._pause_seconds
             self._paused_until[api] = max(self._paused_until.get(api, 0.0), until)
 
     def _backoff(self, attempt: int) -> float:
@@ -227,7 +234,7 @@ class WeComClient:
                     delay = self._backoff(attempt)
                     attempt += 1
                     log.info("%s: %s; retry %d in %.2fs", api, err, attempt, delay)
-                    time.sleep(delay)
+                    self._sleep(delay)
                     continue
                 raise
 
