@@ -15,6 +15,7 @@ from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.wecom.ratelimit import RateLimiter
 from bot.wecom.tokens import TokenStore, token_key
+from tests.support.clock import PassingClock
 
 
 class Issuer:
@@ -115,19 +116,20 @@ def test_fetch_failure_propagates_and_releases_the_lease(db: Database) -> None:
 
 
 def test_rate_limiter_lets_a_burst_through_then_spreads_calls() -> None:
-    limiter = RateLimiter(calls_per_minute=10, window=1.0)  # at most 10 in any second
+    clock = PassingClock()
+    # at most 10 in any second
+    limiter = RateLimiter(calls_per_minute=10, window=1.0, clock=clock, sleep=clock.sleep)
     stamps: list[float] = []
-    started = time.monotonic()
     for _ in range(25):
         limiter.acquire("a")
-        stamps.append(time.monotonic() - started)
-    assert stamps[9] < 0.1  # the first 10 go at once
+        stamps.append(clock())
+    assert stamps[9] == 0.0  # the first 10 go at once
     assert 2.0 <= stamps[-1] < 2.5  # the rest wait for the window to slide
     for i in range(len(stamps) - 10):
         assert stamps[i + 10] - stamps[i] >= 0.99  # never 11 within one window
-    started = time.monotonic()
-    limiter.acquire("b")  # another API has its own window
-    assert time.monotonic() - started < 0.05
+    waits = len(clock.slept)
+    assert limiter.acquire("b") == 0.0  # another API has its own window
+    assert len(clock.slept) == waits
 
 
 def test_rate_limiter_is_thread_safe() -> None:
