@@ -6,6 +6,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from bot.config import settings_from_mapping
 from tests.conftest import LiveServer, base_config
 from tests.support.channels import welcome_channel
@@ -38,6 +40,7 @@ def test_events_stored_without_workers_are_processed_after_restart(
         second.stop()
 
 
+@pytest.mark.slow
 def test_kill_9_after_the_ack_loses_nothing(
     tmp_path: Path, db_url: str, simulator: Simulator
 ) -> None:

@@ -67,6 +67,7 @@ def make_channel(
     return ch.state
 
 
+@pytest.mark.slow
 def test_200_scans_across_3_channels_tag_and_welcome_exactly_once(
     live: LiveServer, simulator: Simulator
 ) -> None:

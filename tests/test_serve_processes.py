@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
 from bot.callbacks import inbox
@@ -16,6 +17,8 @@ from bot.wecom.events import parse_event
 from tests.support.processes import inbox_statuses, serve, served_config, wait_healthy
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
+
+pytestmark = pytest.mark.slow  # real `tagbot serve` processes
 
 
 def test_two_processes_process_every_scan_once(
