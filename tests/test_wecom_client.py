@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from bot import metrics
 from bot.config import settings_from_mapping
 from bot.db import Database
+from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.wecom import CallbackCrypto, WeComClient, parse_event
 from bot.wecom import metrics as wecom_metrics
@@ -148,11 +149,21 @@ def test_invalid_token_twice_is_not_retried_again(db: Database, sim: Simulator) 
 
 def test_short_token_ttl_is_refreshed(db: Database, sim: Simulator) -> None:
     sim.token_ttl = 2
-    client = make_client(db, sim, refresh_margin=1)
+    passed = timedelta(0)
+
+    def wall_clock() -> datetime:
+        return utcnow() + passed
+
+    def pass_time(seconds: float) -> None:
+        nonlocal passed
+        passed += timedelta(seconds=seconds)
+        sim.advance_time(seconds)
+
+    client = make_client(db, sim, refresh_margin=1, wall_clock=wall_clock)
     client.get_follow_user_list()
-    time.sleep(1.2)  # under a second left: refreshed before use
+    pass_time(1.2)  # under a second left: refreshed before use
     client.get_follow_user_list()
-    time.sleep(1.0)
+    pass_time(1.0)
     client.get_follow_user_list()
     assert sim.calls.get((FOLLOW, 42001), 0) == 0
     assert sim.calls["gettoken"] >= 2

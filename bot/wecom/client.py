@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -19,6 +20,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from bot.config import LimitsSettings, WeComSettings
 from bot.db import Database
+from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.wecom import metrics
 from bot.wecom.ratelimit import RateLimiter
@@ -99,6 +101,7 @@ class WeComClient:
         rate_window: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = wecom
         self.agent_id = wecom.agent_id
@@ -132,6 +135,7 @@ class WeComClient:
             self._fetch_token,
             refresh_margin=refresh_margin,
             lease_seconds=max(30.0, 2 * wecom.timeout_seconds + 5),
+            now=wall_clock,
         )
 
     # --- machinery ------------------------------------------------------------------
