@@ -9,10 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.conftest import ADMIN_TOKEN, AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
 from tests.support.processes import free_port
+
+pytestmark = pytest.mark.slow  # real `tagbot serve` processes under gunicorn
 
 
 def _start_serve(tmp_path: Path, db_url: str, *args: str) -> tuple[subprocess.Popen[bytes], int]:
