@@ -11,6 +11,7 @@ import pytest
 from tagbot.cli import main
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     workdir = tmp_path / "demo"
     code = main(["demo", "--workdir", str(workdir), "--customers", "40"])

@@ -10,7 +10,8 @@ from bot.channels import live_codes
 from bot.runtime import Runtime
 from jobs.background import Background
 from tests.conftest import LiveServer
-from tests.test_scan_flow import settings_for, wait_for
+from tests.support.configs import settings_for
+from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
 

@@ -143,3 +143,24 @@ def test_the_simulator_imports_nothing_of_the_bot() -> None:
         if not target.startswith("wecom_sim")
     )
     assert wrong == []
+
+
+def test_the_test_import_check_sees_both_spellings(tmp_path: Path) -> None:
+    # The checker below must see both spellings of importing a test module.
+    path = tmp_path / "test_m.py"
+    path.write_text("from tests.test_a import f\nfrom tests import test_b\n", "utf-8")
+    found = imported_names(path, "tests.test_m", {"tests.test_a", "tests.test_b"})
+    assert {"tests.test_a", "tests.test_b"} <= found
+
+
+def test_no_test_module_imports_another() -> None:
+    # Shared helpers live in tests/support/ or conftest; a test module is never a library.
+    files = {module_name(p): p for p in sorted((ROOT / "tests").rglob("*.py"))}
+    test_modules = {m for m in files if m.split(".")[-1].startswith("test_")}
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, path in files.items()
+        for target in imported_names(path, module, set(files))
+        if target in test_modules and target != module
+    )
+    assert wrong == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.channels import live_codes, lookup
+from bot.channels import lookup
 from bot.config import settings_from_mapping
 from bot.db.models import (
     Customer,
@@ -19,11 +19,11 @@ from bot.db.models import (
     TagGroup,
     TierAssignment,
 )
-from bot.tags.catalogue import TagPath
 from tagbot.cli import main
 from tests.conftest import LiveServer, base_config
-from tests.test_channels import _toml
-from tests.test_scan_flow import wait_for
+from tests.support.channels import store_channel
+from tests.support.configs import toml_text
+from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
 
@@ -35,17 +35,6 @@ def live(db_url: str, simulator: Simulator) -> Iterator[LiveServer]:
     simulator.add_staff("alice", "Alice")
     yield server
     server.stop()
-
-
-def _channel(server: LiveServer, name: str = "门店", tags: tuple[str, ...] = ("来源/门店",)) -> str:
-    rt = server.runtime
-    return live_codes.create(
-        live_codes.ChannelSpec(
-            name=name, staff=("alice",), tags=tuple(TagPath.parse(t) for t in tags)
-        ),
-        db=rt.db,
-        wecom=rt.wecom,
-    ).state
 
 
 def _relation(server: LiveServer, ext: str) -> FollowRelation | None:
@@ -66,7 +55,7 @@ def _all_done(server: LiveServer) -> bool:
 def test_customer_deleting_staff_marks_lost_and_alerts_in_chinese(
     live: LiveServer, simulator: Simulator
 ) -> None:
-    state = _channel(live)
+    state = store_channel(live)
     scan = simulator.scan(state, name="王小明")
     wait_for(lambda: bool(simulator.relation_tags("alice", scan.external_userid)))
     wait_for(lambda: _all_done(live))
@@ -97,7 +86,7 @@ def test_customer_deleting_staff_marks_lost_and_alerts_in_chinese(
 
 
 def test_staff_deleting_customer_and_transfer_fail(live: LiveServer, simulator: Simulator) -> None:
-    state = _channel(live)
+    state = store_channel(live)
     scan = simulator.scan(state)
     wait_for(lambda: _all_done(live))
     xml = simulator.event_xml(
@@ -123,7 +112,7 @@ def test_staff_deleting_customer_and_transfer_fail(live: LiveServer, simulator: 
 
 
 def test_hand_edited_tags_are_read_back(live: LiveServer, simulator: Simulator) -> None:
-    state = _channel(live)
+    state = store_channel(live)
     scan = simulator.scan(state)
     wait_for(lambda: bool(simulator.relation_tags("alice", scan.external_userid)))
     wait_for(lambda: _all_done(live))
@@ -149,7 +138,7 @@ def test_hand_edited_tags_are_read_back(live: LiveServer, simulator: Simulator) 
 
 
 def test_tag_library_changes_refresh_the_catalogue(live: LiveServer, simulator: Simulator) -> None:
-    _channel(live)
+    store_channel(live)
     tag_id = simulator.tag_catalogue()["来源"]["门店"]
     simulator.admin_rename_tag(tag_id, "线下门店")
     simulator.admin_create_tag("活动", "双11")
@@ -175,7 +164,7 @@ def test_failures_end_dead_and_replay_from_the_cli(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    state = _channel(live)
+    state = store_channel(live)
     simulator.inject_fault("externalcontact/get", errcode=40096, count=1)  # permanent
     scan = simulator.scan(state)
 
@@ -186,7 +175,7 @@ def test_failures_end_dead_and_replay_from_the_cli(
     wait_for(lambda: len(dead()) == 1, what="dead letter")
     assert "40096" in (dead()[0].last_error or "")
     config = tmp_path / "config.toml"
-    config.write_text(_toml(base_config(live.runtime.settings.database.url)), encoding="utf-8")
+    config.write_text(toml_text(base_config(live.runtime.settings.database.url)), encoding="utf-8")
     assert main(["--config", str(config), "inbox", "list"]) == 0
     out = capsys.readouterr().out
     assert "dead=1" in out
@@ -199,7 +188,7 @@ def test_failures_end_dead_and_replay_from_the_cli(
 
 
 def test_transient_failures_retry_with_backoff(live: LiveServer, simulator: Simulator) -> None:
-    state = _channel(live)
+    state = store_channel(live)
     # More busy answers than the adapter's own retries: the inbox retries later.
     simulator.inject_fault("externalcontact/get", errcode=-1, count=5)
     scan = simulator.scan(state)

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from bot.db.models import OutboxOperation, Tag, TagGroup
 from bot.tags import outbox
 from tests.conftest import LiveServer
-from tests.test_lifecycle_events import _channel
-from tests.test_scan_flow import settings_for, wait_for
+from tests.support.channels import store_channel
+from tests.support.configs import settings_for
+from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
 
@@ -38,7 +39,7 @@ def _tags(server: LiveServer, *names: str) -> list[Tag]:
 def test_changes_to_one_relation_coalesce_into_one_call(
     live: LiveServer, simulator: Simulator
 ) -> None:
-    _channel(live, tags=("来源/门店", "兴趣/护肤", "兴趣/彩妆"))
+    store_channel(live, tags=("来源/门店", "兴趣/护肤", "兴趣/彩妆"))
     store, skin, makeup = _tags(live, "门店", "护肤", "彩妆")
     customer = simulator.state.new_customer()
     ext = customer.external_userid
@@ -62,7 +63,7 @@ def test_changes_to_one_relation_coalesce_into_one_call(
 
 
 def test_mark_tag_failures_fall_back_to_the_outbox(live: LiveServer, simulator: Simulator) -> None:
-    state = _channel(live)
+    state = store_channel(live)
     # Busy answers beyond the adapter's own retries: the direct call gives up, the outbox
     # retries with backoff and gets it done.
     simulator.inject_fault("externalcontact/mark_tag", errcode=-1, count=5)
@@ -81,7 +82,7 @@ def test_mark_tag_failures_fall_back_to_the_outbox(live: LiveServer, simulator: 
 def test_permanent_failure_ends_dead_with_the_errcode(
     live: LiveServer, simulator: Simulator
 ) -> None:
-    state = _channel(live)
+    state = store_channel(live)
     simulator.inject_fault("externalcontact/mark_tag", errcode=84061, count=2)
     simulator.scan(state)
 

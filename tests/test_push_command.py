@@ -19,9 +19,9 @@ from bot.runtime import Runtime
 from bot.tags import push
 from tagbot.cli import main
 from tests.conftest import base_config
-from tests.test_channels import _toml
-from tests.test_scan_flow import wait_for
-from tests.test_tier_push import VALUE, _assign, _names, _runtime
+from tests.support.configs import toml_text as _toml
+from tests.support.tiers import VALUE, assign_tiers, relation_tag_names, tier_runtime
+from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
 N = 30
@@ -32,10 +32,10 @@ def queued(db_url: str, simulator: Simulator) -> list[str]:
     """N customers of alice with a 高价值 tier queued for the push, nothing sent yet."""
     simulator.add_staff("alice", "Alice")
     customers = [simulator.add_relation("alice", f"wm_push_{i:02d}") for i in range(N)]
-    rt = _runtime(db_url, simulator, VALUE)
+    rt = tier_runtime(db_url, simulator, VALUE)
     try:
         run_sync(db=rt.db, wecom=rt.wecom)
-        _assign(rt, {c: {"value": "高价值"} for c in customers})
+        assign_tiers(rt, {c: {"value": "高价值"} for c in customers})
         plan = push.enqueue_tier_push(rt)
         assert plan.diff.new_operations == N
     finally:
@@ -53,7 +53,7 @@ def _config(tmp_path: Path, db_url: str, simulator: Simulator, batch: int = 20) 
 
 
 def _counts(db_url: str, simulator: Simulator) -> dict[str, int]:
-    rt = _runtime(db_url, simulator)
+    rt = tier_runtime(db_url, simulator)
     try:
         with rt.db.read() as session:
             rows = session.execute(
@@ -91,7 +91,7 @@ def test_status_shows_progress_without_sending(
     assert f"done: {N} " in out
     assert "dead: 0" in out
     assert simulator.calls["externalcontact/mark_tag"] == N
-    assert all(_names(simulator, "alice", c) == {"价值分层/高价值"} for c in queued)
+    assert all(relation_tag_names(simulator, "alice", c) == {"价值分层/高价值"} for c in queued)
 
 
 def test_a_push_killed_midway_loses_nothing_and_resends_at_most_the_call_in_flight(
@@ -121,7 +121,7 @@ def test_a_push_killed_midway_loses_nothing_and_resends_at_most_the_call_in_flig
     # Sent but not yet recorded: at most the one call the kill interrupted.
     assert at_kill["done"] <= sent_before <= at_kill["done"] + 1
 
-    rt: Runtime = _runtime(db_url, simulator)
+    rt: Runtime = tier_runtime(db_url, simulator)
     try:
         # The dead process's claim runs out (after CLAIM_SECONDS) and is taken again.
         with rt.db.write() as session:
@@ -141,7 +141,7 @@ def test_a_push_killed_midway_loses_nothing_and_resends_at_most_the_call_in_flig
     assert done.returncode == 0, done.stderr
     assert f"done: {N} " in done.stdout
     assert _counts(db_url, simulator) == {"done": N}
-    assert all(_names(simulator, "alice", c) == {"价值分层/高价值"} for c in queued)
+    assert all(relation_tag_names(simulator, "alice", c) == {"价值分层/高价值"} for c in queued)
     # Every relation got its call; only the interrupted one can have been sent twice.
     total = simulator.calls["externalcontact/mark_tag"]
     assert N <= total <= N + (sent_before - at_kill["done"])

@@ -10,10 +10,12 @@ from typing import Any, TypeVar
 import pytest
 
 from bot.channels import live_codes
-from bot.config import Settings, settings_from_mapping
+from bot.config import settings_from_mapping
 from bot.db.models import Channel, FollowRelation, InboxEvent
 from bot.tags.catalogue import TagPath
 from tests.conftest import LiveServer, base_config
+from tests.support.configs import settings_for
+from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
 T = TypeVar("T")
@@ -48,16 +50,6 @@ def paced(n: int, rate: float, fn: Callable[[int], T]) -> list[T]:
         return list(pool.map(at_its_time, range(n)))
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    """Poll `check` until it holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def make_channel(
     server: LiveServer, name: str, staff: list[str], tags: list[str], **kw: Any
 ) -> str:
@@ -76,6 +68,7 @@ def make_channel(
     return ch.state
 
 
+@pytest.mark.slow
 def test_200_scans_across_3_channels_tag_and_welcome_exactly_once(
     live: LiveServer, simulator: Simulator
 ) -> None:
@@ -121,11 +114,13 @@ def test_200_scans_across_3_channels_tag_and_welcome_exactly_once(
 
     wait_for(all_done, what="every event done")
     welcomes = {w.welcome_code: w for w in simulator.welcomes}
-    took = sorted(
-        (welcomes[s.welcome_code or ""].sent_at or 99.0) - welcomes[s.welcome_code or ""].issued_at
-        for _, s in scans
-    )
-    assert took[-1] < 1.0, f"welcome p50 {took[100]:.3f}s, max {took[-1]:.3f}s {simulator.calls}"
+    # Every scan's welcome went out while its code was valid, after the code was issued.
+    # How fast is bench/callback_load.py's "scan → welcome" figure.
+    ours = [welcomes[s.welcome_code or ""] for _, s in scans]
+    unsent = [w.welcome_code for w in ours if w.sent_at is None]
+    assert unsent == [], simulator.calls
+    assert all((w.sent_at or 0.0) >= w.issued_at for w in ours)
+    assert simulator.calls.get(("externalcontact/send_welcome_msg", 41050), 0) == 0
     texts = {w.text for w in welcomes.values()}
     assert "欢迎光临" in texts
     assert any(t and t.startswith("你好 客户") and "我是" in t for t in texts)
@@ -169,13 +164,6 @@ def test_welcome_uses_attachments_and_absent_code_sends_nothing(
 
     wait_for(both_done, what="both events processed")
     assert simulator.calls.get("externalcontact/send_welcome_msg") == 1
-
-
-def settings_for(db_url: str, sim: Simulator, **extra: Any) -> Settings:
-    """Settings pointing at the simulator, with extra top-level sections."""
-    return settings_from_mapping(
-        {**base_config(db_url, api_base=sim.api_base), **extra}, environ={}
-    )
 
 
 def test_welcome_names_staff_by_their_display_name_else_their_userid(

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.conftest import ADMIN_TOKEN, AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
+from tests.support.processes import free_port
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+pytestmark = pytest.mark.slow  # real `tagbot serve` processes under gunicorn
 
 
 def _start_serve(tmp_path: Path, db_url: str, *args: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "config.toml"
     config.write_text(
         f'[wecom]\ncorp_id = "{CORP_ID}"\nsecret = "{SECRET}"\nagent_id = {AGENT_ID}\n'

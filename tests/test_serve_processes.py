@@ -7,29 +7,32 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
 from bot.callbacks import inbox
 from bot.db import Database
 from bot.db.models import InboxEvent
 from bot.wecom.events import parse_event
-from tests.test_crash_recovery import _serve, _statuses, _wait_healthy, served_config
-from tests.test_scan_flow import wait_for
+from tests.support.processes import inbox_statuses, serve, served_config, wait_healthy
+from tests.support.waiting import wait_for
 from wecom_sim import Simulator
+
+pytestmark = pytest.mark.slow  # real `tagbot serve` processes
 
 
 def test_two_processes_process_every_scan_once(
     tmp_path: Path, db_url: str, simulator: Simulator
 ) -> None:
     config, port, state = served_config(tmp_path, db_url, simulator)
-    proc = _serve(config, "--workers", "2")
+    proc = serve(config, "--workers", "2")
     try:
-        _wait_healthy(port)
+        wait_healthy(port)
         simulator.callback_url = f"http://127.0.0.1:{port}/wecom/callback"
         with ThreadPoolExecutor(8) as pool:
             scans = list(pool.map(lambda _: simulator.scan(state, duplicate=True), range(60)))
         assert all(s.callback_status == 200 for s in scans)
-        wait_for(lambda: _statuses(db_url) == ["done"] * 60, timeout=60, what="processing")
+        wait_for(lambda: inbox_statuses(db_url) == ["done"] * 60, timeout=60, what="processing")
         wait_for(lambda: all(simulator.relation_tags("alice", s.external_userid) for s in scans))
         calls = simulator.calls
         assert calls.get("externalcontact/send_welcome_msg") == 60

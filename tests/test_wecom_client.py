@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
-from typing import Any
+from datetime import datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
@@ -13,13 +12,14 @@ from prometheus_client import REGISTRY
 from bot import metrics
 from bot.config import settings_from_mapping
 from bot.db import Database
+from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.wecom import CallbackCrypto, WeComClient, parse_event
 from bot.wecom import metrics as wecom_metrics
 from tests.conftest import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN, base_config
+from tests.support.clock import PassingClock
+from tests.support.wecom_clients import FOLLOW, make_client
 from wecom_sim import Simulator
-
-FOLLOW = "externalcontact/get_follow_user_list"
 
 
 @pytest.fixture
@@ -32,27 +32,6 @@ def sim() -> Iterator[Simulator]:
     s.add_staff("u2", "李四")
     yield s
     s.stop()
-
-
-def make_client(
-    db: Database,
-    sim: Simulator,
-    *,
-    wecom: dict[str, Any] | None = None,
-    calls_per_minute: int = 10000,
-    interactive_reserve: float = 0.0,
-    **options: Any,
-) -> WeComClient:
-    """Build a client from a config the way the app does, aimed at the simulator."""
-    config = base_config(db.url, api_base=sim.api_base)
-    config["wecom"].update({"max_retries": 3, **(wecom or {})})
-    config["limits"] = {
-        "calls_per_minute": calls_per_minute,
-        "interactive_reserve": interactive_reserve,
-    }
-    settings = settings_from_mapping(config, environ={})
-    options.setdefault("backoff_base", 0.05)
-    return WeComClient(settings.wecom, settings.limits, db=db, **options)
 
 
 @pytest.fixture(autouse=True)
@@ -151,27 +130,38 @@ def test_invalid_token_twice_is_not_retried_again(db: Database, sim: Simulator) 
 
 def test_short_token_ttl_is_refreshed(db: Database, sim: Simulator) -> None:
     sim.token_ttl = 2
-    client = make_client(db, sim, refresh_margin=1)
+    passed = timedelta(0)
+
+    def wall_clock() -> datetime:
+        return utcnow() + passed
+
+    def pass_time(seconds: float) -> None:
+        nonlocal passed
+        passed += timedelta(seconds=seconds)
+        sim.advance_time(seconds)
+
+    client = make_client(db, sim, refresh_margin=1, wall_clock=wall_clock)
     client.get_follow_user_list()
-    time.sleep(1.2)  # under a second left: refreshed before use
+    pass_time(1.2)  # under a second left: refreshed before use
     client.get_follow_user_list()
-    time.sleep(1.0)
+    pass_time(1.0)
     client.get_follow_user_list()
     assert sim.calls.get((FOLLOW, 42001), 0) == 0
     assert sim.calls["gettoken"] >= 2
 
 
 def test_system_busy_is_retried_with_backoff(db: Database, sim: Simulator) -> None:
-    client = make_client(db, sim, backoff_base=0.1)
+    clock = PassingClock()
+    client = make_client(db, sim, backoff_base=0.1, clock=clock, sleep=clock.sleep)
     sim.inject_fault(FOLLOW, errcode=-1, count=2)
     before = counted(FOLLOW, -1)
-    started = time.monotonic()
     assert client.get_follow_user_list() == ["u1", "u2"]
-    elapsed = time.monotonic() - started
     assert sim.calls[(FOLLOW, -1)] == 2
     assert sim.calls[(FOLLOW, 0)] == 1
-    # equal jitter: waits of at least 0.05 then 0.1 seconds
-    assert elapsed >= 0.15
+    # equal jitter: waits of at least 0.05 then 0.1 seconds, one before each retry
+    assert len(clock.slept) == 2
+    assert 0.05 <= clock.slept[0] <= 0.1
+    assert 0.1 <= clock.slept[1] <= 0.2
     assert counted(FOLLOW, -1) == before + 2
 
 
@@ -197,31 +187,27 @@ def test_permanent_errors_are_not_retried(db: Database, sim: Simulator) -> None:
 
 
 def test_rate_limited_api_pauses_until_the_window_passes(db: Database, sim: Simulator) -> None:
-    client = make_client(db, sim, pause_seconds=0.6)
+    # The simulator's window is 60 s; lift the limit during the pause as its ending would.
+    clock = PassingClock(on_sleep=sim.reset_counters)
+    client = make_client(db, sim, pause_seconds=0.6, clock=clock, sleep=clock.sleep)
     sim.rate_limit_per_minute = 3
     for _ in range(3):
         client.get_follow_user_list()
-    # The simulator's window is 60 s; lift the limit mid-pause as the window ending would.
-    lift = threading.Timer(0.3, sim.reset_counters)
-    lift.start()
-    started = time.monotonic()
     assert client.get_follow_user_list() == ["u1", "u2"]
-    elapsed = time.monotonic() - started
-    lift.join()
-    assert elapsed >= 0.6
+    assert clock.slept == [pytest.approx(0.6)]  # the whole pause, once
     assert sim.calls[(FOLLOW, 0)] == 1  # counters were reset by the lift
 
 
 def test_rate_limit_pause_is_bounded(db: Database, sim: Simulator) -> None:
-    client = make_client(db, sim, pause_seconds=0.2, max_pauses=2)
+    clock = PassingClock()
+    client = make_client(db, sim, pause_seconds=0.2, max_pauses=2, clock=clock, sleep=clock.sleep)
     client.get_access_token()
     sim.rate_limit_per_minute = 1
     client.get_follow_user_list()
-    started = time.monotonic()
     with pytest.raises(WeComError) as err:
         client.get_follow_user_list()
     assert (err.value.errcode, err.value.retryable) == (45009, True)
-    assert time.monotonic() - started >= 0.4
+    assert clock.slept == [pytest.approx(0.2), pytest.approx(0.2)]
     assert sim.calls[(FOLLOW, 45009)] == 3  # first try plus one after each pause
 
 
@@ -232,10 +218,10 @@ def test_stall_longer_than_timeout_is_a_retryable_network_error(
     client.get_access_token()
     sim.inject_stall(FOLLOW, seconds=1.5)
     before = counted(FOLLOW, -2)
-    started = time.monotonic()
     with pytest.raises(WeComError) as err:
         client.get_follow_user_list()
-    assert time.monotonic() - started < 1.4
+    # The client gave up while the simulator was still stalling: no answer was sent yet.
+    assert sim.calls.get((FOLLOW, 0), 0) == 0
     assert (err.value.errcode, err.value.retryable) == (-2, True)
     assert counted(FOLLOW, -2) == before + 1
 
@@ -272,14 +258,16 @@ def test_unreachable_wecom_is_a_retryable_network_error(db: Database) -> None:
 
 def test_client_side_rate_limit_spreads_calls(db: Database, sim: Simulator) -> None:
     # 10 calls per (shortened) 1 s window; the simulator itself would allow far more.
-    client = make_client(db, sim, calls_per_minute=10, rate_window=1.0)
+    clock = PassingClock()
+    client = make_client(
+        db, sim, calls_per_minute=10, rate_window=1.0, clock=clock, sleep=clock.sleep
+    )
     client.get_access_token()
     stamps: list[float] = []
-    started = time.monotonic()
     for _ in range(25):
         client.get_follow_user_list()
-        stamps.append(time.monotonic() - started)
-    assert stamps[9] < 0.5  # a burst up to the limit is not delayed
+        stamps.append(clock())
+    assert stamps[9] == 0.0  # a burst up to the limit is not delayed
     assert stamps[-1] >= 2.0  # 25 calls need three windows
     assert all(stamps[i + 10] - stamps[i] >= 0.95 for i in range(15))
     assert sim.calls[FOLLOW] == 25

@@ -10,6 +10,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -18,6 +19,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from bot.config import LimitsSettings, WeComSettings
 from bot.db import Database
+from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.wecom import metrics
 from bot.wecom.budget import SharedBudget
@@ -97,6 +99,9 @@ class WeComClient:
         refresh_margin: float = 300.0,
         rate_window: float = 60.0,
         budget: SharedBudget | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = wecom
         self.agent_id = wecom.agent_id
@@ -107,7 +112,10 @@ class WeComClient:
         self._max_pauses = max_pauses
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
-        # Every process on `db` books its calls here; tests may pass one with its own clock.
+        # Injectable so tests pass time instead of waiting for it. The clock is wall time:
+        # every process on `db` books its calls in the same shared budget slots.
+        self._clock = clock
+        self._sleep = sleep
         self.budget = budget or SharedBudget(
             db,
             wecom.corp_id,
@@ -116,6 +124,8 @@ class WeComClient:
             interactive_reserve=limits.interactive_reserve,
             batch=limits.budget_batch,
             window=rate_window,
+            clock=clock,
+            sleep=sleep,
         )
         secret = wecom.secret.get_secret_value()
         self._wx = WeChatTransport(
@@ -132,6 +142,7 @@ class WeComClient:
             self._fetch_token,
             refresh_margin=refresh_margin,
             lease_seconds=max(30.0, 2 * wecom.timeout_seconds + 5),
+            now=wall_clock,
         )
 
     # --- machinery ------------------------------------------------------------------
@@ -227,7 +238,7 @@ class WeComClient:
                     delay = self._backoff(attempt)
                     attempt += 1
                     log.info("%s: %s; retry %d in %.2fs", api, err, attempt, delay)
-                    time.sleep(delay)
+                    self._sleep(delay)
                     continue
                 raise
 

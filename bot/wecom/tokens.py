@@ -52,6 +52,7 @@ class TokenStore:
         min_refetch_interval: float = 60.0,
         lease_seconds: float = 30.0,
         poll_seconds: float = 0.05,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
         self._key = key
@@ -61,6 +62,7 @@ class TokenStore:
         self._lease_name = f"wecom_token:{hashlib.sha256(key.encode()).hexdigest()[:40]}"
         self._lease_seconds = lease_seconds
         self._poll = poll_seconds
+        self._now = now  # injectable so tests pass time instead of waiting for it
         self._owner = f"{uuid.uuid4().hex}"
         self._cached: _Cached | None = None
         self._lock = threading.Lock()  # one refresher per process; others wait on it
@@ -84,7 +86,7 @@ class TokenStore:
             deadline = time.monotonic() + self._lease_seconds + 5
             while True:
                 row = self._read()
-                now = utcnow()
+                now = self._now()
                 if row and self._fresh(row, bad):
                     self._cached = row
                     return row.token
@@ -112,7 +114,7 @@ class TokenStore:
             self._cached = row
             return row.token
         token, expires_in = self._fetch()
-        now = utcnow()
+        now = self._now()
         fresh = _Cached(token, now + timedelta(seconds=expires_in), now)
         with self._db.write() as session:
             values = {"access_token": token, "expires_at": fresh.expires_at, "updated_at": now}
@@ -142,7 +144,7 @@ class TokenStore:
         """Tell whether a token may be used without asking WeCom for a new one."""
         if cached.token == bad:
             return False
-        now = utcnow()
+        now = self._now()
         left = cached.expires_at - now
         if left > self._margin:
             return True

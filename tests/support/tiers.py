@@ -1,0 +1,62 @@
+"""Tier dimensions, assignments and tag names for the tier push tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from bot.db.models import Customer, TierAssignment
+from bot.runtime import Runtime
+from tests.support.configs import settings_for
+from wecom_sim import Simulator
+
+VALUE = {
+    "name": "value",
+    "tag_group": "价值分层",
+    "tiers": [
+        {"tag": "高价值", "when": "spend_365d >= 5000"},
+        {"tag": "中价值", "when": "spend_365d >= 1000"},
+        {"tag": "低价值", "when": "orders_total >= 1"},
+    ],
+}
+ACTIVITY = {
+    "name": "activity",
+    "tag_group": "活跃度",
+    "tiers": [
+        {"tag": "活跃", "when": "interactions_30d >= 3"},
+        {"tag": "沉睡", "when": "days_since_last_interaction > 90"},
+    ],
+}
+
+
+def tier_runtime(db_url: str, sim: Simulator, *dims: dict[str, Any]) -> Runtime:
+    """A Runtime on the simulator with these tier dimensions."""
+    return Runtime(settings_for(db_url, sim, tiering={"dimensions": list(dims)}))
+
+
+def assign_tiers(rt: Runtime, tiers: dict[str, dict[str, str | None]]) -> None:
+    """Set tier_assignments: external_userid -> {dimension: tier or None}."""
+    with rt.db.write() as session:
+        ids: dict[str, int] = dict(
+            session.execute(select(Customer.external_userid, Customer.id)).all()
+        )
+        for ext, by_dim in tiers.items():
+            for dim, tier in by_dim.items():
+                session.execute(
+                    delete(TierAssignment).where(
+                        TierAssignment.customer_id == ids[ext], TierAssignment.dimension == dim
+                    )
+                )
+                if tier is not None:
+                    session.add(TierAssignment(customer_id=ids[ext], dimension=dim, tier=tier))
+
+
+def relation_tag_names(sim: Simulator, userid: str, ext: str) -> set[str]:
+    """The simulator's tags on one relation, as 组名/标签名."""
+    by_id = {
+        tag_id: f"{group}/{name}"
+        for group, tags in sim.tag_catalogue().items()
+        for name, tag_id in tags.items()
+    }
+    return {by_id[t] for t in sim.relation_tags(userid, ext)}
