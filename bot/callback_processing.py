@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 EXTERNAL_CONTACT = "change_external_contact"
 EXTERNAL_TAG = "change_external_tag"
 
+NO_RELATION = 84061  # WeCom: the customer is no longer anyone's friend here
 LANE_WAIT = 5.0  # longest wait for the fast lane's welcome attempt for the same code
 
 Handler = Callable[[Runtime, CallbackEvent, inbox.Claimed], None]
@@ -228,6 +229,17 @@ def _mark_directly(
     return [our for our, _ in todo]
 
 
+def _fetch_contact(rt: Runtime, ev: CallbackEvent) -> ExternalContact | None:
+    """Return the customer, or None when they deleted every member before we asked."""
+    try:
+        return rt.wecom.get_external_contact(ev.external_userid)
+    except WeComError as exc:
+        if exc.errcode != NO_RELATION:
+            raise
+        log.info("%s %s: customer already gone (%s)", ev.change_type, ev.external_userid, exc)
+        return None
+
+
 def send_welcome(rt: Runtime, ev: CallbackEvent, received_at: datetime) -> ExternalContact | None:
     """Send the channel's welcome for an add event; return the customer if it was fetched."""
     ctx = channel_context(rt, ev.state)
@@ -236,7 +248,9 @@ def send_welcome(rt: Runtime, ev: CallbackEvent, received_at: datetime) -> Exter
     contact: ExternalContact | None = None
     member = staff_name(rt, ev.userid) if "{staff}" in ctx.welcome_text else ev.userid
     if welcome.needs_customer(ctx.welcome_text):
-        contact = rt.wecom.get_external_contact(ev.external_userid)
+        contact = _fetch_contact(rt, ev)
+        if contact is None:
+            return None  # nobody to welcome
     text = welcome.render(
         ctx.welcome_text,
         customer_name=contact.name if contact is not None else "",
@@ -268,7 +282,11 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
         else:  # the fast lane has it; reuse the customer it fetched rather than fetch twice
             contact = lane.contact_for(ev.welcome_code, wait=LANE_WAIT)
     if contact is None:
-        contact = rt.wecom.get_external_contact(ev.external_userid)
+        contact = _fetch_contact(rt, ev)
+    if contact is None:  # the customer left before we got here: the deletion event tells it
+        with writelock.begin(rt.db) as session:
+            inbox.finish(session, item)
+        return
     marked = _mark_directly(rt, ev, ctx, contact)
     queued = False
     with channels.begin_with_wecom(rt.db, rt.wecom) as session:
@@ -304,9 +322,10 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
 
 def on_edit(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
     """A member edited the customer's remark or tags by hand: re-read that relation."""
-    contact = rt.wecom.get_external_contact(ev.external_userid)
+    contact = _fetch_contact(rt, ev)
     with writelock.begin(rt.db) as session:
-        _store_contact(session, contact, ev, None)
+        if contact is not None:
+            _store_contact(session, contact, ev, None)
         inbox.finish(session, item)
 
 

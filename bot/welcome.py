@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 ALREADY_SENT = 41051  # the customer already got a welcome or a chat started: done
 OTHER_APP_SENDING = 41096  # another app holds the code for now; may retry within 20 s
+NO_RELATION = 84061  # the customer deleted the member before the welcome went out
 CODE_LIFETIME = 20.0
 TEXT_MAX_BYTES = 4000
 ATTACHMENTS_MAX = 9
@@ -127,6 +128,10 @@ def send(
                 time.sleep(delay)  # a worker thread, never a request
                 delay = min(delay * 2, 2.0)
                 continue
+            if exc.errcode == NO_RELATION:  # not a fault of ours: nobody left to welcome
+                OUTCOMES.labels("customer_gone").inc()
+                log.info("welcome not sent (customer_gone): %s", exc)
+                return "customer_gone"
             outcome = "expired" if exc.errcode == 41050 else "failed"
             OUTCOMES.labels(outcome).inc()
             log.warning("welcome not sent (%s): %s", outcome, exc)
