@@ -10,11 +10,13 @@ from sqlalchemy import select
 
 from bot.channels import live_codes, lookup
 from bot.config import settings_from_mapping
+from bot.customers.sync import run_sync
 from bot.db.models import (
     Customer,
     FollowRelation,
     InboxEvent,
     RelationTag,
+    Staff,
     Tag,
     TagGroup,
     TierAssignment,
@@ -147,6 +149,70 @@ def test_hand_edited_tags_are_read_back(live: LiveServer, simulator: Simulator) 
     wait_for(lambda: tag_names() == {"门店", "爱砍价"}, what="relation tags read back")
     # The hand-added tag is theirs: we never remove it.
     assert theirs in simulator.relation_tags("alice", scan.external_userid)
+
+
+def _our_tags(server: LiveServer, userid: str, ext: str) -> dict[str, set[str]]:
+    """Return the WeCom ids and names of the tags we record on one relation."""
+    with server.runtime.db.read() as session:
+        rows = session.execute(
+            select(Tag.wecom_tag_id, Tag.name)
+            .join(RelationTag, RelationTag.tag_id == Tag.id)
+            .join(FollowRelation, FollowRelation.id == RelationTag.relation_id)
+            .join(Customer, Customer.id == FollowRelation.customer_id)
+            .join(Staff, Staff.id == FollowRelation.staff_id)
+            .where(Customer.external_userid == ext, Staff.userid == userid)
+        ).all()
+    return {"ids": {i for i, _ in rows}, "names": {n for _, n in rows}}
+
+
+def test_personal_and_rule_group_tags_are_read_and_never_touched(
+    live: LiveServer, simulator: Simulator
+) -> None:
+    simulator.add_staff("bob", "Bob")
+    vip = simulator.admin_create_tag("价值", "VIP")
+    rule = simulator.add_rule_tag("规则组", "高频")
+    personal = [("", "爱喝茶"), ("", "VIP")]  # a personal tag may share a corp tag's name
+    ext = simulator.add_relation("bob", tag_ids=[vip, rule], personal_tags=personal)
+    wait_for(
+        lambda: _all_done(live)
+    )  # the tag-create event first: its catalogue write races channels.create
+    state = _channel(live)
+    simulator.scan(state, external_userid=ext)  # a friend of bob's adds alice
+    store = simulator.tag_catalogue()["来源"]["门店"]
+    wait_for(lambda: simulator.relation_tags("alice", ext) == {store}, what="channel tag")
+    wait_for(lambda: _all_done(live))
+    # alice gets personal and rule-group tags on the customer too, by hand
+    simulator.add_relation("alice", ext, tag_ids=[rule], personal_tags=[("", "老乡")])
+    simulator.post_callback(
+        simulator.event_xml(
+            "change_external_contact",
+            "edit_external_contact",
+            {"UserID": "alice", "ExternalUserID": ext},
+        )
+    )
+    wait_for(lambda: _all_done(live))
+    rt = live.runtime
+    report = run_sync(db=rt.db, wecom=rt.wecom)
+    assert report.unknown_tag_ids >= 1  # the rule-group tag is not in the corp library
+    wait_for(lambda: _all_done(live))
+    assert simulator.relation_tag_kinds("bob", ext) == {
+        "corp": [vip],
+        "personal": [list(p) for p in personal],
+        "rule": [rule],
+    }
+    assert simulator.relation_tag_kinds("alice", ext) == {
+        "corp": [store],
+        "personal": [["", "老乡"]],
+        "rule": [rule],
+    }
+    assert _our_tags(live, "bob", ext) == {"ids": {vip}, "names": {"VIP"}}
+    assert _our_tags(live, "alice", ext) == {"ids": {store}, "names": {"门店"}}
+    mark_calls = {k: v for k, v in simulator.calls.items() if k == "externalcontact/mark_tag"}
+    assert mark_calls == {"externalcontact/mark_tag": 1}  # the channel tag, nothing else
+    with rt.db.read() as session:
+        names = {(g, t) for g, t in session.execute(select(TagGroup.name, Tag.name).join(Tag))}
+    assert ("规则组", "高频") not in names
+    assert ("", "爱喝茶") not in names
 
 
 def test_tag_library_changes_refresh_the_catalogue(live: LiveServer, simulator: Simulator) -> None:

@@ -159,17 +159,51 @@ def test_welcome_uses_attachments_and_absent_code_sends_nothing(
     )
     sent = next(w for w in simulator.welcomes if w.welcome_code == first.welcome_code)
     assert sent.attachments == [link]
-    # The same customer scanning again has no welcome code: nothing to send.
+    # The same customer scanning again while a friend: WeCom posts nothing at all.
     again = simulator.scan(state, external_userid="wmREPEAT000000000000000000001")
-    assert again.welcome_code is None
+    assert (again.welcome_code, again.callback_status) == (None, None)
+    # Deleting the member and adding again: an add event, but no welcome code to use.
+    simulator.customer_deletes_staff(first.external_userid, "alice")
+    readd = simulator.scan(state, external_userid="wmREPEAT000000000000000000001")
+    assert readd.welcome_code is None
+    assert readd.callback_status == 200
     rt = live.runtime
 
-    def both_done() -> bool:
+    def all_done() -> bool:
         with rt.db.read() as session:
-            return session.query(InboxEvent).filter_by(status="done").count() == 2
+            return session.query(InboxEvent).filter_by(status="done").count() == 3
 
-    wait_for(both_done, what="both events processed")
+    wait_for(all_done, what="add, delete and re-add processed")
     assert simulator.calls.get("externalcontact/send_welcome_msg") == 1
+
+
+def test_a_readd_without_welcome_code_gets_its_tags_and_no_welcome(
+    live: LiveServer, simulator: Simulator
+) -> None:
+    simulator.add_staff("alice", "Alice")
+    state = make_channel(live, "复购", ["alice"], ["来源/复购"], welcome="欢迎回来")
+    first = simulator.scan(state)
+    tag_id = simulator.tag_catalogue()["来源"]["复购"]
+    wait_for(lambda: simulator.relation_tags("alice", first.external_userid) == {tag_id})
+    simulator.customer_deletes_staff(first.external_userid, "alice")
+    readd = simulator.scan(state, external_userid=first.external_userid)
+    assert readd.welcome_code is None  # the pair chatted before
+    wait_for(
+        lambda: simulator.relation_tags("alice", first.external_userid) == {tag_id},
+        what="channel tag on the re-added relation",
+    )
+    rt = live.runtime
+
+    def done() -> bool:
+        with rt.db.read() as session:
+            statuses = [e.status for e in session.query(InboxEvent)]
+        return len(statuses) == 3 and set(statuses) == {"done"}
+
+    wait_for(done, what="events processed")
+    assert simulator.calls.get("externalcontact/send_welcome_msg") == 1  # the first add only
+    with rt.db.read() as session:
+        relation = session.query(FollowRelation).one()
+        assert relation.status == "active"
 
 
 def settings_for(db_url: str, sim: Simulator, **extra: Any) -> Settings:
@@ -177,3 +211,38 @@ def settings_for(db_url: str, sim: Simulator, **extra: Any) -> Settings:
     return settings_from_mapping(
         {**base_config(db_url, api_base=sim.api_base), **extra}, environ={}
     )
+
+
+def test_an_add_whose_customer_already_left_sends_no_welcome_and_ends_lost(
+    live: LiveServer, simulator: Simulator
+) -> None:
+    simulator.add_staff("alice", "Alice")
+    state = make_channel(live, "快闪", ["alice"], ["来源/快闪"], welcome="欢迎")
+    scan = simulator.scan(state, deliver=False)
+    assert scan.welcome_code
+    xml = simulator.event_xml(
+        "change_external_contact",
+        "add_external_contact",
+        {
+            "UserID": "alice",
+            "ExternalUserID": scan.external_userid,
+            "State": state,
+            "WelcomeCode": scan.welcome_code,
+        },
+    )
+    # the customer deletes alice before the add event reaches us
+    simulator.customer_deletes_staff(scan.external_userid, "alice")
+    assert simulator.post_callback(xml)[0].status == 200
+    rt = live.runtime
+
+    def settled() -> bool:
+        with rt.db.read() as session:
+            statuses = [e.status for e in session.query(InboxEvent)]
+        return len(statuses) == 2 and set(statuses) <= {"done", "ignored"}
+
+    wait_for(settled, what="both events settled")
+    assert all(w.sent_at is None for w in simulator.welcomes)
+    assert simulator.relation_tags("alice", scan.external_userid) == set()
+    with rt.db.read() as session:
+        relations = session.query(FollowRelation).all()
+        assert [r.status for r in relations] in ([], ["lost"])

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from bot import writelock
 from bot.callbacks import inbox, welcome, welcome_lane
+from bot.callbacks.customer_fetch import fetch_contact
 from bot.channels import live_codes, rotation
 from bot.customers import contacts
 from bot.db.models import Customer, FollowRelation
@@ -124,7 +125,11 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
         else:  # the fast lane has it; reuse the customer it fetched rather than fetch twice
             contact = lane.contact_for(ev.welcome_code, wait=LANE_WAIT)
     if contact is None:
-        contact = rt.wecom.get_external_contact(ev.external_userid)
+        contact = fetch_contact(rt, ev)
+    if contact is None:  # the customer left before we got here: the deletion event tells it
+        with writelock.begin(rt.db) as session:
+            inbox.finish(session, item)
+        return
     marked = _mark_directly(rt, ev, ctx, contact)
     queued = False
     with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
@@ -160,9 +165,10 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
 
 def on_edit(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
     """A member edited the customer's remark or tags by hand: re-read that relation."""
-    contact = rt.wecom.get_external_contact(ev.external_userid)
+    contact = fetch_contact(rt, ev)
     with writelock.begin(rt.db) as session:
-        _store_contact(session, contact, ev, None)
+        if contact is not None:
+            _store_contact(session, contact, ev, None)
         inbox.finish(session, item)
 
 

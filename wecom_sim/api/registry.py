@@ -19,6 +19,7 @@ TOKEN_EXPIRED = 42001
 RATE_LIMITED = 45009
 UNKNOWN_API = 48001  # API功能未授权: the closest WeCom answer to a path it doesn't serve
 RATE_WINDOW = 60.0
+HOUR_WINDOW = 3600.0
 
 
 @dataclass(frozen=True)
@@ -82,14 +83,24 @@ def _check_token(state: SimState, token: str) -> None:
         raise ApiError(TOKEN_EXPIRED, "access_token expired")
 
 
-def _check_rate(state: SimState, path: str) -> None:
-    now = state.now()  # the simulated clock, so advance_time() can end a window
-    window = state.windows.get(path)
-    if window is None or now - window.started >= RATE_WINDOW:
-        window = state.windows[path] = RateWindow(now)
+def _count_in(windows: dict[str, RateWindow], path: str, now: float, span: float) -> int:
+    window = windows.get(path)
+    if window is None or now - window.started >= span:
+        window = windows[path] = RateWindow(now)
     window.count += 1
-    if window.count > state.rate_limit_per_minute:
+    return window.count
+
+
+def _check_rate(state: SimState, path: str) -> None:
+    """Refuse a call over the per-API limits, per minute and per hour (doc 90312)."""
+    now = state.now()  # the simulated clock, so advance_time() can end a window
+    per_minute, per_hour = state.path_limits.get(path, (None, None))
+    minute = _count_in(state.windows, path, now, RATE_WINDOW)
+    hour = _count_in(state.hour_windows, path, now, HOUR_WINDOW)
+    if minute > (per_minute if per_minute is not None else state.rate_limit_per_minute):
         raise ApiError(RATE_LIMITED, "api freq out of limit")
+    if hour > (per_hour if per_hour is not None else state.rate_limit_per_hour):
+        raise ApiError(RATE_LIMITED, "api freq out of limit: hourly")
 
 
 def _decode_body(method: str, body: bytes) -> dict[str, Any]:
@@ -129,7 +140,7 @@ def dispatch(
             if target.needs_token:
                 _check_token(state, query.get("access_token", ""))
             _check_rate(state, path)
-            call = Call(query=query, body=_decode_body(method, body))
+            call = Call(query=query, body=_decode_body(method, body), method=method)
             answer = {"errcode": 0, "errmsg": "ok", **target.handler(state, call)}
         except ApiError as exc:
             answer = {"errcode": exc.errcode, "errmsg": exc.errmsg}
