@@ -8,6 +8,7 @@ missing module fails at start-up.
 from __future__ import annotations
 
 from jobs.channels import CHANNEL_UPKEEP
+from jobs.heartbeat import HEARTBEAT
 from jobs.inbox import INBOX_WORKER
 from jobs.inbox_listener import INBOX_LISTENER
 from jobs.outbox import OUTBOX_WORKER
@@ -16,6 +17,7 @@ from jobs.sync import SYNC_JOB
 from jobs.welcome import WELCOME_LANE
 
 WORKERS: tuple[WorkerSpec, ...] = (
+    HEARTBEAT,  # first: the workers record this process as owner of what they take
     INBOX_WORKER,
     OUTBOX_WORKER,
     CHANNEL_UPKEEP,
