@@ -15,6 +15,7 @@ from bot.db.models import Channel, FollowRelation, InboxEvent
 from bot.tags.catalogue import TagPath
 from tests.conftest import LiveServer, base_config
 from wecom_sim import Simulator
+from wecom_sim.callbacks import Delivery
 
 T = TypeVar("T")
 
@@ -246,3 +247,66 @@ def test_an_add_whose_customer_already_left_sends_no_welcome_and_ends_lost(
     with rt.db.read() as session:
         relations = session.query(FollowRelation).all()
         assert [r.status for r in relations] in ([], ["lost"])
+
+
+def _add_xml(simulator: Simulator, state: str) -> tuple[str, str]:
+    """Scan without delivering; return the customer and the add event WeCom would post."""
+    scan = simulator.scan(state, deliver=False)
+    xml = simulator.event_xml(
+        "change_external_contact",
+        "add_external_contact",
+        {
+            "UserID": "alice",
+            "ExternalUserID": scan.external_userid,
+            "State": state,
+            "WelcomeCode": scan.welcome_code or "",
+        },
+    )
+    return scan.external_userid, xml
+
+
+def _in_parallel(simulator: Simulator, url: str, xml: str, n: int) -> list[Delivery]:
+    """POST the identical callback `n` times at once, as WeCom's retries can arrive."""
+    params, body = simulator.sender.build(xml)
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(lambda _: simulator.sender.post(url, params, body, xml), range(n)))
+
+
+def test_five_parallel_redeliveries_are_processed_ahead_of_a_later_event(
+    db_url: str, simulator: Simulator
+) -> None:
+    # One inbox worker: it processes in hand-off order, so a stalled event shows as one
+    # still pending when the event sent after it is done.
+    cfg = base_config(db_url, api_base=simulator.api_base)
+    cfg["jobs"] = {"inbox_workers": 1}
+    server = LiveServer(settings_from_mapping(cfg, environ={}), jobs=True).start()
+    simulator.callback_url = url = server.url + "/wecom/callback"
+    try:
+        simulator.add_staff("alice", "Alice")
+        state = make_channel(server, "并发", ["alice"], ["来源/并发"], welcome="欢迎")
+        tag_id = simulator.tag_catalogue()["来源"]["并发"]
+        rt = server.runtime
+        for trial in range(10):
+            customer, xml = _add_xml(simulator, state)
+            assert [d.status for d in _in_parallel(simulator, url, xml, 5)] == [200] * 5
+            later, later_xml = _add_xml(simulator, state)
+            assert simulator.post_callback(later_xml)[0].status == 200
+
+            def later_done(key: str = later) -> bool:
+                with rt.db.read() as session:
+                    return (
+                        session.query(InboxEvent)
+                        .filter(InboxEvent.payload.contains(key), InboxEvent.status == "done")
+                        .count()
+                        == 1
+                    )
+
+            wait_for(later_done, what=f"trial {trial}: the later event processed")
+            with rt.db.read() as session:
+                events = session.query(InboxEvent).filter(InboxEvent.payload.contains(customer))
+                assert [(e.status, e.duplicates) for e in events] == [("done", 4)], trial
+            assert simulator.relation_tags("alice", customer) == {tag_id}, trial
+        assert simulator.calls.get("externalcontact/send_welcome_msg") == 20
+        assert simulator.calls.get(("externalcontact/send_welcome_msg", 41051), 0) == 0
+    finally:
+        server.stop()
