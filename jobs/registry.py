@@ -13,6 +13,7 @@ from jobs.inbox import INBOX_WORKER
 from jobs.inbox_listener import INBOX_LISTENER
 from jobs.outbox import OUTBOX_WORKER
 from jobs.specs import ScheduledSpec, WorkerSpec
+from jobs.staff_alerts import STAFF_ALERTS
 from jobs.sync import SYNC_JOB
 from jobs.welcome import WELCOME_LANE
 
@@ -23,6 +24,7 @@ WORKERS: tuple[WorkerSpec, ...] = (
     CHANNEL_UPKEEP,
     WELCOME_LANE,
     INBOX_LISTENER,
+    STAFF_ALERTS,
 )
 SCHEDULED: tuple[ScheduledSpec, ...] = (SYNC_JOB,)
 

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import select
 
+from bot import staff_alerts
 from bot.channels import live_codes, lookup
 from bot.config import settings_from_mapping
 from bot.customers.sync import run_sync
@@ -97,6 +99,48 @@ def test_customer_deleting_staff_marks_lost_and_alerts_in_chinese(
             lookup.get("门店", session=session), session=session, tz=live.runtime.settings.tz
         )
     assert (view.adds, view.lost) == (1, 1)
+
+
+def test_twenty_customers_leaving_one_member_are_merged_and_none_dropped(
+    live: LiveServer, simulator: Simulator
+) -> None:
+    state = _channel(live)
+    names = [f"客户{i:02d}" for i in range(20)]
+    scans = [simulator.scan(state, name=name) for name in names]
+    wait_for(lambda: _all_done(live))
+    for scan in scans:  # all within a few seconds: past WeCom's 30 a minute one by one?
+        simulator.customer_deletes_staff(scan.external_userid, "alice")
+
+    def told() -> str:
+        return "\n".join(m["text"]["content"] for m in simulator.app_messages)
+
+    wait_for(lambda: all(name in told() for name in names), timeout=30, what="all 20 names")
+    messages = simulator.app_messages
+    assert all(m["touser"] == "alice" for m in messages)
+    assert 1 <= len(messages) <= 3  # merged: one message per member per window
+    assert any("位客户已将你删除：" in m["text"]["content"] for m in messages)
+    control = requests.get(simulator.url + "/control/app_messages", timeout=5).json()
+    assert control["dropped"] == {}
+    assert staff_alerts.ALERTS.labels("merged")._value.get() >= 20 - len(messages)
+    with live.runtime.db.read() as session:
+        assert staff_alerts.counts(session)["sent"] == 20
+
+
+def test_a_merged_alert_lists_names_politely_within_the_message_limit() -> None:
+    one = staff_alerts.compose(staff_alerts.CUSTOMER_LOST, ["张三"], ["客户 张三 已将你删除"])
+    assert one == "客户 张三 已将你删除"  # alone: the full alert
+    two = staff_alerts.compose(staff_alerts.CUSTOMER_LOST, ["张三", "李四"], ["a", "b"])
+    assert two == "2 位客户已将你删除：张三、李四"
+    many = [f"很长的客户昵称{i:03d}" * 3 for i in range(50)]
+    text = staff_alerts.compose(staff_alerts.CUSTOMER_LOST, many, ["x"] * 50)
+    assert text.startswith("50 位客户已将你删除：")
+    assert text.endswith("…等 50 位")
+    assert text.count("、") == staff_alerts.MAX_NAMES - 1
+    assert len(text.encode()) <= staff_alerts.TEXT_MAX_BYTES
+    huge = ["名" * 300] * 5
+    text = staff_alerts.compose(staff_alerts.CUSTOMER_LOST, huge, ["x"] * 5)
+    assert len(text.encode()) <= staff_alerts.TEXT_MAX_BYTES
+    assert text.endswith("…等 5 位")
 
 
 def test_staff_deleting_customer_and_transfer_fail(live: LiveServer, simulator: Simulator) -> None:

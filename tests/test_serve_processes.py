@@ -111,7 +111,7 @@ def test_a_redelivery_of_a_dead_process_event_takes_it_over_and_wakes_it(
                 inbox.store(session, parse_event(_xml(simulator, 4)), "y", owner="beat:new") is None
             )
         with writelock.begin(db) as session:
-            rows = {i: o for i, o in session.execute(select(InboxEvent.id, InboxEvent.owner))}
+            rows = dict(session.execute(select(InboxEvent.id, InboxEvent.owner)))
             assert rows == {first: "beat:new", live: "beat:live"}
             assert [c.id for c in inbox.claim(session, owner="beat:new", ids=[first])] == [first]
         with writelock.begin(db) as session:

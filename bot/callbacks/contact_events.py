@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import writelock
+from bot import staff_alerts, writelock
 from bot.callbacks import inbox, welcome, welcome_lane
 from bot.callbacks.customer_fetch import fetch_contact
 from bot.channels import live_codes, rotation
@@ -173,7 +174,7 @@ def on_edit(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
 
 
 def on_customer_deleted_staff(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
-    """The customer deleted the member (流失): mark lost, count it, tell the member."""
+    """The customer deleted the member (流失): mark lost, count it, queue the member's alert."""
     with writelock.begin(rt.db) as session:
         relation = contacts.mark_relation_lost(
             session=session,
@@ -189,11 +190,20 @@ def on_customer_deleted_staff(rt: Runtime, ev: CallbackEvent, item: inbox.Claime
             at=_event_time(ev),
             tz=rt.settings.tz,
         )
-    # Sent before the event is marked done: a crash in between repeats the alert
-    # rather than losing it.
-    rt.wecom.send_app_message([ev.userid], text=notice)
-    with writelock.begin(rt.db) as session:
+        name = session.scalars(
+            select(Customer.name).where(Customer.external_userid == ev.external_userid)
+        ).first()
+        # Queued with the event's end: many deletions in a minute become one message,
+        # under the limit past which WeCom drops app messages without a word.
+        staff_alerts.enqueue(
+            session,
+            userid=ev.userid,
+            kind=staff_alerts.CUSTOMER_LOST,
+            subject=name or ev.external_userid,
+            text=notice,
+        )
         inbox.finish(session, item)
+    rt.wakeups.alerts.set()
 
 
 def on_staff_deleted_customer(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:

@@ -468,7 +468,10 @@ class StaffAlert(Base):
     """An app message for one member, queued so a burst is merged under WeCom's send limit."""
 
     __tablename__ = "staff_alerts"
-    __table_args__ = (Index("ix_staff_alerts_userid_status", "userid", "status"),)
+    __table_args__ = (
+        Index("ix_staff_alerts_status_next", "status", "next_attempt_at"),
+        Index("ix_staff_alerts_userid_sent", "userid", "sent_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     userid: Mapped[str] = mapped_column(String(64))
@@ -476,5 +479,10 @@ class StaffAlert(Base):
     subject: Mapped[str] = mapped_column(String(255))  # whom it is about: a customer's name
     text: Mapped[str] = mapped_column(Text)  # the full alert when it goes out alone
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent
+    # pending | sending | sent | dead
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

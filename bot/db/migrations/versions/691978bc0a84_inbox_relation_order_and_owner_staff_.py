@@ -1,8 +1,8 @@
 """inbox relation order and owner, staff alerts
 
-Revision ID: afb6598a05e8
+Revision ID: 691978bc0a84
 Revises: fa82c264aa63
-Create Date: 2026-12-01 13:52:04.320548
+Create Date: 2026-12-01 14:02:04.626640
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 import bot.db.types
 
 
-revision = 'afb6598a05e8'
+revision = '691978bc0a84'
 down_revision = 'fa82c264aa63'
 branch_labels = None
 depends_on = None
@@ -29,11 +29,16 @@ def upgrade() -> None:
     sa.Column('text', sa.Text(), nullable=False),
     sa.Column('created_at', bot.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', bot.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('locked_until', bot.db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('sent_at', bot.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_staff_alerts'))
     )
     with op.batch_alter_table('staff_alerts', schema=None) as batch_op:
-        batch_op.create_index('ix_staff_alerts_userid_status', ['userid', 'status'], unique=False)
+        batch_op.create_index('ix_staff_alerts_status_next', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_staff_alerts_userid_sent', ['userid', 'sent_at'], unique=False)
 
     with op.batch_alter_table('inbox_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('relation_key', sa.String(length=255), nullable=True))
@@ -51,7 +56,8 @@ def downgrade() -> None:
         batch_op.drop_column('relation_key')
 
     with op.batch_alter_table('staff_alerts', schema=None) as batch_op:
-        batch_op.drop_index('ix_staff_alerts_userid_status')
+        batch_op.drop_index('ix_staff_alerts_userid_sent')
+        batch_op.drop_index('ix_staff_alerts_status_next')
 
     op.drop_table('staff_alerts')
     # ### end Alembic commands ###
