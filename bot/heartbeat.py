@@ -3,14 +3,21 @@
 Inbox events record the heartbeat id of the process that acknowledged or claimed them
 (`owner`). While that row is fresh the events stay with their owner; once it is older
 than STALE_SECONDS (a kill -9, a lost host) any process takes them over at once.
+
+On one host no one needs to wait that long: the id names the host and the process, and
+each beat drops the rows of processes on this host that no longer exist, so a process
+restarted after a kill -9 takes over its predecessor's events with its first beat.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, delete, exists, select
+from sqlalchemy.orm import Session
 
 from bot import leases, writelock
 from bot.db.models import Lease
@@ -29,8 +36,38 @@ class Heartbeat:
     """This process's identity and whether its heartbeat is running."""
 
     def __init__(self) -> None:
-        self.id = f"{PREFIX}{uuid.uuid4().hex[:20]}"
+        self.host = f"{PREFIX}{socket.gethostname()[:30]}:"
+        self.pid = os.getpid()
+        self.id = f"{self.host}{self.pid}:{uuid.uuid4().hex[:12]}"
         self.beats = 0
+
+
+def _exists(pid: int) -> bool:
+    """Return whether a process with this id runs here (a zombie does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc: trust kill()
+
+
+def _dead_here(session: Session, hb: Heartbeat) -> list[str]:
+    """Return the heartbeat rows of processes on this host that are gone."""
+    names = session.scalars(
+        select(Lease.name).where(Lease.name.startswith(hb.host), Lease.name != hb.id)
+    )
+    dead = []
+    for name in names:
+        pid = name[len(hb.host) :].split(":", 1)[0]
+        if pid.isdigit() and int(pid) != hb.pid and not _exists(int(pid)):
+            dead.append(name)
+    return dead
 
 
 def heartbeat_for(rt: Runtime) -> Heartbeat:
@@ -43,6 +80,13 @@ def beat(rt: Runtime) -> None:
     hb = heartbeat_for(rt)
     with writelock.begin(rt.db) as session:
         leases.try_acquire(session, hb.id, hb.id, STALE_SECONDS)
+        dead = _dead_here(session, hb)
+        if dead:
+            session.execute(
+                delete(Lease)
+                .where(Lease.name.in_(dead))
+                .execution_options(synchronize_session=False)
+            )
         if hb.beats % _SWEEP_EVERY == 0:
             session.execute(
                 delete(Lease)
