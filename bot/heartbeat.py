@@ -78,7 +78,8 @@ def heartbeat_for(rt: Runtime) -> Heartbeat:
 def beat(rt: Runtime) -> None:
     """Renew this process's heartbeat row; now and then forget processes long gone."""
     hb = heartbeat_for(rt)
-    with writelock.begin(rt.db) as session:
+    # urgent: a beat queued behind a burst of writes would make this process look dead
+    with writelock.begin(rt.db, urgent=True) as session:
         leases.try_acquire(session, hb.id, hb.id, STALE_SECONDS)
         dead = _dead_here(session, hb)
         if dead:

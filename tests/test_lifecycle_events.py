@@ -121,9 +121,13 @@ def test_twenty_customers_leaving_one_member_are_merged_and_none_dropped(
     assert any("位客户已将你删除：" in m["text"]["content"] for m in messages)
     control = requests.get(simulator.url + "/control/app_messages", timeout=5).json()
     assert control["dropped"] == {}
+
+    def recorded() -> bool:
+        with live.runtime.db.read() as session:
+            return staff_alerts.counts(session)["sent"] == 20
+
+    wait_for(recorded, what="the alerts recorded as sent")
     assert staff_alerts.ALERTS.labels("merged")._value.get() >= 20 - len(messages)
-    with live.runtime.db.read() as session:
-        assert staff_alerts.counts(session)["sent"] == 20
 
 
 def test_a_merged_alert_lists_names_politely_within_the_message_limit() -> None:
