@@ -108,7 +108,7 @@ def test_twenty_customers_leaving_one_member_are_merged_and_none_dropped(
     names = [f"客户{i:02d}" for i in range(20)]
     scans = [simulator.scan(state, name=name) for name in names]
     wait_for(lambda: _all_done(live))
-    for scan in scans:  # all within a few seconds: past WeCom's 30 a minute one by one?
+    for scan in scans:  # within seconds: one message each would be 20 in a minute
         simulator.customer_deletes_staff(scan.external_userid, "alice")
 
     def told() -> str:
