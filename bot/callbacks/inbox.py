@@ -32,6 +32,7 @@ across a takeover the dead process may have sent it just before dying, and WeCom
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ MAX_ATTEMPTS = 6
 CLAIM_SECONDS = 60.0
 STALE_SECONDS = heartbeat.STALE_SECONDS
 RELATION_EVENT = "change_external_contact"
+POLL_SECONDS = 0.25  # longest an older due event waits behind a stream of hand-offs
 
 STORED = Counter(
     "tagbot_inbox_received_total",
@@ -109,6 +111,25 @@ class Handoff:
         self._ids: deque[int] = deque()
         self._lock = threading.Lock()
         self.active = False  # set while this process runs inbox workers
+        self._next_poll = 0.0
+
+    def poll_due(self) -> bool:
+        """Return True at most every POLL_SECONDS: time to look for older due events.
+
+        Under a steady stream of fresh events the hand-off queue is never empty; without
+        this, events taken over from a dead process (or due retries) would wait for a lull.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_poll:
+                return False
+            self._next_poll = now + POLL_SECONDS
+            return True
+
+    def poll_again(self) -> None:
+        """Make the next step poll too (the last poll found work)."""
+        with self._lock:
+            self._next_poll = 0.0
 
     def put(self, event_id: int) -> None:
         with self._lock:
