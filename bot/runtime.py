@@ -24,6 +24,7 @@ class Wakeups:
 
     inbox: threading.Event = field(default_factory=threading.Event)
     outbox: threading.Event = field(default_factory=threading.Event)
+    alerts: threading.Event = field(default_factory=threading.Event)
 
 
 class Runtime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from bot import metrics
+from bot import metrics, staff_alerts
 from bot.callbacks import inbox, welcome
 from bot.config import Settings
 from bot.runtime import Runtime
@@ -46,7 +46,10 @@ def register_metrics(rt: Runtime) -> None:
             *inbox.METRICS,
             *welcome.METRICS,
             *outbox.METRICS,
+            *staff_alerts.METRICS,
         )
     )
     metrics.UP.set(1)
-    metrics.add_refreshers(rt, (inbox.refresh_depth, outbox.refresh_depth))
+    metrics.add_refreshers(
+        rt, (inbox.refresh_depth, outbox.refresh_depth, staff_alerts.refresh_depth)
+    )

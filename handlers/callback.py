@@ -85,7 +85,8 @@ def receive_event() -> ResponseReturnValue:
     hand_off = handoff.active  # this process runs inbox workers: it processes what it acks
     # urgent: WeCom waits on this one; it goes ahead of queued background writes.
     with rt.db.write(urgent=True) as session:
-        event_id = inbox.store(session, event, xml, hand_off=hand_off)
+        owner = inbox.owner_for(rt) if hand_off else None
+        event_id = inbox.store(session, event, xml, owner=owner)
     if event_id is not None:
         if hand_off:
             handoff.put(event_id)

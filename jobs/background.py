@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from bot import leases, metrics
+from bot import heartbeat, leases, metrics
 from bot.runtime import Runtime
 from jobs import registry, runner
 from jobs.runner import run_job
@@ -58,6 +58,9 @@ class Background:
         wanted = [s.switch_interval for s in registry.workers() if s.switch_interval is not None]
         if wanted and sys.getswitchinterval() > min(wanted):
             sys.setswitchinterval(min(wanted))
+        # Beat before any worker claims: a claim by a process without a heartbeat row
+        # looks abandoned to the others.
+        heartbeat.beat(self.rt)
         for spec in registry.workers():
             for i in range(spec.threads(self.rt.settings)):
                 t = threading.Thread(
@@ -120,3 +123,8 @@ class Background:
                 log.exception("could not release the scheduler lease")
         for t in self.threads:
             t.join(timeout=5)
+        if self.threads:
+            try:  # gone for good: others take what is left at once
+                heartbeat.stop(self.rt)
+            except Exception:
+                log.exception("could not drop the heartbeat")

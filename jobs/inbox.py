@@ -27,6 +27,11 @@ def _step(rt: Runtime) -> int:
     if not lane.empty.is_set():
         lane.empty.wait(YIELD_SECONDS)
         return 1  # come straight back without sleeping on the wake-up event
+    if handoff.poll_due():  # older due events first: taken over, or retries come due
+        taken = process_next(rt, limit=HANDOFF_BATCH)
+        if taken:
+            handoff.poll_again()
+            return taken
     ids = handoff.take(HANDOFF_BATCH)
     if ids:
         process_next(rt, ids=ids)

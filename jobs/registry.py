@@ -8,19 +8,23 @@ missing module fails at start-up.
 from __future__ import annotations
 
 from jobs.channels import CHANNEL_UPKEEP
+from jobs.heartbeat import HEARTBEAT
 from jobs.inbox import INBOX_WORKER
 from jobs.inbox_listener import INBOX_LISTENER
 from jobs.outbox import OUTBOX_WORKER
 from jobs.specs import ScheduledSpec, WorkerSpec
+from jobs.staff_alerts import STAFF_ALERTS
 from jobs.sync import SYNC_JOB
 from jobs.welcome import WELCOME_LANE
 
 WORKERS: tuple[WorkerSpec, ...] = (
+    HEARTBEAT,  # first: the workers record this process as owner of what they take
     INBOX_WORKER,
     OUTBOX_WORKER,
     CHANNEL_UPKEEP,
     WELCOME_LANE,
     INBOX_LISTENER,
+    STAFF_ALERTS,
 )
 SCHEDULED: tuple[ScheduledSpec, ...] = (SYNC_JOB,)
 

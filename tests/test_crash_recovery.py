@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import takeover
 from bot.config import settings_from_mapping
 from tests.conftest import LiveServer, base_config
 from tests.support.channels import welcome_channel
@@ -67,3 +68,20 @@ def test_kill_9_after_the_ack_loses_nothing(
     finally:
         restarted.send_signal(signal.SIGTERM)
         restarted.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_kill_9_under_load_loses_no_live_welcome_and_takes_over_at_once(
+    tmp_path: Path, db_url: str, simulator: Simulator
+) -> None:
+    config, port, state = served_config(tmp_path, db_url, simulator)
+    run = takeover.kill_run(
+        simulator, config, port, state, db_url, rate=50.0, seconds=8.0, kill_after=3.0
+    )
+    print(takeover.report(run))
+    assert run.acked > run.scans // 2  # most scans got through, before and after the kill
+    assert run.alive_at_restart > 0
+    assert run.lost_welcomes == []
+    assert run.unfinished == 0  # every stored event done
+    # One welcome per acknowledged code: WeCom refused any second attempt (41051).
+    assert run.welcomes_sent == run.acked

@@ -6,15 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import select
 
+from bot import staff_alerts
 from bot.channels import lookup
 from bot.config import settings_from_mapping
+from bot.customers.sync import run_sync
 from bot.db.models import (
     Customer,
     FollowRelation,
     InboxEvent,
     RelationTag,
+    Staff,
     Tag,
     TagGroup,
     TierAssignment,
@@ -85,6 +89,52 @@ def test_customer_deleting_staff_marks_lost_and_alerts_in_chinese(
     assert (view.adds, view.lost) == (1, 1)
 
 
+def test_twenty_customers_leaving_one_member_are_merged_and_none_dropped(
+    live: LiveServer, simulator: Simulator
+) -> None:
+    state = store_channel(live)
+    names = [f"客户{i:02d}" for i in range(20)]
+    scans = [simulator.scan(state, name=name) for name in names]
+    wait_for(lambda: _all_done(live))
+    for scan in scans:  # within seconds: one message each would be 20 in a minute
+        simulator.customer_deletes_staff(scan.external_userid, "alice")
+
+    def told() -> str:
+        return "\n".join(m["text"]["content"] for m in simulator.app_messages)
+
+    wait_for(lambda: all(name in told() for name in names), timeout=30, what="all 20 names")
+    messages = simulator.app_messages
+    assert all(m["touser"] == "alice" for m in messages)
+    assert 1 <= len(messages) <= 3  # merged: one message per member per window
+    assert any("位客户已将你删除：" in m["text"]["content"] for m in messages)
+    control = requests.get(simulator.url + "/control/app_messages", timeout=5).json()
+    assert control["dropped"] == {}
+
+    def recorded() -> bool:
+        with live.runtime.db.read() as session:
+            return staff_alerts.counts(session)["sent"] == 20
+
+    wait_for(recorded, what="the alerts recorded as sent")
+    assert staff_alerts.ALERTS.labels("merged")._value.get() >= 20 - len(messages)
+
+
+def test_a_merged_alert_lists_names_politely_within_the_message_limit() -> None:
+    one = staff_alerts.compose(staff_alerts.CUSTOMER_LOST, ["张三"], ["客户 张三 已将你删除"])
+    assert one == "客户 张三 已将你删除"  # alone: the full alert
+    two = staff_alerts.compose(staff_alerts.CUSTOMER_LOST, ["张三", "李四"], ["a", "b"])
+    assert two == "2 位客户已将你删除：张三、李四"
+    many = [f"很长的客户昵称{i:03d}" * 3 for i in range(50)]
+    text = staff_alerts.compose(staff_alerts.CUSTOMER_LOST, many, ["x"] * 50)
+    assert text.startswith("50 位客户已将你删除：")
+    assert text.endswith("…等 50 位")
+    assert text.count("、") == staff_alerts.MAX_NAMES - 1
+    assert len(text.encode()) <= staff_alerts.TEXT_MAX_BYTES
+    huge = ["名" * 300] * 5
+    text = staff_alerts.compose(staff_alerts.CUSTOMER_LOST, huge, ["x"] * 5)
+    assert len(text.encode()) <= staff_alerts.TEXT_MAX_BYTES
+    assert text.endswith("…等 5 位")
+
+
 def test_staff_deleting_customer_and_transfer_fail(live: LiveServer, simulator: Simulator) -> None:
     state = store_channel(live)
     scan = simulator.scan(state)
@@ -135,6 +185,70 @@ def test_hand_edited_tags_are_read_back(live: LiveServer, simulator: Simulator) 
     wait_for(lambda: tag_names() == {"门店", "爱砍价"}, what="relation tags read back")
     # The hand-added tag is theirs: we never remove it.
     assert theirs in simulator.relation_tags("alice", scan.external_userid)
+
+
+def _our_tags(server: LiveServer, userid: str, ext: str) -> dict[str, set[str]]:
+    """Return the WeCom ids and names of the tags we record on one relation."""
+    with server.runtime.db.read() as session:
+        rows = session.execute(
+            select(Tag.wecom_tag_id, Tag.name)
+            .join(RelationTag, RelationTag.tag_id == Tag.id)
+            .join(FollowRelation, FollowRelation.id == RelationTag.relation_id)
+            .join(Customer, Customer.id == FollowRelation.customer_id)
+            .join(Staff, Staff.id == FollowRelation.staff_id)
+            .where(Customer.external_userid == ext, Staff.userid == userid)
+        ).all()
+    return {"ids": {i for i, _ in rows}, "names": {n for _, n in rows}}
+
+
+def test_personal_and_rule_group_tags_are_read_and_never_touched(
+    live: LiveServer, simulator: Simulator
+) -> None:
+    simulator.add_staff("bob", "Bob")
+    vip = simulator.admin_create_tag("价值", "VIP")
+    rule = simulator.add_rule_tag("规则组", "高频")
+    personal = [("", "爱喝茶"), ("", "VIP")]  # a personal tag may share a corp tag's name
+    ext = simulator.add_relation("bob", tag_ids=[vip, rule], personal_tags=personal)
+    wait_for(
+        lambda: _all_done(live)
+    )  # the tag-create event first: its catalogue write races channels.create
+    state = store_channel(live)
+    simulator.scan(state, external_userid=ext)  # a friend of bob's adds alice
+    store = simulator.tag_catalogue()["来源"]["门店"]
+    wait_for(lambda: simulator.relation_tags("alice", ext) == {store}, what="channel tag")
+    wait_for(lambda: _all_done(live))
+    # alice gets personal and rule-group tags on the customer too, by hand
+    simulator.add_relation("alice", ext, tag_ids=[rule], personal_tags=[("", "老乡")])
+    simulator.post_callback(
+        simulator.event_xml(
+            "change_external_contact",
+            "edit_external_contact",
+            {"UserID": "alice", "ExternalUserID": ext},
+        )
+    )
+    wait_for(lambda: _all_done(live))
+    rt = live.runtime
+    report = run_sync(db=rt.db, wecom=rt.wecom)
+    assert report.unknown_tag_ids >= 1  # the rule-group tag is not in the corp library
+    wait_for(lambda: _all_done(live))
+    assert simulator.relation_tag_kinds("bob", ext) == {
+        "corp": [vip],
+        "personal": [list(p) for p in personal],
+        "rule": [rule],
+    }
+    assert simulator.relation_tag_kinds("alice", ext) == {
+        "corp": [store],
+        "personal": [["", "老乡"]],
+        "rule": [rule],
+    }
+    assert _our_tags(live, "bob", ext) == {"ids": {vip}, "names": {"VIP"}}
+    assert _our_tags(live, "alice", ext) == {"ids": {store}, "names": {"门店"}}
+    mark_calls = {k: v for k, v in simulator.calls.items() if k == "externalcontact/mark_tag"}
+    assert mark_calls == {"externalcontact/mark_tag": 1}  # the channel tag, nothing else
+    with rt.db.read() as session:
+        names = {(g, t) for g, t in session.execute(select(TagGroup.name, Tag.name).join(Tag))}
+    assert ("规则组", "高频") not in names
+    assert ("", "爱喝茶") not in names
 
 
 def test_tag_library_changes_refresh_the_catalogue(live: LiveServer, simulator: Simulator) -> None:

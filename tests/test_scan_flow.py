@@ -17,6 +17,7 @@ from tests.conftest import LiveServer, base_config
 from tests.support.configs import settings_for
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
+from wecom_sim.callbacks import Delivery
 
 T = TypeVar("T")
 
@@ -153,16 +154,21 @@ def test_welcome_uses_attachments_and_absent_code_sends_nothing(
     )
     sent = next(w for w in simulator.welcomes if w.welcome_code == first.welcome_code)
     assert sent.attachments == [link]
-    # The same customer scanning again has no welcome code: nothing to send.
+    # The same customer scanning again while a friend: WeCom posts nothing at all.
     again = simulator.scan(state, external_userid="wmREPEAT000000000000000000001")
-    assert again.welcome_code is None
+    assert (again.welcome_code, again.callback_status) == (None, None)
+    # Deleting the member and adding again: an add event, but no welcome code to use.
+    simulator.customer_deletes_staff(first.external_userid, "alice")
+    readd = simulator.scan(state, external_userid="wmREPEAT000000000000000000001")
+    assert readd.welcome_code is None
+    assert readd.callback_status == 200
     rt = live.runtime
 
-    def both_done() -> bool:
+    def all_done() -> bool:
         with rt.db.read() as session:
-            return session.query(InboxEvent).filter_by(status="done").count() == 2
+            return session.query(InboxEvent).filter_by(status="done").count() == 3
 
-    wait_for(both_done, what="both events processed")
+    wait_for(all_done, what="add, delete and re-add processed")
     assert simulator.calls.get("externalcontact/send_welcome_msg") == 1
 
 
@@ -189,5 +195,132 @@ def test_welcome_names_staff_by_their_display_name_else_their_userid(
             "小美您好，我是您的专属顾问刘洋",
             "阿强您好，我是您的专属顾问chenjing",
         ]
+    finally:
+        server.stop()
+
+
+def test_a_readd_without_welcome_code_gets_its_tags_and_no_welcome(
+    live: LiveServer, simulator: Simulator
+) -> None:
+    simulator.add_staff("alice", "Alice")
+    state = make_channel(live, "复购", ["alice"], ["来源/复购"], welcome="欢迎回来")
+    first = simulator.scan(state)
+    tag_id = simulator.tag_catalogue()["来源"]["复购"]
+    wait_for(lambda: simulator.relation_tags("alice", first.external_userid) == {tag_id})
+    simulator.customer_deletes_staff(first.external_userid, "alice")
+    readd = simulator.scan(state, external_userid=first.external_userid)
+    assert readd.welcome_code is None  # the pair chatted before
+    wait_for(
+        lambda: simulator.relation_tags("alice", first.external_userid) == {tag_id},
+        what="channel tag on the re-added relation",
+    )
+    rt = live.runtime
+
+    def done() -> bool:
+        with rt.db.read() as session:
+            statuses = [e.status for e in session.query(InboxEvent)]
+        return len(statuses) == 3 and set(statuses) == {"done"}
+
+    wait_for(done, what="events processed")
+    assert simulator.calls.get("externalcontact/send_welcome_msg") == 1  # the first add only
+    with rt.db.read() as session:
+        relation = session.query(FollowRelation).one()
+        assert relation.status == "active"
+
+
+def test_an_add_whose_customer_already_left_sends_no_welcome_and_ends_lost(
+    live: LiveServer, simulator: Simulator
+) -> None:
+    simulator.add_staff("alice", "Alice")
+    state = make_channel(live, "快闪", ["alice"], ["来源/快闪"], welcome="欢迎")
+    scan = simulator.scan(state, deliver=False)
+    assert scan.welcome_code
+    xml = simulator.event_xml(
+        "change_external_contact",
+        "add_external_contact",
+        {
+            "UserID": "alice",
+            "ExternalUserID": scan.external_userid,
+            "State": state,
+            "WelcomeCode": scan.welcome_code,
+        },
+    )
+    # the customer deletes alice before the add event reaches us
+    simulator.customer_deletes_staff(scan.external_userid, "alice")
+    assert simulator.post_callback(xml)[0].status == 200
+    rt = live.runtime
+
+    def settled() -> bool:
+        with rt.db.read() as session:
+            statuses = [e.status for e in session.query(InboxEvent)]
+        return len(statuses) == 2 and set(statuses) <= {"done", "ignored"}
+
+    wait_for(settled, what="both events settled")
+    assert all(w.sent_at is None for w in simulator.welcomes)
+    assert simulator.relation_tags("alice", scan.external_userid) == set()
+    with rt.db.read() as session:
+        relations = session.query(FollowRelation).all()
+        assert [r.status for r in relations] in ([], ["lost"])
+
+
+def _add_xml(simulator: Simulator, state: str) -> tuple[str, str]:
+    """Scan without delivering; return the customer and the add event WeCom would post."""
+    scan = simulator.scan(state, deliver=False)
+    xml = simulator.event_xml(
+        "change_external_contact",
+        "add_external_contact",
+        {
+            "UserID": "alice",
+            "ExternalUserID": scan.external_userid,
+            "State": state,
+            "WelcomeCode": scan.welcome_code or "",
+        },
+    )
+    return scan.external_userid, xml
+
+
+def _in_parallel(simulator: Simulator, url: str, xml: str, n: int) -> list[Delivery]:
+    """POST the identical callback `n` times at once, as WeCom's retries can arrive."""
+    params, body = simulator.sender.build(xml)
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(lambda _: simulator.sender.post(url, params, body, xml), range(n)))
+
+
+def test_five_parallel_redeliveries_are_processed_ahead_of_a_later_event(
+    db_url: str, simulator: Simulator
+) -> None:
+    # One inbox worker: it processes in hand-off order, so a stalled event shows as one
+    # still pending when the event sent after it is done.
+    cfg = base_config(db_url, api_base=simulator.api_base)
+    cfg["jobs"] = {"inbox_workers": 1}
+    server = LiveServer(settings_from_mapping(cfg, environ={}), jobs=True).start()
+    simulator.callback_url = url = server.url + "/wecom/callback"
+    try:
+        simulator.add_staff("alice", "Alice")
+        state = make_channel(server, "并发", ["alice"], ["来源/并发"], welcome="欢迎")
+        tag_id = simulator.tag_catalogue()["来源"]["并发"]
+        rt = server.runtime
+        for trial in range(10):
+            customer, xml = _add_xml(simulator, state)
+            assert [d.status for d in _in_parallel(simulator, url, xml, 5)] == [200] * 5
+            later, later_xml = _add_xml(simulator, state)
+            assert simulator.post_callback(later_xml)[0].status == 200
+
+            def later_done(key: str = later) -> bool:
+                with rt.db.read() as session:
+                    return (
+                        session.query(InboxEvent)
+                        .filter(InboxEvent.payload.contains(key), InboxEvent.status == "done")
+                        .count()
+                        == 1
+                    )
+
+            wait_for(later_done, what=f"trial {trial}: the later event processed")
+            with rt.db.read() as session:
+                events = session.query(InboxEvent).filter(InboxEvent.payload.contains(customer))
+                assert [(e.status, e.duplicates) for e in events] == [("done", 4)], trial
+            assert simulator.relation_tags("alice", customer) == {tag_id}, trial
+        assert simulator.calls.get("externalcontact/send_welcome_msg") == 20
+        assert simulator.calls.get(("externalcontact/send_welcome_msg", 41051), 0) == 0
     finally:
         server.stop()

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from bot import leases
 from bot.callbacks import inbox
 from bot.db import Database
-from bot.db.models import InboxEvent
+from bot.db.models import InboxEvent, Lease
+from bot.db.types import utcnow
 from bot.wecom.events import parse_event
 from tests.support.processes import inbox_statuses, serve, served_config, wait_healthy
 from tests.support.waiting import wait_for
@@ -47,6 +49,9 @@ def test_two_processes_process_every_scan_once(
         proc.wait(timeout=30)
 
 
+_ALIVE = 3600.0  # a heartbeat that stays fresh however slow the machine
+
+
 def _xml(simulator: Simulator, n: int) -> str:
     return simulator.event_xml(
         "change_external_contact",
@@ -55,38 +60,70 @@ def _xml(simulator: Simulator, n: int) -> str:
     )
 
 
-def test_a_handed_off_event_waits_for_its_process_then_anyone_takes_it(
+def test_a_handed_off_event_waits_for_its_live_owner_then_anyone_takes_it(
     db_url: str, simulator: Simulator
 ) -> None:
     db = Database(db_url)
     try:
         with db.write() as session:
-            mine = inbox.store(session, parse_event(_xml(simulator, 1)), "x", hand_off=True)
+            leases.try_acquire(session, "beat:owner", "beat:owner", _ALIVE)
+            mine = inbox.store(session, parse_event(_xml(simulator, 1)), "x", owner="beat:owner")
             shared = inbox.store(session, parse_event(_xml(simulator, 2)), "y")
         assert mine is not None
         assert shared is not None
         with db.write() as session:
             # Other processes see only the event nobody handed off.
-            assert [c.id for c in inbox.claim(session, limit=10)] == [shared]
+            assert [c.id for c in inbox.claim(session, owner="beat:other", limit=10)] == [shared]
         with db.write() as session:
             # The process that acknowledged it takes it by id at once.
-            assert [c.id for c in inbox.claim(session, ids=[mine, shared])] == [mine]
+            claimed = inbox.claim(session, owner="beat:owner", ids=[mine, shared])
+            assert [c.id for c in claimed] == [mine]
         with db.write() as session:
-            # Put both back as if never claimed: the hand-off window still hides `mine`.
-            session.execute(update(InboxEvent).values(status=inbox.PENDING))
-            assert [c.id for c in inbox.claim(session, limit=10)] == [shared]
-        with db.write() as session:
-            # If that process dies, the event falls due once the hand-off window has passed.
-            received = session.scalar(select(InboxEvent.received_at).where(InboxEvent.id == mine))
-            assert received is not None
-            due = session.scalar(select(InboxEvent.next_attempt_at).where(InboxEvent.id == mine))
-            assert due == received + timedelta(seconds=inbox.HANDOFF_SECONDS)
+            # Claimed by a live process: others leave it, however long it takes.
+            assert inbox.claim(session, owner="beat:other", limit=10) == []
+            # Its heartbeat stops (kill -9): the event is due for others at once.
             session.execute(
-                update(InboxEvent)
-                .where(InboxEvent.id == mine)
-                .values(next_attempt_at=received - timedelta(seconds=1))
+                update(Lease)
+                .where(Lease.name == "beat:owner")
+                .values(expires_at=utcnow() - timedelta(seconds=1))
             )
         with db.write() as session:
-            assert [c.id for c in inbox.claim(session, limit=10)] == [mine]
+            assert [c.id for c in inbox.claim(session, owner="beat:other", limit=10)] == [mine]
+            assert session.scalar(select(InboxEvent.owner).where(InboxEvent.id == mine)) == (
+                "beat:other"
+            )
+    finally:
+        db.dispose()
+
+
+def test_a_redelivery_of_a_dead_process_event_takes_it_over_and_wakes_it(
+    db_url: str, simulator: Simulator
+) -> None:
+    db = Database(db_url)
+    event = parse_event(_xml(simulator, 3))
+    try:
+        with db.write() as session:
+            for beat in ("beat:live", "beat:new"):
+                leases.try_acquire(session, beat, beat, _ALIVE)
+            first = inbox.store(session, event, "x", owner="beat:dead")  # no heartbeat row
+            live = inbox.store(session, parse_event(_xml(simulator, 4)), "y", owner="beat:live")
+        assert first is not None
+        assert live is not None
+        with db.write() as session:
+            # Re-delivered to another process: it takes the dead process's event over...
+            assert inbox.store(session, event, "x", owner="beat:new") == first
+            # ...but never a live process's one: that one is merely slow.
+            assert (
+                inbox.store(session, parse_event(_xml(simulator, 4)), "y", owner="beat:new") is None
+            )
+        with db.write() as session:
+            rows = {r.id: r.owner for r in session.execute(select(InboxEvent.id, InboxEvent.owner))}
+            assert rows == {first: "beat:new", live: "beat:live"}
+            assert [c.id for c in inbox.claim(session, owner="beat:new", ids=[first])] == [first]
+        with db.write() as session:
+            # A re-delivery of an event being processed by a live process stays a duplicate.
+            assert inbox.store(session, event, "x", owner="beat:other") is None
+            dups = session.scalar(select(InboxEvent.duplicates).where(InboxEvent.id == first))
+            assert dups == 2
     finally:
         db.dispose()

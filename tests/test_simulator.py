@@ -326,7 +326,9 @@ def test_get_list_and_follow_users(simulator: Simulator, api: Api) -> None:
     assert follow["zhangsan"]["tags"] == [
         {"group_name": "价值", "tag_name": "VIP", "type": 1, "tag_id": tag_id}
     ]
-    assert follow["lisi"]["tags"] == []
+    assert "tags" not in follow["lisi"]  # WeCom leaves empty optional fields out
+    assert "remark_corp_name" not in follow["lisi"]
+    assert "remark_mobiles" not in follow["lisi"]
     assert api.get("externalcontact/get", external_userid="wmnobody")["errcode"] == 40096
     assert api.get("externalcontact/list", userid="zhangsan")["external_userid"] == [ext]
     assert api.get("externalcontact/list", userid="nobody")["errcode"] == 60111
@@ -672,6 +674,9 @@ def run_group_message_scenario(sim: Simulator) -> None:
     assert created["errcode"] == 0
     assert created["fail_list"] == ["wmstranger"]
     msgid = created["msgid"]
+    # still being dispatched right after creation
+    assert api.post("externalcontact/get_groupmsg_task", {"msgid": msgid})["errcode"] == 41063
+    sim.advance_time(sim.groupmsg_task_delay)
     task = api.post("externalcontact/get_groupmsg_task", {"msgid": msgid})["task_list"]
     assert task == [{"userid": "u1", "status": 0, "send_time": 0}]
     sim.staff_deletes_customer(b, "u1")
@@ -769,3 +774,187 @@ def test_command_refuses_a_bad_aes_key() -> None:
     result = CliRunner().invoke(simulator_command, ["--aes-key", "short", "--port", "0"])
     assert result.exit_code == 2
     assert "43 characters" in result.output
+
+
+# --- held to WeCom's strictness ---------------------------------------------------------
+
+
+def test_optional_fields_are_left_out_when_empty_and_unionid_needs_binding(
+    simulator: Simulator, api: Api
+) -> None:
+    simulator.add_staff("u1")
+    plain = simulator.add_relation("u1", unionid="ounion_plain")
+    noted = simulator.add_relation("u1")
+    body = {"userid": "u1", "external_userid": noted, "remark_company": "某公司"}
+    assert api.post("externalcontact/remark", {**body, "remark_mobiles": ["13800000000"]}) == {
+        "errcode": 0,
+        "errmsg": "ok",
+    }
+    follow = api.get("externalcontact/get", external_userid=plain)["follow_user"][0]
+    assert not {"tags", "remark_corp_name", "remark_mobiles", "state"} & set(follow)
+    follow = api.get("externalcontact/get", external_userid=noted)["follow_user"][0]
+    assert (follow["remark_corp_name"], follow["remark_mobiles"]) == ("某公司", ["13800000000"])
+    batch = {"userid_list": ["u1"]}
+
+    def unionids() -> dict[str, str | None]:
+        items = api.post("externalcontact/batch/get_by_user", batch)["external_contact_list"]
+        return {
+            i["external_contact"]["external_userid"]: i["external_contact"].get("unionid")
+            for i in items
+        }
+
+    contact = api.get("externalcontact/get", external_userid=plain)["external_contact"]
+    assert contact["unionid"] == "ounion_plain"  # bound (the default)
+    assert unionids()[plain] == "ounion_plain"
+    simulator.unionid_bound = False
+    assert (
+        "unionid" not in api.get("externalcontact/get", external_userid=plain)["external_contact"]
+    )
+    assert unionids() == {plain: None, noted: None}
+
+
+def test_relations_carry_personal_and_rule_group_tags(simulator: Simulator, api: Api) -> None:
+    simulator.add_staff("u1")
+    corp = simulator.admin_create_tag("价值", "VIP")
+    rule = simulator.add_rule_tag("规则组", "高频")
+    ext = simulator.add_relation("u1", tag_ids=[corp, rule], personal_tags=[("", "爱喝茶")])
+    tags = api.get("externalcontact/get", external_userid=ext)["follow_user"][0]["tags"]
+    assert tags == [
+        {"group_name": "价值", "tag_name": "VIP", "type": 1, "tag_id": corp},
+        {"group_name": "", "tag_name": "爱喝茶", "type": 2},  # personal tags have no id
+        {"group_name": "规则组", "tag_name": "高频", "type": 3, "tag_id": rule},
+    ]
+    items = api.post("externalcontact/batch/get_by_user", {"userid_list": ["u1"]})
+    assert items["external_contact_list"][0]["follow_info"]["tag_id"] == [corp, rule]
+    library = api.post("externalcontact/get_corp_tag_list", {})["tag_group"]
+    assert rule not in {t["id"] for g in library for t in g["tag"]}
+    assert simulator.relation_tag_kinds("u1", ext) == {
+        "corp": [corp],
+        "personal": [["", "爱喝茶"]],
+        "rule": [rule],
+    }
+    mark = {"userid": "u1", "external_userid": ext, "remove_tag": [rule]}
+    assert api.post("externalcontact/mark_tag", mark)["errcode"] == 0
+    assert simulator.relation_tag_kinds("u1", ext)["rule"] == []
+
+
+def test_message_send_drops_beyond_30_a_minute_and_1000_an_hour(
+    simulator: Simulator, api: Api
+) -> None:
+    simulator.add_staff("u1")
+    simulator.add_staff("u2")
+    body = {"touser": "u1", "msgtype": "text", "agentid": AGENT_ID, "text": {"content": "x"}}
+    answers = [api.post("message/send", body)["errcode"] for _ in range(31)]
+    assert answers == [0] * 31  # the 31st is dropped silently
+    assert len(simulator.app_messages) == 30
+    assert simulator.app_message_drops == {"u1": 1}
+    both = {**body, "touser": "u1|u2"}
+    assert api.post("message/send", both)["errcode"] == 0  # reaches u2 only
+    assert len(simulator.app_messages) == 31
+    assert simulator.app_message_drops == {"u1": 2}
+    sent = 30
+    while sent < 1000:  # a full minute's worth, minute after minute
+        simulator.advance_time(60)
+        batch = min(30, 1000 - sent)
+        assert all(api.post("message/send", body)["errcode"] == 0 for _ in range(batch))
+        sent += batch
+    assert simulator.app_message_drops == {"u1": 2}
+    simulator.advance_time(60)
+    assert api.post("message/send", body)["errcode"] == 0
+    assert simulator.app_message_drops == {"u1": 3}  # 1,000 within the hour
+    control = requests.get(simulator.url + "/control/app_messages", timeout=5).json()
+    assert control["dropped"] == {"u1": 3}
+    simulator.advance_time(3600)
+    delivered = len(simulator.app_messages)
+    assert api.post("message/send", body)["errcode"] == 0
+    assert len(simulator.app_messages) == delivered + 1
+
+
+def test_post_apis_read_only_the_json_body(simulator: Simulator, api: Api) -> None:
+    simulator.add_staff("u1")
+    tag = simulator.admin_create_tag("g", "t")
+    ext = simulator.add_relation("u1")
+    # parameters in the query string are not seen
+    marked = api.post(
+        "externalcontact/mark_tag", {"add_tag": [tag]}, userid="u1", external_userid=ext
+    )
+    assert marked["errcode"] == 40063
+    assert simulator.relation_tags("u1", ext) == set()
+    batch = api.post("externalcontact/batch/get_by_user", {}, userid="u1")
+    assert batch["errcode"] == 40058
+    # numbers sent as strings are refused, not coerced
+    body = {"touser": "u1", "msgtype": "text", "agentid": str(AGENT_ID), "text": {"content": "x"}}
+    assert api.post("message/send", body)["errcode"] == 40058
+    paged = {"userid_list": ["u1"], "limit": "10"}
+    assert api.post("externalcontact/batch/get_by_user", paged)["errcode"] == 40058
+    way = {"type": "1", "scene": 2, "user": ["u1"]}
+    assert api.post("externalcontact/add_contact_way", way)["errcode"] != 0
+    assert simulator.app_messages == []
+    # GET APIs read the query string, where every value is text
+    assert api.get("externalcontact/list", userid="u1")["external_userid"] == [ext]
+
+
+def test_a_friend_rescanning_posts_nothing_and_a_readd_has_no_welcome_code(
+    simulator: Simulator, api: Api, receiver: Receiver
+) -> None:
+    simulator.add_staff("u1")
+    live_code(api, "ch", ["u1"])
+    first = simulator.scan("ch")
+    again = simulator.scan("ch", external_userid=first.external_userid)
+    assert (again.welcome_code, again.callback_status) == (None, None)
+    assert len(receiver.events()) == 1  # WeCom adds nobody, so sends no event
+    simulator.customer_deletes_staff(first.external_userid, "u1")
+    readd = simulator.scan("ch", external_userid=first.external_userid)
+    assert readd.callback_status == 200
+    event = receiver.events()[-1]
+    assert (event["ChangeType"], event["State"]) == ("add_external_contact", "ch")
+    assert "WelcomeCode" not in event  # they chatted before
+    simulator.staff_deletes_customer(first.external_userid, "u1")
+    fresh = simulator.scan("ch", external_userid=first.external_userid, chatted=False)
+    assert fresh.welcome_code
+    assert receiver.events()[-1]["WelcomeCode"] == fresh.welcome_code
+
+
+def test_a_welcome_after_the_customer_left_fails(simulator: Simulator, api: Api) -> None:
+    simulator.add_staff("u1")
+    live_code(api, "ch", ["u1"])
+    scanned = simulator.scan("ch")
+    simulator.customer_deletes_staff(scanned.external_userid, "u1")
+    body = {"welcome_code": scanned.welcome_code, "text": {"content": "欢迎"}}
+    assert api.post("externalcontact/send_welcome_msg", body)["errcode"] == 84061
+    assert all(w.sent_at is None for w in simulator.welcomes)
+
+
+def test_rate_limits_per_minute_and_hour_are_set_from_the_control_api(
+    simulator: Simulator, api: Api
+) -> None:
+    control = simulator.url + "/control"
+    path = "externalcontact/get_follow_user_list"
+    limit = {"api_path": path, "per_minute": 2, "per_hour": 3}
+    assert requests.post(control + "/rate_limit", json=limit, timeout=5).status_code == 200
+    assert [api.get(path)["errcode"] for _ in range(3)] == [0, 0, 45009]
+    assert api.get("externalcontact/list", userid="nobody")["errcode"] == 60111  # other paths
+    simulator.advance_time(61)
+    assert [api.get(path)["errcode"] for _ in range(2)] == [45009, 45009]  # 3 an hour used
+    simulator.advance_time(3600)
+    assert api.get(path)["errcode"] == 0
+    corp = {"per_minute": 1}
+    assert requests.post(control + "/rate_limit", json=corp, timeout=5).status_code == 200
+    assert simulator.rate_limit_per_minute == 1
+    settings = {"unionid_bound": False, "groupmsg_task_delay": 0.5}
+    answer = requests.post(control + "/settings", json=settings, timeout=5).json()
+    assert (answer["unionid_bound"], answer["groupmsg_task_delay"]) == (False, 0.5)
+    assert answer["rate_limit_per_minute"] == 1
+
+
+def test_control_api_adds_rule_and_personal_tags(simulator: Simulator) -> None:
+    control = simulator.url + "/control"
+    simulator.add_staff("u1")
+    rule = requests.post(
+        control + "/rule_tags", json={"group_name": "规则", "tag_name": "活跃"}, timeout=5
+    ).json()["tag_id"]
+    body = {"userid": "u1", "tag_ids": [rule], "personal_tags": [["", "老乡"]]}
+    ext = requests.post(control + "/relations", json=body, timeout=5).json()["external_userid"]
+    params = {"userid": "u1", "external_userid": ext}
+    kinds = requests.get(control + "/relation_tags", params=params, timeout=5).json()
+    assert kinds == {"tag_ids": [], "personal": [["", "老乡"]], "rule": [rule]}

@@ -302,3 +302,38 @@ def test_a_sync_whose_lease_was_taken_over_stops(rt: Runtime, simulator: Any) ->
         assert session.scalars(select(Lease.owner).where(Lease.name == "sync")).all() == [
             "the-other-sync"
         ]
+
+
+def test_sync_without_a_bound_developer_account_stores_no_unionids(
+    rt: Runtime, simulator: Any
+) -> None:
+    simulator.unionid_bound = False  # WeCom then leaves unionid out of every customer
+    simulator.seed(staff=2, customers_per_staff=3, tag_groups=TAGS)
+    first = run_sync(db=rt.db, wecom=rt.wecom)
+    assert first.customers_added == 6
+    with rt.db.read() as session:
+        assert session.scalars(select(Customer.unionid)).all() == [None] * 6
+    second = run_sync(db=rt.db, wecom=rt.wecom)
+    assert second.changed == 0, second
+
+
+def test_sync_records_only_corp_tags_and_leaves_the_others_alone(
+    rt: Runtime, simulator: Any
+) -> None:
+    simulator.add_staff("u1")
+    vip = simulator.admin_create_tag("价值", "VIP")
+    rule = simulator.add_rule_tag("价值", "高频")  # a rule-group tag, same group name
+    ext = simulator.add_relation("u1", tag_ids=[vip, rule], personal_tags=[("价值", "VIP")])
+    first = run_sync(db=rt.db, wecom=rt.wecom)
+    assert first.unknown_tag_ids == 1
+    assert _db_relations(rt.db) == {("u1", ext): {vip}}
+    with rt.db.read() as session:
+        assert session.scalars(select(Tag.wecom_tag_id)).all() == [vip]
+    second = run_sync(db=rt.db, wecom=rt.wecom)
+    assert second.changed == 0, second
+    assert simulator.relation_tag_kinds("u1", ext) == {
+        "corp": [vip],
+        "personal": [["价值", "VIP"]],
+        "rule": [rule],
+    }
+    assert simulator.calls.get("externalcontact/mark_tag", 0) == 0

@@ -308,6 +308,29 @@ def test_batch_get_by_user_pages(db: Database, sim: Simulator) -> None:
     assert all(c.contact.name.startswith("客户") for c in everything)
 
 
+def test_customer_tags_of_every_kind_and_absent_optional_fields(
+    db: Database, sim: Simulator
+) -> None:
+    corp = sim.admin_create_tag("客户等级", "VIP")
+    rule = sim.add_rule_tag("规则组", "高频")
+    ext = sim.add_relation("u1", tag_ids=[corp, rule], personal_tags=[("", "爱喝茶")])
+    sim.add_relation("u2", ext)  # no tags, no remarks: those fields are left out
+    sim.unionid_bound = False
+    client = make_client(db, sim)
+    contact = client.get_external_contact(ext)
+    assert contact.unionid == ""
+    follow = {f.userid: f for f in contact.follow_users}
+    assert [(t.type, t.tag_name, t.tag_id) for t in follow["u1"].tags] == [
+        (1, "VIP", corp),
+        (2, "爱喝茶", ""),
+        (3, "高频", rule),
+    ]
+    assert (follow["u2"].tags, follow["u2"].remark_mobiles, follow["u2"].state) == ((), (), "")
+    page, _ = client.batch_get_by_user(["u1"])
+    assert page[0].follow_info.tag_ids == (corp, rule)
+    assert page[0].contact.unionid == ""
+
+
 def test_customer_with_tags_and_paging_followers(db: Database, sim: Simulator) -> None:
     tag_id = sim.admin_create_tag("客户等级", "VIP")
     ext = sim.add_relation("u1", name="王五", unionid="un1", state="ch1", tag_ids=[tag_id])
@@ -430,6 +453,10 @@ def test_group_message_task_and_results(db: Database, sim: Simulator) -> None:
     )
     assert msgid
     assert "wmunknown" in fail
+    with pytest.raises(WeComError) as not_ready:  # WeCom is still dispatching the task
+        client.get_groupmsg_task(msgid)
+    assert (not_ready.value.errcode, not_ready.value.retryable) == (41063, True)
+    sim.advance_time(sim.groupmsg_task_delay)
     tasks = client.get_groupmsg_task(msgid)
     assert [(t.userid, t.status) for t in tasks] == [("u1", 0)]
     sim.confirm_group_msg(msgid, "u1")

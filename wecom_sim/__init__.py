@@ -10,6 +10,16 @@ and a missing parameter 40063 (unless the API has its own code, e.g. 41049 for w
 an unknown API path answers HTTP 404 with 48001; externalcontact/get of a customer nobody
 follows any more gets 84061; message/send with a wrong agentid gets 301002.
 
+Held to WeCom's strictness: POST APIs read the JSON body only (query parameters other than
+access_token are not seen) and refuse a number sent as a string with 40058; optional fields
+(`unionid` unless `unionid_bound`, `remark_corp_name`, `remark_mobiles`, `state`, get's `tags`)
+are left out when empty; relations carry corp (type 1), personal (type 2, no tag_id) and
+rule-group (type 3) tags; message/send silently drops (errcode 0) what exceeds 30 a minute or
+1,000 an hour per member and counts the drops; an existing friend's re-scan posts no event and
+a re-add of a former pair has no WelcomeCode; send_welcome_msg after the customer left gets
+84061; get_groupmsg_task answers 41063 for `groupmsg_task_delay` s after creation; 45009 comes
+past the per-API limits per minute and per hour.
+
 Served under /cgi-bin/ (access_token in the query; POST bodies are JSON): gettoken (GET);
 externalcontact/ get, list, get_follow_user_list (GET); externalcontact/ batch/get_by_user,
 remark, add|get|update|del|list_contact_way, get|add|edit|del_corp_tag, mark_tag,
@@ -25,9 +35,13 @@ out, errors as {"error": ...} with 400 (bad input) or 404 (unknown thing):
     POST /control/staff                  {userid, name?, active?}
     POST /control/seed                   {staff, customers_per_staff, tag_groups?, prefix?}
     POST /control/relations              {userid, external_userid?, name?, unionid?, state?,
-                                          tag_ids?} -> {external_userid}   (silent, no event)
+                                          tag_ids?, personal_tags?: [[group, name]]}
+                                          -> {external_userid}   (silent, no event)
+    POST /control/rule_tags              {group_name, tag_name} -> {tag_id}   (rule-group tag)
     POST /control/scan                   {state, external_userid?, name?, unionid?, deliver?,
-                                          duplicate?} -> ScanResult
+                                          duplicate?, chatted?} -> ScanResult
+    POST /control/rate_limit             {api_path?, per_minute?, per_hour?}  (no path: all)
+    POST /control/settings               {unionid_bound?, groupmsg_task_delay?} -> settings
     POST /control/customer_deletes_staff {external_userid, userid}
     POST /control/staff_deletes_customer {external_userid, userid}
     POST /control/staff_edit_tags        {userid, external_userid, add?, remove?}
@@ -46,8 +60,9 @@ out, errors as {"error": ...} with 400 (bad input) or 404 (unknown thing):
     POST /control/verify_callback_url    {echo?} -> delivery
     POST /control/callbacks              {xml, times?} -> {deliveries}   (any plaintext event)
     GET  /control/calls                  -> {by_path, by_errcode}
-    GET  /control/welcomes | app_messages | contact_ways | group_msgs | deliveries | tags
-    GET  /control/relation_tags?userid=&external_userid= -> {tag_ids}
+    GET  /control/welcomes | contact_ways | group_msgs | deliveries | tags
+    GET  /control/app_messages           -> {app_messages, dropped: {userid: count}}
+    GET  /control/relation_tags?userid=&external_userid= -> {tag_ids, personal, rule}
     GET  /                               -> summary counts
     GET  /qr/<config_id>.png             -> placeholder QR image of a scene-2 live code
 """

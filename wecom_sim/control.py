@@ -60,6 +60,7 @@ def control_blueprint(sim: Simulator) -> Blueprint:
             unionid=b.get("unionid"),
             deliver=bool(b.get("deliver", True)),
             duplicate=bool(b.get("duplicate", False)),
+            chatted=b.get("chatted"),
         )
         return jsonify(asdict(result))
 
@@ -73,8 +74,39 @@ def control_blueprint(sim: Simulator) -> Blueprint:
             unionid=b.get("unionid"),
             state=b.get("state", ""),
             tag_ids=b.get("tag_ids"),
+            personal_tags=[(str(g), str(n)) for g, n in b.get("personal_tags") or []],
         )
         return jsonify(external_userid=ext)
+
+    @bp.post("/rule_tags")
+    def add_rule_tag() -> Response:
+        b = _body()
+        return jsonify(tag_id=sim.add_rule_tag(b["group_name"], b["tag_name"]))
+
+    @bp.post("/rate_limit")
+    def set_rate_limit() -> Response:
+        b = _body()
+        per_minute, per_hour = b.get("per_minute"), b.get("per_hour")
+        sim.set_rate_limit(
+            b.get("api_path"),
+            per_minute=None if per_minute is None else int(per_minute),
+            per_hour=None if per_hour is None else int(per_hour),
+        )
+        return jsonify(ok=True)
+
+    @bp.post("/settings")
+    def settings() -> Response:
+        b = _body()
+        if "unionid_bound" in b:
+            sim.unionid_bound = bool(b["unionid_bound"])
+        if "groupmsg_task_delay" in b:
+            sim.groupmsg_task_delay = float(b["groupmsg_task_delay"])
+        return jsonify(
+            unionid_bound=sim.unionid_bound,
+            groupmsg_task_delay=sim.groupmsg_task_delay,
+            rate_limit_per_minute=sim.rate_limit_per_minute,
+            rate_limit_per_hour=sim.rate_limit_per_hour,
+        )
 
     @bp.post("/customer_deletes_staff")
     def customer_deletes_staff() -> Response:
@@ -142,7 +174,7 @@ def control_blueprint(sim: Simulator) -> Blueprint:
     def rate_limit() -> Response:
         if request.method == "PUT":
             b = _body()
-            sim.set_rate_limit(b.get("per_minute"), b.get("per_hour"))
+            sim.set_rate_limit(per_minute=b.get("per_minute"), per_hour=b.get("per_hour"))
         state = sim.state
         return jsonify(per_minute=state.rate_limit_per_minute, per_hour=state.rate_limit_per_hour)
 
@@ -190,7 +222,7 @@ def control_blueprint(sim: Simulator) -> Blueprint:
 
     @bp.get("/app_messages")
     def app_messages() -> Response:
-        return jsonify(app_messages=sim.app_messages)
+        return jsonify(app_messages=sim.app_messages, dropped=sim.app_message_drops)
 
     @bp.get("/contact_ways")
     def contact_ways() -> Response:
@@ -208,7 +240,12 @@ def control_blueprint(sim: Simulator) -> Blueprint:
     def relation_tags() -> Response:
         userid = request.args.get("userid", "")
         ext = request.args.get("external_userid", "")
-        return jsonify(tag_ids=sorted(sim.relation_tags(userid, ext)))
+        kinds = sim.relation_tag_kinds(userid, ext)
+        return jsonify(
+            tag_ids=sorted(sim.relation_tags(userid, ext)),
+            personal=kinds["personal"],
+            rule=kinds["rule"],
+        )
 
     @bp.get("/deliveries")
     def deliveries() -> Response:

@@ -45,6 +45,10 @@ class Relation:
     remark_mobiles: list[str] = field(default_factory=list)
     oper_userid: str = ""
     tag_ids: list[str] = field(default_factory=list)  # kept in the order tags were marked
+    # Tags the bot must never touch: personal ones (type 2, group name and tag name, no id)
+    # the member made in the client, and rule-group tags (type 3) by id.
+    personal_tags: list[tuple[str, str]] = field(default_factory=list)
+    rule_tag_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -71,6 +75,15 @@ class Tag:
     order: int = 0
     by_app: bool = False
     deleted: bool = False
+
+
+@dataclass
+class RuleTag:
+    """A rule-group (规则组) tag: marked on relations, not listed by get_corp_tag_list."""
+
+    tag_id: str
+    name: str
+    group_name: str
 
 
 @dataclass
@@ -161,5 +174,6 @@ class GroupMsg:
     text: str
     attachments: list[dict[str, Any]]
     fail_list: list[str]
+    created_at: float = 0.0  # simulated clock, for the 41063 window after creation
     tasks: dict[str, GroupMsgTask] = field(default_factory=dict)
     sends: list[GroupMsgSend] = field(default_factory=list)

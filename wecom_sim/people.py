@@ -15,7 +15,7 @@ from wecom_sim.events import (
     del_follow_user_xml,
     edit_external_contact_xml,
 )
-from wecom_sim.models import Relation, WelcomeRecord
+from wecom_sim.models import Relation, RuleTag, WelcomeRecord
 from wecom_sim.state import SimState
 
 CHINA = timezone(timedelta(hours=8))  # quotas follow the corp's calendar month
@@ -28,7 +28,7 @@ class Scanned:
     external_userid: str
     userid: str
     welcome_code: str | None
-    xml: str
+    xml: str | None  # None: no event (the customer was already a friend)
 
 
 def scan(
@@ -38,8 +38,13 @@ def scan(
     external_userid: str | None,
     name: str | None,
     unionid: str | None,
+    chatted: bool | None = None,
 ) -> Scanned:
-    """Add the customer to the next member of the live code whose state is `state_param`."""
+    """Add the customer to the next member of the live code whose state is `state_param`.
+
+    A re-add of a pair that were friends before counts as having chatted unless `chatted`
+    says otherwise: its event carries State but no WelcomeCode.
+    """
     way = state.contact_way_by_state(state_param)
     if way is None:
         raise LookupError(f"no contact way with state {state_param!r}")
@@ -49,11 +54,17 @@ def scan(
     way.next_user += 1
     customer = state.new_customer(external_userid, name, unionid)
     ext = customer.external_userid
+    if state.relation(userid, ext) is not None:
+        # Already friends: WeCom adds nobody, so no add_external_contact, no State and
+        # no WelcomeCode (the event fires when a member adds a customer, doc 92130).
+        return Scanned(ext, userid, None, None)
+    state.add_relation(
+        Relation(userid, ext, state.now_int(), state=way.state, add_way=1, oper_userid=ext)
+    )
     welcome_code = None
-    if state.relation(userid, ext) is None:
-        state.add_relation(
-            Relation(userid, ext, state.now_int(), state=way.state, add_way=1, oper_userid=ext)
-        )
+    if chatted is None:
+        chatted = (userid, ext) in state.former_pairs
+    if not chatted:  # no WelcomeCode once member and customer have chatted (doc 92130)
         welcome_code = random_id("", 43)
         state.welcomes[welcome_code] = WelcomeRecord(welcome_code, userid, ext, state.now())
     xml = add_external_contact_xml(
@@ -71,12 +82,16 @@ def add_relation(
     unionid: str | None = None,
     add_state: str = "",
     tag_ids: list[str] | None = None,
+    personal_tags: list[tuple[str, str]] | None = None,
 ) -> str:
-    """Make a member and a customer friends without any event; return the external_userid."""
+    """Make a member and a customer friends without any event; return the external_userid.
+
+    `tag_ids` may hold corp and rule-group tag ids; `personal_tags` are (group, name) pairs.
+    """
     if userid not in state.staff:
         raise LookupError(f"unknown staff {userid!r}")
     for tag_id in tag_ids or []:
-        if state.live_tag(tag_id) is None:
+        if state.live_tag(tag_id) is None and tag_id not in state.rule_tags:
             raise ValueError(f"unknown tag id {tag_id!r}")
     customer = state.new_customer(external_userid, name, unionid)
     relation = state.relation(userid, customer.external_userid)
@@ -84,9 +99,23 @@ def add_relation(
         relation = Relation(userid, customer.external_userid, state.now_int(), state=add_state)
         state.add_relation(relation)
     for tag_id in tag_ids or []:
-        if tag_id not in relation.tag_ids:
-            relation.tag_ids.append(tag_id)
+        marked = relation.rule_tag_ids if tag_id in state.rule_tags else relation.tag_ids
+        if tag_id not in marked:
+            marked.append(tag_id)
+    for pair in personal_tags or []:
+        if tuple(pair) not in relation.personal_tags:
+            relation.personal_tags.append((str(pair[0]), str(pair[1])))
     return customer.external_userid
+
+
+def add_rule_tag(state: SimState, group_name: str, tag_name: str) -> str:
+    """Create a rule-group (规则组) tag and return its id; get_corp_tag_list never lists it."""
+    for rule in state.rule_tags.values():
+        if (rule.group_name, rule.name) == (group_name, tag_name):
+            return rule.tag_id
+    rule = RuleTag(random_id("et", 20), tag_name, group_name)
+    state.rule_tags[rule.tag_id] = rule
+    return rule.tag_id
 
 
 def remove_relation(

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
 IDLE_TIMEOUT = 60.0  # seconds a kept-open API connection may sit idle
+GROUPMSG_TASK_DELAY = 2.0  # seconds get_groupmsg_task answers 41063 after add_msg_template
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,9 @@ class Simulator:
         rate_limit_per_hour: int = 150_000,
         welcome_code_ttl: float = 20.0,
         monthly_quota: int | None = None,
+        *,
+        unionid_bound: bool = True,
+        groupmsg_task_delay: float = GROUPMSG_TASK_DELAY,
     ) -> None:
         self.state = SimState(
             corp_id=corp_id,
@@ -186,6 +190,8 @@ class Simulator:
             rate_limit_per_hour=rate_limit_per_hour,
             welcome_code_ttl=welcome_code_ttl,
             monthly_quota=monthly_quota,
+            unionid_bound=unionid_bound,
+            groupmsg_task_delay=groupmsg_task_delay,
         )
         self.corp_id = corp_id
         self.agent_id = agent_id
@@ -269,16 +275,55 @@ class Simulator:
         with self.state.lock:
             self.state.rate_limit_per_minute = value
 
-    def set_rate_limit(self, per_minute: int | None = None, per_hour: int | None = None) -> None:
-        """Change the calls per API path allowed per minute and/or per hour before 45009."""
+    @property
+    def rate_limit_per_hour(self) -> int:
+        """Calls per API path per hour before 45009."""
+        return self.state.rate_limit_per_hour
+
+    @rate_limit_per_hour.setter
+    def rate_limit_per_hour(self, value: int) -> None:
+        with self.state.lock:
+            self.state.rate_limit_per_hour = value
+
+    def set_rate_limit(
+        self,
+        api_path: str | None = None,
+        *,
+        per_minute: int | None = None,
+        per_hour: int | None = None,
+    ) -> None:
+        """Set the per-API limits for every path, or override them for one path."""
         for value in (per_minute, per_hour):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError("rate limits must be whole numbers >= 0")
         with self.state.lock:
-            if per_minute is not None:
-                self.state.rate_limit_per_minute = per_minute
-            if per_hour is not None:
-                self.state.rate_limit_per_hour = per_hour
+            if api_path is None:
+                if per_minute is not None:
+                    self.state.rate_limit_per_minute = per_minute
+                if per_hour is not None:
+                    self.state.rate_limit_per_hour = per_hour
+            else:
+                self.state.path_limits[normalise(api_path)] = (per_minute, per_hour)
+
+    @property
+    def unionid_bound(self) -> bool:
+        """Whether the corp bound a WeChat developer account (customers then carry unionid)."""
+        return self.state.unionid_bound
+
+    @unionid_bound.setter
+    def unionid_bound(self, value: bool) -> None:
+        with self.state.lock:
+            self.state.unionid_bound = value
+
+    @property
+    def groupmsg_task_delay(self) -> float:
+        """Seconds after add_msg_template during which get_groupmsg_task answers 41063."""
+        return self.state.groupmsg_task_delay
+
+    @groupmsg_task_delay.setter
+    def groupmsg_task_delay(self, value: float) -> None:
+        with self.state.lock:
+            self.state.groupmsg_task_delay = value
 
     @property
     def welcome_code_ttl(self) -> float:
@@ -323,8 +368,13 @@ class Simulator:
         unionid: str | None = None,
         state: str = "",
         tag_ids: list[str] | None = None,
+        personal_tags: list[tuple[str, str]] | None = None,
     ) -> str:
-        """Make a member and a customer friends silently; return the external_userid."""
+        """Make a member and a customer friends silently; return the external_userid.
+
+        `tag_ids` holds corp or rule-group tag ids; `personal_tags` (group, name) pairs of
+        the member's own tags (type 2, no id).
+        """
         with self.state.lock:
             return people.add_relation(
                 self.state,
@@ -334,7 +384,13 @@ class Simulator:
                 unionid=unionid,
                 add_state=state,
                 tag_ids=tag_ids,
+                personal_tags=personal_tags,
             )
+
+    def add_rule_tag(self, group_name: str, tag_name: str) -> str:
+        """Create a rule-group (规则组) tag, outside the corp tag library; return its id."""
+        with self.state.lock:
+            return people.add_rule_tag(self.state, group_name, tag_name)
 
     # --- people acting in WeCom ---------------------------------------------------
 
@@ -347,14 +403,26 @@ class Simulator:
         unionid: str | None = None,
         deliver: bool = True,
         duplicate: bool = False,
+        chatted: bool | None = None,
     ) -> ScanResult:
-        """A customer scans the live code with this state; post the add event when `deliver`."""
+        """A customer scans the live code with this state; post the add event when `deliver`.
+
+        An existing friend's scan adds nobody and posts nothing. A pair that were friends
+        before (or `chatted=True`) gets an add event without WelcomeCode.
+        """
         with self.state.lock:
             scanned = people.scan(
-                self.state, state, external_userid=external_userid, name=name, unionid=unionid
+                self.state,
+                state,
+                external_userid=external_userid,
+                name=name,
+                unionid=unionid,
+                chatted=chatted,
             )
         status = elapsed = None
-        deliveries = self.post_callback(scanned.xml, times=2 if duplicate else 1) if deliver else []
+        deliveries: list[Delivery] = []
+        if deliver and scanned.xml is not None:
+            deliveries = self.post_callback(scanned.xml, times=2 if duplicate else 1)
         if deliveries:
             status, elapsed = deliveries[0].status, deliveries[0].elapsed_ms
         return ScanResult(
@@ -504,6 +572,12 @@ class Simulator:
             return copy.deepcopy(self.state.app_messages)
 
     @property
+    def app_message_drops(self) -> dict[str, int]:
+        """Return, per member, the app messages WeCom would have dropped silently."""
+        with self.state.lock:
+            return dict(self.state.app_msg_drops)
+
+    @property
     def contact_ways(self) -> dict[str, ContactWay]:
         """Return the live codes by config_id."""
         with self.state.lock:
@@ -526,6 +600,18 @@ class Simulator:
         with self.state.lock:
             relation = self.state.relation(userid, external_userid)
             return set(relation.tag_ids) if relation else set()
+
+    def relation_tag_kinds(self, userid: str, external_userid: str) -> dict[str, list[Any]]:
+        """Return a relation's tags by kind: corp and rule ids, personal (group, name) pairs."""
+        with self.state.lock:
+            relation = self.state.relation(userid, external_userid)
+            if relation is None:
+                return {"corp": [], "personal": [], "rule": []}
+            return {
+                "corp": list(relation.tag_ids),
+                "personal": [list(p) for p in relation.personal_tags],
+                "rule": list(relation.rule_tag_ids),
+            }
 
     def tag_catalogue(self) -> dict[str, dict[str, str]]:
         """Return the live tag library as group name -> tag name -> tag id."""
@@ -569,4 +655,5 @@ class Simulator:
                 "welcomes": len(self.state.welcomes),
                 "group_msgs": len(self.state.group_msgs),
                 "app_messages": len(self.state.app_messages),
+                "app_messages_dropped": sum(self.state.app_msg_drops.values()),
             }

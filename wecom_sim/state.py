@@ -13,6 +13,7 @@ from wecom_sim.models import (
     Customer,
     GroupMsg,
     Relation,
+    RuleTag,
     Staff,
     Tag,
     TagGroup,
@@ -49,10 +50,14 @@ class Stall:
 
 @dataclass
 class RateWindow:
-    """Calls of one API path in the current window (60 s or 3600 s from its first call)."""
+    """Calls of one API path in the current window (a minute or an hour)."""
 
     started: float
     count: int = 0
+
+
+APP_MSGS_PER_MINUTE = 30  # per member, doc 90312; beyond this WeCom drops silently
+APP_MSGS_PER_HOUR = 1000
 
 
 @dataclass
@@ -67,6 +72,12 @@ class SimState:
     rate_limit_per_hour: int
     welcome_code_ttl: float
     monthly_quota: int | None
+    # The corp bound a WeChat developer account: only then do customers carry a unionid.
+    unionid_bound: bool = True
+    # Seconds after add_msg_template during which get_groupmsg_task answers 41063.
+    groupmsg_task_delay: float = 0.0
+    app_msgs_per_minute: int = APP_MSGS_PER_MINUTE
+    app_msgs_per_hour: int = APP_MSGS_PER_HOUR
     lock: threading.RLock = field(default_factory=threading.RLock)
     public_url: str = ""  # the server's base URL, for QR code links
     skew: float = 0.0  # added to the wall clock, so tests can jump ahead
@@ -86,6 +97,12 @@ class SimState:
     calls: Counter[CallKey] = field(default_factory=Counter)
     windows: dict[str, RateWindow] = field(default_factory=dict)
     hour_windows: dict[str, RateWindow] = field(default_factory=dict)
+    # per-path (per minute, per hour) limits overriding the corp-wide ones
+    path_limits: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    app_msg_times: dict[str, list[float]] = field(default_factory=dict)  # member -> sends
+    app_msg_drops: Counter[str] = field(default_factory=Counter)  # member -> dropped
+    rule_tags: dict[str, RuleTag] = field(default_factory=dict)
+    former_pairs: set[tuple[str, str]] = field(default_factory=set)  # (userid, external)
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     stalls: dict[str, list[Stall]] = field(default_factory=dict)
 
@@ -142,6 +159,7 @@ class SimState:
         """Delete a relation; raise KeyError when there is none."""
         relation = self.by_user.get(userid, {}).pop(external_userid)
         self.by_customer[external_userid].pop(userid, None)
+        self.former_pairs.add((userid, external_userid))
         return relation
 
     # --- corp tags --------------------------------------------------------------

@@ -12,9 +12,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot import staff_alerts
 from bot.callbacks import inbox, welcome, welcome_lane
+from bot.callbacks.customer_fetch import fetch_contact
 from bot.channels import live_codes, rotation
 from bot.customers import contacts
 from bot.db.models import Customer, FollowRelation
@@ -123,7 +126,11 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
         else:  # the fast lane has it; reuse the customer it fetched rather than fetch twice
             contact = lane.contact_for(ev.welcome_code, wait=LANE_WAIT)
     if contact is None:
-        contact = rt.wecom.get_external_contact(ev.external_userid)
+        contact = fetch_contact(rt, ev)
+    if contact is None:  # the customer left before we got here: the deletion event tells it
+        with rt.db.write() as session:
+            inbox.finish(session, item)
+        return
     marked = _mark_directly(rt, ev, ctx, contact)
     tag_ids: list[int] = []
     if ctx is not None:
@@ -159,14 +166,15 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
 
 def on_edit(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
     """A member edited the customer's remark or tags by hand: re-read that relation."""
-    contact = rt.wecom.get_external_contact(ev.external_userid)
+    contact = fetch_contact(rt, ev)
     with rt.db.write() as session:
-        _store_contact(session, contact, ev, None)
+        if contact is not None:
+            _store_contact(session, contact, ev, None)
         inbox.finish(session, item)
 
 
 def on_customer_deleted_staff(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
-    """The customer deleted the member (流失): mark lost, count it, tell the member."""
+    """The customer deleted the member (流失): mark lost, count it, queue the member's alert."""
     with rt.db.write() as session:
         relation = contacts.mark_relation_lost(
             session=session,
@@ -182,11 +190,20 @@ def on_customer_deleted_staff(rt: Runtime, ev: CallbackEvent, item: inbox.Claime
             at=_event_time(ev),
             tz=rt.settings.tz,
         )
-    # Sent before the event is marked done: a crash in between repeats the alert
-    # rather than losing it.
-    rt.wecom.send_app_message([ev.userid], text=notice)
-    with rt.db.write() as session:
+        name = session.scalars(
+            select(Customer.name).where(Customer.external_userid == ev.external_userid)
+        ).first()
+        # Queued with the event's end: many deletions in a minute become one message,
+        # under the limit past which WeCom drops app messages without a word.
+        staff_alerts.enqueue(
+            session,
+            userid=ev.userid,
+            kind=staff_alerts.CUSTOMER_LOST,
+            subject=name or ev.external_userid,
+            text=notice,
+        )
         inbox.finish(session, item)
+    rt.wakeups.alerts.set()
 
 
 def on_staff_deleted_customer(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:

@@ -73,7 +73,7 @@ def _failed(rt: Runtime, item: inbox.Claimed, error: str, *, retryable: bool) ->
 def process_next(rt: Runtime, *, limit: int = 1, ids: Sequence[int] = ()) -> int:
     """Claim and process due events (or these handed-off ids); return how many were taken."""
     with rt.db.write() as session:
-        items = inbox.claim(session, limit=limit, ids=ids)
+        items = inbox.claim(session, owner=inbox.owner_for(rt), limit=limit, ids=ids)
     for item in items:
         process(rt, item)
     return len(items)

@@ -5,32 +5,52 @@ claim due rows with `FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite every writ
 transaction already holds the database write lock (BEGIN IMMEDIATE), which serialises
 claims just as well.
 
-The process that acknowledged an event processes it first (`Handoff`): it stores the
-row due only HANDOFF_SECONDS later and queues the id in memory, so with several
-processes nobody else takes it meanwhile, yet if that process dies another one (or its
-restart) picks the row up once it falls due.
+Order. Events about one relation (userid x external_userid, `relation_key`) take effect
+in the order they arrived: a claim skips an event while an earlier event of the same
+relation is still pending or processing, whatever the number of workers or processes.
+A customer who deletes a member and re-adds them within a second ends `active`.
+
+Ownership. Each process running inbox workers beats a heartbeat row every second
+(bot/heartbeat.py). The process that acknowledged an event owns it (`owner`) and
+processes it first (`Handoff`: its ids are queued in memory and claimed by id); a claim
+records its claimer as owner. Other processes leave an event alone while its owner's
+heartbeat is fresh, however long it takes (a slow process is not a dead one, and a
+takeover of a live process's event would send a second welcome, refused with 41051).
+Once the owner's heartbeat is older than STALE_SECONDS (kill -9, lost host) its pending
+and claimed events are due at once for everybody: seconds, not a minute, and well within
+a welcome code's 20 s. A claimed event of a live process is taken over only after
+CLAIM_SECONDS (a worker stuck in a call). A re-delivery of an event still pending, or
+claimed by a dead process, takes it over for the process that received it and wakes its
+workers and welcome lane instead of being dropped as a duplicate.
+
+Once-only welcomes. A welcome code works once. In one process the lane's code
+bookkeeping (welcome_lane.take_code) makes the lane and the inbox worker send it once;
+across a takeover the dead process may have sent it just before dying, and WeCom's
+41051 (already sent) then ends the second attempt as done without a second message.
 """
 
 from __future__ import annotations
 
-import random
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import cast
 
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import Table, bindparam, func, or_, select, text, update
+from sqlalchemy import Table, bindparam, case, exists, func, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
+from bot import heartbeat
 from bot.db.models import InboxEvent
-from bot.db.queries import count_by_status
 from bot.db.types import utcnow
 from bot.errors import NotFoundError
 from bot.metriclabels import change_type_label
+from bot.queue import Queue
 from bot.runtime import Runtime
 from bot.wecom.events import CallbackEvent
 
@@ -43,18 +63,16 @@ STATUSES = (PENDING, PROCESSING, DONE, IGNORED, DEAD)
 
 NOTIFY_CHANNEL = "tagbot_inbox"
 MAX_ATTEMPTS = 6
-# Long enough for a customer fetch plus a welcome under WeCom's retries; a claim older
-# than this belonged to a process that died and is taken over.
+# Long enough for a customer fetch plus a welcome under WeCom's retries; a claim of a
+# live process older than this belongs to a stuck worker and is taken over.
 CLAIM_SECONDS = 60.0
-# How long other processes leave a fresh event to the process that acknowledged it: past
-# a welcome code's 20 s life, so a takeover never sends a welcome that process's lane sent.
-HANDOFF_SECONDS = 21.0
-_BACKOFF_BASE = 2.0
-_BACKOFF_CAP = 600.0
+STALE_SECONDS = heartbeat.STALE_SECONDS
+RELATION_EVENT = "change_external_contact"
+POLL_SECONDS = 0.25  # longest an older due event waits behind a stream of hand-offs
 
 STORED = Counter(
     "tagbot_inbox_received_total",
-    "Callbacks stored or collapsed as duplicates",
+    "Callbacks stored, collapsed as duplicates, or re-delivered and resumed",
     ["outcome"],
     registry=None,
 )
@@ -94,6 +112,25 @@ class Handoff:
         self._ids: deque[int] = deque()
         self._lock = threading.Lock()
         self.active = False  # set while this process runs inbox workers
+        self._next_poll = 0.0
+
+    def poll_due(self) -> bool:
+        """Return True at most every POLL_SECONDS: time to look for older due events.
+
+        Under a steady stream of fresh events the hand-off queue is never empty; without
+        this, events taken over from a dead process (or due retries) would wait for a lull.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_poll:
+                return False
+            self._next_poll = now + POLL_SECONDS
+            return True
+
+    def poll_again(self) -> None:
+        """Make the next step poll too (the last poll found work)."""
+        with self._lock:
+            self._next_poll = 0.0
 
     def put(self, event_id: int) -> None:
         with self._lock:
@@ -110,19 +147,53 @@ def handoff_for(rt: Runtime) -> Handoff:
     return rt.local(Handoff)
 
 
+def owner_for(rt: Runtime) -> str:
+    """Return the owner id this process records on the events it acknowledges and claims."""
+    return heartbeat.heartbeat_for(rt).id
+
+
+def relation_key(event: CallbackEvent) -> str | None:
+    """Return the relation an event is about ("userid|external_userid"), if any."""
+    if event.event != RELATION_EVENT or not event.userid or not event.external_userid:
+        return None
+    return f"{event.userid}|{event.external_userid}"[:255]
+
+
 # The hot statements are built once on the table, not per call on the ORM class: with
 # bound parameters SQLAlchemy reuses their compiled form, which halves each one's CPU.
 _T = cast(Table, InboxEvent.__table__)
-_RETURNED = (_T.c.id, _T.c.payload, _T.c.event, _T.c.change_type, _T.c.received_at, _T.c.attempts)
-_BUMP_DUPLICATES = (
-    update(_T).where(_T.c.dedup_key == bindparam("key")).values(duplicates=_T.c.duplicates + 1)
+QUEUE = Queue(
+    table=_T,
+    taken=PROCESSING,
+    statuses=STATUSES,
+    max_attempts=MAX_ATTEMPTS,
+    claim_seconds=CLAIM_SECONDS,
+    depth=DEPTH,
+    dead_values={"processed_at": utcnow},
 )
+_RETURNED = (_T.c.id, _T.c.payload, _T.c.event, _T.c.change_type, _T.c.received_at, _T.c.attempts)
+_NOW: BindParameter[datetime] = bindparam("now")
+_ME: BindParameter[str | None] = bindparam("me")
+_EARLIER = _T.alias("earlier")
+# No earlier event of the same relation is unfinished (NULL keys never match).
+_IN_ORDER = ~exists(
+    select(_EARLIER.c.id).where(
+        _EARLIER.c.relation_key == _T.c.relation_key,
+        _EARLIER.c.id < _T.c.id,
+        _EARLIER.c.status.in_((PENDING, PROCESSING)),
+    )
+)
+_OWNER_GONE = heartbeat.gone(_T.c.owner, _NOW)  # also true when nobody owns it
+_NOT_MINE = func.coalesce(_T.c.owner, "") != func.coalesce(_ME, "")
+_DUE = (
+    (_T.c.status == PENDING) & (_T.c.next_attempt_at <= _NOW) & ((_T.c.owner == _ME) | _OWNER_GONE)
+) | ((_T.c.status == PROCESSING) & ((_T.c.locked_until < _NOW) | (_NOT_MINE & _OWNER_GONE)))
 _FINISH = (
     update(_T)
     .where(_T.c.id == bindparam("event_id"))
     .values(
         status=bindparam("status"),
-        processed_at=bindparam("now"),
+        processed_at=_NOW,
         locked_until=None,
         last_error=None,
     )
@@ -131,18 +202,15 @@ _TAKE = {
     "status": PROCESSING,
     "attempts": _T.c.attempts + 1,
     "locked_until": bindparam("locked_until"),
+    "owner": _ME,
 }
-_DUE = or_(
-    (_T.c.status == PENDING) & (_T.c.next_attempt_at <= bindparam("now")),
-    (_T.c.status == PROCESSING) & (_T.c.locked_until < bindparam("now")),
-)
 # One statement: pick (skipping rows other workers hold) and mark them taken.
 _CLAIM_DUE = (
     update(_T)
     .where(
         _T.c.id.in_(
             select(_T.c.id)
-            .where(_DUE)
+            .where(_DUE, _IN_ORDER)
             .order_by(_T.c.id)
             .limit(bindparam("limit"))
             .with_for_update(skip_locked=True)
@@ -151,13 +219,21 @@ _CLAIM_DUE = (
     .values(**_TAKE)
     .returning(*_RETURNED)
 )
+# This process's own events by id. Not SKIP LOCKED: a row is locked only for a moment
+# (a re-delivery counting itself, another claim), and skipping it would leave the event
+# to the next poll instead of processing it now.
 _CLAIM_IDS = (
     update(_T)
     .where(
         _T.c.id.in_(
             select(_T.c.id)
-            .where(_T.c.status == PENDING, _T.c.id.in_(bindparam("ids", expanding=True)))
-            .with_for_update(skip_locked=True)
+            .where(
+                _T.c.status == PENDING,
+                _T.c.id.in_(bindparam("ids", expanding=True)),
+                _IN_ORDER,
+            )
+            .order_by(_T.c.id)
+            .with_for_update()
         )
     )
     .values(**_TAKE)
@@ -171,14 +247,37 @@ _STORE = {
     .on_conflict_do_nothing(index_elements=["dedup_key"])
     .returning(_T.c.id),
 }
+# A re-delivery counts itself and, when its event is unfinished and nobody alive holds
+# it, takes it over for the receiving process (every SET reads the row as it was).
+_TAKEABLE = ((_T.c.status == PENDING) | ((_T.c.status == PROCESSING) & _NOT_MINE)) & _OWNER_GONE
+
+
+def _if_taken(value: object, column: str) -> object:
+    return case((_TAKEABLE, value), else_=_T.c[column])
+
+
+_REDELIVERED = (
+    update(_T)
+    .where(_T.c.dedup_key == bindparam("key"))
+    .values(
+        duplicates=_T.c.duplicates + 1,
+        owner=_if_taken(_ME, "owner"),
+        status=_if_taken(literal(PENDING), "status"),
+        next_attempt_at=_if_taken(_NOW, "next_attempt_at"),
+        locked_until=_if_taken(None, "locked_until"),
+    )
+    .returning(_T.c.id, _T.c.status, _T.c.owner)
+)
 
 
 def store(
-    session: Session, event: CallbackEvent, payload: str, *, hand_off: bool = False
+    session: Session, event: CallbackEvent, payload: str, *, owner: str | None = None
 ) -> int | None:
-    """Store a verified event and return its id; None when it re-delivers a stored one.
+    """Store a verified event and return its id, or None for a re-delivery nothing waits on.
 
-    `hand_off`: this process will process the event itself (see `Handoff`).
+    `owner`: this process will process the event itself (see `Handoff`). A re-delivery
+    of an event still pending (or claimed by a process that died) returns its id too,
+    taken over for `owner`, so the caller wakes its processing as for a new one.
     """
     dialect = session.get_bind().dialect.name
     now = utcnow()
@@ -190,34 +289,46 @@ def store(
         "received_at": now,
         "status": PENDING,
         "attempts": 0,
-        "next_attempt_at": now + timedelta(seconds=HANDOFF_SECONDS) if hand_off else now,
+        "next_attempt_at": now,
         "duplicates": 0,
+        "relation_key": relation_key(event),
+        "owner": owner,
     }
     # RETURNING, not rowcount: a skipped insert may report -1.
     inserted = session.execute(_STORE[dialect], row).scalar_one_or_none()
     if inserted is not None:
-        if dialect == "postgresql":
-            # Delivered at commit to worker processes listening (see jobs/inbox_listener.py).
-            session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        _notify(session, dialect)
         STORED.labels("new").inc()
         return int(inserted)
-    session.execute(_BUMP_DUPLICATES, {"key": event.dedup_key})
-    STORED.labels("duplicate").inc()
-    return None
+    found = session.execute(_REDELIVERED, {"key": event.dedup_key, "me": owner, "now": now}).first()
+    if found is None or found.status != PENDING:
+        STORED.labels("duplicate").inc()
+        return None
+    _notify(session, dialect)  # still waiting: whoever may take it should look now
+    STORED.labels("resumed").inc()
+    return int(found.id) if owner is not None and found.owner == owner else None
 
 
-def claim(session: Session, *, limit: int = 1, ids: Sequence[int] = ()) -> list[Claimed]:
-    """Take up to `limit` due events (pending, or abandoned by a dead worker) for processing.
+def _notify(session: Session, dialect: str) -> None:
+    if dialect == "postgresql":
+        # Delivered at commit to worker processes listening (see jobs/inbox_listener.py).
+        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+def claim(
+    session: Session, *, owner: str | None = None, limit: int = 1, ids: Sequence[int] = ()
+) -> list[Claimed]:
+    """Take up to `limit` due events for `owner` (pending, or abandoned by a dead process).
 
     With `ids`: take those of them still pending, due or not (this process's hand-off).
+    An event waits while an earlier one of its relation is unfinished.
     """
     now = utcnow()
-    locked_until = now + timedelta(seconds=CLAIM_SECONDS)
+    params = {"now": now, "me": owner, "locked_until": QUEUE.claim_deadline(now)}
     if ids:
-        result = session.execute(_CLAIM_IDS, {"ids": list(ids), "locked_until": locked_until})
+        result = session.execute(_CLAIM_IDS, {**params, "ids": list(ids)})
     else:
-        params = {"now": now, "limit": limit, "locked_until": locked_until}
-        result = session.execute(_CLAIM_DUE, params)
+        result = session.execute(_CLAIM_DUE, {**params, "limit": limit})
     return sorted((Claimed(*row) for row in result), key=lambda c: c.id)
 
 
@@ -246,29 +357,9 @@ def finish_pending(session: Session, *, event: str, received_by: datetime, but: 
     )
 
 
-def backoff_seconds(attempts: int) -> float:
-    """Return the wait before retry number `attempts`: exponential with jitter, capped."""
-    base: float = min(_BACKOFF_CAP, _BACKOFF_BASE**attempts)
-    return base * random.uniform(0.75, 1.25)
-
-
 def fail(session: Session, item: Claimed, error: str, *, retryable: bool = True) -> bool:
     """Record a failure: retry later with backoff, or dead-letter it; True when dead."""
-    dead = not retryable or item.attempts >= MAX_ATTEMPTS
-    values: dict[str, object] = {"last_error": error[:4000], "locked_until": None}
-    if dead:
-        values.update(status=DEAD, processed_at=utcnow())
-    else:
-        values.update(
-            status=PENDING,
-            next_attempt_at=utcnow() + timedelta(seconds=backoff_seconds(item.attempts)),
-        )
-    session.execute(
-        update(InboxEvent)
-        .where(InboxEvent.id == item.id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    dead = QUEUE.fail(session, item.id, item.attempts, error, retryable=retryable)
     FAILURES.labels(change_type_label(item.change_type, item.event), "yes" if dead else "no").inc()
     return dead
 
@@ -303,11 +394,9 @@ def replay(session: Session, event_ids: Sequence[int] | None = None) -> int:
 
 def counts(session: Session) -> dict[str, int]:
     """Return how many inbox events are in each status."""
-    return count_by_status(session, InboxEvent.status, STATUSES)
+    return QUEUE.counts(session)
 
 
 def refresh_depth(rt: Runtime) -> None:
     """Set the depth gauge from the database (before each scrape)."""
-    with rt.db.read() as session:
-        for status, n in counts(session).items():
-            DEPTH.labels(status).set(n)
+    QUEUE.refresh_depth(rt)

@@ -19,6 +19,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.callbacks.customer_fetch import fetch_contact
 from bot.channels.lookup import get_by_state
 from bot.config import AttachmentSettings
 from bot.db.models import Staff
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 ALREADY_SENT = 41051  # the customer already got a welcome or a chat started: done
 OTHER_APP_SENDING = 41096  # another app holds the code for now; may retry within 20 s
+NO_RELATION = 84061  # the customer deleted the member before the welcome went out
 CODE_LIFETIME = 20.0
 TEXT_MAX_BYTES = 4000
 ATTACHMENTS_MAX = 9
@@ -144,6 +146,10 @@ def send(
                 time.sleep(delay)  # a worker thread, never a request
                 delay = min(delay * 2, 2.0)
                 continue
+            if exc.errcode == NO_RELATION:  # not a fault of ours: nobody left to welcome
+                OUTCOMES.labels("customer_gone").inc()
+                log.info("welcome not sent (customer_gone): %s", exc)
+                return "customer_gone"
             outcome = "expired" if exc.errcode == 41050 else "failed"
             OUTCOMES.labels(outcome).inc()
             log.warning("welcome not sent (%s): %s", outcome, exc)
@@ -279,7 +285,9 @@ def send_welcome(rt: Runtime, ev: CallbackEvent, received_at: datetime) -> Exter
     contact: ExternalContact | None = None
     member = staff_name(rt, ev.userid) if "{staff}" in ctx.welcome_text else ev.userid
     if needs_customer(ctx.welcome_text):
-        contact = rt.wecom.get_external_contact(ev.external_userid)
+        contact = fetch_contact(rt, ev)
+        if contact is None:
+            return None  # nobody to welcome
     text = render(
         ctx.welcome_text,
         customer_name=contact.name if contact is not None else "",

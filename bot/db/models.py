@@ -324,7 +324,10 @@ class InboxEvent(Base):
     """
 
     __tablename__ = "inbox_events"
-    __table_args__ = (Index("ix_inbox_events_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_inbox_events_status_next", "status", "next_attempt_at"),
+        Index("ix_inbox_events_relation", "relation_key", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
@@ -340,6 +343,10 @@ class InboxEvent(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    # "userid|external_userid" for events about one relation: they take effect in order
+    relation_key: Mapped[str | None] = mapped_column(String(255))
+    # the heartbeat id of the process that acknowledged or claimed it (bot/heartbeat.py)
+    owner: Mapped[str | None] = mapped_column(String(64))
 
 
 class OutboxOperation(Base):
@@ -483,3 +490,27 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StaffAlert(Base):
+    """An app message for one member, queued so a burst is merged under WeCom's send limit."""
+
+    __tablename__ = "staff_alerts"
+    __table_args__ = (
+        Index("ix_staff_alerts_status_next", "status", "next_attempt_at"),
+        Index("ix_staff_alerts_userid_sent", "userid", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    userid: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))  # customer_lost
+    subject: Mapped[str] = mapped_column(String(255))  # whom it is about: a customer's name
+    text: Mapped[str] = mapped_column(Text)  # the full alert when it goes out alone
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # pending | sending | sent | dead
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

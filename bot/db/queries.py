@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 
 def count_by_status(
-    session: Session, status: InstrumentedAttribute[str], statuses: Iterable[str]
+    session: Session,
+    status: InstrumentedAttribute[str] | ColumnElement[str],
+    statuses: Iterable[str],
 ) -> dict[str, int]:
     """Return how many rows hold each status, with 0 for statuses that have none."""
     rows = session.execute(select(status, func.count()).group_by(status)).all()

@@ -10,13 +10,13 @@ with the errcode and message.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import cast
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, Table, select, update
 from sqlalchemy.orm import Session
 
 from bot.customers import contacts
@@ -26,9 +26,9 @@ from bot.db.models import (
     OutboxTagChange,
     Tag,
 )
-from bot.db.queries import count_by_status
 from bot.db.types import utcnow
 from bot.errors import WeComError
+from bot.queue import Queue
 from bot.runtime import Runtime
 from bot.tags import catalogue
 from bot.wecom import budget
@@ -54,6 +54,14 @@ OPERATIONS = Counter(
 )
 DEPTH = Gauge("tagbot_outbox_depth", "Outbox operations by status", ["status"], registry=None)
 METRICS = (OPERATIONS, DEPTH)
+QUEUE = Queue(
+    table=cast(Table, OutboxOperation.__table__),
+    taken=IN_FLIGHT,
+    statuses=STATUSES,
+    max_attempts=MAX_ATTEMPTS,
+    claim_seconds=CLAIM_SECONDS,
+    depth=DEPTH,
+)
 
 
 def enqueue_tags(
@@ -201,7 +209,7 @@ def _claimed(
 ) -> ClaimedOp:
     op.status = IN_FLIGHT
     op.attempts += 1
-    op.locked_until = now + timedelta(seconds=CLAIM_SECONDS)
+    op.locked_until = QUEUE.claim_deadline(now)
     add, remove = wecom_ids
     return ClaimedOp(
         op.id,
@@ -262,19 +270,9 @@ def _mark_lost(session: Session, op: ClaimedOp) -> None:
 def _record_failure(session: Session, op: ClaimedOp, exc: WeComError) -> bool:
     if exc.errcode == NOT_A_FRIEND:
         _mark_lost(session, op)
-    dead = not exc.retryable or op.attempts >= MAX_ATTEMPTS
-    values: dict[str, object] = {
-        "last_error": str(exc)[:4000],
-        "last_errcode": exc.errcode,
-        "locked_until": None,
-    }
-    if dead:
-        values["status"] = DEAD
-    else:
-        wait = min(600.0, 2.0**op.attempts) * random.uniform(0.75, 1.25)
-        values.update(status=PENDING, next_attempt_at=utcnow() + timedelta(seconds=wait))
-    session.execute(update(OutboxOperation).where(OutboxOperation.id == op.id).values(**values))
-    return dead
+    return QUEUE.fail(
+        session, op.id, op.attempts, str(exc), retryable=exc.retryable, last_errcode=exc.errcode
+    )
 
 
 def perform(op: ClaimedOp, wecom: WeComClient) -> WeComError | None:
@@ -342,11 +340,9 @@ def drain(rt: Runtime, *, limit: int = 20) -> int:
 
 def counts(session: Session) -> dict[str, int]:
     """Return how many operations are in each status."""
-    return count_by_status(session, OutboxOperation.status, STATUSES)
+    return QUEUE.counts(session)
 
 
 def refresh_depth(rt: Runtime) -> None:
     """Set the depth gauge from the database (before each scrape)."""
-    with rt.db.read() as session:
-        for status, n in counts(session).items():
-            DEPTH.labels(status).set(n)
+    QUEUE.refresh_depth(rt)

@@ -58,7 +58,7 @@ def wait_healthy(port: int) -> None:
     def up() -> bool:
         try:
             return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # starting, or a busy machine
             return False
 
     wait_for(up, timeout=30, what="tagbot serve to answer")

@@ -1,6 +1,8 @@
 """Customer APIs: externalcontact/get, list, batch/get_by_user, get_follow_user_list, remark.
 
-See https://developer.work.weixin.qq.com/document/path/92114 and 92994.
+See https://developer.work.weixin.qq.com/document/path/92114 and 92994. Optional fields are
+left out when empty, as WeCom does: `unionid` (only when the corp bound a WeChat developer
+account), `remark_corp_name`, `remark_mobiles`, `state`, and externalcontact/get's `tags`.
 """
 
 from __future__ import annotations
@@ -49,16 +51,17 @@ def existing_relation(state: SimState, userid: str, external_userid: str) -> Rel
     return relation
 
 
-def contact_json(customer: Customer) -> dict[str, Any]:
-    """Return the external_contact object."""
+def contact_json(state: SimState, customer: Customer) -> dict[str, Any]:
+    """Return the external_contact object; unionid only when the corp bound a developer id."""
     data: dict[str, Any] = {
         "external_userid": customer.external_userid,
         "name": customer.name,
         "avatar": customer.avatar,
         "type": customer.type,
         "gender": customer.gender,
-        "unionid": customer.unionid,
     }
+    if state.unionid_bound and customer.unionid:
+        data["unionid"] = customer.unionid
     if customer.type == 2:  # position and corp names exist only for WeCom users
         data.update(
             position=customer.position,
@@ -74,32 +77,47 @@ def _relation_common(relation: Relation) -> dict[str, Any]:
         "remark": relation.remark,
         "description": relation.description,
         "createtime": relation.createtime,
-        "remark_corp_name": relation.remark_corp_name,
-        "remark_mobiles": list(relation.remark_mobiles),
         "oper_userid": relation.oper_userid or relation.userid,
         "add_way": relation.add_way,
     }
-    if relation.state:  # WeCom leaves state out when the add carried none
+    # WeCom leaves these out when empty
+    if relation.remark_corp_name:
+        data["remark_corp_name"] = relation.remark_corp_name
+    if relation.remark_mobiles:
+        data["remark_mobiles"] = list(relation.remark_mobiles)
+    if relation.state:
         data["state"] = relation.state
     return data
 
 
 def follow_user_json(state: SimState, relation: Relation) -> dict[str, Any]:
-    """Return one follow_user entry of externalcontact/get, with tag names."""
+    """Return one follow_user entry of externalcontact/get, with tag names.
+
+    Corp tags are type 1, personal tags type 2 (no tag_id: "用户自定义类型标签（type=2）不返回"),
+    rule-group tags type 3 (doc 92114).
+    """
     data = _relation_common(relation)
-    tags = []
+    tags: list[dict[str, Any]] = []
     for tag_id in relation.tag_ids:
         tag = state.tags[tag_id]
         group = state.groups[tag.group_id]
         tags.append({"group_name": group.name, "tag_name": tag.name, "type": 1, "tag_id": tag_id})
-    data["tags"] = tags
+    for group_name, tag_name in relation.personal_tags:
+        tags.append({"group_name": group_name, "tag_name": tag_name, "type": 2})
+    for tag_id in relation.rule_tag_ids:
+        rule = state.rule_tags[tag_id]
+        tags.append(
+            {"group_name": rule.group_name, "tag_name": rule.name, "type": 3, "tag_id": tag_id}
+        )
+    if tags:
+        data["tags"] = tags
     return data
 
 
 def follow_info_json(relation: Relation) -> dict[str, Any]:
-    """Return the follow_info object of batch/get_by_user (tag ids only)."""
+    """Return the follow_info object of batch/get_by_user: corp and rule-group tag ids only."""
     data = _relation_common(relation)
-    data["tag_id"] = list(relation.tag_ids)
+    data["tag_id"] = relation.tag_ids + relation.rule_tag_ids  # personal tags have no id
     return data
 
 
@@ -116,7 +134,7 @@ def get_customer(state: SimState, call: Call) -> dict[str, Any]:
         raise ApiError(BAD_CURSOR, "invalid cursor")
     page = followers[start : start + FOLLOWERS_PER_PAGE]
     answer: dict[str, Any] = {
-        "external_contact": contact_json(customer),
+        "external_contact": contact_json(state, customer),
         "follow_user": [follow_user_json(state, r) for r in page],
     }
     if start + FOLLOWERS_PER_PAGE < len(followers):
@@ -141,7 +159,7 @@ def batch_get_by_user(state: SimState, call: Call) -> dict[str, Any]:
     """Return the customers of up to 100 members, paged in a stable order by opaque cursor."""
     userids = call.strings("userid_list")
     if not userids and call.text("userid"):
-        userids = [call.text("userid")]  # the deprecated single-user form
+        userids = [call.text("userid")]  # the deprecated single-user form, body only
     if not userids:
         raise ApiError(INVALID, "userid_list must not be empty")
     if len(userids) > 100:
@@ -166,7 +184,7 @@ def batch_get_by_user(state: SimState, call: Call) -> dict[str, Any]:
                 next_cursor = encode_cursor({"u": last["_user"], "x": last["_key"]})
                 break
             item = {
-                "external_contact": contact_json(state.customers[key]),
+                "external_contact": contact_json(state, state.customers[key]),
                 "follow_info": follow_info_json(relations[key]),
                 "_user": index,
                 "_key": key,

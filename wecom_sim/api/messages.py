@@ -27,6 +27,8 @@ AGENT_MISMATCH = 301002
 ALL_RECIPIENTS_INVALID = 81013
 NO_RECIPIENTS = 82001
 INVALID_MSGTYPE = 40008
+NO_RELATION = 84061
+TASK_NOT_READY = 41063
 ATTACHMENT_TYPES = {"image", "link", "miniprogram", "video", "file"}
 APP_MSG_TYPES = {
     "text", "image", "voice", "video", "file", "textcard", "news", "mpnews", "markdown",
@@ -73,6 +75,9 @@ def send_welcome_msg(state: SimState, call: Call) -> dict[str, Any]:
     now = state.now()
     if now - record.issued_at > state.welcome_code_ttl:
         raise ApiError(WELCOME_CODE_INVALID, "invalid welcome_code: expired")
+    if state.relation(record.userid, record.external_userid) is None:
+        # the customer deleted the member (or was deleted) before the welcome went out
+        raise ApiError(NO_RELATION, "not external contact")
     record.text = content
     record.attachments = attachments
     record.sent_at = now
@@ -127,6 +132,7 @@ def add_msg_template(state: SimState, call: Call) -> dict[str, Any]:
         msgid=random_id("msg", 27),
         chat_type=chat_type,
         create_time=state.now_int(),
+        created_at=state.now(),
         sender=sender,
         text=content,
         attachments=attachments,
@@ -196,8 +202,14 @@ def get_groupmsg_list_v2(state: SimState, call: Call) -> dict[str, Any]:
 
 @route("externalcontact/get_groupmsg_task", "POST")
 def get_groupmsg_task(state: SimState, call: Call) -> dict[str, Any]:
-    """Return each sender's status for a 群发 task (0 unsent, 2 sent), paged."""
+    """Return each sender's status for a 群发 task (0 unsent, 2 sent), paged.
+
+    Right after creation WeCom is still dispatching the task and answers 41063 ("群发消息
+    正在被派发中，请稍后再试", doc 93338); the simulator does so for groupmsg_task_delay s.
+    """
     msg = _group_msg(state, call)
+    if state.now() - msg.created_at < state.groupmsg_task_delay:
+        raise ApiError(TASK_NOT_READY, "group msg is being dispatched, try again later")
     page, next_cursor = offset_page(
         list(msg.tasks.values()), call.text("cursor"), call.limit(500, 1000)
     )
@@ -224,6 +236,24 @@ def get_groupmsg_send_result(state: SimState, call: Call) -> dict[str, Any]:
     return {"send_list": rows, "next_cursor": next_cursor}
 
 
+def _deliver_app_message(state: SimState, userid: str) -> bool:
+    """Count one app message to a member; False when WeCom would drop it silently.
+
+    An app may send each member at most 30 messages a minute and 1,000 an hour; beyond
+    that WeCom still answers errcode 0 but nothing arrives (doc 90312, 应用消息频率).
+    """
+    now = state.now()
+    times = [t for t in state.app_msg_times.get(userid, ()) if now - t < 3600]
+    last_minute = sum(1 for t in times if now - t < 60)
+    if last_minute >= state.app_msgs_per_minute or len(times) >= state.app_msgs_per_hour:
+        state.app_msg_times[userid] = times
+        state.app_msg_drops[userid] += 1
+        return False
+    times.append(now)
+    state.app_msg_times[userid] = times
+    return True
+
+
 @route("message/send", "POST")
 def message_send(state: SimState, call: Call) -> dict[str, Any]:
     """Record an app message to members; unknown recipients come back as invaliduser."""
@@ -247,7 +277,9 @@ def message_send(state: SimState, call: Call) -> dict[str, Any]:
         invalid = [u for u in touser if u not in state.staff]
     if not valid:  # departments and tags are not simulated: they never reach anyone
         raise ApiError(ALL_RECIPIENTS_INVALID, "all recipients invalid")
-    state.app_messages.append(dict(call.body))
+    delivered = [u for u in valid if _deliver_app_message(state, u)]  # counts every member
+    if delivered:
+        state.app_messages.append(dict(call.body))
     return {
         "invaliduser": "|".join(invalid),
         "invalidparty": "|".join(toparty),

@@ -19,14 +19,23 @@ BAD_CURSOR = 50100  # 分页查询的游标无效
 
 @dataclass(frozen=True)
 class Call:
-    """One API request: query string and (for POST) the decoded JSON body."""
+    """One API request: its parameters, from the query string (GET) or the JSON body (POST).
+
+    WeCom's POST APIs read the JSON body only ("请求包体" in every POST page, e.g. doc
+    92994): a parameter put in the query string instead is not seen, and a number sent as
+    a JSON string where the doc says 整型 is refused, not coerced.
+    """
 
     query: Mapping[str, str]
     body: Mapping[str, Any]
+    method: str = "GET"
+
+    def _raw(self, name: str) -> Any:
+        return self.body.get(name) if self.method == "POST" else self.query.get(name)
 
     def text(self, name: str, *, required: bool = False, missing: int = MISSING) -> str:
-        """Return a string parameter from the body or the query ("" when absent)."""
-        value = self.body.get(name, self.query.get(name))
+        """Return a string parameter ("" when absent)."""
+        value = self._raw(name)
         if value is None or value == "":
             if required:
                 raise ApiError(missing, f"missing parameter: {name}")
@@ -37,12 +46,12 @@ class Call:
 
     def integer(self, name: str, default: int | None = None, *, missing: int = MISSING) -> int:
         """Return an integer parameter; `default` when absent (required when default is None)."""
-        value = self.body.get(name, self.query.get(name))
+        value = self._raw(name)
         if value is None or value == "":
             if default is None:
                 raise ApiError(missing, f"missing parameter: {name}")
             return default
-        if isinstance(value, bool):
+        if isinstance(value, bool) or (self.method == "POST" and not isinstance(value, int)):
             raise ApiError(INVALID, f"invalid parameter: {name} must be an integer")
         try:
             return int(value)

@@ -83,20 +83,24 @@ def _check_token(state: SimState, token: str) -> None:
         raise ApiError(TOKEN_EXPIRED, "access_token expired")
 
 
-def _count(windows: dict[str, RateWindow], path: str, now: float, length: float) -> int:
+def _count_in(windows: dict[str, RateWindow], path: str, now: float, span: float) -> int:
     window = windows.get(path)
-    if window is None or now - window.started >= length:
+    if window is None or now - window.started >= span:
         window = windows[path] = RateWindow(now)
     window.count += 1
     return window.count
 
 
 def _check_rate(state: SimState, path: str) -> None:
+    """Refuse a call over the per-API limits, per minute and per hour (doc 90312)."""
     now = state.now()  # the simulated clock, so advance_time() can end a window
-    minute = _count(state.windows, path, now, RATE_WINDOW)
-    hour = _count(state.hour_windows, path, now, HOUR_WINDOW)
-    if minute > state.rate_limit_per_minute or hour > state.rate_limit_per_hour:
+    per_minute, per_hour = state.path_limits.get(path, (None, None))
+    minute = _count_in(state.windows, path, now, RATE_WINDOW)
+    hour = _count_in(state.hour_windows, path, now, HOUR_WINDOW)
+    if minute > (per_minute if per_minute is not None else state.rate_limit_per_minute):
         raise ApiError(RATE_LIMITED, "api freq out of limit")
+    if hour > (per_hour if per_hour is not None else state.rate_limit_per_hour):
+        raise ApiError(RATE_LIMITED, "api freq out of limit: hourly")
 
 
 def _decode_body(method: str, body: bytes) -> dict[str, Any]:
@@ -136,7 +140,7 @@ def dispatch(
             if target.needs_token:
                 _check_token(state, query.get("access_token", ""))
             _check_rate(state, path)
-            call = Call(query=query, body=_decode_body(method, body))
+            call = Call(query=query, body=_decode_body(method, body), method=method)
             answer = {"errcode": 0, "errmsg": "ok", **target.handler(state, call)}
         except ApiError as exc:
             answer = {"errcode": exc.errcode, "errmsg": exc.errmsg}

@@ -183,7 +183,7 @@ def del_corp_tag(state: SimState, call: Call) -> dict[str, Any]:
 
 @route("externalcontact/mark_tag", "POST")
 def mark_tag(state: SimState, call: Call) -> dict[str, Any]:
-    """Add and remove corp tags on one member's customer; no callback follows."""
+    """Add and remove corp (and rule-group) tags on one member's customer; no callback follows."""
     add = call.strings("add_tag")
     remove = call.strings("remove_tag")
     if not add and not remove:
@@ -192,10 +192,13 @@ def mark_tag(state: SimState, call: Call) -> dict[str, Any]:
         state, call.text("userid", required=True), call.text("external_userid", required=True)
     )
     for tag_id in add + remove:
-        if state.live_tag(tag_id) is None:
+        if state.live_tag(tag_id) is None and tag_id not in state.rule_tags:
             raise ApiError(INVALID_TAG, f"invalid tag id: {tag_id}")
     for tag_id in add:
-        if tag_id not in relation.tag_ids:
-            relation.tag_ids.append(tag_id)
+        marked = relation.rule_tag_ids if tag_id in state.rule_tags else relation.tag_ids
+        if tag_id not in marked:
+            marked.append(tag_id)
+    # rule-group tags can be marked and removed too (doc 92118); personal tags have no id
     relation.tag_ids = [t for t in relation.tag_ids if t not in set(remove)]
+    relation.rule_tag_ids = [t for t in relation.rule_tag_ids if t not in set(remove)]
     return {}
