@@ -1,0 +1,211 @@
+"""Generate the re-tier bench's data in DuckDB and load it into SQLite or PostgreSQL.
+
+The data is made once, set-based and deterministic (hash-based pseudo-randomness, so a
+rerun makes the same rows), as native DuckDB tables named like the bot's tables; the
+same rows are then copied into a migrated SQLite file or PostgreSQL schema, and kept in
+DuckDB for the native comparison.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+
+from bot.tiering.source import load_extension
+
+CATEGORIES = (
+    "服饰",
+    "美妆",
+    "护肤",
+    "母婴",
+    "食品",
+    "酒水",
+    "茶叶",
+    "家居",
+    "厨具",
+    "数码",
+    "家电",
+    "运动",
+    "户外",
+    "图书",
+    "玩具",
+    "宠物",
+    "珠宝",
+    "鞋靴",
+    "箱包",
+    "保健",
+)
+REGIONS = ("华东", "华南", "华北", "华中", "西南", "西北", "东北")
+LEVELS = ("普通", "银卡", "金卡", "钻石")
+
+
+def _u(salt: int, col: str = "i") -> str:
+    """Return SQL for a deterministic uniform number in [0, 1) from a row key and a salt."""
+    return f"(hash({col}, {salt}) % 1000000007) / 1000000007.0"
+
+
+def generate(
+    con: duckdb.DuckDBPyConnection, *, customers: int, orders: int, events: int, as_of: datetime
+) -> None:
+    """Create staff, channels, customers, relations, orders, events and profile tables."""
+    now = as_of.replace(tzinfo=None).isoformat(sep=" ")
+    ts = f"TIMESTAMP '{now}'"
+    cats = "[" + ", ".join(f"'{c}'" for c in CATEGORIES) + "]"
+    regions = "[" + ", ".join(f"'{c}'" for c in REGIONS) + "]"
+    levels = "[" + ", ".join(f"'{c}'" for c in LEVELS) + "]"
+    n_staff = 200
+    n_channels = 20
+    buyers = max(int(customers * 0.6), 1)
+    repeaters = max(int(buyers * 0.4), 1)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE staff AS
+        SELECT i AS id, 'staff' || i AS userid, '员工' || i AS name, true AS active,
+               {ts} AS created_at, {ts} AS updated_at
+        FROM range(1, {n_staff + 1}) t(i)""")
+    con.execute(f"""
+        CREATE OR REPLACE TABLE channels AS
+        SELECT i AS id, '渠道' || i AS name, 'ch' || i AS state, NULL::VARCHAR AS config_id,
+               '' AS qr_code, '' AS welcome_text, '[]' AS welcome_attachments,
+               NULL::INTEGER AS daily_cap, true AS skip_verify, 'cli' AS source, 0 AS scans,
+               {ts} AS created_at, {ts} AS updated_at
+        FROM range(1, {n_channels + 1}) t(i)""")
+    con.execute(f"""
+        CREATE OR REPLACE TABLE customers AS
+        SELECT i AS id, 'wm' || i AS external_userid,
+               CASE WHEN {_u(1)} < 0.5 THEN 'un' || i END AS unionid,
+               '客户' || i AS name, 1 AS type, CAST(floor({_u(2)} * 3) AS INTEGER) AS gender,
+               '' AS avatar, '' AS corp_name, {ts} AS created_at, {ts} AS updated_at
+        FROM range(1, {customers + 1}) t(i)""")
+    # 85 % one staff, 10 % two, 5 % three; distinct staff per customer by construction.
+    con.execute(f"""
+        CREATE OR REPLACE TABLE follow_relations AS
+        WITH c AS (
+            SELECT i, CASE WHEN {_u(3)} < 0.85 THEN 1 WHEN {_u(3)} < 0.95 THEN 2 ELSE 3 END AS k
+            FROM range(1, {customers + 1}) t(i)
+        ), r AS (SELECT i, j FROM c, range(k) t(j))
+        SELECT row_number() OVER (ORDER BY i, j) AS id,
+               1 + (i * 7 + j * 13) % {n_staff} AS staff_id, i AS customer_id,
+               CASE WHEN {_u(4, "i * 3 + j")} < 0.8
+                    THEN 1 + CAST(floor({_u(5, "i * 3 + j")} * {n_channels}) AS BIGINT) END
+                 AS channel_id,
+               '' AS state, '' AS remark, 0 AS add_way,
+               CASE WHEN {_u(6, "i * 3 + j")} < 0.95 THEN 'active' ELSE 'lost' END AS status,
+               {ts} - to_seconds(CAST(floor({_u(7, "i * 3 + j")} * 86400 * 1095) AS BIGINT))
+                 AS added_at,
+               NULL::TIMESTAMP AS lost_at, NULL::VARCHAR AS lost_reason,
+               NULL::VARCHAR AS transfer_fail_reason, {ts} AS created_at, {ts} AS updated_at
+        FROM r""")
+    # Every buyer orders once; the rest go to 40 % of the buyers (60 % buy once), skewed
+    # towards a heavy tenth (~150 orders each over three years at full size).
+    extra = max(orders - buyers, 0)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE orders AS
+        WITH o AS (
+            SELECT i, 1 + (i - 1) % {buyers} AS cid FROM range(1, {min(orders, buyers) + 1}) t(i)
+            UNION ALL
+            -- 70 % spread over all repeat buyers, 30 % over the heaviest tenth of them.
+            SELECT i, 1 + CAST(floor({_u(10)} * CASE WHEN {_u(9)} < 0.7 THEN {repeaters}
+                                                     ELSE {max(repeaters // 10, 1)} END) AS BIGINT)
+                     AS cid
+            FROM range({buyers + 1}, {buyers + extra + 1}) t(i)
+        ), z AS (
+            SELECT i, cid,
+                   sqrt(-2 * ln(1 - {_u(11)})) * cos(2 * pi() * {_u(12)}) AS normal
+            FROM o
+        )
+        SELECT i AS id, 'o' || i AS order_id, cid AS customer_id, 'wm' || cid AS external_userid,
+               NULL::VARCHAR AS unionid,
+               greatest(CAST(round(exp(ln(150) + 1.0 * normal) * 100) AS BIGINT), 100) AS amount,
+               {ts} - to_seconds(CAST(floor(pow({_u(13)}, 1.5) * 86400 * 1095) AS BIGINT))
+                 AS paid_at,
+               CASE WHEN {_u(14)} < 0.05 THEN 'refunded' ELSE 'paid' END AS status,
+               {cats}[1 + CAST(floor(pow({_u(15)}, 2) * {len(CATEGORIES)}) AS INTEGER)] AS category,
+               {_u(16)} < 0.15 AS is_new_product, {ts} AS created_at, {ts} AS updated_at
+        FROM z""")
+    con.execute(f"""
+        CREATE OR REPLACE TABLE interaction_events AS
+        WITH e AS (
+            SELECT i, 1 + CAST(floor({_u(20)} * CASE WHEN {_u(19)} < 0.8
+                                                     THEN {max(int(customers * 0.7), 1)}
+                                                     ELSE {max(customers // 20, 1)} END) AS BIGINT)
+                     AS cid, {_u(21)} AS k
+            FROM range(1, {events + 1}) t(i)
+        )
+        SELECT i AS id, 'e' || i AS event_id, cid AS customer_id, 'wm' || cid AS external_userid,
+               NULL::VARCHAR AS unionid,
+               CASE WHEN k < 0.5 THEN 'view' WHEN k < 0.75 THEN 'click' WHEN k < 0.87 THEN 'cart'
+                    WHEN k < 0.95 THEN 'inquiry' ELSE 'other' END AS kind,
+               {ts} - to_seconds(CAST(floor({_u(22)} * 86400 * 180) AS BIGINT)) AS occurred_at,
+               {ts} AS created_at, {ts} AS updated_at
+        FROM e""")
+    con.execute(f"""
+        CREATE OR REPLACE TABLE profile_attributes AS
+        WITH p AS (
+            SELECT i, 'region' AS name,
+                   {regions}[1 + CAST(floor({_u(30)} * {len(REGIONS)}) AS INTEGER)] AS value
+            FROM range(1, {customers + 1}) t(i) WHERE {_u(31)} < 0.8
+            UNION ALL
+            SELECT i, 'member_level',
+                   {levels}[1 + CAST(floor(pow({_u(32)}, 2) * {len(LEVELS)}) AS INTEGER)]
+            FROM range(1, {customers + 1}) t(i) WHERE {_u(33)} < 0.5
+        )
+        SELECT row_number() OVER (ORDER BY i, name) AS id, 'wm' || i AS subject, i AS customer_id,
+               'wm' || i AS external_userid, NULL::VARCHAR AS unionid, name, value,
+               {ts} AS updated_at
+        FROM p""")
+
+
+# Parents before children, so foreign keys hold while loading.
+TABLES = (
+    "staff",
+    "channels",
+    "customers",
+    "follow_relations",
+    "orders",
+    "interaction_events",
+    "profile_attributes",
+)
+TIMESTAMPS = {"created_at", "updated_at", "added_at", "lost_at", "paid_at", "occurred_at"}
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def load_sqlite(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    """Copy the generated tables into a migrated SQLite file, timestamps as SQLAlchemy writes them."""
+    load_extension(con, "sqlite_scanner")
+    con.execute(f"ATTACH '{path}' AS target (TYPE sqlite)")
+    try:
+        for table in TABLES:
+            cols = _columns(con, table)
+            select = ", ".join(
+                f"strftime({c}, '%Y-%m-%d %H:%M:%S.%f') AS {c}" if c in TIMESTAMPS else c
+                for c in cols
+            )
+            con.execute(
+                f"INSERT INTO target.{table} ({', '.join(cols)}) SELECT {select} FROM {table}"
+            )
+    finally:
+        con.execute("DETACH target")
+
+
+def load_postgres(con: duckdb.DuckDBPyConnection, dsn: str, schema: str) -> None:
+    """Copy the generated tables into a migrated PostgreSQL schema (COPY under the hood)."""
+    load_extension(con, "postgres_scanner")
+    con.execute(f"ATTACH '{dsn}' AS target (TYPE postgres, SCHEMA '{schema}')")
+    try:
+        for table in TABLES:
+            cols = _columns(con, table)
+            select = ", ".join(
+                f"timezone('UTC', {c}) AS {c}" if c in TIMESTAMPS else c for c in cols
+            )
+            if table == "channels":
+                select = select.replace("welcome_attachments", "welcome_attachments::JSON")
+            con.execute(
+                f'INSERT INTO target."{schema}".{table} ({", ".join(cols)}) SELECT {select} FROM {table}'
+            )
+        # The bot's sequences must move past the copied ids, as after a real import.
+    finally:
+        con.execute("DETACH target")

@@ -1,0 +1,285 @@
+"""Compute every vocabulary metric per customer in DuckDB over the operational database.
+
+One `as_of` per run. Days are calendar-day differences in the configured zone between
+as_of's local day and the event's local day (`ago`); a window of N days holds ago in
+[0, N), i.e. the local days (as_of_day - N, as_of_day]. Rows after as_of are ignored.
+
+The engine attaches the bot's SQLite file or PostgreSQL schema read-only, stages the few
+columns it needs into DuckDB (paid orders, events, relations, profile attributes, with
+`ago` computed once), and derives all metrics in a handful of set-based statements.
+
+R and M scores and spend_percentile_365d rank a customer among all the window's buyers
+(orders_365d >= 1). A full run keeps that population (customer, spend, last order) in the
+engine; a touched run (`customer_ids`) re-reads only those customers' rows and ranks them
+against the kept population with their own values replaced. Without a population for the
+same as_of local day and zone, a touched run first builds one (one aggregate pass).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import duckdb
+
+from bot.db import Database
+from bot.errors import ValidationError
+from bot.tiering import metrics_events, metrics_orders, metrics_relations
+from bot.tiering.clock import Clock
+from bot.tiering.frame import MetricFrame
+from bot.tiering.metrics_relations import quote_ident
+from bot.tiering.source import Source, attach, attach_duckdb
+from bot.tiering.vocabulary import METRICS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """DuckDB's resources: bounded so a nightly run fits beside the bot's processes."""
+
+    memory_limit: str = "600MB"  # DuckDB's own buffers; it spills to temp_directory beyond
+    threads: int = 2
+    temp_directory: str | None = None  # None: a private temporary directory
+
+
+COLUMNS: dict[str, str] = {
+    **metrics_orders.COLUMNS,
+    **metrics_events.COLUMNS,
+    **metrics_relations.COLUMNS,
+}
+missing = [m.name for m in METRICS if m.name not in COLUMNS]
+if missing:  # pragma: no cover - the vocabulary and the engine must agree
+    raise RuntimeError(f"metrics without SQL: {missing}")
+
+
+@dataclass
+class _Population:
+    as_of_day: date
+    tz: str
+    profile_names: list[str]
+
+
+class MetricsEngine:
+    """A DuckDB connection on the bot's database that computes metric frames."""
+
+    def __init__(
+        self, db: Database | None, *, tz: str, limits: EngineLimits = EngineLimits()
+    ) -> None:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValidationError(f"unknown time zone: {tz}") from exc
+        self.tz = tz
+        self._tmp = None
+        temp_dir = limits.temp_directory
+        if temp_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="tagbot-metrics-")
+            temp_dir = self._tmp.name
+        # A file database in the spill directory, not :memory:: its tables are compressed
+        # and can leave memory, so 10 M staged orders fit under memory_limit.
+        self.con = duckdb.connect(
+            str(Path(temp_dir) / f"engine-{os.getpid()}-{id(self)}.duckdb"),
+            config={
+                "memory_limit": limits.memory_limit,
+                "threads": limits.threads,
+                "preserve_insertion_order": False,
+                "temp_directory": temp_dir,
+            },
+        )
+        # Local days come from ICU in this zone; each cursor is a session of its own.
+        self.con.execute("SET GLOBAL TimeZone = ?", [tz])
+        self._frames = itertools.count(1)
+        row = self.con.execute("SELECT current_database()").fetchone()
+        assert row is not None
+        self.catalog = quote_ident(str(row[0]))
+        self._population: _Population | None = None
+        self.source: Source | None = attach(self.con, db) if db is not None else None
+
+    @classmethod
+    def for_duckdb_file(
+        cls, path: str, *, tz: str, limits: EngineLimits = EngineLimits()
+    ) -> MetricsEngine:
+        """Return an engine over a DuckDB file holding the bot's tables (bench comparison)."""
+        engine = cls(None, tz=tz, limits=limits)
+        engine.source = attach_duckdb(engine.con, path)
+        return engine
+
+    def compute(self, *, as_of: datetime, customer_ids: Iterable[int] | None = None) -> MetricFrame:
+        """Compute the metrics of every customer, or of `customer_ids`, as of `as_of`."""
+        if as_of.tzinfo is None:
+            raise ValidationError("as_of must be an aware datetime")
+        assert self.source is not None
+        ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})
+        clock = Clock(self.tz, as_of)
+        schema = f"frame_{next(self._frames)}"
+        cur = self.con.cursor()
+        try:
+            cur.execute("SET TimeZone = ?", [self.tz])
+            cur.execute(f"CREATE SCHEMA {schema}")
+            cur.execute(f"USE {self.catalog}.{schema}")
+            self._run(cur, ids=ids, clock=clock)
+        except BaseException:
+            cur.execute(f"USE {self.catalog}.main")
+            cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            cur.close()
+            raise
+        assert self._population is not None
+        names = self._profile_names(cur)
+        return MetricFrame(cur, schema=schema, as_of=as_of, tz=self.tz, profile_names=names)
+
+    def _exec(self, cur: duckdb.DuckDBPyConnection, sql: str) -> None:
+        """Run one statement, logging its time (the figures behind the engine's design)."""
+        t0 = time.perf_counter()
+        cur.execute(sql)
+        log.debug("metrics step %.2fs: %s", time.perf_counter() - t0, " ".join(sql.split())[:80])
+
+    def _run(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        *,
+        ids: list[int] | None,
+        clock: Clock,
+    ) -> None:
+        src = self.source
+        assert src is not None
+        self._exec(cur, metrics_relations.stage_customers(src, ids=ids))
+        self._exec(cur, metrics_orders.stage_orders(src, ids=ids, clock=clock))
+        for statement in metrics_orders.ORDER_METRICS:
+            self._exec(cur, statement)
+        self._exec(cur, metrics_orders.TOP_CATEGORY)
+        self._exec(cur, "DROP TABLE o")
+        self._exec(cur, metrics_events.stage_events(src, ids=ids, clock=clock))
+        self._exec(cur, metrics_events.EVENT_METRICS)
+        self._exec(cur, "DROP TABLE e")
+        self._exec(
+            cur,
+            metrics_relations.stage_relations(src, ids=ids, clock=clock),
+        )
+        self._exec(cur, metrics_relations.RELATION_METRICS)
+        self._exec(cur, "DROP TABLE r")
+        self._exec(cur, metrics_relations.stage_profiles(src, ids=ids))
+        seen = [r[0] for r in cur.execute("SELECT DISTINCT name FROM p").fetchall()]
+
+        if ids is None:
+            self._exec(
+                cur,
+                f"CREATE OR REPLACE TABLE {self.catalog}.main.population AS {metrics_orders.BUYERS}",
+            )
+            self._population = _Population(clock.as_of_day, self.tz, sorted(seen))
+            self._exec(
+                cur,
+                metrics_orders.ranks(f"SELECT * FROM {self.catalog}.main.population", keep=None),
+            )
+        else:
+            if self._population is None or (self._population.as_of_day, self._population.tz) != (
+                clock.as_of_day,
+                self.tz,
+            ):
+                self._build_population(clock)
+            assert self._population is not None
+            self._population.profile_names = sorted(set(self._population.profile_names) | set(seen))
+            self._exec(cur, "CREATE TABLE ids AS SELECT cid FROM c")
+            self._exec(
+                cur,
+                f"DELETE FROM {self.catalog}.main.population WHERE cid IN (SELECT cid FROM ids)",
+            )
+            self._exec(cur, f"INSERT INTO {self.catalog}.main.population {metrics_orders.BUYERS}")
+            self._exec(
+                cur,
+                metrics_orders.ranks(
+                    f"SELECT * FROM {self.catalog}.main.population", keep="SELECT cid FROM ids"
+                ),
+            )
+        names = self._population.profile_names if ids is not None else sorted(seen)
+        self._exec(cur, metrics_relations.profile_metrics(names))
+        self._exec(cur, "DROP TABLE p")
+        select = ",\n".join(f"{COLUMNS[m.name]} AS {quote_ident(m.name)}" for m in METRICS)
+        profile = "".join(f", pm.{quote_ident('profile.' + n)}" for n in names)
+        self._exec(
+            cur,
+            f"""
+            CREATE TABLE metrics AS
+            SELECT c.cid AS customer_id, {select}{profile}
+            FROM c
+            LEFT JOIN om ON om.cid = c.cid
+            LEFT JOIN topcat ON topcat.cid = c.cid
+            LEFT JOIN ranks ON ranks.cid = c.cid
+            LEFT JOIN em ON em.cid = c.cid
+            LEFT JOIN rm ON rm.cid = c.cid
+            LEFT JOIN pm ON pm.cid = c.cid
+        """,
+        )
+        for table in ("om", "topcat", "ranks", "em", "rm", "pm", "c"):
+            self._exec(cur, f"DROP TABLE {table}")
+        self._exec(cur, "DROP TABLE IF EXISTS ids")
+
+    def _build_population(self, clock: Clock) -> None:
+        """Rank basis for touched runs: every window buyer's spend and last order, one pass."""
+        src = self.source
+        assert src is not None
+        cur = self.con.cursor()
+        try:
+            cur.execute("SET TimeZone = ?", [self.tz])
+            cur.execute("CREATE SCHEMA IF NOT EXISTS build")
+            cur.execute(f"USE {self.catalog}.build")
+            cur.execute(metrics_orders.stage_orders(src, ids=None, clock=clock))
+            cur.execute(f"""
+                CREATE OR REPLACE TABLE {self.catalog}.main.population AS
+                SELECT cid, sum(fen) AS fen_365d, min(ago) AS last_ago
+                FROM o WHERE ago < 365 GROUP BY cid""")
+            names = cur.execute(
+                f"SELECT DISTINCT CAST(name AS VARCHAR) FROM {src.table('profile_attributes')}"
+                " WHERE customer_id IS NOT NULL"
+            ).fetchall()
+            self._population = _Population(clock.as_of_day, self.tz, sorted(r[0] for r in names))
+        finally:
+            cur.execute(f"USE {self.catalog}.main")
+            cur.execute("DROP SCHEMA IF EXISTS build CASCADE")
+            cur.close()
+
+    def _profile_names(self, cur: duckdb.DuckDBPyConnection) -> list[str]:
+        prefix = "profile."
+        cols = [r[0] for r in cur.execute("DESCRIBE metrics").fetchall()]
+        return [c[len(prefix) :] for c in cols if c.startswith(prefix)]
+
+    def close(self) -> None:
+        """Close DuckDB and remove its spill directory."""
+        self.con.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def compute_metrics(
+    db: Database,
+    *,
+    as_of: datetime,
+    tz: str,
+    customer_ids: Iterable[int] | None = None,
+    limits: EngineLimits = EngineLimits(),
+) -> MetricFrame:
+    """Compute the metrics once; the frame owns its engine (close the frame to free both)."""
+    engine = MetricsEngine(db, tz=tz, limits=limits)
+    try:
+        frame = engine.compute(as_of=as_of, customer_ids=customer_ids)
+    except BaseException:
+        engine.close()
+        raise
+    frame._owner = engine
+    return frame

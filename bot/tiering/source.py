@@ -1,0 +1,142 @@
+"""Attach the operational database to DuckDB, read-only, through the packaged scanners.
+
+The scanner extensions come from PyPI packages (`duckdb-ext-sqlite`, `duckdb-ext-postgres`)
+that put the extension files under `duckdb_ext/extensions/v<version>/<platform>/`; we
+point DuckDB's extension directory there and never let it download anything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from bot.db import Database
+from bot.errors import TagbotError
+
+ALIAS = "src"
+
+
+class MetricsSourceError(TagbotError):
+    """The operational database cannot be read by the metrics engine."""
+
+
+def extension_directory() -> Path:
+    """Return the directory the duckdb-ext-* packages install their extension files into."""
+    spec = importlib.util.find_spec("duckdb_ext")
+    if spec is None or not spec.submodule_search_locations:
+        raise MetricsSourceError("DuckDB 扩展包未安装（duckdb-ext-sqlite / duckdb-ext-postgres）")
+    return Path(next(iter(spec.submodule_search_locations))) / "extensions"
+
+
+def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Load a packaged DuckDB extension (sqlite_scanner, postgres_scanner) without network."""
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET extension_directory = ?", [str(extension_directory())])
+    try:
+        con.execute(f"LOAD {name}")
+    except duckdb.Error as exc:
+        raise MetricsSourceError(f"cannot load DuckDB extension {name}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Source:
+    """How the engine names the operational tables once attached."""
+
+    backend: str  # sqlite | postgresql | duckdb
+    prefix: str  # e.g. src.main or src."tagbot" — prepended to table names
+    aware_timestamps: bool  # PostgreSQL hands TIMESTAMPTZ; SQLite and DuckDB naive UTC
+
+    def table(self, name: str) -> str:
+        """Return the qualified name of an operational table."""
+        return f"{self.prefix}.{name}"
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _pg_dsn(db: Database) -> str:
+    """Return a libpq key=value string for the database's URL (search_path dropped)."""
+    url = make_url(db.url)
+    parts = {
+        "host": url.host,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password,
+        "dbname": url.database,
+    }
+    # Values are quoted per libpq rules so a password with spaces or quotes survives.
+    return " ".join(
+        "{}='{}'".format(k, str(v).replace("\\", "\\\\").replace("'", "\\'"))
+        for k, v in parts.items()
+        if v is not None
+    )
+
+
+def attach(con: duckdb.DuckDBPyConnection, db: Database) -> Source:
+    """Attach the bot's database to `con` read-only and return how to name its tables."""
+    if db.is_sqlite:
+        path = make_url(db.url).database
+        if not path or path == ":memory:":
+            raise MetricsSourceError("an in-memory SQLite database cannot be attached")
+        load_extension(con, "sqlite_scanner")
+        con.execute(f"ATTACH {_literal(path)} AS {ALIAS} (TYPE sqlite, READ_ONLY)")
+        return Source("sqlite", f"{ALIAS}.main", aware_timestamps=False)
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect() as conn:
+            schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        load_extension(con, "postgres_scanner")
+        con.execute(
+            f"ATTACH {_literal(_pg_dsn(db))} AS {ALIAS}"
+            f" (TYPE postgres, READ_ONLY, SCHEMA {_literal(str(schema))})"
+        )
+        quoted = '"' + str(schema).replace('"', '""') + '"'
+        return Source("postgresql", f"{ALIAS}.{quoted}", aware_timestamps=True)
+    raise MetricsSourceError(f"unsupported database for metrics: {db.engine.dialect.name}")
+
+
+def attach_duckdb(con: duckdb.DuckDBPyConnection, path: str) -> Source:
+    """Attach a DuckDB file holding the bot's tables natively (the bench's comparison)."""
+    con.execute(f"ATTACH {_literal(path)} AS {ALIAS} (READ_ONLY)")
+    return Source("duckdb", f"{ALIAS}.main", aware_timestamps=False)
+
+
+def scan(source: Source, table: str, columns: str, where: str, ids: list[int] | None) -> str:
+    """Return a FROM item reading `columns` of `table` under `where` (portable SQL).
+
+    With `ids`, the filter runs inside the operational database (its customer_id index),
+    not after a full scan in DuckDB: a touched re-tier reads only its customers' rows.
+    """
+    if ids is None:
+        return f"(SELECT {columns} FROM {source.table(table)} WHERE {where})"
+    id_list = ", ".join(str(int(i)) for i in ids) or "NULL"
+    key = "id" if table == "customers" else "customer_id"
+    inner = f"SELECT {columns} FROM {{}} WHERE ({where}) AND {key} IN ({id_list})"
+    if source.backend == "sqlite":
+        return "sqlite_query('{}', '{}')".format(ALIAS, inner.format(table).replace("'", "''"))
+    if source.backend == "postgresql":
+        qualified = source.prefix.split(".", 1)[1] + "." + table
+        return "postgres_query('{}', '{}')".format(
+            ALIAS, inner.format(qualified).replace("'", "''")
+        )
+    return f"({inner.format(source.table(table))})"
+
+
+def timestamp_expr(source: Source, column: str) -> str:
+    """Return SQL for a column as a naive UTC TIMESTAMP, whatever the backend stored."""
+    if source.aware_timestamps:
+        return f"timezone('UTC', {column})"
+    return f"CAST({column} AS TIMESTAMP)"
+
+
+def boolean_expr(source: Source, column: str) -> str:
+    """Return SQL for a boolean column (SQLite stores 0/1, its queries hand text)."""
+    if source.backend == "sqlite":
+        return f"(CAST({column} AS BIGINT) <> 0)"
+    return f"CAST({column} AS BOOLEAN)"
