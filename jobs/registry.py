@@ -13,6 +13,7 @@ from jobs.inbox_listener import INBOX_LISTENER
 from jobs.outbox import OUTBOX_WORKER
 from jobs.specs import ScheduledSpec, WorkerSpec
 from jobs.sync import SYNC_JOB
+from jobs.tiering import RETIER_JOB, TOUCHED_WORKER
 from jobs.welcome import WELCOME_LANE
 
 WORKERS: tuple[WorkerSpec, ...] = (
@@ -21,8 +22,9 @@ WORKERS: tuple[WorkerSpec, ...] = (
     CHANNEL_UPKEEP,
     WELCOME_LANE,
     INBOX_LISTENER,
+    TOUCHED_WORKER,
 )
-SCHEDULED: tuple[ScheduledSpec, ...] = (SYNC_JOB,)
+SCHEDULED: tuple[ScheduledSpec, ...] = (SYNC_JOB, RETIER_JOB)
 
 
 def workers() -> list[WorkerSpec]:

@@ -1,4 +1,4 @@
-"""Write a run's outcome: the run row, its transitions, the new assignments, touched rows.
+"""Write a run's outcome: the run row, its transitions and the new assignments.
 
 Changes stream out of DuckDB in chunks; each chunk is one short write transaction
 (`Database.write()`) so a million-customer first run never holds SQLite's writer for
@@ -9,7 +9,7 @@ transition with its assignment), and the next run diffs against them and does th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.db import Database
-from bot.db.models import RetierRun, TierAssignment, TierTransition, TouchedCustomer
+from bot.db.models import RetierRun, TierAssignment, TierTransition
 from bot.db.types import utcnow
 from bot.tiering.evaluate import CHANGES
 
@@ -27,7 +27,6 @@ CHUNK = 20_000  # changes per write transaction
 
 ASSIGNMENTS: Table = TierAssignment.__table__  # type: ignore[assignment]
 TRANSITIONS: Table = TierTransition.__table__  # type: ignore[assignment]
-TOUCHED: Table = TouchedCustomer.__table__  # type: ignore[assignment]
 
 
 def _insert(session: Session, table: Table) -> Any:
@@ -133,27 +132,3 @@ def record_changes(
         if on_progress is not None:
             on_progress(len(rows))
     return written
-
-
-def touch(session: Session, customer_ids: Iterable[int | None]) -> int:
-    """Mark customers as touched by fresh data (in the caller's ingest transaction)."""
-    ids = sorted({int(c) for c in customer_ids if c is not None})
-    if not ids:
-        return 0
-    stmt = _insert(session, TOUCHED)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[TOUCHED.c.customer_id], set_={"touched_at": stmt.excluded.touched_at}
-    )
-    now = utcnow()
-    session.execute(stmt, [{"customer_id": c, "touched_at": now} for c in ids])
-    return len(ids)
-
-
-def untouch(session: Session, customer_ids: Sequence[int], *, taken_at: datetime) -> None:
-    """Forget touched customers re-tiered from data as of `taken_at` (later touches stay)."""
-    if customer_ids:
-        session.execute(
-            delete(TOUCHED).where(
-                TOUCHED.c.customer_id.in_(list(customer_ids)), TOUCHED.c.touched_at <= taken_at
-            )
-        )

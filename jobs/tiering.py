@@ -1,0 +1,102 @@
+"""Re-tiering in the background: the nightly full run and the touched-customer re-tier."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from datetime import datetime, timedelta
+
+from bot import leases
+from bot.runtime import Runtime
+from bot.tiering import touched
+from bot.tiering.engine import MetricsEngine
+from bot.tiering.run import RetierReport
+from bot.tiering.service import retier_configured
+from jobs.specs import ScheduledSpec, WorkerSpec
+
+log = logging.getLogger(__name__)
+
+LEASE = "retier-touched"
+LEASE_TTL = 600.0  # a batch takes seconds; a dead holder frees it after this
+TOUCHED_BATCH = 5_000  # customers per touched re-tier (1,000 take about a second)
+
+
+def _full(rt: Runtime) -> RetierReport:
+    report, _ = retier_configured(rt)
+    log.info(
+        "retier: %d customers, %d transitions, %d relations to mark",
+        report.customers,
+        report.transitions,
+        report.relations_to_mark,
+    )
+    return report
+
+
+RETIER_JOB = ScheduledSpec(id="retier", run=_full, cron=lambda s: s.tiering.schedule)
+
+
+class _TouchedState:
+    """This process's long-lived engine: it keeps the rank population between batches."""
+
+    def __init__(self) -> None:
+        self.engine: MetricsEngine | None = None
+        self.wakeup = threading.Event()
+        self.lock = threading.Lock()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    def close(self) -> None:
+        """Close the engine (Runtime.close calls this)."""
+        with self.lock:
+            if self.engine is not None:
+                self.engine.close()
+                self.engine = None
+
+
+def retier_touched(
+    rt: Runtime, *, limit: int = TOUCHED_BATCH, quiet: timedelta = touched.QUIET
+) -> int:
+    """Re-tier one batch of customers touched by fresh data; return how many."""
+    if not rt.settings.tiering.dimensions:
+        return 0  # nothing to tier by: the touched rows wait for a config that has some
+    state = rt.local(_TouchedState)
+    with state.lock:
+        with rt.db.read() as session:
+            ids, taken_at = touched.ready(session, limit=limit, quiet=quiet)
+        if not ids:
+            return 0
+        # One touched re-tier at a time across processes: two would record each move twice.
+        with rt.db.write() as session:
+            if not leases.try_acquire(session, LEASE, state.owner, LEASE_TTL):
+                return 0
+        try:
+            return _retier_batch(rt, state, ids, taken_at)
+        finally:
+            with rt.db.write() as session:
+                leases.release(session, LEASE, state.owner)
+
+
+def _retier_batch(rt: Runtime, state: _TouchedState, ids: list[int], taken_at: datetime) -> int:
+    """Re-tier `ids` with the process's engine, then forget them as touched."""
+    if state.engine is None:
+        state.engine = MetricsEngine(rt.db, tz=rt.settings.app.timezone)
+    try:
+        retier_configured(rt, customer_ids=ids, engine=state.engine)
+    except BaseException:
+        state.engine.close()  # a fresh engine next time, not a half-built one
+        state.engine = None
+        raise
+    with rt.db.write() as session:
+        touched.untouch(session, ids, taken_at=taken_at)
+    return len(ids)
+
+
+TOUCHED_WORKER = WorkerSpec(
+    name="retier-touched",
+    step=retier_touched,
+    wakeup=lambda rt: rt.local(_TouchedState).wakeup,
+    threads=lambda s: 1,
+    idle_seconds=10.0,  # fresh data shows in its tier within the quiet time plus this
+)
