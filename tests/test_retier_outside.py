@@ -156,3 +156,18 @@ def test_fresh_order_retiers_that_customer_without_a_full_run(
     assert tier == "高价值"
     assert scopes == ["full", "touched"]
     assert touched_left == 0
+
+
+def test_the_scheduler_runs_the_nightly_retier(tier_app: Flask, db: Database) -> None:
+    from jobs import registry
+    from jobs.tiering import RETIER_JOB, TOUCHED_WORKER
+
+    rt = tier_app.extensions["tagbot"]
+    assert RETIER_JOB in registry.scheduled()
+    assert TOUCHED_WORKER in registry.workers()
+    assert RETIER_JOB.cron(rt.settings) == "0 3 * * *"
+    _vip(db)
+    RETIER_JOB.run(rt)
+    with db.read() as s:
+        runs = s.execute(select(RetierRun.scope, RetierRun.changed_customers)).all()
+    assert [tuple(r) for r in runs] == [("full", 2)]
