@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from bot import leases
 from bot.runtime import Runtime
 from bot.tiering import touched
 from bot.tiering.engine import MetricsEngine
 from bot.tiering.run import RetierReport
-from bot.tiering.service import retier_configured
+from bot.tiering.service import RetierBusyError, retier_configured
 from jobs.specs import ScheduledSpec, WorkerSpec
 
 log = logging.getLogger(__name__)
 
-LEASE = "retier-touched"
-LEASE_TTL = 600.0  # a batch takes seconds; a dead holder frees it after this
 TOUCHED_BATCH = 5_000  # customers per touched re-tier (1,000 take about a second)
+FULL_RUN_ABOVE = 50_000  # touched customers beyond which a full run is cheaper
 
 
 def _full(rt: Runtime) -> RetierReport:
@@ -45,7 +40,6 @@ class _TouchedState:
         self.engine: MetricsEngine | None = None
         self.wakeup = threading.Event()
         self.lock = threading.Lock()
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     def close(self) -> None:
         """Close the engine (Runtime.close calls this)."""
@@ -64,33 +58,33 @@ def retier_touched(
     state = rt.local(_TouchedState)
     with state.lock:
         with rt.db.read() as session:
+            waiting = touched.pending(session, quiet=quiet)
             ids, taken_at = touched.ready(session, limit=limit, quiet=quiet)
         if not ids:
             return 0
-        # One touched re-tier at a time across processes: two would record each move twice.
-        with rt.db.write() as session:
-            if not leases.try_acquire(session, LEASE, state.owner, LEASE_TTL):
+        if waiting > FULL_RUN_ABOVE:
+            # A big import: one full run costs less than many touched batches.
+            try:
+                retier_configured(rt, wait=0)
+            except RetierBusyError:
                 return 0
-        try:
-            return _retier_batch(rt, state, ids, taken_at)
-        finally:
             with rt.db.write() as session:
-                leases.release(session, LEASE, state.owner)
-
-
-def _retier_batch(rt: Runtime, state: _TouchedState, ids: list[int], taken_at: datetime) -> int:
-    """Re-tier `ids` with the process's engine, then forget them as touched."""
-    if state.engine is None:
-        state.engine = MetricsEngine(rt.db, tz=rt.settings.app.timezone)
-    try:
-        retier_configured(rt, customer_ids=ids, engine=state.engine)
-    except BaseException:
-        state.engine.close()  # a fresh engine next time, not a half-built one
-        state.engine = None
-        raise
-    with rt.db.write() as session:
-        touched.untouch(session, ids, taken_at=taken_at)
-    return len(ids)
+                touched.untouch_all(session, taken_at=taken_at)
+            return waiting
+        if state.engine is None:
+            state.engine = MetricsEngine(rt.db, tz=rt.settings.app.timezone)
+        try:
+            # A full run holding the lease: skip, the next step tries again.
+            retier_configured(rt, customer_ids=ids, engine=state.engine, wait=0)
+        except RetierBusyError:
+            return 0
+        except BaseException:
+            state.engine.close()  # a fresh engine next time, not a half-built one
+            state.engine = None
+            raise
+        with rt.db.write() as session:
+            touched.untouch(session, ids, taken_at=taken_at)
+        return len(ids)
 
 
 TOUCHED_WORKER = WorkerSpec(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -171,3 +171,41 @@ def test_the_scheduler_runs_the_nightly_retier(tier_app: Flask, db: Database) ->
     with db.read() as s:
         runs = s.execute(select(RetierRun.scope, RetierRun.changed_customers)).all()
     assert [tuple(r) for r in runs] == [("full", 2)]
+
+
+def test_the_worker_retiers_a_fresh_big_order_within_a_minute(db: Database) -> None:
+    import time
+
+    import requests
+
+    from tests.conftest import LiveServer
+
+    with db.write() as s:
+        cid = customer(s, "wm_live").id
+    data = base_config(db.url) | tomllib.loads(default_tiers_text())
+    server = LiveServer(settings_from_mapping(data, environ={}), jobs=True).start()
+    try:
+        order_row = {
+            "order_id": "live1",
+            "external_userid": "wm_live",
+            "amount": "9000.00",
+            "paid_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+            "status": "paid",
+        }
+        resp = requests.post(f"{server.url}/api/orders", json=[order_row], headers=AUTH, timeout=10)
+        assert resp.status_code == 200
+        deadline = time.monotonic() + 60
+        tier = None
+        while tier is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            with db.read() as s:
+                tier = s.scalar(
+                    select(TierAssignment.tier).where(
+                        TierAssignment.customer_id == cid, TierAssignment.dimension == "value"
+                    )
+                )
+        assert tier == "高价值"
+        with db.read() as s:
+            assert s.scalars(select(RetierRun.scope)).all() == ["touched"]
+    finally:
+        server.stop()

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -63,3 +63,20 @@ def ready(session: Session, *, limit: int, quiet: timedelta = QUIET) -> tuple[li
         .limit(limit)
     ).all()
     return [int(i) for i in ids], now
+
+
+def pending(session: Session, *, quiet: timedelta = QUIET) -> int:
+    """Return how many touched customers are ready."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(TOUCHED)
+            .where(TOUCHED.c.touched_at <= utcnow() - quiet)
+        )
+        or 0
+    )
+
+
+def untouch_all(session: Session, *, taken_at: datetime) -> None:
+    """Forget every customer touched up to `taken_at` (a full run re-tiered them all)."""
+    session.execute(delete(TOUCHED).where(TOUCHED.c.touched_at <= taken_at))
