@@ -33,7 +33,7 @@ def stage_relations(source: Source, *, ids: list[int] | None, clock: Clock) -> s
             FROM {rows}
         ) AS x
         LEFT JOIN (SELECT CAST(id AS BIGINT) AS id, CAST(name AS VARCHAR) AS name
-                   FROM {source.table("channels")}) AS ch ON ch.id = x.channel_id
+                   FROM {scan(source, "channels", "id, name", "1 = 1", None, direct=True)}) AS ch ON ch.id = x.channel_id
         WHERE x.added IS NULL OR x.added <= TIMESTAMP '{clock.as_of_utc}'"""
 
 

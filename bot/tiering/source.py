@@ -107,17 +107,28 @@ def attach_duckdb(con: duckdb.DuckDBPyConnection, path: str) -> Source:
     return Source("duckdb", f"{ALIAS}.main", aware_timestamps=False)
 
 
-def scan(source: Source, table: str, columns: str, where: str, ids: list[int] | None) -> str:
+def scan(
+    source: Source,
+    table: str,
+    columns: str,
+    where: str,
+    ids: list[int] | None,
+    *,
+    direct: bool = False,
+) -> str:
     """Return a FROM item reading `columns` of `table` under `where` (portable SQL).
 
     With `ids`, the filter runs inside the operational database (its customer_id index),
     not after a full scan in DuckDB: a touched re-tier reads only its customers' rows.
+    `direct` sends a small table's query as is too (the scanner's set-up costs more).
     """
-    if ids is None:
+    if ids is None and not direct:
         return f"(SELECT {columns} FROM {source.table(table)} WHERE {where})"
-    id_list = ", ".join(str(int(i)) for i in ids) or "NULL"
-    key = "id" if table == "customers" else "customer_id"
-    inner = f"SELECT {columns} FROM {{}} WHERE ({where}) AND {key} IN ({id_list})"
+    inner = f"SELECT {columns} FROM {{}} WHERE ({where})"
+    if ids is not None:
+        id_list = ", ".join(str(int(i)) for i in ids) or "NULL"
+        key = "id" if table == "customers" else "customer_id"
+        inner += f" AND {key} IN ({id_list})"
     if source.backend == "sqlite":
         return "sqlite_query('{}', '{}')".format(ALIAS, inner.format(table).replace("'", "''"))
     if source.backend == "postgresql":
