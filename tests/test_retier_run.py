@@ -263,3 +263,22 @@ def test_a_customer_leaving_every_tier_loses_the_assignment(db: Database, gone: 
         ).first()
     assert last is not None
     assert (last.from_tier, last.to_tier) == (gone, None)
+
+
+def test_a_touched_run_keeps_the_populations_tag_from_fold(db: Database) -> None:
+    with db.write() as s:
+        for i, cat in enumerate(["茶叶", "茶叶", "咖啡"]):
+            order(s, customer(s, f"t{i}"), 100, local(5), category=cat)
+    retier(db, DIMS, tz=TZ, as_of=AS_OF)
+    with db.write() as s:
+        late = customer(s, "late")
+        order(s, late, 100, local(1), category="咖啡")
+        fresh = customer(s, "fresh")
+        order(s, fresh, 100, local(1), category="果汁")
+        ids = [late.id, fresh.id]
+    report = retier(db, DIMS, tz=TZ, as_of=AS_OF, customer_ids=ids)
+    got = _assignments(db)
+    assert (got[("late", "category")], got[("fresh", "category")]) == ("咖啡", "果汁")
+    assert report.scope == "touched"
+    assert report.customers == 2
+    assert ("t0", "category") in got  # others untouched

@@ -74,10 +74,11 @@ def _known_values(
     con: duckdb.DuckDBPyConnection, source: Source, dim: TagFromDimension
 ) -> list[str]:
     """Return the tags a tag_from dimension gives anyone now (its 其他 fold so far)."""
-    table = source.table("tier_assignments")
+    where = f"dimension = {quote_string(dim.name)} AND tier <> {quote_string(OTHER_TAG)}"
+    # Sent to the database as is: it answers from its own pages, no scan through DuckDB.
     rows = con.execute(
-        f"SELECT DISTINCT CAST(tier AS VARCHAR) FROM {table} WHERE dimension = ? AND tier <> ?",
-        [dim.name, OTHER_TAG],
+        f"SELECT CAST(tier AS VARCHAR) FROM "
+        f"{scan(source, 'tier_assignments', 'DISTINCT tier', where, None, direct=True)}"
     ).fetchall()
     return [r[0] for r in rows]
 
