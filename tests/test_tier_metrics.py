@@ -38,7 +38,7 @@ def metrics_by_ext(db: Database, **kw: Any) -> dict[str, dict[str, Any]]:
 
 
 def test_columns_are_the_vocabulary_then_profile(db: Database) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         c = customer(s, "wm1")
         profile(s, c, "region", "华东")
         profile(s, c, "member_level", "金卡")
@@ -56,7 +56,7 @@ def test_columns_are_the_vocabulary_then_profile(db: Database) -> None:
 
 
 def test_window_edges_in_the_timezone_refunds_and_after_as_of(db: Database) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         c = customer(s, "edge")
         order(s, c, "100.50", local(364, 23, 59))  # last local day inside 365 d
         order(s, c, 200, local(365, 0, 1))  # first local day outside
@@ -76,7 +76,7 @@ def test_window_edges_in_the_timezone_refunds_and_after_as_of(db: Database) -> N
 
 
 def test_missing_is_null_counts_are_zero(db: Database) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         customer(s, "nobody")
     m = metrics_by_ext(db)["nobody"]
     counts = {x.name for x in METRICS if x.count}
@@ -92,7 +92,7 @@ def test_missing_is_null_counts_are_zero(db: Database) -> None:
 
 
 def test_ipt_median_and_overdue_ratio(db: Database) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         one = customer(s, "one")
         order(s, one, 10, local(5))
         two = customer(s, "two")
@@ -117,7 +117,7 @@ def test_ipt_median_and_overdue_ratio(db: Database) -> None:
 
 
 def test_repeat_categories_and_new_product_share(db: Database) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         c = customer(s, "cat")
         order(s, c, 10, local(300), category="茶叶")  # before the window: makes 茶叶 known
         order(s, c, 10, local(179), category="茶叶", new=True)  # repeat, last day inside
@@ -135,7 +135,7 @@ def test_repeat_categories_and_new_product_share(db: Database) -> None:
 
 
 def test_top_category_by_spend_tie_alphabetical(db: Database) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         a = customer(s, "a")
         order(s, a, 100, local(10), category="食品")
         order(s, a, 60, local(11), category="图书")
@@ -154,7 +154,7 @@ def test_top_category_by_spend_tie_alphabetical(db: Database) -> None:
 
 
 def test_percentile_and_m_scores_among_buyers(db: Database) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         for i, yuan in enumerate([100, 200, 300, 400, 500]):
             c = customer(s, f"b{i}")
             order(s, c, yuan, local(10))
@@ -169,7 +169,7 @@ def test_percentile_and_m_scores_among_buyers(db: Database) -> None:
 
 
 def test_ties_share_the_score_of_the_whole_tie(db: Database) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         for i, (yuan, ago) in enumerate([(100, 1), (100, 1), (300, 50)]):
             c = customer(s, f"t{i}")
             order(s, c, yuan, local(ago))
@@ -183,7 +183,7 @@ def test_ties_share_the_score_of_the_whole_tie(db: Database) -> None:
 
 def test_f_score_fixed_bins(db: Database) -> None:
     counts = [1, 2, 3, 4, 5, 9, 10, 11]
-    with db.begin() as s:
+    with db.write() as s:
         for n in counts:
             c = customer(s, f"f{n}")
             for k in range(n):
@@ -193,7 +193,7 @@ def test_f_score_fixed_bins(db: Database) -> None:
 
 
 def test_interactions_windows_kinds_and_intent(db: Database) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         c = customer(s, "ev")
         event(s, c, "view", local(29, 23, 59))  # in 30 d
         event(s, c, "view", local(30, 0, 1))  # out of 30 d, in 90 d
@@ -224,7 +224,7 @@ def test_interactions_windows_kinds_and_intent(db: Database) -> None:
 
 
 def test_relations_channel_staff_gender(db: Database) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         s1, s2, s3, s4 = (staff(s, f"u{i}") for i in range(4))
         late_code, first_code, other = channel(s, "直播"), channel(s, "门店"), channel(s, "海报")
         c = customer(s, "rel", gender=2)
@@ -245,7 +245,7 @@ def test_relations_channel_staff_gender(db: Database) -> None:
 
 
 def test_profile_attributes_latest_subject_wins(db: Database) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         c = customer(s, "pa")
         profile(s, c, "region", "华北", subject="unionid:u1", updated=AS_OF - timedelta(days=3))
         profile(s, c, "region", "华南", updated=AS_OF - timedelta(days=1))
@@ -258,7 +258,7 @@ def test_profile_attributes_latest_subject_wins(db: Database) -> None:
 
 
 def test_touched_customers_equal_the_full_run(db: Database) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         st = staff(s, "u")
         ch = channel(s, "门店")
         ids = []
@@ -286,13 +286,13 @@ def test_touched_customers_equal_the_full_run(db: Database) -> None:
 
 
 def test_touched_run_sees_a_fresh_order(db: Database) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         a, b = customer(s, "a"), customer(s, "b")
         order(s, a, 100, local(3))
         order(s, b, 200, local(3))
     with MetricsEngine(db, tz=TZ) as engine:
         engine.compute(as_of=AS_OF).close()
-        with db.begin() as s:
+        with db.write() as s:
             order(s, a, 500, local(0))
         part = engine.compute(as_of=AS_OF, customer_ids=[a.id])
         row = part.rows()[a.id]

@@ -24,11 +24,11 @@ HISTORY = st.lists(
 
 
 def _load(db: Database, customers: list[tuple[str, list[tuple[int, int]]]]) -> None:
-    with db.begin() as s:
+    with db.write() as s:
         s.execute(delete(Order))
         s.execute(delete(Customer))
     rows = [(ext, ago, yuan) for ext, hist in customers for ago, yuan in hist]
-    with db.begin() as s:
+    with db.write() as s:
         made = {ext: customer(s, ext) for ext, _ in customers}
         for ext, ago, yuan in rows:
             order(s, made[ext], yuan, local(ago))
@@ -72,7 +72,7 @@ def test_scores_are_invariant_under_row_reordering(
 def test_local_days_follow_daylight_saving(db: Database) -> None:
     # New York moved to EDT (UTC-4) on 2026-03-08; 04:30 UTC on 03-09 is 00:30 local that day.
     as_of = datetime(2026, 3, 9, 16, 0, tzinfo=UTC)
-    with db.begin() as s:
+    with db.write() as s:
         c = customer(s, "ny")
         order(s, c, 10, datetime(2026, 3, 9, 4, 30, tzinfo=UTC))
         order(s, c, 10, datetime(2026, 1, 9, 4, 30, tzinfo=UTC))  # EST: 23:30 on 01-08
