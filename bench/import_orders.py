@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bot.db import Database
 from bot.db.migrate import upgrade_to_head
+from bot.ingest.rows import ORDER_COLUMNS
 from tagbot.cli import main
 
 CONFIG = """
@@ -47,18 +48,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
     categories = ["服饰", "美妆", "食品", "家居", "数码"]
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(
-            [
-                "order_id",
-                "external_userid",
-                "unionid",
-                "amount",
-                "paid_at",
-                "status",
-                "category",
-                "is_new_product",
-            ]
-        )
+        writer.writerow(ORDER_COLUMNS)
         for i in range(rows):
             c = rnd.randrange(customers)
             writer.writerow(

@@ -405,17 +405,24 @@ def _env_name(key: str) -> str:
 
 def _with_source(problem: str, env_sources: Mapping[str, str], file_label: str | None) -> str:
     """Append where a problem's value came from: an environment variable or the file."""
-    key, sep, reason = problem.partition(": ")
+    # A multi-line problem (a rule with its caret) gets the note on its first line.
+    first, newline, rest = problem.partition("\n")
+    key, sep, reason = first.partition(": ")
     if not sep:
         return problem
+    note = None
     for source_key, variable in env_sources.items():
         if key == source_key or key.startswith((source_key + ".", source_key + "[")):
-            return f"{problem} [from {variable}]"
-    if file_label is None:
-        return problem
-    if reason == "is required" and "[" not in key:
-        return f"{problem} [neither in {file_label} nor {_env_name(key)}]"
-    return f"{problem} [in {file_label}]"
+            note = f"[from {variable}]"
+            break
+    else:
+        if file_label is None:
+            return problem
+        if reason == "is required" and "[" not in key:
+            note = f"[neither in {file_label} nor {_env_name(key)}]"
+        else:
+            note = f"[in {file_label}]"
+    return f"{first} {note}{newline}{rest}"
 
 
 def _format_loc(loc: tuple[int | str, ...]) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.db import Database
 from bot.db.models import Lease
 from bot.db.types import utcnow
 
@@ -40,3 +43,20 @@ def release(session: Session, name: str, owner: str) -> None:
         .where(Lease.name == name, Lease.owner == owner)
         .execution_options(synchronize_session=False)
     )
+
+
+@contextmanager
+def holding(db: Database, name: str, owner: str, ttl_seconds: float) -> Iterator[bool]:
+    """Try to take the lease for the block; yield whether we hold it, give it up after.
+
+    Taking and giving up are short write transactions of their own: the block itself
+    runs outside any transaction, free to call WeCom.
+    """
+    with db.write() as session:
+        held = try_acquire(session, name, owner, ttl_seconds)
+    try:
+        yield held
+    finally:
+        if held:
+            with db.write() as session:
+                release(session, name, owner)

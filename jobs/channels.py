@@ -28,16 +28,12 @@ def reconcile_once(rt: Runtime) -> dict[str, str]:
     if not rt.settings.channels:
         return {}
     owner = f"reconcile-{uuid.uuid4().hex[:8]}"
-    with rt.db.write() as session:
-        if not leases.try_acquire(session, RECONCILE_LEASE, owner, 300.0):
+    with leases.holding(rt.db, RECONCILE_LEASE, owner, 300.0) as held:
+        if not held:
             return {}
-    try:
         results = declared.reconcile_config_channels(
             rt.settings.channels, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz
         )
-    finally:
-        with rt.db.write() as session:
-            leases.release(session, RECONCILE_LEASE, owner)
     for name, action in results.items():
         log.info("configured channel %s: %s", name, action)
     return results

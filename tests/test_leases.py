@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from bot import leases
@@ -73,3 +74,21 @@ def test_a_held_lease_is_renewed_by_its_owner_only_and_released(db: Database) ->
     assert _holder(db, "held") is None
     with db.write() as session:
         assert leases.try_acquire(session, "held", "b", 60)
+
+
+def test_holding_gives_the_lease_up_after_the_block_and_only_when_it_was_taken(
+    db: Database,
+) -> None:
+    def owners() -> list[str]:
+        with db.read() as session:
+            return list(session.scalars(select(Lease.owner).where(Lease.name == "job")))
+
+    with leases.holding(db, "job", "a", 60) as held:
+        assert held
+        with leases.holding(db, "job", "b", 60) as other:
+            assert not other
+        assert owners() == ["a"]  # b leaving did not free a's lease
+    assert owners() == []
+    with pytest.raises(ValueError, match="boom"), leases.holding(db, "job", "c", 60):
+        raise ValueError("boom")
+    assert owners() == []

@@ -418,8 +418,10 @@ def test_check_config_reports_rule_problems_with_key_and_caret(
     assert main(["--config", str(config), "check-config"]) == 2
     err = capsys.readouterr().err
     assert "2 problem(s)" in err
+    # Each problem's first line names where the value came from; the rule and caret follow.
     assert (
-        "  - tiering.dimensions[0].tiers[1].when: unknown name 'spend_356d' (did you mean 'spend_365d'?)\n"
+        "  - tiering.dimensions[0].tiers[1].when: unknown name 'spend_356d' (did you mean 'spend_365d'?)"
+        f" [in {config}]\n"
         "    spend_356d >= 1000\n"
         "    ^^^^^^^^^^\n"
     ) in err

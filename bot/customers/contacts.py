@@ -8,7 +8,7 @@ unionid, as soon as the customer appears (or learns its unionid).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
@@ -275,12 +275,8 @@ def mark_relation_lost(
     at: datetime | None = None,
 ) -> FollowRelation | None:
     """Mark the relation lost (deleted by either side); None when we never knew it."""
-    relation = session.scalars(
-        select(FollowRelation)
-        .join(Staff, Staff.id == FollowRelation.staff_id)
-        .join(Customer, Customer.id == FollowRelation.customer_id)
-        .where(Staff.userid == staff_userid, Customer.external_userid == external_userid)
-    ).one_or_none()
+    found = relation_id(session=session, staff_userid=staff_userid, external_userid=external_userid)
+    relation = session.get(FollowRelation, found) if found is not None else None
     if relation is None:
         return None
     if relation.status != "lost":
@@ -335,6 +331,33 @@ def set_relation_tags(session: Session, relation_id: int, wanted: set[int]) -> N
     added = [{"relation_id": relation_id, "tag_id": t, "synced_at": now} for t in wanted - have]
     if added:
         session.execute(insert(_RT), added)
+
+
+def record_tag_change(
+    *,
+    session: Session,
+    staff_userid: str,
+    external_userid: str,
+    add: Iterable[int],
+    remove: Iterable[int],
+) -> None:
+    """Record tags (our ids) WeCom just added to and removed from a relation we know."""
+    found = relation_id(session=session, staff_userid=staff_userid, external_userid=external_userid)
+    if found is None:
+        return
+    remove = list(remove)
+    if remove:
+        session.execute(_DROP_RELATION_TAGS, {"relation_id": found, "tag_ids": remove})
+    add = list(add)
+    if add:
+        have = set(session.scalars(_RELATION_TAG_IDS, {"relation_id": found}))
+        now = utcnow()
+        added = [
+            {"relation_id": found, "tag_id": t, "synced_at": now} for t in add if t not in have
+        ]
+        if added:
+            session.execute(insert(_RT), added)
+    session.flush()
 
 
 def lost_notice(

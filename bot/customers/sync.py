@@ -104,14 +104,10 @@ def run_sync(
 ) -> SyncReport:
     """Pull staff, tag catalogue and relations from WeCom into the database."""
     owner = owner or f"{socket.gethostname()}:{os.getpid()}"
-    with db.write() as session:
-        if not leases.try_acquire(session, LEASE, owner, LEASE_TTL):
+    with leases.holding(db, LEASE, owner, LEASE_TTL) as held:
+        if not held:
             raise TagbotError("另一个同步正在进行 / another sync is running; try again later")
-    try:
         return _run(db, wecom, on_progress or (lambda *_: None), owner)
-    finally:
-        with db.write() as session:
-            leases.release(session, LEASE, owner)
 
 
 def _run(db: Database, wecom: WeComClient, progress: ProgressFn, owner: str) -> SyncReport:

@@ -20,6 +20,7 @@ from typing import Any
 from zipfile import BadZipFile
 
 from bot.errors import ValidationError
+from bot.ingest.rows import KNOWN_COLUMNS
 
 _CHUNK = 1 << 20
 _EXCEL_HINT = "请在 Excel 中“另存为 → CSV UTF-8（逗号分隔）”后重试"
@@ -103,21 +104,7 @@ def normalise_header(cells: list[Any], path: Path) -> list[str]:
 
 
 # Contract column names match case-insensitively; attribute names keep their case.
-_ID_COLUMNS = frozenset(
-    {
-        "order_id",
-        "event_id",
-        "external_userid",
-        "unionid",
-        "amount",
-        "paid_at",
-        "status",
-        "category",
-        "is_new_product",
-        "kind",
-        "occurred_at",
-    }
-)
+_ID_COLUMNS = frozenset(c for columns in KNOWN_COLUMNS.values() for c in columns)
 
 
 @contextmanager

@@ -20,24 +20,16 @@ from sqlalchemy.orm import Session
 from bot.db.models import InteractionEvent, Order, ProfileAttribute
 from bot.db.types import Money, UTCDateTime
 from bot.ingest.linking import attach_customers, member_of
-from bot.ingest.rows import Kind
+from bot.ingest.rows import EVENT_COLUMNS, ORDER_COLUMNS, Kind
 from bot.tiering.touched import touch
 
 ORDERS: Table = Order.__table__  # type: ignore[assignment]
 EVENTS: Table = InteractionEvent.__table__  # type: ignore[assignment]
 PROFILES: Table = ProfileAttribute.__table__  # type: ignore[assignment]
 
-_ORDER_VALUES = (
-    "external_userid",
-    "unionid",
-    "customer_id",
-    "amount",
-    "paid_at",
-    "status",
-    "category",
-    "is_new_product",
-)
-_EVENT_VALUES = ("external_userid", "unionid", "customer_id", "kind", "occurred_at")
+# What an upsert by id may change: the file's columns but the id, and the linked customer.
+_ORDER_VALUES = ("customer_id", *(c for c in ORDER_COLUMNS if c != "order_id"))
+_EVENT_VALUES = ("customer_id", *(c for c in EVENT_COLUMNS if c != "event_id"))
 
 
 @dataclass

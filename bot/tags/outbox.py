@@ -16,16 +16,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from bot.customers import contacts
 from bot.db.models import (
-    Customer,
-    FollowRelation,
     OutboxOperation,
     OutboxTagChange,
-    RelationTag,
-    Staff,
     Tag,
 )
 from bot.db.queries import count_by_status
@@ -175,43 +172,19 @@ def claim(session: Session, *, limit: int) -> list[ClaimedOp]:
     return claimed
 
 
-def _relation_id(session: Session, staff_userid: str, external_userid: str) -> int | None:
-    return session.scalars(
-        select(FollowRelation.id)
-        .join(Staff, Staff.id == FollowRelation.staff_id)
-        .join(Customer, Customer.id == FollowRelation.customer_id)
-        .where(Staff.userid == staff_userid, Customer.external_userid == external_userid)
-    ).first()
-
-
 def _record_done(session: Session, op: ClaimedOp) -> None:
     session.execute(
         update(OutboxOperation)
         .where(OutboxOperation.id == op.id)
         .values(status=DONE, done_at=utcnow(), locked_until=None, last_error=None)
     )
-    relation_id = _relation_id(session, op.staff_userid, op.external_userid)
-    if relation_id is None:
-        return
-    if op.remove:
-        session.execute(
-            delete(RelationTag).where(
-                RelationTag.relation_id == relation_id, RelationTag.tag_id.in_(op.remove)
-            )
-        )
-    if op.add:
-        have = set(
-            session.scalars(
-                select(RelationTag.tag_id).where(
-                    RelationTag.relation_id == relation_id, RelationTag.tag_id.in_(op.add)
-                )
-            )
-        )
-        now = utcnow()
-        for tag_id in op.add:
-            if tag_id not in have:
-                session.add(RelationTag(relation_id=relation_id, tag_id=tag_id, synced_at=now))
-    session.flush()
+    contacts.record_tag_change(
+        session=session,
+        staff_userid=op.staff_userid,
+        external_userid=op.external_userid,
+        add=op.add,
+        remove=op.remove,
+    )
 
 
 def _record_failure(session: Session, op: ClaimedOp, exc: WeComError) -> bool:

@@ -88,11 +88,11 @@ class TokenStore:
                 if row and self._fresh(row, bad):
                     self._cached = row
                     return row.token
-                if self._try_lease():
-                    try:
+                with leases.holding(
+                    self._db, self._lease_name, self._owner, self._lease_seconds
+                ) as held:
+                    if held:
                         return self._refresh(bad)
-                    finally:
-                        self._release()
                 # Someone else is refreshing; a token that still works beats waiting.
                 if row and row.token != bad and row.expires_at - now > timedelta(seconds=5):
                     return row.token
@@ -149,11 +149,3 @@ class TokenStore:
         # WeCom hands out the same token until it expires, so refetching inside the
         # margin returns it again: rate-limit those refetches instead of storming gettoken.
         return left > timedelta(0) and now - cached.fetched_at < self._min_interval
-
-    def _try_lease(self) -> bool:
-        with self._db.write() as session:
-            return leases.try_acquire(session, self._lease_name, self._owner, self._lease_seconds)
-
-    def _release(self) -> None:
-        with self._db.write() as session:
-            leases.release(session, self._lease_name, self._owner)

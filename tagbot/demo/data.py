@@ -10,6 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from bot.ingest.rows import ORDER_COLUMNS
+
 STAFF = {
     "zhangwei": "张伟",
     "lina": "李娜",
@@ -76,18 +78,7 @@ def write_orders_csv(
     rows = 0
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(
-            [
-                "order_id",
-                "external_userid",
-                "unionid",
-                "amount",
-                "paid_at",
-                "status",
-                "category",
-                "is_new_product",
-            ]
-        )
+        writer.writerow(ORDER_COLUMNS)
         for i, person in enumerate(people):
             # A long-tailed spend: most buy a little, a few buy a lot.
             for j in range(min(int(rng.paretovariate(1.3)) - 1, 12)):
