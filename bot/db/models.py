@@ -375,6 +375,8 @@ class OutboxOperation(Base):
     __table_args__ = (
         Index("ix_outbox_operations_status_next", "status", "next_attempt_at"),
         Index("ix_outbox_operations_coalesce", "kind", "staff_userid", "external_userid", "status"),
+        # Claims walk pending operations highest priority first, oldest first within one.
+        Index("ix_outbox_operations_claim", "status", "kind", "priority", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -382,6 +384,8 @@ class OutboxOperation(Base):
     staff_userid: Mapped[str] = mapped_column(String(64), default="")
     external_userid: Mapped[str] = mapped_column(String(64), default="")
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Higher drains first: interactive changes above every bulk push, then by customer value.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # pending | in_flight | done | dead
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

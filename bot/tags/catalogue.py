@@ -9,16 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from bot.db import Database
-from bot.db.models import Tag, TagGroup
+from bot.db.models import RelationTag, Tag, TagGroup
 from bot.errors import ValidationError
 from bot.wecom.client import WeComClient
 from bot.wecom.types import FollowUserTag, TagGroupInfo
 
 NAME_MAX = 30
+INVALID_TAG_ID = 40068  # WeCom: invalid tag or group id (deleted or re-created in the console)
 
 
 @dataclass(frozen=True, order=True)
@@ -44,6 +45,15 @@ class TagPath:
 
 def _group_by_name(session: Session, name: str) -> TagGroup | None:
     return session.scalars(select(TagGroup).where(TagGroup.name == name)).one_or_none()
+
+
+def _forget_on_customers(session: Session, tag_id: int) -> None:
+    """Drop what we believed customers carry of a tag that now has a new WeCom id.
+
+    A tag re-created (by the console or by us) is a new, empty one: WeCom took the old
+    one off every customer when it was deleted.
+    """
+    session.execute(delete(RelationTag).where(RelationTag.tag_id == tag_id))
 
 
 def _free_tag_id(session: Session, wecom_tag_id: str, keep: Tag) -> None:
@@ -116,6 +126,8 @@ def _upsert_tag(
         tag.group_id, tag.name = group.id, name
     if tag.wecom_tag_id != tag_id:
         session.flush()
+        if tag.id is not None and (tag.wecom_tag_id is not None or tag.deleted):
+            _forget_on_customers(session, tag.id)
         _free_tag_id(session, tag_id, tag)
         tag.wecom_tag_id = tag_id
     tag.order = order

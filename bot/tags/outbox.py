@@ -13,14 +13,15 @@ import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from bot.customers import contacts
 from bot.db.models import (
+    FollowRelation,
     OutboxOperation,
     OutboxTagChange,
     Tag,
@@ -29,6 +30,7 @@ from bot.db.queries import count_by_status
 from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.runtime import Runtime
+from bot.tags import catalogue
 from bot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,10 @@ DEAD = "dead"
 STATUSES = (PENDING, IN_FLIGHT, DONE, DEAD)
 MAX_ATTEMPTS = 8
 CLAIM_SECONDS = 60.0
+# Changes from a scan or a staff action go ahead of every bulk push (whose priorities
+# are the customer's rank in the value tiers, small numbers).
+INTERACTIVE = 1_000_000
+NOT_A_FRIEND = 84061  # the member no longer has this customer
 
 OPERATIONS = Counter(
     "tagbot_outbox_operations_total", "Outbox operations by outcome", ["outcome"], registry=None
@@ -74,6 +80,7 @@ def enqueue_tag_ids(
     external_userid: str,
     add: Iterable[int] = (),
     remove: Iterable[int] = (),
+    priority: int = INTERACTIVE,
 ) -> OutboxOperation | None:
     """Queue changes given as our tag ids; see enqueue_tags."""
     changes = dict.fromkeys(add, "add")
@@ -98,6 +105,7 @@ def enqueue_tag_ids(
             external_userid=external_userid,
             payload={},
             status=PENDING,
+            priority=priority,
             attempts=0,
             next_attempt_at=utcnow(),
             tag_changes=[OutboxTagChange(tag_id=t, action=a) for t, a in changes.items()],
@@ -105,6 +113,7 @@ def enqueue_tag_ids(
         session.add(op)
         session.flush()
         return op
+    op.priority = max(op.priority, priority)
     existing = {c.tag_id: c for c in op.tag_changes}
     for tag_id, action in changes.items():
         if tag_id in existing:
@@ -127,26 +136,43 @@ class ClaimedOp:
     remove: dict[int, str]
 
 
-def claim(session: Session, *, limit: int) -> list[ClaimedOp]:
-    """Take up to `limit` due operations for this worker."""
-    now = utcnow()
-    due = or_(
-        (OutboxOperation.status == PENDING) & (OutboxOperation.next_attempt_at <= now),
-        (OutboxOperation.status == IN_FLIGHT) & (OutboxOperation.locked_until < now),
-    )
-    ops = (
+def _due(session: Session, where: ColumnElement[bool], limit: int) -> list[OutboxOperation]:
+    return list(
         session.execute(
             select(OutboxOperation)
-            .where(due, OutboxOperation.kind == MARK_TAG)
-            .order_by(OutboxOperation.id)
+            .where(OutboxOperation.kind == MARK_TAG, where)
+            .order_by(OutboxOperation.priority.desc(), OutboxOperation.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
-        )
-        .scalars()
-        .all()
+        ).scalars()
     )
+
+
+def claim(session: Session, *, limit: int) -> list[ClaimedOp]:
+    """Take up to `limit` due operations for this worker, highest priority first."""
+    now = utcnow()
+    # Abandoned claims first (a worker died holding them), then the pending queue in
+    # priority order, which walks ix_outbox_operations_claim.
+    ops = _due(
+        session,
+        (OutboxOperation.status == IN_FLIGHT) & (OutboxOperation.locked_until < now),
+        limit,
+    )
+    if len(ops) < limit:
+        ops += _due(
+            session,
+            (OutboxOperation.status == PENDING) & (OutboxOperation.next_attempt_at <= now),
+            limit - len(ops),
+        )
     if not ops:
         return []
+    return [_claimed(op, now, wecom_ids) for op, wecom_ids in _resolve(session, ops).items()]
+
+
+def _resolve(
+    session: Session, ops: list[OutboxOperation]
+) -> dict[OutboxOperation, tuple[dict[int, str], dict[int, str]]]:
+    """Map each operation's changes to the WeCom ids the catalogue has for them now."""
     changes = session.execute(
         select(OutboxTagChange.operation_id, OutboxTagChange.action, Tag.id, Tag.wecom_tag_id)
         .join(Tag, Tag.id == OutboxTagChange.tag_id)
@@ -159,17 +185,26 @@ def claim(session: Session, *, limit: int) -> list[ClaimedOp]:
     by_op: dict[int, tuple[dict[int, str], dict[int, str]]] = {op.id: ({}, {}) for op in ops}
     for op_id, action, tag_id, wecom_id in changes:
         by_op[op_id][0 if action == "add" else 1][tag_id] = wecom_id or ""
-    claimed = []
-    for op in ops:
-        op.status = IN_FLIGHT
-        op.attempts += 1
-        op.locked_until = now + timedelta(seconds=CLAIM_SECONDS)
-        add, remove = by_op[op.id]
-        claimed.append(
-            ClaimedOp(op.id, op.staff_userid, op.external_userid, op.attempts, add, remove)
-        )
-    session.flush()
-    return claimed
+    return {op: by_op[op.id] for op in ops}
+
+
+def _claimed(
+    op: OutboxOperation, now: datetime, wecom_ids: tuple[dict[int, str], dict[int, str]]
+) -> ClaimedOp:
+    op.status = IN_FLIGHT
+    op.attempts += 1
+    op.locked_until = now + timedelta(seconds=CLAIM_SECONDS)
+    add, remove = wecom_ids
+    return ClaimedOp(op.id, op.staff_userid, op.external_userid, op.attempts, add, remove)
+
+
+def reresolve(session: Session, op: ClaimedOp) -> ClaimedOp:
+    """Return `op` with WeCom ids looked up again (after the catalogue was refreshed)."""
+    row = session.get(OutboxOperation, op.id)
+    if row is None:
+        return op
+    add, remove = _resolve(session, [row])[row]
+    return ClaimedOp(op.id, op.staff_userid, op.external_userid, op.attempts, add, remove)
 
 
 def _record_done(session: Session, op: ClaimedOp) -> None:
@@ -187,7 +222,22 @@ def _record_done(session: Session, op: ClaimedOp) -> None:
     )
 
 
+def _mark_lost(session: Session, op: ClaimedOp) -> None:
+    """WeCom says the member no longer has this customer: the relation is lost."""
+    relation_id = contacts.relation_id(
+        session=session, staff_userid=op.staff_userid, external_userid=op.external_userid
+    )
+    if relation_id is not None:
+        session.execute(
+            update(FollowRelation)
+            .where(FollowRelation.id == relation_id, FollowRelation.status == "active")
+            .values(status="lost", lost_at=utcnow(), lost_reason="mark_tag_84061")
+        )
+
+
 def _record_failure(session: Session, op: ClaimedOp, exc: WeComError) -> bool:
+    if exc.errcode == NOT_A_FRIEND:
+        _mark_lost(session, op)
     dead = not exc.retryable or op.attempts >= MAX_ATTEMPTS
     values: dict[str, object] = {
         "last_error": str(exc)[:4000],
@@ -217,12 +267,42 @@ def perform(op: ClaimedOp, wecom: WeComClient) -> WeComError | None:
     return None
 
 
+def _refresh_catalogue(rt: Runtime) -> None:
+    groups = rt.wecom.get_corp_tag_list()
+    with rt.db.write() as session:
+        catalogue.apply_groups(session, groups, complete=True)
+
+
+def _perform_with_refresh(
+    rt: Runtime, op: ClaimedOp, refreshed: list[bool]
+) -> tuple[ClaimedOp, WeComError | None]:
+    """Perform; on an invalid tag id refresh the catalogue (once per batch) and retry once.
+
+    Return the operation as finally sent (its ids re-resolved after a refresh) and the error.
+    """
+    error = perform(op, rt.wecom)
+    if error is None or error.errcode != catalogue.INVALID_TAG_ID:
+        return op, error
+    log.info("outbox op %d: invalid tag id, refreshing the catalogue and retrying", op.id)
+    if not refreshed[0]:
+        try:
+            _refresh_catalogue(rt)
+        except WeComError as exc:
+            return op, exc
+        refreshed[0] = True
+    with rt.db.read() as session:
+        retry = reresolve(session, op)
+    OPERATIONS.labels("tag_retry").inc()
+    return retry, perform(retry, rt.wecom)
+
+
 def drain(rt: Runtime, *, limit: int = 20) -> int:
     """Claim and perform a batch of operations; return how many were handled."""
     with rt.db.write() as session:
         ops = claim(session, limit=limit)
+    refreshed = [False]
     for op in ops:
-        error = perform(op, rt.wecom)
+        op, error = _perform_with_refresh(rt, op, refreshed)
         with rt.db.write() as session:
             if error is None:
                 _record_done(session, op)

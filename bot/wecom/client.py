@@ -492,14 +492,21 @@ class WeComClient:
         group_name: str | None = None,
         group_id: str | None = None,
         group_order: int | None = None,
+        orders: Sequence[int] | None = None,
     ) -> TagGroupInfo:
         """Add tags to a group by id or name, creating the group if needed.
 
+        `orders`, one per tag, sets where each tag sorts (larger first).
         https://developer.work.weixin.qq.com/document/path/92117
         """
         if not tags or (group_name is None) == (group_id is None):
             raise ValueError("add_corp_tag needs tags and exactly one of group_name/group_id")
+        if orders is not None and len(orders) != len(tags):
+            raise ValueError("add_corp_tag needs one order per tag")
         data: Json = {"tag": [{"name": name} for name in tags]}
+        if orders is not None:
+            for tag, order in zip(data["tag"], orders, strict=True):
+                tag["order"] = order
         if group_id is not None:
             data["group_id"] = group_id
         else:

@@ -325,7 +325,7 @@ class Demo:
             for name, group in groups.items():
                 s.detail.append(f"  {group}：{'、'.join(sizes.get(name, [])) or '（无人）'}")
             pushed = (
-                "标签推送尚未接入本版本，本步未调用企业微信"
+                "本步未调用企业微信（推送用 tagbot push --tiers）"
                 if handoff is None or handoff.queued is None
                 else f"已排队 {handoff.queued} 个关系"
             )

@@ -1,7 +1,7 @@
 """tier history as_of and metrics, run scope, touched customers
 
 Revision ID: 16dd7ba22f0a
-Revises: fa82c264aa63
+Revises: 62e1bc8dafbc
 Create Date: 2026-12-01 14:11:12.942543
 """
 
@@ -14,7 +14,7 @@ import bot.db.types
 
 
 revision = '16dd7ba22f0a'
-down_revision = 'fa82c264aa63'
+down_revision = '62e1bc8dafbc'
 branch_labels = None
 depends_on = None
 

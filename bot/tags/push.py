@@ -1,0 +1,139 @@
+"""Pushing tier tags: ensure the tags, queue the diff, drain the outbox with progress.
+
+The outbox is durable, so a push that needs hours survives restarts: queued operations
+stay pending (highest value first) until a worker or the next `tagbot push` sends them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.db.models import OutboxOperation
+from bot.db.types import utcnow
+from bot.runtime import Runtime
+from bot.tags import diff, outbox, tier_tags
+from bot.tags.diff import DiffReport
+from bot.tags.tier_tags import TierTagReport
+
+RATE_WINDOW = timedelta(minutes=5)  # recent throughput the ETA is measured over
+
+
+@dataclass(frozen=True)
+class TierPushPlan:
+    """What queuing the tier tags did: the tag work in WeCom and the diff queued."""
+
+    tags: TierTagReport
+    diff: DiffReport
+
+
+def enqueue_tier_push(
+    rt: Runtime, *, priority_dimension: str | None = None, refresh: bool = False
+) -> TierPushPlan:
+    """Ensure every dimension's tier tags exist in WeCom, then queue the tier diff."""
+    with rt.db.read() as session:
+        dims = tier_tags.dimensions(rt.settings.tiering, session=session)
+    tags = tier_tags.sync_tier_tags(db=rt.db, wecom=rt.wecom, dims=dims, refresh=refresh)
+    queued = diff.enqueue_tier_changes(db=rt.db, dims=dims, priority_dimension=priority_dimension)
+    if queued.changed:
+        rt.wakeups.outbox.set()
+    return TierPushPlan(tags, queued)
+
+
+@dataclass(frozen=True)
+class PushProgress:
+    """Outbox counts, the recent rate and the time left at that rate."""
+
+    pending: int
+    in_flight: int
+    done: int
+    dead: int
+    per_minute: float  # operations finished per minute lately (0 when nothing finished)
+    eta_seconds: float | None  # None when there is no rate to go by
+
+    @property
+    def remaining(self) -> int:
+        return self.pending + self.in_flight
+
+
+def progress(session: Session, *, fallback_per_minute: float | None = None) -> PushProgress:
+    """Return where the outbox stands; the ETA uses the last minutes' rate, else the fallback."""
+    counts = outbox.counts(session)
+    since = utcnow() - RATE_WINDOW
+    recent = (
+        session.scalar(
+            select(func.count())
+            .select_from(OutboxOperation)
+            .where(OutboxOperation.status == outbox.DONE, OutboxOperation.done_at >= since)
+        )
+        or 0
+    )
+    per_minute = recent / (RATE_WINDOW.total_seconds() / 60)
+    rate = per_minute or (fallback_per_minute or 0.0)
+    remaining = counts[outbox.PENDING] + counts[outbox.IN_FLIGHT]
+    eta = remaining / rate * 60 if rate else None
+    if not remaining:
+        eta = 0.0
+    return PushProgress(
+        counts[outbox.PENDING],
+        counts[outbox.IN_FLIGHT],
+        counts[outbox.DONE],
+        counts[outbox.DEAD],
+        per_minute,
+        eta,
+    )
+
+
+def _next_due_in(session: Session) -> float | None:
+    """Seconds until the earliest pending (backing-off) operation is due; None if none."""
+    first = session.scalar(
+        select(func.min(OutboxOperation.next_attempt_at)).where(
+            OutboxOperation.status.in_((outbox.PENDING, outbox.IN_FLIGHT))
+        )
+    )
+    if first is None:
+        return None
+    return max(0.0, (first - utcnow()).total_seconds())
+
+
+def drain_all(
+    rt: Runtime,
+    *,
+    batch: int = 20,
+    max_operations: int | None = None,
+    stop: threading.Event | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    idle_poll: float = 1.0,
+) -> int:
+    """Drain the outbox until nothing is left to send; return how many operations ran.
+
+    Waits for operations backing off after a transient error. Stops early when `stop`
+    is set or after `max_operations`; what is left stays queued for the next drain.
+    """
+    handled = 0
+    while not (stop is not None and stop.is_set()):
+        if max_operations is not None and handled >= max_operations:
+            break
+        limit = batch if max_operations is None else min(batch, max_operations - handled)
+        n = outbox.drain(rt, limit=limit)
+        handled += n
+        if n:
+            if on_progress is not None:
+                on_progress(n)
+            continue
+        with rt.db.read() as session:
+            wait = _next_due_in(session)
+        if wait is None:
+            break
+        # Backing off, or claimed by a worker that may have died: look again shortly.
+        if stop is not None:
+            stop.wait(min(idle_poll, wait or idle_poll))
+        else:
+            time.sleep(min(idle_poll, wait or idle_poll))
+    return handled
