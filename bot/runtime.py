@@ -59,6 +59,12 @@ class Runtime:
 
     def close(self) -> None:
         self.stopping.set()
+        with self._locals_lock:
+            held = list(self._locals.values())
+        for obj in held:  # per-process state holding resources (the re-tier's engine)
+            closer = getattr(obj, "close", None)
+            if callable(closer):
+                closer()
         self.db.dispose()
 
 

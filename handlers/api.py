@@ -18,6 +18,8 @@ from flask.typing import ResponseReturnValue
 from bot.customers.card import customer_card
 from bot.ingest.rows import Kind
 from bot.ingest.service import ingest_records
+from bot.tiering.rules import load_dimensions
+from bot.tiering.why import explain_external
 from handlers.auth import require_admin
 from handlers.context import runtime
 from handlers.jsonbody import json_body
@@ -64,7 +66,13 @@ def _jsonable(value: Any) -> Any:
 @bp.get("/customers/<external_userid>")
 @require_admin
 def customer(external_userid: str) -> ResponseReturnValue:
-    """Return one customer: relations, tags per relation, order totals, attributes."""
-    with runtime().db.read() as session:
+    """Return one customer: relations, tags, order totals, attributes, tiers explained."""
+    rt = runtime()
+    with rt.db.read() as session:
         card = customer_card(external_userid, session=session)
-    return jsonify(_jsonable(dataclasses.asdict(card)))
+    dims = load_dimensions(rt.settings.tiering.dimensions)
+    tiers = explain_external(
+        rt.db, dims, external_userid=external_userid, tz=rt.settings.app.timezone
+    )
+    body = dataclasses.asdict(card) | {"tiers": [dataclasses.asdict(t) for t in tiers]}
+    return jsonify(_jsonable(body))

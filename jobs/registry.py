@@ -15,6 +15,7 @@ from jobs.outbox import OUTBOX_WORKER
 from jobs.specs import ScheduledSpec, WorkerSpec
 from jobs.staff_alerts import STAFF_ALERTS
 from jobs.sync import SYNC_JOB
+from jobs.tiering import RETIER_JOB, TOUCHED_WORKER
 from jobs.welcome import WELCOME_LANE
 
 WORKERS: tuple[WorkerSpec, ...] = (
@@ -25,8 +26,9 @@ WORKERS: tuple[WorkerSpec, ...] = (
     WELCOME_LANE,
     INBOX_LISTENER,
     STAFF_ALERTS,
+    TOUCHED_WORKER,
 )
-SCHEDULED: tuple[ScheduledSpec, ...] = (SYNC_JOB,)
+SCHEDULED: tuple[ScheduledSpec, ...] = (SYNC_JOB, RETIER_JOB)
 
 
 def workers() -> list[WorkerSpec]:

@@ -23,6 +23,7 @@ COMMANDS = [
     "tagbot.commands.demo:demo",
     "tagbot.commands.imports:import_command",
     "tagbot.commands.sync:sync_command",
+    "tagbot.commands.retier:retier_command",
     "tagbot.commands.push:push_command",
     "tagbot.commands.customers:customer_group",
     "tagbot.commands.staff:staff_group",

@@ -12,18 +12,12 @@ from bot.config import load_settings, settings_from_mapping
 from bot.errors import ConfigError
 from tagbot.cli import main
 from tests.conftest import base_config, to_toml
+from tests.support.configs import FILLED_IN
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 # What an operator pastes over config.example.toml's placeholders, as environment variables.
-FILLED_IN = {
-    "TAGBOT_WECOM__CORP_ID": "ww7f3a9c1e5b2d4860",
-    "TAGBOT_WECOM__SECRET": "Xk2m9Qp4Rt7Vw1Yz3Bc6Df8Gh0Jk5Lm",
-    "TAGBOT_WECOM__TOKEN": "k3Jd9sLq2Vx7",
-    "TAGBOT_WECOM__ENCODING_AES_KEY": "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V",
-    "TAGBOT_SERVER__ADMIN_TOKEN": "Zq8sK2nV5xR9tW3yB7mC",
-}
 
 
 def test_example_config_is_valid_once_its_placeholders_are_filled_in() -> None:

@@ -25,14 +25,21 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "拒绝 3" in out  # the three broken rows the demo writes on purpose
     assert "新导入客户 13 位" in out
     assert "第二次：改动 0 处" in out
+    assert "按默认分层规则重新分层（10 个维度）" in out
+    assert "客户 53 位；本次层级变动" in out
+    assert "      首次渠道：" in out
     # What the summary claims is what the database holds.
     with sqlite3.connect(workdir / "tagbot.db") as conn:
         customers = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
         channels = conn.execute("SELECT count(*) FROM channels").fetchone()[0]
         tagged = conn.execute("SELECT count(DISTINCT relation_id) FROM relation_tags").fetchone()[0]
+        lifecycle = conn.execute(
+            "SELECT count(*) FROM tier_assignments WHERE dimension = 'lifecycle'"
+        ).fetchone()[0]
     # 40 who scanned, plus the 13 the corp had before the bot (imported by the first sync)
     assert (customers, channels) == (40 + 40 // 3, 3)
     assert tagged == 40
+    assert lifecycle == customers  # every customer has a lifecycle stage (潜在客户 at least)
     assert (workdir / "orders.rejects.csv").exists()
     assert (workdir / "config.toml").exists()
 

@@ -44,6 +44,7 @@ from bot.db.models import (
 from bot.db.types import utcnow
 from bot.ingest.linking import member_of
 from bot.ingest.store import EVENTS, ORDERS, PROFILES
+from bot.tiering.touched import touch
 
 _UNSET: object = object()
 _Row = TypeVar("_Row", Customer, FollowRelation)
@@ -169,6 +170,8 @@ def link_orphans(customer: Customer, *, session: Session) -> int:
     for stmt, any_rows in zip(updates, found, strict=True):
         if any_rows:
             linked += session.execute(stmt, params).rowcount  # type: ignore[attr-defined]
+    if linked:  # orders that arrived before the customer scanned: tier them now
+        touch(session, [customer.id])
     return linked
 
 

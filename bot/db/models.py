@@ -298,6 +298,9 @@ class TierTransition(Base):
     to_tier: Mapped[str | None] = mapped_column(String(30))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("retier_runs.id", ondelete="SET NULL"))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # The run's as_of, and the values of the metrics the dimension's rules read then.
+    as_of: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class RetierRun(Base):
@@ -312,6 +315,25 @@ class RetierRun(Base):
     customers: Mapped[int] = mapped_column(Integer, default=0)
     transitions: Mapped[int] = mapped_column(Integer, default=0)
     operations: Mapped[int] = mapped_column(Integer, default=0)
+    as_of: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "full" (every customer) or "touched" (customers whose data just changed)
+    scope: Mapped[str] = mapped_column(String(16), default="full", server_default="full")
+    changed_customers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class TouchedCustomer(Base):
+    """A customer whose orders, events or profile changed since their last re-tier.
+
+    Written in the ingest's own transaction, so a crash never loses one; the touched
+    re-tier takes them in batches and deletes the ones it re-tiered.
+    """
+
+    __tablename__ = "tier_touched"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    touched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 # --- inbox and outbox -----------------------------------------------------------------

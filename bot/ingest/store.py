@@ -21,6 +21,7 @@ from bot.db.models import InteractionEvent, Order, ProfileAttribute
 from bot.db.types import Money, UTCDateTime
 from bot.ingest.linking import attach_customers, member_of
 from bot.ingest.rows import EVENT_COLUMNS, ORDER_COLUMNS, Kind
+from bot.tiering.touched import touch
 
 ORDERS: Table = Order.__table__  # type: ignore[assignment]
 EVENTS: Table = InteractionEvent.__table__  # type: ignore[assignment]
@@ -234,5 +235,8 @@ UPSERTS = {"orders": upsert_orders, "events": upsert_events, "profiles": upsert_
 
 
 def upsert(kind: Kind, rows: list[dict[str, Any]], *, session: Session, now: datetime) -> Outcome:
-    """Write a batch of validated rows of one kind."""
-    return UPSERTS[kind](rows, session=session, now=now)
+    """Write a batch of validated rows of one kind; mark their customers for a re-tier."""
+    outcome = UPSERTS[kind](rows, session=session, now=now)
+    # Same transaction as the rows: a re-tier is never lost, and never runs before them.
+    touch(session, (row.get("customer_id") for row in rows))
+    return outcome

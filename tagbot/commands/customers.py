@@ -7,7 +7,10 @@ from datetime import datetime
 import click
 
 from bot.customers.card import customer_card
+from bot.tiering.rules import load_dimensions
+from bot.tiering.why import explain_external, metric_line
 from tagbot.commands.context import CliContext, pass_ctx
+from tagbot.commands.retier import parse_as_of
 
 _GENDER = {0: "未知", 1: "男", 2: "女"}
 _TYPE = {1: "微信用户", 2: "企业微信用户"}
@@ -22,9 +25,10 @@ def customer_group() -> None:
 
 @customer_group.command("show")
 @click.argument("external_userid")
+@click.option("--as-of", "as_of", metavar="TIME", help="Explain tiers as of this ISO time.")
 @pass_ctx
-def show(ctx: CliContext, external_userid: str) -> None:
-    """Show a customer's relations, tags, order totals and attributes."""
+def show(ctx: CliContext, external_userid: str, as_of: str | None) -> None:
+    """Show a customer's relations, tags, orders, attributes and why they hold each tier."""
     rt = ctx.runtime
     tz = rt.settings.tz
 
@@ -65,3 +69,16 @@ def show(ctx: CliContext, external_userid: str) -> None:
         click.echo("  —")
     for name, value in card.attributes.items():
         click.echo(f"  {name}: {value}")
+    dims = load_dimensions(rt.settings.tiering.dimensions)
+    if not dims:
+        return
+    click.echo("分层")
+    zone = rt.settings.app.timezone
+    moment = parse_as_of(as_of, ctx)
+    views = explain_external(rt.db, dims, external_userid=external_userid, tz=zone, as_of=moment)
+    for view in views:
+        click.echo(f"  {view.tag_group}：{view.tier or '—'}")
+        for line in view.lines:
+            click.echo(f"    {line}")
+        if view.metrics:
+            click.echo(f"    指标：{metric_line(view.metrics)}")

@@ -36,6 +36,7 @@ from bot.errors import TagbotError
 from bot.ingest.service import import_file
 from bot.runtime import Runtime, configure_logging
 from bot.tags import outbox
+from bot.tiering.service import retier_configured
 from tagbot.commands.imports import default_rejects_path, write_rejects
 from tagbot.demo import data
 from wecom_sim import Simulator
@@ -301,6 +302,38 @@ class Demo:
                 linked = session.scalar(select(func.count(func.distinct(Order.customer_id))))
             s.detail.append(f"订单已关联到 {linked} 位客户（按 external_userid，否则按 unionid）")
 
+    def import_events(self, people: list[data.DemoCustomer]) -> None:
+        assert self.rt is not None
+        path = self.workdir / "events.csv"
+        rows = data.write_events_csv(path, people, self.rng, datetime.now(UTC))
+        with self.step(f"导入互动文件 {path.name}（{rows} 行：浏览、点击、加购、咨询）") as s:
+            result = import_file("events", path, db=self.rt.db, tz=self.rt.settings.tz)
+            s.detail.append(f"新增 {result.inserted}，拒绝 {len(result.rejected)}")
+
+    def retier(self) -> None:
+        assert self.rt is not None
+        with self.step("按默认分层规则重新分层（10 个维度）") as s:
+            report, handoff = retier_configured(self.rt)
+            s.detail.append(
+                f"客户 {report.customers} 位；本次层级变动 {report.transitions} 次，"
+                f"涉及 {report.changed_customers} 位客户"
+            )
+            groups = {d.name: d.tag_group for d in self.rt.settings.tiering.dimensions}
+            sizes: dict[str, list[str]] = {}
+            for m in report.sizes:
+                sizes.setdefault(m.dimension, []).append(f"{m.to_tier} {m.customers}")
+            for name, group in groups.items():
+                s.detail.append(f"  {group}：{'、'.join(sizes.get(name, [])) or '（无人）'}")
+            pushed = (
+                "本步未调用企业微信（推送用 tagbot push --tiers）"
+                if handoff is None or handoff.queued is None
+                else f"已排队 {handoff.queued} 个关系"
+            )
+            s.detail.append(
+                f"推送这些层级标签需 {report.relations_to_mark} 次 mark_tag"
+                f"（每个变动的跟进关系一次）；{pushed}"
+            )
+
     def sync(self) -> None:
         assert self.rt is not None
         with self.step("与企业微信全量对账（成员、标签库、客户关系），连续两次") as s:
@@ -419,7 +452,7 @@ def _pct(values: list[float], p: int) -> float:
     "--keep-running", is_flag=True, help="Leave the bot and the simulator up until Ctrl-C."
 )
 def demo(workdir: Path, n_customers: int, seed: int, keep_running: bool) -> None:
-    """Play scans, welcomes, tags, an order import and a sync against the WeCom simulator."""
+    """Play scans, welcomes, tags, order and event imports, a sync and a re-tier against the simulator."""
     scenario = Demo(workdir, n_customers, seed)
     try:
         settings = scenario.start()
@@ -431,7 +464,9 @@ def demo(workdir: Path, n_customers: int, seed: int, keep_running: bool) -> None
         people = scenario.scans()
         scenario.churn(people)
         scenario.import_orders(people)
+        scenario.import_events(people)
         scenario.sync()
+        scenario.retier()
         scenario.summary()
         if keep_running:
             click.echo("\n机器人与模拟器保持运行中，按 Ctrl-C 结束。")

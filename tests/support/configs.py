@@ -25,3 +25,13 @@ def toml_text(data: dict[str, Any]) -> str:
         for key, value in values.items():
             lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
     return "\n".join(lines) + "\n"
+
+
+# Real-looking values for the example config's placeholders (check-config refuses those).
+FILLED_IN = {
+    "TAGBOT_WECOM__CORP_ID": "ww7f3a9c1e5b2d4860",
+    "TAGBOT_WECOM__SECRET": "Xk2m9Qp4Rt7Vw1Yz3Bc6Df8Gh0Jk5Lm",
+    "TAGBOT_WECOM__TOKEN": "k3Jd9sLq2Vx7",
+    "TAGBOT_WECOM__ENCODING_AES_KEY": "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V",
+    "TAGBOT_SERVER__ADMIN_TOKEN": "Zq8sK2nV5xR9tW3yB7mC",
+}

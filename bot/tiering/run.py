@@ -1,0 +1,111 @@
+"""The re-tier run: one as_of, metrics, every dimension in order, the diff, the history.
+
+`retier()` computes the metrics (all customers, or `customer_ids` for a touched run),
+evaluates the configured dimensions in DuckDB against the current assignments, and —
+unless `dry_run` — records each change in `tier_transitions`, upserts `tier_assignments`
+(`since` = as_of on entering a tier) and writes a `retier_runs` row with the counts.
+A dry run writes nothing. Queuing the tier tags for WeCom is the caller's next step
+(`bot.tiering.handoff`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bot.db import Database
+from bot.errors import ValidationError
+from bot.tiering import evaluate, history
+from bot.tiering.clock import Clock
+from bot.tiering.engine import MetricsEngine
+from bot.tiering.evaluate import Move
+from bot.tiering.rules import Dimension
+
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class RetierReport:
+    """What one run found (and, unless dry, recorded)."""
+
+    as_of: datetime
+    scope: str  # "full" | "touched"
+    dry_run: bool
+    customers: int = 0
+    changed_customers: int = 0
+    transitions: int = 0
+    relations_to_mark: int = 0  # active relations of changed customers: mark_tag calls at most
+    moves: list[Move] = field(default_factory=list)
+    sizes: list[Move] = field(default_factory=list)  # tier sizes after the run (its customers)
+    run_id: int | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def retier(
+    db: Database,
+    dims: Sequence[Dimension],
+    *,
+    tz: str,
+    as_of: datetime | None = None,
+    dry_run: bool = False,
+    customer_ids: Iterable[int] | None = None,
+    engine: MetricsEngine | None = None,
+    on_progress: ProgressFn | None = None,
+) -> RetierReport:
+    """Re-tier every customer (or `customer_ids`) as of `as_of` (default: now)."""
+    as_of = as_of or datetime.now(UTC)
+    if as_of.tzinfo is None:
+        raise ValidationError("as_of must be an aware datetime")
+    ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})
+    scope = "full" if ids is None else "touched"
+    report = RetierReport(as_of=as_of, scope=scope, dry_run=dry_run)
+    own = engine is None
+    eng = engine or MetricsEngine(db, tz=tz)
+    t0 = time.perf_counter()
+    try:
+        frame = eng.compute(as_of=as_of, customer_ids=ids)
+        try:
+            t1 = time.perf_counter()
+            report.seconds["metrics"] = t1 - t0
+            con, source = frame.con, eng.source
+            assert source is not None
+            evaluate.load_current(con, source, clock=Clock(tz, as_of), ids=ids)
+            evaluate.evaluate(con, dims, source=source, touched=ids is not None)
+            evaluate.diff(con, dims)
+            report.customers = frame.count()
+            report.moves = evaluate.moves(con)
+            report.sizes = evaluate.tier_sizes(con, dims)
+            report.transitions = sum(m.customers for m in report.moves)
+            report.changed_customers = evaluate.changed_customers(con)
+            report.relations_to_mark = evaluate.relations_to_mark(con, source, ids=ids)
+            t2 = time.perf_counter()
+            report.seconds["evaluate"] = t2 - t1
+            if dry_run:
+                return report
+            report.run_id = history.start_run(db, as_of=as_of, scope=scope)
+            done = 0
+
+            def step(n: int) -> None:
+                nonlocal done
+                done += n
+                if on_progress is not None:
+                    on_progress("record", done, report.transitions)
+
+            history.record_changes(db, con, run_id=report.run_id, as_of=as_of, on_progress=step)
+            history.finish_run(
+                db,
+                report.run_id,
+                customers=report.customers,
+                transitions=report.transitions,
+                changed_customers=report.changed_customers,
+                operations=report.relations_to_mark,
+            )
+            report.seconds["record"] = time.perf_counter() - t2
+            return report
+        finally:
+            frame.close()
+    finally:
+        if own:
+            eng.close()

@@ -1,0 +1,119 @@
+"""Why a customer holds each tier: the stored tier and since when, the rule, the values.
+
+Metrics are computed now for that one customer; each dimension is explained with its
+stored tier as the current one (so `stay` and the dwell read as a run would read them),
+in config order, later rules seeing the tiers the earlier ones give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from bot.customers.contacts import get_customer
+from bot.db import Database
+from bot.db.models import TierAssignment
+from bot.tiering.clock import Clock
+from bot.tiering.engine import compute_metrics
+from bot.tiering.rules import Dimension, explain_dimension
+from bot.tiering.rules.explain import format_value
+
+
+@dataclass(frozen=True)
+class TierView:
+    """One dimension for one customer, as `customer show` and the API show it."""
+
+    dimension: str
+    tag_group: str
+    tier: str | None  # stored by the last run
+    since: datetime | None
+    now: str | None  # what a run would give now (differs when the data changed since)
+    lines: tuple[str, ...]  # the explanation, Chinese
+    metrics: dict[str, Any]  # the values its rules read
+
+
+def _days(clock: Clock, since: datetime) -> int:
+    return (clock.as_of_day - Clock(clock.tz, since).as_of_day).days
+
+
+def explain_customer(
+    db: Database,
+    dims: Sequence[Dimension],
+    *,
+    customer_id: int,
+    tz: str,
+    as_of: datetime | None = None,
+) -> list[TierView]:
+    """Explain every dimension for one customer as of `as_of` (default now)."""
+    if not dims:
+        return []
+    as_of = as_of or datetime.now(UTC)
+    with db.read() as session:
+        stored = {
+            a.dimension: (a.tier, a.since)
+            for a in session.scalars(
+                select(TierAssignment).where(TierAssignment.customer_id == customer_id)
+            )
+        }
+    with compute_metrics(db, as_of=as_of, tz=tz, customer_ids=[customer_id]) as frame:
+        row: dict[str, Any] = frame.rows().get(customer_id, {})
+    clock = Clock(tz, as_of)
+    views: list[TierView] = []
+    for dim in dims:
+        tier, since = stored.get(dim.name, (None, None))
+        since_days = _days(clock, since) if since is not None else None
+        exp = explain_dimension(dim, row, cur_tier=tier, cur_since_days=since_days, assigned=tier)
+        lines = list(exp.lines)
+        if tier is not None and since is not None:
+            lines.insert(
+                1,
+                f"  当前层级 {tier}，自 {since.astimezone(ZoneInfo(tz)):%Y-%m-%d} 起（{since_days} 天）",
+            )
+        elif tier is None:
+            lines.insert(1, "  当前没有该维度的标签")
+        if exp.tag != tier:
+            lines.append(
+                f"  数据已变化：下次分层将{'变为 ' + exp.tag if exp.tag else '取消该标签'}"
+            )
+        row[f"tier.{dim.name}"] = exp.tag
+        used = sorted(dim.names_used())
+        views.append(
+            TierView(
+                dimension=dim.name,
+                tag_group=dim.tag_group,
+                tier=tier,
+                since=since,
+                now=exp.tag,
+                lines=tuple(lines),
+                metrics={n: row.get(n) for n in used},
+            )
+        )
+    return views
+
+
+def metric_line(metrics: dict[str, Any]) -> str:
+    """Render the values a dimension's rules read: `spend_365d = 1200，orders_365d = 1`."""
+    return "，".join(
+        f"{k} = {'缺失' if v is None else format_value(v)}" for k, v in metrics.items()
+    )
+
+
+def explain_external(
+    db: Database,
+    dims: Sequence[Dimension],
+    *,
+    external_userid: str,
+    tz: str,
+    as_of: datetime | None = None,
+) -> list[TierView]:
+    """Explain every dimension for the customer with this external_userid (none: [])."""
+    with db.read() as session:
+        customer = get_customer(external_userid, session=session)
+    if customer is None:
+        return []
+    return explain_customer(db, dims, customer_id=customer.id, tz=tz, as_of=as_of)

@@ -1,0 +1,106 @@
+"""`tagbot retier [--dry-run]`: re-tier every customer now; show the moves and their cost."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import click
+from tqdm import tqdm
+
+from bot.errors import ValidationError
+from bot.tiering.evaluate import Move
+from bot.tiering.handoff import Handoff
+from bot.tiering.rules import Dimension, load_dimensions
+from bot.tiering.run import RetierReport
+from bot.tiering.service import retier_configured
+from tagbot.commands.context import CliContext, pass_ctx
+
+NONE = "（无）"
+
+
+def parse_as_of(text: str | None, ctx: CliContext) -> datetime | None:
+    """Return `--as-of` as an aware time (naive means the app's zone); None for now."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValidationError(f"--as-of: 不是 ISO 8601 时间：{text!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=ctx.settings.tz)
+
+
+def render_moves(moves: list[Move], dims: tuple[Dimension, ...]) -> list[str]:
+    """Return the table of moves per dimension, as operators read it."""
+    groups = {d.name: d.tag_group for d in dims}
+    lines: list[str] = []
+    current = None
+    width = max((len(f"{m.from_tier or NONE} → {m.to_tier or NONE}") for m in moves), default=0)
+    for m in moves:
+        if m.dimension != current:
+            current = m.dimension
+            total = sum(x.customers for x in moves if x.dimension == current)
+            lines.append(f"{groups.get(current, current)}（{current}）：{total} 人变动")
+        move = f"{m.from_tier or NONE} → {m.to_tier or NONE}"
+        lines.append(f"  {move.ljust(width)}  {m.customers:>8}")
+    return lines or ["没有客户变动层级 / no tier changes"]
+
+
+def echo_report(
+    report: RetierReport, handoff: Handoff | None, dims: tuple[Dimension, ...], tz: str
+) -> None:
+    """Print a run's summary, its moves and the WeCom calls it costs."""
+    when = report.as_of.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+    head = "试运行（未写入任何数据）" if report.dry_run else "重新分层完成"
+    click.echo(
+        f"{head} / re-tier as of {when} {tz}：客户 {report.customers} 人，"
+        f"{report.changed_customers} 人共 {report.transitions} 次层级变动"
+    )
+    for line in render_moves(report.moves, dims):
+        click.echo(line)
+    click.echo(
+        f"企业微信调用 / WeCom calls: 至多 {report.relations_to_mark} 次 mark_tag"
+        "（层级变动客户的有效跟进关系，每个关系一次）"
+    )
+    if handoff is not None:
+        if handoff.queued is None:
+            click.echo(
+                "标签推送尚未接入本版本：层级已记录，标签未排队 / tier push not in this build"
+            )
+        else:
+            click.echo(
+                f"已排队 {handoff.queued} 个关系的标签变更 / queued; drain with `tagbot push`"
+            )
+    spent = "，".join(f"{k} {v:.1f}s" for k, v in report.seconds.items())
+    click.echo(f"用时 / took: {spent}")
+
+
+@click.command("retier")
+@click.option("--dry-run", is_flag=True, help="Compute and show the moves; write nothing.")
+@click.option("--as-of", "as_of", metavar="TIME", help="Tier as of this ISO time (default now).")
+@pass_ctx
+def retier_command(ctx: CliContext, dry_run: bool, as_of: str | None) -> None:
+    """Re-tier every customer: show moves per dimension and the WeCom calls they cost."""
+    rt = ctx.runtime
+    dims = load_dimensions(rt.settings.tiering.dimensions)
+    if not dims:
+        raise ValidationError("配置中没有分层维度（[[tiering.dimensions]]）/ no tier dimensions")
+    moment = parse_as_of(as_of, ctx)
+    bar: tqdm[None] | None = None
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="条", desc="记录层级变动", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+
+    click.echo("计算指标与层级… / computing metrics and tiers…", err=True)
+    try:
+        report, handoff = retier_configured(
+            rt, as_of=moment, dry_run=dry_run, on_progress=on_progress
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    echo_report(report, handoff, dims, rt.settings.app.timezone)
