@@ -33,12 +33,30 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         customers = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
         channels = conn.execute("SELECT count(*) FROM channels").fetchone()[0]
         tagged = conn.execute("SELECT count(DISTINCT relation_id) FROM relation_tags").fetchone()[0]
+        by_channel = conn.execute(
+            "SELECT count(DISTINCT rt.relation_id) FROM relation_tags rt"
+            " JOIN tags t ON t.id = rt.tag_id JOIN tag_groups g ON g.id = t.group_id"
+            " WHERE g.name = '来源渠道'"
+        ).fetchone()[0]
+        active = conn.execute(
+            "SELECT count(*) FROM follow_relations WHERE status = 'active'"
+        ).fetchone()[0]
+        by_lifecycle = conn.execute(
+            "SELECT count(DISTINCT rt.relation_id) FROM relation_tags rt"
+            " JOIN tags t ON t.id = rt.tag_id JOIN tag_groups g ON g.id = t.group_id"
+            " WHERE g.name = '生命周期'"
+        ).fetchone()[0]
         lifecycle = conn.execute(
             "SELECT count(*) FROM tier_assignments WHERE dimension = 'lifecycle'"
         ).fetchone()[0]
     # 40 who scanned, plus the 13 the corp had before the bot (imported by the first sync)
     assert (customers, channels) == (40 + 40 // 3, 3)
-    assert tagged == 40
+    assert by_channel == 40  # the scanned customers carry their channel's tags
+    # The re-tier's push reached WeCom: every active relation carries its lifecycle tag
+    # (customers who deleted their member in the demo keep only what they had).
+    assert by_lifecycle == active
+    assert tagged == customers
+    assert "层级标签已推送到企业微信：出站队列剩余 0，失败 0" in out
     assert lifecycle == customers  # every customer has a lifecycle stage (潜在客户 at least)
     assert (workdir / "orders.rejects.csv").exists()
     assert (workdir / "config.toml").exists()

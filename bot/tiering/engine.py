@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable
@@ -37,7 +38,7 @@ from bot.tiering import metrics_events, metrics_orders, metrics_relations
 from bot.tiering.clock import Clock
 from bot.tiering.frame import MetricFrame
 from bot.tiering.metrics_relations import quote_ident
-from bot.tiering.source import Source, attach, attach_duckdb
+from bot.tiering.source import Source, attach, attach_duckdb, reattach
 from bot.tiering.vocabulary import METRICS
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,14 @@ class MetricsEngine:
         assert row is not None
         self.catalog = quote_ident(str(row[0]))
         self._population: _Population | None = None
-        self.source: Source | None = attach(self.con, db) if db is not None else None
+        self._db = db
+        # Per-engine, so two engines sharing a temp_directory never share a snapshot.
+        self._workdir = Path(temp_dir) / f"source-{os.getpid()}-{id(self)}"
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        self.source: Source | None = (
+            attach(self.con, db, workdir=self._workdir) if db is not None else None
+        )
+        self._fresh = True  # the attached snapshot was just taken
 
     @classmethod
     def for_duckdb_file(
@@ -119,6 +127,9 @@ class MetricsEngine:
         if as_of.tzinfo is None:
             raise ValidationError("as_of must be an aware datetime")
         assert self.source is not None
+        if self._db is not None and self._db.is_sqlite and not self._fresh:
+            self.source = reattach(self.con, self._db, workdir=self._workdir)
+        self._fresh = False
         ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})
         clock = Clock(self.tz, as_of)
         schema = f"frame_{next(self._frames)}"
@@ -253,8 +264,9 @@ class MetricsEngine:
         return [c[len(prefix) :] for c in cols if c.startswith(prefix)]
 
     def close(self) -> None:
-        """Close DuckDB and remove its spill directory."""
+        """Close DuckDB and remove its spill directory and snapshot."""
         self.con.close()
+        shutil.rmtree(self._workdir, ignore_errors=True)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

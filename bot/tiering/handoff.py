@@ -1,27 +1,37 @@
 """The one place a re-tier hands its assignments to the tier push (tags in WeCom).
 
-The push now lives in bot/tags (`bot.tags.push.enqueue_tier_push`: ensure the tier tags,
-diff desired against actual relation tags, queue one mark_tag per changed relation; run by
-`tagbot push --tiers`). It calls WeCom, so this hand-off does not call it yet: the re-tier
-records the tiers and the operator (or the next `tagbot push --tiers`) queues them. To
-push from every run, make the body `enqueue_tier_push(rt)` and return its `diff.changed`.
+After a writing run the tier tags are ensured in WeCom and the diff of desired against
+actual relation tags is queued in the outbox (`bot.tags.push.enqueue_tier_push`): one
+mark_tag per changed relation, drained by the outbox workers or `tagbot push`. When WeCom
+cannot be reached the tiers stay recorded and nothing is lost: the next run, or
+`tagbot push --tiers`, queues the same diff.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
+from bot.errors import WeComError
 from bot.runtime import Runtime
+from bot.tags.push import enqueue_tier_push
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Handoff:
-    """What the hand-off queued: None when there is no tier push yet in this build."""
+    """What the hand-off queued; `queued` is None when WeCom could not be reached."""
 
     queued: int | None  # changed relations queued (one mark_tag each)
+    error: str = ""
 
 
 def queue_tier_push(rt: Runtime) -> Handoff:
     """Queue the tier tags of the current assignments for WeCom (the push's diff)."""
-    del rt  # not wired yet: see the module docstring
-    return Handoff(queued=None)
+    try:
+        plan = enqueue_tier_push(rt)
+    except WeComError as exc:
+        log.warning("tier push not queued (WeCom: %s); tiers are recorded", exc)
+        return Handoff(queued=None, error=str(exc))
+    return Handoff(queued=plan.diff.changed)

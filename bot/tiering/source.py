@@ -8,6 +8,7 @@ point DuckDB's extension directory there and never let it download anything.
 from __future__ import annotations
 
 import importlib.util
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,14 +80,41 @@ def _pg_dsn(db: Database) -> str:
     )
 
 
-def attach(con: duckdb.DuckDBPyConnection, db: Database) -> Source:
-    """Attach the bot's database to `con` read-only and return how to name its tables."""
+def snapshot_sqlite(db: Database, dest: Path) -> None:
+    """Copy the bot's SQLite database to `dest`: a consistent snapshot for the scanner.
+
+    The scanner links its own copy of SQLite. Two SQLite libraries in one process must never
+    open the same file: POSIX locks are per process, so each library takes the other's
+    connections for its own, a close drops the other's locks and a "last" connection
+    checkpoints the WAL under the bot's feet — measured here: a corrupted index after one
+    demo run. So the scanner only ever reads a copy made by the bot's own SQLite (the online
+    backup API, which reads a consistent snapshot while writers go on).
+    """
+    path = make_url(db.url).database
+    if not path or path == ":memory:":
+        raise MetricsSourceError("an in-memory SQLite database cannot be attached")
+    dest.unlink(missing_ok=True)
+    source = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        target = sqlite3.connect(dest)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+
+
+def attach(con: duckdb.DuckDBPyConnection, db: Database, *, workdir: Path) -> Source:
+    """Attach the bot's database to `con` read-only and return how to name its tables.
+
+    SQLite is attached as a fresh snapshot in `workdir` (see `snapshot_sqlite`).
+    """
     if db.is_sqlite:
-        path = make_url(db.url).database
-        if not path or path == ":memory:":
-            raise MetricsSourceError("an in-memory SQLite database cannot be attached")
+        copy = workdir / "source-snapshot.db"
+        snapshot_sqlite(db, copy)
         load_extension(con, "sqlite_scanner")
-        con.execute(f"ATTACH {_literal(path)} AS {ALIAS} (TYPE sqlite, READ_ONLY)")
+        con.execute(f"ATTACH {_literal(str(copy))} AS {ALIAS} (TYPE sqlite, READ_ONLY)")
         return Source("sqlite", f"{ALIAS}.main", aware_timestamps=False)
     if db.engine.dialect.name == "postgresql":
         with db.engine.connect() as conn:
@@ -99,6 +127,12 @@ def attach(con: duckdb.DuckDBPyConnection, db: Database) -> Source:
         quoted = '"' + str(schema).replace('"', '""') + '"'
         return Source("postgresql", f"{ALIAS}.{quoted}", aware_timestamps=True)
     raise MetricsSourceError(f"unsupported database for metrics: {db.engine.dialect.name}")
+
+
+def reattach(con: duckdb.DuckDBPyConnection, db: Database, *, workdir: Path) -> Source:
+    """Attach the database again: on SQLite a new snapshot, so a later run reads fresh rows."""
+    con.execute(f"DETACH {ALIAS}")
+    return attach(con, db, workdir=workdir)
 
 
 def attach_duckdb(con: duckdb.DuckDBPyConnection, path: str) -> Source:

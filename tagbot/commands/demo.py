@@ -36,6 +36,7 @@ from bot.errors import TagbotError
 from bot.ingest.service import import_file
 from bot.runtime import Runtime, configure_logging
 from bot.tags import outbox
+from bot.tags.push import drain_all
 from bot.tiering.service import retier_configured
 from tagbot.commands.imports import default_rejects_path, write_rejects
 from tagbot.demo import data
@@ -325,7 +326,7 @@ class Demo:
             for name, group in groups.items():
                 s.detail.append(f"  {group}：{'、'.join(sizes.get(name, [])) or '（无人）'}")
             pushed = (
-                "本步未调用企业微信（推送用 tagbot push --tiers）"
+                "企业微信暂不可达，稍后用 tagbot push --tiers 排队"
                 if handoff is None or handoff.queued is None
                 else f"已排队 {handoff.queued} 个关系"
             )
@@ -333,6 +334,14 @@ class Demo:
                 f"推送这些层级标签需 {report.relations_to_mark} 次 mark_tag"
                 f"（每个变动的跟进关系一次）；{pushed}"
             )
+            if handoff is not None and handoff.queued:
+                drain_all(self.rt)  # alongside the outbox workers, until none is left
+                with self.rt.db.read() as session:
+                    left = outbox.counts(session)
+                s.detail.append(
+                    f"层级标签已推送到企业微信：出站队列剩余 {left.get('pending', 0)}，"
+                    f"失败 {left.get('dead', 0)}"
+                )
 
     def sync(self) -> None:
         assert self.rt is not None

@@ -66,7 +66,8 @@ def echo_report(
     if handoff is not None:
         if handoff.queued is None:
             click.echo(
-                "标签推送尚未接入本版本：层级已记录，标签未排队 / tier push not in this build"
+                "企业微信暂不可达：层级已记录，标签稍后用 tagbot push --tiers 排队"
+                f" / WeCom unreachable, tiers recorded: {handoff.error}"
             )
         else:
             click.echo(

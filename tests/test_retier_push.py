@@ -1,0 +1,84 @@
+"""A re-tier queues its tier tags for WeCom: one mark_tag per changed relation, none on a rerun."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bot.db import Database
+from bot.db.models import Customer
+from bot.tiering.defaults import default_tiers_text
+from tagbot.cli import main
+from tests.conftest import base_config, to_toml
+from tests.support.tiers import relation_tag_names
+from tests.tier_metrics_factory import AS_OF, local, order
+from wecom_sim import Simulator
+
+
+@pytest.fixture
+def config(tmp_path: Path, db: Database, simulator: Simulator) -> Path:
+    """A config on the test database and the simulator, with the default tier dimensions."""
+    data = base_config(db.url, api_base=simulator.api_base)
+    data["app"] = {"log_level": "WARNING"}
+    path = tmp_path / "config.toml"
+    path.write_text(to_toml(data) + "[tiering]\n" + default_tiers_text(), encoding="utf-8")
+    return path
+
+
+def _mark_tags(sim: Simulator) -> int:
+    return sim.calls.get("externalcontact/mark_tag", 0)
+
+
+def test_retier_pushes_each_changed_relation_once_and_a_rerun_costs_nothing(
+    config: Path, db: Database, simulator: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator.add_staff("zhang", "张三")
+    simulator.add_staff("li", "李四")
+    vip = simulator.add_relation("zhang", "wm_vip_0000000000000000000001")
+    simulator.add_relation("li", vip)  # two members follow the VIP: two relations to tag
+    small = simulator.add_relation("li", "wm_small_00000000000000000001")
+    assert main(["--config", str(config), "sync"]) == 0
+    with db.write() as s:
+        by_ext = {c.external_userid: c for c in s.scalars(select(Customer))}
+        order(s, by_ext[vip], 6000, local(3))
+        order(s, by_ext[small], 300, local(3))
+    capsys.readouterr()
+
+    as_of = ["--as-of", AS_OF.isoformat()]
+    assert main(["--config", str(config), "retier", *as_of]) == 0
+    out = capsys.readouterr().out
+    assert "已排队 3 个关系的标签变更" in out  # zhang×vip, li×vip, li×small
+    before = _mark_tags(simulator)
+    assert main(["--config", str(config), "push"]) == 0
+    assert _mark_tags(simulator) - before == 3  # one call per relation, all dimensions in it
+    for userid in ("zhang", "li"):
+        assert "价值分层/高价值" in relation_tag_names(simulator, userid, vip)
+    assert "价值分层/低价值" in relation_tag_names(simulator, "li", small)
+
+    capsys.readouterr()
+    assert main(["--config", str(config), "retier", *as_of]) == 0
+    assert "已排队 0 个关系的标签变更" in capsys.readouterr().out
+    assert main(["--config", str(config), "push"]) == 0
+    assert _mark_tags(simulator) - before == 3  # the unchanged rerun made no call
+
+
+def test_retier_with_wecom_unreachable_records_tiers_and_says_so(
+    tmp_path: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = base_config(db.url)  # WeCom at a closed port
+    data["app"] = {"log_level": "WARNING"}
+    data["wecom"]["max_retries"] = 0
+    path = tmp_path / "config.toml"
+    path.write_text(to_toml(data) + "[tiering]\n" + default_tiers_text(), encoding="utf-8")
+    with db.write() as s:
+        c = Customer(external_userid="wm_alone")
+        s.add(c)
+        s.flush()
+        order(s, c, 6000, local(3))
+    assert main(["--config", str(path), "retier", "--as-of", AS_OF.isoformat()]) == 0
+    out = capsys.readouterr().out
+    assert "企业微信暂不可达：层级已记录" in out
+    with db.read() as s:
+        assert s.scalar(select(Customer.id).where(Customer.external_userid == "wm_alone"))

@@ -1,0 +1,54 @@
+"""The metrics engine never lets its own SQLite library touch the bot's live database file."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import text
+
+from bot import leases
+from bot.db import Database
+from bot.tiering.engine import MetricsEngine
+from tests.tier_metrics_factory import AS_OF, customer, local, order
+
+
+def test_metrics_on_a_live_sqlite_file_leave_it_intact(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    target = tmp_path / "live.db"
+    target.write_bytes(sqlite_template.read_bytes())
+    db = Database(f"sqlite:///{target}")
+    try:
+        with db.write() as s:
+            for i in range(50):
+                order(s, customer(s, f"wm_{i}"), 100 + i, local(3))
+        stop = threading.Event()
+
+        def beat() -> None:  # a heartbeat writing while metrics are computed, as in `serve`
+            n = 0
+            while not stop.is_set():
+                with db.write() as s:
+                    leases.try_acquire(s, f"beat{n % 7}", "me", 30)
+                n += 1
+
+        beater = threading.Thread(target=beat)
+        beater.start()
+        engine = MetricsEngine(db, tz="Asia/Shanghai")
+        try:
+            for round_ in range(3):  # the bot keeps writing between and after runs
+                with engine.compute(as_of=AS_OF) as frame:
+                    assert frame.count() == 50 + round_
+                with db.write() as s:
+                    leases.try_acquire(s, f"l{round_}", "me", 30)
+                    leases.release(s, f"l{round_}", "me")
+                    customer(s, f"wm_more_{round_}")
+        finally:
+            engine.close()
+            stop.set()
+            beater.join()
+        with db.read() as s:
+            assert s.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
+        assert not list(tmp_path.glob("source-*"))  # no snapshot left beside the database
+    finally:
+        db.dispose()
