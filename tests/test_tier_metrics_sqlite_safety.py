@@ -10,6 +10,7 @@ from sqlalchemy import text
 from bot import leases
 from bot.db import Database
 from bot.tiering.engine import MetricsEngine
+from bot.tiering.source import ALIAS
 from tests.tier_metrics_factory import AS_OF, customer, local, order
 
 
@@ -31,11 +32,18 @@ def test_metrics_on_a_live_sqlite_file_leave_it_intact(
                 with db.write() as s:
                     leases.try_acquire(s, f"beat{n % 7}", "me", 30)
                 n += 1
+                stop.wait(0.005)  # let the test's own writes take their turn
 
         beater = threading.Thread(target=beat)
         beater.start()
         engine = MetricsEngine(db, tz="Asia/Shanghai")
         try:
+            # The scanner's own SQLite library never opens the live file, only a copy.
+            attached = engine.con.execute(
+                "SELECT path FROM duckdb_databases() WHERE database_name = ?", [ALIAS]
+            ).fetchone()
+            assert attached is not None
+            assert Path(attached[0]).resolve() != target.resolve()
             for round_ in range(3):  # the bot keeps writing between and after runs
                 with engine.compute(as_of=AS_OF) as frame:
                     assert frame.count() == 50 + round_
