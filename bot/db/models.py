@@ -422,48 +422,118 @@ class OutboxTagChange(Base):
 
 
 class Campaign(TimestampMixin, Base):
-    """An outreach campaign to one tier; runs create 群发 tasks per sender."""
+    """An outreach campaign, by its config name; its runs, tasks and deliveries hang off it."""
 
     __tablename__ = "campaigns"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    # group_message | follow_up | webhook (as last configured; each run keeps its own)
+    action: Mapped[str] = mapped_column(String(16), default="group_message")
     dimension: Mapped[str] = mapped_column(String(64), default="")
-    tier: Mapped[str] = mapped_column(String(30), default="")
-    status: Mapped[str] = mapped_column(String(16), default="draft")
-    holdout_pct: Mapped[int] = mapped_column(Integer, default=10)
-    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CampaignRun(Base):
+    """One run of a campaign: its audience recorded as deliveries, then sent by its tasks.
+
+    status: planned (deliveries recorded, nothing sent) | held (quiet hours: sent when they
+    end) | sending | done | failed. `transitions_upto` is the highest tier_transitions.id an
+    on_enter audience considered: the next run takes entries after it.
+    """
+
+    __tablename__ = "campaign_runs"
+    __table_args__ = (Index("ix_campaign_runs_campaign_started", "campaign_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")  # manual | schedule
+    status: Mapped[str] = mapped_column(String(16), default="planned", index=True)
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    transitions_upto: Mapped[int | None] = mapped_column(BigInteger)
+    # Counts at planning: the audience before exclusions, then where each customer went.
+    audience: Mapped[int] = mapped_column(Integer, default=0)
+    treatment: Mapped[int] = mapped_column(Integer, default=0)
+    holdout: Mapped[int] = mapped_column(Integer, default=0)
+    capped: Mapped[int] = mapped_column(Integer, default=0)
+    cooling: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class CampaignTask(Base):
-    """One 群发 task (add_msg_template) created for one sender in a campaign run."""
+    """One call unit of a run, recorded before the call so it is made at most once.
+
+    group_message: one add_msg_template per sender (`batch` > 0 past 10,000 customers);
+    follow_up: one app message per member; webhook: one POST per batch (sender "").
+    status: pending | calling (request may have gone out) | created (WeCom has it: msgid)
+    | sent (app message / webhook accepted) | failed (permanent, `last_error`).
+    A task found `calling` after a crash is resolved, never blindly retried: a 群发 by
+    listing the sender's tasks (get_groupmsg_list_v2) for one with its text after
+    `attempted_at`.
+    """
 
     __tablename__ = "campaign_tasks"
+    __table_args__ = (
+        UniqueConstraint("run_id", "sender", "batch"),
+        Index("ix_campaign_tasks_status_next", "status", "next_attempt_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id", ondelete="CASCADE"))
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    sender: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # group_message | follow_up | webhook
+    sender: Mapped[str] = mapped_column(String(64), default="")
+    batch: Mapped[int] = mapped_column(Integer, default=0)
+    text: Mapped[str] = mapped_column(Text, default="")
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     msgid: Mapped[str | None] = mapped_column(String(128), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="created")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Results polling (get_groupmsg_task / get_groupmsg_send_result) for group_message.
+    polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    results_final: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class CampaignDelivery(Base):
-    """A customer selected by a campaign: treated (sent via a task) or held out."""
+    """A customer in a run's audience, in the treatment or the holdout arm.
+
+    Recorded under (run, customer) before any call, so a rerun or retry cannot send twice.
+    status: planned | queued (in a task not yet created) | created (in a 群发 WeCom has)
+    | sent | not_friend | over_quota | unconfirmed | failed | notified (follow_up) |
+    delivered (webhook) | holdout (never messaged).
+    `send_status` is WeCom's (0 unsent, 1 sent, 2 not a friend, 3 over quota).
+    """
 
     __tablename__ = "campaign_deliveries"
-    __table_args__ = (UniqueConstraint("campaign_id", "customer_id"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "customer_id"),
+        Index("ix_campaign_deliveries_campaign_customer", "campaign_id", "customer_id"),
+        Index("ix_campaign_deliveries_customer_created", "customer_id", "created_at"),
+        Index("ix_campaign_deliveries_task", "task_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id", ondelete="CASCADE"))
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    arm: Mapped[str] = mapped_column(String(16))  # treatment | holdout
+    tier: Mapped[str | None] = mapped_column(String(30))  # the customer's tier at selection
+    staff_userid: Mapped[str | None] = mapped_column(String(64))  # who reaches them
     task_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaign_tasks.id", ondelete="SET NULL")
     )
-    group: Mapped[str] = mapped_column(String(16))  # treatment | holdout
-    send_status: Mapped[int | None] = mapped_column(Integer)  # WeCom: 0 unsent 1 sent 2/3 failed
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+    send_status: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    selected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 # --- shared process state -------------------------------------------------------------
@@ -525,7 +595,10 @@ class StaffAlert(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     userid: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(32))  # customer_lost
+    kind: Mapped[str] = mapped_column(String(32))  # customer_lost | tier_alert | outreach
+    # Set when an alert must be queued once only (a tier entry's transition id, a run's
+    # notice): a second queue attempt with the same key is a no-op.
+    dedup_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     subject: Mapped[str] = mapped_column(String(255))  # whom it is about: a customer's name
     text: Mapped[str] = mapped_column(Text)  # the full alert when it goes out alone
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
