@@ -243,14 +243,91 @@ class ChannelSettings(_Section):
         return v
 
 
+_QUIET_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+CampaignAction = Literal["group_message", "follow_up", "webhook"]
+
+
 class CampaignSettings(_Section):
-    name: str = Field(min_length=1)
-    model_config = ConfigDict(frozen=True, extra="allow")
+    """One `[[outreach.campaigns]]`: who (dimension + tiers or on_enter, `when`), how, when.
+
+    Cross-key checks (the dimension and tiers exist, `when` parses against the vocabulary,
+    `{name}` refused in a 群发 text) are registered by the outreach package.
+    """
+
+    name: str = Field(min_length=1, max_length=64)
+    action: CampaignAction = "group_message"
+    dimension: str = Field(min_length=1)
+    # Audience: current members of these tiers, or customers who entered this one tier
+    # since the campaign's previous run.
+    tiers: tuple[str, ...] = ()
+    on_enter: str | None = Field(default=None, min_length=1)
+    when: str | None = Field(default=None, min_length=1)
+    schedule: str | None = None  # cron in [app] timezone; none: run by hand only
+    holdout_pct: int = Field(default=10, ge=0, le=50)
+    cooldown_days: int = Field(default=7, ge=0)
+    # 群发 text ({staff} allowed), the follow-up's suggested action, or the webhook's note.
+    text: str = ""
+    attachments: tuple[AttachmentSettings, ...] = Field(default=(), max_length=9)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        return None if v is None else _check_cron(v)
+
+    @field_validator("text")
+    @classmethod
+    def _text_size(cls, v: str) -> str:
+        if len(v.encode()) > 4000:
+            raise ValueError("is longer than WeCom's 4,000 bytes for a 群发 text")
+        return v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v
+
+    @model_validator(mode="after")
+    def _audience_and_action(self) -> CampaignSettings:
+        if bool(self.tiers) == bool(self.on_enter):
+            raise ValueError("give either tiers (current members) or on_enter (one tier)")
+        if self.action == "webhook" and not self.webhook_url:
+            raise ValueError("action webhook needs webhook_url")
+        if self.action == "group_message" and not (self.text or self.attachments):
+            raise ValueError("action group_message needs text or attachments")
+        if self.action == "follow_up" and not self.text:
+            raise ValueError("action follow_up needs text: the suggested action for staff")
+        return self
 
 
 class OutreachSettings(_Section):
     campaigns: tuple[CampaignSettings, ...] = ()
+    # "HH:MM-HH:MM" in [app] timezone (may wrap midnight); "" for none. Nothing is created
+    # in these hours: runs are held and go out when they end.
     quiet_hours: str = "22:00-08:00"
+    # Campaign messages per customer across campaigns (WeCom itself allows one a day).
+    max_per_7d: int | None = Field(default=None, ge=1)
+    max_per_30d: int | None = Field(default=None, ge=1)
+    # Built-in: a 高价值 customer entering 沉睡客户 or 流失预警 alerts their staff once.
+    tier_alerts: bool = True
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, v: str) -> str:
+        if v and not _QUIET_RE.match(v):
+            raise ValueError(f"{v!r} must be HH:MM-HH:MM (or empty for none)")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> OutreachSettings:
+        names = [c.name for c in self.campaigns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"campaign names must be unique: {', '.join(dupes)}")
+        return self
 
 
 class AppSettings(_Section):
