@@ -84,11 +84,15 @@ def apply_chunk(
 ) -> None:
     """Record one chunk of changes: transitions, upserted or deleted assignments.
 
-    Through the driver's executemany with values encoded as the column types store them:
-    SQLAlchemy's per-value bind processing cost several times the inserts themselves.
+    SQLite: the driver's executemany with values encoded as the column types store them
+    (SQLAlchemy's per-value bind processing cost several times the inserts themselves).
+    PostgreSQL: COPY, which is several times faster than even a pipelined executemany.
     """
     conn = session.connection()
     dialect = conn.dialect.name
+    if dialect == "postgresql":
+        _apply_chunk_copy(conn, rows, run_id=run_id, as_of=as_of)
+        return
     transitions, upsert, remove = _sql(dialect)
     now, since = _moment(dialect, utcnow()), _moment(dialect, as_of)
     conn.exec_driver_sql(
@@ -101,6 +105,50 @@ def apply_chunk(
     left = [(cid, dim) for cid, dim, _, new, _ in rows if new is None]
     if left:
         conn.exec_driver_sql(remove, left)
+
+
+# Staged assignments of one chunk; a temp table lives with the connection, its rows only
+# with the transaction, so a pooled connection never carries one chunk's rows into another.
+_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS tier_assignment_stage"
+    " (customer_id BIGINT, dimension TEXT, tier TEXT) ON COMMIT DELETE ROWS"
+)
+
+
+def _apply_chunk_copy(
+    conn: Any, rows: Sequence[tuple[Any, ...]], *, run_id: int, as_of: datetime
+) -> None:
+    """PostgreSQL: COPY the transitions, and the assignments through a staging table."""
+    now = utcnow()
+    raw = conn.connection.driver_connection  # psycopg 3, inside the session's transaction
+    with raw.cursor() as cur:
+        with cur.copy(
+            "COPY tier_transitions"
+            " (customer_id, dimension, from_tier, to_tier, run_id, at, as_of, metrics)"
+            " FROM STDIN"
+        ) as copy:
+            for cid, dim, old, new, metrics in rows:
+                copy.write_row((cid, dim, old, new, run_id, now, as_of, metrics))
+        cur.execute(_STAGE)
+        with cur.copy(
+            "COPY tier_assignment_stage (customer_id, dimension, tier) FROM STDIN"
+        ) as copy:
+            for cid, dim, _, new, _ in rows:
+                copy.write_row((cid, dim, new))
+        cur.execute(
+            "INSERT INTO tier_assignments (customer_id, dimension, tier, since)"
+            " SELECT customer_id, dimension, tier, %s FROM tier_assignment_stage"
+            " WHERE tier IS NOT NULL"
+            " ON CONFLICT (customer_id, dimension)"
+            " DO UPDATE SET tier = excluded.tier, since = excluded.since",
+            (as_of,),
+        )
+        cur.execute(
+            "DELETE FROM tier_assignments AS a USING tier_assignment_stage AS s"
+            " WHERE s.tier IS NULL AND a.customer_id = s.customer_id"
+            " AND a.dimension = s.dimension"
+        )
+        cur.execute("TRUNCATE tier_assignment_stage")
 
 
 def record_changes(
