@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -357,3 +358,21 @@ def test_batches_continue_numbering_when_deliveries_are_added(rt: Runtime) -> No
     assert [(t.batch, t.customers) for t in run_tasks(rt, run_id)] == [(0, 5), (1, 2), (2, 1)]
     with rt.db.write() as session, pytest.raises(ValueError, match="batch_size"):
         create_webhook_tasks(session, run_id, batch_size=0)
+
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_receiver_snippet_verifies_a_real_request(
+    rt: Runtime, receiver: WebhookReceiver
+) -> None:
+    snippet = README.split("<!-- webhook-receiver -->\n```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, Any] = {}
+    exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102 - our own README
+    check = scope["tagbot_signature_ok"]
+    (task,) = run_tasks(rt, _queue(rt, 3))
+    assert perform_webhook_task(rt, task.id) == "sent"
+    (got,) = receiver.received
+    assert check(SECRET.encode(), got.headers, got.body)
+    assert not check(SECRET.encode(), got.headers, got.body.replace(b"}", b" }", 1))
+    assert not check(b"another-secret", got.headers, got.body)
