@@ -99,16 +99,13 @@ def create_webhook_tasks(session: Session, run_id: int, *, batch_size: int = BAT
     run = session.get(CampaignRun, run_id)
     if run is None:
         raise ValueError(f"no campaign run {run_id}")
+    planned = (
+        CampaignDelivery.run_id == run_id,
+        CampaignDelivery.arm == "treatment",
+        CampaignDelivery.status == "planned",
+    )
     delivery_ids = list(
-        session.scalars(
-            select(CampaignDelivery.id)
-            .where(
-                CampaignDelivery.run_id == run_id,
-                CampaignDelivery.arm == "treatment",
-                CampaignDelivery.status == "planned",
-            )
-            .order_by(CampaignDelivery.id)
-        )
+        session.scalars(select(CampaignDelivery.id).where(*planned).order_by(CampaignDelivery.id))
     )
     if not delivery_ids:
         return 0
@@ -136,9 +133,10 @@ def create_webhook_tasks(session: Session, run_id: int, *, batch_size: int = BAT
         )
         session.add(task)
         session.flush()
+        # By id range (the batch is every planned id in it): no bound-parameter limit.
         session.execute(
             update(CampaignDelivery)
-            .where(CampaignDelivery.id.in_(chunk))
+            .where(*planned, CampaignDelivery.id.between(chunk[0], chunk[-1]))
             .values(status="queued", task_id=task.id)
         )
         made += 1
