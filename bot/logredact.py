@@ -21,6 +21,7 @@ def settings_secrets(settings: Settings) -> list[str]:
     """Return the secret values a log line must never show."""
     w = settings.wecom
     values = [w.secret, w.token, w.encoding_aes_key, settings.server.admin_token]
+    values += [c.webhook_secret for c in settings.outreach.campaigns if c.webhook_secret]
     return [v.get_secret_value() for v in values]
 
 

@@ -1,0 +1,1 @@
+"""Tier-specific outreach: campaigns, their audience, sending, results and uplift."""
