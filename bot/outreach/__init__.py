@@ -1,0 +1,1 @@
+"""Outreach: campaigns per tier, their runs, deliveries, results and measured uplift."""
