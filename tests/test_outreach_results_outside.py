@@ -142,6 +142,12 @@ def test_results_api(api: FlaskClient, db: Database) -> None:
         < conv["absolute_lift"]["value"]
         < conv["absolute_lift"]["high"]
     )
+    early = api.get(f"{url}?as_of=2000-01-01T08:00", headers=AUTH).get_json()
+    assert early["as_of"] == "2000-01-01T00:00:00+00:00"  # naive: Asia/Shanghai
+    assert all(not m["elapsed"] for m in early["segments"][0]["intent_to_treat"])
+    bad = api.get(f"{url}?as_of=yesterday", headers=AUTH)
+    assert bad.status_code == 422
+    assert "as_of" in bad.get_json()["message"]
     missing = api.get("/api/outreach/campaigns/nope/results", headers=AUTH)
     assert missing.status_code == 404
     assert "没有名为 'nope' 的活动记录" in missing.get_json()["message"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -239,7 +239,7 @@ def campaign_results(
     name: str, *, session: Session, now: datetime | None = None
 ) -> CampaignResults:
     """Measure a campaign's uplift over all its sent runs, as of `now` (default: now)."""
-    now = now or utcnow()
+    now = (now or utcnow()).astimezone(UTC)
     campaign = session.scalar(select(Campaign).where(Campaign.name == name))
     if campaign is None:
         raise NotFoundError(f"没有名为 {name!r} 的活动记录（尚未运行过或名称不对）")
@@ -379,50 +379,49 @@ def _segment(tier: str, groups: dict[GroupKey, Group], elapsed: dict[int, set[in
     return Segment(tier, itt, compare(reached_only=True), _warning(itt, groups))
 
 
+Arms = tuple[ArmValue, ArmValue]
+Lifts = tuple[Estimate | None, Estimate | None]
+
+
 def _metric(spec: MetricSpec, runs: int, t: Group, h: Group) -> MetricResult:
     if not runs:
-        return MetricResult(
-            spec, False, 0, ArmValue(0, None), ArmValue(0, None), None, None, too_small=False
-        )
-    if spec.kind == "proportion":
-        xt, xh = t.events(spec), h.events(spec)
-        t_arm = ArmValue(t.n, xt / t.n if t.n else None, xt)
-        h_arm = ArmValue(h.n, xh / h.n if h.n else None, xh)
-        if not (t.n and h.n):
-            return MetricResult(spec, True, runs, t_arm, h_arm, None, None, too_small=True)
-        ratio = uplift.proportion_ratio(xt, t.n, xh, h.n)
-        return MetricResult(
-            spec,
-            True,
-            runs,
-            t_arm,
-            h_arm,
-            uplift.proportion_difference(xt, t.n, xh, h.n),
-            None if ratio is None else ratio.shifted(-1),
-            uplift.too_small(t.n, h.n, xt, xh),
-        )
+        none = ArmValue(0, None)
+        return MetricResult(spec, False, 0, none, none, None, None, too_small=False)
+    compare = _proportions if spec.kind == "proportion" else _means
+    (t_arm, h_arm), (absolute, relative), small = compare(spec, t, h)
+    return MetricResult(spec, True, runs, t_arm, h_arm, absolute, relative, small)
+
+
+def _proportions(spec: MetricSpec, t: Group, h: Group) -> tuple[Arms, Lifts, bool]:
+    xt, xh = t.events(spec), h.events(spec)
+    arms = (
+        ArmValue(t.n, xt / t.n if t.n else None, xt),
+        ArmValue(h.n, xh / h.n if h.n else None, xh),
+    )
+    if not (t.n and h.n):
+        return arms, (None, None), True
+    ratio = uplift.proportion_ratio(xt, t.n, xh, h.n)
+    lifts = (
+        uplift.proportion_difference(xt, t.n, xh, h.n),
+        None if ratio is None else ratio.shifted(-1),
+    )
+    return arms, lifts, uplift.too_small(t.n, h.n, xt, xh)
+
+
+def _means(spec: MetricSpec, t: Group, h: Group) -> tuple[Arms, Lifts, bool]:
     mt, mh = t.moments(spec), h.moments(spec)
-    t_arm, h_arm = ArmValue(mt.n, mt.mean), ArmValue(mh.n, mh.mean)
+    arms = (ArmValue(mt.n, mt.mean), ArmValue(mh.n, mh.mean))
     if not (mt.n and mh.n):
-        return MetricResult(spec, True, runs, t_arm, h_arm, None, None, too_small=True)
-    small = uplift.too_small(mt.n, mh.n)
+        return arms, (None, None), True
     difference: Estimate = uplift.mean_difference(mt, mh)
     ratio = uplift.mean_ratio(mt, mh)
+    small = uplift.too_small(mt.n, mh.n)
     if small:
         # Money is skewed: below 30 per arm Welch's t is not to be trusted (and an arm of a
         # few non-buyers has zero variance, which makes a wide effect look certain).
         difference = Estimate(difference.value, None, None)
         ratio = None if ratio is None else Estimate(ratio.value, None, None)
-    return MetricResult(
-        spec,
-        True,
-        runs,
-        t_arm,
-        h_arm,
-        difference,
-        None if ratio is None else ratio.shifted(-1),
-        small,
-    )
+    return arms, (difference, None if ratio is None else ratio.shifted(-1)), small
 
 
 def _warning(itt: tuple[MetricResult, ...], groups: dict[GroupKey, Group]) -> str | None:
