@@ -1,1 +1,1 @@
-"""Tier-specific outreach: campaigns, their audience, sending, results and uplift."""
+"""Tier-specific outreach: campaigns, their audiences, deliveries, results and uplift."""
