@@ -1,0 +1,1 @@
+"""Tier-specific outreach: campaigns, their runs and tasks, results, alerts and uplift."""
