@@ -13,9 +13,9 @@ from bot.outreach.results import POLL_EVERY, RESULTS_WINDOW, poll_results
 from bot.runtime import Runtime
 from jobs import registry
 from jobs.outreach_results import OUTREACH_RESULTS
-from tests.conftest import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
 from tests.support.configs import settings_for
 from tests.support.group_messages import CreatedTask, record_group_message
+from tests.support.simulators import start_simulator
 from wecom_sim import Simulator
 
 TASK_API = "externalcontact/get_groupmsg_task"
@@ -26,14 +26,7 @@ A, B, C, D = (f"wm_results_{x}_0000000000000000" for x in "abcd")
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
     """The simulator with WeCom's per-customer quota at one 群发 a month (status 3 after it)."""
-    simulator = Simulator(
-        corp_id=CORP_ID,
-        secret=SECRET,
-        agent_id=AGENT_ID,
-        token=TOKEN,
-        encoding_aes_key=AES_KEY,
-        monthly_quota=1,
-    ).start()
+    simulator = start_simulator(monthly_quota=1)
     yield simulator
     simulator.stop()
 
