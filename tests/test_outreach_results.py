@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from bot.db.models import CampaignDelivery, CampaignTask, Customer
+from bot.db.models import CampaignDelivery, CampaignTask, Customer, TouchedCustomer
 from bot.outreach.results import POLL_EVERY, RESULTS_WINDOW, poll_results
 from bot.runtime import Runtime
 from jobs import registry
@@ -113,6 +113,15 @@ def test_confirmed_message_records_sent_not_friend_and_over_quota_then_stops(
         C: ("not_friend", 2, None),
         D: ("over_quota", 3, None),
     }
+    with rt.db.read() as session:  # their reach metrics changed: re-tiered soon
+        touched = set(
+            session.scalars(
+                select(Customer.external_userid).join(
+                    TouchedCustomer, TouchedCustomer.customer_id == Customer.id
+                )
+            )
+        )
+    assert touched == {A, B, C, D}
     row = _task(rt, task)
     assert row.results_final is True
     assert row.polled_at == t0 + timedelta(minutes=2) + POLL_EVERY

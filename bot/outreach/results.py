@@ -6,8 +6,9 @@ over days. Each created group_message task is polled at most every POLL_EVERY (i
 2 sent); only then `get_groupmsg_send_result` gives each customer's status (1 sent,
 2 not a friend, 3 over quota, 0 unsent). A customer still unsent when the task's results
 window (RESULTS_WINDOW after creation) has passed becomes `unconfirmed`. A task whose
-deliveries are all final is `results_final` and never polled again. Right after
-creation WeCom answers 41063 (still dispatching): tried again after DISPATCH_RETRY.
+deliveries are all final is `results_final` and never polled again. Right after creation
+WeCom answers 41063 (still dispatching): tried again after DISPATCH_RETRY. Customers whose
+delivery changed are marked touched, so their reach metrics reach their tiers soon.
 
 Several processes may run the poller: a task is claimed by moving its `next_attempt_at`
 forward in one conditional UPDATE, so each due poll is made once.
@@ -29,6 +30,7 @@ from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.runtime import Runtime
+from bot.tiering import touched
 from bot.wecom.types import GroupMsgSendResult, GroupMsgTask
 
 log = logging.getLogger(__name__)
@@ -141,12 +143,13 @@ def _apply(
 ) -> bool:
     """Record the results on the task's created deliveries; return True when all are final."""
     waiting = session.execute(
-        select(CampaignDelivery.id, Customer.external_userid)
+        select(CampaignDelivery.id, CampaignDelivery.customer_id, Customer.external_userid)
         .join(Customer, Customer.id == CampaignDelivery.customer_id)
         .where(CampaignDelivery.task_id == task.id, CampaignDelivery.status == CREATED)
     ).all()
     groups: dict[tuple[str, int | None, datetime | None], list[int]] = defaultdict(list)
-    for delivery_id, external_userid in waiting:
+    changed: list[int] = []
+    for delivery_id, customer_id, external_userid in waiting:
         row = results.get(external_userid)
         status = SEND_STATUSES.get(row.status) if row is not None else None
         if status is not None and row is not None:
@@ -156,8 +159,10 @@ def _apply(
                 else None
             )
             groups[(status, row.status, sent_at)].append(delivery_id)
+            changed.append(customer_id)
         elif final_window:
             groups[(UNCONFIRMED, row.status if row is not None else None, None)].append(delivery_id)
+            changed.append(customer_id)
     for (status, send_status, sent_at), ids in groups.items():
         values: dict[str, object] = {"status": status, "send_status": send_status}
         if sent_at is not None:
@@ -170,7 +175,9 @@ def _apply(
                 .execution_options(synchronize_session=False)
             )
         report.deliveries[status] += len(ids)
-    done = sum(len(ids) for ids in groups.values()) == len(waiting)
+    # Their reach metrics changed: the touched re-tier takes them soon (rules may read them).
+    touched.touch(session, changed)
+    done = len(changed) == len(waiting)
     values = {"polled_at": now, "last_error": None}
     if done:
         values["results_final"] = True
