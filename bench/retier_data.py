@@ -155,6 +155,13 @@ def generate(
                {ts} AS updated_at
         FROM p""")
 
+    # No outreach in the bench data: empty tables (the columns the reach metrics read).
+    con.execute("CREATE OR REPLACE TABLE campaign_runs (id BIGINT, action VARCHAR)")
+    con.execute("""
+        CREATE OR REPLACE TABLE campaign_deliveries (
+            customer_id BIGINT, run_id BIGINT, arm VARCHAR, status VARCHAR,
+            created_at TIMESTAMP, sent_at TIMESTAMP)""")
+
 
 # Parents before children, so foreign keys hold while loading.
 TABLES = (

@@ -17,6 +17,7 @@ from typing import cast
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Table, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot import leases
@@ -29,6 +30,12 @@ from bot.runtime import Runtime
 log = logging.getLogger(__name__)
 
 CUSTOMER_LOST = "customer_lost"
+TIER_ALERT = "tier_alert"  # bot.outreach.tier_alerts: a 高价值 customer going quiet
+# The first line of a merged message, per kind; the subjects follow.
+MERGED_HEADS = {
+    CUSTOMER_LOST: "{n} 位客户已将你删除：",
+    TIER_ALERT: "{n} 条高价值客户提醒，建议电话回访：",
+}
 PENDING = "pending"
 SENDING = "sending"
 SENT = "sent"
@@ -64,21 +71,42 @@ QUEUE = Queue(
 )
 
 
-def enqueue(session: Session, *, userid: str, kind: str, subject: str, text: str) -> None:
-    """Queue an alert for a member: `text` when it goes out alone, `subject` when merged."""
+def enqueue(
+    session: Session,
+    *,
+    userid: str,
+    kind: str,
+    subject: str,
+    text: str,
+    dedup_key: str | None = None,
+) -> bool:
+    """Queue an alert for a member: `text` when it goes out alone, `subject` when merged.
+
+    With `dedup_key` the alert is queued at most once: False when that key already was.
+    """
     now = utcnow()
-    session.add(
-        StaffAlert(
-            userid=userid,
-            kind=kind,
-            subject=subject[:255],
-            text=text,
-            created_at=now,
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=now,
-        )
-    )
+    values = {
+        "userid": userid,
+        "kind": kind,
+        "subject": subject[:255],
+        "text": text,
+        "created_at": now,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "dedup_key": dedup_key,
+    }
+    if dedup_key is None:
+        session.add(StaffAlert(**values))
+        return True
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    inserted = session.execute(
+        dialect.insert(_T)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(_T.c.id)
+    ).first()
+    return inserted is not None
 
 
 def compose(kind: str, subjects: list[str], texts: list[str]) -> str:
@@ -86,7 +114,7 @@ def compose(kind: str, subjects: list[str], texts: list[str]) -> str:
     if len(texts) == 1:
         return texts[0]
     n = len(subjects)
-    head = f"{n} 位客户已将你删除：" if kind == CUSTOMER_LOST else f"{n} 条提醒："
+    head = MERGED_HEADS.get(kind, "{n} 条提醒：").format(n=n)
     names: list[str] = []
     for name in subjects[:MAX_NAMES]:
         if len((head + "、".join([*names, name]) + f"…等 {n} 位").encode()) > TEXT_MAX_BYTES:

@@ -17,6 +17,7 @@ from werkzeug.wrappers import Request, Response
 
 from tests.conftest import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
 from tests.conftest import VECTORS as VECTORS_PATH
+from tests.support.simulators import start_simulator
 from wecom_sim import CallbackCrypto, CallbackCryptoError, Simulator
 from wecom_sim.command import simulator_command
 from wecom_sim.crypto import signature
@@ -647,14 +648,7 @@ def test_build_callback_and_url_verification(simulator: Simulator, receiver: Rec
 
 
 def test_group_message_tasks_results_and_quota(api: Api) -> None:
-    sim_quota = Simulator(
-        corp_id=CORP_ID,
-        secret=SECRET,
-        agent_id=AGENT_ID,
-        token=TOKEN,
-        encoding_aes_key=AES_KEY,
-        monthly_quota=1,
-    ).start()
+    sim_quota = start_simulator(monthly_quota=1)
     try:
         run_group_message_scenario(sim_quota)
     finally:

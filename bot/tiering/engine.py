@@ -34,7 +34,7 @@ import duckdb
 
 from bot.db import Database
 from bot.errors import ValidationError
-from bot.tiering import metrics_events, metrics_orders, metrics_relations
+from bot.tiering import metrics_events, metrics_orders, metrics_outreach, metrics_relations
 from bot.tiering.clock import Clock
 from bot.tiering.frame import MetricFrame
 from bot.tiering.metrics_relations import quote_ident
@@ -57,6 +57,7 @@ COLUMNS: dict[str, str] = {
     **metrics_orders.COLUMNS,
     **metrics_events.COLUMNS,
     **metrics_relations.COLUMNS,
+    **metrics_outreach.COLUMNS,
 }
 missing = [m.name for m in METRICS if m.name not in COLUMNS]
 if missing:  # pragma: no cover - the vocabulary and the engine must agree
@@ -169,9 +170,14 @@ class MetricsEngine:
             self._exec(cur, statement)
         self._exec(cur, metrics_orders.TOP_CATEGORY)
         self._exec(cur, "DROP TABLE o")
+        self._exec(cur, metrics_outreach.stage_deliveries(src, ids=ids, clock=clock))
         self._exec(cur, metrics_events.stage_events(src, ids=ids, clock=clock))
         self._exec(cur, metrics_events.EVENT_METRICS)
+        self._exec(cur, metrics_outreach.STAGE_CLICKS)
         self._exec(cur, "DROP TABLE e")
+        self._exec(cur, metrics_outreach.DELIVERY_METRICS)
+        self._exec(cur, "DROP TABLE d")
+        self._exec(cur, "DROP TABLE k")
         self._exec(
             cur,
             metrics_relations.stage_relations(src, ids=ids, clock=clock),
@@ -228,9 +234,10 @@ class MetricsEngine:
             LEFT JOIN em ON em.cid = c.cid
             LEFT JOIN rm ON rm.cid = c.cid
             LEFT JOIN pm ON pm.cid = c.cid
+            LEFT JOIN dm ON dm.cid = c.cid
         """,
         )
-        for table in ("om", "topcat", "ranks", "em", "rm", "pm", "c"):
+        for table in ("om", "topcat", "ranks", "em", "rm", "pm", "dm", "c"):
             self._exec(cur, f"DROP TABLE {table}")
         self._exec(cur, "DROP TABLE IF EXISTS ids")
 

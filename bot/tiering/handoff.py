@@ -4,15 +4,18 @@ After a writing run the tier tags are ensured in WeCom and the diff of desired a
 actual relation tags is queued in the outbox (`bot.tags.push.enqueue_tier_push`): one
 mark_tag per changed relation, drained by the outbox workers or `tagbot push`. When WeCom
 cannot be reached the tiers stay recorded and nothing is lost: the next run, or
-`tagbot push --tiers`, queues the same diff.
+`tagbot push --tiers`, queues the same diff. The built-in tier alerts
+(bot.outreach.tier_alerts: a 高价值 customer entering 沉睡客户 or 流失预警) are queued first:
+they need only the database.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.errors import WeComError
+from bot.outreach.tier_alerts import queue_tier_alerts
 from bot.runtime import Runtime
 from bot.tags.push import enqueue_tier_push
 
@@ -25,6 +28,7 @@ class Handoff:
 
     queued: int | None  # changed relations queued (one mark_tag each)
     error: str = ""
+    alerts: int = 0  # tier alerts queued for staff
 
 
 def queue_tier_push(rt: Runtime) -> Handoff:
@@ -35,3 +39,9 @@ def queue_tier_push(rt: Runtime) -> Handoff:
         log.warning("tier push not queued (WeCom: %s); tiers are recorded", exc)
         return Handoff(queued=None, error=str(exc))
     return Handoff(queued=plan.diff.changed)
+
+
+def hand_off(rt: Runtime) -> Handoff:
+    """Queue what a writing run hands on: the tier alerts for staff, then the tier push."""
+    alerts = queue_tier_alerts(rt)
+    return replace(queue_tier_push(rt), alerts=alerts)

@@ -14,7 +14,10 @@ INTENT_DAYS = 30
 
 
 def stage_events(source: Source, *, ids: list[int] | None, clock: Clock) -> str:
-    """Return SQL staging interactions up to as_of as `e(cid, kind, ago)`."""
+    """Return SQL staging interactions up to as_of as `e(cid, kind, ago, click_ts)`.
+
+    Clicks keep their instant: the reach metrics look for one within days of a message.
+    """
     rows = scan(
         source,
         "interaction_events",
@@ -24,7 +27,8 @@ def stage_events(source: Source, *, ids: list[int] | None, clock: Clock) -> str:
     )
     return f"""
         CREATE TABLE e AS
-        SELECT cid, kind, {clock.days_ago("ts")} AS ago
+        SELECT cid, kind, {clock.days_ago("ts")} AS ago,
+               CASE WHEN kind = 'click' THEN ts END AS click_ts
         FROM (
             SELECT CAST(customer_id AS BIGINT) AS cid, CAST(kind AS VARCHAR) AS kind,
                    {timestamp_expr(source, "occurred_at")} AS ts

@@ -18,7 +18,7 @@ from bot import leases
 from bot.errors import TagbotError
 from bot.runtime import Runtime
 from bot.tiering.engine import MetricsEngine
-from bot.tiering.handoff import Handoff, queue_tier_push
+from bot.tiering.handoff import Handoff, hand_off
 from bot.tiering.rules import load_dimensions
 from bot.tiering.run import ProgressFn, RetierReport, retier
 
@@ -59,7 +59,7 @@ def retier_configured(
     on_progress: ProgressFn | None = None,
     wait: float = 120.0,
 ) -> tuple[RetierReport, Handoff | None]:
-    """Run the configured dimensions; unless dry, hand the new tiers to the push.
+    """Run the configured dimensions; unless dry, hand the new tiers on (alerts, push).
 
     A writing run waits up to `wait` seconds for another run to finish, then raises
     RetierBusyError.
@@ -84,4 +84,4 @@ def retier_configured(
         if not got:
             raise RetierBusyError("另一个分层任务正在运行，请稍后再试 / another re-tier is running")
         report = run()
-    return report, queue_tier_push(rt)
+    return report, hand_off(rt)

@@ -68,6 +68,20 @@ METRICS: tuple[Metric, ...] = (
     _m("inquiries_30d", "number", "近 30 天咨询次数（kind = inquiry）", count=True),
     _m("clicks_90d", "number", "近 90 天点击次数（kind = click）", count=True),
     _m("intent_no_buy_30d", "boolean", "近 30 天浏览、加购或咨询过，但没有支付订单"),
+    # Reach: treatment deliveries of 群发 campaigns WeCom created (bot/tiering/metrics_outreach.py).
+    _m(
+        "messages_90d", "number", "近 90 天收到的群发数（实验组，企业微信已创建；从未群发过则缺失）"
+    ),
+    _m(
+        "reach_rate_90d",
+        "number",
+        "近 90 天群发触达率（0–1）= 已送达 ÷ 已有结果（送达、非好友、超额、员工未确认）",
+    ),
+    _m(
+        "click_rate_90d",
+        "number",
+        "近 90 天群发点击率（0–1）= 送达后 3 天内有点击（kind = click）的群发 ÷ 群发数",
+    ),
     # Relations and profile.
     _m("days_since_added", "number", "距首次添加员工为好友的天数"),
     _m("channel", "string", "客户首次添加时所扫渠道活码的名称"),
