@@ -64,13 +64,30 @@ QUEUE = Queue(
 )
 
 
-def enqueue(session: Session, *, userid: str, kind: str, subject: str, text: str) -> None:
-    """Queue an alert for a member: `text` when it goes out alone, `subject` when merged."""
+def enqueue(
+    session: Session,
+    *,
+    userid: str,
+    kind: str,
+    subject: str,
+    text: str,
+    dedup_key: str | None = None,
+) -> bool:
+    """Queue an alert for a member: `text` when it goes out alone, `subject` when merged.
+
+    With `dedup_key`, an alert already queued under that key is not queued again; return
+    whether this call queued one.
+    """
+    if dedup_key is not None and session.scalar(
+        select(StaffAlert.id).where(StaffAlert.dedup_key == dedup_key)
+    ):
+        return False
     now = utcnow()
     session.add(
         StaffAlert(
             userid=userid,
             kind=kind,
+            dedup_key=dedup_key,
             subject=subject[:255],
             text=text,
             created_at=now,
@@ -79,6 +96,7 @@ def enqueue(session: Session, *, userid: str, kind: str, subject: str, text: str
             next_attempt_at=now,
         )
     )
+    return True
 
 
 def compose(kind: str, subjects: list[str], texts: list[str]) -> str:

@@ -1,0 +1,1 @@
+"""Tier-specific outreach: campaigns planned, sent exactly once, measured against a holdout."""
