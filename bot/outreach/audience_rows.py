@@ -46,3 +46,8 @@ def tier_label(session: Session, task_id: int) -> str:
         .order_by(CampaignDelivery.tier)
     )
     return "、".join(t for t in tiers if t)
+
+
+def customers_word(tier: str) -> str:
+    """Return 「高价值客户」 for a tier, 「沉睡客户」 (not 沉睡客户客户), or 「客户」."""
+    return tier if tier.endswith("客户") else f"{tier}客户"

@@ -90,6 +90,14 @@ def _fail_run(rt: Runtime, run_id: int, error: str, now: datetime) -> str:
     return FAILED
 
 
+def prepare_run(rt: Runtime, run_id: int, *, clock: Clock = utcnow) -> str:
+    """Create a planned or held run's tasks without performing them; return its status."""
+    with rt.db.read() as session:
+        run, name = _run_row(session, run_id)
+        status, action = run.status, run.action
+    return _start(rt, run_id, name, action, clock()) if status in STARTABLE else status
+
+
 def _start(rt: Runtime, run_id: int, name: str, action: str, now: datetime) -> str:
     """Create the run's tasks and queue its deliveries in one write; return its status."""
     campaign = campaign_settings(rt, name)

@@ -28,7 +28,7 @@ MAX_NAMES = 50  # listed in one message; the rest are counted
 
 def compose(n: int, tier: str, action: str, names: list[str]) -> str:
     """Write 「3 位高价值客户进入沉睡，建议电话回访：张三、李四、王五」 under the byte limit."""
-    head = f"{n} 位{tier}客户{action}："
+    head = f"{n} 位{audience_rows.customers_word(tier)}{action}："
     shown: list[str] = []
     for name in names[:MAX_NAMES]:
         tail = "" if len(shown) + 1 == n else f"…等 {n} 位"

@@ -36,7 +36,7 @@ RESOLVE_SLACK = timedelta(minutes=5)  # clocks differ: look a little before atte
 
 def notice_text(n: int, tier: str) -> tuple[str, str]:
     """Return (subject, text) of the app message asking a sender to confirm a 群发."""
-    subject = f"{n} 位{tier}客户的群发待确认"
+    subject = f"{n} 位{audience_rows.customers_word(tier)}的群发待确认"
     return subject, f"你有{subject}，请在企业微信「客户联系→群发助手」中确认发送"
 
 
@@ -94,8 +94,10 @@ def _create(rt: Runtime, task: Claimed, campaign: CampaignSettings, clock: Clock
         )
     except WeComError as err:
         with rt.db.write() as session:
-            if err.errcode == NETWORK_ERROR and not err.retryable:
-                claims.settle(session, task, str(err), clock())  # it may have gone out
+            if err.errcode == NETWORK_ERROR:
+                # Even "never sent" is resolved rather than trusted: listing costs one call,
+                # a second 群发 in a member's client costs the customer's quota.
+                claims.settle(session, task, str(err), clock())
             elif err.retryable:
                 claims.retry_later(session, task, str(err), clock())
             else:

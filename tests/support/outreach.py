@@ -83,6 +83,8 @@ def record_run(
                 session.flush()
                 staff_id = staff.id
             _customers(session, staff_id, list(m.customers))
+        if holdout:
+            _customers(session, None, list(holdout))
         treated = [(m.userid, ext) for m in members for ext, _ in m.customers]
         ids = dict(
             session.execute(
@@ -122,7 +124,8 @@ def record_run(
         return run.id
 
 
-def _customers(session: Session, staff_id: int, customers: list[tuple[str, str]]) -> None:
+def _customers(session: Session, staff_id: int | None, customers: list[tuple[str, str]]) -> None:
+    """Add the customers not yet known, and their relation to the member (when given)."""
     known = set(
         session.scalars(
             select(Customer.external_userid).where(
@@ -133,13 +136,22 @@ def _customers(session: Session, staff_id: int, customers: list[tuple[str, str]]
     fresh = [{"external_userid": e, "name": n} for e, n in customers if e not in known]
     for start in range(0, len(fresh), 2000):
         session.execute(insert(Customer), fresh[start : start + 2000])
-    ids = session.scalars(
-        select(Customer.id).where(Customer.external_userid.in_([e for e, _ in customers]))
+    if staff_id is None:
+        return
+    related = select(FollowRelation.customer_id).where(FollowRelation.staff_id == staff_id)
+    ids = list(
+        session.scalars(
+            select(Customer.id).where(
+                Customer.external_userid.in_([e for e, _ in customers]),
+                Customer.id.not_in(related),
+            )
+        )
     )
-    session.execute(
-        insert(FollowRelation),
-        [{"staff_id": staff_id, "customer_id": cid, "status": "active"} for cid in ids],
-    )
+    if ids:
+        session.execute(
+            insert(FollowRelation),
+            [{"staff_id": staff_id, "customer_id": cid, "status": "active"} for cid in ids],
+        )
 
 
 def deliveries(rt: Runtime, run_id: int) -> dict[str, tuple[str, int | None]]:
