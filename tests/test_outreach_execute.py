@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot import staff_alerts
 from bot.config import settings_from_mapping
 from bot.db.models import StaffAlert
 from bot.db.types import utcnow
@@ -18,6 +20,7 @@ from bot.runtime import Runtime
 from jobs.outreach import OUTREACH_WORKER
 from tests.conftest import base_config
 from tests.support.outreach import (
+    Member,
     deliveries,
     members_in_sim,
     record_run,
@@ -73,13 +76,17 @@ def alerts(rt: Runtime) -> list[StaffAlert]:
         return found
 
 
+def _pending(rt: Runtime) -> bool:
+    return any(a.status != "sent" for a in alerts(rt))
+
+
 def test_one_group_message_per_member_with_their_customers(
     rt: Runtime, simulator: Simulator
 ) -> None:
     alice, bob = members_in_sim(simulator, {"alice": ("Alice", 3), "bob": ("王波", 2)})
     simulator.add_staff("carol", "Carol")
     gone = simulator.add_relation("carol")  # bob is no friend of this one: WeCom fails it
-    bob_with_gone = type(bob)(bob.userid, bob.name, [*bob.customers, (gone, "走了的")])
+    bob_with_gone = Member(bob.userid, bob.name, [*bob.customers, (gone, "走了的")])
     held_out = simulator.add_relation("alice", name="对照组")
     run_id = record_run(
         rt, VIP["name"], "group_message", [alice, bob_with_gone], holdout=[(held_out, "对照组")]
@@ -127,6 +134,11 @@ def test_one_group_message_per_member_with_their_customers(
             "你有2 位高价值客户的群发待确认，请在企业微信「客户联系→群发助手」中确认发送",
         ),
     ]
+    # The staff alert worker delivers the notices as app messages.
+    wait_for(lambda: staff_alerts.drain(rt, "test") >= 0 and not _pending(rt), what="notices")
+    assert sorted((m["touser"], m["text"]["content"]) for m in simulator.app_messages) == sorted(
+        (a.userid, a.text) for a in notices
+    )
     # 41063-free: nothing listed or polled right after creating
     assert simulator.calls.get(LIST, 0) == 0
     assert simulator.calls.get(TASK, 0) == 0
@@ -349,3 +361,31 @@ def test_busy_wecom_backs_off_and_a_refusal_fails_the_task(
     assert [t.status for t in tasks(rt, run_id)] == ["created", "failed"]
     assert run_status(rt, run_id) == "done"
     assert len(simulator.group_msgs) == 1
+
+
+def test_two_processes_never_perform_one_task(
+    db_url: str, rt: Runtime, simulator: Simulator
+) -> None:
+    members = members_in_sim(simulator, {f"m{i}": (f"成员{i}", 2) for i in range(6)})
+    run_id = record_run(rt, VIP["name"], "group_message", members)
+    assert execute.prepare_run(rt, run_id) == "sending"
+    simulator.inject_stall(ADD, 0.2, count=6)  # calls overlap: both workers are busy at once
+    other = runtime_for(db_url, simulator)
+    taken: list[int] = []
+    try:
+        workers = [
+            threading.Thread(target=lambda r=r: taken.append(execute.perform_due(r)))
+            for r in (rt, other)
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=60)
+    finally:
+        other.wecom.close()
+        other.close()
+    assert sum(taken) == 6
+    assert simulator.calls[ADD] == 6
+    assert sorted(m.sender for m in simulator.group_msgs.values()) == [f"m{i}" for i in range(6)]
+    assert {t.status for t in tasks(rt, run_id)} == {"created"}
+    assert run_status(rt, run_id) == "done"
