@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -67,6 +67,14 @@ def rt(db_url: str, simulator: Simulator) -> Iterator[Runtime]:
     yield runtime
     runtime.wecom.close()
     runtime.close()
+
+
+def night_and_morning(rt: Runtime) -> tuple[datetime, datetime]:
+    """Return 23:30 two days from now and 08:00 the next morning (local), in UTC."""
+    day = (utcnow() + timedelta(days=2)).astimezone(rt.settings.tz).date()
+    night = datetime.combine(day, time(23, 30), tzinfo=rt.settings.tz)
+    morning = datetime.combine(day + timedelta(days=1), time(8, 0), tzinfo=rt.settings.tz)
+    return night.astimezone(UTC), morning.astimezone(UTC)
 
 
 def alerts(rt: Runtime) -> list[StaffAlert]:
@@ -275,8 +283,7 @@ def test_quiet_hours_hold_the_run_until_they_end(db_url: str, simulator: Simulat
     try:
         (alice,) = members_in_sim(simulator, {"alice": ("Alice", 2)})
         run_id = record_run(rt, VIP["name"], "group_message", [alice])
-        night = datetime(2026, 12, 1, 23, 30, tzinfo=rt.settings.tz).astimezone(UTC)
-        morning = datetime(2026, 12, 2, 8, 0, tzinfo=rt.settings.tz).astimezone(UTC)
+        night, morning = night_and_morning(rt)
 
         assert execute.dispatch_run(rt, run_id, clock=lambda: night) == "held"
         assert execute.release_held(rt, clock=lambda: night) == 0
@@ -289,6 +296,29 @@ def test_quiet_hours_hold_the_run_until_they_end(db_url: str, simulator: Simulat
         assert run_status(rt, run_id) == "done"
         assert simulator.calls[ADD] == 1
         assert execute.release_held(rt, clock=lambda: morning) == 0
+    finally:
+        rt.wecom.close()
+        rt.close()
+
+
+def test_a_retry_due_in_quiet_hours_waits_for_them_to_end(
+    db_url: str, simulator: Simulator
+) -> None:
+    rt = runtime_for(db_url, simulator, quiet_hours="22:00-08:00")
+    try:
+        (alice,) = members_in_sim(simulator, {"alice": ("Alice", 1)})
+        run_id = record_run(rt, VIP["name"], "group_message", [alice])
+        night, morning = night_and_morning(rt)
+        evening = night - timedelta(hours=2)
+        simulator.inject_fault(ADD, errcode=-1, count=4)  # busy beyond the adapter's retries
+        assert execute.dispatch_run(rt, run_id, clock=lambda: evening) == "sending"
+        assert [t.status for t in tasks(rt, run_id)] == ["pending"]
+
+        assert execute.perform_due(rt, clock=lambda: night) == 0  # due, but quiet
+        assert simulator.calls[ADD] == 4
+        assert execute.perform_due(rt, clock=lambda: morning) == 1
+        assert simulator.calls[ADD] == 5
+        assert [t.status for t in tasks(rt, run_id)] == ["created"]
     finally:
         rt.wecom.close()
         rt.close()

@@ -67,7 +67,9 @@ def _is_due(task: CampaignTask, now: datetime) -> bool:
     return task.status == CALLING and (task.locked_until is None or task.locked_until < now)
 
 
-def _group_message_pick(session: Session, sender: str, now: datetime) -> CampaignTask | None:
+def _group_message_pick(
+    session: Session, sender: str, now: datetime, *, resolve_only: bool
+) -> CampaignTask | None:
     """Lock a sender's open 群发 tasks (in id order: no deadlock) and pick the one to take."""
     open_tasks = list(
         session.scalars(
@@ -86,18 +88,27 @@ def _group_message_pick(session: Session, sender: str, now: datetime) -> Campaig
         return None  # one is in flight (or settling): the sender's next waits for it
     if calling:
         return calling[0]  # resolve before anything new goes out for this sender
+    if resolve_only:
+        return None
     return next((t for t in open_tasks if _is_due(t, now)), None)
 
 
-def claim(session: Session, now: datetime, *, run_id: int | None = None) -> Claimed | None:
-    """Take one due task (of `run_id`, or any) and record the attempt; None when none is due."""
+def claim(
+    session: Session, now: datetime, *, run_id: int | None = None, resolve_only: bool = False
+) -> Claimed | None:
+    """Take one due task (of `run_id`, or any) and record the attempt; None when none is due.
+
+    `resolve_only` (quiet hours) takes only 群发 tasks left `calling`: listing creates nothing.
+    """
     query = select(CampaignTask.id, CampaignTask.kind, CampaignTask.sender).where(QUEUE.due(now))
     if run_id is not None:
         query = query.where(CampaignTask.run_id == run_id)
+    if resolve_only:
+        query = query.where(CampaignTask.kind == GROUP_MESSAGE, CampaignTask.status == CALLING)
     for task_id, kind, sender in session.execute(query.order_by(CampaignTask.id).limit(50)):
         task: CampaignTask | None
         if kind == GROUP_MESSAGE:
-            task = _group_message_pick(session, sender, now)
+            task = _group_message_pick(session, sender, now, resolve_only=resolve_only)
         else:
             task = session.scalars(
                 select(CampaignTask)

@@ -119,6 +119,7 @@ def _start(rt: Runtime, run_id: int, name: str, action: str, now: datetime) -> s
             run,
             text_for=task_plan.staff_texts(campaign.text, names),
             batch_max=kind.batch_max,
+            now=now,
         )
         run.status = SENDING
         log.info("campaign %s run %d: %d tasks", name, run_id, made)
@@ -163,12 +164,18 @@ def finish_runs(session: Session, now: datetime, run_ids: set[int] | None = None
 def perform_due(
     rt: Runtime, *, run_id: int | None = None, clock: Clock = utcnow, limit: int = 1000
 ) -> int:
-    """Perform (or resolve) due tasks, of one run or all; return how many were taken."""
+    """Perform (or resolve) due tasks, of one run or all; return how many were taken.
+
+    In quiet hours nothing is created or sent: only tasks left `calling` are resolved.
+    """
     taken = 0
     runs: set[int] = set()
+    quiet = quiet_hours(rt.settings)
     while taken < limit and not rt.stopping.is_set():
+        now = clock()
+        resolve_only = quiet is not None and quiet.is_quiet(now)
         with rt.db.write() as session:
-            task = claims.claim(session, clock(), run_id=run_id)
+            task = claims.claim(session, now, run_id=run_id, resolve_only=resolve_only)
         if task is None:
             break
         taken += 1

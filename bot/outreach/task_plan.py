@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -32,7 +33,12 @@ def _by_staff(session: Session, run_id: int) -> dict[str | None, list[int]]:
 
 
 def create_tasks(
-    session: Session, run: CampaignRun, *, text_for: TextFor, batch_max: int | None
+    session: Session,
+    run: CampaignRun,
+    *,
+    text_for: TextFor,
+    batch_max: int | None,
+    now: datetime,
 ) -> int:
     """Create one task per staff member (split past `batch_max` customers); return how many.
 
@@ -66,6 +72,8 @@ def create_tasks(
                 customers=len(chunk),
                 status="pending",
                 attempts=0,
+                next_attempt_at=now,
+                created_at=now,
             )
             session.add(task)
             session.flush()
