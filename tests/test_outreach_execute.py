@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
@@ -22,6 +24,7 @@ from tests.conftest import base_config
 from tests.support.outreach import (
     Member,
     deliveries,
+    dispatch_elsewhere,
     members_in_sim,
     record_run,
     run_status,
@@ -53,11 +56,18 @@ CALLBACK = {
 }
 
 
-def runtime_for(db_url: str, sim: Simulator, *, timeout: float = 10.0, **outreach: Any) -> Runtime:
+def config_for(
+    db_url: str, sim: Simulator, *, timeout: float = 10.0, **outreach: Any
+) -> dict[str, Any]:
     config = base_config(db_url, sim.api_base)
     config["wecom"]["timeout_seconds"] = timeout
     config["staff"] = {"alice": "小爱"}
     config["outreach"] = {"quiet_hours": "", "campaigns": [VIP, CALLBACK], **outreach}
+    return config
+
+
+def runtime_for(db_url: str, sim: Simulator, *, timeout: float = 10.0, **outreach: Any) -> Runtime:
+    config = config_for(db_url, sim, timeout=timeout, **outreach)
     return Runtime(settings_from_mapping(config, environ={}))
 
 
@@ -275,6 +285,33 @@ def test_a_crash_after_wecom_created_the_task_resolves_to_it(
     (task,) = tasks(rt, run_id)
     assert (task.status, task.msgid, task.attempts) == ("created", msgid, 1)
     assert {s for s, _ in deliveries(rt, run_id).values()} == {"created"}
+    assert len(alerts(rt)) == 1
+
+
+def test_kill_9_while_wecom_creates_the_task_resolves_to_it(
+    db_url: str, rt: Runtime, simulator: Simulator
+) -> None:
+    (alice,) = members_in_sim(simulator, {"alice": ("Alice", 2)})
+    run_id = record_run(rt, VIP["name"], "group_message", [alice])
+    simulator.inject_stall(ADD, 3.0)  # WeCom takes its time; the process dies meanwhile
+    proc = dispatch_elsewhere(config_for(db_url, simulator), run_id)
+    try:
+        wait_for(lambda: simulator.calls.get(ADD, 0) == 1, timeout=60, what="the request")
+        assert [t.status for t in tasks(rt, run_id)] == ["calling"]  # recorded before it
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    wait_for(lambda: len(simulator.group_msgs) == 1, what="WeCom to create it anyway")
+    assert [t.status for t in tasks(rt, run_id)] == ["calling"]
+
+    later = utcnow() + timedelta(seconds=claims.CLAIM_SECONDS + 1)
+    assert execute.dispatch_run(rt, run_id, clock=lambda: later) == "done"
+    (msgid,) = simulator.group_msgs
+    (task,) = tasks(rt, run_id)
+    assert (task.status, task.msgid, task.attempts) == ("created", msgid, 1)
+    assert simulator.calls[ADD] == 1
     assert len(alerts(rt)) == 1
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -181,3 +185,23 @@ def run_status(rt: Runtime, run_id: int) -> str:
     """Return a run's status."""
     with rt.db.read() as session:
         return str(session.scalar(select(CampaignRun.status).where(CampaignRun.id == run_id)))
+
+
+_DISPATCH = """
+import json, sys
+from bot.config import settings_from_mapping
+from bot.outreach import execute
+from bot.runtime import Runtime
+rt = Runtime(settings_from_mapping(json.loads(sys.argv[1]), environ={}))
+print(execute.dispatch_run(rt, int(sys.argv[2])), flush=True)
+"""
+
+
+def dispatch_elsewhere(config: Mapping[str, Any], run_id: int) -> subprocess.Popen[bytes]:
+    """Start `dispatch_run` in a process of its own (a kill -9 target)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _DISPATCH, json.dumps(config, ensure_ascii=False), str(run_id)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
