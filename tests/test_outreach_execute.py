@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from bot import staff_alerts
 from bot.config import settings_from_mapping
-from bot.db.models import StaffAlert
+from bot.db.models import CampaignRun, StaffAlert
 from bot.db.types import utcnow
-from bot.outreach import claims, execute
+from bot.outreach import claims, execute, task_plan
 from bot.outreach.claims import SETTLE_SECONDS
 from bot.runtime import Runtime
 from jobs.outreach import OUTREACH_WORKER
@@ -456,3 +456,32 @@ def test_two_processes_never_perform_one_task(
     assert sorted(m.sender for m in simulator.group_msgs.values()) == [f"m{i}" for i in range(6)]
     assert {t.status for t in tasks(rt, run_id)} == {"created"}
     assert run_status(rt, run_id) == "done"
+
+
+def test_batches_of_the_whole_treatment_for_a_webhook(rt: Runtime, simulator: Simulator) -> None:
+    alice, bob = members_in_sim(simulator, {"alice": ("Alice", 3), "bob": ("王波", 2)})
+    run_id = record_run(rt, VIP["name"], "webhook", [alice, bob])
+    with rt.db.write() as session:
+        run = session.get(CampaignRun, run_id)
+        assert run is not None
+        made = task_plan.create_tasks(
+            session, run, text_for=lambda _s: "", batch_max=2, now=utcnow(), by_staff=False
+        )
+    assert made == 3
+    found = tasks(rt, run_id)
+    assert [(t.sender, t.batch, t.customers, t.kind) for t in found] == [
+        ("", 0, 2, "webhook"),
+        ("", 1, 2, "webhook"),
+        ("", 2, 1, "webhook"),
+    ]
+    states = deliveries(rt, run_id)
+    assert sorted(t for _, t in states.values()) == sorted(
+        [found[0].id] * 2 + [found[1].id] * 2 + [found[2].id]
+    )
+    assert {s for s, _ in states.values()} == {"queued"}
+
+
+def test_the_worker_is_registered() -> None:
+    from jobs import registry
+
+    assert OUTREACH_WORKER in registry.workers()

@@ -44,12 +44,13 @@ class Action:
 
     batch_max: int | None  # customers per task; None: one task per staff member
     perform: Callable[[Runtime, Claimed, CampaignSettings, Clock], None]
+    by_staff: bool = True  # False: batches of the whole treatment, sender "" (webhook)
 
 
 ACTIONS: dict[str, Action] = {
     claims.GROUP_MESSAGE: Action(task_plan.BATCH_MAX, group_message.perform),
     claims.FOLLOW_UP: Action(None, follow_up.perform),
-    # LEAD: wire helper C's webhook here, e.g. claims.WEBHOOK: Action(webhook.BATCH_MAX, webhook.perform),
+    # LEAD: wire C's webhook: claims.WEBHOOK: Action(BATCH, webhook.perform, by_staff=False),
 }
 
 
@@ -120,6 +121,7 @@ def _start(rt: Runtime, run_id: int, name: str, action: str, now: datetime) -> s
             text_for=task_plan.staff_texts(campaign.text, names),
             batch_max=kind.batch_max,
             now=now,
+            by_staff=kind.by_staff,
         )
         run.status = SENDING
         log.info("campaign %s run %d: %d tasks", name, run_id, made)

@@ -16,7 +16,7 @@ BATCH_MAX = 10_000  # add_msg_template takes at most 10,000 external_userids a c
 TextFor = Callable[[str], str]  # sender -> the task's text
 
 
-def _by_staff(session: Session, run_id: int) -> dict[str | None, list[int]]:
+def _groups(session: Session, run_id: int, by_staff: bool) -> dict[str | None, list[int]]:
     rows = session.execute(
         select(CampaignDelivery.staff_userid, CampaignDelivery.customer_id)
         .where(
@@ -28,7 +28,9 @@ def _by_staff(session: Session, run_id: int) -> dict[str | None, list[int]]:
     )
     groups: dict[str | None, list[int]] = defaultdict(list)
     for userid, customer_id in rows:
-        groups[userid or None].append(customer_id)
+        groups[(userid or None) if by_staff else ""].append(customer_id)
+    if not by_staff:  # one sequence by customer id, so batches are contiguous id ranges
+        groups[""].sort()
     return groups
 
 
@@ -39,13 +41,15 @@ def create_tasks(
     text_for: TextFor,
     batch_max: int | None,
     now: datetime,
+    by_staff: bool = True,
 ) -> int:
     """Create one task per staff member (split past `batch_max` customers); return how many.
 
     Each task's deliveries become `queued` with its task_id; a delivery with nobody to
-    reach the customer is `failed` at once.
+    reach the customer is `failed` at once. Without `by_staff` (webhook) the whole
+    treatment is split into batches with sender "".
     """
-    groups = _by_staff(session, run.id)
+    groups = _groups(session, run.id, by_staff)
     orphans = groups.pop(None, [])
     if orphans:
         session.execute(
@@ -58,7 +62,8 @@ def create_tasks(
         )
     made = 0
     for sender, customer_ids in sorted(groups.items(), key=lambda kv: kv[0] or ""):
-        assert sender is not None
+        if sender is None:
+            continue
         size = batch_max or len(customer_ids)
         for batch, start in enumerate(range(0, len(customer_ids), size)):
             chunk = customer_ids[start : start + size]
@@ -84,7 +89,7 @@ def create_tasks(
                     CampaignDelivery.run_id == run.id,
                     CampaignDelivery.arm == "treatment",
                     CampaignDelivery.status == "planned",
-                    CampaignDelivery.staff_userid == sender,
+                    *([CampaignDelivery.staff_userid == sender] if by_staff else []),
                     CampaignDelivery.customer_id.between(chunk[0], chunk[-1]),
                 )
                 .values(status="queued", task_id=task.id)
