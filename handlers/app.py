@@ -7,6 +7,7 @@ from flask import Flask
 from bot import metrics, staff_alerts
 from bot.callbacks import inbox, welcome
 from bot.config import Settings
+from bot.outreach import claims as outreach_claims
 from bot.runtime import Runtime
 from bot.tags import outbox
 from bot.wecom import metrics as wecom_metrics
@@ -47,6 +48,7 @@ def register_metrics(rt: Runtime) -> None:
             *welcome.METRICS,
             *outbox.METRICS,
             *staff_alerts.METRICS,
+            *outreach_claims.METRICS,
         )
     )
     metrics.UP.set(1)

@@ -87,6 +87,15 @@ def night_and_morning(rt: Runtime) -> tuple[datetime, datetime]:
     return night.astimezone(UTC), morning.astimezone(UTC)
 
 
+def outcome(kind: str, name: str) -> float:
+    """Read tagbot_outreach_tasks_total for one kind and outcome."""
+    for metric in claims.OUTCOMES.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total") and sample.labels == {"kind": kind, "outcome": name}:
+                return sample.value
+    return 0.0
+
+
 def alerts(rt: Runtime) -> list[StaffAlert]:
     with rt.db.read() as session:
         found = list(session.scalars(select(StaffAlert).order_by(StaffAlert.id)))
@@ -207,6 +216,7 @@ def test_a_timeout_after_wecom_created_the_task_is_resolved_not_retried(
     impatient: Runtime, simulator: Simulator
 ) -> None:
     rt = impatient
+    settled, resolved = outcome("group_message", "settle"), outcome("group_message", "resolved")
     (alice,) = members_in_sim(simulator, {"alice": ("Alice", 2)})
     run_id = record_run(rt, VIP["name"], "group_message", [alice])
     simulator.inject_stall(ADD, 1.5)  # the answer comes after the client gave up (0.5 s)
@@ -226,6 +236,8 @@ def test_a_timeout_after_wecom_created_the_task_is_resolved_not_retried(
     assert (task.status, task.msgid, task.attempts) == ("created", msgid, 1)
     assert simulator.calls[ADD] == 1
     assert simulator.calls[LIST] == 1
+    assert outcome("group_message", "settle") == settled + 1
+    assert outcome("group_message", "resolved") == resolved + 1
     assert run_status(rt, run_id) == "done"
     assert {s for s, _ in deliveries(rt, run_id).values()} == {"created"}
     assert [a.dedup_key for a in alerts(rt)] == [f"groupmsg:{task.id}"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
+from prometheus_client import Counter
 from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,16 @@ WEBHOOK = "webhook"
 MAX_ATTEMPTS = 8
 CLAIM_SECONDS = 120.0  # longer than any one call, with the adapter's retries, may take
 SETTLE_SECONDS = 60.0  # after an ambiguous failure: let a delayed request land, then look
+
+OUTCOMES = Counter(
+    "tagbot_outreach_tasks_total",
+    "Outreach task attempts by kind and outcome: created, sent, failed, retry, settle"
+    " (an ambiguous failure left to resolve), resolved (found in WeCom), missing (not found:"
+    " called again)",
+    ["kind", "outcome"],
+    registry=None,
+)
+METRICS = (OUTCOMES,)
 
 QUEUE = Queue(
     table=cast(Table, CampaignTask.__table__),
@@ -159,6 +170,7 @@ def retry_later(session: Session, task: Claimed, error: str, now: datetime) -> b
     row.locked_until = None
     row.last_error = error[:ERROR_MAX]
     row.next_attempt_at = now + timedelta(seconds=backoff_seconds(row.attempts))
+    OUTCOMES.labels(task.kind, "retry").inc()
     return False
 
 
@@ -168,6 +180,7 @@ def retry_now(session: Session, task: Claimed, note: str, now: datetime) -> None
     if row is not None:
         row.status, row.locked_until, row.last_error = PENDING, None, note[:ERROR_MAX]
         row.next_attempt_at = now
+        OUTCOMES.labels(task.kind, "missing").inc()
 
 
 def settle(session: Session, task: Claimed, error: str, now: datetime) -> None:
@@ -176,6 +189,7 @@ def settle(session: Session, task: Claimed, error: str, now: datetime) -> None:
     if row is not None:
         row.locked_until = now + timedelta(seconds=SETTLE_SECONDS)
         row.last_error = error[:ERROR_MAX]
+        OUTCOMES.labels(task.kind, "settle").inc()
 
 
 def fail(session: Session, task: Claimed, error: str, now: datetime) -> None:
@@ -190,6 +204,7 @@ def fail(session: Session, task: Claimed, error: str, now: datetime) -> None:
         .where(CampaignDelivery.task_id == task.id, CampaignDelivery.status == "queued")
         .values(status=FAILED)
     )
+    OUTCOMES.labels(task.kind, FAILED).inc()
 
 
 def finish(session: Session, task: Claimed, status: str, now: datetime, **values: object) -> bool:
@@ -203,4 +218,6 @@ def finish(session: Session, task: Claimed, status: str, now: datetime, **values
     row.finished_at = now
     for key, value in values.items():
         setattr(row, key, value)
+    resolved = task.resolving and task.kind == GROUP_MESSAGE
+    OUTCOMES.labels(task.kind, "resolved" if resolved else status).inc()
     return True
