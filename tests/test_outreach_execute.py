@@ -300,6 +300,7 @@ def test_a_crash_after_wecom_created_the_task_resolves_to_it(
     assert len(alerts(rt)) == 1
 
 
+@pytest.mark.slow  # a real process, killed
 def test_kill_9_while_wecom_creates_the_task_resolves_to_it(
     db_url: str, rt: Runtime, simulator: Simulator
 ) -> None:
