@@ -7,6 +7,8 @@ from flask import Flask
 from bot import metrics, staff_alerts
 from bot.callbacks import inbox, welcome
 from bot.config import Settings
+from bot.outreach import claims as outreach_claims
+from bot.outreach import webhook as outreach_webhook
 from bot.runtime import Runtime
 from bot.tags import outbox
 from bot.wecom import metrics as wecom_metrics
@@ -47,6 +49,8 @@ def register_metrics(rt: Runtime) -> None:
             *welcome.METRICS,
             *outbox.METRICS,
             *staff_alerts.METRICS,
+            *outreach_claims.METRICS,
+            *outreach_webhook.METRICS,
         )
     )
     metrics.UP.set(1)

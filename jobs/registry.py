@@ -12,6 +12,7 @@ from jobs.heartbeat import HEARTBEAT
 from jobs.inbox import INBOX_WORKER
 from jobs.inbox_listener import INBOX_LISTENER
 from jobs.outbox import OUTBOX_WORKER
+from jobs.outreach import OUTREACH_WORKER
 from jobs.outreach_results import OUTREACH_RESULTS
 from jobs.specs import ScheduledSpec, WorkerSpec
 from jobs.staff_alerts import STAFF_ALERTS
@@ -29,6 +30,7 @@ WORKERS: tuple[WorkerSpec, ...] = (
     STAFF_ALERTS,
     TOUCHED_WORKER,
     OUTREACH_RESULTS,
+    OUTREACH_WORKER,
 )
 SCHEDULED: tuple[ScheduledSpec, ...] = (SYNC_JOB, RETIER_JOB)
 

@@ -483,3 +483,35 @@ def test_callback_from_the_simulator_decrypts_and_parses(sim: Simulator) -> None
         "ch1",
         "WC",
     )
+
+
+def test_groupmsg_list_v2_pages_and_filters_by_creator(db: Database, sim: Simulator) -> None:
+    client = make_client(db, sim)
+    friend1, friend2 = sim.add_relation("u1"), sim.add_relation("u2")
+    made = [
+        client.add_msg_template(sender="u1", external_userids=[friend1], text=f"第{i}条")[0]
+        for i in range(3)
+    ]
+    client.add_msg_template(
+        sender="u2",
+        external_userids=[friend2],
+        text="李四的",
+        attachments=[{"msgtype": "link", "link": {"title": "t", "url": "https://x.example"}}],
+    )
+    now = int(utcnow().timestamp())
+    before = sim.calls.get("externalcontact/get_groupmsg_list_v2", 0)
+    listed = client.get_groupmsg_list_v2(
+        start_time=now - 60, end_time=now + 60, creator="u1", limit=1
+    )
+    assert [m.msgid for m in listed] == made
+    assert [m.text for m in listed] == ["第0条", "第1条", "第2条"]
+    assert {m.creator for m in listed} == {"u1"}
+    # one page per message (limit 1), and the last page says there is no more
+    assert sim.calls["externalcontact/get_groupmsg_list_v2"] - before == 3
+    everyone = client.get_groupmsg_list_v2(start_time=now - 60, end_time=now + 60)
+    assert len(everyone) == 4
+    assert dict(everyone[-1].attachments[0])["msgtype"] == "link"
+    assert client.get_groupmsg_list_v2(start_time=now - 7200, end_time=now - 3600) == []
+    with pytest.raises(ValueError, match="one month"):
+        client.get_groupmsg_list_v2(start_time=now - 40 * 86400, end_time=now)
+    client.close()

@@ -41,6 +41,7 @@ from bot.config import CampaignSettings
 from bot.db.models import Campaign, CampaignDelivery, CampaignRun, CampaignTask, Customer
 from bot.db.types import utcnow
 from bot.logredact import redact
+from bot.outreach.claims import Claimed
 from bot.outreach.signature import sign
 from bot.queue import Queue, backoff_seconds
 from bot.runtime import Runtime
@@ -172,6 +173,23 @@ def perform_webhook_task(
         claim, status = _claim(session, task_id, now())
     if claim is None:
         return status
+    return _attempt(rt, claim, now=now, timeout=timeout)
+
+
+def perform(rt: Runtime, task: Claimed, campaign: CampaignSettings, clock: Clock) -> None:
+    """Attempt a webhook task the executor's queue claimed (bot.outreach.claims).
+
+    The claim already recorded the attempt; a task found `calling` after a crash is simply
+    sent again under the same X-Tagbot-Delivery key, which the receiver dedupes on.
+    """
+    with rt.db.read() as session:
+        customers = _customers(session, task.id)
+    claim = _Claim(task.id, task.run_id, task.batch, task.attempts, task.campaign, customers)
+    _attempt(rt, claim, now=clock, timeout=TIMEOUT)
+
+
+def _attempt(rt: Runtime, claim: _Claim, *, now: Clock, timeout: tuple[float, float]) -> str:
+    """POST one claimed batch and record the outcome; return the task's status."""
     settings = _campaign_settings(rt, claim.campaign)
     if settings is None or not settings.webhook_url:
         reason = f"campaign {claim.campaign!r} is no longer configured with a webhook_url"
@@ -247,6 +265,14 @@ def _claim(session: Session, task_id: int, now: datetime) -> tuple[_Claim | None
     task.attempted_at = now
     task.locked_until = QUEUE.claim_deadline(now)
     campaign = session.scalars(select(Campaign.name).where(Campaign.id == task.campaign_id)).one()
+    claim = _Claim(
+        task.id, task.run_id, task.batch, task.attempts, campaign, _customers(session, task_id)
+    )
+    return claim, CALLING
+
+
+def _customers(session: Session, task_id: int) -> list[dict[str, str | None]]:
+    """Return the batch's customers as the webhook body lists them."""
     rows = session.execute(
         select(
             Customer.external_userid,
@@ -259,12 +285,10 @@ def _claim(session: Session, task_id: int, now: datetime) -> tuple[_Claim | None
         .where(CampaignDelivery.task_id == task_id)
         .order_by(CampaignDelivery.id)
     ).all()
-    customers = [
+    return [
         {"external_userid": r[0], "unionid": r[1], "name": r[2], "tier": r[3], "staff_userid": r[4]}
         for r in rows
     ]
-    claim = _Claim(task.id, task.run_id, task.batch, task.attempts, campaign, customers)
-    return claim, CALLING
 
 
 def _campaign_settings(rt: Runtime, name: str) -> CampaignSettings | None:

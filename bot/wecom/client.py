@@ -31,6 +31,7 @@ from bot.wecom.types import (
     ContactWay,
     ExternalContact,
     FollowUser,
+    GroupMsg,
     GroupMsgSendResult,
     GroupMsgTask,
     TagGroupInfo,
@@ -47,6 +48,7 @@ TOKEN_CODES = frozenset({40014, 42001})
 RATE_LIMITED = 45009
 # Worth trying again later, but not in a tight loop here.
 LATER_CODES = frozenset({41063, 41096})
+GROUPMSG_LIST_SPAN = 30 * 86400  # get_groupmsg_list_v2 ranges: at most a month
 _MAX_PAGES = 10_000  # a cursor that never ends is a WeCom bug; don't loop forever
 
 CONTACT_WAY_FIELDS = frozenset(
@@ -623,6 +625,42 @@ class WeComClient:
             data["attachments"] = [dict(a) for a in attachments]
         page = self._post("externalcontact/add_msg_template", data, idempotent=False)
         return str(page.get("msgid") or ""), [str(x) for x in page.get("fail_list") or ()]
+
+    def get_groupmsg_list_v2(
+        self,
+        *,
+        start_time: int,
+        end_time: int,
+        creator: str | None = None,
+        chat_type: str = "single",
+        filter_type: int = 2,
+        limit: int = 100,
+    ) -> list[GroupMsg]:
+        """List the 群发 messages created in [start_time, end_time] (epoch s), all pages.
+
+        `filter_type` 0 corp-created, 1 member-created, 2 both; the range is at most a month.
+        https://developer.work.weixin.qq.com/document/path/93338
+        """
+        if end_time < start_time:
+            raise ValueError("get_groupmsg_list_v2: end_time before start_time")
+        if end_time - start_time > GROUPMSG_LIST_SPAN:
+            raise ValueError("get_groupmsg_list_v2: WeCom lists at most one month at a time")
+        if filter_type not in (0, 1, 2):
+            raise ValueError("get_groupmsg_list_v2: filter_type is 0, 1 or 2")
+        data: Json = {
+            "chat_type": chat_type,
+            "start_time": start_time,
+            "end_time": end_time,
+            "filter_type": filter_type,
+            "limit": max(1, min(limit, 100)),
+        }
+        if creator:
+            data["creator"] = creator
+        return [
+            GroupMsg.from_raw(m)
+            for page in self._pages("externalcontact/get_groupmsg_list_v2", data)
+            for m in page.get("group_msg_list") or ()
+        ]
 
     def get_groupmsg_task(self, msgid: str) -> list[GroupMsgTask]:
         """List each member's confirmation of a 群发 message, all pages.

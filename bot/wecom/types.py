@@ -241,6 +241,31 @@ class TagGroupInfo:
 
 
 @dataclass(frozen=True)
+class GroupMsg:
+    """A 群发 message as get_groupmsg_list_v2 lists it: who created it, when, with what text."""
+
+    msgid: str
+    creator: str
+    create_time: int
+    create_type: int  # 0 by the corp (admin), 1 by a member
+    text: str
+    attachments: tuple[Mapping[str, Any], ...] = ()
+
+    @classmethod
+    def from_raw(cls, d: Raw) -> GroupMsg:
+        text = d.get("text")
+        content = _s(text, "content") if isinstance(text, Mapping) else ""
+        return cls(
+            msgid=_s(d, "msgid"),
+            creator=_s(d, "creator"),
+            create_time=_i(d, "create_time"),
+            create_type=_i(d, "create_type"),
+            text=content,
+            attachments=tuple(_frozen(a) for a in d.get("attachments") or ()),
+        )
+
+
+@dataclass(frozen=True)
 class GroupMsgTask:
     """A member's confirmation state for one 群发 message (0 unsent, 2 sent)."""
 

@@ -1,0 +1,240 @@
+"""Perform a planned run exactly once: hold it in quiet hours, make its tasks, run them.
+
+`dispatch_run` takes a `planned` or `held` run. In quiet hours it only marks the run
+`held` (`release_held` dispatches it when they end). Otherwise it creates the run's
+tasks from its treatment deliveries in one write, then performs them: every attempt is
+recorded before its call (`claims`), so a crash, a retry or a rerun never sends twice.
+A run is `done` when every task is final (`failed` when every task failed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.callbacks.welcome import staff_name
+from bot.config import CampaignSettings
+from bot.db.models import Campaign, CampaignDelivery, CampaignRun, CampaignTask
+from bot.db.types import utcnow
+from bot.errors import ValidationError
+from bot.outreach import claims, follow_up, group_message, task_plan, webhook
+from bot.outreach.claims import Claimed, Clock
+from bot.outreach.quiet import quiet_hours
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+PLANNED = "planned"
+HELD = "held"
+SENDING = "sending"
+DONE = "done"
+FAILED = "failed"
+STARTABLE = (PLANNED, HELD)
+PLANNED_GRACE = timedelta(minutes=5)  # a run left planned this long lost its dispatcher
+
+
+@dataclass(frozen=True)
+class Action:
+    """How one campaign action makes its tasks and performs one."""
+
+    batch_max: int | None  # customers per task; None: one task per staff member
+    perform: Callable[[Runtime, Claimed, CampaignSettings, Clock], None]
+    by_staff: bool = True  # False: batches of the whole treatment, sender "" (webhook)
+
+
+ACTIONS: dict[str, Action] = {
+    claims.GROUP_MESSAGE: Action(task_plan.BATCH_MAX, group_message.perform),
+    claims.FOLLOW_UP: Action(None, follow_up.perform),
+    claims.WEBHOOK: Action(webhook.BATCH_SIZE, webhook.perform, by_staff=False),
+}
+
+
+def campaign_settings(rt: Runtime, name: str) -> CampaignSettings | None:
+    """Return the configured campaign of that name."""
+    return next((c for c in rt.settings.outreach.campaigns if c.name == name), None)
+
+
+def _run_row(session: Session, run_id: int) -> tuple[CampaignRun, str]:
+    row = session.execute(
+        select(CampaignRun, Campaign.name)
+        .join(Campaign, Campaign.id == CampaignRun.campaign_id)
+        .where(CampaignRun.id == run_id)
+    ).first()
+    if row is None:
+        raise ValidationError(f"no campaign run {run_id}")
+    return row[0], row[1]
+
+
+def _senders(session: Session, run_id: int) -> list[str]:
+    return [
+        u
+        for u in session.scalars(
+            select(CampaignDelivery.staff_userid)
+            .where(CampaignDelivery.run_id == run_id, CampaignDelivery.arm == "treatment")
+            .group_by(CampaignDelivery.staff_userid)
+        )
+        if u
+    ]
+
+
+def _fail_run(rt: Runtime, run_id: int, error: str, now: datetime) -> str:
+    with rt.db.write() as session:
+        run = session.get(CampaignRun, run_id, with_for_update=True)
+        if run is not None and run.status in STARTABLE:
+            run.status, run.error, run.finished_at = FAILED, error, now
+    log.warning("campaign run %d failed: %s", run_id, error)
+    return FAILED
+
+
+def prepare_run(rt: Runtime, run_id: int, *, clock: Clock = utcnow) -> str:
+    """Create a planned or held run's tasks without performing them; return its status."""
+    with rt.db.read() as session:
+        run, name = _run_row(session, run_id)
+        status, action = run.status, run.action
+    return _start(rt, run_id, name, action, clock()) if status in STARTABLE else status
+
+
+def _start(rt: Runtime, run_id: int, name: str, action: str, now: datetime) -> str:
+    """Create the run's tasks and queue its deliveries in one write; return its status."""
+    campaign = campaign_settings(rt, name)
+    if campaign is None:
+        return _fail_run(rt, run_id, f"campaign {name!r} is not in the config any more", now)
+    kind = ACTIONS.get(action)
+    if kind is None:
+        return _fail_run(rt, run_id, f"action {action!r} cannot be performed here", now)
+    with rt.db.read() as session:
+        senders = _senders(session, run_id)
+    # Names read before the write: `{staff}` may need the staff table.
+    names = {u: staff_name(rt, u) for u in senders} if "{staff}" in campaign.text else {}
+    with rt.db.write() as session:
+        run = session.get(CampaignRun, run_id, with_for_update=True)
+        if run is None or run.status not in STARTABLE:
+            return run.status if run is not None else FAILED  # another process started it
+        made = task_plan.create_tasks(
+            session,
+            run,
+            text_for=task_plan.staff_texts(campaign.text, names),
+            batch_max=kind.batch_max,
+            now=now,
+            by_staff=kind.by_staff,
+        )
+        run.status = SENDING
+        log.info("campaign %s run %d: %d tasks", name, run_id, made)
+    return SENDING
+
+
+def _perform(rt: Runtime, task: Claimed, clock: Clock) -> None:
+    campaign = campaign_settings(rt, task.campaign)
+    kind = ACTIONS.get(task.kind)
+    if campaign is None or kind is None:
+        with rt.db.write() as session:
+            claims.fail(session, task, f"campaign {task.campaign!r} cannot be performed", clock())
+        return
+    kind.perform(rt, task, campaign, clock)
+
+
+def finish_runs(session: Session, now: datetime, run_ids: set[int] | None = None) -> int:
+    """Mark `sending` runs whose every task is final as done (failed: all failed)."""
+    query = select(CampaignRun).where(CampaignRun.status == SENDING)
+    if run_ids is not None:
+        query = query.where(CampaignRun.id.in_(run_ids))
+    finished = 0
+    for run in session.scalars(query.with_for_update(skip_locked=True)):
+        counts = dict(
+            session.execute(
+                select(CampaignTask.status, func.count())
+                .where(CampaignTask.run_id == run.id)
+                .group_by(CampaignTask.status)
+            ).all()
+        )
+        if counts.get(claims.PENDING) or counts.get(claims.CALLING):
+            continue
+        failed = counts.get(claims.FAILED, 0)
+        total = sum(counts.values())
+        run.status = FAILED if total and failed == total else DONE
+        run.error = f"{failed} of {total} tasks failed" if failed else None
+        run.finished_at = now
+        finished += 1
+    return finished
+
+
+def perform_due(
+    rt: Runtime, *, run_id: int | None = None, clock: Clock = utcnow, limit: int = 1000
+) -> int:
+    """Perform (or resolve) due tasks, of one run or all; return how many were taken.
+
+    In quiet hours nothing is created or sent: only tasks left `calling` are resolved.
+    """
+    taken = 0
+    runs: set[int] = set()
+    quiet = quiet_hours(rt.settings)
+    while taken < limit and not rt.stopping.is_set():
+        now = clock()
+        resolve_only = quiet is not None and quiet.is_quiet(now)
+        with rt.db.write() as session:
+            task = claims.claim(session, now, run_id=run_id, resolve_only=resolve_only)
+        if task is None:
+            break
+        taken += 1
+        runs.add(task.run_id)
+        _perform(rt, task, clock)
+    if runs or run_id is not None:
+        with rt.db.write() as session:
+            finish_runs(session, clock(), runs | ({run_id} if run_id is not None else set()))
+    return taken
+
+
+def dispatch_run(rt: Runtime, run_id: int, *, clock: Clock = utcnow) -> str:
+    """Perform a planned or held run (or go on with a sending one); return its status after.
+
+    In quiet hours the run is only marked `held`. A done or failed run is left as it is.
+    """
+    now = clock()
+    with rt.db.read() as session:
+        run, name = _run_row(session, run_id)
+        status, action = run.status, run.action
+    if status in STARTABLE:
+        quiet = quiet_hours(rt.settings)
+        if quiet is not None and quiet.is_quiet(now):
+            with rt.db.write() as session:
+                row = session.get(CampaignRun, run_id, with_for_update=True)
+                if row is not None and row.status == PLANNED:
+                    row.status = HELD
+            log.info("campaign run %d held until %s", run_id, quiet.ends_at(now))
+            return HELD
+        status = _start(rt, run_id, name, action, now)
+    if status == SENDING:
+        perform_due(rt, run_id=run_id, clock=clock)
+        with rt.db.read() as session:
+            status = _run_row(session, run_id)[0].status
+    return status
+
+
+def release_held(rt: Runtime, *, clock: Clock = utcnow) -> int:
+    """Dispatch held runs once quiet hours are over, and runs left planned too long."""
+    now = clock()
+    quiet = quiet_hours(rt.settings)
+    if quiet is not None and quiet.is_quiet(now):
+        return 0
+    with rt.db.read() as session:
+        run_ids = list(
+            session.scalars(
+                select(CampaignRun.id)
+                .where(
+                    (CampaignRun.status == HELD)
+                    | (
+                        (CampaignRun.status == PLANNED)
+                        & (CampaignRun.started_at < now - PLANNED_GRACE)
+                    )
+                )
+                .order_by(CampaignRun.id)
+            )
+        )
+    for run_id in run_ids:
+        dispatch_run(rt, run_id, clock=clock)
+    return len(run_ids)

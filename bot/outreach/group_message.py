@@ -1,0 +1,164 @@
+"""群发 tasks: create each with add_msg_template exactly once, and tell the sender to confirm.
+
+add_msg_template is not idempotent (wecom-api.md §3.6, §4): after a network error the
+request may or may not have reached WeCom, so the task stays `calling` and is resolved
+later by listing the sender's messages (get_groupmsg_list_v2) for one with its text,
+never by calling again blindly. Only when none is found may it be called again.
+https://developer.work.weixin.qq.com/document/path/92135
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from bot import staff_alerts
+from bot.callbacks.welcome import attachment_from_settings
+from bot.config import CampaignSettings
+from bot.db.models import CampaignDelivery, CampaignTask, Customer
+from bot.db.types import utcnow
+from bot.errors import ValidationError, WeComError
+from bot.outreach import audience_rows, claims
+from bot.outreach.claims import Claimed, Clock
+from bot.runtime import Runtime
+from bot.wecom.client import GROUPMSG_LIST_SPAN, NETWORK_ERROR
+from bot.wecom.types import GroupMsg
+
+log = logging.getLogger(__name__)
+
+NOTICE_KIND = "outreach"
+RESOLVE_SLACK = timedelta(minutes=5)  # clocks differ: look a little before attempted_at
+
+
+def notice_text(n: int, tier: str) -> tuple[str, str]:
+    """Return (subject, text) of the app message asking a sender to confirm a 群发."""
+    subject = f"{n} 位{audience_rows.customers_word(tier)}的群发待确认"
+    return subject, f"你有{subject}，请在企业微信「客户联系→群发助手」中确认发送"
+
+
+def _record_created(
+    session: Session, task: Claimed, msgid: str, fail_list: Sequence[str], clock: Clock
+) -> None:
+    """Store the msgid; deliveries `created` (fail_list: `failed`); queue the sender's notice."""
+    if not claims.finish(session, task, claims.CREATED, clock(), msgid=msgid):
+        return
+    if fail_list:
+        failed_ids = select(Customer.id).where(Customer.external_userid.in_(list(fail_list)))
+        session.execute(
+            update(CampaignDelivery)
+            .where(
+                CampaignDelivery.task_id == task.id,
+                CampaignDelivery.status == "queued",
+                CampaignDelivery.customer_id.in_(failed_ids),
+            )
+            .values(status="failed")
+        )
+    session.execute(
+        update(CampaignDelivery)
+        .where(CampaignDelivery.task_id == task.id, CampaignDelivery.status == "queued")
+        .values(status="created")
+    )
+    n = session.scalar(
+        select(func.count())
+        .select_from(CampaignDelivery)
+        .where(CampaignDelivery.task_id == task.id, CampaignDelivery.status == "created")
+    )
+    if n:
+        subject, text = notice_text(int(n), audience_rows.tier_label(session, task.id))
+        staff_alerts.enqueue(
+            session,
+            userid=task.sender,
+            kind=NOTICE_KIND,
+            subject=subject,
+            text=text,
+            dedup_key=f"groupmsg:{task.id}",
+        )
+
+
+def _create(rt: Runtime, task: Claimed, campaign: CampaignSettings, clock: Clock) -> None:
+    with rt.db.read() as session:
+        targets = audience_rows.external_userids(session, task.id)
+    try:
+        attachments = [attachment_from_settings(a) for a in campaign.attachments]
+    except ValidationError as exc:
+        with rt.db.write() as session:
+            claims.fail(session, task, f"bad attachment: {exc}", clock())
+        return
+    try:
+        msgid, fail_list = rt.wecom.add_msg_template(
+            sender=task.sender, external_userids=targets, text=task.text, attachments=attachments
+        )
+    except WeComError as err:
+        with rt.db.write() as session:
+            if err.errcode == NETWORK_ERROR:
+                # Even "never sent" is resolved rather than trusted: listing costs one call,
+                # a second 群发 in a member's client costs the customer's quota.
+                claims.settle(session, task, str(err), clock())
+            elif err.retryable:
+                claims.retry_later(session, task, str(err), clock())
+            else:
+                claims.fail(session, task, f"{err.errcode}: {err.errmsg}", clock())
+        log.warning("群发 task %d (%s): %s", task.id, task.sender, err)
+        return
+    with rt.db.write() as session:
+        _record_created(session, task, msgid, fail_list, clock)
+    rt.wakeups.alerts.set()
+
+
+def _unclaimed(session: Session, candidates: list[GroupMsg]) -> list[GroupMsg]:
+    if not candidates:
+        return []
+    held = set(
+        session.scalars(
+            select(CampaignTask.msgid).where(CampaignTask.msgid.in_([m.msgid for m in candidates]))
+        )
+    )
+    return [m for m in candidates if m.msgid not in held]
+
+
+def _resolve(rt: Runtime, task: Claimed, clock: Clock) -> GroupMsg | None:
+    """Find the message a `calling` task's earlier request created, if it did."""
+    start = int((task.attempted_at.astimezone(UTC) - RESOLVE_SLACK).timestamp())
+    end = int((max(clock(), utcnow()) + RESOLVE_SLACK).timestamp())
+    listed = rt.wecom.get_groupmsg_list_v2(
+        start_time=max(start, end - GROUPMSG_LIST_SPAN), end_time=end, creator=task.sender
+    )
+    same = sorted((m for m in listed if m.text == task.text), key=lambda m: m.create_time)
+    with rt.db.read() as session:
+        free = _unclaimed(session, same)
+    return free[0] if free else None
+
+
+def _resolve_and_record(rt: Runtime, task: Claimed, clock: Clock) -> None:
+    try:
+        found = _resolve(rt, task, clock)
+    except WeComError as err:
+        with rt.db.write() as session:
+            if err.retryable:
+                claims.settle(session, task, f"resolving: {err}", clock())
+            else:  # cannot tell whether it exists: failing is safe, calling again is not
+                claims.fail(
+                    session, task, f"could not resolve: {err.errcode}: {err.errmsg}", clock()
+                )
+        return
+    with rt.db.write() as session:
+        if found is None:
+            claims.retry_now(session, task, "resolved: WeCom has no such message", clock())
+            log.info("群发 task %d: earlier call never reached WeCom; calling again", task.id)
+        else:
+            _record_created(session, task, found.msgid, (), clock)
+            log.info("群发 task %d: resolved to %s", task.id, found.msgid)
+    if found is not None:
+        rt.wakeups.alerts.set()
+
+
+def perform(rt: Runtime, task: Claimed, campaign: CampaignSettings, clock: Clock) -> None:
+    """Create a claimed 群发 task in WeCom, or resolve one an earlier attempt left `calling`."""
+    if task.resolving:
+        _resolve_and_record(rt, task, clock)
+    else:
+        _create(rt, task, campaign, clock)
