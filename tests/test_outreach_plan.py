@@ -101,7 +101,9 @@ def test_members_now_each_customer_once_with_the_most_recent_active_relation(
             )
         ).all()
     assert (run.status, run.audience, run.treatment, run.holdout) == ("planned", 5, 3, 0)
-    assert run.id == plan.run_id and run.trigger == "manual" and run.transitions_upto is None
+    assert run.id == plan.run_id
+    assert run.trigger == "manual"
+    assert run.transitions_upto is None
     assert sorted((r[1], r[2], r[3], r[4]) for r in rows) == [
         ("li", "treatment", "planned", "高价值"),
         ("wang", "treatment", "planned", "高价值"),
@@ -141,7 +143,8 @@ def test_on_enter_takes_the_latest_full_run_first_then_only_new_entries(make_rt:
         enter(s, cs["wm_c"], "lifecycle", "沉睡客户", run_id=nxt)
     two = _plan(rt, "沉睡唤醒", days=1)
     assert _exts(two.treatment) == ["wm_b", "wm_c"]
-    assert two.transitions_upto is not None and one.transitions_upto is not None
+    assert two.transitions_upto is not None
+    assert one.transitions_upto is not None
     assert two.transitions_upto > one.transitions_upto
     three = _plan(rt, "沉睡唤醒", days=2)
     assert three.audience == 0  # nothing entered since
@@ -185,7 +188,8 @@ def test_cooldown_keeps_a_customer_out_until_it_passes(make_rt: Any) -> None:
     again = _plan(rt, "回访", days=6.9)
     assert (again.treatment, _exts(again.cooling)) == ([], ["wm_1", "wm_2", "wm_5"])
     later = _plan(rt, "回访", days=7)
-    assert len(later.treatment) == 3 and later.cooling == []
+    assert len(later.treatment) == 3
+    assert later.cooling == []
 
 
 def test_one_campaign_message_per_customer_per_day_across_campaigns(make_rt: Any) -> None:
@@ -199,12 +203,14 @@ def test_one_campaign_message_per_customer_per_day_across_campaigns(make_rt: Any
     same_day = _plan(rt, "乙", days=0.4)  # 21:36 the same Shanghai day
     assert _exts(same_day.capped) == ["wm_1", "wm_2", "wm_5"]
     # A webhook reaches beyond WeCom: customers with no usable relation stay in, no staff.
-    assert _exts(same_day.treatment) == ["wm_3", "wm_4"] and same_day.unreachable == []
+    assert _exts(same_day.treatment) == ["wm_3", "wm_4"]
+    assert same_day.unreachable == []
     assert {m.staff_userid for m in same_day.treatment} == {None}
     # A follow-up messages staff, not the customer: never capped.
     assert len(_plan(rt, "回访", days=0.4).treatment) == 3
     next_day = _plan(rt, "甲", days=1)
-    assert next_day.capped == [] and len(next_day.treatment) == 3
+    assert next_day.capped == []
+    assert len(next_day.treatment) == 3
 
 
 def test_seven_and_thirty_day_caps_count_only_messages_received(make_rt: Any) -> None:
@@ -213,7 +219,8 @@ def test_seven_and_thirty_day_caps_count_only_messages_received(make_rt: Any) ->
     assert len(_plan(rt, "甲").treatment) == 3
     assert len(_plan(rt, "甲", days=2).treatment) == 3
     capped = _plan(rt, "甲", days=4)
-    assert capped.treatment == [] and len(capped.capped) == 3
+    assert capped.treatment == []
+    assert len(capped.capped) == 3
     # A delivery that failed (or reached no friend) does not count against the caps.
     with rt.db.write() as s:
         s.execute(
@@ -228,7 +235,8 @@ def test_seven_and_thirty_day_caps_count_only_messages_received(make_rt: Any) ->
     assert len(_plan(rt, "甲", days=8).treatment) == 3
     assert len(_plan(rt, "甲", days=8.4).capped) == 3  # the same local day: the day cap
     at_30 = _plan(rt, "甲", days=12)  # one in 7 days, three in 30: the 30-day cap
-    assert at_30.treatment == [] and len(at_30.capped) == 3
+    assert at_30.treatment == []
+    assert len(at_30.capped) == 3
 
 
 def test_when_narrows_the_audience_with_metrics_and_tiers(make_rt: Any) -> None:
@@ -259,7 +267,8 @@ def test_dry_run_writes_nothing_and_calls_nothing(make_rt: Any, simulator: Simul
     simulator.reset_counters()
     before = table_counts(rt.db)
     plan = _plan(rt, "高价值关怀", dry_run=True)
-    assert plan.run_id is None and len(plan.treatment) + len(plan.holdout) == 3
+    assert plan.run_id is None
+    assert len(plan.treatment) + len(plan.holdout) == 3
     assert table_counts(rt.db) == before
     assert simulator.calls == {}
 
@@ -270,7 +279,9 @@ def test_rerunning_never_duplicates_deliveries(make_rt: Any) -> None:
     first = run_campaign(rt, rt.settings, "高价值关怀", as_of=AS_OF)
     second = run_campaign(rt, rt.settings, "高价值关怀", as_of=AS_OF + timedelta(hours=1))
     assert len(first.treatment) + len(first.holdout) == 3
-    assert second.treatment == [] and second.holdout == [] and len(second.cooling) == 3
+    assert second.treatment == []
+    assert second.holdout == []
+    assert len(second.cooling) == 3
     with rt.db.read() as s:
         per_customer = s.execute(
             select(CampaignDelivery.customer_id, func.count()).group_by(
