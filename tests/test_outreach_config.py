@@ -7,8 +7,12 @@ from typing import Any
 
 import pytest
 
+from bot.config import load_settings
 from tagbot.cli import main
 from tests.support.campaigns import campaign, config_text
+from tests.support.configs import FILLED_IN
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _check(
@@ -111,3 +115,18 @@ def test_name_in_a_group_message_is_refused_with_why(
         "outreach.campaigns[2].text: {tier} — unknown placeholder; a follow_up text knows only"
         " {staff}",
     ]
+
+
+def test_the_example_config_carries_one_campaign_per_wecom_action() -> None:
+    settings = load_settings(ROOT / "config.example.toml", environ=FILLED_IN)
+    shown = [
+        (c.name, c.action, c.dimension, c.tiers, c.on_enter) for c in settings.outreach.campaigns
+    ]
+    assert shown == [
+        ("高价值关怀", "group_message", "value", ("高价值",), None),
+        ("沉睡唤醒", "follow_up", "lifecycle", (), "沉睡客户"),
+    ]
+    assert settings.outreach.campaigns[0].attachments[0].type == "link"
+    # The webhook example is there, commented until a real URL and secret are filled in.
+    text = (ROOT / "config.example.toml").read_text("utf-8")
+    assert '# action = "webhook"' in text

@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from bot.db.models import CampaignDelivery, CampaignRun
+from bot.outreach.audience import narrow
+from bot.outreach.checks import parse_when
 from bot.outreach.plan import RunPlan, in_holdout, plan_run
 from bot.outreach.service import get_campaign, run_campaign
 from bot.runtime import Runtime
@@ -289,3 +291,33 @@ def test_rerunning_never_duplicates_deliveries(make_rt: Any) -> None:
             )
         ).all()
     assert sorted(n for _, n in per_customer) == [1, 1, 1]
+
+
+def test_when_reads_the_same_with_an_id_list_or_a_full_frame(make_rt: Any) -> None:
+    rt = make_rt(campaign("甲"))
+    with rt.db.write() as s:
+        zhang = staff(s, "zhang")
+        ids = []
+        for i in range(6):
+            c = customer(s, f"wm_{i}")
+            relation(s, c, zhang, days_ago=50)
+            for _ in range(i):
+                order(s, c, 1000, days_ago=20)
+            assign(s, c, "value", "高价值" if i >= 3 else "中价值")
+            ids.append(c.id)
+        outsider = customer(s, "wm_outside")  # matches the rule, but is no candidate
+        for _ in range(5):
+            order(s, outsider, 1000, days_ago=20)
+    dims = rt.settings.tiering.dimensions
+    rules = {
+        'orders_365d >= 2 and tier.value == "高价值"': {ids[3], ids[4], ids[5]},
+        "orders_365d >= 2 and not (orders_365d >= 5)": {ids[2], ids[3], ids[4]},
+        # An attribute nobody has imported is missing for everyone: unknown, no match.
+        'profile.会员等级 == "金卡" or orders_365d == 1': {ids[1]},
+        "profile.会员等级 is missing and orders_365d == 0": {ids[0]},
+    }
+    for text, expected in rules.items():
+        expr = parse_when(text, dims)
+        listed = narrow(rt.db, expr, ids, as_of=AS_OF, tz="Asia/Shanghai")
+        full = narrow(rt.db, expr, ids, as_of=AS_OF, tz="Asia/Shanghai", id_list_max=1)
+        assert listed == full == expected, text

@@ -148,15 +148,22 @@ def read_candidates(session: Session, query: Select[int, str | None]) -> dict[in
 
 
 def narrow(
-    db: Database, expr: Expr, customer_ids: Sequence[int], *, as_of: datetime, tz: str
+    db: Database,
+    expr: Expr,
+    customer_ids: Sequence[int],
+    *,
+    as_of: datetime,
+    tz: str,
+    id_list_max: int = ID_LIST_MAX,
 ) -> set[int]:
     """Return the customers among `customer_ids` for whom `expr` holds as of `as_of`."""
     ids = sorted({int(i) for i in customer_ids})
     if not ids:
         return set()
+    listed = ids if len(ids) <= id_list_max else None
     engine = MetricsEngine(db, tz=tz)
     try:
-        frame = engine.compute(as_of=as_of, customer_ids=ids if len(ids) <= ID_LIST_MAX else None)
+        frame = engine.compute(as_of=as_of, customer_ids=listed)
         try:
             con, source = frame.con, engine.source
             assert source is not None
@@ -169,7 +176,7 @@ def narrow(
                     con,
                     source,
                     clock=Clock(tz, as_of),
-                    ids=ids if len(ids) <= ID_LIST_MAX else None,
+                    ids=listed,
                 )
                 pivot = ", ".join(
                     f"max(tier) FILTER (WHERE dimension = {quote_string(d)})"
