@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from bot import leases
 from bot.db.models import CampaignDelivery, CampaignRun
 from bot.outreach.audience import narrow
 from bot.outreach.checks import parse_when
-from bot.outreach.plan import RunPlan, in_holdout, plan_run
+from bot.outreach.plan import LEASE, OutreachBusyError, RunPlan, in_holdout, plan_run
 from bot.outreach.service import get_campaign, run_campaign
 from bot.runtime import Runtime
 from tests.support.campaigns import (
@@ -321,3 +322,16 @@ def test_when_reads_the_same_with_an_id_list_or_a_full_frame(make_rt: Any) -> No
         listed = narrow(rt.db, expr, ids, as_of=AS_OF, tz="Asia/Shanghai")
         full = narrow(rt.db, expr, ids, as_of=AS_OF, tz="Asia/Shanghai", id_list_max=1)
         assert listed == full == expected, text
+
+
+def test_a_plan_waits_for_another_plan_then_refuses(make_rt: Any) -> None:
+    rt = make_rt(campaign("甲"))
+    _vip_corp(rt)
+    with leases.holding(rt.db, LEASE, "someone-else", 60.0) as held:
+        assert held
+        with pytest.raises(OutreachBusyError):
+            plan_run(rt, get_campaign(rt.settings, "甲"), as_of=AS_OF, wait=0)
+        # A dry run records nothing, so it never waits.
+        assert len(_plan(rt, "甲", dry_run=True).treatment) == 3
+    with rt.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(CampaignRun)) == 0

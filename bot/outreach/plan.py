@@ -20,10 +20,6 @@ the same state.
 from __future__ import annotations
 
 import hashlib
-import os
-import socket
-import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -205,17 +201,6 @@ def capped_ids(
     return out
 
 
-def _acquire(rt: Runtime, owner: str, wait: float) -> bool:
-    deadline = time.monotonic() + wait
-    while True:
-        with rt.db.write() as session:
-            if leases.try_acquire(session, LEASE, owner, LEASE_TTL):
-                return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.5)
-
-
 def plan_run(
     rt: Runtime,
     campaign: CampaignSettings,
@@ -230,14 +215,12 @@ def plan_run(
         raise ValidationError("as_of must be an aware datetime")
     if dry_run:
         return _plan(rt, campaign, as_of=as_of, trigger=trigger, dry_run=True)
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    if not _acquire(rt, owner, wait):
-        raise OutreachBusyError("另一个触达活动正在生成名单，请稍后再试 / another plan is running")
-    try:
+    with leases.holding(rt.db, LEASE, leases.new_owner(), LEASE_TTL, wait=wait) as held:
+        if not held:
+            raise OutreachBusyError(
+                "另一个触达活动正在生成名单，请稍后再试 / another campaign is being planned"
+            )
         return _plan(rt, campaign, as_of=as_of, trigger=trigger, dry_run=False)
-    finally:
-        with rt.db.write() as session:
-            leases.release(session, LEASE, owner)
 
 
 def _plan(

@@ -26,20 +26,12 @@ from bot.db.models import (
 from bot.runtime import Runtime
 from tests.conftest import base_config, to_toml
 from tests.support.configs import settings_for
+from tests.support.tiers import VALUE
 from wecom_sim import Simulator
 
 # 12:00 on 2026-06-15 in Shanghai.
 AS_OF = datetime(2026, 6, 15, 4, 0, tzinfo=UTC)
 
-VALUE = {
-    "name": "value",
-    "tag_group": "价值分层",
-    "tiers": [
-        {"tag": "高价值", "when": "spend_365d >= 5000"},
-        {"tag": "中价值", "when": "spend_365d >= 1000"},
-        {"tag": "低价值", "when": "orders_total >= 1"},
-    ],
-}
 LIFECYCLE = {
     "name": "lifecycle",
     "tag_group": "生命周期",
