@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import ColumnElement, Select, and_, func, insert, select
 from sqlalchemy.orm import Session
 
 from bot import leases
@@ -176,28 +176,17 @@ def capped_ids(
 ) -> set[int]:
     """Return the customers at a cap: a message today (local day), or 7/30-day limits."""
     day_start, day_end = _local_day(as_of, tz)
-    windows: list[tuple[int, Select[int, int]]] = []
+    limits: list[tuple[int, ColumnElement[bool]]] = [
+        (1, and_(CampaignRun.as_of >= day_start, CampaignRun.as_of < day_end))
+    ]
+    for limit, days in ((max_per_7d, 7), (max_per_30d, 30)):
+        if limit is not None:
+            limits.append((limit, CampaignRun.as_of > as_of - timedelta(days=days)))
     out: set[int] = set()
     for chunk in _in_candidates(ids):
-        windows = [
-            (
-                1,
-                _messages(chunk).where(CampaignRun.as_of >= day_start, CampaignRun.as_of < day_end),
-            )
-        ]
-        if max_per_7d is not None:
-            windows.append(
-                (max_per_7d, _messages(chunk).where(CampaignRun.as_of > as_of - timedelta(days=7)))
-            )
-        if max_per_30d is not None:
-            windows.append(
-                (
-                    max_per_30d,
-                    _messages(chunk).where(CampaignRun.as_of > as_of - timedelta(days=30)),
-                )
-            )
-        for limit, query in windows:
-            out.update(cid for cid, n in session.execute(query).all() if n >= limit)
+        for limit, window in limits:
+            counts = session.execute(_messages(chunk).where(window)).all()
+            out.update(cid for cid, n in counts if n >= limit)
     return out
 
 
