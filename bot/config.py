@@ -393,6 +393,15 @@ def _tier_rules(settings: Settings) -> list[str]:
     return rule_problems(settings.tiering.dimensions)
 
 
+@register_check
+def _campaigns(settings: Settings) -> list[str]:
+    """Check every campaign against the tiers and the rule vocabulary (keys and carets)."""
+    # Imported here, as the tier rules are: the outreach checks read these settings.
+    from bot.outreach.checks import campaign_problems
+
+    return campaign_problems(settings.outreach.campaigns, settings.tiering.dimensions)
+
+
 def _cross_checks(settings: Settings) -> list[str]:
     problems: list[str] = []
     seen_names: set[str] = set()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -45,15 +49,28 @@ def release(session: Session, name: str, owner: str) -> None:
     )
 
 
+def new_owner() -> str:
+    """Return a holder name unique to this call: host, process and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
 @contextmanager
-def holding(db: Database, name: str, owner: str, ttl_seconds: float) -> Iterator[bool]:
+def holding(
+    db: Database, name: str, owner: str, ttl_seconds: float, *, wait: float = 0.0
+) -> Iterator[bool]:
     """Try to take the lease for the block; yield whether we hold it, give it up after.
 
-    Taking and giving up are short write transactions of their own: the block itself
-    runs outside any transaction, free to call WeCom.
+    With `wait`, try again every half second for up to that many seconds. Taking and
+    giving up are short write transactions of their own: the block itself runs outside
+    any transaction, free to call WeCom.
     """
-    with db.write() as session:
-        held = try_acquire(session, name, owner, ttl_seconds)
+    deadline = time.monotonic() + wait
+    while True:
+        with db.write() as session:
+            held = try_acquire(session, name, owner, ttl_seconds)
+        if held or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     try:
         yield held
     finally:

@@ -73,7 +73,7 @@ class Background:
     def start_scheduler(self) -> None:
         """Schedule the jobs; only the process holding the lease actually runs them."""
         sched = BackgroundScheduler(timezone=self.rt.settings.tz)
-        for spec in registry.scheduled():
+        for spec in registry.scheduled(self.rt.settings):
             trigger = CronTrigger.from_crontab(
                 spec.cron(self.rt.settings), timezone=self.rt.settings.tz
             )

@@ -7,6 +7,8 @@ missing module fails at start-up.
 
 from __future__ import annotations
 
+from bot.config import Settings
+from jobs.campaigns import campaign_jobs
 from jobs.channels import CHANNEL_UPKEEP
 from jobs.heartbeat import HEARTBEAT
 from jobs.inbox import INBOX_WORKER
@@ -40,6 +42,6 @@ def workers() -> list[WorkerSpec]:
     return list(WORKERS)
 
 
-def scheduled() -> list[ScheduledSpec]:
-    """Return the scheduled jobs."""
-    return list(SCHEDULED)
+def scheduled(settings: Settings | None = None) -> list[ScheduledSpec]:
+    """Return the scheduled jobs; with settings, also each scheduled campaign's run."""
+    return list(SCHEDULED) + (campaign_jobs(settings) if settings is not None else [])

@@ -29,6 +29,7 @@ COMMANDS = [
     "tagbot.commands.staff:staff_group",
     "tagbot.commands.channel:channel_group",
     "tagbot.commands.deadletters:inbox_group",
+    "tagbot.commands.outreach:outreach_group",
 ]
 
 

@@ -6,10 +6,6 @@ diff against the same assignments at once (each move would be recorded twice).
 
 from __future__ import annotations
 
-import os
-import socket
-import time
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -33,20 +29,8 @@ class RetierBusyError(TagbotError):
 @contextmanager
 def exclusive(rt: Runtime, *, wait: float) -> Iterator[bool]:
     """Hold the re-tier lease for the block; yield False when not got within `wait` s."""
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    deadline = time.monotonic() + wait
-    while True:
-        with rt.db.write() as session:
-            got = leases.try_acquire(session, LEASE, owner, LEASE_TTL)
-        if got or time.monotonic() >= deadline:
-            break
-        time.sleep(0.5)
-    try:
+    with leases.holding(rt.db, LEASE, leases.new_owner(), LEASE_TTL, wait=wait) as got:
         yield got
-    finally:
-        if got:
-            with rt.db.write() as session:
-                leases.release(session, LEASE, owner)
 
 
 def retier_configured(
