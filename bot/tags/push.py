@@ -117,7 +117,8 @@ def drain_all(
     is set or after `max_operations`; what is left stays queued for the next drain.
     """
     handled = 0
-    while not (stop is not None and stop.is_set()):
+    # The process stopping also ends the drain (its budget waits give up at once).
+    while not (stop is not None and stop.is_set()) and not rt.stopping.is_set():
         if max_operations is not None and handled >= max_operations:
             break
         limit = batch if max_operations is None else min(batch, max_operations - handled)
