@@ -34,12 +34,22 @@ class TierPushPlan:
 
 
 def enqueue_tier_push(
-    rt: Runtime, *, priority_dimension: str | None = None, refresh: bool = False
+    rt: Runtime,
+    *,
+    priority_dimension: str | None = None,
+    refresh: bool = False,
+    find_dropped: bool = True,
 ) -> TierPushPlan:
-    """Ensure every dimension's tier tags exist in WeCom, then queue the tier diff."""
+    """Ensure every dimension's tier tags exist in WeCom, then queue the tier diff.
+
+    `find_dropped=False` skips looking for dimensions removed from config (a scan of
+    every assignment), for touched re-tiers: the next full run deletes their tags.
+    """
     with rt.db.read() as session:
         dims = tier_tags.dimensions(rt.settings.tiering, session=session)
-    tags = tier_tags.sync_tier_tags(db=rt.db, wecom=rt.wecom, dims=dims, refresh=refresh)
+    tags = tier_tags.sync_tier_tags(
+        db=rt.db, wecom=rt.wecom, dims=dims, refresh=refresh, dropped=find_dropped
+    )
     queued = diff.enqueue_tier_changes(db=rt.db, dims=dims, priority_dimension=priority_dimension)
     if queued.changed:
         rt.wakeups.outbox.set()
