@@ -55,7 +55,9 @@ class Runtime:
         """The WeCom adapter, created on first use (commands that never call WeCom skip it)."""
         from bot.wecom.client import WeComClient
 
-        return WeComClient(self.settings.wecom, self.settings.limits, db=self.db)
+        return WeComClient(
+            self.settings.wecom, self.settings.limits, db=self.db, stop=self.stopping
+        )
 
     def close(self) -> None:
         self.stopping.set()

@@ -5,14 +5,21 @@ so many changes cost one call. Workers claim operations with `FOR UPDATE SKIP LO
 (PostgreSQL) or under SQLite's write lock, call WeCom through the adapter (which owns
 the rate limit), and retry transient failures with backoff; permanent ones end `dead`
 with the errcode and message.
+
+A claim lasts CLAIM_SECONDS, but a worker may wait far longer for WeCom budget (up to an
+hour when the hourly budget is spent). The claim is renewed while the worker waits, from
+the budget's `while_waiting` hook, rather than budget reserved before claiming: the lane
+(interactive or bulk) and so the budget to wait for is only known from the operations
+claimed, and a reservation lasts a second while a batch takes longer. A worker told to
+stop while waiting puts its unsent operations back, as they were, for the next one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
 from prometheus_client import Counter, Gauge
@@ -44,6 +51,7 @@ DEAD = "dead"
 STATUSES = (PENDING, IN_FLIGHT, DONE, DEAD)
 MAX_ATTEMPTS = 8
 CLAIM_SECONDS = 60.0
+RENEW_AFTER = timedelta(seconds=CLAIM_SECONDS / 4)  # a waiting worker renews this often
 # Changes from a scan or a staff action go ahead of every bulk push (whose priorities
 # are the customer's rank in the value tiers, small numbers).
 INTERACTIVE = 1_000_000
@@ -164,9 +172,9 @@ def _due(session: Session, where: ColumnElement[bool], limit: int) -> list[Outbo
     )
 
 
-def claim(session: Session, *, limit: int) -> list[ClaimedOp]:
+def claim(session: Session, *, limit: int, now: datetime | None = None) -> list[ClaimedOp]:
     """Take up to `limit` due operations for this worker, highest priority first."""
-    now = utcnow()
+    now = now or utcnow()
     # Abandoned claims first (a worker died holding them), then the pending queue in
     # priority order, which walks ix_outbox_operations_claim.
     ops = _due(
@@ -319,13 +327,72 @@ def _perform_with_refresh(
     return retry, perform(retry, rt.wecom)
 
 
-def drain(rt: Runtime, *, limit: int = 20) -> int:
-    """Claim and perform a batch of operations; return how many were handled."""
+class _ClaimKeeper:
+    """Renews the claims of a batch's unsent operations while its worker waits for budget."""
+
+    def __init__(self, rt: Runtime, ops: list[ClaimedOp], now: Callable[[], datetime]) -> None:
+        self._rt = rt
+        self._now = now
+        self.unsent = {op.id: op.attempts for op in ops}
+        self._renewed_at = now()
+
+    def _held(self, op_id: int, attempts: int) -> ColumnElement[bool]:
+        # Only while still ours: a claim another worker took over has a higher attempt.
+        return (
+            (OutboxOperation.id == op_id)
+            & (OutboxOperation.status == IN_FLIGHT)
+            & (OutboxOperation.attempts == attempts)
+        )
+
+    def renew(self) -> None:
+        now = self._now()
+        if not self.unsent or now - self._renewed_at < RENEW_AFTER:
+            return
+        with self._rt.db.write() as session:
+            for op_id, attempts in self.unsent.items():
+                session.execute(
+                    update(OutboxOperation)
+                    .where(self._held(op_id, attempts))
+                    .values(locked_until=QUEUE.claim_deadline(now))
+                )
+        self._renewed_at = now
+
+    def give_back(self) -> None:
+        """Return the unsent operations to the queue untried: due now, attempt not counted."""
+        with self._rt.db.write() as session:
+            for op_id, attempts in self.unsent.items():
+                session.execute(
+                    update(OutboxOperation)
+                    .where(self._held(op_id, attempts))
+                    .values(
+                        status=PENDING,
+                        attempts=attempts - 1,
+                        locked_until=None,
+                        next_attempt_at=self._now(),
+                    )
+                )
+        self.unsent.clear()
+
+
+def drain(rt: Runtime, *, limit: int = 20, now: Callable[[], datetime] = utcnow) -> int:
+    """Claim and perform a batch of operations; return how many were handled.
+
+    `now` is the clock claims are taken and renewed by (tests pass time with it).
+    """
     with rt.db.write() as session:
-        ops = claim(session, limit=limit)
+        ops = claim(session, limit=limit, now=now())
+    keeper = _ClaimKeeper(rt, ops, now)
     refreshed = [False]
+    handled = 0
     for op in ops:
-        op, error = _perform_with_refresh(rt, op, refreshed)
+        with budget.while_waiting(keeper.renew):
+            op, error = _perform_with_refresh(rt, op, refreshed)
+        if isinstance(error, budget.BudgetWaitStoppedError):
+            keeper.give_back()
+            log.info("outbox: stopping; %d operations put back unsent", len(ops) - handled)
+            break
+        keeper.unsent.pop(op.id, None)
+        handled += 1
         with rt.db.write() as session:
             if error is None:
                 _record_done(session, op)
@@ -335,7 +402,7 @@ def drain(rt: Runtime, *, limit: int = 20) -> int:
                 log.warning("outbox op %d dead: %s", op.id, error)
             else:
                 OPERATIONS.labels("retry").inc()
-    return len(ops)
+    return handled
 
 
 def counts(session: Session) -> dict[str, int]:

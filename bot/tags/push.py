@@ -34,12 +34,22 @@ class TierPushPlan:
 
 
 def enqueue_tier_push(
-    rt: Runtime, *, priority_dimension: str | None = None, refresh: bool = False
+    rt: Runtime,
+    *,
+    priority_dimension: str | None = None,
+    refresh: bool = False,
+    find_dropped: bool = True,
 ) -> TierPushPlan:
-    """Ensure every dimension's tier tags exist in WeCom, then queue the tier diff."""
+    """Ensure every dimension's tier tags exist in WeCom, then queue the tier diff.
+
+    `find_dropped=False` skips looking for dimensions removed from config (a scan of
+    every assignment), for touched re-tiers: the next full run deletes their tags.
+    """
     with rt.db.read() as session:
         dims = tier_tags.dimensions(rt.settings.tiering, session=session)
-    tags = tier_tags.sync_tier_tags(db=rt.db, wecom=rt.wecom, dims=dims, refresh=refresh)
+    tags = tier_tags.sync_tier_tags(
+        db=rt.db, wecom=rt.wecom, dims=dims, refresh=refresh, dropped=find_dropped
+    )
     queued = diff.enqueue_tier_changes(db=rt.db, dims=dims, priority_dimension=priority_dimension)
     if queued.changed:
         rt.wakeups.outbox.set()
@@ -117,7 +127,8 @@ def drain_all(
     is set or after `max_operations`; what is left stays queued for the next drain.
     """
     handled = 0
-    while not (stop is not None and stop.is_set()):
+    # The process stopping also ends the drain (its budget waits give up at once).
+    while not (stop is not None and stop.is_set()) and not rt.stopping.is_set():
         if max_operations is not None and handled >= max_operations:
             break
         limit = batch if max_operations is None else min(batch, max_operations - handled)

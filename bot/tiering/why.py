@@ -3,10 +3,18 @@
 Metrics are computed now for that one customer; each dimension is explained with its
 stored tier as the current one (so `stay` and the dwell read as a run would read them),
 in config order, later rules seeing the tiers the earlier ones give.
+
+The customer's own metrics read only their rows, but R/M scores and the spend percentile
+rank them among every buyer: a pass over all orders. A serving process therefore keeps
+an `ExplainEngine` whose ranking population is built once per local day and reused, the
+way a touched re-tier ranks against the kept population (so the answer is the one a
+touched run of this customer gives; on the day of a full run, the full run's). A one-shot
+command (`tagbot customer show`) still pays the one pass.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +27,7 @@ from bot.customers.contacts import get_customer
 from bot.db import Database
 from bot.db.models import TierAssignment
 from bot.tiering.clock import Clock
-from bot.tiering.engine import compute_metrics
+from bot.tiering.engine import MetricsEngine, compute_metrics
 from bot.tiering.rules import Dimension, explain_dimension
 from bot.tiering.rules.explain import format_value
 
@@ -37,6 +45,43 @@ class TierView:
     metrics: dict[str, Any]  # the values its rules read
 
 
+class ExplainEngine:
+    """The metrics engine a process keeps for explanations (`Runtime.local`; thread-safe).
+
+    Built on first use; its population (the rank basis) is rebuilt when the as_of local
+    day or the zone changes, and updated with each explained customer's own values.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._engine: MetricsEngine | None = None
+        self._db: Database | None = None
+
+    def metrics(
+        self, db: Database, *, tz: str, as_of: datetime, customer_id: int
+    ) -> dict[str, Any]:
+        """Return one customer's metrics as of `as_of` (empty when there is no such customer)."""
+        with self._lock:
+            if self._engine is None or self._db is not db or self._engine.tz != tz:
+                self._close()
+                self._engine, self._db = MetricsEngine(db, tz=tz), db
+            try:
+                with self._engine.compute(as_of=as_of, customer_ids=[customer_id]) as frame:
+                    return frame.rows().get(customer_id, {})
+            except BaseException:
+                self._close()  # a fresh engine next time, not a half-built one
+                raise
+
+    def _close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+        self._engine = self._db = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+
 def _days(clock: Clock, since: datetime) -> int:
     return (clock.as_of_day - Clock(clock.tz, since).as_of_day).days
 
@@ -48,8 +93,12 @@ def explain_customer(
     customer_id: int,
     tz: str,
     as_of: datetime | None = None,
+    engine: ExplainEngine | None = None,
 ) -> list[TierView]:
-    """Explain every dimension for one customer as of `as_of` (default now)."""
+    """Explain every dimension for one customer as of `as_of` (default now).
+
+    With `engine` (a serving process's), the ranks come from its kept population.
+    """
     if not dims:
         return []
     as_of = as_of or datetime.now(UTC)
@@ -60,8 +109,12 @@ def explain_customer(
                 select(TierAssignment).where(TierAssignment.customer_id == customer_id)
             )
         }
-    with compute_metrics(db, as_of=as_of, tz=tz, customer_ids=[customer_id]) as frame:
-        row: dict[str, Any] = frame.rows().get(customer_id, {})
+    row: dict[str, Any]
+    if engine is not None:
+        row = engine.metrics(db, tz=tz, as_of=as_of, customer_id=customer_id)
+    else:
+        with compute_metrics(db, as_of=as_of, tz=tz, customer_ids=[customer_id]) as frame:
+            row = frame.rows().get(customer_id, {})
     clock = Clock(tz, as_of)
     views: list[TierView] = []
     for dim in dims:
@@ -110,10 +163,11 @@ def explain_external(
     external_userid: str,
     tz: str,
     as_of: datetime | None = None,
+    engine: ExplainEngine | None = None,
 ) -> list[TierView]:
     """Explain every dimension for the customer with this external_userid (none: [])."""
     with db.read() as session:
         customer = get_customer(external_userid, session=session)
     if customer is None:
         return []
-    return explain_customer(db, dims, customer_id=customer.id, tz=tz, as_of=as_of)
+    return explain_customer(db, dims, customer_id=customer.id, tz=tz, as_of=as_of, engine=engine)

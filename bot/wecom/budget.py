@@ -16,6 +16,11 @@ Two lanes: `bulk` calls (tier pushes, sync, outreach; the default) may fill the 
 to its interactive reserve; `interactive` calls (done in answer to a callback: the scan's
 customer fetch, welcome, tags, staff alerts) may use all of it, so a bulk drain never
 delays a scan. Choose with `with interactive():` / `with bulk():` around the calls.
+
+Waiting for budget can take up to an hour (the hourly budget spent). The wait is cut into
+naps of at most `nap_seconds`: between naps the caller's `while_waiting` hook runs (the
+outbox renews its claims there, so no other worker takes an operation whose worker is
+only waiting), and a set `stop` event ends the wait with BudgetWaitStoppedError at once.
 """
 
 from __future__ import annotations
@@ -35,7 +40,18 @@ from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.db.models import WeComBudget, WeComBudgetSlot
+from bot.errors import WeComError
 from bot.wecom import metrics
+
+STOPPED = -3  # our errcode: the process stopped while a call waited for budget
+
+
+class BudgetWaitStoppedError(WeComError):
+    """The process is stopping: a call waiting for WeCom budget was given up, not made."""
+
+    def __init__(self, api: str) -> None:
+        super().__init__(STOPPED, "stopped while waiting for budget", api=api, retryable=True)
+
 
 Lane = Literal["interactive", "bulk"]
 INTERACTIVE: Lane = "interactive"
@@ -43,6 +59,17 @@ BULK: Lane = "bulk"
 LANES: tuple[Lane, ...] = (INTERACTIVE, BULK)
 
 _lane: ContextVar[Lane] = ContextVar("wecom_lane", default=BULK)
+_on_wait: ContextVar[Callable[[], None] | None] = ContextVar("wecom_budget_on_wait", default=None)
+
+
+@contextlib.contextmanager
+def while_waiting(hook: Callable[[], None]) -> Iterator[None]:
+    """Run `hook` between the naps of any wait for budget in this block (this thread)."""
+    token = _on_wait.set(hook)
+    try:
+        yield
+    finally:
+        _on_wait.reset(token)
 
 
 @contextlib.contextmanager
@@ -130,7 +157,9 @@ class SharedBudget:
         batch: int = 50,
         window: float = 60.0,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
+        stop: threading.Event | None = None,
+        nap_seconds: float = 5.0,
     ) -> None:
         if per_minute < 1 or per_hour < 1 or window <= 0 or batch < 1:
             raise ValueError("budgets and batch must be >= 1 and window > 0")
@@ -151,7 +180,10 @@ class SharedBudget:
         # database round trip under load, or a shrunken test window would waste every lease.
         self._lease_seconds = lease
         self._clock = clock
-        self._sleep = sleep
+        self._stop = stop
+        # Real waits sleep on the stop event, so a stop ends them at once; tests pass time.
+        self._sleep = stop.wait if stop is not None and sleep is time.sleep else sleep
+        self._nap = nap_seconds
         self._leases: dict[tuple[str, Lane], _Lease] = {}
         self._guard = threading.Lock()
         self.transactions = 0  # reservations this process made (the database's share)
@@ -171,7 +203,10 @@ class SharedBudget:
         which = lane or current_lane()
         lease = self._lease(api, which)
         waited = 0.0
-        with lease.lock:
+        # Another thread of this process may hold the lease while it waits: wait in naps too.
+        while not lease.lock.acquire(timeout=self._nap):
+            self._between_naps(api)
+        try:
             while True:
                 now = self._clock()
                 if lease.remaining > 0 and now < lease.expires:
@@ -189,8 +224,22 @@ class SharedBudget:
                     lease.booked_at = grant.at
                     lease.expires = grant.at + self._lease_seconds
                     continue
-                self._sleep(grant.wait)
-                waited += grant.wait
+                # Naps only serve a hook or a stop; without either, one sleep does.
+                napping = self._stop is not None or _on_wait.get() is not None
+                nap = min(grant.wait, self._nap) if napping else grant.wait
+                self._between_naps(api)
+                self._sleep(nap)
+                waited += nap
+                self._between_naps(api)
+        finally:
+            lease.lock.release()
+
+    def _between_naps(self, api: str) -> None:
+        hook = _on_wait.get()
+        if hook is not None and not self._db.writing:
+            hook()
+        if self._stop is not None and self._stop.is_set():
+            raise BudgetWaitStoppedError(api)
 
     def pause(self, api: str, seconds: float) -> None:
         """Stop every process calling `api` for `seconds` (WeCom answered 45009)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -104,6 +105,7 @@ class WeComClient:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], datetime] = utcnow,
+        stop: threading.Event | None = None,
     ) -> None:
         self.settings = wecom
         self.agent_id = wecom.agent_id
@@ -128,6 +130,7 @@ class WeComClient:
             window=rate_window,
             clock=clock,
             sleep=sleep,
+            stop=stop,  # a stopping process gives up waiting for budget at once
         )
         secret = wecom.secret.get_secret_value()
         self._wx = WeChatTransport(

@@ -1,0 +1,171 @@
+"""Tier tags that outlive their use: tag_from values nobody holds, dimensions dropped.
+
+Against the simulator over HTTP: the bot deletes only what it made, in as few calls as
+WeCom allows (deleting a tag takes it off every customer; deleting a group, its tags).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.channels import live_codes
+from bot.customers.sync import run_sync
+from bot.db.models import TierAssignment
+from bot.runtime import Runtime
+from bot.tags import push
+from bot.tags.catalogue import TagPath
+from tests.support.tiers import ACTIVITY, VALUE, assign_tiers, relation_tag_names, tier_runtime
+from wecom_sim import Simulator
+
+REGION = {"name": "region", "tag_group": "地区", "tag_from": "profile.region"}
+
+
+@pytest.fixture
+def corp(simulator: Simulator) -> list[str]:
+    simulator.add_staff("alice", "Alice")
+    simulator.add_staff("bob", "Bob")
+    customers = [simulator.add_relation("alice", f"wm_life_{i}") for i in range(4)]
+    simulator.add_relation("bob", customers[0])
+    return customers
+
+
+def _runtime(db_url: str, simulator: Simulator, *dims: dict[str, object]) -> Runtime:
+    rt = tier_runtime(db_url, simulator, *dims)
+    run_sync(db=rt.db, wecom=rt.wecom)
+    return rt
+
+
+@pytest.fixture
+def rt(db_url: str, simulator: Simulator, corp: list[str]) -> Iterator[Runtime]:
+    runtime = _runtime(db_url, simulator, VALUE, ACTIVITY, REGION)
+    yield runtime
+    runtime.close()
+
+
+def _push(rt: Runtime) -> push.TierPushPlan:
+    plan = push.enqueue_tier_push(rt)
+    push.drain_all(rt, idle_poll=0.05)
+    return plan
+
+
+def _calls(sim: Simulator, api: str) -> int:
+    return sim.calls.get(f"externalcontact/{api}", 0)
+
+
+def _assignments(rt: Runtime, dimension: str) -> int:
+    with rt.db.read() as session:
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(TierAssignment)
+                .where(TierAssignment.dimension == dimension)
+            )
+            or 0
+        )
+
+
+def test_a_tag_from_value_nobody_holds_is_deleted_with_one_call(
+    rt: Runtime, simulator: Simulator, corp: list[str]
+) -> None:
+    console = simulator.admin_create_tag("地区", "手工")
+    simulator.staff_edit_tags("alice", corp[2], add=[console])
+    run_sync(db=rt.db, wecom=rt.wecom)
+    assign_tiers(
+        rt,
+        {
+            corp[0]: {"region": "上海"},
+            corp[1]: {"region": "北京"},
+            corp[2]: {"region": "广州"},
+        },
+    )
+    _push(rt)
+    assert set(simulator.tag_catalogue()["地区"]) == {"上海", "北京", "广州", "手工"}
+    assert relation_tag_names(simulator, "bob", corp[0]) == {"地区/上海"}
+
+    simulator.reset_counters()
+    # 北京 and 广州 disappear: their customers moved (or left the dimension).
+    assign_tiers(rt, {corp[1]: {"region": "上海"}, corp[2]: {"region": None}})
+    plan = _push(rt)
+    assert sorted(str(p) for p in plan.tags.deleted) == ["地区/北京", "地区/广州"]
+    assert set(simulator.tag_catalogue()["地区"]) == {"上海", "手工"}  # the console's stays
+    assert _calls(simulator, "del_corp_tag") == 1
+    # Deleting took 北京 off customer 1; only the new tag needs a mark_tag.
+    assert _calls(simulator, "mark_tag") == 1
+    assert relation_tag_names(simulator, "alice", corp[1]) == {"地区/上海"}
+    assert relation_tag_names(simulator, "alice", corp[2]) == {"地区/手工"}
+    assert relation_tag_names(simulator, "alice", corp[0]) == {"地区/上海"}
+
+    simulator.reset_counters()
+    again = _push(rt)
+    assert (again.tags.calls, again.diff.changed) == (0, 0)
+    assert simulator.calls == {}
+
+
+def test_a_dimension_removed_from_config_loses_its_tags_and_its_group(
+    db_url: str, rt: Runtime, simulator: Simulator, corp: list[str]
+) -> None:
+    assign_tiers(
+        rt,
+        {
+            corp[0]: {"value": "高价值", "activity": "活跃"},
+            corp[1]: {"value": "低价值", "activity": "沉睡"},
+        },
+    )
+    _push(rt)
+    assert relation_tag_names(simulator, "bob", corp[0]) == {"价值分层/高价值", "活跃度/活跃"}
+    simulator.reset_counters()
+    rt2 = _runtime(db_url, simulator, VALUE, REGION)  # 活跃度 dropped
+    try:
+        plan = _push(rt2)
+        assert plan.tags.deleted_groups == ["活跃度"]
+        assert sorted(str(p) for p in plan.tags.deleted) == ["活跃度/沉睡", "活跃度/活跃"]
+        assert "活跃度" not in simulator.tag_catalogue()
+        # One call deletes the group and, with it, every tag on every customer.
+        assert _calls(simulator, "del_corp_tag") == 1
+        assert _calls(simulator, "mark_tag") == 0
+        assert relation_tag_names(simulator, "bob", corp[0]) == {"价值分层/高价值"}
+        assert relation_tag_names(simulator, "alice", corp[1]) == {"价值分层/低价值"}
+        assert _assignments(rt2, "activity") == 0
+        assert _assignments(rt2, "value") == 2
+
+        simulator.reset_counters()
+        again = _push(rt2)
+        assert (again.tags.calls, again.diff.changed) == (0, 0)
+        assert simulator.calls == {}
+    finally:
+        rt2.close()
+
+
+def test_a_dropped_dimensions_group_keeps_tags_the_bot_did_not_make(
+    db_url: str, rt: Runtime, simulator: Simulator, corp: list[str]
+) -> None:
+    assign_tiers(rt, {corp[0]: {"activity": "活跃"}, corp[1]: {"activity": "沉睡"}})
+    _push(rt)
+    console = simulator.admin_create_tag("活跃度", "人工关注")
+    simulator.staff_edit_tags("alice", corp[1], add=[console])
+    # A channel's group, made by the bot, with a tag named like the tier its customer has.
+    live_codes.create(
+        live_codes.ChannelSpec(name="活动", staff=("alice",), tags=(TagPath("来源", "活跃"),)),
+        db=rt.db,
+        wecom=rt.wecom,
+    )
+    channel_tag = simulator.tag_catalogue()["来源"]["活跃"]
+    simulator.staff_edit_tags("alice", corp[0], add=[channel_tag])
+    run_sync(db=rt.db, wecom=rt.wecom)
+    simulator.reset_counters()
+    rt2 = _runtime(db_url, simulator, VALUE, REGION)
+    try:
+        plan = _push(rt2)
+        assert sorted(str(p) for p in plan.tags.deleted) == ["活跃度/沉睡", "活跃度/活跃"]
+        assert plan.tags.deleted_groups == []
+        assert simulator.tag_catalogue()["活跃度"] == {"人工关注": console}
+        assert simulator.tag_catalogue()["来源"] == {"活跃": channel_tag}
+        assert _calls(simulator, "del_corp_tag") == 1
+        assert relation_tag_names(simulator, "alice", corp[1]) == {"活跃度/人工关注"}
+        assert relation_tag_names(simulator, "alice", corp[0]) == {"来源/活跃"}
+        assert _assignments(rt2, "activity") == 0
+    finally:
+        rt2.close()
