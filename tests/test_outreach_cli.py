@@ -54,6 +54,11 @@ def config(tmp_path: Path, db: Database, simulator: Simulator) -> Path:
             relation(s, c, zhang if i <= 4 else li, days_ago=20)
             assign(s, c, "value", "高价值")
         assign(s, customer(s, "wm_none"), "value", "高价值")  # no relation
+    # The same corp in WeCom, so a real run's 群发 tasks can be created there.
+    for userid in ("zhang", "li"):
+        simulator.add_staff(userid)
+    for i in range(1, 9):
+        simulator.add_relation("zhang" if i <= 4 else "li", f"wm_{i}", name=f"客户{i}")
     return path
 
 
@@ -122,7 +127,7 @@ def test_dry_run_lists_capped_and_cooling_customers(
 
 
 def test_list_then_run_then_list_shows_the_last_run(
-    config: Path, capsys: pytest.CaptureFixture[str]
+    config: Path, simulator: Simulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--config", str(config), "outreach", "list"]) == 0
     lines = _lines(capsys.readouterr().out)
@@ -134,9 +139,14 @@ def test_list_then_run_then_list_shows_the_last_run(
     assert main(["--config", str(config), "outreach", "run", "高价值关怀"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("已生成第 1 次运行 / run 1 planned：高价值关怀（群发）")
+    assert _lines(out)[-1].startswith("运行状态 / status：已完成")
+    # One 群发 task per staff member with treatment customers (the holdout takes some).
+    senders = {"zhang" for i in range(1, 5) if not in_holdout("高价值关怀", f"wm_{i}", 50)}
+    senders |= {"li" for i in range(5, 9) if not in_holdout("高价值关怀", f"wm_{i}", 50)}
+    assert simulator.calls.get("externalcontact/add_msg_template", 0) == len(senders)
     assert main(["--config", str(config), "outreach", "list"]) == 0
     row = _lines(capsys.readouterr().out)[1].split("\t")
-    assert row[5].endswith("（planned）")
+    assert row[5].endswith("（done）")
     assert row[6] == f"{8 - HELD}/{HELD}/0/0"
 
 
@@ -165,4 +175,4 @@ def test_each_scheduled_campaign_is_a_job_run_with_trigger_schedule(
         rt.close()
     with db.read() as s:
         run = s.scalars(select(CampaignRun)).one()
-    assert (run.trigger, run.status, run.treatment + run.holdout) == ("schedule", "planned", 8)
+    assert (run.trigger, run.status, run.treatment + run.holdout) == ("schedule", "done", 8)

@@ -63,6 +63,19 @@ def config_for(
     config["wecom"]["timeout_seconds"] = timeout
     config["staff"] = {"alice": "小爱"}
     config["outreach"] = {"quiet_hours": "", "campaigns": [VIP, CALLBACK], **outreach}
+    # The campaigns' dimension, so check-config accepts them (runs are built by hand here).
+    config["tiering"] = {
+        "dimensions": [
+            {
+                "name": "价值",
+                "tag_group": "价值分层",
+                "tiers": [
+                    {"tag": "高价值", "when": "spend_365d >= 5000"},
+                    {"tag": "沉睡客户", "when": "days_since_last_order > 180"},
+                ],
+            }
+        ]
+    }
     return config
 
 
