@@ -60,6 +60,40 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert lifecycle == customers  # every customer has a lifecycle stage (潜在客户 at least)
     assert (workdir / "orders.rejects.csv").exists()
     assert (workdir / "config.toml").exists()
+    # One campaign of each kind ran and was sent, and the 群发's results table is printed.
+    for title in (
+        "触达活动「会员关怀」（群发",
+        "触达活动「沉睡唤醒」（回访任务",
+        "触达活动「意向转化短信」（Webhook",
+    ):
+        assert title in out
+    assert "签名全部校验通过：是" in out
+    assert re.search(r"指标\s+实验组\s+对照组\s+绝对提升 \[95% CI\]\s+相对提升", out), out
+    assert "区间：比例差用 Newcombe (Wilson) 法，均值差用 Welch t 法" in out
+    with sqlite3.connect(workdir / "tagbot.db") as conn:
+        runs = conn.execute(
+            "SELECT c.name, r.status, r.treatment, r.holdout FROM campaign_runs r"
+            " JOIN campaigns c ON c.id = r.campaign_id ORDER BY r.id"
+        ).fetchall()
+        statuses = dict(
+            conn.execute(
+                "SELECT c.action || ':' || d.status, count(*) FROM campaign_deliveries d"
+                " JOIN campaigns c ON c.id = d.campaign_id GROUP BY 1"
+            ).fetchall()
+        )
+    assert [(name, status) for name, status, _, _ in runs] == [
+        ("会员关怀", "done"),
+        ("沉睡唤醒", "done"),
+        ("意向转化短信", "done"),
+    ]
+    treated = {name: t for name, _, t, _ in runs}
+    # Staff confirmed every 群发 in the simulator: each treated customer's result is recorded.
+    assert statuses.get("group_message:sent", 0) == treated["会员关怀"] > 0
+    assert statuses.get("follow_up:notified", 0) == treated["沉睡唤醒"]
+    assert statuses.get("webhook:delivered", 0) == treated["意向转化短信"]
+    assert sum(h for _, _, _, h in runs) == sum(
+        v for k, v in statuses.items() if k.endswith(":holdout")
+    )
 
 
 def test_demo_points_at_a_real_customer_and_welcomes_name_staff(

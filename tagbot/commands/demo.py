@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -31,16 +31,38 @@ from bot.channels import lookup
 from bot.config import Settings, load_settings
 from bot.customers.sync import run_sync
 from bot.db.migrate import upgrade_to_head
-from bot.db.models import Channel, Customer, FollowRelation, Order, RelationTag
+from bot.db.models import (
+    CampaignDelivery,
+    CampaignRun,
+    CampaignTask,
+    Channel,
+    Customer,
+    FollowRelation,
+    Order,
+    RelationTag,
+)
 from bot.errors import TagbotError
 from bot.ingest.service import import_file
+from bot.outreach.report import METHOD, campaign_results
+from bot.outreach.results import poll_results
+from bot.outreach.service import run_campaign
 from bot.runtime import Runtime, configure_logging
 from bot.tags import outbox
 from bot.tags.push import drain_all
 from bot.tiering.service import retier_configured
 from tagbot.commands.imports import default_rejects_path, write_rejects
+from tagbot.commands.outreach import ACTIONS
+from tagbot.commands.outreach_results import render_table
 from tagbot.demo import data
+from tagbot.demo.receiver import WebhookReceiver
 from wecom_sim import Simulator
+
+# Shared by the demo config and its receiver; a demo value, not a credential.
+WEBHOOK_SECRET = "demo-webhook-secret-0123456789"  # noqa: S105
+# The 群发 campaign runs as of a month ago so its 30-day results can be shown; the month's
+# orders after it are simulated (and said to be): order chances without and with it.
+REPLAY_DAYS = 31
+BASE_RATE, TREATED_RATE = 0.15, 0.30
 
 
 def _free_port() -> int:
@@ -89,6 +111,7 @@ class Demo:
         self.rt: Runtime | None = None
         self._server: Any = None
         self._background: Any = None
+        self.receiver = WebhookReceiver(WEBHOOK_SECRET)
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -108,7 +131,11 @@ class Demo:
         template = resources.files("tagbot.demo").joinpath("demo.toml").read_text("utf-8")
         db_path = (self.workdir / "tagbot.db").resolve()
         text = Template(template).substitute(
-            api_base=api_base, db_url=f"sqlite:///{db_path}", port=port
+            api_base=api_base,
+            db_url=f"sqlite:///{db_path}",
+            port=port,
+            webhook_url=self.receiver.url,
+            webhook_secret=WEBHOOK_SECRET,
         )
         path = self.workdir / "config.toml"
         path.write_text(text, encoding="utf-8")
@@ -124,7 +151,13 @@ class Demo:
         # Credentials come from the embedded config so both sides agree.
         probe = Template(
             resources.files("tagbot.demo").joinpath("demo.toml").read_text("utf-8")
-        ).substitute(api_base="http://127.0.0.1:1/cgi-bin/", db_url="sqlite://", port=port)
+        ).substitute(
+            api_base="http://127.0.0.1:1/cgi-bin/",
+            db_url="sqlite://",
+            port=port,
+            webhook_url="http://127.0.0.1:1/",
+            webhook_secret=WEBHOOK_SECRET,
+        )
         import tomllib
 
         w = tomllib.loads(probe)["wecom"]
@@ -135,6 +168,9 @@ class Demo:
             token=w["token"],
             encoding_aes_key=w["encoding_aes_key"],
         ).start()
+        # Staff confirm 群发 tasks at once in the demo: results are there to poll right away.
+        self.sim.groupmsg_task_delay = 0.0
+        self.receiver.start()
         for userid, name in data.STAFF.items():
             self.sim.add_staff(userid, name)
         # Customers the corp had before installing the bot; the first sync imports them.
@@ -178,6 +214,7 @@ class Demo:
             self.rt.close()
         if self.sim is not None:
             self.sim.stop()
+        self.receiver.stop()
 
     def wait_until(self, what: str, done: Callable[[], bool], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -343,6 +380,158 @@ class Demo:
                     f"失败 {left.get('dead', 0)}"
                 )
 
+    def outreach(self) -> dict[str, int]:
+        """Run every configured campaign once; return each campaign's run id."""
+        assert self.rt is not None
+        assert self.sim is not None
+        rt, sim = self.rt, self.sim
+        runs: dict[str, int] = {}
+        for campaign in rt.settings.outreach.campaigns:
+            replay = campaign.action == "group_message"
+            title = (
+                f"触达活动「{campaign.name}」（{ACTIONS[campaign.action]}，"
+                f"{campaign.dimension}：{'、'.join(campaign.tiers)}）"
+                + (f"，按 {REPLAY_DAYS} 天前运行以演示效果" if replay else "")
+            )
+            as_of = datetime.now(UTC) - timedelta(days=REPLAY_DAYS if replay else 0)
+            with self.step(title) as s:
+                plan = run_campaign(rt, rt.settings, campaign.name, as_of=as_of)
+                if plan.run_id is not None:
+                    runs[campaign.name] = plan.run_id
+                s.detail.append(
+                    f"受众 {plan.audience} 人：触达 {len(plan.treatment)}，"
+                    f"对照组 {len(plan.holdout)}（只记录、从不触达，用来衡量效果），"
+                    f"无有效跟进员工 {len(plan.unreachable)}；运行状态 {plan.status}"
+                )
+                if plan.run_id is None:
+                    continue
+                if campaign.action == "group_message":
+                    self._confirm_group_messages(plan.run_id, s)
+                elif campaign.action == "follow_up":
+                    notes = [
+                        m
+                        for m in sim.app_messages
+                        if campaign.text in str(m.get("text", {}).get("content", ""))
+                    ]
+                    s.detail.append(f"已给 {len(notes)} 位员工发回访提醒，例如：")
+                    for m in notes[:1]:
+                        body = str(m["text"]["content"]).splitlines()[0]
+                        s.detail.append(f"  → {m.get('touser')}: {body[:70]}")
+                else:
+                    r = self.receiver
+                    s.detail.append(
+                        f"接收端收到 {len(r.batches)} 批、{r.customers()} 位客户，"
+                        f"签名全部校验通过：{'是' if r.bad_signatures == 0 else '否'}"
+                    )
+                s.detail.append(self._delivery_line(plan.run_id))
+        return runs
+
+    def _confirm_group_messages(self, run_id: int, s: Step) -> None:
+        """Staff confirm their 群发 tasks in WeCom; the bot polls the send results."""
+        assert self.rt is not None
+        assert self.sim is not None
+        with self.rt.db.read() as session:
+            tasks = [
+                (t.msgid, t.sender, t.customers)
+                for t in session.scalars(
+                    select(CampaignTask)
+                    .where(CampaignTask.run_id == run_id, CampaignTask.msgid.is_not(None))
+                    .order_by(CampaignTask.id)
+                )
+            ]
+        s.detail.append(
+            f"已创建 {len(tasks)} 个群发任务（每位员工一个，共 {sum(t[2] for t in tasks)} 位客户），"
+            "并提醒员工去确认"
+        )
+        for msgid, sender, _ in tasks:
+            if msgid:
+                self.sim.confirm_group_msg(msgid, sender)
+        # As the results worker would after its next 30-minute poll.
+        polled = poll_results(self.rt, now=datetime.now(UTC) + timedelta(hours=1))
+        s.detail.append(f"员工确认后拉取发送结果：企业微信调用 {polled.calls} 次")
+
+    def _delivery_line(self, run_id: int) -> str:
+        assert self.rt is not None
+        with self.rt.db.read() as session:
+            counts = Counter(
+                dict(
+                    session.execute(
+                        select(CampaignDelivery.status, func.count())
+                        .where(CampaignDelivery.run_id == run_id)
+                        .group_by(CampaignDelivery.status)
+                    ).all()
+                )
+            )
+        names = {
+            "sent": "已送达",
+            "created": "待员工确认",
+            "unconfirmed": "员工未确认",
+            "not_friend": "已不是好友",
+            "over_quota": "超出每日群发上限",
+            "notified": "已提醒员工",
+            "delivered": "已推送",
+            "failed": "失败",
+            "holdout": "对照组",
+            "queued": "排队中",
+        }
+        return "逐客户记录：" + "，".join(
+            f"{names.get(k, k)} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])
+        )
+
+    def results(self, runs: dict[str, int]) -> None:
+        """Report each campaign; the replayed 群发 with a simulated month of orders after it."""
+        assert self.rt is not None
+        rt = self.rt
+        with self.step("效果衡量：实验组 vs 对照组（95% 置信区间）") as s:
+            target = next(
+                (c.name for c in rt.settings.outreach.campaigns if c.action == "group_message"),
+                None,
+            )
+            for name in runs:
+                if name != target:
+                    s.detail.append(
+                        f"「{name}」刚运行：7/14/30 天观察期未满，之后用 tagbot outreach results {name} 查看"
+                    )
+            if target is None or target not in runs:
+                return
+            orders = self._simulate_month(runs[target])
+            s.detail.append(
+                f"「{target}」运行后 30 天的订单为模拟数据（{orders} 单，经真实导入路径写入；"
+                f"对照组下单概率 {BASE_RATE:.0%}，实验组 {TREATED_RATE:.0%}）："
+            )
+            with rt.db.read() as session:
+                results = campaign_results(target, session=session)
+            overall = results.segments[0]
+            s.detail.extend(render_table(overall.itt))
+            if overall.warning:
+                s.detail.append(f"⚠ {overall.warning}")
+            s.detail.append(METHOD)
+            s.detail.append(f"按层级分组、已触达客户的对比：tagbot outreach results {target}")
+
+    def _simulate_month(self, run_id: int) -> int:
+        """Import the month of orders after a run (a known effect); return how many."""
+        assert self.rt is not None
+        with self.rt.db.read() as session:
+            run = session.get(CampaignRun, run_id)
+            assert run is not None
+            as_of = run.as_of
+            rows = session.execute(
+                select(Customer.external_userid, CampaignDelivery.arm)
+                .join(Customer, Customer.id == CampaignDelivery.customer_id)
+                .where(CampaignDelivery.run_id == run_id)
+                .order_by(CampaignDelivery.id)
+            ).all()
+        path = self.workdir / "orders_after_campaign.csv"
+        data.write_followup_orders_csv(
+            path,
+            [(str(ext), arm == "treatment") for ext, arm in rows],
+            self.rng,
+            start=as_of,
+            rates=(BASE_RATE, TREATED_RATE),
+        )
+        result = import_file("orders", path, db=self.rt.db, tz=self.rt.settings.tz)
+        return result.inserted
+
     def sync(self) -> None:
         assert self.rt is not None
         with self.step("与企业微信全量对账（成员、标签库、客户关系），连续两次") as s:
@@ -476,6 +665,8 @@ def demo(workdir: Path, n_customers: int, seed: int, keep_running: bool) -> None
         scenario.import_events(people)
         scenario.sync()
         scenario.retier()
+        runs = scenario.outreach()
+        scenario.results(runs)
         scenario.summary()
         if keep_running:
             click.echo("\n机器人与模拟器保持运行中，按 Ctrl-C 结束。")

@@ -162,3 +162,44 @@ def write_events_csv(
                 )
                 rows += 1
     return rows
+
+
+def write_followup_orders_csv(
+    path: Path,
+    customers: list[tuple[str, bool]],
+    rng: random.Random,
+    *,
+    start: datetime,
+    rates: tuple[float, float],
+) -> int:
+    """Write the simulated month of orders after a campaign run; return the row count.
+
+    `customers` are (external_userid, treated); each orders once within 28 days with
+    probability rates[1] if treated, else rates[0] — a known effect for the report to find.
+    """
+    tz = ZoneInfo("Asia/Shanghai")
+    rows = 0
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(ORDER_COLUMNS)
+        for i, (external_userid, treated) in enumerate(customers):
+            if rng.random() >= rates[1 if treated else 0]:
+                continue
+            paid = (
+                start + timedelta(days=rng.randint(1, 27), minutes=rng.randint(0, 1440))
+            ).astimezone(tz)
+            amount = Decimal(rng.choice([99, 199, 299, 499, 899])) + Decimal("0.90")
+            writer.writerow(
+                [
+                    f"DEMO-AFTER-{i:05d}",
+                    external_userid,
+                    "",
+                    f"{amount}",
+                    paid.strftime("%Y-%m-%d %H:%M:%S"),
+                    "paid",
+                    rng.choice(CATEGORIES),
+                    "否",
+                ]
+            )
+            rows += 1
+    return rows
