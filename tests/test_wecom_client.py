@@ -246,6 +246,66 @@ def test_non_idempotent_call_is_not_blindly_retried_after_timeout(
     assert sim.calls["externalcontact/add_contact_way"] == 1
 
 
+class _Gateway:
+    """A real HTTP front that hands out tokens and answers every API call 502, counting them."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.calls: dict[str, int] = {}
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                path = self.path.split("?")[0].removeprefix("/cgi-bin/")
+                gateway.calls[path] = gateway.calls.get(path, 0) + 1
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                if path == "gettoken":
+                    body = b'{"errcode":0,"access_token":"tok","expires_in":7200}'
+                    self.send_response(200)
+                else:
+                    body = b"<html>502 Bad Gateway</html>"
+                    self.send_response(502)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer  # noqa: N815 (http.server's names)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.api_base = f"http://127.0.0.1:{self.server.server_address[1]}/cgi-bin/"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_gateway_5xx_on_a_non_idempotent_call_is_not_retried(db: Database) -> None:
+    gateway = _Gateway()
+    try:
+        config = base_config(db.url, api_base=gateway.api_base)
+        config["wecom"]["max_retries"] = 2
+        settings = settings_from_mapping(config, environ={})
+        client = WeComClient(settings.wecom, settings.limits, db=db, backoff_base=0.01)
+        with pytest.raises(WeComError) as err:
+            client.add_msg_template(sender="u1", external_userids=["wm1"], text="hi")
+        assert (err.value.errcode, err.value.retryable) == (-2, False)
+        assert "may have taken effect" in str(err.value)
+        assert gateway.calls["externalcontact/add_msg_template"] == 1
+        # An idempotent call behind the same gateway is retried as before.
+        with pytest.raises(WeComError) as err:
+            client.get_follow_user_list()
+        assert err.value.retryable
+        assert gateway.calls["externalcontact/get_follow_user_list"] == 3
+    finally:
+        gateway.stop()
+
+
 def test_unreachable_wecom_is_a_retryable_network_error(db: Database) -> None:
     config = base_config(db.url, api_base="http://127.0.0.1:9/cgi-bin/")
     config["wecom"]["max_retries"] = 1

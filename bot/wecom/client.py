@@ -186,6 +186,15 @@ class WeComClient:
             if exc.errcode is None:  # an HTTP error status
                 status = getattr(exc.response, "status_code", 0) or 0
                 metrics.record(api, NETWORK_ERROR, elapsed)
+                if status >= 500 and not idempotent:
+                    # A gateway's 502/504 can come after WeCom applied the request: a blind
+                    # retry could create a second 群发 or live code.
+                    raise WeComError(
+                        NETWORK_ERROR,
+                        f"HTTP {status} after sending; the call may have taken effect",
+                        api=api,
+                        retryable=False,
+                    ) from None
                 retryable = status >= 500 or status == 429
                 raise WeComError(
                     NETWORK_ERROR, f"HTTP {status}", api=api, retryable=retryable
