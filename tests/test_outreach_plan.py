@@ -216,7 +216,8 @@ def test_one_campaign_message_per_customer_per_day_across_campaigns(make_rt: Any
     assert len(next_day.treatment) == 3
 
 
-def test_seven_and_thirty_day_caps_count_only_messages_received(make_rt: Any) -> None:
+@pytest.mark.parametrize("refused", ["failed", "not_friend", "over_quota", "unconfirmed"])
+def test_seven_and_thirty_day_caps_count_only_messages_received(make_rt: Any, refused: str) -> None:
     rt = make_rt(campaign("甲", cooldown_days=0), max_per_7d=2, max_per_30d=3)
     _vip_corp(rt)
     assert len(_plan(rt, "甲").treatment) == 3
@@ -224,14 +225,14 @@ def test_seven_and_thirty_day_caps_count_only_messages_received(make_rt: Any) ->
     capped = _plan(rt, "甲", days=4)
     assert capped.treatment == []
     assert len(capped.capped) == 3
-    # A delivery that failed (or reached no friend) does not count against the caps.
+    # A delivery that never reached the customer does not count against the caps.
     with rt.db.write() as s:
         s.execute(
             update(CampaignDelivery)
             .where(
                 CampaignDelivery.run_id == capped.run_id - 1, CampaignDelivery.staff_userid == "li"
             )
-            .values(status="failed")
+            .values(status=refused)
         )
     assert _exts(_plan(rt, "甲", days=4).treatment) == ["wm_1"]
     # Day 8: one message each in the last 7 days, two in 30 → all three get a third.

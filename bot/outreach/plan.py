@@ -6,7 +6,8 @@ relation are unreachable (a webhook reaches beyond WeCom, so it keeps them, with
 staff member); then cooling (a delivery of this campaign, either arm, in a run whose
 as_of lies within `cooldown_days`), then capped (campaign messages across campaigns:
 one per local day, `max_per_7d`, `max_per_30d`; a message is a treatment delivery of a
-group_message or webhook run not failed/not_friend; follow_up campaigns send customers
+group_message or webhook run that reached the customer (not failed, not_friend,
+over_quota or unconfirmed); follow_up campaigns send customers
 nothing and are not capped), and the rest split by a stable hash of (campaign name,
 external_userid): holdout when it falls under `holdout_pct` %, treatment otherwise.
 
@@ -49,7 +50,9 @@ Trigger = Literal["manual", "schedule"]
 LEASE = "outreach-plan"
 LEASE_TTL = 600.0  # longer than any plan; a holder that died frees it after this
 MESSAGE_ACTIONS = ("group_message", "webhook")  # what reaches the customer and is capped
-NOT_RECEIVED = ("failed", "not_friend")  # deliveries that did not count against caps
+# Deliveries that never reached the customer do not count against caps: failed, not a
+# friend, over WeCom's quota (another 群发 got there first), never confirmed by the member.
+NOT_RECEIVED = ("failed", "not_friend", "over_quota", "unconfirmed")
 HASH_BUCKETS = 10_000
 
 
