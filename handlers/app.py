@@ -12,7 +12,15 @@ from bot.outreach import webhook as outreach_webhook
 from bot.runtime import Runtime
 from bot.tags import outbox
 from bot.wecom import metrics as wecom_metrics
-from handlers import api, callback, channels_api, errors, health, outreach_results_api
+from handlers import (
+    api,
+    callback,
+    channels_api,
+    errors,
+    health,
+    outreach_api,
+    outreach_results_api,
+)
 from handlers.jsonsafe import SafeJSONProvider
 
 EXTENSION_KEY = "tagbot"
@@ -31,7 +39,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Flask:
 
 
 def register_blueprints(app: Flask) -> None:
-    for module in (health, callback, api, channels_api, outreach_results_api):
+    for module in (health, callback, api, channels_api, outreach_api, outreach_results_api):
         app.register_blueprint(module.bp)
 
 
