@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -34,13 +34,23 @@ class TierPushPlan:
 
 
 def enqueue_tier_push(
-    rt: Runtime, *, priority_dimension: str | None = None, refresh: bool = False
+    rt: Runtime,
+    *,
+    priority_dimension: str | None = None,
+    refresh: bool = False,
+    customer_ids: Sequence[int] | None = None,
 ) -> TierPushPlan:
-    """Ensure every dimension's tier tags exist in WeCom, then queue the tier diff."""
+    """Ensure every dimension's tier tags exist in WeCom, then queue the tier diff.
+
+    `customer_ids` limits the diff to those customers' relations (a touched re-tier);
+    None diffs every relation (the nightly run, `tagbot push --tiers`).
+    """
     with rt.db.read() as session:
         dims = tier_tags.dimensions(rt.settings.tiering, session=session)
     tags = tier_tags.sync_tier_tags(db=rt.db, wecom=rt.wecom, dims=dims, refresh=refresh)
-    queued = diff.enqueue_tier_changes(db=rt.db, dims=dims, priority_dimension=priority_dimension)
+    queued = diff.enqueue_tier_changes(
+        db=rt.db, dims=dims, priority_dimension=priority_dimension, customer_ids=customer_ids
+    )
     if queued.changed:
         rt.wakeups.outbox.set()
     return TierPushPlan(tags, queued)

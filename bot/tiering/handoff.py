@@ -10,6 +10,7 @@ cannot be reached the tiers stay recorded and nothing is lost: the next run, or
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.errors import WeComError
@@ -27,10 +28,13 @@ class Handoff:
     error: str = ""
 
 
-def queue_tier_push(rt: Runtime) -> Handoff:
-    """Queue the tier tags of the current assignments for WeCom (the push's diff)."""
+def queue_tier_push(rt: Runtime, *, customer_ids: Sequence[int] | None = None) -> Handoff:
+    """Queue the tier tags of the current assignments for WeCom (the push's diff).
+
+    A touched run passes its customers: only their relations are diffed.
+    """
     try:
-        plan = enqueue_tier_push(rt)
+        plan = enqueue_tier_push(rt, customer_ids=customer_ids)
     except WeComError as exc:
         log.warning("tier push not queued (WeCom: %s); tiers are recorded", exc)
         return Handoff(queued=None, error=str(exc))
