@@ -43,6 +43,7 @@ from bot.tiering.clock import Clock
 from bot.tiering.frame import MetricFrame
 from bot.tiering.metrics_relations import quote_ident
 from bot.tiering.source import Source, attach, attach_duckdb, reattach
+from bot.tiering.tag_values import KeptValues
 from bot.tiering.vocabulary import METRICS
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ class MetricsEngine:
         assert row is not None
         self.catalog = quote_ident(str(row[0]))
         self._population: _Population | None = None
+        # The tag_from values held, kept between touched runs (bot.tiering.tag_values).
+        self.kept_values = KeptValues()
         self._db = db
         # Per-engine, so two engines sharing a temp_directory never share a snapshot.
         self._workdir = Path(temp_dir) / f"source-{os.getpid()}-{id(self)}"

@@ -125,10 +125,9 @@ def snapshot_sqlite_customers(db: Database, dest: Path, customer_ids: Sequence[i
 
     The same safety as `snapshot_sqlite` at the size of the touched customers' rows, not the
     whole file: each table of CUSTOMER_TABLES with their rows only (its customer_id index),
-    WHOLE_TABLES in full, all read in one transaction (one consistent snapshot). The
-    tier_assignments copy also keeps one row per (dimension, tier) held by anyone, so the
-    tag_from dimensions see every value the population holds (`evaluate._known_values`);
-    the scans of a touched run filter by customer and never see those extra rows.
+    WHOLE_TABLES in full, all read in one transaction (one consistent snapshot). What the
+    population holds comes from elsewhere: its ranks from the engine's kept population,
+    the tag_from values held from `bot.tiering.tag_values`.
     """
     path = make_url(db.url).database
     if not path or path == ":memory:":
@@ -153,10 +152,6 @@ def snapshot_sqlite_customers(db: Database, dest: Path, customer_ids: Sequence[i
             if table in CUSTOMER_TABLES:
                 where = f" WHERE {CUSTOMER_TABLES[table]} IN (SELECT id FROM temp.touched_ids)"
             con.execute(f"INSERT INTO main.{table} SELECT * FROM live.{table}{where}")
-        con.execute("""
-            INSERT OR IGNORE INTO main.tier_assignments
-            SELECT * FROM live.tier_assignments WHERE id IN (
-                SELECT min(id) FROM live.tier_assignments GROUP BY dimension, tier)""")
         con.execute("COMMIT")
         con.execute("DETACH live")
     finally:
