@@ -11,7 +11,9 @@ from bot.customers.sync import run_sync
 from bot.db.models import Customer, OutboxOperation
 from bot.runtime import Runtime
 from bot.tags import push
+from bot.tiering.service import retier_configured
 from tests.support.tiers import ACTIVITY, VALUE, assign_tiers, relation_tag_names, tier_runtime
+from tests.tier_metrics_factory import AS_OF, local, order
 from wecom_sim import Simulator
 
 
@@ -112,3 +114,25 @@ def test_touched_customers_beyond_one_transaction_are_all_diffed(
     assert (report.relations, report.changed) == (3, 3)
     assert seen == [(1, 2), (2, 2)]
     assert _queued_for(rt) == [("alice", corp[0]), ("alice", corp[3]), ("bob", corp[0])]
+
+
+def test_a_touched_re_tier_hands_off_only_its_customers(
+    rt: Runtime, simulator: Simulator, corp: list[str]
+) -> None:
+    by_ext = dict(zip(corp, _ids(rt, *corp), strict=True))
+    with rt.db.write() as s:
+        order(s, s.get(Customer, by_ext[corp[0]]), 6000, local(3))
+        order(s, s.get(Customer, by_ext[corp[2]]), 300, local(3))
+    report, handoff = retier_configured(rt, as_of=AS_OF)
+    assert handoff is not None
+    assert handoff.queued == 3  # alice and bob × customer 0, alice × customer 2
+    push.drain_all(rt, idle_poll=0.05)
+    assign_tiers(rt, {corp[2]: {"value": "中价值"}})  # drifted, its hand-off never ran
+    with rt.db.write() as s:
+        order(s, s.get(Customer, by_ext[corp[1]]), 1500, local(1))  # fresh data
+
+    report, handoff = retier_configured(rt, as_of=AS_OF, customer_ids=[by_ext[corp[1]]])
+    assert (report.scope, report.transitions) == ("touched", 1)
+    assert handoff is not None
+    assert handoff.queued == 1
+    assert _queued_for(rt) == [("alice", corp[1])]
