@@ -23,6 +23,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Index,
     Integer,
     MetaData,
     String,
@@ -79,6 +80,9 @@ _relations = Table(
     Column("external_userid", String(64), nullable=False),
     Column("priority", Integer, nullable=False),
     Column("operation_id", BigInteger),
+    # Linking pending operations joins on these; without it SQLite probed the whole
+    # scratch table once per pending operation (5 s for 1,000 relations, 47,000 pending).
+    Index("tier_diff_relations_who", "staff_userid", "external_userid"),
     prefixes=["TEMPORARY"],
 )
 _customers = Table(
