@@ -85,15 +85,18 @@ def _vip_orders(db: Database, ids: list[int], paid_at: datetime) -> None:
 
     from bot.db.models import Order
 
+    with db.read() as s:  # the loaded rows carry their ids: PostgreSQL's sequence never moved
+        top = s.execute(text("SELECT coalesce(max(id), 0) FROM orders")).scalar_one()
     rows = [
         {
+            "id": top + n + 1,
             "order_id": f"bench-vip-{c}",
             "customer_id": c,
             "amount": VIP_ORDER,
             "paid_at": paid_at,
             "status": "paid",
         }
-        for c in ids
+        for n, c in enumerate(ids)
     ]
     with db.write() as s:
         s.execute(insert(Order), rows)
@@ -120,7 +123,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             "tag_groups",
         ):
             conn.exec_driver_sql(f"DELETE FROM {table}")
-        conn.exec_driver_sql("DELETE FROM orders WHERE order_id LIKE 'bench-vip-%'")
+        conn.execute(text("DELETE FROM orders WHERE order_id LIKE :p"), {"p": "bench-vip-%"})
     dims = load_dimensions(default_tiering().dimensions)
     out: dict[str, Any] = {}
     engine = MetricsEngine(db, tz=TZ)
