@@ -6,32 +6,107 @@
 Reuses bench/retier.py's data and loading. In one child process per backend (peak RSS its
 own) it runs: the first run (every assignment new), the nightly rerun a day later (few
 moves), and a touched re-tier of 1,000 customers; each with wall time and transitions.
+Then the push hand-off: the first tier diff (every relation new, marked sent as the
+outbox would), and a touched re-tier of 1,000 customers who each just paid a VIP order,
+timed with its diff hand-off (`touched+push`: what the fresh-data worker does per batch),
+and for comparison a full diff over every relation (what that hand-off cost before).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
+import subprocess
+import sys
+import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from bench.retier_common import (
-    AS_OF,
-    TZ,
-    backend_url,
-    backends,
-    parser,
-    prepare,
-    run_child,
-    touched_ids,
-    workdir,
-)
+from sqlalchemy import text
+
+from bench.retier_common import AS_OF, TZ, drop_postgres, prepare
+from bench.retier_common import pg_schema_url as _pg_schema_url
+from bench.retier_common import size_tag as _size_tag
 from bot.db import Database
+
+TOUCHED = 1000
+VIP_ORDER = Decimal("8000.00")  # above 高价值's threshold: every touched customer moves
+
+
+def _tier_tags(db: Database, dims: list[Any]) -> None:
+    """Put the dimensions' tier tags in the catalogue as if WeCom had made them."""
+    from sqlalchemy import insert
+
+    from bot.db.models import Tag, TagGroup
+
+    with db.write() as s:
+        for gi, dim in enumerate(dims):
+            gid = s.execute(
+                insert(TagGroup).values(name=dim.group, wecom_group_id=f"bg{gi}", managed=True)
+            ).inserted_primary_key
+            assert gid is not None
+            for ti, tier in enumerate(dim.tiers):
+                s.execute(
+                    insert(Tag).values(
+                        group_id=gid[0],
+                        name=tier,
+                        wecom_tag_id=f"bt{gi}_{ti}",
+                        managed=True,
+                        order=dim.order_of(tier),
+                    )
+                )
+
+
+def _mark_sent(db: Database) -> None:
+    """Record every queued operation as sent, the way the outbox does after WeCom's ok."""
+    with db.write() as s:
+        s.execute(
+            text(
+                "INSERT INTO relation_tags (relation_id, tag_id, synced_at) "
+                "SELECT r.id, c.tag_id, CURRENT_TIMESTAMP FROM outbox_tag_changes c "
+                "JOIN outbox_operations o ON o.id = c.operation_id "
+                "JOIN staff s ON s.userid = o.staff_userid "
+                "JOIN customers cu ON cu.external_userid = o.external_userid "
+                "JOIN follow_relations r ON r.staff_id = s.id AND r.customer_id = cu.id "
+                "WHERE c.action = 'add'"
+            )
+        )
+        s.execute(text("UPDATE outbox_operations SET status = 'done'"))
+    if not db.is_sqlite:
+        with db.engine.connect() as conn:
+            conn.execute(text("ANALYZE"))
+            conn.commit()
+
+
+def _vip_orders(db: Database, ids: list[int], paid_at: datetime) -> None:
+    from sqlalchemy import insert
+
+    from bot.db.models import Order
+
+    with db.read() as s:  # the loaded rows carry their ids: PostgreSQL's sequence never moved
+        top = s.execute(text("SELECT coalesce(max(id), 0) FROM orders")).scalar_one()
+    rows = [
+        {
+            "id": top + n + 1,
+            "order_id": f"bench-vip-{c}",
+            "customer_id": c,
+            "amount": VIP_ORDER,
+            "paid_at": paid_at,
+            "status": "paid",
+        }
+        for n, c in enumerate(ids)
+    ]
+    with db.write() as s:
+        s.execute(insert(Order), rows)
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the three re-tiers in this process and return their figures."""
+    from bot.tags import diff, tier_tags
     from bot.tiering.defaults import default_tiering
     from bot.tiering.engine import MetricsEngine
     from bot.tiering.rules import load_dimensions
@@ -39,15 +114,29 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     db = Database(spec["url"])
     with db.engine.begin() as conn:  # the bench's data may hold a previous run's tiers
-        for table in ("tier_transitions", "tier_assignments", "retier_runs"):
+        for table in (
+            "tier_transitions",
+            "tier_assignments",
+            "retier_runs",
+            "outbox_tag_changes",
+            "outbox_operations",
+            "relation_tags",
+            "tags",
+            "tag_groups",
+        ):
             conn.exec_driver_sql(f"DELETE FROM {table}")
+        conn.execute(text("DELETE FROM orders WHERE order_id LIKE :p"), {"p": "bench-vip-%"})
     dims = load_dimensions(default_tiering().dimensions)
     out: dict[str, Any] = {}
     engine = MetricsEngine(db, tz=TZ)
     for name, as_of, ids in (
         ("first", AS_OF, None),
         ("nightly", AS_OF + timedelta(days=1), None),
-        ("touched", AS_OF + timedelta(days=1), touched_ids(spec["customers"])),
+        (
+            "touched",
+            AS_OF + timedelta(days=1),
+            list(range(1, spec["customers"] + 1, max(spec["customers"] // TOUCHED, 1)))[:TOUCHED],
+        ),
     ):
         t0 = time.perf_counter()
         report = retier(db, dims, tz=TZ, as_of=as_of, customer_ids=ids, engine=engine)
@@ -57,33 +146,108 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             "transitions": report.transitions,
             "steps": {k: round(v, 2) for k, v in report.seconds.items()},
         }
+    with db.read() as session:
+        tdims = tier_tags.dimensions(default_tiering(), session=session)
+    _tier_tags(db, tdims)
+    first = diff.enqueue_tier_changes(db=db, dims=tdims)
+    out["push_first"] = {"wall_s": round(first.seconds, 2), "relations": first.changed}
+    _mark_sent(db)
+    ids = list(range(2, spec["customers"] + 1, max(spec["customers"] // TOUCHED, 1)))[:TOUCHED]
+    as_of = AS_OF + timedelta(days=1)
+    _vip_orders(db, ids, as_of - timedelta(hours=1))
+    t0 = time.perf_counter()
+    report = retier(db, dims, tz=TZ, as_of=as_of, customer_ids=ids, engine=engine)
+    t1 = time.perf_counter()
+    queued = diff.enqueue_tier_changes(db=db, dims=tdims, customer_ids=ids)
+    out["touched+push"] = {
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "customers": report.customers,
+        "transitions": report.transitions,
+        "steps": {
+            **{k: round(v, 2) for k, v in report.seconds.items()},
+            "retier": round(t1 - t0, 2),
+            "diff": round(queued.seconds, 2),
+            "diff_relations": queued.relations,
+            "queued": queued.changed,
+        },
+    }
+    # What the hand-off cost before it was limited to the run's customers: every relation.
+    everything = diff.enqueue_tier_changes(db=db, dims=tdims)
+    out["full_diff_after_touched"] = {
+        "wall_s": round(everything.seconds, 2),
+        "relations": everything.relations,
+        "queued": everything.changed,
+    }
     engine.close()
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__, customers=100_000, orders=1_000_000, events=500_000).parse_args(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
+    tmp = None
+    if args.workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="retier-run-bench-")
+        workdir = Path(tmp.name)
+    else:
+        workdir = args.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+    tag = _size_tag(args)
     print(
         f"# re-tier run bench: {args.customers:,} customers, {args.orders:,} orders, "
         f"{args.events:,} events, 10 default dimensions"
     )
-    with workdir(args, "retier-run-bench-") as work:
-        for key, value in prepare(args, work).items():
+    try:
+        for key, value in prepare(args, workdir).items():
             print(f"{key:<22} {value:>8} s")
-        for backend in backends(args):
-            spec = {"customers": args.customers, "url": backend_url(args, work, backend)}
-            r = run_child("bench.retier_run", spec)
-            for run in ("first", "nightly", "touched"):
+        backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+        for backend in backends:
+            url = (
+                f"sqlite:///{workdir / f'retier_{tag}.db'}"
+                if backend == "sqlite"
+                else _pg_schema_url(f"bench_retier_{tag}")
+            )
+            spec = {"customers": args.customers, "url": url}
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.retier_run", "--child", json.dumps(spec)],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            for run in ("first", "nightly", "touched", "touched+push"):
                 x = r[run]
                 print(
                     f"{backend:<11} {run:<8} customers {x['customers']:>9,}  transitions "
                     f"{x['transitions']:>9,}  wall {x['wall_s']:>7.2f} s  {x['steps']}"
                 )
+            print(
+                f"{backend:<11} push diff, first (all relations new) {r['push_first']['wall_s']}"
+                f" s, {r['push_first']['relations']:,} relations"
+            )
+            full = r["full_diff_after_touched"]
+            print(
+                f"{backend:<11} a full diff instead (the hand-off before) {full['wall_s']} s,"
+                f" {full['relations']:,} relations read, {full['queued']:,} queued"
+            )
             print(f"{backend:<11} peak RSS {r['peak_rss_mb']} MB")
+    finally:
+        if not args.keep and args.backend in ("postgresql", "both"):
+            drop_postgres(args)
+        if tmp is not None:
+            tmp.cleanup()
     return 0
 
 

@@ -14,6 +14,14 @@ from bot.tiering.source import ALIAS
 from tests.tier_metrics_factory import AS_OF, customer, local, order
 
 
+def _attached(engine: MetricsEngine) -> Path:
+    row = engine.con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = ?", [ALIAS]
+    ).fetchone()
+    assert row is not None
+    return Path(row[0]).resolve()
+
+
 def test_metrics_on_a_live_sqlite_file_leave_it_intact(
     tmp_path: Path, sqlite_template: Path
 ) -> None:
@@ -39,14 +47,14 @@ def test_metrics_on_a_live_sqlite_file_leave_it_intact(
         engine = MetricsEngine(db, tz="Asia/Shanghai")
         try:
             # The scanner's own SQLite library never opens the live file, only a copy.
-            attached = engine.con.execute(
-                "SELECT path FROM duckdb_databases() WHERE database_name = ?", [ALIAS]
-            ).fetchone()
-            assert attached is not None
-            assert Path(attached[0]).resolve() != target.resolve()
+            assert _attached(engine) != target.resolve()
             for round_ in range(3):  # the bot keeps writing between and after runs
                 with engine.compute(as_of=AS_OF) as frame:
                     assert frame.count() == 50 + round_
+                # A touched run reads a copy of its customers' rows: not the live file either.
+                with engine.compute(as_of=AS_OF, customer_ids=[1, 2, 3]) as frame:
+                    assert frame.count() == 3
+                    assert _attached(engine) != target.resolve()
                 with db.write() as s:
                     leases.try_acquire(s, f"l{round_}", "me", 30)
                     leases.release(s, f"l{round_}", "me")

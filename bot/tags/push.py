@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -39,9 +39,12 @@ def enqueue_tier_push(
     priority_dimension: str | None = None,
     refresh: bool = False,
     find_dropped: bool = True,
+    customer_ids: Sequence[int] | None = None,
 ) -> TierPushPlan:
     """Ensure every dimension's tier tags exist in WeCom, then queue the tier diff.
 
+    `customer_ids` limits the diff to those customers' relations (a touched re-tier);
+    None diffs every relation (the nightly run, `tagbot push --tiers`).
     `find_dropped=False` skips looking for dimensions removed from config (a scan of
     every assignment), for touched re-tiers: the next full run deletes their tags.
     """
@@ -50,7 +53,9 @@ def enqueue_tier_push(
     tags = tier_tags.sync_tier_tags(
         db=rt.db, wecom=rt.wecom, dims=dims, refresh=refresh, dropped=find_dropped
     )
-    queued = diff.enqueue_tier_changes(db=rt.db, dims=dims, priority_dimension=priority_dimension)
+    queued = diff.enqueue_tier_changes(
+        db=rt.db, dims=dims, priority_dimension=priority_dimension, customer_ids=customer_ids
+    )
     if queued.changed:
         rt.wakeups.outbox.set()
     return TierPushPlan(tags, queued)

@@ -13,6 +13,10 @@ R and M scores and spend_percentile_365d rank a customer among all the window's 
 engine; a touched run (`customer_ids`) re-reads only those customers' rows and ranks them
 against the kept population with their own values replaced. Without a population for the
 same as_of local day and zone, a touched run first builds one (one aggregate pass).
+
+On SQLite the engine reads a copy made by the bot's own SQLite (see `source`): a whole
+copy for a full run or a population build, and for a touched run with a population kept
+a copy of its customers' rows only — 1,000 customers cost their rows, not the file.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from bot.tiering.clock import Clock
 from bot.tiering.frame import MetricFrame
 from bot.tiering.metrics_relations import quote_ident
 from bot.tiering.source import Source, attach, attach_duckdb, reattach
+from bot.tiering.tag_values import KeptValues
 from bot.tiering.vocabulary import METRICS
 
 log = logging.getLogger(__name__)
@@ -105,6 +110,8 @@ class MetricsEngine:
         assert row is not None
         self.catalog = quote_ident(str(row[0]))
         self._population: _Population | None = None
+        # The tag_from values held, kept between touched runs (bot.tiering.tag_values).
+        self.kept_values = KeptValues()
         self._db = db
         # Per-engine, so two engines sharing a temp_directory never share a snapshot.
         self._workdir = Path(temp_dir) / f"source-{os.getpid()}-{id(self)}"
@@ -113,6 +120,7 @@ class MetricsEngine:
             attach(self.con, db, workdir=self._workdir) if db is not None else None
         )
         self._fresh = True  # the attached snapshot was just taken
+        self._partial = False  # the attached snapshot holds some customers only
 
     @classmethod
     def for_duckdb_file(
@@ -128,11 +136,18 @@ class MetricsEngine:
         if as_of.tzinfo is None:
             raise ValidationError("as_of must be an aware datetime")
         assert self.source is not None
-        if self._db is not None and self._db.is_sqlite and not self._fresh:
-            self.source = reattach(self.con, self._db, workdir=self._workdir)
-        self._fresh = False
         ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})
         clock = Clock(self.tz, as_of)
+        if self._db is not None and self._db.is_sqlite:
+            # A touched run with a population kept reads a copy of its customers' rows
+            # only; anything else a full copy (the population needs every order).
+            partial = ids is not None and self._has_population(clock)
+            if partial or self._partial or not self._fresh:
+                self.source = reattach(
+                    self.con, self._db, workdir=self._workdir, customer_ids=ids if partial else None
+                )
+            self._partial = partial
+        self._fresh = False
         schema = f"frame_{next(self._frames)}"
         cur = self.con.cursor()
         try:
@@ -198,10 +213,7 @@ class MetricsEngine:
                 metrics_orders.ranks(f"SELECT * FROM {self.catalog}.main.population", keep=None),
             )
         else:
-            if self._population is None or (self._population.as_of_day, self._population.tz) != (
-                clock.as_of_day,
-                self.tz,
-            ):
+            if not self._has_population(clock):
                 self._build_population(clock)
             assert self._population is not None
             self._population.profile_names = sorted(set(self._population.profile_names) | set(seen))
@@ -240,6 +252,11 @@ class MetricsEngine:
         for table in ("om", "topcat", "ranks", "em", "rm", "pm", "dm", "c"):
             self._exec(cur, f"DROP TABLE {table}")
         self._exec(cur, "DROP TABLE IF EXISTS ids")
+
+    def _has_population(self, clock: Clock) -> bool:
+        """Whether the kept rank population is for this as_of's local day and zone."""
+        pop = self._population
+        return pop is not None and (pop.as_of_day, pop.tz) == (clock.as_of_day, self.tz)
 
     def _build_population(self, clock: Clock) -> None:
         """Rank basis for touched runs: every window buyer's spend and last order, one pass."""

@@ -10,7 +10,7 @@ values of the metrics that dimension's rules read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -70,19 +70,6 @@ def load_current(
               FROM {rows}) AS x""")
 
 
-def _known_values(
-    con: duckdb.DuckDBPyConnection, source: Source, dim: TagFromDimension
-) -> list[str]:
-    """Return the tags a tag_from dimension gives anyone now (its 其他 fold so far)."""
-    where = f"dimension = {quote_string(dim.name)} AND tier <> {quote_string(OTHER_TAG)}"
-    # Sent to the database as is: it answers from its own pages, no scan through DuckDB.
-    rows = con.execute(
-        f"SELECT CAST(tier AS VARCHAR) FROM "
-        f"{scan(source, 'tier_assignments', 'DISTINCT tier', where, None, direct=True)}"
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
 def _touched_tag_from(dim: TagFromDimension, known: list[str]) -> str:
     """Return SQL for a touched run's tag_from tag: the fold is the population's, kept.
 
@@ -102,10 +89,13 @@ def evaluate(
     con: duckdb.DuckDBPyConnection,
     dims: Sequence[Dimension],
     *,
-    source: Source,
-    touched: bool,
+    known: Mapping[str, Sequence[str]] | None,
 ) -> None:
-    """Build `tiers`: metrics, current tiers and this run's tier per dimension, in order."""
+    """Build `tiers`: metrics, current tiers and this run's tier per dimension, in order.
+
+    `known` is None for a full run; a touched run passes the values each tag_from
+    dimension's customers hold now (`bot.tiering.tag_values`): its fold is the population's.
+    """
     pivot = "".join(
         f", max(tier) FILTER (WHERE dimension = {quote_string(d.name)}) AS {current_column(d.name)}"
         f", max(since_days) FILTER (WHERE dimension = {quote_string(d.name)})"
@@ -127,10 +117,9 @@ def evaluate(
         col = tier_column(dim.name)
         con.execute(f"ALTER TABLE {TIERS} ADD COLUMN {col} VARCHAR")
         if isinstance(dim, TagFromDimension):
-            if touched:
-                con.execute(
-                    f"UPDATE {TIERS} SET {col} = {_touched_tag_from(dim, _known_values(con, source, dim))}"
-                )
+            if known is not None:
+                tag = _touched_tag_from(dim, list(known.get(dim.name, ())))
+                con.execute(f"UPDATE {TIERS} SET {col} = {tag}")
             else:
                 con.execute(
                     f"UPDATE {TIERS} SET {col} = s.tag FROM ({compile_tag_from(dim, table=TIERS)}) s"

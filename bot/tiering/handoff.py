@@ -12,6 +12,7 @@ they need only the database.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bot.errors import WeComError
@@ -31,17 +32,21 @@ class Handoff:
     alerts: int = 0  # tier alerts queued for staff
 
 
-def queue_tier_push(rt: Runtime) -> Handoff:
-    """Queue the tier tags of the current assignments for WeCom (the push's diff)."""
+def queue_tier_push(rt: Runtime, *, customer_ids: Sequence[int] | None = None) -> Handoff:
+    """Queue the tier tags of the current assignments for WeCom (the push's diff).
+
+    A touched run passes its customers: only their relations are diffed.
+    """
     try:
-        plan = enqueue_tier_push(rt)
+        # A touched run leaves removed dimensions (a scan of every assignment) to full runs.
+        plan = enqueue_tier_push(rt, customer_ids=customer_ids, find_dropped=customer_ids is None)
     except WeComError as exc:
         log.warning("tier push not queued (WeCom: %s); tiers are recorded", exc)
         return Handoff(queued=None, error=str(exc))
     return Handoff(queued=plan.diff.changed)
 
 
-def hand_off(rt: Runtime) -> Handoff:
+def hand_off(rt: Runtime, *, customer_ids: Sequence[int] | None = None) -> Handoff:
     """Queue what a writing run hands on: the tier alerts for staff, then the tier push."""
     alerts = queue_tier_alerts(rt)
-    return replace(queue_tier_push(rt), alerts=alerts)
+    return replace(queue_tier_push(rt, customer_ids=customer_ids), alerts=alerts)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from bot.db import Database
 from bot.errors import ValidationError
-from bot.tiering import evaluate, history
+from bot.tiering import evaluate, history, tag_values
 from bot.tiering.clock import Clock
 from bot.tiering.engine import MetricsEngine
 from bot.tiering.evaluate import Move
@@ -72,7 +72,9 @@ def retier(
             con, source = frame.con, eng.source
             assert source is not None
             evaluate.load_current(con, source, clock=Clock(tz, as_of), ids=ids)
-            evaluate.evaluate(con, dims, source=source, touched=ids is not None)
+            tag_dims = tag_values.tag_from_dims(dims)
+            known = None if ids is None else tag_values.current(db, tag_dims, eng.kept_values)
+            evaluate.evaluate(con, dims, known=known)
             evaluate.diff(con, dims)
             report.customers = frame.count()
             report.moves = evaluate.moves(con)
@@ -94,6 +96,9 @@ def retier(
                     on_progress("record", done, report.transitions)
 
             history.record_changes(db, con, run_id=report.run_id, as_of=as_of, on_progress=step)
+            tag_values.remember(
+                eng.kept_values, con, tag_dims, run_id=report.run_id, full=ids is None
+            )
             history.finish_run(
                 db,
                 report.run_id,

@@ -49,6 +49,7 @@ def retier_configured(
     RetierBusyError.
     """
     dims = load_dimensions(rt.settings.tiering.dimensions)
+    ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})
 
     def run() -> RetierReport:
         return retier(
@@ -57,7 +58,7 @@ def retier_configured(
             tz=rt.settings.app.timezone,
             as_of=as_of,
             dry_run=dry_run,
-            customer_ids=customer_ids,
+            customer_ids=ids,
             engine=engine,
             on_progress=on_progress,
         )
@@ -68,4 +69,5 @@ def retier_configured(
         if not got:
             raise RetierBusyError("另一个分层任务正在运行，请稍后再试 / another re-tier is running")
         report = run()
-    return report, hand_off(rt)
+    # A touched run diffs its own customers' relations only: nobody else's tiers moved.
+    return report, hand_off(rt, customer_ids=ids)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,21 @@ from bot.db import Database
 from bot.errors import TagbotError
 
 ALIAS = "src"
+FULL_SNAPSHOT = "source-snapshot.db"
+TOUCHED_SNAPSHOT = "source-touched.db"
+
+# What a touched run reads: these tables' rows of its customers (by this key) ...
+CUSTOMER_TABLES = {
+    "customers": "id",
+    "orders": "customer_id",
+    "interaction_events": "customer_id",
+    "follow_relations": "customer_id",
+    "profile_attributes": "customer_id",
+    "tier_assignments": "customer_id",
+    "campaign_deliveries": "customer_id",  # reach metrics
+}
+# ... and these small tables whole.
+WHOLE_TABLES = ("channels", "campaign_runs")
 
 
 class MetricsSourceError(TagbotError):
@@ -105,14 +121,65 @@ def snapshot_sqlite(db: Database, dest: Path) -> None:
         source.close()
 
 
-def attach(con: duckdb.DuckDBPyConnection, db: Database, *, workdir: Path) -> Source:
+def snapshot_sqlite_customers(db: Database, dest: Path, customer_ids: Sequence[int]) -> None:
+    """Copy what a touched run reads of `customer_ids` to `dest`, by the bot's own SQLite.
+
+    The same safety as `snapshot_sqlite` at the size of the touched customers' rows, not the
+    whole file: each table of CUSTOMER_TABLES with their rows only (its customer_id index),
+    WHOLE_TABLES in full, all read in one transaction (one consistent snapshot). What the
+    population holds comes from elsewhere: its ranks from the engine's kept population,
+    the tag_from values held from `bot.tiering.tag_values`.
+    """
+    path = make_url(db.url).database
+    if not path or path == ":memory:":
+        raise MetricsSourceError("an in-memory SQLite database cannot be attached")
+    dest.unlink(missing_ok=True)
+    con = sqlite3.connect(dest, isolation_level=None)
+    try:
+        con.execute("ATTACH ? AS live", [f"{Path(path).resolve().as_uri()}?mode=ro"])
+        con.execute("CREATE TEMP TABLE touched_ids (id INTEGER PRIMARY KEY)")
+        con.executemany(
+            "INSERT OR IGNORE INTO temp.touched_ids VALUES (?)", [(int(i),) for i in customer_ids]
+        )
+        con.execute("BEGIN")
+        for table in (*CUSTOMER_TABLES, *WHOLE_TABLES):
+            row = con.execute(
+                "SELECT sql FROM live.sqlite_master WHERE type = 'table' AND name = ?", [table]
+            ).fetchone()
+            if row is None:
+                raise MetricsSourceError(f"table {table} missing from the database")
+            con.execute(row[0])  # the same declared types: the scanner reads them alike
+            where = ""
+            if table in CUSTOMER_TABLES:
+                where = f" WHERE {CUSTOMER_TABLES[table]} IN (SELECT id FROM temp.touched_ids)"
+            con.execute(f"INSERT INTO main.{table} SELECT * FROM live.{table}{where}")
+        con.execute("COMMIT")
+        con.execute("DETACH live")
+    finally:
+        con.close()
+
+
+def attach(
+    con: duckdb.DuckDBPyConnection,
+    db: Database,
+    *,
+    workdir: Path,
+    customer_ids: Sequence[int] | None = None,
+) -> Source:
     """Attach the bot's database to `con` read-only and return how to name its tables.
 
-    SQLite is attached as a fresh snapshot in `workdir` (see `snapshot_sqlite`).
+    SQLite is attached as a fresh snapshot in `workdir` (see `snapshot_sqlite`); with
+    `customer_ids`, a snapshot of those customers' rows only (`snapshot_sqlite_customers`).
     """
     if db.is_sqlite:
-        copy = workdir / "source-snapshot.db"
-        snapshot_sqlite(db, copy)
+        if customer_ids is None:
+            copy = workdir / FULL_SNAPSHOT
+            (workdir / TOUCHED_SNAPSHOT).unlink(missing_ok=True)
+            snapshot_sqlite(db, copy)
+        else:
+            copy = workdir / TOUCHED_SNAPSHOT
+            (workdir / FULL_SNAPSHOT).unlink(missing_ok=True)
+            snapshot_sqlite_customers(db, copy, customer_ids)
         load_extension(con, "sqlite_scanner")
         con.execute(f"ATTACH {_literal(str(copy))} AS {ALIAS} (TYPE sqlite, READ_ONLY)")
         return Source("sqlite", f"{ALIAS}.main", aware_timestamps=False)
@@ -129,10 +196,16 @@ def attach(con: duckdb.DuckDBPyConnection, db: Database, *, workdir: Path) -> So
     raise MetricsSourceError(f"unsupported database for metrics: {db.engine.dialect.name}")
 
 
-def reattach(con: duckdb.DuckDBPyConnection, db: Database, *, workdir: Path) -> Source:
+def reattach(
+    con: duckdb.DuckDBPyConnection,
+    db: Database,
+    *,
+    workdir: Path,
+    customer_ids: Sequence[int] | None = None,
+) -> Source:
     """Attach the database again: on SQLite a new snapshot, so a later run reads fresh rows."""
     con.execute(f"DETACH {ALIAS}")
-    return attach(con, db, workdir=workdir)
+    return attach(con, db, workdir=workdir, customer_ids=customer_ids)
 
 
 def attach_duckdb(con: duckdb.DuckDBPyConnection, path: str) -> Source:

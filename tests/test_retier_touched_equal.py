@@ -1,0 +1,158 @@
+"""A touched re-tier after fresh data gives its customers what a full run would, both backends.
+
+On SQLite the touched run reads a copy of its customers' rows only (not the whole file);
+the ranks (R, M, spend percentile) still come from the whole population of buyers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.config import DimensionSettings
+from bot.db import Database
+from bot.db.models import TierAssignment, TierTransition
+from bot.tiering.defaults import default_tiering
+from bot.tiering.engine import MetricsEngine
+from bot.tiering.rules import OTHER_TAG, load_dimensions
+from bot.tiering.run import retier
+from bot.tiering.source import ALIAS, TOUCHED_SNAPSHOT
+from tests.support.deliveries import delivery
+from tests.tier_metrics_factory import (
+    AS_OF,
+    TZ,
+    channel,
+    customer,
+    event,
+    local,
+    order,
+    profile,
+    relation,
+    staff,
+)
+
+DIMS = load_dimensions(default_tiering().dimensions)
+
+
+def _population(db: Database) -> list[int]:
+    """Forty customers whose spends and recencies tie in groups; return their ids."""
+    ids = []
+    with db.write() as s:
+        st = staff(s, "u")
+        ch = channel(s, "门店")
+        for i in range(40):
+            c = customer(s, f"c{i}", gender=i % 3)
+            ids.append(c.id)
+            relation(s, c, st, added=local(i * 9), ch=ch if i % 2 else None)
+            for k in range(i % 5):
+                # Amounts repeat every 7 customers and days every 4: ties in M and R.
+                order(s, c, 600 * (i % 7) + k, local(k * 30 + i % 4), category=f"cat{k % 3}")
+            event(s, c, "view", local(i % 10))
+            if i % 3 == 0:
+                profile(s, c, "会员等级", f"L{i % 4}")
+    return ids
+
+
+def _fresh_data(db: Database, touched: list[int]) -> None:
+    """New orders, events and a profile value for the touched customers, tying with others."""
+    from bot.db.models import Customer
+
+    with db.write() as s:
+        for n, cid in enumerate(touched):
+            c = s.get(Customer, cid)
+            assert c is not None
+            order(s, c, 600 * (n % 3), local(n % 4), category="cat1")  # 0 yuan: a tie at the floor
+            event(s, c, "cart", local(0))
+            # A value no one held before, under a second subject (latest, then greater, wins).
+            profile(s, c, "会员等级", "L9", subject=f"unionid:u{cid}", updated=AS_OF)
+            # A 群发 reached some of them and one clicked: the reach metrics have values.
+            delivery(s, c, "sent" if n % 2 else "not_friend", local(3), sent=local(3))
+            if n == 1:
+                event(s, c, "click", local(2))
+
+
+def _attached_path(engine: MetricsEngine) -> str:
+    row = engine.con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = ?", [ALIAS]
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _tiers(db: Database, ids: list[int]) -> dict[tuple[int, str], tuple[str, Any]]:
+    with db.read() as s:
+        rows = s.execute(
+            select(
+                TierAssignment.customer_id,
+                TierAssignment.dimension,
+                TierAssignment.tier,
+                TierAssignment.since,
+            ).where(TierAssignment.customer_id.in_(ids))
+        ).all()
+    return {(c, d): (t, since) for c, d, t, since in rows}
+
+
+def test_touched_metrics_and_tiers_equal_a_full_runs_for_those_customers(db: Database) -> None:
+    ids = _population(db)
+    touched = [*ids[::5], ids[1], ids[2]]
+    with MetricsEngine(db, tz=TZ) as kept:  # the fresh-data worker's long-lived engine
+        retier(db, DIMS, tz=TZ, as_of=AS_OF, engine=kept)  # the nightly run
+        _fresh_data(db, touched)
+        with kept.compute(as_of=AS_OF, customer_ids=touched) as part:
+            if db.is_sqlite:  # its customers' rows only, never the whole file
+                assert Path(_attached_path(kept)).name == TOUCHED_SNAPSHOT
+                assert part.count() == len(touched)
+            got = part.rows()
+        with MetricsEngine(db, tz=TZ) as fresh, fresh.compute(as_of=AS_OF) as full:
+            expected = full.rows(touched)
+            assert set(full.profile_names) == set(part.profile_names)
+        assert got == expected
+        assert {r["messages_90d"] for r in got.values()} == {1}
+        assert {r["reach_rate_90d"] for r in got.values()} == {0.0, 1.0}
+        # Fresh data moved some of them: in M (the new spend) and in the member level.
+        report = retier(db, DIMS, tz=TZ, as_of=AS_OF, customer_ids=touched, engine=kept)
+        assert (report.scope, report.customers) == ("touched", len(touched))
+        assert report.transitions > 0
+    after_touched = _tiers(db, touched)
+    assert {t for (_, d), (t, _) in after_touched.items() if d == "member_level"} == {"L9"}
+
+    # A full run on a fresh engine finds nothing left to move for the touched customers.
+    run = retier(db, DIMS, tz=TZ, as_of=AS_OF)
+    with db.read() as s:
+        moved = s.scalars(
+            select(TierTransition.customer_id).where(
+                TierTransition.run_id == run.run_id, TierTransition.customer_id.in_(touched)
+            )
+        ).all()
+    assert moved == []
+    assert _tiers(db, touched) == after_touched
+
+
+def test_a_touched_run_on_a_customers_copy_still_sees_the_populations_tag_values(
+    db: Database,
+) -> None:
+    # max_tags 3: with more than 3 values the two most common keep a tag, the rest 其他.
+    cat = load_dimensions(
+        [
+            DimensionSettings.model_validate(
+                {"name": "cat", "tag_group": "品类", "tag_from": "top_category_365d", "max_tags": 3}
+            )
+        ]
+    )
+    with db.write() as s:
+        for i, name in enumerate(["茶叶", "茶叶", "咖啡", "咖啡", "可可", "奶茶"]):
+            order(s, customer(s, f"t{i}"), 100, local(5), category=name)
+    with MetricsEngine(db, tz=TZ) as kept:
+        retier(db, cat, tz=TZ, as_of=AS_OF, engine=kept)
+        with db.write() as s:
+            fresh = customer(s, "fresh")
+            order(s, fresh, 100, local(1), category="果汁")
+        retier(db, cat, tz=TZ, as_of=AS_OF, customer_ids=[fresh.id], engine=kept)
+        if db.is_sqlite:
+            assert Path(_attached_path(kept)).name == TOUCHED_SNAPSHOT
+    # The population's 茶叶 and 咖啡 fill the room: 其他, as a full run gives (none moves).
+    assert _tiers(db, [fresh.id])[(fresh.id, "cat")][0] == OTHER_TAG
+    full = retier(db, cat, tz=TZ, as_of=AS_OF)
+    assert [(m.dimension, m.from_tier, m.to_tier, m.customers) for m in full.moves] == []
