@@ -7,40 +7,17 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import click
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from bot.db import Database
 from bot.db.types import utcnow
-from tagbot import cli as root
 from tagbot.cli import main
-from tagbot.commands.outreach_results import results_command
 from tests.conftest import ADMIN_TOKEN, base_config, to_toml
 from tests.support import outreach_data as data
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-@pytest.fixture
-def outreach_cli() -> Iterator[None]:
-    """Reach `results` as `tagbot outreach results`.
-
-    The `outreach` group is the plan's (helper A's); until it is merged a bare group stands
-    in so this test goes through tagbot.cli.main all the same.
-    """
-    root._load_commands()
-    if "outreach" in root.cli.commands:
-        yield
-        return
-    group = click.Group("outreach")
-    group.add_command(results_command)
-    root.cli.add_command(group)
-    try:
-        yield
-    finally:
-        root.cli.commands.pop("outreach", None)
 
 
 @pytest.fixture
@@ -67,7 +44,7 @@ def _campaign(db: Database, name: str, *, people: int, start_days_ago: int) -> N
 
 
 def test_results_table_in_chinese(
-    outreach_cli: None, config: Path, db: Database, capsys: pytest.CaptureFixture[str]
+    config: Path, db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _campaign(db, "winback", people=6000, start_days_ago=20)  # 30-day window still open
     assert main(["--config", str(config), "outreach", "results", "winback"]) == 0
@@ -89,7 +66,7 @@ def test_results_table_in_chinese(
 
 
 def test_results_json_and_small_warning(
-    outreach_cli: None, config: Path, db: Database, capsys: pytest.CaptureFixture[str]
+    config: Path, db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _campaign(db, "tiny", people=40, start_days_ago=40)
     assert main(["--config", str(config), "outreach", "results", "tiny"]) == 0
@@ -106,7 +83,7 @@ def test_results_json_and_small_warning(
 
 
 def test_results_unknown_campaign_is_one_line(
-    outreach_cli: None, config: Path, db: Database, capsys: pytest.CaptureFixture[str]
+    config: Path, db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--config", str(config), "outreach", "results", "nope"]) == 1
     err = capsys.readouterr().err
