@@ -31,6 +31,7 @@ from sqlalchemy import text
 from bench.retier_common import AS_OF, TZ, drop_postgres, prepare
 from bench.retier_common import pg_schema_url as _pg_schema_url
 from bench.retier_common import size_tag as _size_tag
+from bench.tier_diff import insert_tier_tags
 from bot.db import Database
 
 TOUCHED = 1000
@@ -39,26 +40,8 @@ VIP_ORDER = Decimal("8000.00")  # above 高价值's threshold: every touched cus
 
 def _tier_tags(db: Database, dims: list[Any]) -> None:
     """Put the dimensions' tier tags in the catalogue as if WeCom had made them."""
-    from sqlalchemy import insert
-
-    from bot.db.models import Tag, TagGroup
-
     with db.write() as s:
-        for gi, dim in enumerate(dims):
-            gid = s.execute(
-                insert(TagGroup).values(name=dim.group, wecom_group_id=f"bg{gi}", managed=True)
-            ).inserted_primary_key
-            assert gid is not None
-            for ti, tier in enumerate(dim.tiers):
-                s.execute(
-                    insert(Tag).values(
-                        group_id=gid[0],
-                        name=tier,
-                        wecom_tag_id=f"bt{gi}_{ti}",
-                        managed=True,
-                        order=dim.order_of(tier),
-                    )
-                )
+        insert_tier_tags(s, dims, prefix="b")
 
 
 def _mark_sent(db: Database) -> None:

@@ -15,9 +15,11 @@ import argparse
 import random
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.db.migrate import upgrade_to_head
@@ -40,27 +42,32 @@ DIMS = (
 BATCH = 20_000
 
 
+def insert_tier_tags(s: Session, dims: Sequence[TierDimension], *, prefix: str) -> None:
+    """Put the dimensions' tier tags in the catalogue as if the bot had made them in WeCom."""
+    for gi, dim in enumerate(dims):
+        gid = s.execute(
+            insert(TagGroup).values(name=dim.group, wecom_group_id=f"{prefix}g{gi}", managed=True)
+        ).inserted_primary_key
+        assert gid is not None
+        for ti, tier in enumerate(dim.tiers):
+            s.execute(
+                insert(Tag).values(
+                    group_id=gid[0],
+                    name=tier,
+                    wecom_tag_id=f"{prefix}t{gi}_{ti}",
+                    managed=True,
+                    order=dim.order_of(tier),
+                )
+            )
+
+
 def load(db: Database, relations: int, seed: int = 3) -> None:
     """Insert staff, customers, relations, the tier tags and tier assignments."""
     rnd = random.Random(seed)
     customers = max(1, relations * 10 // 11)
     with db.write() as s:
         s.execute(insert(Staff), [{"userid": f"u{i:03d}", "name": ""} for i in range(50)])
-        for gi, dim in enumerate(DIMS):
-            gid = s.execute(
-                insert(TagGroup).values(name=dim.group, wecom_group_id=f"g{gi}", managed=True)
-            ).inserted_primary_key
-            assert gid is not None
-            for ti, tier in enumerate(dim.tiers):
-                s.execute(
-                    insert(Tag).values(
-                        group_id=gid[0],
-                        name=tier,
-                        wecom_tag_id=f"t{gi}{ti}",
-                        managed=True,
-                        order=dim.order_of(tier),
-                    )
-                )
+        insert_tier_tags(s, DIMS, prefix="")
     rows = [{"external_userid": f"wm{c:09d}"} for c in range(customers)]
     with db.write() as s:
         for i in range(0, len(rows), BATCH):
