@@ -1,13 +1,13 @@
-"""Webhook campaigns against a real receiver over HTTP: batches, signature, retries, crash."""
+"""Webhook campaigns through the executor, against a real receiver over HTTP.
+
+Batches, signature, retries with backoff and Retry-After, the attempt budget, a crash.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.config import settings_from_mapping
 from bot.db.models import CampaignDelivery
 from bot.logredact import settings_secrets
-from bot.outreach import webhook
-from bot.outreach.webhook import create_webhook_tasks, perform_webhook_task
+from bot.outreach import claims, execute, webhook
 from bot.runtime import Runtime
+from tests.support.outreach import dispatch_elsewhere, run_status
 from tests.support.outreach_runs import (
     WallClock,
     deliveries,
@@ -51,11 +52,16 @@ def rt(db_url: str, receiver: WebhookReceiver) -> Iterator[Runtime]:
     runtime.close()
 
 
-def _queue(rt: Runtime, treatment: int, *, holdout: int = 0, batch_size: int = 500) -> int:
+def _started(rt: Runtime, treatment: int, *, holdout: int = 0) -> int:
+    """Record a planned run and let the executor make its tasks; return the run id."""
     run_id = planned_run(rt, CAMPAIGN, treatment=treatment, holdout=holdout)
-    with rt.db.write() as session:
-        create_webhook_tasks(session, run_id, batch_size=batch_size)
+    assert execute.prepare_run(rt, run_id) == "sending"
     return run_id
+
+
+def _perform(rt: Runtime, run_id: int, clock: WallClock) -> int:
+    """Run the executor once over the run's due tasks; return how many it took."""
+    return execute.perform_due(rt, run_id=run_id, clock=clock)
 
 
 def test_a_run_goes_out_in_signed_batches_and_is_recorded_per_customer(
@@ -63,10 +69,9 @@ def test_a_run_goes_out_in_signed_batches_and_is_recorded_per_customer(
 ) -> None:
     clock = WallClock()
     run_id = planned_run(rt, CAMPAIGN, treatment=1234, holdout=206)
-    with rt.db.write() as session:
-        assert create_webhook_tasks(session, run_id, batch_size=500) == 3
-    with rt.db.write() as session:  # again: every delivery is queued already
-        assert create_webhook_tasks(session, run_id, batch_size=500) == 0
+    assert execute.prepare_run(rt, run_id, clock=clock) == "sending"
+    # Again: the run is under way, no task is made twice.
+    assert execute.prepare_run(rt, run_id, clock=clock) == "sending"
 
     tasks = run_tasks(rt, run_id)
     assert [(t.kind, t.sender, t.batch, t.customers, t.status) for t in tasks] == [
@@ -80,7 +85,9 @@ def test_a_run_goes_out_in_signed_batches_and_is_recorded_per_customer(
     assert {status for _, arm, status, _, _ in before if arm == "treatment"} == {"queued"}
     assert {status for _, arm, status, _, _ in before if arm == "holdout"} == {"holdout"}
 
-    assert [perform_webhook_task(rt, t.id, now=clock) for t in tasks] == ["sent"] * 3
+    assert _perform(rt, run_id, clock) == 3
+    assert [t.status for t in run_tasks(rt, run_id)] == ["sent"] * 3
+    assert run_status(rt, run_id) == "done"
 
     got = receiver.received
     assert [r.delivery for r in got] == [f"{run_id}-0", f"{run_id}-1", f"{run_id}-2"]
@@ -107,22 +114,21 @@ def test_a_run_goes_out_in_signed_batches_and_is_recorded_per_customer(
     }
     assert {status for _, arm, status, _, _ in after if arm == "holdout"} == {"holdout"}
 
-    # Performing the sent tasks again sends nothing.
+    # Performing the run again sends nothing.
     clock.advance(3600)
-    assert [perform_webhook_task(rt, t.id, now=clock) for t in tasks] == ["sent"] * 3
+    assert _perform(rt, run_id, clock) == 0
+    assert execute.dispatch_run(rt, run_id, clock=clock) == "done"
     assert receiver.count() == 3
-    assert webhook.perform_due_webhook_tasks(rt, now=clock) == {}
 
 
 def test_5xx_is_retried_with_backoff_under_the_same_delivery_key(
     rt: Runtime, receiver: WebhookReceiver
 ) -> None:
     clock = WallClock()
-    run_id = _queue(rt, 40)
-    (task,) = run_tasks(rt, run_id)
+    run_id = _started(rt, 40)
     receiver.fail(503, 2)
 
-    assert perform_webhook_task(rt, task.id, now=clock) == "pending"
+    assert _perform(rt, run_id, clock) == 1
     (t,) = run_tasks(rt, run_id)
     assert (t.status, t.attempts, t.attempted_at, t.last_error) == (
         "pending",
@@ -133,20 +139,20 @@ def test_5xx_is_retried_with_backoff_under_the_same_delivery_key(
     # 4 s ± 25 % jitter after the first attempt
     assert clock() + timedelta(seconds=3) <= t.next_attempt_at <= clock() + timedelta(seconds=5)
     # Not due yet: nothing is sent.
-    assert perform_webhook_task(rt, task.id, now=clock) == "pending"
-    assert webhook.perform_due_webhook_tasks(rt, now=clock) == {}
+    assert _perform(rt, run_id, clock) == 0
     assert receiver.count() == 1
+    assert run_status(rt, run_id) == "sending"
 
     clock.move_to(t.next_attempt_at)
-    assert webhook.perform_due_webhook_tasks(rt, now=clock) == {"pending": 1}
+    assert _perform(rt, run_id, clock) == 1
     (t,) = run_tasks(rt, run_id)
-    assert t.attempts == 2
+    assert (t.status, t.attempts) == ("pending", 2)
     # 16 s ± 25 % after the second
     assert clock() + timedelta(seconds=12) <= t.next_attempt_at <= clock() + timedelta(seconds=20)
     assert {s for _, _, s, _, _ in deliveries(rt, run_id)} == {"queued"}
 
     clock.move_to(t.next_attempt_at)
-    assert perform_webhook_task(rt, task.id, now=clock) == "sent"
+    assert _perform(rt, run_id, clock) == 1
     assert [r.answered for r in receiver.received] == [503, 503, 200]
     assert {r.delivery for r in receiver.received} == {f"{run_id}-0"}
     assert all(r.signature_ok for r in receiver.received)
@@ -154,64 +160,68 @@ def test_5xx_is_retried_with_backoff_under_the_same_delivery_key(
     (t,) = run_tasks(rt, run_id)
     assert (t.status, t.attempts, t.last_error, t.finished_at) == ("sent", 3, None, clock())
     assert {(s, at) for _, _, s, _, at in deliveries(rt, run_id)} == {("delivered", clock())}
+    assert run_status(rt, run_id) == "done"
 
 
 def test_a_4xx_fails_the_batch_at_once_with_the_reason(
     rt: Runtime, receiver: WebhookReceiver
 ) -> None:
     clock = WallClock()
-    run_id = _queue(rt, 12, holdout=3)
-    (task,) = run_tasks(rt, run_id)
+    run_id = _started(rt, 12, holdout=3)
     receiver.fail(400, None, answer=("手机号格式错误;" * 60).encode())
 
-    assert perform_webhook_task(rt, task.id, now=clock) == "failed"
+    assert _perform(rt, run_id, clock) == 1
     (t,) = run_tasks(rt, run_id)
-    assert t.status == "failed"
-    assert t.finished_at == clock()
-    assert t.last_error is not None
+    assert (t.status, t.attempts, t.finished_at) == ("failed", 1, clock())
     assert t.last_error == "HTTP 400: " + ("手机号格式错误;" * 60)[:200]
     rows = deliveries(rt, run_id)
     assert {s for _, arm, s, _, _ in rows if arm == "treatment"} == {"failed"}
     assert {s for _, arm, s, _, _ in rows if arm == "holdout"} == {"holdout"}
+    assert run_status(rt, run_id) == "failed"
 
     clock.advance(86400)
-    assert perform_webhook_task(rt, task.id, now=clock) == "failed"
+    assert _perform(rt, run_id, clock) == 0
     assert receiver.count() == 1
 
 
 def test_429_waits_at_least_retry_after(rt: Runtime, receiver: WebhookReceiver) -> None:
     clock = WallClock()
-    (task,) = run_tasks(rt, _queue(rt, 5))
+    run_id = _started(rt, 5)
     receiver.fail(429, 1, headers={"Retry-After": "120"})
-    assert perform_webhook_task(rt, task.id, now=clock) == "pending"
-    (t,) = run_tasks(rt, task.run_id)
+    assert _perform(rt, run_id, clock) == 1
+    (t,) = run_tasks(rt, run_id)
+    assert t.status == "pending"
     assert t.next_attempt_at == clock() + timedelta(seconds=120)
     clock.advance(119)
-    assert perform_webhook_task(rt, task.id, now=clock) == "pending"
+    assert _perform(rt, run_id, clock) == 0
     assert receiver.count() == 1
     clock.advance(1)
-    assert perform_webhook_task(rt, task.id, now=clock) == "sent"
+    assert _perform(rt, run_id, clock) == 1
+    assert [t.status for t in run_tasks(rt, run_id)] == ["sent"]
+    assert receiver.count() == 2
 
 
 def test_a_receiver_down_for_good_fails_after_the_attempt_budget(
     rt: Runtime, receiver: WebhookReceiver
 ) -> None:
     clock = WallClock()
-    (task,) = run_tasks(rt, _queue(rt, 3))
+    run_id = _started(rt, 3)
     receiver.fail(500, None)
     statuses = []
     for _ in range(webhook.MAX_ATTEMPTS):
-        statuses.append(perform_webhook_task(rt, task.id, now=clock))
-        (t,) = run_tasks(rt, task.run_id)
+        assert _perform(rt, run_id, clock) == 1
+        (t,) = run_tasks(rt, run_id)
+        statuses.append(t.status)
         clock.move_to(t.next_attempt_at)
     assert statuses == ["pending"] * (webhook.MAX_ATTEMPTS - 1) + ["failed"]
     assert receiver.count() == webhook.MAX_ATTEMPTS
-    (t,) = run_tasks(rt, task.run_id)
+    (t,) = run_tasks(rt, run_id)
     assert (t.status, t.attempts) == ("failed", webhook.MAX_ATTEMPTS)
     assert t.last_error == f"after {webhook.MAX_ATTEMPTS} attempts: HTTP 500: nope"
-    assert {s for _, _, s, _, _ in deliveries(rt, task.run_id)} == {"failed"}
+    assert {s for _, _, s, _, _ in deliveries(rt, run_id)} == {"failed"}
+    assert run_status(rt, run_id) == "failed"
     clock.advance(86400)
-    assert perform_webhook_task(rt, task.id, now=clock) == "failed"
+    assert _perform(rt, run_id, clock) == 0
     assert receiver.count() == webhook.MAX_ATTEMPTS
 
 
@@ -219,33 +229,40 @@ def test_a_stall_past_the_read_timeout_is_retried_and_deduped_by_the_receiver(
     rt: Runtime, receiver: WebhookReceiver
 ) -> None:
     clock = WallClock()
-    (task,) = run_tasks(rt, _queue(rt, 8))
+    run_id = _started(rt, 8)
     # The receiver does the work but answers too late: the bot cannot know it did.
     receiver.fail(200, 1, stall_seconds=1.5)
-    assert perform_webhook_task(rt, task.id, now=clock, timeout=(5.0, 0.3)) == "pending"
-    (t,) = run_tasks(rt, task.run_id)
+    with rt.db.write() as session:
+        task = claims.claim(session, clock(), run_id=run_id)
+    assert task is not None
+    campaign = execute.campaign_settings(rt, CAMPAIGN)
+    assert campaign is not None
+    webhook.perform(rt, task, campaign, clock, timeout=(5.0, 0.3))
+    (t,) = run_tasks(rt, run_id)
+    assert (t.status, t.attempts) == ("pending", 1)
     assert t.last_error is not None
     assert t.last_error.startswith("ReadTimeout")
     wait_for(lambda: len(receiver.accepted) == 1, what="the stalled request to finish")
 
     clock.move_to(t.next_attempt_at)
-    assert perform_webhook_task(rt, task.id, now=clock, timeout=(5.0, 0.3)) == "sent"
-    assert [r.delivery for r in receiver.received] == [f"{task.run_id}-0"] * 2
+    assert _perform(rt, run_id, clock) == 1
+    assert [r.delivery for r in receiver.received] == [f"{run_id}-0"] * 2
     assert len(receiver.accepted) == 1  # two requests, one delivery for the receiver
-    assert {s for _, _, s, _, _ in deliveries(rt, task.run_id)} == {"delivered"}
+    assert {s for _, _, s, _, _ in deliveries(rt, run_id)} == {"delivered"}
+    assert run_status(rt, run_id) == "done"
 
 
 def test_a_refused_connection_is_retried(db_url: str) -> None:
     url = f"http://127.0.0.1:{free_port()}/hook"
     rt = Runtime(webhook_settings(db_url, url, secret=SECRET))
     try:
-        clock = WallClock()
-        (task,) = run_tasks(rt, _queue(rt, 2))
-        assert perform_webhook_task(rt, task.id, now=clock) == "pending"
-        (t,) = run_tasks(rt, task.run_id)
+        run_id = _started(rt, 2)
+        assert _perform(rt, run_id, WallClock()) == 1
+        (t,) = run_tasks(rt, run_id)
+        assert t.status == "pending"
         assert t.last_error is not None
         assert t.last_error.startswith("ConnectionError")
-        assert {s for _, _, s, _, _ in deliveries(rt, task.run_id)} == {"queued"}
+        assert {s for _, _, s, _, _ in deliveries(rt, run_id)} == {"queued"}
     finally:
         rt.close()
 
@@ -254,110 +271,93 @@ def test_without_a_secret_no_signature_header_is_sent(db_url: str) -> None:
     receiver = WebhookReceiver(secret=None).start()
     rt = Runtime(webhook_settings(db_url, receiver.url, secret=None))
     try:
-        (task,) = run_tasks(rt, _queue(rt, 2))
-        assert perform_webhook_task(rt, task.id, now=WallClock()) == "sent"
+        run_id = _started(rt, 2)
+        assert execute.dispatch_run(rt, run_id) == "done"
         (got,) = receiver.received
         assert "X-Tagbot-Signature" not in got.headers
-        assert got.headers["X-Tagbot-Delivery"] == f"{task.run_id}-0"
+        assert got.headers["X-Tagbot-Delivery"] == f"{run_id}-0"
         assert "X-Tagbot-Timestamp" in got.headers
     finally:
         rt.close()
         receiver.stop()
 
 
-def test_a_campaign_no_longer_configured_fails_its_batches(
-    db_url: str, receiver: WebhookReceiver
+def test_a_campaign_gone_from_the_config_or_no_longer_a_webhook_fails_its_batches(
+    db_url: str, rt: Runtime, receiver: WebhookReceiver
 ) -> None:
-    rt = Runtime(webhook_settings(db_url, receiver.url, secret=SECRET, name="别的活动"))
+    gone = _started(rt, 2)
+    changed = _started(rt, 2)
+    # The config changes under the started runs: the campaign goes, or becomes a follow-up.
+    without = Runtime(webhook_settings(db_url, receiver.url, secret=SECRET, name="别的活动"))
+    config = webhook_config(db_url, receiver.url, secret=None)
+    (campaign,) = config["outreach"]["campaigns"]
+    campaign.update(action="follow_up", text="建议电话回访")
+    del campaign["webhook_url"]
+    follow_up = Runtime(settings_from_mapping(config, environ={}))
     try:
-        (task,) = run_tasks(rt, _queue(rt, 2))  # a run of 短信唤醒, gone from the config
-        assert perform_webhook_task(rt, task.id, now=WallClock()) == "failed"
-        (t,) = run_tasks(rt, task.run_id)
-        assert t.last_error == f"campaign {CAMPAIGN!r} is no longer configured with a webhook_url"
-        assert receiver.count() == 0
+        assert _perform(without, gone, WallClock()) == 1
+        assert _perform(follow_up, changed, WallClock()) == 1
     finally:
-        rt.close()
+        without.close()
+        follow_up.close()
+    assert [(t.status, t.last_error) for t in run_tasks(rt, gone)] == [
+        ("failed", f"campaign {CAMPAIGN!r} cannot be performed")
+    ]
+    assert [(t.status, t.last_error) for t in run_tasks(rt, changed)] == [
+        ("failed", f"campaign {CAMPAIGN!r} is no longer configured with a webhook_url")
+    ]
+    assert (run_status(rt, gone), run_status(rt, changed)) == ("failed", "failed")
+    assert receiver.count() == 0
 
 
 def test_the_secret_reaches_neither_the_log_nor_last_error(
     rt: Runtime, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert SECRET in settings_secrets(rt.settings)  # the log filter masks it everywhere
-    (task,) = run_tasks(rt, _queue(rt, 2))
+    run_id = _started(rt, 2)
     receiver.fail(403, None, answer=f"signature mismatch, expected secret {SECRET}".encode())
     with caplog.at_level(logging.DEBUG):
-        assert perform_webhook_task(rt, task.id, now=WallClock()) == "failed"
-    (t,) = run_tasks(rt, task.run_id)
+        assert execute.dispatch_run(rt, run_id) == "failed"
+    (t,) = run_tasks(rt, run_id)
     assert t.last_error == "HTTP 403: signature mismatch, expected secret ***"
     assert "webhook" in caplog.text
     assert SECRET not in caplog.text
     assert "customers" not in caplog.text  # no body in the log
 
 
-_CRASHING_WORKER = """
-import json, sys
-from bot.config import settings_from_mapping
-from bot.outreach.webhook import perform_webhook_task
-from bot.runtime import Runtime
-rt = Runtime(settings_from_mapping(json.load(open(sys.argv[1])), environ={}))
-perform_webhook_task(rt, int(sys.argv[2]))
-"""
-
-
+@pytest.mark.slow  # a real process, killed
 def test_a_crash_after_calling_resends_under_the_same_key_once_the_claim_expires(
-    tmp_path: Path, db_url: str, rt: Runtime, receiver: WebhookReceiver
+    db_url: str, rt: Runtime, receiver: WebhookReceiver
 ) -> None:
-    (task,) = run_tasks(rt, _queue(rt, 30))
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(webhook_config(db_url, receiver.url, secret=SECRET)))
+    run_id = _started(rt, 30)
     receiver.fail(200, 1, stall_seconds=60)  # holds the request until the worker is killed
-    worker = subprocess.Popen(
-        [sys.executable, "-c", _CRASHING_WORKER, str(config), str(task.id)],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    worker = dispatch_elsewhere(webhook_config(db_url, receiver.url, secret=SECRET), run_id)
     try:
         wait_for(lambda: receiver.count() == 1, timeout=30, what="the worker's POST")
     finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-    (t,) = run_tasks(rt, task.run_id)
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    (t,) = run_tasks(rt, run_id)
     assert (t.status, t.attempts) == ("calling", 1)
     assert t.attempted_at is not None
-    assert t.locked_until == t.attempted_at + timedelta(seconds=webhook.CLAIM_SECONDS)
+    assert t.locked_until == t.attempted_at + timedelta(seconds=claims.CLAIM_SECONDS)
 
     # Within the claim another worker leaves it alone (the first may still be at it) ...
     clock = WallClock(t.attempted_at + timedelta(seconds=1))
-    assert perform_webhook_task(rt, task.id, now=clock) == "calling"
+    assert _perform(rt, run_id, clock) == 0
     assert receiver.count() == 1
-    # ... after it, the batch goes out again under the same key: the receiver dedupes.
+    # ... after it, the batch goes out again under the same key, as a second attempt:
+    # the receiver dedupes.
     clock.move_to(t.locked_until + timedelta(seconds=1))
-    assert webhook.perform_due_webhook_tasks(rt, now=clock) == {"sent": 1}
-    assert [r.delivery for r in receiver.received] == [f"{task.run_id}-0"] * 2
+    assert _perform(rt, run_id, clock) == 1
+    assert [r.delivery for r in receiver.received] == [f"{run_id}-0"] * 2
     assert all(r.signature_ok for r in receiver.received)
-    (t,) = run_tasks(rt, task.run_id)
-    assert (t.status, t.attempts) == ("sent", 2)
+    (t,) = run_tasks(rt, run_id)
+    assert (t.status, t.attempts, t.attempted_at) == ("sent", 2, clock())
     with rt.db.read() as session:
         statuses = set(session.scalars(select(CampaignDelivery.status)))
     assert statuses == {"delivered"}
-
-
-def test_batches_continue_numbering_when_deliveries_are_added(rt: Runtime) -> None:
-    run_id = planned_run(rt, CAMPAIGN, treatment=7)
-    with rt.db.write() as session:
-        assert create_webhook_tasks(session, run_id, batch_size=5) == 2
-    # A delivery recorded later (a resumed plan) gets a batch of its own, not a clash.
-    with rt.db.write() as session:
-        first = session.scalars(
-            select(CampaignDelivery).where(CampaignDelivery.run_id == run_id)
-        ).first()
-        assert first is not None
-        first.status = "planned"
-        first.task_id = None
-    with rt.db.write() as session:
-        assert create_webhook_tasks(session, run_id, batch_size=5) == 1
-    assert [(t.batch, t.customers) for t in run_tasks(rt, run_id)] == [(0, 5), (1, 2), (2, 1)]
-    with rt.db.write() as session, pytest.raises(ValueError, match="batch_size"):
-        create_webhook_tasks(session, run_id, batch_size=0)
+    assert run_status(rt, run_id) == "done"
 
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
@@ -370,8 +370,7 @@ def test_the_readme_receiver_snippet_verifies_a_real_request(
     scope: dict[str, Any] = {}
     exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102 - our own README
     check = scope["tagbot_signature_ok"]
-    (task,) = run_tasks(rt, _queue(rt, 3))
-    assert perform_webhook_task(rt, task.id) == "sent"
+    assert execute.dispatch_run(rt, _started(rt, 3)) == "done"
     (got,) = receiver.received
     assert check(SECRET.encode(), got.headers, got.body)
     assert not check(SECRET.encode(), got.headers, got.body.replace(b"}", b" }", 1))

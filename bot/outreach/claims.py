@@ -1,10 +1,12 @@
 """campaign_tasks as a durable queue: claim a due task, record each outcome in its own write.
 
 A task is claimed in one write that records `calling`, attempts + 1 and attempted_at
-BEFORE its call goes out, so a crash leaves evidence: a task found `calling` past its
-claim deadline is resolved, not called again blindly. At most one 群发 task per sender is
-`calling` at a time, across runs and processes: the texts of a sender's batches are
-equal, so resolving by listing the sender's messages must not have two candidates.
+BEFORE its call goes out, so a crash leaves evidence: a 群发 task found `calling` past its
+claim deadline is resolved, not called again blindly; a follow-up or webhook task, safe
+to repeat, is called again as a new attempt (counted against its budget, dated for its
+backoff). At most one 群发 task per sender is `calling` at a time, across runs and
+processes: the texts of a sender's batches are equal, so resolving by listing the
+sender's messages must not have two candidates.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Claimed:
     customers: int
     attempts: int
     attempted_at: datetime
-    resolving: bool  # found `calling`: a previous call may have reached WeCom
+    resolving: bool  # found `calling`: a previous call may have taken effect
 
 
 def _is_due(task: CampaignTask, now: datetime) -> bool:
@@ -129,7 +131,9 @@ def claim(
         if task is None or not _is_due(task, now):
             continue
         resolving = task.status == CALLING
-        if not resolving:
+        # A 群发 found `calling` is looked up, not called; any other kind is called again:
+        # a new attempt, counted against the budget and dated for its backoff.
+        if not resolving or task.kind != GROUP_MESSAGE:
             task.status = CALLING
             task.attempts += 1
             task.attempted_at = now
