@@ -14,19 +14,16 @@ from flask.testing import FlaskClient
 from bot.db import Database
 from bot.db.types import utcnow
 from tagbot.cli import main
-from tests.conftest import ADMIN_TOKEN, base_config, to_toml
+from tests.conftest import ADMIN_TOKEN, base_config
 from tests.support import outreach_data as data
+from tests.support.configs import write_config
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture
 def config(tmp_path: Path, db: Database) -> Path:
-    conf = base_config(db.url)
-    conf["app"] = {"log_level": "WARNING"}
-    path = tmp_path / "config.toml"
-    path.write_text(to_toml(conf), encoding="utf-8")
-    return path
+    return write_config(tmp_path, db.url)
 
 
 def _campaign(db: Database, name: str, *, people: int, start_days_ago: int) -> None:

@@ -18,7 +18,8 @@ from bot.tiering.defaults import default_tiers_text
 from handlers.app import create_app
 from jobs.tiering import retier_touched
 from tagbot.cli import main
-from tests.conftest import ADMIN_TOKEN, base_config, to_toml
+from tests.conftest import ADMIN_TOKEN, base_config
+from tests.support.configs import write_config
 from tests.tier_metrics_factory import AS_OF, customer, local, order, relation, staff
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -27,11 +28,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 @pytest.fixture
 def config(tmp_path: Path, db: Database) -> Path:
     """A config file on the test database with the default tier dimensions."""
-    data = base_config(db.url)
-    data["app"] = {"log_level": "WARNING"}
-    path = tmp_path / "config.toml"
-    path.write_text(to_toml(data) + "[tiering]\n" + default_tiers_text(), encoding="utf-8")
-    return path
+    return write_config(tmp_path, db.url, default_tiers=True)
 
 
 @pytest.fixture

@@ -9,10 +9,9 @@ from sqlalchemy import select
 
 from bot.db import Database
 from bot.db.models import Customer
-from bot.tiering.defaults import default_tiers_text
 from tagbot.cli import main
-from tests.conftest import base_config, to_toml
-from tests.support.tiers import relation_tag_names
+from tests.support.configs import write_config
+from tests.support.tiers import mark_tag_calls, relation_tag_names
 from tests.tier_metrics_factory import AS_OF, local, order
 from wecom_sim import Simulator
 
@@ -20,15 +19,7 @@ from wecom_sim import Simulator
 @pytest.fixture
 def config(tmp_path: Path, db: Database, simulator: Simulator) -> Path:
     """A config on the test database and the simulator, with the default tier dimensions."""
-    data = base_config(db.url, api_base=simulator.api_base)
-    data["app"] = {"log_level": "WARNING"}
-    path = tmp_path / "config.toml"
-    path.write_text(to_toml(data) + "[tiering]\n" + default_tiers_text(), encoding="utf-8")
-    return path
-
-
-def _mark_tags(sim: Simulator) -> int:
-    return sim.calls.get("externalcontact/mark_tag", 0)
+    return write_config(tmp_path, db.url, api_base=simulator.api_base, default_tiers=True)
 
 
 def test_retier_pushes_each_changed_relation_once_and_a_rerun_costs_nothing(
@@ -50,9 +41,9 @@ def test_retier_pushes_each_changed_relation_once_and_a_rerun_costs_nothing(
     assert main(["--config", str(config), "retier", *as_of]) == 0
     out = capsys.readouterr().out
     assert "已排队 3 个关系的标签变更" in out  # zhang×vip, li×vip, li×small
-    before = _mark_tags(simulator)
+    before = mark_tag_calls(simulator)
     assert main(["--config", str(config), "push"]) == 0
-    assert _mark_tags(simulator) - before == 3  # one call per relation, all dimensions in it
+    assert mark_tag_calls(simulator) - before == 3  # one call per relation, all dimensions in it
     for userid in ("zhang", "li"):
         assert "价值分层/高价值" in relation_tag_names(simulator, userid, vip)
     assert "价值分层/低价值" in relation_tag_names(simulator, "li", small)
@@ -61,17 +52,14 @@ def test_retier_pushes_each_changed_relation_once_and_a_rerun_costs_nothing(
     assert main(["--config", str(config), "retier", *as_of]) == 0
     assert "已排队 0 个关系的标签变更" in capsys.readouterr().out
     assert main(["--config", str(config), "push"]) == 0
-    assert _mark_tags(simulator) - before == 3  # the unchanged rerun made no call
+    assert mark_tag_calls(simulator) - before == 3  # the unchanged rerun made no call
 
 
 def test_retier_with_wecom_unreachable_records_tiers_and_says_so(
     tmp_path: Path, db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = base_config(db.url)  # WeCom at a closed port
-    data["app"] = {"log_level": "WARNING"}
-    data["wecom"]["max_retries"] = 0
-    path = tmp_path / "config.toml"
-    path.write_text(to_toml(data) + "[tiering]\n" + default_tiers_text(), encoding="utf-8")
+    # WeCom at a closed port
+    path = write_config(tmp_path, db.url, default_tiers=True, wecom={"max_retries": 0})
     with db.write() as s:
         c = Customer(external_userid="wm_alone")
         s.add(c)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 from sqlalchemy import select
@@ -17,30 +18,29 @@ from bot.db.models import (
 )
 from bot.runtime import Runtime
 from bot.tags import outbox, push
-from tests.support.tiers import ACTIVITY, VALUE, assign_tiers, relation_tag_names, tier_runtime
+from tests.support.tiers import (
+    ACTIVITY,
+    VALUE,
+    assign_tiers,
+    mark_tag_calls,
+    relation_tag_names,
+    synced_tier_runtime,
+    tier_runtime,
+    two_member_corp,
+)
 from wecom_sim import Simulator
 
 
 @pytest.fixture
 def corp(simulator: Simulator) -> list[str]:
     """Two members; alice has six customers, bob shares the first one."""
-    simulator.add_staff("alice", "Alice")
-    simulator.add_staff("bob", "Bob")
-    customers = [simulator.add_relation("alice", f"wm_cust_{i}") for i in range(6)]
-    simulator.add_relation("bob", customers[0])
-    return customers
+    return two_member_corp(simulator, "wm_cust_", 6)
 
 
 @pytest.fixture
 def rt(db_url: str, simulator: Simulator, corp: list[str]) -> Iterator[Runtime]:
-    runtime = tier_runtime(db_url, simulator, VALUE, ACTIVITY)
-    run_sync(db=runtime.db, wecom=runtime.wecom)
-    yield runtime
-    runtime.close()
-
-
-def _mark_tags(sim: Simulator) -> int:
-    return sim.calls.get("externalcontact/mark_tag", 0)
+    with closing(synced_tier_runtime(db_url, simulator, VALUE, ACTIVITY)) as runtime:
+        yield runtime
 
 
 def _push(rt: Runtime) -> push.TierPushPlan:
@@ -82,7 +82,7 @@ def test_first_push_creates_tags_in_tier_order_and_a_rerun_costs_nothing(
         assert all(managed)
     # alice and bob both follow customer 0: one call each; customer 1: one call.
     assert plan.diff.changed == 3
-    assert _mark_tags(simulator) == 3
+    assert mark_tag_calls(simulator) == 3
     assert relation_tag_names(simulator, "alice", corp[0]) == {"价值分层/高价值", "活跃度/活跃"}
     assert relation_tag_names(simulator, "bob", corp[0]) == {"价值分层/高价值", "活跃度/活跃"}
     assert relation_tag_names(simulator, "alice", corp[1]) == {"价值分层/低价值"}
@@ -109,7 +109,7 @@ def test_several_dimensions_changing_cost_one_call_per_relation(
     assert plan.diff.changed == 4
     assert plan.diff.new_operations == 4
     assert (plan.diff.adds, plan.diff.removes) == (8, 6)
-    assert _mark_tags(simulator) == 4
+    assert mark_tag_calls(simulator) == 4
     for c in corp[1:4]:
         assert relation_tag_names(simulator, "alice", c) == {"价值分层/高价值", "活跃度/活跃"}
     assert relation_tag_names(simulator, "alice", corp[4]) == {"价值分层/中价值", "活跃度/沉睡"}
@@ -117,7 +117,7 @@ def test_several_dimensions_changing_cost_one_call_per_relation(
     simulator.reset_counters()
     assign_tiers(rt, {corp[1]: {"activity": None}})
     _push(rt)
-    assert _mark_tags(simulator) == 1
+    assert mark_tag_calls(simulator) == 1
     assert relation_tag_names(simulator, "alice", corp[1]) == {"价值分层/高价值"}
 
 
@@ -141,7 +141,7 @@ def test_tags_the_bot_does_not_manage_are_left_alone(
     simulator.reset_counters()
     assign_tiers(rt, {corp[1]: {"value": None}})
     _push(rt)
-    assert _mark_tags(simulator) == 1
+    assert mark_tag_calls(simulator) == 1
     assert relation_tag_names(simulator, "alice", corp[1]) == {"价值分层/手工标记", "来源/门店"}
 
 
@@ -162,7 +162,7 @@ def test_a_tier_tag_deleted_in_the_console_is_recreated_and_pushed_again(
     assert new_id != old_id
     assert relation_tag_names(simulator, "alice", corp[0]) == {"价值分层/高价值"}
     assert relation_tag_names(simulator, "alice", corp[1]) == {"价值分层/中价值"}
-    assert _mark_tags(simulator) == 2  # alice and bob for customer 0
+    assert mark_tag_calls(simulator) == 2  # alice and bob for customer 0
 
 
 def test_a_tier_removed_from_config_comes_off_and_its_tag_is_deleted(
@@ -180,7 +180,7 @@ def test_a_tier_removed_from_config_comes_off_and_its_tag_is_deleted(
         assert relation_tag_names(simulator, "alice", corp[1]) == set()
         assert relation_tag_names(simulator, "alice", corp[0]) == {"价值分层/中价值"}
         # Deleting the tag took it off everyone: no mark_tag needed.
-        assert _mark_tags(simulator) == 0
+        assert mark_tag_calls(simulator) == 0
         simulator.reset_counters()
         assert _push(rt2).diff.changed == 0
         assert simulator.calls == {}

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 from sqlalchemy import select
 
-from bot.customers.sync import run_sync
 from bot.db.models import Customer, OutboxOperation
 from bot.runtime import Runtime
 from bot.tags import push
 from bot.tiering.service import retier_configured
-from tests.support.tiers import ACTIVITY, VALUE, assign_tiers, relation_tag_names, tier_runtime
+from tests.support.tiers import (
+    ACTIVITY,
+    VALUE,
+    assign_tiers,
+    mark_tag_calls,
+    relation_tag_names,
+    synced_tier_runtime,
+    two_member_corp,
+)
 from tests.tier_metrics_factory import AS_OF, local, order
 from wecom_sim import Simulator
 
@@ -20,19 +28,13 @@ from wecom_sim import Simulator
 @pytest.fixture
 def corp(simulator: Simulator) -> list[str]:
     """Two members; alice has four customers, bob shares the first one."""
-    simulator.add_staff("alice", "Alice")
-    simulator.add_staff("bob", "Bob")
-    customers = [simulator.add_relation("alice", f"wm_scope_{i}") for i in range(4)]
-    simulator.add_relation("bob", customers[0])
-    return customers
+    return two_member_corp(simulator, "wm_scope_", 4)
 
 
 @pytest.fixture
 def rt(db_url: str, simulator: Simulator, corp: list[str]) -> Iterator[Runtime]:
-    runtime = tier_runtime(db_url, simulator, VALUE, ACTIVITY)
-    run_sync(db=runtime.db, wecom=runtime.wecom)
-    yield runtime
-    runtime.close()
+    with closing(synced_tier_runtime(db_url, simulator, VALUE, ACTIVITY)) as runtime:
+        yield runtime
 
 
 def _ids(rt: Runtime, *externals: str) -> list[int]:
@@ -49,10 +51,6 @@ def _queued_for(rt: Runtime) -> list[tuple[str, str]]:
             .order_by(OutboxOperation.staff_userid, OutboxOperation.external_userid)
         ).all()
     return [(s, e) for s, e in rows]
-
-
-def _mark_tags(sim: Simulator) -> int:
-    return sim.calls.get("externalcontact/mark_tag", 0)
 
 
 def test_a_touched_push_queues_only_its_customers_relations(
@@ -74,7 +72,7 @@ def test_a_touched_push_queues_only_its_customers_relations(
     assert (plan.diff.adds, plan.diff.removes) == (4, 4)
     assert _queued_for(rt) == [("alice", corp[0]), ("bob", corp[0])]
     push.drain_all(rt, idle_poll=0.05)
-    assert _mark_tags(simulator) == 2  # one call per changed relation, both dimensions in it
+    assert mark_tag_calls(simulator) == 2  # one call per changed relation, both dimensions in it
     for userid in ("alice", "bob"):
         assert relation_tag_names(simulator, userid, corp[0]) == {"价值分层/高价值", "活跃度/活跃"}
     assert relation_tag_names(simulator, "alice", corp[2]) == {"价值分层/低价值", "活跃度/沉睡"}
@@ -90,7 +88,7 @@ def test_a_touched_push_queues_only_its_customers_relations(
     assert (full.diff.relations, full.diff.changed) == (5, 1)
     assert _queued_for(rt) == [("alice", corp[2])]
     push.drain_all(rt, idle_poll=0.05)
-    assert _mark_tags(simulator) == 1
+    assert mark_tag_calls(simulator) == 1
     assert relation_tag_names(simulator, "alice", corp[2]) == {"价值分层/中价值", "活跃度/沉睡"}
 
 

@@ -7,6 +7,7 @@ WeCom allows (deleting a tag takes it off every customer; deleting a group, its 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 from sqlalchemy import func, select
@@ -17,7 +18,14 @@ from bot.db.models import TierAssignment
 from bot.runtime import Runtime
 from bot.tags import push
 from bot.tags.catalogue import TagPath
-from tests.support.tiers import ACTIVITY, VALUE, assign_tiers, relation_tag_names, tier_runtime
+from tests.support.tiers import (
+    ACTIVITY,
+    VALUE,
+    assign_tiers,
+    relation_tag_names,
+    synced_tier_runtime,
+    two_member_corp,
+)
 from wecom_sim import Simulator
 
 REGION = {"name": "region", "tag_group": "地区", "tag_from": "profile.region"}
@@ -25,24 +33,14 @@ REGION = {"name": "region", "tag_group": "地区", "tag_from": "profile.region"}
 
 @pytest.fixture
 def corp(simulator: Simulator) -> list[str]:
-    simulator.add_staff("alice", "Alice")
-    simulator.add_staff("bob", "Bob")
-    customers = [simulator.add_relation("alice", f"wm_life_{i}") for i in range(4)]
-    simulator.add_relation("bob", customers[0])
-    return customers
-
-
-def _runtime(db_url: str, simulator: Simulator, *dims: dict[str, object]) -> Runtime:
-    rt = tier_runtime(db_url, simulator, *dims)
-    run_sync(db=rt.db, wecom=rt.wecom)
-    return rt
+    """Two members; alice has four customers, bob shares the first one."""
+    return two_member_corp(simulator, "wm_life_", 4)
 
 
 @pytest.fixture
 def rt(db_url: str, simulator: Simulator, corp: list[str]) -> Iterator[Runtime]:
-    runtime = _runtime(db_url, simulator, VALUE, ACTIVITY, REGION)
-    yield runtime
-    runtime.close()
+    with closing(synced_tier_runtime(db_url, simulator, VALUE, ACTIVITY, REGION)) as runtime:
+        yield runtime
 
 
 def _push(rt: Runtime) -> push.TierPushPlan:
@@ -117,7 +115,7 @@ def test_a_dimension_removed_from_config_loses_its_tags_and_its_group(
     _push(rt)
     assert relation_tag_names(simulator, "bob", corp[0]) == {"价值分层/高价值", "活跃度/活跃"}
     simulator.reset_counters()
-    rt2 = _runtime(db_url, simulator, VALUE, REGION)  # 活跃度 dropped
+    rt2 = synced_tier_runtime(db_url, simulator, VALUE, REGION)  # 活跃度 dropped
     try:
         plan = _push(rt2)
         assert plan.tags.deleted_groups == ["活跃度"]
@@ -156,7 +154,7 @@ def test_a_dropped_dimensions_group_keeps_tags_the_bot_did_not_make(
     simulator.staff_edit_tags("alice", corp[0], add=[channel_tag])
     run_sync(db=rt.db, wecom=rt.wecom)
     simulator.reset_counters()
-    rt2 = _runtime(db_url, simulator, VALUE, REGION)
+    rt2 = synced_tier_runtime(db_url, simulator, VALUE, REGION)
     try:
         plan = _push(rt2)
         assert sorted(str(p) for p in plan.tags.deleted) == ["活跃度/沉睡", "活跃度/活跃"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from bot.config import Settings, settings_from_mapping
-from tests.conftest import base_config
+from bot.tiering.defaults import default_tiers_text
+from tests.conftest import base_config, to_toml
 from wecom_sim import Simulator
 
 
@@ -15,6 +17,28 @@ def settings_for(db_url: str, sim: Simulator, **extra: Any) -> Settings:
     return settings_from_mapping(
         {**base_config(db_url, api_base=sim.api_base), **extra}, environ={}
     )
+
+
+def write_config(
+    folder: Path,
+    db_url: str,
+    *,
+    api_base: str | None = None,
+    default_tiers: bool = False,
+    wecom: dict[str, Any] | None = None,
+) -> Path:
+    """Write folder/config.toml: base_config logging at WARNING; return its path.
+
+    `api_base` points WeCom at the simulator (else a closed port), `default_tiers` adds the
+    default tier dimensions, `wecom` overrides keys of the [wecom] section.
+    """
+    data = base_config(db_url) if api_base is None else base_config(db_url, api_base=api_base)
+    data["app"] = {"log_level": "WARNING"}
+    data["wecom"].update(wecom or {})
+    text = to_toml(data) + ("[tiering]\n" + default_tiers_text() if default_tiers else "")
+    path = folder / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def toml_text(data: dict[str, Any]) -> str:

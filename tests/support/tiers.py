@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from bot.customers.sync import run_sync
 from bot.db.models import Customer, TierAssignment
 from bot.runtime import Runtime
 from tests.support.configs import settings_for
@@ -33,6 +34,27 @@ ACTIVITY = {
 def tier_runtime(db_url: str, sim: Simulator, *dims: dict[str, Any]) -> Runtime:
     """A Runtime on the simulator with these tier dimensions."""
     return Runtime(settings_for(db_url, sim, tiering={"dimensions": list(dims)}))
+
+
+def synced_tier_runtime(db_url: str, sim: Simulator, *dims: dict[str, Any]) -> Runtime:
+    """A tier_runtime with the simulator's members and customers synced in."""
+    rt = tier_runtime(db_url, sim, *dims)
+    run_sync(db=rt.db, wecom=rt.wecom)
+    return rt
+
+
+def two_member_corp(sim: Simulator, prefix: str, customers: int) -> list[str]:
+    """Add alice with `customers` customers and bob sharing the first; return their ids."""
+    sim.add_staff("alice", "Alice")
+    sim.add_staff("bob", "Bob")
+    ids = [sim.add_relation("alice", f"{prefix}{i}") for i in range(customers)]
+    sim.add_relation("bob", ids[0])
+    return ids
+
+
+def mark_tag_calls(sim: Simulator) -> int:
+    """How many mark_tag calls the simulator has answered."""
+    return sim.calls.get("externalcontact/mark_tag", 0)
 
 
 def assign_tiers(rt: Runtime, tiers: dict[str, dict[str, str | None]]) -> None:
