@@ -431,6 +431,23 @@ def test_a_long_follow_up_list_stays_under_the_message_limit(
     assert text.count("、") == 49  # the first 50 names
 
 
+def test_a_follow_up_left_calling_by_a_crash_is_sent_again_as_a_new_attempt(
+    rt: Runtime, simulator: Simulator
+) -> None:
+    (alice,) = members_in_sim(simulator, {"alice": ("Alice", 2)})
+    run_id = record_run(rt, CALLBACK["name"], "follow_up", [alice], tier="沉睡客户")
+    assert execute.prepare_run(rt, run_id) == "sending"
+    with rt.db.write() as session:  # the process records `calling`, then dies
+        assert claims.claim(session, utcnow(), run_id=run_id) is not None
+    assert execute.perform_due(rt) == 0  # still within its claim: nobody touches it
+
+    later = utcnow() + timedelta(seconds=claims.CLAIM_SECONDS + 1)
+    assert execute.dispatch_run(rt, run_id, clock=lambda: later) == "done"
+    assert simulator.calls[SEND] == 1
+    (task,) = tasks(rt, run_id)
+    assert (task.status, task.attempts, task.attempted_at) == ("sent", 2, later)
+
+
 def test_busy_wecom_backs_off_and_a_refusal_fails_the_task(
     rt: Runtime, simulator: Simulator
 ) -> None:
