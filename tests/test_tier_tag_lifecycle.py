@@ -297,3 +297,25 @@ def test_a_group_renamed_in_config_holding_console_tags_is_left_to_them(
         assert _assignments(rt2, "activity") == 2
     finally:
         rt2.close()
+
+
+def test_a_removed_dimension_in_a_console_made_group_takes_only_the_bots_tags(
+    db_url: str, rt: Runtime, simulator: Simulator, corp: list[str]
+) -> None:
+    console = simulator.admin_create_tag("地区", "手工")  # the group is the console's
+    run_sync(db=rt.db, wecom=rt.wecom)
+    assign_tiers(rt, {corp[0]: {"region": "上海"}, corp[1]: {"region": "北京"}})
+    _push(rt)
+    assert _serves(rt, "地区") == "region"  # adopted
+    rt2 = _runtime(db_url, simulator, VALUE, ACTIVITY)  # region dropped
+    simulator.reset_counters()
+    try:
+        plan = _push(rt2)
+        assert sorted(str(p) for p in plan.tags.deleted) == ["地区/上海", "地区/北京"]
+        assert plan.tags.deleted_groups == []
+        assert simulator.tag_catalogue()["地区"] == {"手工": console}
+        assert _calls(simulator, "del_corp_tag") == 1
+        assert relation_tag_names(simulator, "bob", corp[0]) == set()
+        assert _assignments(rt2, "region") == 0
+    finally:
+        rt2.close()
