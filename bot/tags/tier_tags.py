@@ -4,7 +4,9 @@ Tags are resolved by (group name, tag name) through the catalogue, never by reme
 ids. Work runs as plan (read) → call WeCom → apply (a short write transaction), so no
 write transaction is open while WeCom answers. A run whose catalogue already matches the
 config makes no WeCom call: console edits reach the catalogue through the tag callback,
-the nightly sync and the push's invalid-tag handling.
+the nightly sync and the push's invalid-tag handling. Each group records the dimension it
+serves (`TagGroup.tier_dimension`), so a dimension gone from config is cleaned up by that
+record, not by guessing from the tags its customers carry.
 """
 
 from __future__ import annotations
