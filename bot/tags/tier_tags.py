@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from bot.config import TieringSettings
 from bot.db import Database
 from bot.db.models import (
-    ChannelTag,
     RelationTag,
     Tag,
     TagGroup,
@@ -30,6 +29,14 @@ from bot.db.models import (
 from bot.errors import WeComError
 from bot.tags import catalogue
 from bot.tags.catalogue import TagPath
+from bot.tags.tier_groups import (
+    DroppedGroup,
+    Rename,
+    find_dropped,
+    find_renames,
+    live_group,
+    live_tags,
+)
 from bot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -82,65 +89,8 @@ class _Plan:
     reorder: list[tuple[int, str, int]]  # (our tag id, WeCom id, order)
     stale: list[tuple[int, str, TagPath]]  # (our tag id, WeCom id, path)
     claims: list[tuple[int, str]] = field(default_factory=list)  # (our group id, dimension)
-    renames: list[_Rename] = field(default_factory=list)
-    dropped: list[_DroppedDimension] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Rename:
-    """A dimension's group renamed in config: the old group, wholly the bot's, takes the name."""
-
-    group_id: int
-    wecom_group_id: str
-    old: str
-    new: str
-
-
-@dataclass(frozen=True)
-class _DroppedDimension:
-    """A group no configured dimension keeps any more, and the bot's tier tags in it.
-
-    `group_id` is None for a dimension removed from config that has no group recorded
-    (never pushed, or already gone): only its assignments are left to forget.
-    """
-
-    dimension: str
-    group: str
-    group_id: int | None
-    wecom_group_id: str | None  # set when the whole group is ours: one call deletes it
-    tags: list[tuple[int, str | None, TagPath]]  # the bot's tags in it (our id, WeCom id, path)
-
-
-def _live_tags(session: Session, group: str) -> list[Tag]:
-    return list(
-        session.scalars(
-            select(Tag)
-            .join(TagGroup, TagGroup.id == Tag.group_id)
-            .where(
-                TagGroup.name == group,
-                TagGroup.deleted.is_(False),
-                Tag.deleted.is_(False),
-                Tag.wecom_tag_id.is_not(None),
-            )
-        )
-    )
-
-
-def _live_group(session: Session, name: str) -> TagGroup | None:
-    return session.scalars(
-        select(TagGroup).where(TagGroup.name == name, TagGroup.deleted.is_(False))
-    ).one_or_none()
-
-
-def _recorded_groups(session: Session) -> list[TagGroup]:
-    """Return the live groups recorded as serving a tier dimension, oldest first."""
-    return list(
-        session.scalars(
-            select(TagGroup)
-            .where(TagGroup.tier_dimension.is_not(None), TagGroup.deleted.is_(False))
-            .order_by(TagGroup.id)
-        )
-    )
+    renames: list[Rename] = field(default_factory=list)
+    dropped: list[DroppedGroup] = field(default_factory=list)
 
 
 def _plan(
@@ -151,10 +101,10 @@ def _plan(
     stale: list[tuple[int, str, TagPath]] = []
     claims: list[tuple[int, str]] = []
     for dim in dims:
-        group = _live_group(session, dim.group)
+        group = live_group(session, dim.group)
         if group is not None and group.tier_dimension != dim.name:
             claims.append((group.id, dim.name))  # adopted, or its dimension renamed
-        live = {t.name: t for t in _live_tags(session, dim.group)}
+        live = {t.name: t for t in live_tags(session, dim.group)}
         for tier in dim.tiers:
             tag = live.get(tier)
             order = dim.order_of(tier)
@@ -166,70 +116,10 @@ def _plan(
         for name, tag in live.items():
             if tag.managed and name not in dim.tiers and tag.wecom_tag_id:
                 stale.append((tag.id, tag.wecom_tag_id, TagPath(dim.group, name)))
-    moves = _renames(session, dims, missing) if renames else []
-    gone = _dropped_dimensions(session, dims, {m.group_id for m in moves}) if dropped else []
+    serves = {d.group: d.name for d in dims}
+    moves = find_renames(session, serves, missing) if renames else []
+    gone = find_dropped(session, serves, {m.group_id for m in moves}) if dropped else []
     return _Plan(missing, reorder, stale, claims, moves, gone)
-
-
-def _channel_tags(session: Session) -> set[tuple[str, str]]:
-    return {(g, n) for g, n in session.execute(select(ChannelTag.group_name, ChannelTag.tag_name))}
-
-
-def _renames(
-    session: Session, dims: Sequence[TierDimension], missing: dict[str, list[tuple[str, int]]]
-) -> list[_Rename]:
-    """Find groups to rename: a dimension's new group name is free, its old group all ours.
-
-    Renaming is one call and keeps every tag on every customer; a new group would need
-    every customer's tags marked again. A group with tags the bot did not make (or a
-    channel's) is not renamed: it is cleaned up as dropped and a new group made.
-    """
-    kept_groups = {d.group for d in dims}
-    channel_groups = {g for g, _ in _channel_tags(session)}
-    moves = []
-    for dim in dims:
-        if dim.group not in missing or _live_group(session, dim.group) is not None:
-            continue
-        for group in _recorded_groups(session):
-            if group.tier_dimension != dim.name or group.name in kept_groups:
-                continue
-            live = _live_tags(session, group.name)
-            whole = live and all(t.managed for t in live) and group.name not in channel_groups
-            if group.managed and group.wecom_group_id and whole:
-                moves.append(_Rename(group.id, group.wecom_group_id, group.name, dim.group))
-                break
-    return moves
-
-
-def _dropped_dimensions(
-    session: Session, dims: Sequence[TierDimension], renamed: set[int]
-) -> list[_DroppedDimension]:
-    """Find the groups recorded for a tier dimension that no configured dimension keeps.
-
-    That is a dimension removed from config, or one whose group was renamed in config
-    when the old group could not simply be renamed. Groups of configured dimensions are
-    never taken; of a taken group, only the bot's tags that no channel tags with go. A
-    dimension removed from config with no group recorded has only assignments to forget.
-    """
-    configured = {d.name for d in dims}
-    kept_groups = {d.group for d in dims}
-    channel = _channel_tags(session)
-    dropped = []
-    for group in _recorded_groups(session):
-        if group.name in kept_groups or group.id in renamed or group.tier_dimension is None:
-            continue
-        live = _live_tags(session, group.name)
-        ours = [
-            (t.id, t.wecom_tag_id, TagPath(group.name, t.name))
-            for t in live
-            if t.managed and (group.name, t.name) not in channel
-        ]
-        whole = group.wecom_group_id if group.managed and ours and len(ours) == len(live) else None
-        dropped.append(_DroppedDimension(group.tier_dimension, group.name, group.id, whole, ours))
-    orphans = set(session.scalars(select(TierAssignment.dimension).distinct())) - configured
-    for dimension in sorted(orphans - {d.dimension for d in dropped}):
-        dropped.append(_DroppedDimension(dimension, "", None, None, []))
-    return dropped
 
 
 @dataclass
@@ -329,7 +219,7 @@ def _claim(session: Session, group: str, dimension: str) -> None:
     )
 
 
-def _rename_group(db: Database, wecom: WeComClient, move: _Rename, report: TierTagReport) -> None:
+def _rename_group(db: Database, wecom: WeComClient, move: Rename, report: TierTagReport) -> None:
     report.calls += 1
     try:
         wecom.edit_corp_tag(move.wecom_group_id, name=move.new)
@@ -389,7 +279,7 @@ def _refused_one(
 
 
 def _delete_dropped(
-    db: Database, wecom: WeComClient, dropped: _DroppedDimension, report: TierTagReport
+    db: Database, wecom: WeComClient, dropped: DroppedGroup, report: TierTagReport
 ) -> bool:
     """Delete a removed dimension's tags (and its group when all of it was the bot's)."""
     done = True
@@ -409,7 +299,7 @@ def _delete_dropped(
         done = _delete_tags(db, wecom, dropped.tags, report)
     if dropped.group:
         with db.read() as session:
-            if not _live_tags(session, dropped.group):
+            if not live_tags(session, dropped.group):
                 report.deleted_groups.append(dropped.group)
     if done and dropped.group_id is not None:
         # What is left (tags the bot did not make) serves no dimension now.
@@ -422,5 +312,5 @@ def _delete_dropped(
 
 def _drop_empty_group(session: Session, group: str) -> None:
     """WeCom deletes a group with its last tag; mirror that so the name can be reused."""
-    if not _live_tags(session, group):
+    if not live_tags(session, group):
         session.execute(update(TagGroup).where(TagGroup.name == group).values(deleted=True))
