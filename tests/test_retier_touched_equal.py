@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from bot.config import DimensionSettings
@@ -156,3 +157,42 @@ def test_a_touched_run_on_a_customers_copy_still_sees_the_populations_tag_values
     assert _tiers(db, [fresh.id])[(fresh.id, "cat")][0] == OTHER_TAG
     full = retier(db, cat, tz=TZ, as_of=AS_OF)
     assert [(m.dimension, m.from_tier, m.to_tier, m.customers) for m in full.moves] == []
+
+
+@pytest.mark.parametrize(
+    ("held", "fresh", "expected"),
+    [
+        # max_tags − 1 values held, no 其他: a new value fits, as in a full run (3 ≤ 3).
+        (["茶叶", "茶叶", "咖啡", "咖啡"], ["果汁"], ["果汁"]),
+        # The same, two new values at once: 4 > 3, both least held, both 其他.
+        (["茶叶", "茶叶", "咖啡", "咖啡"], ["果汁", "奶茶"], [OTHER_TAG, OTHER_TAG]),
+        # max_tags values held: a new one is 其他 (the full run also folds 茶叶, untouched).
+        (["茶叶", "茶叶", "咖啡", "咖啡", "可可", "可可"], ["果汁"], [OTHER_TAG]),
+    ],
+    ids=["max_tags-1_held", "max_tags-1_held_two_new", "max_tags_held"],
+)
+def test_a_touched_run_gives_a_new_tag_value_what_a_full_run_gives_at_the_boundary(
+    db: Database, held: list[str], fresh: list[str], expected: list[str]
+) -> None:
+    cat = load_dimensions(
+        [
+            DimensionSettings.model_validate(
+                {"name": "cat", "tag_group": "品类", "tag_from": "top_category_365d", "max_tags": 3}
+            )
+        ]
+    )
+    with db.write() as s:
+        for i, name in enumerate(held):
+            order(s, customer(s, f"t{i}"), 100, local(5), category=name)
+    with MetricsEngine(db, tz=TZ) as kept:
+        retier(db, cat, tz=TZ, as_of=AS_OF, engine=kept)
+        with db.write() as s:
+            new = [customer(s, f"fresh{i}") for i in range(len(fresh))]
+            for c, name in zip(new, fresh, strict=True):
+                order(s, c, 100, local(1), category=name)
+            ids = [c.id for c in new]
+        retier(db, cat, tz=TZ, as_of=AS_OF, customer_ids=ids, engine=kept)
+    touched = [_tiers(db, ids)[(i, "cat")][0] for i in ids]
+    retier(db, cat, tz=TZ, as_of=AS_OF)
+    full = [_tiers(db, ids)[(i, "cat")][0] for i in ids]
+    assert touched == full == expected

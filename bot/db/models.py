@@ -166,7 +166,12 @@ class ChannelTag(Base):
 
 
 class TagGroup(TimestampMixin, Base):
-    """A corp tag group (标签组) as WeCom has it; `managed` when our app created it."""
+    """A corp tag group (标签组) as WeCom has it; `managed` when our app created it.
+
+    `tier_dimension` names the tier dimension whose tags the bot keeps in this group (set
+    when the bot creates or adopts it for that dimension): what a dimension removed from
+    config is cleaned up by.
+    """
 
     __tablename__ = "tag_groups"
 
@@ -176,6 +181,7 @@ class TagGroup(TimestampMixin, Base):
     order: Mapped[int] = mapped_column(BigInteger, default=0)
     managed: Mapped[bool] = mapped_column(Boolean, default=False)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    tier_dimension: Mapped[str | None] = mapped_column(String(64))
 
     tags: Mapped[list[Tag]] = relationship(back_populates="group")
 

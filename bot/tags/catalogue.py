@@ -75,6 +75,17 @@ def _free_group_id(session: Session, wecom_group_id: str, keep: TagGroup) -> Non
     )
 
 
+def rename_group(session: Session, group: TagGroup, name: str) -> None:
+    """Rename a group's row; the name must be free first (a stale row may hold it)."""
+    other = _group_by_name(session, name)
+    if other is not None and other is not group:
+        other.name = f"~{other.id}~{other.name}"[:NAME_MAX]
+        other.deleted = True
+        session.flush()
+    group.name = name
+    session.flush()
+
+
 def _upsert_group(session: Session, info: TagGroupInfo, *, managed: bool | None) -> TagGroup:
     group = session.scalars(
         select(TagGroup).where(TagGroup.wecom_group_id == info.group_id)
@@ -85,13 +96,7 @@ def _upsert_group(session: Session, info: TagGroupInfo, *, managed: bool | None)
         group = TagGroup(name=info.group_name, managed=bool(managed))
         session.add(group)
     elif group.name != info.group_name:
-        # A rename: the name must be free first (a stale row may hold it).
-        other = _group_by_name(session, info.group_name)
-        if other is not None and other is not group:
-            other.name = f"~{other.id}~{other.name}"[:NAME_MAX]
-            other.deleted = True
-            session.flush()
-        group.name = info.group_name
+        rename_group(session, group, info.group_name)
     if group.wecom_group_id != info.group_id:
         session.flush()
         _free_group_id(session, info.group_id, group)

@@ -4,7 +4,9 @@ Tags are resolved by (group name, tag name) through the catalogue, never by reme
 ids. Work runs as plan (read) → call WeCom → apply (a short write transaction), so no
 write transaction is open while WeCom answers. A run whose catalogue already matches the
 config makes no WeCom call: console edits reach the catalogue through the tag callback,
-the nightly sync and the push's invalid-tag handling.
+the nightly sync and the push's invalid-tag handling. Each group records the dimension it
+serves (`TagGroup.tier_dimension`), so a dimension gone from config is cleaned up by that
+record, not by guessing from the tags its customers carry.
 """
 
 from __future__ import annotations
@@ -13,14 +15,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from bot.config import TieringSettings
 from bot.db import Database
 from bot.db.models import (
-    ChannelTag,
-    FollowRelation,
     RelationTag,
     Tag,
     TagGroup,
@@ -29,6 +29,14 @@ from bot.db.models import (
 from bot.errors import WeComError
 from bot.tags import catalogue
 from bot.tags.catalogue import TagPath
+from bot.tags.tier_groups import (
+    DroppedGroup,
+    Rename,
+    find_dropped,
+    find_renames,
+    live_group,
+    live_tags,
+)
 from bot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -80,44 +88,23 @@ class _Plan:
     missing: dict[str, list[tuple[str, int]]]  # group -> [(tag name, order)]
     reorder: list[tuple[int, str, int]]  # (our tag id, WeCom id, order)
     stale: list[tuple[int, str, TagPath]]  # (our tag id, WeCom id, path)
-    dropped: list[_DroppedDimension] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.missing or self.reorder or self.stale or self.dropped)
+    claims: list[tuple[int, str]] = field(default_factory=list)  # (our group id, dimension)
+    renames: list[Rename] = field(default_factory=list)
+    dropped: list[DroppedGroup] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _DroppedDimension:
-    """A dimension gone from config: the group its tags were pushed in, and those tags."""
-
-    dimension: str
-    group: str
-    wecom_group_id: str | None  # set when the whole group is ours: one call deletes it
-    tags: list[tuple[int, str | None, TagPath]]  # the bot's tags in it (our id, WeCom id, path)
-
-
-def _live_tags(session: Session, group: str) -> list[Tag]:
-    return list(
-        session.scalars(
-            select(Tag)
-            .join(TagGroup, TagGroup.id == Tag.group_id)
-            .where(
-                TagGroup.name == group,
-                TagGroup.deleted.is_(False),
-                Tag.deleted.is_(False),
-                Tag.wecom_tag_id.is_not(None),
-            )
-        )
-    )
-
-
-def _plan(session: Session, dims: Sequence[TierDimension], *, dropped: bool) -> _Plan:
+def _plan(
+    session: Session, dims: Sequence[TierDimension], *, dropped: bool, renames: bool
+) -> _Plan:
     missing: dict[str, list[tuple[str, int]]] = {}
     reorder: list[tuple[int, str, int]] = []
     stale: list[tuple[int, str, TagPath]] = []
+    claims: list[tuple[int, str]] = []
     for dim in dims:
-        live = {t.name: t for t in _live_tags(session, dim.group)}
+        group = live_group(session, dim.group)
+        if group is not None and group.tier_dimension != dim.name:
+            claims.append((group.id, dim.name))  # adopted, or its dimension renamed
+        live = {t.name: t for t in live_tags(session, dim.group)}
         for tier in dim.tiers:
             tag = live.get(tier)
             order = dim.order_of(tier)
@@ -129,57 +116,10 @@ def _plan(session: Session, dims: Sequence[TierDimension], *, dropped: bool) -> 
         for name, tag in live.items():
             if tag.managed and name not in dim.tiers and tag.wecom_tag_id:
                 stale.append((tag.id, tag.wecom_tag_id, TagPath(dim.group, name)))
-    return _Plan(missing, reorder, stale, _dropped_dimensions(session, dims) if dropped else [])
-
-
-def _dropped_dimensions(session: Session, dims: Sequence[TierDimension]) -> list[_DroppedDimension]:
-    """Find the groups of dimensions removed from config, with the bot's tags in them.
-
-    The catalogue does not say which of the bot's groups were tier groups (channel tags
-    are the bot's too), so a group counts only with evidence: a customer still assigned
-    a tier of a dimension that is no longer configured carries the bot's tag of that
-    name in it. Groups of configured dimensions and groups a channel tags with are never
-    taken; tags the bot did not make are never deleted.
-    """
-    configured = {d.name for d in dims}
-    kept_groups = {d.group for d in dims}
-    orphans = [
-        d
-        for d in session.scalars(select(TierAssignment.dimension).distinct())
-        if d not in configured
-    ]
-    if not orphans:
-        return []
-    channel_groups = set(session.scalars(select(ChannelTag.group_name).distinct()))
-    found = session.execute(
-        select(TierAssignment.dimension, TagGroup.id)
-        .join(FollowRelation, FollowRelation.customer_id == TierAssignment.customer_id)
-        .join(RelationTag, RelationTag.relation_id == FollowRelation.id)
-        .join(Tag, and_(Tag.id == RelationTag.tag_id, Tag.name == TierAssignment.tier))
-        .join(TagGroup, TagGroup.id == Tag.group_id)
-        .where(
-            TierAssignment.dimension.in_(orphans),
-            Tag.managed.is_(True),
-            Tag.deleted.is_(False),
-            TagGroup.managed.is_(True),
-            TagGroup.deleted.is_(False),
-        )
-        .distinct()
-    ).all()
-    dropped = []
-    for dimension in orphans:
-        groups = {gid for dim, gid in found if dim == dimension}
-        for group in session.scalars(select(TagGroup).where(TagGroup.id.in_(groups))):
-            if group.name in kept_groups or group.name in channel_groups:
-                continue
-            live = _live_tags(session, group.name)
-            ours = [(t.id, t.wecom_tag_id, TagPath(group.name, t.name)) for t in live if t.managed]
-            whole = group.wecom_group_id if len(ours) == len(live) else None
-            dropped.append(_DroppedDimension(dimension, group.name, whole, ours))
-        if not any(d.dimension == dimension for d in dropped):
-            # Nothing of it left in WeCom (never pushed, or deleted): only forget it.
-            dropped.append(_DroppedDimension(dimension, "", None, []))
-    return dropped
+    serves = {d.group: d.name for d in dims}
+    moves = find_renames(session, serves, missing) if renames else []
+    gone = find_dropped(session, serves, {m.group_id for m in moves}) if dropped else []
+    return _Plan(missing, reorder, stale, claims, moves, gone)
 
 
 @dataclass
@@ -189,7 +129,8 @@ class TierTagReport:
     created: list[TagPath] = field(default_factory=list)
     reordered: int = 0
     deleted: list[TagPath] = field(default_factory=list)
-    deleted_groups: list[str] = field(default_factory=list)  # of dimensions removed from config
+    deleted_groups: list[str] = field(default_factory=list)  # no configured dimension keeps
+    renamed_groups: list[tuple[str, str]] = field(default_factory=list)  # (old, new) in config
     calls: int = 0
 
 
@@ -206,22 +147,33 @@ def sync_tier_tags(
     Missing tags (never made, or deleted in the console) are created by the bot in their
     dimension's group; managed tags out of order are reordered; managed tags of a dropped
     tier (or of a `tag_from` value nobody holds any more) are deleted, which takes them
-    off every customer in WeCom without a mark_tag. A dimension removed from config loses
-    the bot's tags in its group, and the group with them when all its tags were the
-    bot's. Tags the bot did not create are never edited or deleted. With `refresh`, the
-    catalogue is re-read from WeCom first. Without `dropped`, removed dimensions are not
-    looked for (a scan of every assignment: a touched re-tier leaves it to the full run).
+    off every customer in WeCom without a mark_tag. Each group records the dimension it
+    serves (`TagGroup.tier_dimension`); a group whose dimension left the config loses the
+    bot's tags, and goes with them when all its tags were the bot's. A dimension whose
+    group was renamed in config renames its old group when that is wholly the bot's and
+    the new name is free (one call; customers keep their tags), else the old group is
+    cleaned up the same way. Tags the bot did not create are never edited or deleted.
+    With `refresh`, the catalogue is re-read from WeCom first. Without `dropped`, groups
+    no dimension keeps are left for the full run (a touched re-tier skips the scan of
+    every assignment that finds dimensions gone from config).
     """
     report = TierTagReport()
     with db.read() as session:
-        plan = _plan(session, dims, dropped=dropped)
+        plan = _plan(session, dims, dropped=dropped, renames=True)
     if refresh or plan.missing:
         # Someone may have made (or removed) these tags meanwhile: look before creating.
         groups = wecom.get_corp_tag_list()
         report.calls += 1
         with db.write() as session:
             catalogue.apply_groups(session, groups, complete=True)
-            plan = _plan(session, dims, dropped=dropped)
+            plan = _plan(session, dims, dropped=dropped, renames=True)
+    if plan.renames:
+        for move in plan.renames:
+            _rename_group(db, wecom, move, report)
+        with db.read() as session:
+            # A refused rename leaves the old group to be cleaned up, the new one to make.
+            plan = _plan(session, dims, dropped=dropped, renames=False)
+    serves = {d.group: d.name for d in dims}
     for group, wanted in plan.missing.items():
         created = wecom.add_corp_tag(
             [name for name, _ in wanted], group_name=group, orders=[o for _, o in wanted]
@@ -229,7 +181,14 @@ def sync_tier_tags(
         report.calls += 1
         with db.write() as session:
             catalogue.apply_groups(session, [created], complete=False, managed=True)
+            _claim(session, group, serves[group])
         report.created += [TagPath(group, name) for name, _ in wanted]
+    if plan.claims:
+        with db.write() as session:
+            for group_id, dimension in plan.claims:
+                session.execute(
+                    update(TagGroup).where(TagGroup.id == group_id).values(tier_dimension=dimension)
+                )
     for tag_id, wecom_id, order in plan.reorder:
         wecom.edit_corp_tag(wecom_id, order=order)
         report.calls += 1
@@ -242,12 +201,36 @@ def sync_tier_tags(
     for entry in plan.dropped:
         ok = _delete_dropped(db, wecom, entry, report)
         gone[entry.dimension] = gone.get(entry.dimension, True) and ok
+    configured = {d.name for d in dims}
     for dimension, ok in gone.items():
-        if ok:
-            # Its assignments were its only trace; a dimension added back starts afresh.
+        if ok and dimension not in configured:
+            # A dimension added back starts afresh.
             with db.write() as session:
                 session.execute(delete(TierAssignment).where(TierAssignment.dimension == dimension))
     return report
+
+
+def _claim(session: Session, group: str, dimension: str) -> None:
+    """Record that the live group `group` serves `dimension` (what dropping it goes by)."""
+    session.execute(
+        update(TagGroup)
+        .where(TagGroup.name == group, TagGroup.deleted.is_(False))
+        .values(tier_dimension=dimension)
+    )
+
+
+def _rename_group(db: Database, wecom: WeComClient, move: Rename, report: TierTagReport) -> None:
+    report.calls += 1
+    try:
+        wecom.edit_corp_tag(move.wecom_group_id, name=move.new)
+    except WeComError as exc:
+        log.info("renaming group %s to %s refused (%s)", move.old, move.new, exc)
+        return
+    with db.write() as session:
+        group = session.get(TagGroup, move.group_id)
+        if group is not None:
+            catalogue.rename_group(session, group, move.new)
+    report.renamed_groups.append((move.old, move.new))
 
 
 def _forget_tags(db: Database, tags: Sequence[tuple[int, str | None, TagPath]]) -> None:
@@ -296,7 +279,7 @@ def _refused_one(
 
 
 def _delete_dropped(
-    db: Database, wecom: WeComClient, dropped: _DroppedDimension, report: TierTagReport
+    db: Database, wecom: WeComClient, dropped: DroppedGroup, report: TierTagReport
 ) -> bool:
     """Delete a removed dimension's tags (and its group when all of it was the bot's)."""
     done = True
@@ -316,12 +299,18 @@ def _delete_dropped(
         done = _delete_tags(db, wecom, dropped.tags, report)
     if dropped.group:
         with db.read() as session:
-            if not _live_tags(session, dropped.group):
+            if not live_tags(session, dropped.group):
                 report.deleted_groups.append(dropped.group)
+    if done and dropped.group_id is not None:
+        # What is left (tags the bot did not make) serves no dimension now.
+        with db.write() as session:
+            session.execute(
+                update(TagGroup).where(TagGroup.id == dropped.group_id).values(tier_dimension=None)
+            )
     return done
 
 
 def _drop_empty_group(session: Session, group: str) -> None:
     """WeCom deletes a group with its last tag; mirror that so the name can be reused."""
-    if not _live_tags(session, group):
+    if not live_tags(session, group):
         session.execute(update(TagGroup).where(TagGroup.name == group).values(deleted=True))

@@ -71,17 +71,31 @@ def load_current(
 
 
 def _touched_tag_from(dim: TagFromDimension, known: list[str]) -> str:
-    """Return SQL for a touched run's tag_from tag: the fold is the population's, kept.
+    """Return a SELECT of (customer_id, tag) for a touched run: the population's fold, kept.
 
-    A value someone already holds keeps its tag; a new value gets its own tag while the
-    dimension has room under max_tags, else 其他 (the next full run re-ranks them all).
+    `known` are the tags held now (values, and 其他 when someone holds it). A value someone
+    holds keeps its tag. New values are ranked among the touched customers the way a full
+    run ranks all (most held first, ties by value), after the held ones: a new value gets
+    its own tag while the held tags and the new values fit in max_tags, or while its place
+    leaves the 其他 slot free; else 其他 (the next full run re-ranks them all).
     """
     value = tag_value_sql(dim, table=TIERS)
-    listed = ", ".join(quote_string(v) for v in known) or "NULL"
-    room = "TRUE" if len(known) < dim.max_tags - 1 else "FALSE"
+    named = [v for v in known if v != OTHER_TAG]
+    used = len(named) + (OTHER_TAG in known)
+    other = quote_string(OTHER_TAG)
+    held = f"v.value IN ({', '.join(quote_string(v) for v in named)})" if named else "FALSE"
+    k = dim.max_tags
     return (
-        f"CASE WHEN {value} IS NULL THEN NULL WHEN {value} IN ({listed}) OR {room} "
-        f"THEN {value} ELSE {quote_string(OTHER_TAG)} END"
+        f"WITH v AS (SELECT customer_id, {value} AS value FROM {TIERS}), "
+        f"n AS (SELECT value, COUNT(*) AS c FROM v WHERE value IS NOT NULL AND value <> {other}"
+        f" AND NOT ({held}) GROUP BY value), "
+        "r AS (SELECT value, ROW_NUMBER() OVER (ORDER BY c DESC, value) AS pos, "
+        "COUNT(*) OVER () AS fresh FROM n) "
+        "SELECT v.customer_id AS customer_id, "
+        f"CASE WHEN v.value IS NULL THEN NULL WHEN {held} "
+        f"OR {used} + r.fresh <= {k} OR {len(named)} + r.pos < {k} "
+        f"THEN v.value ELSE {other} END AS tag "
+        "FROM v LEFT JOIN r ON r.value = v.value"
     )
 
 
@@ -118,13 +132,13 @@ def evaluate(
         con.execute(f"ALTER TABLE {TIERS} ADD COLUMN {col} VARCHAR")
         if isinstance(dim, TagFromDimension):
             if known is not None:
-                tag = _touched_tag_from(dim, list(known.get(dim.name, ())))
-                con.execute(f"UPDATE {TIERS} SET {col} = {tag}")
+                tags = _touched_tag_from(dim, list(known.get(dim.name, ())))
             else:
-                con.execute(
-                    f"UPDATE {TIERS} SET {col} = s.tag FROM ({compile_tag_from(dim, table=TIERS)}) s"
-                    f" WHERE s.customer_id = {TIERS}.customer_id"
-                )
+                tags = compile_tag_from(dim, table=TIERS)
+            con.execute(
+                f"UPDATE {TIERS} SET {col} = s.tag FROM ({tags}) s"
+                f" WHERE s.customer_id = {TIERS}.customer_id"
+            )
             continue
         case = compile_dimension(
             dim, cur_tier=f"cur_tier.{dim.name}", cur_since_days=f"cur_since.{dim.name}"

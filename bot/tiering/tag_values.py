@@ -1,7 +1,8 @@
-"""The values tag_from dimensions' customers hold: what a touched run's fold is measured by.
+"""The tags tag_from dimensions' customers hold: what a touched run's fold is measured by.
 
 A touched run gives a value someone already holds its tag, and a new value a tag of its own
-while the dimension has room under max_tags (`evaluate`). Who holds what is a scan of all
+while the dimension has room under max_tags (`evaluate`); whether someone holds 其他 is part
+of the answer, since 其他 takes one of the max_tags slots only when it is held. Who holds what is a scan of all
 tier_assignments (seconds at a million customers), too much per batch of touched customers,
 so the long-lived engine keeps the answer (`KeptValues`): valid while the latest recorded
 run is the one it was taken at, brought forward by each run recorded through that engine.
@@ -18,12 +19,12 @@ from sqlalchemy import func, select
 from bot.db import Database
 from bot.db.models import RetierRun, TierAssignment
 from bot.tiering.evaluate import TIERS, tier_column
-from bot.tiering.rules import OTHER_TAG, Dimension, TagFromDimension, quote_string
+from bot.tiering.rules import Dimension, TagFromDimension
 
 
 @dataclass
 class KeptValues:
-    """Held values per tag_from dimension, as of the recorded run `run_id`."""
+    """Held tags per tag_from dimension (values, and 其他 when held), as of run `run_id`."""
 
     run_id: int | None = None
     values: dict[str, set[str]] = field(default_factory=dict)
@@ -42,7 +43,7 @@ def _latest_run(db: Database) -> int | None:
 def current(
     db: Database, dims: Sequence[TagFromDimension], kept: KeptValues
 ) -> dict[str, list[str]]:
-    """Return the values held per dimension now: the kept ones, or read when out of date."""
+    """Return the tags held per dimension now: the kept ones, or read when out of date."""
     if not dims:
         return {}
     latest = _latest_run(db)
@@ -51,7 +52,7 @@ def current(
         with db.read() as session:
             rows = session.execute(
                 select(TierAssignment.dimension, TierAssignment.tier)
-                .where(TierAssignment.dimension.in_(names), TierAssignment.tier != OTHER_TAG)
+                .where(TierAssignment.dimension.in_(names))
                 .distinct()
             ).all()
         kept.values = {n: set() for n in names}
@@ -79,10 +80,7 @@ def remember(
     held: dict[str, set[str]] = {d.name: set() for d in dims}
     for dim in dims:
         col = tier_column(dim.name)
-        rows = con.execute(
-            f"SELECT DISTINCT {col} FROM {TIERS}"
-            f" WHERE {col} IS NOT NULL AND {col} <> {quote_string(OTHER_TAG)}"
-        ).fetchall()
+        rows = con.execute(f"SELECT DISTINCT {col} FROM {TIERS} WHERE {col} IS NOT NULL").fetchall()
         held[dim.name] = {str(r[0]) for r in rows}
     if full:
         kept.values = held
