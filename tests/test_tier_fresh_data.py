@@ -31,8 +31,8 @@ from bot.tiering.service import retier_configured
 from handlers.app import create_app
 from jobs.tiering import retier_touched
 from tagbot.cli import main
-from tests.conftest import ADMIN_TOKEN, LiveServer, base_config, to_toml
-from tests.support.tiers import relation_tag_names
+from tests.conftest import ADMIN_TOKEN, LiveServer, base_config
+from tests.support.tiers import default_tiers_config, relation_tag_names
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
@@ -92,10 +92,7 @@ def test_events_profiles_and_an_import_retier_those_customers_into_wecom(
     assert client.post("/api/events", json=views, headers=AUTH).status_code == 200
     level = [{"external_userid": profile, "会员等级": "金卡"}]
     assert client.post("/api/profiles", json=level, headers=AUTH).status_code == 200
-    config = tmp_path / "config.toml"
-    data = base_config(db.url, api_base=simulator.api_base)
-    data["app"] = {"log_level": "WARNING"}
-    config.write_text(to_toml(data) + "[tiering]\n" + default_tiers_text(), encoding="utf-8")
+    config = default_tiers_config(tmp_path, db.url, simulator.api_base)
     orders = tmp_path / "orders.csv"
     orders.write_text(
         f"order_id,external_userid,amount,paid_at,status\nbig1,{imported},6000,{_yesterday()},paid\n",
