@@ -252,3 +252,45 @@ def test_dwell_counts_local_days_not_24_hour_periods(db: Database) -> None:
     assert tiers(db, "value")["d"] == "高价值"
     retier(db, DIMS, tz=TZ, as_of=AS_OF + timedelta(days=7, hours=-12, minutes=1))  # 00:01 day 7
     assert tiers(db, "value")["d"] == "中价值"
+
+
+def test_a_later_dimension_reads_this_runs_earlier_tiers(db: Database) -> None:
+    dims = load_dimensions(
+        [
+            DimensionSettings.model_validate(d)
+            for d in (
+                {
+                    "name": "value",
+                    "tag_group": "价值",
+                    "tiers": [{"tag": "高价值", "when": "spend_365d >= 5000"}],
+                },
+                {"name": "category", "tag_group": "品类", "tag_from": "top_category_365d"},
+                {
+                    "name": "care",
+                    "tag_group": "关怀",
+                    "tiers": [
+                        {"tag": "新高价值", "when": 'tier.value == "高价值" and orders_total == 1'},
+                        {"tag": "茶客", "when": 'tier.category == "茶叶"'},
+                        {"tag": "无价值层", "when": "tier.value is missing"},
+                    ],
+                },
+            )
+        ]
+    )
+    load(
+        db,
+        {
+            "vip": buys((6000, 3), category="咖啡"),
+            "vip2": buys((3000, 30), (3000, 3), category="茶叶"),
+            "tea": buys((100, 3), category="茶叶"),
+            "none": Buys(),
+        },
+    )
+    retier(db, dims, tz=TZ, as_of=AS_OF)
+    # The tiers just given in this run, not the (empty) stored ones.
+    assert tiers(db, "care") == {
+        "vip": "新高价值",
+        "vip2": "茶客",
+        "tea": "茶客",
+        "none": "无价值层",
+    }
