@@ -38,10 +38,11 @@ def test_retier_pushes_each_changed_relation_once_and_a_rerun_costs_nothing(
     capsys.readouterr()
 
     as_of = ["--as-of", AS_OF.isoformat()]
-    assert main(["--config", str(config), "retier", *as_of]) == 0
+    before = mark_tag_calls(simulator)
+    assert main(["--config", str(config), "retier", "--no-push", *as_of]) == 0
     out = capsys.readouterr().out
     assert "已排队 3 个关系的标签变更" in out  # zhang×vip, li×vip, li×small
-    before = mark_tag_calls(simulator)
+    assert mark_tag_calls(simulator) == before  # --no-push leaves them queued
     assert main(["--config", str(config), "push"]) == 0
     assert mark_tag_calls(simulator) - before == 3  # one call per relation, all dimensions in it
     for userid in ("zhang", "li"):
@@ -51,8 +52,27 @@ def test_retier_pushes_each_changed_relation_once_and_a_rerun_costs_nothing(
     capsys.readouterr()
     assert main(["--config", str(config), "retier", *as_of]) == 0
     assert "已排队 0 个关系的标签变更" in capsys.readouterr().out
-    assert main(["--config", str(config), "push"]) == 0
     assert mark_tag_calls(simulator) - before == 3  # the unchanged rerun made no call
+
+
+def test_retier_drains_what_it_queued_and_prints_the_push_progress(
+    config: Path, db: Database, simulator: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator.add_staff("wang", "王五")
+    exts = [simulator.add_relation("wang", f"wm_drain_{i:026d}") for i in range(3)]
+    assert main(["--config", str(config), "sync"]) == 0
+    with db.write() as s:
+        for c in s.scalars(select(Customer).where(Customer.external_userid.in_(exts[:2]))):
+            order(s, c, 6000, local(3))
+    capsys.readouterr()
+    before = mark_tag_calls(simulator)
+    assert main(["--config", str(config), "retier", "--as-of", AS_OF.isoformat()]) == 0
+    out = capsys.readouterr().out
+    assert "已排队 3 个关系的标签变更" in out  # the two buyers, and the third's 潜在客户
+    assert "待推送 pending: 0 " in out
+    assert "已完成 done: 3 " in out
+    assert mark_tag_calls(simulator) - before == 3
+    assert all("价值分层/高价值" in relation_tag_names(simulator, "wang", e) for e in exts[:2])
 
 
 def test_retier_with_wecom_unreachable_records_tiers_and_says_so(

@@ -26,6 +26,7 @@ from typing import Any
 import click
 from sqlalchemy import func, select
 
+from bot import staff_alerts
 from bot.callbacks import inbox
 from bot.channels import lookup
 from bot.config import Settings, load_settings
@@ -232,6 +233,12 @@ class Demo:
             ob.get("pending", 0) + ob.get("in_flight", 0) == 0
         )
 
+    def alerts_sent(self) -> bool:
+        assert self.rt is not None
+        with self.rt.db.read() as session:
+            left = staff_alerts.counts(session)
+        return left.get(staff_alerts.PENDING, 0) + left.get(staff_alerts.SENDING, 0) == 0
+
     # --- the scenario -----------------------------------------------------------------
 
     def verify_callback(self) -> None:
@@ -314,6 +321,8 @@ class Demo:
                 for userid in self.sim.followers(p.external_userid):
                     self.sim.customer_deletes_staff(p.external_userid, userid)
             self.wait_until("loss events processed", self.queues_empty)
+            # Alerts gather for a second and go out per member at most every 10 s.
+            self.wait_until("loss alerts sent", self.alerts_sent)
             alerts = list(self.sim.app_messages)
             s.detail.append(f"已提醒员工 {len(alerts)} 次，例如：")
             for m in alerts[:2]:

@@ -11,6 +11,7 @@ import sys
 import click
 from tqdm import tqdm
 
+from bot.runtime import Runtime
 from bot.tags import push
 from bot.tags.push import PushProgress
 from tagbot.commands.context import CliContext, pass_ctx
@@ -60,6 +61,12 @@ def push_command(
             f"差异 diff: {plan.diff.relations} 个跟进关系中 {plan.diff.changed} 个有变化"
             f"（+{plan.diff.adds} -{plan.diff.removes}），用时 {plan.diff.seconds:.1f}s"
         )
+    drain_with_progress(rt, max_operations=max_operations)
+
+
+def drain_with_progress(rt: Runtime, *, max_operations: int | None = None) -> None:
+    """Drain the outbox with a progress bar on stderr, then print progress and the ETA."""
+    budget = float(rt.settings.limits.calls_per_minute)
     with rt.db.read() as session:
         before = push.progress(session, fallback_per_minute=budget)
     total = before.remaining if max_operations is None else min(before.remaining, max_operations)

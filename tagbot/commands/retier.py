@@ -1,4 +1,4 @@
-"""`tagbot retier [--dry-run]`: re-tier every customer now; show the moves and their cost."""
+"""`tagbot retier [--dry-run] [--no-push]`: re-tier every customer now; show the moves, push the tags."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from bot.tiering.rules import Dimension, load_dimensions
 from bot.tiering.run import RetierReport
 from bot.tiering.service import retier_configured
 from tagbot.commands.context import CliContext, pass_ctx
+from tagbot.commands.push import drain_with_progress
 
 NONE = "（无）"
 
@@ -70,9 +71,7 @@ def echo_report(
                 f" / WeCom unreachable, tiers recorded: {handoff.error}"
             )
         else:
-            click.echo(
-                f"已排队 {handoff.queued} 个关系的标签变更 / queued; drain with `tagbot push`"
-            )
+            click.echo(f"已排队 {handoff.queued} 个关系的标签变更 / queued")
     spent = "，".join(f"{k} {v:.1f}s" for k, v in report.seconds.items())
     click.echo(f"用时 / took: {spent}")
 
@@ -80,8 +79,14 @@ def echo_report(
 @click.command("retier")
 @click.option("--dry-run", is_flag=True, help="Compute and show the moves; write nothing.")
 @click.option("--as-of", "as_of", metavar="TIME", help="Tier as of this ISO time (default now).")
+@click.option(
+    "--no-push",
+    "no_push",
+    is_flag=True,
+    help="Queue the tag changes but leave them to the workers or `tagbot push`.",
+)
 @pass_ctx
-def retier_command(ctx: CliContext, dry_run: bool, as_of: str | None) -> None:
+def retier_command(ctx: CliContext, dry_run: bool, as_of: str | None, no_push: bool) -> None:
     """Re-tier every customer: show moves per dimension and the WeCom calls they cost."""
     rt = ctx.runtime
     dims = load_dimensions(rt.settings.tiering.dimensions)
@@ -105,3 +110,10 @@ def retier_command(ctx: CliContext, dry_run: bool, as_of: str | None) -> None:
         if bar is not None:
             bar.close()
     echo_report(report, handoff, dims, rt.settings.app.timezone)
+    if handoff is None or handoff.queued is None:
+        return
+    if no_push:
+        click.echo("标签变更留在队列中，由后台任务或 tagbot push 发送 / left to the workers")
+        return
+    # Ctrl-C (or a crash) leaves the rest queued: `tagbot push` or the workers carry on.
+    drain_with_progress(rt)

@@ -120,7 +120,7 @@ def worker(ctx: CliContext) -> None:
 @click.command()
 @pass_ctx
 def scheduler(ctx: CliContext) -> None:
-    """Run the daily sync on [jobs] sync_schedule (one scheduler across all machines runs it)."""
+    """Run the scheduled jobs: the daily sync, the nightly re-tier, scheduled campaigns (one leader)."""
     from jobs.background import Background
 
     rt = ctx.runtime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -9,6 +10,8 @@ from sqlalchemy import delete, select
 from bot.customers.sync import run_sync
 from bot.db.models import Customer, TierAssignment
 from bot.runtime import Runtime
+from bot.tiering.defaults import default_tiers_text
+from tests.conftest import base_config, to_toml
 from tests.support.configs import settings_for
 from wecom_sim import Simulator
 
@@ -82,3 +85,12 @@ def relation_tag_names(sim: Simulator, userid: str, ext: str) -> set[str]:
         for name, tag_id in tags.items()
     }
     return {by_id[t] for t in sim.relation_tags(userid, ext)}
+
+
+def default_tiers_config(tmp_path: Path, db_url: str, api_base: str | None = None) -> Path:
+    """Write config.toml on this database (and simulator) with the default dimensions."""
+    data = base_config(db_url) if api_base is None else base_config(db_url, api_base=api_base)
+    data["app"] = {"log_level": "WARNING"}
+    path = tmp_path / "config.toml"
+    path.write_text(to_toml(data) + "[tiering]\n" + default_tiers_text(), encoding="utf-8")
+    return path
