@@ -7,7 +7,7 @@ that changed, so re-sending the same data reports them as unchanged and writes n
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from operator import itemgetter
@@ -39,8 +39,11 @@ class Outcome:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    # Customers whose stored rows this batch wrote: the ones a re-tier must look at again.
+    changed_customers: set[int] = field(default_factory=set)
 
     def add(self, other: Outcome) -> None:
+        # changed_customers stays the batch's own: the batch marks them as it is written.
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged
@@ -78,12 +81,23 @@ def _upsert_by_key(
     stmt = _upsert_statement(dialect.name, table, key, values)
     if dialect.name == "sqlite":
         touched = _sqlite_executemany(session, stmt, rows)
+        # SQLite's executemany gives a count, not the rows: a batch that wrote anything
+        # marks all its customers (a superset); one that wrote nothing marks none.
+        changed = {r["customer_id"] for r in rows} if touched else set()
     else:
         # RETURNING names the rows really written; psycopg's executemany has no rowcount.
-        touched = len(session.execute(stmt.returning(table.c[key]), rows).all())
+        written = session.execute(stmt.returning(table.c.customer_id), rows).all()
+        touched = len(written)
+        changed = {w[0] for w in written}
     inserted = len(rows) - len(existing)
     updated = touched - inserted
-    return Outcome(inserted=inserted, updated=updated, unchanged=len(existing) - updated)
+    changed.discard(None)
+    return Outcome(
+        inserted=inserted,
+        updated=updated,
+        unchanged=len(existing) - updated,
+        changed_customers=changed,
+    )
 
 
 _BATCH_CONSTANT = frozenset({"created_at", "updated_at"})
@@ -217,6 +231,8 @@ def upsert_profiles(rows: list[dict[str, Any]], *, session: Session, now: dateti
             outcome.updated += 1
         else:
             outcome.unchanged += 1
+        if changed and row["customer_id"] is not None:
+            outcome.changed_customers.add(row["customer_id"])
     if writes:
         stmt = _insert(session, PROFILES)
         excluded = stmt.excluded
@@ -235,8 +251,9 @@ UPSERTS = {"orders": upsert_orders, "events": upsert_events, "profiles": upsert_
 
 
 def upsert(kind: Kind, rows: list[dict[str, Any]], *, session: Session, now: datetime) -> Outcome:
-    """Write a batch of validated rows of one kind; mark their customers for a re-tier."""
+    """Write a batch of validated rows of one kind; mark changed customers for a re-tier."""
     outcome = UPSERTS[kind](rows, session=session, now=now)
     # Same transaction as the rows: a re-tier is never lost, and never runs before them.
-    touch(session, (row.get("customer_id") for row in rows))
+    # Rows sent again unchanged mark nobody: a re-sent file costs no re-tier.
+    touch(session, outcome.changed_customers)
     return outcome
