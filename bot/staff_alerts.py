@@ -8,8 +8,9 @@ goes out as one message, 「5 位客户已将你删除：张三、李四…」. 
 360 an hour per member, leaving room for the other messages our app sends.
 
 The sender keeps the lease between drains and renews it with every claim, and between
-the naps of a send waiting for WeCom budget (which can take an hour); so the lease can
-stay short, and a crashed sender's alerts wait at most LEASE_SECONDS for another.
+the naps of a send waiting for WeCom budget (which can take an hour), so the lease can
+stay short: a crashed sender's lease passes to another after LEASE_SECONDS (what it had
+claimed, after the claim's own deadline).
 """
 
 from __future__ import annotations
