@@ -6,9 +6,10 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import IntegrityError
@@ -17,11 +18,20 @@ from sqlalchemy.orm import Session
 from bot.db import Database
 from bot.db.models import Lease
 from bot.db.types import utcnow
+from bot.errors import TagbotError
+
+Clock = Callable[[], datetime]
 
 
-def try_acquire(session: Session, name: str, owner: str, ttl_seconds: float) -> bool:
+class LeaseLostError(TagbotError):
+    """Another holder took the lease over (or it was given up) while we worked under it."""
+
+
+def try_acquire(
+    session: Session, name: str, owner: str, ttl_seconds: float, *, now: datetime | None = None
+) -> bool:
     """Take or renew the lease `name` for `owner`; False when someone else holds it."""
-    now = utcnow()
+    now = now or utcnow()
     expires = now + timedelta(seconds=ttl_seconds)
     # Renew our own lease, or take over an expired one, in one conditional UPDATE.
     taken = session.execute(
@@ -40,6 +50,24 @@ def try_acquire(session: Session, name: str, owner: str, ttl_seconds: float) -> 
     return True
 
 
+def renew(
+    session: Session, name: str, owner: str, ttl_seconds: float, *, now: datetime | None = None
+) -> bool:
+    """Extend a lease `owner` holds; False when another took it over or it is gone.
+
+    Unlike try_acquire this never takes the lease afresh: a row still naming `owner`
+    means no one else held it since, even if it lapsed meanwhile.
+    """
+    expires = (now or utcnow()) + timedelta(seconds=ttl_seconds)
+    renewed = session.execute(
+        update(Lease)
+        .where(Lease.name == name, Lease.owner == owner)
+        .values(expires_at=expires)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(renewed.rowcount)  # type: ignore[attr-defined]
+
+
 def release(session: Session, name: str, owner: str) -> None:
     """Give the lease up if we hold it."""
     session.execute(
@@ -54,20 +82,50 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+@dataclass
+class Held:
+    """The outcome of `holding()`: true while held; `renew()` extends it during long work."""
+
+    db: Database
+    name: str
+    owner: str
+    ttl_seconds: float
+    clock: Clock
+    held: bool = False
+
+    def __bool__(self) -> bool:
+        return self.held
+
+    def renew(self) -> None:
+        """Extend the lease by its TTL from now; raise LeaseLostError if another took it."""
+        with self.db.write() as session:
+            self.held = renew(session, self.name, self.owner, self.ttl_seconds, now=self.clock())
+        if not self.held:
+            raise LeaseLostError(f"lease {self.name} was taken over from {self.owner}")
+
+
 @contextmanager
 def holding(
-    db: Database, name: str, owner: str, ttl_seconds: float, *, wait: float = 0.0
-) -> Iterator[bool]:
+    db: Database,
+    name: str,
+    owner: str,
+    ttl_seconds: float,
+    *,
+    wait: float = 0.0,
+    clock: Clock = utcnow,
+) -> Iterator[Held]:
     """Try to take the lease for the block; yield whether we hold it, give it up after.
 
     With `wait`, try again every half second for up to that many seconds. Taking and
     giving up are short write transactions of their own: the block itself runs outside
-    any transaction, free to call WeCom.
+    any transaction, free to call WeCom. Work that may outlast the TTL calls
+    `held.renew()` as it goes, and stops when that raises LeaseLostError.
     """
+    held = Held(db, name, owner, ttl_seconds, clock)
     deadline = time.monotonic() + wait
     while True:
         with db.write() as session:
-            held = try_acquire(session, name, owner, ttl_seconds)
+            held.held = try_acquire(session, name, owner, ttl_seconds, now=clock())
         if held or time.monotonic() >= deadline:
             break
         time.sleep(0.5)

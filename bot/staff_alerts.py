@@ -6,13 +6,19 @@ database (a crash loses none) and sent by one worker at a time across processes 
 lease), at most one message per member every WINDOW_SECONDS: what piles up meanwhile
 goes out as one message, 「5 位客户已将你删除：张三、李四…」. That is 6 a minute and
 360 an hour per member, leaving room for the other messages our app sends.
+
+The sender keeps the lease between drains and renews it with every claim, and between
+the naps of a send waiting for WeCom budget (which can take an hour), so the lease can
+stay short: a crashed sender's lease passes to another after LEASE_SECONDS (what it had
+claimed, after the claim's own deadline).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import cast
 
 from prometheus_client import Counter, Gauge
@@ -26,6 +32,7 @@ from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.queue import Queue
 from bot.runtime import Runtime
+from bot.wecom import budget
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +131,7 @@ def compose(kind: str, subjects: list[str], texts: list[str]) -> str:
     return head + "、".join(names) + rest
 
 
-def _due_members(session: Session) -> list[str]:
-    now = utcnow()
+def _due_members(session: Session, now: datetime) -> list[str]:
     gathered = now - timedelta(seconds=GATHER_SECONDS)
     waiting = session.execute(
         select(StaffAlert.userid)
@@ -145,8 +151,7 @@ def _due_members(session: Session) -> list[str]:
     return sorted(members - set(recent))
 
 
-def _claim(session: Session, userid: str) -> list[StaffAlert]:
-    now = utcnow()
+def _claim(session: Session, userid: str, now: datetime) -> list[StaffAlert]:
     rows = list(
         session.scalars(
             select(StaffAlert)
@@ -166,7 +171,27 @@ def _claim(session: Session, userid: str) -> list[StaffAlert]:
     return rows
 
 
-def _send(rt: Runtime, userid: str, rows: list[StaffAlert]) -> None:
+def _keeper(
+    rt: Runtime, owner: str, rows: list[StaffAlert], now: Callable[[], datetime]
+) -> Callable[[], None]:
+    """Return a hook renewing the lease and these rows' claim while a send waits."""
+    ids = [r.id for r in rows]
+
+    def renew() -> None:
+        at = now()
+        with rt.db.write() as session:
+            if not leases.renew(session, LEASE, owner, LEASE_SECONDS, now=at):
+                raise leases.LeaseLostError(f"lease {LEASE} was taken over from {owner}")
+            session.execute(
+                update(StaffAlert)
+                .where(StaffAlert.id.in_(ids), StaffAlert.status == SENDING)
+                .values(locked_until=QUEUE.claim_deadline(at))
+            )
+
+    return renew
+
+
+def _send(rt: Runtime, userid: str, rows: list[StaffAlert], keep: Callable[[], None]) -> None:
     by_kind: dict[str, list[StaffAlert]] = defaultdict(list)
     for row in rows:
         by_kind[row.kind].append(row)
@@ -175,11 +200,14 @@ def _send(rt: Runtime, userid: str, rows: list[StaffAlert]) -> None:
         for kind, group in by_kind.items()
     )
     try:
-        rt.wecom.send_app_message([userid], text=text)
-    except WeComError as exc:
+        with budget.while_waiting(keep):
+            rt.wecom.send_app_message([userid], text=text)
+    except (WeComError, leases.LeaseLostError) as exc:
+        # Another sender took over while this one waited: it sends them, later.
+        retryable = not isinstance(exc, WeComError) or exc.retryable
         with rt.db.write() as session:
             for row in rows:
-                dead = QUEUE.fail(session, row.id, row.attempts, str(exc), retryable=exc.retryable)
+                dead = QUEUE.fail(session, row.id, row.attempts, str(exc), retryable=retryable)
                 ALERTS.labels("dead" if dead else "retry").inc()
         log.warning("alert to %s not sent: %s", userid, exc)
         return
@@ -194,18 +222,23 @@ def _send(rt: Runtime, userid: str, rows: list[StaffAlert]) -> None:
     ALERTS.labels("merged").inc(len(rows) - 1)
 
 
-def drain(rt: Runtime, owner: str) -> int:
+def drain(rt: Runtime, owner: str, *, now: Callable[[], datetime] = utcnow) -> int:
     """Send the alerts due now, one message per member; return how many alerts went out."""
     with rt.db.write() as session:
-        if not leases.try_acquire(session, LEASE, owner, LEASE_SECONDS):
+        if not leases.try_acquire(session, LEASE, owner, LEASE_SECONDS, now=now()):
             return 0  # another process sends them
-        members = _due_members(session)
+        members = _due_members(session, now())
     handled = 0
     for userid in members:
         with rt.db.write() as session:
-            rows = _claim(session, userid)
+            at = now()
+            # The claim renews the lease: a batch of slow sends never outlives it.
+            if not leases.renew(session, LEASE, owner, LEASE_SECONDS, now=at):
+                log.warning("staff alerts: another sender took over; %s stops", owner)
+                break
+            rows = _claim(session, userid, at)
         if rows:
-            _send(rt, userid, rows)
+            _send(rt, userid, rows, _keeper(rt, owner, rows, now))
             handled += len(rows)
     return handled
 

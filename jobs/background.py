@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import sys
 import threading
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot import heartbeat, leases, metrics
+from bot.db.types import utcnow
 from bot.runtime import Runtime
 from jobs import registry, runner
+from jobs.leadership import LEASE_RENEW, Leadership
 from jobs.runner import run_job
 from jobs.specs import ScheduledSpec, WorkerSpec
 
 log = logging.getLogger("tagbot.jobs")
-
-SCHEDULER_LEASE = "scheduler"
-LEASE_TTL = 60.0
-LEASE_RENEW = 15.0
 
 
 def _worker_loop(rt: Runtime, spec: WorkerSpec) -> None:
@@ -44,15 +39,18 @@ class Background:
     """The threads one process runs besides serving requests."""
 
     rt: Runtime
-    owner: str = field(
-        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    )
+    owner: str = field(default_factory=leases.new_owner)
     threads: list[threading.Thread] = field(default_factory=list)
     scheduler: BackgroundScheduler | None = None
-    is_leader: threading.Event = field(default_factory=threading.Event)
+    clock: leases.Clock = utcnow  # the lease's clock; tests pass time instead of waiting
+    # A worker's safety poll by name, instead of its spec's: a test sets an hour so that
+    # only a wake-up can explain work done in the meantime.
+    idle_seconds: dict[str, float] = field(default_factory=dict)
+    leader: Leadership = field(init=False)
 
     def __post_init__(self) -> None:
         metrics.register(runner.METRICS)
+        self.leader = Leadership(self.rt.db, self.owner, clock=self.clock)
 
     def start_workers(self) -> None:
         wanted = [s.switch_interval for s in registry.workers() if s.switch_interval is not None]
@@ -62,6 +60,8 @@ class Background:
         # looks abandoned to the others.
         heartbeat.beat(self.rt)
         for spec in registry.workers():
+            if spec.name in self.idle_seconds:
+                spec = replace(spec, idle_seconds=self.idle_seconds[spec.name])
             for i in range(spec.threads(self.rt.settings)):
                 t = threading.Thread(
                     target=_worker_loop, args=(self.rt, spec), name=f"{spec.name}-{i}", daemon=True
@@ -78,35 +78,24 @@ class Background:
                 spec.cron(self.rt.settings), timezone=self.rt.settings.tz
             )
             sched.add_job(
-                self._run_if_leader,
+                self.run_if_leader,
                 trigger,
                 args=(spec,),
                 id=spec.id,
                 coalesce=True,
                 max_instances=1,
             )
-        sched.add_job(self._renew_lease, "interval", seconds=LEASE_RENEW, id="scheduler-lease")
-        self._renew_lease()
+        sched.add_job(self.leader.renew, "interval", seconds=LEASE_RENEW, id="scheduler-lease")
+        self.leader.renew()
         sched.start()
         self.scheduler = sched
 
-    def _renew_lease(self) -> None:
-        try:
-            with self.rt.db.write() as session:
-                held = leases.try_acquire(session, SCHEDULER_LEASE, self.owner, LEASE_TTL)
-        except Exception:
-            log.exception("could not renew the scheduler lease")
-            held = False
-        if held and not self.is_leader.is_set():
-            log.info("this process now runs the scheduled jobs (%s)", self.owner)
-        if held:
-            self.is_leader.set()
-        else:
-            self.is_leader.clear()
-
-    def _run_if_leader(self, spec: ScheduledSpec) -> None:
-        if self.is_leader.is_set():
-            run_job(self.rt, spec.id, spec.run)
+    def run_if_leader(self, spec: ScheduledSpec) -> bool:
+        """Run a scheduled job when this process holds the lease; return whether it ran."""
+        if not self.leader.leads():
+            return False
+        run_job(self.rt, spec.id, spec.run)
+        return True
 
     def stop(self) -> None:
         self.rt.stopping.set()
@@ -117,8 +106,7 @@ class Background:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             try:
-                with self.rt.db.write() as session:
-                    leases.release(session, SCHEDULER_LEASE, self.owner)
+                self.leader.release()
             except Exception:
                 log.exception("could not release the scheduler lease")
         for t in self.threads:

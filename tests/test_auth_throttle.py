@@ -9,8 +9,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
+from bot import auth_failures
 from bot.config import settings_from_mapping
+from bot.db import Database
+from bot.db.models import AuthFailure
 from handlers.app import create_app
 from tests.conftest import ADMIN_TOKEN, AES_KEY, CORP_ID, TOKEN, base_config
 from wecom_sim.crypto import CallbackCrypto as SimCrypto
@@ -120,3 +124,51 @@ def test_trusted_proxies_must_be_addresses(db_url: str) -> None:
     cfg["server"]["trusted_proxies"] = ["not-an-ip"]
     with pytest.raises(ConfigError, match=r"server\.trusted_proxies"):
         settings_from_mapping(cfg, environ={})
+
+
+def test_failures_counted_in_one_process_are_refused_in_another(db_url: str) -> None:
+    """`serve --workers 2`: a guesser alternating between the processes gets no more tries."""
+    one, two = _app(db_url), _app(db_url)  # two runtimes on one database
+    try:
+        workers = (one, two)
+        answers = [
+            _client(workers[i % 2], ATTACKER).get("/api/channels", headers=BAD).status_code
+            for i in range(2 * LIMIT)
+        ]
+        assert answers == [401] * LIMIT + [429] * LIMIT
+        forged = []
+        for i in range(2 * LIMIT):
+            query, body = _callback(1, forged=True)
+            forged.append(_client(workers[i % 2], ATTACKER).post(query, data=body).status_code)
+        assert forged == [401] * LIMIT + [429] * LIMIT
+        for application in workers:
+            other = _client(application, "198.51.100.2")
+            assert other.get("/api/channels", headers=GOOD).status_code == 200
+            assert (
+                _client(application, ATTACKER).get("/api/channels", headers=GOOD).status_code == 429
+            )
+    finally:
+        one.extensions["tagbot"].close()
+        two.extensions["tagbot"].close()
+
+
+def test_failures_leave_the_count_and_the_table_with_the_window(db: Database) -> None:
+    def wait(now: float) -> float:
+        with db.read() as session:
+            return auth_failures.wait(session, "admin", ATTACKER, limit=3, window=60, now=now)
+
+    def record(now: float, address: str = ATTACKER) -> None:
+        with db.write() as session:
+            auth_failures.record(session, "admin", address, window=60, now=now)
+
+    for at in (0.0, 10.0, 20.0):
+        assert wait(at) == 0
+        record(at)
+    assert wait(30.0) == 30.0  # the first failure leaves the window at 60
+    assert wait(60.0) == 0  # two left in the window
+    with db.read() as session:
+        assert auth_failures.wait(session, "callback", ATTACKER, limit=3, window=60, now=30) == 0
+    record(75.0, "192.0.2.1")  # any failure sweeps what left the window, whoever's
+    with db.read() as session:
+        rows = session.execute(select(AuthFailure.address, AuthFailure.at).order_by(AuthFailure.at))
+        assert [tuple(r) for r in rows] == [(ATTACKER, 20.0), ("192.0.2.1", 75.0)]

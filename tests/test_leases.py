@@ -1,4 +1,4 @@
-"""Named leases: one holder at a time, even when threads race for a free or expired one."""
+"""Named leases: one holder at a time, even when threads race; renewals; the one scheduler."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ import pytest
 from sqlalchemy import select, update
 
 from bot import leases
+from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Lease
 from bot.db.types import utcnow
+from bot.runtime import Runtime
+from jobs.background import Background
+from jobs.leadership import LEASE_RENEW, LEASE_TTL
+from jobs.specs import ScheduledSpec
+from tests.support.clock import UtcClock
 
 RACERS = 8
 
@@ -92,3 +98,84 @@ def test_holding_gives_the_lease_up_after_the_block_and_only_when_it_was_taken(
     with pytest.raises(ValueError, match="boom"), leases.holding(db, "job", "c", 60):
         raise ValueError("boom")
     assert owners() == []
+
+
+def test_renew_extends_only_the_owners_lease_and_never_takes_one(db: Database) -> None:
+    t = UtcClock()
+    with db.write() as session:
+        assert leases.try_acquire(session, "job", "a", 60, now=t())
+    t.advance(61)  # a lapsed, and no one took it: a may go on
+    with db.write() as session:
+        assert leases.renew(session, "job", "a", 60, now=t())
+        assert not leases.renew(session, "job", "b", 60, now=t())
+    t.advance(61)
+    with db.write() as session:
+        assert leases.try_acquire(session, "job", "b", 60, now=t())  # b took the lapsed one
+        assert not leases.renew(session, "job", "a", 60, now=t())
+        leases.release(session, "job", "b")
+        # Given up by b: a renewal does not take it afresh (try_acquire would).
+        assert not leases.renew(session, "job", "a", 60, now=t())
+    assert _holder(db, "job") is None
+
+
+def test_holding_renews_and_reports_a_takeover(db: Database) -> None:
+    t = UtcClock()
+    with leases.holding(db, "sync", "a", 60, clock=t) as held:
+        assert held
+        t.advance(50)
+        held.renew()  # 50 s in: good for another 60
+        t.advance(50)
+        with db.write() as session:
+            assert not leases.try_acquire(session, "sync", "b", 60, now=t())
+        t.advance(61)
+        with db.write() as session:
+            assert leases.try_acquire(session, "sync", "b", 60, now=t())
+        with pytest.raises(leases.LeaseLostError):
+            held.renew()
+        assert not held
+    assert _holder(db, "sync") == "b"  # a leaving did not free b's lease
+
+
+def test_two_schedulers_run_each_job_once_and_the_other_takes_over_once(
+    settings: Settings,
+) -> None:
+    t = UtcClock()
+    rts = [Runtime(settings), Runtime(settings)]
+    a, b = (Background(rt, owner=name, clock=t) for rt, name in zip(rts, "ab", strict=True))
+    ran: list[str] = []
+    spec = ScheduledSpec(
+        id="count",
+        run=lambda rt: ran.append("a" if rt is rts[0] else "b"),
+        cron=lambda _s: "* * * * *",
+    )
+
+    def fire() -> None:  # the cron fires in both processes
+        for bg in (a, b):
+            bg.run_if_leader(spec)
+
+    try:
+        assert a.leader.renew()
+        assert not b.leader.renew()
+        fire()
+        t.advance(LEASE_RENEW)
+        assert a.leader.renew()
+        assert not b.leader.renew()
+        fire()
+        assert ran == ["a", "a"]
+        # a stalls past its lease (a long pause): it must not trust the lease it had.
+        t.advance(LEASE_TTL + 1)
+        fire()
+        assert ran == ["a", "a"]
+        assert b.leader.renew()  # b takes over at its next renewal
+        fire()
+        assert not a.leader.renew()  # a wakes up and learns it lost the lease
+        fire()
+        assert ran == ["a", "a", "b", "b"]
+        b.leader.release()  # b stops: a takes over at its next renewal
+        fire()
+        assert a.leader.renew()
+        fire()
+        assert ran == ["a", "a", "b", "b", "a"]
+    finally:
+        for rt in rts:
+            rt.close()

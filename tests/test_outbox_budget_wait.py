@@ -16,37 +16,12 @@ from sqlalchemy import select
 from bot.db.models import OutboxOperation
 from bot.runtime import Runtime
 from bot.tags import catalogue, outbox, push
-from bot.wecom.budget import SharedBudget
-from bot.wecom.client import WeComClient
 from tests.support.configs import settings_for
+from tests.support.shared_time import SharedTime, one_call_an_hour_client
 from wecom_sim import Simulator
 
 MARK = "externalcontact/mark_tag"
 LIMITS = {"calls_per_minute": 1, "calls_per_hour": 1, "interactive_reserve": 0.0}
-
-
-class SharedTime:
-    """Epoch seconds that move only when the budget naps, the simulator's clock along."""
-
-    def __init__(self, sim: Simulator, on_nap: list[object]) -> None:
-        self.now = datetime.now(UTC).timestamp()
-        self.naps = 0
-        self._sim = sim
-        self.on_nap = on_nap
-
-    def clock(self) -> float:
-        return self.now
-
-    def utc(self) -> datetime:
-        return datetime.fromtimestamp(self.now, UTC)
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        self.naps += 1
-        self._sim.advance_time(seconds)
-        for hook in self.on_nap:
-            assert callable(hook)
-            hook()
 
 
 @pytest.fixture
@@ -70,21 +45,6 @@ def _queue_two(rt: Runtime, simulator: Simulator) -> list[str]:
     return exts
 
 
-def _client(rt: Runtime, t: SharedTime, *, stop: threading.Event | None) -> WeComClient:
-    budget = SharedBudget(
-        rt.db,
-        rt.settings.wecom.corp_id,
-        per_minute=1,
-        per_hour=1,
-        interactive_reserve=0.0,
-        clock=t.clock,
-        sleep=t.sleep,
-        stop=stop,
-        nap_seconds=15.0,
-    )
-    return WeComClient(rt.settings.wecom, rt.settings.limits, db=rt.db, budget=budget, stop=stop)
-
-
 def _ops(rt: Runtime) -> list[tuple[str, int]]:
     with rt.db.read() as session:
         rows = session.execute(
@@ -99,7 +59,7 @@ def test_a_worker_waiting_an_hour_for_budget_keeps_its_claims(
     _queue_two(rt, simulator)
     hooks: list[object] = []
     t = SharedTime(simulator, hooks)
-    rt.wecom = _client(rt, t, stop=None)
+    rt.wecom = one_call_an_hour_client(rt, t)
     taken_by_other: list[int] = []
 
     def other_worker() -> None:
@@ -135,7 +95,7 @@ def test_a_stop_ends_the_wait_for_the_hourly_budget_and_puts_the_work_back(
     exts = _queue_two(rt, simulator)
     stop = threading.Event()
     t = SharedTime(simulator, [lambda: stop.set() if t.naps == 3 else None])
-    rt.wecom = _client(rt, t, stop=stop)
+    rt.wecom = one_call_an_hour_client(rt, t, stop=stop)
     assert outbox.drain(rt, limit=10, now=t.utc) == 1
     assert t.naps == 3  # the first nap after the stop ended the wait
     assert _ops(rt) == [("done", 1), ("pending", 0)]

@@ -273,8 +273,11 @@ def test_a_relation_added_by_a_callback_during_the_sync_is_not_marked_lost(
     assert (member, "wm_scanned_mid_sync") in _db_relations(db)
 
 
-def test_a_sync_whose_lease_was_taken_over_stops(rt: Runtime, simulator: Any) -> None:
-    from sqlalchemy import update
+@pytest.mark.parametrize("given_up", [False, True], ids=["held", "given-up"])
+def test_a_sync_whose_lease_was_taken_over_stops(
+    rt: Runtime, simulator: Any, given_up: bool
+) -> None:
+    from sqlalchemy import delete, update
 
     from bot.db.models import Lease
     from bot.errors import TagbotError
@@ -284,12 +287,18 @@ def test_a_sync_whose_lease_was_taken_over_stops(rt: Runtime, simulator: Any) ->
     db = rt.db
 
     class SlowPage(WeComClient):
-        """A page so slow that the lease expired and another sync took it over."""
+        """A page so slow that the lease expired and another sync took it over.
+
+        Given up: that other sync even finished meanwhile; the lease is free, but this
+        sync's pages may still be stale, so it must not take it afresh.
+        """
 
         def batch_get_by_user(self, userids: Any, cursor: str, limit: int) -> Any:
             page = super().batch_get_by_user(userids, cursor, limit)
             with db.write() as session:
-                session.execute(update(Lease).values(owner="the-other-sync"))
+                session.execute(
+                    delete(Lease) if given_up else update(Lease).values(owner="the-other-sync")
+                )
             return page
 
     wecom = SlowPage(rt.settings.wecom, rt.settings.limits, db=db)
@@ -299,9 +308,9 @@ def test_a_sync_whose_lease_was_taken_over_stops(rt: Runtime, simulator: Any) ->
     finally:
         wecom.close()
     with db.read() as session:
-        assert session.scalars(select(Lease.owner).where(Lease.name == "sync")).all() == [
-            "the-other-sync"
-        ]
+        assert session.scalars(select(Lease.owner).where(Lease.name == "sync")).all() == (
+            [] if given_up else ["the-other-sync"]
+        )
 
 
 def test_sync_without_a_bound_developer_account_stores_no_unionids(

@@ -107,10 +107,10 @@ def run_sync(
     with leases.holding(db, LEASE, owner, LEASE_TTL) as held:
         if not held:
             raise TagbotError("另一个同步正在进行 / another sync is running; try again later")
-        return _run(db, wecom, on_progress or (lambda *_: None), owner)
+        return _run(db, wecom, on_progress or (lambda *_: None), held)
 
 
-def _run(db: Database, wecom: WeComClient, progress: ProgressFn, owner: str) -> SyncReport:
+def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.Held) -> SyncReport:
     started = time.monotonic()
     report = SyncReport()
 
@@ -155,9 +155,10 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, owner: str) -> 
             items, cursor = wecom.batch_get_by_user(chunk, cursor, PAGE_LIMIT)
             report.count_call("externalcontact/batch/get_by_user")
             seen |= _apply_page_retrying(db, items, staff_ids, tag_ids, channels, report)
-            with db.write() as session:
-                if not leases.try_acquire(session, LEASE, owner, LEASE_TTL):
-                    raise TagbotError("同步租约已被另一个同步接管 / the sync lease expired")
+            try:
+                lease.renew()
+            except leases.LeaseLostError as exc:
+                raise TagbotError("同步租约已被另一个同步接管 / the sync lease expired") from exc
             if not cursor or cursor in cursors:
                 break
             cursors.add(cursor)

@@ -590,6 +590,21 @@ class Lease(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class AuthFailure(Base):
+    """One failed authentication from a client address, kept for the throttle's window."""
+
+    __tablename__ = "auth_failures"
+    __table_args__ = (
+        Index("ix_auth_failures_scope_address_at", "scope", "address", "at"),
+        Index("ix_auth_failures_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))  # admin | callback
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float]  # seconds since the epoch: every process's clock, unlike monotonic
+
+
 class StaffAlert(Base):
     """An app message for one member, queued so a burst is merged under WeCom's send limit."""
 

@@ -30,7 +30,7 @@ class RetierBusyError(TagbotError):
 def exclusive(rt: Runtime, *, wait: float) -> Iterator[bool]:
     """Hold the re-tier lease for the block; yield False when not got within `wait` s."""
     with leases.holding(rt.db, LEASE, leases.new_owner(), LEASE_TTL, wait=wait) as got:
-        yield got
+        yield bool(got)
 
 
 def retier_configured(

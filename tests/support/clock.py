@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 
 class PassingClock:
@@ -22,3 +23,17 @@ class PassingClock:
         self.now += seconds
         if self._on_sleep is not None:
             self._on_sleep()
+
+
+class UtcClock:
+    """An aware UTC clock that stands still until a test advances it."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Pass `seconds` at once."""
+        self.now += timedelta(seconds=seconds)
