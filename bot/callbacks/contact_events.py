@@ -25,6 +25,7 @@ from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.runtime import Runtime
 from bot.tags import catalogue, outbox
+from bot.tiering import touched
 from bot.wecom.events import CallbackEvent
 from bot.wecom.types import ExternalContact, FollowUser
 
@@ -140,7 +141,12 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
             tag_ids = [our for our, _ in ctx.tag_ids]
     queued = False
     with rt.db.write() as session:
-        _, _, have = _store_contact(session, contact, ev, ctx.id if ctx else None, marked=marked)
+        customer, _, have = _store_contact(
+            session, contact, ev, ctx.id if ctx else None, marked=marked
+        )
+        # A new friend's tiers (潜在客户, 首次渠道, staff_count…) follow within the minute,
+        # not at the next nightly run: the touched re-tier takes them from here.
+        touched.touch(session, [customer.id])
         if ctx is not None:
             # Whatever the direct call could not do goes to the outbox, which retries.
             missing = [t for t in tag_ids if t not in have]
