@@ -330,9 +330,9 @@ class TierPopulation(Base):
 
     __tablename__ = "tier_population"
 
-    customer_id: Mapped[int] = mapped_column(
-        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
-    )
+    # No foreign key: its per-row check doubled the nightly COPY; a deleted customer's row
+    # stays until the next full run, as in an engine's kept population.
+    customer_id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=False)
     spend_365d: Mapped[int] = mapped_column(BigInteger)  # fen, the window's paid orders
     days_since_last_order: Mapped[int] = mapped_column(Integer)  # from the as_of local day
 
