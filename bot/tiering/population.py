@@ -88,9 +88,9 @@ def store(
                     " FROM STDIN"
                 ) as copy,
             ):
-                # Text lines by the chunk: write_row's per-value dumping cost 10x this.
                 while rows := cur.fetchmany(CHUNK):
-                    copy.write("".join(f"{c}\t{f}\t{a}\n" for c, f, a in rows))
+                    for row in rows:
+                        copy.write_row(row)
                     written += len(rows)
         else:
             while rows := cur.fetchmany(CHUNK):
