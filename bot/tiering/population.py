@@ -6,7 +6,10 @@ last paid order — in `tier_population`, and in `tier_population_state` the run
 local day and zone and the profile attributes it saw, in the transaction that finishes
 the run. Days count back from the as_of local day, so the rows rank any as_of of that day
 exactly as the engine's kept population does: an engine holding none for a touched run's
-day and zone loads these rows (their size, not a pass over every order).
+day and zone loads these rows (their size, not a pass over every order). Touched runs leave
+the rows as the full run wrote them: an engine that loads them later ranks against the full
+run's values of customers re-tiered since (an engine keeping its population holds their
+new values), until the next full run.
 """
 
 from __future__ import annotations
