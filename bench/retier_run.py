@@ -5,7 +5,9 @@
 
 Reuses bench/retier.py's data and loading. In one child process per backend (peak RSS its
 own) it runs: the first run (every assignment new), the nightly rerun a day later (few
-moves), and a touched re-tier of 1,000 customers; each with wall time and transitions.
+moves), a touched re-tier of 1,000 customers, and one in a new engine (the first touched
+batch of the day in a process holding no rank population); each with wall time and
+transitions.
 Then the push hand-off: the first tier diff (every relation new, marked sent as the
 outbox would), and a touched re-tier of 1,000 customers who each just paid a VIP order,
 timed with its diff hand-off (`touched+push`: what the fresh-data worker does per batch),
@@ -129,6 +131,20 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             "transitions": report.transitions,
             "steps": {k: round(v, 2) for k, v in report.seconds.items()},
         }
+    # The first touched batch of the day in a process that holds no population (a restarted
+    # worker): what it costs to get the rank basis.
+    ids = list(range(3, spec["customers"] + 1, max(spec["customers"] // TOUCHED, 1)))[:TOUCHED]
+    with MetricsEngine(db, tz=TZ) as new_engine:
+        t0 = time.perf_counter()
+        report = retier(
+            db, dims, tz=TZ, as_of=AS_OF + timedelta(days=1), customer_ids=ids, engine=new_engine
+        )
+        out["touched, new engine"] = {
+            "wall_s": round(time.perf_counter() - t0, 2),
+            "customers": report.customers,
+            "transitions": report.transitions,
+            "steps": {k: round(v, 2) for k, v in report.seconds.items()},
+        }
     with db.read() as session:
         tdims = tier_tags.dimensions(default_tiering(), session=session)
     _tier_tags(db, tdims)
@@ -210,10 +226,10 @@ def main(argv: list[str] | None = None) -> int:
                 cwd=Path(__file__).resolve().parent.parent,
             )
             r = json.loads(done.stdout.strip().splitlines()[-1])
-            for run in ("first", "nightly", "touched", "touched+push"):
+            for run in ("first", "nightly", "touched", "touched, new engine", "touched+push"):
                 x = r[run]
                 print(
-                    f"{backend:<11} {run:<8} customers {x['customers']:>9,}  transitions "
+                    f"{backend:<11} {run:<19} customers {x['customers']:>9,}  transitions "
                     f"{x['transitions']:>9,}  wall {x['wall_s']:>7.2f} s  {x['steps']}"
                 )
             print(

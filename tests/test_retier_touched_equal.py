@@ -1,26 +1,28 @@
 """A touched re-tier after fresh data gives its customers what a full run would, both backends.
 
 On SQLite the touched run reads a copy of its customers' rows only (not the whole file);
-the ranks (R, M, spend percentile) still come from the whole population of buyers.
+the ranks (R, M, spend percentile) still come from the whole population of buyers — kept
+by the engine, or in a new engine the one the day's full run stored.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from bot.config import DimensionSettings
 from bot.db import Database
-from bot.db.models import TierAssignment, TierTransition
+from bot.db.models import Order, TierAssignment, TierPopulation, TierTransition
 from bot.tiering.defaults import default_tiering
 from bot.tiering.engine import MetricsEngine
 from bot.tiering.rules import OTHER_TAG, load_dimensions
 from bot.tiering.run import retier
-from bot.tiering.source import ALIAS, TOUCHED_SNAPSHOT
+from bot.tiering.source import TOUCHED_SNAPSHOT
 from tests.support.deliveries import delivery
+from tests.support.snapshots import attached_path, copied_tables
 from tests.tier_metrics_factory import (
     AS_OF,
     TZ,
@@ -74,14 +76,6 @@ def _fresh_data(db: Database, touched: list[int]) -> None:
                 event(s, c, "click", local(2))
 
 
-def _attached_path(engine: MetricsEngine) -> str:
-    row = engine.con.execute(
-        "SELECT path FROM duckdb_databases() WHERE database_name = ?", [ALIAS]
-    ).fetchone()
-    assert row is not None
-    return str(row[0])
-
-
 def _tiers(db: Database, ids: list[int]) -> dict[tuple[int, str], tuple[str, Any]]:
     with db.read() as s:
         rows = s.execute(
@@ -103,7 +97,7 @@ def test_touched_metrics_and_tiers_equal_a_full_runs_for_those_customers(db: Dat
         _fresh_data(db, touched)
         with kept.compute(as_of=AS_OF, customer_ids=touched) as part:
             if db.is_sqlite:  # its customers' rows only, never the whole file
-                assert Path(_attached_path(kept)).name == TOUCHED_SNAPSHOT
+                assert attached_path(kept).name == TOUCHED_SNAPSHOT
                 assert part.count() == len(touched)
             got = part.rows()
         with MetricsEngine(db, tz=TZ) as fresh, fresh.compute(as_of=AS_OF) as full:
@@ -152,7 +146,7 @@ def test_a_touched_run_on_a_customers_copy_still_sees_the_populations_tag_values
             order(s, fresh, 100, local(1), category="果汁")
         retier(db, cat, tz=TZ, as_of=AS_OF, customer_ids=[fresh.id], engine=kept)
         if db.is_sqlite:
-            assert Path(_attached_path(kept)).name == TOUCHED_SNAPSHOT
+            assert attached_path(kept).name == TOUCHED_SNAPSHOT
     # The population's 茶叶 and 咖啡 fill the room: 其他, as a full run gives (none moves).
     assert _tiers(db, [fresh.id])[(fresh.id, "cat")][0] == OTHER_TAG
     full = retier(db, cat, tz=TZ, as_of=AS_OF)
@@ -196,3 +190,33 @@ def test_a_touched_run_gives_a_new_tag_value_what_a_full_run_gives_at_the_bounda
     retier(db, cat, tz=TZ, as_of=AS_OF)
     full = [_tiers(db, ids)[(i, "cat")][0] for i in ids]
     assert touched == full == expected
+
+
+def test_a_new_engine_ranks_against_the_population_the_days_full_run_stored(
+    db: Database,
+) -> None:
+    ids = _population(db)
+    touched = [*ids[::5], ids[1], ids[2]]
+    retier(db, DIMS, tz=TZ, as_of=AS_OF)  # the nightly run, in a process of its own
+    with MetricsEngine(db, tz=TZ) as fresh, fresh.compute(as_of=AS_OF) as full:
+        expected = full.rows(touched)
+        names = set(full.profile_names)
+    # Everyone else's orders go: only the stored population still knows their spend and
+    # recency, so any pass over the orders would rank the touched customers differently.
+    with db.write() as s:
+        s.execute(delete(Order).where(Order.customer_id.not_in(touched)))
+    later = AS_OF + timedelta(hours=4)  # the same local day
+    with MetricsEngine(db, tz=TZ) as new:  # a worker, or `customer show`, started after it
+        with new.compute(as_of=later, customer_ids=touched) as part:
+            if db.is_sqlite:  # its customers' rows and the stored population, not the file
+                assert attached_path(new).name == TOUCHED_SNAPSHOT
+                assert "tier_population" in copied_tables(new)
+            assert set(part.profile_names) == names
+            assert part.rows() == expected
+        # The next batch ranks against what the engine holds: the stored rows aren't read.
+        with db.write() as s:
+            s.execute(delete(TierPopulation))
+        with new.compute(as_of=later, customer_ids=touched[:3]) as part:
+            if db.is_sqlite:
+                assert "tier_population" not in copied_tables(new)
+            assert part.rows() == {c: expected[c] for c in touched[:3]}

@@ -2,15 +2,17 @@
 
 The kept engine ranks against a population built once per day; the answer must match a
 fresh computation (and the stored tiers of a run at the same as_of), also after one
-customer's data changed.
+customer's data changed. On the day of a full run both rank against the population that run
+stored, so a one-shot explanation needs no pass over everyone's orders.
 """
 
 from __future__ import annotations
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from bot.db import Database
-from bot.db.models import Customer
+from bot.db.models import Customer, Order
 from bot.tiering.defaults import default_tiering
 from bot.tiering.rules import load_dimensions
 from bot.tiering.run import retier
@@ -61,3 +63,24 @@ def test_kept_engine_explains_as_a_fresh_computation_and_as_the_run(db: Database
         assert value.tier != "高价值"
     finally:
         kept.close()
+
+
+def test_on_a_full_runs_day_an_explanation_ranks_against_the_stored_population(
+    db: Database,
+) -> None:
+    with db.write() as s:
+        ids = [c.id for c in _customers(s)]
+    retier(db, DIMS, tz=TZ, as_of=AS_OF)
+    before = _explain(db, ids[5], None)
+    assert [v.now for v in before] == [v.tier for v in before]
+    # Everyone else's orders go: a pass over the orders would rank ids[5] first of one.
+    with db.write() as s:
+        s.execute(delete(Order).where(Order.customer_id != ids[5]))
+    kept = ExplainEngine()
+    try:
+        assert _explain(db, ids[5], None) == before  # `tagbot customer show`, one process
+        assert _explain(db, ids[5], kept) == before  # a serving process
+    finally:
+        kept.close()
+    rfm = next(v for v in before if "m_score" in v.metrics)
+    assert rfm.metrics["m_score"] < 5

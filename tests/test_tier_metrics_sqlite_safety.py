@@ -46,11 +46,11 @@ def test_metrics_on_a_live_sqlite_file_leave_it_intact(
         beater.start()
         engine = MetricsEngine(db, tz="Asia/Shanghai")
         try:
-            # The scanner's own SQLite library never opens the live file, only a copy.
-            assert _attached(engine) != target.resolve()
             for round_ in range(3):  # the bot keeps writing between and after runs
                 with engine.compute(as_of=AS_OF) as frame:
                     assert frame.count() == 50 + round_
+                    # The scanner's own SQLite library never opens the live file, only a copy.
+                    assert _attached(engine) != target.resolve()
                 # A touched run reads a copy of its customers' rows: not the live file either.
                 with engine.compute(as_of=AS_OF, customer_ids=[1, 2, 3]) as frame:
                     assert frame.count() == 3

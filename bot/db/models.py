@@ -327,6 +327,34 @@ class RetierRun(Base):
     changed_customers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class TierPopulation(Base):
+    """One buyer of the last full run's 365-day window: what R/M scores rank against.
+
+    Written whole by each full (not dry) run; `TierPopulationState` says for which as_of
+    local day and zone (bot.tiering.population).
+    """
+
+    __tablename__ = "tier_population"
+
+    # No foreign key: its per-row check doubled the nightly COPY; a deleted customer's row
+    # stays until the next full run, as in an engine's kept population.
+    customer_id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=False)
+    spend_365d: Mapped[int] = mapped_column(BigInteger)  # fen, the window's paid orders
+    days_since_last_order: Mapped[int] = mapped_column(Integer)  # from the as_of local day
+
+
+class TierPopulationState(Base):
+    """The one row saying which full run `tier_population` holds, and for which day."""
+
+    __tablename__ = "tier_population_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # always 1
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    as_of_day: Mapped[date] = mapped_column(Date)  # the run's as_of, local day in `tz`
+    tz: Mapped[str] = mapped_column(String(64))
+    profile_names: Mapped[str] = mapped_column(Text)  # JSON list: the profile.* columns
+
+
 class TouchedCustomer(Base):
     """A customer whose orders, events or profile changed since their last re-tier.
 

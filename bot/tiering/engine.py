@@ -10,13 +10,16 @@ columns it needs into DuckDB (paid orders, events, relations, profile attributes
 
 R and M scores and spend_percentile_365d rank a customer among all the window's buyers
 (orders_365d >= 1). A full run keeps that population (customer, spend, last order) in the
-engine; a touched run (`customer_ids`) re-reads only those customers' rows and ranks them
-against the kept population with their own values replaced. Without a population for the
-same as_of local day and zone, a touched run first builds one (one aggregate pass).
+engine, and a recorded full run stores it in the database too (`population`); a touched
+run (`customer_ids`) re-reads only those customers' rows and ranks them against the kept
+population with their own values replaced. An engine holding none for the as_of local day
+and zone loads the stored one when it is for that day and zone (a new process after the
+nightly run: its rows, not every order), else builds one (one aggregate pass).
 
 On SQLite the engine reads a copy made by the bot's own SQLite (see `source`): a whole
 copy for a full run or a population build, and for a touched run with a population kept
-a copy of its customers' rows only — 1,000 customers cost their rows, not the file.
+or stored a copy of its customers' rows only (with the stored population's rows when it
+loads them) — 1,000 customers cost their rows, not the file.
 """
 
 from __future__ import annotations
@@ -35,14 +38,21 @@ from typing import Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
+from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.errors import ValidationError
-from bot.tiering import metrics_events, metrics_orders, metrics_outreach, metrics_relations
+from bot.tiering import (
+    metrics_events,
+    metrics_orders,
+    metrics_outreach,
+    metrics_relations,
+    population,
+)
 from bot.tiering.clock import Clock
 from bot.tiering.frame import MetricFrame
 from bot.tiering.metrics_relations import quote_ident
-from bot.tiering.source import Source, attach, attach_duckdb, reattach
+from bot.tiering.source import POPULATION_TABLE, Source, attach, attach_duckdb, reattach
 from bot.tiering.tag_values import KeptValues
 from bot.tiering.vocabulary import METRICS
 
@@ -116,10 +126,12 @@ class MetricsEngine:
         # Per-engine, so two engines sharing a temp_directory never share a snapshot.
         self._workdir = Path(temp_dir) / f"source-{os.getpid()}-{id(self)}"
         self._workdir.mkdir(parents=True, exist_ok=True)
+        # SQLite: each compute takes the snapshot it needs (a whole file or some customers').
         self.source: Source | None = (
-            attach(self.con, db, workdir=self._workdir) if db is not None else None
+            attach(self.con, db, workdir=self._workdir)
+            if db is not None and not db.is_sqlite
+            else None
         )
-        self._fresh = True  # the attached snapshot was just taken
         self._partial = False  # the attached snapshot holds some customers only
 
     @classmethod
@@ -135,19 +147,18 @@ class MetricsEngine:
         """Compute the metrics of every customer, or of `customer_ids`, as of `as_of`."""
         if as_of.tzinfo is None:
             raise ValidationError("as_of must be an aware datetime")
-        assert self.source is not None
         ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})
         clock = Clock(self.tz, as_of)
         if self._db is not None and self._db.is_sqlite:
-            # A touched run with a population kept reads a copy of its customers' rows
-            # only; anything else a full copy (the population needs every order).
-            partial = ids is not None and self._has_population(clock)
-            if partial or self._partial or not self._fresh:
-                self.source = reattach(
-                    self.con, self._db, workdir=self._workdir, customer_ids=ids if partial else None
-                )
-            self._partial = partial
-        self._fresh = False
+            # A touched run with a population kept or stored for its day reads a copy of its
+            # customers' rows only; anything else a full copy (a build needs every order).
+            kept = ids is not None and self._has_population(clock)
+            load = ids is not None and not kept and self._stored_serves(clock)
+            self._attach_sqlite(ids if kept or load else None, population=load)
+        needs = ids is not None and self._db is not None and not self._has_population(clock)
+        if needs and not self._load_population(clock) and self._partial:
+            self._attach_sqlite(None)  # replaced meanwhile by another day's: build one
+        assert self.source is not None
         schema = f"frame_{next(self._frames)}"
         cur = self.con.cursor()
         try:
@@ -252,6 +263,59 @@ class MetricsEngine:
         for table in ("om", "topcat", "ranks", "em", "rm", "pm", "dm", "c"):
             self._exec(cur, f"DROP TABLE {table}")
         self._exec(cur, "DROP TABLE IF EXISTS ids")
+
+    def _attach_sqlite(self, ids: list[int] | None, *, population: bool = False) -> None:
+        """Attach a new snapshot: the whole file, or `ids`' rows (and the stored population)."""
+        assert self._db is not None
+        at = reattach if self.source is not None else attach
+        self.source = at(
+            self.con, self._db, workdir=self._workdir, customer_ids=ids, population=population
+        )
+        self._partial = ids is not None
+
+    def _stored_serves(self, clock: Clock) -> bool:
+        """Whether the database's stored population is for this as_of's local day and zone."""
+        assert self._db is not None
+        st = population.stored(self._db)
+        return st is not None and st.serves(clock.as_of_day, self.tz)
+
+    def _load_population(self, clock: Clock) -> bool:
+        """Load the stored population if it is for this local day and zone; say whether."""
+        src = self.source
+        assert src is not None
+        state = population.state_query(src.table("tier_population_state"))
+        cur = self.con.cursor()
+        try:
+            before = population.parse_state(cur.execute(state).fetchone())
+            if before is None or not before.serves(clock.as_of_day, self.tz):
+                return False
+            self._population = None  # the table below is no longer the kept one
+            cur.execute(f"""
+                CREATE OR REPLACE TABLE {self.catalog}.main.population AS
+                SELECT CAST(customer_id AS BIGINT) AS cid, CAST(spend_365d AS BIGINT) AS fen_365d,
+                       CAST(days_since_last_order AS INTEGER) AS last_ago
+                FROM {src.table(POPULATION_TABLE)}""")
+            # PostgreSQL: a full run committing meanwhile changes the state (run ids grow).
+            if population.parse_state(cur.execute(state).fetchone()) != before:
+                return False
+            self._population = _Population(clock.as_of_day, self.tz, before.profile_names)
+            return True
+        finally:
+            cur.close()
+
+    def store_population(self, session: Session, *, run_id: int) -> int:
+        """Store the population of the full run just computed (`population.store`)."""
+        pop = self._population
+        assert pop is not None
+        return population.store(
+            session,
+            self.con,
+            f"SELECT cid, fen_365d, last_ago FROM {self.catalog}.main.population",
+            run_id=run_id,
+            as_of_day=pop.as_of_day,
+            tz=pop.tz,
+            profile_names=pop.profile_names,
+        )
 
     def _has_population(self, clock: Clock) -> bool:
         """Whether the kept rank population is for this as_of's local day and zone."""

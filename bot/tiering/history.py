@@ -41,9 +41,12 @@ def finish_run(
     transitions: int,
     changed_customers: int,
     operations: int,
+    also: Callable[[Session], object] | None = None,
 ) -> None:
-    """Record the run's counts and its end."""
+    """Record the run's counts and its end, with `also`'s writes in the same transaction."""
     with db.write() as session:
+        if also is not None:
+            also(session)
         session.execute(
             update(RetierRun)
             .where(RetierRun.id == run_id)

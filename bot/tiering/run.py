@@ -3,7 +3,8 @@
 `retier()` computes the metrics (all customers, or `customer_ids` for a touched run),
 evaluates the configured dimensions in DuckDB against the current assignments, and —
 unless `dry_run` — records each change in `tier_transitions`, upserts `tier_assignments`
-(`since` = as_of on entering a tier) and writes a `retier_runs` row with the counts.
+(`since` = as_of on entering a tier) and writes a `retier_runs` row with the counts; a
+full run stores its rank population as it finishes (`bot.tiering.population`).
 A dry run writes nothing. Queuing the tier tags for WeCom is the caller's next step
 (`bot.tiering.handoff`).
 """
@@ -99,13 +100,16 @@ def retier(
             tag_values.remember(
                 eng.kept_values, con, tag_dims, run_id=report.run_id, full=ids is None
             )
+            run_id = report.run_id
             history.finish_run(
                 db,
-                report.run_id,
+                run_id,
                 customers=report.customers,
                 transitions=report.transitions,
                 changed_customers=report.changed_customers,
                 operations=report.relations_to_mark,
+                # A run cut short leaves the previous population: it is still that run's.
+                also=(lambda s: eng.store_population(s, run_id=run_id)) if ids is None else None,
             )
             report.seconds["record"] = time.perf_counter() - t2
             return report

@@ -35,7 +35,9 @@ CUSTOMER_TABLES = {
     "campaign_deliveries": "customer_id",  # reach metrics
 }
 # ... and these small tables whole.
-WHOLE_TABLES = ("channels", "campaign_runs")
+WHOLE_TABLES = ("channels", "campaign_runs", "tier_population_state")
+# The stored rank population, whole, when a touched run loads it (bot.tiering.population).
+POPULATION_TABLE = "tier_population"
 
 
 class MetricsSourceError(TagbotError):
@@ -121,14 +123,17 @@ def snapshot_sqlite(db: Database, dest: Path) -> None:
         source.close()
 
 
-def snapshot_sqlite_customers(db: Database, dest: Path, customer_ids: Sequence[int]) -> None:
+def snapshot_sqlite_customers(
+    db: Database, dest: Path, customer_ids: Sequence[int], *, population: bool = False
+) -> None:
     """Copy what a touched run reads of `customer_ids` to `dest`, by the bot's own SQLite.
 
     The same safety as `snapshot_sqlite` at the size of the touched customers' rows, not the
     whole file: each table of CUSTOMER_TABLES with their rows only (its customer_id index),
     WHOLE_TABLES in full, all read in one transaction (one consistent snapshot). What the
-    population holds comes from elsewhere: its ranks from the engine's kept population,
-    the tag_from values held from `bot.tiering.tag_values`.
+    population holds comes from elsewhere: its ranks from the engine's kept population or,
+    with `population`, the stored one copied whole here too; the tag_from values held
+    from `bot.tiering.tag_values`.
     """
     path = make_url(db.url).database
     if not path or path == ":memory:":
@@ -142,7 +147,8 @@ def snapshot_sqlite_customers(db: Database, dest: Path, customer_ids: Sequence[i
             "INSERT OR IGNORE INTO temp.touched_ids VALUES (?)", [(int(i),) for i in customer_ids]
         )
         con.execute("BEGIN")
-        for table in (*CUSTOMER_TABLES, *WHOLE_TABLES):
+        whole = (*WHOLE_TABLES, POPULATION_TABLE) if population else WHOLE_TABLES
+        for table in (*CUSTOMER_TABLES, *whole):
             row = con.execute(
                 "SELECT sql FROM live.sqlite_master WHERE type = 'table' AND name = ?", [table]
             ).fetchone()
@@ -165,11 +171,13 @@ def attach(
     *,
     workdir: Path,
     customer_ids: Sequence[int] | None = None,
+    population: bool = False,
 ) -> Source:
     """Attach the bot's database to `con` read-only and return how to name its tables.
 
     SQLite is attached as a fresh snapshot in `workdir` (see `snapshot_sqlite`); with
-    `customer_ids`, a snapshot of those customers' rows only (`snapshot_sqlite_customers`).
+    `customer_ids`, a snapshot of those customers' rows only (`snapshot_sqlite_customers`),
+    plus the stored rank population with `population`.
     """
     if db.is_sqlite:
         if customer_ids is None:
@@ -179,7 +187,7 @@ def attach(
         else:
             copy = workdir / TOUCHED_SNAPSHOT
             (workdir / FULL_SNAPSHOT).unlink(missing_ok=True)
-            snapshot_sqlite_customers(db, copy, customer_ids)
+            snapshot_sqlite_customers(db, copy, customer_ids, population=population)
         load_extension(con, "sqlite_scanner")
         con.execute(f"ATTACH {_literal(str(copy))} AS {ALIAS} (TYPE sqlite, READ_ONLY)")
         return Source("sqlite", f"{ALIAS}.main", aware_timestamps=False)
@@ -202,10 +210,11 @@ def reattach(
     *,
     workdir: Path,
     customer_ids: Sequence[int] | None = None,
+    population: bool = False,
 ) -> Source:
     """Attach the database again: on SQLite a new snapshot, so a later run reads fresh rows."""
     con.execute(f"DETACH {ALIAS}")
-    return attach(con, db, workdir=workdir, customer_ids=customer_ids)
+    return attach(con, db, workdir=workdir, customer_ids=customer_ids, population=population)
 
 
 def attach_duckdb(con: duckdb.DuckDBPyConnection, path: str) -> Source:

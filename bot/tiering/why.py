@@ -5,11 +5,13 @@ stored tier as the current one (so `stay` and the dwell read as a run would read
 in config order, later rules seeing the tiers the earlier ones give.
 
 The customer's own metrics read only their rows, but R/M scores and the spend percentile
-rank them among every buyer: a pass over all orders. A serving process therefore keeps
-an `ExplainEngine` whose ranking population is built once per local day and reused, the
-way a touched re-tier ranks against the kept population (so the answer is the one a
-touched run of this customer gives; on the day of a full run, the full run's). A one-shot
-command (`tagbot customer show`) still pays the one pass.
+rank them among every buyer. On the day of a full run that population is the one the run
+stored (`bot.tiering.population`), so an explanation costs the customer's rows and the
+stored population's, and gives the full run's answer; on a day without one it is a pass
+over all orders. A serving process keeps an `ExplainEngine` whose population is loaded
+(or built) once per local day and reused, the way a touched re-tier ranks against the
+kept population (so the answer is the one a touched run of this customer gives); a
+one-shot command (`tagbot customer show`) loads it each time.
 """
 
 from __future__ import annotations

@@ -1,0 +1,127 @@
+"""The rank population a full run leaves in the database, for touched runs in any process.
+
+R and M scores and spend_percentile_365d rank a customer among all the window's buyers.
+Each full (not dry) run stores those buyers — customer, spend_365d in fen, days since the
+last paid order — in `tier_population`, and in `tier_population_state` the run, its as_of
+local day and zone and the profile attributes it saw, in the transaction that finishes
+the run. Days count back from the as_of local day, so the rows rank any as_of of that day
+exactly as the engine's kept population does: an engine holding none for a touched run's
+day and zone loads these rows (their size, not a pass over every order). Touched runs leave
+the rows as the full run wrote them: an engine that loads them later ranks against the full
+run's values of customers re-tiered since (an engine keeping its population holds their
+new values), until the next full run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import duckdb
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from bot.db import Database
+from bot.db.models import TierPopulationState
+
+STATE_ID = 1
+CHUNK = 50_000  # rows fetched from DuckDB at a time
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Which run the stored population is from, and for which local day and zone."""
+
+    run_id: int
+    as_of_day: date
+    tz: str
+    profile_names: list[str]
+
+    def serves(self, as_of_day: date, tz: str) -> bool:
+        """Whether these rows rank a run of `as_of_day` in `tz`."""
+        return (self.as_of_day, self.tz) == (as_of_day, tz)
+
+
+def stored(db: Database) -> Stored | None:
+    """Return the stored population's state (None before the first full run)."""
+    with db.read() as session:
+        row = session.get(TierPopulationState, STATE_ID)
+        if row is None:
+            return None
+        return Stored(row.run_id, row.as_of_day, row.tz, json.loads(row.profile_names))
+
+
+def parse_state(row: Sequence[Any] | None) -> Stored | None:
+    """Return the state from a (run_id, as_of_day text, tz, profile_names) row read in DuckDB."""
+    if row is None:
+        return None
+    run_id, day, tz, names = row
+    return Stored(int(run_id), date.fromisoformat(str(day)[:10]), str(tz), json.loads(names))
+
+
+def store(
+    session: Session,
+    con: duckdb.DuckDBPyConnection,
+    rows_sql: str,
+    *,
+    run_id: int,
+    as_of_day: date,
+    tz: str,
+    profile_names: Sequence[str],
+) -> int:
+    """Replace the stored population by `rows_sql`'s (cid, fen_365d, last_ago); return its size.
+
+    SQLite: executemany of plain ints; PostgreSQL: COPY (as bot.tiering.history writes).
+    """
+    conn = session.connection()
+    conn.exec_driver_sql("DELETE FROM tier_population")
+    cur = con.cursor()
+    written = 0
+    try:
+        cur.execute(rows_sql)
+        if conn.dialect.name == "postgresql":
+            raw: Any = conn.connection.driver_connection  # psycopg 3, in the session's transaction
+            with (
+                raw.cursor() as pg,
+                pg.copy(
+                    "COPY tier_population (customer_id, spend_365d, days_since_last_order)"
+                    " FROM STDIN"
+                ) as copy,
+            ):
+                while rows := cur.fetchmany(CHUNK):
+                    for row in rows:
+                        copy.write_row(row)
+                    written += len(rows)
+        else:
+            while rows := cur.fetchmany(CHUNK):
+                conn.exec_driver_sql(
+                    "INSERT INTO tier_population (customer_id, spend_365d, days_since_last_order)"
+                    " VALUES (?, ?, ?)",
+                    [(int(c), int(f), int(a)) for c, f, a in rows],
+                )
+                written += len(rows)
+    finally:
+        cur.close()
+    session.execute(delete(TierPopulationState))
+    session.add(
+        TierPopulationState(
+            id=STATE_ID,
+            run_id=run_id,
+            as_of_day=as_of_day,
+            tz=tz,
+            profile_names=json.dumps(sorted(profile_names), ensure_ascii=False),
+        )
+    )
+    session.flush()
+    return written
+
+
+def state_query(table: str) -> str:
+    """Return DuckDB SQL reading the state row from the attached `table`."""
+    return (
+        f"SELECT run_id, CAST(as_of_day AS VARCHAR), tz, profile_names FROM {table}"
+        f" WHERE id = {STATE_ID}"
+    )
