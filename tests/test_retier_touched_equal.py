@@ -14,6 +14,7 @@ from sqlalchemy import select
 from bot.config import DimensionSettings
 from bot.db import Database
 from bot.db.models import TierAssignment, TierTransition
+from bot.tiering import pg_copy
 from bot.tiering.defaults import default_tiering
 from bot.tiering.engine import MetricsEngine
 from bot.tiering.rules import OTHER_TAG, load_dimensions
@@ -156,3 +157,32 @@ def test_a_touched_run_on_a_customers_copy_still_sees_the_populations_tag_values
     assert _tiers(db, [fresh.id])[(fresh.id, "cat")][0] == OTHER_TAG
     full = retier(db, cat, tz=TZ, as_of=AS_OF)
     assert [(m.dimension, m.from_tier, m.to_tier, m.customers) for m in full.moves] == []
+
+
+def test_a_touched_run_reads_text_as_a_full_run_does(db: Database) -> None:
+    # PostgreSQL's touched copy goes through CSV: commas, quotes, newlines, the empty string
+    # (a value, not a missing one) and text that looks like NULL must come back as stored.
+    values = ['a,"b"\nc', "", "  padded  ", "\\N", "NULL", "逗号，中文"]
+    name = 'note, "quoted"'
+    with db.write() as s:
+        st = staff(s, "u")
+        ch = channel(s, 'shop, "north"\nfloor 2')
+        ids = []
+        for i, value in enumerate(values):
+            c = customer(s, f"t{i}")
+            relation(s, c, st, added=local(3), ch=ch)
+            order(s, c, 100 + i, local(2), category=value)
+            profile(s, c, name, value)
+            ids.append(c.id)
+    with MetricsEngine(db, tz=TZ) as kept:
+        kept.compute(as_of=AS_OF).close()  # the population: touched runs read a copy next
+        with kept.compute(as_of=AS_OF, customer_ids=ids) as part:
+            assert kept.source is not None
+            if not db.is_sqlite:
+                assert kept.source.prefix.endswith(f".{pg_copy.SCHEMA}")
+            got = part.rows()
+    with MetricsEngine(db, tz=TZ) as fresh, fresh.compute(as_of=AS_OF) as full:
+        expected = full.rows(ids)
+    assert got == expected
+    assert [got[c][f"profile.{name}"] for c in ids] == values
+    assert {got[c]["channel"] for c in ids} == {'shop, "north"\nfloor 2'}
