@@ -38,13 +38,7 @@ import duckdb
 
 from bot.db import Database
 from bot.errors import ValidationError
-from bot.tiering import (
-    metrics_events,
-    metrics_orders,
-    metrics_outreach,
-    metrics_relations,
-    pg_copy,
-)
+from bot.tiering import metrics_events, metrics_orders, metrics_outreach, metrics_relations
 from bot.tiering.clock import Clock
 from bot.tiering.frame import MetricFrame
 from bot.tiering.metrics_relations import quote_ident
@@ -125,7 +119,6 @@ class MetricsEngine:
         self.source: Source | None = (
             attach(self.con, db, workdir=self._workdir) if db is not None else None
         )
-        self._attached = self.source  # PostgreSQL: the scanner, for all but touched runs
         self._fresh = True  # the attached snapshot was just taken
         self._partial = False  # the attached snapshot holds some customers only
 
@@ -154,14 +147,6 @@ class MetricsEngine:
                     self.con, self._db, workdir=self._workdir, customer_ids=ids if partial else None
                 )
             self._partial = partial
-        elif self._db is not None and self._attached is not None:
-            # PostgreSQL: a touched run with a population kept reads a copy of its
-            # customers' rows taken by psycopg; anything else the scanner.
-            self.source = self._attached
-            if ids is not None and self._has_population(clock):
-                self.source = pg_copy.copy_customers(
-                    self.con, self._db, ids, catalog=self.catalog, workdir=self._workdir
-                )
         self._fresh = False
         schema = f"frame_{next(self._frames)}"
         cur = self.con.cursor()
