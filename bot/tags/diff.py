@@ -280,11 +280,26 @@ def _analyze(session: Session, table: Table) -> None:
         session.execute(text(f"ANALYZE {table.name}"))
 
 
+def _empty(session: Session, *tables: Table) -> None:
+    """Empty scratch tables: on PostgreSQL by TRUNCATE, which gives back their pages.
+
+    Temporary tables are never vacuumed: emptied by DELETE after a full diff (millions of
+    rows through them), they kept every page, and each later diff on that pooled
+    connection scanned them all (0.7-0.9 s for a touched batch of 1,000 at 1 M customers).
+    """
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("TRUNCATE " + ", ".join(t.name for t in tables)))
+        return
+    for table in tables:
+        conn.execute(table.delete())
+
+
 def _scratch(session: Session) -> None:
     conn = session.connection()
     for table in (_changes, _relations):
         table.create(conn, checkfirst=True)
-        conn.execute(table.delete())
+    _empty(session, _changes, _relations)
 
 
 def _upsert_changes(session: Session) -> None:
@@ -317,7 +332,7 @@ def enqueue_customers(
     conn = session.connection()
     for table in (_customers, _scope):
         table.create(conn, checkfirst=True)
-        conn.execute(table.delete())
+    _empty(session, _customers, _scope)
     ids = sorted({int(c) for c in customer_ids})
     if ids:
         conn.execute(insert(_customers), [{"customer_id": c} for c in ids])
@@ -334,8 +349,7 @@ def enqueue_customers(
     try:
         return _enqueue(session, tmap, Scope(customers=True))
     finally:
-        conn.execute(_customers.delete())
-        conn.execute(_scope.delete())
+        _empty(session, _customers, _scope)
 
 
 def _enqueue(session: Session, tmap: TierTagMap, scope: Scope) -> DiffReport:
@@ -432,9 +446,7 @@ def _enqueue(session: Session, tmap: TierTagMap, scope: Scope) -> DiffReport:
         )
         or 0
     )
-    conn = session.connection()
-    conn.execute(_changes.delete())
-    conn.execute(_relations.delete())
+    _empty(session, _changes, _relations)
     return report
 
 
