@@ -73,9 +73,9 @@ def backend_url(args: argparse.Namespace, workdir: Path, backend: str) -> str:
     return pg_schema_url(f"bench_retier_{tag}")
 
 
-def touched_ids(customers: int) -> list[int]:
-    """Ids spread over the id range, as fresh orders would be."""
-    return list(range(1, customers + 1, max(customers // TOUCHED, 1)))[:TOUCHED]
+def touched_ids(customers: int, *, first: int = 1) -> list[int]:
+    """Ids spread over the id range from `first`, as fresh orders would be."""
+    return list(range(first, customers + 1, max(customers // TOUCHED, 1)))[:TOUCHED]
 
 
 @contextlib.contextmanager

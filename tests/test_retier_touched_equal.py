@@ -220,3 +220,31 @@ def test_a_new_engine_ranks_against_the_population_the_days_full_run_stored(
             if db.is_sqlite:
                 assert "tier_population" not in copied_tables(new)
             assert part.rows() == {c: expected[c] for c in touched[:3]}
+
+
+def test_a_touched_run_reads_text_as_a_full_run_does(db: Database) -> None:
+    # Commas, quotes, newlines, the empty string (a value, not a missing one) and text that
+    # looks like NULL come back from a touched run's reads as stored, as a full run reads them.
+    values = ['a,"b"\nc', "", "  padded  ", "\\N", "NULL", "逗号，中文"]
+    name = 'note, "quoted"'
+    with db.write() as s:
+        st = staff(s, "u")
+        ch = channel(s, 'shop, "north"\nfloor 2')
+        ids = []
+        for i, value in enumerate(values):
+            c = customer(s, f"t{i}")
+            relation(s, c, st, added=local(3), ch=ch)
+            order(s, c, 100 + i, local(2), category=value)
+            profile(s, c, name, value)
+            ids.append(c.id)
+    with MetricsEngine(db, tz=TZ) as kept:
+        kept.compute(as_of=AS_OF).close()  # the population: on SQLite a customers' copy next
+        with kept.compute(as_of=AS_OF, customer_ids=ids) as part:
+            if db.is_sqlite:
+                assert attached_path(kept).name == TOUCHED_SNAPSHOT
+            got = part.rows()
+    with MetricsEngine(db, tz=TZ) as fresh, fresh.compute(as_of=AS_OF) as full:
+        expected = full.rows(ids)
+    assert got == expected
+    assert [got[c][f"profile.{name}"] for c in ids] == values
+    assert {got[c]["channel"] for c in ids} == {'shop, "north"\nfloor 2'}

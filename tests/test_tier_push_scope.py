@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import closing
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from bot.db.models import Customer, OutboxOperation
 from bot.runtime import Runtime
@@ -134,3 +134,28 @@ def test_a_touched_re_tier_hands_off_only_its_customers(
     assert handoff is not None
     assert handoff.queued == 1
     assert _queued_for(rt) == [("alice", corp[1])]
+
+
+def test_a_diff_leaves_its_scratch_tables_without_pages(rt: Runtime, corp: list[str]) -> None:
+    # Temporary tables are never vacuumed: pages a big diff filled and only DELETE emptied
+    # would be scanned by every later diff on that pooled connection.
+    if rt.db.is_sqlite:
+        pytest.skip("SQLite's DELETE without WHERE truncates")
+    from bot.tags import diff
+
+    assign_tiers(rt, {c: {"value": "低价值", "activity": "沉睡"} for c in corp})
+    push.enqueue_tier_push(rt, customer_ids=[])  # creates the tier tags in WeCom
+    with rt.db.read() as session:
+        dims = push.tier_tags.dimensions(rt.settings.tiering, session=session)
+    with rt.db.write() as session:
+        tmap = diff.tag_map(session, dims)
+        report = diff.enqueue_range(session, tmap, 0, 10**12)
+        customers = diff.enqueue_customers(session, tmap, _ids(rt, *corp))
+        sizes = session.execute(
+            text(
+                "SELECT pg_relation_size('tier_diff_changes') + pg_relation_size"
+                "('tier_diff_relations') + pg_relation_size('tier_diff_scope')"
+            )
+        ).scalar_one()
+    assert (report.changed, report.adds, customers.relations) == (5, 10, 5)
+    assert sizes == 0

@@ -91,14 +91,20 @@ _customers = Table(
     Column("customer_id", BigInteger, primary_key=True),
     prefixes=["TEMPORARY"],
 )
+_scope = Table(  # those customers' relations: looked up once, not by each side of the diff
+    "tier_diff_scope",
+    _SCRATCH,
+    Column("relation_id", BigInteger, primary_key=True),
+    prefixes=["TEMPORARY"],
+)
 
 
 @dataclass(frozen=True)
 class Scope:
     """The relations one transaction diffs: an id range, or every relation of some customers.
 
-    `customers` means the scratch table `tier_diff_customers` holds them (see
-    `enqueue_customers`); both filters use an index (relation ids, relation customer_id).
+    `customers` means the scratch table `tier_diff_scope` holds their relations (see
+    `enqueue_customers`); both filters are relation ids (the primary keys).
     """
 
     lo: int = 0
@@ -108,13 +114,13 @@ class Scope:
     def relations(self) -> ColumnElement[bool]:
         """Filter on follow_relations."""
         if self.customers:
-            return FollowRelation.customer_id.in_(select(_customers.c.customer_id))
+            return FollowRelation.id.in_(select(_scope.c.relation_id))
         return FollowRelation.id.between(self.lo, self.hi)
 
     def relation_tags(self) -> ColumnElement[bool]:
         """Filter on relation_tags (joined to follow_relations)."""
         if self.customers:
-            return self.relations()
+            return RelationTag.relation_id.in_(select(_scope.c.relation_id))
         return RelationTag.relation_id.between(self.lo, self.hi)
 
 
@@ -274,11 +280,26 @@ def _analyze(session: Session, table: Table) -> None:
         session.execute(text(f"ANALYZE {table.name}"))
 
 
+def _empty(session: Session, *tables: Table) -> None:
+    """Empty scratch tables: on PostgreSQL by TRUNCATE, which gives back their pages.
+
+    Temporary tables are never vacuumed: emptied by DELETE after a full diff (millions of
+    rows through them), they kept every page, and each later diff on that pooled
+    connection scanned them all (0.7-0.9 s for a touched batch of 1,000 at 1 M customers).
+    """
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("TRUNCATE " + ", ".join(t.name for t in tables)))
+        return
+    for table in tables:
+        conn.execute(table.delete())
+
+
 def _scratch(session: Session) -> None:
     conn = session.connection()
     for table in (_changes, _relations):
         table.create(conn, checkfirst=True)
-        conn.execute(table.delete())
+    _empty(session, _changes, _relations)
 
 
 def _upsert_changes(session: Session) -> None:
@@ -309,16 +330,26 @@ def enqueue_customers(
 ) -> DiffReport:
     """Queue the differences for every relation of `customer_ids` (the caller commits)."""
     conn = session.connection()
-    _customers.create(conn, checkfirst=True)
-    conn.execute(_customers.delete())
+    for table in (_customers, _scope):
+        table.create(conn, checkfirst=True)
+    _empty(session, _customers, _scope)
     ids = sorted({int(c) for c in customer_ids})
     if ids:
         conn.execute(insert(_customers), [{"customer_id": c} for c in ids])
     _analyze(session, _customers)
+    conn.execute(
+        insert(_scope).from_select(
+            ["relation_id"],
+            select(FollowRelation.id).where(
+                FollowRelation.customer_id.in_(select(_customers.c.customer_id))
+            ),
+        )
+    )
+    _analyze(session, _scope)
     try:
         return _enqueue(session, tmap, Scope(customers=True))
     finally:
-        conn.execute(_customers.delete())
+        _empty(session, _customers, _scope)
 
 
 def _enqueue(session: Session, tmap: TierTagMap, scope: Scope) -> DiffReport:
@@ -326,9 +357,16 @@ def _enqueue(session: Session, tmap: TierTagMap, scope: Scope) -> DiffReport:
     if not tmap.owned_ids:
         return report
     _scratch(session)
-    desired, actual = _desired(tmap, scope), _actual(tmap, scope)
-    adds = except_(desired, actual).subquery()
-    removes = except_(actual, desired).subquery()
+    # Each side once (a CTE named twice is materialised), not once per direction: the
+    # two EXCEPTs read the scope's relations, assignments and tags twice over otherwise.
+    desired = _desired(tmap, scope).cte("tier_diff_desired")
+    actual = _actual(tmap, scope).cte("tier_diff_actual")
+    want, have = (
+        select(desired.c.relation_id, desired.c.tag_id),
+        select(actual.c.relation_id, actual.c.tag_id),
+    )
+    adds = except_(want, have).subquery()
+    removes = except_(have, want).subquery()
     session.execute(
         insert(_changes).from_select(
             ["relation_id", "tag_id", "action"],
@@ -408,9 +446,7 @@ def _enqueue(session: Session, tmap: TierTagMap, scope: Scope) -> DiffReport:
         )
         or 0
     )
-    conn = session.connection()
-    conn.execute(_changes.delete())
-    conn.execute(_relations.delete())
+    _empty(session, _changes, _relations)
     return report
 
 
