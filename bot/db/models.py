@@ -330,8 +330,8 @@ class RetierRun(Base):
 class TierPopulation(Base):
     """One buyer of the last full run's 365-day window: what R/M scores rank against.
 
-    Written whole by each full (not dry) run; `TierPopulationState` says for which as_of
-    local day and zone (bot.tiering.population).
+    Written whole by each full (not dry) run, its customers' rows by each touched run of
+    the same as_of local day and zone; `TierPopulationState` says which (bot.tiering.population).
     """
 
     __tablename__ = "tier_population"

@@ -12,9 +12,10 @@ R and M scores and spend_percentile_365d rank a customer among all the window's 
 (orders_365d >= 1). A full run keeps that population (customer, spend, last order) in the
 engine, and a recorded full run stores it in the database too (`population`); a touched
 run (`customer_ids`) re-reads only those customers' rows and ranks them against the kept
-population with their own values replaced. An engine holding none for the as_of local day
-and zone loads the stored one when it is for that day and zone (a new process after the
-nightly run: its rows, not every order), else builds one (one aggregate pass).
+population with their own values replaced (a recorded one replaces them in the stored
+population too, when it is for the run's day and zone). An engine holding none for the
+as_of local day and zone loads the stored one when it is for that day and zone (a new
+process after the nightly run: its rows, not every order), else builds one (one pass).
 
 On SQLite the engine reads a copy made by the bot's own SQLite (see `source`): a whole
 copy for a full run or a population build, and for a touched run with a population kept
@@ -312,6 +313,24 @@ class MetricsEngine:
             self.con,
             f"SELECT cid, fen_365d, last_ago FROM {self.catalog}.main.population",
             run_id=run_id,
+            as_of_day=pop.as_of_day,
+            tz=pop.tz,
+            profile_names=pop.profile_names,
+        )
+
+    def store_touched(self, session: Session, customer_ids: list[int]) -> bool:
+        """Update the stored population's rows of a touched run's customers (`population`)."""
+        pop = self._population
+        assert pop is not None
+        rows = self.con.execute(
+            f"SELECT cid, fen_365d, last_ago FROM {self.catalog}.main.population"
+            " WHERE cid IN (SELECT unnest(?::BIGINT[])) ORDER BY cid",
+            [customer_ids],
+        ).fetchall()
+        return population.update_touched(
+            session,
+            customer_ids,
+            [(int(c), int(f), int(a)) for c, f, a in rows],
             as_of_day=pop.as_of_day,
             tz=pop.tz,
             profile_names=pop.profile_names,

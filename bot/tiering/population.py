@@ -6,10 +6,11 @@ last paid order — in `tier_population`, and in `tier_population_state` the run
 local day and zone and the profile attributes it saw, in the transaction that finishes
 the run. Days count back from the as_of local day, so the rows rank any as_of of that day
 exactly as the engine's kept population does: an engine holding none for a touched run's
-day and zone loads these rows (their size, not a pass over every order). Touched runs leave
-the rows as the full run wrote them: an engine that loads them later ranks against the full
-run's values of customers re-tiered since (an engine keeping its population holds their
-new values), until the next full run.
+day and zone loads these rows (their size, not a pass over every order). A touched (not
+dry) run of that day and zone replaces its customers' rows by their new values (a buyer
+may stop being one) and adds the profile attributes it saw, in the transaction that
+finishes it: an engine that loads the rows later ranks as one that kept its population.
+Both writers lock the state row first, so a full and a touched run never interleave.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ from datetime import date
 from typing import Any
 
 import duckdb
-from sqlalchemy import delete
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from bot.db import Database
-from bot.db.models import TierPopulationState
+from bot.db.models import TierPopulation, TierPopulationState
 
 STATE_ID = 1
 CHUNK = 50_000  # rows fetched from DuckDB at a time
+IDS_CHUNK = 500  # customer ids per DELETE ... IN (SQLite's bound-parameter limit)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ def store(
 
     SQLite: executemany of plain ints; PostgreSQL: COPY (as bot.tiering.history writes).
     """
+    _lock_state(session)
     conn = session.connection()
     conn.exec_driver_sql("DELETE FROM tier_population")
     cur = con.cursor()
@@ -117,6 +120,45 @@ def store(
     )
     session.flush()
     return written
+
+
+def _lock_state(session: Session) -> TierPopulationState | None:
+    """Return the state row, locked till the transaction ends (PostgreSQL; SQLite: one writer)."""
+    return session.scalars(
+        select(TierPopulationState).where(TierPopulationState.id == STATE_ID).with_for_update()
+    ).one_or_none()
+
+
+def update_touched(
+    session: Session,
+    customer_ids: Sequence[int],
+    rows: Sequence[tuple[int, int, int]],
+    *,
+    as_of_day: date,
+    tz: str,
+    profile_names: Sequence[str],
+) -> bool:
+    """Replace `customer_ids`' stored rows by `rows` (cid, fen_365d, last_ago); say whether.
+
+    Only when the stored state serves `as_of_day` in `tz`: another day's rows count days
+    from another day. `profile_names` join the state's.
+    """
+    state = _lock_state(session)
+    if state is None or (state.as_of_day, state.tz) != (as_of_day, tz):
+        return False
+    ids = sorted(set(customer_ids))
+    for i in range(0, len(ids), IDS_CHUNK):
+        part = ids[i : i + IDS_CHUNK]
+        session.execute(delete(TierPopulation).where(TierPopulation.customer_id.in_(part)))
+    if rows:
+        session.execute(
+            insert(TierPopulation),
+            [{"customer_id": c, "spend_365d": f, "days_since_last_order": a} for c, f, a in rows],
+        )
+    names = sorted(set(json.loads(state.profile_names)) | set(profile_names))
+    state.profile_names = json.dumps(names, ensure_ascii=False)
+    session.flush()
+    return True
 
 
 def state_query(table: str) -> str:

@@ -4,7 +4,8 @@
 evaluates the configured dimensions in DuckDB against the current assignments, and —
 unless `dry_run` — records each change in `tier_transitions`, upserts `tier_assignments`
 (`since` = as_of on entering a tier) and writes a `retier_runs` row with the counts; a
-full run stores its rank population as it finishes (`bot.tiering.population`).
+full run stores its rank population as it finishes, a touched run its customers' rows of
+it (`bot.tiering.population`).
 A dry run writes nothing. Queuing the tier tags for WeCom is the caller's next step
 (`bot.tiering.handoff`).
 """
@@ -109,7 +110,11 @@ def retier(
                 changed_customers=report.changed_customers,
                 operations=report.relations_to_mark,
                 # A run cut short leaves the previous population: it is still that run's.
-                also=(lambda s: eng.store_population(s, run_id=run_id)) if ids is None else None,
+                also=(
+                    (lambda s: eng.store_population(s, run_id=run_id))
+                    if ids is None
+                    else (lambda s: eng.store_touched(s, ids))
+                ),
             )
             report.seconds["record"] = time.perf_counter() - t2
             return report
