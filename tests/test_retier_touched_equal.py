@@ -23,6 +23,7 @@ from bot.tiering.run import retier
 from bot.tiering.source import TOUCHED_SNAPSHOT
 from tests.support.deliveries import delivery
 from tests.support.snapshots import attached_path, copied_tables
+from tests.support.waiting import wait_for
 from tests.tier_metrics_factory import (
     AS_OF,
     TZ,
@@ -146,7 +147,13 @@ def test_a_touched_run_on_a_customers_copy_still_sees_the_populations_tag_values
             order(s, fresh, 100, local(1), category="果汁")
         retier(db, cat, tz=TZ, as_of=AS_OF, customer_ids=[fresh.id], engine=kept)
         if db.is_sqlite:
+            workdir = attached_path(kept).parent
             assert attached_path(kept).name == TOUCHED_SNAPSHOT
+            # The full run's copy goes (off the touched run's path): only the touched one stays.
+            wait_for(
+                lambda: [p.name for p in workdir.iterdir()] == [TOUCHED_SNAPSHOT],
+                what="the full snapshot removed",
+            )
     # The population's 茶叶 and 咖啡 fill the room: 其他, as a full run gives (none moves).
     assert _tiers(db, [fresh.id])[(fresh.id, "cat")][0] == OTHER_TAG
     full = retier(db, cat, tz=TZ, as_of=AS_OF)

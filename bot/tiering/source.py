@@ -8,7 +8,9 @@ point DuckDB's extension directory there and never let it download anything.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,7 +188,7 @@ def attach(
             snapshot_sqlite(db, copy)
         else:
             copy = workdir / TOUCHED_SNAPSHOT
-            (workdir / FULL_SNAPSHOT).unlink(missing_ok=True)
+            discard(workdir / FULL_SNAPSHOT)
             snapshot_sqlite_customers(db, copy, customer_ids, population=population)
         load_extension(con, "sqlite_scanner")
         con.execute(f"ATTACH {_literal(str(copy))} AS {ALIAS} (TYPE sqlite, READ_ONLY)")
@@ -202,6 +204,36 @@ def attach(
         quoted = '"' + str(schema).replace('"', '""') + '"'
         return Source("postgresql", f"{ALIAS}.{quoted}", aware_timestamps=True)
     raise MetricsSourceError(f"unsupported database for metrics: {db.engine.dialect.name}")
+
+
+_discarded = itertools.count(1)
+
+
+def discard(path: Path) -> None:
+    """Remove a snapshot off the caller's path, in a thread of its own.
+
+    Unlinking the full copy of a large file costs the kernel time to free its cached
+    pages (0.7 s for 5 GB at 1M customers), which a touched run would otherwise wait for.
+    The rename is immediate; whatever the thread leaves the engine's close removes.
+    """
+    n = next(_discarded)
+    doomed: list[Path] = []
+    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        gone = part.with_name(f"discarded-{n}-{part.name}")
+        try:
+            part.rename(gone)
+        except FileNotFoundError:
+            continue
+        doomed.append(gone)
+    if doomed:
+        threading.Thread(
+            target=_unlink_all, args=(doomed,), name="snapshot-discard", daemon=True
+        ).start()
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
 
 
 def reattach(
