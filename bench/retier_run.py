@@ -36,7 +36,7 @@ from bench.retier_common import (
     touched_ids,
     workdir,
 )
-from bench.tier_diff import insert_tier_tags
+from bench.tier_diff import insert_tier_tags, mark_sent
 from bot.db import Database
 
 VIP_ORDER = Decimal("8000.00")  # above 高价值's threshold: every touched customer moves
@@ -46,27 +46,6 @@ def _tier_tags(db: Database, dims: list[Any]) -> None:
     """Put the dimensions' tier tags in the catalogue as if WeCom had made them."""
     with db.write() as s:
         insert_tier_tags(s, dims, prefix="b")
-
-
-def _mark_sent(db: Database) -> None:
-    """Record every queued operation as sent, the way the outbox does after WeCom's ok."""
-    with db.write() as s:
-        s.execute(
-            text(
-                "INSERT INTO relation_tags (relation_id, tag_id, synced_at) "
-                "SELECT r.id, c.tag_id, CURRENT_TIMESTAMP FROM outbox_tag_changes c "
-                "JOIN outbox_operations o ON o.id = c.operation_id "
-                "JOIN staff s ON s.userid = o.staff_userid "
-                "JOIN customers cu ON cu.external_userid = o.external_userid "
-                "JOIN follow_relations r ON r.staff_id = s.id AND r.customer_id = cu.id "
-                "WHERE c.action = 'add'"
-            )
-        )
-        s.execute(text("UPDATE outbox_operations SET status = 'done'"))
-    if not db.is_sqlite:
-        with db.engine.connect() as conn:
-            conn.execute(text("ANALYZE"))
-            conn.commit()
 
 
 def _vip_orders(db: Database, ids: list[int], paid_at: datetime) -> None:
@@ -184,7 +163,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     _tier_tags(db, tdims)
     first = diff.enqueue_tier_changes(db=db, dims=tdims)
     out["push_first"] = {"wall_s": round(first.seconds, 2), "relations": first.changed}
-    _mark_sent(db)
+    mark_sent(db)
     as_of = AS_OF + timedelta(days=1)
     out["touched+push"] = _touched_push(db, dims, tdims, engine, touched_ids(n, first=2), as_of)
     # The same for other customers once the bulk mark is vacuumed and checkpointed, as

@@ -101,6 +101,24 @@ def _analyze(db: Database) -> None:
             conn.commit()
 
 
+def mark_sent(db: Database) -> None:
+    """Record every queued operation as sent, the way the outbox does after WeCom's ok."""
+    with db.write() as s:
+        s.execute(
+            text(
+                "INSERT INTO relation_tags (relation_id, tag_id, synced_at) "
+                "SELECT r.id, c.tag_id, CURRENT_TIMESTAMP FROM outbox_tag_changes c "
+                "JOIN outbox_operations o ON o.id = c.operation_id "
+                "JOIN staff s ON s.userid = o.staff_userid "
+                "JOIN customers cu ON cu.external_userid = o.external_userid "
+                "JOIN follow_relations r ON r.staff_id = s.id AND r.customer_id = cu.id "
+                "WHERE c.action = 'add'"
+            )
+        )
+        s.execute(update(OutboxOperation).values(status="done"))
+    _analyze(db)
+
+
 def _ops(db: Database) -> int:
     with db.read() as s:
         return s.scalar(select(func.count()).select_from(OutboxOperation)) or 0
@@ -120,20 +138,7 @@ def run(url: str, relations: int) -> None:
         f"{first.changed} changed, {first.new_operations} operations, "
         f"{first.relations / first.seconds:,.0f} relations/s"
     )
-    # The push would now send them; mark them sent the way the outbox records it.
-    with db.write() as s:
-        s.execute(
-            text(
-                "INSERT INTO relation_tags (relation_id, tag_id, synced_at) "
-                "SELECT r.id, c.tag_id, CURRENT_TIMESTAMP FROM outbox_tag_changes c "
-                "JOIN outbox_operations o ON o.id = c.operation_id "
-                "JOIN staff s ON s.userid = o.staff_userid "
-                "JOIN customers cu ON cu.external_userid = o.external_userid "
-                "JOIN follow_relations r ON r.staff_id = s.id AND r.customer_id = cu.id"
-            )
-        )
-        s.execute(update(OutboxOperation).values(status="done"))
-    _analyze(db)
+    mark_sent(db)  # the push would now send them
     again = diff.enqueue_tier_changes(db=db, dims=DIMS)
     print(f"unchanged rerun: {again.seconds:.2f}s, {again.changed} changed")
     with db.write() as s:
