@@ -49,6 +49,13 @@ def _push(rt: Runtime) -> push.TierPushPlan:
     return plan
 
 
+def _push_again_costs_nothing(rt: Runtime, sim: Simulator) -> None:
+    sim.reset_counters()
+    again = _push(rt)
+    assert (again.tags.calls, again.diff.changed) == (0, 0)
+    assert sim.calls == {}
+
+
 def _calls(sim: Simulator, api: str) -> int:
     return sim.calls.get(f"externalcontact/{api}", 0)
 
@@ -106,10 +113,7 @@ def test_a_tag_from_value_nobody_holds_is_deleted_with_one_call(
     assert relation_tag_names(simulator, "alice", corp[2]) == {"地区/手工"}
     assert relation_tag_names(simulator, "alice", corp[0]) == {"地区/上海"}
 
-    simulator.reset_counters()
-    again = _push(rt)
-    assert (again.tags.calls, again.diff.changed) == (0, 0)
-    assert simulator.calls == {}
+    _push_again_costs_nothing(rt, simulator)
 
 
 def test_a_dimension_removed_from_config_loses_its_tags_and_its_group(
@@ -139,10 +143,7 @@ def test_a_dimension_removed_from_config_loses_its_tags_and_its_group(
         assert _assignments(rt2, "activity") == 0
         assert _assignments(rt2, "value") == 2
 
-        simulator.reset_counters()
-        again = _push(rt2)
-        assert (again.tags.calls, again.diff.changed) == (0, 0)
-        assert simulator.calls == {}
+        _push_again_costs_nothing(rt2, simulator)
     finally:
         rt2.close()
 
@@ -205,10 +206,7 @@ def test_a_removed_dimension_whose_tags_reached_no_customer_is_cleaned_up_too(
             assert _serves(rt2, "活跃度") is None
         assert relation_tag_names(simulator, "bob", corp[0]) == {"价值分层/高价值"}
 
-        simulator.reset_counters()
-        again = _push(rt2)
-        assert (again.tags.calls, again.diff.changed) == (0, 0)
-        assert simulator.calls == {}
+        _push_again_costs_nothing(rt2, simulator)
     finally:
         rt2.close()
 
@@ -264,10 +262,7 @@ def test_a_group_renamed_in_config_is_renamed_in_wecom_with_one_call(
         assert _serves(rt2, "互动") == "activity"
         assert _assignments(rt2, "activity") == 2
 
-        simulator.reset_counters()
-        again = _push(rt2)
-        assert (again.tags.calls, again.diff.changed) == (0, 0)
-        assert simulator.calls == {}
+        _push_again_costs_nothing(rt2, simulator)
     finally:
         rt2.close()
 
