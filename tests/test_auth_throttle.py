@@ -16,7 +16,7 @@ from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.db.models import AuthFailure
 from handlers.app import create_app
-from tests.conftest import ADMIN_TOKEN, AES_KEY, CORP_ID, TOKEN, base_config
+from tests.support.corp import ADMIN_TOKEN, AES_KEY, CORP_ID, TOKEN, base_config
 from wecom_sim.crypto import CallbackCrypto as SimCrypto
 from wecom_sim.crypto import signature
 

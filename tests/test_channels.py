@@ -18,8 +18,9 @@ from bot.db.models import ChannelStaff, FollowRelation
 from bot.db.types import utcnow
 from jobs import channels as channel_jobs
 from tagbot.cli import main
-from tests.conftest import ADMIN_TOKEN, LiveServer, base_config
 from tests.support.configs import toml_text
+from tests.support.corp import ADMIN_TOKEN, base_config
+from tests.support.live import LiveServer
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 

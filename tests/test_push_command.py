@@ -18,8 +18,8 @@ from bot.db.types import utcnow
 from bot.runtime import Runtime
 from bot.tags import push
 from tagbot.cli import main
-from tests.conftest import base_config
 from tests.support.configs import toml_text as _toml
+from tests.support.corp import base_config
 from tests.support.tiers import VALUE, assign_tiers, relation_tag_names, tier_runtime
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator

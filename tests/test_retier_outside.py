@@ -18,8 +18,8 @@ from bot.tiering.defaults import default_tiers_text
 from handlers.app import create_app
 from jobs.tiering import retier_touched
 from tagbot.cli import main
-from tests.conftest import ADMIN_TOKEN, base_config
 from tests.support.configs import write_config
+from tests.support.corp import ADMIN_TOKEN, base_config
 from tests.tier_metrics_factory import AS_OF, customer, local, order, relation, staff
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -175,7 +175,7 @@ def test_the_worker_retiers_a_fresh_big_order_within_a_minute(db: Database) -> N
 
     import requests
 
-    from tests.conftest import LiveServer
+    from tests.support.live import LiveServer
 
     with db.write() as s:
         cid = customer(s, "wm_live").id

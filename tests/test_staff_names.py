@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tagbot.cli import main
-from tests.conftest import base_config, to_toml
+from tests.support.configs import toml_text
+from tests.support.corp import base_config
 from wecom_sim import Simulator
 
 
@@ -23,7 +24,7 @@ def test_staff_list_shows_what_welcomes_call_each_member(
     data = base_config(db_url, api_base=simulator.api_base)
     data["staff"] = {"liuyang": "刘洋", "zhaolei": "赵磊"}
     config = tmp_path / "config.toml"
-    config.write_text(to_toml(data), encoding="utf-8")
+    config.write_text(toml_text(data), encoding="utf-8")
     monkeypatch.setenv("TAGBOT_STAFF__CHENJING", "陈静")
     assert main(["--config", str(config), "sync"]) == 0
     capsys.readouterr()
@@ -44,7 +45,7 @@ def test_bad_staff_entries_are_refused_by_key(
     data = base_config("sqlite:///x.db")
     data["staff"] = {"liu yang": "刘洋", "chenjing": "  "}
     config = tmp_path / "config.toml"
-    config.write_text(to_toml(data), encoding="utf-8")
+    config.write_text(toml_text(data), encoding="utf-8")
     assert main(["--config", str(config), "check-config"]) == 2
     problems = [
         line[4:] for line in capsys.readouterr().err.splitlines() if line.startswith("  - ")

@@ -16,8 +16,8 @@ from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.wecom import CallbackCrypto, WeComClient, parse_event
 from bot.wecom import metrics as wecom_metrics
-from tests.conftest import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN, base_config
 from tests.support.clock import PassingClock
+from tests.support.corp import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN, base_config
 from tests.support.wecom_clients import FOLLOW, make_client
 from wecom_sim import Simulator
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from bot.config import Settings, settings_from_mapping
 from bot.tiering.defaults import default_tiers_text
-from tests.conftest import base_config, to_toml
+from tests.support.corp import base_config
 from wecom_sim import Simulator
 
 
@@ -35,20 +36,24 @@ def write_config(
     data = base_config(db_url) if api_base is None else base_config(db_url, api_base=api_base)
     data["app"] = {"log_level": "WARNING"}
     data["wecom"].update(wecom or {})
-    text = to_toml(data) + ("[tiering]\n" + default_tiers_text() if default_tiers else "")
+    text = toml_text(data) + ("[tiering]\n" + default_tiers_text() if default_tiers else "")
     path = folder / "config.toml"
     path.write_text(text, encoding="utf-8")
     return path
 
 
 def toml_text(data: dict[str, Any]) -> str:
-    """Render a two-level config mapping as TOML text."""
+    """Render a config mapping of flat sections as TOML text (JSON strings are TOML strings)."""
     lines: list[str] = []
     for section, values in data.items():
         lines.append(f"[{section}]")
         for key, value in values.items():
-            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
-    return "\n".join(lines) + "\n"
+            lines.append(
+                f"{json.dumps(key, ensure_ascii=False)} = {json.dumps(value, ensure_ascii=False)}"
+            )
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # fail here, not in the CLI, if the writer is wrong
+    return text
 
 
 # Real-looking values for the example config's placeholders (check-config refuses those).

@@ -15,9 +15,9 @@ from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.db.models import InboxEvent
 from bot.runtime import Runtime
-from tests.conftest import base_config
 from tests.support.channels import welcome_channel
 from tests.support.configs import toml_text
+from tests.support.corp import base_config
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
