@@ -105,9 +105,17 @@ def simulator_command(
     )
     for userid, name in members:
         sim.add_staff(userid.strip(), name.strip())
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # Installed before the banner, so whoever reads it may SIGTERM at once.
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         sim.start(host=host, port=port)
     except OSError as exc:
+        signal.signal(signal.SIGTERM, previous)
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
     click.echo(f"WeCom simulator listening on {sim.url}")
     click.echo(f"  control API:  {sim.url}/control/  (GET it: every endpoint with a curl example)")
@@ -118,12 +126,6 @@ def simulator_command(
     click.echo("Point the bot here: put this [wecom] section in config.toml")
     click.echo(wecom_block(sim))
     click.echo("Press Ctrl-C to stop.", nl=True)
-    stop = threading.Event()
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         stop.wait()  # the server runs on its own thread; wait for Ctrl-C or SIGTERM
     except KeyboardInterrupt:
