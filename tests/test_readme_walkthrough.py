@@ -47,7 +47,7 @@ EXPECTED: list[tuple[str, tuple[str, ...]]] = [
     (r"tagbot retier$", ("（无） → 高价值",)),
     (
         r"tagbot customer show wm_demo_0001$",
-        ("王小明", "共 ¥5999.00", "价值分层：高价值", "来源渠道/公众号", "首次渠道/公众号文章"),
+        ("王小明", "共 ¥5999.00", "价值分层/高价值", "来源渠道/公众号", "首次渠道/公众号文章"),
     ),
     (r"/control/staff ", ('"ok":true',)),
     (r"tagbot sync$", ("员工 staff:      3（新增 1",)),
