@@ -23,20 +23,28 @@ class Endpoint:
     example: dict[str, Any] | None = None  # a body (POST/PUT) or query (GET) that works
 
     def curl(self, base: str) -> str:
-        """Return a curl command that calls this endpoint on the simulator at `base`."""
+        """Return a curl command for this endpoint on the simulator at `base`.
+
+        With `example` it works as is; else its required fields hold <placeholders>.
+        """
         url = f"{base}/control{self.path}"
         method = self.method.split("|")[-1]
+        values = self.example if self.example is not None else self.placeholders()
         if method == "GET":
-            if self.example:
-                query = "&".join(f"{k}={v}" for k, v in self.example.items())
-                url = f"{url}?{query}"
+            if values:
+                url = f"{url}?{'&'.join(f'{k}={v}' for k, v in values.items())}"
             return f"curl -s '{url}'"
-        body = json.dumps(self.example or {}, ensure_ascii=False)
+        body = json.dumps(values, ensure_ascii=False)
         return f"curl -s -X {method} {url} {JSON_HEADER} -d '{body}'"
+
+    def placeholders(self) -> dict[str, Any]:
+        """The required fields of `params` (those without ?), each as <name>."""
+        fields = [f.strip() for f in self.params.strip("{}").split(",")]
+        return {f: f"<{f}>" for f in fields if f and "?" not in f}
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("GET", "/", "", "this list"),
+    Endpoint("GET", "/", "", "this list", {}),
     Endpoint(
         "POST",
         "/staff",
@@ -103,7 +111,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "{userid, external_userid, add?, remove?}",
         "the member edits the customer's tags in the client (an event follows)",
     ),
-    Endpoint("POST", "/admin/create_tag", "{group_name, tag_name}", "the admin adds a tag"),
+    Endpoint(
+        "POST",
+        "/admin/create_tag",
+        "{group_name, tag_name}",
+        "the admin adds a tag -> {tag_id}",
+        {"group_name": "会员", "tag_name": "金卡"},
+    ),
     Endpoint("POST", "/admin/rename_tag", "{tag_id, new_name}", "rename a tag (or group)"),
     Endpoint("POST", "/admin/delete_tag", "{tag_id}", "the admin deletes a tag"),
     Endpoint("POST", "/admin/delete_group", "{group_id}", "the admin deletes a tag group"),
@@ -116,11 +130,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "simulator settings -> the settings now",
         {},
     ),
-    Endpoint("POST", "/faults", "{api_path, errcode?=-1, count?=1}", "the next calls fail"),
+    Endpoint(
+        "POST",
+        "/faults",
+        "{api_path, errcode?=-1, count?=1}",
+        "the next calls of an API fail with errcode",
+        {"api_path": "externalcontact/mark_tag", "errcode": 45009, "count": 1},
+    ),
     Endpoint("POST", "/stalls", "{api_path, seconds, count?=1}", "the next calls stall"),
-    Endpoint("POST", "/expire_tokens", "", "every access_token expires"),
-    Endpoint("POST", "/reset_counters", "", "zero the call counters"),
-    Endpoint("POST", "/advance_time", "{seconds}", "move the simulator's clock forward"),
+    Endpoint("POST", "/expire_tokens", "", "every access_token expires", {}),
+    Endpoint("POST", "/reset_counters", "", "zero the call counters", {}),
+    Endpoint(
+        "POST", "/advance_time", "{seconds}", "move the simulator's clock forward", {"seconds": 60}
+    ),
     Endpoint(
         "GET|PUT",
         "/callback_url",
@@ -148,12 +170,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 
 def index(base: str) -> list[dict[str, str]]:
-    """Return the endpoints as JSON-ready rows, with a curl example where one is known."""
+    """Return the endpoints as JSON-ready rows, each with a curl command.
+
+    `example` works as is on a simulator holding the example staff and live code gzh01;
+    `template` has <placeholders> to fill in.
+    """
     rows = []
     for e in ENDPOINTS:
         row = {"method": e.method, "path": f"/control{e.path}", "params": e.params, "does": e.does}
-        if e.example is not None:
-            row["example"] = e.curl(base)
+        row["example" if e.example is not None else "template"] = e.curl(base)
         rows.append(row)
     return rows
 
