@@ -36,8 +36,9 @@ def wecom_block(sim: Simulator) -> str:
     epilog=help_lines(),
     help=(
         "Run the WeCom simulator until Ctrl-C. It starts with the members config.example.toml "
-        "names (zhangsan 张三, lisi 李四; --staff to choose, --no-staff for none), no "
-        "customers and no tags, and prints the [wecom] section to put in config.toml."
+        f"names ({', '.join(m.replace(':', ' ') for m in EXAMPLE_STAFF)}; --staff to choose, "
+        "--no-staff for none), no customers and no tags, and prints the [wecom] section to "
+        "put in config.toml."
     ),
 )
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="TAGBOT_SIMULATOR_HOST")
