@@ -486,6 +486,17 @@ class Simulator:
         with self.state.lock:
             return people.confirm_group_msg(self.state, msgid, userid)
 
+    def confirm_waiting_group_msgs(self, userid: str | None = None) -> dict[str, dict[str, int]]:
+        """Members (or one) confirm every 群发 waiting for them; return msgid -> statuses."""
+        confirmed: dict[str, dict[str, int]] = {}
+        with self.state.lock:
+            for msgid, msg in self.state.group_msgs.items():
+                for task in msg.tasks.values():
+                    if task.status == 0 and userid in (None, task.userid):
+                        statuses = people.confirm_group_msg(self.state, msgid, task.userid)
+                        confirmed.setdefault(msgid, {}).update(statuses)
+        return confirmed
+
     # --- callbacks ----------------------------------------------------------------
 
     def event_xml(
