@@ -22,6 +22,7 @@ log = logging.getLogger("tagbot")
 def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
+    from bot.runtime import before_fork
     from handlers.app import create_app
     from jobs.background import Background
 
@@ -36,14 +37,18 @@ def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: in
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", None)
             self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("pre_fork", _pre_fork)
             if with_jobs:
                 self.cfg.set("post_worker_init", _post_worker_init)
-                self.cfg.set("worker_exit", _worker_exit)
+            self.cfg.set("worker_exit", _worker_exit)
 
         def load(self) -> Any:
             app = create_app(settings)
             holder["runtime"] = app.extensions["tagbot"]
             return app
+
+    def _pre_fork(_server: Any, _worker: Any) -> None:
+        before_fork()
 
     def _post_worker_init(_worker: Any) -> None:
         bg = Background(holder["runtime"])
@@ -52,10 +57,17 @@ def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: in
         holder["background"] = bg
 
     def _worker_exit(_server: Any, _worker: Any) -> None:
+        # Stop and join the job threads, then close what they used (the re-tier's DuckDB
+        # engines, the database pool) while the interpreter is still whole.
         bg = holder.get("background")
         if bg is not None:
             bg.stop()
+        rt = holder.get("runtime")
+        if rt is not None:
+            rt.close()
 
+    # Close the migration's connections before the fork: workers open their own.
+    ctx.runtime.db.dispose()
     TagbotServer().run()
 
 
