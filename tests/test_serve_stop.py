@@ -1,4 +1,4 @@
-"""`tagbot serve` stops on SIGTERM without a crash.
+"""`tagbot serve` stops on SIGTERM without a crash and leaves nothing under $HOME.
 
 gunicorn forks its workers from a process that has imported duckdb, whose import opens a
 default connection with a thread pool; a worker that inherited it died of SIGSEGV or
@@ -7,6 +7,7 @@ SIGABRT at exit ("Worker (pid:…) was sent SIGSEGV!"), idle or not.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -27,6 +28,14 @@ pytestmark = pytest.mark.slow  # real `tagbot serve` processes under gunicorn
 CRASH = re.compile(r"was sent SIG|SIGSEGV|SIGABRT|terminate called|Fatal Python error|Traceback")
 
 
+def _home(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """An empty HOME for the served process (no XDG_RUNTIME_DIR: gunicorn's fallback is HOME)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    return home, env | {"HOME": str(home)}
+
+
 def _stop(proc: subprocess.Popen[bytes], log: Path) -> tuple[int, list[str]]:
     """SIGTERM the master; return its exit code and the log lines that tell of a crash."""
     proc.send_signal(signal.SIGTERM)
@@ -43,14 +52,16 @@ def test_serve_stops_on_sigterm_without_a_crash(
     tmp_path: Path, db_url: str, simulator: Simulator, args: tuple[str, ...]
 ) -> None:
     config, port, _state = served_config(tmp_path, db_url, simulator)
+    home, env = _home(tmp_path)
     log = tmp_path / "serve.log"
-    proc = serve(config, *args, log=log)
+    proc = serve(config, *args, log=log, env=env)
     try:
         wait_healthy(port)
         assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 200
     finally:
         code, crashes = _stop(proc, log)
     assert (code, crashes) == (0, [])
+    assert sorted(p.name for p in home.iterdir()) == []  # no ~/.gunicorn control socket
 
 
 def test_serve_stops_cleanly_after_a_scan_its_retier_and_an_explanation(
@@ -58,8 +69,9 @@ def test_serve_stops_cleanly_after_a_scan_its_retier_and_an_explanation(
 ) -> None:
     """The served process has run DuckDB (touched re-tier, explanation) when it stops."""
     config, port, state = served_config(tmp_path, db_url, simulator, default_tiers=True)
+    home, env = _home(tmp_path)
     log = tmp_path / "serve.log"
-    proc = serve(config, log=log)
+    proc = serve(config, log=log, env=env)
     try:
         wait_healthy(port)
         simulator.callback_url = f"http://127.0.0.1:{port}/wecom/callback"
@@ -83,3 +95,4 @@ def test_serve_stops_cleanly_after_a_scan_its_retier_and_an_explanation(
     finally:
         code, crashes = _stop(proc, log)
     assert (code, crashes) == (0, [])
+    assert sorted(p.name for p in home.iterdir()) == []

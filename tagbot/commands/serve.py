@@ -37,6 +37,12 @@ def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: in
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", None)
             self.cfg.set("graceful_timeout", 10)
+            # gunicorn 25.1+ opens a control socket for `gunicornc` under $XDG_RUNTIME_DIR
+            # or ~/.gunicorn: one path per user, shared by every server on the machine, and
+            # outside the deployment's folders. Nothing here uses it: stop and reload go
+            # through signals.
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
             self.cfg.set("pre_fork", _pre_fork)
             if with_jobs:
                 self.cfg.set("post_worker_init", _post_worker_init)
