@@ -605,4 +605,30 @@ def load_settings(
         raise ConfigError([f"{config_path}: not UTF-8 text ({exc.reason})"]) from None
     except OSError as exc:  # a directory, no permission, an I/O error
         raise ConfigError([f"{config_path}: cannot read ({exc.strerror or exc})"]) from None
-    return settings_from_mapping(data, environ, source=str(config_path))
+    settings = settings_from_mapping(data, environ, source=str(config_path))
+    return _anchor_sqlite(settings, Path(os.path.abspath(config_path)).parent)
+
+
+def _anchor_sqlite(settings: Settings, folder: Path) -> Settings:
+    """Read a relative SQLite path from the config file's folder, not the working directory.
+
+    `cd sub && tagbot --config ../config.toml ...` must open the same file as the config's
+    own folder does (before, it opened sub/tagbot.db, a new empty file).
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from bot.db.session import sqlite_file
+
+    url = settings.database.url
+    try:
+        path = sqlite_file(url)
+    except ArgumentError:  # not a URL SQLAlchemy reads: connecting will say so
+        return settings
+    if path is None or path.is_absolute():
+        return settings
+    anchored = make_url(url).set(database=str(folder / path))
+    database = settings.database.model_copy(
+        update={"url": anchored.render_as_string(hide_password=False)}
+    )
+    return settings.model_copy(update={"database": database})

@@ -96,7 +96,7 @@ def serve(ctx: CliContext, no_jobs: bool, workers: int | None, threads: int) -> 
     from bot.runtime import configure_logging
 
     configure_logging(ctx.settings.app.log_level, ctx.settings)
-    upgrade_to_head(ctx.runtime.db.engine)
+    upgrade_to_head(ctx.schema_runtime().db.engine)
     # Every process runs the web app and, unless --no-jobs, the workers: each processes
     # the callbacks it acknowledged itself, so the wake-up goes straight from the request
     # to a worker thread; the scheduler runs in whichever process holds its lease.
@@ -123,7 +123,7 @@ def worker(ctx: CliContext) -> None:
     """Process the callback inbox and the WeCom outbox (no web, no schedule)."""
     from jobs.background import Background
 
-    rt = ctx.runtime
+    rt = ctx.schema_runtime()
     upgrade_to_head(rt.db.engine)
 
     def start() -> Background:
@@ -141,7 +141,7 @@ def scheduler(ctx: CliContext) -> None:
     """Run the scheduled jobs: the daily sync, the nightly re-tier, scheduled campaigns (one leader)."""
     from jobs.background import Background
 
-    rt = ctx.runtime
+    rt = ctx.schema_runtime()
     upgrade_to_head(rt.db.engine)
 
     def start() -> Background:

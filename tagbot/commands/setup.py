@@ -14,7 +14,7 @@ from tagbot.commands.context import CliContext, pass_ctx
 @pass_ctx
 def init_db(ctx: CliContext) -> None:
     """Create or upgrade the database schema to the newest version (safe to repeat)."""
-    db = ctx.runtime.db
+    db = ctx.schema_runtime().db
     before = current_revision(db.engine)
     upgrade_to_head(db.engine)
     after = current_revision(db.engine)

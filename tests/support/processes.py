@@ -44,6 +44,22 @@ def inbox_statuses(db_url: str) -> list[str]:
         db.dispose()
 
 
+def run_tagbot(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the `tagbot` console script as an operator would, in `cwd`; capture its output."""
+    tagbot = Path(sys.executable).with_name("tagbot")
+    return subprocess.run(
+        [str(tagbot), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**(os.environ if env is None else env)},
+        timeout=120,
+        check=False,
+    )
+
+
 def serve(
     config: Path, *extra: str, log: Path | None = None, env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
