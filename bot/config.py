@@ -475,6 +475,41 @@ def _placeholder_problems(merged: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+# Domains reserved for examples (RFC 2606): a link to one is a stand-in, never a real page.
+_EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org")
+_EXAMPLE_TLDS = ("example", "invalid", "test")
+
+
+def is_example_url(url: str) -> bool:
+    """Tell whether a URL points at a domain reserved for examples (example.com, *.test)."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url.strip()).hostname or "").rstrip(".")
+    if host in _EXAMPLE_DOMAINS or host.endswith(tuple("." + d for d in _EXAMPLE_DOMAINS)):
+        return True
+    return host.rpartition(".")[2] in _EXAMPLE_TLDS
+
+
+def channel_example_values(settings: Settings) -> list[str]:
+    """List, by key, the `[[channels]]` links that still point at an example domain.
+
+    Config channels are created in WeCom when serve or worker starts: the example's
+    公众号文章 would go live with its https://example.com/welcome link.
+    """
+    found = []
+    for i, channel in enumerate(settings.channels):
+        for j, attachment in enumerate(channel.attachments):
+            for field in ("url", "picurl"):
+                value = getattr(attachment, field)
+                if value and is_example_url(value):
+                    found.append(
+                        f"channels[{i}].attachments[{j}].{field}: {value} is an example link"
+                        f" (示例链接) — put the real one, or delete the channel {channel.name!r}:"
+                        " config channels are created in WeCom when serve or worker starts"
+                    )
+    return found
+
+
 def _env_overrides(
     data: dict[str, Any], environ: Mapping[str, str]
 ) -> tuple[dict[str, Any], dict[str, str]]:

@@ -128,22 +128,29 @@ def check_spec(spec: ChannelSpec) -> ChannelSpec:
     )
 
 
-def check_staff_known(userids: Sequence[str], *, session: Session) -> None:
-    """Refuse members the last `tagbot sync` did not list, before anything is made in WeCom.
+def unknown_staff(userids: Sequence[str], *, session: Session) -> list[str] | None:
+    """Return the members the last `tagbot sync` did not list; None when none was ever synced.
 
-    A contact way for a member WeCom does not know fails with 60111; members come from
-    `get_follow_user_list` (those with 客户联系), stored by the sync.
+    Members come from `get_follow_user_list` (those with 客户联系), stored by the sync; a
+    contact way for a member WeCom does not know fails with 60111.
     """
     active = {
         userid.lower(): is_active
         for userid, is_active in session.execute(select(Staff.userid, Staff.active))
     }
     if not active:
+        return None
+    return [u for u in userids if not active.get(u.lower())]
+
+
+def check_staff_known(userids: Sequence[str], *, session: Session) -> None:
+    """Refuse members the last `tagbot sync` did not list, before anything is made in WeCom."""
+    unknown = unknown_staff(userids, session=session)
+    if unknown is None:
         raise ValidationError(
             "还没有同步过成员，请先运行 `tagbot sync` / no staff known yet: run `tagbot sync`"
             " first, then `tagbot staff list`"
         )
-    unknown = [u for u in userids if not active.get(u.lower())]
     if unknown:
         raise ValidationError(
             f"成员不在最近一次同步的客户联系成员中 / staff unknown to WeCom's last sync:"
