@@ -6,7 +6,6 @@ with its https://example.com/welcome link and staff zhangsan and lisi, went live
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,8 @@ from bot.customers.sync import run_sync
 from bot.runtime import Runtime
 from tagbot.cli import main
 from tests.conftest import base_config
-from tests.support.configs import FILLED_IN, toml_text
+from tests.support.configs import filled_in_example, toml_text
 from wecom_sim import Simulator
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _config(tmp_path: Path, db_url: str, simulator: Simulator, staff: str) -> Path:
@@ -39,10 +36,8 @@ def _lines(text: str, mark: str) -> list[str]:
 def test_the_example_channel_link_is_flagged_by_key_and_no_database_is_made(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shutil.copy(ROOT / "config.example.toml", tmp_path / "config.toml")
-    for name, value in FILLED_IN.items():
-        monkeypatch.setenv(name, value)
-    assert main(["--config", str(tmp_path / "config.toml"), "check-config"]) == 0
+    config = filled_in_example(tmp_path, monkeypatch)
+    assert main(["--config", str(config), "check-config"]) == 0
     err = capsys.readouterr().err
     assert "注意 / 2 warning(s):" in err
     assert _lines(err, "!") == [

@@ -12,7 +12,7 @@ from bot.config import load_settings, settings_from_mapping
 from bot.errors import ConfigError
 from tagbot.cli import main
 from tests.conftest import base_config, to_toml
-from tests.support.configs import FILLED_IN
+from tests.support.configs import FILLED_IN, filled_in_example
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,10 +119,7 @@ def test_check_config_cli_refuses_the_unchanged_example_by_key(
 def test_check_config_cli_accepts_the_example_with_real_values(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shutil.copy(ROOT / "config.example.toml", tmp_path / "config.toml")
-    for name, value in FILLED_IN.items():
-        monkeypatch.setenv(name, value)
-    code = main(["--config", str(tmp_path / "config.toml"), "check-config"])
+    code = main(["--config", str(filled_in_example(tmp_path, monkeypatch)), "check-config"])
     out = capsys.readouterr().out
     assert code == 0
     assert "config OK" in out
