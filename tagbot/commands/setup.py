@@ -81,6 +81,7 @@ def check_config(ctx: CliContext) -> None:
     problems, warnings = _channel_checks(settings)
     if problems:
         _report(problems)
+        _warn(warnings)
         raise SystemExit(2)
     w = settings.wecom
     click.echo(f"配置有效 / config OK: {ctx.config_path}")
@@ -91,6 +92,10 @@ def check_config(ctx: CliContext) -> None:
         f"  channels={len(settings.channels)} tier dimensions={len(settings.tiering.dimensions)}"
         f" campaigns={len(settings.outreach.campaigns)} staff display names={len(settings.staff)}"
     )
+    _warn(warnings)
+
+
+def _warn(warnings: list[str]) -> None:
     if warnings:
         click.echo(f"注意 / {len(warnings)} warning(s):", err=True)
         for warning in warnings:
