@@ -475,6 +475,41 @@ def _placeholder_problems(merged: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+# Domains reserved for examples (RFC 2606): a link to one is a stand-in, never a real page.
+_EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org")
+_EXAMPLE_TLDS = ("example", "invalid", "test")
+
+
+def is_example_url(url: str) -> bool:
+    """Tell whether a URL points at a domain reserved for examples (example.com, *.test)."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url.strip()).hostname or "").rstrip(".")
+    if host in _EXAMPLE_DOMAINS or host.endswith(tuple("." + d for d in _EXAMPLE_DOMAINS)):
+        return True
+    return host.rpartition(".")[2] in _EXAMPLE_TLDS
+
+
+def channel_example_values(settings: Settings) -> list[str]:
+    """List, by key, the `[[channels]]` links that still point at an example domain.
+
+    Config channels are created in WeCom when serve or worker starts: the example's
+    公众号文章 would go live with its https://example.com/welcome link.
+    """
+    found = []
+    for i, channel in enumerate(settings.channels):
+        for j, attachment in enumerate(channel.attachments):
+            for field in ("url", "picurl"):
+                value = getattr(attachment, field)
+                if value and is_example_url(value):
+                    found.append(
+                        f"channels[{i}].attachments[{j}].{field}: {value} is an example link"
+                        f" (示例链接) — put the real one, or delete the channel {channel.name!r}:"
+                        " config channels are created in WeCom when serve or worker starts"
+                    )
+    return found
+
+
 def _env_overrides(
     data: dict[str, Any], environ: Mapping[str, str]
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -605,4 +640,30 @@ def load_settings(
         raise ConfigError([f"{config_path}: not UTF-8 text ({exc.reason})"]) from None
     except OSError as exc:  # a directory, no permission, an I/O error
         raise ConfigError([f"{config_path}: cannot read ({exc.strerror or exc})"]) from None
-    return settings_from_mapping(data, environ, source=str(config_path))
+    settings = settings_from_mapping(data, environ, source=str(config_path))
+    return _anchor_sqlite(settings, Path(os.path.abspath(config_path)).parent)
+
+
+def _anchor_sqlite(settings: Settings, folder: Path) -> Settings:
+    """Read a relative SQLite path from the config file's folder, not the working directory.
+
+    `cd sub && tagbot --config ../config.toml ...` must open the same file as the config's
+    own folder does (before, it opened sub/tagbot.db, a new empty file).
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from bot.db.session import sqlite_file
+
+    url = settings.database.url
+    try:
+        path = sqlite_file(url)
+    except ArgumentError:  # not a URL SQLAlchemy reads: connecting will say so
+        return settings
+    if path is None or path.is_absolute():
+        return settings
+    anchored = make_url(url).set(database=str(folder / path))
+    database = settings.database.model_copy(
+        update={"url": anchored.render_as_string(hide_password=False)}
+    )
+    return settings.model_copy(update={"database": database})

@@ -5,7 +5,6 @@ Fixtures only: what tests import (constants, configs, LiveServer) is in tests/su
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -23,9 +22,7 @@ from bot.db import Database
 from bot.db.migrate import upgrade_to_head
 from bot.db.models import Base
 from handlers.app import create_app
-from tests.support.corp import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN, base_config
-
-PG_URL = os.environ.get("TAGBOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from tests.support.corp import AES_KEY, AGENT_ID, CORP_ID, PG_URL, SECRET, TOKEN, base_config
 
 
 def _pg_reason() -> str | None:

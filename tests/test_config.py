@@ -11,7 +11,7 @@ import pytest
 from bot.config import load_settings, settings_from_mapping
 from bot.errors import ConfigError
 from tagbot.cli import main
-from tests.support.configs import FILLED_IN, toml_text
+from tests.support.configs import FILLED_IN, filled_in_example, toml_text
 from tests.support.corp import base_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,10 +119,7 @@ def test_check_config_cli_refuses_the_unchanged_example_by_key(
 def test_check_config_cli_accepts_the_example_with_real_values(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shutil.copy(ROOT / "config.example.toml", tmp_path / "config.toml")
-    for name, value in FILLED_IN.items():
-        monkeypatch.setenv(name, value)
-    code = main(["--config", str(tmp_path / "config.toml"), "check-config"])
+    code = main(["--config", str(filled_in_example(tmp_path, monkeypatch)), "check-config"])
     out = capsys.readouterr().out
     assert code == 0
     assert "config OK" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -33,6 +34,25 @@ def _configure_sqlite(engine: Engine) -> None:
         # transaction never fails half-way upgrading from read to write.
         readonly = conn.get_execution_options().get("sqlite_readonly", False)
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """Return the file a SQLite URL names, or None (PostgreSQL, in-memory, a URI filename)."""
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return None
+    if parsed.query.get("uri") in ("true", "1"):  # file:...?mode=... names no plain path
+        return None
+    return Path(path)
+
+
+def database_label(url: str) -> str:
+    """Name a database for an operator: the SQLite file, else the URL without its password."""
+    path = sqlite_file(url)
+    if path is not None:
+        return str(path)
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tomllib
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bot.config import Settings, settings_from_mapping
 from bot.tiering.defaults import default_tiers_text
@@ -64,3 +67,12 @@ FILLED_IN = {
     "TAGBOT_WECOM__ENCODING_AES_KEY": "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V",
     "TAGBOT_SERVER__ADMIN_TOKEN": "Zq8sK2nV5xR9tW3yB7mC",
 }
+
+
+def filled_in_example(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Copy config.example.toml to folder/config.toml, its placeholders set by FILLED_IN."""
+    path = folder / "config.toml"
+    shutil.copy(Path(__file__).resolve().parents[2] / "config.example.toml", path)
+    for name, value in FILLED_IN.items():
+        monkeypatch.setenv(name, value)
+    return path

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 # The worked example of the official encryption page (doc 91144), copied from
 # ../shared/vectors so the suite runs from a lone clone.
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "wecom-doc-91144.json"
+
+PG_URL = os.environ.get("TAGBOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 CORP_ID = "wwtestcorp000001"
 SECRET = "test-secret-of-the-self-built-app"
