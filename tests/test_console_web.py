@@ -388,3 +388,21 @@ def test_the_vendored_files_are_served_with_their_licences(web: FlaskClient) -> 
         answer = web.get(f"/static/vendor/{path}")
         assert answer.status_code == 200
         answer.close()
+
+
+def test_the_overview_names_staff_by_their_display_names(console: Flask, db: Database) -> None:
+    from bot.console import overview
+
+    rt = console.extensions["tagbot"]
+    seed_overview(db, now=utcnow(), tz=rt.settings.tz)
+    with db.read() as session:
+        view = overview.load(
+            session,
+            now=utcnow(),
+            tz=rt.settings.tz,
+            dimensions=rt.settings.tiering.dimensions,
+            staff_names={"bob": "鲍勃（门店）"},
+        )
+    names = {a.staff_name for a in view.recent_adds}
+    assert names == {"鲍勃（门店）", HOSTILE}  # bob by the [staff] name, alice by WeCom's
+    assert [(d.dimension, d.tag_group) for d in view.dimensions] == [("value", "客户价值")]

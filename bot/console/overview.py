@@ -7,6 +7,7 @@ dataclasses.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -54,6 +55,7 @@ class DimensionSizes:
     """A dimension's tiers in config order, then any tier no longer configured."""
 
     dimension: str
+    tag_group: str  # its WeCom tag group: the Chinese name operators know it by
     tiers: tuple[TierSize, ...]
 
     @property
@@ -104,9 +106,17 @@ class Overview:
 
 
 def load(
-    session: Session, *, now: datetime, tz: ZoneInfo, dimensions: tuple[DimensionSettings, ...]
+    session: Session,
+    *,
+    now: datetime,
+    tz: ZoneInfo,
+    dimensions: tuple[DimensionSettings, ...],
+    staff_names: Mapping[str, str] | None = None,
 ) -> Overview:
-    """Read the overview as of `now`; days are local days in `tz`."""
+    """Read the overview as of `now`; days are local days in `tz`.
+
+    `staff_names` are the operator's display names by lower-case userid (`[staff]`).
+    """
     today = now.astimezone(tz).date()
     return Overview(
         generated_at=now,
@@ -115,7 +125,7 @@ def load(
         yesterday=day_counts(session, today - timedelta(days=1), tz=tz),
         dimensions=tier_sizes(session, dimensions),
         last_retier=_last_retier(session),
-        recent_adds=_recent_adds(session),
+        recent_adds=_recent_adds(session, staff_names or {}),
         staff_count=int(session.scalar(select(func.count()).select_from(Staff)) or 0),
         channel_count=int(session.scalar(select(func.count()).select_from(Channel)) or 0),
     )
@@ -183,7 +193,9 @@ def tier_sizes(
         extra = sorted(t for t in held if t not in configured)
         out.append(
             DimensionSizes(
-                dim.name, tuple(TierSize(t, held.get(t, 0)) for t in [*configured, *extra])
+                dim.name,
+                dim.tag_group,
+                tuple(TierSize(t, held.get(t, 0)) for t in [*configured, *extra]),
             )
         )
     return tuple(out)
@@ -207,7 +219,7 @@ def _last_retier(session: Session) -> LastRetier | None:
     )
 
 
-def _recent_adds(session: Session) -> tuple[RecentAdd, ...]:
+def _recent_adds(session: Session, staff_names: Mapping[str, str]) -> tuple[RecentAdd, ...]:
     rows = session.execute(
         select(
             Customer.name,
@@ -228,7 +240,7 @@ def _recent_adds(session: Session) -> tuple[RecentAdd, ...]:
         RecentAdd(
             customer_name=name,
             external_userid=ext,
-            staff_name=staff_name or userid,
+            staff_name=staff_names.get(userid.lower()) or staff_name or userid,
             channel_name=channel or "",
             added_at=added_at,
         )

@@ -23,12 +23,16 @@ def overview_page() -> ResponseReturnValue:
     rt = runtime()
     with rt.db.read() as session:
         view = overview.load(
-            session, now=utcnow(), tz=rt.settings.tz, dimensions=rt.settings.tiering.dimensions
+            session,
+            now=utcnow(),
+            tz=rt.settings.tz,
+            dimensions=rt.settings.tiering.dimensions,
+            staff_names=rt.settings.staff,
         )
     charts: dict[str, Any] = {
         f"tiers-{i}": {
             "kind": "bar",
-            "title": dim.dimension,
+            "title": dim.tag_group,
             "categories": [t.tier for t in dim.tiers],
             "values": [t.customers for t in dim.tiers],
         }
