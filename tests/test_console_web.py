@@ -368,6 +368,18 @@ def test_a_fresh_install_says_what_to_do_next(web: FlaskClient) -> None:
     assert "还没有运行过分层" in page
 
 
+def test_browser_tests_say_why_they_skip_without_a_browser(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.support import browser
+
+    assert browser.unavailable() is None or not browser.CHROMIUM.exists()
+    monkeypatch.setattr(browser, "CHROMIUM", tmp_path / "no-chromium")
+    reason = browser.unavailable()
+    assert reason is not None
+    assert "ensure-browser.sh" in reason
+
+
 def test_unknown_console_pages_answer_a_page_not_a_traceback(web: FlaskClient) -> None:
     sign_in_with_token(web)
     answer = web.post("/admin/", data={})
@@ -387,6 +399,7 @@ def test_the_vendored_files_are_served_with_their_licences(web: FlaskClient) -> 
         assert (root / path).is_file()
         answer = web.get(f"/static/vendor/{path}")
         assert answer.status_code == 200
+        assert answer.headers["Cache-Control"] == "public, max-age=31536000, immutable"
         answer.close()
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Flask, Response, request
 
 WEB_PREFIXES = ("/admin", "/static/")
+VENDOR_PREFIX = "/static/vendor/"  # versioned folders: a file there never changes
+YEAR = 365 * 24 * 3600
 
 # No inline script anywhere: every script is a file under /static/. Style attributes are
 # allowed (ECharts writes its tooltip as HTML with style attributes), <style> elements not.
@@ -37,4 +39,6 @@ def init_app(app: Flask) -> None:
         response.headers["X-Frame-Options"] = "DENY"
         if response.mimetype == "text/html":
             response.headers["Cache-Control"] = "no-store"  # pages hold customer data
+        elif request.path.startswith(VENDOR_PREFIX) and response.status_code in (200, 304):
+            response.headers["Cache-Control"] = f"public, max-age={YEAR}, immutable"
         return response
