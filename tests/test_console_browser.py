@@ -150,16 +150,16 @@ def _screenshot(page: Any, name: str, capsys: pytest.CaptureFixture[str]) -> Pat
 def _sign_in_with_token(page: Any, url: str, token: str = ADMIN_TOKEN) -> None:
     page.goto(url + "/admin/login")
     page.fill("#token", token)
-    page.click("form[action='/admin/login'] button[type=submit]")
-    page.wait_for_load_state()
+    with page.expect_navigation():  # through the redirect, to the page it ends on
+        page.click("form[action='/admin/login'] button[type=submit]")
 
 
 def _sign_in_with_wecom(page: Any, url: str, userid: str) -> None:
     page.goto(url + "/admin/login")
-    page.click("#wecom-login")  # to the simulator's login page
-    page.wait_for_selector("#members")
-    page.click(f"a[data-userid='{userid}']")  # this member scans; back with a code
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click("#wecom-login")  # to the simulator's login page
+    with page.expect_navigation():
+        page.click(f"a[data-userid='{userid}']")  # this member scans; back with a code
 
 
 def _failures(db_url: str) -> int:
@@ -301,8 +301,8 @@ def test_a_post_without_the_csrf_token_is_refused(tab: Tab, served: Served) -> N
     _sign_in_with_token(page, served.url)
     page.goto(served.url + "/admin/system")
     page.evaluate("() => document.querySelector(\"#sessions input[name='csrf_token']\").remove()")
-    page.click("#sessions button[type=submit]")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click("#sessions button[type=submit]")
     assert "请求缺少有效的安全令牌" in page.inner_text("#error")
     page.goto(served.url + "/admin/system")
     assert page.locator(".audit-row[data-action='sessions_revoked']").count() == 0
