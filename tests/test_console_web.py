@@ -419,3 +419,27 @@ def test_the_overview_names_staff_by_their_display_names(console: Flask, db: Dat
     names = {a.staff_name for a in view.recent_adds}
     assert names == {"鲍勃（门店）", HOSTILE}  # bob by the [staff] name, alice by WeCom's
     assert [(d.dimension, d.tag_group) for d in view.dimensions] == [("value", "客户价值")]
+
+
+def test_the_lists_as_configured_now_decide_a_wecom_sessions_role(
+    console: Flask, db_url: str, simulator: Simulator
+) -> None:
+    watcher, boss = console.test_client(), console.test_client()
+    sign_in_with_wecom(watcher, simulator, "watcher")
+    sign_in_with_wecom(boss, simulator, "boss")
+    # The operator edits [console] and restarts: watcher is now an admin, boss is gone.
+    changed = create_app(console_settings(db_url, simulator, admins=["watcher"], viewers=[]))
+    try:
+        for client in (watcher, boss):
+            cookie = client.get_cookie("tagbot_console", path="/admin")
+            assert cookie is not None
+            again = changed.test_client()
+            again.set_cookie("tagbot_console", cookie.value, path="/admin")
+            answer = again.get("/admin/")
+            if client is watcher:
+                assert answer.status_code == 200
+                assert "管理员" in answer.get_data(as_text=True)
+            else:
+                assert answer.status_code == 302
+    finally:
+        changed.extensions["tagbot"].close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from bot.console import sessions
-from bot.console.access import ADMIN, ROLE_LABELS
+from bot.console.access import ADMIN, ROLE_LABELS, role_of
 from bot.db.types import utcnow
 from handlers.admin.blueprint import bp
 from handlers.context import runtime
@@ -52,7 +53,15 @@ def _load() -> sessions.WebSession | None:
     now = utcnow()
     with rt.db.read() as session:
         found = sessions.current(session, session_id, now=now, expiry=expiry())
-    if found is not None and found.needs_touch(now):
+    if found is None:
+        return None
+    if found.method == "wecom":
+        # [console] as it is now decides: a member taken off the lists is out at once.
+        role = role_of(rt.settings.console, found.actor)
+        if role is None:
+            return None
+        found = dataclasses.replace(found, role=role)
+    if found.needs_touch(now):
         with rt.db.write() as session:
             sessions.touch(session, found.id_hash, now=now)
     return found
