@@ -64,6 +64,7 @@ def simulator_command(
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
     click.echo(f"WeCom simulator listening on {sim.url}")
     click.echo(f"  api_base:     {sim.api_base}")
+    click.echo(f"  web_login_url: {sim.web_login_url}")
     click.echo(f"  control API:  {sim.url}/control/")
     click.echo(f"  callback_url: {callback_url or '(none; PUT /control/callback_url)'}")
     click.echo("Press Ctrl-C to stop.")
