@@ -20,6 +20,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	bash scripts/ensure-browser.sh  # Debian's chromium + a CJK font for the console's browser tests
 	$(BIN)/python -m pytest
 
 # Developers: everything but the long end-to-end runs (marked slow); `make test` runs them all.

@@ -22,6 +22,8 @@ from bot.errors import ConfigError
 
 ENV_PREFIX = "TAGBOT_"
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
+# The self-built app's web login page (wecom-api.md section 7.4); the simulator serves one too.
+DEFAULT_WEB_LOGIN_URL = "https://login.work.weixin.qq.com/wwlogin/sso/login"
 _AES_KEY_LENGTH = 43
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 # WeCom userids: 1-64 bytes of letters, digits and "_-@.", starting with a letter or digit.
@@ -62,6 +64,7 @@ class WeComSettings(_Section):
     token: SecretStr
     encoding_aes_key: SecretStr
     api_base: str = DEFAULT_API_BASE
+    web_login_url: str = DEFAULT_WEB_LOGIN_URL
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_retries: int = Field(default=3, ge=0, le=10)
     # A signed callback older than this is a replay, not a re-delivery (those come in minutes).
@@ -106,6 +109,13 @@ class WeComSettings(_Section):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return v if v.endswith("/") else v + "/"
+
+    @field_validator("web_login_url")
+    @classmethod
+    def _web_login_shape(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/?#]+[^\s?#]*$", v):
+            raise ValueError("must be an http(s) URL without a query string")
+        return v
 
 
 class DatabaseSettings(_Section):
@@ -330,6 +340,37 @@ class OutreachSettings(_Section):
         return self
 
 
+class ConsoleSettings(_Section):
+    """`[console]`: who may sign in to the operator console under /admin/, and for how long."""
+
+    # WeCom userids allowed in: 管理员 may change things, 只读 may only look.
+    admins: tuple[str, ...] = ()
+    viewers: tuple[str, ...] = ()
+    # A session ends after this long without a request, and in any case after the second.
+    idle_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+    absolute_hours: int = Field(default=24, ge=1, le=30 * 24)
+
+    @field_validator("admins", "viewers")
+    @classmethod
+    def _userids(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for userid in v:
+            if not _USERID_RE.match(userid):
+                raise ValueError(
+                    f"{userid!r} is not a WeCom userid (1-64 letters, digits or _-@., "
+                    "starting with a letter or digit)"
+                )
+        return tuple(userid.lower() for userid in v)  # WeCom userids are case-insensitive
+
+    @model_validator(mode="after")
+    def _one_role_each(self) -> ConsoleSettings:
+        both = sorted(set(self.admins) & set(self.viewers))
+        if both:
+            raise ValueError(f"listed in both admins and viewers: {', '.join(both)}")
+        if self.absolute_hours * 60 < self.idle_minutes:
+            raise ValueError("absolute_hours must be at least idle_minutes")
+        return self
+
+
 class AppSettings(_Section):
     timezone: str = "Asia/Shanghai"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -353,6 +394,7 @@ class Settings(_Section):
     tiering: TieringSettings = TieringSettings()
     channels: tuple[ChannelSettings, ...] = ()
     outreach: OutreachSettings = OutreachSettings()
+    console: ConsoleSettings = ConsoleSettings()
     app: AppSettings = AppSettings()
     # Display names by WeCom userid (`[staff] liuyang = "刘洋"`): WeCom gives member names
     # only to some apps, and `{staff}` in a welcome should read as a person's name.

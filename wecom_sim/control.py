@@ -56,6 +56,10 @@ def control_blueprint(sim: Simulator) -> Blueprint:
         )
         return jsonify(ok=True)
 
+    @bp.post("/login_code")
+    def login_code() -> Response:
+        return jsonify(code=sim.login_code(str(_body().get("userid") or "")))
+
     @bp.post("/scan")
     def scan() -> Response:
         b = _body()

@@ -253,6 +253,11 @@ class Simulator:
         """Return the /cgi-bin/ base URL to configure as wecom.api_base."""
         return self.url + "/cgi-bin/"
 
+    @property
+    def web_login_url(self) -> str:
+        """Return the web login page to configure as wecom.web_login_url."""
+        return self.url + "/wwlogin/sso/login"
+
     # --- settings that tests tune while running ---------------------------------
 
     @property
@@ -393,6 +398,11 @@ class Simulator:
             return people.add_rule_tag(self.state, group_name, tag_name)
 
     # --- people acting in WeCom ---------------------------------------------------
+
+    def login_code(self, userid: str) -> str:
+        """Return the code a member's web login scan hands the app ("" for an outsider)."""
+        with self.state.lock:
+            return self.state.issue_login_code(userid)
 
     def scan(
         self,

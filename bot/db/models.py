@@ -658,3 +658,36 @@ class StaffAlert(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- operator console (/admin/) -----------------------------------------------------
+
+
+class ConsoleSession(Base):
+    """A signed-in console user; the cookie carries the id, the table keeps only its hash."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the id
+    actor: Mapped[str] = mapped_column(String(64))  # a WeCom userid, or "admin-token"
+    role: Mapped[str] = mapped_column(String(16))  # admin | viewer
+    method: Mapped[str] = mapped_column(String(16))  # token | wecom
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ConsoleAudit(Base):
+    """One thing done from the console: who, in which role, what, when, before and after."""
+
+    __tablename__ = "console_audit"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))  # admin | viewer | "" (refused sign-in)
+    action: Mapped[str] = mapped_column(String(64))  # login | logout | login_refused | ...
+    target: Mapped[str] = mapped_column(String(255), default="")
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    address: Mapped[str] = mapped_column(String(64), default="")

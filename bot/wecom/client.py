@@ -36,6 +36,7 @@ from bot.wecom.types import (
     GroupMsgSendResult,
     GroupMsgTask,
     TagGroupInfo,
+    WebIdentity,
 )
 
 log = logging.getLogger(__name__)
@@ -293,6 +294,16 @@ class WeComClient:
             if err.errcode == RATE_LIMITED:
                 self._pause("gettoken")
             raise
+
+    # --- web identity -----------------------------------------------------------------
+
+    def get_user_info(self, code: str) -> WebIdentity:
+        """Exchange a web login or OAuth code for the member's userid (single use, 5 minutes).
+
+        Answers 40029 for a reused, expired or foreign code (wecom-api.md section 7.3).
+        https://developer.work.weixin.qq.com/document/path/91023
+        """
+        return WebIdentity.from_raw(self._get("auth/getuserinfo", {"code": code}))
 
     # --- customers --------------------------------------------------------------------
 
