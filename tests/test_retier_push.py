@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +118,31 @@ def test_retier_reports_every_wecom_call_it_made_per_api(
     parts = [part.split(" ×") for part in line.split("（")[1].rstrip("）").split("，")]
     listed = {api: int(n) for api, n in parts}
     assert listed == made
+
+
+def test_log_lines_never_run_into_the_progress_bar(tmp_path: Path, db: Database) -> None:
+    # WeCom at a closed port: the hand-off logs a warning while the bar is on stderr.
+    path = write_config(tmp_path, db.url, default_tiers=True, wecom={"max_retries": 0})
+    with db.write() as s:
+        for i in range(3):
+            c = Customer(external_userid=f"wm_bar_{i}")
+            s.add(c)
+            s.flush()
+            order(s, c, 6000, local(3))
+    tagbot = Path(sys.executable).with_name("tagbot")
+    done = subprocess.run(
+        [str(tagbot), "--config", str(path), "retier", "--as-of", AS_OF.isoformat()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "记录层级变动" in done.stderr  # the bar was drawn...
+    logged = [line for line in done.stderr.split("\n") if "bot.tiering.handoff" in line]
+    assert logged  # ...and the warning logged while it was up
+    for line in logged:
+        # What is left on the terminal line after the bar was cleared (\r) is the log line.
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING ", line.split("\r")[-1]), (
+            repr(line)
+        )
