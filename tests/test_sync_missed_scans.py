@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.config import settings_from_mapping
+from bot.customers.sync import run_sync
 from bot.db import Database
-from bot.db.models import Channel, Customer, FollowRelation, TouchedCustomer
+from bot.db.models import (
+    Channel,
+    Customer,
+    FollowRelation,
+    InboxEvent,
+    OutboxOperation,
+    TouchedCustomer,
+)
 from bot.runtime import Runtime
+from bot.tags import push
 from tests.conftest import LiveServer, base_config
 from tests.support.channels import welcome_channel
 from tests.support.configs import toml_text
@@ -129,3 +139,66 @@ def test_sync_tags_the_customers_who_scanned_while_the_bot_was_down(
     assert "补打渠道标签" not in second.stdout
     assert simulator.calls.get(MARK) is None
     assert simulator.relation_tags("alice", served.external_userid) == set()
+
+
+@pytest.fixture
+def rt(db_url: str, simulator: Simulator) -> Iterator[Runtime]:
+    simulator.add_staff("alice")
+    runtime = Runtime(settings_from_mapping(base_config(db_url, simulator.api_base), environ={}))
+    yield runtime
+    runtime.wecom.close()
+    runtime.close()
+
+
+def _queued(rt: Runtime) -> int:
+    with rt.db.read() as session:
+        return len(session.scalars(select(OutboxOperation.id)).all())
+
+
+def test_a_scan_whose_add_event_waits_in_the_inbox_is_left_to_it(
+    rt: Runtime, simulator: Simulator
+) -> None:
+    state = welcome_channel(rt)
+    scan = simulator.scan(state)  # no callback URL: nothing delivered
+    with rt.db.write() as session:  # ...but say WeCom's retry got in and waits to be handled
+        event = InboxEvent(
+            dedup_key="add-1",
+            event="change_external_contact",
+            change_type="add_external_contact",
+            payload="<xml/>",
+            relation_key=f"alice|{scan.external_userid}",
+        )
+        session.add(event)
+    assert run_sync(db=rt.db, wecom=rt.wecom).missed_scans == 0
+    assert _queued(rt) == 0
+
+    with rt.db.write() as session:  # the callback failed for good: sync applies the channel
+        session.execute(update(InboxEvent).values(status="dead"))
+    report = run_sync(db=rt.db, wecom=rt.wecom)
+    assert (report.missed_scans, report.missed_scan_customers) == (1, 1)
+    assert _queued(rt) == 1
+
+
+def test_a_customer_who_left_and_came_back_while_the_bot_was_down_is_tagged_again(
+    rt: Runtime, simulator: Simulator
+) -> None:
+    state = welcome_channel(rt)
+    tag = simulator.tag_catalogue()["来源"]["活动"]
+    scan = simulator.scan(state)
+    assert run_sync(db=rt.db, wecom=rt.wecom).missed_scans == 1
+    push.drain_all(rt)
+    assert simulator.relation_tags("alice", scan.external_userid) == {tag}
+
+    simulator.customer_deletes_staff(scan.external_userid, "alice")
+    simulator.state.skew += 3600  # an hour later the customer scans again
+    again = simulator.scan(state, external_userid=scan.external_userid)
+    assert again.userid == "alice"
+    assert simulator.relation_tags("alice", scan.external_userid) == set()
+    assert run_sync(db=rt.db, wecom=rt.wecom).missed_scans == 1
+    push.drain_all(rt)
+    assert simulator.relation_tags("alice", scan.external_userid) == {tag}
+
+    simulator.reset_counters()
+    assert run_sync(db=rt.db, wecom=rt.wecom).missed_scans == 0
+    assert _queued(rt) == 2
+    assert simulator.calls.get(MARK) is None
