@@ -202,3 +202,18 @@ def test_a_customer_who_left_and_came_back_while_the_bot_was_down_is_tagged_agai
     assert run_sync(db=rt.db, wecom=rt.wecom).missed_scans == 0
     assert _queued(rt) == 2
     assert simulator.calls.get(MARK) is None
+
+
+def test_a_channel_tag_deleted_in_wecom_is_created_again_as_a_scan_would(
+    rt: Runtime, simulator: Simulator
+) -> None:
+    state = welcome_channel(rt)
+    simulator.admin_delete_tag(simulator.tag_catalogue()["来源"]["活动"])
+    scan = simulator.scan(state)
+    simulator.reset_counters()
+    report = run_sync(db=rt.db, wecom=rt.wecom)
+    assert report.missed_scans == 1
+    assert report.calls["externalcontact/add_corp_tag"] == 1  # counted with the sync's calls
+    push.drain_all(rt)
+    recreated = simulator.tag_catalogue()["来源"]["活动"]
+    assert simulator.relation_tags("alice", scan.external_userid) == {recreated}

@@ -33,6 +33,7 @@ from bot.db.models import (
     Staff,
 )
 from bot.db.types import utcnow
+from bot.errors import TagbotError
 from bot.tags import catalogue, outbox
 from bot.tags.catalogue import TagPath
 from bot.tiering import touched
@@ -121,7 +122,17 @@ def apply_missed(*, db: Database, wecom: WeComClient) -> MissedScans:
             ).all()
         )
     # A channel tag deleted in WeCom is created again, as a scan would (outside a write).
-    tag_ids = {chid: catalogue.ensure(db=db, wecom=wecom, paths=p) for chid, p in paths.items()}
+    tag_ids: dict[int, list[int]] = {}
+    for channel_id, channel_paths in paths.items():
+        try:
+            tag_ids[channel_id] = catalogue.ensure(db=db, wecom=wecom, paths=channel_paths)
+        except TagbotError as exc:  # WeCom refused or is away: the next sync tries again
+            log.warning(
+                "channel %s: tags not ensured, left for the next sync: %s",
+                names.get(channel_id),
+                exc,
+            )
+    found = [row for row in found if row[2] in tag_ids]
     customers: set[int] = set()
     for start in range(0, len(found), CHUNK):
         with db.write() as session:
