@@ -232,10 +232,12 @@ def upsert_relation(
     add_way: int | None = None,
     added_at: datetime | None = None,
     channel_id: int | object | None = _UNSET,
+    channel_applied_at: datetime | None = None,
 ) -> FollowRelation:
     """Create or refresh the (staff, customer) relation and mark it active.
 
     The channel is found from `state` when not given: a live code's state names it.
+    `channel_applied_at`: the add event applied the channel (None keeps what was stored).
     """
     session.flush()  # the Core look-ups below would not autoflush a pending staff or channel
     staff_id = session.scalar(_STAFF_ID, {"userid": staff_userid})
@@ -245,7 +247,13 @@ def upsert_relation(
         channel_id = session.scalar(_CHANNEL_ID, {"state": state})
         if channel_id is None:
             channel_id = _UNSET  # a state we don't own: keep whatever was recorded
-    given = {"state": state, "remark": remark, "add_way": add_way, "added_at": added_at}
+    given = {
+        "state": state,
+        "remark": remark,
+        "add_way": add_way,
+        "added_at": added_at,
+        "channel_applied_at": channel_applied_at,
+    }
     changes: dict[str, object] = {k: v for k, v in given.items() if v is not None}
     if channel_id is not _UNSET:
         changes["channel_id"] = channel_id  # None too: the caller says "no channel"

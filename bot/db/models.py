@@ -100,6 +100,10 @@ class FollowRelation(TimestampMixin, Base):
     # del_follow_user: the customer deleted the staff member; del_external_contact: the reverse
     lost_reason: Mapped[str | None] = mapped_column(String(32))
     transfer_fail_reason: Mapped[str | None] = mapped_column(String(32))
+    # When the channel of this add (its tags, the scan count) was applied: by the add
+    # callback, or by a sync that found the relation when the callback never arrived.
+    # NULL: not yet (a sync applies the channel its `state` names).
+    channel_applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     staff: Mapped[Staff] = relationship()
     customer: Mapped[Customer] = relationship(back_populates="relations")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from functools import cached_property
 from pathlib import Path
 
 import click
+from tqdm import tqdm
 
 from bot.config import Settings, load_settings, resolve_config_path
 from bot.db.migrate import require_file, require_schema
@@ -28,6 +31,7 @@ class CliContext:
     def runtime(self) -> Runtime:
         """The runtime on a database `tagbot init-db` has set up (else one clear error)."""
         configure_logging(self.settings.app.log_level, self.settings)
+        keep_logs_above_bars()
         if not self._creates_schema:
             require_file(self.settings.database.url)  # before connecting creates an empty one
         rt = Runtime(self.settings)
@@ -54,6 +58,39 @@ class CliContext:
         """Release the runtime's connections if a command built it."""
         if "runtime" in self.__dict__:
             self.runtime.close()
+
+
+class _AboveBars(logging.Handler):
+    """Write records through tqdm while a progress bar is shown, else as `inner` does.
+
+    tqdm.write clears the bar, writes the line and draws the bar again below it, so a log
+    line never runs into the bar on stderr.
+    """
+
+    def __init__(self, inner: logging.Handler) -> None:
+        super().__init__(inner.level)
+        self.inner = inner
+        self.setFormatter(inner.formatter)
+        for f in inner.filters:  # secrets stay masked
+            self.addFilter(f)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not getattr(tqdm, "_instances", None):  # no bar open: the plain handler
+            self.inner.emit(record)
+            return
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def keep_logs_above_bars() -> None:
+    """Make the root logger's stderr output give way to progress bars (the CLI's)."""
+    root = logging.getLogger()
+    root.handlers = [
+        _AboveBars(h) if isinstance(h, logging.StreamHandler) and h.stream is sys.stderr else h
+        for h in root.handlers
+    ]
 
 
 pass_ctx = click.make_pass_decorator(CliContext)
