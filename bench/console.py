@@ -19,6 +19,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -105,12 +106,15 @@ def _setup(db: Database, n: int) -> dict[str, Any]:
             "wall_s": round(time.perf_counter() - t0, 2),
         }
     if not rolled or not sized:
-        t0 = time.perf_counter()
-        channel_stats.rollup(db, tz=ZoneInfo(TZ), now=AS_OF, orders=False)
-        out["rollup_relations_s"] = round(time.perf_counter() - t0, 2)
-        t0 = time.perf_counter()
-        channel_stats.rollup(db, tz=ZoneInfo(TZ), now=AS_OF, orders=True)
-        out["rollup_with_orders_s"] = round(time.perf_counter() - t0, 2)
+        tz = ZoneInfo(TZ)
+        for name, now, orders in (
+            ("rollup_first_s (31 days back)", AS_OF, False),
+            ("rollup_s (every 10 min)", AS_OF + timedelta(minutes=10), False),
+            ("rollup_with_orders_s (hourly)", AS_OF + timedelta(minutes=20), True),
+        ):
+            t0 = time.perf_counter()
+            channel_stats.rollup(db, tz=tz, now=now, orders=orders)
+            out[name] = round(time.perf_counter() - t0, 2)
     return out
 
 
@@ -132,6 +136,7 @@ def _calls(settings: Any) -> dict[str, Callable[[Session], object]]:
             None, DIMENSION, session=s
         ),
         "last_run_summary": lambda s: tier_movement.last_run_summary(session=s),
+        "push_progress, whole outbox": lambda s: tier_movement.push_progress(session=s, since_id=0),
         "channel_summary": lambda s: channel_stats.channel_summary(session=s, today=today),
         "channel_trend 30d": lambda s: channel_stats.channel_trend(
             1, session=s, today=today, days=30

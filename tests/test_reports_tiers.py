@@ -11,11 +11,14 @@ from bot.config import DimensionSettings
 from bot.db import Database
 from bot.db.models import (
     Customer,
+    OutboxOperation,
+    RetierRun,
     TierAssignment,
     TierRunMove,
     TierSizeDay,
     TierTransition,
 )
+from bot.db.types import utcnow
 from bot.reports import tier_movement
 from bot.tiering import history
 from bot.tiering.rules import load_dimensions
@@ -203,3 +206,36 @@ def test_last_run_summary(db: Database) -> None:
     assert runs.last_full.changed_customers == full.changed_customers
     assert runs.last_full.seconds is not None
     assert runs.last_full.seconds >= 0
+
+
+def test_push_progress_counts_the_operations_after_the_last_full_run(db: Database) -> None:
+    _build(db)
+    now = utcnow()
+    with db.write() as s:  # before the run: an old push, not this run's
+        for status in ("done", "done", "pending", "dead"):
+            s.add(OutboxOperation(kind="mark_tag", status=status))
+    report = retier(db, DIMS, tz=TZ, as_of=AS_OF)
+    with db.write() as s:
+        before = s.scalar(select(func.max(OutboxOperation.id)))
+        run = s.get(RetierRun, report.run_id)
+        assert run is not None
+        assert run.outbox_from == before
+        for status, done_at in [
+            ("pending", None),
+            ("pending", None),
+            ("in_flight", None),
+            ("done", now - timedelta(minutes=1)),
+            ("done", now - timedelta(minutes=2)),
+            ("done", now - timedelta(hours=1)),
+            ("dead", None),
+        ]:
+            s.add(OutboxOperation(kind="mark_tag", status=status, done_at=done_at))
+    with db.read() as s:
+        runs = tier_movement.last_run_summary(session=s)
+        idle = tier_movement.push_progress(session=s, since_id=None, now=now + timedelta(hours=2))
+    p = runs.push
+    assert (p.queued, p.sent, p.failed, p.total) == (3, 3, 1, 7)
+    assert p.per_minute == 2 / 5
+    assert p.eta_seconds == 3 / (2 / 5) * 60
+    assert (idle.queued, idle.sent, idle.failed) == (4, 5, 2)
+    assert idle.eta_seconds is None  # nothing sent lately: no estimate

@@ -325,6 +325,8 @@ class RetierRun(Base):
     # "full" (every customer) or "touched" (customers whose data just changed)
     scope: Mapped[str] = mapped_column(String(16), default="full", server_default="full")
     changed_customers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The last outbox operation before the run finished: its push's operations come after.
+    outbox_from: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class TierPopulation(Base):

@@ -99,39 +99,41 @@ def _day_columns(day: date, tz: ZoneInfo, *, customers: bool) -> list[Any]:
     return cols
 
 
+Counts = dict[tuple[date, int], tuple[int, ...]]  # (day, channel) -> the 5 day counts
+
+
 def _count_days(
     session: Session, days: Sequence[date], tz: ZoneInfo
-) -> dict[tuple[date, int], tuple[int, ...]]:
-    """Count `days` per channel and for every relation: (day, channel) -> 5 counts."""
-    out: dict[tuple[date, int], tuple[int, ...]] = {}
+) -> tuple[Counts, dict[int, int]]:
+    """Count `days` per channel and for every relation; with each one's customers ever.
+
+    Two passes over the relations per DAYS_PER_PASS days (one grouped by channel, one
+    deduplicated across channels); the last pair also counts the customers ever added.
+    """
+    out: Counts = {}
+    ever: dict[int, int] = {}
     for i in range(0, len(days), DAYS_PER_PASS):
         chunk = days[i : i + DAYS_PER_PASS]
+        last = i + DAYS_PER_PASS >= len(days)
+        extra = [func.count(func.distinct(R.customer_id))] if last else []
         per_channel = [c for d in chunk for c in _day_columns(d, tz, customers=False)]
         rows = session.execute(
-            select(R.channel_id, *per_channel)
+            select(R.channel_id, *per_channel, *extra)
             .where(R.channel_id.is_not(None))
             .group_by(R.channel_id)
         ).all()
         for row in rows:
             for j, d in enumerate(chunk):
                 out[(d, int(row[0]))] = tuple(int(v) for v in row[1 + 5 * j : 6 + 5 * j])
+            if last:
+                ever[int(row[0])] = int(row[-1])
         every = [c for d in chunk for c in _day_columns(d, tz, customers=True)]
-        total = session.execute(select(*every)).one()
+        total = session.execute(select(*every, *extra)).one()
         for j, d in enumerate(chunk):
             out[(d, ALL)] = tuple(int(v) for v in total[5 * j : 5 * j + 5])
-    return out
-
-
-def _totals(session: Session) -> dict[int, int]:
-    """Return each channel's customers ever added through it (deduplicated), and ALL's."""
-    rows = session.execute(
-        select(R.channel_id, func.count(func.distinct(R.customer_id)))
-        .where(R.channel_id.is_not(None))
-        .group_by(R.channel_id)
-    ).all()
-    out = {int(c): int(n) for c, n in rows if c is not None}
-    out[ALL] = int(session.scalar(select(func.count(func.distinct(R.customer_id)))) or 0)
-    return out
+        if last:
+            ever[ALL] = int(total[-1])
+    return out, ever
 
 
 def _conversions(session: Session) -> dict[int, tuple[int, Decimal]]:
@@ -188,8 +190,7 @@ def rollup(
     today = local_today(tz, now)
     with db.read() as session:
         days = _missing_days(session, today)
-        counts = _count_days(session, days, tz)
-        totals = _totals(session)
+        counts, totals = _count_days(session, days, tz)
         last_orders = session.scalar(select(func.max(ChannelTotal.orders_at)))
         due = (
             orders

@@ -11,11 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from bot.db.models import RetierRun, TierRunMove, TierSizeDay
-from bot.tags import push
+from bot.db.models import OutboxOperation, RetierRun, TierRunMove, TierSizeDay
+from bot.db.types import utcnow
+from bot.tags import outbox, push
 from bot.tiering.run_stats import MEASURED
 
 
@@ -223,18 +224,45 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class PushProgress:
-    """The tag push's progress in the outbox (every kind of WeCom write queued there)."""
+    """The outbox since the last full run finished: its push, and what queued after it.
+
+    Counted over the operation ids after the run's `outbox_from` (a primary-key range),
+    never over every operation the outbox has kept done.
+    """
 
     queued: int  # pending and in flight
     sent: int
     failed: int  # dead letters
-    per_minute: float
-    eta_seconds: float | None  # None: no recent rate to estimate by
+    per_minute: float  # operations sent per minute over the last push.RATE_WINDOW
+    eta_seconds: float | None  # None: nothing sent lately to estimate by
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.sent + self.failed
+
+
+def push_progress(
+    *, session: Session, since_id: int | None, now: datetime | None = None
+) -> PushProgress:
+    """Count the outbox operations after `since_id` by status, with the recent rate."""
+    op = OutboxOperation
+    recent = (now or utcnow()) - push.RATE_WINDOW
+    rows = session.execute(
+        select(op.status, func.count(), func.count(case((op.done_at >= recent, 1))))
+        .where(op.id > (since_id or 0))
+        .group_by(op.status)
+    ).all()
+    by = {status: (int(n), int(lately)) for status, n, lately in rows}
+    queued = by.get(outbox.PENDING, (0, 0))[0] + by.get(outbox.IN_FLIGHT, (0, 0))[0]
+    sent, lately = by.get(outbox.DONE, (0, 0))
+    per_minute = lately / (push.RATE_WINDOW.total_seconds() / 60)
+    eta = 0.0 if not queued else (queued / per_minute * 60 if per_minute else None)
+    return PushProgress(queued, sent, by.get(outbox.DEAD, (0, 0))[0], per_minute, eta)
 
 
 @dataclass(frozen=True)
 class LastRuns:
-    """The latest run of any scope, the latest full run, and the push's progress."""
+    """The latest run of any scope, the latest full run, and the push since it."""
 
     last: RunSummary | None
     last_full: RunSummary | None
@@ -258,14 +286,10 @@ def _summary(run: RetierRun | None) -> RunSummary | None:
 
 
 def last_run_summary(*, session: Session) -> LastRuns:
-    """Return the latest runs (None before any) and the outbox's progress."""
+    """Return the latest runs (None before any) and the push since the last full run."""
     last = session.scalars(select(RetierRun).order_by(RetierRun.id.desc()).limit(1)).first()
     full = session.scalars(
         select(RetierRun).where(RetierRun.scope == "full").order_by(RetierRun.id.desc()).limit(1)
     ).first()
-    p = push.progress(session)
-    return LastRuns(
-        _summary(last),
-        _summary(full),
-        PushProgress(p.pending + p.in_flight, p.done, p.dead, p.per_minute, p.eta_seconds),
-    )
+    since = None if full is None else full.outbox_from
+    return LastRuns(_summary(last), _summary(full), push_progress(session=session, since_id=since))

@@ -11,6 +11,8 @@ counted in DuckDB, so the re-tier pays a few dozen rows, never a pass over custo
   which the run has finished writing by then: exact either way.
 Each measured dimension also gets a row with tier "" (0 customers), so a dimension
 whose tiers are all empty is told apart from one never measured.
+`retier_runs.outbox_from` keeps the last outbox operation's id as the run finishes: the
+push it hands off queues after it, so its progress is counted over that id range only.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from bot.db.models import RetierRun, TierAssignment, TierRunMove, TierSizeDay
+from bot.db.models import OutboxOperation, RetierRun, TierAssignment, TierRunMove, TierSizeDay
 from bot.tiering.evaluate import Move
 
 MEASURED = ""  # the tier of the row saying a dimension was measured
@@ -86,6 +88,13 @@ def record(
     sizes: Sequence[Move],
 ) -> None:
     """Write the run's moves and the sizes after it (in the run's finishing transaction)."""
+    session.execute(
+        update(RetierRun)
+        .where(RetierRun.id == run_id)
+        .values(
+            outbox_from=select(func.coalesce(func.max(OutboxOperation.id), 0)).scalar_subquery()
+        )
+    )
     if moves:
         session.execute(
             insert(TierRunMove),
