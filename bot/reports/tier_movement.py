@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from bot.db.models import OutboxOperation, RetierRun, TierRunMove, TierSizeDay
@@ -247,17 +248,22 @@ def push_progress(
     """Count the outbox operations after `since_id` by status, with the recent rate."""
     op = OutboxOperation
     recent = (now or utcnow()) - push.RATE_WINDOW
-    rows = session.execute(
-        select(op.status, func.count(), func.count(case((op.done_at >= recent, 1))))
-        .where(op.id > (since_id or 0))
-        .group_by(op.status)
-    ).all()
-    by = {status: (int(n), int(lately)) for status, n, lately in rows}
-    queued = by.get(outbox.PENDING, (0, 0))[0] + by.get(outbox.IN_FLIGHT, (0, 0))[0]
-    sent, lately = by.get(outbox.DONE, (0, 0))
+
+    def n(cond: ColumnElement[bool]) -> Any:
+        return func.count(case((cond, 1)))
+
+    # No GROUP BY: grouped by status, SQLite walks the whole status index instead of the range.
+    queued, sent, lately, dead = session.execute(
+        select(
+            n(op.status.in_((outbox.PENDING, outbox.IN_FLIGHT))),
+            n(op.status == outbox.DONE),
+            n((op.status == outbox.DONE) & (op.done_at >= recent)),
+            n(op.status == outbox.DEAD),
+        ).where(op.id > (since_id or 0))
+    ).one()
     per_minute = lately / (push.RATE_WINDOW.total_seconds() / 60)
     eta = 0.0 if not queued else (queued / per_minute * 60 if per_minute else None)
-    return PushProgress(queued, sent, by.get(outbox.DEAD, (0, 0))[0], per_minute, eta)
+    return PushProgress(queued, sent, dead, per_minute, eta)
 
 
 @dataclass(frozen=True)
