@@ -239,3 +239,15 @@ def test_push_progress_counts_the_operations_after_the_last_full_run(db: Databas
     assert p.eta_seconds == 3 / (2 / 5) * 60
     assert (idle.queued, idle.sent, idle.failed) == (4, 5, 2)
     assert idle.eta_seconds is None  # nothing sent lately: no estimate
+
+
+def test_a_dimension_back_in_config_is_counted_by_a_touched_run(db: Database) -> None:
+    ids = _build(db)
+    retier(db, DIMS, tz=TZ, as_of=AS_OF)
+    retier(db, DIMS[:1], tz=TZ, as_of=AS_OF)  # activity out of config: its tiers stay
+    retier(db, DIMS, tz=TZ, as_of=AS_OF, customer_ids=[ids["l1"]])  # and back
+    with db.read() as s:
+        sizes = tier_movement.all_tier_sizes(session=s)
+        assert sizes["activity"].of("活跃") == 2
+        assert sizes["value"].total == 6
+        assert _stored(s) == _assigned(s)
