@@ -16,7 +16,7 @@ from bot.reports.channel_stats import ALL
 from bot.runtime import Runtime
 from jobs import registry
 from jobs.reports import CHANNEL_STATS_JOB
-from tests.conftest import base_config
+from tests.support.corp import base_config
 from tests.tier_metrics_factory import AS_OF, ZONE, D, channel, customer, local, order, staff
 
 

@@ -15,7 +15,7 @@ from bot.reports import channel_stats, operations, overview
 from bot.reports.definitions import DEFINITIONS
 from bot.tiering.rules import load_dimensions
 from bot.tiering.run import retier
-from tests.conftest import CORP_ID, base_config
+from tests.support.corp import CORP_ID, base_config
 from tests.support.tiers import VALUE
 from tests.tier_metrics_factory import AS_OF, TZ, ZONE, D, customer, local, order, relation, staff
 

@@ -1,7 +1,7 @@
 """console aggregates: tier run moves, tier size days, channel days and totals, retier_runs.outbox_from
 
 Revision ID: 4eac061ec3c7
-Revises: a1e27f3b68a5
+Revises: a0256a717aea
 Create Date: 2026-12-06 01:48:04.397998
 """
 
@@ -14,7 +14,7 @@ import bot.db.types
 
 
 revision = '4eac061ec3c7'
-down_revision = 'a1e27f3b68a5'
+down_revision = 'a0256a717aea'
 branch_labels = None
 depends_on = None
 
