@@ -82,6 +82,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "POST",
+        "/login_code",
+        "{userid}",
+        "a web-login code for this member, as if they had scanned the login QR -> {code}",
+        {"userid": "zhangsan"},
+    ),
+    Endpoint(
+        "POST",
         "/group_msgs/confirm",
         "{userid?}",
         "every 群发 waiting for this member (or for anyone) is confirmed -> {confirmed}",
