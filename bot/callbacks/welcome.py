@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -189,6 +189,7 @@ class ContextCache:
     """
 
     def __init__(self) -> None:
+        self.clock: Callable[[], float] = time.monotonic  # tests stop it to keep entries
         self._lock = threading.Lock()
         self._contexts: dict[str, tuple[float, ChannelContext | None]] = {}
         self._staff_names: dict[str, tuple[float, str]] = {}
@@ -246,7 +247,7 @@ def channel_context(rt: Runtime, state: str) -> ChannelContext | None:
     if not state:
         return None
     cache = rt.local(ContextCache)
-    now = time.monotonic()
+    now = cache.clock()
     hit, ctx = cache.context(state, now)
     if hit:
         return ctx
@@ -267,7 +268,7 @@ def staff_name(rt: Runtime, userid: str) -> str:
     if configured:
         return configured
     cache = rt.local(ContextCache)
-    now = time.monotonic()
+    now = cache.clock()
     name = cache.staff_name(userid, now)
     if name is not None:
         return name
