@@ -357,7 +357,8 @@ def _load(
 
     scans = [r for r in results if r is not None]
     codes = {r.welcome_code for r in scans if r.welcome_code}
-    deadline = time.monotonic() + 60
+    # A backlog (overload) takes a while to drain: allow it a minute plus 20 ms a scan.
+    deadline = time.monotonic() + 60 + n / 50
 
     def pending() -> int:
         with db.read() as session:
@@ -373,7 +374,7 @@ def _load(
         if sent == len(codes) and pending() == 0:
             break
         time.sleep(0.5)
-    tagged_deadline = time.monotonic() + 60
+    tagged_deadline = time.monotonic() + 60 + n / 50
     untagged = scans
     while time.monotonic() < tagged_deadline:
         untagged = [s for s in untagged if len(sim.relation_tags(s.userid, s.external_userid)) < 2]

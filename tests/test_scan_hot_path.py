@@ -159,5 +159,5 @@ def test_one_scan_costs_a_fixed_number_of_statements_commits_writes_and_calls(
     assert lane.calls == {"externalcontact/get": 1, "externalcontact/send_welcome_msg": 1}
     # The inbox worker: a write claiming the event; mark_tag; a write storing the customer,
     # relation and tags, marking the customer touched, counting the scan, finishing the event.
-    assert worker.counts() == ((14, 2, 2, 1) if sqlite else (12, 2, 2, 1)), detail
+    assert worker.counts() == ((12, 2, 2, 1) if sqlite else (10, 2, 2, 1)), detail
     assert worker.calls == {"externalcontact/mark_tag": 1}
