@@ -136,7 +136,10 @@ def test_one_scan_costs_a_fixed_number_of_statements_commits_writes_and_calls(
         assert result.callback_status == 200
         lane, sent = recorder.run(lambda: WELCOME_LANE.step(rt))
         worker, processed = recorder.run(lambda: INBOX_WORKER.step(rt))
-        assert (sent, processed) == (1, 1)
+        # Another inbox thread woken by the same ack finds the hand-off taken: no claim.
+        idle, nothing = recorder.run(lambda: INBOX_WORKER.step(rt))
+        assert (sent, processed, nothing) == (1, 1, 0)
+        assert idle.counts() == (0, 0, 0, 0), idle.statements
         return [ack, lane, worker]
 
     recorder.attach()
