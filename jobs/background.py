@@ -15,6 +15,7 @@ from apscheduler.triggers.cron import CronTrigger
 from bot import heartbeat, leases, metrics
 from bot.db.types import utcnow
 from bot.runtime import Runtime
+from bot.wakeone import WakeOne
 from jobs import registry, runner
 from jobs.leadership import LEASE_RENEW, Leadership
 from jobs.runner import run_job
@@ -60,7 +61,7 @@ class Pace:
 
 def _worker_loop(rt: Runtime, spec: WorkerSpec, pace: Pace) -> None:
     event = spec.wakeup(rt)
-    assert isinstance(event, threading.Event)
+    assert isinstance(event, threading.Event | WakeOne)
     while not rt.stopping.is_set():
         handled = run_job(rt, spec.name, spec.step)
         pace.stepped()
@@ -148,6 +149,8 @@ class Background:
             event = spec.wakeup(self.rt)
             if isinstance(event, threading.Event):
                 event.set()
+            elif isinstance(event, WakeOne):
+                event.set_all()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             try:
