@@ -316,6 +316,24 @@ def test_unreachable_wecom_is_a_retryable_network_error(db: Database) -> None:
     assert (err.value.errcode, err.value.retryable, err.value.api) == (-2, True, "gettoken")
 
 
+def test_a_refused_connection_is_retried_even_for_a_non_idempotent_call(
+    db: Database, sim: Simulator
+) -> None:
+    # The token comes from the database (shared with a client that reached WeCom), so
+    # the refused connection is the API call's own: it never reached WeCom, retry is safe.
+    make_client(db, sim).get_access_token()
+    config = base_config(db.url, api_base="http://127.0.0.1:9/cgi-bin/")
+    config["wecom"]["max_retries"] = 1
+    settings = settings_from_mapping(config, environ={})
+    client = WeComClient(settings.wecom, settings.limits, db=db, backoff_base=0.01)
+    before = counted("externalcontact/add_msg_template", -2)
+    with pytest.raises(WeComError) as err:
+        client.add_msg_template(sender="u1", external_userids=["wm1"], text="hi")
+    assert (err.value.errcode, err.value.retryable) == (-2, True)
+    assert "may have taken effect" not in str(err.value)
+    assert counted("externalcontact/add_msg_template", -2) == before + 2  # tried, retried once
+
+
 def test_client_side_rate_limit_spreads_calls(db: Database, sim: Simulator) -> None:
     # 10 calls per (shortened) 1 s window; the simulator itself would allow far more.
     clock = PassingClock()

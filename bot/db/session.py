@@ -78,6 +78,8 @@ class Database:
         # SQLite lets one writer in at a time: its writers queue here first (writequeue.py)
         self._queue = WriteQueue(self.engine.url.database) if self.is_sqlite else None
         self._local = threading.local()
+        self._writes_lock = threading.Lock()
+        self.writes = 0  # write transactions opened (on SQLite: write-lock acquisitions)
 
     @property
     def writing(self) -> bool:
@@ -100,6 +102,8 @@ class Database:
         if self.writing:  # the queue is not re-entrant: this would wait for itself
             raise RuntimeError("a write transaction inside another one")
         self._local.writing = True
+        with self._writes_lock:
+            self.writes += 1
         try:
             if self._queue is None:
                 with self.sessionmaker.begin() as session:
