@@ -30,8 +30,8 @@ from bot.tags.catalogue import TagPath
 from bot.wecom.client import WeComClient
 from jobs.inbox import INBOX_WORKER
 from jobs.welcome import WELCOME_LANE
-from tests.conftest import LiveServer
 from tests.support.configs import settings_for
+from tests.support.live import LiveServer
 from wecom_sim import Simulator
 
 

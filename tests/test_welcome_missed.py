@@ -16,8 +16,8 @@ from bot.db.models import InboxEvent
 from bot.db.types import utcnow
 from bot.tags.catalogue import TagPath
 from jobs.inbox import INBOX_WORKER
-from tests.conftest import LiveServer
 from tests.support.configs import settings_for
+from tests.support.live import LiveServer
 from wecom_sim import Simulator
 
 
