@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from bot.db import Database
 from bot.db.models import (
@@ -19,7 +21,10 @@ from bot.db.models import (
     ChannelTotal,
     ConsoleAudit,
     ConsoleSession,
+    InboxEvent,
+    OutboxOperation,
     TierAssignment,
+    WeComBudgetSlot,
 )
 from bot.db.types import utcnow
 from bot.reports.latest_adds import latest_adds
@@ -33,7 +38,7 @@ from tests.support.console import (
     sign_in_with_wecom,
     wecom_login_state,
 )
-from tests.support.corp import ADMIN_TOKEN
+from tests.support.corp import ADMIN_TOKEN, CORP_ID
 from wecom_sim import Simulator
 
 
@@ -467,6 +472,54 @@ def test_the_vendored_files_are_served_with_their_licences(web: FlaskClient) -> 
         assert answer.status_code == 200
         assert answer.headers["Cache-Control"] == "public, max-age=31536000, immutable"
         answer.close()
+
+
+def test_the_overview_shows_queues_and_wecom_calls_from_the_database(
+    console: Flask, web: FlaskClient, db: Database
+) -> None:
+    rt = console.extensions["tagbot"]
+    minute = math.floor(time.time())
+    with db.write() as session:
+        for i, status in enumerate(["pending", "processing", "dead", "done"]):
+            session.add(InboxEvent(dedup_key=f"k{i}", event="e", payload="", status=status))
+        for status in ["pending", "in_flight", "dead", "dead", "done"]:
+            session.add(OutboxOperation(kind="mark_tag", status=status))
+        session.execute(
+            insert(WeComBudgetSlot),
+            [
+                {
+                    "corp_id": CORP_ID,
+                    "api": "tag/mark",
+                    "scale": "minute",
+                    "slot": minute,
+                    "bulk": 7,
+                },
+                {
+                    "corp_id": CORP_ID,
+                    "api": "tag/mark",
+                    "scale": "hour",
+                    "slot": minute // 60,
+                    "bulk": 7,
+                    "interactive": 4,
+                },
+            ],
+        )
+    sign_in_with_token(web)
+    page = web.get("/admin/").get_data(as_text=True)
+
+    def stat(key: str) -> int:
+        return int(page.split(f'id="{key}"')[1].split('data-value="')[1].split('"')[0])
+
+    assert [stat(k) for k in ("inbox-waiting", "inbox-dead", "outbox-queued", "outbox-dead")] == [
+        2,
+        1,
+        2,
+        2,
+    ]
+    limits = rt.settings.limits
+    row = page.split('data-api="tag/mark"')[1].split("</tr>")[0]
+    assert f"7 / {limits.calls_per_minute:,}" in row
+    assert f"11 / {limits.calls_per_hour:,}" in row
 
 
 def test_the_latest_adds_name_staff_by_their_display_names(console: Flask, db: Database) -> None:
