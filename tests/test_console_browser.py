@@ -201,16 +201,27 @@ def test_the_overview_shows_the_database_numbers_and_a_chart_with_data(
     )
     shown = {
         key: int(page.inner_text(f"#kpi-{key} .kpi-value").replace(",", ""))
-        for key in ("total", "added", "lost", "net")
+        for key in (
+            "customers_total",
+            "added_today",
+            "lost_by_customer_today",
+            "lost_by_staff_today",
+            "net_today",
+            "high_value",
+        )
     }
     seeded = served.seeded
     lost = seeded.lost_by_customer + seeded.lost_by_staff
     assert shown == {
-        "total": seeded.customers_total,
-        "added": seeded.added_today,
-        "lost": lost,
-        "net": seeded.added_today - lost,
+        "customers_total": seeded.customers_total,
+        "added_today": seeded.added_today,
+        "lost_by_customer_today": seeded.lost_by_customer,
+        "lost_by_staff_today": seeded.lost_by_staff,
+        "net_today": seeded.added_today - lost,
+        "high_value": seeded.high_value,
     }
+    delta = page.inner_text("#kpi-added_today .delta")
+    assert int(delta) == seeded.added_today - seeded.added_yesterday
     db = Database(served.db_url)
     try:
         with db.read() as session:
@@ -222,16 +233,34 @@ def test_the_overview_shows_the_database_numbers_and_a_chart_with_data(
     finally:
         db.dispose()
     series = page.evaluate(
-        """() => [...document.querySelectorAll('[data-chart]')].map(el => {
+        """() => Object.fromEntries([...document.querySelectorAll('[data-chart]')].map(el => {
             const option = echarts.getInstanceByDom(el).getOption();
-            return {categories: option.xAxis[0].data, values: option.series[0].data};
-        })"""
+            return [el.dataset.chart, {
+                categories: option.xAxis[0].data,
+                series: option.series.map(s => [s.name, s.data]),
+            }];
+        }))"""
     )
-    assert series == [
-        {"categories": ["高价值", "普通"], "values": [in_db["高价值"], in_db["普通"]]}
-    ]
+    assert series["tiers-value"]["categories"] == ["高价值", "普通"]
+    assert [d for _, d in series["tiers-value"]["series"]] == [[in_db["高价值"], in_db["普通"]]]
+    trend = dict(series["trend"]["series"])
+    assert len(series["trend"]["categories"]) == 7  # 近7天 first
+    assert trend["新增"][-2:] == [seeded.added_yesterday, seeded.added_today]
+    assert trend["流失"][-1] == lost
+    assert trend["净增"][-1] == seeded.added_today - lost
+    page.click("button[data-range='30']")
+    assert (
+        len(
+            page.evaluate(
+                "() => echarts.getInstanceByDom("
+                "document.querySelector('[data-chart=trend]')).getOption().xAxis[0].data"
+            )
+        )
+        == 30
+    )
+    assert page.get_attribute("button[data-range='30']", "aria-pressed") == "true"
     assert "数据截至" in page.inner_text(".asof")
-    assert page.locator(".info").count() >= 6
+    assert page.locator(".info").count() >= 16  # every card's number and its 较昨日
     assert page.locator(".info").first.get_attribute("title")
     # The hostile customer and staff names are text on the page, never markup.
     recent = page.inner_text("#recent-adds")

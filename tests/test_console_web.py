@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -9,11 +12,22 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from bot.db import Database
-from bot.db.models import AuthFailure, ConsoleAudit, ConsoleSession
+from bot.db.models import (
+    AuthFailure,
+    ChannelDay,
+    ChannelTotal,
+    ConsoleAudit,
+    ConsoleSession,
+    InboxEvent,
+    OutboxOperation,
+    TierAssignment,
+    WeComBudgetSlot,
+)
 from bot.db.types import utcnow
+from bot.reports.latest_adds import latest_adds
 from handlers.app import create_app
 from tests.support.console import (
     HOSTILE,
@@ -24,7 +38,7 @@ from tests.support.console import (
     sign_in_with_wecom,
     wecom_login_state,
 )
-from tests.support.corp import ADMIN_TOKEN
+from tests.support.corp import ADMIN_TOKEN, CORP_ID
 from wecom_sim import Simulator
 
 
@@ -341,23 +355,47 @@ def test_the_overview_counts_match_the_database_and_names_stay_text(
     sign_in_with_token(web)
     page = web.get("/admin/").get_data(as_text=True)
 
-    def kpi(key: str) -> int:
-        return int(page.split(f'id="kpi-{key}"')[1].split('data-value="')[1].split('"')[0])
+    def kpi(key: str, attr: str = "data-value") -> int:
+        return int(page.split(f'id="kpi-{key}"')[1].split(f'{attr}="')[1].split('"')[0])
 
-    assert kpi("total") == seeded.customers_total
-    assert kpi("added") == seeded.added_today
-    assert kpi("lost") == seeded.lost_by_customer + seeded.lost_by_staff
-    assert kpi("net") == seeded.added_today - seeded.lost_by_customer - seeded.lost_by_staff
-    assert f"较昨日 {seeded.added_today - seeded.added_yesterday:+}" in page
-    assert "客户删员工 1 · 员工删客户 1" in page
+    assert kpi("customers_total") == seeded.customers_total
+    assert kpi("added_today") == seeded.added_today
+    assert kpi("added_today", "data-delta") == seeded.added_today - seeded.added_yesterday
+    assert kpi("lost_by_customer_today") == seeded.lost_by_customer
+    assert kpi("lost_by_staff_today") == seeded.lost_by_staff
+    assert kpi("lost_other_today") == 0
+    assert kpi("net_today") == seeded.added_today - seeded.lost_by_customer - seeded.lost_by_staff
+    assert kpi("high_value") == seeded.high_value
+    assert 'id="kpi-churn_warning"' in page
+    assert "未配置该层级" in page
+    with db.read() as session:
+        in_db = dict(
+            session.execute(
+                select(TierAssignment.tier, func.count()).group_by(TierAssignment.tier)
+            ).all()
+        )
+    assert in_db == seeded.tiers
     for tier, n in seeded.tiers.items():
         assert f'data-tier="{tier}">{n}<' in page
+    charts = json.loads(page.split('id="chart-data">')[1].split("</script>")[0])
+    assert charts["tiers-value"]["values"] == [seeded.tiers["高价值"], seeded.tiers["普通"]]
+    trend = {s["name"]: s["values"] for s in charts["trend"]["series"]}
+    assert len(trend["新增"]) == 30
+    assert trend["新增"][-2:] == [seeded.added_yesterday, seeded.added_today]
+    assert trend["流失"][-1] == seeded.lost_by_customer + seeded.lost_by_staff
+    assert 'data-range="7"' in page
+    assert 'data-range="30"' in page
+    assert 'id="push-queued"' in page
+    assert 'id="inbox-dead"' in page
+    assert 'id="outbox-dead"' in page
     assert "数据截至" in page
-    assert page.count("ⓘ") >= 6
+    assert "尚未汇总" not in page
+    # Every number carries its definition: one ⓘ per KPI card and per 较昨日 at least.
+    assert page.count("ⓘ") >= 2 * 8
     assert HOSTILE not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert 'id="empty-state"' not in page
-    assert '"values": [1, 3]' in page or '"values":[1,3]' in page
+    assert 'id="missed-welcomes"' not in page  # none missed
 
 
 def test_a_fresh_install_says_what_to_do_next(web: FlaskClient) -> None:
@@ -366,6 +404,39 @@ def test_a_fresh_install_says_what_to_do_next(web: FlaskClient) -> None:
     assert 'id="empty-state"' in page
     assert "tagbot sync" in page
     assert "还没有运行过分层" in page
+    assert "尚未汇总" in page  # 数据截至: the rollup never ran, and the page says so
+    assert 'data-value="0"' in page
+
+
+def test_the_overview_before_the_first_rollup_says_so(
+    console: Flask, web: FlaskClient, db: Database
+) -> None:
+    rt = console.extensions["tagbot"]
+    seed_overview(db, now=utcnow(), tz=rt.settings.tz)
+    with db.write() as session:  # as if the channel-stats job had never run
+        session.execute(delete(ChannelDay))
+        session.execute(delete(ChannelTotal))
+    sign_in_with_token(web)
+    page = web.get("/admin/").get_data(as_text=True)
+    assert "尚未汇总" in page
+    assert 'id="empty-state"' not in page  # the re-tier and the adds are there
+    assert 'data-chart="trend"' not in page
+
+
+def test_missed_welcomes_show_on_the_overview(
+    console: Flask, web: FlaskClient, db: Database
+) -> None:
+    from bot.callbacks.welcome import _MissedTally
+
+    rt = console.extensions["tagbot"]
+    sign_in_with_token(web)
+    assert 'id="missed-welcomes"' not in web.get("/admin/").get_data(as_text=True)
+    rt.local(_MissedTally).add("expired")
+    rt.local(_MissedTally).add("failed")
+    page = web.get("/admin/").get_data(as_text=True)
+    section = page.split('id="missed-welcomes"')[1].split("</section>")[0]
+    assert 'data-value="2"' in section
+    assert "发送失败" in section
 
 
 def test_browser_tests_say_why_they_skip_without_a_browser(
@@ -403,22 +474,63 @@ def test_the_vendored_files_are_served_with_their_licences(web: FlaskClient) -> 
         answer.close()
 
 
-def test_the_overview_names_staff_by_their_display_names(console: Flask, db: Database) -> None:
-    from bot.console import overview
+def test_the_overview_shows_queues_and_wecom_calls_from_the_database(
+    console: Flask, web: FlaskClient, db: Database
+) -> None:
+    rt = console.extensions["tagbot"]
+    minute = math.floor(time.time())
+    with db.write() as session:
+        for i, status in enumerate(["pending", "processing", "dead", "done"]):
+            session.add(InboxEvent(dedup_key=f"k{i}", event="e", payload="", status=status))
+        for status in ["pending", "in_flight", "dead", "dead", "done"]:
+            session.add(OutboxOperation(kind="mark_tag", status=status))
+        session.execute(
+            insert(WeComBudgetSlot),
+            [
+                {
+                    "corp_id": CORP_ID,
+                    "api": "tag/mark",
+                    "scale": "minute",
+                    "slot": minute,
+                    "bulk": 7,
+                },
+                {
+                    "corp_id": CORP_ID,
+                    "api": "tag/mark",
+                    "scale": "hour",
+                    "slot": minute // 60,
+                    "bulk": 7,
+                    "interactive": 4,
+                },
+            ],
+        )
+    sign_in_with_token(web)
+    page = web.get("/admin/").get_data(as_text=True)
 
+    def stat(key: str) -> int:
+        return int(page.split(f'id="{key}"')[1].split('data-value="')[1].split('"')[0])
+
+    assert [stat(k) for k in ("inbox-waiting", "inbox-dead", "outbox-queued", "outbox-dead")] == [
+        2,
+        1,
+        2,
+        2,
+    ]
+    limits = rt.settings.limits
+    row = page.split('data-api="tag/mark"')[1].split("</tr>")[0]
+    assert f"7 / {limits.calls_per_minute:,}" in row
+    assert f"11 / {limits.calls_per_hour:,}" in row
+
+
+def test_the_latest_adds_name_staff_by_their_display_names(console: Flask, db: Database) -> None:
     rt = console.extensions["tagbot"]
     seed_overview(db, now=utcnow(), tz=rt.settings.tz)
     with db.read() as session:
-        view = overview.load(
-            session,
-            now=utcnow(),
-            tz=rt.settings.tz,
-            dimensions=rt.settings.tiering.dimensions,
-            staff_names={"bob": "鲍勃（门店）"},
-        )
-    names = {a.staff_name for a in view.recent_adds}
+        adds = latest_adds(session=session, staff_names={"bob": "鲍勃（门店）"})
+    names = {a.staff_name for a in adds}
     assert names == {"鲍勃（门店）", HOSTILE}  # bob by the [staff] name, alice by WeCom's
-    assert [(d.dimension, d.tag_group) for d in view.dimensions] == [("value", "客户价值")]
+    assert [a.added_at for a in adds] == sorted((a.added_at for a in adds), reverse=True)
+    assert len(adds) == 8  # of 8 relations with an add time
 
 
 def test_the_lists_as_configured_now_decide_a_wecom_sessions_role(

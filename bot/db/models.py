@@ -95,7 +95,8 @@ class FollowRelation(TimestampMixin, Base):
     remark: Mapped[str] = mapped_column(String(128), default="")
     add_way: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | lost
-    added_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Indexed for the console's 最新添加 (the latest adds, newest first).
+    added_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     lost_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # del_follow_user: the customer deleted the staff member; del_external_contact: the reverse
     lost_reason: Mapped[str | None] = mapped_column(String(32))

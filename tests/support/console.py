@@ -5,14 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flask.testing import FlaskClient
 
-from bot.config import Settings, settings_from_mapping
+from bot.config import DimensionSettings, Settings, settings_from_mapping
 from bot.db import Database
-from bot.db.models import Channel, Customer, FollowRelation, RetierRun, Staff, TierAssignment
+from bot.db.models import Channel, Customer, FollowRelation, Order, Staff
+from bot.reports import channel_stats
+from bot.tiering.rules.dimension import load_dimensions
+from bot.tiering.run import retier
 from tests.support.corp import ADMIN_TOKEN, base_config
 from wecom_sim import Simulator
 
@@ -84,10 +88,15 @@ class Seeded:
     lost_by_customer: int
     lost_by_staff: int
     tiers: dict[str, int]
+    high_value: int
 
 
 def seed_overview(db: Database, *, now: datetime, tz: Any) -> Seeded:
-    """Write staff, customers, relations (today, yesterday, lost) and tiers; hostile names."""
+    """Write staff, customers, relations (today, yesterday, lost), an order; hostile names.
+
+    Then run what fills the aggregates the 概览 page reads, as the scheduler would: a
+    re-tier (tier sizes per run) and the channel-stats rollup (daily counts).
+    """
     midnight = datetime.combine(now.astimezone(tz).date(), time(0), tzinfo=tz)
     today = max(midnight + timedelta(minutes=1), now - timedelta(minutes=30))
     yesterday = midnight - timedelta(hours=3)
@@ -126,17 +135,21 @@ def seed_overview(db: Database, *, now: datetime, tz: Any) -> Seeded:
             lost_reason="del_external_contact",
         )
         rel(people[6], alice, yesterday - timedelta(days=9))
-        for c, tier in zip(people[:4], ["高价值", "普通", "普通", "普通"], strict=True):
-            session.add(TierAssignment(customer_id=c.id, dimension="value", tier=tier, since=now))
-        session.add(
-            RetierRun(
-                started_at=now - timedelta(seconds=90),
-                finished_at=now - timedelta(seconds=30),
-                customers=7,
-                transitions=4,
-                as_of=now,
+        # people[0] spent 1,500 yuan: 高价值; 1 to 3 spent a little: 普通; the rest nothing.
+        for i, yuan in enumerate([1500, 50, 50, 50]):
+            session.add(
+                Order(
+                    order_id=f"seed-order-{i}",
+                    customer_id=people[i].id,
+                    external_userid=people[i].external_userid,
+                    amount=Decimal(yuan),
+                    paid_at=yesterday,
+                    status="paid",
+                )
             )
-        )
+    dims = load_dimensions([DimensionSettings.model_validate(DIMENSION)])
+    retier(db, dims, tz=tz.key, as_of=now)
+    channel_stats.rollup(db, tz=tz, now=now)
     return Seeded(
         customers_total=5,  # 0, 1, 2, 3, 6 hold an active relation
         added_today=2,
@@ -144,4 +157,5 @@ def seed_overview(db: Database, *, now: datetime, tz: Any) -> Seeded:
         lost_by_customer=1,
         lost_by_staff=1,
         tiers={"高价值": 1, "普通": 3},
+        high_value=1,
     )
