@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench clean migration
+.PHONY: demo test test-fast lint coverage bench clean migration
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	bash scripts/ensure-browser.sh  # Debian's chromium + a CJK font for the console's browser tests
 	$(BIN)/python -m pytest
 
 # Developers: everything but the long end-to-end runs (marked slow); `make test` runs them all.
@@ -30,6 +31,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Branch coverage of the whole suite, reported (not a gate): htmlcov/index.html and a summary.
+coverage: $(STAMP)
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage combine -q || true
+	$(BIN)/coverage report --skip-covered --sort=cover
+	$(BIN)/coverage html -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all

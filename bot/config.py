@@ -22,6 +22,8 @@ from bot.errors import ConfigError
 
 ENV_PREFIX = "TAGBOT_"
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
+# The self-built app's web login page (wecom-api.md section 7.4); the simulator serves one too.
+DEFAULT_WEB_LOGIN_URL = "https://login.work.weixin.qq.com/wwlogin/sso/login"
 _AES_KEY_LENGTH = 43
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 # WeCom userids: 1-64 bytes of letters, digits and "_-@.", starting with a letter or digit.
@@ -62,6 +64,7 @@ class WeComSettings(_Section):
     token: SecretStr
     encoding_aes_key: SecretStr
     api_base: str = DEFAULT_API_BASE
+    web_login_url: str = DEFAULT_WEB_LOGIN_URL
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_retries: int = Field(default=3, ge=0, le=10)
     # A signed callback older than this is a replay, not a re-delivery (those come in minutes).
@@ -106,6 +109,13 @@ class WeComSettings(_Section):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return v if v.endswith("/") else v + "/"
+
+    @field_validator("web_login_url")
+    @classmethod
+    def _web_login_shape(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/?#]+[^\s?#]*$", v):
+            raise ValueError("must be an http(s) URL without a query string")
+        return v
 
 
 class DatabaseSettings(_Section):
@@ -330,6 +340,37 @@ class OutreachSettings(_Section):
         return self
 
 
+class ConsoleSettings(_Section):
+    """`[console]`: who may sign in to the operator console under /admin/, and for how long."""
+
+    # WeCom userids allowed in: 管理员 may change things, 只读 may only look.
+    admins: tuple[str, ...] = ()
+    viewers: tuple[str, ...] = ()
+    # A session ends after this long without a request, and in any case after the second.
+    idle_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+    absolute_hours: int = Field(default=24, ge=1, le=30 * 24)
+
+    @field_validator("admins", "viewers")
+    @classmethod
+    def _userids(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for userid in v:
+            if not _USERID_RE.match(userid):
+                raise ValueError(
+                    f"{userid!r} is not a WeCom userid (1-64 letters, digits or _-@., "
+                    "starting with a letter or digit)"
+                )
+        return tuple(userid.lower() for userid in v)  # WeCom userids are case-insensitive
+
+    @model_validator(mode="after")
+    def _one_role_each(self) -> ConsoleSettings:
+        both = sorted(set(self.admins) & set(self.viewers))
+        if both:
+            raise ValueError(f"listed in both admins and viewers: {', '.join(both)}")
+        if self.absolute_hours * 60 < self.idle_minutes:
+            raise ValueError("absolute_hours must be at least idle_minutes")
+        return self
+
+
 class AppSettings(_Section):
     timezone: str = "Asia/Shanghai"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -353,6 +394,7 @@ class Settings(_Section):
     tiering: TieringSettings = TieringSettings()
     channels: tuple[ChannelSettings, ...] = ()
     outreach: OutreachSettings = OutreachSettings()
+    console: ConsoleSettings = ConsoleSettings()
     app: AppSettings = AppSettings()
     # Display names by WeCom userid (`[staff] liuyang = "刘洋"`): WeCom gives member names
     # only to some apps, and `{staff}` in a welcome should read as a person's name.
@@ -473,6 +515,41 @@ def _placeholder_problems(merged: Mapping[str, Any]) -> list[str]:
         if isinstance(value, str) and is_placeholder(value):
             problems.append(f"{section}.{key}: still the example's placeholder — {hint}")
     return problems
+
+
+# Domains reserved for examples (RFC 2606): a link to one is a stand-in, never a real page.
+_EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org")
+_EXAMPLE_TLDS = ("example", "invalid", "test")
+
+
+def is_example_url(url: str) -> bool:
+    """Tell whether a URL points at a domain reserved for examples (example.com, *.test)."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url.strip()).hostname or "").rstrip(".")
+    if host in _EXAMPLE_DOMAINS or host.endswith(tuple("." + d for d in _EXAMPLE_DOMAINS)):
+        return True
+    return host.rpartition(".")[2] in _EXAMPLE_TLDS
+
+
+def channel_example_values(settings: Settings) -> list[str]:
+    """List, by key, the `[[channels]]` links that still point at an example domain.
+
+    Config channels are created in WeCom when serve or worker starts: the example's
+    公众号文章 would go live with its https://example.com/welcome link.
+    """
+    found = []
+    for i, channel in enumerate(settings.channels):
+        for j, attachment in enumerate(channel.attachments):
+            for field in ("url", "picurl"):
+                value = getattr(attachment, field)
+                if value and is_example_url(value):
+                    found.append(
+                        f"channels[{i}].attachments[{j}].{field}: {value} is an example link"
+                        f" (示例链接) — put the real one, or delete the channel {channel.name!r}:"
+                        " config channels are created in WeCom when serve or worker starts"
+                    )
+    return found
 
 
 def _env_overrides(
@@ -605,4 +682,30 @@ def load_settings(
         raise ConfigError([f"{config_path}: not UTF-8 text ({exc.reason})"]) from None
     except OSError as exc:  # a directory, no permission, an I/O error
         raise ConfigError([f"{config_path}: cannot read ({exc.strerror or exc})"]) from None
-    return settings_from_mapping(data, environ, source=str(config_path))
+    settings = settings_from_mapping(data, environ, source=str(config_path))
+    return _anchor_sqlite(settings, Path(os.path.abspath(config_path)).parent)
+
+
+def _anchor_sqlite(settings: Settings, folder: Path) -> Settings:
+    """Read a relative SQLite path from the config file's folder, not the working directory.
+
+    `cd sub && tagbot --config ../config.toml ...` must open the same file as the config's
+    own folder does (before, it opened sub/tagbot.db, a new empty file).
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from bot.db.session import sqlite_file
+
+    url = settings.database.url
+    try:
+        path = sqlite_file(url)
+    except ArgumentError:  # not a URL SQLAlchemy reads: connecting will say so
+        return settings
+    if path is None or path.is_absolute():
+        return settings
+    anchored = make_url(url).set(database=str(folder / path))
+    database = settings.database.model_copy(
+        update={"url": anchored.render_as_string(hide_password=False)}
+    )
+    return settings.model_copy(update={"database": database})

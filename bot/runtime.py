@@ -70,6 +70,20 @@ class Runtime:
         self.db.dispose()
 
 
+def before_fork() -> None:
+    """Join the native threads a forked child could not join itself (call before os.fork).
+
+    `import duckdb` opens a default in-memory connection with a thread pool. A fork copies
+    that connection but not its threads, and glibc hands their stacks to the child's own
+    threads: at the child's exit DuckDB joins a thread that is not its own and the process
+    dies of SIGSEGV or SIGABRT. Closing the connection joins the pool; nothing of ours uses
+    it (engines open their own connections, in the process that uses them).
+    """
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is not None:
+        duckdb.default_connection().close()
+
+
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Write to whatever sys.stderr is now (it is swapped under test and by some servers)."""
 

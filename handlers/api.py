@@ -69,7 +69,7 @@ def customer(external_userid: str) -> ResponseReturnValue:
     """Return one customer: relations, tags, order totals, attributes, tiers explained."""
     rt = runtime()
     with rt.db.read() as session:
-        card = customer_card(external_userid, session=session)
+        card = customer_card(external_userid, session=session, display_names=rt.settings.staff)
     dims = load_dimensions(rt.settings.tiering.dimensions)
     tiers = explain_external(
         rt.db,

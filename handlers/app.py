@@ -13,6 +13,7 @@ from bot.runtime import Runtime
 from bot.tags import outbox
 from bot.wecom import metrics as wecom_metrics
 from handlers import (
+    admin,
     api,
     callback,
     channels_api,
@@ -20,6 +21,7 @@ from handlers import (
     health,
     outreach_api,
     outreach_results_api,
+    web,
 )
 from handlers.jsonsafe import SafeJSONProvider
 
@@ -34,12 +36,21 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Flask:
     rt = app.extensions[EXTENSION_KEY] = runtime or Runtime(settings)
     register_blueprints(app)
     register_errorhandlers(app)
+    web.init_app(app)  # the console's template filters and security headers
     register_metrics(rt)
     return app
 
 
 def register_blueprints(app: Flask) -> None:
-    for module in (health, callback, api, channels_api, outreach_api, outreach_results_api):
+    for module in (
+        health,
+        callback,
+        api,
+        channels_api,
+        outreach_api,
+        outreach_results_api,
+        admin,
+    ):
         app.register_blueprint(module.bp)
 
 

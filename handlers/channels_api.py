@@ -170,5 +170,6 @@ def replay_inbox() -> ResponseReturnValue:
         raise ValidationError("ids 须为整数列表 / ids must be a list of integers")
     with rt.db.write() as session:
         n = inbox.replay(session, ids or None)
+    inbox.handoff_for(rt).nudge()
     rt.wakeups.inbox.set()
     return jsonify(replayed=n)

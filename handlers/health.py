@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from bot import metrics
+from bot.callbacks import welcome
 from handlers.context import runtime
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,16 @@ def healthz() -> ResponseReturnValue:
     except Exception as exc:  # any database failure means "not healthy"
         log.warning("health check failed: %s", exc)
         return jsonify(status="unhealthy", database="unreachable"), 503
-    return jsonify(status="ok", database="ok")
+    body: dict[str, object] = {"status": "ok", "database": "ok"}
+    missed = welcome.missed_welcomes(runtime())
+    if missed.count:  # a line only when it happened: what an operator must look at
+        body["welcomes_missed"] = missed.count
+        body["welcomes_missed_last"] = missed.last_at.isoformat() if missed.last_at else None
+        body["welcomes_missed_note"] = (
+            f"欢迎语未发出 {missed.count} 条（最近一次：{missed.last_reason}）/ "
+            f"{missed.count} welcomes missed since start (last: {missed.last_reason})"
+        )
+    return jsonify(body)
 
 
 @bp.get("/metrics")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -13,6 +15,7 @@ from apscheduler.triggers.cron import CronTrigger
 from bot import heartbeat, leases, metrics
 from bot.db.types import utcnow
 from bot.runtime import Runtime
+from bot.wakeone import WakeOne
 from jobs import registry, runner
 from jobs.leadership import LEASE_RENEW, Leadership
 from jobs.runner import run_job
@@ -21,16 +24,55 @@ from jobs.specs import ScheduledSpec, WorkerSpec
 log = logging.getLogger("tagbot.jobs")
 
 
-def _worker_loop(rt: Runtime, spec: WorkerSpec) -> None:
+class Pace:
+    """When a worker's threads last looked for work: one safety poll per idle period in all.
+
+    Without it each idle thread polls on its own timer, and the work an idle process does
+    every second grows with the number of threads (four inbox threads: four claims every
+    two seconds). Wake-ups are not paced: they wake every thread at once, as before.
+    """
+
+    def __init__(self, idle_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.idle_seconds = idle_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last = clock()
+
+    def stepped(self) -> None:
+        """Record that a thread just looked for work."""
+        now = self._clock()
+        with self._lock:
+            self._last = max(self._last, now)
+
+    def wait_for(self) -> float:
+        """Return how long until the next safety poll is due."""
+        with self._lock:
+            return max(0.0, self._last + self.idle_seconds - self._clock())
+
+    def take_poll(self) -> bool:
+        """Claim the due safety poll for this thread; False when it is not due or taken."""
+        now = self._clock()
+        with self._lock:
+            if now - self._last < self.idle_seconds:
+                return False
+            self._last = now
+            return True
+
+
+def _worker_loop(rt: Runtime, spec: WorkerSpec, pace: Pace) -> None:
     event = spec.wakeup(rt)
-    assert isinstance(event, threading.Event)
+    assert isinstance(event, threading.Event | WakeOne)
     while not rt.stopping.is_set():
         handled = run_job(rt, spec.name, spec.step)
+        pace.stepped()
         if handled:
             continue  # more may be waiting: drain before sleeping
+        # Sleep until woken, or until the safety poll is due and this thread takes it.
+        while not event.wait(pace.wait_for()):
+            if rt.stopping.is_set() or pace.take_poll():
+                break
         # Clear only after waking, then drain again: a wake-up set during the drain makes
         # the wait return at once instead of being wiped out before anyone looked.
-        event.wait(spec.idle_seconds)
         event.clear()
 
 
@@ -62,9 +104,13 @@ class Background:
         for spec in registry.workers():
             if spec.name in self.idle_seconds:
                 spec = replace(spec, idle_seconds=self.idle_seconds[spec.name])
+            pace = Pace(spec.idle_seconds)
             for i in range(spec.threads(self.rt.settings)):
                 t = threading.Thread(
-                    target=_worker_loop, args=(self.rt, spec), name=f"{spec.name}-{i}", daemon=True
+                    target=_worker_loop,
+                    args=(self.rt, spec, pace),
+                    name=f"{spec.name}-{i}",
+                    daemon=True,
                 )
                 t.start()
                 self.threads.append(t)
@@ -103,6 +149,8 @@ class Background:
             event = spec.wakeup(self.rt)
             if isinstance(event, threading.Event):
                 event.set()
+            elif isinstance(event, WakeOne):
+                event.set_all()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             try:

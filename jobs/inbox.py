@@ -36,8 +36,15 @@ def _step(rt: Runtime) -> int:
     if ids:
         process_next(rt, ids=ids)
         return len(ids)  # consumed, even if another process got to some of them first
+    if not handoff.nudged():
+        # Woken by an ack whose event another thread took: an empty claim here would
+        # cost a write transaction per idle thread and scan (the poll above still looks).
+        return 0
     # One event per claim: a welcome must not wait behind a batch another thread could take.
-    return process_next(rt, limit=1)
+    taken = process_next(rt, limit=1)
+    if taken:
+        handoff.nudge()  # more may be due: the next step looks again
+    return taken
 
 
 INBOX_WORKER = WorkerSpec(

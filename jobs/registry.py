@@ -16,6 +16,7 @@ from jobs.inbox_listener import INBOX_LISTENER
 from jobs.outbox import OUTBOX_WORKER
 from jobs.outreach import OUTREACH_WORKER
 from jobs.outreach_results import OUTREACH_RESULTS
+from jobs.reports import CHANNEL_STATS_JOB
 from jobs.specs import ScheduledSpec, WorkerSpec
 from jobs.staff_alerts import STAFF_ALERTS
 from jobs.sync import SYNC_JOB
@@ -34,7 +35,7 @@ WORKERS: tuple[WorkerSpec, ...] = (
     OUTREACH_RESULTS,
     OUTREACH_WORKER,
 )
-SCHEDULED: tuple[ScheduledSpec, ...] = (SYNC_JOB, RETIER_JOB)
+SCHEDULED: tuple[ScheduledSpec, ...] = (SYNC_JOB, RETIER_JOB, CHANNEL_STATS_JOB)
 
 
 def workers() -> list[WorkerSpec]:

@@ -8,7 +8,10 @@ from jobs.specs import ScheduledSpec
 
 
 def _run(rt: Runtime) -> SyncReport:
-    return run_sync(db=rt.db, wecom=rt.wecom)
+    report = run_sync(db=rt.db, wecom=rt.wecom)
+    if report.missed_scan_operations:  # channel tags of scans whose callback never came
+        rt.wakeups.outbox.set()
+    return report
 
 
 SYNC_JOB = ScheduledSpec(id="sync", run=_run, cron=lambda s: s.jobs.sync_schedule)

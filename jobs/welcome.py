@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 from bot.callbacks.welcome_lane import lane_for, send_one
 from bot.runtime import Runtime
+from bot.wakeone import WakeOne
 from jobs.specs import WorkerSpec
 
 
@@ -19,7 +18,7 @@ def _step(rt: Runtime) -> int:
     return 1
 
 
-def _wakeup(rt: Runtime) -> threading.Event:
+def _wakeup(rt: Runtime) -> WakeOne:
     return lane_for(rt).wakeup
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 
 import click
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from bot.errors import ConfigError, TagbotError
 from tagbot.commands.context import CliContext
@@ -44,7 +44,10 @@ COMMANDS = [
 @click.pass_context
 def cli(click_ctx: click.Context, config_path: str | None) -> None:
     """wecom-tagbot: channel live codes that tag and welcome who scans, data import, WeCom sync."""
-    click_ctx.obj = CliContext(config_path)
+    shared = CliContext(config_path)
+    if isinstance(click_ctx.obj, list):  # main's: it names the database in errors
+        click_ctx.obj.append(shared)
+    click_ctx.obj = shared
     click_ctx.call_on_close(click_ctx.obj.close)
 
 
@@ -58,8 +61,9 @@ def _load_commands() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and turn our errors into one line on stderr and an exit code."""
     _load_commands()
+    built: list[CliContext] = []
     try:
-        cli.main(args=argv, prog_name="tagbot", standalone_mode=False)
+        cli.main(args=argv, prog_name="tagbot", standalone_mode=False, obj=built)
     except click.exceptions.Abort:
         click.echo("已取消 / aborted", err=True)
         return 130
@@ -77,9 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except OperationalError as exc:  # the database is down, or the URL points nowhere
+    except (OperationalError, ProgrammingError) as exc:  # down, nowhere, or tables missing
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        click.echo(f"error: cannot use the database: {reason}", err=True)
+        label = built[0].database_label() if built else None
+        where = f" ({label})" if label else ""
+        hint = " — 请运行 / run `tagbot init-db`" if _missing_table(reason) else ""
+        click.echo(f"error: cannot use the database: {reason}{where}{hint}", err=True)
         return 1
     except Exception as exc:  # a bug or an environment failure: one line unless debugging
         if os.environ.get("TAGBOT_DEBUG"):
@@ -90,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     return 0
+
+
+def _missing_table(reason: str) -> bool:
+    """Tell whether a database error means the schema is missing or older than the code."""
+    # SQLite: "no such table: x"; PostgreSQL: 'relation "x" does not exist'.
+    return "no such table" in reason or ("relation" in reason and "does not exist" in reason)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from bot.config import Settings
 from bot.db.models import Order
 from bot.runtime import Runtime
-from tests.conftest import ADMIN_TOKEN, LiveServer
+from tests.support.corp import ADMIN_TOKEN
+from tests.support.live import LiveServer
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
 ORDER = (

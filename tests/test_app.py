@@ -6,7 +6,7 @@ import requests
 from flask.testing import FlaskClient
 
 from bot.config import Settings
-from tests.conftest import LiveServer
+from tests.support.live import LiveServer
 
 
 def test_healthz_checks_the_database(client: FlaskClient) -> None:
@@ -18,7 +18,7 @@ def test_healthz_checks_the_database(client: FlaskClient) -> None:
 def test_healthz_reports_an_unreachable_database() -> None:
     from bot.config import settings_from_mapping
     from handlers.app import create_app
-    from tests.conftest import base_config
+    from tests.support.corp import base_config
 
     broken = settings_from_mapping(base_config("sqlite:////nonexistent-dir/x.db"), environ={})
     resp = create_app(broken).test_client().get("/healthz")

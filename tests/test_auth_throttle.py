@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.db.models import AuthFailure
 from handlers.app import create_app
-from tests.conftest import ADMIN_TOKEN, AES_KEY, CORP_ID, TOKEN, base_config
+from tests.support.corp import ADMIN_TOKEN, AES_KEY, CORP_ID, TOKEN, base_config
 from wecom_sim.crypto import CallbackCrypto as SimCrypto
 from wecom_sim.crypto import signature
 
@@ -172,3 +173,18 @@ def test_failures_leave_the_count_and_the_table_with_the_window(db: Database) ->
     with db.read() as session:
         rows = session.execute(select(AuthFailure.address, AuthFailure.at).order_by(AuthFailure.at))
         assert [tuple(r) for r in rows] == [(ATTACKER, 20.0), ("192.0.2.1", 75.0)]
+
+
+def test_the_example_config_says_the_counts_are_shared_through_the_database() -> None:
+    example = Path(__file__).resolve().parents[1] / "config.example.toml"
+    lines = example.read_text(encoding="utf-8").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("auth_failure_limit"))
+    start = at
+    while start > 0 and lines[start - 1].startswith("#"):
+        start -= 1
+    comment = " ".join(lines[start:at])
+    # The counts live in the database (auth_failures), as the README says: not per process.
+    assert "per process" not in comment
+    assert "按进程" not in comment
+    assert "Counted in the database" in comment
+    assert "计数存在数据库中，所有进程共享" in comment

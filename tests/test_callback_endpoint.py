@@ -13,7 +13,8 @@ import requests
 
 from bot.config import settings_from_mapping
 from bot.db.models import InboxEvent
-from tests.conftest import CORP_ID, VECTORS, LiveServer, base_config
+from tests.support.corp import CORP_ID, VECTORS, base_config
+from tests.support.live import LiveServer
 from wecom_sim import Simulator
 from wecom_sim.crypto import CallbackCrypto as SimCrypto
 from wecom_sim.crypto import signature
@@ -116,7 +117,7 @@ def _post(server: LiveServer, params: dict[str, str], body: bytes) -> requests.R
 
 def _signed(xml: str, corp: str = CORP_ID) -> tuple[dict[str, str], bytes]:
     """Encrypt like WeCom does, for the test corp's token and key, with any receive id."""
-    from tests.conftest import AES_KEY, TOKEN
+    from tests.support.corp import AES_KEY, TOKEN
 
     crypto = SimCrypto(TOKEN, AES_KEY, corp)
     encrypt = crypto.encrypt(xml)

@@ -12,7 +12,8 @@ from prometheus_client import REGISTRY
 
 from bot.config import settings_from_mapping
 from bot.db.models import InboxEvent
-from tests.conftest import AES_KEY, CORP_ID, TOKEN, LiveServer, base_config
+from tests.support.corp import AES_KEY, CORP_ID, TOKEN, base_config
+from tests.support.live import LiveServer
 from wecom_sim.crypto import CallbackCrypto as SimCrypto
 from wecom_sim.crypto import signature
 

@@ -13,23 +13,30 @@ import requests
 from sqlalchemy import update
 
 from bot.channels import live_codes, lookup
-from bot.config import settings_from_mapping
+from bot.config import load_settings, settings_from_mapping
+from bot.customers.sync import run_sync
 from bot.db.models import ChannelStaff, FollowRelation
 from bot.db.types import utcnow
+from bot.runtime import Runtime
 from jobs import channels as channel_jobs
 from tagbot.cli import main
-from tests.conftest import ADMIN_TOKEN, LiveServer, base_config
 from tests.support.configs import toml_text
+from tests.support.corp import ADMIN_TOKEN, base_config
+from tests.support.live import LiveServer
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
 
 @pytest.fixture
 def config(tmp_path: Path, db_url: str, simulator: Simulator) -> Path:
+    """A config on the simulator with alice, bob and carol, synced (channel create needs it)."""
     path = tmp_path / "config.toml"
     path.write_text(toml_text(base_config(db_url, api_base=simulator.api_base)), encoding="utf-8")
     for u in ("alice", "bob", "carol"):
         simulator.add_staff(u, u.title())
+    rt = Runtime(load_settings(path))
+    run_sync(db=rt.db, wecom=rt.wecom)
+    rt.close()
     return path
 
 

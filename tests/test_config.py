@@ -11,8 +11,8 @@ import pytest
 from bot.config import load_settings, settings_from_mapping
 from bot.errors import ConfigError
 from tagbot.cli import main
-from tests.conftest import base_config, to_toml
-from tests.support.configs import FILLED_IN
+from tests.support.configs import FILLED_IN, filled_in_example, toml_text
+from tests.support.corp import base_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,10 +119,7 @@ def test_check_config_cli_refuses_the_unchanged_example_by_key(
 def test_check_config_cli_accepts_the_example_with_real_values(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shutil.copy(ROOT / "config.example.toml", tmp_path / "config.toml")
-    for name, value in FILLED_IN.items():
-        monkeypatch.setenv(name, value)
-    code = main(["--config", str(tmp_path / "config.toml"), "check-config"])
+    code = main(["--config", str(filled_in_example(tmp_path, monkeypatch)), "check-config"])
     out = capsys.readouterr().out
     assert code == 0
     assert "config OK" in out
@@ -136,7 +133,7 @@ def test_problems_say_whether_the_value_came_from_the_file_or_the_environment(
     data["server"]["port"] = 70000
     del data["wecom"]["corp_id"]
     config = tmp_path / "config.toml"
-    config.write_text(to_toml(data), encoding="utf-8")
+    config.write_text(toml_text(data), encoding="utf-8")
     monkeypatch.setenv("TAGBOT_WECOM__ENCODING_AES_KEY", "short")
     monkeypatch.setenv("TAGBOT_SERVER__ADMN_TOKEN", "a typo in the variable's name")
     monkeypatch.chdir(tmp_path)
@@ -203,7 +200,7 @@ def test_init_db_is_idempotent_from_the_cli(
 ) -> None:
     data = base_config(db_url)
     config = tmp_path / "config.toml"
-    config.write_text(to_toml(data), encoding="utf-8")
+    config.write_text(toml_text(data), encoding="utf-8")
     assert main(["--config", str(config), "init-db"]) == 0
     assert main(["--config", str(config), "init-db"]) == 0
     assert "already at" in capsys.readouterr().out
@@ -214,7 +211,7 @@ def test_an_unreachable_database_is_one_line(
 ) -> None:
     data = base_config("postgresql+psycopg://nobody@127.0.0.1:9/none")
     config = tmp_path / "config.toml"
-    config.write_text(to_toml(data), encoding="utf-8")
+    config.write_text(toml_text(data), encoding="utf-8")
     assert main(["--config", str(config), "init-db"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot use the database:")

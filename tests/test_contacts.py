@@ -73,7 +73,7 @@ def test_orphans_are_linked_when_the_customer_appears(db: Database) -> None:
         assert linked == {"o-ext": cid, "o-union": cid, "o-other": None}
         assert session.scalar(select(InteractionEvent.customer_id)) == cid
         assert set(session.scalars(select(ProfileAttribute.customer_id))) == {cid}
-        card = customer_card("wm_a", session=session)
+        card = customer_card("wm_a", session=session, display_names={})
     assert card.name == "张三"
     assert card.orders.paid_count == 1
     assert card.orders.paid_amount == Decimal("10.50")

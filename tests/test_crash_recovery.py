@@ -10,8 +10,9 @@ import pytest
 
 from bench import takeover
 from bot.config import settings_from_mapping
-from tests.conftest import LiveServer, base_config
 from tests.support.channels import welcome_channel
+from tests.support.corp import base_config
+from tests.support.live import LiveServer
 from tests.support.processes import inbox_statuses, serve, served_config, wait_healthy
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator

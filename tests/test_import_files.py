@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from bot.db import Database
 from bot.db.models import InteractionEvent, Order, ProfileAttribute
 from tagbot.cli import main
-from tests.conftest import ADMIN_TOKEN, AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
+from tests.support.corp import ADMIN_TOKEN, AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
 
 ORDER_HEADER = [
     "order_id",

@@ -12,8 +12,8 @@ from bot.channels import live_codes
 from bot.runtime import Runtime
 from jobs.background import Background
 from jobs.inbox import INBOX_WORKER
-from tests.conftest import LiveServer
 from tests.support.configs import settings_for
+from tests.support.live import LiveServer
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bot.db.models import Order
 from bot.runtime import Runtime
-from tests.conftest import ADMIN_TOKEN
+from tests.support.corp import ADMIN_TOKEN
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -14,7 +14,7 @@ from bot.customers import contacts
 from bot.db.models import InteractionEvent, Order, ProfileAttribute
 from bot.runtime import Runtime
 from handlers.api import MAX_ROWS
-from tests.conftest import ADMIN_TOKEN
+from tests.support.corp import ADMIN_TOKEN
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

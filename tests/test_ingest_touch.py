@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from bot.customers import contacts
 from bot.db.models import Customer, TouchedCustomer
 from bot.runtime import Runtime
-from tests.conftest import ADMIN_TOKEN
+from tests.support.corp import ADMIN_TOKEN
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

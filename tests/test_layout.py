@@ -154,9 +154,10 @@ def test_the_test_import_check_sees_both_spellings(tmp_path: Path) -> None:
 
 
 def test_no_test_module_imports_another() -> None:
-    # Shared helpers live in tests/support/ or conftest; a test module is never a library.
+    # Shared helpers live in tests/support/, fixtures in conftest; a test module, or conftest,
+    # is never a library.
     files = {module_name(p): p for p in sorted((ROOT / "tests").rglob("*.py"))}
-    test_modules = {m for m in files if m.split(".")[-1].startswith("test_")}
+    test_modules = {m for m in files if m.split(".")[-1].startswith(("test_", "conftest"))}
     wrong = sorted(
         f"{module} imports {target}"
         for module, path in files.items()

@@ -24,9 +24,10 @@ from bot.db.models import (
     TierAssignment,
 )
 from tagbot.cli import main
-from tests.conftest import LiveServer, base_config
 from tests.support.channels import store_channel
 from tests.support.configs import toml_text
+from tests.support.corp import base_config
+from tests.support.live import LiveServer
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 

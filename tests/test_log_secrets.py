@@ -11,7 +11,7 @@ import pytest
 
 from bot.logredact import RedactingFilter, redact
 from tagbot.cli import main
-from tests.conftest import ADMIN_TOKEN, AES_KEY, SECRET, TOKEN, base_config
+from tests.support.corp import ADMIN_TOKEN, AES_KEY, SECRET, TOKEN, base_config
 
 
 def _toml(value: Any) -> str:

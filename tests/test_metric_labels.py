@@ -20,7 +20,8 @@ from bot.metriclabels import CALLBACK_EVENTS, CHANGE_TYPES, OTHER, FirstSeen
 from bot.wecom import metrics as wecom_metrics
 from bot.wecom.client import WeComClient
 from bot.wecom.metrics import ERRCODE_LABELS
-from tests.conftest import LiveServer, base_config
+from tests.support.corp import base_config
+from tests.support.live import LiveServer
 
 HOSTILE = [f"fuzz_{i}_{'x' * i}" for i in range(30)] + ["", "<script>", 'a"b\\c', "删除"]
 

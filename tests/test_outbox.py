@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from bot.db.models import OutboxOperation, Tag, TagGroup
 from bot.tags import outbox
-from tests.conftest import LiveServer
 from tests.support.channels import store_channel
 from tests.support.configs import settings_for
+from tests.support.live import LiveServer
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 

@@ -12,7 +12,6 @@ from sqlalchemy import select
 from bot.db import Database
 from bot.db.models import CampaignDelivery, CampaignRun
 from bot.outreach.plan import in_holdout
-from tests.conftest import ADMIN_TOKEN
 from tests.support.campaigns import (
     DIMENSIONS,
     assign,
@@ -23,6 +22,7 @@ from tests.support.campaigns import (
     table_counts,
 )
 from tests.support.configs import settings_for
+from tests.support.corp import ADMIN_TOKEN
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 

@@ -20,7 +20,7 @@ from bot.outreach import claims, execute, task_plan
 from bot.outreach.claims import SETTLE_SECONDS
 from bot.runtime import Runtime
 from jobs.outreach import OUTREACH_WORKER
-from tests.conftest import base_config
+from tests.support.corp import base_config
 from tests.support.outreach import (
     Member,
     deliveries,

@@ -14,9 +14,9 @@ from flask.testing import FlaskClient
 from bot.db import Database
 from bot.db.types import utcnow
 from tagbot.cli import main
-from tests.conftest import ADMIN_TOKEN, base_config
 from tests.support import outreach_data as data
 from tests.support.configs import write_config
+from tests.support.corp import ADMIN_TOKEN, base_config
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -18,8 +18,8 @@ from bot.db.types import utcnow
 from bot.runtime import Runtime
 from bot.tags import push
 from tagbot.cli import main
-from tests.conftest import base_config
 from tests.support.configs import toml_text as _toml
+from tests.support.corp import base_config
 from tests.support.tiers import VALUE, assign_tiers, relation_tag_names, tier_runtime
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
@@ -145,3 +145,43 @@ def test_a_push_killed_midway_loses_nothing_and_resends_at_most_the_call_in_flig
     # Every relation got its call; only the interrupted one can have been sent twice.
     total = simulator.calls["externalcontact/mark_tag"]
     assert N <= total <= N + (sent_before - at_kill["done"])
+
+
+def test_a_tiny_push_shows_no_rate(
+    tmp_path: Path,
+    db_url: str,
+    simulator: Simulator,
+    queued: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = _config(tmp_path, db_url, simulator)
+    assert main(["--config", str(config), "push", "--max", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "done: 3 " in out
+    # Three calls in well under a second are no rate to go by (it used to say 1/min).
+    assert "速度 rate: —（完成的操作太少" in out
+    assert "/min" not in out
+
+
+def test_the_rate_is_measured_over_the_time_the_operations_took(
+    db_url: str, simulator: Simulator, queued: list[str]
+) -> None:
+    rt = tier_runtime(db_url, simulator)
+    now = utcnow()
+    try:
+        with rt.db.write() as session:
+            ids = session.scalars(select(OutboxOperation.id).order_by(OutboxOperation.id)).all()
+            # 20 operations one second apart, the last a minute ago, then nothing.
+            for i, op_id in enumerate(ids[:20]):
+                session.execute(
+                    update(OutboxOperation)
+                    .where(OutboxOperation.id == op_id)
+                    .values(status="done", done_at=now - timedelta(seconds=60 + 19 - i))
+                )
+        with rt.db.read() as session:
+            p = push.progress(session, fallback_per_minute=8000.0, now=now)
+    finally:
+        rt.close()
+    assert p.done == 20
+    assert p.per_minute == pytest.approx(60.0)  # not 20 over the 5-minute window (4/min)
+    assert p.eta_seconds == pytest.approx((N - 20) / 60.0 * 60)

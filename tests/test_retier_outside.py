@@ -18,8 +18,8 @@ from bot.tiering.defaults import default_tiers_text
 from handlers.app import create_app
 from jobs.tiering import retier_touched
 from tagbot.cli import main
-from tests.conftest import ADMIN_TOKEN, base_config
 from tests.support.configs import write_config
+from tests.support.corp import ADMIN_TOKEN, base_config
 from tests.tier_metrics_factory import AS_OF, customer, local, order, relation, staff
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -90,6 +90,30 @@ def test_run_then_show_explains_every_dimension(
     # A dimension with no match says why none did.
     assert "流失预警：—" in out
     assert "没有满足条件的层级" in out
+
+
+def test_show_names_each_dimension_once_and_says_a_tier_entered_today(
+    config: Path, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _vip(db)
+    assert main(["--config", str(config), "retier", "--as-of", AS_OF.isoformat()]) == 0
+    capsys.readouterr()
+    show = ["--config", str(config), "customer", "show", "wm_vip", "--as-of"]
+    assert main([*show, AS_OF.isoformat()]) == 0
+    today = capsys.readouterr().out
+    # Entered today: said so, with the rule that put the customer there (`when`, not `stay`).
+    assert "  价值分层：高价值 — 今天进入（之前：无）：首个满足条件的层级\n" in today
+    assert "    高价值：满足 — spend_365d = 6000 ≥ 5000\n" in today
+    assert "满足保留条件" not in today
+    assert "  流失预警：—（没有满足条件的层级）\n" in today
+    # Each dimension is named once: no second line "value：高价值 — …" under its heading.
+    assert "value：" not in today
+    assert "churn：" not in today
+
+    assert main([*show, (AS_OF + timedelta(days=1)).isoformat()]) == 0
+    later = capsys.readouterr().out
+    assert "  价值分层：高价值 — 保持 高价值（满足保留条件 stay）\n" in later
+    assert "    高价值（保留条件）：满足 — spend_365d = 6000 ≥ 4000\n" in later
 
 
 def test_errors_are_one_line(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -175,7 +199,7 @@ def test_the_worker_retiers_a_fresh_big_order_within_a_minute(db: Database) -> N
 
     import requests
 
-    from tests.conftest import LiveServer
+    from tests.support.live import LiveServer
 
     with db.write() as s:
         cid = customer(s, "wm_live").id

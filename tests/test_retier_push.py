@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,56 @@ def test_retier_with_wecom_unreachable_records_tiers_and_says_so(
     assert "企业微信暂不可达：层级已记录" in out
     with db.read() as s:
         assert s.scalar(select(Customer.id).where(Customer.external_userid == "wm_alone"))
+
+
+def test_retier_reports_every_wecom_call_it_made_per_api(
+    config: Path, db: Database, simulator: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator.add_staff("wang", "王五")
+    exts = [simulator.add_relation("wang", f"wm_cost_{i:027d}") for i in range(3)]
+    assert main(["--config", str(config), "sync"]) == 0
+    with db.write() as s:
+        for c in s.scalars(select(Customer).where(Customer.external_userid.in_(exts[:2]))):
+            order(s, c, 6000, local(3))
+    simulator.reset_counters()
+    capsys.readouterr()
+    assert main(["--config", str(config), "retier", "--as-of", AS_OF.isoformat()]) == 0
+    out = capsys.readouterr().out
+    made = {k: n for k, n in simulator.calls.items() if isinstance(k, str) and k != "gettoken"}
+    # The first run reads the catalogue and creates the tier tags before any mark_tag.
+    assert made["externalcontact/get_corp_tag_list"] >= 1
+    assert made["externalcontact/add_corp_tag"] >= 1
+    assert made["externalcontact/mark_tag"] == 3
+    line = next(x for x in out.splitlines() if x.startswith("企业微信调用 / WeCom calls:"))
+    assert line.startswith(f"企业微信调用 / WeCom calls: {sum(made.values())}（")
+    parts = [part.split(" ×") for part in line.split("（")[1].rstrip("）").split("，")]
+    listed = {api: int(n) for api, n in parts}
+    assert listed == made
+
+
+def test_log_lines_never_run_into_the_progress_bar(tmp_path: Path, db: Database) -> None:
+    # WeCom at a closed port: the hand-off logs a warning while the bar is on stderr.
+    path = write_config(tmp_path, db.url, default_tiers=True, wecom={"max_retries": 0})
+    with db.write() as s:
+        for i in range(3):
+            c = Customer(external_userid=f"wm_bar_{i}")
+            s.add(c)
+            s.flush()
+            order(s, c, 6000, local(3))
+    tagbot = Path(sys.executable).with_name("tagbot")
+    done = subprocess.run(
+        [str(tagbot), "--config", str(path), "retier", "--as-of", AS_OF.isoformat()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "记录层级变动" in done.stderr  # the bar was drawn...
+    logged = [line for line in done.stderr.split("\n") if "bot.tiering.handoff" in line]
+    assert logged  # ...and the warning logged while it was up
+    for line in logged:
+        # What is left on the terminal line after the bar was cleared (\r) is the log line.
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING ", line.split("\r")[-1]), (
+            repr(line)
+        )

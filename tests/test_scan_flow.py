@@ -13,8 +13,9 @@ from bot.channels import live_codes
 from bot.config import settings_from_mapping
 from bot.db.models import Channel, FollowRelation, InboxEvent
 from bot.tags.catalogue import TagPath
-from tests.conftest import LiveServer, base_config
 from tests.support.configs import settings_for
+from tests.support.corp import base_config
+from tests.support.live import LiveServer
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 from wecom_sim.callbacks import Delivery

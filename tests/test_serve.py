@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ADMIN_TOKEN, AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
+from tests.support.corp import ADMIN_TOKEN, AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.slow  # real `tagbot serve` processes under gunicorn

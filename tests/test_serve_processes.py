@@ -101,21 +101,22 @@ def test_a_redelivery_of_a_dead_process_event_takes_it_over_and_wakes_it(
 ) -> None:
     db = Database(db_url)
     event = parse_event(_xml(simulator, 3))
+    # Built once: CreateTime is part of the dedup key, so building it twice across a
+    # second boundary would make a different event, not a re-delivery.
+    slow = parse_event(_xml(simulator, 4))
     try:
         with db.write() as session:
             for beat in ("beat:live", "beat:new"):
                 leases.try_acquire(session, beat, beat, _ALIVE)
             first = inbox.store(session, event, "x", owner="beat:dead")  # no heartbeat row
-            live = inbox.store(session, parse_event(_xml(simulator, 4)), "y", owner="beat:live")
+            live = inbox.store(session, slow, "y", owner="beat:live")
         assert first is not None
         assert live is not None
         with db.write() as session:
             # Re-delivered to another process: it takes the dead process's event over...
             assert inbox.store(session, event, "x", owner="beat:new") == first
             # ...but never a live process's one: that one is merely slow.
-            assert (
-                inbox.store(session, parse_event(_xml(simulator, 4)), "y", owner="beat:new") is None
-            )
+            assert inbox.store(session, slow, "y", owner="beat:new") is None
         with db.write() as session:
             rows = {r.id: r.owner for r in session.execute(select(InboxEvent.id, InboxEvent.owner))}
             assert rows == {first: "beat:new", live: "beat:live"}

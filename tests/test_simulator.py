@@ -15,8 +15,8 @@ from defusedxml import ElementTree
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.conftest import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
-from tests.conftest import VECTORS as VECTORS_PATH
+from tests.support.corp import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
+from tests.support.corp import VECTORS as VECTORS_PATH
 from tests.support.simulators import start_simulator
 from wecom_sim import CallbackCrypto, CallbackCryptoError, Simulator
 from wecom_sim.command import simulator_command

@@ -25,7 +25,7 @@ from bot.db.models import (
 )
 from bot.runtime import Runtime
 from tagbot.cli import main
-from tests.conftest import base_config
+from tests.support.corp import base_config
 
 STAFF = 130  # two batch/get_by_user chunks: 100 + 30 members
 PER_STAFF = 3  # 300 relations in the first chunk: three pages of 100

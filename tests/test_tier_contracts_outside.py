@@ -26,7 +26,8 @@ from bot.tiering.service import retier_configured
 from handlers.app import create_app
 from jobs.background import Background
 from tagbot.cli import main
-from tests.conftest import ADMIN_TOKEN, base_config, to_toml
+from tests.support.configs import toml_text
+from tests.support.corp import ADMIN_TOKEN, base_config
 from tests.support.tiers import default_tiers_config
 from tests.tier_metrics_factory import AS_OF, local, order
 from wecom_sim import Simulator
@@ -88,7 +89,7 @@ def test_a_bad_rule_stops_each_long_running_command_at_start_up(
     tmp_path: Path, db_url: str, command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "config.toml"
-    config.write_text(to_toml(base_config(db_url)) + BAD_RULE, encoding="utf-8")
+    config.write_text(toml_text(base_config(db_url)) + BAD_RULE, encoding="utf-8")
     assert main(["--config", str(config), command]) == 2
     err = capsys.readouterr().err
     assert (

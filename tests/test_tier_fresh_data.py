@@ -31,7 +31,8 @@ from bot.tiering.service import retier_configured
 from handlers.app import create_app
 from jobs.tiering import retier_touched
 from tagbot.cli import main
-from tests.conftest import ADMIN_TOKEN, LiveServer, base_config
+from tests.support.corp import ADMIN_TOKEN, base_config
+from tests.support.live import LiveServer
 from tests.support.tiers import default_tiers_config, relation_tag_names
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator

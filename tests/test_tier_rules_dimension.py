@@ -27,7 +27,7 @@ from bot.tiering.rules import (
     tag_value,
 )
 from tagbot.cli import main
-from tests.conftest import base_config
+from tests.support.corp import base_config
 from tests.tier_rules_support import select, table
 
 ROOT = Path(__file__).resolve().parent.parent

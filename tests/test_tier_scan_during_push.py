@@ -19,8 +19,8 @@ from bot.customers.sync import run_sync
 from bot.db.models import OutboxOperation
 from bot.tags import push
 from bot.tags.catalogue import TagPath
-from tests.conftest import LiveServer
 from tests.support.configs import settings_for
+from tests.support.live import LiveServer
 from tests.support.tiers import VALUE, assign_tiers
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator

@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 from bot.config import settings_from_mapping
 from bot.db.models import RetierRun, TouchedCustomer
 from bot.tiering.defaults import default_tiers_text
-from tests.conftest import LiveServer, base_config
 from tests.support.channels import store_channel
+from tests.support.corp import base_config
+from tests.support.live import LiveServer
 from tests.support.tiers import relation_tag_names
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator

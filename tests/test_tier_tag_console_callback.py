@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 from bot.customers.sync import run_sync
 from bot.db.models import InboxEvent
 from bot.tags import push
-from tests.conftest import LiveServer
 from tests.support.configs import settings_for
+from tests.support.live import LiveServer
 from tests.support.tiers import VALUE, assign_tiers, relation_tag_names
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator

@@ -21,8 +21,8 @@ from bot.runtime import Runtime
 from bot.tags import catalogue, outbox
 from bot.wecom import metrics as wecom_metrics
 from bot.wecom.budget import BULK, INTERACTIVE, SharedBudget
-from tests.conftest import CORP_ID
 from tests.support.configs import settings_for
+from tests.support.corp import CORP_ID
 from tests.support.wecom_clients import FOLLOW, make_client
 from wecom_sim import Simulator
 
@@ -179,7 +179,7 @@ _PROCESS = textwrap.dedent(
     from bot.db import Database
     from bot.wecom import WeComClient
     from bot.wecom.budget import SharedBudget
-    from tests.conftest import base_config
+    from tests.support.corp import base_config
 
     url, api_base, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
 
@@ -354,7 +354,7 @@ def test_bad_limits_are_refused_by_key(
 ) -> None:
     from bot.config import settings_from_mapping
     from bot.errors import ConfigError
-    from tests.conftest import base_config
+    from tests.support.corp import base_config
 
     config = base_config(f"sqlite:///{tmp_path}/x.db")
     config["limits"] = limits

@@ -16,8 +16,8 @@ from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.wecom import CallbackCrypto, WeComClient, parse_event
 from bot.wecom import metrics as wecom_metrics
-from tests.conftest import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN, base_config
 from tests.support.clock import PassingClock
+from tests.support.corp import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN, base_config
 from tests.support.wecom_clients import FOLLOW, make_client
 from wecom_sim import Simulator
 
@@ -314,6 +314,24 @@ def test_unreachable_wecom_is_a_retryable_network_error(db: Database) -> None:
     with pytest.raises(WeComError) as err:
         client.get_follow_user_list()
     assert (err.value.errcode, err.value.retryable, err.value.api) == (-2, True, "gettoken")
+
+
+def test_a_refused_connection_is_retried_even_for_a_non_idempotent_call(
+    db: Database, sim: Simulator
+) -> None:
+    # The token comes from the database (shared with a client that reached WeCom), so
+    # the refused connection is the API call's own: it never reached WeCom, retry is safe.
+    make_client(db, sim).get_access_token()
+    config = base_config(db.url, api_base="http://127.0.0.1:9/cgi-bin/")
+    config["wecom"]["max_retries"] = 1
+    settings = settings_from_mapping(config, environ={})
+    client = WeComClient(settings.wecom, settings.limits, db=db, backoff_base=0.01)
+    before = counted("externalcontact/add_msg_template", -2)
+    with pytest.raises(WeComError) as err:
+        client.add_msg_template(sender="u1", external_userids=["wm1"], text="hi")
+    assert (err.value.errcode, err.value.retryable) == (-2, True)
+    assert "may have taken effect" not in str(err.value)
+    assert counted("externalcontact/add_msg_template", -2) == before + 2  # tried, retried once
 
 
 def test_client_side_rate_limit_spreads_calls(db: Database, sim: Simulator) -> None:

@@ -13,7 +13,7 @@ from wechatpy.crypto.base import WeChatCipher
 
 from bot.errors import CallbackError
 from bot.wecom.crypto import CallbackCrypto
-from tests.conftest import VECTORS
+from tests.support.corp import VECTORS
 
 
 @pytest.fixture(scope="module")

@@ -164,3 +164,31 @@ def test_hostile_or_broken_xml_is_refused() -> None:
 
 def test_event_is_a_plain_dataclass() -> None:
     assert CallbackEvent(event="x").dedup_key.startswith("x||||0|")
+
+
+FLAT = [
+    ADD,
+    ADD.replace("><", ">\n  <"),  # pretty-printed
+    _xml("<Event>change_external_contact</Event><ChangeType> edit_external_contact </ChangeType>"),
+    _xml(
+        "<Event><![CDATA[change_external_tag]]></Event><Id></Id><TagType/><StrategyId>3</StrategyId>"
+    ),
+    _xml("<Event><![CDATA[something_new]]></Event><Foo>a &amp; b</Foo><Bar>中文</Bar>"),
+    "<xml><MsgType>text</MsgType><Content>hi</Content></xml>",
+]
+NESTED = [
+    _xml("<Event>change_external_chat</Event><MemChangeList><Item>J</Item></MemChangeList>"),
+    _xml("<Event>x</Event><Foo>1</Foo><Foo>2</Foo>"),  # repeated
+    _xml('<Event>x</Event><Foo a="1">2</Foo>'),  # attribute
+]
+
+
+@pytest.mark.parametrize("xml", FLAT + NESTED)
+def test_one_parse_reads_the_same_fields_as_wechatpy(xml: str) -> None:
+    from bot.wecom import events
+    from bot.wecom.xmlguard import safe_parse
+
+    flat = events._flat_fields(safe_parse(xml, what="test"))
+    assert (flat is not None) == (xml in FLAT)  # flat XML takes the one-parse path
+    ev = parse_event(xml)
+    assert dict(ev.fields) == events._wechatpy_fields(xml)  # so the same dedup key

@@ -7,6 +7,7 @@ from decimal import Decimal
 from itertools import count
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from bot.db.models import (
@@ -104,9 +105,9 @@ def relation(
     ch: Channel | None = None,
     status: str = "active",
 ) -> None:
-    """Add a follow relation."""
-    session.add(
-        FollowRelation(
+    """Add a follow relation (only the columns named here: it works on older schemas too)."""
+    session.execute(
+        insert(FollowRelation).values(
             staff_id=s.id,
             customer_id=c.id,
             channel_id=ch.id if ch else None,

@@ -30,41 +30,10 @@ Callbacks are POSTed synchronously with a 5 s timeout and are not retried on fai
 `duplicate` scan, or `post_callback(xml, times=2)`, plays a retry).
 
 Python API: see `Simulator` (wecom_sim/server.py). The same actions over HTTP, JSON in and
-out, errors as {"error": ...} with 400 (bad input) or 404 (unknown thing):
-
-    POST /control/staff                  {userid, name?, active?}
-    POST /control/seed                   {staff, customers_per_staff, tag_groups?, prefix?}
-    POST /control/relations              {userid, external_userid?, name?, unionid?, state?,
-                                          tag_ids?, personal_tags?: [[group, name]]}
-                                          -> {external_userid}   (silent, no event)
-    POST /control/rule_tags              {group_name, tag_name} -> {tag_id}   (rule-group tag)
-    POST /control/scan                   {state, external_userid?, name?, unionid?, deliver?,
-                                          duplicate?, chatted?} -> ScanResult
-    POST /control/rate_limit             {api_path?, per_minute?, per_hour?}  (no path: all)
-    POST /control/settings               {unionid_bound?, groupmsg_task_delay?} -> settings
-    POST /control/customer_deletes_staff {external_userid, userid}
-    POST /control/staff_deletes_customer {external_userid, userid}
-    POST /control/staff_edit_tags        {userid, external_userid, add?, remove?}
-    POST /control/admin/create_tag       {group_name, tag_name} -> {tag_id}
-    POST /control/admin/rename_tag       {tag_id, new_name}     (a group id renames the group)
-    POST /control/admin/delete_tag       {tag_id}
-    POST /control/admin/delete_group     {group_id}
-    POST /control/group_msgs/<msgid>/confirm {userid} -> {statuses: {external_userid: 1|2|3}}
-    POST /control/faults                 {api_path, errcode?=-1, count?=1}
-    POST /control/stalls                 {api_path, seconds, count?=1}
-    POST /control/expire_tokens
-    POST /control/reset_counters
-    GET|PUT /control/rate_limit          {per_minute?, per_hour?} calls per API path before 45009
-    POST /control/advance_time           {seconds}
-    GET|PUT /control/callback_url        {url}
-    POST /control/verify_callback_url    {echo?} -> delivery
-    POST /control/callbacks              {xml, times?} -> {deliveries}   (any plaintext event)
-    GET  /control/calls                  -> {by_path, by_errcode}
-    GET  /control/welcomes | contact_ways | group_msgs | deliveries | tags
-    GET  /control/app_messages           -> {app_messages, dropped: {userid: count}}
-    GET  /control/relation_tags?userid=&external_userid= -> {tag_ids, personal, rule}
-    GET  /                               -> summary counts
-    GET  /qr/<config_id>.png             -> placeholder QR image of a scene-2 live code
+out, errors as {"error": ...} with 400 (bad input) or 404 (unknown thing), are listed in
+wecom_sim/control_index.py: served at GET /control/ (each with a curl example) and shown by
+`tagbot simulator --help`. Also GET / (summary counts) and GET /qr/<config_id>.png (a
+placeholder QR image of a scene-2 live code).
 """
 
 from __future__ import annotations

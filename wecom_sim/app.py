@@ -1,4 +1,4 @@
-"""The Flask app of the simulator: /cgi-bin/ API, /control/ API, QR images."""
+"""The Flask app of the simulator: /cgi-bin/ API, /control/ API, QR images, web login."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flask import Flask, Response, jsonify, request
 
 from wecom_sim.api import dispatch
 from wecom_sim.control import control_blueprint
+from wecom_sim.weblogin import weblogin_blueprint
 
 if TYPE_CHECKING:
     from wecom_sim.server import Simulator
@@ -50,4 +51,5 @@ def create_app(simulator: Simulator) -> Flask:
         return jsonify(simulator.summary())
 
     app.register_blueprint(control_blueprint(simulator))
+    app.register_blueprint(weblogin_blueprint(simulator))
     return app

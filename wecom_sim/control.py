@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from wecom_sim.control_index import index
+
 if TYPE_CHECKING:
     from wecom_sim.server import Simulator
 
@@ -33,6 +35,10 @@ def control_blueprint(sim: Simulator) -> Blueprint:
     def bad_request(exc: Exception) -> tuple[Response, int]:
         return jsonify(error=str(exc)), 400
 
+    @bp.get("/")
+    def endpoints() -> Response:
+        return jsonify(endpoints=index(request.host_url.rstrip("/")))
+
     @bp.post("/staff")
     def add_staff() -> Response:
         b = _body()
@@ -49,6 +55,10 @@ def control_blueprint(sim: Simulator) -> Blueprint:
             prefix=b.get("prefix", "seed"),
         )
         return jsonify(ok=True)
+
+    @bp.post("/login_code")
+    def login_code() -> Response:
+        return jsonify(code=sim.login_code(str(_body().get("userid") or "")))
 
     @bp.post("/scan")
     def scan() -> Response:
@@ -148,6 +158,13 @@ def control_blueprint(sim: Simulator) -> Blueprint:
     def admin_delete_group() -> Response:
         sim.admin_delete_group(_body()["group_id"])
         return jsonify(ok=True)
+
+    @bp.post("/group_msgs/confirm")
+    def confirm_waiting_group_msgs() -> Response:
+        userid = _body().get("userid")
+        return jsonify(
+            confirmed=sim.confirm_waiting_group_msgs(None if userid is None else str(userid))
+        )
 
     @bp.post("/group_msgs/<msgid>/confirm")
     def confirm_group_msg(msgid: str) -> Response:

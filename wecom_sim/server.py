@@ -253,6 +253,11 @@ class Simulator:
         """Return the /cgi-bin/ base URL to configure as wecom.api_base."""
         return self.url + "/cgi-bin/"
 
+    @property
+    def web_login_url(self) -> str:
+        """Return the web login page to configure as wecom.web_login_url."""
+        return self.url + "/wwlogin/sso/login"
+
     # --- settings that tests tune while running ---------------------------------
 
     @property
@@ -394,6 +399,11 @@ class Simulator:
 
     # --- people acting in WeCom ---------------------------------------------------
 
+    def login_code(self, userid: str) -> str:
+        """Return the code a member's web login scan hands the app ("" for an outsider)."""
+        with self.state.lock:
+            return self.state.issue_login_code(userid)
+
     def scan(
         self,
         state: str,
@@ -485,6 +495,17 @@ class Simulator:
         """The member confirms a 群发 task; return external_userid -> status (1, 2 or 3)."""
         with self.state.lock:
             return people.confirm_group_msg(self.state, msgid, userid)
+
+    def confirm_waiting_group_msgs(self, userid: str | None = None) -> dict[str, dict[str, int]]:
+        """Members (or one) confirm every 群发 waiting for them; return msgid -> statuses."""
+        confirmed: dict[str, dict[str, int]] = {}
+        with self.state.lock:
+            for msgid, msg in self.state.group_msgs.items():
+                for task in msg.tasks.values():
+                    if task.status == 0 and userid in (None, task.userid):
+                        statuses = people.confirm_group_msg(self.state, msgid, task.userid)
+                        confirmed.setdefault(msgid, {}).update(statuses)
+        return confirmed
 
     # --- callbacks ----------------------------------------------------------------
 

@@ -56,6 +56,16 @@ class RateWindow:
     count: int = 0
 
 
+@dataclass
+class LoginCode:
+    """A code WeCom's web login or OAuth handed back: single use, valid a few minutes."""
+
+    userid: str  # empty: someone outside the corp scanned (getuserinfo answers an openid)
+    openid: str
+    expires_at: float
+
+
+LOGIN_CODE_TTL = 300.0  # seconds (wecom-api.md section 7.3)
 APP_MSGS_PER_MINUTE = 30  # per member, doc 90312; beyond this WeCom drops silently
 APP_MSGS_PER_HOUR = 1000
 
@@ -104,6 +114,8 @@ class SimState:
     rule_tags: dict[str, RuleTag] = field(default_factory=dict)
     former_pairs: set[tuple[str, str]] = field(default_factory=set)  # (userid, external)
     faults: dict[str, list[Fault]] = field(default_factory=dict)
+    login_codes: dict[str, LoginCode] = field(default_factory=dict)
+    login_code_ttl: float = LOGIN_CODE_TTL
     stalls: dict[str, list[Stall]] = field(default_factory=dict)
 
     def now(self) -> float:
@@ -161,6 +173,13 @@ class SimState:
         self.by_customer[external_userid].pop(userid, None)
         self.former_pairs.add((userid, external_userid))
         return relation
+
+    def issue_login_code(self, userid: str) -> str:
+        """Return a fresh login code for a member ("" for someone outside the corp)."""
+        code = random_id("", 64)
+        openid = "" if userid else random_id("o", 27)
+        self.login_codes[code] = LoginCode(userid, openid, self.now() + self.login_code_ttl)
+        return code
 
     # --- corp tags --------------------------------------------------------------
 

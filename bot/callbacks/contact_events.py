@@ -51,6 +51,7 @@ def _store_contact(
     channel_id: int | None,
     *,
     marked: Sequence[int] = (),
+    applies_channel: bool = False,
 ) -> tuple[Customer, FollowRelation, set[int]]:
     customer = contacts.upsert_customer(
         session=session,
@@ -77,6 +78,8 @@ def _store_contact(
         remark=follow.remark if follow else None,
         add_way=follow.add_way if follow else None,
         added_at=added if ev.change_type != "edit_external_contact" else None,
+        # An add event applies its channel: a later sync must not apply it again.
+        channel_applied_at=utcnow() if applies_channel else None,
         **extra,
     )
     seen: set[int] = set()
@@ -142,7 +145,7 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
     queued = False
     with rt.db.write() as session:
         customer, _, have = _store_contact(
-            session, contact, ev, ctx.id if ctx else None, marked=marked
+            session, contact, ev, ctx.id if ctx else None, marked=marked, applies_channel=True
         )
         # A new friend's tiers (潜在客户, 首次渠道, staff_count…) follow within the minute,
         # not at the next nightly run: the touched re-tier takes them from here.

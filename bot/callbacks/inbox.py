@@ -113,6 +113,7 @@ class Handoff:
         self._lock = threading.Lock()
         self.active = False  # set while this process runs inbox workers
         self._next_poll = 0.0
+        self._nudges = 0
 
     def poll_due(self) -> bool:
         """Return True at most every POLL_SECONDS: time to look for older due events.
@@ -135,6 +136,19 @@ class Handoff:
     def put(self, event_id: int) -> None:
         with self._lock:
             self._ids.append(event_id)
+
+    def nudge(self) -> None:
+        """Say that events this process did not acknowledge may be due (NOTIFY, a replay)."""
+        with self._lock:
+            self._nudges += 1
+
+    def nudged(self) -> bool:
+        """Take one nudge; False when there is none (a wake-up was this process's own ack)."""
+        with self._lock:
+            if not self._nudges:
+                return False
+            self._nudges -= 1
+            return True
 
     def take(self, limit: int) -> list[int]:
         """Remove and return up to `limit` queued ids."""

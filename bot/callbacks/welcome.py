@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,7 +50,14 @@ LATENCY = Histogram(
     buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 20),
     registry=None,
 )
-METRICS = (OUTCOMES, LATENCY)
+MISSED = Counter(
+    "tagbot_welcomes_missed",
+    "Welcomes never sent: the code expired in a backlog, or WeCom refused the message",
+    ["reason"],
+    registry=None,
+)
+METRICS = (OUTCOMES, LATENCY, MISSED)
+MISSED_OUTCOMES = frozenset({"expired", "failed"})  # customer_gone and already_sent are not ours
 
 
 def _age(received_at: datetime) -> float:
@@ -152,11 +159,53 @@ def send(
                 return "customer_gone"
             outcome = "expired" if exc.errcode == 41050 else "failed"
             OUTCOMES.labels(outcome).inc()
-            log.warning("welcome not sent (%s): %s", outcome, exc)
+            log.info("welcome not sent (%s): %s", outcome, exc)  # the miss is logged by the caller
             return outcome
         LATENCY.observe(_age(received_at))
         OUTCOMES.labels("sent").inc()
         return "sent"
+
+
+# --- welcomes missed ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MissedWelcomes:
+    """Welcomes this process could not send since it started, and the last one missed."""
+
+    count: int = 0
+    last_at: datetime | None = None
+    last_reason: str = ""
+
+
+class _MissedTally:
+    """One per Runtime (`rt.local`): what `missed_welcomes` reports."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = MissedWelcomes()
+
+    def add(self, reason: str) -> None:
+        with self._lock:
+            self.value = MissedWelcomes(self.value.count + 1, utcnow(), reason)
+
+
+def record_missed(rt: Runtime, ev: CallbackEvent, outcome: str, received_at: datetime) -> None:
+    """Count and log a welcome that will never be sent: a miss is never silent."""
+    MISSED.labels(outcome).inc()
+    rt.local(_MissedTally).add(outcome)
+    log.warning(
+        "welcome missed (%s) for %s of %s, %.1f s after the scan",
+        outcome,
+        ev.external_userid,
+        ev.userid,
+        _age(received_at),
+    )
+
+
+def missed_welcomes(rt: Runtime) -> MissedWelcomes:
+    """Return the welcomes this process missed so far (for /healthz and the console)."""
+    return rt.local(_MissedTally).value
 
 
 # --- the welcome for one add event -----------------------------------------------------
@@ -189,6 +238,7 @@ class ContextCache:
     """
 
     def __init__(self) -> None:
+        self.clock: Callable[[], float] = time.monotonic  # tests stop it to keep entries
         self._lock = threading.Lock()
         self._contexts: dict[str, tuple[float, ChannelContext | None]] = {}
         self._staff_names: dict[str, tuple[float, str]] = {}
@@ -246,7 +296,7 @@ def channel_context(rt: Runtime, state: str) -> ChannelContext | None:
     if not state:
         return None
     cache = rt.local(ContextCache)
-    now = time.monotonic()
+    now = cache.clock()
     hit, ctx = cache.context(state, now)
     if hit:
         return ctx
@@ -267,7 +317,7 @@ def staff_name(rt: Runtime, userid: str) -> str:
     if configured:
         return configured
     cache = rt.local(ContextCache)
-    now = time.monotonic()
+    now = cache.clock()
     name = cache.staff_name(userid, now)
     if name is not None:
         return name
@@ -293,11 +343,13 @@ def send_welcome(rt: Runtime, ev: CallbackEvent, received_at: datetime) -> Exter
         customer_name=contact.name if contact is not None else "",
         staff_name=member,
     )
-    send(
+    outcome = send(
         rt.wecom,
         welcome_code=ev.welcome_code,
         text=text,
         attachments=ctx.attachments,
         received_at=received_at,
     )
+    if outcome in MISSED_OUTCOMES:
+        record_missed(rt, ev, outcome, received_at)
     return contact

@@ -21,6 +21,7 @@ from bot import wecom
 from bot.callbacks.welcome import send_welcome
 from bot.errors import WeComError
 from bot.runtime import Runtime
+from bot.wakeone import WakeOne
 from bot.wecom.events import CallbackEvent
 from bot.wecom.types import ExternalContact
 
@@ -56,7 +57,7 @@ class WelcomeLane:
         self._waiting: deque[Offer] = deque(maxlen=MAX_WAITING)
         self._lock = threading.Lock()
         self._taken: OrderedDict[str, _Slot] = OrderedDict()
-        self.wakeup = threading.Event()
+        self.wakeup = WakeOne()  # one lane thread per offer, not all of them
         self.empty = threading.Event()  # set while nothing waits: inbox workers may go on
         self.empty.set()
         self.active = False  # set while this process runs lane threads

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bot.channels.live_codes import (
     INVALID_CONFIG_ID,
@@ -15,6 +16,7 @@ from bot.channels.live_codes import (
     check_spec,
     create,
     recreate_way,
+    unknown_staff,
     update,
 )
 from bot.channels.lookup import ChannelView, get, view
@@ -93,3 +95,19 @@ def reconcile_config_channels(
             action = f"failed: {exc}"
         results[s.name] = action
     return results
+
+
+def staff_problems(specs: Sequence[ChannelSettings], *, session: Session) -> list[str] | None:
+    """Name, by key, configured staff the last sync did not list (None: never synced)."""
+    problems = []
+    for i, s in enumerate(specs):
+        for key, users in (("staff", s.staff), ("backup", s.backup)):
+            unknown = unknown_staff(users, session=session)
+            if unknown is None:
+                return None
+            if unknown:
+                problems.append(
+                    f"channels[{i}].{key}: {', '.join(unknown)} not among WeCom's staff at the"
+                    " last sync (成员不存在) — run `tagbot sync`, then `tagbot staff list`"
+                )
+    return problems

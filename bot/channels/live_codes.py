@@ -35,7 +35,7 @@ from bot.channels.rotation import answering, mark_paused
 from bot.config import ChannelSettings
 from bot.customers.contacts import get_or_create_staff
 from bot.db import Database
-from bot.db.models import Channel, ChannelStaff, ChannelTag
+from bot.db.models import Channel, ChannelStaff, ChannelTag, Staff
 from bot.errors import ValidationError, WeComError
 from bot.tags import catalogue
 from bot.tags.catalogue import TagPath
@@ -126,6 +126,36 @@ def check_spec(spec: ChannelSpec) -> ChannelSpec:
         attachments=spec.attachments,
         skip_verify=spec.skip_verify,
     )
+
+
+def unknown_staff(userids: Sequence[str], *, session: Session) -> list[str] | None:
+    """Return the members the last `tagbot sync` did not list; None when none was ever synced.
+
+    Members come from `get_follow_user_list` (those with 客户联系), stored by the sync; a
+    contact way for a member WeCom does not know fails with 60111.
+    """
+    active = {
+        userid.lower(): is_active
+        for userid, is_active in session.execute(select(Staff.userid, Staff.active))
+    }
+    if not active:
+        return None
+    return [u for u in userids if not active.get(u.lower())]
+
+
+def check_staff_known(userids: Sequence[str], *, session: Session) -> None:
+    """Refuse members the last `tagbot sync` did not list, before anything is made in WeCom."""
+    unknown = unknown_staff(userids, session=session)
+    if unknown is None:
+        raise ValidationError(
+            "还没有同步过成员，请先运行 `tagbot sync` / no staff known yet: run `tagbot sync`"
+            " first, then `tagbot staff list`"
+        )
+    if unknown:
+        raise ValidationError(
+            f"成员不在最近一次同步的客户联系成员中 / staff unknown to WeCom's last sync:"
+            f" {', '.join(unknown)} — 请运行 / run `tagbot sync`, then `tagbot staff list`"
+        )
 
 
 def way_type(staff: Sequence[str], backup: Sequence[str]) -> int:
@@ -230,7 +260,8 @@ def create(
     spec = check_spec(spec)
     with db.read() as session:
         state = _check_free(spec, session=session)
-    catalogue.ensure(db=db, wecom=wecom, paths=spec.tags)
+    # The contact way first: WeCom checks the staff there (60111), and a refusal must not
+    # leave the channel's tags made in WeCom for a channel that does not exist.
     way = _add_way(
         wecom=wecom,
         name=spec.name,
@@ -240,6 +271,7 @@ def create(
         skip_verify=spec.skip_verify,
     )
     try:
+        catalogue.ensure(db=db, wecom=wecom, paths=spec.tags)
         with db.write() as session:
             _check_free(replace(spec, state=state), session=session)  # raced?
             channel = _store_new(spec, state, way, session=session, source=source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -10,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.customers.contacts import get_customer
+from bot.customers.staff import shown_name
 from bot.db.models import (
     Channel,
     Customer,
@@ -30,7 +32,7 @@ class RelationView:
     """One relation as shown to an operator."""
 
     staff_userid: str
-    staff_name: str
+    staff_name: str  # as operators see it: the `[staff]` display name, else WeCom's, else userid
     channel: str | None
     state: str
     status: str
@@ -72,8 +74,13 @@ class CustomerCard:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
-def customer_card(external_userid: str, *, session: Session) -> CustomerCard:
-    """Gather a customer's relations, tags, order totals and attributes."""
+def customer_card(
+    external_userid: str, *, session: Session, display_names: Mapping[str, str]
+) -> CustomerCard:
+    """Gather a customer's relations, tags, order totals and attributes.
+
+    `display_names` are the config's `[staff]` names, which staff names show first.
+    """
     customer = get_customer(external_userid, session=session)
     if customer is None:
         raise NotFoundError(f"客户不存在 / no customer with external_userid {external_userid!r}")
@@ -98,7 +105,7 @@ def customer_card(external_userid: str, *, session: Session) -> CustomerCard:
     relations = tuple(
         RelationView(
             staff_userid=staff.userid,
-            staff_name=staff.name,
+            staff_name=shown_name(staff.userid, staff.name, display_names),
             channel=channel_name,
             state=rel.state,
             status=rel.status,

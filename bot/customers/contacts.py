@@ -99,7 +99,28 @@ def _insert(session: Session, model: type[_Row], values: dict[str, Any]) -> _Row
     obj = model(**row._mapping)
     make_transient_to_detached(obj)  # the row exists: let the session track it, not add it
     session.add(obj)
+    _news(session).add((model.__tablename__, row.id))
     return obj
+
+
+# What this transaction inserted, and whose related rows it already looked up: a
+# customer inserted here has no relation yet, nor a relation inserted here any tag, so
+# a scan's new customer skips those two look-ups. Kept in the session's `info`, which
+# lives as long as the transaction (`db.write()` opens a session per transaction).
+_NEWS = "tagbot.contacts.inserted"
+
+
+def _news(session: Session) -> set[tuple[str, int]]:
+    news: set[tuple[str, int]] = session.info.setdefault(_NEWS, set())
+    return news
+
+
+def _first_look(session: Session, parent: str, parent_id: int, children: str) -> bool:
+    """Tell whether `parent` was inserted here and its `children` were not looked up yet."""
+    news = _news(session)
+    first = (parent, parent_id) in news and (children, parent_id) not in news
+    news.add((children, parent_id))  # from now on, look
+    return first
 
 
 def get_customer(external_userid: str, *, session: Session) -> Customer | None:
@@ -232,10 +253,12 @@ def upsert_relation(
     add_way: int | None = None,
     added_at: datetime | None = None,
     channel_id: int | object | None = _UNSET,
+    channel_applied_at: datetime | None = None,
 ) -> FollowRelation:
     """Create or refresh the (staff, customer) relation and mark it active.
 
     The channel is found from `state` when not given: a live code's state names it.
+    `channel_applied_at`: the add event applied the channel (None keeps what was stored).
     """
     session.flush()  # the Core look-ups below would not autoflush a pending staff or channel
     staff_id = session.scalar(_STAFF_ID, {"userid": staff_userid})
@@ -245,13 +268,23 @@ def upsert_relation(
         channel_id = session.scalar(_CHANNEL_ID, {"state": state})
         if channel_id is None:
             channel_id = _UNSET  # a state we don't own: keep whatever was recorded
-    given = {"state": state, "remark": remark, "add_way": add_way, "added_at": added_at}
+    given = {
+        "state": state,
+        "remark": remark,
+        "add_way": add_way,
+        "added_at": added_at,
+        "channel_applied_at": channel_applied_at,
+    }
     changes: dict[str, object] = {k: v for k, v in given.items() if v is not None}
     if channel_id is not _UNSET:
         changes["channel_id"] = channel_id  # None too: the caller says "no channel"
-    relation = session.scalars(
-        _RELATION, {"staff_id": staff_id, "customer_id": customer.id}
-    ).one_or_none()
+    relation = (
+        None
+        if _first_look(session, "customers", customer.id, "relations_of")
+        else session.scalars(
+            _RELATION, {"staff_id": staff_id, "customer_id": customer.id}
+        ).one_or_none()
+    )
     if relation is None:
         values = {"staff_id": staff_id, "customer_id": customer.id, "status": "active"}
         return _insert(session, FollowRelation, values | changes)
@@ -323,7 +356,11 @@ _DROP_RELATION_TAGS = delete(_RT).where(
 
 def set_relation_tags(session: Session, relation_id: int, wanted: set[int]) -> None:
     """Record exactly these tags (our ids) as the ones WeCom has on the relation."""
-    have = set(session.scalars(_RELATION_TAG_IDS, {"relation_id": relation_id}))
+    have: set[int] = (
+        set()
+        if _first_look(session, "follow_relations", relation_id, "tags_of")
+        else set(session.scalars(_RELATION_TAG_IDS, {"relation_id": relation_id}))
+    )
     gone = have - wanted
     if gone:
         session.execute(_DROP_RELATION_TAGS, {"relation_id": relation_id, "tag_ids": list(gone)})

@@ -27,6 +27,11 @@ class StaffEntry:
         return self.display_name or self.wecom_name or self.userid
 
 
+def shown_name(userid: str, wecom_name: str | None, display_names: Mapping[str, str]) -> str:
+    """Return how operators see a member: `[staff]` display name, else WeCom's, else userid."""
+    return display_names.get(userid.lower()) or wecom_name or userid
+
+
 def staff_entries(*, session: Session, display_names: Mapping[str, str]) -> list[StaffEntry]:
     """List synced staff by userid, then configured names no sync has seen."""
     rows = session.execute(select(Staff.userid, Staff.name, Staff.active).order_by(Staff.userid))

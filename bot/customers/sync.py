@@ -9,6 +9,10 @@ Calls, in order (each page is one call, so a corp of S staff and R relations cos
   paging; each page carries the customer (with unionid) and that member's tag ids.
 https://developer.work.weixin.qq.com/document/path/92571, 92117, 92994
 
+Then the channel of every relation a scan made while the bot was down (its callback never
+arrived) is applied from the relation's `state` (`bot.channels.missed_scans`): the
+channel's tags are queued in the outbox, the first run after the outage only.
+
 Safe while serving: no transaction is open during a WeCom call, and each page is applied
 in its own short transaction. Relations are only marked lost after every page of their
 staff member was read, so an interrupted sync loses nothing. Idempotent: a second run
@@ -23,20 +27,21 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import leases
+from bot.channels import missed_scans
 from bot.customers import contacts
 from bot.db import Database
 from bot.db.models import Channel, Customer, FollowRelation, RelationTag, Staff, Tag
 from bot.db.types import utcnow
 from bot.errors import TagbotError
 from bot.tags import catalogue
-from bot.wecom.client import WeComClient
+from bot.wecom.client import WeComClient, counting_calls
 from bot.wecom.types import ContactFollow
 
 log = logging.getLogger("tagbot.sync")
@@ -46,6 +51,9 @@ PAGE_LIMIT = 100  # and returns at most 100 relations per page
 LEASE = "sync"
 LEASE_TTL = 15 * 60.0
 LOST_REASON = "sync"  # the relation was absent from WeCom's full list
+# A relation WeCom lists as added this much later than we recorded was added again (the
+# customer left and came back): the channel of that new add is still to apply.
+READDED = timedelta(minutes=1)
 
 
 @dataclass
@@ -66,6 +74,10 @@ class SyncReport:
     relation_tags_removed: int = 0
     unknown_tag_ids: int = 0  # ids on relations that the catalogue doesn't list
     orphans_linked: int = 0
+    # relations (and their customers) whose scan's callback never arrived: channel applied now
+    missed_scans: int = 0
+    missed_scan_customers: int = 0
+    missed_scan_operations: int = 0
     calls: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -86,10 +98,8 @@ class SyncReport:
             + self.relations_lost
             + self.relation_tags_added
             + self.relation_tags_removed
+            + self.missed_scans
         )
-
-    def count_call(self, api: str) -> None:
-        self.calls[api] = self.calls.get(api, 0) + 1
 
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
@@ -107,7 +117,11 @@ def run_sync(
     with leases.holding(db, LEASE, owner, LEASE_TTL) as held:
         if not held:
             raise TagbotError("另一个同步正在进行 / another sync is running; try again later")
-        return _run(db, wecom, on_progress or (lambda *_: None), held)
+        with counting_calls() as calls:
+            report = _run(db, wecom, on_progress or (lambda *_: None), held)
+        report.calls = dict(calls)
+    _log_done(report)
+    return report
 
 
 def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.Held) -> SyncReport:
@@ -115,13 +129,11 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
     report = SyncReport()
 
     userids = list(dict.fromkeys(wecom.get_follow_user_list()))
-    report.count_call("externalcontact/get_follow_user_list")
     report.staff = len(userids)
     with db.write() as session:
         staff_ids = _sync_staff(session, userids, report)
 
     groups = wecom.get_corp_tag_list()
-    report.count_call("externalcontact/get_corp_tag_list")
     with db.write() as session:
         report.tags = catalogue.apply_groups(session, groups, complete=True)
         # A tag deleted in WeCom is gone from every customer, read this run or not.
@@ -153,7 +165,6 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
         cursors: set[str] = set()
         while True:
             items, cursor = wecom.batch_get_by_user(chunk, cursor, PAGE_LIMIT)
-            report.count_call("externalcontact/batch/get_by_user")
             seen |= _apply_page_retrying(db, items, staff_ids, tag_ids, channels, report)
             try:
                 lease.renew()
@@ -167,10 +178,20 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
             _mark_lost(session, before - seen, report)
         progress("relations", min(start + STAFF_PER_CALL, len(userids)), len(userids))
 
+    missed = missed_scans.apply_missed(db=db, wecom=wecom)
+    report.missed_scans = missed.relations
+    report.missed_scan_customers = missed.customers
+    report.missed_scan_operations = missed.operations
+
     report.seconds = time.monotonic() - started
+    return report
+
+
+def _log_done(report: SyncReport) -> None:
     log.info(
         "sync done in %.1fs with %d WeCom calls: %d staff, %d tags, %d relations; "
-        "%d changes (%d customers added, %d relations added, %d lost)",
+        "%d changes (%d customers added, %d relations added, %d lost); "
+        "%d relations of %d customers whose add callback never arrived given their channel",
         report.seconds,
         report.total_calls,
         report.staff,
@@ -180,8 +201,9 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
         report.customers_added,
         report.relations_added,
         report.relations_lost,
+        report.missed_scans,
+        report.missed_scan_customers,
     )
-    return report
 
 
 def _sync_staff(session: Session, userids: Sequence[str], report: SyncReport) -> dict[str, int]:
@@ -306,6 +328,8 @@ def _apply_page(
         }
         if info.state in channels:
             wanted["channel_id"] = channels[info.state]
+        if _added_again(relation, info.createtime):
+            wanted["channel_applied_at"] = None
         for attr, value in wanted.items():
             if getattr(relation, attr) != value:
                 setattr(relation, attr, value)
@@ -348,6 +372,17 @@ def _apply_page(
         report.relation_tags_removed += len(gone)
     session.flush()
     return seen
+
+
+def _added_again(relation: FollowRelation, createtime: int) -> bool:
+    """Return whether WeCom lists a later add than the one whose channel was applied."""
+    added = _epoch(createtime)
+    return (
+        relation.channel_applied_at is not None
+        and relation.added_at is not None
+        and added is not None
+        and added - relation.added_at > READDED
+    )
 
 
 def _changed(customer: Customer, item: ContactFollow) -> bool:

@@ -6,7 +6,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
+
+from bot.db.session import Database, database_label, sqlite_file
+from bot.errors import TagbotError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -33,3 +36,29 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+class DatabaseNotReadyError(TagbotError):
+    """The database file or its schema does not exist yet: `tagbot init-db` creates them."""
+
+
+def require_file(url: str) -> None:
+    """Refuse a SQLite file that does not exist (connecting would create an empty one)."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise DatabaseNotReadyError(
+            f"数据库文件不存在，请先运行 `tagbot init-db` / database file not found: {path}"
+            " (run `tagbot init-db` first)"
+        )
+
+
+def require_schema(db: Database) -> None:
+    """Refuse a database that `tagbot init-db` has not set up (no schema revision)."""
+    # Not current_revision(): Alembic's context logs two INFO lines on every command.
+    with db.engine.connect() as conn:
+        migrated = inspect(conn).has_table("alembic_version")
+    if not migrated:
+        raise DatabaseNotReadyError(
+            "数据库尚未初始化，请先运行 `tagbot init-db` / database has no tagbot schema:"
+            f" {database_label(db.url)} (run `tagbot init-db` first)"
+        )

@@ -95,11 +95,16 @@ class FollowRelation(TimestampMixin, Base):
     remark: Mapped[str] = mapped_column(String(128), default="")
     add_way: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | lost
-    added_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Indexed for the console's 最新添加 (the latest adds, newest first).
+    added_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     lost_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # del_follow_user: the customer deleted the staff member; del_external_contact: the reverse
     lost_reason: Mapped[str | None] = mapped_column(String(32))
     transfer_fail_reason: Mapped[str | None] = mapped_column(String(32))
+    # When the channel of this add (its tags, the scan count) was applied: by the add
+    # callback, or by a sync that found the relation when the callback never arrived.
+    # NULL: not yet (a sync applies the channel its `state` names).
+    channel_applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     staff: Mapped[Staff] = relationship()
     customer: Mapped[Customer] = relationship(back_populates="relations")
@@ -325,6 +330,8 @@ class RetierRun(Base):
     # "full" (every customer) or "touched" (customers whose data just changed)
     scope: Mapped[str] = mapped_column(String(16), default="full", server_default="full")
     changed_customers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The last outbox operation before the run finished: its push's operations come after.
+    outbox_from: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class TierPopulation(Base):
@@ -368,6 +375,71 @@ class TouchedCustomer(Base):
         ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
     touched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+# --- console aggregates (bot/reports) ------------------------------------------------
+
+
+class TierRunMove(Base):
+    """How many customers one run moved between two tiers of a dimension (None = 无)."""
+
+    __tablename__ = "tier_run_moves"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("retier_runs.id", ondelete="CASCADE"), index=True
+    )
+    dimension: Mapped[str] = mapped_column(String(64))
+    from_tier: Mapped[str | None] = mapped_column(String(30))
+    to_tier: Mapped[str | None] = mapped_column(String(30))
+    customers: Mapped[int] = mapped_column(Integer)
+
+
+class TierSizeDay(Base):
+    """A tier's size after the last run of a local day; the latest run's rows are "now".
+
+    Every run rewrites its as_of day's rows (a full run from its own count, a touched run
+    from the previous rows and its moves); tier "" marks a dimension the run measured.
+    """
+
+    __tablename__ = "tier_size_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(30), primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class ChannelDay(Base):
+    """One local day's adds and losses through one channel (channel_id 0: every relation).
+
+    Written by the channel-stats rollup (bot/reports/channel_stats.py), never by a callback.
+    """
+
+    __tablename__ = "channel_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    lost_by_customer: Mapped[int] = mapped_column(Integer, default=0)  # del_follow_user
+    lost_by_staff: Mapped[int] = mapped_column(Integer, default=0)  # del_external_contact
+    lost_other: Mapped[int] = mapped_column(Integer, default=0)  # handover, sync, 84061
+    customers: Mapped[int] = mapped_column(Integer, default=0)  # with an active relation
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChannelTotal(Base):
+    """A channel's totals since it began (channel_id 0: every relation), from the rollup."""
+
+    __tablename__ = "channel_totals"
+
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    customers: Mapped[int] = mapped_column(Integer, default=0)  # ever added through it
+    converted: Mapped[int] = mapped_column(Integer, default=0)  # of those, paid after the add
+    revenue: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    orders_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # conversion's as-of
 
 
 # --- inbox and outbox -----------------------------------------------------------------
@@ -658,3 +730,36 @@ class StaffAlert(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- operator console (/admin/) -----------------------------------------------------
+
+
+class ConsoleSession(Base):
+    """A signed-in console user; the cookie carries the id, the table keeps only its hash."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the id
+    actor: Mapped[str] = mapped_column(String(64))  # a WeCom userid, or "admin-token"
+    role: Mapped[str] = mapped_column(String(16))  # admin | viewer
+    method: Mapped[str] = mapped_column(String(16))  # token | wecom
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ConsoleAudit(Base):
+    """One thing done from the console: who, in which role, what, when, before and after."""
+
+    __tablename__ = "console_audit"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))  # admin | viewer | "" (refused sign-in)
+    action: Mapped[str] = mapped_column(String(64))  # login | logout | login_refused | ...
+    target: Mapped[str] = mapped_column(String(255), default="")
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    address: Mapped[str] = mapped_column(String(64), default="")

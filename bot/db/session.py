@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -35,6 +36,25 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
+def sqlite_file(url: str) -> Path | None:
+    """Return the file a SQLite URL names, or None (PostgreSQL, in-memory, a URI filename)."""
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return None
+    if parsed.query.get("uri") in ("true", "1"):  # file:...?mode=... names no plain path
+        return None
+    return Path(path)
+
+
+def database_label(url: str) -> str:
+    """Name a database for an operator: the SQLite file, else the URL without its password."""
+    path = sqlite_file(url)
+    if path is not None:
+        return str(path)
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine for SQLite (WAL, foreign keys) or PostgreSQL (psycopg 3)."""
     parsed = make_url(url)
@@ -58,6 +78,8 @@ class Database:
         # SQLite lets one writer in at a time: its writers queue here first (writequeue.py)
         self._queue = WriteQueue(self.engine.url.database) if self.is_sqlite else None
         self._local = threading.local()
+        self._writes_lock = threading.Lock()
+        self.writes = 0  # write transactions opened (on SQLite: write-lock acquisitions)
 
     @property
     def writing(self) -> bool:
@@ -80,6 +102,8 @@ class Database:
         if self.writing:  # the queue is not re-entrant: this would wait for itself
             raise RuntimeError("a write transaction inside another one")
         self._local.writing = True
+        with self._writes_lock:
+            self.writes += 1
         try:
             if self._queue is None:
                 with self.sessionmaker.begin() as session:

@@ -33,33 +33,52 @@ class PriorityLock:
     """
 
     def __init__(self) -> None:
-        mutex = threading.Lock()
-        self._urgent = threading.Condition(mutex)
-        self._ordinary = threading.Condition(mutex)
+        self._mutex = threading.Lock()
+        self._urgent = threading.Condition(self._mutex)
+        self._ordinary = threading.Condition(self._mutex)
         self._held = False
         self._urgent_waiting = 0
+        self._ordinary_waiting = 0
 
     def acquire(self, *, urgent: bool = False) -> None:
-        with self._urgent:
-            if urgent:
-                self._urgent_waiting += 1
-                try:
-                    while self._held:
-                        self._urgent.wait()
-                finally:
-                    self._urgent_waiting -= 1
-            else:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
+            if self._held or (not urgent and self._urgent_waiting):
+                self._wait(urgent=urgent)  # the uncontended case takes it without a Condition
+            self._held = True
+        finally:
+            mutex.release()
+
+    def _wait(self, *, urgent: bool) -> None:
+        """Wait (holding the mutex) until this waiter may take the lock."""
+        if urgent:
+            self._urgent_waiting += 1
+            try:
+                while self._held:
+                    self._urgent.wait()
+            finally:
+                self._urgent_waiting -= 1
+        else:
+            self._ordinary_waiting += 1
+            try:
                 while self._held or self._urgent_waiting:
                     self._ordinary.wait()
-            self._held = True
+            finally:
+                self._ordinary_waiting -= 1
 
     def release(self) -> None:
-        with self._urgent:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             self._held = False
+            # Notify only when someone waits: Condition.notify costs even with no waiter.
             if self._urgent_waiting:
                 self._urgent.notify()
-            else:
+            elif self._ordinary_waiting:
                 self._ordinary.notify()
+        finally:
+            mutex.release()
 
 
 class FileLock:

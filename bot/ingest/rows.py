@@ -27,28 +27,73 @@ STATUSES = frozenset({"paid", "refunded"})
 _TRUE = frozenset({"true", "1", "是", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "否", "no", "n", "f", ""})
 
-ORDER_COLUMNS = (
-    "order_id",
-    "external_userid",
-    "unionid",
-    "amount",
-    "paid_at",
-    "status",
-    "category",
-    "is_new_product",
-)
-EVENT_COLUMNS = ("event_id", "external_userid", "unionid", "kind", "occurred_at")
-PROFILE_IDS = ("external_userid", "unionid")
+Need = Literal["required", "one_of", "optional"]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column a file (or JSON object) of a kind may carry, as the docs describe it."""
+
+    name: str
+    need: Need  # one_of: external_userid or unionid, at least one per row
+    meaning: str  # Chinese, for `tagbot import --help` and the README
+
+
+_EXTERNAL_USERID = Column("external_userid", "one_of", "客户的 external_userid（企业微信客户 id）")
+_UNIONID = Column("unionid", "one_of", "客户的微信 unionid（企业绑定了微信开放平台时才有）")
+# The one description of what an import may contain: the validators below read these
+# columns, the readers check the required ones, and `import --help` and the README
+# (bot/ingest/docs.py) are written from it.
+COLUMNS: dict[Kind, tuple[Column, ...]] = {
+    "orders": (
+        Column("order_id", "required", f"订单号（≤{ID_MAX} 字符）；再次导入同一订单号即更新"),
+        _EXTERNAL_USERID,
+        _UNIONID,
+        Column("amount", "required", "金额（元，不可为负，最多两位小数）：199、199.90、1,299.00"),
+        Column("paid_at", "required", "支付时间，ISO 8601；不带时区按 [app] timezone 理解"),
+        Column("status", "required", "paid 或 refunded（退款：同一 order_id 以 refunded 再导入）"),
+        Column("category", "optional", "品类（用于 top_category_365d 与复购品类）"),
+        Column("is_new_product", "optional", "是否新品：true/false、1/0、是/否，空为否"),
+    ),
+    "events": (
+        Column("event_id", "required", f"互动编号（≤{ID_MAX} 字符）；再次导入同一编号即更新"),
+        _EXTERNAL_USERID,
+        _UNIONID,
+        Column(
+            "kind",
+            "required",
+            "互动类型（≤32 字符）：view 浏览、cart 加购、inquiry 咨询、click 点击"
+            "各有计数指标；其他类型只计入 interactions_*",
+        ),
+        Column("occurred_at", "required", "发生时间，ISO 8601；不带时区按 [app] timezone 理解"),
+    ),
+    "profiles": (_EXTERNAL_USERID, _UNIONID),
+}
+# One example per kind: a header and a row that imports without a reject.
+EXAMPLES: dict[Kind, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "orders": (
+        tuple(c.name for c in COLUMNS["orders"]),
+        ("O1001", "wm_demo_0001", "", "5999.00", "2026-11-28 20:15:00", "paid", "美妆", "是"),
+    ),
+    "events": (
+        tuple(c.name for c in COLUMNS["events"]),
+        ("E2001", "wm_demo_0001", "", "view", "2026-11-27T09:30:00+08:00"),
+    ),
+    "profiles": (
+        ("external_userid", "unionid", "会员等级", "城市"),
+        ("wm_demo_0001", "", "金卡", "上海"),
+    ),
+}
+ORDER_COLUMNS = tuple(c.name for c in COLUMNS["orders"])
+EVENT_COLUMNS = tuple(c.name for c in COLUMNS["events"])
+PROFILE_IDS = tuple(c.name for c in COLUMNS["profiles"])
 KNOWN_COLUMNS: dict[Kind, tuple[str, ...]] = {
-    "orders": ORDER_COLUMNS,
-    "events": EVENT_COLUMNS,
-    "profiles": PROFILE_IDS,
+    kind: tuple(c.name for c in columns) for kind, columns in COLUMNS.items()
 }
 # Columns a file must have; a row may still leave external_userid or unionid empty.
 REQUIRED_COLUMNS: dict[Kind, tuple[str, ...]] = {
-    "orders": ("order_id", "amount", "paid_at", "status"),
-    "events": ("event_id", "kind", "occurred_at"),
-    "profiles": (),
+    kind: tuple(c.name for c in columns if c.need == "required")
+    for kind, columns in COLUMNS.items()
 }
 ID_FIELD: dict[Kind, str] = {"orders": "order_id", "events": "event_id", "profiles": "subject"}
 ATTRIBUTE_NAME_MAX = 64

@@ -164,14 +164,19 @@ def check_columns(kind: Kind, columns: list[str], name: str) -> list[str]:
     """Refuse a header missing required columns; return warnings for unknown ones."""
     missing = [c for c in REQUIRED_COLUMNS[kind] if c not in columns]
     if "external_userid" not in columns and "unionid" not in columns:
-        missing.append("external_userid 或 unionid")
+        missing.append("external_userid 或 / or unionid")
     if missing:
         raise FileRejectedError(
-            f"{name}: 缺少必需的列：{', '.join(missing)}（现有列：{', '.join(columns)}）"
+            f"{name}: 缺少必需的列 / missing required columns: {', '.join(missing)}"
+            f"（现有列 / columns found: {', '.join(columns)}；"
+            f"列说明见 / see `tagbot import --help`）"
         )
     if kind == "profiles":
         if len(columns) == sum(c in KNOWN_COLUMNS["profiles"] for c in columns):
-            raise FileRejectedError(f"{name}: 没有属性列（除 external_userid、unionid 外至少一列）")
+            raise FileRejectedError(
+                f"{name}: 没有属性列 / no attribute column"
+                "（除 external_userid、unionid 外至少一列 / at least one besides them）"
+            )
         return []
     unknown = [c for c in columns if c not in KNOWN_COLUMNS[kind]]
     if unknown:

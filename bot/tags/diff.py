@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -179,7 +179,6 @@ class DiffReport:
     adds: int = 0
     removes: int = 0
     seconds: float = 0.0
-    by_tag: dict[int, list[int]] = field(default_factory=dict)  # tag id -> [adds, removes]
 
 
 def _desired(tmap: TierTagMap, scope: Scope) -> Any:
@@ -426,13 +425,9 @@ def _enqueue(session: Session, tmap: TierTagMap, scope: Scope) -> DiffReport:
     _link_pending_ops(session)
     _upsert_changes(session)
     counts = session.execute(
-        select(_changes.c.tag_id, _changes.c.action, func.count()).group_by(
-            _changes.c.tag_id, _changes.c.action
-        )
+        select(_changes.c.action, func.count()).group_by(_changes.c.action)
     ).all()
-    for tag_id, action, n in counts:
-        slot = report.by_tag.setdefault(tag_id, [0, 0])
-        slot[0 if action == "add" else 1] += n
+    for action, n in counts:
         if action == "add":
             report.adds += n
         else:
@@ -456,10 +451,6 @@ def _merge(total: DiffReport, part: DiffReport) -> None:
     total.new_operations += part.new_operations
     total.adds += part.adds
     total.removes += part.removes
-    for tag_id, (a, r) in part.by_tag.items():
-        slot = total.by_tag.setdefault(tag_id, [0, 0])
-        slot[0] += a
-        slot[1] += r
 
 
 def enqueue_tier_changes(

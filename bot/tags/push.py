@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,6 +23,8 @@ from bot.tags.diff import DiffReport
 from bot.tags.tier_tags import TierTagReport
 
 RATE_WINDOW = timedelta(minutes=5)  # recent throughput the ETA is measured over
+# Fewer operations than this give no rate: three calls in a second say nothing of an hour.
+RATE_MIN_SAMPLE = 10
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ class PushProgress:
     in_flight: int
     done: int
     dead: int
-    per_minute: float  # operations finished per minute lately (0 when nothing finished)
+    # operations finished per minute while they were being sent, over the last minutes;
+    # None when too few finished to tell (then the ETA goes by the budget)
+    per_minute: float | None
     eta_seconds: float | None  # None when there is no rate to go by
 
     @property
@@ -77,19 +81,29 @@ class PushProgress:
         return self.pending + self.in_flight
 
 
-def progress(session: Session, *, fallback_per_minute: float | None = None) -> PushProgress:
+def recent_rate(session: Session, *, now: datetime | None = None) -> float | None:
+    """Return operations per minute between the first and last finished lately, or None.
+
+    Measured over the time they took, not over the whole window: 30 operations sent in
+    two seconds and then nothing went at 900/min, not at 6.
+    """
+    since = (now or utcnow()) - RATE_WINDOW
+    n, first, last = session.execute(
+        select(func.count(), func.min(OutboxOperation.done_at), func.max(OutboxOperation.done_at))
+        .select_from(OutboxOperation)
+        .where(OutboxOperation.status == outbox.DONE, OutboxOperation.done_at >= since)
+    ).one()
+    if n < RATE_MIN_SAMPLE or first is None or last is None or last <= first:
+        return None
+    return float((n - 1) / (last - first).total_seconds() * 60)
+
+
+def progress(
+    session: Session, *, fallback_per_minute: float | None = None, now: datetime | None = None
+) -> PushProgress:
     """Return where the outbox stands; the ETA uses the last minutes' rate, else the fallback."""
     counts = outbox.counts(session)
-    since = utcnow() - RATE_WINDOW
-    recent = (
-        session.scalar(
-            select(func.count())
-            .select_from(OutboxOperation)
-            .where(OutboxOperation.status == outbox.DONE, OutboxOperation.done_at >= since)
-        )
-        or 0
-    )
-    per_minute = recent / (RATE_WINDOW.total_seconds() / 60)
+    per_minute = recent_rate(session, now=now)
     rate = per_minute or (fallback_per_minute or 0.0)
     remaining = counts[outbox.PENDING] + counts[outbox.IN_FLIGHT]
     eta = remaining / rate * 60 if rate else None

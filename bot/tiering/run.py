@@ -17,9 +17,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy.orm import Session
+
 from bot.db import Database
 from bot.errors import ValidationError
-from bot.tiering import evaluate, history, tag_values
+from bot.tiering import evaluate, history, run_stats, tag_values
 from bot.tiering.clock import Clock
 from bot.tiering.engine import MetricsEngine
 from bot.tiering.evaluate import Move
@@ -109,12 +111,7 @@ def retier(
                 transitions=report.transitions,
                 changed_customers=report.changed_customers,
                 operations=report.relations_to_mark,
-                # A run cut short leaves the previous population: it is still that run's.
-                also=(
-                    (lambda s: eng.store_population(s, run_id=run_id))
-                    if ids is None
-                    else (lambda s: eng.store_touched(s, ids))
-                ),
+                also=lambda s: _finish(s, eng, report, dims, tz=tz, run_id=run_id, ids=ids),
             )
             report.seconds["record"] = time.perf_counter() - t2
             return report
@@ -123,3 +120,31 @@ def retier(
     finally:
         if own:
             eng.close()
+
+
+def _finish(
+    session: Session,
+    eng: MetricsEngine,
+    report: RetierReport,
+    dims: Sequence[Dimension],
+    *,
+    tz: str,
+    run_id: int,
+    ids: list[int] | None,
+) -> None:
+    """Write what finishes a run with its row: the population, the console's aggregates."""
+    # A run cut short leaves the previous population: it is still that run's.
+    if ids is None:
+        eng.store_population(session, run_id=run_id)
+    else:
+        eng.store_touched(session, ids)
+    run_stats.record(
+        session,
+        run_id=run_id,
+        as_of=report.as_of,
+        tz=tz,
+        dims=[d.name for d in dims],
+        full=ids is None,
+        moves=report.moves,
+        sizes=report.sizes,
+    )

@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from bot.customers.contacts import get_customer
 from bot.db import Database
-from bot.db.models import TierAssignment
+from bot.db.models import TierAssignment, TierTransition
 from bot.tiering.clock import Clock
 from bot.tiering.engine import MetricsEngine, compute_metrics
 from bot.tiering.rules import Dimension, explain_dimension
@@ -44,6 +44,7 @@ class TierView:
     since: datetime | None
     now: str | None  # what a run would give now (differs when the data changed since)
     lines: tuple[str, ...]  # the explanation, Chinese
+    reason: str  # how the tier was reached (the end of the first line), Chinese
     metrics: dict[str, Any]  # the values its rules read
 
 
@@ -111,6 +112,15 @@ def explain_customer(
                 select(TierAssignment).where(TierAssignment.customer_id == customer_id)
             )
         }
+        # The tier each dimension's latest move came from (for a tier entered today).
+        came_from = {
+            dim_name: (from_tier, to_tier)
+            for dim_name, from_tier, to_tier in session.execute(
+                select(TierTransition.dimension, TierTransition.from_tier, TierTransition.to_tier)
+                .where(TierTransition.customer_id == customer_id)
+                .order_by(TierTransition.at, TierTransition.id)
+            )
+        }
     row: dict[str, Any]
     if engine is not None:
         row = engine.metrics(db, tz=tz, as_of=as_of, customer_id=customer_id)
@@ -122,8 +132,19 @@ def explain_customer(
     for dim in dims:
         tier, since = stored.get(dim.name, (None, None))
         since_days = _days(clock, since) if since is not None else None
-        exp = explain_dimension(dim, row, cur_tier=tier, cur_since_days=since_days, assigned=tier)
-        lines = list(exp.lines)
+        before, moved_to = came_from.get(dim.name, (None, None))
+        if tier is not None and since_days == 0 and moved_to == tier:
+            # Entered today: explain the move from the tier before, by the rule that
+            # matched; "kept (stay holds)" would describe tomorrow's run, not today's.
+            exp = explain_dimension(dim, row, cur_tier=before, assigned=tier)
+            reason = f"今天进入（之前：{before or '无'}）：{exp.reason}"
+            lines = [f"{dim.name}：{exp.tag or '无'} — {reason}", *exp.lines[1:]]
+        else:
+            exp = explain_dimension(
+                dim, row, cur_tier=tier, cur_since_days=since_days, assigned=tier
+            )
+            reason = exp.reason
+            lines = list(exp.lines)
         if tier is not None and since is not None:
             lines.insert(
                 1,
@@ -145,6 +166,7 @@ def explain_customer(
                 since=since,
                 now=exp.tag,
                 lines=tuple(lines),
+                reason=reason,
                 metrics={n: row.get(n) for n in used},
             )
         )

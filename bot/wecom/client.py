@@ -11,6 +11,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +38,7 @@ from bot.wecom.types import (
     GroupMsgSendResult,
     GroupMsgTask,
     TagGroupInfo,
+    WebIdentity,
 )
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,21 @@ def _never_sent(exc: requests.RequestException) -> bool:
         stack.extend([cur.__cause__, cur.__context__, getattr(cur, "reason", None)])
         stack.extend(a for a in cur.args if isinstance(a, BaseException))
     return False
+
+
+# Open tallies of this thread (or task): every HTTP call of an API adds one to each.
+_TALLIES: ContextVar[tuple[dict[str, int], ...]] = ContextVar("wecom_call_tallies", default=())
+
+
+@contextmanager
+def counting_calls() -> Iterator[dict[str, int]]:
+    """Count the WeCom API calls this thread makes meanwhile, per API path (retries too)."""
+    tally: dict[str, int] = {}
+    token = _TALLIES.set((*_TALLIES.get(), tally))
+    try:
+        yield tally
+    finally:
+        _TALLIES.reset(token)
 
 
 class WeComClient:
@@ -173,6 +191,8 @@ class WeComClient:
     def _once(self, api: str, send: Callable[[], Any], idempotent: bool) -> Json:
         """Make one HTTP call, record it and turn every failure into WeComError."""
         self._throttle(api)
+        for tally in _TALLIES.get():
+            tally[api] = tally.get(api, 0) + 1
         started = time.monotonic()
         try:
             result = send()
@@ -293,6 +313,16 @@ class WeComClient:
             if err.errcode == RATE_LIMITED:
                 self._pause("gettoken")
             raise
+
+    # --- web identity -----------------------------------------------------------------
+
+    def get_user_info(self, code: str) -> WebIdentity:
+        """Exchange a web login or OAuth code for the member's userid (single use, 5 minutes).
+
+        Answers 40029 for a reused, expired or foreign code (wecom-api.md section 7.3).
+        https://developer.work.weixin.qq.com/document/path/91023
+        """
+        return WebIdentity.from_raw(self._get("auth/getuserinfo", {"code": code}))
 
     # --- customers --------------------------------------------------------------------
 

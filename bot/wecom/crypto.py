@@ -49,15 +49,21 @@ class CallbackCrypto:
         if not encrypt:
             raise CallbackError("callback envelope has no Encrypt element", status=400)
         self._check_signature(msg_signature, timestamp, nonce, encrypt)
-        self._check_ciphertext(encrypt)
+        if msg_signature != msg_signature.lower():  # wechatpy's own check was this strict
+            raise CallbackError("msg_signature does not match", status=401)
+        # Decrypted once, here: the checked plaintext is the message (wechatpy's layout:
+        # 16 random bytes, a big-endian length, the XML, the corp id).
+        body = self._check_ciphertext(encrypt)
+        size = struct.unpack(">I", body[:4])[0]
         try:
-            # A dict, so wechatpy does not re-parse the raw body with its own parser.
-            plain = self._crypto.decrypt_message(
-                {"Encrypt": encrypt}, msg_signature, timestamp, nonce
-            )
-        except Exception as exc:
-            raise self._translate(exc) from None
-        xml = str(plain)
+            xml = body[4 : 4 + size].decode()
+            corp_id = body[4 + size :].decode()
+        except UnicodeDecodeError:
+            raise CallbackError(
+                "cannot decrypt callback (UnicodeDecodeError)", status=400
+            ) from None
+        if corp_id != self._corp_id:
+            raise CallbackError("message was encrypted for a different corp id", status=403)
         safe_parse(xml, what="decrypted message")
         return xml
 
@@ -68,8 +74,11 @@ class CallbackCrypto:
         if not hmac.compare_digest(expected, (signature or "").lower()):
             raise CallbackError("msg_signature does not match (forged or wrong token)", status=401)
 
-    def _check_ciphertext(self, data: str) -> None:
-        """Refuse ciphertext that is not strict base64 of padded 32-byte blocks."""
+    def _check_ciphertext(self, data: str) -> bytes:
+        """Refuse ciphertext that is not strict base64 of padded 32-byte blocks; decrypt it.
+
+        Returns the plaintext without its 16 random bytes and its padding.
+        """
         try:
             raw = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
@@ -77,13 +86,14 @@ class CallbackCrypto:
         if not raw or len(raw) % _BLOCK:
             raise CallbackError(f"ciphertext length {len(raw)} is not whole blocks", status=400)
         # wechatpy strips padding without checking it; a corrupt message must not pass.
-        plain = WeChatCipher(self._crypto.key).decrypt(raw)
+        plain: bytes = WeChatCipher(self._crypto.key).decrypt(raw)
         pad = plain[-1]
         if not 1 <= pad <= _BLOCK or plain[-pad:] != bytes([pad]) * pad:
             raise CallbackError("ciphertext has invalid PKCS#7 padding", status=400)
         body = plain[16:-pad]
         if len(body) < 4 or struct.unpack(">I", body[:4])[0] > len(body) - 4:
             raise CallbackError("decrypted message length field is out of range", status=400)
+        return body
 
     @staticmethod
     def _translate(exc: Exception) -> CallbackError:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+from xml.etree.ElementTree import Element
 
 from wechatpy.enterprise import parse_message
 from wechatpy.enterprise.events import register_event
@@ -111,9 +112,28 @@ def _int(text: str) -> int:
         return 0
 
 
-def parse_event(xml: str) -> CallbackEvent:
-    """Parse a decrypted callback XML into a CallbackEvent; unknown events parse generically."""
-    safe_parse(xml, what="callback event")  # before wechatpy's xmltodict sees it
+def _flat_fields(root: Element) -> dict[str, str] | None:
+    """Return the fields of an <xml> of distinct text-only elements, as wechatpy would.
+
+    That is every event WeCom sends about customers and tags; anything else (nested or
+    repeated elements, attributes, no MsgType) returns None and goes through wechatpy.
+    """
+    if root.tag != "xml" or root.attrib or not len(root):
+        return None
+    fields: dict[str, str] = {}
+    for child in root:
+        tag = child.tag
+        if not isinstance(tag, str) or len(child) or child.attrib or "{" in tag or tag in fields:
+            return None
+        fields[tag] = (child.text or "").strip()  # xmltodict strips, and empty is None
+    msg_type = fields.get("MsgType")
+    if msg_type is None or (msg_type.lower() == "event" and "Event" not in fields):
+        return None
+    return fields
+
+
+def _wechatpy_fields(xml: str) -> dict[str, str]:
+    """Return the fields of any callback XML through wechatpy's parser."""
     try:
         message = parse_message(xml)
     except Exception as exc:
@@ -121,7 +141,19 @@ def parse_event(xml: str) -> CallbackEvent:
     if message is None:
         raise CallbackError("callback event: empty message")
     raw: dict[str, Any] = message._data
-    fields = {str(k): _flatten(v) for k, v in raw.items()}
+    return {str(k): _flatten(v) for k, v in raw.items()}
+
+
+def parse_event(xml: str) -> CallbackEvent:
+    """Parse a decrypted callback XML into a CallbackEvent; unknown events parse generically.
+
+    Parsed once, by the hardened parser, when the XML is flat (every callback a scan
+    makes); wechatpy's xmltodict parses the rest, after the hardened parser accepted it.
+    """
+    root = safe_parse(xml, what="callback event")
+    fields = _flat_fields(root)
+    if fields is None:
+        fields = _wechatpy_fields(xml)
     get = fields.get
     return CallbackEvent(
         event=get("Event", "") or get("MsgType", ""),

@@ -321,3 +321,15 @@ class AppMessageResult:
             invalid_tags=split("invalidtag"),
             response_code=_s(d, "response_code"),
         )
+
+
+@dataclass(frozen=True)
+class WebIdentity:
+    """Who signed in through WeCom's OAuth or web login: a member's userid, or an outsider."""
+
+    userid: str  # empty for someone who is not a member of the corp
+    openid: str = ""
+
+    @classmethod
+    def from_raw(cls, d: Raw) -> WebIdentity:
+        return cls(userid=_s(d, "userid"), openid=_s(d, "openid"))

@@ -121,6 +121,11 @@ def create(
         attachments=tuple(parse_attachment(a) for a in attachments),
         skip_verify=not verify,
     )
+    # Everything that can be checked here is, before any WeCom call: names, lengths, the
+    # welcome, then the staff against the last sync (WeCom would refuse them with 60111).
+    spec = live_codes.check_spec(spec)
+    with rt.db.read() as session:
+        live_codes.check_staff_known(spec.staff + spec.backup, session=session)
     v = live_codes.create(spec, db=rt.db, wecom=rt.wecom, source="cli", tz=rt.settings.tz)
     click.echo(f"渠道已创建 / channel created: {name}")
     click.echo(f"state={v.state}")
@@ -208,6 +213,11 @@ def update(
         kwargs["daily_cap"] = daily_cap
     if verify is not None:
         kwargs["skip_verify"] = not verify
+    if staff is not None or backup is not None:
+        with rt.db.read() as session:
+            live_codes.check_staff_known(
+                kwargs.get("staff", ()) + kwargs.get("backup", ()), session=session
+            )
     v, new_qr = live_codes.update(name, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz, **kwargs)
     click.echo(f"渠道已更新 / channel updated: {name}")
     if new_qr:

@@ -36,7 +36,7 @@ def show(ctx: CliContext, external_userid: str, as_of: str | None) -> None:
         return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") if moment else "—"
 
     with rt.db.read() as session:
-        card = customer_card(external_userid, session=session)
+        card = customer_card(external_userid, session=session, display_names=rt.settings.staff)
     click.echo(f"客户 {card.name or '(无名称)'}  {card.external_userid}")
     click.echo(f"  unionid:   {card.unionid or '—'}")
     click.echo(
@@ -48,10 +48,7 @@ def show(ctx: CliContext, external_userid: str, as_of: str | None) -> None:
     click.echo(f"跟进关系（{len(card.relations)}）")
     for rel in card.relations:
         status = _STATUS.get(rel.status, rel.status)
-        staff = (
-            rt.settings.staff_display_name(rel.staff_userid) or rel.staff_name or rel.staff_userid
-        )
-        click.echo(f"  - 员工 {staff}（{rel.staff_userid}）{status}")
+        click.echo(f"  - 员工 {rel.staff_name}（{rel.staff_userid}）{status}")
         click.echo(f"      渠道: {rel.channel or '—'}  state: {rel.state or '—'}")
         click.echo(f"      添加时间: {when(rel.added_at)}")
         if rel.status == "lost":
@@ -77,8 +74,13 @@ def show(ctx: CliContext, external_userid: str, as_of: str | None) -> None:
     moment = parse_as_of(as_of, ctx)
     views = explain_external(rt.db, dims, external_userid=external_userid, tz=zone, as_of=moment)
     for view in views:
-        click.echo(f"  {view.tag_group}：{view.tier or '—'}")
-        for line in view.lines:
-            click.echo(f"    {line}")
+        # One heading per dimension: its group, tier and how it was reached (the
+        # explanation's own first line would name the dimension a second time).
+        if view.tier:
+            click.echo(f"  {view.tag_group}：{view.tier} — {view.reason}")
+        else:
+            click.echo(f"  {view.tag_group}：—（{view.reason}）")
+        for line in view.lines[1:]:
+            click.echo(f"  {line}")
         if view.metrics:
             click.echo(f"    指标：{metric_line(view.metrics)}")

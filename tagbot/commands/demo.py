@@ -133,6 +133,7 @@ class Demo:
         db_path = (self.workdir / "tagbot.db").resolve()
         text = Template(template).substitute(
             api_base=api_base,
+            web_login_url=api_base.removesuffix("cgi-bin/") + "wwlogin/sso/login",
             db_url=f"sqlite:///{db_path}",
             port=port,
             webhook_url=self.receiver.url,
@@ -154,6 +155,7 @@ class Demo:
             resources.files("tagbot.demo").joinpath("demo.toml").read_text("utf-8")
         ).substitute(
             api_base="http://127.0.0.1:1/cgi-bin/",
+            web_login_url="http://127.0.0.1:1/wwlogin/sso/login",
             db_url="sqlite://",
             port=port,
             webhook_url="http://127.0.0.1:1/",
@@ -615,6 +617,10 @@ class Demo:
         click.echo("去哪里看：")
         s = self.rt.settings
         base = f"http://{s.server.host}:{s.server.port}"
+        click.echo(
+            f"  运营后台   {base}/admin/  （输入管理令牌 {s.server.admin_token.get_secret_value()} 登录；"
+            "或点「企业微信扫码登录」，在模拟器页面选 张伟（管理员）或 李娜（只读））"
+        )
         click.echo(f"  健康检查   {base}/healthz")
         click.echo(f"  指标       {base}/metrics")
         if sample:

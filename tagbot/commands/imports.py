@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from bot.ingest.docs import help_text
 from bot.ingest.rows import KINDS, Kind
 from bot.ingest.service import IngestResult, import_file
 from tagbot.commands.context import CliContext, pass_ctx
@@ -49,7 +50,7 @@ def write_rejects(result: IngestResult, path: Path) -> None:
             writer.writerow([error.index, *values, error.field, error.reason])
 
 
-@click.command("import")
+@click.command("import", epilog=help_text())
 @click.argument("kind", type=click.Choice(KINDS))
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
@@ -57,14 +58,19 @@ def write_rejects(result: IngestResult, path: Path) -> None:
     "rejects_path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Where to write rejected rows with reasons (default: FILE.rejects.csv beside it).",
+    help=(
+        "Where to write rejected rows with reasons "
+        "(default: beside FILE, named after it: orders.csv -> orders.rejects.csv)."
+    ),
 )
 @pass_ctx
 def import_command(ctx: CliContext, kind: Kind, file: Path, rejects_path: Path | None) -> None:
     """Import orders, interactions or profiles from a .csv or .xlsx file (idempotent by id).
 
-    Rejected rows are written with a reason to the rejects file (`row` is the line or
-    sheet row number as Excel shows it). Exit status 0 even when some rows were
+    A .csv may be UTF-8 (with or without BOM) or GBK; an .xlsx is read from its first
+    sheet. Rejected rows are written with a reason to the rejects file, beside FILE and
+    named after it (orders.csv -> orders.rejects.csv; `row` is the line or sheet row
+    number as Excel shows it). Exit status 0 even when some rows were
     rejected; 1 when the file itself can't be read, and then nothing is written.
     """
     if rejects_path is not None and not rejects_path.parent.is_dir():

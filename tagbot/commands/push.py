@@ -30,7 +30,12 @@ def _echo_progress(p: PushProgress) -> None:
         f"待推送 pending: {p.pending}  处理中 in_flight: {p.in_flight}  "
         f"已完成 done: {p.done}  失败 dead: {p.dead}"
     )
-    click.echo(f"速度 rate: {p.per_minute:.0f}/min  预计剩余 ETA: {_duration(p.eta_seconds)}")
+    rate = (
+        "—（完成的操作太少，无法测算 / too few operations to measure）"
+        if p.per_minute is None
+        else f"{p.per_minute:.0f}/min"
+    )
+    click.echo(f"速度 rate: {rate}  预计剩余 ETA: {_duration(p.eta_seconds)}")
 
 
 @click.command("push")

@@ -15,6 +15,7 @@ from bot.tiering.handoff import Handoff
 from bot.tiering.rules import Dimension, load_dimensions
 from bot.tiering.run import RetierReport
 from bot.tiering.service import retier_configured
+from bot.wecom.client import counting_calls
 from tagbot.commands.context import CliContext, pass_ctx
 from tagbot.commands.push import drain_with_progress
 
@@ -61,7 +62,7 @@ def echo_report(
     for line in render_moves(report.moves, dims):
         click.echo(line)
     click.echo(
-        f"企业微信调用 / WeCom calls: 至多 {report.relations_to_mark} 次 mark_tag"
+        f"标签推送 / tag push: 至多 {report.relations_to_mark} 次 mark_tag"
         "（层级变动客户的有效跟进关系，每个关系一次）"
     )
     if handoff is not None:
@@ -102,18 +103,32 @@ def retier_command(ctx: CliContext, dry_run: bool, as_of: str | None, no_push: b
         bar.update(done - bar.n)
 
     click.echo("计算指标与层级… / computing metrics and tiers…", err=True)
-    try:
-        report, handoff = retier_configured(
-            rt, as_of=moment, dry_run=dry_run, on_progress=on_progress
-        )
-    finally:
-        if bar is not None:
-            bar.close()
-    echo_report(report, handoff, dims, rt.settings.app.timezone)
-    if handoff is None or handoff.queued is None:
-        return
-    if no_push:
-        click.echo("标签变更留在队列中，由后台任务或 tagbot push 发送 / left to the workers")
-        return
-    # Ctrl-C (or a crash) leaves the rest queued: `tagbot push` or the workers carry on.
-    drain_with_progress(rt)
+    # Every call the run makes, whatever the API: the tag catalogue and tier tags are read
+    # and created before any mark_tag.
+    with counting_calls() as calls:
+        try:
+            report, handoff = retier_configured(
+                rt, as_of=moment, dry_run=dry_run, on_progress=on_progress
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        echo_report(report, handoff, dims, rt.settings.app.timezone)
+        if handoff is not None and handoff.queued is not None:
+            if no_push:
+                click.echo(
+                    "标签变更留在队列中，由后台任务或 tagbot push 发送 / left to the workers"
+                )
+            else:
+                # Ctrl-C (or a crash) leaves the rest queued: `tagbot push` or the workers
+                # carry on.
+                drain_with_progress(rt)
+    click.echo(echo_calls(calls))
+
+
+def echo_calls(calls: dict[str, int]) -> str:
+    """Return the line that counts a run's WeCom calls, per API."""
+    per_api = "，".join(f"{api} ×{n}" for api, n in calls.items())
+    return f"企业微信调用 / WeCom calls: {sum(calls.values())}" + (
+        f"（{per_api}）" if calls else ""
+    )

@@ -22,6 +22,7 @@ log = logging.getLogger("tagbot")
 def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
+    from bot.runtime import before_fork
     from handlers.app import create_app
     from jobs.background import Background
 
@@ -36,14 +37,24 @@ def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: in
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", None)
             self.cfg.set("graceful_timeout", 10)
+            # gunicorn 25.1+ opens a control socket for `gunicornc` under $XDG_RUNTIME_DIR
+            # or ~/.gunicorn: one path per user, shared by every server on the machine, and
+            # outside the deployment's folders. Nothing here uses it: stop and reload go
+            # through signals.
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
+            self.cfg.set("pre_fork", _pre_fork)
             if with_jobs:
                 self.cfg.set("post_worker_init", _post_worker_init)
-                self.cfg.set("worker_exit", _worker_exit)
+            self.cfg.set("worker_exit", _worker_exit)
 
         def load(self) -> Any:
             app = create_app(settings)
             holder["runtime"] = app.extensions["tagbot"]
             return app
+
+    def _pre_fork(_server: Any, _worker: Any) -> None:
+        before_fork()
 
     def _post_worker_init(_worker: Any) -> None:
         bg = Background(holder["runtime"])
@@ -52,10 +63,17 @@ def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: in
         holder["background"] = bg
 
     def _worker_exit(_server: Any, _worker: Any) -> None:
+        # Stop and join the job threads, then close what they used (the re-tier's DuckDB
+        # engines, the database pool) while the interpreter is still whole.
         bg = holder.get("background")
         if bg is not None:
             bg.stop()
+        rt = holder.get("runtime")
+        if rt is not None:
+            rt.close()
 
+    # Close the migration's connections before the fork: workers open their own.
+    ctx.runtime.db.dispose()
     TagbotServer().run()
 
 
@@ -78,7 +96,7 @@ def serve(ctx: CliContext, no_jobs: bool, workers: int | None, threads: int) -> 
     from bot.runtime import configure_logging
 
     configure_logging(ctx.settings.app.log_level, ctx.settings)
-    upgrade_to_head(ctx.runtime.db.engine)
+    upgrade_to_head(ctx.schema_runtime().db.engine)
     # Every process runs the web app and, unless --no-jobs, the workers: each processes
     # the callbacks it acknowledged itself, so the wake-up goes straight from the request
     # to a worker thread; the scheduler runs in whichever process holds its lease.
@@ -105,7 +123,7 @@ def worker(ctx: CliContext) -> None:
     """Process the callback inbox and the WeCom outbox (no web, no schedule)."""
     from jobs.background import Background
 
-    rt = ctx.runtime
+    rt = ctx.schema_runtime()
     upgrade_to_head(rt.db.engine)
 
     def start() -> Background:
@@ -123,7 +141,7 @@ def scheduler(ctx: CliContext) -> None:
     """Run the scheduled jobs: the daily sync, the nightly re-tier, scheduled campaigns (one leader)."""
     from jobs.background import Background
 
-    rt = ctx.runtime
+    rt = ctx.schema_runtime()
     upgrade_to_head(rt.db.engine)
 
     def start() -> Background:

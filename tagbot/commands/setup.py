@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import click
 
-from bot.config import load_settings
-from bot.db.migrate import current_revision, upgrade_to_head
+from bot.config import Settings, channel_example_values, load_settings
+from bot.db import Database
+from bot.db.migrate import (
+    DatabaseNotReadyError,
+    current_revision,
+    require_file,
+    require_schema,
+    upgrade_to_head,
+)
 from bot.errors import ConfigError
 from tagbot.commands.context import CliContext, pass_ctx
 
@@ -14,7 +21,7 @@ from tagbot.commands.context import CliContext, pass_ctx
 @pass_ctx
 def init_db(ctx: CliContext) -> None:
     """Create or upgrade the database schema to the newest version (safe to repeat)."""
-    db = ctx.runtime.db
+    db = ctx.schema_runtime().db
     before = current_revision(db.engine)
     upgrade_to_head(db.engine)
     after = current_revision(db.engine)
@@ -26,6 +33,41 @@ def init_db(ctx: CliContext) -> None:
         click.echo(f"数据库已升级 / database upgraded {before or '(empty)'} -> {after}")
 
 
+def _channel_checks(settings: Settings) -> tuple[list[str], list[str]]:
+    """Check `[[channels]]` against the database's last sync: (problems, warnings).
+
+    Reads only: a missing SQLite file is not created, a missing schema is not made.
+    """
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from bot.channels.declared import staff_problems
+
+    warnings = channel_example_values(settings)
+    if not settings.channels:
+        return [], warnings
+    not_checked = "channels: staff not checked against WeCom (未核对接待成员) — "
+    try:
+        require_file(settings.database.url)
+        db = Database(settings.database.url)
+        try:
+            require_schema(db)
+            with db.read() as session:
+                problems = staff_problems(settings.channels, session=session)
+        finally:
+            db.dispose()
+    except DatabaseNotReadyError:
+        return [], [*warnings, not_checked + "run `tagbot init-db`, then `tagbot sync`"]
+    except (OperationalError, ProgrammingError) as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        return [], [*warnings, not_checked + f"cannot use the database: {reason}"]
+    if problems is None:
+        return [], [
+            *warnings,
+            not_checked + "no sync yet: run `tagbot sync`, then `tagbot staff list`",
+        ]
+    return problems, warnings
+
+
 @click.command("check-config")
 @pass_ctx
 def check_config(ctx: CliContext) -> None:
@@ -34,10 +76,13 @@ def check_config(ctx: CliContext) -> None:
         settings = load_settings(ctx.config_path)
     except ConfigError as exc:
         # Each problem names its source: the file or a TAGBOT_* variable.
-        click.echo(f"配置有误 / {len(exc.problems)} problem(s):", err=True)
-        for problem in exc.problems:
-            click.echo(f"  - {problem}", err=True)
+        _report(exc.problems)
         raise SystemExit(2) from None  # the same code as any command refused a bad config
+    problems, warnings = _channel_checks(settings)
+    if problems:
+        _report(problems)
+        _warn(warnings)
+        raise SystemExit(2)
     w = settings.wecom
     click.echo(f"配置有效 / config OK: {ctx.config_path}")
     click.echo(f"  corp_id={w.corp_id} agent_id={w.agent_id} api_base={w.api_base}")
@@ -47,3 +92,17 @@ def check_config(ctx: CliContext) -> None:
         f"  channels={len(settings.channels)} tier dimensions={len(settings.tiering.dimensions)}"
         f" campaigns={len(settings.outreach.campaigns)} staff display names={len(settings.staff)}"
     )
+    _warn(warnings)
+
+
+def _warn(warnings: list[str]) -> None:
+    if warnings:
+        click.echo(f"注意 / {len(warnings)} warning(s):", err=True)
+        for warning in warnings:
+            click.echo(f"  ! {warning}", err=True)
+
+
+def _report(problems: list[str]) -> None:
+    click.echo(f"配置有误 / {len(problems)} problem(s):", err=True)
+    for problem in problems:
+        click.echo(f"  - {problem}", err=True)

@@ -1,4 +1,7 @@
-"""`tagbot sync`: pull staff, the tag catalogue and every relation from WeCom now."""
+"""`tagbot sync`: pull staff, the tag catalogue and every relation from WeCom now.
+
+Scans made while the bot was down get their channel's tags: queued, then sent here.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from tqdm import tqdm
 
 from bot.customers.sync import run_sync
 from tagbot.commands.context import CliContext, pass_ctx
+from tagbot.commands.push import drain_with_progress
 
 
 @click.command("sync")
@@ -43,7 +47,17 @@ def sync_command(ctx: CliContext) -> None:
     click.echo(
         f"  客户标签 relation tags: +{report.relation_tags_added} -{report.relation_tags_removed}"
     )
+    if report.missed_scans:
+        click.echo(
+            f"  补打渠道标签 {report.missed_scan_customers} 位（回调未送达）/ channel applied to"
+            f" {report.missed_scans} relations whose scan callback never arrived"
+            f"（{report.missed_scan_operations} 次标签操作已排队 queued）"
+        )
     if report.orphans_linked:
         click.echo(f"  关联到客户的订单/互动/画像 linked rows: {report.orphans_linked}")
     calls = ", ".join(f"{api} ×{n}" for api, n in report.calls.items())
     click.echo(f"  企业微信调用 WeCom calls: {report.total_calls}（{calls}）")
+    if report.missed_scan_operations:
+        # The channel tags go out now, through the outbox, ahead of any tier push queued
+        # there (which stays for the workers); Ctrl-C leaves them queued.
+        drain_with_progress(rt, max_operations=report.missed_scan_operations)

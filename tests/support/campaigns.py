@@ -24,8 +24,8 @@ from bot.db.models import (
     TierTransition,
 )
 from bot.runtime import Runtime
-from tests.conftest import base_config, to_toml
-from tests.support.configs import settings_for
+from tests.support.configs import settings_for, toml_text
+from tests.support.corp import base_config
 from tests.support.tiers import VALUE
 from wecom_sim import Simulator
 
@@ -100,7 +100,7 @@ def config_text(
     """A whole config.toml: the base sections, the dimensions and the campaigns."""
     data = base_config(db_url, api_base=api_base)
     data["app"] = {"log_level": "WARNING"}
-    lines = [to_toml(data), '[outreach]\nquiet_hours = ""']
+    lines = [toml_text(data), '[outreach]\nquiet_hours = ""']
     for dim in dimensions:
         lines += _table("[[tiering.dimensions]]", dim)
         for tier in dim.get("tiers", []):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.channels import live_codes
 from bot.runtime import Runtime
 from bot.tags.catalogue import TagPath
-from tests.conftest import LiveServer
+from tests.support.live import LiveServer
 
 
 def store_channel(

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.config import Settings, settings_from_mapping
 from bot.tiering.defaults import default_tiers_text
-from tests.conftest import base_config, to_toml
+from tests.support.corp import base_config
 from wecom_sim import Simulator
 
 
@@ -35,20 +39,24 @@ def write_config(
     data = base_config(db_url) if api_base is None else base_config(db_url, api_base=api_base)
     data["app"] = {"log_level": "WARNING"}
     data["wecom"].update(wecom or {})
-    text = to_toml(data) + ("[tiering]\n" + default_tiers_text() if default_tiers else "")
+    text = toml_text(data) + ("[tiering]\n" + default_tiers_text() if default_tiers else "")
     path = folder / "config.toml"
     path.write_text(text, encoding="utf-8")
     return path
 
 
 def toml_text(data: dict[str, Any]) -> str:
-    """Render a two-level config mapping as TOML text."""
+    """Render a config mapping of flat sections as TOML text (JSON strings are TOML strings)."""
     lines: list[str] = []
     for section, values in data.items():
         lines.append(f"[{section}]")
         for key, value in values.items():
-            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
-    return "\n".join(lines) + "\n"
+            lines.append(
+                f"{json.dumps(key, ensure_ascii=False)} = {json.dumps(value, ensure_ascii=False)}"
+            )
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # fail here, not in the CLI, if the writer is wrong
+    return text
 
 
 # Real-looking values for the example config's placeholders (check-config refuses those).
@@ -59,3 +67,12 @@ FILLED_IN = {
     "TAGBOT_WECOM__ENCODING_AES_KEY": "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V",
     "TAGBOT_SERVER__ADMIN_TOKEN": "Zq8sK2nV5xR9tW3yB7mC",
 }
+
+
+def filled_in_example(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Copy config.example.toml to folder/config.toml, its placeholders set by FILLED_IN."""
+    path = folder / "config.toml"
+    shutil.copy(Path(__file__).resolve().parents[2] / "config.example.toml", path)
+    for name, value in FILLED_IN.items():
+        monkeypatch.setenv(name, value)
+    return path

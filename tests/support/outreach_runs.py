@@ -16,7 +16,7 @@ from bot.db.models import (
     Customer,
 )
 from bot.runtime import Runtime
-from tests.conftest import base_config
+from tests.support.corp import base_config
 from tests.support.tiers import VALUE
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 import requests
@@ -15,9 +18,10 @@ from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.db.models import InboxEvent
 from bot.runtime import Runtime
-from tests.conftest import base_config
+from bot.tiering.defaults import default_tiers_text
 from tests.support.channels import welcome_channel
 from tests.support.configs import toml_text
+from tests.support.corp import base_config
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
@@ -40,16 +44,40 @@ def inbox_statuses(db_url: str) -> list[str]:
         db.dispose()
 
 
-def serve(config: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """Start `tagbot serve` in its own process group."""
+def run_tagbot(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the `tagbot` console script as an operator would, in `cwd`; capture its output."""
     tagbot = Path(sys.executable).with_name("tagbot")
-    return subprocess.Popen(
-        [str(tagbot), "--config", str(config), "serve", *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        start_new_session=True,  # its own process group, so a kill reaches gunicorn's worker
+    return subprocess.run(
+        [str(tagbot), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**(os.environ if env is None else env)},
+        timeout=120,
+        check=False,
     )
+
+
+def serve(
+    config: Path, *extra: str, log: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `tagbot serve` in its own process group.
+
+    `log` receives its stdout and stderr (else they are dropped); `env` replaces the
+    environment (PYTHONUNBUFFERED is added).
+    """
+    tagbot = Path(sys.executable).with_name("tagbot")
+    with contextlib.ExitStack() as files:  # the child holds its own copy of the log file
+        out = subprocess.DEVNULL if log is None else files.enter_context(log.open("wb"))
+        return subprocess.Popen(
+            [str(tagbot), "--config", str(config), "serve", *extra],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,  # its own process group, so a kill reaches gunicorn's worker
+        )
 
 
 def wait_healthy(port: int) -> None:
@@ -64,18 +92,22 @@ def wait_healthy(port: int) -> None:
     wait_for(up, timeout=30, what="tagbot serve to answer")
 
 
-def served_config(tmp_path: Path, db_url: str, simulator: Simulator) -> tuple[Path, int, str]:
+def served_config(
+    tmp_path: Path, db_url: str, simulator: Simulator, *, default_tiers: bool = False
+) -> tuple[Path, int, str]:
     """Write a config for `tagbot serve` on a free port; return it, the port, a channel state.
 
     The channel is created in this process; the served process only answers callbacks.
+    `default_tiers` adds the default tier dimensions (so scans get re-tiered).
     """
     simulator.add_staff("alice")
     port = free_port()
     cfg = base_config(db_url, api_base=simulator.api_base)
     cfg["server"]["port"] = port
     config = tmp_path / "config.toml"
-    config.write_text(toml_text(cfg), encoding="utf-8")
-    rt = Runtime(settings_from_mapping(cfg, environ={}))
+    tiers = "[tiering]\n" + default_tiers_text() if default_tiers else ""
+    config.write_text(toml_text(cfg) + tiers, encoding="utf-8")
+    rt = Runtime(settings_from_mapping(cfg | tomllib.loads(tiers), environ={}))
     state = welcome_channel(rt)
     rt.close()
     return config, port, state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
+from tests.support.corp import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
 from wecom_sim import Simulator
 
 

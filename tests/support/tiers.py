@@ -11,8 +11,8 @@ from bot.customers.sync import run_sync
 from bot.db.models import Customer, TierAssignment
 from bot.runtime import Runtime
 from bot.tiering.defaults import default_tiers_text
-from tests.conftest import base_config, to_toml
-from tests.support.configs import settings_for
+from tests.support.configs import settings_for, toml_text
+from tests.support.corp import base_config
 from wecom_sim import Simulator
 
 VALUE = {
@@ -92,5 +92,5 @@ def default_tiers_config(tmp_path: Path, db_url: str, api_base: str | None = Non
     data = base_config(db_url) if api_base is None else base_config(db_url, api_base=api_base)
     data["app"] = {"log_level": "WARNING"}
     path = tmp_path / "config.toml"
-    path.write_text(to_toml(data) + "[tiering]\n" + default_tiers_text(), encoding="utf-8")
+    path.write_text(toml_text(data) + "[tiering]\n" + default_tiers_text(), encoding="utf-8")
     return path

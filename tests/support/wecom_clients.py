@@ -7,7 +7,7 @@ from typing import Any
 from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.wecom.client import WeComClient
-from tests.conftest import base_config
+from tests.support.corp import base_config
 from wecom_sim import Simulator
 
 FOLLOW = "externalcontact/get_follow_user_list"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from wecom_sim.api import contact_ways, customers, messages, tags, token
+from wecom_sim.api import auth, contact_ways, customers, messages, tags, token
 from wecom_sim.api.registry import ROUTES, dispatch, normalise
 
 __all__ = [
     "ROUTES",
+    "auth",
     "contact_ways",
     "customers",
     "dispatch",

@@ -149,6 +149,7 @@ class Explanation:
     dimension: str
     tag: str | None
     lines: tuple[str, ...]
+    reason: str = ""  # how the tag was reached, the end of the first line
 
     def render(self) -> str:
         return "\n".join(self.lines)
@@ -173,7 +174,8 @@ def _explain_tiers(
     dim: TieredDimension, row: Row, cur_tier: str | None, since: int | None
 ) -> Explanation:
     a = assign_tier(dim, row, cur_tier=cur_tier, cur_since_days=since)
-    lines = [f"{dim.name}：{a.tag or '无'} — {_how(dim, a, cur_tier, since)}"]
+    how = _how(dim, a, cur_tier, since)
+    lines = [f"{dim.name}：{a.tag or '无'} — {how}"]
     last = dim.tags.index(a.tag) if a.tag and a.step != "dwelling" else len(dim.tiers) - 1
     for tier in dim.tiers[: last + 1]:
         stay = tier.tag == cur_tier and tier.stay is not None
@@ -181,7 +183,7 @@ def _explain_tiers(
         truth, reasons = explain_condition(rule, row)
         label = f"{tier.tag}（保留条件）" if stay else tier.tag
         lines.append(f"  {label}：{TRUTH_WORDS[truth]} — {'；'.join(reasons)}")
-    return Explanation(dim.name, a.tag, tuple(lines))
+    return Explanation(dim.name, a.tag, tuple(lines), how)
 
 
 def _explain_tag_from(dim: TagFromDimension, row: Row, assigned: str | None) -> Explanation:
@@ -190,13 +192,14 @@ def _explain_tag_from(dim: TagFromDimension, row: Row, assigned: str | None) -> 
     value = tag_value(dim, row)
     if value is None:
         why = f"{source} 缺失" if raw is None else f"{source} 为空"
-        return Explanation(dim.name, None, (f"{dim.name}：无 — {why}",))
-    line = f"{dim.name}：{assigned or value} — 取自 {source} = {format_value(raw)}"
+        return Explanation(dim.name, None, (f"{dim.name}：无 — {why}",), why)
+    how = f"取自 {source} = {format_value(raw)}"
     if len(str(raw).strip(" ")) > TAG_MAX_CHARS:
-        line += f"（超过 {TAG_MAX_CHARS} 字，截断为 {value}）"
+        how += f"（超过 {TAG_MAX_CHARS} 字，截断为 {value}）"
     if assigned == OTHER_TAG and value != OTHER_TAG:
-        line += f"；不在客户数最多的前 {dim.max_tags - 1} 个取值中，归入 {OTHER_TAG}"
-    return Explanation(dim.name, assigned or value, (line,))
+        how += f"；不在客户数最多的前 {dim.max_tags - 1} 个取值中，归入 {OTHER_TAG}"
+    line = f"{dim.name}：{assigned or value} — {how}"
+    return Explanation(dim.name, assigned or value, (line,), how)
 
 
 def explain_dimension(

@@ -1,0 +1,1 @@
+"""Read-side services behind the operator console: typed results, definitions beside them."""

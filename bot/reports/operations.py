@@ -1,0 +1,106 @@
+"""Operational numbers for the console: the callback inbox, the outbox, WeCom's budgets.
+
+Counts read only the statuses shown (an index range each), never the done rows the
+queues keep; WeCom calls are read from the shared budget's slots (bot.wecom.budget),
+which every call already books: nothing is added to a call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.orm import Session
+
+from bot.config import LimitsSettings
+from bot.db.models import InboxEvent, OutboxOperation, WeComBudgetSlot
+
+
+def _count(session: Session, table: Table, statuses: tuple[str, ...]) -> dict[str, int]:
+    rows = session.execute(
+        select(table.c.status, func.count())
+        .where(table.c.status.in_(statuses))
+        .group_by(table.c.status)
+    ).all()
+    found = {s: int(n) for s, n in rows}
+    return {s: found.get(s, 0) for s in statuses}
+
+
+@dataclass(frozen=True)
+class QueueDepths:
+    """Callbacks waiting or dead; WeCom writes queued or dead."""
+
+    inbox_waiting: int  # pending and processing
+    inbox_dead: int
+    outbox_queued: int  # pending and in flight
+    outbox_dead: int
+
+
+def queue_depths(*, session: Session) -> QueueDepths:
+    """Return the inbox's and the outbox's depth and dead letters."""
+    inbox = _count(session, InboxEvent.__table__, ("pending", "processing", "dead"))  # type: ignore[arg-type]
+    out = _count(session, OutboxOperation.__table__, ("pending", "in_flight", "dead"))  # type: ignore[arg-type]
+    return QueueDepths(
+        inbox["pending"] + inbox["processing"],
+        inbox["dead"],
+        out["pending"] + out["in_flight"],
+        out["dead"],
+    )
+
+
+@dataclass(frozen=True)
+class ApiUsage:
+    """One WeCom API's calls booked in the last minute and hour, against the budgets."""
+
+    api: str
+    minute: int
+    hour: int
+    minute_budget: int
+    hour_budget: int
+
+    @property
+    def minute_share(self) -> float:
+        return self.minute / self.minute_budget
+
+    @property
+    def hour_share(self) -> float:
+        return self.hour / self.hour_budget
+
+
+def wecom_usage(
+    *, session: Session, corp_id: str, limits: LimitsSettings, now: float | None = None
+) -> tuple[ApiUsage, ...]:
+    """Return each API's calls in the last 60 s and 60 min, busiest first.
+
+    The budget books calls in 1 s slots for the minute and 1 min slots for the hour
+    (bot.wecom.budget): the last 60 of each are the window.
+    """
+    t = time.time() if now is None else now
+    minute_from = math.floor(t) - 59
+    hour_from = math.floor(t / 60) - 59
+    s = WeComBudgetSlot
+    rows = session.execute(
+        select(s.api, s.scale, func.sum(s.interactive + s.bulk))
+        .where(
+            s.corp_id == corp_id,
+            ((s.scale == "minute") & (s.slot >= minute_from))
+            | ((s.scale == "hour") & (s.slot >= hour_from)),
+        )
+        .group_by(s.api, s.scale)
+    ).all()
+    used: dict[str, dict[str, int]] = {}
+    for api, scale, n in rows:
+        used.setdefault(api, {})[scale] = int(n or 0)
+    out = [
+        ApiUsage(
+            api,
+            u.get("minute", 0),
+            u.get("hour", 0),
+            limits.calls_per_minute,
+            limits.calls_per_hour,
+        )
+        for api, u in used.items()
+    ]
+    return tuple(sorted(out, key=lambda a: (-a.minute_share, -a.hour_share, a.api)))

@@ -1,0 +1,96 @@
+"""A welcome whose code expired in a backlog is counted, logged and shown on /healthz."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import requests
+from sqlalchemy import update
+
+from bot.callbacks import inbox, welcome
+from bot.channels import live_codes
+from bot.db.models import InboxEvent
+from bot.db.types import utcnow
+from bot.tags.catalogue import TagPath
+from jobs.inbox import INBOX_WORKER
+from tests.support.configs import settings_for
+from tests.support.live import LiveServer
+from wecom_sim import Simulator
+
+
+@pytest.fixture
+def server(db_url: str, simulator: Simulator) -> Iterator[LiveServer]:
+    """The app over HTTP; the test runs the inbox worker's steps itself."""
+    live = LiveServer(settings_for(db_url, simulator), jobs=False).start()
+    simulator.callback_url = live.url + "/wecom/callback"
+    yield live
+    live.stop()
+
+
+def _missed_metric(url: str) -> float:
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    line = next(
+        (
+            x
+            for x in text.splitlines()
+            if x.startswith('tagbot_welcomes_missed_total{reason="expired"}')
+        ),
+        None,
+    )
+    return float(line.split()[-1]) if line else 0.0
+
+
+def test_a_welcome_expired_in_the_backlog_is_counted_logged_and_on_healthz(
+    server: LiveServer, simulator: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    simulator.add_staff("alice", "Alice")
+    rt = server.runtime
+    channel = live_codes.create(
+        live_codes.ChannelSpec(
+            name="海报", staff=("alice",), tags=(TagPath("来源", "海报"),), welcome="欢迎"
+        ),
+        db=rt.db,
+        wecom=rt.wecom,
+    )
+    inbox.handoff_for(rt).active = True
+    assert requests.get(f"{server.url}/healthz", timeout=5).json() == {
+        "status": "ok",
+        "database": "ok",
+    }
+    before = _missed_metric(server.url)
+
+    fresh = simulator.scan(channel.state)
+    late = simulator.scan(channel.state)
+    assert (fresh.callback_status, late.callback_status) == (200, 200)
+    # The second event waited in a backlog past its code's 20 s.
+    with rt.db.write() as session:
+        session.execute(
+            update(InboxEvent)
+            .where(InboxEvent.payload.contains(late.external_userid))
+            .values(received_at=utcnow() - timedelta(seconds=welcome.CODE_LIFETIME + 5))
+        )
+    with caplog.at_level(logging.WARNING, logger="bot.callbacks.welcome"):
+        while INBOX_WORKER.step(rt):
+            pass
+
+    sent = {w.welcome_code for w in simulator.welcomes if w.sent_at}
+    assert fresh.welcome_code in sent
+    assert late.welcome_code not in sent
+    # Both relations got the channel's tag all the same: only the welcome was lost.
+    tag = simulator.tag_catalogue()["来源"]["海报"]
+    for s in (fresh, late):
+        assert simulator.relation_tags(s.userid, s.external_userid) == {tag}
+    missed = welcome.missed_welcomes(rt)
+    assert (missed.count, missed.last_reason) == (1, "expired")
+    assert _missed_metric(server.url) == before + 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [m for m in warnings if "welcome missed" in m] == [
+        next(m for m in warnings if late.external_userid in m)
+    ]
+    health = requests.get(f"{server.url}/healthz", timeout=5).json()
+    assert health["status"] == "ok"
+    assert health["welcomes_missed"] == 1
+    assert "1 welcomes missed" in health["welcomes_missed_note"]
