@@ -7,7 +7,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from flask import g, redirect, render_template, request, url_for
+from flask import current_app, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -105,7 +105,28 @@ def _template_context() -> dict[str, Any]:
         "role_label": ROLE_LABELS.get(web.role, "") if web else "",
         "csrf_field": csrf.FIELD,
         "csrf_header": csrf.HEADER,
+        "console_nav": NAV,
+        "nav_children": NAV_CHILDREN,
+        "admin_endpoints": _admin_endpoints(),
     }
+
+
+# The top navigation, in the order operators read it; a page appears once its view exists.
+NAV: tuple[tuple[str, str], ...] = (
+    ("admin.overview", "概览"),
+    ("admin.tiers", "分层"),
+    ("admin.channels", "渠道活码"),
+    ("admin.customers", "客户"),
+    ("admin.campaigns", "触达"),
+    ("admin.loss", "流失"),
+    ("admin.system", "系统"),
+)
+# Pages below a top-level one, which keep its tab highlighted (a page module adds its own).
+NAV_CHILDREN: dict[str, set[str]] = {endpoint: set() for endpoint, _ in NAV}
+
+
+def _admin_endpoints() -> frozenset[str]:
+    return frozenset(current_app.view_functions)
 
 
 TITLES = {
