@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -76,6 +77,9 @@ def console(db: Database, simulator: Simulator) -> Iterator[Flask]:
             simulator.add_relation("zhang", f"wm_{i}", name=name)
     app = create_app(settings_from_mapping(_config(db.url, simulator), environ={}))
     yield app
+    for thread in threading.enumerate():  # a launch sends from a thread: let it finish
+        if thread.name.startswith("outreach-run-"):
+            thread.join(timeout=30)
     app.extensions[EXTENSION_KEY].close()
 
 
