@@ -31,6 +31,7 @@ from tests.support.console_browser import (
     screenshot,
     sign_in_with_token,
 )
+from tests.support.console_campaigns import seed_measured_run
 from tests.support.processes import free_port, serve, wait_healthy
 from tests.support.simulators import start_simulator
 from tests.support.waiting import wait_for
@@ -73,6 +74,7 @@ def campaigns_served(
     db = Database(db_url)
     try:
         seeded = seed_overview(db, now=utcnow(), tz=ZoneInfo("Asia/Shanghai"))
+        seed_measured_run(db, NAME)  # 40 days ago: 效果评估 and ROI to draw
     finally:
         db.dispose()
     # The seeded customers are friends of alice and bob in WeCom too.
@@ -92,14 +94,16 @@ def campaigns_served(
         sim.stop()
 
 
-def _senders(db_url: str) -> set[str]:
+def _senders(db_url: str, run_id: int) -> set[str]:
     db = Database(db_url)
     try:
         with db.read() as session:
             return {
                 u
                 for u in session.scalars(
-                    select(CampaignDelivery.staff_userid).where(CampaignDelivery.arm == "treatment")
+                    select(CampaignDelivery.staff_userid).where(
+                        CampaignDelivery.arm == "treatment", CampaignDelivery.run_id == run_id
+                    )
                 )
                 if u
             }
@@ -114,7 +118,6 @@ def test_a_campaign_previewed_then_launched_from_the_page_creates_its_tasks(
     page = tab.page
     sign_in_with_token(page, served.url)
     page.click("nav a:has-text('触达')")
-    assert "从未运行" in page.inner_text(f"tr[data-campaign='{NAME}']")
     page.click(f"tr[data-campaign='{NAME}'] a")
     page.click("#preview")
     treated = int(page.get_attribute("#count-treatment .stat-value", "data-value") or -1)
@@ -132,7 +135,9 @@ def test_a_campaign_previewed_then_launched_from_the_page_creates_its_tasks(
         page.click("#launch-button")
     assert "/admin/campaigns/runs/" in page.url
     wait_for(lambda: len(served.sim.group_msgs) == staff, what="the 群发 tasks in WeCom")
-    assert {m.sender for m in served.sim.group_msgs.values()} == _senders(served.db_url)
+    assert {m.sender for m in served.sim.group_msgs.values()} == _senders(
+        served.db_url, int(page.url.rsplit("/", 1)[1])
+    )
     page.reload()
     assert page.locator("tr.delivery").count() == treated
     assert page.locator("#by-staff tr[data-staff]").count() == staff
@@ -195,3 +200,42 @@ def test_the_campaign_pages_fit_a_phone(
         screenshot(page, "loss-phone", capsys)
     finally:
         context.close()
+
+
+def test_the_evaluation_draws_uplift_and_roi_intervals(
+    tab: Tab, campaigns_served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = campaigns_served
+    page = tab.page
+    sign_in_with_token(page, served.url)
+    page.goto(f"{served.url}/admin/campaigns/{NAME}")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-chart]')]"
+        ".every(el => window.echarts && echarts.getInstanceByDom(el))"
+    )
+    charts = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('[data-chart]')].map(el => {
+            const option = echarts.getInstanceByDom(el).getOption();
+            return [el.dataset.chart, {
+                categories: option.xAxis[0].data,
+                series: option.series.map(s => [s.type, s.data]),
+            }];
+        }))"""
+    )
+    assert set(charts) == {"uplift", "roi"}
+    uplift = charts["uplift"]
+    assert uplift["categories"] == ["普通", "高价值"]
+    points = dict(zip(uplift["categories"], uplift["series"][0][1], strict=True))
+    assert points["高价值"] == pytest.approx(15.0)  # 12/40 − 6/40 in percentage points
+    bars = uplift["series"][1]
+    assert bars[0] == "custom"
+    assert all(
+        low < point < high for (_, low, high), point in zip(bars[1], points.values(), strict=True)
+    )
+    roi = dict(zip(charts["roi"]["categories"], charts["roi"]["series"][0][1], strict=True))
+    shown = float(
+        page.get_attribute("#roi-table tr[data-tier='高价值'] .roi-value .est", "data-value") or 0
+    )
+    assert roi["高价值"] == pytest.approx(shown, abs=0.01)
+    assert tab.errors == []
+    screenshot(page, "campaign-evaluation", capsys)

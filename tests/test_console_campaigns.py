@@ -7,8 +7,7 @@ import re
 import statistics
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,12 +19,9 @@ from sqlalchemy import func, select
 from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.db.models import (
-    Campaign,
     CampaignDelivery,
     CampaignRun,
     ConsoleAudit,
-    Customer,
-    Order,
 )
 from bot.errors import ConfigError
 from bot.outreach.plan import plan_run
@@ -43,6 +39,7 @@ from tests.support.console import (
     sign_in_with_token,
     sign_in_with_wecom,
 )
+from tests.support.console_campaigns import REACHED, SPEND, seed_measured_run
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
@@ -303,59 +300,6 @@ def test_a_bad_cost_per_delivery_is_a_config_error(
 
 # --- 效果评估 and ROI --------------------------------------------------------------------
 
-# Per tier: (treatment spend per customer, holdout spend per customer), 40 each arm.
-SPEND = {
-    "高价值": ([100.0] * 12 + [0.0] * 28, [100.0] * 6 + [0.0] * 34),
-    "普通": ([50.0] * 10 + [20.0] * 10 + [0.0] * 20, [50.0] * 8 + [0.0] * 32),
-}
-REACHED = {"高价值": 30, "普通": 36}  # treatment customers WeCom delivered to
-
-
-def _seed_measured_run(db: Database) -> None:
-    """A sent run 40 days ago: 40 + 40 customers per tier, their 30-day orders."""
-    as_of = datetime.now(UTC) - timedelta(days=40)
-    with db.write() as s:
-        camp = s.scalar(select(Campaign).where(Campaign.name == NAME))
-        if camp is None:
-            camp = Campaign(name=NAME, action="group_message", dimension="value")
-            s.add(camp)
-            s.flush()
-        run = CampaignRun(campaign_id=camp.id, action="group_message", status="done", as_of=as_of)
-        s.add(run)
-        s.flush()
-        for tier, (treated, held) in SPEND.items():
-            for arm, spends in (("treatment", treated), ("holdout", held)):
-                for i, yuan in enumerate(spends):
-                    c = Customer(external_userid=f"roi_{tier}_{arm}_{i}", name="")
-                    s.add(c)
-                    s.flush()
-                    reached = arm == "treatment" and i < REACHED[tier]
-                    status = (
-                        "sent" if reached else ("holdout" if arm == "holdout" else "unconfirmed")
-                    )
-                    s.add(
-                        CampaignDelivery(
-                            run_id=run.id,
-                            campaign_id=camp.id,
-                            customer_id=c.id,
-                            arm=arm,
-                            tier=tier,
-                            staff_userid="zhang" if arm == "treatment" else None,
-                            status=status,
-                        )
-                    )
-                    if yuan:
-                        s.add(
-                            Order(
-                                order_id=f"roi-{c.external_userid}",
-                                customer_id=c.id,
-                                external_userid=c.external_userid,
-                                amount=Decimal(str(yuan)),
-                                paid_at=as_of + timedelta(days=3),
-                                status="paid",
-                            )
-                        )
-
 
 def _welch(a: list[float], b: list[float]) -> tuple[float, float, float]:
     """Mean difference and its 95 % Welch interval, by hand."""
@@ -373,7 +317,7 @@ def _expected_roi(treated: list[float], held: list[float], reached: int) -> tupl
 
 
 def test_roi_per_tier_matches_a_hand_computation(console: Flask, db: Database) -> None:
-    _seed_measured_run(db)
+    seed_measured_run(db, NAME)
     with db.read() as s:
         results = campaign_results(NAME, session=s)
     rows = {r.tier: r for r in roi_by_tier(results, COST)}
@@ -405,7 +349,7 @@ def test_roi_per_tier_matches_a_hand_computation(console: Flask, db: Database) -
 def test_the_campaign_page_shows_uplift_intervals_and_roi(
     console: Flask, web: FlaskClient, db: Database
 ) -> None:
-    _seed_measured_run(db)
+    seed_measured_run(db, NAME)
     sign_in_with_token(web)
     page = web.get(f"/admin/campaigns/{NAME}").get_data(as_text=True)
     assert "效果评估" in page

@@ -37,7 +37,7 @@
           return text;
         }
       },
-      grid: { left: 8, right: 16, top: 24, bottom: 8, containLabel: true },
+      grid: { left: 8, right: 16, top: 36, bottom: 8, containLabel: true },
       xAxis: { type: "category", data: spec.categories },
       yAxis: { type: "value", name: spec.title, axisLabel: { formatter: "{value}" + unit } },
       series: [
