@@ -98,6 +98,7 @@ def _roi_chart(rows: list[Any]) -> dict[str, Any]:
         "kind": "interval",
         "title": "ROI",
         "unit": "",
+        "baseline": 1,  # break-even: the incremental revenue equals the cost
         "categories": [r.tier for r in shown],
         "values": [round(r.roi.value, 2) for r in shown],
         "low": [None if r.roi.low is None else round(r.roi.low, 2) for r in shown],

@@ -1,5 +1,5 @@
 /* Draw [data-chart] elements whose spec.kind is "interval": a point per category with its
-   95 % interval as an error bar (a custom series), and a dashed line at 0.
+   95 % interval as an error bar (a custom series), and a dashed line at spec.baseline (0 for an uplift; 1, break-even, for an ROI).
    A static file: the pages carry no inline script (CSP script-src 'self'). */
 (function () {
   "use strict";
@@ -49,7 +49,7 @@
           itemStyle: { color: "#1a73e8" },
           markLine: {
             silent: true, symbol: "none", lineStyle: { type: "dashed", color: "#999" },
-            data: [{ yAxis: 0 }], label: { show: false }
+            data: [{ yAxis: spec.baseline || 0 }], label: { show: false }
           }
         },
         {
