@@ -83,7 +83,7 @@ _ALL = (
         "增量收入 ÷ 成本。增量收入 = 30 天人均消费提升（实验组 − 对照"
         "组，ITT）× 实验组人数；成本 = cost_per_delivery"
         " × 实验组已触达人数。区间由人均消费提升的 95% 区间（Welch "
-        "t）换算。",
+        "t）换算。大于 1 即收回成本。",
     ),
     Definition(
         "incremental_revenue",

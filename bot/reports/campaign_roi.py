@@ -34,12 +34,6 @@ class TierRoi:
     roi: Estimate | None
     note: str | None  # why there is no ROI, or a small-sample warning
 
-    @property
-    def significant(self) -> bool:
-        """True when the ROI's interval lies wholly above or below 0."""
-        r = self.roi
-        return bool(r and r.low is not None and r.high is not None and (r.low > 0 or r.high < 0))
-
 
 def _scaled(e: Estimate, by: float) -> Estimate:
     return Estimate(
