@@ -21,6 +21,7 @@ from bot.db import Database
 from bot.db.models import (
     CampaignDelivery,
     CampaignRun,
+    CampaignTask,
     ConsoleAudit,
 )
 from bot.errors import ConfigError
@@ -288,6 +289,22 @@ def test_the_run_page_counts_per_staff_and_pages_customers(
     assert filtered.get_data(as_text=True).count('class="delivery"') == 1
     assert web.get(f"/admin/campaigns/runs/{plan.run_id}?status=nonsense").status_code == 400
     assert web.get(f"/admin/campaigns/runs/{plan.run_id}?page=99").status_code == 200
+    # A task WeCom refused: its reason is shown beside the member.
+    with db.write() as s:
+        run = s.get(CampaignRun, plan.run_id)
+        assert run is not None
+        s.add(
+            CampaignTask(
+                run_id=run.id,
+                campaign_id=run.campaign_id,
+                kind="group_message",
+                sender="zhang",
+                status="failed",
+                last_error="41048: 发送的客户已超出限制",
+            )
+        )
+    page = web.get(f"/admin/campaigns/runs/{plan.run_id}").get_data(as_text=True)
+    assert "企业微信：41048: 发送的客户已超出限制" in page
 
 
 @pytest.mark.parametrize("value", [0, -1, "两元", float("inf")])
