@@ -275,6 +275,8 @@ class CampaignSettings(_Section):
     schedule: str | None = None  # cron in [app] timezone; none: run by hand only
     holdout_pct: int = Field(default=10, ge=0, le=50)
     cooldown_days: int = Field(default=7, ge=0)
+    # Yuan per reached customer (SMS, gift, staff time): the console's ROI per tier.
+    cost_per_delivery: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
     # 群发 text ({staff} allowed), the follow-up's suggested action, or the webhook's note.
     text: str = ""
     attachments: tuple[AttachmentSettings, ...] = Field(default=(), max_length=9)
