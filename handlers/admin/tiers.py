@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from flask import abort, render_template, request, send_file
 from flask.typing import ResponseReturnValue
 
+from bot.config import DimensionSettings
 from bot.db.types import utcnow
 from bot.reports import rule_trial, tier_export
 from bot.reports.definitions import define
@@ -25,8 +27,23 @@ NONE_PARAM = ""  # 无 (no tier) in the customer list's from/to parameters
 SPOOL_BYTES = 16 * 1024 * 1024  # an export larger than this spools to a temporary file
 
 
+class _LoadedDimensions:
+    """The configured dimensions, parsed once per process (parsing them all takes ~80 ms)."""
+
+    def __init__(self) -> None:
+        self._source: object = None
+        self._dims: tuple[Dimension, ...] = ()
+
+    def get(self, source: Sequence[DimensionSettings]) -> tuple[Dimension, ...]:
+        if self._source is not source:  # settings replaced: parse the new ones
+            self._dims = load_dimensions(source)
+            self._source = source
+        return self._dims
+
+
 def _dimensions() -> tuple[Dimension, ...]:
-    return load_dimensions(runtime().settings.tiering.dimensions)
+    rt = runtime()
+    return rt.local(_LoadedDimensions).get(rt.settings.tiering.dimensions)
 
 
 def _find(dims: tuple[Dimension, ...], name: str) -> Dimension:

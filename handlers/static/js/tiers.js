@@ -29,13 +29,10 @@
           return spec.y[p.data[1]] + " → " + spec.x[p.data[0]] + "：" + p.data[2] + " 人";
         }
       },
-      grid: { left: 8, right: 16, top: 16, bottom: 56, containLabel: true },
+      grid: { left: 8, right: 16, top: 16, bottom: 36, containLabel: true },
       xAxis: { type: "category", data: spec.x, name: "之后", nameLocation: "middle", nameGap: 28, splitArea: { show: true } },
       yAxis: { type: "category", data: spec.y, name: "之前", inverse: true, splitArea: { show: true } },
-      visualMap: {
-        min: 0, max: max, calculable: false, orient: "horizontal", left: "center", bottom: 0,
-        itemHeight: 80, inRange: { color: ["#e8f0fe", "#1a73e8"] }
-      },
+      visualMap: { show: false, min: 0, max: max, inRange: { color: ["#e8f0fe", "#1a73e8"] } },
       series: [{
         name: "分层流转", type: "heatmap", data: spec.cells, label: { show: true },
         emphasis: { itemStyle: { shadowBlur: 6, shadowColor: "rgba(0,0,0,.3)" } }, cursor: "pointer"
