@@ -22,6 +22,7 @@ from bot.config import DimensionSettings, settings_from_mapping
 from bot.db import Database
 from bot.db.models import Customer, Order, RetierRun, TierAssignment
 from bot.db.types import utcnow
+from bot.reports.rule_trial import TrialFrames, TrialResult, trial
 from bot.tiering.rules import load_dimensions
 from bot.tiering.run import retier
 from handlers.app import create_app
@@ -329,3 +330,30 @@ def test_a_dimension_before_its_first_run_says_so(web: FlaskClient) -> None:
     assert 'id="trial-matched" data-value="0"' in body
     rfm = web.get("/admin/tiers?dimension=rfm").get_data(as_text=True)
     assert rfm.count("data-segment=") == 8
+
+
+def test_trials_reuse_the_frame_for_ten_minutes_then_recompute(db: Database) -> None:
+    frames = TrialFrames()
+    start = utcnow()
+
+    def run(minutes: int) -> TrialResult:
+        return trial(
+            "orders_total == 0",
+            db=db,
+            frames=frames,
+            tz="Asia/Shanghai",
+            now=start + timedelta(minutes=minutes),
+        )
+
+    try:
+        with db.write() as session:
+            session.add(Customer(external_userid="first", name="一"))
+        assert run(0).matched == 1
+        with db.write() as session:
+            session.add(Customer(external_userid="second", name="二"))
+        kept = run(5)
+        assert (kept.matched, kept.as_of) == (1, start)  # answered from the kept frame
+        fresh = run(11)
+        assert (fresh.matched, fresh.as_of) == (2, start + timedelta(minutes=11))
+    finally:
+        frames.close()

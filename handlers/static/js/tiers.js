@@ -31,7 +31,7 @@
       },
       grid: { left: 8, right: 16, top: 16, bottom: 36, containLabel: true },
       xAxis: { type: "category", data: spec.x, name: "之后", nameLocation: "middle", nameGap: 28, splitArea: { show: true } },
-      yAxis: { type: "category", data: spec.y, name: "之前", inverse: true, splitArea: { show: true } },
+      yAxis: { type: "category", data: spec.y, name: "之前", nameLocation: "start", inverse: true, splitArea: { show: true } },
       visualMap: { show: false, min: 0, max: max, inRange: { color: ["#e8f0fe", "#1a73e8"] } },
       series: [{
         name: "分层流转", type: "heatmap", data: spec.cells, label: { show: true },
