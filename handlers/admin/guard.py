@@ -24,8 +24,8 @@ COOKIE = "tagbot_console"
 COOKIE_PATH = "/admin"
 # Reachable without a session; the login form checks its own CSRF nonce.
 PUBLIC = frozenset({"admin.login", "admin.login_token", "admin.login_wecom", "admin.wecom_back"})
-# State-changing requests a viewer may still make.
-VIEWER_MAY_POST = frozenset({"admin.logout"})
+# State-changing requests a viewer may still make (规则试算 reads only).
+VIEWER_MAY_POST = frozenset({"admin.logout", "admin.tiers_trial"})
 
 
 def expiry() -> sessions.Expiry:
