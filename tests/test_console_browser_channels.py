@@ -7,24 +7,20 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.customers.sync import run_sync
 from bot.db import Database
 from bot.db.models import Channel
-from bot.runtime import Runtime
-from tests.support.console import console_settings
 from tests.support.console_browser import PHONE, Served, Tab, screenshot, sign_in_with_token
 
 pytestmark = pytest.mark.slow  # a real `tagbot serve` process and a browser
 
 
-def _sync(served: Served) -> None:
-    """Give the served bot's database the simulator's members, as `tagbot sync` would."""
+def _member_in_wecom(served: Served) -> None:
+    """Make alice (a member the seeded database already lists) a member of the simulated corp.
+
+    No `tagbot sync` here: the served database is shared with the other browser modules,
+    and a sync against a corp without the seeded customers would mark them lost.
+    """
     served.sim.add_staff("alice", "Alice")
-    rt = Runtime(console_settings(served.db_url, served.sim))
-    try:
-        run_sync(db=rt.db, wecom=rt.wecom)
-    finally:
-        rt.close()
 
 
 def _channel(served: Served, name: str) -> Channel | None:
@@ -51,7 +47,7 @@ def _series_lengths(page: Any) -> list[int]:
 def test_a_channel_created_from_the_page_exists_in_the_simulator(
     tab: Tab, served: Served, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _sync(served)
+    _member_in_wecom(served)
     page = tab.page
     sign_in_with_token(page, served.url)
     page.goto(served.url + "/admin/channels")
