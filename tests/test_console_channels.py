@@ -359,6 +359,8 @@ def test_a_viewer_cannot_create_edit_or_delete(
     assert 'id="edit"' not in detail
     assert 'id="delete"' not in detail
     token = csrf_of(detail)
+    assert watcher.get("/admin/channels/new").status_code == 403
+    assert watcher.get(f"/admin/channels/{channel.id}/edit").status_code == 403
     for path, data in (
         ("/admin/channels/new", {"name": "偷偷建", "staff": "alice"}),
         (f"/admin/channels/{channel.id}/edit", {"staff": "bob"}),

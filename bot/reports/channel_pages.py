@@ -164,6 +164,14 @@ def channel_config(channel_id: int, *, session: Session) -> ChannelConfig:
     return found[0]
 
 
+def config_named(name: str, *, session: Session) -> ChannelConfig:
+    """Return the settings of the channel with this name; NotFoundError when none."""
+    channel_id = session.scalar(select(Channel.id).where(Channel.name == name))
+    if channel_id is None:
+        raise NotFoundError(f"渠道不存在 / no channel named {name!r}")
+    return channel_config(channel_id, session=session)
+
+
 def all_configs(*, session: Session) -> list[ChannelConfig]:
     """Return every channel's settings, by name."""
     return _configs(session)

@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 
 from bot.channels import live_codes, qr_images
 from bot.console import audit
+from bot.console.access import ADMIN
 from bot.errors import NotFoundError, ValidationError, WeComError
 from bot.reports import channel_export, channel_pages, channel_stats
 from bot.reports.definitions import define
@@ -230,7 +231,7 @@ class ChannelForm:
             staff=f.get("staff", ""),
             backup=f.get("backup", ""),
             tags=f.get("tags", ""),
-            welcome=f.get("welcome", ""),
+            welcome=f.get("welcome", "").replace("\r\n", "\n"),
             daily_cap=f.get("daily_cap", "").strip(),
             verify=f.get("verify") == "1",
             create_tags=f.get("create_tags") == "1",
@@ -308,10 +309,19 @@ def _failed(
     return _form_page(form, config=config, status=422)
 
 
+def _viewer_refused() -> ResponseReturnValue | None:
+    web = guard.current()
+    if web is not None and web.role != ADMIN:
+        return guard.refuse(
+            403, "只读账号不能修改", "你是只读账号，只能查看渠道活码，不能新建或修改。"
+        )
+    return None
+
+
 @bp.get("/channels/new", endpoint="channel_new")
 def channel_new() -> ResponseReturnValue:
-    """The form to create a live code."""
-    return _form_page(ChannelForm(), config=None)
+    """The form to create a live code (管理员)."""
+    return _viewer_refused() or _form_page(ChannelForm(), config=None)
 
 
 @bp.post("/channels/new", endpoint="channel_create")
@@ -337,16 +347,16 @@ def channel_create() -> ResponseReturnValue:
     except (ValidationError, NotFoundError, WeComError) as exc:
         return _failed(form, exc, None)
     with rt.db.read() as session:
-        created = next(c for c in channel_pages.all_configs(session=session) if c.name == spec.name)
+        created = channel_pages.config_named(spec.name, session=session)
     _record("channel_created", created.name, None, created.audit())
     return redirect(url_for("admin.channel", channel_id=created.id, done="created"), code=303)
 
 
 @bp.get("/channels/<int:channel_id>/edit", endpoint="channel_edit")
 def channel_edit(channel_id: int) -> ResponseReturnValue:
-    """The form to change a live code."""
+    """The form to change a live code (管理员)."""
     config = _channel_or_404(channel_id)
-    return _form_page(ChannelForm.from_config(config), config=config)
+    return _viewer_refused() or _form_page(ChannelForm.from_config(config), config=config)
 
 
 def _changes(form: ChannelForm, before: channel_pages.ChannelConfig) -> dict[str, Any]:
@@ -358,10 +368,10 @@ def _changes(form: ChannelForm, before: channel_pages.ChannelConfig) -> dict[str
     if backup != before.backup:
         changes["backup"] = backup
     tags = form.tag_paths()
-    if tuple(str(t) for t in tags) != before.tags and set(map(str, tags)) != set(before.tags):
+    if {str(t) for t in tags} != set(before.tags):
         changes["tags"] = list(tags)
-    if form.welcome.replace("\r\n", "\n") != before.welcome:
-        changes["welcome_text"] = form.welcome.replace("\r\n", "\n")
+    if form.welcome != before.welcome:
+        changes["welcome_text"] = form.welcome
     cap = form.cap()
     if cap != before.daily_cap:
         changes["daily_cap"] = cap
