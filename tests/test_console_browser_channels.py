@@ -55,6 +55,12 @@ def test_a_channel_created_from_the_page_exists_in_the_simulator(
     seeded = page.locator("#channels tbody tr")
     assert seeded.count() == 1  # the seeded 门店码
     assert seeded.locator("[data-key=added_today]").inner_text() == str(served.seeded.added_today)
+    bar = seeded.locator(".stack .seg")
+    tiers = {bar.nth(i).get_attribute("data-tier") for i in range(bar.count())}
+    assert set(served.seeded.tiers) <= tiers  # the seeded tiers, drawn as segments
+    widths = [bar.nth(i).bounding_box()["width"] for i in range(bar.count())]
+    assert all(w > 0 for w in widths)
+    screenshot(page, "channels", capsys)
     page.click("#new-channel")
     page.fill("#name", "浏览器建的码")
     page.fill("#staff", "alice")
