@@ -21,7 +21,7 @@ from bot.customers.sync import run_sync
 from bot.db import Database
 from bot.db.models import Channel, ChannelDay, ConsoleAudit, FollowRelation, TierAssignment
 from bot.db.types import utcnow
-from bot.reports import channel_stats
+from bot.reports import channel_pages, channel_stats
 from handlers.app import create_app
 from tests.support.console import (
     HOSTILE,
@@ -31,6 +31,7 @@ from tests.support.console import (
     sign_in_with_token,
     sign_in_with_wecom,
 )
+from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -496,3 +497,32 @@ def test_a_code_whose_image_cannot_be_fetched_is_named_in_the_zip(
     nocode = _channel(db, "没有码")
     assert nocode is not None
     assert admin.get(f"/admin/channels/{nocode.id}/qr.png").status_code == 404
+
+
+def test_a_large_installs_tier_mix_is_counted_in_the_background_meanwhile_the_kept_one_shows(
+    db: Database,
+) -> None:
+    seed_overview(db, now=utcnow(), tz=SHANGHAI)
+
+    def mix() -> Any:
+        with db.read() as session:
+            return channel_pages.channel_quality(
+                session=session, dimension="value", db=db, sync_limit=0
+            )
+
+    def counted(want: dict[str | None, int]) -> bool:
+        found = mix()
+        return found is not None and next(iter(found.values())) == want
+
+    assert mix() is None  # the first count runs in the background: 统计中
+    first = {"高价值": 1, "普通": 3, None: 3}
+    wait_for(lambda: counted(first), what="the first count")
+    with db.write() as session:
+        session.execute(
+            TierAssignment.__table__.update()
+            .where(TierAssignment.tier == "普通")
+            .values(tier="高价值")
+        )
+    channel_stats.rollup(db, tz=SHANGHAI, now=utcnow() + timedelta(seconds=1))
+    assert next(iter(mix().values())) in (first, {"高价值": 4, None: 3})  # kept, or done
+    wait_for(lambda: counted({"高价值": 4, None: 3}), what="the recount after the rollup")
