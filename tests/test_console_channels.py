@@ -526,3 +526,28 @@ def test_a_large_installs_tier_mix_is_counted_in_the_background_meanwhile_the_ke
     channel_stats.rollup(db, tz=SHANGHAI, now=utcnow() + timedelta(seconds=1))
     assert next(iter(mix().values())) in (first, {"高价值": 4, None: 3})  # kept, or done
     wait_for(lambda: counted({"高价值": 4, None: 3}), what="the recount after the rollup")
+
+
+def test_a_wecom_refusal_of_an_edit_changes_nothing(
+    console: Flask, admin: FlaskClient, simulator: Simulator, db: Database
+) -> None:
+    _synced(console)
+    assert _create(admin, name="门店", staff="alice bob", welcome="旧的").status_code == 303
+    channel = _channel(db, "门店")
+    assert channel is not None
+    simulator.inject_fault("externalcontact/update_contact_way", 60111)
+    token = _form(admin, f"/admin/channels/{channel.id}/edit")
+    answer = admin.post(
+        f"/admin/channels/{channel.id}/edit",
+        data={"csrf_token": token, "staff": "bob, alice", "welcome": "新的", "verify": "1"},
+    )
+    assert answer.status_code == 502
+    assert "错误码 60111" in answer.get_data(as_text=True)
+    after = _channel(db, "门店")
+    assert after is not None
+    assert (after.welcome_text, after.skip_verify) == ("旧的", True)
+    way = _ways_by_state(simulator)[channel.state]
+    assert (way.user, way.skip_verify) == (["alice", "bob"], True)
+    with db.read() as session:
+        actions = session.scalars(select(ConsoleAudit.action)).all()
+    assert "channel_updated" not in actions
