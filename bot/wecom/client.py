@@ -754,3 +754,24 @@ class WeComClient:
         api = "message/send"
         page = self._call(api, lambda: self._wx.message.send(self.agent_id, list(touser), msg=msg))
         return AppMessageResult.from_raw(page)
+
+    def download(self, url: str, *, max_bytes: int) -> bytes:
+        """Fetch a file WeCom hosts (a live code's QR image) through this client's HTTP session.
+
+        Not an API call (no token, no budget); the same proxy and CA settings apply.
+        Raise WeComError(NETWORK_ERROR) when it cannot be fetched or exceeds `max_bytes`.
+        """
+        if not url.startswith(("https://", "http://")):
+            raise WeComError(NETWORK_ERROR, "not an http(s) URL", api="download")
+        try:
+            answer = self._wx._http.get(url, timeout=self.settings.timeout_seconds, stream=True)
+            try:
+                answer.raise_for_status()
+                body = answer.raw.read(max_bytes + 1, decode_content=True)
+            finally:
+                answer.close()
+        except requests.RequestException as exc:
+            raise WeComError(NETWORK_ERROR, type(exc).__name__, api="download") from None
+        if len(body) > max_bytes:
+            raise WeComError(NETWORK_ERROR, f"larger than {max_bytes} bytes", api="download")
+        return bytes(body)
