@@ -18,7 +18,7 @@ from sqlalchemy import Table, bindparam, select
 from sqlalchemy import update as update_
 from sqlalchemy.orm import Session
 
-from bot.callbacks import welcome
+from bot.channels import welcome
 from bot.channels.lookup import (
     BACKUP,
     PRIMARY,
