@@ -281,9 +281,10 @@ def store(
 ) -> int | None:
     """Store a verified event and return its id, or None for a re-delivery nothing waits on.
 
-    `owner`: this process's heartbeat id, when it will process the event itself (see `Handoff`). A re-delivery
-    of an event still pending (or claimed by a process that died) returns its id too,
-    taken over for `owner`, so the caller wakes its processing as for a new one.
+    `owner`: this process's heartbeat id, when it will process the event itself (see
+    `Handoff`). A re-delivery of an event still pending (or claimed by a process that
+    died) returns its id too, taken over for `owner`, so the caller wakes its processing
+    as for a new one.
     """
     dialect = session.get_bind().dialect.name
     now = utcnow()
