@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from bot.db.queries import count_by_status
 from bot.db.types import utcnow
-from bot.runtime import Runtime
 
 PENDING = "pending"
 DEAD = "dead"
@@ -84,13 +83,12 @@ class Queue:
         """Return how many rows are in each status."""
         return count_by_status(session, self.table.c.status, self.statuses)
 
-    def refresh_depth(self, rt: Runtime) -> None:
+    def refresh_depth(self, *, session: Session) -> None:
         """Set the depth gauge from the database (before each scrape)."""
         if self.depth is None:
             return
-        with rt.db.read() as session:
-            for status, n in self.counts(session).items():
-                self.depth.labels(status).set(n)
+        for status, n in self.counts(session).items():
+            self.depth.labels(status).set(n)
 
 
 def _value(v: Any) -> Any:

@@ -100,7 +100,7 @@ class Background:
             sys.setswitchinterval(min(wanted))
         # Beat before any worker claims: a claim by a process without a heartbeat row
         # looks abandoned to the others.
-        heartbeat.beat(self.rt)
+        heartbeat.beat(db=self.rt.db, heartbeat=self.rt.heartbeat)
         for spec in registry.workers():
             if spec.name in self.idle_seconds:
                 spec = replace(spec, idle_seconds=self.idle_seconds[spec.name])
@@ -161,6 +161,6 @@ class Background:
             t.join(timeout=5)
         if self.threads:
             try:  # gone for good: others take what is left at once
-                heartbeat.stop(self.rt)
+                heartbeat.stop(db=self.rt.db, heartbeat=self.rt.heartbeat)
             except Exception:
                 log.exception("could not drop the heartbeat")

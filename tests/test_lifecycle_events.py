@@ -113,7 +113,7 @@ def test_twenty_customers_leaving_one_member_are_merged_and_none_dropped(
 
     def recorded() -> bool:
         with live.runtime.db.read() as session:
-            return staff_alerts.counts(session)["sent"] == 20
+            return staff_alerts.counts(session=session)["sent"] == 20
 
     wait_for(recorded, what="the alerts recorded as sent")
     assert staff_alerts.ALERTS.labels("merged")._value.get() >= 20 - len(messages)

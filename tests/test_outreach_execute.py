@@ -175,7 +175,10 @@ def test_one_group_message_per_member_with_their_customers(
         ),
     ]
     # The staff alert worker delivers the notices as app messages.
-    wait_for(lambda: staff_alerts.drain(rt, "test") >= 0 and not _pending(rt), what="notices")
+    wait_for(
+        lambda: staff_alerts.drain("test", db=rt.db, wecom=rt.wecom) >= 0 and not _pending(rt),
+        what="notices",
+    )
     assert sorted((m["touser"], m["text"]["content"]) for m in simulator.app_messages) == sorted(
         (a.userid, a.text) for a in notices
     )

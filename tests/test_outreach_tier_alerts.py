@@ -63,7 +63,7 @@ def _deliver(rt: Runtime, sim: Simulator) -> list[tuple[str, str]]:
         past = utcnow() - timedelta(minutes=1)
         s.execute(update(StaffAlert).values(created_at=past))
         s.execute(update(StaffAlert).where(StaffAlert.sent_at.is_not(None)).values(sent_at=past))
-    staff_alerts.drain(rt, "test")
+    staff_alerts.drain("test", db=rt.db, wecom=rt.wecom)
     return sorted((m["touser"], m["text"]["content"]) for m in sim.app_messages[before:])
 
 

@@ -24,7 +24,7 @@ claimed by a dead process, takes it over for the process that received it and wa
 workers and welcome lane instead of being dropped as a duplicate.
 
 Once-only welcomes. A welcome code works once. In one process the lane's code
-bookkeeping (welcome_lane.take_code) makes the lane and the inbox worker send it once;
+bookkeeping (bot.customers.scan_welcome.send_once) makes the lane and the inbox worker send it once;
 across a takeover the dead process may have sent it just before dying, and WeCom's
 41051 (already sent) then ends the second attempt as done without a second message.
 """
@@ -51,7 +51,6 @@ from bot.db.types import utcnow
 from bot.errors import NotFoundError
 from bot.metriclabels import change_type_label
 from bot.queue import Queue
-from bot.runtime import Runtime
 from bot.wecom.events import CallbackEvent
 
 PENDING = "pending"
@@ -106,7 +105,10 @@ class Claimed:
 
 
 class Handoff:
-    """Ids of events this process acknowledged and will process itself, oldest first."""
+    """Ids of events this process acknowledged and will process itself, oldest first.
+
+    One per process (a Runtime part): the request puts, the inbox workers take.
+    """
 
     def __init__(self) -> None:
         self._ids: deque[int] = deque()
@@ -154,16 +156,6 @@ class Handoff:
         """Remove and return up to `limit` queued ids."""
         with self._lock:
             return [self._ids.popleft() for _ in range(min(limit, len(self._ids)))]
-
-
-def handoff_for(rt: Runtime) -> Handoff:
-    """Return this process's hand-off queue."""
-    return rt.local(Handoff)
-
-
-def owner_for(rt: Runtime) -> str:
-    """Return the owner id this process records on the events it acknowledges and claims."""
-    return heartbeat.heartbeat_for(rt).id
 
 
 def relation_key(event: CallbackEvent) -> str | None:
@@ -285,13 +277,14 @@ _REDELIVERED = (
 
 
 def store(
-    session: Session, event: CallbackEvent, payload: str, *, owner: str | None = None
+    event: CallbackEvent, payload: str, *, session: Session, owner: str | None = None
 ) -> int | None:
     """Store a verified event and return its id, or None for a re-delivery nothing waits on.
 
-    `owner`: this process will process the event itself (see `Handoff`). A re-delivery
-    of an event still pending (or claimed by a process that died) returns its id too,
-    taken over for `owner`, so the caller wakes its processing as for a new one.
+    `owner`: this process's heartbeat id, when it will process the event itself (see
+    `Handoff`). A re-delivery of an event still pending (or claimed by a process that
+    died) returns its id too, taken over for `owner`, so the caller wakes its processing
+    as for a new one.
     """
     dialect = session.get_bind().dialect.name
     now = utcnow()
@@ -330,7 +323,7 @@ def _notify(session: Session, dialect: str) -> None:
 
 
 def claim(
-    session: Session, *, owner: str | None = None, limit: int = 1, ids: Sequence[int] = ()
+    *, session: Session, owner: str | None = None, limit: int = 1, ids: Sequence[int] = ()
 ) -> list[Claimed]:
     """Take up to `limit` due events for `owner` (pending, or abandoned by a dead process).
 
@@ -346,7 +339,7 @@ def claim(
     return sorted((Claimed(*row) for row in result), key=lambda c: c.id)
 
 
-def finish(session: Session, item: Claimed, *, handled: bool = True) -> None:
+def finish(item: Claimed, *, session: Session, handled: bool = True) -> None:
     """Mark a claimed event done (or ignored when no handler wanted it)."""
     now = utcnow()
     params = {"event_id": item.id, "status": DONE if handled else IGNORED, "now": now}
@@ -356,7 +349,7 @@ def finish(session: Session, item: Claimed, *, handled: bool = True) -> None:
     )
 
 
-def finish_pending(session: Session, *, event: str, received_by: datetime, but: int) -> None:
+def finish_pending(*, session: Session, event: str, received_by: datetime, but: int) -> None:
     """Mark pending events of a kind received by then done: one handling answered them all."""
     session.execute(
         update(InboxEvent)
@@ -371,7 +364,7 @@ def finish_pending(session: Session, *, event: str, received_by: datetime, but: 
     )
 
 
-def fail(session: Session, item: Claimed, error: str, *, retryable: bool = True) -> bool:
+def fail(item: Claimed, error: str, *, session: Session, retryable: bool = True) -> bool:
     """Record a failure: retry later with backoff, or dead-letter it; True when dead."""
     dead = QUEUE.fail(session, item.id, item.attempts, error, retryable=retryable)
     FAILURES.labels(change_type_label(item.change_type, item.event), "yes" if dead else "no").inc()
@@ -379,7 +372,7 @@ def fail(session: Session, item: Claimed, error: str, *, retryable: bool = True)
 
 
 def list_events(
-    session: Session, *, status: str | None = DEAD, limit: int = 100
+    *, session: Session, status: str | None = DEAD, limit: int = 100
 ) -> Sequence[InboxEvent]:
     """Return inbox events, newest first, optionally of one status."""
     query = select(InboxEvent).order_by(InboxEvent.id.desc()).limit(limit)
@@ -388,7 +381,7 @@ def list_events(
     return session.execute(query).scalars().all()
 
 
-def replay(session: Session, event_ids: Sequence[int] | None = None) -> int:
+def replay(event_ids: Sequence[int] | None = None, *, session: Session) -> int:
     """Put dead (or the given) events back to pending with a fresh attempt budget."""
     query = update(InboxEvent).values(
         status=PENDING, attempts=0, next_attempt_at=utcnow(), locked_until=None
@@ -406,11 +399,11 @@ def replay(session: Session, event_ids: Sequence[int] | None = None) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def counts(session: Session) -> dict[str, int]:
+def counts(*, session: Session) -> dict[str, int]:
     """Return how many inbox events are in each status."""
     return QUEUE.counts(session)
 
 
-def refresh_depth(rt: Runtime) -> None:
+def refresh_depth(*, session: Session) -> None:
     """Set the depth gauge from the database (before each scrape)."""
-    QUEUE.refresh_depth(rt)
+    QUEUE.refresh_depth(session=session)

@@ -18,7 +18,7 @@ from sqlalchemy import Table, bindparam, select
 from sqlalchemy import update as update_
 from sqlalchemy.orm import Session
 
-from bot.callbacks import welcome
+from bot.channels import welcome
 from bot.channels.lookup import (
     BACKUP,
     PRIMARY,
@@ -33,10 +33,10 @@ from bot.channels.lookup import (
 )
 from bot.channels.rotation import answering, mark_paused
 from bot.config import ChannelSettings
-from bot.customers.contacts import get_or_create_staff
 from bot.db import Database
 from bot.db.models import Channel, ChannelStaff, ChannelTag, Staff
 from bot.errors import ValidationError, WeComError
+from bot.members import get_or_create_staff
 from bot.tags import catalogue
 from bot.tags.catalogue import TagPath
 from bot.wecom.client import WeComClient

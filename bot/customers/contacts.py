@@ -44,6 +44,7 @@ from bot.db.models import (
 from bot.db.types import utcnow
 from bot.ingest.linking import member_of
 from bot.ingest.store import EVENTS, ORDERS, PROFILES
+from bot.members import get_or_create_staff
 from bot.tiering.touched import touch
 
 _UNSET: object = object()
@@ -128,18 +129,6 @@ def get_customer(external_userid: str, *, session: Session) -> Customer | None:
     if "\x00" in external_userid:
         return None  # no id holds NUL, and PostgreSQL refuses it in a query parameter
     return session.scalars(_CUSTOMER_BY_EXT, {"ext": external_userid}).one_or_none()
-
-
-def get_or_create_staff(userid: str, *, session: Session, name: str | None = None) -> Staff:
-    """Return the staff member with this userid, creating an active one if unknown."""
-    staff = session.scalars(select(Staff).where(Staff.userid == userid)).one_or_none()
-    if staff is None:
-        staff = Staff(userid=userid, name=name or "", active=True)
-        session.add(staff)
-        session.flush()
-    elif name is not None and staff.name != name:
-        staff.name = name
-    return staff
 
 
 def upsert_customer(

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.callbacks.welcome import staff_name
+from bot.channels.welcome import staff_name
 from bot.config import CampaignSettings
 from bot.db.models import Campaign, CampaignDelivery, CampaignRun, CampaignTask
 from bot.db.types import utcnow
@@ -110,7 +110,11 @@ def _start(rt: Runtime, run_id: int, name: str, action: str, now: datetime) -> s
     with rt.db.read() as session:
         senders = _senders(session, run_id)
     # Names read before the write: `{staff}` may need the staff table.
-    names = {u: staff_name(rt, u) for u in senders} if "{staff}" in campaign.text else {}
+    names = (
+        {u: staff_name(u, db=rt.db, settings=rt.settings, cache=rt.context_cache) for u in senders}
+        if "{staff}" in campaign.text
+        else {}
+    )
     with rt.db.write() as session:
         run = session.get(CampaignRun, run_id, with_for_update=True)
         if run is None or run.status not in STARTABLE:

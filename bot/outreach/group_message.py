@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot import staff_alerts
-from bot.callbacks.welcome import attachment_from_settings
+from bot.channels.welcome import attachment_from_settings
 from bot.config import CampaignSettings
 from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.db.types import utcnow

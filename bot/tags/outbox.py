@@ -410,6 +410,6 @@ def counts(session: Session) -> dict[str, int]:
     return QUEUE.counts(session)
 
 
-def refresh_depth(rt: Runtime) -> None:
+def refresh_depth(*, session: Session) -> None:
     """Set the depth gauge from the database (before each scrape)."""
-    QUEUE.refresh_depth(rt)
+    QUEUE.refresh_depth(session=session)

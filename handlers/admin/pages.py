@@ -7,7 +7,6 @@ from typing import Any
 from flask import redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from bot.callbacks.welcome import missed_welcomes
 from bot.console import audit, sessions
 from bot.db.types import utcnow
 from bot.reports import overview
@@ -59,7 +58,7 @@ def overview_page() -> ResponseReturnValue:
         groups=groups,
         charts=charts,
         empty=empty,
-        missed=missed_welcomes(rt),
+        missed=rt.missed_welcomes.value,
         ranges=TREND_RANGES,
         define=define,
     )

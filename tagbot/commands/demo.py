@@ -229,7 +229,7 @@ class Demo:
     def queues_empty(self) -> bool:
         assert self.rt is not None
         with self.rt.db.read() as session:
-            ib = inbox.counts(session)
+            ib = inbox.counts(session=session)
             ob = outbox.counts(session)
         return ib.get("pending", 0) + ib.get("processing", 0) == 0 and (
             ob.get("pending", 0) + ob.get("in_flight", 0) == 0
@@ -238,7 +238,7 @@ class Demo:
     def alerts_sent(self) -> bool:
         assert self.rt is not None
         with self.rt.db.read() as session:
-            left = staff_alerts.counts(session)
+            left = staff_alerts.counts(session=session)
         return left.get(staff_alerts.PENDING, 0) + left.get(staff_alerts.SENDING, 0) == 0
 
     # --- the scenario -----------------------------------------------------------------

@@ -3,12 +3,17 @@
 The welcome message is the only time-critical step (its code dies 20 s after the scan),
 so the add handler sends it before anything else that can wait; tags go to the outbox,
 whose worker is woken at once.
+
+Each handler ends in the write that records its effect, and calls `finish(session)`
+there: bot.callbacks.dispatch passes it, marking the stored event done in the same
+transaction.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,22 +21,28 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import staff_alerts
-from bot.callbacks import inbox, welcome, welcome_lane
-from bot.callbacks.customer_fetch import fetch_contact
 from bot.channels import live_codes, rotation
+from bot.channels.welcome import ChannelContext, ContextCache, MissedTally, channel_context
+from bot.channels.welcome_lane import WelcomeLane
+from bot.config import Settings
 from bot.customers import contacts
+from bot.customers.customer_fetch import fetch_contact
+from bot.customers.scan_welcome import send_once
+from bot.db import Database
 from bot.db.models import Customer, FollowRelation
 from bot.db.types import utcnow
 from bot.errors import WeComError
-from bot.runtime import Runtime
 from bot.tags import catalogue, outbox
 from bot.tiering import touched
+from bot.wecom.client import WeComClient
 from bot.wecom.events import CallbackEvent
 from bot.wecom.types import ExternalContact, FollowUser
 
 log = logging.getLogger(__name__)
 
 LANE_WAIT = 5.0  # longest wait for the fast lane's welcome attempt for the same code
+
+Finish = Callable[[Session], None]  # marks the stored event done, inside the handler's write
 
 
 def _event_time(ev: CallbackEvent) -> datetime:
@@ -45,11 +56,11 @@ def _follow(contact: ExternalContact, userid: str) -> FollowUser | None:
 
 
 def _store_contact(
-    session: Session,
     contact: ExternalContact,
     ev: CallbackEvent,
     channel_id: int | None,
     *,
+    session: Session,
     marked: Sequence[int] = (),
     applies_channel: bool = False,
 ) -> tuple[Customer, FollowRelation, set[int]]:
@@ -92,7 +103,7 @@ def _store_contact(
 
 
 def _mark_directly(
-    rt: Runtime, ev: CallbackEvent, ctx: welcome.ChannelContext | None, contact: ExternalContact
+    ev: CallbackEvent, ctx: ChannelContext | None, contact: ExternalContact, *, wecom: WeComClient
 ) -> list[int]:
     """Put the channel's missing tags on the new relation now; return our ids of those marked.
 
@@ -107,45 +118,66 @@ def _mark_directly(
     if not todo:
         return []
     try:
-        rt.wecom.mark_tag(ev.userid, ev.external_userid, add=[wid for _, wid in todo])
+        wecom.mark_tag(ev.userid, ev.external_userid, add=[wid for _, wid in todo])
     except WeComError as exc:
         log.info("mark_tag for %s deferred to the outbox: %s", ev.external_userid, exc)
         return []
     return [our for our, _ in todo]
 
 
-def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+def on_add(
+    ev: CallbackEvent,
+    *,
+    received_at: datetime,
+    finish: Finish,
+    db: Database,
+    wecom: WeComClient,
+    settings: Settings,
+    lane: WelcomeLane,
+    cache: ContextCache,
+    missed: MissedTally,
+    outbox_wakeup: threading.Event,
+) -> None:
     """A customer added a member: welcome, record the relation, tag it with the channel's tags."""
-    ctx = welcome.channel_context(rt, ev.state)
+    ctx = channel_context(ev.state, db=db, cache=cache)
     contact: ExternalContact | None = None
     if ev.welcome_code:
-        lane = welcome_lane.lane_for(rt)
-        if lane.take_code(ev.welcome_code):
-            try:
-                contact = welcome.send_welcome(rt, ev, item.received_at)
-            except WeComError:
-                lane.release(ev.welcome_code)  # a retry of this event must try again
-                raise
-            lane.finish(ev.welcome_code, contact)
+        taken = send_once(
+            ev,
+            received_at,
+            db=db,
+            wecom=wecom,
+            settings=settings,
+            lane=lane,
+            cache=cache,
+            missed=missed,
+        )  # a WeComError fails the event: its retry must try the welcome again
+        if taken is not None:
+            contact = taken.contact
         else:  # the fast lane has it; reuse the customer it fetched rather than fetch twice
             contact = lane.contact_for(ev.welcome_code, wait=LANE_WAIT)
     if contact is None:
-        contact = fetch_contact(rt, ev)
+        contact = fetch_contact(ev, wecom=wecom)
     if contact is None:  # the customer left before we got here: the deletion event tells it
-        with rt.db.write() as session:
-            inbox.finish(session, item)
+        with db.write() as session:
+            finish(session)
         return
-    marked = _mark_directly(rt, ev, ctx, contact)
+    marked = _mark_directly(ev, ctx, contact, wecom=wecom)
     tag_ids: list[int] = []
     if ctx is not None:
         if ctx.tag_ids is None:  # a channel tag was deleted in WeCom: create it again
-            tag_ids = catalogue.ensure(db=rt.db, wecom=rt.wecom, paths=ctx.tags)
+            tag_ids = catalogue.ensure(db=db, wecom=wecom, paths=ctx.tags)
         else:
             tag_ids = [our for our, _ in ctx.tag_ids]
     queued = False
-    with rt.db.write() as session:
+    with db.write() as session:
         customer, _, have = _store_contact(
-            session, contact, ev, ctx.id if ctx else None, marked=marked, applies_channel=True
+            contact,
+            ev,
+            ctx.id if ctx else None,
+            session=session,
+            marked=marked,
+            applies_channel=True,
         )
         # A new friend's tiers (潜在客户, 首次渠道, staff_count…) follow within the minute,
         # not at the next nightly run: the touched re-tier takes them from here.
@@ -163,28 +195,35 @@ def on_add(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
                 is not None
             )
             live_codes.record_scan(ctx.id, session=session)
-        inbox.finish(session, item)
+        finish(session)
     if queued:
-        rt.wakeups.outbox.set()
+        outbox_wakeup.set()
     if ctx is not None and ctx.daily_cap:
         try:
-            rotation.rotate(ctx.id, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz)
+            rotation.rotate(ctx.id, db=db, wecom=wecom, tz=settings.tz)
         except WeComError as exc:  # the upkeep job tries again; the scan itself is done
             log.warning("channel %s: rotation failed: %s", ctx.name, exc)
 
 
-def on_edit(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+def on_edit(ev: CallbackEvent, *, finish: Finish, db: Database, wecom: WeComClient) -> None:
     """A member edited the customer's remark or tags by hand: re-read that relation."""
-    contact = fetch_contact(rt, ev)
-    with rt.db.write() as session:
+    contact = fetch_contact(ev, wecom=wecom)
+    with db.write() as session:
         if contact is not None:
-            _store_contact(session, contact, ev, None)
-        inbox.finish(session, item)
+            _store_contact(contact, ev, None, session=session)
+        finish(session)
 
 
-def on_customer_deleted_staff(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+def on_customer_deleted_staff(
+    ev: CallbackEvent,
+    *,
+    finish: Finish,
+    db: Database,
+    settings: Settings,
+    alerts_wakeup: threading.Event,
+) -> None:
     """The customer deleted the member (流失): mark lost, count it, queue the member's alert."""
-    with rt.db.write() as session:
+    with db.write() as session:
         relation = contacts.mark_relation_lost(
             session=session,
             staff_userid=ev.userid,
@@ -197,7 +236,7 @@ def on_customer_deleted_staff(rt: Runtime, ev: CallbackEvent, item: inbox.Claime
             relation=relation,
             external_userid=ev.external_userid,
             at=_event_time(ev),
-            tz=rt.settings.tz,
+            tz=settings.tz,
         )
         name = session.scalars(
             select(Customer.name).where(Customer.external_userid == ev.external_userid)
@@ -205,20 +244,20 @@ def on_customer_deleted_staff(rt: Runtime, ev: CallbackEvent, item: inbox.Claime
         # Queued with the event's end: many deletions in a minute become one message,
         # under the limit past which WeCom drops app messages without a word.
         staff_alerts.enqueue(
-            session,
+            session=session,
             userid=ev.userid,
             kind=staff_alerts.CUSTOMER_LOST,
             subject=name or ev.external_userid,
             text=notice,
         )
-        inbox.finish(session, item)
-    rt.wakeups.alerts.set()
+        finish(session)
+    alerts_wakeup.set()
 
 
-def on_staff_deleted_customer(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+def on_staff_deleted_customer(ev: CallbackEvent, *, finish: Finish, db: Database) -> None:
     """The member deleted the customer (or a handover removed them): mark the relation lost."""
     reason = "transferred" if ev.source == "DELETE_BY_TRANSFER" else "del_external_contact"
-    with rt.db.write() as session:
+    with db.write() as session:
         contacts.mark_relation_lost(
             session=session,
             staff_userid=ev.userid,
@@ -226,12 +265,12 @@ def on_staff_deleted_customer(rt: Runtime, ev: CallbackEvent, item: inbox.Claime
             reason=reason,
             at=_event_time(ev),
         )
-        inbox.finish(session, item)
+        finish(session)
 
 
-def on_transfer_fail(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> None:
+def on_transfer_fail(ev: CallbackEvent, *, finish: Finish, db: Database) -> None:
     """A handover failed: record why on the relation."""
-    with rt.db.write() as session:
+    with db.write() as session:
         known = contacts.record_transfer_fail(
             session=session,
             staff_userid=ev.userid,
@@ -240,4 +279,4 @@ def on_transfer_fail(rt: Runtime, ev: CallbackEvent, item: inbox.Claimed) -> Non
         )
         if not known:
             log.info("transfer_fail for an unknown relation %s/%s", ev.userid, ev.external_userid)
-        inbox.finish(session, item)
+        finish(session)

@@ -6,26 +6,22 @@ after the scan. So the callback request also hands each fresh add event to this 
 its threads send the welcome newest-first (the oldest are the likeliest to be lost
 anyway), and the inbox worker skips the welcome when the lane already sent it. The lane
 is an in-process accelerator only: the stored event remains the source of truth.
+
+What a lane thread sends, and how it and the inbox worker share a code, is
+bot.customers.scan_welcome.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot import wecom
-from bot.callbacks.welcome import send_welcome
-from bot.errors import WeComError
-from bot.runtime import Runtime
 from bot.wakeone import WakeOne
 from bot.wecom.events import CallbackEvent
 from bot.wecom.types import ExternalContact
-
-log = logging.getLogger(__name__)
 
 MAX_WAITING = 20_000
 _REMEMBER = 50_000
@@ -51,7 +47,10 @@ class _Slot:
 
 
 class WelcomeLane:
-    """Newest-first queue of pending welcomes, and the codes already taken care of."""
+    """Newest-first queue of pending welcomes, and the codes already taken care of.
+
+    One per process (a Runtime part): the request offers, lane threads take.
+    """
 
     def __init__(self) -> None:
         self._waiting: deque[Offer] = deque(maxlen=MAX_WAITING)
@@ -120,25 +119,3 @@ class WelcomeLane:
             return None
         slot.done.wait(wait)
         return slot.contact
-
-
-def lane_for(rt: Runtime) -> WelcomeLane:
-    """Return this process's lane."""
-    return rt.local(WelcomeLane)
-
-
-def send_one(rt: Runtime, offer: Offer) -> bool:
-    """Send the welcome for one offer; return True when this call handled the code."""
-    lane = lane_for(rt)
-    ev = offer.event
-    if not lane.take_code(ev.welcome_code):
-        return False
-    try:
-        with wecom.interactive():  # a customer is waiting: the reserved share may be used
-            contact = send_welcome(rt, ev, offer.received_at)  # the add handler's own step
-    except WeComError as exc:
-        lane.release(ev.welcome_code)
-        log.info("welcome lane: %s left to the inbox worker: %s", ev.external_userid, exc)
-        return True
-    lane.finish(ev.welcome_code, contact)
-    return True

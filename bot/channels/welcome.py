@@ -1,8 +1,8 @@
 """Welcome messages (欢迎语): render a channel's template and send it with the WelcomeCode.
 
-Also the welcome for one add event, with the channel context it reads from a short-lived
-cache kept on the Runtime. See https://developer.work.weixin.qq.com/document/path/92599
-(send_welcome_msg).
+Also what the welcome for one add event reads (the channel context and the staff name,
+from a short-lived cache each process keeps) and the tally of welcomes missed. See
+https://developer.work.weixin.qq.com/document/path/92599 (send_welcome_msg).
 """
 
 from __future__ import annotations
@@ -19,18 +19,16 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.callbacks.customer_fetch import fetch_contact
 from bot.channels.lookup import get_by_state
-from bot.config import AttachmentSettings
+from bot.config import AttachmentSettings, Settings
+from bot.db import Database
 from bot.db.models import Staff
 from bot.db.types import utcnow
 from bot.errors import ValidationError, WeComError
-from bot.runtime import Runtime
 from bot.tags import catalogue
 from bot.tags.catalogue import TagPath
 from bot.wecom.client import WeComClient
 from bot.wecom.events import CallbackEvent
-from bot.wecom.types import ExternalContact
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +114,8 @@ def render(text: str, *, customer_name: str, staff_name: str) -> str:
 
 
 def send(
-    wecom: WeComClient,
     *,
+    wecom: WeComClient,
     welcome_code: str,
     text: str,
     attachments: Sequence[Mapping[str, Any]],
@@ -178,8 +176,8 @@ class MissedWelcomes:
     last_reason: str = ""
 
 
-class _MissedTally:
-    """One per Runtime (`rt.local`): what `missed_welcomes` reports."""
+class MissedTally:
+    """The welcomes one process missed (a Runtime part): what /healthz and the console show."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -190,10 +188,12 @@ class _MissedTally:
             self.value = MissedWelcomes(self.value.count + 1, utcnow(), reason)
 
 
-def record_missed(rt: Runtime, ev: CallbackEvent, outcome: str, received_at: datetime) -> None:
+def record_missed(
+    ev: CallbackEvent, outcome: str, received_at: datetime, *, missed: MissedTally
+) -> None:
     """Count and log a welcome that will never be sent: a miss is never silent."""
     MISSED.labels(outcome).inc()
-    rt.local(_MissedTally).add(outcome)
+    missed.add(outcome)
     log.warning(
         "welcome missed (%s) for %s of %s, %.1f s after the scan",
         outcome,
@@ -201,11 +201,6 @@ def record_missed(rt: Runtime, ev: CallbackEvent, outcome: str, received_at: dat
         ev.userid,
         _age(received_at),
     )
-
-
-def missed_welcomes(rt: Runtime) -> MissedWelcomes:
-    """Return the welcomes this process missed so far (for /healthz and the console)."""
-    return rt.local(_MissedTally).value
 
 
 # --- the welcome for one add event -----------------------------------------------------
@@ -234,7 +229,7 @@ _CACHE_MAX = 10_000
 class ContextCache:
     """Channel contexts by state and staff names by userid, each kept CONTEXT_TTL seconds.
 
-    One per Runtime (`rt.local(ContextCache)`); request, lane and inbox threads share it.
+    One per process (a Runtime part); request, lane and inbox threads share it.
     """
 
     def __init__(self) -> None:
@@ -272,7 +267,7 @@ class ContextCache:
             self._staff_names[userid] = (now, name)
 
 
-def _load_context(session: Session, state: str) -> ChannelContext | None:
+def _load_context(state: str, *, session: Session) -> ChannelContext | None:
     channel = get_by_state(state, session=session)
     if channel is None:
         return None
@@ -291,65 +286,35 @@ def _load_context(session: Session, state: str) -> ChannelContext | None:
     )
 
 
-def channel_context(rt: Runtime, state: str) -> ChannelContext | None:
+def channel_context(state: str, *, db: Database, cache: ContextCache) -> ChannelContext | None:
     """Return the channel a state belongs to, from a cache refreshed every few seconds."""
     if not state:
         return None
-    cache = rt.local(ContextCache)
     now = cache.clock()
     hit, ctx = cache.context(state, now)
     if hit:
         return ctx
-    with rt.db.read() as session:
-        ctx = _load_context(session, state)
+    with db.read() as session:
+        ctx = _load_context(state, session=session)
     cache.put_context(state, now, ctx)
     return ctx
 
 
-def _staff_name(session: Session, userid: str) -> str:
+def _staff_name(userid: str, *, session: Session) -> str:
     name = session.scalars(select(Staff.name).where(Staff.userid == userid)).first()
     return name or userid
 
 
-def staff_name(rt: Runtime, userid: str) -> str:
+def staff_name(userid: str, *, db: Database, settings: Settings, cache: ContextCache) -> str:
     """Return `{staff}`: the configured display name, else WeCom's name, else the userid."""
-    configured = rt.settings.staff_display_name(userid)
+    configured = settings.staff_display_name(userid)
     if configured:
         return configured
-    cache = rt.local(ContextCache)
     now = cache.clock()
     name = cache.staff_name(userid, now)
     if name is not None:
         return name
-    with rt.db.read() as session:
-        name = _staff_name(session, userid)
+    with db.read() as session:
+        name = _staff_name(userid, session=session)
     cache.put_staff_name(userid, now, name)
     return name
-
-
-def send_welcome(rt: Runtime, ev: CallbackEvent, received_at: datetime) -> ExternalContact | None:
-    """Send the channel's welcome for an add event; return the customer if it was fetched."""
-    ctx = channel_context(rt, ev.state)
-    if not ev.welcome_code or ctx is None or not (ctx.welcome_text or ctx.attachments):
-        return None
-    contact: ExternalContact | None = None
-    member = staff_name(rt, ev.userid) if "{staff}" in ctx.welcome_text else ev.userid
-    if needs_customer(ctx.welcome_text):
-        contact = fetch_contact(rt, ev)
-        if contact is None:
-            return None  # nobody to welcome
-    text = render(
-        ctx.welcome_text,
-        customer_name=contact.name if contact is not None else "",
-        staff_name=member,
-    )
-    outcome = send(
-        rt.wecom,
-        welcome_code=ev.welcome_code,
-        text=text,
-        attachments=ctx.attachments,
-        received_at=received_at,
-    )
-    if outcome in MISSED_OUTCOMES:
-        record_missed(rt, ev, outcome, received_at)
-    return contact

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from bot.errors import WeComError
-from bot.runtime import Runtime
+from bot.wecom.client import WeComClient
 from bot.wecom.events import CallbackEvent
 from bot.wecom.types import ExternalContact
 
@@ -14,10 +14,10 @@ log = logging.getLogger(__name__)
 NO_RELATION = 84061  # WeCom: the customer is no longer anyone's friend here
 
 
-def fetch_contact(rt: Runtime, ev: CallbackEvent) -> ExternalContact | None:
+def fetch_contact(ev: CallbackEvent, *, wecom: WeComClient) -> ExternalContact | None:
     """Return the customer, or None when they deleted every member before we asked."""
     try:
-        return rt.wecom.get_external_contact(ev.external_userid)
+        return wecom.get_external_contact(ev.external_userid)
     except WeComError as exc:
         if exc.errcode != NO_RELATION:
             raise
