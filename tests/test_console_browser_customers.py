@@ -27,6 +27,7 @@ def test_search_then_open_a_customer_and_read_why_they_hold_their_tier(
     with page.expect_navigation():
         page.click("#customers a.customer-name")
     assert page.url == served.url + "/admin/customers/wm001"
+    assert page.locator("#error").count() == 0, page.inner_text("main")
     assert page.inner_text("#customer-name").startswith("客户1")
     assert page.get_attribute("nav.nav a[href='/admin/customers']", "aria-current") == "page"
     reasons = page.locator("#tier-reasons article[data-dimension=value]")
@@ -48,7 +49,9 @@ def test_the_hostile_name_stays_text_and_the_page_fits_a_phone(
     page = tab.page
     page.set_viewport_size(PHONE)
     sign_in_with_token(page, served.url)
-    page.goto(served.url + "/admin/customers/wm000")
+    answer = page.goto(served.url + "/admin/customers/wm000")
+    assert answer is not None
+    assert answer.status == 200, page.inner_text("main")
     assert page.inner_text("#customer-name").startswith(HOSTILE)
     assert page.locator("#profile img").count() == 0
     assert tab.dialogs == []

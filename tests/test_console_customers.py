@@ -258,6 +258,15 @@ def test_the_export_holds_the_filtered_list(web: FlaskClient, seeded: Database) 
     }
 
 
+def test_an_exported_name_never_becomes_a_formula(web: FlaskClient, seeded: Database) -> None:
+    with seeded.write() as session:
+        session.add(Customer(external_userid="wmformula", name='=HYPERLINK("http://x","y")'))
+    answer = web.get("/admin/customers/export.xlsx?q=wmformula")
+    sheet = load_workbook(io.BytesIO(answer.get_data())).active
+    assert sheet["B2"].value == "'=HYPERLINK(\"http://x\",\"y\")"
+    assert sheet["B2"].data_type == "s"
+
+
 def test_a_customer_page_explains_the_tier(web: FlaskClient, seeded: Database) -> None:
     page = _get(web, "/admin/customers/wm000")
     assert HOSTILE not in page
