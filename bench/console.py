@@ -152,6 +152,7 @@ def _calls(settings: Any) -> dict[str, Callable[[Session], object]]:
 def _customer_calls(settings: Any, value: list[str]) -> dict[str, Callable[[Session], object]]:
     """The 客户 pages' services: a list page per filter, the worst search, one profile."""
     from bot.reports import customer_list as cl
+    from bot.reports import tier_movement
     from bot.reports.customer_profile import customer_profile
     from bot.tiering.rules import load_dimensions
 
@@ -168,6 +169,18 @@ def _customer_calls(settings: Any, value: list[str]) -> dict[str, Callable[[Sess
         "customers search, no match": page(cl.CustomerFilter(q="nobody")),
         f"customers page, tier {value[0]}": page(
             cl.CustomerFilter(dimension=DIMENSION, tier=value[0])
+        ),
+        f"customers page, tier {value[-1]}": page(
+            cl.CustomerFilter(dimension=DIMENSION, tier=value[-1])
+        ),
+        f"customers page, moved 无→{value[0]}": lambda s: cl.search_customers(
+            cl.CustomerFilter(
+                dimension=DIMENSION,
+                move=cl.Move(tier_movement.latest_run_id(session=s) or 0, None, value[0]),
+            ),
+            session=s,
+            tz=tz,
+            display_names={},
         ),
         "customers page, staff1": page(cl.CustomerFilter(staff="staff1")),
         "customers page, lost": page(cl.CustomerFilter(loss="lost")),

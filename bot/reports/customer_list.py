@@ -1,18 +1,20 @@
 """客户 list for the console: search, filters, keyset pages, and rows for the export.
 
-Pages walk `customers.id` newest first and stop after one page plus one row, so a page
+Pages walk customer ids newest first and stop after one page plus one row, so a page
 costs the rows it shows (and the ones the filters skip), never a count of a million.
-Each filter is an EXISTS on an indexed key of the customer: relations by
-`follow_relations.customer_id`, tiers by the unique (customer_id, dimension), moves by
-`ix_tier_transitions_customer_dimension`.
+A tier filter walks `ix_tier_assignments_dimension_tier` and a run's moves
+`ix_tier_transitions_run_dimension` (a rare tier costs its own rows, not a pass over
+every customer); the other filters are EXISTS probes on indexed keys of the customer.
+A search for an exact external_userid is one index lookup; a search by name or remark
+matches substrings, which no index serves: it reads customers until a page is full.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select
@@ -145,12 +147,19 @@ def _local_start(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=tz)
 
 
-def _conditions(f: CustomerFilter, *, tz: ZoneInfo) -> list[ColumnElement[bool]]:
+def _conditions(
+    f: CustomerFilter, *, tz: ZoneInfo, exact: bool = False, driven: bool = False
+) -> list[ColumnElement[bool]]:
+    """Return the WHERE terms; `exact`: q is a known external_userid; `driven`: the tier
+    (or move) is the query's driving table, not a term."""
     rel = FollowRelation
     out: list[ColumnElement[bool]] = []
     if f.q:
         if "\x00" in f.q:
             return [false()]  # no value holds NUL; PostgreSQL refuses it as a parameter
+        if exact:
+            rest = _conditions(replace(f, q=""), tz=tz, driven=driven)
+            return [Customer.external_userid == f.q, *rest]
         pattern = _like(f.q)
         out.append(
             or_(
@@ -161,13 +170,13 @@ def _conditions(f: CustomerFilter, *, tz: ZoneInfo) -> list[ColumnElement[bool]]
                 ),
             )
         )
-    if f.tier:
+    if f.tier and not (driven and f.dimension):
         ta = TierAssignment
         held = [ta.customer_id == Customer.id, ta.tier == f.tier]
         if f.dimension:  # without one: the tier in any dimension
             held.append(ta.dimension == f.dimension)
         out.append(exists().where(*held))
-    if f.dimension and f.move is not None:
+    if f.dimension and f.move is not None and not (driven and not f.tier):
         tt = TierTransition
         out.append(
             exists().where(
@@ -207,13 +216,50 @@ def _conditions(f: CustomerFilter, *, tz: ZoneInfo) -> list[ColumnElement[bool]]
     return out
 
 
+def _driver(f: CustomerFilter) -> tuple[Any, list[ColumnElement[bool]]] | None:
+    """The indexed table a tier or move filter walks, keyed by customer id, and its terms."""
+    if f.dimension and f.tier:
+        ta = TierAssignment
+        return ta.customer_id, [ta.dimension == f.dimension, ta.tier == f.tier]
+    if f.dimension and f.move is not None:
+        tt, m = TierTransition, f.move
+        return tt.customer_id, [
+            tt.run_id == m.run_id,
+            tt.dimension == f.dimension,
+            tt.from_tier.is_(None) if m.from_tier is None else tt.from_tier == m.from_tier,
+            tt.to_tier.is_(None) if m.to_tier is None else tt.to_tier == m.to_tier,
+        ]
+    return None
+
+
+def _exact(f: CustomerFilter, *, session: Session) -> bool:
+    """Whether the search is a known external_userid (one index lookup)."""
+    if not f.q or "\x00" in f.q:
+        return False
+    return session.scalar(select(Customer.id).where(Customer.external_userid == f.q)) is not None
+
+
 def _ids(
-    f: CustomerFilter, *, session: Session, tz: ZoneInfo, before: int | None, limit: int
+    f: CustomerFilter,
+    *,
+    session: Session,
+    tz: ZoneInfo,
+    before: int | None,
+    limit: int,
+    exact: bool,
 ) -> list[int]:
-    query = select(Customer.id).where(*_conditions(f, tz=tz))
+    driver = _driver(f)
+    terms = _conditions(f, tz=tz, exact=exact, driven=driver is not None)
+    if driver is None:
+        key: Any = Customer.id
+        query = select(key)
+    else:
+        key, own = driver
+        query = select(key).join(Customer, Customer.id == key).where(*own)
+    query = query.where(*terms)
     if before is not None:
-        query = query.where(Customer.id < before)
-    return list(session.scalars(query.order_by(Customer.id.desc()).limit(limit)))
+        query = query.where(key < before)
+    return list(session.scalars(query.order_by(key.desc()).limit(limit)))
 
 
 def _rows(
@@ -272,7 +318,8 @@ def search_customers(
     limit: int = PAGE,
 ) -> CustomerPage:
     """Return one page of the customers `f` selects, newest first, below id `before`."""
-    ids = _ids(f, session=session, tz=tz, before=before, limit=limit + 1)
+    exact = _exact(f, session=session)
+    ids = _ids(f, session=session, tz=tz, before=before, limit=limit + 1, exact=exact)
     more = len(ids) > limit
     ids = ids[:limit]
     rows = _rows(ids, session=session, display_names=display_names)
@@ -291,8 +338,9 @@ def iter_customers(
     """Yield every customer `f` selects, newest first, at most `cap` of them, in batches."""
     before: int | None = None
     left = cap
+    exact = _exact(f, session=session)
     while left > 0:
-        ids = _ids(f, session=session, tz=tz, before=before, limit=min(batch, left))
+        ids = _ids(f, session=session, tz=tz, before=before, limit=min(batch, left), exact=exact)
         if not ids:
             return
         yield from _rows(ids, session=session, display_names=display_names)
