@@ -168,6 +168,10 @@ def test_filters_match_the_database(web: FlaskClient, seeded: Database) -> None:
     ]
     # Staff and tier together: bob's customers in 普通.
     assert _listed(_get(web, "/admin/customers?staff=bob&tier=普通")) == ["wm003", "wm002", "wm001"]
+    both = "/admin/customers?dimension=value&tier=普通&staff=bob&q=%E5%AE%A2%E6%88%B72"
+    assert _listed(_get(web, both)) == ["wm002"]
+    assert _listed(_get(web, "/admin/customers?dimension=value&tier=普通&q=wm003")) == ["wm003"]
+    assert _listed(_get(web, "/admin/customers?dimension=value&tier=高价值&q=wm003")) == []
     today = utcnow().astimezone(console_tz(web)).date()
     added_today = _listed(_get(web, f"/admin/customers?added_from={today}&added_to={today}"))
     assert added_today == ["wm001", "wm000"]
@@ -196,6 +200,10 @@ def test_customers_moved_in_a_run(web: FlaskClient, seeded: Database) -> None:
     url = f"/admin/customers?dimension=value&tier=普通&run={run}&from=无&to=普通"
     page = _get(web, url)
     assert _listed(page) == moved
+    # The move alone (the heatmap's link: 无 as an empty value), and with the staff.
+    alone = f"/admin/customers?dimension=value&run={run}&from=&to=普通"
+    assert _listed(_get(web, alone)) == moved
+    assert _listed(_get(web, alone + "&staff=alice")) == ["wm001"]
     assert 'id="move-filter"' in page
     assert (
         _listed(_get(web, f"/admin/customers?dimension=value&run={run}&from=普通&to=高价值")) == []
@@ -223,6 +231,25 @@ def test_pages_follow_each_other_without_overlap(web: FlaskClient, seeded: Datab
     with seeded.read() as session:
         every = list(session.scalars(select(Customer.external_userid).order_by(Customer.id.desc())))
     assert rows1 + rows2 == every
+    # A tier filter walks its index in pages too.
+    with seeded.write() as session:
+        bulk = session.scalars(
+            select(Customer.id).where(Customer.external_userid.like("bulk%"))
+        ).all()
+        session.add_all(
+            TierAssignment(customer_id=i, dimension="value", tier="普通", since=utcnow())
+            for i in bulk
+        )
+    tiered = _get(web, "/admin/customers?dimension=value&tier=普通")
+    link = re.search(r'id="next-page" href="([^"]+)"', tiered)
+    assert link
+    rest = _listed(_get(web, link.group(1).replace("&amp;", "&")))
+    assert len(_listed(tiered)) == 50
+    assert _listed(tiered) + rest == [e for e in every if e.startswith("bulk")] + [
+        "wm003",
+        "wm002",
+        "wm001",
+    ]
     # Filters carry into the next page's link.
     searched = _get(web, "/admin/customers?q=%E6%89%B9%E9%87%8F")  # 批量
     link = re.search(r'id="next-page" href="([^"]+)"', searched)
@@ -263,7 +290,7 @@ def test_an_exported_name_never_becomes_a_formula(web: FlaskClient, seeded: Data
         session.add(Customer(external_userid="wmformula", name='=HYPERLINK("http://x","y")'))
     answer = web.get("/admin/customers/export.xlsx?q=wmformula")
     sheet = load_workbook(io.BytesIO(answer.get_data())).active
-    assert sheet["B2"].value == "'=HYPERLINK(\"http://x\",\"y\")"
+    assert sheet["B2"].value == '\'=HYPERLINK("http://x","y")'
     assert sheet["B2"].data_type == "s"
 
 
