@@ -145,6 +145,48 @@ def _calls(settings: Any) -> dict[str, Callable[[Session], object]]:
         "wecom_usage": lambda s: operations.wecom_usage(
             session=s, corp_id="wwbench", limits=settings.limits
         ),
+        **_customer_calls(settings, value),
+    }
+
+
+def _customer_calls(settings: Any, value: list[str]) -> dict[str, Callable[[Session], object]]:
+    """The 客户 pages' services: a list page per filter, the worst search, one profile."""
+    from bot.reports import customer_list as cl
+    from bot.reports import tier_movement
+    from bot.reports.customer_profile import customer_profile
+    from bot.tiering.rules import load_dimensions
+
+    tz = ZoneInfo(TZ)
+    dims = load_dimensions(settings.tiering.dimensions)
+
+    def page(f: cl.CustomerFilter) -> Callable[[Session], object]:
+        return lambda s: cl.search_customers(f, session=s, tz=tz, display_names={})
+
+    return {
+        "customers page, no filter": page(cl.CustomerFilter()),
+        "customers page, by id": page(cl.CustomerFilter(q="wm4242")),
+        "customers page, name search": page(cl.CustomerFilter(q="客户4242")),
+        "customers search, no match": page(cl.CustomerFilter(q="nobody")),
+        f"customers page, tier {value[0]}": page(
+            cl.CustomerFilter(dimension=DIMENSION, tier=value[0])
+        ),
+        f"customers page, tier {value[-1]}": page(
+            cl.CustomerFilter(dimension=DIMENSION, tier=value[-1])
+        ),
+        f"customers page, moved 无→{value[0]}": lambda s: cl.search_customers(
+            cl.CustomerFilter(
+                dimension=DIMENSION,
+                move=cl.Move(tier_movement.latest_run_id(session=s) or 0, None, value[0]),
+            ),
+            session=s,
+            tz=tz,
+            display_names={},
+        ),
+        "customers page, staff1": page(cl.CustomerFilter(staff="staff1")),
+        "customers page, lost": page(cl.CustomerFilter(loss="lost")),
+        "customer profile (no explain)": lambda s: customer_profile(
+            "wm4242", session=s, display_names={}, dims=dims
+        ),
     }
 
 

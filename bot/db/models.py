@@ -287,7 +287,11 @@ class TierAssignment(Base):
     """The tier a customer holds now in one dimension (one tag of that dimension's group)."""
 
     __tablename__ = "tier_assignments"
-    __table_args__ = (UniqueConstraint("customer_id", "dimension"),)
+    __table_args__ = (
+        UniqueConstraint("customer_id", "dimension"),
+        # The console's customer list filtered to a tier: a page walks it newest first.
+        Index("ix_tier_assignments_dimension_tier", "dimension", "tier", "customer_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
@@ -300,7 +304,11 @@ class TierTransition(Base):
     """History: a customer moved from one tier to another (None = no tier) in a run."""
 
     __tablename__ = "tier_transitions"
-    __table_args__ = (Index("ix_tier_transitions_customer_dimension", "customer_id", "dimension"),)
+    __table_args__ = (
+        Index("ix_tier_transitions_customer_dimension", "customer_id", "dimension"),
+        # The console's customer list filtered to one run's moves (the heatmap's links).
+        Index("ix_tier_transitions_run_dimension", "run_id", "dimension", "customer_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
