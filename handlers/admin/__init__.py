@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.admin import guard, login, pages
+from handlers.admin import guard, login, pages, system
 from handlers.admin.blueprint import bp
 
-__all__ = ["bp", "guard", "login", "pages"]
+__all__ = ["bp", "guard", "login", "pages", "system"]

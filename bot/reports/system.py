@@ -1,0 +1,158 @@
+"""The 系统 page's queues and processes: the inbox and outbox dead letters, who runs the jobs.
+
+Dead letters are listed newest first through the (status, next_attempt_at) index, and
+counts go by status, so the page never reads the done rows' payloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot import heartbeat
+from bot.callbacks import inbox
+from bot.db.models import InboxEvent, Lease, OutboxOperation, OutboxTagChange, Tag, TagGroup
+from bot.tags import outbox
+
+DEAD_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class InboxDead:
+    """A callback that failed past its retries, with the reason."""
+
+    id: int
+    received_at: datetime
+    kind: str  # event/change_type
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True)
+class InboxView:
+    """The callback inbox: how many events in each state, and the newest dead letters."""
+
+    counts: dict[str, int]
+    dead: list[InboxDead]
+
+
+def inbox_view(*, session: Session, limit: int = DEAD_SHOWN) -> InboxView:
+    """Return the inbox's counts by state and its newest dead letters."""
+    rows = session.execute(
+        select(
+            InboxEvent.id,
+            InboxEvent.received_at,
+            InboxEvent.event,
+            InboxEvent.change_type,
+            InboxEvent.attempts,
+            InboxEvent.last_error,
+        )
+        .where(InboxEvent.status == inbox.DEAD)
+        .order_by(InboxEvent.id.desc())
+        .limit(limit)
+    ).all()
+    dead = [
+        InboxDead(i, at, f"{event}/{change}" if change else event, n, error or "")
+        for i, at, event, change, n, error in rows
+    ]
+    return InboxView(inbox.counts(session), dead)
+
+
+@dataclass(frozen=True)
+class TagChange:
+    """One tag a dead operation was to add or remove."""
+
+    action: str  # add | remove
+    group: str
+    tag: str
+
+
+@dataclass(frozen=True)
+class OutboxDead:
+    """A WeCom write (a tag change on one relation) that failed past its retries."""
+
+    id: int
+    created_at: datetime
+    staff_userid: str
+    external_userid: str
+    attempts: int
+    errcode: int | None
+    error: str
+    changes: list[TagChange]
+
+
+@dataclass(frozen=True)
+class OutboxView:
+    """The outbox: operations queued, in flight and dead, and the newest dead letters."""
+
+    counts: dict[str, int]
+    dead: list[OutboxDead]
+
+
+def outbox_view(*, session: Session, limit: int = DEAD_SHOWN) -> OutboxView:
+    """Return the outbox's open counts (done rows are not counted) and its newest dead letters."""
+    shown = (outbox.PENDING, outbox.IN_FLIGHT, outbox.DEAD)
+    rows = session.execute(
+        select(OutboxOperation.status, func.count())
+        .where(OutboxOperation.status.in_(shown))
+        .group_by(OutboxOperation.status)
+    ).all()
+    found = {status: int(n) for status, n in rows}
+    counts = {s: found.get(s, 0) for s in shown}
+    ops = session.scalars(
+        select(OutboxOperation)
+        .where(OutboxOperation.status == outbox.DEAD)
+        .order_by(OutboxOperation.id.desc())
+        .limit(limit)
+    ).all()
+    changes: dict[int, list[TagChange]] = {op.id: [] for op in ops}
+    if ops:
+        for op_id, action, group, tag in session.execute(
+            select(OutboxTagChange.operation_id, OutboxTagChange.action, TagGroup.name, Tag.name)
+            .join(Tag, Tag.id == OutboxTagChange.tag_id)
+            .join(TagGroup, TagGroup.id == Tag.group_id)
+            .where(OutboxTagChange.operation_id.in_(list(changes)))
+            .order_by(OutboxTagChange.operation_id, TagGroup.name, Tag.name)
+        ):
+            changes[op_id].append(TagChange(action, group, tag))
+    dead = [
+        OutboxDead(
+            op.id,
+            op.created_at,
+            op.staff_userid,
+            op.external_userid,
+            op.attempts,
+            op.last_errcode,
+            op.last_error or "",
+            changes[op.id],
+        )
+        for op in ops
+    ]
+    return OutboxView(counts, dead)
+
+
+@dataclass(frozen=True)
+class Processes:
+    """The processes alive now (their heartbeats) and which one runs the scheduled jobs."""
+
+    alive: int
+    scheduler_owner: str | None  # None: no process holds the scheduler lease
+    scheduler_until: datetime | None
+
+
+def processes(*, session: Session, now: datetime, scheduler_lease: str) -> Processes:
+    """Return how many processes beat and who holds the scheduler lease (named by jobs/)."""
+    alive = session.scalar(
+        select(func.count())
+        .select_from(Lease)
+        .where(Lease.name.startswith(heartbeat.PREFIX), Lease.expires_at >= now)
+    )
+    lease = session.execute(
+        select(Lease.owner, Lease.expires_at).where(
+            Lease.name == scheduler_lease, Lease.expires_at >= now
+        )
+    ).first()
+    return Processes(int(alive or 0), lease[0] if lease else None, lease[1] if lease else None)
