@@ -17,7 +17,7 @@ from bot.callbacks import inbox
 from bot.db.models import InboxEvent, Lease, OutboxOperation, OutboxTagChange, Tag, TagGroup
 from bot.tags import outbox
 
-DEAD_SHOWN = 50
+DEAD_SHOWN = 20  # newest first; the counts say how many there are in all
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,19 @@ def outbox_view(*, session: Session, limit: int = DEAD_SHOWN) -> OutboxView:
     ).all()
     found = {status: int(n) for status, n in rows}
     counts = {s: found.get(s, 0) for s in shown}
-    ops = session.scalars(
-        select(OutboxOperation)
-        .where(OutboxOperation.status == outbox.DEAD)
-        .order_by(OutboxOperation.id.desc())
+    o = OutboxOperation
+    ops = session.execute(
+        select(
+            o.id,
+            o.created_at,
+            o.staff_userid,
+            o.external_userid,
+            o.attempts,
+            o.last_errcode,
+            o.last_error,
+        )
+        .where(o.status == outbox.DEAD)
+        .order_by(o.id.desc())
         .limit(limit)
     ).all()
     changes: dict[int, list[TagChange]] = {op.id: [] for op in ops}
@@ -119,17 +128,8 @@ def outbox_view(*, session: Session, limit: int = DEAD_SHOWN) -> OutboxView:
         ):
             changes[op_id].append(TagChange(action, group, tag))
     dead = [
-        OutboxDead(
-            op.id,
-            op.created_at,
-            op.staff_userid,
-            op.external_userid,
-            op.attempts,
-            op.last_errcode,
-            op.last_error or "",
-            changes[op.id],
-        )
-        for op in ops
+        OutboxDead(i, at, staff, customer, n, errcode, error or "", changes[i])
+        for i, at, staff, customer, n, errcode, error in ops
     ]
     return OutboxView(counts, dead)
 
