@@ -22,7 +22,7 @@ from bot.wecom.tokens import token_key
 OK = "ok"
 MISSING = "missing"
 MANUAL = "manual"  # only WeCom's admin console can tell: confirm there
-STATE_LABELS = {OK: "已配置", MISSING: "未配置", MANUAL: "需在企业微信后台确认"}
+STATE_LABELS = {OK: "就绪", MISSING: "未就绪", MANUAL: "需在企业微信后台确认"}
 SIDEBAR_PATH = "/sidebar/"
 
 
