@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from bot.db import Database
@@ -27,6 +27,7 @@ ERROR = "error"
 SCHEDULE = "schedule"
 MANUAL = "manual"
 ERROR_MAX = 2000
+KEEP_PER_JOB = 500  # channel-stats runs every 10 minutes: about three days of it
 
 T = TypeVar("T")
 
@@ -59,8 +60,9 @@ def record(
     outcome: str,
     summary: dict[str, Any] | None = None,
     error: str | None = None,
+    keep: int = KEEP_PER_JOB,
 ) -> None:
-    """Add one finished run."""
+    """Add one finished run, forgetting this job's runs older than its newest `keep`."""
     session.add(
         JobRun(
             job=job[:64],
@@ -73,6 +75,20 @@ def record(
         )
     )
     session.flush()
+    # Older runs of this job beyond the newest `keep` go (one index range).
+    oldest_kept = session.scalar(
+        select(JobRun.id)
+        .where(JobRun.job == job[:64])
+        .order_by(JobRun.id.desc())
+        .offset(keep - 1)
+        .limit(1)
+    )
+    if oldest_kept is not None:
+        session.execute(
+            delete(JobRun)
+            .where(JobRun.job == job[:64], JobRun.id < oldest_kept)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def run_recorded(db: Database, job: str, trigger: str, fn: Callable[[], T]) -> T:

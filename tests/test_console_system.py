@@ -462,3 +462,26 @@ def test_config_findings_are_check_configs_and_the_sidebar_checklist_follows_the
         assert "secret" not in sidebar.lower() or "不显示" in sidebar
     finally:
         app.extensions["tagbot"].close()
+
+
+def test_each_job_keeps_only_its_newest_runs(db: Database) -> None:
+    now = utcnow()
+    with db.write() as session:
+        for i in range(5):
+            for job in ("channel-stats", "sync"):
+                job_runs.record(
+                    session,
+                    job=job,
+                    trigger=job_runs.SCHEDULE,
+                    started_at=now,
+                    finished_at=now + timedelta(seconds=i),
+                    outcome=job_runs.OK,
+                    summary={"n": i},
+                    keep=3,
+                )
+    with db.read() as session:
+        kept = {
+            job: [r.summary["n"] for r in job_runs.recent(session, job=job)]
+            for job in ("channel-stats", "sync")
+        }
+    assert kept == {"channel-stats": [4, 3, 2], "sync": [4, 3, 2]}
