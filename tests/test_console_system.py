@@ -221,13 +221,13 @@ def test_the_scheduler_records_each_jobs_runs_and_the_page_shows_last_and_next(
 # --- the inbox ---------------------------------------------------------------------
 
 
-def _inbox(db: Database, *statuses: tuple[str, str | None]) -> list[int]:
-    now = utcnow()
+def _inbox(db: Database, *statuses: tuple[str, str | None], days_ago: int = 0) -> list[int]:
+    now = utcnow() - timedelta(days=days_ago)
     ids = []
     with db.write() as session:
         for i, (status, error) in enumerate(statuses):
             row = InboxEvent(
-                dedup_key=f"k{i}",
+                dedup_key=f"k{days_ago}-{i}",
                 event="change_external_contact",
                 change_type="add_external_contact",
                 payload="<xml/>",
@@ -255,12 +255,17 @@ def test_the_inbox_counts_by_state_and_lists_dead_letters_with_their_reason(
         ("dead", "WeComError 60111: userid not found"),
         ("dead", HOSTILE),
     )
+    # Two days old: still waiting and dead ones count, finished ones are past the 24 hours.
+    _inbox(db, ("done", None), ("ignored", None), ("pending", None), ("dead", "old"), days_ago=2)
     page = _page(admin)
     counts = {s: _stat(page, f"inbox-{s}") for s in ("pending", "processing", "done", "ignored")}
-    assert counts == {"pending": 1, "processing": 0, "done": 2, "ignored": 1}
-    assert _stat(page, "inbox-dead") == 2
+    assert counts == {"pending": 2, "processing": 0, "done": 2, "ignored": 1}
+    assert _stat(page, "inbox-dead") == 3
+    assert "24小时内已处理" in page
     dead = _rows(page, "inbox-dead")
-    assert len(dead) == 2
+    assert len(dead) == 3
+    assert "old" in dead[0]  # newest id first
+    dead = dead[1:]
     assert "&lt;img src=x onerror=alert(1)&gt;" in dead[0]  # newest first, shown as text
     assert "60111: userid not found" in dead[1]
     assert all("add_external_contact" in row and "重放" in row for row in dead)

@@ -7,7 +7,7 @@ counts go by status, so the page never reads the done rows' payloads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -33,14 +33,37 @@ class InboxDead:
 
 @dataclass(frozen=True)
 class InboxView:
-    """The callback inbox: how many events in each state, and the newest dead letters."""
+    """The callback inbox: how many events in each state, and the newest dead letters.
+
+    Waiting, processing and dead are counted whole; done and ignored, which the inbox
+    keeps forever, over the last RECENT only (an index range, not every callback ever).
+    """
 
     counts: dict[str, int]
     dead: list[InboxDead]
 
 
-def inbox_view(*, session: Session, limit: int = DEAD_SHOWN) -> InboxView:
-    """Return the inbox's counts by state and its newest dead letters."""
+RECENT = timedelta(hours=24)
+OPEN_STATES = (inbox.PENDING, inbox.PROCESSING, inbox.DEAD)
+FINISHED_STATES = (inbox.DONE, inbox.IGNORED)
+
+
+def _inbox_counts(session: Session, now: datetime) -> dict[str, int]:
+    counts = dict.fromkeys(inbox.STATUSES, 0)
+    for where in (
+        InboxEvent.status.in_(OPEN_STATES),
+        # next_attempt_at is when a finished event was last taken: received, or its retry.
+        InboxEvent.status.in_(FINISHED_STATES) & (InboxEvent.next_attempt_at >= now - RECENT),
+    ):
+        rows = session.execute(
+            select(InboxEvent.status, func.count()).where(where).group_by(InboxEvent.status)
+        ).all()
+        counts.update({status: int(n) for status, n in rows})
+    return counts
+
+
+def inbox_view(*, session: Session, now: datetime, limit: int = DEAD_SHOWN) -> InboxView:
+    """Return the inbox's counts by state (finished ones: last 24 h) and its newest dead letters."""
     rows = session.execute(
         select(
             InboxEvent.id,
@@ -58,7 +81,7 @@ def inbox_view(*, session: Session, limit: int = DEAD_SHOWN) -> InboxView:
         InboxDead(i, at, f"{event}/{change}" if change else event, n, error or "")
         for i, at, event, change, n, error in rows
     ]
-    return InboxView(inbox.counts(session), dead)
+    return InboxView(_inbox_counts(session, now), dead)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def system_page() -> ResponseReturnValue:
         syncs = job_runs.recent(session, job=SYNC_JOB, limit=SYNC_RUNS_SHOWN)
         last = job_runs.latest(session, [j.id for j in jobs])
         view = {
-            "inbox": system.inbox_view(session=session),
+            "inbox": system.inbox_view(session=session, now=now),
             "outbox": system.outbox_view(session=session),
             "procs": system.processes(session=session, now=now, scheduler_lease=SCHEDULER_LEASE),
             "findings": channel_findings(rt.settings, session=session),
