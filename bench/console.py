@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from bench.retier_common import (
@@ -167,7 +167,7 @@ def _system_rows(db: Database) -> dict[str, Any]:
     """Give the 系统 page a long-running install's rows, unless the data has them already."""
     from bot import job_runs
     from bot.db.models import InboxEvent, OutboxOperation, OutboxTagChange, Tag
-    from bot.db.types import utcnow
+    from bot.db.types import UTCDateTime, utcnow
 
     with db.read() as s:
         if s.scalar(select(func.count()).select_from(InboxEvent)):
@@ -183,24 +183,21 @@ def _system_rows(db: Database) -> dict[str, Any]:
     t0 = time.perf_counter()
     now = utcnow()
     with db.write() as s:
-        # One handled callback per customer: the done rows the page's counts go past.
-        s.execute(
-            text(
-                "INSERT INTO inbox_events (dedup_key, event, change_type, payload, received_at,"
-                " status, attempts, next_attempt_at, duplicates)"
-                " SELECT 'bench-' || id, 'change_external_contact', 'add_external_contact',"
-                " '<xml/>', :now, 'done', 1, :now, 0 FROM customers"
-            ),
-            {"now": now},
-        )
-        # Spread over a year, as a year of callbacks would be (the page counts 24 hours).
-        for day in range(1, 365):
+        # One handled callback per customer, spread over a year as a year of callbacks
+        # would be (the page counts the last 24 hours): a day's slice of ids at a time.
+        top = int(s.scalar(text("SELECT coalesce(max(id), 0) FROM customers")) or 0)
+        step = top // 365 + 1
+        for day in range(365):
+            at = now - timedelta(days=day)
             s.execute(
                 text(
-                    "UPDATE inbox_events SET received_at = :at, next_attempt_at = :at"
-                    " WHERE status = 'done' AND id % 365 = :day"
-                ),
-                {"at": now - timedelta(days=day), "day": day},
+                    "INSERT INTO inbox_events (dedup_key, event, change_type, payload,"
+                    " received_at, status, attempts, next_attempt_at, duplicates)"
+                    " SELECT 'bench-' || id, 'change_external_contact', 'add_external_contact',"
+                    " '<xml/>', :at, 'done', 1, :at, 0 FROM customers"
+                    " WHERE id >= :lo AND id < :hi"
+                ).bindparams(bindparam("at", type_=UTCDateTime())),
+                {"at": at, "lo": day * step, "hi": (day + 1) * step},
             )
         for i in range(DEAD_LETTERS):
             s.add(
@@ -233,7 +230,7 @@ def _system_rows(db: Database) -> dict[str, Any]:
         for day in range(SYNC_RUNS):
             started = now - timedelta(days=day, minutes=5)
             job_runs.record(
-                s,
+                session=s,
                 job="sync",
                 trigger=job_runs.SCHEDULE,
                 started_at=started,

@@ -51,8 +51,8 @@ def summarize(result: object) -> dict[str, Any] | None:
 
 
 def record(
-    session: Session,
     *,
+    session: Session,
     job: str,
     trigger: str,
     started_at: datetime,
@@ -115,7 +115,7 @@ def _save(
     try:
         with db.write() as session:
             record(
-                session,
+                session=session,
                 job=job,
                 trigger=trigger,
                 started_at=started,
@@ -159,7 +159,7 @@ def _run(row: JobRun) -> Run:
     )
 
 
-def recent(session: Session, *, job: str, limit: int = 10) -> list[Run]:
+def recent(*, session: Session, job: str, limit: int = 10) -> list[Run]:
     """Return a job's newest runs first."""
     rows = session.scalars(
         select(JobRun).where(JobRun.job == job).order_by(JobRun.id.desc()).limit(limit)
@@ -167,7 +167,7 @@ def recent(session: Session, *, job: str, limit: int = 10) -> list[Run]:
     return [_run(r) for r in rows]
 
 
-def latest(session: Session, jobs: Sequence[str]) -> dict[str, Run]:
+def latest(jobs: Sequence[str], *, session: Session) -> dict[str, Run]:
     """Return the newest run of each of these jobs (jobs never run are absent)."""
     if not jobs:
         return {}

@@ -46,7 +46,7 @@ def dead_letter(served_db: Database) -> Iterator[int]:
         )
         session.add(event)
         job_runs.record(
-            session,
+            session=session,
             job="sync",
             trigger=job_runs.MANUAL,
             started_at=now - timedelta(seconds=7),

@@ -193,7 +193,7 @@ def test_the_scheduler_records_each_jobs_runs_and_the_page_shows_last_and_next(
     assert background.run_if_leader(ok)
     assert background.run_if_leader(ScheduledSpec("channel-stats", fails, lambda s: "* * * * *"))
     with db.read() as session:
-        runs = job_runs.latest(session, ["retier", "channel-stats", "sync"])
+        runs = job_runs.latest(["retier", "channel-stats", "sync"], session=session)
     assert set(runs) == {"retier", "channel-stats"}
     assert (runs["retier"].outcome, runs["retier"].trigger) == ("ok", "schedule")
     assert runs["retier"].summary == {"customers": 7, "names": 2}
@@ -475,7 +475,7 @@ def test_each_job_keeps_only_its_newest_runs(db: Database) -> None:
         for i in range(5):
             for job in ("channel-stats", "sync"):
                 job_runs.record(
-                    session,
+                    session=session,
                     job=job,
                     trigger=job_runs.SCHEDULE,
                     started_at=now,
@@ -486,7 +486,7 @@ def test_each_job_keeps_only_its_newest_runs(db: Database) -> None:
                 )
     with db.read() as session:
         kept = {
-            job: [r.summary["n"] for r in job_runs.recent(session, job=job)]
+            job: [r.summary["n"] for r in job_runs.recent(session=session, job=job)]
             for job in ("channel-stats", "sync")
         }
     assert kept == {"channel-stats": [4, 3, 2], "sync": [4, 3, 2]}

@@ -13,7 +13,7 @@ from bot.tags.replay import NotDeadError
 
 
 def replay_inbox_event(
-    session: Session, event_id: int, *, actor: str, role: str, address: str
+    event_id: int, *, session: Session, actor: str, role: str, address: str
 ) -> None:
     """Put one dead callback back in the queue (as `tagbot inbox replay ID`), audited."""
     event = session.get(InboxEvent, event_id)
@@ -36,12 +36,12 @@ def replay_inbox_event(
 
 
 def replay_outbox_operation(
-    session: Session, operation_id: int, *, actor: str, role: str, address: str
+    operation_id: int, *, session: Session, actor: str, role: str, address: str
 ) -> outbox_replay.Replayed:
     """Queue one dead tag write again (later writes to the same tags win), audited."""
     op = session.get(OutboxOperation, operation_id)
     before = {"status": op.status, "attempts": op.attempts, "error": op.last_error} if op else None
-    done = outbox_replay.replay_dead(session, operation_id)
+    done = outbox_replay.replay_dead(operation_id, session=session)
     audit.record(
         session,
         actor=actor,

@@ -35,7 +35,7 @@ class Replayed:
     dropped: int  # tag changes a later operation already decided
 
 
-def replay_dead(session: Session, operation_id: int) -> Replayed:
+def replay_dead(operation_id: int, *, session: Session) -> Replayed:
     """Queue a dead operation again with a fresh attempt budget (see the module's docstring)."""
     op = session.get(OutboxOperation, operation_id, with_for_update=True)
     if op is None:

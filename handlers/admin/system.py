@@ -33,8 +33,8 @@ def system_page() -> ResponseReturnValue:
     now = utcnow()
     jobs = planned(rt.settings, now=now)
     with rt.db.read() as session:
-        syncs = job_runs.recent(session, job=SYNC_JOB, limit=SYNC_RUNS_SHOWN)
-        last = job_runs.latest(session, [j.id for j in jobs])
+        syncs = job_runs.recent(session=session, job=SYNC_JOB, limit=SYNC_RUNS_SHOWN)
+        last = job_runs.latest([j.id for j in jobs], session=session)
         view = {
             "inbox": system.inbox_view(session=session, now=now),
             "outbox": system.outbox_view(session=session),
@@ -97,8 +97,8 @@ def replay_inbox(event_id: int) -> ResponseReturnValue:
     try:
         with rt.db.write() as session:
             replay_inbox_event(
-                session,
                 event_id,
+                session=session,
                 actor=web.actor,
                 role=web.role,
                 address=throttle.client_address(rt.settings.server),
@@ -121,8 +121,8 @@ def replay_outbox(operation_id: int) -> ResponseReturnValue:
     try:
         with rt.db.write() as session:
             replay_outbox_operation(
-                session,
                 operation_id,
+                session=session,
                 actor=web.actor,
                 role=web.role,
                 address=throttle.client_address(rt.settings.server),
