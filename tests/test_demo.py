@@ -37,7 +37,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "客户 53 位；本次层级变动" in out
     assert "      首次渠道：" in out
     # The console's address and both ways in.
-    console_line = next(line for line in out.splitlines() if "运营后台" in line)
+    console_line = next(line for line in out.splitlines() if line.startswith("  运营后台 "))
     assert "http://127.0.0.1:" in console_line
     assert "/admin/" in console_line
     assert "企业微信扫码登录" in console_line
