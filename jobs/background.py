@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from bot import heartbeat, leases, metrics
+from bot import heartbeat, job_runs, leases, metrics
 from bot.db.types import utcnow
 from bot.runtime import Runtime
 from bot.wakeone import WakeOne
@@ -140,7 +140,15 @@ class Background:
         """Run a scheduled job when this process holds the lease; return whether it ran."""
         if not self.leader.leads():
             return False
-        run_job(self.rt, spec.id, spec.run)
+        rt = self.rt
+        run_job(
+            rt,
+            spec.id,
+            # Recorded for the 系统 page (last run, outcome, counts); run_job logs a failure.
+            lambda _rt: job_runs.run_recorded(
+                rt.db, spec.id, job_runs.SCHEDULE, lambda: spec.run(rt)
+            ),
+        )
         return True
 
     def stop(self) -> None:

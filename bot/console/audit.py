@@ -17,6 +17,8 @@ ACTION_LABELS: dict[str, str] = {
     "logout": "退出",
     "login_refused": "拒绝登录",
     "sessions_revoked": "结束其他会话",
+    "inbox_replayed": "重放回调死信",
+    "outbox_replayed": "重放写入死信",
 }
 
 

@@ -740,6 +740,28 @@ class StaffAlert(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# --- scheduled jobs ---------------------------------------------------------------------
+
+
+class JobRun(Base):
+    """One finished run of a scheduled job or of a sync started by hand: when, outcome, counts.
+
+    Written once, when the run ends (bot/job_runs.py); the 系统 page lists them.
+    """
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index("ix_job_runs_job_id", "job", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job: Mapped[str] = mapped_column(String(64))  # sync | retier | channel-stats | outreach:<name>
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | manual
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | error
+    error: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the run's counts
+
+
 # --- operator console (/admin/) -----------------------------------------------------
 
 

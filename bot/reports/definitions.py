@@ -164,7 +164,7 @@ _ALL = (
     Definition(
         "push_failed",
         "推送失败",
-        "重试后仍失败、进入死信的打标签操作，可在“系统”页查看原因。",
+        "重试后仍失败、进入死信的打标签操作，可在“系统”页查看原因并重放。",
     ),
     Definition(
         "push_eta",
@@ -224,13 +224,125 @@ _ALL = (
     Definition(
         "outbox_dead",
         "写入死信",
-        "重试后仍写入失败的企业微信操作，可在“系统”页查看原因。",
+        "重试后仍写入失败的企业微信操作，可在“系统”页查看原因并重放。",
     ),
     Definition(
         "missed_welcomes",
         "未发出的欢迎语",
         "本进程启动以来，客户扫码添加后没能发出的欢迎语次数"
         "（欢迎语 code 已过期或发送失败）；重启后从 0 计。",
+    ),
+    Definition(
+        "inbox_pending",
+        "等待处理",
+        "已收到并应答、等待处理的回调（含等待重试的）。",
+    ),
+    Definition(
+        "inbox_processing",
+        "处理中",
+        "正被某个进程处理的回调；进程退出后会由其他进程接手。",
+    ),
+    Definition(
+        "inbox_done",
+        "24小时内已处理",
+        "最近 24 小时内收到（或最后一次重试）并已处理完成的回调；企业微信重复推送的同一事件只算一次。",
+    ),
+    Definition(
+        "inbox_ignored",
+        "24小时内已忽略",
+        "最近 24 小时内收到、与本系统无关而不需处理的回调。",
+    ),
+    Definition(
+        "outbox_pending",
+        "排队中",
+        "等待写入企业微信的打标签操作（含等待重试的）。",
+    ),
+    Definition(
+        "outbox_in_flight",
+        "发送中",
+        "已被进程取走、正在调用企业微信的打标签操作。",
+    ),
+    Definition(
+        "dead_attempts",
+        "尝试次数",
+        "进入死信前处理或发送的次数；重放后从 0 重新计数。",
+    ),
+    Definition(
+        "sync_runs",
+        "同步记录",
+        "每次与企业微信全量对账（定时任务或 tagbot sync）结束时记一条：开始时间、用时、结果和改动数。",
+    ),
+    Definition(
+        "sync_staff",
+        "员工",
+        "本次从企业微信读到的、配置了客户联系的员工数。",
+    ),
+    Definition(
+        "sync_customers",
+        "客户 新增/更新",
+        "本次新写入的客户数 / 资料有变化而更新的客户数。",
+    ),
+    Definition(
+        "sync_relations",
+        "跟进关系 新增/更新/流失",
+        "本次新发现的好友关系数 / 有变化的关系数 / 企业微信已不存在而标为流失的关系数。",
+    ),
+    Definition(
+        "sync_tags",
+        "客户标签 +/−",
+        "本次按企业微信补上的、去掉的客户标签数（员工在企业微信里手动改的标签）。",
+    ),
+    Definition(
+        "sync_calls",
+        "接口调用",
+        "本次对账调用企业微信接口的次数合计。",
+    ),
+    Definition(
+        "run_seconds",
+        "用时",
+        "从开始到结束的秒数。",
+    ),
+    Definition(
+        "job_last_run",
+        "上次运行",
+        "这个定时任务最近一次运行结束的时间与结果（成功 / 失败及原因）；从本版本起记录。",
+    ),
+    Definition(
+        "job_next_run",
+        "下次运行",
+        "按配置的 cron 表达式（配置时区）算出的下次运行时间；只有持有调度租约的进程会真正运行。",
+    ),
+    Definition(
+        "processes_alive",
+        "运行中的进程",
+        "最近 5 秒内有心跳的 tagbot 进程数（serve、worker、scheduler 各算一个）。",
+    ),
+    Definition(
+        "scheduler_owner",
+        "调度进程",
+        "当前持有调度租约、负责运行定时任务的进程（主机:进程号）；为空表示没有进程在运行定时任务。",
+    ),
+    Definition(
+        "live_sessions",
+        "当前有效会话",
+        "尚未退出、也未过期的后台登录会话数。",
+    ),
+    Definition(
+        "audit_total",
+        "操作日志",
+        "后台的登录、退出和每次修改的记录总数（谁、何时、改了什么、改前改后）。",
+    ),
+    Definition(
+        "config_findings",
+        "配置检查",
+        "与 tagbot check-config 相同的检查（读取运行中的配置与数据库，不做任何修改）："
+        "问题会让 check-config 失败，提醒不会。",
+    ),
+    Definition(
+        "sidebar_checks",
+        "侧边栏自检",
+        "聊天工具栏侧边栏上线所需的配置：能从配置和数据库判断的直接给出结果，"
+        "其余需在企业微信管理后台确认。",
     ),
     Definition(
         "wecom_calls",

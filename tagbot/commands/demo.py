@@ -26,7 +26,7 @@ from typing import Any
 import click
 from sqlalchemy import func, select
 
-from bot import staff_alerts
+from bot import job_runs, staff_alerts
 from bot.callbacks import inbox
 from bot.channels import lookup
 from bot.config import Settings, load_settings
@@ -47,6 +47,7 @@ from bot.ingest.service import import_file
 from bot.outreach.report import METHOD, campaign_results
 from bot.outreach.results import poll_results
 from bot.outreach.service import run_campaign
+from bot.reports.channel_stats import rollup
 from bot.runtime import Runtime, configure_logging
 from bot.tags import outbox
 from bot.tags.push import drain_all
@@ -546,13 +547,19 @@ class Demo:
     def sync(self) -> None:
         assert self.rt is not None
         with self.step("与企业微信全量对账（成员、标签库、客户关系），连续两次") as s:
-            first = run_sync(db=self.rt.db, wecom=self.rt.wecom)
+            rt = self.rt
+            # Recorded as `tagbot sync` records them: the console's 系统 page lists them.
+            first = job_runs.run_recorded(
+                rt.db, "sync", job_runs.MANUAL, lambda: run_sync(db=rt.db, wecom=rt.wecom)
+            )
             s.detail.append(
                 f"第一次：员工 {first.staff} 名，标签 {first.tags} 个，跟进关系 {first.relations} 条"
                 f"（新导入客户 {first.customers_added} 位，即接入前已有的老客户），"
                 f"企业微信调用 {first.total_calls} 次"
             )
-            second = run_sync(db=self.rt.db, wecom=self.rt.wecom)
+            second = job_runs.run_recorded(
+                rt.db, "sync", job_runs.MANUAL, lambda: run_sync(db=rt.db, wecom=rt.wecom)
+            )
             s.detail.append(
                 f"第二次：改动 {second.changed} 处（幂等），企业微信调用 {second.total_calls} 次"
             )
@@ -617,10 +624,6 @@ class Demo:
         click.echo("去哪里看：")
         s = self.rt.settings
         base = f"http://{s.server.host}:{s.server.port}"
-        click.echo(
-            f"  运营后台   {base}/admin/  （输入管理令牌 {s.server.admin_token.get_secret_value()} 登录；"
-            "或点「企业微信扫码登录」，在模拟器页面选 张伟（管理员）或 李娜（只读））"
-        )
         click.echo(f"  健康检查   {base}/healthz")
         click.echo(f"  指标       {base}/metrics")
         if sample:
@@ -634,6 +637,44 @@ class Demo:
         click.echo(
             f"  配置与数据 {self.workdir.resolve()}（config.toml、tagbot.db、orders.rejects.csv）"
         )
+
+    def console_lines(self, *, keep_running: bool) -> None:
+        """End with the console: its address, how to sign in, and whether it is still up."""
+        assert self.rt is not None
+        s = self.rt.settings
+        base = f"http://{s.server.host}:{s.server.port}"
+        token = s.server.admin_token.get_secret_value()
+        click.echo("")
+        click.echo("打开运营后台：")
+        click.echo(
+            f"  运营后台   {base}/admin/  （输入管理令牌 {token} 登录；"
+            "或点「企业微信扫码登录」，在模拟器页面选 张伟（管理员）或 李娜（只读））"
+        )
+        click.echo(f"  登录页     {base}/admin/login")
+        click.echo(f"  管理令牌   {token}")
+        click.echo(
+            f"  系统页     {base}/admin/system （同步记录、回调与写入死信、定时任务、配置检查）"
+        )
+        if keep_running:
+            click.echo("机器人与模拟器保持运行中（含定时任务），按 Ctrl-C 结束。")
+        else:
+            click.echo(
+                "演示结束后机器人随即停止，上面的地址将无法打开："
+                "加 --keep-running 重新运行，演示结束后保持运行，即可在浏览器里登录后台。"
+            )
+
+    def rollup(self) -> None:
+        """Count the day's adds and losses now, as the scheduler would every 10 minutes."""
+        assert self.rt is not None
+        rt = self.rt
+        job_runs.run_recorded(
+            rt.db, "channel-stats", job_runs.MANUAL, lambda: rollup(rt.db, tz=rt.settings.tz)
+        )
+
+    def start_scheduler(self) -> None:
+        """Run the scheduled jobs too, so a console kept running stays current."""
+        assert self._background is not None
+        self._background.start_scheduler()
 
 
 def _pct(values: list[float], p: int) -> float:
@@ -682,9 +723,12 @@ def demo(workdir: Path, n_customers: int, seed: int, keep_running: bool) -> None
         scenario.retier()
         runs = scenario.outreach()
         scenario.results(runs)
+        scenario.rollup()
         scenario.summary()
         if keep_running:
-            click.echo("\n机器人与模拟器保持运行中，按 Ctrl-C 结束。")
+            scenario.start_scheduler()
+        scenario.console_lines(keep_running=keep_running)
+        if keep_running:
             threading.Event().wait()
     finally:
         scenario.stop()
