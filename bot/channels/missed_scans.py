@@ -34,6 +34,7 @@ from bot.db.models import (
 )
 from bot.db.types import utcnow
 from bot.errors import TagbotError
+from bot.states import InboxStatus
 from bot.tags import catalogue, outbox
 from bot.tags.catalogue import TagPath
 from bot.tiering import touched
@@ -42,7 +43,7 @@ from bot.wecom.client import WeComClient
 log = logging.getLogger(__name__)
 
 ADD_EVENT = "add_external_contact"
-WAITING = ("pending", "processing")  # inbox statuses: the callback path will apply it
+WAITING = (InboxStatus.PENDING, InboxStatus.PROCESSING)  # the callback path will apply it
 CHUNK = 500  # relations per write transaction
 # Nobody waits for these (unlike a scan's own tags): the bulk lane, ahead of tier pushes.
 PRIORITY = outbox.INTERACTIVE - 1
