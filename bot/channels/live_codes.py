@@ -94,7 +94,8 @@ def _clean_users(users: Sequence[str], what: str) -> tuple[str, ...]:
         if u and u not in out:
             out.append(u)
     if len(out) > CONTACT_WAY_USERS_MAX:
-        raise ValidationError(f"{what}最多 100 人 / at most 100 {what}")
+        n = CONTACT_WAY_USERS_MAX
+        raise ValidationError(f"{what}最多 {n} 人 / at most {n} {what}")
     return tuple(out)
 
 
@@ -102,7 +103,8 @@ def check_state(state: str) -> str:
     """Refuse a state WeCom would refuse (over 30 characters) or that is awkward in URLs."""
     if not _STATE_RE.match(state):
         raise ValidationError(
-            f"state {state!r} 须为 1–30 个字母、数字、_-. / must be 1-30 letters, digits, _-."
+            f"state {state!r} 须为 1–{CONTACT_WAY_STATE_MAX} 个字母、数字、_-. / "
+            f"must be 1-{CONTACT_WAY_STATE_MAX} letters, digits, _-."
         )
     return state
 
@@ -110,7 +112,8 @@ def check_state(state: str) -> str:
 def check_spec(spec: ChannelSpec) -> ChannelSpec:
     name = spec.name.strip()
     if not name or len(name) > TAG_NAME_MAX:
-        raise ValidationError("渠道名须为 1–30 字 / channel name must be 1-30 characters")
+        n = TAG_NAME_MAX
+        raise ValidationError(f"渠道名须为 1–{n} 字 / channel name must be 1-{n} characters")
     staff = _clean_users(spec.staff, "接待成员")
     if not staff:
         raise ValidationError("至少需要一个接待成员 / --staff needs at least one userid")
