@@ -85,7 +85,7 @@ class Queue:
 
     def counts(self, session: Session) -> dict[str, int]:
         """Return how many rows are in each status."""
-        return count_by_status(session, self.table.c.status, self.statuses)
+        return count_by_status(self.table.c.status, self.statuses, session=session)
 
     def refresh_depth(self, rt: Runtime) -> None:
         """Set the depth gauge from the database (before each scrape)."""

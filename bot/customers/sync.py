@@ -131,7 +131,7 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
     userids = list(dict.fromkeys(wecom.get_follow_user_list()))
     report.staff = len(userids)
     with db.write() as session:
-        staff_ids = _sync_staff(session, userids, report)
+        staff_ids = _sync_staff(userids, report, session=session)
 
     groups = wecom.get_corp_tag_list()
     with db.write() as session:
@@ -159,7 +159,7 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
         # Only relations active before the first page can be lost: one a callback adds
         # while the pages are read is absent from them but very much alive.
         with db.read() as session:
-            before = _active_relations(session, chunk_staff)
+            before = _active_relations(chunk_staff, session=session)
         seen: set[int] = set()
         cursor = ""
         cursors: set[str] = set()
@@ -175,7 +175,7 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
             cursors.add(cursor)
         # Every page of these staff was read: what WeCom no longer lists is gone.
         with db.write() as session:
-            _mark_lost(session, before - seen, report)
+            _mark_lost(before - seen, report, session=session)
         progress("relations", min(start + STAFF_PER_CALL, len(userids)), len(userids))
 
     missed = missed_scans.apply_missed(db=db, wecom=wecom)
@@ -206,7 +206,7 @@ def _log_done(report: SyncReport) -> None:
     )
 
 
-def _sync_staff(session: Session, userids: Sequence[str], report: SyncReport) -> dict[str, int]:
+def _sync_staff(userids: Sequence[str], report: SyncReport, *, session: Session) -> dict[str, int]:
     """Add new staff, reactivate returning ones, deactivate those WeCom no longer lists."""
     known = {s.userid: s for s in session.scalars(select(Staff))}
     listed = set(userids)
@@ -243,20 +243,21 @@ def _apply_page_retrying(
     """Apply a page; retry once when a callback inserted the same customer meanwhile."""
     try:
         with db.write() as session:
-            return _apply_page(session, items, staff_ids, tag_ids, channels, report)
+            return _apply_page(items, staff_ids, tag_ids, channels, report, session=session)
     except IntegrityError:
         log.info("page raced with a concurrent writer; applying it again")
         with db.write() as session:
-            return _apply_page(session, items, staff_ids, tag_ids, channels, report)
+            return _apply_page(items, staff_ids, tag_ids, channels, report, session=session)
 
 
 def _apply_page(
-    session: Session,
     items: Sequence[ContactFollow],
     staff_ids: dict[str, int],
     tag_ids: dict[str | None, int],
     channels: dict[str, int],
     report: SyncReport,
+    *,
+    session: Session,
 ) -> set[int]:
     """Store one page of (customer, member) pairs; return the relation ids it holds."""
     exts = list({i.contact.external_userid for i in items if i.contact.external_userid})
@@ -395,7 +396,7 @@ def _changed(customer: Customer, item: ContactFollow) -> bool:
     ) or (customer.avatar, customer.corp_name) != (c.avatar, c.corp_name)
 
 
-def _active_relations(session: Session, staff_ids: Sequence[int]) -> set[int]:
+def _active_relations(staff_ids: Sequence[int], *, session: Session) -> set[int]:
     """Return the ids of these staff members' active relations."""
     return set(
         session.scalars(
@@ -406,7 +407,7 @@ def _active_relations(session: Session, staff_ids: Sequence[int]) -> set[int]:
     )
 
 
-def _mark_lost(session: Session, unseen: set[int], report: SyncReport) -> None:
+def _mark_lost(unseen: set[int], report: SyncReport, *, session: Session) -> None:
     """Mark relations WeCom no longer lists as lost (unless a callback already did)."""
     lost = sorted(unseen)
     now = utcnow()

@@ -186,7 +186,7 @@ def _apply(
             )
         report.deliveries[status] += len(ids)
     # Their reach metrics changed: the touched re-tier takes them soon (rules may read them).
-    touched.touch(session, changed)
+    touched.touch(changed, session=session)
     done = len(changed) == len(waiting)
     values = {"polled_at": now, "last_error": None}
     if done:
