@@ -42,12 +42,11 @@ from bot.db.types import utcnow
 from bot.errors import TagbotError
 from bot.tags import catalogue
 from bot.wecom.client import WeComClient, counting_calls
+from bot.wecom.limits import BATCH_GET_PAGE_MAX, BATCH_GET_USERS_MAX
 from bot.wecom.types import ContactFollow
 
 log = logging.getLogger("tagbot.sync")
 
-STAFF_PER_CALL = 100  # batch/get_by_user takes at most 100 userids
-PAGE_LIMIT = 100  # and returns at most 100 relations per page
 LEASE = "sync"
 LEASE_TTL = 15 * 60.0
 LOST_REASON = "sync"  # the relation was absent from WeCom's full list
@@ -153,8 +152,8 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
         channels = dict(session.execute(select(Channel.state, Channel.id)).all())
 
     progress("relations", 0, len(userids))
-    for start in range(0, len(userids), STAFF_PER_CALL):
-        chunk = userids[start : start + STAFF_PER_CALL]
+    for start in range(0, len(userids), BATCH_GET_USERS_MAX):
+        chunk = userids[start : start + BATCH_GET_USERS_MAX]
         chunk_staff = [staff_ids[u] for u in chunk]
         # Only relations active before the first page can be lost: one a callback adds
         # while the pages are read is absent from them but very much alive.
@@ -164,7 +163,7 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
         cursor = ""
         cursors: set[str] = set()
         while True:
-            items, cursor = wecom.batch_get_by_user(chunk, cursor, PAGE_LIMIT)
+            items, cursor = wecom.batch_get_by_user(chunk, cursor, BATCH_GET_PAGE_MAX)
             seen |= _apply_page_retrying(db, items, staff_ids, tag_ids, channels, report)
             try:
                 lease.renew()
@@ -176,7 +175,7 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
         # Every page of these staff was read: what WeCom no longer lists is gone.
         with db.write() as session:
             _mark_lost(before - seen, report, session=session)
-        progress("relations", min(start + STAFF_PER_CALL, len(userids)), len(userids))
+        progress("relations", min(start + BATCH_GET_USERS_MAX, len(userids)), len(userids))
 
     missed = missed_scans.apply_missed(db=db, wecom=wecom)
     report.missed_scans = missed.relations
