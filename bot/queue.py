@@ -21,9 +21,8 @@ from sqlalchemy.orm import Session
 
 from bot.db.queries import count_by_status
 from bot.db.types import utcnow
+from bot.states import QueueStatus
 
-PENDING = "pending"
-DEAD = "dead"
 ERROR_MAX = 4000
 
 
@@ -49,9 +48,9 @@ class Queue:
     def due(self, now: Any) -> ColumnElement[bool]:
         """SQL: rows pending and due, or held past their claim deadline."""
         c = self.table.c
-        due: ColumnElement[bool] = ((c.status == PENDING) & (c.next_attempt_at <= now)) | (
-            (c.status == self.taken) & (c.locked_until < now)
-        )
+        due: ColumnElement[bool] = (
+            (c.status == QueueStatus.PENDING) & (c.next_attempt_at <= now)
+        ) | ((c.status == self.taken) & (c.locked_until < now))
         return due
 
     def claim_deadline(self, now: datetime) -> datetime:
@@ -72,16 +71,20 @@ class Queue:
         dead = not retryable or attempts >= self.max_attempts
         values: dict[str, Any] = {"last_error": error[:ERROR_MAX], "locked_until": None, **extra}
         if dead:
-            values.update(status=DEAD, **{k: _value(v) for k, v in self.dead_values.items()})
+            values.update(
+                status=QueueStatus.DEAD, **{k: _value(v) for k, v in self.dead_values.items()}
+            )
         else:
             wait = backoff_seconds(attempts)
-            values.update(status=PENDING, next_attempt_at=utcnow() + timedelta(seconds=wait))
+            values.update(
+                status=QueueStatus.PENDING, next_attempt_at=utcnow() + timedelta(seconds=wait)
+            )
         session.execute(update(self.table).where(self.table.c.id == row_id).values(**values))
         return dead
 
     def counts(self, session: Session) -> dict[str, int]:
         """Return how many rows are in each status."""
-        return count_by_status(session, self.table.c.status, self.statuses)
+        return count_by_status(self.table.c.status, self.statuses, session=session)
 
     def refresh_depth(self, *, session: Session) -> None:
         """Set the depth gauge from the database (before each scrape)."""

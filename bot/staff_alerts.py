@@ -32,6 +32,7 @@ from bot.db.models import StaffAlert
 from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.queue import Queue
+from bot.states import AlertStatus
 from bot.wecom import budget
 from bot.wecom.client import WeComClient
 
@@ -44,11 +45,7 @@ MERGED_HEADS = {
     CUSTOMER_LOST: "{n} 位客户已将你删除：",
     TIER_ALERT: "{n} 条高价值客户提醒，建议电话回访：",
 }
-PENDING = "pending"
-SENDING = "sending"
-SENT = "sent"
-DEAD = "dead"
-STATUSES = (PENDING, SENDING, SENT, DEAD)
+STATUSES = tuple(s.value for s in AlertStatus)
 WINDOW_SECONDS = 10.0  # at most one message per member this often
 GATHER_SECONDS = 1.0  # a first alert waits this long for the rest of a burst
 MAX_NAMES = 20  # listed in a merged message; the rest are counted
@@ -71,7 +68,7 @@ METRICS = (ALERTS, MESSAGES, DEPTH)
 _T = cast(Table, StaffAlert.__table__)
 QUEUE = Queue(
     table=_T,
-    taken=SENDING,
+    taken=AlertStatus.SENDING,
     statuses=STATUSES,
     max_attempts=8,
     claim_seconds=60.0,
@@ -99,7 +96,7 @@ def enqueue(
         "subject": subject[:255],
         "text": text,
         "created_at": now,
-        "status": PENDING,
+        "status": AlertStatus.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "dedup_key": dedup_key,
@@ -162,7 +159,7 @@ def _claim(userid: str, now: datetime, *, session: Session) -> list[StaffAlert]:
         )
     )
     for row in rows:
-        row.status = SENDING
+        row.status = AlertStatus.SENDING
         row.attempts += 1
         row.locked_until = QUEUE.claim_deadline(now)
         # Stamped now, so the window holds even for a message whose send fails.
@@ -185,7 +182,7 @@ def _keeper(
                 raise leases.LeaseLostError(f"lease {LEASE} was taken over from {owner}")
             session.execute(
                 update(StaffAlert)
-                .where(StaffAlert.id.in_(ids), StaffAlert.status == SENDING)
+                .where(StaffAlert.id.in_(ids), StaffAlert.status == AlertStatus.SENDING)
                 .values(locked_until=QUEUE.claim_deadline(at))
             )
 
@@ -223,7 +220,7 @@ def _send(
         session.execute(
             update(StaffAlert)
             .where(StaffAlert.id.in_([r.id for r in rows]))
-            .values(status=SENT, locked_until=None, last_error=None)
+            .values(status=AlertStatus.SENT, locked_until=None, last_error=None)
         )
     MESSAGES.inc()
     ALERTS.labels("sent").inc()

@@ -12,6 +12,7 @@ from bot.callbacks import inbox
 from bot.channels import live_codes, lookup, welcome
 from bot.config import AttachmentSettings
 from bot.errors import ValidationError
+from bot.states import InboxStatus
 from bot.tags.catalogue import TagPath
 from handlers.auth import require_admin
 from handlers.context import runtime
@@ -135,7 +136,7 @@ def delete_channel(name: str) -> ResponseReturnValue:
 @require_admin
 def list_inbox() -> ResponseReturnValue:
     """Return inbox counts and events of one status (dead letters by default)."""
-    status = request.args.get("status", inbox.DEAD)
+    status = request.args.get("status", InboxStatus.DEAD.value)
     if status not in (*inbox.STATUSES, "all"):
         raise ValidationError(f"unknown status {status!r}")
     with runtime().db.read() as session:

@@ -58,8 +58,8 @@ def retier_touched(
     state = rt.local(_TouchedState)
     with state.lock:
         with rt.db.read() as session:
-            waiting = touched.pending(session, quiet=quiet)
-            ids, taken_at = touched.ready(session, limit=limit, quiet=quiet)
+            waiting = touched.pending(session=session, quiet=quiet)
+            ids, taken_at = touched.ready(session=session, limit=limit, quiet=quiet)
         if not ids:
             return 0
         if waiting > FULL_RUN_ABOVE:
@@ -69,7 +69,7 @@ def retier_touched(
             except RetierBusyError:
                 return 0
             with rt.db.write() as session:
-                touched.untouch_all(session, taken_at=taken_at)
+                touched.untouch_all(session=session, taken_at=taken_at)
             return waiting
         if state.engine is None:
             state.engine = MetricsEngine(rt.db, tz=rt.settings.app.timezone)
@@ -83,7 +83,7 @@ def retier_touched(
             state.engine = None
             raise
         with rt.db.write() as session:
-            touched.untouch(session, ids, taken_at=taken_at)
+            touched.untouch(ids, session=session, taken_at=taken_at)
         return len(ids)
 
 

@@ -315,7 +315,7 @@ def test_the_audit_list_pages_with_htmx(web: FlaskClient, db: Database) -> None:
 
     with db.write() as session:
         for i in range(60):
-            audit.record(session, actor=f"u{i}", role="admin", action="login")
+            audit.record(session=session, actor=f"u{i}", role="admin", action="login")
     sign_in_with_token(web)
     page = web.get("/admin/system").get_data(as_text=True)
     assert page.count('class="audit-row"') == 50

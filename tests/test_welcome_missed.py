@@ -10,10 +10,11 @@ import pytest
 import requests
 from sqlalchemy import update
 
-from bot.channels import live_codes, welcome
+from bot.channels import live_codes
 from bot.db.models import InboxEvent
 from bot.db.types import utcnow
 from bot.tags.catalogue import TagPath
+from bot.wecom import limits
 from jobs.inbox import INBOX_WORKER
 from tests.support.configs import settings_for
 from tests.support.live import LiveServer
@@ -69,7 +70,7 @@ def test_a_welcome_expired_in_the_backlog_is_counted_logged_and_on_healthz(
         session.execute(
             update(InboxEvent)
             .where(InboxEvent.payload.contains(late.external_userid))
-            .values(received_at=utcnow() - timedelta(seconds=welcome.CODE_LIFETIME + 5))
+            .values(received_at=utcnow() - timedelta(seconds=limits.WELCOME_CODE_SECONDS + 5))
         )
     with caplog.at_level(logging.WARNING, logger="bot.channels.welcome"):
         while INBOX_WORKER.step(rt):

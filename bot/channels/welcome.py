@@ -29,15 +29,13 @@ from bot.tags import catalogue
 from bot.tags.catalogue import TagPath
 from bot.wecom.client import WeComClient
 from bot.wecom.events import CallbackEvent
+from bot.wecom.limits import ATTACHMENTS_MAX, WELCOME_CODE_SECONDS, WELCOME_TEXT_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
 ALREADY_SENT = 41051  # the customer already got a welcome or a chat started: done
 OTHER_APP_SENDING = 41096  # another app holds the code for now; may retry within 20 s
 NO_RELATION = 84061  # the customer deleted the member before the welcome went out
-CODE_LIFETIME = 20.0
-TEXT_MAX_BYTES = 4000
-ATTACHMENTS_MAX = 9
 
 OUTCOMES = Counter(
     "tagbot_welcome_total", "Welcome messages by outcome", ["outcome"], registry=None
@@ -97,7 +95,7 @@ def attachment_from_settings(a: AttachmentSettings) -> dict[str, Any]:
 
 def check_template(text: str, attachments: Sequence[Mapping[str, Any]]) -> None:
     """Refuse a welcome WeCom would refuse: text over 4000 bytes or over 9 attachments."""
-    if len(text.encode()) > TEXT_MAX_BYTES:
+    if len(text.encode()) > WELCOME_TEXT_MAX_BYTES:
         raise ValidationError("欢迎语超过 4000 字节 / welcome text over 4000 bytes")
     if len(attachments) > ATTACHMENTS_MAX:
         raise ValidationError("欢迎语附件最多 9 个 / at most 9 attachments")
@@ -129,13 +127,13 @@ def send(
     if not text and not attachments:
         OUTCOMES.labels("empty").inc()
         return "empty"
-    if _age(received_at) >= CODE_LIFETIME:
+    if _age(received_at) >= WELCOME_CODE_SECONDS:
         # A backlog (or a replay) made us too late: WeCom would answer 41050. Skipping
         # the call keeps the quota and the time for welcomes that can still make it.
         OUTCOMES.labels("expired").inc()
         return "expired"
     # WeCom starts the 20 s when it sends the callback; our arrival time is the best proxy.
-    deadline = time.monotonic() + CODE_LIFETIME - 1.0 - _age(received_at)
+    deadline = time.monotonic() + WELCOME_CODE_SECONDS - 1.0 - _age(received_at)
     delay = 0.1
     while True:
         try:

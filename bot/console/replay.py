@@ -8,6 +8,7 @@ from bot.callbacks import inbox
 from bot.console import audit
 from bot.db.models import InboxEvent, OutboxOperation
 from bot.errors import NotFoundError
+from bot.states import InboxStatus
 from bot.tags import replay as outbox_replay
 from bot.tags.replay import NotDeadError
 
@@ -19,18 +20,18 @@ def replay_inbox_event(
     event = session.get(InboxEvent, event_id)
     if event is None:
         raise NotFoundError(f"回调 #{event_id} 不存在 / no such inbox event")
-    if event.status != inbox.DEAD:
+    if event.status != InboxStatus.DEAD:
         raise NotDeadError(f"回调 #{event_id} 不是死信（状态 {event.status}），无需重放")
     before = {"status": event.status, "attempts": event.attempts, "error": event.last_error}
     inbox.replay([event_id], session=session)
     audit.record(
-        session,
+        session=session,
         actor=actor,
         role=role,
         action="inbox_replayed",
         target=f"inbox#{event_id}",
         before=before,
-        after={"status": inbox.PENDING, "attempts": 0},
+        after={"status": InboxStatus.PENDING, "attempts": 0},
         address=address,
     )
 
@@ -43,7 +44,7 @@ def replay_outbox_operation(
     before = {"status": op.status, "attempts": op.attempts, "error": op.last_error} if op else None
     done = outbox_replay.replay_dead(operation_id, session=session)
     audit.record(
-        session,
+        session=session,
         actor=actor,
         role=role,
         action="outbox_replayed",

@@ -98,7 +98,7 @@ def _store_contact(
         seen = {t.id for t in catalogue.record_seen(session, follow.tags)}
     if follow is not None or marked:
         seen |= set(marked)  # what we just added ourselves (the fetch predates it)
-        contacts.set_relation_tags(session, relation.id, seen)
+        contacts.set_relation_tags(relation.id, seen, session=session)
     return customer, relation, seen
 
 
@@ -181,7 +181,7 @@ def on_add(
         )
         # A new friend's tiers (潜在客户, 首次渠道, staff_count…) follow within the minute,
         # not at the next nightly run: the touched re-tier takes them from here.
-        touched.touch(session, [customer.id])
+        touched.touch([customer.id], session=session)
         if ctx is not None:
             # Whatever the direct call could not do goes to the outbox, which retries.
             missing = [t for t in tag_ids if t not in have]

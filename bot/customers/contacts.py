@@ -90,7 +90,7 @@ _INSERTS = {
 }
 
 
-def _insert(session: Session, model: type[_Row], values: dict[str, Any]) -> _Row:
+def _insert(model: type[_Row], values: dict[str, Any], *, session: Session) -> _Row:
     """INSERT one row in Core and return it as a persistent ORM object.
 
     An ORM flush of one new object costs about twice the CPU of the INSERT itself.
@@ -100,7 +100,7 @@ def _insert(session: Session, model: type[_Row], values: dict[str, Any]) -> _Row
     obj = model(**row._mapping)
     make_transient_to_detached(obj)  # the row exists: let the session track it, not add it
     session.add(obj)
-    _news(session).add((model.__tablename__, row.id))
+    _news(session=session).add((model.__tablename__, row.id))
     return obj
 
 
@@ -111,14 +111,14 @@ def _insert(session: Session, model: type[_Row], values: dict[str, Any]) -> _Row
 _NEWS = "tagbot.contacts.inserted"
 
 
-def _news(session: Session) -> set[tuple[str, int]]:
+def _news(*, session: Session) -> set[tuple[str, int]]:
     news: set[tuple[str, int]] = session.info.setdefault(_NEWS, set())
     return news
 
 
-def _first_look(session: Session, parent: str, parent_id: int, children: str) -> bool:
+def _first_look(parent: str, parent_id: int, children: str, *, session: Session) -> bool:
     """Tell whether `parent` was inserted here and its `children` were not looked up yet."""
-    news = _news(session)
+    news = _news(session=session)
     first = (parent, parent_id) in news and (children, parent_id) not in news
     news.add((children, parent_id))  # from now on, look
     return first
@@ -157,7 +157,9 @@ def upsert_customer(
     changes = {attr: value for attr, value in given.items() if value is not None}
     customer = get_customer(external_userid, session=session)
     if customer is None:
-        customer = _insert(session, Customer, {"external_userid": external_userid, **changes})
+        customer = _insert(
+            Customer, {"external_userid": external_userid, **changes}, session=session
+        )
         link_orphans(customer, session=session)
         return customer
     old_unionid = customer.unionid
@@ -181,13 +183,13 @@ def link_orphans(customer: Customer, *, session: Session) -> int:
         if any_rows:
             linked += session.execute(stmt, params).rowcount  # type: ignore[attr-defined]
     if linked:  # orders that arrived before the customer scanned: tier them now
-        touch(session, [customer.id])
+        touch([customer.id], session=session)
     return linked
 
 
 def link_all_orphans(*, session: Session) -> int:
     """Link every orphan row whose customer is now known, in one statement per table."""
-    return _link(session, None, None)
+    return _link(None, None, session=session)
 
 
 def link_orphans_of(
@@ -196,10 +198,10 @@ def link_orphans_of(
     """Link orphan rows carrying any of these ids: one statement per table for a batch."""
     if not external_userids and not unionids:
         return 0
-    return _link(session, external_userids, unionids)
+    return _link(external_userids, unionids, session=session)
 
 
-def _link(session: Session, exts: Sequence[str] | None, unions: Sequence[str] | None) -> int:
+def _link(exts: Sequence[str] | None, unions: Sequence[str] | None, *, session: Session) -> int:
     linked = 0
     for model in ORPHAN_TABLES:
         scope = []
@@ -269,14 +271,14 @@ def upsert_relation(
         changes["channel_id"] = channel_id  # None too: the caller says "no channel"
     relation = (
         None
-        if _first_look(session, "customers", customer.id, "relations_of")
+        if _first_look("customers", customer.id, "relations_of", session=session)
         else session.scalars(
             _RELATION, {"staff_id": staff_id, "customer_id": customer.id}
         ).one_or_none()
     )
     if relation is None:
         values = {"staff_id": staff_id, "customer_id": customer.id, "status": "active"}
-        return _insert(session, FollowRelation, values | changes)
+        return _insert(FollowRelation, values | changes, session=session)
     for attr, value in changes.items():
         if getattr(relation, attr) != value:
             setattr(relation, attr, value)
@@ -343,11 +345,11 @@ _DROP_RELATION_TAGS = delete(_RT).where(
 )
 
 
-def set_relation_tags(session: Session, relation_id: int, wanted: set[int]) -> None:
+def set_relation_tags(relation_id: int, wanted: set[int], *, session: Session) -> None:
     """Record exactly these tags (our ids) as the ones WeCom has on the relation."""
     have: set[int] = (
         set()
-        if _first_look(session, "follow_relations", relation_id, "tags_of")
+        if _first_look("follow_relations", relation_id, "tags_of", session=session)
         else set(session.scalars(_RELATION_TAG_IDS, {"relation_id": relation_id}))
     )
     gone = have - wanted

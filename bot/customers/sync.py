@@ -42,12 +42,11 @@ from bot.db.types import utcnow
 from bot.errors import TagbotError
 from bot.tags import catalogue
 from bot.wecom.client import WeComClient, counting_calls
+from bot.wecom.limits import BATCH_GET_PAGE_MAX, BATCH_GET_USERS_MAX
 from bot.wecom.types import ContactFollow
 
 log = logging.getLogger("tagbot.sync")
 
-STAFF_PER_CALL = 100  # batch/get_by_user takes at most 100 userids
-PAGE_LIMIT = 100  # and returns at most 100 relations per page
 LEASE = "sync"
 LEASE_TTL = 15 * 60.0
 LOST_REASON = "sync"  # the relation was absent from WeCom's full list
@@ -131,7 +130,7 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
     userids = list(dict.fromkeys(wecom.get_follow_user_list()))
     report.staff = len(userids)
     with db.write() as session:
-        staff_ids = _sync_staff(session, userids, report)
+        staff_ids = _sync_staff(userids, report, session=session)
 
     groups = wecom.get_corp_tag_list()
     with db.write() as session:
@@ -153,18 +152,18 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
         channels = dict(session.execute(select(Channel.state, Channel.id)).all())
 
     progress("relations", 0, len(userids))
-    for start in range(0, len(userids), STAFF_PER_CALL):
-        chunk = userids[start : start + STAFF_PER_CALL]
+    for start in range(0, len(userids), BATCH_GET_USERS_MAX):
+        chunk = userids[start : start + BATCH_GET_USERS_MAX]
         chunk_staff = [staff_ids[u] for u in chunk]
         # Only relations active before the first page can be lost: one a callback adds
         # while the pages are read is absent from them but very much alive.
         with db.read() as session:
-            before = _active_relations(session, chunk_staff)
+            before = _active_relations(chunk_staff, session=session)
         seen: set[int] = set()
         cursor = ""
         cursors: set[str] = set()
         while True:
-            items, cursor = wecom.batch_get_by_user(chunk, cursor, PAGE_LIMIT)
+            items, cursor = wecom.batch_get_by_user(chunk, cursor, BATCH_GET_PAGE_MAX)
             seen |= _apply_page_retrying(db, items, staff_ids, tag_ids, channels, report)
             try:
                 lease.renew()
@@ -175,8 +174,8 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
             cursors.add(cursor)
         # Every page of these staff was read: what WeCom no longer lists is gone.
         with db.write() as session:
-            _mark_lost(session, before - seen, report)
-        progress("relations", min(start + STAFF_PER_CALL, len(userids)), len(userids))
+            _mark_lost(before - seen, report, session=session)
+        progress("relations", min(start + BATCH_GET_USERS_MAX, len(userids)), len(userids))
 
     missed = missed_scans.apply_missed(db=db, wecom=wecom)
     report.missed_scans = missed.relations
@@ -206,7 +205,7 @@ def _log_done(report: SyncReport) -> None:
     )
 
 
-def _sync_staff(session: Session, userids: Sequence[str], report: SyncReport) -> dict[str, int]:
+def _sync_staff(userids: Sequence[str], report: SyncReport, *, session: Session) -> dict[str, int]:
     """Add new staff, reactivate returning ones, deactivate those WeCom no longer lists."""
     known = {s.userid: s for s in session.scalars(select(Staff))}
     listed = set(userids)
@@ -243,20 +242,21 @@ def _apply_page_retrying(
     """Apply a page; retry once when a callback inserted the same customer meanwhile."""
     try:
         with db.write() as session:
-            return _apply_page(session, items, staff_ids, tag_ids, channels, report)
+            return _apply_page(items, staff_ids, tag_ids, channels, report, session=session)
     except IntegrityError:
         log.info("page raced with a concurrent writer; applying it again")
         with db.write() as session:
-            return _apply_page(session, items, staff_ids, tag_ids, channels, report)
+            return _apply_page(items, staff_ids, tag_ids, channels, report, session=session)
 
 
 def _apply_page(
-    session: Session,
     items: Sequence[ContactFollow],
     staff_ids: dict[str, int],
     tag_ids: dict[str | None, int],
     channels: dict[str, int],
     report: SyncReport,
+    *,
+    session: Session,
 ) -> set[int]:
     """Store one page of (customer, member) pairs; return the relation ids it holds."""
     exts = list({i.contact.external_userid for i in items if i.contact.external_userid})
@@ -395,7 +395,7 @@ def _changed(customer: Customer, item: ContactFollow) -> bool:
     ) or (customer.avatar, customer.corp_name) != (c.avatar, c.corp_name)
 
 
-def _active_relations(session: Session, staff_ids: Sequence[int]) -> set[int]:
+def _active_relations(staff_ids: Sequence[int], *, session: Session) -> set[int]:
     """Return the ids of these staff members' active relations."""
     return set(
         session.scalars(
@@ -406,7 +406,7 @@ def _active_relations(session: Session, staff_ids: Sequence[int]) -> set[int]:
     )
 
 
-def _mark_lost(session: Session, unseen: set[int], report: SyncReport) -> None:
+def _mark_lost(unseen: set[int], report: SyncReport, *, session: Session) -> None:
     """Mark relations WeCom no longer lists as lost (unless a callback already did)."""
     lost = sorted(unseen)
     now = utcnow()

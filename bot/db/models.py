@@ -26,6 +26,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from bot.db.types import BigIntPK, Money, UTCDateTime, utcnow
+from bot.states import (
+    AlertStatus,
+    DeliveryStatus,
+    InboxStatus,
+    OutboxStatus,
+    RunStatus,
+    TaskStatus,
+)
 
 # Deterministic constraint names so migrations are portable between SQLite and PostgreSQL.
 NAMING = {
@@ -472,7 +480,7 @@ class InboxEvent(Base):
     payload: Mapped[str] = mapped_column(Text)  # the decrypted XML, as received
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # pending | processing | done | ignored | dead
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=InboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -508,7 +516,7 @@ class OutboxOperation(Base):
     # Higher drains first: interactive changes above every bulk push, then by customer value.
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # pending | in_flight | done | dead
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -562,7 +570,7 @@ class CampaignRun(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(16))
     trigger: Mapped[str] = mapped_column(String(16), default="manual")  # manual | schedule
-    status: Mapped[str] = mapped_column(String(16), default="planned", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.PLANNED, index=True)
     as_of: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -602,7 +610,7 @@ class CampaignTask(Base):
     batch: Mapped[int] = mapped_column(Integer, default=0)
     text: Mapped[str] = mapped_column(Text, default="")
     customers: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.PENDING)
     msgid: Mapped[str | None] = mapped_column(String(128), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -644,7 +652,7 @@ class CampaignDelivery(Base):
     task_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaign_tasks.id", ondelete="SET NULL")
     )
-    status: Mapped[str] = mapped_column(String(16), default="planned")
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PLANNED)
     send_status: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -732,7 +740,7 @@ class StaffAlert(Base):
     text: Mapped[str] = mapped_column(Text)  # the full alert when it goes out alone
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # pending | sending | sent | dead
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=AlertStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

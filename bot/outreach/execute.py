@@ -26,15 +26,12 @@ from bot.outreach import claims, follow_up, group_message, task_plan, webhook
 from bot.outreach.claims import Claimed, Clock
 from bot.outreach.quiet import quiet_hours
 from bot.runtime import Runtime
+from bot.states import RunStatus, TaskStatus
+from bot.wecom.limits import MSG_TEMPLATE_CUSTOMERS_MAX
 
 log = logging.getLogger(__name__)
 
-PLANNED = "planned"
-HELD = "held"
-SENDING = "sending"
-DONE = "done"
-FAILED = "failed"
-STARTABLE = (PLANNED, HELD)
+STARTABLE = (RunStatus.PLANNED, RunStatus.HELD)
 PLANNED_GRACE = timedelta(minutes=5)  # a run left planned this long lost its dispatcher
 
 
@@ -48,7 +45,7 @@ class Action:
 
 
 ACTIONS: dict[str, Action] = {
-    claims.GROUP_MESSAGE: Action(task_plan.BATCH_MAX, group_message.perform),
+    claims.GROUP_MESSAGE: Action(MSG_TEMPLATE_CUSTOMERS_MAX, group_message.perform),
     claims.FOLLOW_UP: Action(None, follow_up.perform),
     claims.WEBHOOK: Action(webhook.BATCH_SIZE, webhook.perform, by_staff=False),
 }
@@ -86,9 +83,9 @@ def _fail_run(rt: Runtime, run_id: int, error: str, now: datetime) -> str:
     with rt.db.write() as session:
         run = session.get(CampaignRun, run_id, with_for_update=True)
         if run is not None and run.status in STARTABLE:
-            run.status, run.error, run.finished_at = FAILED, error, now
+            run.status, run.error, run.finished_at = RunStatus.FAILED, error, now
     log.warning("campaign run %d failed: %s", run_id, error)
-    return FAILED
+    return RunStatus.FAILED
 
 
 def prepare_run(rt: Runtime, run_id: int, *, clock: Clock = utcnow) -> str:
@@ -118,7 +115,7 @@ def _start(rt: Runtime, run_id: int, name: str, action: str, now: datetime) -> s
     with rt.db.write() as session:
         run = session.get(CampaignRun, run_id, with_for_update=True)
         if run is None or run.status not in STARTABLE:
-            return run.status if run is not None else FAILED  # another process started it
+            return run.status if run is not None else RunStatus.FAILED  # another process started it
         made = task_plan.create_tasks(
             session,
             run,
@@ -127,9 +124,9 @@ def _start(rt: Runtime, run_id: int, name: str, action: str, now: datetime) -> s
             now=now,
             by_staff=kind.by_staff,
         )
-        run.status = SENDING
+        run.status = RunStatus.SENDING
         log.info("campaign %s run %d: %d tasks", name, run_id, made)
-    return SENDING
+    return RunStatus.SENDING
 
 
 def _perform(rt: Runtime, task: Claimed, clock: Clock) -> None:
@@ -144,7 +141,7 @@ def _perform(rt: Runtime, task: Claimed, clock: Clock) -> None:
 
 def finish_runs(session: Session, now: datetime, run_ids: set[int] | None = None) -> int:
     """Mark `sending` runs whose every task is final as done (failed: all failed)."""
-    query = select(CampaignRun).where(CampaignRun.status == SENDING)
+    query = select(CampaignRun).where(CampaignRun.status == RunStatus.SENDING)
     if run_ids is not None:
         query = query.where(CampaignRun.id.in_(run_ids))
     finished = 0
@@ -156,11 +153,11 @@ def finish_runs(session: Session, now: datetime, run_ids: set[int] | None = None
                 .group_by(CampaignTask.status)
             ).all()
         )
-        if counts.get(claims.PENDING) or counts.get(claims.CALLING):
+        if counts.get(TaskStatus.PENDING) or counts.get(TaskStatus.CALLING):
             continue
-        failed = counts.get(claims.FAILED, 0)
+        failed = counts.get(TaskStatus.FAILED, 0)
         total = sum(counts.values())
-        run.status = FAILED if total and failed == total else DONE
+        run.status = RunStatus.FAILED if total and failed == total else RunStatus.DONE
         run.error = f"{failed} of {total} tasks failed" if failed else None
         run.finished_at = now
         finished += 1
@@ -207,12 +204,12 @@ def dispatch_run(rt: Runtime, run_id: int, *, clock: Clock = utcnow) -> str:
         if quiet is not None and quiet.is_quiet(now):
             with rt.db.write() as session:
                 row = session.get(CampaignRun, run_id, with_for_update=True)
-                if row is not None and row.status == PLANNED:
-                    row.status = HELD
+                if row is not None and row.status == RunStatus.PLANNED:
+                    row.status = RunStatus.HELD
             log.info("campaign run %d held until %s", run_id, quiet.ends_at(now))
-            return HELD
+            return RunStatus.HELD
         status = _start(rt, run_id, name, action, now)
-    if status == SENDING:
+    if status == RunStatus.SENDING:
         perform_due(rt, run_id=run_id, clock=clock)
         with rt.db.read() as session:
             status = _run_row(session, run_id)[0].status
@@ -230,9 +227,9 @@ def release_held(rt: Runtime, *, clock: Clock = utcnow) -> int:
             session.scalars(
                 select(CampaignRun.id)
                 .where(
-                    (CampaignRun.status == HELD)
+                    (CampaignRun.status == RunStatus.HELD)
                     | (
-                        (CampaignRun.status == PLANNED)
+                        (CampaignRun.status == RunStatus.PLANNED)
                         & (CampaignRun.started_at < now - PLANNED_GRACE)
                     )
                 )

@@ -19,6 +19,7 @@ from bot.outreach import audience_rows, claims
 from bot.outreach.claims import Claimed, Clock
 from bot.runtime import Runtime
 from bot.staff_alerts import TEXT_MAX_BYTES
+from bot.states import DeliveryStatus, TaskStatus
 from bot.wecom.client import NETWORK_ERROR
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,12 @@ def perform(rt: Runtime, task: Claimed, campaign: CampaignSettings, clock: Clock
         if task.sender in result.invalid_users:
             claims.fail(session, task, f"WeCom cannot reach member {task.sender}", clock())
             return
-        if claims.finish(session, task, claims.SENT, clock()):
+        if claims.finish(session, task, TaskStatus.SENT, clock()):
             session.execute(
                 update(CampaignDelivery)
-                .where(CampaignDelivery.task_id == task.id, CampaignDelivery.status == "queued")
-                .values(status="notified", sent_at=clock())
+                .where(
+                    CampaignDelivery.task_id == task.id,
+                    CampaignDelivery.status == DeliveryStatus.QUEUED,
+                )
+                .values(status=DeliveryStatus.NOTIFIED, sent_at=clock())
             )

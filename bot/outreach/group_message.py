@@ -25,7 +25,9 @@ from bot.errors import ValidationError, WeComError
 from bot.outreach import audience_rows, claims
 from bot.outreach.claims import Claimed, Clock
 from bot.runtime import Runtime
-from bot.wecom.client import GROUPMSG_LIST_SPAN, NETWORK_ERROR
+from bot.states import DeliveryStatus, TaskStatus
+from bot.wecom.client import NETWORK_ERROR
+from bot.wecom.limits import GROUPMSG_LIST_SPAN_SECONDS
 from bot.wecom.types import GroupMsg
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ def _record_created(
     session: Session, task: Claimed, msgid: str, fail_list: Sequence[str], clock: Clock
 ) -> None:
     """Store the msgid; deliveries `created` (fail_list: `failed`); queue the sender's notice."""
-    if not claims.finish(session, task, claims.CREATED, clock(), msgid=msgid):
+    if not claims.finish(session, task, TaskStatus.CREATED, clock(), msgid=msgid):
         return
     if fail_list:
         failed_ids = select(Customer.id).where(Customer.external_userid.in_(list(fail_list)))
@@ -52,20 +54,24 @@ def _record_created(
             update(CampaignDelivery)
             .where(
                 CampaignDelivery.task_id == task.id,
-                CampaignDelivery.status == "queued",
+                CampaignDelivery.status == DeliveryStatus.QUEUED,
                 CampaignDelivery.customer_id.in_(failed_ids),
             )
-            .values(status="failed")
+            .values(status=DeliveryStatus.FAILED)
         )
     session.execute(
         update(CampaignDelivery)
-        .where(CampaignDelivery.task_id == task.id, CampaignDelivery.status == "queued")
-        .values(status="created")
+        .where(
+            CampaignDelivery.task_id == task.id, CampaignDelivery.status == DeliveryStatus.QUEUED
+        )
+        .values(status=DeliveryStatus.CREATED)
     )
     n = session.scalar(
         select(func.count())
         .select_from(CampaignDelivery)
-        .where(CampaignDelivery.task_id == task.id, CampaignDelivery.status == "created")
+        .where(
+            CampaignDelivery.task_id == task.id, CampaignDelivery.status == DeliveryStatus.CREATED
+        )
     )
     if n:
         subject, text = notice_text(int(n), audience_rows.tier_label(session, task.id))
@@ -125,7 +131,7 @@ def _resolve(rt: Runtime, task: Claimed, clock: Clock) -> GroupMsg | None:
     start = int((task.attempted_at.astimezone(UTC) - RESOLVE_SLACK).timestamp())
     end = int((max(clock(), utcnow()) + RESOLVE_SLACK).timestamp())
     listed = rt.wecom.get_groupmsg_list_v2(
-        start_time=max(start, end - GROUPMSG_LIST_SPAN), end_time=end, creator=task.sender
+        start_time=max(start, end - GROUPMSG_LIST_SPAN_SECONDS), end_time=end, creator=task.sender
     )
     same = sorted((m for m in listed if m.text == task.text), key=lambda m: m.create_time)
     with rt.db.read() as session:

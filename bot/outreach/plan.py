@@ -45,6 +45,7 @@ from bot.outreach.audience import (
 )
 from bot.outreach.checks import parse_when
 from bot.runtime import Runtime
+from bot.states import DeliveryStatus, RunStatus
 
 Trigger = Literal["manual", "schedule"]
 LEASE = "outreach-plan"
@@ -52,7 +53,12 @@ LEASE_TTL = 600.0  # longer than any plan; a holder that died frees it after thi
 MESSAGE_ACTIONS = ("group_message", "webhook")  # what reaches the customer and is capped
 # Deliveries that never reached the customer do not count against caps: failed, not a
 # friend, over WeCom's quota (another 群发 got there first), never confirmed by the member.
-NOT_RECEIVED = ("failed", "not_friend", "over_quota", "unconfirmed")
+NOT_RECEIVED = (
+    DeliveryStatus.FAILED,
+    DeliveryStatus.NOT_FRIEND,
+    DeliveryStatus.OVER_QUOTA,
+    DeliveryStatus.UNCONFIRMED,
+)
 HASH_BUCKETS = 10_000
 
 
@@ -292,7 +298,7 @@ def record(rt: Runtime, campaign: CampaignSettings, plan: RunPlan) -> int:
             campaign_id=row.id,
             action=campaign.action,
             trigger=plan.trigger,
-            status="planned",
+            status=RunStatus.PLANNED,
             as_of=plan.as_of,
             transitions_upto=plan.transitions_upto,
             audience=plan.audience,
@@ -311,7 +317,7 @@ def record(rt: Runtime, campaign: CampaignSettings, plan: RunPlan) -> int:
                 "arm": arm,
                 "tier": c.tier,
                 "staff_userid": c.staff_userid,
-                "status": "planned" if arm == "treatment" else "holdout",
+                "status": DeliveryStatus.PLANNED if arm == "treatment" else DeliveryStatus.HOLDOUT,
             }
             for arm, members in (("treatment", plan.treatment), ("holdout", plan.holdout))
             for c in members

@@ -30,6 +30,7 @@ from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.runtime import Runtime
+from bot.states import DeliveryStatus, TaskStatus
 from bot.tiering import touched
 from bot.wecom.types import GroupMsgSendResult, GroupMsgTask
 
@@ -44,9 +45,11 @@ UPDATE_CHUNK = 1000  # delivery ids per UPDATE statement
 STILL_DISPATCHING = 41063
 
 # WeCom's per-customer send status -> the delivery's status (0 stays `created`).
-SEND_STATUSES = {1: "sent", 2: "not_friend", 3: "over_quota"}
-CREATED = "created"
-UNCONFIRMED = "unconfirmed"
+SEND_STATUSES: dict[int, str] = {
+    1: DeliveryStatus.SENT,
+    2: DeliveryStatus.NOT_FRIEND,
+    3: DeliveryStatus.OVER_QUOTA,
+}
 MEMBER_SENT = 2  # get_groupmsg_task: the member confirmed the task
 
 
@@ -85,7 +88,7 @@ def _due(session: Session, now: datetime, limit: int) -> list[_Due]:
         )
         .where(
             CampaignTask.kind == "group_message",
-            CampaignTask.status == CREATED,
+            CampaignTask.status == TaskStatus.CREATED,
             CampaignTask.results_final.is_(False),
             CampaignTask.msgid.is_not(None),
             CampaignTask.next_attempt_at <= now,
@@ -145,7 +148,9 @@ def _apply(
     waiting = session.execute(
         select(CampaignDelivery.id, CampaignDelivery.customer_id, Customer.external_userid)
         .join(Customer, Customer.id == CampaignDelivery.customer_id)
-        .where(CampaignDelivery.task_id == task.id, CampaignDelivery.status == CREATED)
+        .where(
+            CampaignDelivery.task_id == task.id, CampaignDelivery.status == DeliveryStatus.CREATED
+        )
     ).all()
     groups: dict[tuple[str, int | None, datetime | None], list[int]] = defaultdict(list)
     changed: list[int] = []
@@ -155,13 +160,15 @@ def _apply(
         if status is not None and row is not None:
             sent_at = (
                 datetime.fromtimestamp(row.send_time, UTC)
-                if status == "sent" and row.send_time
+                if status == DeliveryStatus.SENT and row.send_time
                 else None
             )
             groups[(status, row.status, sent_at)].append(delivery_id)
             changed.append(customer_id)
         elif final_window:
-            groups[(UNCONFIRMED, row.status if row is not None else None, None)].append(delivery_id)
+            groups[
+                (DeliveryStatus.UNCONFIRMED, row.status if row is not None else None, None)
+            ].append(delivery_id)
             changed.append(customer_id)
     for (status, send_status, sent_at), ids in groups.items():
         values: dict[str, object] = {"status": status, "send_status": send_status}
@@ -170,13 +177,16 @@ def _apply(
         for chunk in _chunks(ids):
             session.execute(
                 update(CampaignDelivery)
-                .where(CampaignDelivery.id.in_(chunk), CampaignDelivery.status == CREATED)
+                .where(
+                    CampaignDelivery.id.in_(chunk),
+                    CampaignDelivery.status == DeliveryStatus.CREATED,
+                )
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
         report.deliveries[status] += len(ids)
     # Their reach metrics changed: the touched re-tier takes them soon (rules may read them).
-    touched.touch(session, changed)
+    touched.touch(changed, session=session)
     done = len(changed) == len(waiting)
     values = {"polled_at": now, "last_error": None}
     if done:

@@ -47,14 +47,11 @@ from bot.outreach.claims import Claimed
 from bot.outreach.signature import sign
 from bot.queue import backoff_seconds
 from bot.runtime import Runtime
+from bot.states import DeliveryStatus, TaskStatus
 
 log = logging.getLogger(__name__)
 
 KIND = "webhook"
-PENDING = "pending"
-CALLING = "calling"
-SENT = "sent"
-FAILED = "failed"
 
 BATCH_SIZE = 500
 MAX_ATTEMPTS = 8
@@ -222,7 +219,7 @@ def _finish(
         update(CampaignTask)
         .where(
             CampaignTask.id == claim.task_id,
-            CampaignTask.status == CALLING,
+            CampaignTask.status == TaskStatus.CALLING,
             CampaignTask.attempts == claim.attempts,
         )
         .values(locked_until=None, **task_values)
@@ -232,7 +229,10 @@ def _finish(
     if delivery_values:
         session.execute(
             update(CampaignDelivery)
-            .where(CampaignDelivery.task_id == claim.task_id, CampaignDelivery.status == "queued")
+            .where(
+                CampaignDelivery.task_id == claim.task_id,
+                CampaignDelivery.status == DeliveryStatus.QUEUED,
+            )
             .values(**delivery_values)
         )
     return True
@@ -244,21 +244,21 @@ def _current(session: Session, task_id: int) -> str:
 
 def _record_sent(rt: Runtime, claim: _Claim, at: datetime) -> str:
     with rt.db.write() as session:
-        task = {"status": SENT, "finished_at": at, "last_error": None}
-        if not _finish(session, claim, task, {"status": "delivered", "sent_at": at}):
+        task = {"status": TaskStatus.SENT, "finished_at": at, "last_error": None}
+        if not _finish(session, claim, task, {"status": DeliveryStatus.DELIVERED, "sent_at": at}):
             return _current(session, claim.task_id)
     POSTS.labels("sent").inc()
-    return SENT
+    return TaskStatus.SENT
 
 
 def _record_failed(rt: Runtime, claim: _Claim, error: str, at: datetime) -> str:
     with rt.db.write() as session:
-        task = {"status": FAILED, "finished_at": at, "last_error": error}
-        if not _finish(session, claim, task, {"status": "failed"}):
+        task = {"status": TaskStatus.FAILED, "finished_at": at, "last_error": error}
+        if not _finish(session, claim, task, {"status": DeliveryStatus.FAILED}):
             return _current(session, claim.task_id)
     POSTS.labels("failed").inc()
     log.warning("webhook %s batch %s failed: %s", claim.run_id, claim.batch, error)
-    return FAILED
+    return TaskStatus.FAILED
 
 
 def _record_retry(
@@ -269,9 +269,13 @@ def _record_retry(
     wait = backoff_seconds(claim.attempts, base=BACKOFF_BASE, cap=BACKOFF_CAP)
     if retry_after is not None:
         wait = max(wait, retry_after)
-    task = {"status": PENDING, "next_attempt_at": at + timedelta(seconds=wait), "last_error": error}
+    task = {
+        "status": TaskStatus.PENDING,
+        "next_attempt_at": at + timedelta(seconds=wait),
+        "last_error": error,
+    }
     with rt.db.write() as session:
         if not _finish(session, claim, task, {}):
             return _current(session, claim.task_id)
     POSTS.labels("retry").inc()
-    return PENDING
+    return TaskStatus.PENDING

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from bot import heartbeat
 from bot.callbacks import inbox
 from bot.db.models import InboxEvent, Lease, OutboxOperation, OutboxTagChange, Tag, TagGroup
-from bot.tags import outbox
+from bot.states import InboxStatus, OutboxStatus
 
 DEAD_SHOWN = 20  # newest first; the counts say how many there are in all
 
@@ -44,8 +44,8 @@ class InboxView:
 
 
 RECENT = timedelta(hours=24)
-OPEN_STATES = (inbox.PENDING, inbox.PROCESSING, inbox.DEAD)
-FINISHED_STATES = (inbox.DONE, inbox.IGNORED)
+OPEN_STATES = (InboxStatus.PENDING, InboxStatus.PROCESSING, InboxStatus.DEAD)
+FINISHED_STATES = (InboxStatus.DONE, InboxStatus.IGNORED)
 
 
 def _inbox_counts(session: Session, now: datetime) -> dict[str, int]:
@@ -73,7 +73,7 @@ def inbox_view(*, session: Session, now: datetime, limit: int = DEAD_SHOWN) -> I
             InboxEvent.attempts,
             InboxEvent.last_error,
         )
-        .where(InboxEvent.status == inbox.DEAD)
+        .where(InboxEvent.status == InboxStatus.DEAD)
         .order_by(InboxEvent.id.desc())
         .limit(limit)
     ).all()
@@ -117,14 +117,14 @@ class OutboxView:
 
 def outbox_view(*, session: Session, limit: int = DEAD_SHOWN) -> OutboxView:
     """Return the outbox's open counts (done rows are not counted) and its newest dead letters."""
-    shown = (outbox.PENDING, outbox.IN_FLIGHT, outbox.DEAD)
+    shown = (OutboxStatus.PENDING, OutboxStatus.IN_FLIGHT, OutboxStatus.DEAD)
     rows = session.execute(
         select(OutboxOperation.status, func.count())
         .where(OutboxOperation.status.in_(shown))
         .group_by(OutboxOperation.status)
     ).all()
     found = {status: int(n) for status, n in rows}
-    counts = {s: found.get(s, 0) for s in shown}
+    counts: dict[str, int] = {str(s): found.get(s, 0) for s in shown}
     o = OutboxOperation
     ops = session.execute(
         select(
@@ -136,7 +136,7 @@ def outbox_view(*, session: Session, limit: int = DEAD_SHOWN) -> OutboxView:
             o.last_errcode,
             o.last_error,
         )
-        .where(o.status == outbox.DEAD)
+        .where(o.status == OutboxStatus.DEAD)
         .order_by(o.id.desc())
         .limit(limit)
     ).all()

@@ -37,6 +37,7 @@ from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.queue import Queue
 from bot.runtime import Runtime
+from bot.states import OutboxStatus
 from bot.tags import catalogue
 from bot.wecom import budget
 from bot.wecom.client import WeComClient
@@ -44,11 +45,7 @@ from bot.wecom.client import WeComClient
 log = logging.getLogger(__name__)
 
 MARK_TAG = "mark_tag"
-PENDING = "pending"
-IN_FLIGHT = "in_flight"
-DONE = "done"
-DEAD = "dead"
-STATUSES = (PENDING, IN_FLIGHT, DONE, DEAD)
+STATUSES = tuple(s.value for s in OutboxStatus)
 MAX_ATTEMPTS = 8
 CLAIM_SECONDS = 60.0
 RENEW_AFTER = timedelta(seconds=CLAIM_SECONDS / 4)  # a waiting worker renews this often
@@ -64,7 +61,7 @@ DEPTH = Gauge("tagbot_outbox_depth", "Outbox operations by status", ["status"], 
 METRICS = (OPERATIONS, DEPTH)
 QUEUE = Queue(
     table=cast(Table, OutboxOperation.__table__),
-    taken=IN_FLIGHT,
+    taken=OutboxStatus.IN_FLIGHT,
     statuses=STATUSES,
     max_attempts=MAX_ATTEMPTS,
     claim_seconds=CLAIM_SECONDS,
@@ -116,7 +113,7 @@ def enqueue_tag_ids(
             OutboxOperation.kind == MARK_TAG,
             OutboxOperation.staff_userid == staff_userid,
             OutboxOperation.external_userid == external_userid,
-            OutboxOperation.status == PENDING,
+            OutboxOperation.status == OutboxStatus.PENDING,
         )
         .order_by(OutboxOperation.id)
         .limit(1)
@@ -127,7 +124,7 @@ def enqueue_tag_ids(
             staff_userid=staff_userid,
             external_userid=external_userid,
             payload={},
-            status=PENDING,
+            status=OutboxStatus.PENDING,
             priority=priority,
             attempts=0,
             next_attempt_at=utcnow(),
@@ -179,13 +176,14 @@ def claim(session: Session, *, limit: int, now: datetime | None = None) -> list[
     # priority order, which walks ix_outbox_operations_claim.
     ops = _due(
         session,
-        (OutboxOperation.status == IN_FLIGHT) & (OutboxOperation.locked_until < now),
+        (OutboxOperation.status == OutboxStatus.IN_FLIGHT) & (OutboxOperation.locked_until < now),
         limit,
     )
     if len(ops) < limit:
         ops += _due(
             session,
-            (OutboxOperation.status == PENDING) & (OutboxOperation.next_attempt_at <= now),
+            (OutboxOperation.status == OutboxStatus.PENDING)
+            & (OutboxOperation.next_attempt_at <= now),
             limit - len(ops),
         )
     if not ops:
@@ -215,7 +213,7 @@ def _resolve(
 def _claimed(
     op: OutboxOperation, now: datetime, wecom_ids: tuple[dict[int, str], dict[int, str]]
 ) -> ClaimedOp:
-    op.status = IN_FLIGHT
+    op.status = OutboxStatus.IN_FLIGHT
     op.attempts += 1
     op.locked_until = QUEUE.claim_deadline(now)
     add, remove = wecom_ids
@@ -251,7 +249,7 @@ def _record_done(session: Session, op: ClaimedOp) -> None:
     session.execute(
         update(OutboxOperation)
         .where(OutboxOperation.id == op.id)
-        .values(status=DONE, done_at=utcnow(), locked_until=None, last_error=None)
+        .values(status=OutboxStatus.DONE, done_at=utcnow(), locked_until=None, last_error=None)
     )
     contacts.record_tag_change(
         session=session,
@@ -340,7 +338,7 @@ class _ClaimKeeper:
         # Only while still ours: a claim another worker took over has a higher attempt.
         return (
             (OutboxOperation.id == op_id)
-            & (OutboxOperation.status == IN_FLIGHT)
+            & (OutboxOperation.status == OutboxStatus.IN_FLIGHT)
             & (OutboxOperation.attempts == attempts)
         )
 
@@ -365,7 +363,7 @@ class _ClaimKeeper:
                     update(OutboxOperation)
                     .where(self._held(op_id, attempts))
                     .values(
-                        status=PENDING,
+                        status=OutboxStatus.PENDING,
                         attempts=attempts - 1,
                         locked_until=None,
                         next_attempt_at=self._now(),

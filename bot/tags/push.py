@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from bot.db.models import OutboxOperation
 from bot.db.types import utcnow
 from bot.runtime import Runtime
+from bot.states import OutboxStatus
 from bot.tags import diff, outbox, tier_tags
 from bot.tags.diff import DiffReport
 from bot.tags.tier_tags import TierTagReport
@@ -91,7 +92,7 @@ def recent_rate(session: Session, *, now: datetime | None = None) -> float | Non
     n, first, last = session.execute(
         select(func.count(), func.min(OutboxOperation.done_at), func.max(OutboxOperation.done_at))
         .select_from(OutboxOperation)
-        .where(OutboxOperation.status == outbox.DONE, OutboxOperation.done_at >= since)
+        .where(OutboxOperation.status == OutboxStatus.DONE, OutboxOperation.done_at >= since)
     ).one()
     if n < RATE_MIN_SAMPLE or first is None or last is None or last <= first:
         return None
@@ -105,15 +106,15 @@ def progress(
     counts = outbox.counts(session)
     per_minute = recent_rate(session, now=now)
     rate = per_minute or (fallback_per_minute or 0.0)
-    remaining = counts[outbox.PENDING] + counts[outbox.IN_FLIGHT]
+    remaining = counts[OutboxStatus.PENDING] + counts[OutboxStatus.IN_FLIGHT]
     eta = remaining / rate * 60 if rate else None
     if not remaining:
         eta = 0.0
     return PushProgress(
-        counts[outbox.PENDING],
-        counts[outbox.IN_FLIGHT],
-        counts[outbox.DONE],
-        counts[outbox.DEAD],
+        counts[OutboxStatus.PENDING],
+        counts[OutboxStatus.IN_FLIGHT],
+        counts[OutboxStatus.DONE],
+        counts[OutboxStatus.DEAD],
         per_minute,
         eta,
     )
@@ -123,7 +124,7 @@ def _next_due_in(session: Session) -> float | None:
     """Seconds until the earliest pending (backing-off) operation is due; None if none."""
     first = session.scalar(
         select(func.min(OutboxOperation.next_attempt_at)).where(
-            OutboxOperation.status.in_((outbox.PENDING, outbox.IN_FLIGHT))
+            OutboxOperation.status.in_((OutboxStatus.PENDING, OutboxStatus.IN_FLIGHT))
         )
     )
     if first is None:

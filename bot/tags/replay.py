@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from bot.db.models import OutboxOperation, OutboxTagChange
 from bot.db.types import utcnow
 from bot.errors import NotFoundError, TagbotError
-from bot.tags.outbox import DEAD, DONE, MARK_TAG, PENDING
+from bot.states import OutboxStatus
+from bot.tags.outbox import MARK_TAG
 
 SUPERSEDED = "superseded by later operations on this relation (replayed: nothing left to send)"
 
@@ -40,7 +41,7 @@ def replay_dead(operation_id: int, *, session: Session) -> Replayed:
     op = session.get(OutboxOperation, operation_id, with_for_update=True)
     if op is None:
         raise NotFoundError(f"出站操作 #{operation_id} 不存在 / no such outbox operation")
-    if op.status != DEAD:
+    if op.status != OutboxStatus.DEAD:
         raise NotDeadError(f"出站操作 #{operation_id} 不是死信（状态 {op.status}），无需重放")
     later = (
         select(OutboxTagChange.tag_id)
@@ -64,8 +65,13 @@ def replay_dead(operation_id: int, *, session: Session) -> Replayed:
     )
     now = utcnow()
     if kept == 0:
-        op.status, op.done_at, op.last_error = DONE, now, SUPERSEDED
+        op.status, op.done_at, op.last_error = OutboxStatus.DONE, now, SUPERSEDED
     else:
-        op.status, op.attempts, op.next_attempt_at, op.locked_until = PENDING, 0, now, None
+        op.status, op.attempts, op.next_attempt_at, op.locked_until = (
+            OutboxStatus.PENDING,
+            0,
+            now,
+            None,
+        )
     session.flush()
     return Replayed(op.id, op.status, kept, int(dropped or 0))

@@ -309,9 +309,9 @@ class MetricsEngine:
         pop = self._population
         assert pop is not None
         return population.store(
-            session,
             self.con,
             f"SELECT cid, fen_365d, last_ago FROM {self.catalog}.main.population",
+            session=session,
             run_id=run_id,
             as_of_day=pop.as_of_day,
             tz=pop.tz,
@@ -328,9 +328,9 @@ class MetricsEngine:
             [customer_ids],
         ).fetchall()
         return population.update_touched(
-            session,
             customer_ids,
             [(int(c), int(f), int(a)) for c, f, a in rows],
+            session=session,
             as_of_day=pop.as_of_day,
             tz=pop.tz,
             profile_names=pop.profile_names,

@@ -111,7 +111,7 @@ def retier(
                 transitions=report.transitions,
                 changed_customers=report.changed_customers,
                 operations=report.relations_to_mark,
-                also=lambda s: _finish(s, eng, report, dims, tz=tz, run_id=run_id, ids=ids),
+                also=lambda s: _finish(eng, report, dims, session=s, tz=tz, run_id=run_id, ids=ids),
             )
             report.seconds["record"] = time.perf_counter() - t2
             return report
@@ -123,11 +123,11 @@ def retier(
 
 
 def _finish(
-    session: Session,
     eng: MetricsEngine,
     report: RetierReport,
     dims: Sequence[Dimension],
     *,
+    session: Session,
     tz: str,
     run_id: int,
     ids: list[int] | None,
@@ -139,7 +139,7 @@ def _finish(
     else:
         eng.store_touched(session, ids)
     run_stats.record(
-        session,
+        session=session,
         run_id=run_id,
         as_of=report.as_of,
         tz=tz,

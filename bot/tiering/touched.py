@@ -37,7 +37,7 @@ _TOUCH = {
 }
 
 
-def touch(session: Session, customer_ids: Iterable[int | None]) -> int:
+def touch(customer_ids: Iterable[int | None], *, session: Session) -> int:
     """Mark customers as touched by fresh data (in the caller's ingest transaction)."""
     ids = sorted({int(c) for c in customer_ids if c is not None})
     if not ids:
@@ -49,7 +49,7 @@ def touch(session: Session, customer_ids: Iterable[int | None]) -> int:
     return len(ids)
 
 
-def untouch(session: Session, customer_ids: Sequence[int], *, taken_at: datetime) -> None:
+def untouch(customer_ids: Sequence[int], *, session: Session, taken_at: datetime) -> None:
     """Forget touched customers re-tiered from data as of `taken_at` (later touches stay)."""
     if customer_ids:
         session.execute(
@@ -59,7 +59,7 @@ def untouch(session: Session, customer_ids: Sequence[int], *, taken_at: datetime
         )
 
 
-def ready(session: Session, *, limit: int, quiet: timedelta = QUIET) -> tuple[list[int], datetime]:
+def ready(*, session: Session, limit: int, quiet: timedelta = QUIET) -> tuple[list[int], datetime]:
     """Return up to `limit` touched customers quiet for `quiet`, and the time taken at."""
     now = utcnow()
     ids = session.scalars(
@@ -71,7 +71,7 @@ def ready(session: Session, *, limit: int, quiet: timedelta = QUIET) -> tuple[li
     return [int(i) for i in ids], now
 
 
-def pending(session: Session, *, quiet: timedelta = QUIET) -> int:
+def pending(*, session: Session, quiet: timedelta = QUIET) -> int:
     """Return how many touched customers are ready."""
     return int(
         session.scalar(
@@ -83,6 +83,6 @@ def pending(session: Session, *, quiet: timedelta = QUIET) -> int:
     )
 
 
-def untouch_all(session: Session, *, taken_at: datetime) -> None:
+def untouch_all(*, session: Session, taken_at: datetime) -> None:
     """Forget every customer touched up to `taken_at` (a full run re-tiered them all)."""
     session.execute(delete(TOUCHED).where(TOUCHED.c.touched_at <= taken_at))

@@ -216,7 +216,7 @@ def launch(name: str) -> ResponseReturnValue:
     counts = _counts(plan)
     with rt.db.write() as session:
         audit.record(
-            session,
+            session=session,
             actor=web.actor,
             role=web.role,
             action="campaign_launched",

@@ -69,7 +69,7 @@ def _record(action: str, target: str, before: Any, after: Any) -> None:
     rt = runtime()
     with rt.db.write() as session:
         audit.record(
-            session,
+            session=session,
             actor=web.actor,
             role=web.role,
             action=action,

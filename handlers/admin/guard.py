@@ -52,7 +52,7 @@ def _load() -> sessions.WebSession | None:
     rt = runtime()
     now = utcnow()
     with rt.db.read() as session:
-        found = sessions.current(session, session_id, now=now, expiry=expiry())
+        found = sessions.current(session_id, session=session, now=now, expiry=expiry())
     if found is None:
         return None
     if found.method == "wecom":
@@ -63,7 +63,7 @@ def _load() -> sessions.WebSession | None:
         found = dataclasses.replace(found, role=role)
     if found.needs_touch(now):
         with rt.db.write() as session:
-            sessions.touch(session, found.id_hash, now=now)
+            sessions.touch(found.id_hash, session=session, now=now)
     return found
 
 

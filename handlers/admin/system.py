@@ -43,9 +43,9 @@ def system_page() -> ResponseReturnValue:
             "sidebar": setup_check.sidebar_checks(
                 rt.settings, session=session, last_sync=syncs[0] if syncs else None
             ),
-            "entries": audit.recent(session, limit=AUDIT_PAGE),
-            "total": audit.count(session),
-            "live_sessions": sessions.count_live(session, now=now, expiry=guard.expiry()),
+            "entries": audit.recent(session=session, limit=AUDIT_PAGE),
+            "total": audit.count(session=session),
+            "live_sessions": sessions.count_live(session=session, now=now, expiry=guard.expiry()),
         }
     return render_template(
         "admin/system.html",
@@ -64,7 +64,7 @@ def audit_rows() -> ResponseReturnValue:
     """More audit rows, older than `before` (an htmx fragment)."""
     before = request.args.get("before", type=int)
     with runtime().db.read() as session:
-        entries = audit.recent(session, limit=AUDIT_PAGE, before_id=before)
+        entries = audit.recent(session=session, limit=AUDIT_PAGE, before_id=before)
     return render_template("admin/_audit_rows.html", entries=entries, page=AUDIT_PAGE)
 
 
@@ -74,10 +74,10 @@ def revoke_sessions() -> ResponseReturnValue:
     web = guard.current()
     assert web is not None
     with runtime().db.write() as session:
-        before = sessions.count_live(session, now=utcnow(), expiry=guard.expiry())
-        ended = sessions.end_others(session, web.id_hash)
+        before = sessions.count_live(session=session, now=utcnow(), expiry=guard.expiry())
+        ended = sessions.end_others(web.id_hash, session=session)
         audit.record(
-            session,
+            session=session,
             actor=web.actor,
             role=web.role,
             action="sessions_revoked",

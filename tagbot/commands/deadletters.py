@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from bot.callbacks import inbox
+from bot.states import InboxStatus
 from tagbot.commands.context import CliContext, pass_ctx
 
 
@@ -17,7 +18,7 @@ def inbox_group() -> None:
 @click.option(
     "--status",
     type=click.Choice([*inbox.STATUSES, "all"]),
-    default=inbox.DEAD,
+    default=InboxStatus.DEAD.value,
     show_default=True,
 )
 @click.option("--limit", type=int, default=50, show_default=True)

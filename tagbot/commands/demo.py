@@ -49,6 +49,7 @@ from bot.outreach.results import poll_results
 from bot.outreach.service import run_campaign
 from bot.reports.channel_stats import rollup
 from bot.runtime import Runtime, configure_logging
+from bot.states import AlertStatus
 from bot.tags import outbox
 from bot.tags.push import drain_all
 from bot.tiering.service import retier_configured
@@ -240,7 +241,7 @@ class Demo:
         assert self.rt is not None
         with self.rt.db.read() as session:
             left = staff_alerts.counts(session=session)
-        return left.get(staff_alerts.PENDING, 0) + left.get(staff_alerts.SENDING, 0) == 0
+        return left.get(AlertStatus.PENDING, 0) + left.get(AlertStatus.SENDING, 0) == 0
 
     # --- the scenario -----------------------------------------------------------------
 

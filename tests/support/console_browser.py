@@ -98,7 +98,7 @@ def served(
         seeded = seed_overview(db, now=utcnow(), tz=ZoneInfo("Asia/Shanghai"))
         with db.write() as session:
             for i in range(OLD_AUDIT_ROWS):
-                audit.record(session, actor=f"earlier{i}", role="admin", action="login")
+                audit.record(session=session, actor=f"earlier{i}", role="admin", action="login")
     finally:
         db.dispose()
     proc: subprocess.Popen[bytes] = serve(config)

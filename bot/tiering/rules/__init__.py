@@ -3,7 +3,6 @@
 from bot.tiering.rules.check import Scope, check_rule, parse_and_check
 from bot.tiering.rules.dimension import (
     OTHER_TAG,
-    TAG_MAX_CHARS,
     Assignment,
     Dimension,
     TagFromDimension,
@@ -27,7 +26,6 @@ from bot.tiering.rules.sql import compile_condition, quote_ident, quote_string
 
 __all__ = [
     "OTHER_TAG",
-    "TAG_MAX_CHARS",
     "Assignment",
     "Dimension",
     "Explanation",

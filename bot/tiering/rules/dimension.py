@@ -39,9 +39,9 @@ from bot.tiering.rules.evaluate import Row, Truth, evaluate
 from bot.tiering.rules.nodes import Expr, Name, names_in
 from bot.tiering.rules.parse import parse_rule
 from bot.tiering.rules.sql import compile_condition, quote_ident, quote_string
+from bot.wecom.limits import TAG_NAME_MAX
 
 OTHER_TAG = "其他"
-TAG_MAX_CHARS = 30  # WeCom's limit on a tag name
 
 
 class TierConfig(Protocol):
@@ -254,7 +254,7 @@ def tag_value_sql(dim: TagFromDimension, *, table: str | None = None) -> str:
     col = quote_ident(dim.source.name)
     if table:
         col = f"{quote_ident(table)}.{col}"
-    return f"SUBSTRING(NULLIF(TRIM(CAST({col} AS VARCHAR)), ''), 1, {TAG_MAX_CHARS})"
+    return f"SUBSTRING(NULLIF(TRIM(CAST({col} AS VARCHAR)), ''), 1, {TAG_NAME_MAX})"
 
 
 def compile_tag_from(
@@ -330,4 +330,4 @@ def tag_value(dim: TagFromDimension, row: Row) -> str | None:
     if value is None:
         return None
     text = str(value).strip(" ")
-    return text[:TAG_MAX_CHARS] or None
+    return text[:TAG_NAME_MAX] or None

@@ -7,7 +7,6 @@ from typing import Any
 
 from bot.tiering.rules.dimension import (
     OTHER_TAG,
-    TAG_MAX_CHARS,
     Assignment,
     Dimension,
     TagFromDimension,
@@ -38,6 +37,7 @@ from bot.tiering.rules.nodes import (
     Or,
     String,
 )
+from bot.wecom.limits import TAG_NAME_MAX
 
 TRUTH_WORDS = {True: "满足", False: "未满足", None: "未知"}
 _SHOWN = {"==": "=", "!=": "≠", "<": "<", "<=": "≤", ">": ">", ">=": "≥"}
@@ -194,8 +194,8 @@ def _explain_tag_from(dim: TagFromDimension, row: Row, assigned: str | None) -> 
         why = f"{source} 缺失" if raw is None else f"{source} 为空"
         return Explanation(dim.name, None, (f"{dim.name}：无 — {why}",), why)
     how = f"取自 {source} = {format_value(raw)}"
-    if len(str(raw).strip(" ")) > TAG_MAX_CHARS:
-        how += f"（超过 {TAG_MAX_CHARS} 字，截断为 {value}）"
+    if len(str(raw).strip(" ")) > TAG_NAME_MAX:
+        how += f"（超过 {TAG_NAME_MAX} 字，截断为 {value}）"
     if assigned == OTHER_TAG and value != OTHER_TAG:
         how += f"；不在客户数最多的前 {dim.max_tags - 1} 个取值中，归入 {OTHER_TAG}"
     line = f"{dim.name}：{assigned or value} — {how}"
