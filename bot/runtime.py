@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.config import Settings
 from bot.db import Database
+from bot.tiering.touched_state import TouchedState
+from bot.tiering.why import ExplainEngine
 
 if TYPE_CHECKING:
     from bot.wecom.client import WeComClient
@@ -25,6 +27,7 @@ class Wakeups:
     inbox: threading.Event = field(default_factory=threading.Event)
     outbox: threading.Event = field(default_factory=threading.Event)
     alerts: threading.Event = field(default_factory=threading.Event)
+    outreach: threading.Event = field(default_factory=threading.Event)
 
 
 class Runtime:
@@ -35,6 +38,9 @@ class Runtime:
         self.db = Database(settings.database.url, echo=settings.database.echo)
         self.wakeups = Wakeups()
         self.stopping = threading.Event()
+        # Per-process parts the request and worker threads share, built here once:
+        self.explain = ExplainEngine()  # the rank basis is built once a day, not per request
+        self.touched = TouchedState()  # the touched re-tier's engine, kept between batches
         self._locals: dict[type[Any], Any] = {}
         self._locals_lock = threading.Lock()
 
@@ -61,6 +67,8 @@ class Runtime:
 
     def close(self) -> None:
         self.stopping.set()
+        self.explain.close()
+        self.touched.close()
         with self._locals_lock:
             held = list(self._locals.values())
         for obj in held:  # per-process state holding resources (the re-tier's engine)

@@ -74,5 +74,6 @@ def register_metrics(rt: Runtime) -> None:
     )
     metrics.UP.set(1)
     metrics.add_refreshers(
-        rt, (inbox.refresh_depth, outbox.refresh_depth, staff_alerts.refresh_depth)
+        rt,
+        (inbox.refresh_depth, lambda rt: outbox.refresh_depth(rt.db), staff_alerts.refresh_depth),
     )

@@ -7,7 +7,7 @@ unless `dry_run` — records each change in `tier_transitions`, upserts `tier_as
 full run stores its rank population as it finishes, a touched run its customers' rows of
 it (`bot.tiering.population`).
 A dry run writes nothing. Queuing the tier tags for WeCom is the caller's next step
-(`bot.tiering.handoff`).
+(`bot.retier`).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ class TierView:
 
 
 class ExplainEngine:
-    """The metrics engine a process keeps for explanations (`Runtime.local`; thread-safe).
+    """The metrics engine a process keeps for explanations (`Runtime.explain`; thread-safe).
 
     Built on first use; its population (the rank basis) is rebuilt when the as_of local
     day or the zone changes, and updated with each explained customer's own values.
