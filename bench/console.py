@@ -70,9 +70,9 @@ def _setup(db: Database, n: int) -> dict[str, Any]:
     """Write the aggregates if the data holds none: two re-tiers and the rollup."""
     from bot.db.models import ChannelTotal, OutboxOperation, TierSizeDay
     from bot.reports import channel_stats
+    from bot.rules import load_dimensions
     from bot.tags import diff, tier_tags
     from bot.tiering.defaults import default_tiering
-    from bot.tiering.rules import load_dimensions
     from bot.tiering.run import retier
 
     out: dict[str, Any] = {}

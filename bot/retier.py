@@ -29,9 +29,9 @@ from bot.config import Settings
 from bot.db import Database
 from bot.errors import TagbotError, WeComError
 from bot.outreach.tier_alerts import queue_tier_alerts
+from bot.rules import load_dimensions
 from bot.tags.push import enqueue_tier_push
 from bot.tiering.engine import MetricsEngine
-from bot.tiering.rules import load_dimensions
 from bot.tiering.run import ProgressFn, RetierReport, retier
 from bot.wecom.client import WeComClient
 

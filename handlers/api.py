@@ -18,7 +18,7 @@ from flask.typing import ResponseReturnValue
 from bot.customers.card import customer_card
 from bot.ingest.rows import Kind
 from bot.ingest.service import ingest_records
-from bot.tiering.rules import load_dimensions
+from bot.rules import load_dimensions
 from bot.tiering.why import explain_external
 from handlers.auth import require_admin
 from handlers.context import runtime

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from bot import touched
 from bot.retier import Handoff, RetierBusyError, retier_configured
 from bot.runtime import Runtime
-from bot.tiering import touched
 from bot.tiering.engine import MetricsEngine
 from bot.tiering.run import RetierReport
 from jobs.specs import ScheduledSpec, WorkerSpec

@@ -230,7 +230,7 @@ def ties(graph: Mapping[str, set[str]], group: list[str]) -> list[str]:
 # Rings that the parallel work on bot/callbacks removes (the welcome moving to bot/channels,
 # contact events to bot/customers, tag events to bot/tags). Compared for equality: once that
 # work lands an entry is stale and the test fails until it is deleted. Empty it at the merge.
-PENDING_TANGLES: list[list[str]] = []
+PENDING_TANGLES: list[list[str]] = [["bot.callbacks", "bot.channels"]]
 
 
 def test_bot_packages_import_no_cycle() -> None:
@@ -239,7 +239,8 @@ def test_bot_packages_import_no_cycle() -> None:
     # tested or moved one without the other.
     graph = import_graph()
     found = tangles(package_graph(graph))
-    assert {" ↔ ".join(g): ties(graph, g) for g in found if g not in PENDING_TANGLES} == {}
+    new = [g for g in found if g not in PENDING_TANGLES]
+    assert not new, "\n".join(" ↔ ".join(g) + ":\n  " + "\n  ".join(ties(graph, g)) for g in new)
     assert found == PENDING_TANGLES
 
 
@@ -274,7 +275,39 @@ def locator_parameters(source: str) -> list[tuple[int, str]]:
 
 # Functions that the parallel work on bot/callbacks, heartbeat, metrics, queue and
 # staff_alerts frees of the Runtime ("path function(param)"). Same rule as PENDING_TANGLES.
-PENDING_LOCATORS: list[str] = []
+PENDING_LOCATORS: list[str] = [
+    "bot/callbacks/contact_events.py _mark_directly(rt)",
+    "bot/callbacks/contact_events.py on_add(rt)",
+    "bot/callbacks/contact_events.py on_customer_deleted_staff(rt)",
+    "bot/callbacks/contact_events.py on_edit(rt)",
+    "bot/callbacks/contact_events.py on_staff_deleted_customer(rt)",
+    "bot/callbacks/contact_events.py on_transfer_fail(rt)",
+    "bot/callbacks/customer_fetch.py fetch_contact(rt)",
+    "bot/callbacks/dispatch.py _failed(rt)",
+    "bot/callbacks/dispatch.py process(rt)",
+    "bot/callbacks/dispatch.py process_next(rt)",
+    "bot/callbacks/inbox.py handoff_for(rt)",
+    "bot/callbacks/inbox.py owner_for(rt)",
+    "bot/callbacks/inbox.py refresh_depth(rt)",
+    "bot/callbacks/tag_events.py on_tag_change(rt)",
+    "bot/callbacks/welcome.py channel_context(rt)",
+    "bot/callbacks/welcome.py missed_welcomes(rt)",
+    "bot/callbacks/welcome.py record_missed(rt)",
+    "bot/callbacks/welcome.py send_welcome(rt)",
+    "bot/callbacks/welcome.py staff_name(rt)",
+    "bot/callbacks/welcome_lane.py lane_for(rt)",
+    "bot/callbacks/welcome_lane.py send_one(rt)",
+    "bot/heartbeat.py beat(rt)",
+    "bot/heartbeat.py heartbeat_for(rt)",
+    "bot/heartbeat.py stop(rt)",
+    "bot/metrics.py add_refreshers(rt)",
+    "bot/metrics.py refresh_gauges(rt)",
+    "bot/queue.py refresh_depth(rt)",
+    "bot/staff_alerts.py _keeper(rt)",
+    "bot/staff_alerts.py _send(rt)",
+    "bot/staff_alerts.py drain(rt)",
+    "bot/staff_alerts.py refresh_depth(rt)",
+]
 
 
 def test_no_function_in_bot_takes_the_runtime() -> None:
@@ -285,7 +318,8 @@ def test_no_function_in_bot_takes_the_runtime() -> None:
         if path.name != "runtime.py" or path.parent != ROOT / "bot":
             for line, where in locator_parameters(path.read_text("utf-8")):
                 found.setdefault(f"{path.relative_to(ROOT)} {where}", line)
-    assert {k: line for k, line in found.items() if k not in PENDING_LOCATORS} == {}
+    new = [f"{k} (line {line})" for k, line in found.items() if k not in PENDING_LOCATORS]
+    assert not new, "the Runtime as a parameter in bot/:\n" + "\n".join(new)
     assert sorted(found) == PENDING_LOCATORS
 
 

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from bot import leases
+from bot.campaign_checks import parse_when
 from bot.db.models import CampaignDelivery, CampaignRun
 from bot.outreach.audience import narrow
-from bot.outreach.checks import parse_when
 from bot.outreach.plan import LEASE, OutreachBusyError, RunPlan, in_holdout, plan_run
 from bot.outreach.service import get_campaign, run_campaign
 from bot.runtime import Runtime

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from bot.customers.sync import run_sync
 from bot.db.models import OutboxOperation
 from bot.db.types import utcnow
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from bot.tags import push
 from tagbot.cli import main
 from tests.support import parts

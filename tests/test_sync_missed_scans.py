@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.config import settings_from_mapping
-from bot.customers.sync import run_sync
 from bot.db import Database
 from bot.db.models import (
     Channel,
@@ -26,6 +25,7 @@ from bot.db.models import (
     TouchedCustomer,
 )
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from bot.tags import push
 from tests.support import parts
 from tests.support.channels import welcome_channel

@@ -21,11 +21,11 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from bot.config import Settings, settings_from_mapping
-from bot.customers.sync import run_sync
 from bot.db import Database
 from bot.db.models import Customer, OutboxOperation, RetierRun, TouchedCustomer
 from bot.retier import retier_configured
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from bot.tags import push
 from bot.tiering.defaults import default_tiers_text
 from handlers.app import create_app

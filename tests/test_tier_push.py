@@ -8,7 +8,6 @@ from contextlib import closing
 import pytest
 from sqlalchemy import select
 
-from bot.customers.sync import run_sync
 from bot.db.models import (
     Customer,
     FollowRelation,
@@ -17,6 +16,7 @@ from bot.db.models import (
     TagGroup,
 )
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from bot.tags import outbox, push
 from tests.support import parts
 from tests.support.tiers import (

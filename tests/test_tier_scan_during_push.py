@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.channels import live_codes
-from bot.customers.sync import run_sync
 from bot.db.models import OutboxOperation
+from bot.sync import run_sync
 from bot.tags import push
 from bot.tags.catalogue import TagPath
 from tests.support import parts

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from bot.customers.sync import run_sync
 from bot.db.models import InboxEvent
+from bot.sync import run_sync
 from bot.tags import push
 from tests.support import parts
 from tests.support.configs import settings_for

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import staff_alerts
+from bot import staff_alerts, touched
 from bot.callbacks import inbox, welcome, welcome_lane
 from bot.callbacks.customer_fetch import fetch_contact
 from bot.channels import live_codes, rotation
@@ -25,7 +25,6 @@ from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.runtime import Runtime
 from bot.tags import catalogue, outbox
-from bot.tiering import touched
 from bot.wecom.events import CallbackEvent
 from bot.wecom.types import ExternalContact, FollowUser
 

@@ -44,7 +44,7 @@ from bot.db.models import (
 from bot.db.types import utcnow
 from bot.ingest.linking import member_of
 from bot.ingest.store import EVENTS, ORDERS, PROFILES
-from bot.tiering.touched import touch
+from bot.touched import touch
 
 _UNSET: object = object()
 _Row = TypeVar("_Row", Customer, FollowRelation)

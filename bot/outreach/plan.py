@@ -32,6 +32,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, insert, select
 from sqlalchemy.orm import Session
 
 from bot import leases
+from bot.campaign_checks import parse_when
 from bot.config import CampaignSettings, Settings
 from bot.db import Database
 from bot.db.models import Campaign, CampaignDelivery, CampaignRun
@@ -44,7 +45,6 @@ from bot.outreach.audience import (
     read_candidates,
     transition_window,
 )
-from bot.outreach.checks import parse_when
 
 Trigger = Literal["manual", "schedule"]
 LEASE = "outreach-plan"

@@ -26,11 +26,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot import touched
 from bot.db import Database
 from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.db.types import utcnow
 from bot.errors import WeComError
-from bot.tiering import touched
 from bot.wecom.client import WeComClient
 from bot.wecom.types import GroupMsgSendResult, GroupMsgTask
 

@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.errors import ValidationError
+from bot.rules import Dimension
 from bot.tiering import evaluate, history, run_stats, tag_values
 from bot.tiering.clock import Clock
 from bot.tiering.engine import MetricsEngine
 from bot.tiering.evaluate import Move
-from bot.tiering.rules import Dimension
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 

@@ -28,10 +28,10 @@ from sqlalchemy import select
 from bot.customers.contacts import get_customer
 from bot.db import Database
 from bot.db.models import TierAssignment, TierTransition
+from bot.rules import Dimension, explain_dimension
+from bot.rules.explain import format_value
 from bot.tiering.clock import Clock
 from bot.tiering.engine import MetricsEngine, compute_metrics
-from bot.tiering.rules import Dimension, explain_dimension
-from bot.tiering.rules.explain import format_value
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ from bot import staff_alerts
 from bot.callbacks import inbox
 from bot.channels import lookup
 from bot.config import Settings, load_settings
-from bot.customers.sync import run_sync
 from bot.db.migrate import upgrade_to_head
 from bot.db.models import (
     CampaignDelivery,
@@ -49,6 +48,7 @@ from bot.outreach.results import poll_results
 from bot.outreach.service import run_campaign
 from bot.retier import retier_configured
 from bot.runtime import Runtime, configure_logging
+from bot.sync import run_sync
 from bot.tags import outbox
 from bot.tags.push import drain_all
 from tagbot.commands.imports import default_rejects_path, write_rejects

@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from bot.errors import ValidationError
 from bot.retier import Handoff, retier_configured
+from bot.rules import Dimension, load_dimensions
 from bot.tiering.evaluate import Move
-from bot.tiering.rules import Dimension, load_dimensions
 from bot.tiering.run import RetierReport
 from bot.wecom.client import counting_calls
 from tagbot.commands.context import CliContext, pass_ctx

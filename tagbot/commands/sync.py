@@ -10,7 +10,7 @@ import sys
 import click
 from tqdm import tqdm
 
-from bot.customers.sync import run_sync
+from bot.sync import run_sync
 from tagbot.commands.context import CliContext, pass_ctx
 from tagbot.commands.push import drain_with_progress
 
