@@ -85,9 +85,9 @@ def _setup(db: Database, n: int) -> dict[str, Any]:
     """Write the aggregates if the data holds none: two re-tiers and the rollup."""
     from bot.db.models import ChannelTotal, OutboxOperation, TierSizeDay
     from bot.reports import channel_stats
+    from bot.rules import load_dimensions
     from bot.tags import diff, tier_tags
     from bot.tiering.defaults import default_tiering
-    from bot.tiering.rules import load_dimensions
     from bot.tiering.run import retier
 
     out: dict[str, Any] = {}
@@ -169,7 +169,7 @@ def _customer_calls(settings: Any, value: list[str]) -> dict[str, Callable[[Sess
     from bot.reports import customer_list as cl
     from bot.reports import tier_movement
     from bot.reports.customer_profile import customer_profile
-    from bot.tiering.rules import load_dimensions
+    from bot.rules import load_dimensions
 
     tz = ZoneInfo(TZ)
     dims = load_dimensions(settings.tiering.dimensions)

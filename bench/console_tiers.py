@@ -51,7 +51,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Time the page per dimension, one export and two trials; return the figures."""
     from bot.reports import rule_trial, tier_export
     from bot.reports.tier_page import tier_page
-    from bot.tiering.rules import load_dimensions
+    from bot.rules import load_dimensions
 
     db = Database(spec["url"])
     settings = _settings(spec["url"])

@@ -21,6 +21,8 @@ from bot.config import Settings
 from bot.db import Database
 from bot.heartbeat import Heartbeat
 from bot.metrics import Refreshers
+from bot.tiering.touched_state import TouchedState
+from bot.tiering.why import ExplainEngine
 from bot.wecom.crypto import CallbackCrypto
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ class Wakeups:
     inbox: threading.Event = field(default_factory=threading.Event)
     outbox: threading.Event = field(default_factory=threading.Event)
     alerts: threading.Event = field(default_factory=threading.Event)
+    outreach: threading.Event = field(default_factory=threading.Event)
 
 
 class Runtime:
@@ -62,6 +65,9 @@ class Runtime:
         self.callback_crypto = CallbackCrypto(
             w.token.get_secret_value(), w.encoding_aes_key.get_secret_value(), w.corp_id
         )
+        # Per-process parts the request and worker threads share, built here once:
+        self.explain = ExplainEngine()  # the rank basis is built once a day, not per request
+        self.touched = TouchedState()  # the touched re-tier's engine, kept between batches
         self._locals: dict[type[Any], Any] = {}
         self._locals_lock = threading.Lock()
 
@@ -87,6 +93,8 @@ class Runtime:
 
     def close(self) -> None:
         self.stopping.set()
+        self.explain.close()
+        self.touched.close()
         with self._locals_lock:
             held = list(self._locals.values())
         for obj in held:  # per-process state holding resources (the re-tier's engine)

@@ -17,11 +17,11 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from bot.channels import live_codes
-from bot.customers.sync import run_sync
 from bot.db import Database
 from bot.db.models import Channel, ChannelDay, ConsoleAudit, FollowRelation, TierAssignment
 from bot.db.types import utcnow
 from bot.reports import channel_pages, channel_stats
+from bot.sync import run_sync
 from handlers.app import create_app
 from tests.support.console import (
     HOSTILE,

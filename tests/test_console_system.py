@@ -16,7 +16,6 @@ from sqlalchemy import select
 
 from bot import job_runs
 from bot.config import settings_from_mapping
-from bot.customers.sync import run_sync
 from bot.db import Database
 from bot.db.models import (
     ConsoleAudit,
@@ -30,6 +29,7 @@ from bot.db.models import (
 )
 from bot.db.types import utcnow
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from handlers.app import create_app
 from jobs.background import Background
 from jobs.specs import ScheduledSpec

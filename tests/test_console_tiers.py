@@ -23,7 +23,7 @@ from bot.db import Database
 from bot.db.models import Customer, Order, RetierRun, TierAssignment
 from bot.db.types import utcnow
 from bot.reports.rule_trial import TrialFrames, TrialResult, trial
-from bot.tiering.rules import load_dimensions
+from bot.rules import load_dimensions
 from bot.tiering.run import retier
 from handlers.app import create_app
 from tests.support.console import (

@@ -12,7 +12,6 @@ from sqlalchemy import select
 from bot import staff_alerts
 from bot.channels import lookup
 from bot.config import settings_from_mapping
-from bot.customers.sync import run_sync
 from bot.db.models import (
     Customer,
     FollowRelation,
@@ -23,6 +22,7 @@ from bot.db.models import (
     TagGroup,
     TierAssignment,
 )
+from bot.sync import run_sync
 from tagbot.cli import main
 from tests.support.channels import store_channel
 from tests.support.configs import toml_text

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot import touched
 from bot.channels.live_codes import record_scan
 from bot.db import Database
 from bot.db.models import (
@@ -37,7 +38,6 @@ from bot.errors import TagbotError
 from bot.states import InboxStatus
 from bot.tags import catalogue, outbox
 from bot.tags.catalogue import TagPath
-from bot.tiering import touched
 from bot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)

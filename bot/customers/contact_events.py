@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import staff_alerts
+from bot import staff_alerts, touched
 from bot.channels import live_codes, rotation
 from bot.channels.welcome import ChannelContext, ContextCache, MissedTally, channel_context
 from bot.channels.welcome_lane import WelcomeLane
@@ -33,7 +33,6 @@ from bot.db.models import Customer, FollowRelation
 from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.tags import catalogue, outbox
-from bot.tiering import touched
 from bot.wecom.client import WeComClient
 from bot.wecom.events import CallbackEvent
 from bot.wecom.types import ExternalContact, FollowUser

@@ -45,7 +45,7 @@ from bot.db.types import utcnow
 from bot.ingest.linking import member_of
 from bot.ingest.store import EVENTS, ORDERS, PROFILES
 from bot.members import get_or_create_staff
-from bot.tiering.touched import touch
+from bot.touched import touch
 
 _UNSET: object = object()
 _Row = TypeVar("_Row", Customer, FollowRelation)

@@ -21,7 +21,7 @@ from bot.db.models import InteractionEvent, Order, ProfileAttribute
 from bot.db.types import Money, UTCDateTime
 from bot.ingest.linking import attach_customers, member_of
 from bot.ingest.rows import EVENT_COLUMNS, ORDER_COLUMNS, Kind
-from bot.tiering.touched import touch
+from bot.touched import touch
 
 ORDERS: Table = Order.__table__  # type: ignore[assignment]
 EVENTS: Table = InteractionEvent.__table__  # type: ignore[assignment]

@@ -10,6 +10,7 @@ https://developer.work.weixin.qq.com/document/path/92135
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from datetime import UTC, timedelta
 
@@ -19,14 +20,14 @@ from sqlalchemy.orm import Session
 from bot import staff_alerts
 from bot.channels.welcome import attachment_from_settings
 from bot.config import CampaignSettings
+from bot.db import Database
 from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.db.types import utcnow
 from bot.errors import ValidationError, WeComError
 from bot.outreach import audience_rows, claims
 from bot.outreach.claims import Claimed, Clock
-from bot.runtime import Runtime
 from bot.states import DeliveryStatus, TaskStatus
-from bot.wecom.client import NETWORK_ERROR
+from bot.wecom.client import NETWORK_ERROR, WeComClient
 from bot.wecom.limits import GROUPMSG_LIST_SPAN_SECONDS
 from bot.wecom.types import GroupMsg
 
@@ -85,21 +86,29 @@ def _record_created(
         )
 
 
-def _create(rt: Runtime, task: Claimed, campaign: CampaignSettings, clock: Clock) -> None:
-    with rt.db.read() as session:
+def _create(
+    task: Claimed,
+    campaign: CampaignSettings,
+    clock: Clock,
+    *,
+    db: Database,
+    wecom: WeComClient,
+    alerts_wakeup: threading.Event,
+) -> None:
+    with db.read() as session:
         targets = audience_rows.external_userids(session, task.id)
     try:
         attachments = [attachment_from_settings(a) for a in campaign.attachments]
     except ValidationError as exc:
-        with rt.db.write() as session:
+        with db.write() as session:
             claims.fail(session, task, f"bad attachment: {exc}", clock())
         return
     try:
-        msgid, fail_list = rt.wecom.add_msg_template(
+        msgid, fail_list = wecom.add_msg_template(
             sender=task.sender, external_userids=targets, text=task.text, attachments=attachments
         )
     except WeComError as err:
-        with rt.db.write() as session:
+        with db.write() as session:
             if err.errcode == NETWORK_ERROR:
                 # Even "never sent" is resolved rather than trusted: listing costs one call,
                 # a second 群发 in a member's client costs the customer's quota.
@@ -110,9 +119,9 @@ def _create(rt: Runtime, task: Claimed, campaign: CampaignSettings, clock: Clock
                 claims.fail(session, task, f"{err.errcode}: {err.errmsg}", clock())
         log.warning("群发 task %d (%s): %s", task.id, task.sender, err)
         return
-    with rt.db.write() as session:
+    with db.write() as session:
         _record_created(session, task, msgid, fail_list, clock)
-    rt.wakeups.alerts.set()
+    alerts_wakeup.set()
 
 
 def _unclaimed(session: Session, candidates: list[GroupMsg]) -> list[GroupMsg]:
@@ -126,24 +135,26 @@ def _unclaimed(session: Session, candidates: list[GroupMsg]) -> list[GroupMsg]:
     return [m for m in candidates if m.msgid not in held]
 
 
-def _resolve(rt: Runtime, task: Claimed, clock: Clock) -> GroupMsg | None:
+def _resolve(task: Claimed, clock: Clock, *, db: Database, wecom: WeComClient) -> GroupMsg | None:
     """Find the message a `calling` task's earlier request created, if it did."""
     start = int((task.attempted_at.astimezone(UTC) - RESOLVE_SLACK).timestamp())
     end = int((max(clock(), utcnow()) + RESOLVE_SLACK).timestamp())
-    listed = rt.wecom.get_groupmsg_list_v2(
+    listed = wecom.get_groupmsg_list_v2(
         start_time=max(start, end - GROUPMSG_LIST_SPAN_SECONDS), end_time=end, creator=task.sender
     )
     same = sorted((m for m in listed if m.text == task.text), key=lambda m: m.create_time)
-    with rt.db.read() as session:
+    with db.read() as session:
         free = _unclaimed(session, same)
     return free[0] if free else None
 
 
-def _resolve_and_record(rt: Runtime, task: Claimed, clock: Clock) -> None:
+def _resolve_and_record(
+    task: Claimed, clock: Clock, *, db: Database, wecom: WeComClient, alerts_wakeup: threading.Event
+) -> None:
     try:
-        found = _resolve(rt, task, clock)
+        found = _resolve(task, clock, db=db, wecom=wecom)
     except WeComError as err:
-        with rt.db.write() as session:
+        with db.write() as session:
             if err.retryable:
                 claims.settle(session, task, f"resolving: {err}", clock())
             else:  # cannot tell whether it exists: failing is safe, calling again is not
@@ -151,7 +162,7 @@ def _resolve_and_record(rt: Runtime, task: Claimed, clock: Clock) -> None:
                     session, task, f"could not resolve: {err.errcode}: {err.errmsg}", clock()
                 )
         return
-    with rt.db.write() as session:
+    with db.write() as session:
         if found is None:
             claims.retry_now(session, task, "resolved: WeCom has no such message", clock())
             log.info("群发 task %d: earlier call never reached WeCom; calling again", task.id)
@@ -159,12 +170,20 @@ def _resolve_and_record(rt: Runtime, task: Claimed, clock: Clock) -> None:
             _record_created(session, task, found.msgid, (), clock)
             log.info("群发 task %d: resolved to %s", task.id, found.msgid)
     if found is not None:
-        rt.wakeups.alerts.set()
+        alerts_wakeup.set()
 
 
-def perform(rt: Runtime, task: Claimed, campaign: CampaignSettings, clock: Clock) -> None:
+def perform(
+    task: Claimed,
+    campaign: CampaignSettings,
+    clock: Clock,
+    *,
+    db: Database,
+    wecom: WeComClient,
+    alerts_wakeup: threading.Event,
+) -> None:
     """Create a claimed 群发 task in WeCom, or resolve one an earlier attempt left `calling`."""
     if task.resolving:
-        _resolve_and_record(rt, task, clock)
+        _resolve_and_record(task, clock, db=db, wecom=wecom, alerts_wakeup=alerts_wakeup)
     else:
-        _create(rt, task, campaign, clock)
+        _create(task, campaign, clock, db=db, wecom=wecom, alerts_wakeup=alerts_wakeup)

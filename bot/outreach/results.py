@@ -26,12 +26,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot import touched
+from bot.db import Database
 from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.db.types import utcnow
 from bot.errors import WeComError
-from bot.runtime import Runtime
 from bot.states import DeliveryStatus, TaskStatus
-from bot.tiering import touched
+from bot.wecom.client import WeComClient
 from bot.wecom.types import GroupMsgSendResult, GroupMsgTask
 
 log = logging.getLogger(__name__)
@@ -115,16 +116,16 @@ def _claim(session: Session, task: _Due, now: datetime) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-def _fetch(rt: Runtime, task: _Due, report: PollReport) -> dict[str, GroupMsgSendResult]:
+def _fetch(task: _Due, report: PollReport, *, wecom: WeComClient) -> dict[str, GroupMsgSendResult]:
     """Ask WeCom for the members' confirmations, then the results of those who confirmed."""
     report.calls += 1
-    members: list[GroupMsgTask] = rt.wecom.get_groupmsg_task(task.msgid)
+    members: list[GroupMsgTask] = wecom.get_groupmsg_task(task.msgid)
     results: dict[str, GroupMsgSendResult] = {}
     for member in members:
         if member.status != MEMBER_SENT:
             continue  # nothing sent yet: send_result would only say 0 for everyone
         report.calls += 1
-        for row in rt.wecom.get_groupmsg_send_result(task.msgid, member.userid):
+        for row in wecom.get_groupmsg_send_result(task.msgid, member.userid):
             if row.external_userid:
                 results[row.external_userid] = row
     return results
@@ -200,8 +201,8 @@ def _apply(
     return done
 
 
-def _retry(rt: Runtime, task: _Due, *, at: datetime, error: str | None) -> None:
-    with rt.db.write() as session:
+def _retry(task: _Due, *, db: Database, at: datetime, error: str | None) -> None:
+    with db.write() as session:
         session.execute(
             update(CampaignTask)
             .where(CampaignTask.id == task.id)
@@ -210,28 +211,30 @@ def _retry(rt: Runtime, task: _Due, *, at: datetime, error: str | None) -> None:
         )
 
 
-def poll_task(rt: Runtime, task: _Due, *, now: datetime, report: PollReport) -> None:
+def poll_task(
+    task: _Due, *, db: Database, wecom: WeComClient, now: datetime, report: PollReport
+) -> None:
     """Poll one claimed task and record what WeCom says."""
     final_window = now >= _deadline(task)
     try:
-        results = _fetch(rt, task, report)
+        results = _fetch(task, report, wecom=wecom)
     except WeComError as exc:
         if exc.errcode == STILL_DISPATCHING:
             report.dispatching += 1
-            _retry(rt, task, at=now + DISPATCH_RETRY, error=None)
+            _retry(task, db=db, at=now + DISPATCH_RETRY, error=None)
             return
         report.errors += 1
         log.warning("group message %s: results not polled: %s", task.msgid, exc)
         if not exc.retryable and final_window:
             # Nothing more will be learnt (e.g. the task was cancelled): close it.
-            with rt.db.write() as session:
+            with db.write() as session:
                 _apply(session, task, {}, now=now, final_window=True, report=report)
                 report.final += 1
             return
         at = now + (ERROR_RETRY if exc.retryable else POLL_EVERY)
-        _retry(rt, task, at=at, error=str(exc))
+        _retry(task, db=db, at=at, error=str(exc))
         return
-    with rt.db.write() as session:
+    with db.write() as session:
         if _apply(session, task, results, now=now, final_window=final_window, report=report):
             report.final += 1
         else:
@@ -246,22 +249,23 @@ def poll_task(rt: Runtime, task: _Due, *, now: datetime, report: PollReport) -> 
 
 
 def poll_results(
-    rt: Runtime,
     *,
+    db: Database,
+    wecom: WeComClient,
     now: datetime | None = None,
     limit: int = POLL_BATCH,
 ) -> PollReport:
     """Poll the group_message tasks due at `now` (default: the wall clock); report the calls."""
     when = now or utcnow()
     report = PollReport()
-    with rt.db.read() as session:
+    with db.read() as session:
         due = _due(session, when, limit)
     for task in due:
-        with rt.db.write() as session:
+        with db.write() as session:
             if not _claim(session, task, when):
                 continue
         report.tasks += 1
-        poll_task(rt, task, now=when, report=report)
+        poll_task(task, db=db, wecom=wecom, now=when, report=report)
     if report.tasks:
         log.info(
             "outreach results: %d tasks polled with %d calls, %d final, deliveries %s",

@@ -37,8 +37,8 @@ from bot.db.models import (
     TierTransition,
 )
 from bot.reports.customer_list import LOST_REASONS
-from bot.tiering.rules import Dimension
-from bot.tiering.rules.explain import explain_dimension
+from bot.rules import Dimension
+from bot.rules.explain import explain_dimension
 from bot.tiering.why import metric_line
 
 TIMELINE_CAP = 100  # events on the page, newest first

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.tiering.rules import Dimension
-from bot.tiering.rules.dimension import TagFromDimension, TieredDimension
-from bot.tiering.rules.explain import TRUTH_WORDS, explain_condition, format_value
-from bot.tiering.vocabulary import BY_NAME, PROFILE_PREFIX, TIER_PREFIX
+from bot.rules import Dimension
+from bot.rules.dimension import TagFromDimension, TieredDimension
+from bot.rules.explain import TRUTH_WORDS, explain_condition, format_value
+from bot.rules.vocabulary import BY_NAME, PROFILE_PREFIX, TIER_PREFIX
 from bot.tiering.why import TierView
 
 

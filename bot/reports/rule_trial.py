@@ -1,6 +1,6 @@
 """规则试算: how many customers a `when` expression matches now, and a sample; read-only.
 
-The same parser and checker as the config (`bot.tiering.rules`), compiled to the same SQL
+The same parser and checker as the config (`bot.rules`), compiled to the same SQL
 the re-tier evaluates, over the same metrics engine's frame of every customer. Computing
 that frame is a pass over the data (a re-tier's), so a serving process keeps one frame
 for `MAX_AGE` and answers every trial from it; the page says when it was computed.
@@ -19,12 +19,12 @@ from sqlalchemy import select
 
 from bot.db import Database
 from bot.db.models import Customer
+from bot.rules import RuleError, Scope, compile_condition, names_in, parse_and_check
+from bot.rules.explain import format_value
+from bot.rules.sql import quote_ident
+from bot.rules.vocabulary import PROFILE_PREFIX
 from bot.tiering.engine import compute_metrics
 from bot.tiering.frame import TABLE, MetricFrame
-from bot.tiering.rules import RuleError, Scope, compile_condition, names_in, parse_and_check
-from bot.tiering.rules.explain import format_value
-from bot.tiering.rules.sql import quote_ident
-from bot.tiering.vocabulary import PROFILE_PREFIX
 
 MAX_AGE = timedelta(minutes=10)
 MAX_CHARS = 2000

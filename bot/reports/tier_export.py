@@ -21,7 +21,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from bot.db.models import Customer, FollowRelation, Staff, TierAssignment, TierTransition
-from bot.tiering.rules import Dimension
+from bot.rules import Dimension
 
 PAGE = 2000
 FIXED_HEADER = ("external_userid", "name", "staff", "tier", "since")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from bot.db.models import RetierRun
 from bot.reports import tier_movement
 from bot.reports.tier_movement import MovementMatrix, SizeSeries, TierSizes
-from bot.tiering.rules import Dimension, TagFromDimension
+from bot.rules import Dimension, TagFromDimension
 
 RUN_CHOICES = 30  # the latest runs offered for the from → to matrix
 SERIES_DAYS = 30

@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, Table, select, update
 from sqlalchemy.orm import Session
 
 from bot.customers import contacts
+from bot.db import Database
 from bot.db.models import (
     FollowRelation,
     OutboxOperation,
@@ -36,7 +37,6 @@ from bot.db.models import (
 from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.queue import Queue
-from bot.runtime import Runtime
 from bot.states import OutboxStatus
 from bot.tags import catalogue
 from bot.wecom import budget
@@ -296,40 +296,40 @@ def perform(op: ClaimedOp, wecom: WeComClient) -> WeComError | None:
     return None
 
 
-def _refresh_catalogue(rt: Runtime) -> None:
-    groups = rt.wecom.get_corp_tag_list()
-    with rt.db.write() as session:
+def _refresh_catalogue(*, db: Database, wecom: WeComClient) -> None:
+    groups = wecom.get_corp_tag_list()
+    with db.write() as session:
         catalogue.apply_groups(session, groups, complete=True)
 
 
 def _perform_with_refresh(
-    rt: Runtime, op: ClaimedOp, refreshed: list[bool]
+    op: ClaimedOp, refreshed: list[bool], *, db: Database, wecom: WeComClient
 ) -> tuple[ClaimedOp, WeComError | None]:
     """Perform; on an invalid tag id refresh the catalogue (once per batch) and retry once.
 
     Return the operation as finally sent (its ids re-resolved after a refresh) and the error.
     """
-    error = perform(op, rt.wecom)
+    error = perform(op, wecom)
     if error is None or error.errcode != catalogue.INVALID_TAG_ID:
         return op, error
     log.info("outbox op %d: invalid tag id, refreshing the catalogue and retrying", op.id)
     if not refreshed[0]:
         try:
-            _refresh_catalogue(rt)
+            _refresh_catalogue(db=db, wecom=wecom)
         except WeComError as exc:
             return op, exc
         refreshed[0] = True
-    with rt.db.read() as session:
+    with db.read() as session:
         retry = reresolve(session, op)
     OPERATIONS.labels("tag_retry").inc()
-    return retry, perform(retry, rt.wecom)
+    return retry, perform(retry, wecom)
 
 
 class _ClaimKeeper:
     """Renews the claims of a batch's unsent operations while its worker waits for budget."""
 
-    def __init__(self, rt: Runtime, ops: list[ClaimedOp], now: Callable[[], datetime]) -> None:
-        self._rt = rt
+    def __init__(self, db: Database, ops: list[ClaimedOp], now: Callable[[], datetime]) -> None:
+        self._db = db
         self._now = now
         self.unsent = {op.id: op.attempts for op in ops}
         self._renewed_at = now()
@@ -346,7 +346,7 @@ class _ClaimKeeper:
         now = self._now()
         if not self.unsent or now - self._renewed_at < RENEW_AFTER:
             return
-        with self._rt.db.write() as session:
+        with self._db.write() as session:
             for op_id, attempts in self.unsent.items():
                 session.execute(
                     update(OutboxOperation)
@@ -357,7 +357,7 @@ class _ClaimKeeper:
 
     def give_back(self) -> None:
         """Return the unsent operations to the queue untried: due now, attempt not counted."""
-        with self._rt.db.write() as session:
+        with self._db.write() as session:
             for op_id, attempts in self.unsent.items():
                 session.execute(
                     update(OutboxOperation)
@@ -372,26 +372,28 @@ class _ClaimKeeper:
         self.unsent.clear()
 
 
-def drain(rt: Runtime, *, limit: int = 20, now: Callable[[], datetime] = utcnow) -> int:
+def drain(
+    *, db: Database, wecom: WeComClient, limit: int = 20, now: Callable[[], datetime] = utcnow
+) -> int:
     """Claim and perform a batch of operations; return how many were handled.
 
     `now` is the clock claims are taken and renewed by (tests pass time with it).
     """
-    with rt.db.write() as session:
+    with db.write() as session:
         ops = claim(session, limit=limit, now=now())
-    keeper = _ClaimKeeper(rt, ops, now)
+    keeper = _ClaimKeeper(db, ops, now)
     refreshed = [False]
     handled = 0
     for op in ops:
         with budget.while_waiting(keeper.renew):
-            op, error = _perform_with_refresh(rt, op, refreshed)
+            op, error = _perform_with_refresh(op, refreshed, db=db, wecom=wecom)
         if isinstance(error, budget.BudgetWaitStoppedError):
             keeper.give_back()
             log.info("outbox: stopping; %d operations put back unsent", len(ops) - handled)
             break
         keeper.unsent.pop(op.id, None)
         handled += 1
-        with rt.db.write() as session:
+        with db.write() as session:
             if error is None:
                 _record_done(session, op)
                 OPERATIONS.labels("done").inc()

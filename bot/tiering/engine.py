@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.errors import ValidationError
+from bot.rules.vocabulary import METRICS
 from bot.tiering import (
     metrics_events,
     metrics_orders,
@@ -55,7 +56,6 @@ from bot.tiering.frame import MetricFrame
 from bot.tiering.metrics_relations import quote_ident
 from bot.tiering.source import POPULATION_TABLE, Source, attach, attach_duckdb, reattach
 from bot.tiering.tag_values import KeptValues
-from bot.tiering.vocabulary import METRICS
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ unless `dry_run` — records each change in `tier_transitions`, upserts `tier_as
 full run stores its rank population as it finishes, a touched run its customers' rows of
 it (`bot.tiering.population`).
 A dry run writes nothing. Queuing the tier tags for WeCom is the caller's next step
-(`bot.tiering.handoff`).
+(`bot.retier`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.errors import ValidationError
+from bot.rules import Dimension
 from bot.tiering import evaluate, history, run_stats, tag_values
 from bot.tiering.clock import Clock
 from bot.tiering.engine import MetricsEngine
 from bot.tiering.evaluate import Move
-from bot.tiering.rules import Dimension
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +18,6 @@ from bot import leases
 from bot.config import CampaignSettings
 from bot.console import audit
 from bot.errors import NotFoundError
-from bot.outreach.execute import dispatch_run
 from bot.outreach.plan import OutreachBusyError, RunPlan, plan_run
 from bot.outreach.report import ALL_TIERS, CampaignResults, Segment, campaign_results
 from bot.outreach.service import get_campaign
@@ -31,6 +29,7 @@ from handlers import throttle
 from handlers.admin import guard
 from handlers.admin.blueprint import bp
 from handlers.context import runtime
+from handlers.outreach_api import send_later
 
 LAUNCH_FIELD = "launch_token"
 LAUNCH_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,40}$")
@@ -155,7 +154,14 @@ def preview(name: str) -> ResponseReturnValue:
     """试运行: who the campaign would reach now, per staff; writes and sends nothing."""
     rt = runtime()
     config = _campaign(name)
-    plan = plan_run(rt, config, as_of=datetime.now(UTC), trigger="manual", dry_run=True)
+    plan = plan_run(
+        config,
+        db=rt.db,
+        settings=rt.settings,
+        as_of=datetime.now(UTC),
+        trigger="manual",
+        dry_run=True,
+    )
     names = rt.settings.staff
     return render_template(
         "admin/campaign_preview.html",
@@ -169,13 +175,6 @@ def preview(name: str) -> ResponseReturnValue:
         action_label=reports.ACTION_LABELS.get(config.action, config.action),
         define=define,
     )
-
-
-def _send_later(rt: Runtime, run_id: int) -> None:
-    """Send the recorded run off the request thread, as POST /api/outreach/.../runs does."""
-    threading.Thread(
-        target=dispatch_run, args=(rt, run_id), name=f"outreach-run-{run_id}", daemon=True
-    ).start()
 
 
 def _spend(rt: Runtime, token: str) -> str | None:
@@ -207,7 +206,9 @@ def launch(name: str) -> ResponseReturnValue:
             "如需再次发送，请重新试运行。",
         )
     try:
-        plan = plan_run(rt, config, as_of=datetime.now(UTC), trigger="manual")
+        plan = plan_run(
+            config, db=rt.db, settings=rt.settings, as_of=datetime.now(UTC), trigger="manual"
+        )
     except OutreachBusyError as exc:
         with rt.db.write() as session:
             leases.release(session, LAUNCH_LEASE + token, owner)  # nothing launched: reusable
@@ -224,7 +225,7 @@ def launch(name: str) -> ResponseReturnValue:
             after={"run_id": plan.run_id, **counts},
             address=throttle.client_address(rt.settings.server),
         )
-    _send_later(rt, plan.run_id)
+    send_later(rt, plan.run_id)
     return redirect(url_for("admin.campaign_run", run_id=plan.run_id), code=303)
 
 

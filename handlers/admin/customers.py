@@ -15,7 +15,7 @@ from bot.reports.customer_export import write_xlsx
 from bot.reports.customer_profile import customer_profile
 from bot.reports.customer_terms import term
 from bot.reports.customer_tiers import readable_tiers
-from bot.tiering.rules import load_dimensions
+from bot.rules import load_dimensions
 from bot.tiering.why import ExplainEngine, explain_customer
 from handlers.admin import guard
 from handlers.admin.blueprint import bp

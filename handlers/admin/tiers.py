@@ -16,7 +16,7 @@ from bot.reports import rule_trial, tier_export
 from bot.reports.definitions import define
 from bot.reports.rule_trial import TrialFrames, TrialResult
 from bot.reports.tier_page import TierPage, tier_page
-from bot.tiering.rules import Dimension, load_dimensions
+from bot.rules import Dimension, load_dimensions
 from handlers.admin import guard
 from handlers.admin.blueprint import bp
 from handlers.context import runtime

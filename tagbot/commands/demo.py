@@ -30,7 +30,6 @@ from bot import job_runs, staff_alerts
 from bot.callbacks import inbox
 from bot.channels import lookup
 from bot.config import Settings, load_settings
-from bot.customers.sync import run_sync
 from bot.db.migrate import upgrade_to_head
 from bot.db.models import (
     CampaignDelivery,
@@ -48,11 +47,12 @@ from bot.outreach.report import METHOD, campaign_results
 from bot.outreach.results import poll_results
 from bot.outreach.service import run_campaign
 from bot.reports.channel_stats import rollup
+from bot.retier import retier_configured
 from bot.runtime import Runtime, configure_logging
 from bot.states import AlertStatus
+from bot.sync import run_sync
 from bot.tags import outbox
 from bot.tags.push import drain_all
-from bot.tiering.service import retier_configured
 from tagbot.commands.imports import default_rejects_path, write_rejects
 from tagbot.commands.outreach import ACTIONS
 from tagbot.commands.outreach_results import render_table
@@ -364,7 +364,14 @@ class Demo:
     def retier(self) -> None:
         assert self.rt is not None
         with self.step("按默认分层规则重新分层（10 个维度）") as s:
-            report, handoff = retier_configured(self.rt)
+            rt = self.rt
+            report, handoff = retier_configured(
+                db=rt.db,
+                wecom=rt.wecom,
+                settings=rt.settings,
+                outbox_wakeup=rt.wakeups.outbox,
+                alerts_wakeup=rt.wakeups.alerts,
+            )
             s.detail.append(
                 f"客户 {report.customers} 位；本次层级变动 {report.transitions} 次，"
                 f"涉及 {report.changed_customers} 位客户"
@@ -385,7 +392,8 @@ class Demo:
                 f"（每个变动的跟进关系一次）；{pushed}"
             )
             if handoff is not None and handoff.queued:
-                drain_all(self.rt)  # alongside the outbox workers, until none is left
+                # alongside the outbox workers, until none is left
+                drain_all(db=self.rt.db, wecom=self.rt.wecom, stopping=self.rt.stopping)
                 with self.rt.db.read() as session:
                     left = outbox.counts(session)
                 s.detail.append(
@@ -408,7 +416,15 @@ class Demo:
             )
             as_of = datetime.now(UTC) - timedelta(days=REPLAY_DAYS if replay else 0)
             with self.step(title) as s:
-                plan = run_campaign(rt, rt.settings, campaign.name, as_of=as_of)
+                plan = run_campaign(
+                    campaign.name,
+                    db=rt.db,
+                    wecom=rt.wecom,
+                    settings=rt.settings,
+                    stopping=rt.stopping,
+                    alerts_wakeup=rt.wakeups.alerts,
+                    as_of=as_of,
+                )
                 if plan.run_id is not None:
                     runs[campaign.name] = plan.run_id
                 s.detail.append(
@@ -460,7 +476,9 @@ class Demo:
             if msgid:
                 self.sim.confirm_group_msg(msgid, sender)
         # As the results worker would after its next 30-minute poll.
-        polled = poll_results(self.rt, now=datetime.now(UTC) + timedelta(hours=1))
+        polled = poll_results(
+            db=self.rt.db, wecom=self.rt.wecom, now=datetime.now(UTC) + timedelta(hours=1)
+        )
         s.detail.append(f"员工确认后拉取发送结果：企业微信调用 {polled.calls} 次")
 
     def _delivery_line(self, run_id: int) -> str:

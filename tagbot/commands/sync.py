@@ -11,7 +11,7 @@ import click
 from tqdm import tqdm
 
 from bot import job_runs
-from bot.customers.sync import run_sync
+from bot.sync import run_sync
 from tagbot.commands.context import CliContext, pass_ctx
 from tagbot.commands.push import drain_with_progress
 

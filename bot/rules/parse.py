@@ -8,9 +8,9 @@ from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.tree import Meta
 
-from bot.tiering.rules.errors import RuleError
-from bot.tiering.rules.grammar import PLAIN_WORDS, parser
-from bot.tiering.rules.nodes import (
+from bot.rules.errors import RuleError
+from bot.rules.grammar import PLAIN_WORDS, parser
+from bot.rules.nodes import (
     And,
     Bool,
     Compare,

@@ -1,6 +1,6 @@
 """Evaluate a checked rule over one customer's values in Python, with SQL's three-valued logic.
 
-The same semantics as the SQL from `bot.tiering.rules.sql` (a property test holds them
+The same semantics as the SQL from `bot.rules.sql` (a property test holds them
 together): a comparison with a missing value is unknown (None), `not` unknown is unknown,
 `and`/`or` follow Kleene's tables, and a condition holds only when it is True.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from bot.tiering.rules.nodes import (
+from bot.rules.nodes import (
     And,
     Bool,
     Compare,

@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from bot.errors import ConfigError
-from bot.tiering.rules.check import Scope, check_name, parse_and_check
-from bot.tiering.rules.errors import RuleError
-from bot.tiering.rules.evaluate import Row, Truth, evaluate
-from bot.tiering.rules.nodes import Expr, Name, names_in
-from bot.tiering.rules.parse import parse_rule
-from bot.tiering.rules.sql import compile_condition, quote_ident, quote_string
+from bot.rules.check import Scope, check_name, parse_and_check
+from bot.rules.errors import RuleError
+from bot.rules.evaluate import Row, Truth, evaluate
+from bot.rules.nodes import Expr, Name, names_in
+from bot.rules.parse import parse_rule
+from bot.rules.sql import compile_condition, quote_ident, quote_string
 from bot.wecom.limits import TAG_NAME_MAX
 
 OTHER_TAG = "其他"
@@ -196,7 +196,7 @@ def build_dimensions(
 
 
 def rule_problems(dimensions: Sequence[DimensionConfig]) -> list[str]:
-    """Return every tier rule problem (for `register_check`), each with key and caret."""
+    """Return every tier rule problem (bot.config runs this), each with key and caret."""
     return build_dimensions(dimensions)[1]
 
 

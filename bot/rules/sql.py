@@ -10,8 +10,8 @@ Python evaluator uses), else it is NULL: unknown.
 
 from __future__ import annotations
 
-from bot.tiering.rules.evaluate import NUMERIC_TEXT, numeric_pair
-from bot.tiering.rules.nodes import (
+from bot.rules.evaluate import NUMERIC_TEXT, numeric_pair
+from bot.rules.nodes import (
     And,
     Bool,
     Compare,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.tiering.rules.dimension import (
+from bot.rules.dimension import (
     OTHER_TAG,
     Assignment,
     Dimension,
@@ -14,7 +14,7 @@ from bot.tiering.rules.dimension import (
     assign_tier,
     tag_value,
 )
-from bot.tiering.rules.evaluate import (
+from bot.rules.evaluate import (
     Row,
     Truth,
     evaluate,
@@ -23,7 +23,7 @@ from bot.tiering.rules.evaluate import (
     operand_values,
     text_number,
 )
-from bot.tiering.rules.nodes import (
+from bot.rules.nodes import (
     And,
     Bool,
     Compare,

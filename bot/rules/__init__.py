@@ -1,7 +1,7 @@
 """The tier rule language: parse, type-check, compile to SQL, evaluate and explain."""
 
-from bot.tiering.rules.check import Scope, check_rule, parse_and_check
-from bot.tiering.rules.dimension import (
+from bot.rules.check import Scope, check_rule, parse_and_check
+from bot.rules.dimension import (
     OTHER_TAG,
     Assignment,
     Dimension,
@@ -17,12 +17,12 @@ from bot.tiering.rules.dimension import (
     tag_value,
     tag_value_sql,
 )
-from bot.tiering.rules.errors import RuleError
-from bot.tiering.rules.evaluate import Row, Truth, evaluate, text_number
-from bot.tiering.rules.explain import Explanation, explain_condition, explain_dimension
-from bot.tiering.rules.nodes import Expr, names_in
-from bot.tiering.rules.parse import parse_rule
-from bot.tiering.rules.sql import compile_condition, quote_ident, quote_string
+from bot.rules.errors import RuleError
+from bot.rules.evaluate import Row, Truth, evaluate, text_number
+from bot.rules.explain import Explanation, explain_condition, explain_dimension
+from bot.rules.nodes import Expr, names_in
+from bot.rules.parse import parse_rule
+from bot.rules.sql import compile_condition, quote_ident, quote_string
 
 __all__ = [
     "OTHER_TAG",

@@ -6,8 +6,8 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from bot.tiering.rules.errors import RuleError
-from bot.tiering.rules.nodes import (
+from bot.rules.errors import RuleError
+from bot.rules.nodes import (
     And,
     Bool,
     Compare,
@@ -23,8 +23,8 @@ from bot.tiering.rules.nodes import (
     String,
     ValueKind,
 )
-from bot.tiering.rules.parse import parse_rule
-from bot.tiering.vocabulary import BY_NAME, PROFILE_PREFIX, TIER_PREFIX
+from bot.rules.parse import parse_rule
+from bot.rules.vocabulary import BY_NAME, PROFILE_PREFIX, TIER_PREFIX
 
 _ORDERING = frozenset({"<", "<=", ">", ">="})
 _KIND_WORDS: dict[ValueKind, str] = {

@@ -1,7 +1,8 @@
 """Cross-key checks of `[[outreach.campaigns]]`: dimension, tiers, `when`, text placeholders.
 
-Registered with `bot.config.register_check` (imported lazily there): this module reads the
-settings through protocols so that config → outreach never imports back.
+Run by `bot.config` as it loads, and used by bot/outreach to parse a `when`. It reads the
+settings through protocols and builds only on bot/rules, so config imports it without a
+cycle (outreach, which reads config, could not hold it).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from bot.tiering.rules import Expr, RuleError, Scope, parse_and_check
-from bot.tiering.rules.dimension import DimensionConfig
+from bot.rules import Expr, RuleError, Scope, parse_and_check
+from bot.rules.dimension import DimensionConfig
 
 # The placeholders each action fills, for one text shared by all of a task's customers.
 PLACEHOLDERS: Mapping[str, frozenset[str]] = {
