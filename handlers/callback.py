@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from bot.callbacks import inbox
 from bot.db.types import utcnow
 from bot.errors import CallbackError
-from bot.wecom import parse_event
+from bot.wecom.events import parse_event
 from handlers import callback_guard
 from handlers.context import runtime
 

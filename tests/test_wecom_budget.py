@@ -177,7 +177,7 @@ _PROCESS = textwrap.dedent(
     import sys, time
     from bot.config import settings_from_mapping
     from bot.db import Database
-    from bot.wecom import WeComClient
+    from bot.wecom.client import WeComClient
     from bot.wecom.budget import SharedBudget
     from tests.support.corp import base_config
 

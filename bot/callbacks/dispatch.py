@@ -15,7 +15,6 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot import wecom as wecom_calls
 from bot.callbacks import inbox
 from bot.channels.welcome import ContextCache, MissedTally
 from bot.channels.welcome_lane import WelcomeLane
@@ -25,6 +24,7 @@ from bot.db import Database
 from bot.errors import CallbackError, WeComError
 from bot.tags import tag_events
 from bot.tags.tag_events import EXTERNAL_TAG
+from bot.wecom import budget as wecom_calls
 from bot.wecom.client import WeComClient
 from bot.wecom.events import CallbackEvent, parse_event
 

@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot import wecom as wecom_calls
 from bot.channels.welcome import (
     MISSED_OUTCOMES,
     ContextCache,
@@ -30,6 +29,7 @@ from bot.config import Settings
 from bot.customers.customer_fetch import fetch_contact
 from bot.db import Database
 from bot.errors import WeComError
+from bot.wecom import budget as wecom_calls
 from bot.wecom.client import WeComClient
 from bot.wecom.events import CallbackEvent
 from bot.wecom.types import ExternalContact
