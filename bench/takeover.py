@@ -47,7 +47,7 @@ from bot.db.migrate import upgrade_to_head
 from bot.db.models import InboxEvent
 from bot.runtime import Runtime
 from bot.tags.catalogue import TagPath
-from bot.wecom.limits import WELCOME_CODE_SECONDS
+from bot.wecom_limits import WELCOME_CODE_SECONDS
 from wecom_sim import Simulator
 
 TRIES = 4  # WeCom's "总共重试三次": the first delivery and three more

@@ -42,8 +42,8 @@ from bot.db.types import utcnow
 from bot.errors import TagbotError
 from bot.tags import catalogue
 from bot.wecom.client import WeComClient, counting_calls
-from bot.wecom.limits import BATCH_GET_PAGE_MAX, BATCH_GET_USERS_MAX
 from bot.wecom.types import ContactFollow
+from bot.wecom_limits import BATCH_GET_PAGE_MAX, BATCH_GET_USERS_MAX
 
 log = logging.getLogger("tagbot.sync")
 

@@ -126,8 +126,9 @@ def test_the_campaign_list_shows_the_config_and_the_last_run(
     assert "value：高价值" in page
     assert "50%" in page
     assert "从未运行" in page
+    rt = _rt(console)
     plan = plan_run(
-        _rt(console), get_campaign(_rt(console).settings, NAME), as_of=datetime.now(UTC)
+        get_campaign(rt.settings, NAME), db=rt.db, settings=rt.settings, as_of=datetime.now(UTC)
     )
     page = web.get("/admin/campaigns").get_data(as_text=True)
     assert "从未运行" not in page
@@ -143,7 +144,13 @@ def test_the_preview_shows_the_plans_counts_and_writes_nothing(
     sign_in_with_token(web)
     page, _, _ = _preview(web)
     rt = _rt(console)
-    plan = plan_run(rt, get_campaign(rt.settings, NAME), as_of=datetime.now(UTC), dry_run=True)
+    plan = plan_run(
+        get_campaign(rt.settings, NAME),
+        db=rt.db,
+        settings=rt.settings,
+        as_of=datetime.now(UTC),
+        dry_run=True,
+    )
     assert _values(page) == {
         "audience": plan.audience,
         "treatment": len(plan.treatment),
@@ -251,7 +258,9 @@ def test_the_run_page_counts_per_staff_and_pages_customers(
     console: Flask, web: FlaskClient, db: Database
 ) -> None:
     rt = _rt(console)
-    plan = plan_run(rt, get_campaign(rt.settings, NAME), as_of=datetime.now(UTC))
+    plan = plan_run(
+        get_campaign(rt.settings, NAME), db=rt.db, settings=rt.settings, as_of=datetime.now(UTC)
+    )
     assert plan.run_id is not None
     # WeCom's answers: one not a friend any more, one over quota, the rest sent.
     with db.write() as s:

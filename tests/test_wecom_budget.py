@@ -14,11 +14,12 @@ import requests
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
-from bot import metrics, wecom
+from bot import metrics
 from bot.db import Database
 from bot.db.models import WeComBudget, WeComBudgetSlot
 from bot.runtime import Runtime
 from bot.tags import catalogue, outbox
+from bot.wecom import budget as wecom
 from bot.wecom import metrics as wecom_metrics
 from bot.wecom.budget import BULK, INTERACTIVE, SharedBudget
 from tests.support.configs import settings_for

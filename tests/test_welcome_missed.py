@@ -10,11 +10,11 @@ import pytest
 import requests
 from sqlalchemy import update
 
+from bot import wecom_limits as limits
 from bot.channels import live_codes
 from bot.db.models import InboxEvent
 from bot.db.types import utcnow
 from bot.tags.catalogue import TagPath
-from bot.wecom import limits
 from jobs.inbox import INBOX_WORKER
 from tests.support.configs import settings_for
 from tests.support.live import LiveServer

@@ -40,7 +40,7 @@ from bot.members import get_or_create_staff
 from bot.tags import catalogue
 from bot.tags.catalogue import TagPath
 from bot.wecom.client import WeComClient
-from bot.wecom.limits import (
+from bot.wecom_limits import (
     CONTACT_WAY_REMARK_MAX,
     CONTACT_WAY_STATE_MAX,
     CONTACT_WAY_USERS_MAX,

@@ -29,7 +29,7 @@ from bot.tags import catalogue
 from bot.tags.catalogue import TagPath
 from bot.wecom.client import WeComClient
 from bot.wecom.events import CallbackEvent
-from bot.wecom.limits import ATTACHMENTS_MAX, WELCOME_CODE_SECONDS, WELCOME_TEXT_MAX_BYTES
+from bot.wecom_limits import ATTACHMENTS_MAX, WELCOME_CODE_SECONDS, WELCOME_TEXT_MAX_BYTES
 
 log = logging.getLogger(__name__)
 

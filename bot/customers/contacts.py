@@ -8,7 +8,7 @@ unionid, as soon as the customer appears (or learns its unionid).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
@@ -19,7 +19,6 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
-    delete,
     exists,
     func,
     insert,
@@ -37,7 +36,6 @@ from bot.db.models import (
     InteractionEvent,
     Order,
     ProfileAttribute,
-    RelationTag,
     Staff,
     TierAssignment,
 )
@@ -45,6 +43,7 @@ from bot.db.types import utcnow
 from bot.ingest.linking import member_of
 from bot.ingest.store import EVENTS, ORDERS, PROFILES
 from bot.members import get_or_create_staff
+from bot.tags.relation_tags import DROP_TAGS, RELATION_TAGS, TAG_IDS_OF, relation_id
 from bot.touched import touch
 
 _UNSET: object = object()
@@ -311,16 +310,6 @@ def mark_relation_lost(
     return relation
 
 
-def relation_id(*, session: Session, staff_userid: str, external_userid: str) -> int | None:
-    """Return the id of the (staff, customer) relation, None when we never knew it."""
-    return session.scalars(
-        select(FollowRelation.id)
-        .join(Staff, Staff.id == FollowRelation.staff_id)
-        .join(Customer, Customer.id == FollowRelation.customer_id)
-        .where(Staff.userid == staff_userid, Customer.external_userid == external_userid)
-    ).first()
-
-
 def record_transfer_fail(
     *, session: Session, staff_userid: str, external_userid: str, reason: str
 ) -> bool:
@@ -337,55 +326,20 @@ def record_transfer_fail(
     return True
 
 
-_RT = cast(Table, RelationTag.__table__)
-_RELATION_TAG_IDS = select(_RT.c.tag_id).where(_RT.c.relation_id == bindparam("relation_id"))
-_DROP_RELATION_TAGS = delete(_RT).where(
-    _RT.c.relation_id == bindparam("relation_id"),
-    _RT.c.tag_id.in_(bindparam("tag_ids", expanding=True)),
-)
-
-
 def set_relation_tags(relation_id: int, wanted: set[int], *, session: Session) -> None:
     """Record exactly these tags (our ids) as the ones WeCom has on the relation."""
     have: set[int] = (
         set()
         if _first_look("follow_relations", relation_id, "tags_of", session=session)
-        else set(session.scalars(_RELATION_TAG_IDS, {"relation_id": relation_id}))
+        else set(session.scalars(TAG_IDS_OF, {"relation_id": relation_id}))
     )
     gone = have - wanted
     if gone:
-        session.execute(_DROP_RELATION_TAGS, {"relation_id": relation_id, "tag_ids": list(gone)})
+        session.execute(DROP_TAGS, {"relation_id": relation_id, "tag_ids": list(gone)})
     now = utcnow()
     added = [{"relation_id": relation_id, "tag_id": t, "synced_at": now} for t in wanted - have]
     if added:
-        session.execute(insert(_RT), added)
-
-
-def record_tag_change(
-    *,
-    session: Session,
-    staff_userid: str,
-    external_userid: str,
-    add: Iterable[int],
-    remove: Iterable[int],
-) -> None:
-    """Record tags (our ids) WeCom just added to and removed from a relation we know."""
-    found = relation_id(session=session, staff_userid=staff_userid, external_userid=external_userid)
-    if found is None:
-        return
-    remove = list(remove)
-    if remove:
-        session.execute(_DROP_RELATION_TAGS, {"relation_id": found, "tag_ids": remove})
-    add = list(add)
-    if add:
-        have = set(session.scalars(_RELATION_TAG_IDS, {"relation_id": found}))
-        now = utcnow()
-        added = [
-            {"relation_id": found, "tag_id": t, "synced_at": now} for t in add if t not in have
-        ]
-        if added:
-            session.execute(insert(_RT), added)
-    session.flush()
+        session.execute(insert(RELATION_TAGS), added)
 
 
 def lost_notice(

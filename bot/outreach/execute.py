@@ -29,7 +29,7 @@ from bot.outreach.claims import Claimed, Clock
 from bot.outreach.quiet import quiet_hours
 from bot.states import RunStatus, TaskStatus
 from bot.wecom.client import WeComClient
-from bot.wecom.limits import MSG_TEMPLATE_CUSTOMERS_MAX
+from bot.wecom_limits import MSG_TEMPLATE_CUSTOMERS_MAX
 
 log = logging.getLogger(__name__)
 

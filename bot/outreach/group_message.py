@@ -28,8 +28,8 @@ from bot.outreach import audience_rows, claims
 from bot.outreach.claims import Claimed, Clock
 from bot.states import DeliveryStatus, TaskStatus
 from bot.wecom.client import NETWORK_ERROR, WeComClient
-from bot.wecom.limits import GROUPMSG_LIST_SPAN_SECONDS
 from bot.wecom.types import GroupMsg
+from bot.wecom_limits import GROUPMSG_LIST_SPAN_SECONDS
 
 log = logging.getLogger(__name__)
 

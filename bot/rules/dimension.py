@@ -39,7 +39,7 @@ from bot.rules.evaluate import Row, Truth, evaluate
 from bot.rules.nodes import Expr, Name, names_in
 from bot.rules.parse import parse_rule
 from bot.rules.sql import compile_condition, quote_ident, quote_string
-from bot.wecom.limits import TAG_NAME_MAX
+from bot.wecom_limits import TAG_NAME_MAX
 
 OTHER_TAG = "其他"
 

@@ -37,7 +37,7 @@ from bot.rules.nodes import (
     Or,
     String,
 )
-from bot.wecom.limits import TAG_NAME_MAX
+from bot.wecom_limits import TAG_NAME_MAX
 
 TRUTH_WORDS = {True: "满足", False: "未满足", None: "未知"}
 _SHOWN = {"==": "=", "!=": "≠", "<": "<", "<=": "≤", ">": ">", ">=": "≥"}

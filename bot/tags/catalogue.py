@@ -16,8 +16,8 @@ from bot.db import Database
 from bot.db.models import RelationTag, Tag, TagGroup
 from bot.errors import ValidationError
 from bot.wecom.client import WeComClient
-from bot.wecom.limits import TAG_NAME_MAX
 from bot.wecom.types import FollowUserTag, TagGroupInfo
+from bot.wecom_limits import TAG_NAME_MAX
 
 INVALID_TAG_ID = 40068  # WeCom: invalid tag or group id (deleted or re-created in the console)
 

@@ -26,7 +26,6 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import ColumnElement, Table, select, update
 from sqlalchemy.orm import Session
 
-from bot.customers import contacts
 from bot.db import Database
 from bot.db.models import (
     FollowRelation,
@@ -38,7 +37,7 @@ from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.queue import Queue
 from bot.states import OutboxStatus
-from bot.tags import catalogue
+from bot.tags import catalogue, relation_tags
 from bot.wecom import budget
 from bot.wecom.client import WeComClient
 
@@ -251,7 +250,7 @@ def _record_done(session: Session, op: ClaimedOp) -> None:
         .where(OutboxOperation.id == op.id)
         .values(status=OutboxStatus.DONE, done_at=utcnow(), locked_until=None, last_error=None)
     )
-    contacts.record_tag_change(
+    relation_tags.record_tag_change(
         session=session,
         staff_userid=op.staff_userid,
         external_userid=op.external_userid,
@@ -262,7 +261,7 @@ def _record_done(session: Session, op: ClaimedOp) -> None:
 
 def _mark_lost(session: Session, op: ClaimedOp) -> None:
     """WeCom says the member no longer has this customer: the relation is lost."""
-    relation_id = contacts.relation_id(
+    relation_id = relation_tags.relation_id(
         session=session, staff_userid=op.staff_userid, external_userid=op.external_userid
     )
     if relation_id is not None:

@@ -1,5 +1,5 @@
 """The WeCom adapter: the only package that imports wechatpy.
 
-Import its modules directly (`bot.wecom.client`, `bot.wecom.limits`, ...): this file loads
-nothing, so `bot.wecom.limits` stays importable from below `bot.config`.
+Import its modules directly (`bot.wecom.client`, `bot.wecom.budget`, ...): this file loads
+nothing. WeCom's limits are in `bot/wecom_limits.py`, importable from below `bot.config`.
 """

@@ -20,11 +20,12 @@ import requests
 from urllib3.exceptions import NewConnectionError
 from wechatpy.exceptions import WeChatClientException
 
+from bot import wecom_limits as limits
 from bot.config import LimitsSettings, WeComSettings
 from bot.db import Database
 from bot.db.types import utcnow
 from bot.errors import WeComError
-from bot.wecom import limits, metrics
+from bot.wecom import metrics
 from bot.wecom.budget import SharedBudget
 from bot.wecom.tokens import TokenStore, token_key
 from bot.wecom.transport import WeChatTransport

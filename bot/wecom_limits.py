@@ -1,4 +1,9 @@
-"""WeCom's documented limits, named once for every check and cut (see wecom-api.md)."""
+"""WeCom's documented limits, named once for every check and cut (see wecom-api.md).
+
+The adapter's constants, kept beside its package rather than in it: `bot.config` and the rule
+language check names against them, and the client (which reads the settings) must not be
+loaded, nor become a dependency, for that.
+"""
 
 from __future__ import annotations
 
