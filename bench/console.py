@@ -1,29 +1,38 @@
-"""Time the console's read services over the re-tier bench data (median and p95 per call).
+"""Time every console page over the re-tier bench data: server time per page, median and p95.
 
     python -m bench.console [--customers 100000] [--orders 1000000] [--events 500000]
                             [--backend sqlite|postgresql|both] [--workdir DIR] [--keep]
-                            [--repeat 30]
+                            [--repeat 30] [--services]
 
-Loads (or reuses, with --workdir/--keep) bench/retier.py's data. The aggregates the pages
-read are written by a re-tier and by the channel rollup: when the data holds no sizes yet,
-the bench runs a full re-tier with the default dimensions and a touched one of 1,000
-customers (their wall times are printed: what writing the aggregates adds to a run is in
-them), then the channel rollup with conversions (the scheduled job's heaviest pass). Then
-each service is called `--repeat` times in a fresh read transaction, as a page would.
+Loads (or reuses, with --workdir/--keep) bench/retier.py's data through bench/retier_common.
+The aggregates the pages read are written by a re-tier and by the channel rollup: when the
+data holds none yet, the bench runs a full re-tier with the default dimensions and a touched
+one of 1,000 customers (their wall times are printed), then the channel rollup with
+conversions; it also gives the 系统 page what a long-running install has (one handled
+callback per customer, dead letters in both queues, a month of sync runs).
+
+The pages are the ones registered on the branch it runs on: each endpoint of the console's
+navigation (guard.NAV), a customer's page and a tier's .xlsx export when their routes exist
+(/admin/customers/<id>, /admin/tiers/<dimension>/export.xlsx). Each is requested `--repeat`
+times, signed in with the admin token, through the Flask app in this process: the time is
+the server's (routing, services, templates), without a network. `--services` also times
+the read services one by one.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import resource
 import statistics
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from bench.retier_common import (
@@ -42,6 +51,12 @@ from bot.config import settings_from_mapping
 from bot.db import Database
 
 DIMENSION = "value"
+ADMIN_TOKEN = "bench-console-token-0123"  # noqa: S105
+DEAD_LETTERS = 50  # per queue: one page of the 系统 page's lists
+SYNC_RUNS = 30  # a month of nightly syncs
+# The contract's routes (issue 18), matched whatever their argument is called.
+CUSTOMER_RULE = re.compile(r"^/admin/customers/<(?:\w+:)?\w+>$")
+EXPORT_RULE = re.compile(r"^/admin/tiers/<(?:\w+:)?\w+>/export\.xlsx$")
 
 
 def _settings(url: str) -> Any:
@@ -58,7 +73,7 @@ def _settings(url: str) -> Any:
                 "encoding_aes_key": "a" * 43,
             },
             "database": {"url": url},
-            "server": {"admin_token": "x" * 16},
+            "server": {"admin_token": ADMIN_TOKEN},
             "app": {"timezone": TZ},
             "tiering": tiering,
         },
@@ -70,9 +85,9 @@ def _setup(db: Database, n: int) -> dict[str, Any]:
     """Write the aggregates if the data holds none: two re-tiers and the rollup."""
     from bot.db.models import ChannelTotal, OutboxOperation, TierSizeDay
     from bot.reports import channel_stats
+    from bot.rules import load_dimensions
     from bot.tags import diff, tier_tags
     from bot.tiering.defaults import default_tiering
-    from bot.tiering.rules import load_dimensions
     from bot.tiering.run import retier
 
     out: dict[str, Any] = {}
@@ -145,28 +160,230 @@ def _calls(settings: Any) -> dict[str, Callable[[Session], object]]:
         "wecom_usage": lambda s: operations.wecom_usage(
             session=s, corp_id="wwbench", limits=settings.limits
         ),
+        **_customer_calls(settings, value),
     }
 
 
+def _customer_calls(settings: Any, value: list[str]) -> dict[str, Callable[[Session], object]]:
+    """The 客户 pages' services: a list page per filter, the worst search, one profile."""
+    from bot.reports import customer_list as cl
+    from bot.reports import tier_movement
+    from bot.reports.customer_profile import customer_profile
+    from bot.rules import load_dimensions
+
+    tz = ZoneInfo(TZ)
+    dims = load_dimensions(settings.tiering.dimensions)
+
+    def page(f: cl.CustomerFilter) -> Callable[[Session], object]:
+        return lambda s: cl.search_customers(f, session=s, tz=tz, display_names={})
+
+    return {
+        "customers page, no filter": page(cl.CustomerFilter()),
+        "customers page, by id": page(cl.CustomerFilter(q="wm4242")),
+        "customers page, name search": page(cl.CustomerFilter(q="客户4242")),
+        "customers search, no match": page(cl.CustomerFilter(q="nobody")),
+        f"customers page, tier {value[0]}": page(
+            cl.CustomerFilter(dimension=DIMENSION, tier=value[0])
+        ),
+        f"customers page, tier {value[-1]}": page(
+            cl.CustomerFilter(dimension=DIMENSION, tier=value[-1])
+        ),
+        f"customers page, moved 无→{value[0]}": lambda s: cl.search_customers(
+            cl.CustomerFilter(
+                dimension=DIMENSION,
+                move=cl.Move(tier_movement.latest_run_id(session=s) or 0, None, value[0]),
+            ),
+            session=s,
+            tz=tz,
+            display_names={},
+        ),
+        "customers page, staff1": page(cl.CustomerFilter(staff="staff1")),
+        "customers page, lost": page(cl.CustomerFilter(loss="lost")),
+        "customer profile (no explain)": lambda s: customer_profile(
+            "wm4242", session=s, display_names={}, dims=dims
+        ),
+    }
+
+
+def _system_rows(db: Database) -> dict[str, Any]:
+    """Give the 系统 page a long-running install's rows, unless the data has them already."""
+    from bot import job_runs
+    from bot.db.models import InboxEvent, OutboxOperation, OutboxTagChange, Tag
+    from bot.db.types import UTCDateTime, utcnow
+
+    with db.read() as s:
+        if s.scalar(select(func.count()).select_from(InboxEvent)):
+            return {}
+        tag_id = s.scalar(select(func.min(Tag.id)))
+        pairs = s.execute(
+            text(
+                "SELECT st.userid, c.external_userid FROM follow_relations r"
+                " JOIN staff st ON st.id = r.staff_id JOIN customers c ON c.id = r.customer_id"
+                f" ORDER BY r.id LIMIT {DEAD_LETTERS}"
+            )
+        ).all()
+    t0 = time.perf_counter()
+    now = utcnow()
+    with db.write() as s:
+        # One handled callback per customer, spread over a year as a year of callbacks
+        # would be (the page counts the last 24 hours): a day's slice of ids at a time.
+        top = int(s.scalar(text("SELECT coalesce(max(id), 0) FROM customers")) or 0)
+        step = top // 365 + 1
+        for day in range(365):
+            at = now - timedelta(days=day)
+            s.execute(
+                text(
+                    "INSERT INTO inbox_events (dedup_key, event, change_type, payload,"
+                    " received_at, status, attempts, next_attempt_at, duplicates)"
+                    " SELECT 'bench-' || id, 'change_external_contact', 'add_external_contact',"
+                    " '<xml/>', :at, 'done', 1, :at, 0 FROM customers"
+                    " WHERE id >= :lo AND id < :hi"
+                ).bindparams(bindparam("at", type_=UTCDateTime())),
+                {"at": at, "lo": day * step, "hi": (day + 1) * step},
+            )
+        for i in range(DEAD_LETTERS):
+            s.add(
+                InboxEvent(
+                    dedup_key=f"bench-dead-{i}",
+                    event="change_external_contact",
+                    change_type="edit_external_contact",
+                    payload="<xml/>",
+                    received_at=now,
+                    status="dead",
+                    attempts=6,
+                    next_attempt_at=now,
+                    last_error="WeComError 60111: userid not found",
+                )
+            )
+        for staff, customer in pairs:
+            s.add(
+                OutboxOperation(
+                    kind="mark_tag",
+                    staff_userid=staff,
+                    external_userid=customer,
+                    payload={},
+                    status="dead",
+                    attempts=8,
+                    last_errcode=40068,
+                    last_error="invalid tagid",
+                    tag_changes=[OutboxTagChange(tag_id=tag_id, action="add")] if tag_id else [],
+                )
+            )
+        for day in range(SYNC_RUNS):
+            started = now - timedelta(days=day, minutes=5)
+            job_runs.record(
+                session=s,
+                job="sync",
+                trigger=job_runs.SCHEDULE,
+                started_at=started,
+                finished_at=started + timedelta(minutes=4),
+                outcome=job_runs.OK,
+                summary={"staff": 200, "customers_added": 3, "calls": {"get": 900}},
+            )
+    if not db.is_sqlite:
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM (ANALYZE) inbox_events"))
+    return {"system_rows_s": round(time.perf_counter() - t0, 2)}
+
+
+def _pages(app: Any, db: Database, customers: int) -> dict[str, str]:
+    """Return every console page registered on this branch: title -> path."""
+    from flask import url_for
+
+    from bot.db.models import Customer, TierSizeDay
+    from handlers.admin import guard
+
+    pages: dict[str, str] = {}
+    with app.test_request_context():
+        for endpoint, title in guard.NAV:
+            if endpoint in app.view_functions:
+                pages[title] = url_for(endpoint)
+    rules = [r.rule for r in app.url_map.iter_rules()]
+    with db.read() as s:
+        someone = s.scalar(
+            select(Customer.external_userid).order_by(Customer.id).offset(customers // 2).limit(1)
+        )
+        day = s.scalar(select(func.max(TierSizeDay.day)).where(TierSizeDay.dimension == DIMENSION))
+        smallest = s.execute(
+            select(TierSizeDay.tier, TierSizeDay.customers)
+            .where(
+                TierSizeDay.dimension == DIMENSION,
+                TierSizeDay.day == day,
+                TierSizeDay.tier != "",
+                TierSizeDay.customers > 0,
+            )
+            .order_by(TierSizeDay.customers)
+            .limit(1)
+        ).first()
+    if someone and any(CUSTOMER_RULE.match(r) for r in rules):
+        pages["客户详情"] = f"/admin/customers/{quote(someone)}"
+    if smallest and any(EXPORT_RULE.match(r) for r in rules):
+        tier, size = smallest
+        pages[f"分层导出 {tier} ({size:,} rows)"] = (
+            f"/admin/tiers/{DIMENSION}/export.xlsx?tier={quote(tier)}"
+        )
+    return pages
+
+
+def _signed_in(app: Any) -> Any:
+    client = app.test_client()
+    page = client.get("/admin/login").get_data(as_text=True)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, "no CSRF field on the login page"
+    answer = client.post("/admin/login", data={"token": ADMIN_TOKEN, "csrf_token": found[1]})
+    assert answer.status_code == 303, answer.status_code
+    return client
+
+
+def _stats(seconds: list[float]) -> dict[str, float]:
+    p95 = statistics.quantiles(seconds, n=20)[18] if len(seconds) > 1 else seconds[0]
+    return {
+        "median_ms": round(statistics.median(seconds) * 1000, 2),
+        "p95_ms": round(p95 * 1000, 2),
+    }
+
+
+def _time_pages(settings: Any, db: Database, spec: dict[str, Any]) -> dict[str, Any]:
+    from handlers.app import create_app
+
+    app = create_app(settings)
+    try:
+        client = _signed_in(app)
+        out: dict[str, Any] = {}
+        for title, path in _pages(app, db, spec["customers"]).items():
+            warm = client.get(path)  # the first request compiles the templates
+            if warm.status_code != 200:
+                out[title] = {"path": path, "status": warm.status_code}
+                continue
+            seconds = []
+            for _ in range(spec["repeat"]):
+                t0 = time.perf_counter()
+                answer = client.get(path)
+                answer.get_data()
+                seconds.append(time.perf_counter() - t0)
+            out[title] = {"path": path, **_stats(seconds), "bytes": len(answer.get_data())}
+        return out
+    finally:
+        app.extensions["tagbot"].close()
+
+
 def child(spec: dict[str, Any]) -> dict[str, Any]:
-    """Write the aggregates if needed, then time every service; return the figures."""
+    """Write the aggregates and the 系统 rows if needed, then time every page; return figures."""
     db = Database(spec["url"])
     settings = _settings(spec["url"])
-    out: dict[str, Any] = {"setup": _setup(db, spec["customers"])}
-    timings: dict[str, Any] = {}
-    for name, call in _calls(settings).items():
-        seconds = []
-        for _ in range(spec["repeat"]):
-            t0 = time.perf_counter()
-            with db.read() as s:
-                call(s)
-            seconds.append(time.perf_counter() - t0)
-        p95 = statistics.quantiles(seconds, n=20)[18] if len(seconds) > 1 else seconds[0]
-        timings[name] = {
-            "median_ms": round(statistics.median(seconds) * 1000, 2),
-            "p95_ms": round(p95 * 1000, 2),
-        }
-    out["services"] = timings
+    out: dict[str, Any] = {"setup": {**_setup(db, spec["customers"]), **_system_rows(db)}}
+    out["pages"] = _time_pages(settings, db, spec)
+    if spec.get("services"):
+        timings: dict[str, Any] = {}
+        for name, call in _calls(settings).items():
+            seconds = []
+            for _ in range(spec["repeat"]):
+                t0 = time.perf_counter()
+                with db.read() as s:
+                    call(s)
+                seconds.append(time.perf_counter() - t0)
+            timings[name] = _stats(seconds)
+        out["services"] = timings
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     db.dispose()
     return out
@@ -175,13 +392,14 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__, customers=100_000, orders=1_000_000, events=500_000)
     p.add_argument("--repeat", type=int, default=30)
+    p.add_argument("--services", action="store_true", help="also time each read service")
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
     print(
-        f"# console services bench: {args.customers:,} customers, {args.orders:,} orders,"
-        f" {args.events:,} events; {args.repeat} calls each"
+        f"# console pages bench: {args.customers:,} customers, {args.orders:,} orders,"
+        f" {args.events:,} events; {args.repeat} requests per page"
     )
     with workdir(args, "console-bench-") as work:
         for key, value in prepare(args, work).items():
@@ -191,14 +409,20 @@ def main(argv: list[str] | None = None) -> int:
                 "customers": args.customers,
                 "url": backend_url(args, work, backend),
                 "repeat": args.repeat,
+                "services": args.services,
             }
             r = run_child("bench.console", spec)
             print(f"\n## {backend}")
             for key, value in r["setup"].items():
                 print(f"setup {key:<28} {value}")
-            print(f"{'service':<30} {'median ms':>10} {'p95 ms':>10}")
-            for name, t in r["services"].items():
-                print(f"{name:<30} {t['median_ms']:>10} {t['p95_ms']:>10}")
+            print(f"{'page':<34} {'median ms':>10} {'p95 ms':>10}  path")
+            for name, t in r["pages"].items():
+                if "status" in t:
+                    print(f"{name:<34} {'HTTP ' + str(t['status']):>21}  {t['path']}")
+                else:
+                    print(f"{name:<34} {t['median_ms']:>10} {t['p95_ms']:>10}  {t['path']}")
+            for name, t in r.get("services", {}).items():
+                print(f"service {name:<26} {t['median_ms']:>10} {t['p95_ms']:>10}")
             print(f"peak RSS {r['peak_rss_mb']} MB")
     return 0
 

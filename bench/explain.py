@@ -33,8 +33,8 @@ SAMPLE = 5
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
+    from bot.rules import load_dimensions
     from bot.tiering.defaults import default_tiering
-    from bot.tiering.rules import load_dimensions
     from bot.tiering.run import retier
     from bot.tiering.why import ExplainEngine, explain_customer
 

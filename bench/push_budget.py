@@ -70,7 +70,7 @@ def _worker(
 
     def drain(i: int) -> None:
         while time.time() < end_at:
-            n = outbox.drain(rt, limit=20)
+            n = outbox.drain(db=rt.db, wecom=rt.wecom, limit=20)
             done[i] += n
             if n == 0:
                 time.sleep(0.05)

@@ -108,10 +108,10 @@ def _touched_push(
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the three re-tiers in this process and return their figures."""
+    from bot.rules import load_dimensions
     from bot.tags import diff, tier_tags
     from bot.tiering.defaults import default_tiering
     from bot.tiering.engine import MetricsEngine
-    from bot.tiering.rules import load_dimensions
     from bot.tiering.run import retier
 
     db, n = Database(spec["url"]), spec["customers"]

@@ -47,11 +47,11 @@ from bot.db.migrate import upgrade_to_head
 from bot.db.models import InboxEvent
 from bot.runtime import Runtime
 from bot.tags.catalogue import TagPath
+from bot.wecom_limits import WELCOME_CODE_SECONDS
 from wecom_sim import Simulator
 
 TRIES = 4  # WeCom's "总共重试三次": the first delivery and three more
 RETRY_PAUSE = 2.0  # undocumented by WeCom; long enough to span a restart
-CODE_LIFETIME = 20.0
 
 
 @dataclass
@@ -197,7 +197,7 @@ def kill_run(
             if not code or not ok:
                 continue
             w = welcomes[code]
-            if w.issued_at + CODE_LIFETIME > restarted_at:
+            if w.issued_at + WELCOME_CODE_SECONDS > restarted_at:
                 run.alive_at_restart += 1
                 if w.sent_at is None:
                     run.lost_welcomes.append(code)

@@ -18,7 +18,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+# The rule language (bot/rules) and the campaign checks built on it sit below config: they
+# read settings through protocols and import nothing that imports config. So config runs
+# them directly as it loads, and every package that reads settings may use the rules too
+# (tiering, outreach), with no package importing back. (They used to live in tiering and
+# outreach, reached through lazy imports behind a registry: a ring config ↔ tiering ↔ outreach.)
+from bot.campaign_checks import campaign_problems
 from bot.errors import ConfigError
+from bot.rules.dimension import rule_problems
 
 ENV_PREFIX = "TAGBOT_"
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
@@ -275,6 +282,8 @@ class CampaignSettings(_Section):
     schedule: str | None = None  # cron in [app] timezone; none: run by hand only
     holdout_pct: int = Field(default=10, ge=0, le=50)
     cooldown_days: int = Field(default=7, ge=0)
+    # Yuan per reached customer (SMS, gift, staff time): the console's ROI per tier.
+    cost_per_delivery: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
     # 群发 text ({staff} allowed), the follow-up's suggested action, or the webhook's note.
     text: str = ""
     attachments: tuple[AttachmentSettings, ...] = Field(default=(), max_length=9)
@@ -415,35 +424,6 @@ class Settings(_Section):
         return self.staff.get(userid.lower()) or None
 
 
-# Checks that need more than one key or knowledge from other modules (tier rules'
-# metric names, for example) register here; each returns a list of "key: reason".
-_extra_checks: list[Callable[[Settings], list[str]]] = []
-
-
-def register_check(check: Callable[[Settings], list[str]]) -> Callable[[Settings], list[str]]:
-    """Register a cross-key validation run by `load_settings` and `tagbot check-config`."""
-    _extra_checks.append(check)
-    return check
-
-
-@register_check
-def _tier_rules(settings: Settings) -> list[str]:
-    """Check every tier rule against the vocabulary (each problem with its key and caret)."""
-    # Imported here: the rule checker builds on these settings classes.
-    from bot.tiering.rules.dimension import rule_problems
-
-    return rule_problems(settings.tiering.dimensions)
-
-
-@register_check
-def _campaigns(settings: Settings) -> list[str]:
-    """Check every campaign against the tiers and the rule vocabulary (keys and carets)."""
-    # Imported here, as the tier rules are: the outreach checks read these settings.
-    from bot.outreach.checks import campaign_problems
-
-    return campaign_problems(settings.outreach.campaigns, settings.tiering.dimensions)
-
-
 def _cross_checks(settings: Settings) -> list[str]:
     problems: list[str] = []
     seen_names: set[str] = set()
@@ -469,8 +449,10 @@ def _cross_checks(settings: Settings) -> list[str]:
             )
         if not name or len(name) > 64:
             problems.append(f"staff.{userid}: the display name must be 1 to 64 characters")
-    for check in _extra_checks:
-        problems.extend(check(settings))
+    # Checks with the rule language's knowledge: each tier rule against the vocabulary,
+    # each campaign against the tiers (every problem with its key and caret).
+    problems.extend(rule_problems(settings.tiering.dimensions))
+    problems.extend(campaign_problems(settings.outreach.campaigns, settings.tiering.dimensions))
     return problems
 
 

@@ -20,9 +20,9 @@ from sqlalchemy import ColumnElement, delete, exists, select
 from sqlalchemy.orm import Session
 
 from bot import leases
+from bot.db import Database
 from bot.db.models import Lease
 from bot.db.types import utcnow
-from bot.runtime import Runtime
 
 PREFIX = "beat:"
 BEAT_SECONDS = 1.0
@@ -33,7 +33,7 @@ _SWEEP_EVERY = 60  # beats
 
 
 class Heartbeat:
-    """This process's identity and whether its heartbeat is running."""
+    """This process's identity and how often it beat (one per process: a Runtime part)."""
 
     def __init__(self) -> None:
         self.host = f"{PREFIX}{socket.gethostname()[:30]}:"
@@ -57,7 +57,7 @@ def _exists(pid: int) -> bool:
         return True  # no /proc: trust kill()
 
 
-def _dead_here(session: Session, hb: Heartbeat) -> list[str]:
+def _dead_here(hb: Heartbeat, *, session: Session) -> list[str]:
     """Return the heartbeat rows of processes on this host that are gone."""
     names = session.scalars(
         select(Lease.name).where(Lease.name.startswith(hb.host), Lease.name != hb.id)
@@ -70,18 +70,13 @@ def _dead_here(session: Session, hb: Heartbeat) -> list[str]:
     return dead
 
 
-def heartbeat_for(rt: Runtime) -> Heartbeat:
-    """Return this process's heartbeat."""
-    return rt.local(Heartbeat)
-
-
-def beat(rt: Runtime) -> None:
+def beat(*, db: Database, heartbeat: Heartbeat) -> None:
     """Renew this process's heartbeat row; now and then forget processes long gone."""
-    hb = heartbeat_for(rt)
+    hb = heartbeat
     # urgent: a beat queued behind a burst of writes would make this process look dead
-    with rt.db.write(urgent=True) as session:
+    with db.write(urgent=True) as session:
         leases.try_acquire(session, hb.id, hb.id, STALE_SECONDS)
-        dead = _dead_here(session, hb)
+        dead = _dead_here(hb, session=session)
         if dead:
             session.execute(
                 delete(Lease)
@@ -100,11 +95,10 @@ def beat(rt: Runtime) -> None:
     hb.beats += 1
 
 
-def stop(rt: Runtime) -> None:
+def stop(*, db: Database, heartbeat: Heartbeat) -> None:
     """Drop this process's heartbeat row: others take its unfinished events at once."""
-    hb = heartbeat_for(rt)
-    with rt.db.write() as session:
-        leases.release(session, hb.id, hb.id)
+    with db.write() as session:
+        leases.release(session, heartbeat.id, heartbeat.id)
 
 
 def gone(owner: ColumnElement[str | None], now: ColumnElement[datetime]) -> ColumnElement[bool]:

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Protocol
 
 from prometheus_client import REGISTRY, Gauge
 from prometheus_client.registry import Collector
+from sqlalchemy.orm import Session
 
-from bot.runtime import Runtime
+from bot.db import Database
 
 log = logging.getLogger(__name__)
 
-Refresher = Callable[[Runtime], None]
+
+class Refresher(Protocol):
+    """Update gauges from the database, in the read transaction it is given."""
+
+    def __call__(self, *, session: Session) -> None: ...
+
 
 UP = Gauge("tagbot_up", "1 while the tagbot process serves", registry=None)
 METRICS = (UP,)
@@ -37,33 +44,29 @@ def register(collectors: Iterable[Collector]) -> None:
 
 
 class Refreshers:
-    """The functions that update one Runtime's gauges from the database before a scrape."""
+    """The functions that update one process's gauges before a scrape (a Runtime part)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._fns: list[Refresher] = []
 
-    def add(self, fn: Refresher) -> None:
+    def add(self, fns: Iterable[Refresher]) -> None:
+        """Have these functions run before each scrape of this process's /metrics."""
         with self._lock:
-            if fn not in self._fns:
-                self._fns.append(fn)
+            for fn in fns:
+                if fn not in self._fns:
+                    self._fns.append(fn)
 
     def all(self) -> list[Refresher]:
         with self._lock:
             return list(self._fns)
 
 
-def add_refreshers(rt: Runtime, fns: Iterable[Refresher]) -> None:
-    """Have these functions run before each scrape of this Runtime's /metrics."""
-    refreshers = rt.local(Refreshers)
-    for fn in fns:
-        refreshers.add(fn)
-
-
-def refresh_gauges(rt: Runtime) -> None:
-    """Run every refresher bound to the Runtime; one failing does not hide the others."""
-    for fn in rt.local(Refreshers).all():
+def refresh_gauges(*, db: Database, refreshers: Refreshers) -> None:
+    """Run every refresher, each in its own read; one failing does not hide the others."""
+    for fn in refreshers.all():
         try:
-            fn(rt)
+            with db.read() as session:
+                fn(session=session)
         except Exception:
             log.exception("metrics refresher %s failed", getattr(fn, "__name__", fn))

@@ -21,10 +21,8 @@ from sqlalchemy.orm import Session
 
 from bot.db.queries import count_by_status
 from bot.db.types import utcnow
-from bot.runtime import Runtime
+from bot.states import QueueStatus
 
-PENDING = "pending"
-DEAD = "dead"
 ERROR_MAX = 4000
 
 
@@ -50,9 +48,9 @@ class Queue:
     def due(self, now: Any) -> ColumnElement[bool]:
         """SQL: rows pending and due, or held past their claim deadline."""
         c = self.table.c
-        due: ColumnElement[bool] = ((c.status == PENDING) & (c.next_attempt_at <= now)) | (
-            (c.status == self.taken) & (c.locked_until < now)
-        )
+        due: ColumnElement[bool] = (
+            (c.status == QueueStatus.PENDING) & (c.next_attempt_at <= now)
+        ) | ((c.status == self.taken) & (c.locked_until < now))
         return due
 
     def claim_deadline(self, now: datetime) -> datetime:
@@ -73,24 +71,27 @@ class Queue:
         dead = not retryable or attempts >= self.max_attempts
         values: dict[str, Any] = {"last_error": error[:ERROR_MAX], "locked_until": None, **extra}
         if dead:
-            values.update(status=DEAD, **{k: _value(v) for k, v in self.dead_values.items()})
+            values.update(
+                status=QueueStatus.DEAD, **{k: _value(v) for k, v in self.dead_values.items()}
+            )
         else:
             wait = backoff_seconds(attempts)
-            values.update(status=PENDING, next_attempt_at=utcnow() + timedelta(seconds=wait))
+            values.update(
+                status=QueueStatus.PENDING, next_attempt_at=utcnow() + timedelta(seconds=wait)
+            )
         session.execute(update(self.table).where(self.table.c.id == row_id).values(**values))
         return dead
 
     def counts(self, session: Session) -> dict[str, int]:
         """Return how many rows are in each status."""
-        return count_by_status(session, self.table.c.status, self.statuses)
+        return count_by_status(self.table.c.status, self.statuses, session=session)
 
-    def refresh_depth(self, rt: Runtime) -> None:
+    def refresh_depth(self, *, session: Session) -> None:
         """Set the depth gauge from the database (before each scrape)."""
         if self.depth is None:
             return
-        with rt.db.read() as session:
-            for status, n in self.counts(session).items():
-                self.depth.labels(status).set(n)
+        for status, n in self.counts(session).items():
+            self.depth.labels(status).set(n)
 
 
 def _value(v: Any) -> Any:

@@ -1,4 +1,9 @@
-"""The long-lived parts one process shares: settings, database, WeCom client, wake-ups."""
+"""The long-lived parts one process shares: settings, database, WeCom client, wake-ups.
+
+Built once per process by the app factory (handlers.app.create_app) and the commands
+running jobs; the per-process parts are built here, eagerly, and handed by the callers
+(handlers, jobs) to the bot functions that use them.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,16 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bot.callbacks.inbox import Handoff
+from bot.channels.welcome import ContextCache, MissedTally
+from bot.channels.welcome_lane import WelcomeLane
 from bot.config import Settings
 from bot.db import Database
+from bot.heartbeat import Heartbeat
+from bot.metrics import Refreshers
+from bot.tiering.touched_state import TouchedState
+from bot.tiering.why import ExplainEngine
+from bot.wecom.crypto import CallbackCrypto
 
 if TYPE_CHECKING:
     from bot.wecom.client import WeComClient
@@ -25,6 +38,7 @@ class Wakeups:
     inbox: threading.Event = field(default_factory=threading.Event)
     outbox: threading.Event = field(default_factory=threading.Event)
     alerts: threading.Event = field(default_factory=threading.Event)
+    outreach: threading.Event = field(default_factory=threading.Event)
 
 
 class Runtime:
@@ -35,14 +49,32 @@ class Runtime:
         self.db = Database(settings.database.url, echo=settings.database.echo)
         self.wakeups = Wakeups()
         self.stopping = threading.Event()
+        # This process's identity to the others (inbox ownership, the alert sender's lease).
+        self.heartbeat = Heartbeat()
+        # Events this process acknowledged and processes itself.
+        self.handoff = Handoff()
+        # Fresh welcomes, sent ahead of the inbox backlog, and the codes taken.
+        self.welcome_lane = WelcomeLane()
+        # Channel contexts and staff names a scan reads, kept a few seconds.
+        self.context_cache = ContextCache()
+        # Welcomes never sent since the process started (/healthz, the console).
+        self.missed_welcomes = MissedTally()
+        # What updates the gauges read from the database before each /metrics scrape.
+        self.refreshers = Refreshers()
+        w = settings.wecom
+        self.callback_crypto = CallbackCrypto(
+            w.token.get_secret_value(), w.encoding_aes_key.get_secret_value(), w.corp_id
+        )
+        # Per-process parts the request and worker threads share, built here once:
+        self.explain = ExplainEngine()  # the rank basis is built once a day, not per request
+        self.touched = TouchedState()  # the touched re-tier's engine, kept between batches
         self._locals: dict[type[Any], Any] = {}
         self._locals_lock = threading.Lock()
 
     def local(self, cls: type[T]) -> T:
         """Return this process's one instance of `cls` (built with no arguments on first use).
 
-        For in-memory state the request threads share with the worker threads, such as
-        the welcome lane and the inbox hand-off queue.
+        For in-memory state not yet a field above (the re-tier's engines and wake-ups).
         """
         with self._locals_lock:
             obj = self._locals.get(cls)
@@ -61,6 +93,8 @@ class Runtime:
 
     def close(self) -> None:
         self.stopping.set()
+        self.explain.close()
+        self.touched.close()
         with self._locals_lock:
             held = list(self._locals.values())
         for obj in held:  # per-process state holding resources (the re-tier's engine)

@@ -27,12 +27,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot import leases
+from bot.db import Database
 from bot.db.models import StaffAlert
 from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.queue import Queue
-from bot.runtime import Runtime
+from bot.states import AlertStatus
 from bot.wecom import budget
+from bot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,7 @@ MERGED_HEADS = {
     CUSTOMER_LOST: "{n} 位客户已将你删除：",
     TIER_ALERT: "{n} 条高价值客户提醒，建议电话回访：",
 }
-PENDING = "pending"
-SENDING = "sending"
-SENT = "sent"
-DEAD = "dead"
-STATUSES = (PENDING, SENDING, SENT, DEAD)
+STATUSES = tuple(s.value for s in AlertStatus)
 WINDOW_SECONDS = 10.0  # at most one message per member this often
 GATHER_SECONDS = 1.0  # a first alert waits this long for the rest of a burst
 MAX_NAMES = 20  # listed in a merged message; the rest are counted
@@ -70,7 +68,7 @@ METRICS = (ALERTS, MESSAGES, DEPTH)
 _T = cast(Table, StaffAlert.__table__)
 QUEUE = Queue(
     table=_T,
-    taken=SENDING,
+    taken=AlertStatus.SENDING,
     statuses=STATUSES,
     max_attempts=8,
     claim_seconds=60.0,
@@ -98,7 +96,7 @@ def enqueue(
         "subject": subject[:255],
         "text": text,
         "created_at": now,
-        "status": PENDING,
+        "status": AlertStatus.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "dedup_key": dedup_key,
@@ -131,7 +129,7 @@ def compose(kind: str, subjects: list[str], texts: list[str]) -> str:
     return head + "、".join(names) + rest
 
 
-def _due_members(session: Session, now: datetime) -> list[str]:
+def _due_members(now: datetime, *, session: Session) -> list[str]:
     gathered = now - timedelta(seconds=GATHER_SECONDS)
     waiting = session.execute(
         select(StaffAlert.userid)
@@ -151,7 +149,7 @@ def _due_members(session: Session, now: datetime) -> list[str]:
     return sorted(members - set(recent))
 
 
-def _claim(session: Session, userid: str, now: datetime) -> list[StaffAlert]:
+def _claim(userid: str, now: datetime, *, session: Session) -> list[StaffAlert]:
     rows = list(
         session.scalars(
             select(StaffAlert)
@@ -161,7 +159,7 @@ def _claim(session: Session, userid: str, now: datetime) -> list[StaffAlert]:
         )
     )
     for row in rows:
-        row.status = SENDING
+        row.status = AlertStatus.SENDING
         row.attempts += 1
         row.locked_until = QUEUE.claim_deadline(now)
         # Stamped now, so the window holds even for a message whose send fails.
@@ -172,26 +170,33 @@ def _claim(session: Session, userid: str, now: datetime) -> list[StaffAlert]:
 
 
 def _keeper(
-    rt: Runtime, owner: str, rows: list[StaffAlert], now: Callable[[], datetime]
+    owner: str, rows: list[StaffAlert], now: Callable[[], datetime], *, db: Database
 ) -> Callable[[], None]:
     """Return a hook renewing the lease and these rows' claim while a send waits."""
     ids = [r.id for r in rows]
 
     def renew() -> None:
         at = now()
-        with rt.db.write() as session:
+        with db.write() as session:
             if not leases.renew(session, LEASE, owner, LEASE_SECONDS, now=at):
                 raise leases.LeaseLostError(f"lease {LEASE} was taken over from {owner}")
             session.execute(
                 update(StaffAlert)
-                .where(StaffAlert.id.in_(ids), StaffAlert.status == SENDING)
+                .where(StaffAlert.id.in_(ids), StaffAlert.status == AlertStatus.SENDING)
                 .values(locked_until=QUEUE.claim_deadline(at))
             )
 
     return renew
 
 
-def _send(rt: Runtime, userid: str, rows: list[StaffAlert], keep: Callable[[], None]) -> None:
+def _send(
+    userid: str,
+    rows: list[StaffAlert],
+    keep: Callable[[], None],
+    *,
+    db: Database,
+    wecom: WeComClient,
+) -> None:
     by_kind: dict[str, list[StaffAlert]] = defaultdict(list)
     for row in rows:
         by_kind[row.kind].append(row)
@@ -201,53 +206,62 @@ def _send(rt: Runtime, userid: str, rows: list[StaffAlert], keep: Callable[[], N
     )
     try:
         with budget.while_waiting(keep):
-            rt.wecom.send_app_message([userid], text=text)
+            wecom.send_app_message([userid], text=text)
     except (WeComError, leases.LeaseLostError) as exc:
         # Another sender took over while this one waited: it sends them, later.
         retryable = not isinstance(exc, WeComError) or exc.retryable
-        with rt.db.write() as session:
+        with db.write() as session:
             for row in rows:
                 dead = QUEUE.fail(session, row.id, row.attempts, str(exc), retryable=retryable)
                 ALERTS.labels("dead" if dead else "retry").inc()
         log.warning("alert to %s not sent: %s", userid, exc)
         return
-    with rt.db.write() as session:
+    with db.write() as session:
         session.execute(
             update(StaffAlert)
             .where(StaffAlert.id.in_([r.id for r in rows]))
-            .values(status=SENT, locked_until=None, last_error=None)
+            .values(status=AlertStatus.SENT, locked_until=None, last_error=None)
         )
     MESSAGES.inc()
     ALERTS.labels("sent").inc()
     ALERTS.labels("merged").inc(len(rows) - 1)
 
 
-def drain(rt: Runtime, owner: str, *, now: Callable[[], datetime] = utcnow) -> int:
-    """Send the alerts due now, one message per member; return how many alerts went out."""
-    with rt.db.write() as session:
+def drain(
+    owner: str,
+    *,
+    db: Database,
+    wecom: WeComClient,
+    now: Callable[[], datetime] = utcnow,
+) -> int:
+    """Send the alerts due now, one message per member; return how many alerts went out.
+
+    `owner`: who holds the sender's lease (the worker passes its process's heartbeat id).
+    """
+    with db.write() as session:
         if not leases.try_acquire(session, LEASE, owner, LEASE_SECONDS, now=now()):
             return 0  # another process sends them
-        members = _due_members(session, now())
+        members = _due_members(now(), session=session)
     handled = 0
     for userid in members:
-        with rt.db.write() as session:
+        with db.write() as session:
             at = now()
             # The claim renews the lease: a batch of slow sends never outlives it.
             if not leases.renew(session, LEASE, owner, LEASE_SECONDS, now=at):
                 log.warning("staff alerts: another sender took over; %s stops", owner)
                 break
-            rows = _claim(session, userid, at)
+            rows = _claim(userid, at, session=session)
         if rows:
-            _send(rt, userid, rows, _keeper(rt, owner, rows, now))
+            _send(userid, rows, _keeper(owner, rows, now, db=db), db=db, wecom=wecom)
             handled += len(rows)
     return handled
 
 
-def counts(session: Session) -> dict[str, int]:
+def counts(*, session: Session) -> dict[str, int]:
     """Return how many alerts are in each status."""
     return QUEUE.counts(session)
 
 
-def refresh_depth(rt: Runtime) -> None:
+def refresh_depth(*, session: Session) -> None:
     """Set the depth gauge from the database (before each scrape)."""
-    QUEUE.refresh_depth(rt)
+    QUEUE.refresh_depth(session=session)

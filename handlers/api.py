@@ -18,8 +18,8 @@ from flask.typing import ResponseReturnValue
 from bot.customers.card import customer_card
 from bot.ingest.rows import Kind
 from bot.ingest.service import ingest_records
-from bot.tiering.rules import load_dimensions
-from bot.tiering.why import ExplainEngine, explain_external
+from bot.rules import load_dimensions
+from bot.tiering.why import explain_external
 from handlers.auth import require_admin
 from handlers.context import runtime
 from handlers.jsonbody import json_body
@@ -76,7 +76,7 @@ def customer(external_userid: str) -> ResponseReturnValue:
         dims,
         external_userid=external_userid,
         tz=rt.settings.app.timezone,
-        engine=rt.local(ExplainEngine),  # the rank basis is built once a day, not per request
+        engine=rt.explain,  # the rank basis is built once a day, not per request
     )
     body = dataclasses.asdict(card) | {"tiers": [dataclasses.asdict(t) for t in tiers]}
     return jsonify(_jsonable(body))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Flask
 
 from bot import metrics, staff_alerts
-from bot.callbacks import inbox, welcome
+from bot.callbacks import inbox
+from bot.channels import welcome
 from bot.config import Settings
 from bot.outreach import claims as outreach_claims
 from bot.outreach import webhook as outreach_webhook
@@ -73,6 +74,4 @@ def register_metrics(rt: Runtime) -> None:
         )
     )
     metrics.UP.set(1)
-    metrics.add_refreshers(
-        rt, (inbox.refresh_depth, outbox.refresh_depth, staff_alerts.refresh_depth)
-    )
+    rt.refreshers.add((inbox.refresh_depth, outbox.refresh_depth, staff_alerts.refresh_depth))

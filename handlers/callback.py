@@ -4,32 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 
-from bot.callbacks import inbox, welcome_lane
+from bot.callbacks import inbox
 from bot.db.types import utcnow
 from bot.errors import CallbackError
-from bot.wecom import CallbackCrypto, parse_event
+from bot.wecom.events import parse_event
 from handlers import callback_guard
 from handlers.context import runtime
 
 log = logging.getLogger(__name__)
 bp = Blueprint("callback", __name__)
-
-_CRYPTO_KEY = "tagbot.callback_crypto"
-
-
-def _crypto() -> CallbackCrypto:
-    """Return the app's CallbackCrypto, built once from the settings."""
-    crypto: CallbackCrypto | None = current_app.extensions.get(_CRYPTO_KEY)
-    if crypto is None:
-        w = runtime().settings.wecom
-        crypto = CallbackCrypto(
-            w.token.get_secret_value(), w.encoding_aes_key.get_secret_value(), w.corp_id
-        )
-        current_app.extensions[_CRYPTO_KEY] = crypto
-    return crypto
 
 
 def _query(name: str) -> str:
@@ -57,7 +43,7 @@ def verify_url() -> ResponseReturnValue:
     """Answer WeCom's URL verification with the decrypted echostr as bare text (doc 90238)."""
     try:
         timestamp = _query("timestamp")
-        plain = _crypto().verify_url(
+        plain = runtime().callback_crypto.verify_url(
             _query("msg_signature"), timestamp, _query("nonce"), _query("echostr")
         )
         # Signed with the token: checked after the signature, so a forgery stays a 401.
@@ -75,23 +61,23 @@ def receive_event() -> ResponseReturnValue:
     try:
         body = _read_body(rt.settings.server.max_callback_bytes)
         timestamp = _query("timestamp")
-        xml = _crypto().decrypt(_query("msg_signature"), timestamp, _query("nonce"), body)
+        xml = rt.callback_crypto.decrypt(_query("msg_signature"), timestamp, _query("nonce"), body)
         callback_guard.check_timestamp(timestamp, rt.settings.wecom)
         event = parse_event(xml)
     except CallbackError as exc:
         callback_guard.refused(exc)
         raise
-    handoff = inbox.handoff_for(rt)
+    handoff = rt.handoff
     hand_off = handoff.active  # this process runs inbox workers: it processes what it acks
     # urgent: WeCom waits on this one; it goes ahead of queued background writes.
     with rt.db.write(urgent=True) as session:
-        owner = inbox.owner_for(rt) if hand_off else None
-        event_id = inbox.store(session, event, xml, owner=owner)
+        owner = rt.heartbeat.id if hand_off else None
+        event_id = inbox.store(event, xml, session=session, owner=owner)
     if event_id is not None:
         if hand_off:
             handoff.put(event_id)
         if event.welcome_code:
-            welcome_lane.lane_for(rt).offer(event, utcnow())
+            rt.welcome_lane.offer(event, utcnow())
         rt.wakeups.inbox.set()
     else:
         log.info("callback re-delivered: %s", event.dedup_key)

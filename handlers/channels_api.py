@@ -8,10 +8,11 @@ import pydantic
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bot.callbacks import inbox, welcome
-from bot.channels import live_codes, lookup
+from bot.callbacks import inbox
+from bot.channels import live_codes, lookup, welcome
 from bot.config import AttachmentSettings
 from bot.errors import ValidationError
+from bot.states import InboxStatus
 from bot.tags.catalogue import TagPath
 from handlers.auth import require_admin
 from handlers.context import runtime
@@ -135,12 +136,12 @@ def delete_channel(name: str) -> ResponseReturnValue:
 @require_admin
 def list_inbox() -> ResponseReturnValue:
     """Return inbox counts and events of one status (dead letters by default)."""
-    status = request.args.get("status", inbox.DEAD)
+    status = request.args.get("status", InboxStatus.DEAD.value)
     if status not in (*inbox.STATUSES, "all"):
         raise ValidationError(f"unknown status {status!r}")
     with runtime().db.read() as session:
-        rows = inbox.list_events(session, status=None if status == "all" else status)
-        counts = inbox.counts(session)
+        rows = inbox.list_events(session=session, status=None if status == "all" else status)
+        counts = inbox.counts(session=session)
     return jsonify(
         counts=counts,
         events=[
@@ -169,7 +170,7 @@ def replay_inbox() -> ResponseReturnValue:
     if ids is not None and not (isinstance(ids, list) and all(isinstance(i, int) for i in ids)):
         raise ValidationError("ids 须为整数列表 / ids must be a list of integers")
     with rt.db.write() as session:
-        n = inbox.replay(session, ids or None)
-    inbox.handoff_for(rt).nudge()
+        n = inbox.replay(ids or None, session=session)
+    rt.handoff.nudge()
     rt.wakeups.inbox.set()
     return jsonify(replayed=n)

@@ -10,7 +10,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from bot import metrics
-from bot.callbacks import welcome
 from handlers.context import runtime
 
 log = logging.getLogger(__name__)
@@ -27,7 +26,7 @@ def healthz() -> ResponseReturnValue:
         log.warning("health check failed: %s", exc)
         return jsonify(status="unhealthy", database="unreachable"), 503
     body: dict[str, object] = {"status": "ok", "database": "ok"}
-    missed = welcome.missed_welcomes(runtime())
+    missed = runtime().missed_welcomes.value
     if missed.count:  # a line only when it happened: what an operator must look at
         body["welcomes_missed"] = missed.count
         body["welcomes_missed_last"] = missed.last_at.isoformat() if missed.last_at else None
@@ -41,5 +40,6 @@ def healthz() -> ResponseReturnValue:
 @bp.get("/metrics")
 def prometheus_metrics() -> ResponseReturnValue:
     """Expose counters and gauges in the Prometheus text format."""
-    metrics.refresh_gauges(runtime())
+    rt = runtime()
+    metrics.refresh_gauges(db=rt.db, refreshers=rt.refreshers)
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)

@@ -107,11 +107,18 @@ def _plan_json(plan: RunPlan) -> dict[str, Any]:
     }
 
 
-def _send_later(rt: Runtime, run_id: int) -> None:
+def send_later(rt: Runtime, run_id: int) -> None:
     """Send the recorded run off the request thread (it may take many WeCom calls)."""
 
     def send() -> None:
-        dispatch_run(rt, run_id)
+        dispatch_run(
+            run_id,
+            db=rt.db,
+            wecom=rt.wecom,
+            settings=rt.settings,
+            stopping=rt.stopping,
+            alerts_wakeup=rt.wakeups.alerts,
+        )
 
     threading.Thread(target=send, name=f"outreach-run-{run_id}", daemon=True).start()
 
@@ -131,8 +138,15 @@ def run(name: str) -> ResponseReturnValue:
     if not isinstance(dry_run, bool):
         raise ValidationError("dry_run 应为 true 或 false / dry_run must be a boolean")
     campaign = get_campaign(rt.settings, name)  # unknown: 404
-    plan = plan_run(rt, campaign, as_of=datetime.now(UTC), trigger="manual", dry_run=dry_run)
+    plan = plan_run(
+        campaign,
+        db=rt.db,
+        settings=rt.settings,
+        as_of=datetime.now(UTC),
+        trigger="manual",
+        dry_run=dry_run,
+    )
     if plan.run_id is not None:
-        _send_later(rt, plan.run_id)
+        send_later(rt, plan.run_id)
         return jsonify(_plan_json(plan)), 201
     return jsonify(_plan_json(plan))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from bot import heartbeat, leases, metrics
+from bot import heartbeat, job_runs, leases, metrics
 from bot.db.types import utcnow
 from bot.runtime import Runtime
 from bot.wakeone import WakeOne
@@ -100,7 +100,7 @@ class Background:
             sys.setswitchinterval(min(wanted))
         # Beat before any worker claims: a claim by a process without a heartbeat row
         # looks abandoned to the others.
-        heartbeat.beat(self.rt)
+        heartbeat.beat(db=self.rt.db, heartbeat=self.rt.heartbeat)
         for spec in registry.workers():
             if spec.name in self.idle_seconds:
                 spec = replace(spec, idle_seconds=self.idle_seconds[spec.name])
@@ -140,7 +140,15 @@ class Background:
         """Run a scheduled job when this process holds the lease; return whether it ran."""
         if not self.leader.leads():
             return False
-        run_job(self.rt, spec.id, spec.run)
+        rt = self.rt
+        run_job(
+            rt,
+            spec.id,
+            # Recorded for the 系统 page (last run, outcome, counts); run_job logs a failure.
+            lambda _rt: job_runs.run_recorded(
+                rt.db, spec.id, job_runs.SCHEDULE, lambda: spec.run(rt)
+            ),
+        )
         return True
 
     def stop(self) -> None:
@@ -161,6 +169,6 @@ class Background:
             t.join(timeout=5)
         if self.threads:
             try:  # gone for good: others take what is left at once
-                heartbeat.stop(self.rt)
+                heartbeat.stop(db=self.rt.db, heartbeat=self.rt.heartbeat)
             except Exception:
                 log.exception("could not drop the heartbeat")

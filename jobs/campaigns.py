@@ -16,7 +16,15 @@ log = logging.getLogger(__name__)
 
 def _runner(name: str) -> Callable[[Runtime], RunPlan]:
     def run(rt: Runtime) -> RunPlan:
-        plan = run_campaign(rt, rt.settings, name, trigger="schedule")
+        plan = run_campaign(
+            name,
+            db=rt.db,
+            wecom=rt.wecom,
+            settings=rt.settings,
+            stopping=rt.stopping,
+            alerts_wakeup=rt.wakeups.alerts,
+            trigger="schedule",
+        )
         log.info(
             "campaign %s: run %s, %d treatment, %d holdout, %d capped, %d cooling",
             name,

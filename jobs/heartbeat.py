@@ -13,7 +13,7 @@ _never: weakref.WeakKeyDictionary[Runtime, threading.Event] = weakref.WeakKeyDic
 
 
 def _step(rt: Runtime) -> int:
-    heartbeat.beat(rt)
+    heartbeat.beat(db=rt.db, heartbeat=rt.heartbeat)
     return 0  # then wait a beat
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.callbacks import inbox
+from collections.abc import Sequence
+
 from bot.callbacks.dispatch import process_next
-from bot.callbacks.welcome_lane import lane_for
 from bot.runtime import Runtime
 from jobs.specs import WorkerSpec
 
@@ -19,29 +19,45 @@ YIELD_SECONDS = 0.25  # at most; the lane says when it is empty
 HANDOFF_BATCH = 4
 
 
+def _process(rt: Runtime, *, limit: int = 1, ids: Sequence[int] = ()) -> int:
+    return process_next(
+        owner=rt.heartbeat.id,
+        db=rt.db,
+        wecom=rt.wecom,
+        settings=rt.settings,
+        lane=rt.welcome_lane,
+        cache=rt.context_cache,
+        missed=rt.missed_welcomes,
+        outbox_wakeup=rt.wakeups.outbox,
+        alerts_wakeup=rt.wakeups.alerts,
+        limit=limit,
+        ids=ids,
+    )
+
+
 def _step(rt: Runtime) -> int:
-    handoff = inbox.handoff_for(rt)
+    handoff = rt.handoff
     handoff.active = True  # from now on this process processes the events it acknowledges
     # Welcomes waiting in the fast lane go first: their codes expire, tags can wait.
-    lane = lane_for(rt)
+    lane = rt.welcome_lane
     if not lane.empty.is_set():
         lane.empty.wait(YIELD_SECONDS)
         return 1  # come straight back without sleeping on the wake-up event
     if handoff.poll_due():  # older due events first: taken over, or retries come due
-        taken = process_next(rt, limit=HANDOFF_BATCH)
+        taken = _process(rt, limit=HANDOFF_BATCH)
         if taken:
             handoff.poll_again()
             return taken
     ids = handoff.take(HANDOFF_BATCH)
     if ids:
-        process_next(rt, ids=ids)
+        _process(rt, ids=ids)
         return len(ids)  # consumed, even if another process got to some of them first
     if not handoff.nudged():
         # Woken by an ack whose event another thread took: an empty claim here would
         # cost a write transaction per idle thread and scan (the poll above still looks).
         return 0
     # One event per claim: a welcome must not wait behind a batch another thread could take.
-    taken = process_next(rt, limit=1)
+    taken = _process(rt, limit=1)
     if taken:
         handoff.nudge()  # more may be due: the next step looks again
     return taken

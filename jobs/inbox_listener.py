@@ -48,7 +48,7 @@ def _step(rt: Runtime) -> int:
         conn = _connection(rt)
         woken = 0
         for _ in conn.notifies(timeout=WAIT_SECONDS, stop_after=1):
-            inbox.handoff_for(rt).nudge()  # stored by another process: claim, not hand-off
+            rt.handoff.nudge()  # stored by another process: claim, not hand-off
             rt.wakeups.inbox.set()
             woken += 1
     except psycopg.Error as exc:

@@ -19,7 +19,7 @@ def _wakeup(rt: Runtime) -> threading.Event:
 def _step(rt: Runtime) -> int:
     # Tasks become due by their next_attempt_at: a step that polled some looks again at
     # once (a batch may remain), else the loop sleeps idle_seconds.
-    return results.poll_results(rt).tasks
+    return results.poll_results(db=rt.db, wecom=rt.wecom).tasks
 
 
 OUTREACH_RESULTS = WorkerSpec(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from bot import heartbeat, staff_alerts
+from bot import staff_alerts
 from bot.runtime import Runtime
 from jobs.specs import WorkerSpec
 
 
 def _step(rt: Runtime) -> int:
-    staff_alerts.drain(rt, heartbeat.heartbeat_for(rt).id)
+    staff_alerts.drain(rt.heartbeat.id, db=rt.db, wecom=rt.wecom)
     return 0  # a member's next message waits for its window anyway: look again later
 
 

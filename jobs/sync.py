@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.customers.sync import SyncReport, run_sync
 from bot.runtime import Runtime
+from bot.sync import SyncReport, run_sync
 from jobs.specs import ScheduledSpec
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 
+from bot import touched
+from bot.retier import Handoff, RetierBusyError, retier_configured
 from bot.runtime import Runtime
-from bot.tiering import touched
 from bot.tiering.engine import MetricsEngine
 from bot.tiering.run import RetierReport
-from bot.tiering.service import RetierBusyError, retier_configured
 from jobs.specs import ScheduledSpec, WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -19,8 +18,27 @@ TOUCHED_BATCH = 5_000  # customers per touched re-tier (1,000 take about a secon
 FULL_RUN_ABOVE = 50_000  # touched customers beyond which a full run is cheaper
 
 
+def _retier(
+    rt: Runtime,
+    *,
+    customer_ids: list[int] | None = None,
+    engine: MetricsEngine | None = None,
+    wait: float = 120.0,
+) -> tuple[RetierReport, Handoff | None]:
+    return retier_configured(
+        db=rt.db,
+        wecom=rt.wecom,
+        settings=rt.settings,
+        outbox_wakeup=rt.wakeups.outbox,
+        alerts_wakeup=rt.wakeups.alerts,
+        customer_ids=customer_ids,
+        engine=engine,
+        wait=wait,
+    )
+
+
 def _full(rt: Runtime) -> RetierReport:
-    report, _ = retier_configured(rt)
+    report, _ = _retier(rt)
     log.info(
         "retier: %d customers, %d transitions, %d relations to mark",
         report.customers,
@@ -33,49 +51,33 @@ def _full(rt: Runtime) -> RetierReport:
 RETIER_JOB = ScheduledSpec(id="retier", run=_full, cron=lambda s: s.tiering.schedule)
 
 
-class _TouchedState:
-    """This process's long-lived engine: it keeps the rank population between batches."""
-
-    def __init__(self) -> None:
-        self.engine: MetricsEngine | None = None
-        self.wakeup = threading.Event()
-        self.lock = threading.Lock()
-
-    def close(self) -> None:
-        """Close the engine (Runtime.close calls this)."""
-        with self.lock:
-            if self.engine is not None:
-                self.engine.close()
-                self.engine = None
-
-
 def retier_touched(
     rt: Runtime, *, limit: int = TOUCHED_BATCH, quiet: timedelta = touched.QUIET
 ) -> int:
     """Re-tier one batch of customers touched by fresh data; return how many."""
     if not rt.settings.tiering.dimensions:
         return 0  # nothing to tier by: the touched rows wait for a config that has some
-    state = rt.local(_TouchedState)
+    state = rt.touched
     with state.lock:
         with rt.db.read() as session:
-            waiting = touched.pending(session, quiet=quiet)
-            ids, taken_at = touched.ready(session, limit=limit, quiet=quiet)
+            waiting = touched.pending(session=session, quiet=quiet)
+            ids, taken_at = touched.ready(session=session, limit=limit, quiet=quiet)
         if not ids:
             return 0
         if waiting > FULL_RUN_ABOVE:
             # A big import: one full run costs less than many touched batches.
             try:
-                retier_configured(rt, wait=0)
+                _retier(rt, wait=0)
             except RetierBusyError:
                 return 0
             with rt.db.write() as session:
-                touched.untouch_all(session, taken_at=taken_at)
+                touched.untouch_all(session=session, taken_at=taken_at)
             return waiting
         if state.engine is None:
             state.engine = MetricsEngine(rt.db, tz=rt.settings.app.timezone)
         try:
             # A full run holding the lease: skip, the next step tries again.
-            retier_configured(rt, customer_ids=ids, engine=state.engine, wait=0)
+            _retier(rt, customer_ids=ids, engine=state.engine, wait=0)
         except RetierBusyError:
             return 0
         except BaseException:
@@ -83,14 +85,14 @@ def retier_touched(
             state.engine = None
             raise
         with rt.db.write() as session:
-            touched.untouch(session, ids, taken_at=taken_at)
+            touched.untouch(ids, session=session, taken_at=taken_at)
         return len(ids)
 
 
 TOUCHED_WORKER = WorkerSpec(
     name="retier-touched",
     step=retier_touched,
-    wakeup=lambda rt: rt.local(_TouchedState).wakeup,
+    wakeup=lambda rt: rt.touched.wakeup,
     threads=lambda s: 1,
     idle_seconds=10.0,  # fresh data shows in its tier within the quiet time plus this
 )

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-from bot.callbacks.welcome_lane import lane_for, send_one
+from bot.customers.scan_welcome import send_offered
 from bot.runtime import Runtime
 from bot.wakeone import WakeOne
 from jobs.specs import WorkerSpec
 
 
 def _step(rt: Runtime) -> int:
-    lane = lane_for(rt)
+    lane = rt.welcome_lane
     lane.active = True  # from now on the callback request hands fresh welcomes to us
     offer = lane.take()
     if offer is None:
         return 0
-    send_one(rt, offer)
+    send_offered(
+        offer,
+        db=rt.db,
+        wecom=rt.wecom,
+        settings=rt.settings,
+        lane=lane,
+        cache=rt.context_cache,
+        missed=rt.missed_welcomes,
+    )
     return 1
 
 
 def _wakeup(rt: Runtime) -> WakeOne:
-    return lane_for(rt).wakeup
+    return rt.welcome_lane.wakeup
 
 
 WELCOME_LANE = WorkerSpec(

@@ -22,6 +22,7 @@ from bot.db import Database
 from bot.db.migrate import upgrade_to_head
 from bot.db.models import Base
 from handlers.app import create_app
+from tests.support.console_browser import browser, served, tab  # noqa: F401  (fixtures)
 from tests.support.corp import AES_KEY, AGENT_ID, CORP_ID, PG_URL, SECRET, TOKEN, base_config
 
 

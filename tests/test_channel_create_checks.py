@@ -12,9 +12,9 @@ import pytest
 
 from bot.channels import live_codes
 from bot.config import load_settings
-from bot.customers.sync import run_sync
 from bot.errors import WeComError
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from bot.tags.catalogue import TagPath
 from tagbot.cli import main
 from tests.support.configs import toml_text

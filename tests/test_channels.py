@@ -14,10 +14,10 @@ from sqlalchemy import update
 
 from bot.channels import live_codes, lookup
 from bot.config import load_settings, settings_from_mapping
-from bot.customers.sync import run_sync
 from bot.db.models import ChannelStaff, FollowRelation
 from bot.db.types import utcnow
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from jobs import channels as channel_jobs
 from tagbot.cli import main
 from tests.support.configs import toml_text

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_settings
-from bot.customers.sync import run_sync
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from tagbot.cli import main
 from tests.support.configs import filled_in_example, toml_text
 from tests.support.corp import base_config

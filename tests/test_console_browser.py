@@ -6,160 +6,26 @@ tmp/artifacts/console/ (or $TAGBOT_ARTIFACTS/console/); their paths are printed.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
-from bot.console import audit
 from bot.db import Database
 from bot.db.models import AuthFailure, TierAssignment
-from bot.db.types import utcnow
-from tests.support.browser import CHROMIUM, artifacts_dir, unavailable
-from tests.support.configs import toml_text
-from tests.support.console import DIMENSION, HOSTILE, Seeded, console_config, seed_overview
+from tests.support.console import HOSTILE
+from tests.support.console_browser import (
+    DESKTOP,
+    PHONE,
+    Served,
+    Tab,
+    screenshot,
+    sign_in_with_token,
+    sign_in_with_wecom,
+)
 from tests.support.corp import ADMIN_TOKEN
-from tests.support.processes import free_port, serve, wait_healthy
-from tests.support.simulators import start_simulator
-from wecom_sim import Simulator
 
 pytestmark = pytest.mark.slow  # a real `tagbot serve` process and a browser
-
-OLD_AUDIT_ROWS = 55  # more than one page of the 系统 page's audit list
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
-
-
-@dataclass
-class Served:
-    """The bot served by `tagbot serve` on a seeded SQLite file, and its simulator."""
-
-    url: str
-    db_url: str
-    sim: Simulator
-    seeded: Seeded
-
-
-@dataclass
-class Tab:
-    """A page in its own browser context, with what went wrong in it."""
-
-    page: Any
-    errors: list[str] = field(default_factory=list)
-    dialogs: list[str] = field(default_factory=list)
-
-
-def _dimension_toml() -> str:
-    lines = ["[[tiering.dimensions]]"]
-    lines += [f'{k} = "{v}"' for k, v in DIMENSION.items() if isinstance(v, str)]
-    for tier in DIMENSION["tiers"]:
-        lines += ["[[tiering.dimensions.tiers]]"]
-        lines += [f'{k} = "{v}"' for k, v in tier.items()]
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    reason = unavailable()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM))
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def served(
-    browser: Any, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
-) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp("console")
-    db_path = folder / "tagbot.db"
-    shutil.copyfile(sqlite_template, db_path)
-    db_url = f"sqlite:///{db_path}"
-    sim = start_simulator()
-    for userid, name in (("boss", "老板"), ("watcher", "观察员"), ("stranger", "路人")):
-        sim.add_staff(userid, name)
-    port = free_port()
-    cfg = console_config(db_url, sim, dimensions=False)
-    cfg["server"]["port"] = port
-    cfg["app"] = {"log_level": "WARNING"}
-    config = folder / "config.toml"
-    config.write_text(toml_text(cfg) + _dimension_toml(), encoding="utf-8")
-    db = Database(db_url)
-    try:
-        seeded = seed_overview(db, now=utcnow(), tz=ZoneInfo("Asia/Shanghai"))
-        with db.write() as session:
-            for i in range(OLD_AUDIT_ROWS):
-                audit.record(session, actor=f"earlier{i}", role="admin", action="login")
-    finally:
-        db.dispose()
-    proc: subprocess.Popen[bytes] = serve(config)
-    try:
-        wait_healthy(port)
-        yield Served(f"http://127.0.0.1:{port}", db_url, sim, seeded)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        sim.stop()
-
-
-@pytest.fixture
-def tab(browser: Any) -> Iterator[Tab]:
-    context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
-    page = context.new_page()
-    found = Tab(page)
-
-    def on_console(message: Any) -> None:
-        # An answer's status (the wrong token's 401) is logged as an error too: not ours.
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            found.errors.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda e: found.errors.append(str(e)))
-
-    def on_dialog(dialog: Any) -> None:
-        found.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", on_dialog)
-    yield found
-    context.close()
-
-
-def _screenshot(page: Any, name: str, capsys: pytest.CaptureFixture[str]) -> Path:
-    path = artifacts_dir() / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    with capsys.disabled():
-        print(f"\n  screenshot: {path}")
-    return path
-
-
-def _sign_in_with_token(page: Any, url: str, token: str = ADMIN_TOKEN) -> None:
-    page.goto(url + "/admin/login")
-    page.fill("#token", token)
-    with page.expect_navigation():  # through the redirect, to the page it ends on
-        page.click("form[action='/admin/login'] button[type=submit]")
-
-
-def _sign_in_with_wecom(page: Any, url: str, userid: str) -> None:
-    page.goto(url + "/admin/login")
-    with page.expect_navigation():
-        page.click("#wecom-login")  # to the simulator's login page
-    with page.expect_navigation():
-        page.click(f"a[data-userid='{userid}']")  # this member scans; back with a code
 
 
 def _failures(db_url: str) -> int:
@@ -177,13 +43,13 @@ def test_a_wrong_token_is_refused_and_the_right_one_signs_in(
     page = tab.page
     page.goto(served.url + "/admin/")
     assert page.url == served.url + "/admin/login"
-    _screenshot(page, "login", capsys)
+    screenshot(page, "login", capsys)
     before = _failures(served.db_url)
-    _sign_in_with_token(page, served.url, "not-the-admin-token-000")
+    sign_in_with_token(page, served.url, "not-the-admin-token-000")
     assert "管理令牌不正确" in page.inner_text("[role=alert]")
     assert page.url == served.url + "/admin/login"
     assert _failures(served.db_url) == before + 1
-    _sign_in_with_token(page, served.url)
+    sign_in_with_token(page, served.url)
     assert page.url == served.url + "/admin/"
     assert page.inner_text(".who .badge") == "管理员"
     assert ADMIN_TOKEN not in page.content()
@@ -194,7 +60,7 @@ def test_the_overview_shows_the_database_numbers_and_a_chart_with_data(
     tab: Tab, served: Served, capsys: pytest.CaptureFixture[str]
 ) -> None:
     page = tab.page
-    _sign_in_with_token(page, served.url)
+    sign_in_with_token(page, served.url)
     page.wait_for_function(
         "() => [...document.querySelectorAll('[data-chart]')]"
         ".every(el => window.echarts && echarts.getInstanceByDom(el))"
@@ -268,7 +134,7 @@ def test_the_overview_shows_the_database_numbers_and_a_chart_with_data(
     assert page.locator("#recent-adds img").count() == 0
     assert tab.dialogs == []
     assert tab.errors == []  # no script error, no CSP violation
-    _screenshot(page, "overview", capsys)
+    screenshot(page, "overview", capsys)
 
 
 def test_the_overview_fits_a_phone(
@@ -277,13 +143,13 @@ def test_the_overview_fits_a_phone(
     context = browser.new_context(viewport=PHONE, locale="zh-CN", is_mobile=True)
     try:
         page = context.new_page()
-        _sign_in_with_token(page, served.url)
+        sign_in_with_token(page, served.url)
         page.wait_for_selector("[data-chart] canvas")
         overflow = page.evaluate(
             "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 0
-        _screenshot(page, "overview-phone", capsys)
+        screenshot(page, "overview-phone", capsys)
     finally:
         context.close()
 
@@ -296,7 +162,7 @@ def test_wecom_login_admits_admins_and_viewers_and_refuses_the_rest(
         context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
         try:
             page = context.new_page()
-            _sign_in_with_wecom(page, served.url, userid)
+            sign_in_with_wecom(page, served.url, userid)
             if userid == "stranger":
                 assert "没有运营后台的权限" in page.inner_text("#error")
                 page.goto(served.url + "/admin/")
@@ -311,7 +177,7 @@ def test_wecom_login_admits_admins_and_viewers_and_refuses_the_rest(
 
 def test_a_viewers_post_is_refused(tab: Tab, served: Served) -> None:
     page = tab.page
-    _sign_in_with_wecom(page, served.url, "watcher")
+    sign_in_with_wecom(page, served.url, "watcher")
     page.goto(served.url + "/admin/system")
     assert page.locator("form[action='/admin/system/sessions/revoke']").count() == 0
     answer = page.evaluate(
@@ -327,7 +193,7 @@ def test_a_viewers_post_is_refused(tab: Tab, served: Served) -> None:
 
 def test_a_post_without_the_csrf_token_is_refused(tab: Tab, served: Served) -> None:
     page = tab.page
-    _sign_in_with_token(page, served.url)
+    sign_in_with_token(page, served.url)
     page.goto(served.url + "/admin/system")
     page.evaluate("() => document.querySelector(\"#sessions input[name='csrf_token']\").remove()")
     with page.expect_navigation():
@@ -339,7 +205,7 @@ def test_a_post_without_the_csrf_token_is_refused(tab: Tab, served: Served) -> N
 
 def test_htmx_loads_more_audit_rows_under_the_csp(tab: Tab, served: Served) -> None:
     page = tab.page
-    _sign_in_with_token(page, served.url)
+    sign_in_with_token(page, served.url)
     page.goto(served.url + "/admin/system")
     shown = page.locator(".audit-row").count()
     assert shown == 50

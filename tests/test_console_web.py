@@ -315,7 +315,7 @@ def test_the_audit_list_pages_with_htmx(web: FlaskClient, db: Database) -> None:
 
     with db.write() as session:
         for i in range(60):
-            audit.record(session, actor=f"u{i}", role="admin", action="login")
+            audit.record(session=session, actor=f"u{i}", role="admin", action="login")
     sign_in_with_token(web)
     page = web.get("/admin/system").get_data(as_text=True)
     assert page.count('class="audit-row"') == 50
@@ -426,13 +426,11 @@ def test_the_overview_before_the_first_rollup_says_so(
 def test_missed_welcomes_show_on_the_overview(
     console: Flask, web: FlaskClient, db: Database
 ) -> None:
-    from bot.callbacks.welcome import _MissedTally
-
     rt = console.extensions["tagbot"]
     sign_in_with_token(web)
     assert 'id="missed-welcomes"' not in web.get("/admin/").get_data(as_text=True)
-    rt.local(_MissedTally).add("expired")
-    rt.local(_MissedTally).add("failed")
+    rt.missed_welcomes.add("expired")
+    rt.missed_welcomes.add("failed")
     page = web.get("/admin/").get_data(as_text=True)
     section = page.split('id="missed-welcomes"')[1].split("</section>")[0]
     assert 'data-value="2"' in section

@@ -258,11 +258,17 @@ def test_record_seen_reads_corp_tags_and_learns_unknown_ones(db: Database) -> No
         session.flush()
         session.add(Tag(group_id=group.id, name="文章", wecom_tag_id="wt1"))
     seen = [
-        FollowUserTag("渠道", "文章", "wt1", 1),
-        FollowUserTag("", "我的标签", "wt_personal", 2),  # personal: not in the catalogue
-        FollowUserTag("兴趣", "理财", "wt2", 1),  # unknown: learnt, with its group
-        FollowUserTag("", "", "wt3", 1),  # unknown and nameless: skipped
-        FollowUserTag("渠道", "文章", "wt1", 1),
+        FollowUserTag(group_name="渠道", tag_name="文章", tag_id="wt1", type=1),
+        FollowUserTag(
+            group_name="", tag_name="我的标签", tag_id="wt_personal", type=2
+        ),  # personal: not in the catalogue
+        FollowUserTag(
+            group_name="兴趣", tag_name="理财", tag_id="wt2", type=1
+        ),  # unknown: learnt, with its group
+        FollowUserTag(
+            group_name="", tag_name="", tag_id="wt3", type=1
+        ),  # unknown and nameless: skipped
+        FollowUserTag(group_name="渠道", tag_name="文章", tag_id="wt1", type=1),
     ]
     with db.write() as session:
         rows = catalogue.record_seen(session, seen)
@@ -277,9 +283,9 @@ def test_record_seen_reads_corp_tags_and_learns_unknown_ones(db: Database) -> No
         moved = catalogue.record_seen(
             session,
             [
-                FollowUserTag("渠道", "文章", "wt1", 1),
-                FollowUserTag("渠道", "文章", "wt9", 1),
-                FollowUserTag("渠道", "文章", "wt1", 1),
+                FollowUserTag(group_name="渠道", tag_name="文章", tag_id="wt1", type=1),
+                FollowUserTag(group_name="渠道", tag_name="文章", tag_id="wt9", type=1),
+                FollowUserTag(group_name="渠道", tag_name="文章", tag_id="wt1", type=1),
             ],
         )
         assert len({t.id for t in moved}) == 1

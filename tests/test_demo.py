@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sqlite3
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+import requests
 
 from tagbot.cli import main
+from tests.support.console import csrf_of
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.slow
@@ -29,7 +37,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "客户 53 位；本次层级变动" in out
     assert "      首次渠道：" in out
     # The console's address and both ways in.
-    console_line = next(line for line in out.splitlines() if "运营后台" in line)
+    console_line = next(line for line in out.splitlines() if line.startswith("  运营后台 "))
     assert "http://127.0.0.1:" in console_line
     assert "/admin/" in console_line
     assert "企业微信扫码登录" in console_line
@@ -118,3 +126,88 @@ def test_demo_points_at_a_real_customer_and_welcomes_name_staff(
     example = re.search(r"欢迎语示例：(.*)$", out, re.MULTILINE)
     assert example is not None, out
     assert any(name in example[1] for name in ("张伟", "李娜", "王芳", "刘洋", "陈静")), example[1]
+
+
+def _console_block(out: str, workdir: Path) -> list[str]:
+    """Return the lines the demo ends with, checked against its config: the console's."""
+    lines = out.rstrip().splitlines()
+    start = lines.index("打开运营后台：")
+    block = lines[start:]
+    config = tomllib.loads((workdir / "config.toml").read_text("utf-8"))
+    server = config["server"]
+    base = f"http://{server['host']}:{server['port']}"
+    assert f"  登录页     {base}/admin/login" in block
+    assert f"  管理令牌   {server['admin_token']}" in block
+    assert any(line.startswith(f"  运营后台   {base}/admin/ ") for line in block)
+    return block
+
+
+def test_demo_ends_with_the_console_and_records_its_syncs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = tmp_path / "demo"
+    assert main(["demo", "--workdir", str(workdir), "--customers", "10"]) == 0
+    out = capsys.readouterr().out
+    block = _console_block(out, workdir)
+    # Without --keep-running the bot stops at once: the last line says so and how to keep it.
+    assert "--keep-running" in block[-1]
+    assert "停止" in block[-1]
+    with sqlite3.connect(workdir / "tagbot.db") as conn:
+        runs = conn.execute("SELECT job, trigger, outcome FROM job_runs ORDER BY id").fetchall()
+    # The demo's two syncs and its channel rollup, as the console's 系统 page lists them.
+    assert runs == [
+        ("sync", "manual", "ok"),
+        ("sync", "manual", "ok"),
+        ("channel-stats", "manual", "ok"),
+    ]
+
+
+@pytest.mark.slow
+def test_demo_keep_running_leaves_the_console_up_to_sign_in(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "tagbot.cli", "demo", "--workdir", str(workdir)),
+                *("--customers", "10", "--keep-running"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
+    try:
+        wait_for(
+            lambda: "保持运行中" in log.read_text("utf-8") or proc.poll() is not None,
+            timeout=240,
+            what="the demo to finish its scenario",
+        )
+        text = log.read_text("utf-8")
+        assert proc.poll() is None, text
+        block = _console_block(text, workdir)
+        assert "按 Ctrl-C 结束" in block[-1]
+        config = tomllib.loads((workdir / "config.toml").read_text("utf-8"))
+        base = f"http://{config['server']['host']}:{config['server']['port']}"
+        web = requests.Session()
+        login = web.get(f"{base}/admin/login", timeout=10)
+        signed_in = web.post(
+            f"{base}/admin/login",
+            data={"token": config["server"]["admin_token"], "csrf_token": csrf_of(login.text)},
+            timeout=10,
+        )
+        assert signed_in.status_code == 200  # followed to the overview
+        assert signed_in.url == f"{base}/admin/"
+        system = web.get(f"{base}/admin/system", timeout=10).text
+        assert system.count('<tr class="sync-run"') == 2
+        # The kept-running demo runs the scheduled jobs too.
+        assert 'id="scheduler-none"' not in system
+        assert re.search(r'id="scheduler-owner".*?<code>[^<]+:\d+:[0-9a-f]+</code>', system, re.S)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)

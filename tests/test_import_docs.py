@@ -15,7 +15,7 @@ from bot.ingest.docs import example_csv, help_text, readme_text
 from bot.ingest.readers import FileRejectedError
 from bot.ingest.rows import COLUMNS, KINDS, REQUIRED_COLUMNS, STATUSES, Kind
 from bot.ingest.service import check_columns
-from bot.tiering.vocabulary import INTERACTION_KINDS
+from bot.rules.vocabulary import INTERACTION_KINDS
 from tagbot.cli import main
 from tests.support.configs import write_config
 

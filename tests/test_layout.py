@@ -1,8 +1,9 @@
-"""The layering rules, checked on the source: bot/ stays the core, and no module cycles."""
+"""The layering rules, checked on the source: bot/ stays the core, no module or package cycles."""
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -165,3 +166,130 @@ def test_no_test_module_imports_another() -> None:
         if target in test_modules and target != module
     )
     assert wrong == []
+
+
+# --- bot/'s packages: no ring between them, no runtime locator in their signatures -------
+
+
+def package_of(module: str) -> str | None:
+    """Return the bot/ node a module belongs to: its first-level package, or itself."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "bot" else None
+
+
+def package_graph(graph: Mapping[str, set[str]]) -> dict[str, set[str]]:
+    """Return package → the packages it imports (within bot/, lazy imports counted)."""
+    packages: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        source = package_of(module)
+        if source is not None:
+            found = packages.setdefault(source, set())
+            found.update(t for t in map(package_of, targets) if t is not None and t != source)
+    return packages
+
+
+def tangles(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """Return each group of nodes that reach one another (strongly connected, size > 1)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's algorithm
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = stack[stack.index(node) :]
+            del stack[stack.index(node) :]
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(groups)
+
+
+def ties(graph: Mapping[str, set[str]], group: list[str]) -> list[str]:
+    """Return the module imports that tie a group of packages together."""
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if {package_of(module), package_of(target)} <= set(group)
+        and package_of(module) != package_of(target)
+    )
+
+
+def test_bot_packages_import_no_cycle() -> None:
+    # Each first-level package of bot/, and each top-level module, is one node; an import
+    # anywhere inside it, lazy or not, is an edge. Packages in a ring cannot be read,
+    # tested or moved one without the other.
+    graph = import_graph()
+    found = tangles(package_graph(graph))
+    assert not found, "\n".join(
+        " ↔ ".join(g) + ":\n  " + "\n  ".join(ties(graph, g)) for g in found
+    )
+
+
+def test_the_package_check_folds_modules_into_packages() -> None:
+    graph = {
+        "bot.a.x": {"bot.b.y", "bot.c"},
+        "bot.b.y": {"bot.a.z"},
+        "bot.a.z": set(),
+        "bot.c": {"handlers.app"},
+        "handlers.app": {"bot.a.x"},
+    }
+    folded = package_graph(graph)
+    assert folded == {"bot.a": {"bot.b", "bot.c"}, "bot.b": {"bot.a"}, "bot.c": set()}
+    assert tangles(folded) == [["bot.a", "bot.b"]]
+    assert tangles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    assert ties(graph, ["bot.a", "bot.b"]) == ["bot.a.x imports bot.b.y", "bot.b.y imports bot.a.z"]
+
+
+def locator_parameters(source: str) -> list[tuple[int, str]]:
+    """Return (line, "f(param)") for each parameter named `rt` or annotated with Runtime."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            a = node.args
+            params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *filter(None, (a.vararg, a.kwarg))]
+            for p in params:
+                annotation = ast.unparse(p.annotation) if p.annotation is not None else ""
+                if p.arg == "rt" or re.search(r"\bRuntime\b", annotation):
+                    found.append((node.lineno, f"{getattr(node, 'name', '<lambda>')}({p.arg})"))
+    return found
+
+
+def test_no_function_in_bot_takes_the_runtime() -> None:
+    # bot/ functions show what they use: `*, session` for services, `*, db, wecom, ...` for
+    # orchestrators. Only the composition (handlers/, jobs/, tagbot/) holds a Runtime.
+    found: dict[str, int] = {}
+    for path in sorted((ROOT / "bot").rglob("*.py")):
+        if path.name != "runtime.py" or path.parent != ROOT / "bot":
+            for line, where in locator_parameters(path.read_text("utf-8")):
+                found.setdefault(f"{path.relative_to(ROOT)} {where}", line)
+    listed = [f"{k} (line {line})" for k, line in found.items()]
+    assert not listed, "the Runtime as a parameter in bot/:\n" + "\n".join(listed)
+
+
+def test_the_locator_check_sees_names_and_annotations() -> None:
+    source = (
+        "def a(rt): ...\n"
+        "def b(x, *, runtime: 'Runtime') -> None: ...\n"
+        "def c(parts: list[Runtime]) -> None: ...\n"
+        "f = lambda rt: rt\n"
+        "def d(rtt: int, runtime_id: int, session: object, db: MyRuntimeDb) -> None: ...\n"
+    )
+    assert locator_parameters(source) == [
+        (1, "a(rt)"),
+        (2, "b(runtime)"),
+        (3, "c(parts)"),
+        (4, "<lambda>(rt)"),
+    ]

@@ -12,7 +12,6 @@ from sqlalchemy import select
 from bot import staff_alerts
 from bot.channels import lookup
 from bot.config import settings_from_mapping
-from bot.customers.sync import run_sync
 from bot.db.models import (
     Customer,
     FollowRelation,
@@ -23,6 +22,7 @@ from bot.db.models import (
     TagGroup,
     TierAssignment,
 )
+from bot.sync import run_sync
 from tagbot.cli import main
 from tests.support.channels import store_channel
 from tests.support.configs import toml_text
@@ -113,7 +113,7 @@ def test_twenty_customers_leaving_one_member_are_merged_and_none_dropped(
 
     def recorded() -> bool:
         with live.runtime.db.read() as session:
-            return staff_alerts.counts(session)["sent"] == 20
+            return staff_alerts.counts(session=session)["sent"] == 20
 
     wait_for(recorded, what="the alerts recorded as sent")
     assert staff_alerts.ALERTS.labels("merged")._value.get() >= 20 - len(messages)

@@ -11,12 +11,12 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 
-from bot.callbacks import inbox
 from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.db.models import InboxEvent
 from bot.errors import WeComError
 from bot.metriclabels import CALLBACK_EVENTS, CHANGE_TYPES, OTHER, FirstSeen
+from bot.states import InboxStatus
 from bot.wecom import metrics as wecom_metrics
 from bot.wecom.client import WeComClient
 from bot.wecom.metrics import ERRCODE_LABELS
@@ -51,16 +51,16 @@ def test_fuzzed_change_types_become_other_in_inbox_metrics(
     while time.monotonic() < deadline:
         with served.runtime.db.read() as session:
             open_rows = session.query(InboxEvent).filter(
-                InboxEvent.status.in_([inbox.PENDING, inbox.PROCESSING])
+                InboxEvent.status.in_([InboxStatus.PENDING, InboxStatus.PROCESSING])
             )
             if open_rows.count() == 0:
                 break
         time.sleep(0.05)
     with served.runtime.db.read() as session:
         assert session.query(InboxEvent).count() == len(HOSTILE)
-        assert session.query(InboxEvent).filter(InboxEvent.status == inbox.IGNORED).count() == len(
-            HOSTILE
-        )
+        assert session.query(InboxEvent).filter(
+            InboxEvent.status == InboxStatus.IGNORED
+        ).count() == len(HOSTILE)
     text = requests.get(served.url + "/metrics", timeout=5).text
     seen = _label_values(text, "tagbot_inbox_latency_seconds_count", "change_type")
     assert OTHER in seen

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from bot.db.models import OutboxOperation
 from bot.runtime import Runtime
 from bot.tags import catalogue, outbox, push
+from tests.support import parts
 from tests.support.configs import settings_for
 from tests.support.shared_time import SharedTime, one_call_an_hour_client
 from wecom_sim import Simulator
@@ -68,7 +69,7 @@ def test_a_worker_waiting_an_hour_for_budget_keeps_its_claims(
             taken_by_other.extend(op.id for op in outbox.claim(session, limit=10, now=t.utc()))
 
     hooks.append(other_worker)
-    assert outbox.drain(rt, limit=10, now=t.utc) == 2
+    assert outbox.drain(db=rt.db, wecom=rt.wecom, limit=10, now=t.utc) == 2
     # The second call waited out the hour, in naps, while its claim was renewed.
     assert t.naps * 15 >= 3600
     assert taken_by_other == []
@@ -96,7 +97,7 @@ def test_a_stop_ends_the_wait_for_the_hourly_budget_and_puts_the_work_back(
     stop = threading.Event()
     t = SharedTime(simulator, [lambda: stop.set() if t.naps == 3 else None])
     rt.wecom = one_call_an_hour_client(rt, t, stop=stop)
-    assert outbox.drain(rt, limit=10, now=t.utc) == 1
+    assert outbox.drain(db=rt.db, wecom=rt.wecom, limit=10, now=t.utc) == 1
     assert t.naps == 3  # the first nap after the stop ended the wait
     assert _ops(rt) == [("done", 1), ("pending", 0)]
     assert simulator.calls[MARK] == 1
@@ -112,7 +113,9 @@ def test_a_real_wait_for_the_hourly_budget_ends_when_the_process_stops(
 ) -> None:
     _queue_two(rt, simulator)  # the real clock: the second mark_tag waits for the hour
     result: list[int] = []
-    worker = threading.Thread(target=lambda: result.append(push.drain_all(rt, idle_poll=0.05)))
+    worker = threading.Thread(
+        target=lambda: result.append(push.drain_all(**parts.drain(rt), idle_poll=0.05))
+    )
     worker.start()
     try:
         deadline = datetime.now(UTC).timestamp() + 60

@@ -16,6 +16,7 @@ from bot.outreach.service import run_campaign
 from bot.runtime import Runtime
 from jobs import registry
 from tagbot.cli import main
+from tests.support import parts
 from tests.support.campaigns import (
     AS_OF,
     assign,
@@ -114,7 +115,7 @@ def test_dry_run_lists_capped_and_cooling_customers(
 ) -> None:
     rt = Runtime(load_settings(config))
     try:
-        run_campaign(rt, rt.settings, "高价值关怀", as_of=AS_OF - timedelta(days=1))
+        run_campaign(**parts.outreach(rt), name="高价值关怀", as_of=AS_OF - timedelta(days=1))
     finally:
         rt.close()
     args = ["outreach", "run", "高价值关怀", "--dry-run", "--as-of", AS_OF.isoformat()]

@@ -20,6 +20,7 @@ from bot.outreach import claims, execute, task_plan
 from bot.outreach.claims import SETTLE_SECONDS
 from bot.runtime import Runtime
 from jobs.outreach import OUTREACH_WORKER
+from tests.support import parts
 from tests.support.corp import base_config
 from tests.support.outreach import (
     Member,
@@ -132,7 +133,7 @@ def test_one_group_message_per_member_with_their_customers(
         rt, VIP["name"], "group_message", [alice, bob_with_gone], holdout=[(held_out, "对照组")]
     )
 
-    assert execute.dispatch_run(rt, run_id) == "done"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id) == "done"
 
     msgs = sorted(simulator.group_msgs.values(), key=lambda m: m.sender)
     assert [m.sender for m in msgs] == ["alice", "bob"]
@@ -175,7 +176,10 @@ def test_one_group_message_per_member_with_their_customers(
         ),
     ]
     # The staff alert worker delivers the notices as app messages.
-    wait_for(lambda: staff_alerts.drain(rt, "test") >= 0 and not _pending(rt), what="notices")
+    wait_for(
+        lambda: staff_alerts.drain("test", db=rt.db, wecom=rt.wecom) >= 0 and not _pending(rt),
+        what="notices",
+    )
     assert sorted((m["touser"], m["text"]["content"]) for m in simulator.app_messages) == sorted(
         (a.userid, a.text) for a in notices
     )
@@ -185,8 +189,8 @@ def test_one_group_message_per_member_with_their_customers(
 
     # A rerun of a done run, and a worker pass, send nothing.
     calls = simulator.calls.get(ADD, 0)
-    assert execute.dispatch_run(rt, run_id) == "done"
-    assert execute.perform_due(rt) == 0
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id) == "done"
+    assert execute.perform_due(**parts.outreach(rt)) == 0
     assert OUTREACH_WORKER.step(rt) == 0
     assert simulator.calls.get(ADD, 0) == calls == 2
     assert len(alerts(rt)) == 2
@@ -198,7 +202,7 @@ def test_more_than_ten_thousand_customers_split_into_batches(
     member = seeded_member(simulator, "big", 10_001)
     run_id = record_run(rt, VIP["name"], "group_message", [member])
 
-    assert execute.dispatch_run(rt, run_id) == "done"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id) == "done"
 
     found = tasks(rt, run_id)
     assert [(t.batch, t.customers, t.status) for t in found] == [
@@ -234,15 +238,15 @@ def test_a_timeout_after_wecom_created_the_task_is_resolved_not_retried(
     run_id = record_run(rt, VIP["name"], "group_message", [alice])
     simulator.inject_stall(ADD, 1.5)  # the answer comes after the client gave up (0.5 s)
 
-    assert execute.dispatch_run(rt, run_id) == "sending"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id) == "sending"
     (task,) = tasks(rt, run_id)
     assert (task.status, task.attempts, task.msgid) == ("calling", 1, None)
     wait_for(lambda: len(simulator.group_msgs) == 1, what="WeCom to create it anyway")
 
     # Until it settles nothing is called; afterwards it is resolved by listing, once.
-    assert execute.perform_due(rt) == 0
+    assert execute.perform_due(**parts.outreach(rt)) == 0
     later = utcnow() + timedelta(seconds=SETTLE_SECONDS + 1)
-    assert execute.perform_due(rt, clock=lambda: later) == 1
+    assert execute.perform_due(**parts.outreach(rt), clock=lambda: later) == 1
 
     (msgid,) = simulator.group_msgs
     (task,) = tasks(rt, run_id)
@@ -254,7 +258,7 @@ def test_a_timeout_after_wecom_created_the_task_is_resolved_not_retried(
     assert run_status(rt, run_id) == "done"
     assert {s for s, _ in deliveries(rt, run_id).values()} == {"created"}
     assert [a.dedup_key for a in alerts(rt)] == [f"groupmsg:{task.id}"]
-    assert execute.dispatch_run(rt, run_id, clock=lambda: later) == "done"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id, clock=lambda: later) == "done"
     assert simulator.calls[ADD] == 1
 
 
@@ -263,22 +267,24 @@ def test_a_crash_before_the_request_left_is_called_again_once(
 ) -> None:
     (alice,) = members_in_sim(simulator, {"alice": ("Alice", 2)})
     first = record_run(rt, VIP["name"], "group_message", [alice])
-    assert execute.dispatch_run(rt, first) == "done"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=first) == "done"
     (earlier,) = tasks(rt, first)
     # A second run, same sender, same text: the process records `calling`, then dies
     # before its request is sent.
     run_id = record_run(rt, VIP["name"], "group_message", [alice])
-    assert execute.prepare_run(rt, run_id) == "sending"
+    assert execute.prepare_run(run_id, db=rt.db, settings=rt.settings) == "sending"
     with rt.db.write() as session:
         claimed = claims.claim(session, utcnow(), run_id=run_id)
     assert claimed is not None
     assert not claimed.resolving
-    assert execute.perform_due(rt) == 0  # still within its claim: nobody touches it
+    assert (
+        execute.perform_due(**parts.outreach(rt)) == 0
+    )  # still within its claim: nobody touches it
 
     # Past its claim deadline it is resolved: the one message with its text is the first
     # run's (held by that task), so WeCom has none of this one's and it is called again.
     later = utcnow() + timedelta(seconds=claims.CLAIM_SECONDS + 1)
-    assert execute.perform_due(rt, clock=lambda: later) == 2  # resolve, then call
+    assert execute.perform_due(**parts.outreach(rt), clock=lambda: later) == 2  # resolve, then call
     assert simulator.calls[ADD] == 2
     assert simulator.calls[LIST] == 1
     assert len(simulator.group_msgs) == 2
@@ -294,7 +300,7 @@ def test_a_crash_after_wecom_created_the_task_resolves_to_it(
 ) -> None:
     (alice,) = members_in_sim(simulator, {"alice": ("Alice", 2)})
     run_id = record_run(rt, VIP["name"], "group_message", [alice])
-    assert execute.prepare_run(rt, run_id) == "sending"
+    assert execute.prepare_run(run_id, db=rt.db, settings=rt.settings) == "sending"
     with rt.db.write() as session:
         claimed = claims.claim(session, utcnow(), run_id=run_id)
     assert claimed is not None
@@ -304,7 +310,7 @@ def test_a_crash_after_wecom_created_the_task_resolves_to_it(
     )
 
     later = utcnow() + timedelta(seconds=claims.CLAIM_SECONDS + 1)
-    assert execute.dispatch_run(rt, run_id, clock=lambda: later) == "done"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id, clock=lambda: later) == "done"
     assert simulator.calls[ADD] == 1
     assert list(simulator.group_msgs) == [msgid]
     (task,) = tasks(rt, run_id)
@@ -333,7 +339,7 @@ def test_kill_9_while_wecom_creates_the_task_resolves_to_it(
     assert [t.status for t in tasks(rt, run_id)] == ["calling"]
 
     later = utcnow() + timedelta(seconds=claims.CLAIM_SECONDS + 1)
-    assert execute.dispatch_run(rt, run_id, clock=lambda: later) == "done"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id, clock=lambda: later) == "done"
     (msgid,) = simulator.group_msgs
     (task,) = tasks(rt, run_id)
     assert (task.status, task.msgid, task.attempts) == ("created", msgid, 1)
@@ -348,17 +354,22 @@ def test_quiet_hours_hold_the_run_until_they_end(db_url: str, simulator: Simulat
         run_id = record_run(rt, VIP["name"], "group_message", [alice])
         night, morning = night_and_morning(rt)
 
-        assert execute.dispatch_run(rt, run_id, clock=lambda: night) == "held"
-        assert execute.release_held(rt, clock=lambda: night) == 0
-        assert execute.release_held(rt, clock=lambda: morning - timedelta(minutes=1)) == 0
+        assert (
+            execute.dispatch_run(**parts.outreach(rt), run_id=run_id, clock=lambda: night) == "held"
+        )
+        assert execute.release_held(**parts.outreach(rt), clock=lambda: night) == 0
+        assert (
+            execute.release_held(**parts.outreach(rt), clock=lambda: morning - timedelta(minutes=1))
+            == 0
+        )
         assert tasks(rt, run_id) == []
         assert simulator.calls.get(ADD, 0) == 0
         assert run_status(rt, run_id) == "held"
 
-        assert execute.release_held(rt, clock=lambda: morning) == 1
+        assert execute.release_held(**parts.outreach(rt), clock=lambda: morning) == 1
         assert run_status(rt, run_id) == "done"
         assert simulator.calls[ADD] == 1
-        assert execute.release_held(rt, clock=lambda: morning) == 0
+        assert execute.release_held(**parts.outreach(rt), clock=lambda: morning) == 0
     finally:
         rt.wecom.close()
         rt.close()
@@ -374,12 +385,15 @@ def test_a_retry_due_in_quiet_hours_waits_for_them_to_end(
         night, morning = night_and_morning(rt)
         evening = night - timedelta(hours=2)
         simulator.inject_fault(ADD, errcode=-1, count=4)  # busy beyond the adapter's retries
-        assert execute.dispatch_run(rt, run_id, clock=lambda: evening) == "sending"
+        assert (
+            execute.dispatch_run(**parts.outreach(rt), run_id=run_id, clock=lambda: evening)
+            == "sending"
+        )
         assert [t.status for t in tasks(rt, run_id)] == ["pending"]
 
-        assert execute.perform_due(rt, clock=lambda: night) == 0  # due, but quiet
+        assert execute.perform_due(**parts.outreach(rt), clock=lambda: night) == 0  # due, but quiet
         assert simulator.calls[ADD] == 4
-        assert execute.perform_due(rt, clock=lambda: morning) == 1
+        assert execute.perform_due(**parts.outreach(rt), clock=lambda: morning) == 1
         assert simulator.calls[ADD] == 5
         assert [t.status for t in tasks(rt, run_id)] == ["created"]
     finally:
@@ -399,7 +413,7 @@ def test_follow_up_tells_each_member_whom_to_call(rt: Runtime, simulator: Simula
     alice, bob = members_in_sim(simulator, {"alice": ("Alice", 3), "bob": ("王波", 1)})
     run_id = record_run(rt, CALLBACK["name"], "follow_up", [alice, bob], tier="沉睡客户")
 
-    assert execute.dispatch_run(rt, run_id) == "done"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id) == "done"
 
     sent = {m["touser"]: m["text"]["content"] for m in simulator.app_messages}
     names = "、".join(n for _, n in alice.customers)
@@ -413,7 +427,7 @@ def test_follow_up_tells_each_member_whom_to_call(rt: Runtime, simulator: Simula
         ("bob", "sent", 1),
     ]
     assert {s for s, _ in deliveries(rt, run_id).values()} == {"notified"}
-    assert execute.dispatch_run(rt, run_id) == "done"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id) == "done"
     assert simulator.calls[SEND] == 2
 
 
@@ -422,7 +436,7 @@ def test_a_long_follow_up_list_stays_under_the_message_limit(
 ) -> None:
     member = seeded_member(simulator, "many", 120)
     run_id = record_run(rt, CALLBACK["name"], "follow_up", [member], tier="沉睡客户")
-    assert execute.dispatch_run(rt, run_id) == "done"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id) == "done"
     (message,) = simulator.app_messages
     text = message["text"]["content"]
     assert len(text.encode()) <= 2048
@@ -436,13 +450,15 @@ def test_a_follow_up_left_calling_by_a_crash_is_sent_again_as_a_new_attempt(
 ) -> None:
     (alice,) = members_in_sim(simulator, {"alice": ("Alice", 2)})
     run_id = record_run(rt, CALLBACK["name"], "follow_up", [alice], tier="沉睡客户")
-    assert execute.prepare_run(rt, run_id) == "sending"
+    assert execute.prepare_run(run_id, db=rt.db, settings=rt.settings) == "sending"
     with rt.db.write() as session:  # the process records `calling`, then dies
         assert claims.claim(session, utcnow(), run_id=run_id) is not None
-    assert execute.perform_due(rt) == 0  # still within its claim: nobody touches it
+    assert (
+        execute.perform_due(**parts.outreach(rt)) == 0
+    )  # still within its claim: nobody touches it
 
     later = utcnow() + timedelta(seconds=claims.CLAIM_SECONDS + 1)
-    assert execute.dispatch_run(rt, run_id, clock=lambda: later) == "done"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id, clock=lambda: later) == "done"
     assert simulator.calls[SEND] == 1
     (task,) = tasks(rt, run_id)
     assert (task.status, task.attempts, task.attempted_at) == ("sent", 2, later)
@@ -456,7 +472,7 @@ def test_busy_wecom_backs_off_and_a_refusal_fails_the_task(
     simulator.inject_fault(ADD, errcode=-1, count=4)  # past the adapter's own retries
     simulator.inject_fault(ADD, errcode=41048, count=1)  # then a permanent answer (bob)
 
-    assert execute.dispatch_run(rt, run_id) == "sending"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id) == "sending"
     first = tasks(rt, run_id)
     assert [(t.sender, t.status) for t in first] == [("alice", "pending"), ("bob", "failed")]
     assert first[0].next_attempt_at > utcnow()
@@ -467,7 +483,7 @@ def test_busy_wecom_backs_off_and_a_refusal_fails_the_task(
     assert states[alice.customers[0][0]][0] == "queued"
 
     later = utcnow() + timedelta(hours=1)
-    assert execute.perform_due(rt, clock=lambda: later) == 1
+    assert execute.perform_due(**parts.outreach(rt), clock=lambda: later) == 1
     assert [t.status for t in tasks(rt, run_id)] == ["created", "failed"]
     assert run_status(rt, run_id) == "done"
     assert len(simulator.group_msgs) == 1
@@ -478,13 +494,15 @@ def test_two_processes_never_perform_one_task(
 ) -> None:
     members = members_in_sim(simulator, {f"m{i}": (f"成员{i}", 2) for i in range(6)})
     run_id = record_run(rt, VIP["name"], "group_message", members)
-    assert execute.prepare_run(rt, run_id) == "sending"
+    assert execute.prepare_run(run_id, db=rt.db, settings=rt.settings) == "sending"
     simulator.inject_stall(ADD, 0.2, count=6)  # calls overlap: both workers are busy at once
     other = runtime_for(db_url, simulator)
     taken: list[int] = []
     try:
         workers = [
-            threading.Thread(target=lambda r=r: taken.append(execute.perform_due(r)))
+            threading.Thread(
+                target=lambda r=r: taken.append(execute.perform_due(**parts.outreach(r)))
+            )
             for r in (rt, other)
         ]
         for w in workers:

@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy import func, select, update
 
 from bot import leases
+from bot.campaign_checks import parse_when
 from bot.db.models import CampaignDelivery, CampaignRun
 from bot.outreach.audience import narrow
-from bot.outreach.checks import parse_when
 from bot.outreach.plan import LEASE, OutreachBusyError, RunPlan, in_holdout, plan_run
 from bot.outreach.service import get_campaign, run_campaign
 from bot.runtime import Runtime
+from tests.support import parts
 from tests.support.campaigns import (
     AS_OF,
     assign,
@@ -49,8 +50,9 @@ def make_rt(db_url: str, simulator: Simulator) -> Iterator[Any]:
 
 def _plan(rt: Runtime, name: str, *, days: float = 0, dry_run: bool = False) -> RunPlan:
     return plan_run(
-        rt,
         get_campaign(rt.settings, name),
+        db=rt.db,
+        settings=rt.settings,
         as_of=AS_OF + timedelta(days=days),
         dry_run=dry_run,
     )
@@ -280,8 +282,8 @@ def test_dry_run_writes_nothing_and_calls_nothing(make_rt: Any, simulator: Simul
 def test_rerunning_never_duplicates_deliveries(make_rt: Any) -> None:
     rt = make_rt(campaign("高价值关怀", holdout_pct=30))
     _vip_corp(rt)
-    first = run_campaign(rt, rt.settings, "高价值关怀", as_of=AS_OF)
-    second = run_campaign(rt, rt.settings, "高价值关怀", as_of=AS_OF + timedelta(hours=1))
+    first = run_campaign(**parts.outreach(rt), name="高价值关怀", as_of=AS_OF)
+    second = run_campaign(**parts.outreach(rt), name="高价值关怀", as_of=AS_OF + timedelta(hours=1))
     assert len(first.treatment) + len(first.holdout) == 3
     assert second.treatment == []
     assert second.holdout == []
@@ -331,7 +333,9 @@ def test_a_plan_waits_for_another_plan_then_refuses(make_rt: Any) -> None:
     with leases.holding(rt.db, LEASE, "someone-else", 60.0) as held:
         assert held
         with pytest.raises(OutreachBusyError):
-            plan_run(rt, get_campaign(rt.settings, "甲"), as_of=AS_OF, wait=0)
+            plan_run(
+                **parts.planning(rt), campaign=get_campaign(rt.settings, "甲"), as_of=AS_OF, wait=0
+            )
         # A dry run records nothing, so it never waits.
         assert len(_plan(rt, "甲", dry_run=True).treatment) == 3
     with rt.db.read() as s:

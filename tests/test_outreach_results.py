@@ -86,24 +86,28 @@ def test_confirmed_message_records_sent_not_friend_and_over_quota_then_stops(
     t0 = task.attempted_at
 
     # Just created: WeCom is still dispatching (41063) — not an error, tried a minute later.
-    first = poll_results(rt, now=t0 + timedelta(seconds=1))
+    first = poll_results(db=rt.db, wecom=rt.wecom, now=t0 + timedelta(seconds=1))
     assert (first.tasks, first.calls, first.dispatching, first.errors) == (1, 1, 1, 0)
     assert sim.calls.get((TASK_API, 41063)) == 1
-    assert poll_results(rt, now=t0 + timedelta(seconds=30)).tasks == 0  # not due yet
+    assert (
+        poll_results(db=rt.db, wecom=rt.wecom, now=t0 + timedelta(seconds=30)).tasks == 0
+    )  # not due yet
     sim.advance_time(5)
 
     # Due again, but the member has not confirmed: one call, no send_result, nothing moves.
-    second = poll_results(rt, now=t0 + timedelta(minutes=2))
+    second = poll_results(db=rt.db, wecom=rt.wecom, now=t0 + timedelta(minutes=2))
     assert (second.tasks, second.calls, second.final) == (1, 1, 0)
     assert _calls(sim) == (2, 0)
     assert {s for s, _, _ in _deliveries(rt, task).values()} == {"created"}
-    assert poll_results(rt, now=t0 + timedelta(minutes=20)).tasks == 0  # every 30 minutes
+    assert (
+        poll_results(db=rt.db, wecom=rt.wecom, now=t0 + timedelta(minutes=20)).tasks == 0
+    )  # every 30 minutes
 
     statuses = sim.confirm_group_msg(task.msgid, "zhang")
     assert statuses == {A: 1, B: 1, C: 2, D: 3}
     send_time = sim.group_msgs[task.msgid].sends[0].send_time
 
-    third = poll_results(rt, now=t0 + timedelta(minutes=2) + POLL_EVERY)
+    third = poll_results(db=rt.db, wecom=rt.wecom, now=t0 + timedelta(minutes=2) + POLL_EVERY)
     assert (third.tasks, third.calls, third.final) == (1, 2, 1)
     assert dict(third.deliveries) == {"sent": 2, "not_friend": 1, "over_quota": 1}
     sent_at = datetime.fromtimestamp(send_time, UTC)
@@ -129,7 +133,7 @@ def test_confirmed_message_records_sent_not_friend_and_over_quota_then_stops(
     # Final: never polled again, however late.
     before = _calls(sim)
     for days in (1, 3, 30):
-        assert poll_results(rt, now=t0 + timedelta(days=days)).tasks == 0
+        assert poll_results(db=rt.db, wecom=rt.wecom, now=t0 + timedelta(days=days)).tasks == 0
     assert _calls(sim) == before == (3, 1)
 
 
@@ -140,25 +144,25 @@ def test_unconfirmed_after_the_window_then_no_more_calls(rt: Runtime, sim: Simul
     task = record_group_message(rt, campaign="唤醒", sender="li", customers=[e, f])
     t0 = task.attempted_at
 
-    hour = poll_results(rt, now=t0 + timedelta(hours=1))
+    hour = poll_results(db=rt.db, wecom=rt.wecom, now=t0 + timedelta(hours=1))
     assert (hour.tasks, hour.calls, hour.final) == (1, 1, 0)
     assert {s for s, _, _ in _deliveries(rt, task).values()} == {"created"}
 
     # Polls on the cadence until the window, then the last poll settles it.
     late = t0 + RESULTS_WINDOW - timedelta(minutes=10)
-    assert poll_results(rt, now=late).tasks == 1
+    assert poll_results(db=rt.db, wecom=rt.wecom, now=late).tasks == 1
     with rt.db.read() as session:
         next_at = session.scalar(
             select(CampaignTask.next_attempt_at).where(CampaignTask.id == task.id)
         )
     assert next_at == t0 + RESULTS_WINDOW  # the final look at the window's end, not later
-    end = poll_results(rt, now=t0 + RESULTS_WINDOW + timedelta(minutes=1))
+    end = poll_results(db=rt.db, wecom=rt.wecom, now=t0 + RESULTS_WINDOW + timedelta(minutes=1))
     assert (end.tasks, end.calls, end.final) == (1, 1, 1)
     assert _deliveries(rt, task) == {e: ("unconfirmed", None, None), f: ("unconfirmed", None, None)}
     assert _task(rt, task).results_final is True
     assert _calls(sim) == (3, 0)
 
-    assert poll_results(rt, now=t0 + timedelta(days=10)).tasks == 0
+    assert poll_results(db=rt.db, wecom=rt.wecom, now=t0 + timedelta(days=10)).tasks == 0
     assert _calls(sim) == (3, 0)
 
 
@@ -171,7 +175,10 @@ def test_two_pollers_poll_a_due_task_once(rt: Runtime, sim: Simulator, db_url: s
     other = Runtime(settings_for(db_url, sim))
     try:
         now = task.attempted_at + timedelta(minutes=1)
-        got = [poll_results(rt, now=now).tasks, poll_results(other, now=now).tasks]
+        got = [
+            poll_results(db=rt.db, wecom=rt.wecom, now=now).tasks,
+            poll_results(db=other.db, wecom=other.wecom, now=now).tasks,
+        ]
     finally:
         other.close()
     assert sorted(got) == [0, 1]

@@ -14,10 +14,10 @@ from bot import staff_alerts
 from bot.db.models import Customer, FollowRelation, Staff, StaffAlert
 from bot.db.types import utcnow
 from bot.outreach.tier_alerts import queue_tier_alerts, resolve
+from bot.retier import hand_off, retier_configured
 from bot.runtime import Runtime
 from bot.tiering.defaults import default_tiering, default_tiers_text
-from bot.tiering.handoff import hand_off
-from bot.tiering.service import retier_configured
+from tests.support import parts
 from tests.support.configs import settings_for
 from tests.tier_metrics_factory import AS_OF, order
 from wecom_sim import Simulator
@@ -63,7 +63,7 @@ def _deliver(rt: Runtime, sim: Simulator) -> list[tuple[str, str]]:
         past = utcnow() - timedelta(minutes=1)
         s.execute(update(StaffAlert).values(created_at=past))
         s.execute(update(StaffAlert).where(StaffAlert.sent_at.is_not(None)).values(sent_at=past))
-    staff_alerts.drain(rt, "test")
+    staff_alerts.drain("test", db=rt.db, wecom=rt.wecom)
     return sorted((m["touser"], m["text"]["content"]) for m in sim.app_messages[before:])
 
 
@@ -83,27 +83,29 @@ def test_a_vip_going_quiet_alerts_each_active_member_once(
     rt: Runtime, db_url: str, simulator: Simulator
 ) -> None:
     _people(rt, simulator)
-    retier_configured(rt, as_of=AS_OF)  # first classification: 高价值, 新客户; no alert
+    retier_configured(
+        **parts.retier(rt), as_of=AS_OF
+    )  # first classification: 高价值, 新客户; no alert
     assert _queued(rt) == 0
 
     # 110 days after the only order: 流失预警 — but the alerts are off in this config.
     off = _runtime(db_url, simulator, tier_alerts=False)
     try:
-        _, handoff = retier_configured(off, as_of=AS_OF + timedelta(days=100))
+        _, handoff = retier_configured(**parts.retier(off), as_of=AS_OF + timedelta(days=100))
     finally:
         off.close()
     assert handoff is not None
     assert handoff.alerts == 0
     assert _queued(rt) == 0
     # Switched on, the next hand-off catches the entry up: 张三 and 李四, not 赵六 (lost).
-    assert hand_off(rt).alerts == 2
+    assert hand_off(**parts.retier(rt)).alerts == 2
     assert _deliver(rt, simulator) == [
         ("li", "高价值客户 王小明 进入流失预警，建议电话回访"),
         ("zhang", "高价值客户 王小明 进入流失预警，建议电话回访"),
     ]
 
     # 210 days: 沉睡客户. 李雷 (低价值) enters it too, and alerts nobody.
-    _, handoff = retier_configured(rt, as_of=AS_OF + timedelta(days=200))
+    _, handoff = retier_configured(**parts.retier(rt), as_of=AS_OF + timedelta(days=200))
     assert handoff is not None
     assert handoff.alerts == 2
     assert _deliver(rt, simulator) == [
@@ -112,9 +114,9 @@ def test_a_vip_going_quiet_alerts_each_active_member_once(
     ]
 
     # The same hand-off again, and a rerun of the run: nothing new.
-    assert hand_off(rt).alerts == 0
-    assert queue_tier_alerts(rt) == 0
-    _, handoff = retier_configured(rt, as_of=AS_OF + timedelta(days=200))
+    assert hand_off(**parts.retier(rt)).alerts == 0
+    assert queue_tier_alerts(db=rt.db, settings=rt.settings, alerts_wakeup=rt.wakeups.alerts) == 0
+    _, handoff = retier_configured(**parts.retier(rt), as_of=AS_OF + timedelta(days=200))
     assert handoff is not None
     assert handoff.alerts == 0
     assert _deliver(rt, simulator) == []

@@ -21,6 +21,7 @@ from bot.db.models import CampaignDelivery
 from bot.logredact import settings_secrets
 from bot.outreach import claims, execute, webhook
 from bot.runtime import Runtime
+from tests.support import parts
 from tests.support.outreach import dispatch_elsewhere, run_status
 from tests.support.outreach_runs import (
     WallClock,
@@ -55,13 +56,13 @@ def rt(db_url: str, receiver: WebhookReceiver) -> Iterator[Runtime]:
 def _started(rt: Runtime, treatment: int, *, holdout: int = 0) -> int:
     """Record a planned run and let the executor make its tasks; return the run id."""
     run_id = planned_run(rt, CAMPAIGN, treatment=treatment, holdout=holdout)
-    assert execute.prepare_run(rt, run_id) == "sending"
+    assert execute.prepare_run(run_id, db=rt.db, settings=rt.settings) == "sending"
     return run_id
 
 
 def _perform(rt: Runtime, run_id: int, clock: WallClock) -> int:
     """Run the executor once over the run's due tasks; return how many it took."""
-    return execute.perform_due(rt, run_id=run_id, clock=clock)
+    return execute.perform_due(**parts.outreach(rt), run_id=run_id, clock=clock)
 
 
 def test_a_run_goes_out_in_signed_batches_and_is_recorded_per_customer(
@@ -69,9 +70,9 @@ def test_a_run_goes_out_in_signed_batches_and_is_recorded_per_customer(
 ) -> None:
     clock = WallClock()
     run_id = planned_run(rt, CAMPAIGN, treatment=1234, holdout=206)
-    assert execute.prepare_run(rt, run_id, clock=clock) == "sending"
+    assert execute.prepare_run(run_id, db=rt.db, settings=rt.settings, clock=clock) == "sending"
     # Again: the run is under way, no task is made twice.
-    assert execute.prepare_run(rt, run_id, clock=clock) == "sending"
+    assert execute.prepare_run(run_id, db=rt.db, settings=rt.settings, clock=clock) == "sending"
 
     tasks = run_tasks(rt, run_id)
     assert [(t.kind, t.sender, t.batch, t.customers, t.status) for t in tasks] == [
@@ -117,7 +118,7 @@ def test_a_run_goes_out_in_signed_batches_and_is_recorded_per_customer(
     # Performing the run again sends nothing.
     clock.advance(3600)
     assert _perform(rt, run_id, clock) == 0
-    assert execute.dispatch_run(rt, run_id, clock=clock) == "done"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id, clock=clock) == "done"
     assert receiver.count() == 3
 
 
@@ -235,9 +236,17 @@ def test_a_stall_past_the_read_timeout_is_retried_and_deduped_by_the_receiver(
     with rt.db.write() as session:
         task = claims.claim(session, clock(), run_id=run_id)
     assert task is not None
-    campaign = execute.campaign_settings(rt, CAMPAIGN)
+    campaign = execute.campaign_settings(rt.settings, CAMPAIGN)
     assert campaign is not None
-    webhook.perform(rt, task, campaign, clock, timeout=(5.0, 0.3))
+    webhook.perform(
+        task,
+        campaign,
+        clock,
+        db=rt.db,
+        wecom=rt.wecom,
+        alerts_wakeup=rt.wakeups.alerts,
+        timeout=(5.0, 0.3),
+    )
     (t,) = run_tasks(rt, run_id)
     assert (t.status, t.attempts) == ("pending", 1)
     assert t.last_error is not None
@@ -272,7 +281,7 @@ def test_without_a_secret_no_signature_header_is_sent(db_url: str) -> None:
     rt = Runtime(webhook_settings(db_url, receiver.url, secret=None))
     try:
         run_id = _started(rt, 2)
-        assert execute.dispatch_run(rt, run_id) == "done"
+        assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id) == "done"
         (got,) = receiver.received
         assert "X-Tagbot-Signature" not in got.headers
         assert got.headers["X-Tagbot-Delivery"] == f"{run_id}-0"
@@ -317,7 +326,7 @@ def test_the_secret_reaches_neither_the_log_nor_last_error(
     run_id = _started(rt, 2)
     receiver.fail(403, None, answer=f"signature mismatch, expected secret {SECRET}".encode())
     with caplog.at_level(logging.DEBUG):
-        assert execute.dispatch_run(rt, run_id) == "failed"
+        assert execute.dispatch_run(**parts.outreach(rt), run_id=run_id) == "failed"
     (t,) = run_tasks(rt, run_id)
     assert t.last_error == "HTTP 403: signature mismatch, expected secret ***"
     assert "webhook" in caplog.text
@@ -370,7 +379,7 @@ def test_the_readme_receiver_snippet_verifies_a_real_request(
     scope: dict[str, Any] = {}
     exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102 - our own README
     check = scope["tagbot_signature_ok"]
-    assert execute.dispatch_run(rt, _started(rt, 3)) == "done"
+    assert execute.dispatch_run(**parts.outreach(rt), run_id=_started(rt, 3)) == "done"
     (got,) = receiver.received
     assert check(SECRET.encode(), got.headers, got.body)
     assert not check(SECRET.encode(), got.headers, got.body.replace(b"}", b" }", 1))

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from bot.customers.sync import run_sync
 from bot.db.models import OutboxOperation
 from bot.db.types import utcnow
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from bot.tags import push
 from tagbot.cli import main
+from tests.support import parts
 from tests.support.configs import toml_text as _toml
 from tests.support.corp import base_config
 from tests.support.tiers import VALUE, assign_tiers, relation_tag_names, tier_runtime
@@ -36,7 +37,7 @@ def queued(db_url: str, simulator: Simulator) -> list[str]:
     try:
         run_sync(db=rt.db, wecom=rt.wecom)
         assign_tiers(rt, {c: {"value": "高价值"} for c in customers})
-        plan = push.enqueue_tier_push(rt)
+        plan = push.enqueue_tier_push(**parts.tier_push(rt))
         assert plan.diff.new_operations == N
     finally:
         rt.close()

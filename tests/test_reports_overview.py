@@ -13,7 +13,7 @@ from bot.db import Database
 from bot.db.models import InboxEvent, OutboxOperation, WeComBudgetSlot
 from bot.reports import channel_stats, operations, overview
 from bot.reports.definitions import DEFINITIONS
-from bot.tiering.rules import load_dimensions
+from bot.rules import load_dimensions
 from bot.tiering.run import retier
 from tests.support.corp import CORP_ID, base_config
 from tests.support.tiers import VALUE

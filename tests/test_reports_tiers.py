@@ -20,8 +20,8 @@ from bot.db.models import (
 )
 from bot.db.types import utcnow
 from bot.reports import tier_movement
+from bot.rules import load_dimensions
 from bot.tiering import history
-from bot.tiering.rules import load_dimensions
 from bot.tiering.run import retier
 from tests.support.tiers import ACTIVITY, VALUE
 from tests.tier_metrics_factory import AS_OF, TZ, D, customer, event, local, order

@@ -18,6 +18,7 @@ from bot.tiering.defaults import default_tiers_text
 from handlers.app import create_app
 from jobs.tiering import retier_touched
 from tagbot.cli import main
+from tests.support import parts
 from tests.support.configs import write_config
 from tests.support.corp import ADMIN_TOKEN, base_config
 from tests.tier_metrics_factory import AS_OF, customer, local, order, relation, staff
@@ -125,9 +126,9 @@ def test_errors_are_one_line(config: Path, capsys: pytest.CaptureFixture[str]) -
 def test_api_explains_tiers(tier_app: Flask, db: Database) -> None:
     _vip(db)
     rt = tier_app.extensions["tagbot"]
-    from bot.tiering.service import retier_configured
+    from bot.retier import retier_configured
 
-    retier_configured(rt, as_of=AS_OF)
+    retier_configured(**parts.retier(rt), as_of=AS_OF)
     body = tier_app.test_client().get("/api/customers/wm_vip", headers=AUTH).json
     assert body is not None
     value = next(t for t in body["tiers"] if t["dimension"] == "value")
@@ -145,9 +146,9 @@ def test_fresh_order_retiers_that_customer_without_a_full_run(
         order(s, c, 100, local(30))
         cid = c.id
     rt = tier_app.extensions["tagbot"]
-    from bot.tiering.service import retier_configured
+    from bot.retier import retier_configured
 
-    retier_configured(rt)
+    retier_configured(**parts.retier(rt))
     resp = tier_app.test_client().post(
         "/api/orders",
         json=[

@@ -139,7 +139,7 @@ def test_log_lines_never_run_into_the_progress_bar(tmp_path: Path, db: Database)
     )
     assert done.returncode == 0, done.stderr
     assert "记录层级变动" in done.stderr  # the bar was drawn...
-    logged = [line for line in done.stderr.split("\n") if "bot.tiering.handoff" in line]
+    logged = [line for line in done.stderr.split("\n") if "bot.retier" in line]
     assert logged  # ...and the warning logged while it was up
     for line in logged:
         # What is left on the terminal line after the bar was cleared (\r) is the log line.

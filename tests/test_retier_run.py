@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.db.models import Base, Customer, RetierRun, TierAssignment, TierTransition
+from bot.rules import Dimension, load_dimensions
 from bot.tiering.defaults import default_tiering
-from bot.tiering.rules import Dimension, load_dimensions
 from bot.tiering.run import retier
 from tests.tier_metrics_factory import (
     AS_OF,

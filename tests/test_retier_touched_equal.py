@@ -16,9 +16,9 @@ from sqlalchemy import delete, select
 from bot.config import DimensionSettings
 from bot.db import Database
 from bot.db.models import Order, TierAssignment, TierPopulation, TierTransition
+from bot.rules import OTHER_TAG, load_dimensions
 from bot.tiering.defaults import default_tiering
 from bot.tiering.engine import MetricsEngine
-from bot.tiering.rules import OTHER_TAG, load_dimensions
 from bot.tiering.run import retier
 from bot.tiering.source import TOUCHED_SNAPSHOT
 from tests.support.deliveries import delivery

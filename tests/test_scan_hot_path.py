@@ -23,8 +23,6 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from bot.callbacks import inbox, welcome_lane
-from bot.callbacks.welcome import ContextCache
 from bot.channels import live_codes
 from bot.tags.catalogue import TagPath
 from bot.wecom.client import WeComClient
@@ -104,8 +102,8 @@ def still_server(db_url: str, simulator: Simulator) -> Iterator[LiveServer]:
     rt.__dict__["wecom"] = WeComClient(
         s.wecom, s.limits, db=rt.db, clock=lambda: frozen, stop=rt.stopping
     )
-    rt.local(ContextCache).clock = lambda: 0.0
-    inbox.handoff_for(rt)._next_poll = math.inf  # only the hand-off: no poll for older events
+    rt.context_cache.clock = lambda: 0.0
+    rt.handoff._next_poll = math.inf  # only the hand-off: no poll for older events
     yield server
     server.stop()
 
@@ -127,8 +125,8 @@ def test_one_scan_costs_a_fixed_number_of_statements_commits_writes_and_calls(
         wecom=rt.wecom,
     )
     # As the worker threads do when they start: the request hands over to them.
-    inbox.handoff_for(rt).active = True
-    welcome_lane.lane_for(rt).active = True
+    rt.handoff.active = True
+    rt.welcome_lane.active = True
     recorder = Recorder(still_server, simulator)
 
     def scan() -> list[Work]:

@@ -67,20 +67,24 @@ def test_a_handed_off_event_waits_for_its_live_owner_then_anyone_takes_it(
     try:
         with db.write() as session:
             leases.try_acquire(session, "beat:owner", "beat:owner", _ALIVE)
-            mine = inbox.store(session, parse_event(_xml(simulator, 1)), "x", owner="beat:owner")
-            shared = inbox.store(session, parse_event(_xml(simulator, 2)), "y")
+            mine = inbox.store(
+                parse_event(_xml(simulator, 1)), "x", session=session, owner="beat:owner"
+            )
+            shared = inbox.store(parse_event(_xml(simulator, 2)), "y", session=session)
         assert mine is not None
         assert shared is not None
         with db.write() as session:
             # Other processes see only the event nobody handed off.
-            assert [c.id for c in inbox.claim(session, owner="beat:other", limit=10)] == [shared]
+            assert [c.id for c in inbox.claim(session=session, owner="beat:other", limit=10)] == [
+                shared
+            ]
         with db.write() as session:
             # The process that acknowledged it takes it by id at once.
-            claimed = inbox.claim(session, owner="beat:owner", ids=[mine, shared])
+            claimed = inbox.claim(session=session, owner="beat:owner", ids=[mine, shared])
             assert [c.id for c in claimed] == [mine]
         with db.write() as session:
             # Claimed by a live process: others leave it, however long it takes.
-            assert inbox.claim(session, owner="beat:other", limit=10) == []
+            assert inbox.claim(session=session, owner="beat:other", limit=10) == []
             # Its heartbeat stops (kill -9): the event is due for others at once.
             session.execute(
                 update(Lease)
@@ -88,7 +92,9 @@ def test_a_handed_off_event_waits_for_its_live_owner_then_anyone_takes_it(
                 .values(expires_at=utcnow() - timedelta(seconds=1))
             )
         with db.write() as session:
-            assert [c.id for c in inbox.claim(session, owner="beat:other", limit=10)] == [mine]
+            assert [c.id for c in inbox.claim(session=session, owner="beat:other", limit=10)] == [
+                mine
+            ]
             assert session.scalar(select(InboxEvent.owner).where(InboxEvent.id == mine)) == (
                 "beat:other"
             )
@@ -108,22 +114,24 @@ def test_a_redelivery_of_a_dead_process_event_takes_it_over_and_wakes_it(
         with db.write() as session:
             for beat in ("beat:live", "beat:new"):
                 leases.try_acquire(session, beat, beat, _ALIVE)
-            first = inbox.store(session, event, "x", owner="beat:dead")  # no heartbeat row
-            live = inbox.store(session, slow, "y", owner="beat:live")
+            first = inbox.store(event, "x", session=session, owner="beat:dead")  # no heartbeat row
+            live = inbox.store(slow, "y", session=session, owner="beat:live")
         assert first is not None
         assert live is not None
         with db.write() as session:
             # Re-delivered to another process: it takes the dead process's event over...
-            assert inbox.store(session, event, "x", owner="beat:new") == first
+            assert inbox.store(event, "x", session=session, owner="beat:new") == first
             # ...but never a live process's one: that one is merely slow.
-            assert inbox.store(session, slow, "y", owner="beat:new") is None
+            assert inbox.store(slow, "y", session=session, owner="beat:new") is None
         with db.write() as session:
             rows = {r.id: r.owner for r in session.execute(select(InboxEvent.id, InboxEvent.owner))}
             assert rows == {first: "beat:new", live: "beat:live"}
-            assert [c.id for c in inbox.claim(session, owner="beat:new", ids=[first])] == [first]
+            assert [c.id for c in inbox.claim(session=session, owner="beat:new", ids=[first])] == [
+                first
+            ]
         with db.write() as session:
             # A re-delivery of an event being processed by a live process stays a duplicate.
-            assert inbox.store(session, event, "x", owner="beat:other") is None
+            assert inbox.store(event, "x", session=session, owner="beat:other") is None
             dups = session.scalar(select(InboxEvent.duplicates).where(InboxEvent.id == first))
             assert dups == 2
     finally:

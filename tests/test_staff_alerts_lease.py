@@ -70,17 +70,21 @@ def test_a_crashed_senders_alerts_are_taken_over_after_the_lease(
     working = rt.wecom
     rt.wecom = CrashingClient(rt.settings.wecom, rt.settings.limits, db=rt.db)
     with pytest.raises(SenderCrashError):  # alice's alerts claimed, bob's not yet
-        staff_alerts.drain(rt, "a", now=t)
+        staff_alerts.drain("a", db=rt.db, wecom=rt.wecom, now=t)
     rt.wecom.close()
     rt.wecom = working
     t.advance(staff_alerts.LEASE_SECONDS - 1)
-    assert staff_alerts.drain(rt, "b", now=t) == 0  # still a's
+    assert staff_alerts.drain("b", db=rt.db, wecom=rt.wecom, now=t) == 0  # still a's
     t.advance(2)
-    assert staff_alerts.drain(rt, "b", now=t) == 2  # bob's; alice's stay claimed by a
+    assert (
+        staff_alerts.drain("b", db=rt.db, wecom=rt.wecom, now=t) == 2
+    )  # bob's; alice's stay claimed by a
     assert (_holder(rt), _sent(simulator)) == ("b", ["bob"])
     t.advance(staff_alerts.QUEUE.claim_seconds)
-    assert staff_alerts.drain(rt, "b", now=t) == 2  # a's abandoned claim, once
-    assert staff_alerts.drain(rt, "b", now=t) == 0
+    assert (
+        staff_alerts.drain("b", db=rt.db, wecom=rt.wecom, now=t) == 2
+    )  # a's abandoned claim, once
+    assert staff_alerts.drain("b", db=rt.db, wecom=rt.wecom, now=t) == 0
     assert _sent(simulator) == ["bob", "alice"]
 
 
@@ -103,13 +107,13 @@ def test_a_sender_waiting_an_hour_for_budget_keeps_the_lease_and_its_claim(
         if busy:
             return
         busy.append(True)
-        taken_by_other.append(staff_alerts.drain(other, "b", now=t.utc))
+        taken_by_other.append(staff_alerts.drain("b", db=other.db, wecom=other.wecom, now=t.utc))
         holders.append(_holder(rt))
         busy.clear()
 
     hooks.append(other_sender)
     try:
-        assert staff_alerts.drain(rt, "a", now=t.utc) == 4
+        assert staff_alerts.drain("a", db=rt.db, wecom=rt.wecom, now=t.utc) == 4
     finally:
         other.close()
     # The second message waited out the hour, in naps, while the lease was renewed.

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.config import settings_from_mapping
-from bot.customers.sync import SyncReport, run_sync
 from bot.db import Database
 from bot.db.models import (
     Customer,
@@ -24,6 +23,7 @@ from bot.db.models import (
     TagGroup,
 )
 from bot.runtime import Runtime
+from bot.sync import SyncReport, run_sync
 from tagbot.cli import main
 from tests.support.corp import base_config
 

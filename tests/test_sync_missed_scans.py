@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.config import settings_from_mapping
-from bot.customers.sync import run_sync
 from bot.db import Database
 from bot.db.models import (
     Channel,
@@ -26,7 +25,9 @@ from bot.db.models import (
     TouchedCustomer,
 )
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from bot.tags import push
+from tests.support import parts
 from tests.support.channels import welcome_channel
 from tests.support.configs import toml_text
 from tests.support.corp import base_config
@@ -187,7 +188,7 @@ def test_a_customer_who_left_and_came_back_while_the_bot_was_down_is_tagged_agai
     tag = simulator.tag_catalogue()["来源"]["活动"]
     scan = simulator.scan(state)
     assert run_sync(db=rt.db, wecom=rt.wecom).missed_scans == 1
-    push.drain_all(rt)
+    push.drain_all(**parts.drain(rt))
     assert simulator.relation_tags("alice", scan.external_userid) == {tag}
 
     simulator.customer_deletes_staff(scan.external_userid, "alice")
@@ -196,7 +197,7 @@ def test_a_customer_who_left_and_came_back_while_the_bot_was_down_is_tagged_agai
     assert again.userid == "alice"
     assert simulator.relation_tags("alice", scan.external_userid) == set()
     assert run_sync(db=rt.db, wecom=rt.wecom).missed_scans == 1
-    push.drain_all(rt)
+    push.drain_all(**parts.drain(rt))
     assert simulator.relation_tags("alice", scan.external_userid) == {tag}
 
     simulator.reset_counters()
@@ -215,6 +216,6 @@ def test_a_channel_tag_deleted_in_wecom_is_created_again_as_a_scan_would(
     report = run_sync(db=rt.db, wecom=rt.wecom)
     assert report.missed_scans == 1
     assert report.calls["externalcontact/add_corp_tag"] == 1  # counted with the sync's calls
-    push.drain_all(rt)
+    push.drain_all(**parts.drain(rt))
     recreated = simulator.tag_catalogue()["来源"]["活动"]
     assert simulator.relation_tags("alice", scan.external_userid) == {recreated}

@@ -20,12 +20,13 @@ from sqlalchemy import select, text
 from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.db.models import Base, Customer
+from bot.retier import retier_configured
 from bot.runtime import Runtime
 from bot.tiering.defaults import default_tiers_text
-from bot.tiering.service import retier_configured
 from handlers.app import create_app
 from jobs.background import Background
 from tagbot.cli import main
+from tests.support import parts
 from tests.support.configs import toml_text
 from tests.support.corp import ADMIN_TOKEN, base_config
 from tests.support.tiers import default_tiers_config
@@ -130,7 +131,7 @@ def test_the_api_gives_since_and_why_no_tier_matched(db: Database) -> None:
             s.flush()
             order(s, c, 6000, datetime.now(UTC) - timedelta(days=3))
         rt: Runtime = app.extensions["tagbot"]
-        report, _ = retier_configured(rt)  # now: the API explains as of now
+        report, _ = retier_configured(**parts.retier(rt))  # now: the API explains as of now
         auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         body = app.test_client().get("/api/customers/wm_api", headers=auth).json
         assert body is not None

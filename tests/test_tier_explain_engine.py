@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.db.models import Customer, Order
+from bot.rules import load_dimensions
 from bot.tiering.defaults import default_tiering
-from bot.tiering.rules import load_dimensions
 from bot.tiering.run import retier
 from bot.tiering.why import ExplainEngine, TierView, explain_customer
 from tests.tier_metrics_factory import AS_OF, TZ, customer, local, order

@@ -21,16 +21,17 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from bot.config import Settings, settings_from_mapping
-from bot.customers.sync import run_sync
 from bot.db import Database
 from bot.db.models import Customer, OutboxOperation, RetierRun, TouchedCustomer
+from bot.retier import retier_configured
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from bot.tags import push
 from bot.tiering.defaults import default_tiers_text
-from bot.tiering.service import retier_configured
 from handlers.app import create_app
 from jobs.tiering import retier_touched
 from tagbot.cli import main
+from tests.support import parts
 from tests.support.corp import ADMIN_TOKEN, base_config
 from tests.support.live import LiveServer
 from tests.support.tiers import default_tiers_config, relation_tag_names
@@ -67,8 +68,8 @@ def tier_app(db: Database, simulator: Simulator, corp: list[str]) -> Iterator[Fl
     app = create_app(_settings(db, simulator))
     rt: Runtime = app.extensions["tagbot"]
     run_sync(db=rt.db, wecom=rt.wecom)
-    retier_configured(rt)
-    push.drain_all(rt, idle_poll=0.05)
+    retier_configured(**parts.retier(rt))
+    push.drain_all(**parts.drain(rt), idle_poll=0.05)
     simulator.reset_counters()
     yield app
     rt.close()
@@ -105,7 +106,7 @@ def test_events_profiles_and_an_import_retier_those_customers_into_wecom(
         touched = set(s.scalars(select(Customer.external_userid).join(TouchedCustomer)).all())
     assert touched == {events, profile, imported}
     assert retier_touched(rt, quiet=timedelta(0)) == 3
-    push.drain_all(rt, idle_poll=0.05)
+    push.drain_all(**parts.drain(rt), idle_poll=0.05)
 
     after = {ext: relation_tag_names(simulator, "alice", ext) for ext in CUSTOMERS}
     assert {"活跃度/活跃", "购买行为/有意向未购买"} <= after[events] - before[events]
@@ -128,7 +129,7 @@ def test_a_vip_order_over_http_shows_as_high_value_in_wecom_within_the_minute(
     try:
         rt = server.runtime
         run_sync(db=rt.db, wecom=rt.wecom)
-        retier_configured(rt)
+        retier_configured(**parts.retier(rt))
         rt.wakeups.outbox.set()
 
         def drained() -> bool:

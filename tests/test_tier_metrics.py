@@ -9,8 +9,8 @@ import pytest
 
 from bot.db import Database
 from bot.errors import ValidationError
+from bot.rules.vocabulary import METRICS
 from bot.tiering.engine import MetricsEngine, compute_metrics
-from bot.tiering.vocabulary import METRICS
 from tests.tier_metrics_factory import (
     AS_OF,
     TZ,

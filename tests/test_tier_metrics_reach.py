@@ -11,8 +11,8 @@ from sqlalchemy import select
 from bot.config import DimensionSettings
 from bot.db import Database
 from bot.db.models import Customer, TierAssignment
+from bot.rules import load_dimensions
 from bot.tiering.engine import compute_metrics
-from bot.tiering.rules import load_dimensions
 from bot.tiering.run import retier
 from tests.support.deliveries import delivery
 from tests.tier_metrics_factory import AS_OF, TZ, customer, event, local

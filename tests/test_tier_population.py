@@ -8,10 +8,10 @@ from sqlalchemy import delete, select
 
 from bot.db import Database
 from bot.db.models import Customer, Order, TierPopulation
+from bot.rules import load_dimensions
 from bot.tiering import population
 from bot.tiering.defaults import default_tiering
 from bot.tiering.engine import MetricsEngine
-from bot.tiering.rules import load_dimensions
 from bot.tiering.run import retier
 from bot.tiering.source import FULL_SNAPSHOT
 from tests.support.snapshots import attached_path, copied_tables

@@ -8,7 +8,6 @@ from contextlib import closing
 import pytest
 from sqlalchemy import select
 
-from bot.customers.sync import run_sync
 from bot.db.models import (
     Customer,
     FollowRelation,
@@ -17,7 +16,9 @@ from bot.db.models import (
     TagGroup,
 )
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from bot.tags import outbox, push
+from tests.support import parts
 from tests.support.tiers import (
     ACTIVITY,
     VALUE,
@@ -44,8 +45,8 @@ def rt(db_url: str, simulator: Simulator, corp: list[str]) -> Iterator[Runtime]:
 
 
 def _push(rt: Runtime) -> push.TierPushPlan:
-    plan = push.enqueue_tier_push(rt)
-    push.drain_all(rt, idle_poll=0.05)
+    plan = push.enqueue_tier_push(**parts.tier_push(rt))
+    push.drain_all(**parts.drain(rt), idle_poll=0.05)
     return plan
 
 
@@ -214,9 +215,9 @@ def test_an_invalid_tag_id_refreshes_the_catalogue_and_retries_once(
     rt: Runtime, simulator: Simulator, corp: list[str]
 ) -> None:
     assign_tiers(rt, {corp[0]: {"value": "高价值"}})
-    push.enqueue_tier_push(rt)  # queued, not yet sent
+    push.enqueue_tier_push(**parts.tier_push(rt))  # queued, not yet sent
     simulator.inject_fault("externalcontact/mark_tag", errcode=40068, count=1)
-    push.drain_all(rt, idle_poll=0.05)
+    push.drain_all(**parts.drain(rt), idle_poll=0.05)
     assert simulator.calls[("externalcontact/mark_tag", 40068)] == 1
     assert simulator.calls.get("externalcontact/get_corp_tag_list", 0) >= 1
     assert relation_tag_names(simulator, "alice", corp[0]) == {"价值分层/高价值"}
@@ -224,10 +225,10 @@ def test_an_invalid_tag_id_refreshes_the_catalogue_and_retries_once(
 
     # Twice invalid: one refresh, one retry, then a dead letter with the reason.
     assign_tiers(rt, {corp[1]: {"value": "中价值"}})
-    push.enqueue_tier_push(rt)
+    push.enqueue_tier_push(**parts.tier_push(rt))
     simulator.reset_counters()
     simulator.inject_fault("externalcontact/mark_tag", errcode=40068, count=2)
-    push.drain_all(rt, idle_poll=0.05)
+    push.drain_all(**parts.drain(rt), idle_poll=0.05)
     assert simulator.calls[("externalcontact/mark_tag", 40068)] == 2
     assert simulator.calls["externalcontact/mark_tag"] == 2
     with rt.db.read() as session:
@@ -242,7 +243,7 @@ def test_a_long_push_drains_highest_value_first(
     assign_tiers(
         rt, {c: {"value": v, "activity": "沉睡"} for c, v in zip(corp, order, strict=True)}
     )
-    push.enqueue_tier_push(rt)
+    push.enqueue_tier_push(**parts.tier_push(rt))
     # A scan's tag change queued after the bulk push still goes first.
     with rt.db.write() as session:
         tag = session.scalars(select(Tag).where(Tag.name == "活跃")).one()
@@ -251,7 +252,7 @@ def test_a_long_push_drains_highest_value_first(
         )
     sent: list[str] = []
     seen: set[int] = set()
-    while push.drain_all(rt, batch=1, max_operations=1):
+    while push.drain_all(**parts.drain(rt), batch=1, max_operations=1):
         with rt.db.read() as session:
             done = session.execute(
                 select(

@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import select, text
 
 from bot.db.models import Customer, OutboxOperation
+from bot.retier import retier_configured
 from bot.runtime import Runtime
 from bot.tags import push
-from bot.tiering.service import retier_configured
+from tests.support import parts
 from tests.support.tiers import (
     ACTIVITY,
     VALUE,
@@ -57,8 +58,8 @@ def test_a_touched_push_queues_only_its_customers_relations(
     rt: Runtime, simulator: Simulator, corp: list[str]
 ) -> None:
     assign_tiers(rt, {c: {"value": "低价值", "activity": "沉睡"} for c in corp})
-    push.enqueue_tier_push(rt)
-    push.drain_all(rt, idle_poll=0.05)
+    push.enqueue_tier_push(**parts.tier_push(rt))
+    push.drain_all(**parts.drain(rt), idle_poll=0.05)
     simulator.reset_counters()
 
     # The touched customer moves in both dimensions; another customer's tag drifts too
@@ -66,28 +67,28 @@ def test_a_touched_push_queues_only_its_customers_relations(
     assign_tiers(rt, {corp[0]: {"value": "高价值", "activity": "活跃"}})
     assign_tiers(rt, {corp[2]: {"value": "中价值"}})
 
-    plan = push.enqueue_tier_push(rt, customer_ids=_ids(rt, corp[0]))
+    plan = push.enqueue_tier_push(**parts.tier_push(rt), customer_ids=_ids(rt, corp[0]))
     assert plan.diff.relations == 2  # alice's and bob's relation with the touched customer
     assert (plan.diff.changed, plan.diff.new_operations) == (2, 2)
     assert (plan.diff.adds, plan.diff.removes) == (4, 4)
     assert _queued_for(rt) == [("alice", corp[0]), ("bob", corp[0])]
-    push.drain_all(rt, idle_poll=0.05)
+    push.drain_all(**parts.drain(rt), idle_poll=0.05)
     assert mark_tag_calls(simulator) == 2  # one call per changed relation, both dimensions in it
     for userid in ("alice", "bob"):
         assert relation_tag_names(simulator, userid, corp[0]) == {"价值分层/高价值", "活跃度/活跃"}
     assert relation_tag_names(simulator, "alice", corp[2]) == {"价值分层/低价值", "活跃度/沉睡"}
 
     # A customer touched with nothing to change (or without relations) queues nothing.
-    nothing = push.enqueue_tier_push(rt, customer_ids=_ids(rt, corp[0], corp[1]))
+    nothing = push.enqueue_tier_push(**parts.tier_push(rt), customer_ids=_ids(rt, corp[0], corp[1]))
     assert (nothing.diff.relations, nothing.diff.changed) == (3, 0)
-    assert push.enqueue_tier_push(rt, customer_ids=[]).diff.relations == 0
+    assert push.enqueue_tier_push(**parts.tier_push(rt), customer_ids=[]).diff.relations == 0
 
     # The full push (nightly) still finds the drifted relation.
     simulator.reset_counters()
-    full = push.enqueue_tier_push(rt)
+    full = push.enqueue_tier_push(**parts.tier_push(rt))
     assert (full.diff.relations, full.diff.changed) == (5, 1)
     assert _queued_for(rt) == [("alice", corp[2])]
-    push.drain_all(rt, idle_poll=0.05)
+    push.drain_all(**parts.drain(rt), idle_poll=0.05)
     assert mark_tag_calls(simulator) == 1
     assert relation_tag_names(simulator, "alice", corp[2]) == {"价值分层/中价值", "活跃度/沉睡"}
 
@@ -100,7 +101,7 @@ def test_touched_customers_beyond_one_transaction_are_all_diffed(
     monkeypatch.setattr(diff, "CUSTOMER_CHUNK", 1)  # one customer per transaction
     assign_tiers(rt, {c: {"value": "低价值"} for c in corp})
     seen: list[tuple[int, int]] = []
-    push.enqueue_tier_push(rt, customer_ids=[])  # creates the tier tags in WeCom
+    push.enqueue_tier_push(**parts.tier_push(rt), customer_ids=[])  # creates the tier tags in WeCom
     with rt.db.read() as session:
         dims = push.tier_tags.dimensions(rt.settings.tiering, session=session)
     report = diff.enqueue_tier_changes(
@@ -121,15 +122,17 @@ def test_a_touched_re_tier_hands_off_only_its_customers(
     with rt.db.write() as s:
         order(s, s.get(Customer, by_ext[corp[0]]), 6000, local(3))
         order(s, s.get(Customer, by_ext[corp[2]]), 300, local(3))
-    report, handoff = retier_configured(rt, as_of=AS_OF)
+    report, handoff = retier_configured(**parts.retier(rt), as_of=AS_OF)
     assert handoff is not None
     assert handoff.queued == 3  # alice and bob × customer 0, alice × customer 2
-    push.drain_all(rt, idle_poll=0.05)
+    push.drain_all(**parts.drain(rt), idle_poll=0.05)
     assign_tiers(rt, {corp[2]: {"value": "中价值"}})  # drifted, its hand-off never ran
     with rt.db.write() as s:
         order(s, s.get(Customer, by_ext[corp[1]]), 1500, local(1))  # fresh data
 
-    report, handoff = retier_configured(rt, as_of=AS_OF, customer_ids=[by_ext[corp[1]]])
+    report, handoff = retier_configured(
+        **parts.retier(rt), as_of=AS_OF, customer_ids=[by_ext[corp[1]]]
+    )
     assert (report.scope, report.transitions) == ("touched", 1)
     assert handoff is not None
     assert handoff.queued == 1
@@ -144,7 +147,7 @@ def test_a_diff_leaves_its_scratch_tables_without_pages(rt: Runtime, corp: list[
     from bot.tags import diff
 
     assign_tiers(rt, {c: {"value": "低价值", "activity": "沉睡"} for c in corp})
-    push.enqueue_tier_push(rt, customer_ids=[])  # creates the tier tags in WeCom
+    push.enqueue_tier_push(**parts.tier_push(rt), customer_ids=[])  # creates the tier tags in WeCom
     with rt.db.read() as session:
         dims = push.tier_tags.dimensions(rt.settings.tiering, session=session)
     with rt.db.write() as session:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.rules.vocabulary import METRICS
 from bot.tiering.readme import dimension_table, metric_table
-from bot.tiering.vocabulary import METRICS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 

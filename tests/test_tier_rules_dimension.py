@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bot.config import DimensionSettings, settings_from_mapping
 from bot.errors import ConfigError
-from bot.tiering.rules import (
+from bot.rules import (
     OTHER_TAG,
     TagFromDimension,
     TieredDimension,

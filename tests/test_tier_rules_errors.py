@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.errors import TagbotError, ValidationError
-from bot.tiering.rules import RuleError, Scope, parse_and_check
+from bot.rules import RuleError, Scope, parse_and_check
 
 KEY = "tiering.dimensions[2].tiers[1].when"
 SCOPE = Scope(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.tiering.rules import (
+from bot.rules import (
     compile_condition,
     evaluate,
     names_in,
@@ -173,7 +173,7 @@ def test_identifiers_and_literals_are_quoted_by_doubling() -> None:
 
 
 def test_nul_cannot_enter_a_rule() -> None:
-    from bot.tiering.rules import RuleError
+    from bot.rules import RuleError
 
     with pytest.raises(RuleError):
         parse_and_check('channel == "a\x00b"')

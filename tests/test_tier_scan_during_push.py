@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.channels import live_codes
-from bot.customers.sync import run_sync
 from bot.db.models import OutboxOperation
+from bot.sync import run_sync
 from bot.tags import push
 from bot.tags.catalogue import TagPath
+from tests.support import parts
 from tests.support.configs import settings_for
 from tests.support.live import LiveServer
 from tests.support.tiers import VALUE, assign_tiers
@@ -71,7 +72,7 @@ def test_a_scan_is_tagged_while_a_large_push_waits_for_its_bulk_share(
     store_tag = simulator.tag_catalogue()["来源"]["门店"]
     run_sync(db=rt.db, wecom=rt.wecom)
     assign_tiers(rt, {c: {"value": "高价值"} for c in customers})
-    assert push.enqueue_tier_push(rt).diff.new_operations == N
+    assert push.enqueue_tier_push(**parts.tier_push(rt)).diff.new_operations == N
     rt.wakeups.outbox.set()
     wait_for(lambda: _done(live) >= 5, timeout=60, what="the push to be draining")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from bot.customers.sync import run_sync
 from bot.db.models import InboxEvent
+from bot.sync import run_sync
 from bot.tags import push
+from tests.support import parts
 from tests.support.configs import settings_for
 from tests.support.live import LiveServer
 from tests.support.tiers import VALUE, assign_tiers, relation_tag_names
@@ -31,8 +32,8 @@ def _recreated(live: LiveServer, simulator: Simulator) -> None:
     vip, mid = (simulator.add_relation("alice", f"wm_console_{i}") for i in range(2))
     run_sync(db=rt.db, wecom=rt.wecom)
     assign_tiers(rt, {vip: {"value": "高价值"}, mid: {"value": "中价值"}})
-    push.enqueue_tier_push(rt)
-    push.drain_all(rt, idle_poll=0.05)
+    push.enqueue_tier_push(**parts.tier_push(rt))
+    push.drain_all(**parts.drain(rt), idle_poll=0.05)
     old = simulator.tag_catalogue()["价值分层"]["高价值"]
 
     simulator.admin_delete_tag(old)  # the console: WeCom calls back with a tag delete event
@@ -45,8 +46,8 @@ def _recreated(live: LiveServer, simulator: Simulator) -> None:
 
     wait_for(handled, timeout=30, what="the tag delete callback handled")
     simulator.reset_counters()
-    plan = push.enqueue_tier_push(rt)
-    push.drain_all(rt, idle_poll=0.05)
+    plan = push.enqueue_tier_push(**parts.tier_push(rt))
+    push.drain_all(**parts.drain(rt), idle_poll=0.05)
     assert [str(p) for p in plan.tags.created] == ["价值分层/高价值"]
     assert relation_tag_names(simulator, "alice", vip) == {"价值分层/高价值"}
     assert relation_tag_names(simulator, "alice", mid) == {"价值分层/中价值"}

@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.channels import live_codes
-from bot.customers.sync import run_sync
 from bot.db.models import TagGroup, TierAssignment
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from bot.tags import push
 from bot.tags.catalogue import TagPath
+from tests.support import parts
 from tests.support.tiers import (
     ACTIVITY,
     VALUE,
@@ -44,8 +45,8 @@ def rt(db_url: str, simulator: Simulator, corp: list[str]) -> Iterator[Runtime]:
 
 
 def _push(rt: Runtime) -> push.TierPushPlan:
-    plan = push.enqueue_tier_push(rt)
-    push.drain_all(rt, idle_poll=0.05)
+    plan = push.enqueue_tier_push(**parts.tier_push(rt))
+    push.drain_all(**parts.drain(rt), idle_poll=0.05)
     return plan
 
 

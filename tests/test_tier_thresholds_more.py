@@ -17,8 +17,8 @@ from sqlalchemy import select, update
 from bot.config import DimensionSettings
 from bot.db import Database
 from bot.db.models import Customer, Order, TierAssignment
+from bot.rules import load_dimensions
 from bot.tiering.defaults import default_tiering
-from bot.tiering.rules import load_dimensions
 from bot.tiering.run import retier
 from tests import tier_metrics_factory as hb  # hand-built rows
 from tests.tier_metrics_factory import AS_OF, TZ, local

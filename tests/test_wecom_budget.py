@@ -14,11 +14,12 @@ import requests
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
-from bot import metrics, wecom
+from bot import metrics
 from bot.db import Database
 from bot.db.models import WeComBudget, WeComBudgetSlot
 from bot.runtime import Runtime
 from bot.tags import catalogue, outbox
+from bot.wecom import budget as wecom
 from bot.wecom import metrics as wecom_metrics
 from bot.wecom.budget import BULK, INTERACTIVE, SharedBudget
 from tests.support.configs import settings_for
@@ -177,7 +178,7 @@ _PROCESS = textwrap.dedent(
     import sys, time
     from bot.config import settings_from_mapping
     from bot.db import Database
-    from bot.wecom import WeComClient
+    from bot.wecom.client import WeComClient
     from bot.wecom.budget import SharedBudget
     from tests.support.corp import base_config
 

@@ -14,8 +14,10 @@ from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.db.types import utcnow
 from bot.errors import WeComError
-from bot.wecom import CallbackCrypto, WeComClient, parse_event
 from bot.wecom import metrics as wecom_metrics
+from bot.wecom.client import WeComClient
+from bot.wecom.crypto import CallbackCrypto
+from bot.wecom.events import parse_event
 from tests.support.clock import PassingClock
 from tests.support.corp import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN, base_config
 from tests.support.wecom_clients import FOLLOW, make_client

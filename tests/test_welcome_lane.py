@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bot.callbacks import welcome_lane
+from bot.channels import welcome_lane
 from bot.db.types import utcnow
 from bot.wecom.events import CallbackEvent
 from bot.wecom.types import ExternalContact

@@ -10,7 +10,7 @@ import pytest
 import requests
 from sqlalchemy import update
 
-from bot.callbacks import inbox, welcome
+from bot import wecom_limits as limits
 from bot.channels import live_codes
 from bot.db.models import InboxEvent
 from bot.db.types import utcnow
@@ -55,7 +55,7 @@ def test_a_welcome_expired_in_the_backlog_is_counted_logged_and_on_healthz(
         db=rt.db,
         wecom=rt.wecom,
     )
-    inbox.handoff_for(rt).active = True
+    rt.handoff.active = True
     assert requests.get(f"{server.url}/healthz", timeout=5).json() == {
         "status": "ok",
         "database": "ok",
@@ -70,9 +70,9 @@ def test_a_welcome_expired_in_the_backlog_is_counted_logged_and_on_healthz(
         session.execute(
             update(InboxEvent)
             .where(InboxEvent.payload.contains(late.external_userid))
-            .values(received_at=utcnow() - timedelta(seconds=welcome.CODE_LIFETIME + 5))
+            .values(received_at=utcnow() - timedelta(seconds=limits.WELCOME_CODE_SECONDS + 5))
         )
-    with caplog.at_level(logging.WARNING, logger="bot.callbacks.welcome"):
+    with caplog.at_level(logging.WARNING, logger="bot.channels.welcome"):
         while INBOX_WORKER.step(rt):
             pass
 
@@ -83,7 +83,7 @@ def test_a_welcome_expired_in_the_backlog_is_counted_logged_and_on_healthz(
     tag = simulator.tag_catalogue()["来源"]["海报"]
     for s in (fresh, late):
         assert simulator.relation_tags(s.userid, s.external_userid) == {tag}
-    missed = welcome.missed_welcomes(rt)
+    missed = rt.missed_welcomes.value
     assert (missed.count, missed.last_reason) == (1, "expired")
     assert _missed_metric(server.url) == before + 1
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

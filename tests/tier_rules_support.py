@@ -7,8 +7,8 @@ from typing import Any
 
 import duckdb
 
-from bot.tiering.rules import quote_ident
-from bot.tiering.vocabulary import BY_NAME, PROFILE_PREFIX
+from bot.rules import quote_ident
+from bot.rules.vocabulary import BY_NAME, PROFILE_PREFIX
 
 _SQL_TYPES = {"number": "DOUBLE", "string": "VARCHAR", "boolean": "BOOLEAN"}
 

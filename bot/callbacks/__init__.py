@@ -1,1 +1,1 @@
-"""Stored WeCom callbacks: the inbox, one handler per event kind, the welcome and its fast lane."""
+"""Stored WeCom callbacks: the inbox (store, claim, hand-off) and the dispatch to reactions."""

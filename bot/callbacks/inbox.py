@@ -24,7 +24,7 @@ claimed by a dead process, takes it over for the process that received it and wa
 workers and welcome lane instead of being dropped as a duplicate.
 
 Once-only welcomes. A welcome code works once. In one process the lane's code
-bookkeeping (welcome_lane.take_code) makes the lane and the inbox worker send it once;
+bookkeeping (bot.customers.scan_welcome.send_once) makes the lane and the inbox worker send it once;
 across a takeover the dead process may have sent it just before dying, and WeCom's
 41051 (already sent) then ends the second attempt as done without a second message.
 """
@@ -51,15 +51,10 @@ from bot.db.types import utcnow
 from bot.errors import NotFoundError
 from bot.metriclabels import change_type_label
 from bot.queue import Queue
-from bot.runtime import Runtime
+from bot.states import InboxStatus
 from bot.wecom.events import CallbackEvent
 
-PENDING = "pending"
-PROCESSING = "processing"
-DONE = "done"
-IGNORED = "ignored"
-DEAD = "dead"
-STATUSES = (PENDING, PROCESSING, DONE, IGNORED, DEAD)
+STATUSES = tuple(s.value for s in InboxStatus)
 
 NOTIFY_CHANNEL = "tagbot_inbox"
 MAX_ATTEMPTS = 6
@@ -106,7 +101,10 @@ class Claimed:
 
 
 class Handoff:
-    """Ids of events this process acknowledged and will process itself, oldest first."""
+    """Ids of events this process acknowledged and will process itself, oldest first.
+
+    One per process (a Runtime part): the request puts, the inbox workers take.
+    """
 
     def __init__(self) -> None:
         self._ids: deque[int] = deque()
@@ -156,16 +154,6 @@ class Handoff:
             return [self._ids.popleft() for _ in range(min(limit, len(self._ids)))]
 
 
-def handoff_for(rt: Runtime) -> Handoff:
-    """Return this process's hand-off queue."""
-    return rt.local(Handoff)
-
-
-def owner_for(rt: Runtime) -> str:
-    """Return the owner id this process records on the events it acknowledges and claims."""
-    return heartbeat.heartbeat_for(rt).id
-
-
 def relation_key(event: CallbackEvent) -> str | None:
     """Return the relation an event is about ("userid|external_userid"), if any."""
     if event.event != RELATION_EVENT or not event.userid or not event.external_userid:
@@ -178,7 +166,7 @@ def relation_key(event: CallbackEvent) -> str | None:
 _T = cast(Table, InboxEvent.__table__)
 QUEUE = Queue(
     table=_T,
-    taken=PROCESSING,
+    taken=InboxStatus.PROCESSING,
     statuses=STATUSES,
     max_attempts=MAX_ATTEMPTS,
     claim_seconds=CLAIM_SECONDS,
@@ -194,14 +182,19 @@ _IN_ORDER = ~exists(
     select(_EARLIER.c.id).where(
         _EARLIER.c.relation_key == _T.c.relation_key,
         _EARLIER.c.id < _T.c.id,
-        _EARLIER.c.status.in_((PENDING, PROCESSING)),
+        _EARLIER.c.status.in_((InboxStatus.PENDING, InboxStatus.PROCESSING)),
     )
 )
 _OWNER_GONE = heartbeat.gone(_T.c.owner, _NOW)  # also true when nobody owns it
 _NOT_MINE = func.coalesce(_T.c.owner, "") != func.coalesce(_ME, "")
 _DUE = (
-    (_T.c.status == PENDING) & (_T.c.next_attempt_at <= _NOW) & ((_T.c.owner == _ME) | _OWNER_GONE)
-) | ((_T.c.status == PROCESSING) & ((_T.c.locked_until < _NOW) | (_NOT_MINE & _OWNER_GONE)))
+    (_T.c.status == InboxStatus.PENDING)
+    & (_T.c.next_attempt_at <= _NOW)
+    & ((_T.c.owner == _ME) | _OWNER_GONE)
+) | (
+    (_T.c.status == InboxStatus.PROCESSING)
+    & ((_T.c.locked_until < _NOW) | (_NOT_MINE & _OWNER_GONE))
+)
 _FINISH = (
     update(_T)
     .where(_T.c.id == bindparam("event_id"))
@@ -213,7 +206,7 @@ _FINISH = (
     )
 )
 _TAKE = {
-    "status": PROCESSING,
+    "status": InboxStatus.PROCESSING,
     "attempts": _T.c.attempts + 1,
     "locked_until": bindparam("locked_until"),
     "owner": _ME,
@@ -242,7 +235,7 @@ _CLAIM_IDS = (
         _T.c.id.in_(
             select(_T.c.id)
             .where(
-                _T.c.status == PENDING,
+                _T.c.status == InboxStatus.PENDING,
                 _T.c.id.in_(bindparam("ids", expanding=True)),
                 _IN_ORDER,
             )
@@ -263,7 +256,9 @@ _STORE = {
 }
 # A re-delivery counts itself and, when its event is unfinished and nobody alive holds
 # it, takes it over for the receiving process (every SET reads the row as it was).
-_TAKEABLE = ((_T.c.status == PENDING) | ((_T.c.status == PROCESSING) & _NOT_MINE)) & _OWNER_GONE
+_TAKEABLE = (
+    (_T.c.status == InboxStatus.PENDING) | ((_T.c.status == InboxStatus.PROCESSING) & _NOT_MINE)
+) & _OWNER_GONE
 
 
 def _if_taken(value: object, column: str) -> object:
@@ -276,7 +271,7 @@ _REDELIVERED = (
     .values(
         duplicates=_T.c.duplicates + 1,
         owner=_if_taken(_ME, "owner"),
-        status=_if_taken(literal(PENDING), "status"),
+        status=_if_taken(literal(InboxStatus.PENDING.value), "status"),
         next_attempt_at=_if_taken(_NOW, "next_attempt_at"),
         locked_until=_if_taken(None, "locked_until"),
     )
@@ -285,13 +280,14 @@ _REDELIVERED = (
 
 
 def store(
-    session: Session, event: CallbackEvent, payload: str, *, owner: str | None = None
+    event: CallbackEvent, payload: str, *, session: Session, owner: str | None = None
 ) -> int | None:
     """Store a verified event and return its id, or None for a re-delivery nothing waits on.
 
-    `owner`: this process will process the event itself (see `Handoff`). A re-delivery
-    of an event still pending (or claimed by a process that died) returns its id too,
-    taken over for `owner`, so the caller wakes its processing as for a new one.
+    `owner`: this process's heartbeat id, when it will process the event itself (see
+    `Handoff`). A re-delivery of an event still pending (or claimed by a process that
+    died) returns its id too, taken over for `owner`, so the caller wakes its processing
+    as for a new one.
     """
     dialect = session.get_bind().dialect.name
     now = utcnow()
@@ -301,7 +297,7 @@ def store(
         "change_type": event.change_type[:64],
         "payload": payload,
         "received_at": now,
-        "status": PENDING,
+        "status": InboxStatus.PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "duplicates": 0,
@@ -315,7 +311,7 @@ def store(
         STORED.labels("new").inc()
         return int(inserted)
     found = session.execute(_REDELIVERED, {"key": event.dedup_key, "me": owner, "now": now}).first()
-    if found is None or found.status != PENDING:
+    if found is None or found.status != InboxStatus.PENDING:
         STORED.labels("duplicate").inc()
         return None
     _notify(session, dialect)  # still waiting: whoever may take it should look now
@@ -330,7 +326,7 @@ def _notify(session: Session, dialect: str) -> None:
 
 
 def claim(
-    session: Session, *, owner: str | None = None, limit: int = 1, ids: Sequence[int] = ()
+    *, session: Session, owner: str | None = None, limit: int = 1, ids: Sequence[int] = ()
 ) -> list[Claimed]:
     """Take up to `limit` due events for `owner` (pending, or abandoned by a dead process).
 
@@ -346,32 +342,36 @@ def claim(
     return sorted((Claimed(*row) for row in result), key=lambda c: c.id)
 
 
-def finish(session: Session, item: Claimed, *, handled: bool = True) -> None:
+def finish(item: Claimed, *, session: Session, handled: bool = True) -> None:
     """Mark a claimed event done (or ignored when no handler wanted it)."""
     now = utcnow()
-    params = {"event_id": item.id, "status": DONE if handled else IGNORED, "now": now}
+    params = {
+        "event_id": item.id,
+        "status": InboxStatus.DONE if handled else InboxStatus.IGNORED,
+        "now": now,
+    }
     session.execute(_FINISH, params)
     LATENCY.labels(change_type_label(item.change_type, item.event)).observe(
         max(0.0, (now - item.received_at).total_seconds())
     )
 
 
-def finish_pending(session: Session, *, event: str, received_by: datetime, but: int) -> None:
+def finish_pending(*, session: Session, event: str, received_by: datetime, but: int) -> None:
     """Mark pending events of a kind received by then done: one handling answered them all."""
     session.execute(
         update(InboxEvent)
         .where(
             InboxEvent.event == event,
-            InboxEvent.status == PENDING,
+            InboxEvent.status == InboxStatus.PENDING,
             InboxEvent.received_at <= received_by,
             InboxEvent.id != but,
         )
-        .values(status=DONE, processed_at=utcnow(), last_error=None)
+        .values(status=InboxStatus.DONE, processed_at=utcnow(), last_error=None)
         .execution_options(synchronize_session=False)
     )
 
 
-def fail(session: Session, item: Claimed, error: str, *, retryable: bool = True) -> bool:
+def fail(item: Claimed, error: str, *, session: Session, retryable: bool = True) -> bool:
     """Record a failure: retry later with backoff, or dead-letter it; True when dead."""
     dead = QUEUE.fail(session, item.id, item.attempts, error, retryable=retryable)
     FAILURES.labels(change_type_label(item.change_type, item.event), "yes" if dead else "no").inc()
@@ -379,7 +379,7 @@ def fail(session: Session, item: Claimed, error: str, *, retryable: bool = True)
 
 
 def list_events(
-    session: Session, *, status: str | None = DEAD, limit: int = 100
+    *, session: Session, status: str | None = InboxStatus.DEAD, limit: int = 100
 ) -> Sequence[InboxEvent]:
     """Return inbox events, newest first, optionally of one status."""
     query = select(InboxEvent).order_by(InboxEvent.id.desc()).limit(limit)
@@ -388,10 +388,10 @@ def list_events(
     return session.execute(query).scalars().all()
 
 
-def replay(session: Session, event_ids: Sequence[int] | None = None) -> int:
+def replay(event_ids: Sequence[int] | None = None, *, session: Session) -> int:
     """Put dead (or the given) events back to pending with a fresh attempt budget."""
     query = update(InboxEvent).values(
-        status=PENDING, attempts=0, next_attempt_at=utcnow(), locked_until=None
+        status=InboxStatus.PENDING, attempts=0, next_attempt_at=utcnow(), locked_until=None
     )
     if event_ids:
         found = session.execute(
@@ -399,18 +399,20 @@ def replay(session: Session, event_ids: Sequence[int] | None = None) -> int:
         ).scalar_one()
         if found != len(set(event_ids)):
             raise NotFoundError("有事件编号不存在 / some inbox event ids do not exist")
-        query = query.where(InboxEvent.id.in_(event_ids), InboxEvent.status != PROCESSING)
+        query = query.where(
+            InboxEvent.id.in_(event_ids), InboxEvent.status != InboxStatus.PROCESSING
+        )
     else:
-        query = query.where(InboxEvent.status == DEAD)
+        query = query.where(InboxEvent.status == InboxStatus.DEAD)
     result = session.execute(query.execution_options(synchronize_session=False))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def counts(session: Session) -> dict[str, int]:
+def counts(*, session: Session) -> dict[str, int]:
     """Return how many inbox events are in each status."""
     return QUEUE.counts(session)
 
 
-def refresh_depth(rt: Runtime) -> None:
+def refresh_depth(*, session: Session) -> None:
     """Set the depth gauge from the database (before each scrape)."""
-    QUEUE.refresh_depth(rt)
+    QUEUE.refresh_depth(session=session)

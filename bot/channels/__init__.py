@@ -1,1 +1,1 @@
-"""Channel live codes (渠道活码): what a channel is, its WeCom contact way, rotation, config."""
+"""Channel live codes (渠道活码): the channel, its contact way, rotation, config, welcome."""

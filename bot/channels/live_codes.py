@@ -18,7 +18,7 @@ from sqlalchemy import Table, bindparam, select
 from sqlalchemy import update as update_
 from sqlalchemy.orm import Session
 
-from bot.callbacks import welcome
+from bot.channels import welcome
 from bot.channels.lookup import (
     BACKUP,
     PRIMARY,
@@ -33,21 +33,24 @@ from bot.channels.lookup import (
 )
 from bot.channels.rotation import answering, mark_paused
 from bot.config import ChannelSettings
-from bot.customers.contacts import get_or_create_staff
 from bot.db import Database
 from bot.db.models import Channel, ChannelStaff, ChannelTag, Staff
 from bot.errors import ValidationError, WeComError
+from bot.members import get_or_create_staff
 from bot.tags import catalogue
 from bot.tags.catalogue import TagPath
 from bot.wecom.client import WeComClient
+from bot.wecom_limits import (
+    CONTACT_WAY_REMARK_MAX,
+    CONTACT_WAY_STATE_MAX,
+    CONTACT_WAY_USERS_MAX,
+    TAG_NAME_MAX,
+)
 
 log = logging.getLogger(__name__)
 
-STATE_MAX = 30
-NAME_MAX = 30
-MAX_USERS = 100
 INVALID_CONFIG_ID = 41044
-_STATE_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,30}$")
+_STATE_RE = re.compile(rf"^[A-Za-z0-9_\-.]{{1,{CONTACT_WAY_STATE_MAX}}}$")
 _UNSET: Any = object()
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -90,8 +93,9 @@ def _clean_users(users: Sequence[str], what: str) -> tuple[str, ...]:
         u = u.strip()
         if u and u not in out:
             out.append(u)
-    if len(out) > MAX_USERS:
-        raise ValidationError(f"{what}最多 100 人 / at most 100 {what}")
+    if len(out) > CONTACT_WAY_USERS_MAX:
+        n = CONTACT_WAY_USERS_MAX
+        raise ValidationError(f"{what}最多 {n} 人 / at most {n} {what}")
     return tuple(out)
 
 
@@ -99,15 +103,17 @@ def check_state(state: str) -> str:
     """Refuse a state WeCom would refuse (over 30 characters) or that is awkward in URLs."""
     if not _STATE_RE.match(state):
         raise ValidationError(
-            f"state {state!r} 须为 1–30 个字母、数字、_-. / must be 1-30 letters, digits, _-."
+            f"state {state!r} 须为 1–{CONTACT_WAY_STATE_MAX} 个字母、数字、_-. / "
+            f"must be 1-{CONTACT_WAY_STATE_MAX} letters, digits, _-."
         )
     return state
 
 
 def check_spec(spec: ChannelSpec) -> ChannelSpec:
     name = spec.name.strip()
-    if not name or len(name) > NAME_MAX:
-        raise ValidationError("渠道名须为 1–30 字 / channel name must be 1-30 characters")
+    if not name or len(name) > TAG_NAME_MAX:
+        n = TAG_NAME_MAX
+        raise ValidationError(f"渠道名须为 1–{n} 字 / channel name must be 1-{n} characters")
     staff = _clean_users(spec.staff, "接待成员")
     if not staff:
         raise ValidationError("至少需要一个接待成员 / --staff needs at least one userid")
@@ -214,7 +220,7 @@ def _add_way(
         type=way_type(staff, backup),
         scene=2,
         user=list(staff),
-        remark=name[:30],
+        remark=name[:CONTACT_WAY_REMARK_MAX],
         skip_verify=skip_verify,
         state=state,
     )

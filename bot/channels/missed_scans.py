@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot import touched
 from bot.channels.live_codes import record_scan
 from bot.db import Database
 from bot.db.models import (
@@ -34,15 +35,15 @@ from bot.db.models import (
 )
 from bot.db.types import utcnow
 from bot.errors import TagbotError
+from bot.states import InboxStatus
 from bot.tags import catalogue, outbox
 from bot.tags.catalogue import TagPath
-from bot.tiering import touched
 from bot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
 
 ADD_EVENT = "add_external_contact"
-WAITING = ("pending", "processing")  # inbox statuses: the callback path will apply it
+WAITING = (InboxStatus.PENDING, InboxStatus.PROCESSING)  # the callback path will apply it
 CHUNK = 500  # relations per write transaction
 # Nobody waits for these (unlike a scan's own tags): the bulk lane, ahead of tier pushes.
 PRIORITY = outbox.INTERACTIVE - 1
@@ -58,7 +59,7 @@ class MissedScans:
     by_channel: dict[str, int] = field(default_factory=dict)
 
 
-def _candidates(session: Session) -> list[tuple[int, int, int, str, str]]:
+def _candidates(*, session: Session) -> list[tuple[int, int, int, str, str]]:
     """Return (relation, customer, channel, userid, external_userid) still to apply."""
     rows = session.execute(
         select(
@@ -96,7 +97,7 @@ def _candidates(session: Session) -> list[tuple[int, int, int, str, str]]:
     ]
 
 
-def _channel_tags(session: Session, channel_ids: Sequence[int]) -> dict[int, list[TagPath]]:
+def _channel_tags(channel_ids: Sequence[int], *, session: Session) -> dict[int, list[TagPath]]:
     paths: dict[int, list[TagPath]] = {c: [] for c in channel_ids}
     for channel_id, group, name in session.execute(
         select(ChannelTag.channel_id, ChannelTag.group_name, ChannelTag.tag_name)
@@ -111,11 +112,11 @@ def apply_missed(*, db: Database, wecom: WeComClient) -> MissedScans:
     """Apply the channel of every relation a scan made whose callback never arrived."""
     report = MissedScans()
     with db.read() as session:
-        found = _candidates(session)
+        found = _candidates(session=session)
         if not found:
             return report
         channel_ids = sorted({chid for _, _, chid, _, _ in found})
-        paths = _channel_tags(session, channel_ids)
+        paths = _channel_tags(channel_ids, session=session)
         names = dict(
             session.execute(
                 select(Channel.id, Channel.name).where(Channel.id.in_(channel_ids))
@@ -136,7 +137,9 @@ def apply_missed(*, db: Database, wecom: WeComClient) -> MissedScans:
     customers: set[int] = set()
     for start in range(0, len(found), CHUNK):
         with db.write() as session:
-            _apply_chunk(session, found[start : start + CHUNK], tag_ids, names, report, customers)
+            _apply_chunk(
+                found[start : start + CHUNK], tag_ids, names, report, customers, session=session
+            )
     report.customers = len(customers)
     if report.relations:
         log.info(
@@ -150,12 +153,13 @@ def apply_missed(*, db: Database, wecom: WeComClient) -> MissedScans:
 
 
 def _apply_chunk(
-    session: Session,
     rows: Sequence[tuple[int, int, int, str, str]],
     tag_ids: dict[int, list[int]],
     names: dict[int, str],
     report: MissedScans,
     customers: set[int],
+    *,
+    session: Session,
 ) -> None:
     ids = [rid for rid, *_ in rows]
     # Read again under the write: a callback may have applied one since.
@@ -200,7 +204,7 @@ def _apply_chunk(
             .execution_options(synchronize_session=False)
         )
         # First channel, 潜在客户…: the touched re-tier takes them, as after a scan.
-        touched.touch(session, applied_customers)
+        touched.touch(applied_customers, session=session)
         customers.update(applied_customers)
     report.relations += len(applied)
     session.flush()

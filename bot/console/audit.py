@@ -17,6 +17,8 @@ ACTION_LABELS: dict[str, str] = {
     "logout": "退出",
     "login_refused": "拒绝登录",
     "sessions_revoked": "结束其他会话",
+    "inbox_replayed": "重放回调死信",
+    "outbox_replayed": "重放写入死信",
 }
 
 
@@ -40,8 +42,8 @@ class AuditEntry:
 
 
 def record(
-    session: Session,
     *,
+    session: Session,
     actor: str,
     role: str,
     action: str,
@@ -67,7 +69,7 @@ def record(
     session.flush()
 
 
-def recent(session: Session, *, limit: int = 50, before_id: int | None = None) -> list[AuditEntry]:
+def recent(*, session: Session, limit: int = 50, before_id: int | None = None) -> list[AuditEntry]:
     """Return the newest entries first, older than `before_id` when given (for paging)."""
     query = select(ConsoleAudit).order_by(ConsoleAudit.id.desc()).limit(limit)
     if before_id is not None:
@@ -88,6 +90,6 @@ def recent(session: Session, *, limit: int = 50, before_id: int | None = None) -
     ]
 
 
-def count(session: Session) -> int:
+def count(*, session: Session) -> int:
     """Count every entry."""
     return int(session.scalar(select(func.count()).select_from(ConsoleAudit)) or 0)

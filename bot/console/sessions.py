@@ -53,10 +53,10 @@ def hash_id(session_id: str) -> str:
 
 
 def create(
-    session: Session, *, actor: str, role: Role, method: str, now: datetime, expiry: Expiry
+    *, session: Session, actor: str, role: Role, method: str, now: datetime, expiry: Expiry
 ) -> tuple[str, WebSession]:
     """Start a session; return the id for the cookie and the session. Drops expired rows."""
-    _prune(session, now=now, expiry=expiry)
+    _prune(session=session, now=now, expiry=expiry)
     session_id = secrets.token_urlsafe(32)
     row = ConsoleSession(
         id_hash=hash_id(session_id),
@@ -73,7 +73,7 @@ def create(
 
 
 def current(
-    session: Session, session_id: str, *, now: datetime, expiry: Expiry
+    session_id: str, *, session: Session, now: datetime, expiry: Expiry
 ) -> WebSession | None:
     """Return the live session with that id, or None (unknown, idle too long, too old)."""
     if not session_id:
@@ -86,26 +86,26 @@ def current(
     return _view(row)
 
 
-def touch(session: Session, id_hash: str, *, now: datetime) -> None:
+def touch(id_hash: str, *, session: Session, now: datetime) -> None:
     """Record a request in the session (its idle expiry starts again)."""
     session.execute(
         update(ConsoleSession).where(ConsoleSession.id_hash == id_hash).values(last_seen_at=now)
     )
 
 
-def end(session: Session, id_hash: str) -> bool:
+def end(id_hash: str, *, session: Session) -> bool:
     """Delete a session; return whether it existed."""
     result = session.execute(delete(ConsoleSession).where(ConsoleSession.id_hash == id_hash))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def end_others(session: Session, keep_hash: str) -> int:
+def end_others(keep_hash: str, *, session: Session) -> int:
     """Delete every session but one; return how many ended."""
     result = session.execute(delete(ConsoleSession).where(ConsoleSession.id_hash != keep_hash))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def count_live(session: Session, *, now: datetime, expiry: Expiry) -> int:
+def count_live(*, session: Session, now: datetime, expiry: Expiry) -> int:
     """Count the sessions that have not expired."""
     return int(
         session.scalar(
@@ -120,7 +120,7 @@ def count_live(session: Session, *, now: datetime, expiry: Expiry) -> int:
     )
 
 
-def _prune(session: Session, *, now: datetime, expiry: Expiry) -> None:
+def _prune(*, session: Session, now: datetime, expiry: Expiry) -> None:
     session.execute(
         delete(ConsoleSession)
         .where(

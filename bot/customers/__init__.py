@@ -1,1 +1,1 @@
-"""Customers and their relations with staff: contacts, the sync from WeCom, the customer card."""
+"""Customers and their relations with staff: contacts, the sync, the contact events, the card."""

@@ -8,7 +8,7 @@ unionid, as soon as the customer appears (or learns its unionid).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
@@ -19,7 +19,6 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
-    delete,
     exists,
     func,
     insert,
@@ -37,14 +36,15 @@ from bot.db.models import (
     InteractionEvent,
     Order,
     ProfileAttribute,
-    RelationTag,
     Staff,
     TierAssignment,
 )
 from bot.db.types import utcnow
 from bot.ingest.linking import member_of
 from bot.ingest.store import EVENTS, ORDERS, PROFILES
-from bot.tiering.touched import touch
+from bot.members import get_or_create_staff
+from bot.tags.relation_tags import DROP_TAGS, RELATION_TAGS, TAG_IDS_OF, relation_id
+from bot.touched import touch
 
 _UNSET: object = object()
 _Row = TypeVar("_Row", Customer, FollowRelation)
@@ -89,7 +89,7 @@ _INSERTS = {
 }
 
 
-def _insert(session: Session, model: type[_Row], values: dict[str, Any]) -> _Row:
+def _insert(model: type[_Row], values: dict[str, Any], *, session: Session) -> _Row:
     """INSERT one row in Core and return it as a persistent ORM object.
 
     An ORM flush of one new object costs about twice the CPU of the INSERT itself.
@@ -99,7 +99,7 @@ def _insert(session: Session, model: type[_Row], values: dict[str, Any]) -> _Row
     obj = model(**row._mapping)
     make_transient_to_detached(obj)  # the row exists: let the session track it, not add it
     session.add(obj)
-    _news(session).add((model.__tablename__, row.id))
+    _news(session=session).add((model.__tablename__, row.id))
     return obj
 
 
@@ -110,14 +110,14 @@ def _insert(session: Session, model: type[_Row], values: dict[str, Any]) -> _Row
 _NEWS = "tagbot.contacts.inserted"
 
 
-def _news(session: Session) -> set[tuple[str, int]]:
+def _news(*, session: Session) -> set[tuple[str, int]]:
     news: set[tuple[str, int]] = session.info.setdefault(_NEWS, set())
     return news
 
 
-def _first_look(session: Session, parent: str, parent_id: int, children: str) -> bool:
+def _first_look(parent: str, parent_id: int, children: str, *, session: Session) -> bool:
     """Tell whether `parent` was inserted here and its `children` were not looked up yet."""
-    news = _news(session)
+    news = _news(session=session)
     first = (parent, parent_id) in news and (children, parent_id) not in news
     news.add((children, parent_id))  # from now on, look
     return first
@@ -128,18 +128,6 @@ def get_customer(external_userid: str, *, session: Session) -> Customer | None:
     if "\x00" in external_userid:
         return None  # no id holds NUL, and PostgreSQL refuses it in a query parameter
     return session.scalars(_CUSTOMER_BY_EXT, {"ext": external_userid}).one_or_none()
-
-
-def get_or_create_staff(userid: str, *, session: Session, name: str | None = None) -> Staff:
-    """Return the staff member with this userid, creating an active one if unknown."""
-    staff = session.scalars(select(Staff).where(Staff.userid == userid)).one_or_none()
-    if staff is None:
-        staff = Staff(userid=userid, name=name or "", active=True)
-        session.add(staff)
-        session.flush()
-    elif name is not None and staff.name != name:
-        staff.name = name
-    return staff
 
 
 def upsert_customer(
@@ -168,7 +156,9 @@ def upsert_customer(
     changes = {attr: value for attr, value in given.items() if value is not None}
     customer = get_customer(external_userid, session=session)
     if customer is None:
-        customer = _insert(session, Customer, {"external_userid": external_userid, **changes})
+        customer = _insert(
+            Customer, {"external_userid": external_userid, **changes}, session=session
+        )
         link_orphans(customer, session=session)
         return customer
     old_unionid = customer.unionid
@@ -192,13 +182,13 @@ def link_orphans(customer: Customer, *, session: Session) -> int:
         if any_rows:
             linked += session.execute(stmt, params).rowcount  # type: ignore[attr-defined]
     if linked:  # orders that arrived before the customer scanned: tier them now
-        touch(session, [customer.id])
+        touch([customer.id], session=session)
     return linked
 
 
 def link_all_orphans(*, session: Session) -> int:
     """Link every orphan row whose customer is now known, in one statement per table."""
-    return _link(session, None, None)
+    return _link(None, None, session=session)
 
 
 def link_orphans_of(
@@ -207,10 +197,10 @@ def link_orphans_of(
     """Link orphan rows carrying any of these ids: one statement per table for a batch."""
     if not external_userids and not unionids:
         return 0
-    return _link(session, external_userids, unionids)
+    return _link(external_userids, unionids, session=session)
 
 
-def _link(session: Session, exts: Sequence[str] | None, unions: Sequence[str] | None) -> int:
+def _link(exts: Sequence[str] | None, unions: Sequence[str] | None, *, session: Session) -> int:
     linked = 0
     for model in ORPHAN_TABLES:
         scope = []
@@ -280,14 +270,14 @@ def upsert_relation(
         changes["channel_id"] = channel_id  # None too: the caller says "no channel"
     relation = (
         None
-        if _first_look(session, "customers", customer.id, "relations_of")
+        if _first_look("customers", customer.id, "relations_of", session=session)
         else session.scalars(
             _RELATION, {"staff_id": staff_id, "customer_id": customer.id}
         ).one_or_none()
     )
     if relation is None:
         values = {"staff_id": staff_id, "customer_id": customer.id, "status": "active"}
-        return _insert(session, FollowRelation, values | changes)
+        return _insert(FollowRelation, values | changes, session=session)
     for attr, value in changes.items():
         if getattr(relation, attr) != value:
             setattr(relation, attr, value)
@@ -320,16 +310,6 @@ def mark_relation_lost(
     return relation
 
 
-def relation_id(*, session: Session, staff_userid: str, external_userid: str) -> int | None:
-    """Return the id of the (staff, customer) relation, None when we never knew it."""
-    return session.scalars(
-        select(FollowRelation.id)
-        .join(Staff, Staff.id == FollowRelation.staff_id)
-        .join(Customer, Customer.id == FollowRelation.customer_id)
-        .where(Staff.userid == staff_userid, Customer.external_userid == external_userid)
-    ).first()
-
-
 def record_transfer_fail(
     *, session: Session, staff_userid: str, external_userid: str, reason: str
 ) -> bool:
@@ -346,55 +326,20 @@ def record_transfer_fail(
     return True
 
 
-_RT = cast(Table, RelationTag.__table__)
-_RELATION_TAG_IDS = select(_RT.c.tag_id).where(_RT.c.relation_id == bindparam("relation_id"))
-_DROP_RELATION_TAGS = delete(_RT).where(
-    _RT.c.relation_id == bindparam("relation_id"),
-    _RT.c.tag_id.in_(bindparam("tag_ids", expanding=True)),
-)
-
-
-def set_relation_tags(session: Session, relation_id: int, wanted: set[int]) -> None:
+def set_relation_tags(relation_id: int, wanted: set[int], *, session: Session) -> None:
     """Record exactly these tags (our ids) as the ones WeCom has on the relation."""
     have: set[int] = (
         set()
-        if _first_look(session, "follow_relations", relation_id, "tags_of")
-        else set(session.scalars(_RELATION_TAG_IDS, {"relation_id": relation_id}))
+        if _first_look("follow_relations", relation_id, "tags_of", session=session)
+        else set(session.scalars(TAG_IDS_OF, {"relation_id": relation_id}))
     )
     gone = have - wanted
     if gone:
-        session.execute(_DROP_RELATION_TAGS, {"relation_id": relation_id, "tag_ids": list(gone)})
+        session.execute(DROP_TAGS, {"relation_id": relation_id, "tag_ids": list(gone)})
     now = utcnow()
     added = [{"relation_id": relation_id, "tag_id": t, "synced_at": now} for t in wanted - have]
     if added:
-        session.execute(insert(_RT), added)
-
-
-def record_tag_change(
-    *,
-    session: Session,
-    staff_userid: str,
-    external_userid: str,
-    add: Iterable[int],
-    remove: Iterable[int],
-) -> None:
-    """Record tags (our ids) WeCom just added to and removed from a relation we know."""
-    found = relation_id(session=session, staff_userid=staff_userid, external_userid=external_userid)
-    if found is None:
-        return
-    remove = list(remove)
-    if remove:
-        session.execute(_DROP_RELATION_TAGS, {"relation_id": found, "tag_ids": remove})
-    add = list(add)
-    if add:
-        have = set(session.scalars(_RELATION_TAG_IDS, {"relation_id": found}))
-        now = utcnow()
-        added = [
-            {"relation_id": found, "tag_id": t, "synced_at": now} for t in add if t not in have
-        ]
-        if added:
-            session.execute(insert(_RT), added)
-    session.flush()
+        session.execute(insert(RELATION_TAGS), added)
 
 
 def lost_notice(

@@ -46,3 +46,9 @@ def staff_entries(*, session: Session, display_names: Mapping[str, str]) -> list
         if userid not in seen
     ]
     return entries
+
+
+def staff_name(userid: str, *, session: Session, display_names: Mapping[str, str]) -> str:
+    """Return `{staff}` for one member: the display name, else WeCom's name, else the userid."""
+    wecom_name = session.scalars(select(Staff.name).where(Staff.userid == userid)).first()
+    return shown_name(userid, wecom_name, display_names)

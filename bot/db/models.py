@@ -26,6 +26,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from bot.db.types import BigIntPK, Money, UTCDateTime, utcnow
+from bot.states import (
+    AlertStatus,
+    DeliveryStatus,
+    InboxStatus,
+    OutboxStatus,
+    RunStatus,
+    TaskStatus,
+)
 
 # Deterministic constraint names so migrations are portable between SQLite and PostgreSQL.
 NAMING = {
@@ -287,7 +295,11 @@ class TierAssignment(Base):
     """The tier a customer holds now in one dimension (one tag of that dimension's group)."""
 
     __tablename__ = "tier_assignments"
-    __table_args__ = (UniqueConstraint("customer_id", "dimension"),)
+    __table_args__ = (
+        UniqueConstraint("customer_id", "dimension"),
+        # The console's customer list filtered to a tier: a page walks it newest first.
+        Index("ix_tier_assignments_dimension_tier", "dimension", "tier", "customer_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
@@ -300,7 +312,11 @@ class TierTransition(Base):
     """History: a customer moved from one tier to another (None = no tier) in a run."""
 
     __tablename__ = "tier_transitions"
-    __table_args__ = (Index("ix_tier_transitions_customer_dimension", "customer_id", "dimension"),)
+    __table_args__ = (
+        Index("ix_tier_transitions_customer_dimension", "customer_id", "dimension"),
+        # The console's customer list filtered to one run's moves (the heatmap's links).
+        Index("ix_tier_transitions_run_dimension", "run_id", "dimension", "customer_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
@@ -464,7 +480,7 @@ class InboxEvent(Base):
     payload: Mapped[str] = mapped_column(Text)  # the decrypted XML, as received
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # pending | processing | done | ignored | dead
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=InboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -500,7 +516,7 @@ class OutboxOperation(Base):
     # Higher drains first: interactive changes above every bulk push, then by customer value.
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # pending | in_flight | done | dead
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -554,7 +570,7 @@ class CampaignRun(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(16))
     trigger: Mapped[str] = mapped_column(String(16), default="manual")  # manual | schedule
-    status: Mapped[str] = mapped_column(String(16), default="planned", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.PLANNED, index=True)
     as_of: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -594,7 +610,7 @@ class CampaignTask(Base):
     batch: Mapped[int] = mapped_column(Integer, default=0)
     text: Mapped[str] = mapped_column(Text, default="")
     customers: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.PENDING)
     msgid: Mapped[str | None] = mapped_column(String(128), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -636,7 +652,7 @@ class CampaignDelivery(Base):
     task_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaign_tasks.id", ondelete="SET NULL")
     )
-    status: Mapped[str] = mapped_column(String(16), default="planned")
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PLANNED)
     send_status: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -724,12 +740,34 @@ class StaffAlert(Base):
     text: Mapped[str] = mapped_column(Text)  # the full alert when it goes out alone
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # pending | sending | sent | dead
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=AlertStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- scheduled jobs ---------------------------------------------------------------------
+
+
+class JobRun(Base):
+    """One finished run of a scheduled job or of a sync started by hand: when, outcome, counts.
+
+    Written once, when the run ends (bot/job_runs.py); the 系统 page lists them.
+    """
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index("ix_job_runs_job_id", "job", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job: Mapped[str] = mapped_column(String(64))  # sync | retier | channel-stats | outreach:<name>
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | manual
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | error
+    error: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the run's counts
 
 
 # --- operator console (/admin/) -----------------------------------------------------

@@ -9,9 +9,10 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 
 def count_by_status(
-    session: Session,
     status: InstrumentedAttribute[str] | ColumnElement[str],
     statuses: Iterable[str],
+    *,
+    session: Session,
 ) -> dict[str, int]:
     """Return how many rows hold each status, with 0 for statuses that have none."""
     rows = session.execute(select(status, func.count()).group_by(status)).all()

@@ -21,7 +21,7 @@ from bot.db.models import InteractionEvent, Order, ProfileAttribute
 from bot.db.types import Money, UTCDateTime
 from bot.ingest.linking import attach_customers, member_of
 from bot.ingest.rows import EVENT_COLUMNS, ORDER_COLUMNS, Kind
-from bot.tiering.touched import touch
+from bot.touched import touch
 
 ORDERS: Table = Order.__table__  # type: ignore[assignment]
 EVENTS: Table = InteractionEvent.__table__  # type: ignore[assignment]
@@ -49,13 +49,13 @@ class Outcome:
         self.unchanged += other.unchanged
 
 
-def _insert(session: Session, table: Table) -> Any:
+def _insert(table: Table, *, session: Session) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
 
-def _existing_keys(session: Session, table: Table, key: str, keys: list[str]) -> set[str]:
+def _existing_keys(table: Table, key: str, keys: list[str], *, session: Session) -> set[str]:
     column = table.c[key]
     return set(session.scalars(select(column).where(member_of(column, keys, session=session))))
 
@@ -73,14 +73,14 @@ def _upsert_by_key(
     if not rows:
         return Outcome()
     attach_customers(rows, session=session)
-    existing = _existing_keys(session, table, key, [r[key] for r in rows])
+    existing = _existing_keys(table, key, [r[key] for r in rows], session=session)
     for row in rows:
         row["created_at"] = now
         row["updated_at"] = now
     dialect = session.get_bind().dialect
     stmt = _upsert_statement(dialect.name, table, key, values)
     if dialect.name == "sqlite":
-        touched = _sqlite_executemany(session, stmt, rows)
+        touched = _sqlite_executemany(stmt, rows, session=session)
         # SQLite's executemany gives a count, not the rows: a batch that wrote anything
         # marks all its customers (a superset); one that wrote nothing marks none.
         changed = {r["customer_id"] for r in rows} if touched else set()
@@ -143,7 +143,7 @@ def _sqlite_plan(stmt: Any) -> tuple[str, tuple[str, ...], tuple[Callable[[Any],
     return str(compiled), names, encoders
 
 
-def _sqlite_executemany(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> int:
+def _sqlite_executemany(stmt: Any, rows: list[dict[str, Any]], *, session: Session) -> int:
     """Run the upsert through the driver's executemany, skipping per-value type hooks.
 
     SQLAlchemy's bind processing costs more than SQLite's insert itself at a million
@@ -234,7 +234,7 @@ def upsert_profiles(rows: list[dict[str, Any]], *, session: Session, now: dateti
         if changed and row["customer_id"] is not None:
             outcome.changed_customers.add(row["customer_id"])
     if writes:
-        stmt = _insert(session, PROFILES)
+        stmt = _insert(PROFILES, session=session)
         excluded = stmt.excluded
         stmt = stmt.on_conflict_do_update(
             index_elements=[PROFILES.c.subject, PROFILES.c.name],
@@ -255,5 +255,5 @@ def upsert(kind: Kind, rows: list[dict[str, Any]], *, session: Session, now: dat
     outcome = UPSERTS[kind](rows, session=session, now=now)
     # Same transaction as the rows: a re-tier is never lost, and never runs before them.
     # Rows sent again unchanged mark nobody: a re-sent file costs no re-tier.
-    touch(session, outcome.changed_customers)
+    touch(outcome.changed_customers, session=session)
     return outcome

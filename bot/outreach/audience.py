@@ -36,11 +36,11 @@ from bot.db.models import (
     TierAssignment,
     TierTransition,
 )
+from bot.rules import Expr, compile_condition, names_in, quote_ident, quote_string
+from bot.rules.vocabulary import PROFILE_PREFIX, TIER_PREFIX
 from bot.tiering.clock import Clock
 from bot.tiering.engine import MetricsEngine
 from bot.tiering.evaluate import load_current
-from bot.tiering.rules import Expr, compile_condition, names_in, quote_ident, quote_string
-from bot.tiering.vocabulary import PROFILE_PREFIX, TIER_PREFIX
 
 # Past this many candidates the engine computes everyone (one pass) instead of sending
 # an id list to the database inside its query.

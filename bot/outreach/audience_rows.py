@@ -6,6 +6,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from bot.db.models import CampaignDelivery, Customer, FollowRelation, Staff
+from bot.states import DeliveryStatus
 
 
 def external_userids(session: Session, task_id: int) -> list[str]:
@@ -14,7 +15,10 @@ def external_userids(session: Session, task_id: int) -> list[str]:
         session.scalars(
             select(Customer.external_userid)
             .join(CampaignDelivery, CampaignDelivery.customer_id == Customer.id)
-            .where(CampaignDelivery.task_id == task_id, CampaignDelivery.status == "queued")
+            .where(
+                CampaignDelivery.task_id == task_id,
+                CampaignDelivery.status == DeliveryStatus.QUEUED,
+            )
             .order_by(Customer.id)
         )
     )

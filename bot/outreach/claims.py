@@ -22,15 +22,11 @@ from sqlalchemy.orm import Session
 
 from bot.db.models import Campaign, CampaignDelivery, CampaignTask
 from bot.queue import ERROR_MAX, Queue, backoff_seconds
+from bot.states import DeliveryStatus, TaskStatus
 
 Clock = Callable[[], datetime]
 
-PENDING = "pending"
-CALLING = "calling"
-CREATED = "created"
-SENT = "sent"
-FAILED = "failed"
-FINAL = (CREATED, SENT, FAILED)
+FINAL = (TaskStatus.CREATED, TaskStatus.SENT, TaskStatus.FAILED)
 GROUP_MESSAGE = "group_message"
 FOLLOW_UP = "follow_up"
 WEBHOOK = "webhook"
@@ -50,8 +46,8 @@ METRICS = (OUTCOMES,)
 
 QUEUE = Queue(
     table=cast(Table, CampaignTask.__table__),
-    taken=CALLING,
-    statuses=(PENDING, CALLING, CREATED, SENT, FAILED),
+    taken=TaskStatus.CALLING,
+    statuses=tuple(s.value for s in TaskStatus),
     max_attempts=MAX_ATTEMPTS,
     claim_seconds=CLAIM_SECONDS,
 )
@@ -75,9 +71,11 @@ class Claimed:
 
 
 def _is_due(task: CampaignTask, now: datetime) -> bool:
-    if task.status == PENDING:
+    if task.status == TaskStatus.PENDING:
         return task.next_attempt_at <= now
-    return task.status == CALLING and (task.locked_until is None or task.locked_until < now)
+    return task.status == TaskStatus.CALLING and (
+        task.locked_until is None or task.locked_until < now
+    )
 
 
 def _group_message_pick(
@@ -90,13 +88,13 @@ def _group_message_pick(
             .where(
                 CampaignTask.kind == GROUP_MESSAGE,
                 CampaignTask.sender == sender,
-                CampaignTask.status.in_((PENDING, CALLING)),
+                CampaignTask.status.in_((TaskStatus.PENDING, TaskStatus.CALLING)),
             )
             .order_by(CampaignTask.id)
             .with_for_update()
         )
     )
-    calling = [t for t in open_tasks if t.status == CALLING]
+    calling = [t for t in open_tasks if t.status == TaskStatus.CALLING]
     if any(not _is_due(t, now) for t in calling):
         return None  # one is in flight (or settling): the sender's next waits for it
     if calling:
@@ -117,7 +115,9 @@ def claim(
     if run_id is not None:
         query = query.where(CampaignTask.run_id == run_id)
     if resolve_only:
-        query = query.where(CampaignTask.kind == GROUP_MESSAGE, CampaignTask.status == CALLING)
+        query = query.where(
+            CampaignTask.kind == GROUP_MESSAGE, CampaignTask.status == TaskStatus.CALLING
+        )
     for task_id, kind, sender in session.execute(query.order_by(CampaignTask.id).limit(50)):
         task: CampaignTask | None
         if kind == GROUP_MESSAGE:
@@ -130,11 +130,11 @@ def claim(
             ).first()
         if task is None or not _is_due(task, now):
             continue
-        resolving = task.status == CALLING
+        resolving = task.status == TaskStatus.CALLING
         # A 群发 found `calling` is looked up, not called; any other kind is called again:
         # a new attempt, counted against the budget and dated for its backoff.
         if not resolving or task.kind != GROUP_MESSAGE:
-            task.status = CALLING
+            task.status = TaskStatus.CALLING
             task.attempts += 1
             task.attempted_at = now
         task.locked_until = QUEUE.claim_deadline(now)
@@ -159,7 +159,7 @@ def claim(
 def _held(session: Session, task: Claimed) -> CampaignTask | None:
     """Return the task row if it is still `calling` (ours), locked for the update."""
     row = session.get(CampaignTask, task.id, with_for_update=True)
-    return row if row is not None and row.status == CALLING else None
+    return row if row is not None and row.status == TaskStatus.CALLING else None
 
 
 def retry_later(session: Session, task: Claimed, error: str, now: datetime) -> bool:
@@ -170,7 +170,7 @@ def retry_later(session: Session, task: Claimed, error: str, now: datetime) -> b
     if row.attempts >= MAX_ATTEMPTS:
         fail(session, task, f"gave up after {row.attempts} attempts: {error}", now)
         return True
-    row.status = PENDING
+    row.status = TaskStatus.PENDING
     row.locked_until = None
     row.last_error = error[:ERROR_MAX]
     row.next_attempt_at = now + timedelta(seconds=backoff_seconds(row.attempts))
@@ -182,7 +182,7 @@ def retry_now(session: Session, task: Claimed, note: str, now: datetime) -> None
     """Put a resolved task back as pending, due at once (its call never reached WeCom)."""
     row = _held(session, task)
     if row is not None:
-        row.status, row.locked_until, row.last_error = PENDING, None, note[:ERROR_MAX]
+        row.status, row.locked_until, row.last_error = TaskStatus.PENDING, None, note[:ERROR_MAX]
         row.next_attempt_at = now
         OUTCOMES.labels(task.kind, "missing").inc()
 
@@ -201,14 +201,21 @@ def fail(session: Session, task: Claimed, error: str, now: datetime) -> None:
     session.execute(
         update(CampaignTask)
         .where(CampaignTask.id == task.id)
-        .values(status=FAILED, locked_until=None, last_error=error[:ERROR_MAX], finished_at=now)
+        .values(
+            status=TaskStatus.FAILED,
+            locked_until=None,
+            last_error=error[:ERROR_MAX],
+            finished_at=now,
+        )
     )
     session.execute(
         update(CampaignDelivery)
-        .where(CampaignDelivery.task_id == task.id, CampaignDelivery.status == "queued")
-        .values(status=FAILED)
+        .where(
+            CampaignDelivery.task_id == task.id, CampaignDelivery.status == DeliveryStatus.QUEUED
+        )
+        .values(status=TaskStatus.FAILED)
     )
-    OUTCOMES.labels(task.kind, FAILED).inc()
+    OUTCOMES.labels(task.kind, TaskStatus.FAILED).inc()
 
 
 def finish(session: Session, task: Claimed, status: str, now: datetime, **values: object) -> bool:

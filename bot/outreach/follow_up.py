@@ -9,17 +9,19 @@ https://developer.work.weixin.qq.com/document/path/90236
 from __future__ import annotations
 
 import logging
+import threading
 
 from sqlalchemy import update
 
 from bot.config import CampaignSettings
+from bot.db import Database
 from bot.db.models import CampaignDelivery
 from bot.errors import WeComError
 from bot.outreach import audience_rows, claims
 from bot.outreach.claims import Claimed, Clock
-from bot.runtime import Runtime
 from bot.staff_alerts import TEXT_MAX_BYTES
-from bot.wecom.client import NETWORK_ERROR
+from bot.states import DeliveryStatus, TaskStatus
+from bot.wecom.client import NETWORK_ERROR, WeComClient
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +41,41 @@ def compose(n: int, tier: str, action: str, names: list[str]) -> str:
     return head + "、".join(shown) + rest
 
 
-def perform(rt: Runtime, task: Claimed, campaign: CampaignSettings, clock: Clock) -> None:
+def perform(
+    task: Claimed,
+    campaign: CampaignSettings,
+    clock: Clock,
+    *,
+    db: Database,
+    wecom: WeComClient,
+    alerts_wakeup: threading.Event,
+) -> None:
     """Send a claimed follow-up task's app message; its deliveries become `notified`."""
-    with rt.db.read() as session:
+    del alerts_wakeup  # the message itself is the alert: nothing queued for the sender
+    with db.read() as session:
         names = audience_rows.shown_names(session, task.id, task.sender, MAX_NAMES)
         tier = audience_rows.tier_label(session, task.id)
     text = compose(task.customers, tier, task.text, names)
     try:
-        result = rt.wecom.send_app_message([task.sender], text=text)
+        result = wecom.send_app_message([task.sender], text=text)
     except WeComError as err:
-        with rt.db.write() as session:
+        with db.write() as session:
             if err.retryable or err.errcode == NETWORK_ERROR:
                 claims.retry_later(session, task, str(err), clock())
             else:
                 claims.fail(session, task, f"{err.errcode}: {err.errmsg}", clock())
         log.warning("follow-up task %d (%s): %s", task.id, task.sender, err)
         return
-    with rt.db.write() as session:
+    with db.write() as session:
         if task.sender in result.invalid_users:
             claims.fail(session, task, f"WeCom cannot reach member {task.sender}", clock())
             return
-        if claims.finish(session, task, claims.SENT, clock()):
+        if claims.finish(session, task, TaskStatus.SENT, clock()):
             session.execute(
                 update(CampaignDelivery)
-                .where(CampaignDelivery.task_id == task.id, CampaignDelivery.status == "queued")
-                .values(status="notified", sent_at=clock())
+                .where(
+                    CampaignDelivery.task_id == task.id,
+                    CampaignDelivery.status == DeliveryStatus.QUEUED,
+                )
+                .values(status=DeliveryStatus.NOTIFIED, sent_at=clock())
             )

@@ -10,6 +10,7 @@ https://developer.work.weixin.qq.com/document/path/92135
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from datetime import UTC, timedelta
 
@@ -17,16 +18,18 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot import staff_alerts
-from bot.callbacks.welcome import attachment_from_settings
+from bot.channels.welcome import attachment_from_settings
 from bot.config import CampaignSettings
+from bot.db import Database
 from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.db.types import utcnow
 from bot.errors import ValidationError, WeComError
 from bot.outreach import audience_rows, claims
 from bot.outreach.claims import Claimed, Clock
-from bot.runtime import Runtime
-from bot.wecom.client import GROUPMSG_LIST_SPAN, NETWORK_ERROR
+from bot.states import DeliveryStatus, TaskStatus
+from bot.wecom.client import NETWORK_ERROR, WeComClient
 from bot.wecom.types import GroupMsg
+from bot.wecom_limits import GROUPMSG_LIST_SPAN_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ def _record_created(
     session: Session, task: Claimed, msgid: str, fail_list: Sequence[str], clock: Clock
 ) -> None:
     """Store the msgid; deliveries `created` (fail_list: `failed`); queue the sender's notice."""
-    if not claims.finish(session, task, claims.CREATED, clock(), msgid=msgid):
+    if not claims.finish(session, task, TaskStatus.CREATED, clock(), msgid=msgid):
         return
     if fail_list:
         failed_ids = select(Customer.id).where(Customer.external_userid.in_(list(fail_list)))
@@ -52,20 +55,24 @@ def _record_created(
             update(CampaignDelivery)
             .where(
                 CampaignDelivery.task_id == task.id,
-                CampaignDelivery.status == "queued",
+                CampaignDelivery.status == DeliveryStatus.QUEUED,
                 CampaignDelivery.customer_id.in_(failed_ids),
             )
-            .values(status="failed")
+            .values(status=DeliveryStatus.FAILED)
         )
     session.execute(
         update(CampaignDelivery)
-        .where(CampaignDelivery.task_id == task.id, CampaignDelivery.status == "queued")
-        .values(status="created")
+        .where(
+            CampaignDelivery.task_id == task.id, CampaignDelivery.status == DeliveryStatus.QUEUED
+        )
+        .values(status=DeliveryStatus.CREATED)
     )
     n = session.scalar(
         select(func.count())
         .select_from(CampaignDelivery)
-        .where(CampaignDelivery.task_id == task.id, CampaignDelivery.status == "created")
+        .where(
+            CampaignDelivery.task_id == task.id, CampaignDelivery.status == DeliveryStatus.CREATED
+        )
     )
     if n:
         subject, text = notice_text(int(n), audience_rows.tier_label(session, task.id))
@@ -79,21 +86,29 @@ def _record_created(
         )
 
 
-def _create(rt: Runtime, task: Claimed, campaign: CampaignSettings, clock: Clock) -> None:
-    with rt.db.read() as session:
+def _create(
+    task: Claimed,
+    campaign: CampaignSettings,
+    clock: Clock,
+    *,
+    db: Database,
+    wecom: WeComClient,
+    alerts_wakeup: threading.Event,
+) -> None:
+    with db.read() as session:
         targets = audience_rows.external_userids(session, task.id)
     try:
         attachments = [attachment_from_settings(a) for a in campaign.attachments]
     except ValidationError as exc:
-        with rt.db.write() as session:
+        with db.write() as session:
             claims.fail(session, task, f"bad attachment: {exc}", clock())
         return
     try:
-        msgid, fail_list = rt.wecom.add_msg_template(
+        msgid, fail_list = wecom.add_msg_template(
             sender=task.sender, external_userids=targets, text=task.text, attachments=attachments
         )
     except WeComError as err:
-        with rt.db.write() as session:
+        with db.write() as session:
             if err.errcode == NETWORK_ERROR:
                 # Even "never sent" is resolved rather than trusted: listing costs one call,
                 # a second 群发 in a member's client costs the customer's quota.
@@ -104,9 +119,9 @@ def _create(rt: Runtime, task: Claimed, campaign: CampaignSettings, clock: Clock
                 claims.fail(session, task, f"{err.errcode}: {err.errmsg}", clock())
         log.warning("群发 task %d (%s): %s", task.id, task.sender, err)
         return
-    with rt.db.write() as session:
+    with db.write() as session:
         _record_created(session, task, msgid, fail_list, clock)
-    rt.wakeups.alerts.set()
+    alerts_wakeup.set()
 
 
 def _unclaimed(session: Session, candidates: list[GroupMsg]) -> list[GroupMsg]:
@@ -120,24 +135,26 @@ def _unclaimed(session: Session, candidates: list[GroupMsg]) -> list[GroupMsg]:
     return [m for m in candidates if m.msgid not in held]
 
 
-def _resolve(rt: Runtime, task: Claimed, clock: Clock) -> GroupMsg | None:
+def _resolve(task: Claimed, clock: Clock, *, db: Database, wecom: WeComClient) -> GroupMsg | None:
     """Find the message a `calling` task's earlier request created, if it did."""
     start = int((task.attempted_at.astimezone(UTC) - RESOLVE_SLACK).timestamp())
     end = int((max(clock(), utcnow()) + RESOLVE_SLACK).timestamp())
-    listed = rt.wecom.get_groupmsg_list_v2(
-        start_time=max(start, end - GROUPMSG_LIST_SPAN), end_time=end, creator=task.sender
+    listed = wecom.get_groupmsg_list_v2(
+        start_time=max(start, end - GROUPMSG_LIST_SPAN_SECONDS), end_time=end, creator=task.sender
     )
     same = sorted((m for m in listed if m.text == task.text), key=lambda m: m.create_time)
-    with rt.db.read() as session:
+    with db.read() as session:
         free = _unclaimed(session, same)
     return free[0] if free else None
 
 
-def _resolve_and_record(rt: Runtime, task: Claimed, clock: Clock) -> None:
+def _resolve_and_record(
+    task: Claimed, clock: Clock, *, db: Database, wecom: WeComClient, alerts_wakeup: threading.Event
+) -> None:
     try:
-        found = _resolve(rt, task, clock)
+        found = _resolve(task, clock, db=db, wecom=wecom)
     except WeComError as err:
-        with rt.db.write() as session:
+        with db.write() as session:
             if err.retryable:
                 claims.settle(session, task, f"resolving: {err}", clock())
             else:  # cannot tell whether it exists: failing is safe, calling again is not
@@ -145,7 +162,7 @@ def _resolve_and_record(rt: Runtime, task: Claimed, clock: Clock) -> None:
                     session, task, f"could not resolve: {err.errcode}: {err.errmsg}", clock()
                 )
         return
-    with rt.db.write() as session:
+    with db.write() as session:
         if found is None:
             claims.retry_now(session, task, "resolved: WeCom has no such message", clock())
             log.info("群发 task %d: earlier call never reached WeCom; calling again", task.id)
@@ -153,12 +170,20 @@ def _resolve_and_record(rt: Runtime, task: Claimed, clock: Clock) -> None:
             _record_created(session, task, found.msgid, (), clock)
             log.info("群发 task %d: resolved to %s", task.id, found.msgid)
     if found is not None:
-        rt.wakeups.alerts.set()
+        alerts_wakeup.set()
 
 
-def perform(rt: Runtime, task: Claimed, campaign: CampaignSettings, clock: Clock) -> None:
+def perform(
+    task: Claimed,
+    campaign: CampaignSettings,
+    clock: Clock,
+    *,
+    db: Database,
+    wecom: WeComClient,
+    alerts_wakeup: threading.Event,
+) -> None:
     """Create a claimed 群发 task in WeCom, or resolve one an earlier attempt left `calling`."""
     if task.resolving:
-        _resolve_and_record(rt, task, clock)
+        _resolve_and_record(task, clock, db=db, wecom=wecom, alerts_wakeup=alerts_wakeup)
     else:
-        _create(rt, task, campaign, clock)
+        _create(task, campaign, clock, db=db, wecom=wecom, alerts_wakeup=alerts_wakeup)

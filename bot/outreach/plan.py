@@ -32,7 +32,9 @@ from sqlalchemy import ColumnElement, Select, and_, func, insert, select
 from sqlalchemy.orm import Session
 
 from bot import leases
-from bot.config import CampaignSettings
+from bot.campaign_checks import parse_when
+from bot.config import CampaignSettings, Settings
+from bot.db import Database
 from bot.db.models import Campaign, CampaignDelivery, CampaignRun
 from bot.errors import TagbotError, ValidationError
 from bot.outreach.audience import (
@@ -43,8 +45,7 @@ from bot.outreach.audience import (
     read_candidates,
     transition_window,
 )
-from bot.outreach.checks import parse_when
-from bot.runtime import Runtime
+from bot.states import DeliveryStatus, RunStatus
 
 Trigger = Literal["manual", "schedule"]
 LEASE = "outreach-plan"
@@ -52,7 +53,12 @@ LEASE_TTL = 600.0  # longer than any plan; a holder that died frees it after thi
 MESSAGE_ACTIONS = ("group_message", "webhook")  # what reaches the customer and is capped
 # Deliveries that never reached the customer do not count against caps: failed, not a
 # friend, over WeCom's quota (another 群发 got there first), never confirmed by the member.
-NOT_RECEIVED = ("failed", "not_friend", "over_quota", "unconfirmed")
+NOT_RECEIVED = (
+    DeliveryStatus.FAILED,
+    DeliveryStatus.NOT_FRIEND,
+    DeliveryStatus.OVER_QUOTA,
+    DeliveryStatus.UNCONFIRMED,
+)
 HASH_BUCKETS = 10_000
 
 
@@ -195,9 +201,10 @@ def capped_ids(
 
 
 def plan_run(
-    rt: Runtime,
     campaign: CampaignSettings,
     *,
+    db: Database,
+    settings: Settings,
     as_of: datetime,
     trigger: Trigger = "manual",
     dry_run: bool = False,
@@ -207,19 +214,26 @@ def plan_run(
     if as_of.tzinfo is None:
         raise ValidationError("as_of must be an aware datetime")
     if dry_run:
-        return _plan(rt, campaign, as_of=as_of, trigger=trigger, dry_run=True)
-    with leases.holding(rt.db, LEASE, leases.new_owner(), LEASE_TTL, wait=wait) as held:
+        return _plan(campaign, db=db, settings=settings, as_of=as_of, trigger=trigger, dry_run=True)
+    with leases.holding(db, LEASE, leases.new_owner(), LEASE_TTL, wait=wait) as held:
         if not held:
             raise OutreachBusyError(
                 "另一个触达活动正在生成名单，请稍后再试 / another campaign is being planned"
             )
-        return _plan(rt, campaign, as_of=as_of, trigger=trigger, dry_run=False)
+        return _plan(
+            campaign, db=db, settings=settings, as_of=as_of, trigger=trigger, dry_run=False
+        )
 
 
 def _plan(
-    rt: Runtime, campaign: CampaignSettings, *, as_of: datetime, trigger: str, dry_run: bool
+    campaign: CampaignSettings,
+    *,
+    db: Database,
+    settings: Settings,
+    as_of: datetime,
+    trigger: str,
+    dry_run: bool,
 ) -> RunPlan:
-    settings = rt.settings
     tz = settings.app.timezone
     expr = (
         parse_when(campaign.when, settings.tiering.dimensions, key="when")
@@ -228,7 +242,7 @@ def _plan(
     )
     plan = RunPlan(campaign.name, campaign.action, trigger, as_of, dry_run)
     window: Window | None = None
-    with rt.db.read() as session:
+    with db.read() as session:
         if campaign.on_enter is not None:
             window = transition_window(session, campaign.name)
             plan.transitions_upto = window.upto
@@ -237,7 +251,7 @@ def _plan(
         )
         found = read_candidates(session, query)
     if expr is not None and found:
-        keep = narrow(rt.db, expr, list(found), as_of=as_of, tz=tz)
+        keep = narrow(db, expr, list(found), as_of=as_of, tz=tz)
         found = {cid: c for cid, c in found.items() if cid in keep}
     plan.audience = len(found)
     reachable: dict[int, Candidate] = {}
@@ -246,7 +260,7 @@ def _plan(
             plan.unreachable.append(c)
         else:
             reachable[cid] = c
-    with rt.db.read() as session:
+    with db.read() as session:
         cooling = cooling_ids(
             session, campaign.name, list(reachable), as_of=as_of, days=campaign.cooldown_days
         )
@@ -274,13 +288,13 @@ def _plan(
         else:
             plan.treatment.append(c)
     if not dry_run:
-        plan.run_id = record(rt, campaign, plan)
+        plan.run_id = record(campaign, plan, db=db)
     return plan
 
 
-def record(rt: Runtime, campaign: CampaignSettings, plan: RunPlan) -> int:
+def record(campaign: CampaignSettings, plan: RunPlan, *, db: Database) -> int:
     """Write the campaigns row, the planned run and its deliveries in one transaction."""
-    with rt.db.write() as session:
+    with db.write() as session:
         row = session.scalar(select(Campaign).where(Campaign.name == campaign.name))
         if row is None:
             row = Campaign(name=campaign.name)
@@ -292,7 +306,7 @@ def record(rt: Runtime, campaign: CampaignSettings, plan: RunPlan) -> int:
             campaign_id=row.id,
             action=campaign.action,
             trigger=plan.trigger,
-            status="planned",
+            status=RunStatus.PLANNED,
             as_of=plan.as_of,
             transitions_upto=plan.transitions_upto,
             audience=plan.audience,
@@ -311,7 +325,7 @@ def record(rt: Runtime, campaign: CampaignSettings, plan: RunPlan) -> int:
                 "arm": arm,
                 "tier": c.tier,
                 "staff_userid": c.staff_userid,
-                "status": "planned" if arm == "treatment" else "holdout",
+                "status": DeliveryStatus.PLANNED if arm == "treatment" else DeliveryStatus.HOLDOUT,
             }
             for arm, members in (("treatment", plan.treatment), ("holdout", plan.holdout))
             for c in members

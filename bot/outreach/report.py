@@ -43,13 +43,14 @@ from bot.db.types import UTCDateTime, utcnow
 from bot.errors import NotFoundError
 from bot.outreach import uplift
 from bot.outreach.uplift import Estimate, Moments
+from bot.states import DeliveryStatus, RunStatus
 
 WINDOWS = (7, 14, 30)
 # Treatment deliveries that reached the customer (a 群发 sent, a follow-up notified, a
 # webhook delivered): the "among reached" comparison.
-REACHED = ("sent", "notified", "delivered")
+REACHED = (DeliveryStatus.SENT, DeliveryStatus.NOTIFIED, DeliveryStatus.DELIVERED)
 # Runs that have not been sent yet measure nothing.
-UNSENT_RUNS = ("planned", "held")
+UNSENT_RUNS = (RunStatus.PLANNED, RunStatus.HELD)
 NOT_ELAPSED = "观察期未满"
 ALL_TIERS = "全部"
 NO_TIER = "（无层级）"

@@ -26,11 +26,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot import touched
+from bot.db import Database
 from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.db.types import utcnow
 from bot.errors import WeComError
-from bot.runtime import Runtime
-from bot.tiering import touched
+from bot.states import DeliveryStatus, TaskStatus
+from bot.wecom.client import WeComClient
 from bot.wecom.types import GroupMsgSendResult, GroupMsgTask
 
 log = logging.getLogger(__name__)
@@ -44,9 +46,11 @@ UPDATE_CHUNK = 1000  # delivery ids per UPDATE statement
 STILL_DISPATCHING = 41063
 
 # WeCom's per-customer send status -> the delivery's status (0 stays `created`).
-SEND_STATUSES = {1: "sent", 2: "not_friend", 3: "over_quota"}
-CREATED = "created"
-UNCONFIRMED = "unconfirmed"
+SEND_STATUSES: dict[int, str] = {
+    1: DeliveryStatus.SENT,
+    2: DeliveryStatus.NOT_FRIEND,
+    3: DeliveryStatus.OVER_QUOTA,
+}
 MEMBER_SENT = 2  # get_groupmsg_task: the member confirmed the task
 
 
@@ -85,7 +89,7 @@ def _due(session: Session, now: datetime, limit: int) -> list[_Due]:
         )
         .where(
             CampaignTask.kind == "group_message",
-            CampaignTask.status == CREATED,
+            CampaignTask.status == TaskStatus.CREATED,
             CampaignTask.results_final.is_(False),
             CampaignTask.msgid.is_not(None),
             CampaignTask.next_attempt_at <= now,
@@ -112,16 +116,16 @@ def _claim(session: Session, task: _Due, now: datetime) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-def _fetch(rt: Runtime, task: _Due, report: PollReport) -> dict[str, GroupMsgSendResult]:
+def _fetch(task: _Due, report: PollReport, *, wecom: WeComClient) -> dict[str, GroupMsgSendResult]:
     """Ask WeCom for the members' confirmations, then the results of those who confirmed."""
     report.calls += 1
-    members: list[GroupMsgTask] = rt.wecom.get_groupmsg_task(task.msgid)
+    members: list[GroupMsgTask] = wecom.get_groupmsg_task(task.msgid)
     results: dict[str, GroupMsgSendResult] = {}
     for member in members:
         if member.status != MEMBER_SENT:
             continue  # nothing sent yet: send_result would only say 0 for everyone
         report.calls += 1
-        for row in rt.wecom.get_groupmsg_send_result(task.msgid, member.userid):
+        for row in wecom.get_groupmsg_send_result(task.msgid, member.userid):
             if row.external_userid:
                 results[row.external_userid] = row
     return results
@@ -145,7 +149,9 @@ def _apply(
     waiting = session.execute(
         select(CampaignDelivery.id, CampaignDelivery.customer_id, Customer.external_userid)
         .join(Customer, Customer.id == CampaignDelivery.customer_id)
-        .where(CampaignDelivery.task_id == task.id, CampaignDelivery.status == CREATED)
+        .where(
+            CampaignDelivery.task_id == task.id, CampaignDelivery.status == DeliveryStatus.CREATED
+        )
     ).all()
     groups: dict[tuple[str, int | None, datetime | None], list[int]] = defaultdict(list)
     changed: list[int] = []
@@ -155,13 +161,15 @@ def _apply(
         if status is not None and row is not None:
             sent_at = (
                 datetime.fromtimestamp(row.send_time, UTC)
-                if status == "sent" and row.send_time
+                if status == DeliveryStatus.SENT and row.send_time
                 else None
             )
             groups[(status, row.status, sent_at)].append(delivery_id)
             changed.append(customer_id)
         elif final_window:
-            groups[(UNCONFIRMED, row.status if row is not None else None, None)].append(delivery_id)
+            groups[
+                (DeliveryStatus.UNCONFIRMED, row.status if row is not None else None, None)
+            ].append(delivery_id)
             changed.append(customer_id)
     for (status, send_status, sent_at), ids in groups.items():
         values: dict[str, object] = {"status": status, "send_status": send_status}
@@ -170,13 +178,16 @@ def _apply(
         for chunk in _chunks(ids):
             session.execute(
                 update(CampaignDelivery)
-                .where(CampaignDelivery.id.in_(chunk), CampaignDelivery.status == CREATED)
+                .where(
+                    CampaignDelivery.id.in_(chunk),
+                    CampaignDelivery.status == DeliveryStatus.CREATED,
+                )
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
         report.deliveries[status] += len(ids)
     # Their reach metrics changed: the touched re-tier takes them soon (rules may read them).
-    touched.touch(session, changed)
+    touched.touch(changed, session=session)
     done = len(changed) == len(waiting)
     values = {"polled_at": now, "last_error": None}
     if done:
@@ -190,8 +201,8 @@ def _apply(
     return done
 
 
-def _retry(rt: Runtime, task: _Due, *, at: datetime, error: str | None) -> None:
-    with rt.db.write() as session:
+def _retry(task: _Due, *, db: Database, at: datetime, error: str | None) -> None:
+    with db.write() as session:
         session.execute(
             update(CampaignTask)
             .where(CampaignTask.id == task.id)
@@ -200,28 +211,30 @@ def _retry(rt: Runtime, task: _Due, *, at: datetime, error: str | None) -> None:
         )
 
 
-def poll_task(rt: Runtime, task: _Due, *, now: datetime, report: PollReport) -> None:
+def poll_task(
+    task: _Due, *, db: Database, wecom: WeComClient, now: datetime, report: PollReport
+) -> None:
     """Poll one claimed task and record what WeCom says."""
     final_window = now >= _deadline(task)
     try:
-        results = _fetch(rt, task, report)
+        results = _fetch(task, report, wecom=wecom)
     except WeComError as exc:
         if exc.errcode == STILL_DISPATCHING:
             report.dispatching += 1
-            _retry(rt, task, at=now + DISPATCH_RETRY, error=None)
+            _retry(task, db=db, at=now + DISPATCH_RETRY, error=None)
             return
         report.errors += 1
         log.warning("group message %s: results not polled: %s", task.msgid, exc)
         if not exc.retryable and final_window:
             # Nothing more will be learnt (e.g. the task was cancelled): close it.
-            with rt.db.write() as session:
+            with db.write() as session:
                 _apply(session, task, {}, now=now, final_window=True, report=report)
                 report.final += 1
             return
         at = now + (ERROR_RETRY if exc.retryable else POLL_EVERY)
-        _retry(rt, task, at=at, error=str(exc))
+        _retry(task, db=db, at=at, error=str(exc))
         return
-    with rt.db.write() as session:
+    with db.write() as session:
         if _apply(session, task, results, now=now, final_window=final_window, report=report):
             report.final += 1
         else:
@@ -236,22 +249,23 @@ def poll_task(rt: Runtime, task: _Due, *, now: datetime, report: PollReport) -> 
 
 
 def poll_results(
-    rt: Runtime,
     *,
+    db: Database,
+    wecom: WeComClient,
     now: datetime | None = None,
     limit: int = POLL_BATCH,
 ) -> PollReport:
     """Poll the group_message tasks due at `now` (default: the wall clock); report the calls."""
     when = now or utcnow()
     report = PollReport()
-    with rt.db.read() as session:
+    with db.read() as session:
         due = _due(session, when, limit)
     for task in due:
-        with rt.db.write() as session:
+        with db.write() as session:
             if not _claim(session, task, when):
                 continue
         report.tasks += 1
-        poll_task(rt, task, now=when, report=report)
+        poll_task(task, db=db, wecom=wecom, now=when, report=report)
     if report.tasks:
         log.info(
             "outreach results: %d tasks polled with %d calls, %d final, deliveries %s",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
@@ -12,7 +13,7 @@ from bot.db.models import Campaign, CampaignRun
 from bot.errors import NotFoundError
 from bot.outreach.execute import dispatch_run
 from bot.outreach.plan import RunPlan, Trigger, plan_run
-from bot.runtime import Runtime
+from bot.wecom.client import WeComClient
 
 
 def get_campaign(settings: Settings, name: str) -> CampaignSettings:
@@ -25,10 +26,13 @@ def get_campaign(settings: Settings, name: str) -> CampaignSettings:
 
 
 def run_campaign(
-    rt: Runtime,
-    settings: Settings,
     name: str,
     *,
+    db: Database,
+    wecom: WeComClient,
+    settings: Settings,
+    stopping: threading.Event,
+    alerts_wakeup: threading.Event,
     trigger: Trigger = "manual",
     dry_run: bool = False,
     as_of: datetime | None = None,
@@ -36,10 +40,22 @@ def run_campaign(
     """Plan the campaign `name` now (or as of `as_of`); unless dry, dispatch the run."""
     campaign = get_campaign(settings, name)
     plan = plan_run(
-        rt, campaign, as_of=as_of or datetime.now(UTC), trigger=trigger, dry_run=dry_run
+        campaign,
+        db=db,
+        settings=settings,
+        as_of=as_of or datetime.now(UTC),
+        trigger=trigger,
+        dry_run=dry_run,
     )
     if plan.run_id is not None:
-        plan.status = dispatch_run(rt, plan.run_id)
+        plan.status = dispatch_run(
+            plan.run_id,
+            db=db,
+            wecom=wecom,
+            settings=settings,
+            stopping=stopping,
+            alerts_wakeup=alerts_wakeup,
+        )
     return plan
 
 

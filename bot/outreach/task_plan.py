@@ -10,8 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.db.models import CampaignDelivery, CampaignRun, CampaignTask
-
-BATCH_MAX = 10_000  # add_msg_template takes at most 10,000 external_userids a call
+from bot.states import DeliveryStatus, TaskStatus
 
 TextFor = Callable[[str], str]  # sender -> the task's text
 
@@ -22,7 +21,7 @@ def _groups(session: Session, run_id: int, by_staff: bool) -> dict[str | None, l
         .where(
             CampaignDelivery.run_id == run_id,
             CampaignDelivery.arm == "treatment",
-            CampaignDelivery.status == "planned",
+            CampaignDelivery.status == DeliveryStatus.PLANNED,
         )
         .order_by(CampaignDelivery.staff_userid, CampaignDelivery.customer_id)
     )
@@ -58,7 +57,7 @@ def create_tasks(
                 CampaignDelivery.run_id == run.id,
                 CampaignDelivery.customer_id.in_(orphans),
             )
-            .values(status="failed")
+            .values(status=DeliveryStatus.FAILED)
         )
     made = 0
     for sender, customer_ids in sorted(groups.items(), key=lambda kv: kv[0] or ""):
@@ -75,7 +74,7 @@ def create_tasks(
                 batch=batch,
                 text=text_for(sender),
                 customers=len(chunk),
-                status="pending",
+                status=TaskStatus.PENDING,
                 attempts=0,
                 next_attempt_at=now,
                 created_at=now,
@@ -88,11 +87,11 @@ def create_tasks(
                 .where(
                     CampaignDelivery.run_id == run.id,
                     CampaignDelivery.arm == "treatment",
-                    CampaignDelivery.status == "planned",
+                    CampaignDelivery.status == DeliveryStatus.PLANNED,
                     *([CampaignDelivery.staff_userid == sender] if by_staff else []),
                     CampaignDelivery.customer_id.between(chunk[0], chunk[-1]),
                 )
-                .values(status="queued", task_id=task.id)
+                .values(status=DeliveryStatus.QUEUED, task_id=task.id)
             )
             made += 1
     return made

@@ -20,6 +20,7 @@ run on an old customer base would alert about every customer at once).
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,11 +28,11 @@ from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import aliased
 
 from bot import staff_alerts
-from bot.config import TieringSettings
+from bot.config import Settings, TieringSettings
+from bot.db import Database
 from bot.db.models import Customer, FollowRelation, Staff, StaffAlert, TierAssignment
 from bot.db.models import TierTransition as T
 from bot.db.types import utcnow
-from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,17 @@ def dedup_key(transition_id: int, userid: str) -> str:
     return f"tier:{transition_id}:{userid}"
 
 
-def queue_tier_alerts(rt: Runtime, *, now: datetime | None = None) -> int:
+def queue_tier_alerts(
+    *,
+    db: Database,
+    settings: Settings,
+    alerts_wakeup: threading.Event,
+    now: datetime | None = None,
+) -> int:
     """Queue the alerts for recent entries not alerted yet; return how many were queued."""
-    if not rt.settings.outreach.tier_alerts:
+    if not settings.outreach.tier_alerts:
         return 0
-    names = resolve(rt.settings.tiering)
+    names = resolve(settings.tiering)
     if names is None:
         return 0
     since = (now or utcnow()) - LOOKBACK
@@ -118,7 +125,7 @@ def queue_tier_alerts(rt: Runtime, *, now: datetime | None = None) -> int:
         )
         .order_by(T.id, Staff.userid)
     )
-    with rt.db.read() as session:
+    with db.read() as session:
         rows = session.execute(query).all()
         keys = [dedup_key(r.id, r.userid) for r in rows]
         seen = set(
@@ -128,7 +135,7 @@ def queue_tier_alerts(rt: Runtime, *, now: datetime | None = None) -> int:
     if not fresh:
         return 0
     queued = 0
-    with rt.db.write() as session:
+    with db.write() as session:
         for row, key in fresh:
             name = row.name or row.external_userid
             queued += staff_alerts.enqueue(
@@ -139,6 +146,6 @@ def queue_tier_alerts(rt: Runtime, *, now: datetime | None = None) -> int:
                 text=alert_text(name, row.to_tier),
                 dedup_key=key,
             )
-    rt.wakeups.alerts.set()
+    alerts_wakeup.set()
     log.info("tier alerts: %d queued", queued)
     return queued

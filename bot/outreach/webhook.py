@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,20 +42,18 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.config import CampaignSettings
+from bot.db import Database
 from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.logredact import redact
 from bot.outreach.claims import Claimed
 from bot.outreach.signature import sign
 from bot.queue import backoff_seconds
-from bot.runtime import Runtime
+from bot.states import DeliveryStatus, TaskStatus
+from bot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
 
 KIND = "webhook"
-PENDING = "pending"
-CALLING = "calling"
-SENT = "sent"
-FAILED = "failed"
 
 BATCH_SIZE = 500
 MAX_ATTEMPTS = 8
@@ -90,26 +89,30 @@ class _Claim:
 
 
 def perform(
-    rt: Runtime,
     task: Claimed,
     campaign: CampaignSettings,
     clock: Clock,
     *,
+    db: Database,
+    wecom: WeComClient,
+    alerts_wakeup: threading.Event,
     timeout: tuple[float, float] = TIMEOUT,
 ) -> None:
     """POST a webhook batch the executor's queue claimed (bot.outreach.claims).
 
     The claim already recorded the attempt; a task found `calling` after a crash is simply
     sent again under the same X-Tagbot-Delivery key, which the receiver dedupes on.
+    `wecom` and `alerts_wakeup` are the other actions' parts: a webhook needs neither.
     """
-    with rt.db.read() as session:
+    del wecom, alerts_wakeup
+    with db.read() as session:
         customers = _customers(session, task.id)
     claim = _Claim(task.id, task.run_id, task.batch, task.attempts, task.campaign, customers)
-    _attempt(rt, claim, campaign, now=clock, timeout=timeout)
+    _attempt(db, claim, campaign, now=clock, timeout=timeout)
 
 
 def _attempt(
-    rt: Runtime,
+    db: Database,
     claim: _Claim,
     settings: CampaignSettings,
     *,
@@ -119,7 +122,7 @@ def _attempt(
     """POST one claimed batch and record the outcome; return the task's status."""
     if settings.action != KIND or not settings.webhook_url:
         reason = f"campaign {claim.campaign!r} is no longer configured with a webhook_url"
-        return _record_failed(rt, claim, reason, now())
+        return _record_failed(db, claim, reason, now())
     url = settings.webhook_url
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
     attempted = now()
@@ -136,15 +139,15 @@ def _attempt(
     except requests.RequestException as exc:
         error = redact(f"{type(exc).__name__}: {exc}", [secret])
         log.warning("webhook %s batch %s to %s: %s", claim.run_id, claim.batch, where, error)
-        return _record_retry(rt, claim, error, now(), None)
+        return _record_retry(db, claim, error, now(), None)
     if 200 <= code < 300:
         log.info("webhook %s batch %s to %s: HTTP %s", claim.run_id, claim.batch, where, code)
-        return _record_sent(rt, claim, now())
+        return _record_sent(db, claim, now())
     error = redact(f"HTTP {code}: {answer[:ERROR_BODY_CHARS]}", [secret])
     log.warning("webhook %s batch %s to %s: HTTP %s", claim.run_id, claim.batch, where, code)
     if code >= 500 or code in (408, 429):
-        return _record_retry(rt, claim, error, now(), retry_after)
-    return _record_failed(rt, claim, error, now())
+        return _record_retry(db, claim, error, now(), retry_after)
+    return _record_failed(db, claim, error, now())
 
 
 # --- the steps ---------------------------------------------------------------------------
@@ -222,7 +225,7 @@ def _finish(
         update(CampaignTask)
         .where(
             CampaignTask.id == claim.task_id,
-            CampaignTask.status == CALLING,
+            CampaignTask.status == TaskStatus.CALLING,
             CampaignTask.attempts == claim.attempts,
         )
         .values(locked_until=None, **task_values)
@@ -232,7 +235,10 @@ def _finish(
     if delivery_values:
         session.execute(
             update(CampaignDelivery)
-            .where(CampaignDelivery.task_id == claim.task_id, CampaignDelivery.status == "queued")
+            .where(
+                CampaignDelivery.task_id == claim.task_id,
+                CampaignDelivery.status == DeliveryStatus.QUEUED,
+            )
             .values(**delivery_values)
         )
     return True
@@ -242,36 +248,40 @@ def _current(session: Session, task_id: int) -> str:
     return session.scalars(select(CampaignTask.status).where(CampaignTask.id == task_id)).one()
 
 
-def _record_sent(rt: Runtime, claim: _Claim, at: datetime) -> str:
-    with rt.db.write() as session:
-        task = {"status": SENT, "finished_at": at, "last_error": None}
-        if not _finish(session, claim, task, {"status": "delivered", "sent_at": at}):
+def _record_sent(db: Database, claim: _Claim, at: datetime) -> str:
+    with db.write() as session:
+        task = {"status": TaskStatus.SENT, "finished_at": at, "last_error": None}
+        if not _finish(session, claim, task, {"status": DeliveryStatus.DELIVERED, "sent_at": at}):
             return _current(session, claim.task_id)
     POSTS.labels("sent").inc()
-    return SENT
+    return TaskStatus.SENT
 
 
-def _record_failed(rt: Runtime, claim: _Claim, error: str, at: datetime) -> str:
-    with rt.db.write() as session:
-        task = {"status": FAILED, "finished_at": at, "last_error": error}
-        if not _finish(session, claim, task, {"status": "failed"}):
+def _record_failed(db: Database, claim: _Claim, error: str, at: datetime) -> str:
+    with db.write() as session:
+        task = {"status": TaskStatus.FAILED, "finished_at": at, "last_error": error}
+        if not _finish(session, claim, task, {"status": DeliveryStatus.FAILED}):
             return _current(session, claim.task_id)
     POSTS.labels("failed").inc()
     log.warning("webhook %s batch %s failed: %s", claim.run_id, claim.batch, error)
-    return FAILED
+    return TaskStatus.FAILED
 
 
 def _record_retry(
-    rt: Runtime, claim: _Claim, error: str, at: datetime, retry_after: float | None
+    db: Database, claim: _Claim, error: str, at: datetime, retry_after: float | None
 ) -> str:
     if claim.attempts >= MAX_ATTEMPTS:
-        return _record_failed(rt, claim, f"after {claim.attempts} attempts: {error}", at)
+        return _record_failed(db, claim, f"after {claim.attempts} attempts: {error}", at)
     wait = backoff_seconds(claim.attempts, base=BACKOFF_BASE, cap=BACKOFF_CAP)
     if retry_after is not None:
         wait = max(wait, retry_after)
-    task = {"status": PENDING, "next_attempt_at": at + timedelta(seconds=wait), "last_error": error}
-    with rt.db.write() as session:
+    task = {
+        "status": TaskStatus.PENDING,
+        "next_attempt_at": at + timedelta(seconds=wait),
+        "last_error": error,
+    }
+    with db.write() as session:
         if not _finish(session, claim, task, {}):
             return _current(session, claim.task_id)
     POSTS.labels("retry").inc()
-    return PENDING
+    return TaskStatus.PENDING

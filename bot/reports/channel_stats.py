@@ -103,7 +103,7 @@ Counts = dict[tuple[date, int], tuple[int, ...]]  # (day, channel) -> the 5 day 
 
 
 def _count_days(
-    session: Session, days: Sequence[date], tz: ZoneInfo
+    days: Sequence[date], tz: ZoneInfo, *, session: Session
 ) -> tuple[Counts, dict[int, int]]:
     """Count `days` per channel and for every relation; with each one's customers ever.
 
@@ -136,7 +136,7 @@ def _count_days(
     return out, ever
 
 
-def _conversions(session: Session) -> dict[int, tuple[int, Decimal]]:
+def _conversions(*, session: Session) -> dict[int, tuple[int, Decimal]]:
     """Per channel: customers with a paid order after their add through it, and its revenue."""
     first = (
         select(
@@ -173,7 +173,7 @@ class RollupReport:
     orders: bool  # conversion and revenue recomputed
 
 
-def _missing_days(session: Session, today: date) -> list[date]:
+def _missing_days(today: date, *, session: Session) -> list[date]:
     """Return today, yesterday, and the days back to the last one rolled up (≤ BACKFILL)."""
     last = session.scalar(select(func.max(ChannelDay.day)).where(ChannelDay.day < today))
     first = today - timedelta(days=BACKFILL_DAYS - 1)
@@ -189,15 +189,15 @@ def rollup(
     now = now or utcnow()
     today = local_today(tz, now)
     with db.read() as session:
-        days = _missing_days(session, today)
-        counts, totals = _count_days(session, days, tz)
+        days = _missing_days(today, session=session)
+        counts, totals = _count_days(days, tz, session=session)
         last_orders = session.scalar(select(func.max(ChannelTotal.orders_at)))
         due = (
             orders
             if orders is not None
             else (last_orders is None or now - last_orders >= ORDERS_EVERY)
         )
-        conv = _conversions(session) if due else None
+        conv = _conversions(session=session) if due else None
         kept = {
             int(c): (int(n), Decimal(r), at)
             for c, n, r, at in session.execute(

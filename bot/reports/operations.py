@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 
 from bot.config import LimitsSettings
 from bot.db.models import InboxEvent, OutboxOperation, WeComBudgetSlot
+from bot.states import InboxStatus, OutboxStatus
 
 
-def _count(session: Session, table: Table, statuses: tuple[str, ...]) -> dict[str, int]:
+def _count(table: Table, statuses: tuple[str, ...], *, session: Session) -> dict[str, int]:
     rows = session.execute(
         select(table.c.status, func.count())
         .where(table.c.status.in_(statuses))
@@ -40,13 +41,14 @@ class QueueDepths:
 
 def queue_depths(*, session: Session) -> QueueDepths:
     """Return the inbox's and the outbox's depth and dead letters."""
-    inbox = _count(session, InboxEvent.__table__, ("pending", "processing", "dead"))  # type: ignore[arg-type]
-    out = _count(session, OutboxOperation.__table__, ("pending", "in_flight", "dead"))  # type: ignore[arg-type]
+    i, o = InboxStatus, OutboxStatus
+    inbox = _count(InboxEvent.__table__, (i.PENDING, i.PROCESSING, i.DEAD), session=session)  # type: ignore[arg-type]
+    out = _count(OutboxOperation.__table__, (o.PENDING, o.IN_FLIGHT, o.DEAD), session=session)  # type: ignore[arg-type]
     return QueueDepths(
-        inbox["pending"] + inbox["processing"],
-        inbox["dead"],
-        out["pending"] + out["in_flight"],
-        out["dead"],
+        inbox[i.PENDING] + inbox[i.PROCESSING],
+        inbox[i.DEAD],
+        out[o.PENDING] + out[o.IN_FLIGHT],
+        out[o.DEAD],
     )
 
 

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from bot.db.models import OutboxOperation, RetierRun, TierRunMove, TierSizeDay
 from bot.db.types import utcnow
-from bot.tags import outbox, push
+from bot.states import OutboxStatus
+from bot.tags import push
 from bot.tiering.run_stats import MEASURED
 
 
@@ -255,10 +256,10 @@ def push_progress(
     # No GROUP BY: grouped by status, SQLite walks the whole status index instead of the range.
     queued, sent, lately, dead = session.execute(
         select(
-            n(op.status.in_((outbox.PENDING, outbox.IN_FLIGHT))),
-            n(op.status == outbox.DONE),
-            n((op.status == outbox.DONE) & (op.done_at >= recent)),
-            n(op.status == outbox.DEAD),
+            n(op.status.in_((OutboxStatus.PENDING, OutboxStatus.IN_FLIGHT))),
+            n(op.status == OutboxStatus.DONE),
+            n((op.status == OutboxStatus.DONE) & (op.done_at >= recent)),
+            n(op.status == OutboxStatus.DEAD),
         ).where(op.id > (since_id or 0))
     ).one()
     per_minute = lately / (push.RATE_WINDOW.total_seconds() / 60)

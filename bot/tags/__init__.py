@@ -1,1 +1,1 @@
-"""Corp tags: the catalogue of (group, name) ↔ WeCom ids, and the outbox that pushes tag changes."""
+"""Corp tags: the catalogue of (group, name) ↔ WeCom ids, the outbox pushing changes, tag events."""

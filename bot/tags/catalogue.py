@@ -17,8 +17,8 @@ from bot.db.models import RelationTag, Tag, TagGroup
 from bot.errors import ValidationError
 from bot.wecom.client import WeComClient
 from bot.wecom.types import FollowUserTag, TagGroupInfo
+from bot.wecom_limits import TAG_NAME_MAX
 
-NAME_MAX = 30
 INVALID_TAG_ID = 40068  # WeCom: invalid tag or group id (deleted or re-created in the console)
 
 
@@ -35,8 +35,10 @@ class TagPath:
         group, name = group.strip(), name.strip()
         if not sep or not group or not name:
             raise ValidationError(f"标签 {text!r} 应写作 组名/标签名 / tag must be GROUP/NAME")
-        if len(group) > NAME_MAX or len(name) > NAME_MAX:
-            raise ValidationError(f"标签 {text!r} 的组名或标签名超过 30 字 / over 30 characters")
+        if len(group) > TAG_NAME_MAX or len(name) > TAG_NAME_MAX:
+            raise ValidationError(
+                f"标签 {text!r} 的组名或标签名超过 {TAG_NAME_MAX} 字 / over {TAG_NAME_MAX} characters"
+            )
         return cls(group, name)
 
     def __str__(self) -> str:
@@ -79,7 +81,7 @@ def rename_group(session: Session, group: TagGroup, name: str) -> None:
     """Rename a group's row; the name must be free first (a stale row may hold it)."""
     other = _group_by_name(session, name)
     if other is not None and other is not group:
-        other.name = f"~{other.id}~{other.name}"[:NAME_MAX]
+        other.name = f"~{other.id}~{other.name}"[:TAG_NAME_MAX]
         other.deleted = True
         session.flush()
     group.name = name
@@ -125,7 +127,7 @@ def _upsert_tag(
             select(Tag).where(Tag.group_id == group.id, Tag.name == name)
         ).one_or_none()
         if other is not None and other is not tag:
-            other.name = f"~{other.id}~{other.name}"[:NAME_MAX]
+            other.name = f"~{other.id}~{other.name}"[:TAG_NAME_MAX]
             other.deleted = True
             session.flush()
         tag.group_id, tag.name = group.id, name

@@ -56,7 +56,8 @@ from bot.db.models import (
     TierAssignment,
 )
 from bot.db.types import UTCDateTime, utcnow
-from bot.tags.outbox import MARK_TAG, PENDING
+from bot.states import OutboxStatus
+from bot.tags.outbox import MARK_TAG
 from bot.tags.tier_tags import TierDimension
 
 CHUNK = 50_000  # relation ids per transaction: a bounded write lock on SQLite
@@ -257,7 +258,7 @@ def _link_pending_ops(session: Session) -> None:
         )
         .where(
             OutboxOperation.kind == MARK_TAG,
-            OutboxOperation.status == PENDING,
+            OutboxOperation.status == OutboxStatus.PENDING,
             _relations.c.operation_id.is_(None),
         )
         .group_by(OutboxOperation.staff_userid, OutboxOperation.external_userid)
@@ -412,7 +413,7 @@ def _enqueue(session: Session, tmap: TierTagMap, scope: Scope) -> DiffReport:
                 _relations.c.staff_userid,
                 _relations.c.external_userid,
                 literal({}, JSON),
-                literal(PENDING),
+                literal(OutboxStatus.PENDING.value),
                 literal(0),
                 now,
                 now,

@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import ColumnElement, Table, select, update
 from sqlalchemy.orm import Session
 
-from bot.customers import contacts
+from bot.db import Database
 from bot.db.models import (
     FollowRelation,
     OutboxOperation,
@@ -36,19 +36,15 @@ from bot.db.models import (
 from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.queue import Queue
-from bot.runtime import Runtime
-from bot.tags import catalogue
+from bot.states import OutboxStatus
+from bot.tags import catalogue, relation_tags
 from bot.wecom import budget
 from bot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
 
 MARK_TAG = "mark_tag"
-PENDING = "pending"
-IN_FLIGHT = "in_flight"
-DONE = "done"
-DEAD = "dead"
-STATUSES = (PENDING, IN_FLIGHT, DONE, DEAD)
+STATUSES = tuple(s.value for s in OutboxStatus)
 MAX_ATTEMPTS = 8
 CLAIM_SECONDS = 60.0
 RENEW_AFTER = timedelta(seconds=CLAIM_SECONDS / 4)  # a waiting worker renews this often
@@ -64,7 +60,7 @@ DEPTH = Gauge("tagbot_outbox_depth", "Outbox operations by status", ["status"], 
 METRICS = (OPERATIONS, DEPTH)
 QUEUE = Queue(
     table=cast(Table, OutboxOperation.__table__),
-    taken=IN_FLIGHT,
+    taken=OutboxStatus.IN_FLIGHT,
     statuses=STATUSES,
     max_attempts=MAX_ATTEMPTS,
     claim_seconds=CLAIM_SECONDS,
@@ -116,7 +112,7 @@ def enqueue_tag_ids(
             OutboxOperation.kind == MARK_TAG,
             OutboxOperation.staff_userid == staff_userid,
             OutboxOperation.external_userid == external_userid,
-            OutboxOperation.status == PENDING,
+            OutboxOperation.status == OutboxStatus.PENDING,
         )
         .order_by(OutboxOperation.id)
         .limit(1)
@@ -127,7 +123,7 @@ def enqueue_tag_ids(
             staff_userid=staff_userid,
             external_userid=external_userid,
             payload={},
-            status=PENDING,
+            status=OutboxStatus.PENDING,
             priority=priority,
             attempts=0,
             next_attempt_at=utcnow(),
@@ -179,13 +175,14 @@ def claim(session: Session, *, limit: int, now: datetime | None = None) -> list[
     # priority order, which walks ix_outbox_operations_claim.
     ops = _due(
         session,
-        (OutboxOperation.status == IN_FLIGHT) & (OutboxOperation.locked_until < now),
+        (OutboxOperation.status == OutboxStatus.IN_FLIGHT) & (OutboxOperation.locked_until < now),
         limit,
     )
     if len(ops) < limit:
         ops += _due(
             session,
-            (OutboxOperation.status == PENDING) & (OutboxOperation.next_attempt_at <= now),
+            (OutboxOperation.status == OutboxStatus.PENDING)
+            & (OutboxOperation.next_attempt_at <= now),
             limit - len(ops),
         )
     if not ops:
@@ -215,7 +212,7 @@ def _resolve(
 def _claimed(
     op: OutboxOperation, now: datetime, wecom_ids: tuple[dict[int, str], dict[int, str]]
 ) -> ClaimedOp:
-    op.status = IN_FLIGHT
+    op.status = OutboxStatus.IN_FLIGHT
     op.attempts += 1
     op.locked_until = QUEUE.claim_deadline(now)
     add, remove = wecom_ids
@@ -251,9 +248,9 @@ def _record_done(session: Session, op: ClaimedOp) -> None:
     session.execute(
         update(OutboxOperation)
         .where(OutboxOperation.id == op.id)
-        .values(status=DONE, done_at=utcnow(), locked_until=None, last_error=None)
+        .values(status=OutboxStatus.DONE, done_at=utcnow(), locked_until=None, last_error=None)
     )
-    contacts.record_tag_change(
+    relation_tags.record_tag_change(
         session=session,
         staff_userid=op.staff_userid,
         external_userid=op.external_userid,
@@ -264,7 +261,7 @@ def _record_done(session: Session, op: ClaimedOp) -> None:
 
 def _mark_lost(session: Session, op: ClaimedOp) -> None:
     """WeCom says the member no longer has this customer: the relation is lost."""
-    relation_id = contacts.relation_id(
+    relation_id = relation_tags.relation_id(
         session=session, staff_userid=op.staff_userid, external_userid=op.external_userid
     )
     if relation_id is not None:
@@ -298,40 +295,40 @@ def perform(op: ClaimedOp, wecom: WeComClient) -> WeComError | None:
     return None
 
 
-def _refresh_catalogue(rt: Runtime) -> None:
-    groups = rt.wecom.get_corp_tag_list()
-    with rt.db.write() as session:
+def _refresh_catalogue(*, db: Database, wecom: WeComClient) -> None:
+    groups = wecom.get_corp_tag_list()
+    with db.write() as session:
         catalogue.apply_groups(session, groups, complete=True)
 
 
 def _perform_with_refresh(
-    rt: Runtime, op: ClaimedOp, refreshed: list[bool]
+    op: ClaimedOp, refreshed: list[bool], *, db: Database, wecom: WeComClient
 ) -> tuple[ClaimedOp, WeComError | None]:
     """Perform; on an invalid tag id refresh the catalogue (once per batch) and retry once.
 
     Return the operation as finally sent (its ids re-resolved after a refresh) and the error.
     """
-    error = perform(op, rt.wecom)
+    error = perform(op, wecom)
     if error is None or error.errcode != catalogue.INVALID_TAG_ID:
         return op, error
     log.info("outbox op %d: invalid tag id, refreshing the catalogue and retrying", op.id)
     if not refreshed[0]:
         try:
-            _refresh_catalogue(rt)
+            _refresh_catalogue(db=db, wecom=wecom)
         except WeComError as exc:
             return op, exc
         refreshed[0] = True
-    with rt.db.read() as session:
+    with db.read() as session:
         retry = reresolve(session, op)
     OPERATIONS.labels("tag_retry").inc()
-    return retry, perform(retry, rt.wecom)
+    return retry, perform(retry, wecom)
 
 
 class _ClaimKeeper:
     """Renews the claims of a batch's unsent operations while its worker waits for budget."""
 
-    def __init__(self, rt: Runtime, ops: list[ClaimedOp], now: Callable[[], datetime]) -> None:
-        self._rt = rt
+    def __init__(self, db: Database, ops: list[ClaimedOp], now: Callable[[], datetime]) -> None:
+        self._db = db
         self._now = now
         self.unsent = {op.id: op.attempts for op in ops}
         self._renewed_at = now()
@@ -340,7 +337,7 @@ class _ClaimKeeper:
         # Only while still ours: a claim another worker took over has a higher attempt.
         return (
             (OutboxOperation.id == op_id)
-            & (OutboxOperation.status == IN_FLIGHT)
+            & (OutboxOperation.status == OutboxStatus.IN_FLIGHT)
             & (OutboxOperation.attempts == attempts)
         )
 
@@ -348,7 +345,7 @@ class _ClaimKeeper:
         now = self._now()
         if not self.unsent or now - self._renewed_at < RENEW_AFTER:
             return
-        with self._rt.db.write() as session:
+        with self._db.write() as session:
             for op_id, attempts in self.unsent.items():
                 session.execute(
                     update(OutboxOperation)
@@ -359,13 +356,13 @@ class _ClaimKeeper:
 
     def give_back(self) -> None:
         """Return the unsent operations to the queue untried: due now, attempt not counted."""
-        with self._rt.db.write() as session:
+        with self._db.write() as session:
             for op_id, attempts in self.unsent.items():
                 session.execute(
                     update(OutboxOperation)
                     .where(self._held(op_id, attempts))
                     .values(
-                        status=PENDING,
+                        status=OutboxStatus.PENDING,
                         attempts=attempts - 1,
                         locked_until=None,
                         next_attempt_at=self._now(),
@@ -374,26 +371,28 @@ class _ClaimKeeper:
         self.unsent.clear()
 
 
-def drain(rt: Runtime, *, limit: int = 20, now: Callable[[], datetime] = utcnow) -> int:
+def drain(
+    *, db: Database, wecom: WeComClient, limit: int = 20, now: Callable[[], datetime] = utcnow
+) -> int:
     """Claim and perform a batch of operations; return how many were handled.
 
     `now` is the clock claims are taken and renewed by (tests pass time with it).
     """
-    with rt.db.write() as session:
+    with db.write() as session:
         ops = claim(session, limit=limit, now=now())
-    keeper = _ClaimKeeper(rt, ops, now)
+    keeper = _ClaimKeeper(db, ops, now)
     refreshed = [False]
     handled = 0
     for op in ops:
         with budget.while_waiting(keeper.renew):
-            op, error = _perform_with_refresh(rt, op, refreshed)
+            op, error = _perform_with_refresh(op, refreshed, db=db, wecom=wecom)
         if isinstance(error, budget.BudgetWaitStoppedError):
             keeper.give_back()
             log.info("outbox: stopping; %d operations put back unsent", len(ops) - handled)
             break
         keeper.unsent.pop(op.id, None)
         handled += 1
-        with rt.db.write() as session:
+        with db.write() as session:
             if error is None:
                 _record_done(session, op)
                 OPERATIONS.labels("done").inc()
@@ -410,6 +409,6 @@ def counts(session: Session) -> dict[str, int]:
     return QUEUE.counts(session)
 
 
-def refresh_depth(rt: Runtime) -> None:
+def refresh_depth(*, session: Session) -> None:
     """Set the depth gauge from the database (before each scrape)."""
-    QUEUE.refresh_depth(rt)
+    QUEUE.refresh_depth(session=session)

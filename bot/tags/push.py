@@ -15,12 +15,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.config import TieringSettings
+from bot.db import Database
 from bot.db.models import OutboxOperation
 from bot.db.types import utcnow
-from bot.runtime import Runtime
+from bot.states import OutboxStatus
 from bot.tags import diff, outbox, tier_tags
 from bot.tags.diff import DiffReport
 from bot.tags.tier_tags import TierTagReport
+from bot.wecom.client import WeComClient
 
 RATE_WINDOW = timedelta(minutes=5)  # recent throughput the ETA is measured over
 # Fewer operations than this give no rate: three calls in a second say nothing of an hour.
@@ -36,8 +39,11 @@ class TierPushPlan:
 
 
 def enqueue_tier_push(
-    rt: Runtime,
     *,
+    db: Database,
+    wecom: WeComClient,
+    tiering: TieringSettings,
+    outbox_wakeup: threading.Event,
     priority_dimension: str | None = None,
     refresh: bool = False,
     find_dropped: bool = True,
@@ -49,17 +55,18 @@ def enqueue_tier_push(
     None diffs every relation (the nightly run, `tagbot push --tiers`).
     `find_dropped=False` skips looking for dimensions removed from config (a scan of
     every assignment), for touched re-tiers: the next full run deletes their tags.
+    `outbox_wakeup` wakes this process's outbox workers when something was queued.
     """
-    with rt.db.read() as session:
-        dims = tier_tags.dimensions(rt.settings.tiering, session=session)
+    with db.read() as session:
+        dims = tier_tags.dimensions(tiering, session=session)
     tags = tier_tags.sync_tier_tags(
-        db=rt.db, wecom=rt.wecom, dims=dims, refresh=refresh, dropped=find_dropped
+        db=db, wecom=wecom, dims=dims, refresh=refresh, dropped=find_dropped
     )
     queued = diff.enqueue_tier_changes(
-        db=rt.db, dims=dims, priority_dimension=priority_dimension, customer_ids=customer_ids
+        db=db, dims=dims, priority_dimension=priority_dimension, customer_ids=customer_ids
     )
     if queued.changed:
-        rt.wakeups.outbox.set()
+        outbox_wakeup.set()
     return TierPushPlan(tags, queued)
 
 
@@ -91,7 +98,7 @@ def recent_rate(session: Session, *, now: datetime | None = None) -> float | Non
     n, first, last = session.execute(
         select(func.count(), func.min(OutboxOperation.done_at), func.max(OutboxOperation.done_at))
         .select_from(OutboxOperation)
-        .where(OutboxOperation.status == outbox.DONE, OutboxOperation.done_at >= since)
+        .where(OutboxOperation.status == OutboxStatus.DONE, OutboxOperation.done_at >= since)
     ).one()
     if n < RATE_MIN_SAMPLE or first is None or last is None or last <= first:
         return None
@@ -105,15 +112,15 @@ def progress(
     counts = outbox.counts(session)
     per_minute = recent_rate(session, now=now)
     rate = per_minute or (fallback_per_minute or 0.0)
-    remaining = counts[outbox.PENDING] + counts[outbox.IN_FLIGHT]
+    remaining = counts[OutboxStatus.PENDING] + counts[OutboxStatus.IN_FLIGHT]
     eta = remaining / rate * 60 if rate else None
     if not remaining:
         eta = 0.0
     return PushProgress(
-        counts[outbox.PENDING],
-        counts[outbox.IN_FLIGHT],
-        counts[outbox.DONE],
-        counts[outbox.DEAD],
+        counts[OutboxStatus.PENDING],
+        counts[OutboxStatus.IN_FLIGHT],
+        counts[OutboxStatus.DONE],
+        counts[OutboxStatus.DEAD],
         per_minute,
         eta,
     )
@@ -123,7 +130,7 @@ def _next_due_in(session: Session) -> float | None:
     """Seconds until the earliest pending (backing-off) operation is due; None if none."""
     first = session.scalar(
         select(func.min(OutboxOperation.next_attempt_at)).where(
-            OutboxOperation.status.in_((outbox.PENDING, outbox.IN_FLIGHT))
+            OutboxOperation.status.in_((OutboxStatus.PENDING, OutboxStatus.IN_FLIGHT))
         )
     )
     if first is None:
@@ -132,8 +139,10 @@ def _next_due_in(session: Session) -> float | None:
 
 
 def drain_all(
-    rt: Runtime,
     *,
+    db: Database,
+    wecom: WeComClient,
+    stopping: threading.Event,
     batch: int = 20,
     max_operations: int | None = None,
     stop: threading.Event | None = None,
@@ -144,20 +153,21 @@ def drain_all(
 
     Waits for operations backing off after a transient error. Stops early when `stop`
     is set or after `max_operations`; what is left stays queued for the next drain.
+    `stopping` is the process's stop (the event `wecom` was built with).
     """
     handled = 0
     # The process stopping also ends the drain (its budget waits give up at once).
-    while not (stop is not None and stop.is_set()) and not rt.stopping.is_set():
+    while not (stop is not None and stop.is_set()) and not stopping.is_set():
         if max_operations is not None and handled >= max_operations:
             break
         limit = batch if max_operations is None else min(batch, max_operations - handled)
-        n = outbox.drain(rt, limit=limit)
+        n = outbox.drain(db=db, wecom=wecom, limit=limit)
         handled += n
         if n:
             if on_progress is not None:
                 on_progress(n)
             continue
-        with rt.db.read() as session:
+        with db.read() as session:
             wait = _next_due_in(session)
         if wait is None:
             break

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.errors import ValidationError
+from bot.rules.vocabulary import METRICS
 from bot.tiering import (
     metrics_events,
     metrics_orders,
@@ -55,7 +56,6 @@ from bot.tiering.frame import MetricFrame
 from bot.tiering.metrics_relations import quote_ident
 from bot.tiering.source import POPULATION_TABLE, Source, attach, attach_duckdb, reattach
 from bot.tiering.tag_values import KeptValues
-from bot.tiering.vocabulary import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -309,9 +309,9 @@ class MetricsEngine:
         pop = self._population
         assert pop is not None
         return population.store(
-            session,
             self.con,
             f"SELECT cid, fen_365d, last_ago FROM {self.catalog}.main.population",
+            session=session,
             run_id=run_id,
             as_of_day=pop.as_of_day,
             tz=pop.tz,
@@ -328,9 +328,9 @@ class MetricsEngine:
             [customer_ids],
         ).fetchall()
         return population.update_touched(
-            session,
             customer_ids,
             [(int(c), int(f), int(a)) for c, f, a in rows],
+            session=session,
             as_of_day=pop.as_of_day,
             tz=pop.tz,
             profile_names=pop.profile_names,

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from bot.tiering.clock import Clock
-from bot.tiering.rules import (
+from bot.rules import (
     OTHER_TAG,
     Dimension,
     TagFromDimension,
@@ -26,8 +25,9 @@ from bot.tiering.rules import (
     quote_string,
     tag_value_sql,
 )
+from bot.rules.vocabulary import PROFILE_PREFIX
+from bot.tiering.clock import Clock
 from bot.tiering.source import Source, scan, timestamp_expr
-from bot.tiering.vocabulary import PROFILE_PREFIX
 
 TIERS = "tiers"
 CHANGES = "changes"

@@ -83,7 +83,7 @@ def _moment(dialect: str, value: datetime) -> Any:
 
 
 def apply_chunk(
-    session: Session, rows: Sequence[tuple[Any, ...]], *, run_id: int, as_of: datetime
+    rows: Sequence[tuple[Any, ...]], *, session: Session, run_id: int, as_of: datetime
 ) -> None:
     """Record one chunk of changes: transitions, upserted or deleted assignments.
 
@@ -171,7 +171,7 @@ def record_changes(
     written = 0
     while rows := con.fetchmany(chunk):
         with db.write() as session:
-            apply_chunk(session, rows, run_id=run_id, as_of=as_of)
+            apply_chunk(rows, session=session, run_id=run_id, as_of=as_of)
         written += len(rows)
         if on_progress is not None:
             on_progress(len(rows))

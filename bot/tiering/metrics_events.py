@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
+from bot.rules.vocabulary import INTERACTION_KINDS, METRICS
 from bot.tiering.clock import Clock
 from bot.tiering.source import Source, scan, timestamp_expr
-from bot.tiering.vocabulary import INTERACTION_KINDS, METRICS
 
 # Kinds that show buying intent for intent_no_buy_30d.
 INTENT_KINDS = ("view", "cart", "inquiry")

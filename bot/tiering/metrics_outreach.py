@@ -11,13 +11,19 @@ the three (missing); messaged only before the window, messages_90d is 0.
 
 from __future__ import annotations
 
+from bot.states import DeliveryStatus
 from bot.tiering.clock import Clock
 from bot.tiering.source import Source, scan, timestamp_expr
 
 WINDOW_DAYS = 90
 CLICK_DAYS = 3
-FINAL = ("sent", "not_friend", "over_quota", "unconfirmed")
-ATTEMPTED = ("created", *FINAL)
+FINAL = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.NOT_FRIEND,
+    DeliveryStatus.OVER_QUOTA,
+    DeliveryStatus.UNCONFIRMED,
+)
+ATTEMPTED = (DeliveryStatus.CREATED, *FINAL)
 
 
 def _list(values: tuple[str, ...]) -> str:

@@ -3,9 +3,9 @@ and each imported profile attribute as a `profile.<name>` text column."""
 
 from __future__ import annotations
 
+from bot.rules.vocabulary import PROFILE_PREFIX
 from bot.tiering.clock import Clock
 from bot.tiering.source import Source, scan, timestamp_expr
-from bot.tiering.vocabulary import PROFILE_PREFIX
 
 GENDERS = {1: "男", 2: "女"}  # WeCom: 0 unknown, 1 male, 2 female
 

@@ -65,10 +65,10 @@ def parse_state(row: Sequence[Any] | None) -> Stored | None:
 
 
 def store(
-    session: Session,
     con: duckdb.DuckDBPyConnection,
     rows_sql: str,
     *,
+    session: Session,
     run_id: int,
     as_of_day: date,
     tz: str,
@@ -78,7 +78,7 @@ def store(
 
     SQLite: executemany of plain ints; PostgreSQL: COPY (as bot.tiering.history writes).
     """
-    _lock_state(session)
+    _lock_state(session=session)
     conn = session.connection()
     conn.exec_driver_sql("DELETE FROM tier_population")
     cur = con.cursor()
@@ -122,7 +122,7 @@ def store(
     return written
 
 
-def _lock_state(session: Session) -> TierPopulationState | None:
+def _lock_state(*, session: Session) -> TierPopulationState | None:
     """Return the state row, locked till the transaction ends (PostgreSQL; SQLite: one writer)."""
     return session.scalars(
         select(TierPopulationState).where(TierPopulationState.id == STATE_ID).with_for_update()
@@ -130,10 +130,10 @@ def _lock_state(session: Session) -> TierPopulationState | None:
 
 
 def update_touched(
-    session: Session,
     customer_ids: Sequence[int],
     rows: Sequence[tuple[int, int, int]],
     *,
+    session: Session,
     as_of_day: date,
     tz: str,
     profile_names: Sequence[str],
@@ -143,7 +143,7 @@ def update_touched(
     Only when the stored state serves `as_of_day` in `tz`: another day's rows count days
     from another day. `profile_names` join the state's.
     """
-    state = _lock_state(session)
+    state = _lock_state(session=session)
     if state is None or (state.as_of_day, state.tz) != (as_of_day, tz):
         return False
     ids = sorted(set(customer_ids))

@@ -6,8 +6,8 @@ holds exactly these, so the documentation cannot drift from the code.
 
 from __future__ import annotations
 
+from bot.rules.vocabulary import METRICS
 from bot.tiering.defaults import default_tiering
-from bot.tiering.vocabulary import METRICS
 
 _KIND = {"number": "数值", "string": "文本", "boolean": "是/否"}
 

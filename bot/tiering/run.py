@@ -7,7 +7,7 @@ unless `dry_run` — records each change in `tier_transitions`, upserts `tier_as
 full run stores its rank population as it finishes, a touched run its customers' rows of
 it (`bot.tiering.population`).
 A dry run writes nothing. Queuing the tier tags for WeCom is the caller's next step
-(`bot.tiering.handoff`).
+(`bot.retier`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.errors import ValidationError
+from bot.rules import Dimension
 from bot.tiering import evaluate, history, run_stats, tag_values
 from bot.tiering.clock import Clock
 from bot.tiering.engine import MetricsEngine
 from bot.tiering.evaluate import Move
-from bot.tiering.rules import Dimension
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -111,7 +111,7 @@ def retier(
                 transitions=report.transitions,
                 changed_customers=report.changed_customers,
                 operations=report.relations_to_mark,
-                also=lambda s: _finish(s, eng, report, dims, tz=tz, run_id=run_id, ids=ids),
+                also=lambda s: _finish(eng, report, dims, session=s, tz=tz, run_id=run_id, ids=ids),
             )
             report.seconds["record"] = time.perf_counter() - t2
             return report
@@ -123,11 +123,11 @@ def retier(
 
 
 def _finish(
-    session: Session,
     eng: MetricsEngine,
     report: RetierReport,
     dims: Sequence[Dimension],
     *,
+    session: Session,
     tz: str,
     run_id: int,
     ids: list[int] | None,
@@ -139,7 +139,7 @@ def _finish(
     else:
         eng.store_touched(session, ids)
     run_stats.record(
-        session,
+        session=session,
         run_id=run_id,
         as_of=report.as_of,
         tz=tz,

@@ -32,7 +32,7 @@ MEASURED = ""  # the tier of the row saying a dimension was measured
 Sizes = dict[tuple[str, str], int]  # (dimension, tier) -> customers
 
 
-def latest_sizes(session: Session) -> tuple[int | None, Sizes]:
+def latest_sizes(*, session: Session) -> tuple[int | None, Sizes]:
     """Return the run that wrote the latest sizes and them (MEASURED rows included)."""
     run_id = session.scalar(select(func.max(TierSizeDay.run_id)))
     if run_id is None:
@@ -45,7 +45,7 @@ def latest_sizes(session: Session) -> tuple[int | None, Sizes]:
     return int(run_id), {(d, t): int(n) for d, t, n in rows}
 
 
-def _counted(session: Session, dims: Sequence[str]) -> Sizes:
+def _counted(dims: Sequence[str], *, session: Session) -> Sizes:
     """Count the assignments of `dims` per tier (the fallback when no sizes carry over)."""
     rows = session.execute(
         select(TierAssignment.dimension, TierAssignment.tier, func.count())
@@ -55,9 +55,9 @@ def _counted(session: Session, dims: Sequence[str]) -> Sizes:
     return {(d, t): int(n) for d, t, n in rows}
 
 
-def _carried(session: Session, run_id: int, dims: Sequence[str], moves: Sequence[Move]) -> Sizes:
+def _carried(run_id: int, dims: Sequence[str], moves: Sequence[Move], *, session: Session) -> Sizes:
     """Return the previous run's sizes with this touched run's moves applied."""
-    base_run, base = latest_sizes(session)
+    base_run, base = latest_sizes(session=session)
     previous = session.scalar(select(func.max(RetierRun.id)).where(RetierRun.id < run_id))
     fresh = base_run is None or base_run != previous
     missing = [d for d in dims if fresh or (d, MEASURED) not in base]
@@ -72,13 +72,13 @@ def _carried(session: Session, run_id: int, dims: Sequence[str], moves: Sequence
         if m.to_tier is not None:
             sizes[(m.dimension, m.to_tier)] = sizes.get((m.dimension, m.to_tier), 0) + m.customers
     if missing:
-        sizes.update(_counted(session, missing))
+        sizes.update(_counted(missing, session=session))
     return sizes
 
 
 def record(
-    session: Session,
     *,
+    session: Session,
     run_id: int,
     as_of: datetime,
     tz: str,
@@ -112,7 +112,7 @@ def record(
     if full:
         after: Sizes = {(s.dimension, str(s.to_tier)): s.customers for s in sizes}
     else:
-        after = _carried(session, run_id, dims, moves)
+        after = _carried(run_id, dims, moves, session=session)
     for d in dims:
         after[(d, MEASURED)] = 0
     day = as_of.astimezone(ZoneInfo(tz)).date()

@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 
 from bot.db import Database
 from bot.db.models import RetierRun, TierAssignment
+from bot.rules import Dimension, TagFromDimension
 from bot.tiering.evaluate import TIERS, tier_column
-from bot.tiering.rules import Dimension, TagFromDimension
 
 
 @dataclass

@@ -28,10 +28,10 @@ from sqlalchemy import select
 from bot.customers.contacts import get_customer
 from bot.db import Database
 from bot.db.models import TierAssignment, TierTransition
+from bot.rules import Dimension, explain_dimension
+from bot.rules.explain import format_value
 from bot.tiering.clock import Clock
 from bot.tiering.engine import MetricsEngine, compute_metrics
-from bot.tiering.rules import Dimension, explain_dimension
-from bot.tiering.rules.explain import format_value
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class TierView:
 
 
 class ExplainEngine:
-    """The metrics engine a process keeps for explanations (`Runtime.local`; thread-safe).
+    """The metrics engine a process keeps for explanations (`Runtime.explain`; thread-safe).
 
     Built on first use; its population (the rank basis) is rebuilt when the as_of local
     day or the zone changes, and updated with each explained customer's own values.

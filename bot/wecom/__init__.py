@@ -1,15 +1,5 @@
-"""The WeCom adapter: the only package that imports wechatpy."""
+"""The WeCom adapter: the only package that imports wechatpy.
 
-from bot.wecom.budget import bulk, interactive
-from bot.wecom.client import WeComClient
-from bot.wecom.crypto import CallbackCrypto
-from bot.wecom.events import CallbackEvent, parse_event
-
-__all__ = [
-    "CallbackCrypto",
-    "CallbackEvent",
-    "WeComClient",
-    "bulk",
-    "interactive",
-    "parse_event",
-]
+Import its modules directly (`bot.wecom.client`, `bot.wecom.budget`, ...): this file loads
+nothing. WeCom's limits are in `bot/wecom_limits.py`, importable from below `bot.config`.
+"""

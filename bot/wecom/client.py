@@ -20,6 +20,7 @@ import requests
 from urllib3.exceptions import NewConnectionError
 from wechatpy.exceptions import WeChatClientException
 
+from bot import wecom_limits as limits
 from bot.config import LimitsSettings, WeComSettings
 from bot.db import Database
 from bot.db.types import utcnow
@@ -33,7 +34,6 @@ from bot.wecom.types import (
     ContactFollow,
     ContactWay,
     ExternalContact,
-    FollowUser,
     GroupMsg,
     GroupMsgSendResult,
     GroupMsgTask,
@@ -52,7 +52,6 @@ TOKEN_CODES = frozenset({40014, 42001})
 RATE_LIMITED = 45009
 # Worth trying again later, but not in a tight loop here.
 LATER_CODES = frozenset({41063, 41096})
-GROUPMSG_LIST_SPAN = 30 * 86400  # get_groupmsg_list_v2 ranges: at most a month
 _MAX_PAGES = 10_000  # a cursor that never ends is a WeCom bug; don't loop forever
 
 CONTACT_WAY_FIELDS = frozenset(
@@ -322,7 +321,8 @@ class WeComClient:
         Answers 40029 for a reused, expired or foreign code (wecom-api.md section 7.3).
         https://developer.work.weixin.qq.com/document/path/91023
         """
-        return WebIdentity.from_raw(self._get("auth/getuserinfo", {"code": code}))
+        api = "auth/getuserinfo"
+        return WebIdentity.parse(self._get(api, {"code": code}), api=api)
 
     # --- customers --------------------------------------------------------------------
 
@@ -332,7 +332,7 @@ class WeComClient:
         https://developer.work.weixin.qq.com/document/path/92114
         """
         api = "externalcontact/get"
-        follow: list[FollowUser] = []
+        follow: list[Any] = []
         profile: Json = {}
         cursor = ""
         for _ in range(_MAX_PAGES):
@@ -341,36 +341,43 @@ class WeComClient:
                 params["cursor"] = cursor
             page = self._get(api, params)
             profile = page.get("external_contact") or profile
-            follow.extend(FollowUser.from_raw(f) for f in page.get("follow_user") or ())
+            follow.extend(page.get("follow_user") or ())
             nxt = str(page.get("next_cursor") or "")
             if not nxt or nxt == cursor:
                 break
             cursor = nxt
-        return ExternalContact.from_raw(profile, tuple(follow))
+        # One validation of the whole customer: the followers of every page together.
+        return ExternalContact.parse({**profile, "follow_user": follow}, api=api)
 
     def batch_get_by_user(
-        self, userids: Sequence[str], cursor: str = "", limit: int = 100
+        self, userids: Sequence[str], cursor: str = "", limit: int = limits.BATCH_GET_PAGE_MAX
     ) -> tuple[list[ContactFollow], str]:
         """Fetch one page of customers of up to 100 members.
 
         https://developer.work.weixin.qq.com/document/path/92994
         """
-        if not userids or len(userids) > 100:
+        if not userids or len(userids) > limits.BATCH_GET_USERS_MAX:
             raise ValueError("batch_get_by_user takes 1 to 100 userids")
+        api = "externalcontact/batch/get_by_user"
         page = self._post(
-            "externalcontact/batch/get_by_user",
-            {"userid_list": list(userids), "cursor": cursor, "limit": max(1, min(limit, 100))},
+            api,
+            {
+                "userid_list": list(userids),
+                "cursor": cursor,
+                "limit": max(1, min(limit, limits.BATCH_GET_PAGE_MAX)),
+            },
         )
-        items = [ContactFollow.from_raw(d) for d in page.get("external_contact_list") or ()]
+        items = [ContactFollow.parse(d, api=api) for d in page.get("external_contact_list") or ()]
         return items, str(page.get("next_cursor") or "")
 
     def iter_batch_get_by_user(
-        self, userids: Sequence[str], limit: int = 100
+        self, userids: Sequence[str], limit: int = limits.BATCH_GET_PAGE_MAX
     ) -> Iterator[ContactFollow]:
         """Yield every (customer, member) pair of any number of members, page by page."""
         ids = list(dict.fromkeys(userids))
-        for start in range(0, len(ids), 100):
-            chunk = ids[start : start + 100]
+        step = limits.BATCH_GET_USERS_MAX
+        for start in range(0, len(ids), step):
+            chunk = ids[start : start + step]
             cursor = ""
             seen: set[str] = set()
             while True:
@@ -479,7 +486,7 @@ class WeComClient:
         """
         api = "externalcontact/get_contact_way"
         page = self._call(api, lambda: self._wx.external_contact.get_contact_way(config_id))
-        return ContactWay.from_raw(page.get("contact_way") or {})
+        return ContactWay.parse(page.get("contact_way") or {}, api=api)
 
     def update_contact_way(self, config_id: str, **changes: Any) -> None:
         """Change only the given fields of a 联系我 config; lists given overwrite.
@@ -506,13 +513,16 @@ class WeComClient:
         self._call(api, lambda: self._wx.external_contact.del_contact_way(config_id))
 
     def list_contact_way(
-        self, start_time: int | None = None, end_time: int | None = None, limit: int = 1000
+        self,
+        start_time: int | None = None,
+        end_time: int | None = None,
+        limit: int = limits.CONTACT_WAY_LIST_PAGE_MAX,
     ) -> list[str]:
         """List the config_ids of API-created 联系我 configs, all pages.
 
         https://developer.work.weixin.qq.com/document/path/92228
         """
-        data: Json = {"limit": max(1, min(limit, 1000))}
+        data: Json = {"limit": max(1, min(limit, limits.CONTACT_WAY_LIST_PAGE_MAX))}
         if start_time is not None:
             data["start_time"] = start_time
         if end_time is not None:
@@ -537,8 +547,9 @@ class WeComClient:
             data["tag_id"] = list(tag_ids)
         if group_ids:
             data["group_id"] = list(group_ids)
-        page = self._post("externalcontact/get_corp_tag_list", data)
-        return [TagGroupInfo.from_raw(g) for g in page.get("tag_group") or ()]
+        api = "externalcontact/get_corp_tag_list"
+        page = self._post(api, data)
+        return [TagGroupInfo.parse(g, api=api) for g in page.get("tag_group") or ()]
 
     def add_corp_tag(
         self,
@@ -568,8 +579,9 @@ class WeComClient:
             data["group_name"] = group_name
         if group_order is not None:
             data["order"] = group_order
-        page = self._post("externalcontact/add_corp_tag", data, idempotent=False)
-        return TagGroupInfo.from_raw(page.get("tag_group") or {})
+        api = "externalcontact/add_corp_tag"
+        page = self._post(api, data, idempotent=False)
+        return TagGroupInfo.parse(page.get("tag_group") or {}, api=api)
 
     def edit_corp_tag(self, id: str, *, name: str | None = None, order: int | None = None) -> None:
         """Rename or reorder a tag or tag group.
@@ -676,7 +688,7 @@ class WeComClient:
         creator: str | None = None,
         chat_type: str = "single",
         filter_type: int = 2,
-        limit: int = 100,
+        limit: int = limits.GROUPMSG_LIST_PAGE_MAX,
     ) -> list[GroupMsg]:
         """List the 群发 messages created in [start_time, end_time] (epoch s), all pages.
 
@@ -685,7 +697,7 @@ class WeComClient:
         """
         if end_time < start_time:
             raise ValueError("get_groupmsg_list_v2: end_time before start_time")
-        if end_time - start_time > GROUPMSG_LIST_SPAN:
+        if end_time - start_time > limits.GROUPMSG_LIST_SPAN_SECONDS:
             raise ValueError("get_groupmsg_list_v2: WeCom lists at most one month at a time")
         if filter_type not in (0, 1, 2):
             raise ValueError("get_groupmsg_list_v2: filter_type is 0, 1 or 2")
@@ -694,13 +706,14 @@ class WeComClient:
             "start_time": start_time,
             "end_time": end_time,
             "filter_type": filter_type,
-            "limit": max(1, min(limit, 100)),
+            "limit": max(1, min(limit, limits.GROUPMSG_LIST_PAGE_MAX)),
         }
         if creator:
             data["creator"] = creator
+        api = "externalcontact/get_groupmsg_list_v2"
         return [
-            GroupMsg.from_raw(m)
-            for page in self._pages("externalcontact/get_groupmsg_list_v2", data)
+            GroupMsg.parse(m, api=api)
+            for page in self._pages(api, data)
             for m in page.get("group_msg_list") or ()
         ]
 
@@ -709,11 +722,11 @@ class WeComClient:
 
         https://developer.work.weixin.qq.com/document/path/93338
         """
+        api = "externalcontact/get_groupmsg_task"
+        data = {"msgid": msgid, "limit": limits.GROUPMSG_RESULT_PAGE_MAX}
         return [
-            GroupMsgTask.from_raw(t)
-            for page in self._pages(
-                "externalcontact/get_groupmsg_task", {"msgid": msgid, "limit": 1000}
-            )
+            GroupMsgTask.parse(t, api=api)
+            for page in self._pages(api, data)
             for t in page.get("task_list") or ()
         ]
 
@@ -722,12 +735,11 @@ class WeComClient:
 
         https://developer.work.weixin.qq.com/document/path/93338
         """
+        api = "externalcontact/get_groupmsg_send_result"
+        data = {"msgid": msgid, "userid": userid, "limit": limits.GROUPMSG_RESULT_PAGE_MAX}
         return [
-            GroupMsgSendResult.from_raw(r)
-            for page in self._pages(
-                "externalcontact/get_groupmsg_send_result",
-                {"msgid": msgid, "userid": userid, "limit": 1000},
-            )
+            GroupMsgSendResult.parse(r, api=api)
+            for page in self._pages(api, data)
             for r in page.get("send_list") or ()
         ]
 
@@ -753,4 +765,25 @@ class WeComClient:
         )
         api = "message/send"
         page = self._call(api, lambda: self._wx.message.send(self.agent_id, list(touser), msg=msg))
-        return AppMessageResult.from_raw(page)
+        return AppMessageResult.parse(page, api=api)
+
+    def download(self, url: str, *, max_bytes: int) -> bytes:
+        """Fetch a file WeCom hosts (a live code's QR image) through this client's HTTP session.
+
+        Not an API call (no token, no budget); the same proxy and CA settings apply.
+        Raise WeComError(NETWORK_ERROR) when it cannot be fetched or exceeds `max_bytes`.
+        """
+        if not url.startswith(("https://", "http://")):
+            raise WeComError(NETWORK_ERROR, "not an http(s) URL", api="download")
+        try:
+            answer = self._wx._http.get(url, timeout=self.settings.timeout_seconds, stream=True)
+            try:
+                answer.raise_for_status()
+                body = answer.raw.read(max_bytes + 1, decode_content=True)
+            finally:
+                answer.close()
+        except requests.RequestException as exc:
+            raise WeComError(NETWORK_ERROR, type(exc).__name__, api="download") from None
+        if len(body) > max_bytes:
+            raise WeComError(NETWORK_ERROR, f"larger than {max_bytes} bytes", api="download")
+        return bytes(body)

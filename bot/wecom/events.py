@@ -1,7 +1,8 @@
 """Parse decrypted 客户联系 callbacks into CallbackEvent (doc 92130, 96361).
 
-wechatpy 1.8.18 knows none of the external-contact events, so they are registered here
-with its own `register_event` and parsed through `wechatpy.enterprise.parse_message`.
+Flat events (all of 客户联系's) are read by the hardened parser; anything else goes
+through `wechatpy.enterprise.parse_message`, whose raw fields are all we read (an event
+it does not know parses as UnknownMessage, fields intact).
 """
 
 from __future__ import annotations
@@ -15,50 +16,12 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from wechatpy.enterprise import parse_message
-from wechatpy.enterprise.events import register_event
-from wechatpy.events import BaseEvent
-from wechatpy.fields import IntegerField, StringField
 
 from bot.errors import CallbackError
 from bot.wecom.xmlguard import safe_parse
 
 DEDUP_KEY_MAX = 255
 _HASH_LEN = 16
-
-
-@register_event("change_external_contact")
-class ExternalContactEvent(BaseEvent):  # type: ignore[misc]
-    """A member added, edited, lost or failed to take over a customer (doc 92130)."""
-
-    event = "change_external_contact"
-    change_type = StringField("ChangeType")
-    user_id = StringField("UserID")
-    external_user_id = StringField("ExternalUserID")
-    state = StringField("State")
-    welcome_code = StringField("WelcomeCode")
-    delete_source = StringField("Source")
-    fail_reason = StringField("FailReason")
-
-
-@register_event("change_external_tag")
-class ExternalTagEvent(BaseEvent):  # type: ignore[misc]
-    """A corp tag or tag group was created, changed, deleted or reordered (doc 92277)."""
-
-    event = "change_external_tag"
-    change_type = StringField("ChangeType")
-    tag_id = StringField("Id")
-    tag_type = StringField("TagType")
-    strategy_id = IntegerField("StrategyId", 0)
-
-
-@register_event("change_external_chat")
-class ExternalChatEvent(BaseEvent):  # type: ignore[misc]
-    """A customer group was created, changed or dismissed (doc 92130)."""
-
-    event = "change_external_chat"
-    change_type = StringField("ChangeType")
-    chat_id = StringField("ChatId")
-    update_detail = StringField("UpdateDetail")
 
 
 @dataclass(frozen=True)

@@ -1,164 +1,127 @@
-"""Typed results of WeCom API calls, parsed from raw JSON at the adapter's edge."""
+"""Typed results of WeCom API calls, parsed from raw JSON at the adapter's edge.
+
+Pydantic models, frozen: an id WeCom always sends is required (an answer without it is a
+WeComError, not a customer with an empty id), a field WeCom leaves out when empty takes
+its default, and a field of the wrong JSON type is refused rather than coerced into text.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from bot.errors import WeComError
 
 Raw = Mapping[str, Any]
+MALFORMED = -3  # our errcode for an answer that does not parse (-2 is the network's)
 
 
-def _s(d: Raw, key: str) -> str:
-    value = d.get(key)
-    return "" if value is None else str(value)
+def _frozen(value: Any) -> Any:
+    return MappingProxyType(dict(value)) if isinstance(value, Mapping) else value
 
 
-def _i(d: Raw, key: str) -> int:
-    try:
-        return int(d.get(key) or 0)
-    except (TypeError, ValueError):
-        return 0
+def _content(value: Any) -> Any:
+    """Take the text of a {"content": ...} object (a 群发's text); none is empty."""
+    if value is None:
+        return ""
+    return value.get("content", "") if isinstance(value, Mapping) else value
 
 
-def _b(d: Raw, key: str, default: bool = False) -> bool:
-    value = d.get(key)
-    return default if value is None else bool(value)
+def _split_bars(value: Any) -> Any:
+    """Split message/send's "u1|u2" lists of unreachable recipients."""
+    if value is None:
+        return ()
+    return tuple(x for x in value.split("|") if x) if isinstance(value, str) else value
 
 
-def _strs(d: Raw, key: str) -> tuple[str, ...]:
-    return tuple(str(v) for v in (d.get(key) or ()))
+FrozenMap = Annotated[Mapping[str, Any], BeforeValidator(_frozen)]
+Bars = Annotated[tuple[str, ...], BeforeValidator(_split_bars)]
 
 
-def _frozen(d: Any) -> Mapping[str, Any]:
-    return MappingProxyType(dict(d or {}))
+class WeComModel(BaseModel):
+    """A frozen record of one WeCom answer: unknown fields ignored, aliases as WeCom names."""
 
-
-@dataclass(frozen=True)
-class FollowUserTag:
-    """A corp tag a member put on a customer (as in externalcontact/get)."""
-
-    group_name: str
-    tag_name: str
-    tag_id: str
-    type: int  # 1 corp tag, 2 personal tag, 3 rule-group tag
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     @classmethod
-    def from_raw(cls, d: Raw) -> FollowUserTag:
-        return cls(_s(d, "group_name"), _s(d, "tag_name"), _s(d, "tag_id"), _i(d, "type"))
+    def parse(cls, raw: Raw, *, api: str = "") -> Self:
+        """Parse one raw object, or raise WeComError naming what is missing or wrong."""
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise malformed(exc, api) from None
 
 
-@dataclass(frozen=True)
-class FollowUser:
-    """One member following a customer, with that member's tags on the customer."""
+def malformed(exc: ValidationError, api: str) -> WeComError:
+    """Return the WeComError for an answer the models refuse: its first few problems."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors()[:3]
+    )
+    return WeComError(MALFORMED, f"malformed answer ({problems})", api=api)
+
+
+class FollowUserTag(WeComModel):
+    """A tag a member put on a customer (as in externalcontact/get)."""
+
+    group_name: str = ""
+    tag_name: str = ""
+    tag_id: str = ""  # personal tags (type 2) have none
+    type: int  # 1 corp tag, 2 personal tag, 3 rule-group tag
+
+
+class Relation(WeComModel):
+    """One member's relation to a customer: what externalcontact/get and batch share."""
 
     userid: str
     remark: str = ""
     description: str = ""
     createtime: int = 0
-    tags: tuple[FollowUserTag, ...] = ()
+    # WeCom leaves these out when empty
     remark_corp_name: str = ""
     remark_mobiles: tuple[str, ...] = ()
     oper_userid: str = ""
     add_way: int = 0
     state: str = ""
 
-    @classmethod
-    def from_raw(cls, d: Raw) -> FollowUser:
-        return cls(
-            userid=_s(d, "userid"),
-            remark=_s(d, "remark"),
-            description=_s(d, "description"),
-            createtime=_i(d, "createtime"),
-            tags=tuple(FollowUserTag.from_raw(t) for t in d.get("tags") or ()),
-            remark_corp_name=_s(d, "remark_corp_name"),
-            remark_mobiles=_strs(d, "remark_mobiles"),
-            oper_userid=_s(d, "oper_userid"),
-            add_way=_i(d, "add_way"),
-            state=_s(d, "state"),
-        )
+
+class FollowUser(Relation):
+    """One member following a customer, with that member's tags on the customer."""
+
+    tags: tuple[FollowUserTag, ...] = ()
 
 
-@dataclass(frozen=True)
-class ExternalContact:
+class FollowInfo(Relation):
+    """One member's relation to a customer as batch/get_by_user reports it (tag ids only)."""
+
+    tag_ids: tuple[str, ...] = Field(default=(), alias="tag_id")
+
+
+class ExternalContact(WeComModel):
     """A customer's profile and, from externalcontact/get, everyone following them."""
 
     external_userid: str
     name: str = ""
     type: int = 1  # 1 WeChat user, 2 WeCom user
     gender: int = 0
-    unionid: str = ""
+    unionid: str = ""  # only when the corp bound a developer account
     avatar: str = ""
-    position: str = ""
+    position: str = ""  # position and corp names: WeCom users only
     corp_name: str = ""
     corp_full_name: str = ""
-    follow_users: tuple[FollowUser, ...] = ()
-
-    @classmethod
-    def from_raw(cls, d: Raw, follow_users: tuple[FollowUser, ...] = ()) -> ExternalContact:
-        return cls(
-            external_userid=_s(d, "external_userid"),
-            name=_s(d, "name"),
-            type=_i(d, "type") or 1,
-            gender=_i(d, "gender"),
-            unionid=_s(d, "unionid"),
-            avatar=_s(d, "avatar"),
-            position=_s(d, "position"),
-            corp_name=_s(d, "corp_name"),
-            corp_full_name=_s(d, "corp_full_name"),
-            follow_users=follow_users,
-        )
+    follow_users: tuple[FollowUser, ...] = Field(default=(), alias="follow_user")
 
 
-@dataclass(frozen=True)
-class FollowInfo:
-    """One member's relation to a customer as batch/get_by_user reports it (tag ids only)."""
-
-    userid: str
-    remark: str = ""
-    description: str = ""
-    createtime: int = 0
-    tag_ids: tuple[str, ...] = ()
-    remark_corp_name: str = ""
-    remark_mobiles: tuple[str, ...] = ()
-    oper_userid: str = ""
-    add_way: int = 0
-    state: str = ""
-
-    @classmethod
-    def from_raw(cls, d: Raw) -> FollowInfo:
-        return cls(
-            userid=_s(d, "userid"),
-            remark=_s(d, "remark"),
-            description=_s(d, "description"),
-            createtime=_i(d, "createtime"),
-            tag_ids=_strs(d, "tag_id"),
-            remark_corp_name=_s(d, "remark_corp_name"),
-            remark_mobiles=_strs(d, "remark_mobiles"),
-            oper_userid=_s(d, "oper_userid"),
-            add_way=_i(d, "add_way"),
-            state=_s(d, "state"),
-        )
-
-
-@dataclass(frozen=True)
-class ContactFollow:
+class ContactFollow(WeComModel):
     """One (customer, member) pair from batch/get_by_user."""
 
-    contact: ExternalContact
+    contact: ExternalContact = Field(alias="external_contact")
     follow_info: FollowInfo
 
-    @classmethod
-    def from_raw(cls, d: Raw) -> ContactFollow:
-        return cls(
-            ExternalContact.from_raw(d.get("external_contact") or {}),
-            FollowInfo.from_raw(d.get("follow_info") or {}),
-        )
 
-
-@dataclass(frozen=True)
-class ContactWay:
+class ContactWay(WeComModel):
     """A 联系我 configuration (channel live code) as get_contact_way returns it."""
 
     config_id: str
@@ -176,32 +139,10 @@ class ContactWay:
     chat_expires_in: int = 0
     unionid: str = ""
     is_exclusive: bool = False
-    conclusions: Mapping[str, Any] = field(default_factory=dict, hash=False)
-
-    @classmethod
-    def from_raw(cls, d: Raw) -> ContactWay:
-        return cls(
-            config_id=_s(d, "config_id"),
-            type=_i(d, "type"),
-            scene=_i(d, "scene"),
-            style=_i(d, "style"),
-            remark=_s(d, "remark"),
-            skip_verify=_b(d, "skip_verify", True),
-            state=_s(d, "state"),
-            qr_code=_s(d, "qr_code"),
-            user=_strs(d, "user"),
-            party=tuple(int(p) for p in d.get("party") or ()),
-            is_temp=_b(d, "is_temp"),
-            expires_in=_i(d, "expires_in"),
-            chat_expires_in=_i(d, "chat_expires_in"),
-            unionid=_s(d, "unionid"),
-            is_exclusive=_b(d, "is_exclusive"),
-            conclusions=_frozen(d.get("conclusions")),
-        )
+    conclusions: FrozenMap = Field(default_factory=lambda: MappingProxyType({}))
 
 
-@dataclass(frozen=True)
-class CorpTag:
+class CorpTag(WeComModel):
     """A corp tag (企业标签) in the catalogue."""
 
     id: str
@@ -210,15 +151,8 @@ class CorpTag:
     order: int = 0
     deleted: bool = False
 
-    @classmethod
-    def from_raw(cls, d: Raw) -> CorpTag:
-        return cls(
-            _s(d, "id"), _s(d, "name"), _i(d, "create_time"), _i(d, "order"), _b(d, "deleted")
-        )
 
-
-@dataclass(frozen=True)
-class TagGroupInfo:
+class TagGroupInfo(WeComModel):
     """A corp tag group with its tags."""
 
     group_id: str
@@ -226,60 +160,29 @@ class TagGroupInfo:
     create_time: int = 0
     order: int = 0
     deleted: bool = False
-    tags: tuple[CorpTag, ...] = ()
-
-    @classmethod
-    def from_raw(cls, d: Raw) -> TagGroupInfo:
-        return cls(
-            group_id=_s(d, "group_id"),
-            group_name=_s(d, "group_name"),
-            create_time=_i(d, "create_time"),
-            order=_i(d, "order"),
-            deleted=_b(d, "deleted"),
-            tags=tuple(CorpTag.from_raw(t) for t in d.get("tag") or ()),
-        )
+    tags: tuple[CorpTag, ...] = Field(default=(), alias="tag")
 
 
-@dataclass(frozen=True)
-class GroupMsg:
+class GroupMsg(WeComModel):
     """A 群发 message as get_groupmsg_list_v2 lists it: who created it, when, with what text."""
 
     msgid: str
-    creator: str
-    create_time: int
-    create_type: int  # 0 by the corp (admin), 1 by a member
-    text: str
-    attachments: tuple[Mapping[str, Any], ...] = ()
-
-    @classmethod
-    def from_raw(cls, d: Raw) -> GroupMsg:
-        text = d.get("text")
-        content = _s(text, "content") if isinstance(text, Mapping) else ""
-        return cls(
-            msgid=_s(d, "msgid"),
-            creator=_s(d, "creator"),
-            create_time=_i(d, "create_time"),
-            create_type=_i(d, "create_type"),
-            text=content,
-            attachments=tuple(_frozen(a) for a in d.get("attachments") or ()),
-        )
+    creator: str = ""  # none for a message the corp created in the admin console
+    create_time: int = 0
+    create_type: int = 0  # 0 by the corp (admin), 1 by a member
+    text: Annotated[str, BeforeValidator(_content)] = ""
+    attachments: tuple[FrozenMap, ...] = ()
 
 
-@dataclass(frozen=True)
-class GroupMsgTask:
+class GroupMsgTask(WeComModel):
     """A member's confirmation state for one 群发 message (0 unsent, 2 sent)."""
 
     userid: str
     status: int
     send_time: int = 0
 
-    @classmethod
-    def from_raw(cls, d: Raw) -> GroupMsgTask:
-        return cls(_s(d, "userid"), _i(d, "status"), _i(d, "send_time"))
 
-
-@dataclass(frozen=True)
-class GroupMsgSendResult:
+class GroupMsgSendResult(WeComModel):
     """Delivery to one customer or group: 0 unsent, 1 sent, 2 not a friend, 3 quota."""
 
     userid: str
@@ -288,48 +191,19 @@ class GroupMsgSendResult:
     chat_id: str = ""
     send_time: int = 0
 
-    @classmethod
-    def from_raw(cls, d: Raw) -> GroupMsgSendResult:
-        return cls(
-            userid=_s(d, "userid"),
-            status=_i(d, "status"),
-            external_userid=_s(d, "external_userid"),
-            chat_id=_s(d, "chat_id"),
-            send_time=_i(d, "send_time"),
-        )
 
-
-@dataclass(frozen=True)
-class AppMessageResult:
+class AppMessageResult(WeComModel):
     """What message/send reports: the message id and the recipients it could not reach."""
 
-    msgid: str
-    invalid_users: tuple[str, ...] = ()
-    invalid_parties: tuple[str, ...] = ()
-    invalid_tags: tuple[str, ...] = ()
+    msgid: str = ""
+    invalid_users: Bars = Field(default=(), alias="invaliduser")
+    invalid_parties: Bars = Field(default=(), alias="invalidparty")
+    invalid_tags: Bars = Field(default=(), alias="invalidtag")
     response_code: str = ""
 
-    @classmethod
-    def from_raw(cls, d: Raw) -> AppMessageResult:
-        def split(key: str) -> tuple[str, ...]:
-            return tuple(x for x in _s(d, key).split("|") if x)
 
-        return cls(
-            msgid=_s(d, "msgid"),
-            invalid_users=split("invaliduser"),
-            invalid_parties=split("invalidparty"),
-            invalid_tags=split("invalidtag"),
-            response_code=_s(d, "response_code"),
-        )
-
-
-@dataclass(frozen=True)
-class WebIdentity:
+class WebIdentity(WeComModel):
     """Who signed in through WeCom's OAuth or web login: a member's userid, or an outsider."""
 
-    userid: str  # empty for someone who is not a member of the corp
+    userid: str = ""  # empty for someone who is not a member of the corp
     openid: str = ""
-
-    @classmethod
-    def from_raw(cls, d: Raw) -> WebIdentity:
-        return cls(userid=_s(d, "userid"), openid=_s(d, "openid"))

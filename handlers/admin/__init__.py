@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from handlers.admin import guard, login, pages
+from handlers.admin import campaigns, channels, customers, guard, login, loss, pages, system, tiers
 from handlers.admin.blueprint import bp
 
-__all__ = ["bp", "guard", "login", "pages"]
+__all__ = [
+    "bp",
+    "campaigns",
+    "channels",
+    "customers",
+    "guard",
+    "login",
+    "loss",
+    "pages",
+    "system",
+    "tiers",
+]

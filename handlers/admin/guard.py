@@ -7,7 +7,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from flask import g, redirect, render_template, request, url_for
+from flask import current_app, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -24,8 +24,8 @@ COOKIE = "tagbot_console"
 COOKIE_PATH = "/admin"
 # Reachable without a session; the login form checks its own CSRF nonce.
 PUBLIC = frozenset({"admin.login", "admin.login_token", "admin.login_wecom", "admin.wecom_back"})
-# State-changing requests a viewer may still make.
-VIEWER_MAY_POST = frozenset({"admin.logout"})
+# State-changing requests a viewer may still make (规则试算 reads only).
+VIEWER_MAY_POST = frozenset({"admin.logout", "admin.tiers_trial"})
 
 
 def expiry() -> sessions.Expiry:
@@ -52,7 +52,7 @@ def _load() -> sessions.WebSession | None:
     rt = runtime()
     now = utcnow()
     with rt.db.read() as session:
-        found = sessions.current(session, session_id, now=now, expiry=expiry())
+        found = sessions.current(session_id, session=session, now=now, expiry=expiry())
     if found is None:
         return None
     if found.method == "wecom":
@@ -63,7 +63,7 @@ def _load() -> sessions.WebSession | None:
         found = dataclasses.replace(found, role=role)
     if found.needs_touch(now):
         with rt.db.write() as session:
-            sessions.touch(session, found.id_hash, now=now)
+            sessions.touch(found.id_hash, session=session, now=now)
     return found
 
 
@@ -105,7 +105,28 @@ def _template_context() -> dict[str, Any]:
         "role_label": ROLE_LABELS.get(web.role, "") if web else "",
         "csrf_field": csrf.FIELD,
         "csrf_header": csrf.HEADER,
+        "console_nav": NAV,
+        "nav_children": NAV_CHILDREN,
+        "admin_endpoints": _admin_endpoints(),
     }
+
+
+# The top navigation, in the order operators read it; a page appears once its view exists.
+NAV: tuple[tuple[str, str], ...] = (
+    ("admin.overview", "概览"),
+    ("admin.tiers", "分层"),
+    ("admin.channels", "渠道活码"),
+    ("admin.customers", "客户"),
+    ("admin.campaigns", "触达"),
+    ("admin.loss", "流失"),
+    ("admin.system", "系统"),
+)
+# Pages below a top-level one, which keep its tab highlighted (a page module adds its own).
+NAV_CHILDREN: dict[str, set[str]] = {endpoint: set() for endpoint, _ in NAV}
+
+
+def _admin_endpoints() -> frozenset[str]:
+    return frozenset(current_app.view_functions)
 
 
 TITLES = {

@@ -63,10 +63,10 @@ def _sign_in(actor: str, role: Role, method: str) -> Response:
     now = utcnow()
     with rt.db.write() as session:
         session_id, _ = sessions.create(
-            session, actor=actor, role=role, method=method, now=now, expiry=guard.expiry()
+            session=session, actor=actor, role=role, method=method, now=now, expiry=guard.expiry()
         )
         audit.record(
-            session,
+            session=session,
             actor=actor,
             role=role,
             action="login",
@@ -182,7 +182,7 @@ def wecom_back() -> ResponseReturnValue:
 def _refused(actor: str, message: str) -> ResponseReturnValue:
     with runtime().db.write() as session:
         audit.record(
-            session,
+            session=session,
             actor=actor or "(非企业成员)",
             role="",
             action="login_refused",
@@ -199,9 +199,9 @@ def logout() -> ResponseReturnValue:
     assert web is not None  # the guard let a signed-in request through
     details: dict[str, Any] = {"method": web.method}
     with runtime().db.write() as session:
-        sessions.end(session, web.id_hash)
+        sessions.end(web.id_hash, session=session)
         audit.record(
-            session,
+            session=session,
             actor=web.actor,
             role=web.role,
             action="logout",

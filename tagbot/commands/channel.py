@@ -7,8 +7,7 @@ from typing import Any
 
 import click
 
-from bot.callbacks import welcome
-from bot.channels import live_codes, lookup
+from bot.channels import live_codes, lookup, welcome
 from bot.config import AttachmentSettings
 from bot.errors import ValidationError
 from bot.tags.catalogue import TagPath

@@ -7,7 +7,7 @@ from datetime import datetime
 import click
 
 from bot.customers.card import customer_card
-from bot.tiering.rules import load_dimensions
+from bot.rules import load_dimensions
 from bot.tiering.why import explain_external, metric_line
 from tagbot.commands.context import CliContext, pass_ctx
 from tagbot.commands.retier import parse_as_of

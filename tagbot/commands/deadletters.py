@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from bot.callbacks import inbox
+from bot.states import InboxStatus
 from tagbot.commands.context import CliContext, pass_ctx
 
 
@@ -17,7 +18,7 @@ def inbox_group() -> None:
 @click.option(
     "--status",
     type=click.Choice([*inbox.STATUSES, "all"]),
-    default=inbox.DEAD,
+    default=InboxStatus.DEAD.value,
     show_default=True,
 )
 @click.option("--limit", type=int, default=50, show_default=True)
@@ -26,8 +27,10 @@ def list_(ctx: CliContext, status: str, limit: int) -> None:
     """List callbacks (dead letters by default), newest first, with their last error."""
     rt = ctx.runtime
     with rt.db.read() as session:
-        counts = inbox.counts(session)
-        rows = inbox.list_events(session, status=None if status == "all" else status, limit=limit)
+        counts = inbox.counts(session=session)
+        rows = inbox.list_events(
+            session=session, status=None if status == "all" else status, limit=limit
+        )
     click.echo("  ".join(f"{k}={v}" for k, v in counts.items()))
     if not rows:
         click.echo("没有符合条件的事件 / no matching events")
@@ -50,5 +53,5 @@ def replay(ctx: CliContext, event_ids: tuple[int, ...], all_dead: bool) -> None:
         raise click.UsageError("give event ids or --all-dead")
     rt = ctx.runtime
     with rt.db.write() as session:
-        n = inbox.replay(session, list(event_ids) or None)
+        n = inbox.replay(list(event_ids) or None, session=session)
     click.echo(f"已重新排队 {n} 个事件 / {n} event(s) queued again")

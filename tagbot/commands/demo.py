@@ -26,11 +26,10 @@ from typing import Any
 import click
 from sqlalchemy import func, select
 
-from bot import staff_alerts
+from bot import job_runs, staff_alerts
 from bot.callbacks import inbox
 from bot.channels import lookup
 from bot.config import Settings, load_settings
-from bot.customers.sync import run_sync
 from bot.db.migrate import upgrade_to_head
 from bot.db.models import (
     CampaignDelivery,
@@ -47,10 +46,13 @@ from bot.ingest.service import import_file
 from bot.outreach.report import METHOD, campaign_results
 from bot.outreach.results import poll_results
 from bot.outreach.service import run_campaign
+from bot.reports.channel_stats import rollup
+from bot.retier import retier_configured
 from bot.runtime import Runtime, configure_logging
+from bot.states import AlertStatus
+from bot.sync import run_sync
 from bot.tags import outbox
 from bot.tags.push import drain_all
-from bot.tiering.service import retier_configured
 from tagbot.commands.imports import default_rejects_path, write_rejects
 from tagbot.commands.outreach import ACTIONS
 from tagbot.commands.outreach_results import render_table
@@ -229,7 +231,7 @@ class Demo:
     def queues_empty(self) -> bool:
         assert self.rt is not None
         with self.rt.db.read() as session:
-            ib = inbox.counts(session)
+            ib = inbox.counts(session=session)
             ob = outbox.counts(session)
         return ib.get("pending", 0) + ib.get("processing", 0) == 0 and (
             ob.get("pending", 0) + ob.get("in_flight", 0) == 0
@@ -238,8 +240,8 @@ class Demo:
     def alerts_sent(self) -> bool:
         assert self.rt is not None
         with self.rt.db.read() as session:
-            left = staff_alerts.counts(session)
-        return left.get(staff_alerts.PENDING, 0) + left.get(staff_alerts.SENDING, 0) == 0
+            left = staff_alerts.counts(session=session)
+        return left.get(AlertStatus.PENDING, 0) + left.get(AlertStatus.SENDING, 0) == 0
 
     # --- the scenario -----------------------------------------------------------------
 
@@ -362,7 +364,14 @@ class Demo:
     def retier(self) -> None:
         assert self.rt is not None
         with self.step("按默认分层规则重新分层（10 个维度）") as s:
-            report, handoff = retier_configured(self.rt)
+            rt = self.rt
+            report, handoff = retier_configured(
+                db=rt.db,
+                wecom=rt.wecom,
+                settings=rt.settings,
+                outbox_wakeup=rt.wakeups.outbox,
+                alerts_wakeup=rt.wakeups.alerts,
+            )
             s.detail.append(
                 f"客户 {report.customers} 位；本次层级变动 {report.transitions} 次，"
                 f"涉及 {report.changed_customers} 位客户"
@@ -383,7 +392,8 @@ class Demo:
                 f"（每个变动的跟进关系一次）；{pushed}"
             )
             if handoff is not None and handoff.queued:
-                drain_all(self.rt)  # alongside the outbox workers, until none is left
+                # alongside the outbox workers, until none is left
+                drain_all(db=self.rt.db, wecom=self.rt.wecom, stopping=self.rt.stopping)
                 with self.rt.db.read() as session:
                     left = outbox.counts(session)
                 s.detail.append(
@@ -406,7 +416,15 @@ class Demo:
             )
             as_of = datetime.now(UTC) - timedelta(days=REPLAY_DAYS if replay else 0)
             with self.step(title) as s:
-                plan = run_campaign(rt, rt.settings, campaign.name, as_of=as_of)
+                plan = run_campaign(
+                    campaign.name,
+                    db=rt.db,
+                    wecom=rt.wecom,
+                    settings=rt.settings,
+                    stopping=rt.stopping,
+                    alerts_wakeup=rt.wakeups.alerts,
+                    as_of=as_of,
+                )
                 if plan.run_id is not None:
                     runs[campaign.name] = plan.run_id
                 s.detail.append(
@@ -458,7 +476,9 @@ class Demo:
             if msgid:
                 self.sim.confirm_group_msg(msgid, sender)
         # As the results worker would after its next 30-minute poll.
-        polled = poll_results(self.rt, now=datetime.now(UTC) + timedelta(hours=1))
+        polled = poll_results(
+            db=self.rt.db, wecom=self.rt.wecom, now=datetime.now(UTC) + timedelta(hours=1)
+        )
         s.detail.append(f"员工确认后拉取发送结果：企业微信调用 {polled.calls} 次")
 
     def _delivery_line(self, run_id: int) -> str:
@@ -546,13 +566,19 @@ class Demo:
     def sync(self) -> None:
         assert self.rt is not None
         with self.step("与企业微信全量对账（成员、标签库、客户关系），连续两次") as s:
-            first = run_sync(db=self.rt.db, wecom=self.rt.wecom)
+            rt = self.rt
+            # Recorded as `tagbot sync` records them: the console's 系统 page lists them.
+            first = job_runs.run_recorded(
+                rt.db, "sync", job_runs.MANUAL, lambda: run_sync(db=rt.db, wecom=rt.wecom)
+            )
             s.detail.append(
                 f"第一次：员工 {first.staff} 名，标签 {first.tags} 个，跟进关系 {first.relations} 条"
                 f"（新导入客户 {first.customers_added} 位，即接入前已有的老客户），"
                 f"企业微信调用 {first.total_calls} 次"
             )
-            second = run_sync(db=self.rt.db, wecom=self.rt.wecom)
+            second = job_runs.run_recorded(
+                rt.db, "sync", job_runs.MANUAL, lambda: run_sync(db=rt.db, wecom=rt.wecom)
+            )
             s.detail.append(
                 f"第二次：改动 {second.changed} 处（幂等），企业微信调用 {second.total_calls} 次"
             )
@@ -617,10 +643,6 @@ class Demo:
         click.echo("去哪里看：")
         s = self.rt.settings
         base = f"http://{s.server.host}:{s.server.port}"
-        click.echo(
-            f"  运营后台   {base}/admin/  （输入管理令牌 {s.server.admin_token.get_secret_value()} 登录；"
-            "或点「企业微信扫码登录」，在模拟器页面选 张伟（管理员）或 李娜（只读））"
-        )
         click.echo(f"  健康检查   {base}/healthz")
         click.echo(f"  指标       {base}/metrics")
         if sample:
@@ -634,6 +656,44 @@ class Demo:
         click.echo(
             f"  配置与数据 {self.workdir.resolve()}（config.toml、tagbot.db、orders.rejects.csv）"
         )
+
+    def console_lines(self, *, keep_running: bool) -> None:
+        """End with the console: its address, how to sign in, and whether it is still up."""
+        assert self.rt is not None
+        s = self.rt.settings
+        base = f"http://{s.server.host}:{s.server.port}"
+        token = s.server.admin_token.get_secret_value()
+        click.echo("")
+        click.echo("打开运营后台：")
+        click.echo(
+            f"  运营后台   {base}/admin/  （输入管理令牌 {token} 登录；"
+            "或点「企业微信扫码登录」，在模拟器页面选 张伟（管理员）或 李娜（只读））"
+        )
+        click.echo(f"  登录页     {base}/admin/login")
+        click.echo(f"  管理令牌   {token}")
+        click.echo(
+            f"  系统页     {base}/admin/system （同步记录、回调与写入死信、定时任务、配置检查）"
+        )
+        if keep_running:
+            click.echo("机器人与模拟器保持运行中（含定时任务），按 Ctrl-C 结束。")
+        else:
+            click.echo(
+                "演示结束后机器人随即停止，上面的地址将无法打开："
+                "加 --keep-running 重新运行，演示结束后保持运行，即可在浏览器里登录后台。"
+            )
+
+    def rollup(self) -> None:
+        """Count the day's adds and losses now, as the scheduler would every 10 minutes."""
+        assert self.rt is not None
+        rt = self.rt
+        job_runs.run_recorded(
+            rt.db, "channel-stats", job_runs.MANUAL, lambda: rollup(rt.db, tz=rt.settings.tz)
+        )
+
+    def start_scheduler(self) -> None:
+        """Run the scheduled jobs too, so a console kept running stays current."""
+        assert self._background is not None
+        self._background.start_scheduler()
 
 
 def _pct(values: list[float], p: int) -> float:
@@ -682,9 +742,12 @@ def demo(workdir: Path, n_customers: int, seed: int, keep_running: bool) -> None
         scenario.retier()
         runs = scenario.outreach()
         scenario.results(runs)
+        scenario.rollup()
         scenario.summary()
         if keep_running:
-            click.echo("\n机器人与模拟器保持运行中，按 Ctrl-C 结束。")
+            scenario.start_scheduler()
+        scenario.console_lines(keep_running=keep_running)
+        if keep_running:
             threading.Event().wait()
     finally:
         scenario.stop()

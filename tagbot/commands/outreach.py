@@ -115,7 +115,15 @@ def run_command(ctx: CliContext, name: str, dry_run: bool, as_of: str | None, li
     rt = ctx.runtime
     get_campaign(rt.settings, name)  # an unknown name fails before any work
     plan = run_campaign(
-        rt, rt.settings, name, trigger="manual", dry_run=dry_run, as_of=parse_as_of(as_of, ctx)
+        name,
+        db=rt.db,
+        wecom=rt.wecom,
+        settings=rt.settings,
+        stopping=rt.stopping,
+        alerts_wakeup=rt.wakeups.alerts,
+        trigger="manual",
+        dry_run=dry_run,
+        as_of=parse_as_of(as_of, ctx),
     )
     echo_plan(plan, rt.settings.app.timezone, limit=limit)
     if plan.status is not None:

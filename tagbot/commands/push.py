@@ -58,7 +58,12 @@ def push_command(
             _echo_progress(push.progress(session, fallback_per_minute=budget))
         return
     if tiers:
-        plan = push.enqueue_tier_push(rt)
+        plan = push.enqueue_tier_push(
+            db=rt.db,
+            wecom=rt.wecom,
+            tiering=rt.settings.tiering,
+            outbox_wakeup=rt.wakeups.outbox,
+        )
         created = "、".join(str(p) for p in plan.tags.created) or "无"
         deleted = "、".join(str(p) for p in plan.tags.deleted) or "无"
         click.echo(f"分层标签 tier tags: 新建 {created}；删除 {deleted}")
@@ -78,7 +83,9 @@ def drain_with_progress(rt: Runtime, *, max_operations: int | None = None) -> No
     bar = tqdm(total=total, unit="次", desc="推送标签", file=sys.stderr, leave=False)
     try:
         push.drain_all(
-            rt,
+            db=rt.db,
+            wecom=rt.wecom,
+            stopping=rt.stopping,
             batch=min(20, rt.settings.limits.outbox_batch),
             max_operations=max_operations,
             on_progress=bar.update,

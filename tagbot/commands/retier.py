@@ -10,11 +10,10 @@ import click
 from tqdm import tqdm
 
 from bot.errors import ValidationError
+from bot.retier import Handoff, retier_configured
+from bot.rules import Dimension, load_dimensions
 from bot.tiering.evaluate import Move
-from bot.tiering.handoff import Handoff
-from bot.tiering.rules import Dimension, load_dimensions
 from bot.tiering.run import RetierReport
-from bot.tiering.service import retier_configured
 from bot.wecom.client import counting_calls
 from tagbot.commands.context import CliContext, pass_ctx
 from tagbot.commands.push import drain_with_progress
@@ -108,7 +107,14 @@ def retier_command(ctx: CliContext, dry_run: bool, as_of: str | None, no_push: b
     with counting_calls() as calls:
         try:
             report, handoff = retier_configured(
-                rt, as_of=moment, dry_run=dry_run, on_progress=on_progress
+                db=rt.db,
+                wecom=rt.wecom,
+                settings=rt.settings,
+                outbox_wakeup=rt.wakeups.outbox,
+                alerts_wakeup=rt.wakeups.alerts,
+                as_of=moment,
+                dry_run=dry_run,
+                on_progress=on_progress,
             )
         finally:
             if bar is not None:

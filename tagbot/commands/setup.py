@@ -40,32 +40,31 @@ def _channel_checks(settings: Settings) -> tuple[list[str], list[str]]:
     """
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from bot.channels.declared import staff_problems
+    from bot.config_check import NOT_CHECKED, channel_findings
 
-    warnings = channel_example_values(settings)
     if not settings.channels:
-        return [], warnings
-    not_checked = "channels: staff not checked against WeCom (未核对接待成员) — "
+        return [], channel_example_values(settings)
     try:
         require_file(settings.database.url)
         db = Database(settings.database.url)
         try:
             require_schema(db)
             with db.read() as session:
-                problems = staff_problems(settings.channels, session=session)
+                found = channel_findings(settings, session=session)
         finally:
             db.dispose()
     except DatabaseNotReadyError:
-        return [], [*warnings, not_checked + "run `tagbot init-db`, then `tagbot sync`"]
+        return [], [
+            *channel_example_values(settings),
+            NOT_CHECKED + "run `tagbot init-db`, then `tagbot sync`",
+        ]
     except (OperationalError, ProgrammingError) as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        return [], [*warnings, not_checked + f"cannot use the database: {reason}"]
-    if problems is None:
         return [], [
-            *warnings,
-            not_checked + "no sync yet: run `tagbot sync`, then `tagbot staff list`",
+            *channel_example_values(settings),
+            NOT_CHECKED + f"cannot use the database: {reason}",
         ]
-    return problems, warnings
+    return found.problems, found.warnings
 
 
 @click.command("check-config")

@@ -10,7 +10,8 @@ import sys
 import click
 from tqdm import tqdm
 
-from bot.customers.sync import run_sync
+from bot import job_runs
+from bot.sync import run_sync
 from tagbot.commands.context import CliContext, pass_ctx
 from tagbot.commands.push import drain_with_progress
 
@@ -29,7 +30,12 @@ def sync_command(ctx: CliContext) -> None:
         bar.update(done - bar.n)
 
     try:
-        report = run_sync(db=rt.db, wecom=rt.wecom, on_progress=on_progress)
+        report = job_runs.run_recorded(
+            rt.db,
+            "sync",
+            job_runs.MANUAL,
+            lambda: run_sync(db=rt.db, wecom=rt.wecom, on_progress=on_progress),
+        )
     finally:
         if bar is not None:
             bar.close()

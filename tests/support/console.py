@@ -15,7 +15,7 @@ from bot.config import DimensionSettings, Settings, settings_from_mapping
 from bot.db import Database
 from bot.db.models import Channel, Customer, FollowRelation, Order, Staff
 from bot.reports import channel_stats
-from bot.tiering.rules.dimension import load_dimensions
+from bot.rules.dimension import load_dimensions
 from bot.tiering.run import retier
 from tests.support.corp import ADMIN_TOKEN, base_config
 from wecom_sim import Simulator

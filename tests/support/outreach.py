@@ -193,7 +193,15 @@ from bot.config import settings_from_mapping
 from bot.outreach import execute
 from bot.runtime import Runtime
 rt = Runtime(settings_from_mapping(json.loads(sys.argv[1]), environ={}))
-print(execute.dispatch_run(rt, int(sys.argv[2])), flush=True)
+status = execute.dispatch_run(
+    int(sys.argv[2]),
+    db=rt.db,
+    wecom=rt.wecom,
+    settings=rt.settings,
+    stopping=rt.stopping,
+    alerts_wakeup=rt.wakeups.alerts,
+)
+print(status, flush=True)
 """
 
 

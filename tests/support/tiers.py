@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from bot.customers.sync import run_sync
 from bot.db.models import Customer, TierAssignment
 from bot.runtime import Runtime
+from bot.sync import run_sync
 from bot.tiering.defaults import default_tiers_text
 from tests.support.configs import settings_for, toml_text
 from tests.support.corp import base_config

@@ -1,0 +1,434 @@
+"""What the console's 渠道活码 pages read: the list with 渠道质量, one channel's report.
+
+Counts come from the channel-stats rollup (channel_days, channel_totals). 渠道质量 — the
+tiers of the customers each channel brought — is one grouped pass over the relations and
+the tier assignments (about 2 s at 200,000 customers on SQLite), kept per process until
+the rollup or a re-tier has run again; on a large install the pass runs in the background
+while the page shows the mix kept before, so no page view waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, select
+from sqlalchemy.orm import Session
+
+from bot.channels.lookup import BACKUP, PRIMARY
+from bot.db import Database
+from bot.db.models import (
+    Channel,
+    ChannelStaff,
+    ChannelTag,
+    ChannelTotal,
+    FollowRelation,
+    RetierRun,
+    Staff,
+    Tag,
+    TagGroup,
+    TierAssignment,
+)
+from bot.errors import NotFoundError
+from bot.reports import channel_stats
+from bot.reports.definitions import DEFINITIONS, Definition
+from bot.tags import catalogue
+from bot.tags.catalogue import TagPath
+
+log = logging.getLogger(__name__)
+
+NO_TIER = "无层级"
+TREND_DAYS = 30
+
+# The 渠道活码 pages' own numbers, kept with the others in DEFINITIONS.
+_DEFINITIONS = (
+    Definition(
+        "channel_quality",
+        "渠道质量",
+        "通过该渠道添加过员工的客户（去重，含已流失）目前在所选分层维度中的层级分布；"
+        "“无层级”是没有该维度层级的客户。随渠道统计汇总和分层运行更新。",
+    ),
+    Definition(
+        "channel_lost_by_customer",
+        "流失·客户删员工",
+        "今天删除或拉黑了员工的、通过该渠道添加的客户数（去重）。",
+    ),
+    Definition(
+        "channel_lost_by_staff",
+        "流失·员工删客户",
+        "今天被员工删除的、通过该渠道添加的客户数（去重）。",
+    ),
+    Definition(
+        "channel_report",
+        "数据报表",
+        "按天（配置时区）统计该渠道的新增、流失（客户删员工、员工删客户、其他）和净增客户数，"
+        "均为去重人数；由渠道统计每 10 分钟汇总一次。",
+    ),
+    Definition(
+        "channel_trend",
+        "渠道趋势",
+        "该渠道每天的新增、流失和净增客户数（去重），由渠道统计每 10 分钟汇总一次。",
+    ),
+)
+DEFINITIONS.update({d.key: d for d in _DEFINITIONS})
+
+
+# --- a channel's settings -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """A channel as configured: what the edit form shows and the audit log records."""
+
+    id: int
+    name: str
+    state: str
+    config_id: str | None
+    qr_code: str
+    staff: tuple[str, ...]
+    backup: tuple[str, ...]
+    staff_names: dict[str, str]
+    tags: tuple[str, ...]
+    welcome: str
+    daily_cap: int | None
+    skip_verify: bool
+    source: str
+    created_at: datetime | None
+
+    def audit(self) -> dict[str, Any]:
+        """Return the fields an operator changes, for the audit log's before/after."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "staff": list(self.staff),
+            "backup": list(self.backup),
+            "tags": list(self.tags),
+            "welcome": self.welcome,
+            "daily_cap": self.daily_cap,
+            "skip_verify": self.skip_verify,
+        }
+
+
+def _configs(session: Session, ids: Sequence[int] | None = None) -> list[ChannelConfig]:
+    query = select(Channel).order_by(Channel.name)
+    if ids is not None:
+        query = query.where(Channel.id.in_(ids))
+    channels = list(session.scalars(query))
+    if not channels:
+        return []
+    chosen = [c.id for c in channels]
+    members: dict[int, list[tuple[str, str, str]]] = {}
+    for channel_id, role, userid, name in session.execute(
+        select(ChannelStaff.channel_id, ChannelStaff.role, Staff.userid, Staff.name)
+        .join(Staff, Staff.id == ChannelStaff.staff_id)
+        .where(ChannelStaff.channel_id.in_(chosen))
+        .order_by(ChannelStaff.channel_id, ChannelStaff.position)
+    ):
+        members.setdefault(int(channel_id), []).append((role, userid, name or ""))
+    tags: dict[int, list[str]] = {}
+    for channel_id, group, tag in session.execute(
+        select(ChannelTag.channel_id, ChannelTag.group_name, ChannelTag.tag_name)
+        .where(ChannelTag.channel_id.in_(chosen))
+        .order_by(ChannelTag.group_name, ChannelTag.tag_name)
+    ):
+        tags.setdefault(int(channel_id), []).append(str(TagPath(group, tag)))
+    out = []
+    for c in channels:
+        people = members.get(c.id, [])
+        out.append(
+            ChannelConfig(
+                id=c.id,
+                name=c.name,
+                state=c.state,
+                config_id=c.config_id,
+                qr_code=c.qr_code,
+                staff=tuple(u for role, u, _ in people if role == PRIMARY),
+                backup=tuple(u for role, u, _ in people if role == BACKUP),
+                staff_names={u: n for _, u, n in people if n},
+                tags=tuple(tags.get(c.id, ())),
+                welcome=c.welcome_text,
+                daily_cap=c.daily_cap,
+                skip_verify=c.skip_verify,
+                source=c.source,
+                created_at=c.created_at,
+            )
+        )
+    return out
+
+
+def channel_config(channel_id: int, *, session: Session) -> ChannelConfig:
+    """Return one channel's settings; NotFoundError when there is none with this id."""
+    found = _configs(session, [channel_id])
+    if not found:
+        raise NotFoundError(f"渠道不存在 / no channel with id {channel_id}")
+    return found[0]
+
+
+def config_named(name: str, *, session: Session) -> ChannelConfig:
+    """Return the settings of the channel with this name; NotFoundError when none."""
+    channel_id = session.scalar(select(Channel.id).where(Channel.name == name))
+    if channel_id is None:
+        raise NotFoundError(f"渠道不存在 / no channel named {name!r}")
+    return channel_config(channel_id, session=session)
+
+
+def all_configs(*, session: Session) -> list[ChannelConfig]:
+    """Return every channel's settings, by name."""
+    return _configs(session)
+
+
+# --- the list with 渠道质量 ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierShare:
+    """One segment of a channel's 渠道质量 bar."""
+
+    tier: str
+    customers: int
+    share: float  # of the channel's customers, 0..1
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    """One row of the 渠道活码 list."""
+
+    config: ChannelConfig
+    summary: channel_stats.ChannelSummary
+    quality: tuple[TierShare, ...]
+
+    @property
+    def quality_total(self) -> int:
+        return sum(t.customers for t in self.quality)
+
+
+@dataclass(frozen=True)
+class ChannelListPage:
+    """The 渠道活码 list: its rows, the dimension the quality bars show, 数据截至."""
+
+    rows: tuple[ChannelRow, ...]
+    dimension: str | None
+    tiers: tuple[str, ...]  # the bars' segment order (NO_TIER last)
+    computed_at: datetime | None
+    quality_pending: bool = False  # the first count of a large install is running
+
+
+Mix = dict[int, dict[str | None, int]]  # channel_id -> tier (None: no tier) -> customers
+# Below this many customers the grouped pass takes well under a second: done in the request.
+SYNC_LIMIT = 50_000
+
+
+@dataclass
+class _Kept:
+    stamp: tuple[Any, ...]  # (the rollup's computed_at, the last finished re-tier)
+    mix: Mix
+
+
+_quality_lock = threading.Lock()
+# Per engine (one per database a process opens), then per dimension.
+_kept: weakref.WeakKeyDictionary[Engine, dict[str, _Kept]] = weakref.WeakKeyDictionary()
+_counting: set[tuple[int, str]] = set()
+
+
+def _quality_counts(session: Session, dimension: str) -> dict[int, dict[str | None, int]]:
+    """Per channel, customers ever added through it by their tier now (None: no tier)."""
+    rows = session.execute(
+        select(
+            FollowRelation.channel_id,
+            TierAssignment.tier,
+            func.count(func.distinct(FollowRelation.customer_id)),
+        )
+        .outerjoin(
+            TierAssignment,
+            and_(
+                TierAssignment.customer_id == FollowRelation.customer_id,
+                TierAssignment.dimension == dimension,
+            ),
+        )
+        .where(FollowRelation.channel_id.is_not(None))
+        .group_by(FollowRelation.channel_id, TierAssignment.tier)
+    ).all()
+    out: dict[int, dict[str | None, int]] = {}
+    for channel_id, tier, n in rows:
+        out.setdefault(int(channel_id or 0), {})[tier] = int(n)
+    return out
+
+
+def _keep(engine: Engine, dimension: str, kept: _Kept) -> None:
+    with _quality_lock:
+        _kept.setdefault(engine, {})[dimension] = kept
+
+
+def _count_in_background(
+    db: Database, engine: Engine, dimension: str, stamp: tuple[Any, ...]
+) -> None:
+    """Recount one dimension's mix on a thread of its own; the page shows the kept one."""
+    where = (id(engine), dimension)
+    with _quality_lock:
+        if where in _counting:
+            return
+        _counting.add(where)
+
+    def count() -> None:
+        try:
+            with db.read() as session:
+                mix = _quality_counts(session, dimension)
+            _keep(engine, dimension, _Kept(stamp, mix))
+        except Exception:
+            log.exception("counting 渠道质量 for %s failed", dimension)
+        finally:
+            with _quality_lock:
+                _counting.discard(where)
+
+    threading.Thread(target=count, name="channel-quality", daemon=True).start()
+
+
+def channel_quality(
+    *,
+    session: Session,
+    dimension: str,
+    db: Database | None = None,
+    sync_limit: int = SYNC_LIMIT,
+) -> Mix | None:
+    """Return the tier mix per channel as of the last rollup and re-tier; None while counting.
+
+    Recounted only after a rollup or a re-tier ran. A small install counts in the request;
+    with `db` and from `sync_limit` customers up the count runs in the background meanwhile the
+    page shows the mix kept before (None before the first count: 统计中).
+    """
+    stamp_at, customers = session.execute(
+        select(ChannelTotal.computed_at, ChannelTotal.customers).where(
+            ChannelTotal.channel_id == channel_stats.ALL
+        )
+    ).one_or_none() or (None, 0)
+    run = session.scalar(select(func.max(RetierRun.id)).where(RetierRun.finished_at.is_not(None)))
+    stamp = (stamp_at, run)
+    engine = session.get_bind().engine
+    with _quality_lock:
+        kept = _kept.get(engine, {}).get(dimension)
+    if kept is not None and kept.stamp == stamp:
+        return kept.mix
+    if db is None or customers < sync_limit:
+        mix = _quality_counts(session, dimension)
+        _keep(engine, dimension, _Kept(stamp, mix))
+        return mix
+    _count_in_background(db, engine, dimension, stamp)
+    return kept.mix if kept is not None else None
+
+
+def _shares(counts: dict[str | None, int], order: Sequence[str]) -> tuple[TierShare, ...]:
+    total = sum(counts.values())
+    if not total:
+        return ()
+    named = [t for t in order if counts.get(t)]
+    named += sorted(t for t in counts if t is not None and t not in order and counts[t])
+    out = [TierShare(t, counts[t], counts[t] / total) for t in named]
+    if counts.get(None):
+        out.append(TierShare(NO_TIER, counts[None], counts[None] / total))
+    return tuple(out)
+
+
+def channel_list(
+    *,
+    session: Session,
+    today: date,
+    dimension: str | None,
+    tier_order: Sequence[str] = (),
+    db: Database | None = None,
+) -> ChannelListPage:
+    """Return every channel's row: settings, the rollup's counts, the chosen dimension's mix.
+
+    With `db`, a large install's mix is recounted in the background (see channel_quality).
+    """
+    configs = {c.id: c for c in _configs(session)}
+    summaries = channel_stats.channel_summary(session=session, today=today)
+    found = channel_quality(session=session, dimension=dimension, db=db) if dimension else {}
+    mix = found or {}
+    rows = tuple(
+        ChannelRow(configs[s.channel_id], s, _shares(mix.get(s.channel_id, {}), tier_order))
+        for s in summaries.channels
+        if s.channel_id in configs
+    )
+    seen = {t.tier for r in rows for t in r.quality}
+    tiers = [t for t in tier_order if t in seen]
+    tiers += sorted(t for t in seen if t not in tiers and t != NO_TIER)
+    if NO_TIER in seen:
+        tiers.append(NO_TIER)
+    return ChannelListPage(
+        rows, dimension, tuple(tiers), summaries.computed_at, quality_pending=found is None
+    )
+
+
+# --- one channel's page -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelReport:
+    """One channel's page: settings, totals, today, and its days (oldest first)."""
+
+    config: ChannelConfig
+    customers: int
+    converted: int
+    revenue: Decimal
+    orders_at: datetime | None
+    days: tuple[channel_stats.DayCounts, ...]
+    computed_at: datetime | None
+
+    @property
+    def today(self) -> channel_stats.DayCounts:
+        return self.days[-1]
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return self.converted / self.customers if self.customers else None
+
+
+def channel_report(
+    channel_id: int, *, session: Session, today: date, days: int = TREND_DAYS
+) -> ChannelReport:
+    """Return a channel's settings, totals and its last `days` days from the rollup."""
+    config = channel_config(channel_id, session=session)
+    total = session.get(ChannelTotal, channel_id)
+    trend = channel_stats.channel_trend(channel_id, session=session, today=today, days=days)
+    return ChannelReport(
+        config=config,
+        customers=total.customers if total else 0,
+        converted=total.converted if total else 0,
+        revenue=total.revenue if total else Decimal(0),
+        orders_at=total.orders_at if total else None,
+        days=trend.days,
+        computed_at=channel_stats.computed_at(session=session),
+    )
+
+
+# --- what the form checks -----------------------------------------------------------
+
+
+def known_tags(*, session: Session) -> list[str]:
+    """Return every live corp tag as 组名/标签名, for the form's suggestions."""
+    rows = session.execute(
+        select(TagGroup.name, Tag.name)
+        .join(Tag, Tag.group_id == TagGroup.id)
+        .where(TagGroup.deleted.is_(False), Tag.deleted.is_(False))
+        .order_by(TagGroup.name, Tag.name)
+    ).all()
+    return [str(TagPath(g, t)) for g, t in rows]
+
+
+def unknown_tags(paths: Sequence[TagPath], *, session: Session) -> list[TagPath]:
+    """Return the tags the catalogue does not have (WeCom would get them created)."""
+    return [p for p in paths if catalogue.find(session, p) is None]
+
+
+def known_staff(*, session: Session) -> list[tuple[str, str]]:
+    """Return the active members of the last sync as (userid, name), for the form."""
+    rows = session.execute(
+        select(Staff.userid, Staff.name).where(Staff.active.is_(True)).order_by(Staff.userid)
+    ).all()
+    return [(u, n or "") for u, n in rows]

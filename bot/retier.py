@@ -1,0 +1,162 @@
+"""Re-tier from settings and hand the new tiers on: the tier alerts, then the tier push.
+
+This sits above bot/tiering, bot/tags and bot/outreach, the three packages a writing run
+reaches, so that none of them imports another to hand on (tiering used to import outreach
+for the alerts, and outreach reads tiering for its audiences: a package cycle).
+
+Runs that write take the `retier` lease first, so a full run and a touched re-tier never
+diff against the same assignments at once (each move would be recorded twice).
+
+After a writing run the built-in tier alerts (bot.outreach.tier_alerts: a 高价值 customer
+entering 沉睡客户 or 流失预警) are queued first, as they need only the database. Then the tier
+tags are ensured in WeCom and the diff of desired against actual relation tags is queued
+in the outbox (`bot.tags.push.enqueue_tier_push`): one mark_tag per changed relation,
+drained by the outbox workers or `tagbot push`. When WeCom cannot be reached the tiers stay
+recorded and nothing is lost: the next run, or `tagbot push --tiers`, queues the same diff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from bot import leases
+from bot.config import Settings
+from bot.db import Database
+from bot.errors import TagbotError, WeComError
+from bot.outreach.tier_alerts import queue_tier_alerts
+from bot.rules import load_dimensions
+from bot.tags.push import enqueue_tier_push
+from bot.tiering.engine import MetricsEngine
+from bot.tiering.run import ProgressFn, RetierReport, retier
+from bot.wecom.client import WeComClient
+
+log = logging.getLogger(__name__)
+
+LEASE = "retier"
+LEASE_TTL = 3600.0  # longer than any run; a holder that died frees it after this
+
+
+class RetierBusyError(TagbotError):
+    """Another re-tier holds the lease."""
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What the hand-off queued; `queued` is None when WeCom could not be reached."""
+
+    queued: int | None  # changed relations queued (one mark_tag each)
+    error: str = ""
+    alerts: int = 0  # tier alerts queued for staff
+
+
+@contextmanager
+def exclusive(*, db: Database, wait: float) -> Iterator[bool]:
+    """Hold the re-tier lease for the block; yield False when not got within `wait` s."""
+    with leases.holding(db, LEASE, leases.new_owner(), LEASE_TTL, wait=wait) as got:
+        yield bool(got)
+
+
+def queue_tier_push(
+    *,
+    db: Database,
+    wecom: WeComClient,
+    settings: Settings,
+    outbox_wakeup: threading.Event,
+    customer_ids: Sequence[int] | None = None,
+) -> Handoff:
+    """Queue the tier tags of the current assignments for WeCom (the push's diff).
+
+    A touched run passes its customers: only their relations are diffed.
+    """
+    try:
+        # A touched run leaves removed dimensions (a scan of every assignment) to full runs.
+        plan = enqueue_tier_push(
+            db=db,
+            wecom=wecom,
+            tiering=settings.tiering,
+            outbox_wakeup=outbox_wakeup,
+            customer_ids=customer_ids,
+            find_dropped=customer_ids is None,
+        )
+    except WeComError as exc:
+        log.warning("tier push not queued (WeCom: %s); tiers are recorded", exc)
+        return Handoff(queued=None, error=str(exc))
+    return Handoff(queued=plan.diff.changed)
+
+
+def hand_off(
+    *,
+    db: Database,
+    wecom: WeComClient,
+    settings: Settings,
+    outbox_wakeup: threading.Event,
+    alerts_wakeup: threading.Event,
+    customer_ids: Sequence[int] | None = None,
+) -> Handoff:
+    """Queue what a writing run hands on: the tier alerts for staff, then the tier push."""
+    alerts = queue_tier_alerts(db=db, settings=settings, alerts_wakeup=alerts_wakeup)
+    pushed = queue_tier_push(
+        db=db,
+        wecom=wecom,
+        settings=settings,
+        outbox_wakeup=outbox_wakeup,
+        customer_ids=customer_ids,
+    )
+    return replace(pushed, alerts=alerts)
+
+
+def retier_configured(
+    *,
+    db: Database,
+    wecom: WeComClient,
+    settings: Settings,
+    outbox_wakeup: threading.Event,
+    alerts_wakeup: threading.Event,
+    as_of: datetime | None = None,
+    dry_run: bool = False,
+    customer_ids: Iterable[int] | None = None,
+    engine: MetricsEngine | None = None,
+    on_progress: ProgressFn | None = None,
+    wait: float = 120.0,
+) -> tuple[RetierReport, Handoff | None]:
+    """Run the configured dimensions; unless dry, hand the new tiers on (alerts, push).
+
+    A writing run waits up to `wait` seconds for another run to finish, then raises
+    RetierBusyError.
+    """
+    dims = load_dimensions(settings.tiering.dimensions)
+    ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})
+
+    def run() -> RetierReport:
+        return retier(
+            db,
+            dims,
+            tz=settings.app.timezone,
+            as_of=as_of,
+            dry_run=dry_run,
+            customer_ids=ids,
+            engine=engine,
+            on_progress=on_progress,
+        )
+
+    if dry_run:
+        return run(), None
+    with exclusive(db=db, wait=wait) as got:
+        if not got:
+            raise RetierBusyError("另一个分层任务正在运行，请稍后再试 / another re-tier is running")
+        report = run()
+    # A touched run diffs its own customers' relations only: nobody else's tiers moved.
+    handoff = hand_off(
+        db=db,
+        wecom=wecom,
+        settings=settings,
+        outbox_wakeup=outbox_wakeup,
+        alerts_wakeup=alerts_wakeup,
+        customer_ids=ids,
+    )
+    return report, handoff

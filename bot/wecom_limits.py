@@ -1,0 +1,35 @@
+"""WeCom's documented limits, named once for every check and cut (see wecom-api.md).
+
+The adapter's constants, kept beside its package rather than in it: `bot.config` and the rule
+language check names against them, and the client (which reads the settings) must not be
+loaded, nor become a dependency, for that.
+"""
+
+from __future__ import annotations
+
+# Corp tags (add_corp_tag / edit_corp_tag): a tag or group name.
+TAG_NAME_MAX = 30
+
+# 联系我 (add_contact_way): the `state` a scan reports back, the remark, the members.
+CONTACT_WAY_STATE_MAX = 30
+CONTACT_WAY_REMARK_MAX = 30
+CONTACT_WAY_USERS_MAX = 100  # members per configuration, departments expanded (41041)
+
+# send_welcome_msg: the code works once, for 20 s after the add event.
+WELCOME_CODE_SECONDS = 20.0
+WELCOME_TEXT_MAX_BYTES = 4000
+ATTACHMENTS_MAX = 9  # per welcome and per 群发 (add_msg_template)
+
+# 群发 (add_msg_template, get_groupmsg_*).
+MSG_TEMPLATE_CUSTOMERS_MAX = 10_000  # external_userid per call
+GROUPMSG_LIST_SPAN_SECONDS = 30 * 86400  # get_groupmsg_list_v2: a range of at most a month
+GROUPMSG_LIST_PAGE_MAX = 100
+GROUPMSG_RESULT_PAGE_MAX = 1000  # get_groupmsg_task / get_groupmsg_send_result
+
+# Customers: batch/get_by_user takes up to 100 members and pages of up to 100.
+BATCH_GET_USERS_MAX = 100
+BATCH_GET_PAGE_MAX = 100
+CONTACT_WAY_LIST_PAGE_MAX = 1000  # list_contact_way
+
+# App messages (message/send): a text message's content.
+APP_TEXT_MAX_BYTES = 2048

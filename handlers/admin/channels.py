@@ -1,0 +1,429 @@
+"""The console's 渠道活码 pages: the list with 渠道质量, a channel's page, create/edit/delete, QR."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from flask import Response, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from bot.channels import live_codes, qr_images
+from bot.console import audit
+from bot.console.access import ADMIN
+from bot.errors import NotFoundError, ValidationError, WeComError
+from bot.reports import channel_export, channel_pages, channel_stats
+from bot.reports.definitions import define
+from bot.tags.catalogue import TagPath
+from handlers import throttle
+from handlers.admin import guard
+from handlers.admin.blueprint import bp
+from handlers.context import runtime
+
+guard.NAV_CHILDREN["admin.channels"] |= {
+    "admin.channel",
+    "admin.channel_new",
+    "admin.channel_create",
+    "admin.channel_edit",
+    "admin.channel_update",
+}
+audit.ACTION_LABELS.update(
+    {
+        "channel_created": "创建渠道活码",
+        "channel_updated": "修改渠道活码",
+        "channel_deleted": "删除渠道活码",
+    }
+)
+
+RANGES = (7, channel_pages.TREND_DAYS)  # 近7天, 近30天
+_SPLIT = re.compile(r"[\s,，、;；]+")
+# What WeCom's refusals mean for the operator (doc 90313); others show WeCom's own text.
+WECOM_REASONS = {
+    60111: "成员不存在或未激活",
+    84074: "没有客户联系权限：请在企业微信管理后台把应用加入“客户联系 → 可调用接口的应用”",
+    41044: "企业微信中找不到这个活码（可能已在管理后台删除）",
+    41054: "成员未激活或未开通客户联系",
+    40098: "成员尚未实名认证",
+    -2: "连不上企业微信（网络错误或超时）",
+}
+
+
+def _today() -> Any:
+    return channel_stats.local_today(runtime().settings.tz)
+
+
+def _channel_or_404(channel_id: int) -> channel_pages.ChannelConfig:
+    with runtime().db.read() as session:
+        try:
+            return channel_pages.channel_config(channel_id, session=session)
+        except NotFoundError:
+            abort(404, description="这个渠道活码不存在，可能已被删除。")
+
+
+def _record(action: str, target: str, before: Any, after: Any) -> None:
+    web = guard.current()
+    assert web is not None  # the guard let only a signed-in 管理员 post
+    rt = runtime()
+    with rt.db.write() as session:
+        audit.record(
+            session=session,
+            actor=web.actor,
+            role=web.role,
+            action=action,
+            target=target,
+            before=before,
+            after=after,
+            address=throttle.client_address(rt.settings.server),
+        )
+
+
+def wecom_message(exc: WeComError) -> str:
+    """Say in Chinese what WeCom refused, with its code."""
+    reason = WECOM_REASONS.get(exc.errcode, exc.errmsg or "未知错误")
+    return f"企业微信拒绝了这次操作（错误码 {exc.errcode}：{reason}），没有做任何修改。"
+
+
+# --- the list ---------------------------------------------------------------------
+
+
+@bp.get("/channels", endpoint="channels")
+def channel_list() -> ResponseReturnValue:
+    """渠道活码: every live code with its counts and 渠道质量 for a chosen dimension."""
+    rt = runtime()
+    dimensions = [d for d in rt.settings.tiering.dimensions if d.tiers]
+    names = [d.name for d in dimensions]
+    chosen = request.args.get("dimension") or (names[0] if names else None)
+    if chosen is not None and chosen not in names:
+        abort(404, description=f"没有名为 {chosen} 的分层维度。")
+    order = next((tuple(t.tag for t in d.tiers) for d in dimensions if d.name == chosen), ())
+    with rt.db.read() as session:
+        page = channel_pages.channel_list(
+            session=session, today=_today(), dimension=chosen, tier_order=order, db=rt.db
+        )
+    return render_template(
+        "admin/channels.html",
+        page=page,
+        dimensions=dimensions,
+        chosen=chosen,
+        define=define,
+        done=request.args.get("done", ""),
+    )
+
+
+# --- a channel's page -------------------------------------------------------------
+
+
+@bp.get("/channels/<int:channel_id>", endpoint="channel")
+def channel_page(channel_id: int) -> ResponseReturnValue:
+    """A channel's page: totals, the trend, the 数据报表 table, its settings and QR code."""
+    with runtime().db.read() as session:
+        try:
+            report = channel_pages.channel_report(channel_id, session=session, today=_today())
+        except NotFoundError:
+            abort(404, description="这个渠道活码不存在，可能已被删除。")
+    days = report.days
+    charts = {
+        "trend": {
+            "kind": "line",
+            "categories": [d.day.strftime("%m-%d") for d in days],
+            "series": [
+                {"name": "新增", "values": [d.added for d in days]},
+                {"name": "客户删员工", "values": [d.lost_by_customer for d in days]},
+                {"name": "员工删客户", "values": [d.lost_by_staff for d in days]},
+                {"name": "净增", "values": [d.net for d in days]},
+            ],
+            "range": RANGES[0],
+        }
+    }
+    return render_template(
+        "admin/channel.html",
+        report=report,
+        charts=charts,
+        ranges=RANGES,
+        define=define,
+        done=request.args.get("done", ""),
+    )
+
+
+@bp.get("/channels/<int:channel_id>/export.xlsx", endpoint="channel_export")
+def channel_export_xlsx(channel_id: int) -> ResponseReturnValue:
+    """The channel's 数据报表 (last 30 days) as .xlsx."""
+    with runtime().db.read() as session:
+        try:
+            report = channel_pages.channel_report(channel_id, session=session, today=_today())
+        except NotFoundError:
+            abort(404, description="这个渠道活码不存在，可能已被删除。")
+    name = f"渠道数据报表-{qr_images.file_name(report.config.name)}.xlsx"
+    return Response(
+        channel_export.report_xlsx(report),
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={"Content-Disposition": _attachment(name, "channel-report.xlsx")},
+    )
+
+
+def _attachment(name: str, ascii_name: str) -> str:
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+
+
+# --- QR images --------------------------------------------------------------------
+
+
+@bp.get("/channels/<int:channel_id>/qr.png", endpoint="channel_qr")
+def channel_qr(channel_id: int) -> ResponseReturnValue:
+    """The live code's QR image (fetched from WeCom once); ?download=1 to save it."""
+    config = _channel_or_404(channel_id)
+    if not config.qr_code:
+        abort(404, description="这个渠道还没有二维码（企业微信中没有对应的活码）。")
+    try:
+        image = qr_images.qr_png(runtime().wecom, config.qr_code)
+    except WeComError:
+        abort(502, description="暂时无法从企业微信下载二维码，请稍后重试。")
+    headers = {"Cache-Control": "private, max-age=3600"}
+    if request.args.get("download"):
+        name = f"{qr_images.file_name(config.name)}.png"
+        headers["Content-Disposition"] = _attachment(name, f"channel-{channel_id}.png")
+    return Response(image, mimetype="image/png", headers=headers)
+
+
+@bp.get("/channels/qr.zip", endpoint="channel_qr_zip")
+def channel_qr_zip() -> ResponseReturnValue:
+    """Every live code's QR image in one zip, <渠道名>.png each."""
+    rt = runtime()
+    with rt.db.read() as session:
+        configs = channel_pages.all_configs(session=session)
+    if not configs:
+        abort(404, description="还没有渠道活码，没有可下载的二维码。")
+    made = qr_images.qr_zip(rt.wecom, [(c.name, c.qr_code) for c in configs])
+    return Response(
+        made.data,
+        mimetype="application/zip",
+        headers={"Content-Disposition": _attachment("渠道活码二维码.zip", "channel-qr-codes.zip")},
+    )
+
+
+# --- create, edit, delete ---------------------------------------------------------
+
+
+@dataclass
+class ChannelForm:
+    """What the create/edit form holds, as typed."""
+
+    name: str = ""
+    state: str = ""
+    staff: str = ""
+    backup: str = ""
+    tags: str = ""
+    welcome: str = ""
+    daily_cap: str = ""
+    verify: bool = False
+    create_tags: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_request(cls) -> ChannelForm:
+        f = request.form
+        return cls(
+            name=f.get("name", "").strip(),
+            state=f.get("state", "").strip(),
+            staff=f.get("staff", ""),
+            backup=f.get("backup", ""),
+            tags=f.get("tags", ""),
+            welcome=f.get("welcome", "").replace("\r\n", "\n"),
+            daily_cap=f.get("daily_cap", "").strip(),
+            verify=f.get("verify") == "1",
+            create_tags=f.get("create_tags") == "1",
+        )
+
+    @classmethod
+    def from_config(cls, c: channel_pages.ChannelConfig) -> ChannelForm:
+        return cls(
+            name=c.name,
+            state=c.state,
+            staff=", ".join(c.staff),
+            backup=", ".join(c.backup),
+            tags="\n".join(c.tags),
+            welcome=c.welcome,
+            daily_cap="" if c.daily_cap is None else str(c.daily_cap),
+            verify=not c.skip_verify,
+        )
+
+    def users(self, text: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(u for u in _SPLIT.split(text) if u))
+
+    def tag_paths(self) -> tuple[TagPath, ...]:
+        lines = [t.strip() for t in re.split(r"[\n,，]+", self.tags)]
+        return tuple(dict.fromkeys(TagPath.parse(t) for t in lines if t))
+
+    def cap(self) -> int | None:
+        if not self.daily_cap:
+            return None
+        if not self.daily_cap.isdigit() or int(self.daily_cap) < 1:
+            raise ValidationError(f"每日上限须为正整数，而不是 {self.daily_cap!r}")
+        return int(self.daily_cap)
+
+
+def _check_people_and_tags(
+    form: ChannelForm, staff: tuple[str, ...] | None, tags: Sequence[TagPath]
+) -> None:
+    """Refuse members the last sync did not list and, unless asked, tags WeCom lacks."""
+    with runtime().db.read() as session:
+        if staff is not None:
+            live_codes.check_staff_known(staff, session=session)
+        unknown = channel_pages.unknown_tags(tags, session=session) if tags else []
+    if unknown and not form.create_tags:
+        raise ValidationError(
+            "企业微信中没有这些标签："
+            + "、".join(str(p) for p in unknown)
+            + "。请检查拼写，或勾选“在企业微信中新建不存在的标签”。"
+        )
+
+
+def _form_page(
+    form: ChannelForm, *, config: channel_pages.ChannelConfig | None, status: int = 200
+) -> ResponseReturnValue:
+    with runtime().db.read() as session:
+        tags = channel_pages.known_tags(session=session)
+        staff = channel_pages.known_staff(session=session)
+    return (
+        render_template(
+            "admin/channel_form.html",
+            form=form,
+            config=config,
+            known_tags=tags,
+            known_staff=staff,
+        ),
+        status,
+    )
+
+
+def _failed(
+    form: ChannelForm, exc: Exception, config: channel_pages.ChannelConfig | None
+) -> ResponseReturnValue:
+    if isinstance(exc, WeComError):
+        form.errors.append(wecom_message(exc))
+        return _form_page(form, config=config, status=502)
+    form.errors.append(str(exc))
+    return _form_page(form, config=config, status=422)
+
+
+def _viewer_refused() -> ResponseReturnValue | None:
+    web = guard.current()
+    if web is not None and web.role != ADMIN:
+        return guard.refuse(
+            403, "只读账号不能修改", "你是只读账号，只能查看渠道活码，不能新建或修改。"
+        )
+    return None
+
+
+@bp.get("/channels/new", endpoint="channel_new")
+def channel_new() -> ResponseReturnValue:
+    """The form to create a live code (管理员)."""
+    return _viewer_refused() or _form_page(ChannelForm(), config=None)
+
+
+@bp.post("/channels/new", endpoint="channel_create")
+def channel_create() -> ResponseReturnValue:
+    """Create a live code in WeCom and the channel (the service the CLI uses)."""
+    rt = runtime()
+    form = ChannelForm.from_request()
+    try:
+        spec = live_codes.check_spec(
+            live_codes.ChannelSpec(
+                name=form.name,
+                staff=form.users(form.staff),
+                tags=form.tag_paths(),
+                welcome=form.welcome,
+                state=form.state or None,
+                daily_cap=form.cap(),
+                backup=form.users(form.backup),
+                skip_verify=not form.verify,
+            )
+        )
+        _check_people_and_tags(form, spec.staff + spec.backup, spec.tags)
+        live_codes.create(spec, db=rt.db, wecom=rt.wecom, source="console", tz=rt.settings.tz)
+    except (ValidationError, NotFoundError, WeComError) as exc:
+        return _failed(form, exc, None)
+    with rt.db.read() as session:
+        created = channel_pages.config_named(spec.name, session=session)
+    _record("channel_created", created.name, None, created.audit())
+    return redirect(url_for("admin.channel", channel_id=created.id, done="created"), code=303)
+
+
+@bp.get("/channels/<int:channel_id>/edit", endpoint="channel_edit")
+def channel_edit(channel_id: int) -> ResponseReturnValue:
+    """The form to change a live code (管理员)."""
+    config = _channel_or_404(channel_id)
+    return _viewer_refused() or _form_page(ChannelForm.from_config(config), config=config)
+
+
+def _changes(form: ChannelForm, before: channel_pages.ChannelConfig) -> dict[str, Any]:
+    """Return the service's keyword arguments for what the form changed, nothing else."""
+    changes: dict[str, Any] = {}
+    staff, backup = form.users(form.staff), form.users(form.backup)
+    if staff != before.staff:
+        changes["staff"] = staff
+    if backup != before.backup:
+        changes["backup"] = backup
+    tags = form.tag_paths()
+    if {str(t) for t in tags} != set(before.tags):
+        changes["tags"] = list(tags)
+    if form.welcome != before.welcome:
+        changes["welcome_text"] = form.welcome
+    cap = form.cap()
+    if cap != before.daily_cap:
+        changes["daily_cap"] = cap
+    if form.verify == before.skip_verify:  # skip_verify is the opposite of verify
+        changes["skip_verify"] = not form.verify
+    return changes
+
+
+@bp.post("/channels/<int:channel_id>/edit", endpoint="channel_update")
+def channel_update(channel_id: int) -> ResponseReturnValue:
+    """Change a live code in WeCom and the channel; only what changed is sent."""
+    rt = runtime()
+    before = _channel_or_404(channel_id)
+    form = ChannelForm.from_request()
+    form.name, form.state = before.name, before.state  # neither changes after creation
+    try:
+        changes = _changes(form, before)
+        staff = None
+        if "staff" in changes or "backup" in changes:
+            staff = changes.get("staff", before.staff) + changes.get("backup", before.backup)
+        _check_people_and_tags(form, staff, changes.get("tags", ()))
+        if not changes:
+            return redirect(url_for("admin.channel", channel_id=channel_id, done="same"), code=303)
+        _, new_qr = live_codes.update(
+            before.name, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz, **changes
+        )
+    except (ValidationError, NotFoundError, WeComError) as exc:
+        return _failed(form, exc, before)
+    after = _channel_or_404(channel_id)
+    _record("channel_updated", after.name, before.audit(), after.audit())
+    done = "updated-new-qr" if new_qr else "updated"
+    return redirect(url_for("admin.channel", channel_id=channel_id, done=done), code=303)
+
+
+@bp.post("/channels/<int:channel_id>/delete", endpoint="channel_delete")
+def channel_delete(channel_id: int) -> ResponseReturnValue:
+    """Delete the live code in WeCom and the channel (its printed QR codes stop working)."""
+    rt = runtime()
+    before = _channel_or_404(channel_id)
+    if request.form.get("confirm") != before.name:
+        return render_template(
+            "admin/error.html",
+            title="没有删除",
+            message="请在确认框中输入渠道名称后再删除。",
+        ), 422
+    try:
+        live_codes.delete(before.name, db=rt.db, wecom=rt.wecom)
+    except WeComError as exc:
+        return render_template(
+            "admin/error.html", title="删除失败", message=wecom_message(exc)
+        ), 502
+    except NotFoundError:
+        abort(404, description="这个渠道活码不存在，可能已被删除。")
+    _record("channel_deleted", before.name, before.audit(), None)
+    return redirect(url_for("admin.channels", done="deleted"), code=303)
