@@ -51,6 +51,7 @@
         top: 8,
         bottom: 8,
         nodeAlign: "justify",
+        layoutIterations: 0,  // keep the tiers in their configured order
         emphasis: { focus: "adjacency" },
         lineStyle: { color: "gradient", opacity: 0.4 },
         label: { formatter: "{b}" },
