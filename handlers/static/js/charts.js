@@ -39,7 +39,29 @@
     };
   }
 
-  var builders = { bar: barOption, line: lineOption };
+  // Tier moves: spec.nodes (the "from" side already named apart), spec.links {source, target, value}.
+  function sankeyOption(spec) {
+    return {
+      color: palette,
+      tooltip: { trigger: "item" },
+      series: [{
+        type: "sankey",
+        left: 8,
+        right: 96,
+        top: 8,
+        bottom: 8,
+        nodeAlign: "justify",
+        layoutIterations: 0,  // keep the tiers in their configured order
+        emphasis: { focus: "adjacency" },
+        lineStyle: { color: "gradient", opacity: 0.4 },
+        label: { formatter: "{b}" },
+        data: spec.nodes.map(function (name) { return { name: name }; }),
+        links: spec.links
+      }]
+    };
+  }
+
+  var builders = { bar: barOption, line: lineOption, sankey: sankeyOption };
 
   // Buttons [data-range-for=<chart key>][data-range=<days>] redraw that chart's range.
   function bindRanges(specs, byKey) {
