@@ -5,11 +5,6 @@ Its own `tagbot serve` (the shared one has no campaigns), on the session's brows
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,20 +16,18 @@ from sqlalchemy import select
 from bot.db import Database
 from bot.db.models import CampaignDelivery
 from bot.db.types import utcnow
-from tests.support.configs import toml_text
-from tests.support.console import HOSTILE, console_config, seed_overview
+from tests.support.console import HOSTILE, Seeded, seed_overview
 from tests.support.console_browser import (
     PHONE,
     Served,
     Tab,
-    _dimension_toml,
     screenshot,
+    serving,
     sign_in_with_token,
 )
 from tests.support.console_campaigns import seed_measured_run
-from tests.support.processes import free_port, serve, wait_healthy
-from tests.support.simulators import start_simulator
 from tests.support.waiting import wait_for
+from wecom_sim import Simulator
 
 pytestmark = pytest.mark.slow  # a real `tagbot serve` process and a browser
 
@@ -54,44 +47,30 @@ text = "{{staff}}为您准备了会员礼遇"
 """
 
 
-@pytest.fixture(scope="module")
-def campaigns_served(
-    browser: Any, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
-) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp("console-campaigns")
-    db_path = folder / "tagbot.db"
-    shutil.copyfile(sqlite_template, db_path)
-    db_url = f"sqlite:///{db_path}"
-    sim = start_simulator()
-    for userid, name in (("boss", "老板"), ("alice", "爱丽丝"), ("bob", "鲍勃")):
-        sim.add_staff(userid, name)
-    port = free_port()
-    cfg = console_config(db_url, sim, dimensions=False)
-    cfg["server"]["port"] = port
-    cfg["app"] = {"log_level": "WARNING"}
-    config = folder / "config.toml"
-    config.write_text(toml_text(cfg) + _dimension_toml() + CAMPAIGN_TOML, encoding="utf-8")
-    db = Database(db_url)
-    try:
-        seeded = seed_overview(db, now=utcnow(), tz=ZoneInfo("Asia/Shanghai"))
-        seed_measured_run(db, NAME)  # 40 days ago: 效果评估 and ROI to draw
-    finally:
-        db.dispose()
+def _prepare(db: Database, sim: Simulator) -> Seeded:
+    seeded = seed_overview(db, now=utcnow(), tz=ZoneInfo("Asia/Shanghai"))
+    seed_measured_run(db, NAME)  # 40 days ago: 效果评估 and ROI to draw
     # The seeded customers are friends of alice and bob in WeCom too.
     for ext, userid in (("wm000", "alice"), ("wm001", "alice"), ("wm001", "bob")):
         sim.add_relation(userid, ext)
     for ext in ("wm002", "wm003"):
         sim.add_relation("bob", ext)
     sim.add_relation("alice", "wm006")
-    proc: subprocess.Popen[bytes] = serve(config)
-    try:
-        wait_healthy(port)
-        yield Served(f"http://127.0.0.1:{port}", db_url, sim, seeded)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        sim.stop()
+    return seeded
+
+
+@pytest.fixture(scope="module")
+def campaigns_served(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> Iterator[Served]:
+    with serving(
+        tmp_path_factory.mktemp("console-campaigns"),
+        sqlite_template,
+        staff=(("boss", "老板"), ("alice", "爱丽丝"), ("bob", "鲍勃")),
+        prepare=_prepare,
+        extra_toml=CAMPAIGN_TOML,
+    ) as found:
+        yield found
 
 
 def _senders(db_url: str, run_id: int) -> set[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
@@ -92,21 +94,9 @@ def revoke_sessions() -> ResponseReturnValue:
 def replay_inbox(event_id: int) -> ResponseReturnValue:
     """Put one dead callback back in the queue (管理员; as `tagbot inbox replay`)."""
     rt = runtime()
-    web = guard.current()
-    assert web is not None
-    try:
-        with rt.db.write() as session:
-            replay_inbox_event(
-                event_id,
-                session=session,
-                actor=web.actor,
-                role=web.role,
-                address=throttle.client_address(rt.settings.server),
-            )
-    except NotFoundError as exc:
-        return guard.refuse(404, "回调不存在", str(exc))
-    except TagbotError as exc:
-        return guard.refuse(409, "不能重放", str(exc))
+    refused = _replay(replay_inbox_event, event_id, missing="回调不存在")
+    if refused is not None:
+        return refused
     rt.handoff.nudge()  # this process's workers look now; others poll
     rt.wakeups.inbox.set()
     return redirect(url_for("admin.system", _anchor="inbox"), code=303)
@@ -115,21 +105,31 @@ def replay_inbox(event_id: int) -> ResponseReturnValue:
 @bp.post("/system/outbox/<int:operation_id>/replay")
 def replay_outbox(operation_id: int) -> ResponseReturnValue:
     """Queue one dead tag write again (管理员; later writes to the same tags win)."""
+    refused = _replay(replay_outbox_operation, operation_id, missing="操作不存在")
+    if refused is not None:
+        return refused
+    runtime().wakeups.outbox.set()
+    return redirect(url_for("admin.system", _anchor="outbox"), code=303)
+
+
+def _replay(
+    replay: Callable[..., object], row_id: int, *, missing: str
+) -> ResponseReturnValue | None:
+    """Run one audited replay in a write; return the refusal page, or None when it was done."""
     rt = runtime()
     web = guard.current()
     assert web is not None
     try:
         with rt.db.write() as session:
-            replay_outbox_operation(
-                operation_id,
+            replay(
+                row_id,
                 session=session,
                 actor=web.actor,
                 role=web.role,
                 address=throttle.client_address(rt.settings.server),
             )
     except NotFoundError as exc:
-        return guard.refuse(404, "操作不存在", str(exc))
+        return guard.refuse(404, missing, str(exc))
     except TagbotError as exc:
         return guard.refuse(409, "不能重放", str(exc))
-    rt.wakeups.outbox.set()
-    return redirect(url_for("admin.system", _anchor="outbox"), code=303)
+    return None

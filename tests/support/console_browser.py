@@ -11,7 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,29 +76,31 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture(scope="session")
-def served(
-    browser: Any, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+@contextlib.contextmanager
+def serving(
+    folder: Path,
+    sqlite_template: Path,
+    *,
+    staff: Iterable[tuple[str, str]],
+    prepare: Callable[[Database, Simulator], Seeded],
+    extra_toml: str = "",
 ) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp("console")
+    """Serve a copy of the migrated template, prepared, with the console config, then stop it."""
     db_path = folder / "tagbot.db"
     shutil.copyfile(sqlite_template, db_path)
     db_url = f"sqlite:///{db_path}"
     sim = start_simulator()
-    for userid, name in (("boss", "老板"), ("watcher", "观察员"), ("stranger", "路人")):
+    for userid, name in staff:
         sim.add_staff(userid, name)
     port = free_port()
     cfg = console_config(db_url, sim, dimensions=False)
     cfg["server"]["port"] = port
     cfg["app"] = {"log_level": "WARNING"}
     config = folder / "config.toml"
-    config.write_text(toml_text(cfg) + _dimension_toml(), encoding="utf-8")
+    config.write_text(toml_text(cfg) + _dimension_toml() + extra_toml, encoding="utf-8")
     db = Database(db_url)
     try:
-        seeded = seed_overview(db, now=utcnow(), tz=ZoneInfo("Asia/Shanghai"))
-        with db.write() as session:
-            for i in range(OLD_AUDIT_ROWS):
-                audit.record(session=session, actor=f"earlier{i}", role="admin", action="login")
+        seeded = prepare(db, sim)
     finally:
         db.dispose()
     proc: subprocess.Popen[bytes] = serve(config)
@@ -110,6 +112,27 @@ def served(
             os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         sim.stop()
+
+
+def _overview_with_old_audit(db: Database, _sim: Simulator) -> Seeded:
+    seeded = seed_overview(db, now=utcnow(), tz=ZoneInfo("Asia/Shanghai"))
+    with db.write() as session:
+        for i in range(OLD_AUDIT_ROWS):
+            audit.record(session=session, actor=f"earlier{i}", role="admin", action="login")
+    return seeded
+
+
+@pytest.fixture(scope="session")
+def served(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> Iterator[Served]:
+    with serving(
+        tmp_path_factory.mktemp("console"),
+        sqlite_template,
+        staff=(("boss", "老板"), ("watcher", "观察员"), ("stranger", "路人")),
+        prepare=_overview_with_old_audit,
+    ) as found:
+        yield found
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@
   function sankeyOption(spec) {
     return {
       color: palette,
+      animation: false,  // drawn whole at once: screenshots and first looks show the final flows
       tooltip: { trigger: "item" },
       series: [{
         type: "sankey",
