@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from defusedxml.ElementTree import fromstring as parse_xml
 from sqlalchemy import select
 
 from bench.callback_load import (
@@ -62,6 +63,10 @@ class KillRun:
     acked: int = 0  # scans whose callback was acknowledged at some try
     alive_at_restart: int = 0  # acknowledged scans whose welcome code outlived the restart
     lost_welcomes: list[str] = field(default_factory=list)  # codes alive at restart, unwelcomed
+    stored: int = 0  # scans whose event the bot stored (acknowledged or not: a kill can
+    # fall between the store and the answer reaching WeCom)
+    welcomed_acked: int = 0  # acknowledged scans that were welcomed
+    welcomed_unstored: int = 0  # welcomes for scans the bot never stored: must not happen
     welcomes_sent: int = 0
     already_sent: int = 0  # second attempts WeCom refused with 41051
     unfinished: int = 0  # events not done (or ignored) at the end
@@ -118,6 +123,10 @@ def _add_xml(sim: Simulator, state: str) -> tuple[str, str | None, str]:
         },
     )
     return scan.external_userid, scan.welcome_code, xml
+
+
+def _welcome_code(payload: str) -> str:
+    return parse_xml(payload).findtext("WelcomeCode") or ""
 
 
 def _unfinished(db: Database) -> int:
@@ -181,8 +190,15 @@ def kill_run(
             time.sleep(0.2)
         with db.read() as session:
             events = session.execute(
-                select(InboxEvent.status, InboxEvent.received_at, InboxEvent.processed_at)
+                select(
+                    InboxEvent.status,
+                    InboxEvent.received_at,
+                    InboxEvent.processed_at,
+                    InboxEvent.payload,
+                )
             ).all()
+        stored_codes = {_welcome_code(e.payload) for e in events} - {""}
+        run.stored = len(stored_codes)
         run.unfinished = sum(1 for e in events if e.status not in ("done", "ignored"))
         for e in events:
             received = e.received_at.timestamp()
@@ -197,11 +213,15 @@ def kill_run(
             if not code or not ok:
                 continue
             w = welcomes[code]
+            if w.sent_at is not None:
+                run.welcomed_acked += 1
             if w.issued_at + WELCOME_CODE_SECONDS > restarted_at:
                 run.alive_at_restart += 1
                 if w.sent_at is None:
                     run.lost_welcomes.append(code)
-        run.welcomes_sent = sum(1 for w in welcomes.values() if w.sent_at is not None)
+        sent = {c for c, w in welcomes.items() if w.sent_at is not None}
+        run.welcomes_sent = len(sent)
+        run.welcomed_unstored = len(sent - stored_codes)
         run.already_sent = sim.calls.get(("externalcontact/send_welcome_msg", 41051), 0)
         return run
     finally:
@@ -216,14 +236,15 @@ def report(run: KillRun) -> str:
     t = run.takeover_ms or [0.0]
     return "\n".join(
         [
-            f"scans {run.scans}, acknowledged {run.acked}, down {run.down_seconds:.1f} s "
+            f"scans {run.scans}, stored {run.stored}, acknowledged {run.acked}, down {run.down_seconds:.1f} s "
             f"(kill -9 → restarted process answering)",
             f"events the dead process left unfinished: {run.orphans}",
             f"takeover delay (restart → processed)  min {min(t):7.0f} ms   "
             f"p50 {_pct(t, 0.5):7.0f} ms   "
             f"p99 {_pct(t, 0.99):7.0f} ms   max {max(t, default=0):7.0f} ms",
             f"welcome codes alive at restart {run.alive_at_restart}, lost "
-            f"{len(run.lost_welcomes)}; welcomes sent {run.welcomes_sent}, "
+            f"{len(run.lost_welcomes)}; welcomes sent {run.welcomes_sent} "
+            f"({run.welcomed_acked} acknowledged, {run.welcomed_unstored} never stored), "
             f"second attempts refused (41051) {run.already_sent}",
             f"events unfinished at the end: {run.unfinished}",
         ]
