@@ -40,6 +40,7 @@ MIN_REFETCH = timedelta(seconds=60)
 # After 45009 no process asks again for this long (the limit is counted per hour).
 REFUSED_BACKOFF = timedelta(minutes=5)
 WAIT_POLL_SECONDS = 0.05
+NOT_AUTHORISED = 48002  # API not authorised for this app (wecom-api.md section 4)
 
 
 class TicketKind(StrEnum):
@@ -80,6 +81,8 @@ class TicketUnavailableError(TagbotError):
         which = "企业" if self.kind is TicketKind.CORP else "应用"
         if self.errcode == RATE_LIMITED:
             return f"企业微信本小时的{which} JS-SDK 票据获取次数已用完，请稍后再打开侧边栏"
+        if self.errcode == NOT_AUTHORISED:
+            return f"应用无权获取{which} JS-SDK 票据（48002），请检查应用 Secret 与接口权限"
         return f"暂时无法从企业微信获取{which} JS-SDK 票据（{self.reason}），请稍后重试"
 
 
