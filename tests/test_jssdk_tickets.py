@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.db import Database
-from bot.errors import ValidationError
+from bot.errors import ValidationError, WeComError
 from bot.sidebar import tickets
 from bot.sidebar.selfcheck import check_tickets
 from bot.sidebar.signing import PageSignatures, js_signature, page_url, sign_page
@@ -22,12 +22,8 @@ from wecom_sim import jssdk as sim_jssdk
 
 PAGE = "https://bot.example.com/sidebar/?from=toolbar"
 # wecom-api.md section 7.6: WeCom's own worked example (doc 90506/96909).
-VECTOR = {
-    "ticket": "sM4AOVdWfPE4DxkXGEs8VMCPGGVi4C3VM0P37wVUCFvkVAy_90u5h9nbSlYy3-Sl-HhTdfl2fzFy1AOcHKP7qg",
-    "nonce_str": "Wm3WZYTPz0wzccnW",
-    "timestamp": 1414587457,
-    "url": "http://mp.weixin.qq.com?params=value",
-}
+TICKET = "sM4AOVdWfPE4DxkXGEs8VMCPGGVi4C3VM0P37wVUCFvkVAy_90u5h9nbSlYy3-Sl-HhTdfl2fzFy1AOcHKP7qg"
+NONCE, TIMESTAMP, URL = "Wm3WZYTPz0wzccnW", 1414587457, "http://mp.weixin.qq.com?params=value"
 VECTOR_SIGNATURE = "0f9de62fce790f9a083d5c99e95740ceb90c27ed"
 
 
@@ -53,16 +49,11 @@ def wecom(db: Database, simulator: Simulator) -> WeComClient:
 
 
 def test_the_signature_reproduces_wecoms_worked_example() -> None:
-    assert js_signature(**VECTOR) == VECTOR_SIGNATURE
+    assert js_signature(TICKET, NONCE, TIMESTAMP, URL) == VECTOR_SIGNATURE
     # The simulator's own copy of the formula, which checks ours in the stand-in.
-    assert (
-        sim_jssdk.js_signature(
-            VECTOR["ticket"], VECTOR["nonce_str"], str(VECTOR["timestamp"]), VECTOR["url"]
-        )
-        == VECTOR_SIGNATURE
-    )
+    assert sim_jssdk.js_signature(TICKET, NONCE, str(TIMESTAMP), URL) == VECTOR_SIGNATURE
     # The WeChat 公众号 copy of the example signs the URL without its query: not ours.
-    other = js_signature(**{**VECTOR, "url": "http://mp.weixin.qq.com"})
+    other = js_signature(TICKET, NONCE, TIMESTAMP, "http://mp.weixin.qq.com")
     assert other == "f4d90daf4b3bca3078ab155816175ba34c443a7b"
 
 
@@ -86,7 +77,8 @@ def test_both_signatures_verify_in_the_simulator_and_tickets_are_fetched_once(
     for i in range(5):  # other pages, other processes' worth of opens: no new ticket
         assert verifies(simulator, sign_page(f"{PAGE}&n={i}", db=db, wecom=wecom), f"{PAGE}&n={i}")
     assert simulator.ticket_fetches == {"corp": 1, "agent": 1}
-    assert simulator.calls["get_jsapi_ticket"] == 1 and simulator.calls["ticket/get"] == 1
+    assert simulator.calls["get_jsapi_ticket"] == 1
+    assert simulator.calls["ticket/get"] == 1
 
     # What WeCom refuses: a tampered signature, another page, the other identity's
     # signature, another corp or app, a signature over the URL with its fragment.
@@ -130,7 +122,8 @@ def test_tickets_are_refreshed_ten_minutes_before_they_expire(
     start = datetime.now(UTC)
     sign_page(PAGE, db=db, wecom=wecom, now=start)
     stored = tickets.peek(TicketKind.AGENT, db=db, wecom=wecom)
-    assert stored is not None and stored.expires_at == start + timedelta(seconds=7200)
+    assert stored is not None
+    assert stored.expires_at == start + timedelta(seconds=7200)
 
     simulator.advance_time(7200 - 601)
     sign_page(PAGE, db=db, wecom=wecom, now=start + timedelta(seconds=7200 - 601))
@@ -142,7 +135,8 @@ def test_tickets_are_refreshed_ten_minutes_before_they_expire(
     assert simulator.ticket_fetches == {"corp": 2, "agent": 2}
     assert verifies(simulator, signed) == {"corp": True, "agent": True}
     renewed = tickets.peek(TicketKind.AGENT, db=db, wecom=wecom)
-    assert renewed is not None and renewed.ticket != stored.ticket
+    assert renewed is not None
+    assert renewed.ticket != stored.ticket
     assert renewed.expires_at == later + timedelta(seconds=7200)
     # The next opens use the new tickets without asking WeCom again.
     with counting_calls() as tally:
@@ -175,7 +169,8 @@ def test_the_hourly_limit_is_a_clear_error_and_no_process_keeps_asking(
                 sign_page(PAGE, db=db, wecom=wecom, now=expired + timedelta(minutes=minutes))
     assert tally == {}
     report = check_tickets(db=db, wecom=wecom, now=expired + timedelta(minutes=4))
-    assert not report.ok and "次数已用完" in report.summary
+    assert not report.ok
+    assert "次数已用完" in report.summary
 
     # After it (the limit lifted meanwhile) the next open fetches again and signs. (The
     # check at minute 4 asked for the app's ticket, which nobody had yet: refused till 9.)
@@ -211,9 +206,9 @@ def test_the_simulator_counts_each_ticket_kind_against_its_own_hourly_limit(
     for _ in range(2):
         wecom.get_jsapi_ticket()
         wecom.get_agent_ticket()
-    with counting_calls() as tally, pytest.raises(Exception) as caught:
+    with counting_calls() as tally, pytest.raises(WeComError) as caught:
         wecom.get_agent_ticket()
-    assert getattr(caught.value, "errcode", None) == 45009
+    assert caught.value.errcode == 45009
     assert tally == {"ticket/get": 1}  # raised at once: no pause, no retry
     simulator.advance_time(3600)
     assert wecom.get_agent_ticket().expires_in == 7200
@@ -232,7 +227,8 @@ def test_self_check_reports_both_tickets(
     report = check_tickets(db=db, wecom=wecom, now=datetime.now(UTC) + timedelta(hours=3))
     assert not report.ok
     assert [line.ok for line in report.lines] == [True, False]
-    assert "48002" in report.lines[1].detail and "无权" in report.lines[1].detail
+    assert "48002" in report.lines[1].detail
+    assert "无权" in report.lines[1].detail
 
 
 @pytest.mark.slow

@@ -94,9 +94,7 @@ class _Row:
 
 
 # This process's copy of fresh tickets, per database (a test's database dies with it).
-_local: WeakKeyDictionary[Database, dict[tuple[str, TicketKind, int], Ticket]] = (
-    WeakKeyDictionary()
-)
+_local: WeakKeyDictionary[Database, dict[tuple[str, TicketKind, int], Ticket]] = WeakKeyDictionary()
 _local_lock = threading.Lock()
 _refresh_locks: dict[tuple[int, str, TicketKind, int], threading.Lock] = {}
 
@@ -142,14 +140,14 @@ def _lease_name(key: tuple[str, TicketKind, int]) -> str:
     return f"jsapi_ticket:{key[1]}:{digest}"
 
 
-def _fresh(ticket: Ticket | None, now: datetime) -> bool:
-    """Tell whether a stored ticket may be handed out without asking WeCom."""
+def _fresh(ticket: Ticket | None, now: datetime) -> Ticket | None:
+    """Return the stored ticket if it may be handed out without asking WeCom."""
     if ticket is None:
-        return False
+        return None
     left = ticket.left(now)
-    if left > REFRESH_MARGIN:
-        return True
-    return left > MIN_LEFT and now - ticket.fetched_at < MIN_REFETCH
+    if left > REFRESH_MARGIN or (left > MIN_LEFT and now - ticket.fetched_at < MIN_REFETCH):
+        return ticket
+    return None
 
 
 def _usable(ticket: Ticket | None, now: datetime) -> Ticket | None:
@@ -169,8 +167,9 @@ def _obtain(
     owner = leases.new_owner()
     while True:
         row = _read(db, key)  # plan
-        if _fresh(row.ticket, now):
-            return row.ticket  # type: ignore[return-value]  # _fresh: not None
+        fresh = _fresh(row.ticket, now)
+        if fresh is not None:
+            return fresh
         if row.refused_until is not None and now < row.refused_until:
             return _fallback(kind, row, now, row.last_error, RATE_LIMITED)
         with leases.holding(db, _lease_name(key), owner, lease_seconds) as held:
@@ -197,8 +196,9 @@ def _refresh(
 ) -> Ticket:
     """Fetch a ticket and store it; the caller holds the lease."""
     row = _read(db, key)  # the previous holder may have stored one just now
-    if _fresh(row.ticket, now):
-        return row.ticket  # type: ignore[return-value]
+    fresh = _fresh(row.ticket, now)
+    if fresh is not None:
+        return fresh
     if row.refused_until is not None and now < row.refused_until:
         return _fallback(kind, row, now, row.last_error, RATE_LIMITED)
     try:
@@ -252,8 +252,15 @@ def _read(db: Database, key: tuple[str, TicketKind, int]) -> _Row:
     return _Row(ticket, found.refused_until, found.last_error)
 
 
-def _upsert(db: Database, key: tuple[str, TicketKind, int], values: dict[str, object]) -> None:
+def _store(db: Database, key: tuple[str, TicketKind, int], ticket: Ticket) -> None:
     corp_id, kind, agent_id = key
+    values = {
+        "ticket": ticket.ticket,
+        "expires_at": ticket.expires_at,
+        "fetched_at": ticket.fetched_at,
+        "refused_until": None,
+        "last_error": "",
+    }
     with db.write() as session:
         done = session.execute(
             update(JsapiTicketRow)
@@ -271,20 +278,6 @@ def _upsert(db: Database, key: tuple[str, TicketKind, int], values: dict[str, ob
                     corp_id=corp_id, kind=kind.value, agent_id=agent_id, **values
                 )
             )
-
-
-def _store(db: Database, key: tuple[str, TicketKind, int], ticket: Ticket) -> None:
-    _upsert(
-        db,
-        key,
-        {
-            "ticket": ticket.ticket,
-            "expires_at": ticket.expires_at,
-            "fetched_at": ticket.fetched_at,
-            "refused_until": None,
-            "last_error": "",
-        },
-    )
 
 
 def _store_refusal(

@@ -359,9 +359,7 @@ class WeComClient:
         return JsapiTicket.parse(page, api=api)
 
     def _get_once_an_hour(self, api: str, params: Mapping[str, Any]) -> Json:
-        return self._call(
-            api, lambda: self._wx.get(api, params=dict(params)), pause_on_limit=False
-        )
+        return self._call(api, lambda: self._wx.get(api, params=dict(params)), pause_on_limit=False)
 
     # --- customers --------------------------------------------------------------------
 
