@@ -253,6 +253,20 @@ def jssdk_blueprint(sim: Simulator) -> Blueprint:
         sim.outside_wecom()
         return jsonify(ok=True)
 
+    @bp.post("/control/ticket_limits")
+    def control_ticket_limits() -> Response:
+        data = request.get_json(silent=True)
+        body = data if isinstance(data, dict) else {}
+        limits = {k: body.get(k) for k in ("per_hour_corp", "per_hour_app")}
+        if any(v is not None and (type(v) is not int or v < 0) for v in limits.values()):
+            return Response(
+                json.dumps({"error": "limits are whole numbers >= 0"}),
+                400,
+                mimetype="application/json",
+            )
+        sim.set_ticket_limits(**limits)
+        return jsonify(ok=True)
+
     @bp.get("/control/jssdk")
     def control_jssdk() -> Response:
         return jsonify(sim.jssdk_summary())
