@@ -37,7 +37,6 @@ LAUNCH_LEASE = "console-launch:"
 LAUNCH_TTL = 7 * 24 * 3600.0  # a token is spent for longer than any page stays open
 CHART_METRICS = ("conversion_30d", "conversion_14d", "conversion_7d")
 
-audit.ACTION_LABELS.setdefault("campaign_launched", "启动触达活动")
 guard.NAV_CHILDREN["admin.campaigns"] |= {
     "admin.campaign",
     "admin.campaign_preview",

@@ -30,13 +30,6 @@ guard.NAV_CHILDREN["admin.channels"] |= {
     "admin.channel_edit",
     "admin.channel_update",
 }
-audit.ACTION_LABELS.update(
-    {
-        "channel_created": "创建渠道活码",
-        "channel_updated": "修改渠道活码",
-        "channel_deleted": "删除渠道活码",
-    }
-)
 
 RANGES = (7, channel_pages.TREND_DAYS)  # 近7天, 近30天
 _SPLIT = re.compile(r"[\s,，、;；]+")
