@@ -26,6 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from bot.campaign_checks import campaign_problems
 from bot.errors import ConfigError
 from bot.rules.dimension import rule_problems
+from bot.wecom_limits import (
+    ATTACHMENTS_MAX,
+    CONTACT_WAY_STATE_MAX,
+    CONTACT_WAY_USERS_MAX,
+    CORP_TAGS_MAX,
+    MSG_TEMPLATE_TEXT_MAX_BYTES,
+    TAG_NAME_MAX,
+)
 
 ENV_PREFIX = "TAGBOT_"
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
@@ -198,20 +206,20 @@ class JobsSettings(_Section):
 
 
 class TierSettings(_Section):
-    tag: str = Field(min_length=1, max_length=30)
+    tag: str = Field(min_length=1, max_length=TAG_NAME_MAX)
     when: str = Field(min_length=1)
     stay: str | None = None
 
 
 class DimensionSettings(_Section):
     name: str = Field(min_length=1)
-    tag_group: str = Field(min_length=1, max_length=30)
+    tag_group: str = Field(min_length=1, max_length=TAG_NAME_MAX)
     min_dwell_days: int = Field(default=0, ge=0)
     tiers: tuple[TierSettings, ...] = ()
     # Instead of tiers: the tag is this text name's value (`profile.region`, `channel`).
     tag_from: str | None = Field(default=None, min_length=1)
     # WeCom allows 3,000 tags per corp; rarer values share one 其他 tag.
-    max_tags: int = Field(default=50, ge=2, le=3000)
+    max_tags: int = Field(default=50, ge=2, le=CORP_TAGS_MAX)
 
     @model_validator(mode="after")
     def _tiers_or_tag_from(self) -> DimensionSettings:
@@ -241,11 +249,11 @@ class AttachmentSettings(_Section):
 
 
 class ChannelSettings(_Section):
-    name: str = Field(min_length=1, max_length=30)
-    staff: tuple[str, ...] = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=TAG_NAME_MAX)  # also the channel's tag
+    staff: tuple[str, ...] = Field(min_length=1, max_length=CONTACT_WAY_USERS_MAX)
     tags: tuple[str, ...] = ()
     welcome: str = ""
-    state: str | None = Field(default=None, max_length=30)
+    state: str | None = Field(default=None, max_length=CONTACT_WAY_STATE_MAX)
     daily_cap: int | None = Field(default=None, ge=1)
     backup: tuple[str, ...] = ()
     attachments: tuple[AttachmentSettings, ...] = ()
@@ -286,7 +294,7 @@ class CampaignSettings(_Section):
     cost_per_delivery: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
     # 群发 text ({staff} allowed), the follow-up's suggested action, or the webhook's note.
     text: str = ""
-    attachments: tuple[AttachmentSettings, ...] = Field(default=(), max_length=9)
+    attachments: tuple[AttachmentSettings, ...] = Field(default=(), max_length=ATTACHMENTS_MAX)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
 
@@ -298,8 +306,10 @@ class CampaignSettings(_Section):
     @field_validator("text")
     @classmethod
     def _text_size(cls, v: str) -> str:
-        if len(v.encode()) > 4000:
-            raise ValueError("is longer than WeCom's 4,000 bytes for a 群发 text")
+        if len(v.encode()) > MSG_TEMPLATE_TEXT_MAX_BYTES:
+            raise ValueError(
+                f"is longer than WeCom's {MSG_TEMPLATE_TEXT_MAX_BYTES:,} bytes for a 群发 text"
+            )
         return v
 
     @field_validator("webhook_url")

@@ -307,19 +307,19 @@ def store(
     # RETURNING, not rowcount: a skipped insert may report -1.
     inserted = session.execute(_STORE[dialect], row).scalar_one_or_none()
     if inserted is not None:
-        _notify(session, dialect)
+        _notify(dialect, session=session)
         STORED.labels("new").inc()
         return int(inserted)
     found = session.execute(_REDELIVERED, {"key": event.dedup_key, "me": owner, "now": now}).first()
     if found is None or found.status != InboxStatus.PENDING:
         STORED.labels("duplicate").inc()
         return None
-    _notify(session, dialect)  # still waiting: whoever may take it should look now
+    _notify(dialect, session=session)  # still waiting: whoever may take it should look now
     STORED.labels("resumed").inc()
     return int(found.id) if owner is not None and found.owner == owner else None
 
 
-def _notify(session: Session, dialect: str) -> None:
+def _notify(dialect: str, *, session: Session) -> None:
     if dialect == "postgresql":
         # Delivered at commit to worker processes listening (see jobs/inbox_listener.py).
         session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
@@ -373,7 +373,7 @@ def finish_pending(*, session: Session, event: str, received_by: datetime, but: 
 
 def fail(item: Claimed, error: str, *, session: Session, retryable: bool = True) -> bool:
     """Record a failure: retry later with backoff, or dead-letter it; True when dead."""
-    dead = QUEUE.fail(session, item.id, item.attempts, error, retryable=retryable)
+    dead = QUEUE.fail(item.id, item.attempts, error, session=session, retryable=retryable)
     FAILURES.labels(change_type_label(item.change_type, item.event), "yes" if dead else "no").inc()
     return dead
 
@@ -410,7 +410,7 @@ def replay(event_ids: Sequence[int] | None = None, *, session: Session) -> int:
 
 def counts(*, session: Session) -> dict[str, int]:
     """Return how many inbox events are in each status."""
-    return QUEUE.counts(session)
+    return QUEUE.counts(session=session)
 
 
 def refresh_depth(*, session: Session) -> None:

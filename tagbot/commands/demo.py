@@ -232,7 +232,7 @@ class Demo:
         assert self.rt is not None
         with self.rt.db.read() as session:
             ib = inbox.counts(session=session)
-            ob = outbox.counts(session)
+            ob = outbox.counts(session=session)
         return ib.get("pending", 0) + ib.get("processing", 0) == 0 and (
             ob.get("pending", 0) + ob.get("in_flight", 0) == 0
         )
@@ -395,7 +395,7 @@ class Demo:
                 # alongside the outbox workers, until none is left
                 drain_all(db=self.rt.db, wecom=self.rt.wecom, stopping=self.rt.stopping)
                 with self.rt.db.read() as session:
-                    left = outbox.counts(session)
+                    left = outbox.counts(session=session)
                 s.detail.append(
                     f"层级标签已推送到企业微信：出站队列剩余 {left.get('pending', 0)}，"
                     f"失败 {left.get('dead', 0)}"
