@@ -107,6 +107,8 @@ def oauth() -> ResponseReturnValue:
     tries = held.get("tries", 0) if isinstance(held, dict) else 0
     state = request.args.get("state", "")
     if not isinstance(expected, str) or not hmac.compare_digest(state.encode(), expected.encode()):
+        if current() is not None:  # a reloaded callback URL after signing in
+            return redirect(url_for("sidebar.shell"), code=302)
         return card(
             400,
             "stale",
