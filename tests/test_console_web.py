@@ -464,6 +464,9 @@ def test_the_vendored_files_are_served_with_their_licences(web: FlaskClient) -> 
         "echarts-6.1.0/NOTICE",
         "htmx-2.0.11/htmx.min.js",
         "htmx-2.0.11/LICENSE",
+        "wecom-jssdk-2.4.4/wecom.global.prod.js",
+        "wecom-jssdk-2.4.4/LICENSE",
+        "wecom-jssdk-2.4.4/package.json",
     ):
         assert (root / path).is_file()
         answer = web.get(f"/static/vendor/{path}")

@@ -9,6 +9,7 @@ from flask import Flask, Response, jsonify, request
 
 from wecom_sim.api import dispatch
 from wecom_sim.control import control_blueprint
+from wecom_sim.jssdk import jssdk_blueprint
 from wecom_sim.oauth import oauth_blueprint
 from wecom_sim.weblogin import weblogin_blueprint
 
@@ -54,4 +55,5 @@ def create_app(simulator: Simulator) -> Flask:
     app.register_blueprint(control_blueprint(simulator))
     app.register_blueprint(weblogin_blueprint(simulator))
     app.register_blueprint(oauth_blueprint(simulator))
+    app.register_blueprint(jssdk_blueprint(simulator))
     return app

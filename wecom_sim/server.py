@@ -8,13 +8,13 @@ import io
 import socket
 import threading
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import InternalServerError
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from wecom_sim import people
+from wecom_sim import jssdk, people
 from wecom_sim.api import normalise
 from wecom_sim.app import create_app
 from wecom_sim.callbacks import CallbackSender, Delivery
@@ -595,6 +595,79 @@ class Simulator:
             self.state.calls.clear()
             self.state.windows.clear()
             self.state.hour_windows.clear()
+            self.state.ticket_windows.clear()
+            self.state.ticket_fetches.clear()
+            self.state.jssdk_calls.clear()
+
+    # --- JS-SDK: tickets and the client around the page (wecom_sim/jssdk.py) --------------
+
+    @property
+    def ticket_fetches(self) -> dict[str, int]:
+        """Return the JS-SDK tickets handed out so far, by kind (corp, agent)."""
+        with self.state.lock:
+            return {kind: self.state.ticket_fetches[kind] for kind in ("corp", "agent")}
+
+    def set_ticket_limits(
+        self, *, per_hour_corp: int | None = None, per_hour_app: int | None = None
+    ) -> None:
+        """Change the hourly ticket limits (400 per corp, 100 per app, per kind)."""
+        with self.state.lock:
+            if per_hour_corp is not None:
+                self.state.tickets_per_hour_corp = per_hour_corp
+            if per_hour_app is not None:
+                self.state.tickets_per_hour_app = per_hour_app
+
+    def expire_js_tickets(self) -> None:
+        """Make every JS-SDK ticket handed out so far invalid (signatures over them fail)."""
+        with self.state.lock:
+            self.state.js_tickets.clear()
+
+    def verify_js_signature(
+        self,
+        kind: str,
+        *,
+        url: str,
+        timestamp: int | str,
+        nonce_str: str,
+        signature: str,
+        corp_id: str | None = None,
+        agent_id: int | str | None = None,
+    ) -> bool:
+        """Tell whether WeCom would accept this signature for `url` (kind: corp or agent)."""
+        signed = {"timestamp": str(timestamp), "nonceStr": nonce_str, "signature": signature}
+        with self.state.lock:
+            return jssdk.signature_valid(
+                self.state,
+                kind,
+                corp_id=self.corp_id if corp_id is None else corp_id,
+                agent_id=str(self.agent_id if agent_id is None else agent_id),
+                href=url,
+                signed=signed,
+            )
+
+    def open_chat(
+        self, userid: str, external_userid: str = "", *, entry: str = "single_chat_tools"
+    ) -> None:
+        """Open the page inside WeCom from `entry` (ww.getContext), with that customer."""
+        with self.state.lock:
+            jssdk.open_chat(self.state, userid, external_userid, entry)
+
+    def outside_wecom(self) -> None:
+        """Open the page in a plain browser: ww.env.isWeCom is false, every ww call fails."""
+        with self.state.lock:
+            self.state.in_wecom = False
+            self.state.open_chat = None
+
+    def jssdk_summary(self) -> dict[str, Any]:
+        """Return the stand-in's calls and answers, the open chat and the ticket counts."""
+        with self.state.lock:
+            chat = self.state.open_chat
+            return {
+                "in_wecom": self.state.in_wecom,
+                "open_chat": None if chat is None else asdict(chat),
+                "calls": [dict(c) for c in self.state.jssdk_calls],
+                "ticket_fetches": dict(self.state.ticket_fetches),
+            }
 
     # --- introspection ----------------------------------------------------------------
 

@@ -672,6 +672,26 @@ class WeComToken(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class JsapiTicketRow(Base):
+    """A JS-SDK ticket shared by every process: the corp's (agent_id 0) or one app's.
+
+    Keyed per corp and per corp + app, never per page URL: WeCom allows 400 fetches an
+    hour per corp and 100 per app (wecom-api.md section 7.6).
+    """
+
+    __tablename__ = "wecom_jsapi_tickets"
+
+    corp_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # corp | agent
+    agent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # 0 for the corp's
+    ticket: Mapped[str] = mapped_column(String(1024), default="")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # After WeCom refused a fetch (45009: the hourly limit): no process asks again before.
+    refused_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(String(255), default="")
+
+
 class WeComBudget(Base):
     """One WeCom API's shared budget state for a corp: the row reservations lock first."""
 
