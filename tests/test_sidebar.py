@@ -313,6 +313,29 @@ def test_signing_needs_a_session_json_our_origin_and_our_page(
     assert simulator.calls.get(("get_jsapi_ticket", 0), 0) == 0
 
 
+def test_one_request_answers_both_signatures_from_tickets_fetched_once(
+    sidebar_app: Flask, simulator: Simulator, seeded: Database
+) -> None:
+    client = _as(sidebar_app, simulator, "alice")
+    answers = [
+        client.post("/sidebar/jssdk-sign", json={"url": url})
+        for url in ("http://localhost/sidebar/", "http://localhost/sidebar/?x=1#frag")
+    ]
+    for answer in answers:
+        assert answer.status_code == 200
+        assert answer.headers["Cache-Control"] == "no-store"
+        body = answer.get_json()
+        assert body["corpId"] == simulator.corp_id
+        assert body["agentId"] == simulator.agent_id
+        for identity in ("corp", "agent"):
+            assert set(body[identity]) == {"timestamp", "nonceStr", "signature"}
+            assert re.fullmatch(r"[0-9a-f]{40}", body[identity]["signature"])
+        assert body["corp"]["signature"] != body["agent"]["signature"]
+    # Tickets are kept for the corp and the app, never per page URL.
+    assert simulator.calls[("get_jsapi_ticket", 0)] == 1
+    assert simulator.calls[("ticket/get", 0)] == 1
+
+
 # --- the simulator's authorize page ----------------------------------------------------
 
 

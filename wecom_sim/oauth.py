@@ -4,7 +4,7 @@
 &state=…&agentid=…` (the `#wechat_redirect` suffix stays in the browser) stands for the
 WeCom client loading a page of the app: it sends the browser straight on to
 `redirect_uri?code=…&state=…` for the member signed in to the simulated client, whom the
-control API picks (`PUT /control/oauth_member`). With nobody picked it shows the members to
+control API picks (`PUT /control/oauth_member`, else the member of `POST /control/open_chat`). With nobody picked it shows the members to
 click, like the web login page. An outsider (`{"outsider": true}`) gets a code that
 `auth/getuserinfo` answers with an openid.
 """

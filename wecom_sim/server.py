@@ -417,9 +417,15 @@ class Simulator:
 
     @property
     def oauth_member(self) -> str | None:
-        """Return who the simulated client signs in by OAuth2 (None: nobody picked)."""
+        """Return who the simulated client signs in by OAuth2 (None: nobody picked).
+
+        Picked by the control API, else the member of the open chat (`open_chat`).
+        """
         with self.state.lock:
-            return self.state.oauth_member
+            if self.state.oauth_member is not None:
+                return self.state.oauth_member
+            chat = self.state.open_chat
+            return chat.userid if chat is not None and chat.userid else None
 
     def set_oauth_member(self, userid: str | None, *, outsider: bool = False) -> None:
         """Pick the member the simulated WeCom client opens app pages as (None: nobody)."""

@@ -21,7 +21,7 @@ from bot.db.models import (
     Customer,
     Staff,
 )
-from tests.support.console import DIMENSION, console_config, seed_overview
+from tests.support.console import DIMENSION, Seeded, console_config, seed_overview
 from wecom_sim import Simulator
 
 HINTS = {"高价值": "重点维护：优先回复，节日问候。", "普通": "关注复购：推荐相关商品。"}
@@ -32,7 +32,6 @@ HOLDOUT_CAMPAIGN = "沉睡唤醒"
 def sidebar_config(db_url: str, sim: Simulator) -> dict[str, Any]:
     """The console's test config, OAuth at the simulator, talking points on the tiers."""
     cfg = console_config(db_url, sim)
-    cfg["wecom"]["oauth_url"] = sim.oauth_url
     dimension = dict(DIMENSION)
     dimension["tiers"] = [{**t, "hint": HINTS[t["tag"]]} for t in DIMENSION["tiers"]]
     cfg["tiering"] = {"dimensions": [dimension]}
@@ -46,12 +45,12 @@ def sidebar_settings(db_url: str, sim: Simulator, **server: Any) -> Settings:
     return settings_from_mapping(cfg, environ={})
 
 
-def seed_sidebar(db: Database, *, now: datetime, tz: Any) -> None:
+def seed_sidebar(db: Database, *, now: datetime, tz: Any) -> Seeded:
     """`seed_overview`'s corp (alice follows wm000, hostile name, 高价值; bob follows wm002),
     plus a follow-up task for alice on wm000 and wm001 in a campaign's holdout."""
-    seed_overview(db, now=now, tz=tz)
+    seeded = seed_overview(db, now=now, tz=tz)
     with db.write() as session:
-        ids = dict(session.execute(select(Customer.external_userid, Customer.id)))
+        ids = dict(session.execute(select(Customer.external_userid, Customer.id)).all())
         follow_up = Campaign(name="老客关怀", action="follow_up", dimension="value")
         holdout = Campaign(name=HOLDOUT_CAMPAIGN, action="group_message", dimension="value")
         session.add_all([follow_up, holdout])
@@ -96,6 +95,7 @@ def seed_sidebar(db: Database, *, now: datetime, tz: Any) -> None:
             ]
         )
         assert session.scalar(select(Staff.id).where(Staff.userid == "alice")) is not None
+    return seeded
 
 
 def authorize_query(location: str) -> dict[str, str]:

@@ -75,11 +75,12 @@
   }
 
   async function start() {
-    if (typeof window.ww === "undefined") {
+    // Outside the client the real SDK's calls never settle: ask its environment first.
+    var ww = window.ww;
+    if (typeof ww === "undefined" || (ww.env && ww.env.isWeCom === false)) {
       show("outside");
       return;
     }
-    var ww = window.ww;
     ww.register({
       corpId: config.dataset.corpId,
       agentId: Number(config.dataset.agentId),
