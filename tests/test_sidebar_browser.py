@@ -18,7 +18,7 @@ from bot.db.types import utcnow
 from tests.support.console import HOSTILE, Seeded
 from tests.support.console_browser import Served, Tab, screenshot, serving
 from tests.support.sidebar import HOLDOUT_CAMPAIGN, pick_member, seed_sidebar
-from tests.support.sidebar_browser import WEBVIEW, webview  # noqa: F401  (fixture)
+from tests.support.sidebar_browser import WEBVIEW, webview_tab
 from wecom_sim import Simulator
 
 pytestmark = pytest.mark.slow  # a real `tagbot serve` process and a browser
@@ -41,6 +41,13 @@ def sidebar_served(
         prepare=_prepare,
     ) as found:
         yield found
+
+
+@pytest.fixture
+def webview(browser: Any, sidebar_served: Served) -> Iterator[Tab]:
+    context, tab = webview_tab(browser, sidebar_served)
+    yield tab
+    context.close()
 
 
 def _open(tab: Tab, served: Served) -> list[str]:

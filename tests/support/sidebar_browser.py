@@ -9,11 +9,8 @@ to the simulator by the browser's router: the page runs under its real CSP.
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
-
-import pytest
 
 from tests.support.console_browser import Served, Tab
 from tests.support.jssdk import VENDORED_JSSDK
@@ -38,11 +35,10 @@ def use_standin_same_origin(context: Any, sim_url: str, bot_url: str) -> None:
     context.route(f"{bot_url}/jssdk/invoke", invoke)
 
 
-@pytest.fixture
-def webview(browser: Any, sidebar_served: Served) -> Iterator[Tab]:
-    """A fresh WeCom webview (no cookies) with the stand-in, its errors and requests noted."""
+def webview_tab(browser: Any, served: Served) -> tuple[Any, Tab]:
+    """Open a fresh WeCom webview (no cookies) with the stand-in; return its context and tab."""
     context = browser.new_context(viewport=WEBVIEW, locale="zh-CN", is_mobile=True)
-    use_standin_same_origin(context, sidebar_served.sim.url, sidebar_served.url)
+    use_standin_same_origin(context, served.sim.url, served.url)
     page = context.new_page()
     found = Tab(page)
 
@@ -51,8 +47,11 @@ def webview(browser: Any, sidebar_served: Served) -> Iterator[Tab]:
         if message.type == "error" and not message.text.startswith("Failed to load resource"):
             found.errors.append(message.text)
 
+    def on_dialog(dialog: Any) -> None:
+        found.dialogs.append(dialog.message)
+        dialog.dismiss()
+
     page.on("console", on_console)
     page.on("pageerror", lambda e: found.errors.append(str(e)))
-    page.on("dialog", lambda d: (found.dialogs.append(d.message), d.dismiss()))
-    yield found
-    context.close()
+    page.on("dialog", on_dialog)
+    return context, found
