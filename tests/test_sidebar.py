@@ -375,6 +375,29 @@ def test_the_simulator_redirects_with_a_single_use_code_for_the_picked_member(
     assert unknown.status_code == 404
 
 
+def test_without_a_pick_the_member_of_the_open_chat_signs_in(simulator: Simulator) -> None:
+    simulator.add_staff("bob")
+    simulator.open_chat("bob", "wm000")
+    answer = _authorize(simulator)
+    assert answer.status_code == 302
+    code = authorize_query(answer.headers["Location"])["code"]
+    who = requests.get(
+        simulator.api_base + "auth/getuserinfo",
+        params={"access_token": _token(simulator), "code": code},
+        timeout=5,
+    ).json()
+    assert who["userid"] == "bob"
+
+
+def _token(sim: Simulator) -> str:
+    answer = requests.get(
+        sim.api_base + "gettoken",
+        params={"corpid": sim.corp_id, "corpsecret": sim.state.secret},
+        timeout=5,
+    ).json()
+    return str(answer["access_token"])
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [

@@ -125,6 +125,28 @@ def test_a_holdout_customer_shows_the_notice(webview: Tab, sidebar_served: Serve
     assert webview.errors == []
 
 
+def test_a_wrong_signature_fails_in_the_standin_and_shows_a_card(
+    webview: Tab, sidebar_served: Served
+) -> None:
+    """The stand-in checks signatures as WeCom does: a tampered one gets no customer."""
+
+    def tamper(route: Any) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        signature = body["agent"]["signature"]
+        body["agent"]["signature"] = ("0" if signature[0] != "0" else "1") + signature[1:]
+        route.fulfill(response=answer, json=body)
+
+    webview.page.route(f"{sidebar_served.url}/sidebar/jssdk-sign", tamper)
+    sidebar_served.sim.open_chat("alice", "wm000")
+    asked = _open(webview, sidebar_served)
+    page = webview.page
+    page.wait_for_selector("#card-contact:not([hidden])")
+    assert "no permission" in page.inner_text("#contact-error")
+    assert not any(p.startswith("/sidebar/customer/") for p in asked)
+    assert page.locator("#customer").count() == 0
+
+
 @pytest.mark.parametrize("entry", ["group_chat_tools", "normal"])
 def test_a_group_chat_or_other_entry_shows_its_card(
     webview: Tab, sidebar_served: Served, entry: str

@@ -96,7 +96,8 @@
     try {
       entry = (await ww.getContext()).entry;
     } catch (err) {
-      show("outside");
+      // Inside the client a failure here is a refused registration (no permission).
+      show("contact", message(err), "contact-error");
       return;
     }
     if (entries.indexOf(entry) < 0) {
