@@ -176,6 +176,18 @@ def test_a_foreign_state_is_a_card_and_a_reload_after_sign_in_goes_home(
     assert client.get(local_path(back)).headers["Location"] == "/sidebar/"  # reloaded
 
 
+def test_two_sign_ins_at_once_both_come_back(sidebar_app: Flask, simulator: Simulator) -> None:
+    pick_member(simulator, "alice")
+    client = sidebar_app.test_client()
+    first = through_wecom(simulator, client.get("/sidebar/").headers["Location"])
+    second = through_wecom(simulator, client.get("/sidebar/").headers["Location"])
+    assert authorize_query(first)["state"] != authorize_query(second)["state"]
+    answer = client.get(local_path(first))  # the older one still holds
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "/sidebar/"
+    assert simulator.calls[("auth/getuserinfo", 0)] == 1
+
+
 def test_someone_outside_the_corp_gets_a_card(sidebar_app: Flask, simulator: Simulator) -> None:
     pick_member(simulator, None, outsider=True)
     client = sidebar_app.test_client()

@@ -1,4 +1,4 @@
-"""The Flask app of the simulator: /cgi-bin/ API, /control/ API, QR images, web login."""
+"""The Flask app of the simulator: /cgi-bin/ API, /control/ API, QR images, web login, OAuth2, JS-SDK."""
 
 from __future__ import annotations
 

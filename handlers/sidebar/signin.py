@@ -38,6 +38,7 @@ INVALID_CODE = 40029
 # A reused or expired code sends the browser through sign-in again, once: a second failure
 # in a row shows a card instead of looping (a wrong 可信域名 fails every time).
 RETRIES = 1
+KEEP_STATES = 3
 
 
 def expiry() -> sessions.Expiry:
@@ -94,19 +95,31 @@ def authorize_redirect(tries: int = 0) -> Response:
         }
     )
     response = redirect(f"{wecom.oauth_url}?{query}#wechat_redirect", code=302)
-    held = {"state": state, "tries": tries}
+    # The states of the sign-ins still under way (a client opening the page twice at once
+    # must not make the first one stale), newest last.
+    held = {"states": [*_pending()[1 - KEEP_STATES :], state], "tries": tries}
     cookies.write(response, PRE_COOKIE, held, path=COOKIE_PATH, max_age=PRE_MAX_AGE)
     return response
+
+
+def _pending() -> list[str]:
+    held = cookies.read(PRE_COOKIE, max_age=PRE_MAX_AGE)
+    states = held.get("states") if isinstance(held, dict) else None
+    if not isinstance(states, list):
+        return []
+    return [s for s in states if isinstance(s, str)]
+
+
+def _state_ok(state: str) -> bool:
+    return any(hmac.compare_digest(state.encode(), s.encode()) for s in _pending())
 
 
 @bp.get("/oauth", endpoint="oauth")
 def oauth() -> ResponseReturnValue:
     """Take WeCom's code back: check the state, ask who it is, start the member's session."""
     held = cookies.read(PRE_COOKIE, max_age=PRE_MAX_AGE)
-    expected = held.get("state") if isinstance(held, dict) else None
     tries = held.get("tries", 0) if isinstance(held, dict) else 0
-    state = request.args.get("state", "")
-    if not isinstance(expected, str) or not hmac.compare_digest(state.encode(), expected.encode()):
+    if not _state_ok(request.args.get("state", "")):
         if current() is not None:  # a reloaded callback URL after signing in
             return redirect(url_for("sidebar.shell"), code=302)
         return card(
