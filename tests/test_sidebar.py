@@ -204,7 +204,8 @@ def test_someone_outside_the_corp_gets_a_card(sidebar_app: Flask, simulator: Sim
 def test_a_follower_sees_tiers_why_what_to_do_history_orders_and_tags(
     sidebar_app: Flask, simulator: Simulator, seeded: Database
 ) -> None:
-    answer = _as(sidebar_app, simulator, "alice").get("/sidebar/customer/wm000")
+    client = _as(sidebar_app, simulator, "alice")
+    answer = client.get("/sidebar/customer/wm000")
     assert answer.status_code == 200
     page = answer.get_data(as_text=True)
     assert ESCAPED in page
@@ -216,7 +217,12 @@ def test_a_follower_sees_tiers_why_what_to_do_history_orders_and_tags(
     )
     assert badge
     assert badge.group(1) == "客户价值：高价值"
-    why = page[page.index('<div class="why"') :]
+    assert 'data-url="/sidebar/customer/wm000/why"' in page
+    assert "为什么是" not in page  # computed when first asked for
+    answer = client.get("/sidebar/customer/wm000/why")
+    assert answer.status_code == 200
+    why = answer.get_data(as_text=True)
+    assert 'id="why-1" data-dimension="value" hidden' in why  # the badge's aria-controls
     assert "为什么是“高价值”" in why
     assert "spend_365d &gt;= 1000" in why  # the rule as configured
     assert re.search(r'data-metric="spend_365d".*?metric-value">1500', why, re.S)
@@ -260,18 +266,35 @@ def test_anyone_else_is_refused_with_a_card_and_no_data(
     external_userid: str,
     card: str,
 ) -> None:
-    answer = _as(sidebar_app, simulator, userid).get(f"/sidebar/customer/{external_userid}")
-    assert answer.status_code == 403
-    page = answer.get_data(as_text=True)
-    assert f'data-card="{card}"' in page
-    if card == "not_follower":
-        assert "你不是该客户的跟进人" in page
-    for data in (external_userid, ESCAPED, "客户1", "客户4", "高价值", "普通", "门店码", "1500"):
-        assert data not in page
+    client = _as(sidebar_app, simulator, userid)
+    for path in (
+        f"/sidebar/customer/{external_userid}",
+        f"/sidebar/customer/{external_userid}/why",
+    ):
+        answer = client.get(path)
+        assert answer.status_code == 403
+        page = answer.get_data(as_text=True)
+        assert f'data-card="{card}"' in page
+        if card == "not_follower":
+            assert "你不是该客户的跟进人" in page
+        for data in (
+            external_userid,
+            ESCAPED,
+            "客户1",
+            "客户4",
+            "高价值",
+            "普通",
+            "门店码",
+            "1500",
+        ):
+            assert data not in page
 
 
-def test_without_a_session_the_fragment_is_refused(sidebar_app: Flask, seeded: Database) -> None:
-    answer = sidebar_app.test_client().get("/sidebar/customer/wm000")
+@pytest.mark.parametrize("path", ["/sidebar/customer/wm000", "/sidebar/customer/wm000/why"])
+def test_without_a_session_the_fragment_is_refused(
+    sidebar_app: Flask, seeded: Database, path: str
+) -> None:
+    answer = sidebar_app.test_client().get(path)
     assert answer.status_code == 403
     page = answer.get_data(as_text=True)
     assert 'data-card="session"' in page

@@ -6,6 +6,9 @@ the member follows the customer (an active relation in our database).
 
 The console's customer page services are reused: followers and tags
 (bot.reports.customer_profile), the tier explanation (bot.tiering.why + customer_tiers).
+The view shows the tiers the last run stored; their explanation (为什么) recomputes the
+customer's metrics, which costs most of a request, so it is its own request, made when the
+member taps a badge (`sidebar_why`): the page opens without waiting for it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from bot.db.models import (
     FollowRelation,
     Order,
     Staff,
+    TierAssignment,
 )
 from bot.outreach.report import WINDOWS
 from bot.reports.customer_profile import Event, Follower, TagSplit, followers_of, tag_split
@@ -58,9 +62,12 @@ TASK_STATES = {
 
 @dataclass(frozen=True)
 class TierCard:
-    """One dimension: the badge, its talking point and why the customer holds it."""
+    """One dimension: the badge (the tier the last run stored) and its talking point."""
 
-    reason: TierReason
+    dimension: str
+    tag_group: str
+    tier: str | None
+    since: datetime | None
     hint: str  # the tier's configured talking point ("" when none)
 
 
@@ -97,7 +104,6 @@ class SidebarView:
     followers: tuple[Follower, ...]  # active only
     came_through: Follower | None
     tiers: tuple[TierCard, ...]
-    computed_at: datetime
     tasks: tuple[OpenTask, ...]
     holdout: tuple[str, ...]  # campaigns whose holdout holds the customer now
     tier_changes: tuple[Event, ...]
@@ -194,6 +200,28 @@ def recent_orders(customer_id: int, *, session: Session) -> tuple[OrderLine, ...
     )
 
 
+def tier_cards(
+    customer_id: int,
+    dims: Sequence[Dimension],
+    hints: Mapping[tuple[str, str], str],
+    *,
+    session: Session,
+) -> tuple[TierCard, ...]:
+    """Return a card per configured dimension with the tier the last run stored."""
+    held = {
+        a.dimension: (a.tier, a.since)
+        for a in session.scalars(
+            select(TierAssignment).where(TierAssignment.customer_id == customer_id)
+        )
+    }
+    cards = []
+    for dim in dims:
+        tier, since = held.get(dim.name, (None, None))
+        hint = hints.get((dim.name, tier), "") if tier else ""
+        cards.append(TierCard(dim.name, dim.tag_group, tier, since, hint))
+    return tuple(cards)
+
+
 def sidebar_view(
     external_userid: str,
     userid: str,
@@ -202,9 +230,7 @@ def sidebar_view(
     dims: Sequence[Dimension],
     hints: Mapping[tuple[str, str], str],
     display_names: Mapping[str, str],
-    tz: ZoneInfo,
     now: datetime,
-    engine: ExplainEngine | None = None,
 ) -> SidebarView | Refusal:
     """Return the customer's sidebar view for the member, or why it is refused."""
     with db.read() as session:
@@ -215,30 +241,42 @@ def sidebar_view(
         followers, relation_staff, _ = followers_of(
             customer, session=session, display_names=display_names
         )
-        changes = profile_tier_events(
-            customer.id, {d.name: d for d in dims}, session=session, limit=TIER_CHANGES
+        dated = [f for f in followers if f.added_at is not None]
+        return SidebarView(
+            external_userid=customer.external_userid,
+            name=customer.name,
+            type=customer.type,
+            corp_name=customer.corp_name,
+            followers=tuple(f for f in followers if f.status == "active"),
+            came_through=min(dated, key=lambda f: f.added_at or now) if dated else None,
+            tiers=tier_cards(customer.id, dims, hints, session=session),
+            tasks=open_tasks(customer.id, userid, session=session, now=now),
+            holdout=holdout_campaigns(customer.id, session=session, now=now),
+            tier_changes=tuple(
+                profile_tier_events(
+                    customer.id, {d.name: d for d in dims}, session=session, limit=TIER_CHANGES
+                )
+            ),
+            orders=recent_orders(customer.id, session=session),
+            tags=tag_split(customer.id, relation_staff, session=session),
         )
-        tags = tag_split(customer.id, relation_staff, session=session)
-        tasks = open_tasks(customer.id, userid, session=session, now=now)
-        holdout = holdout_campaigns(customer.id, session=session, now=now)
-        orders = recent_orders(customer.id, session=session)
-    views = explain_customer(db, dims, customer_id=customer.id, tz=tz.key, as_of=now, engine=engine)
-    reasons = readable_tiers(views, dims, now=now, tz=tz)
-    dated = [f for f in followers if f.added_at is not None]
-    return SidebarView(
-        external_userid=customer.external_userid,
-        name=customer.name,
-        type=customer.type,
-        corp_name=customer.corp_name,
-        followers=tuple(f for f in followers if f.status == "active"),
-        came_through=min(dated, key=lambda f: f.added_at or now) if dated else None,
-        tiers=tuple(
-            TierCard(r, hints.get((r.dimension, r.tier), "") if r.tier else "") for r in reasons
-        ),
-        computed_at=now,
-        tasks=tasks,
-        holdout=holdout,
-        tier_changes=tuple(changes),
-        orders=orders,
-        tags=tags,
-    )
+
+
+def sidebar_why(
+    external_userid: str,
+    userid: str,
+    *,
+    db: Database,
+    dims: Sequence[Dimension],
+    tz: ZoneInfo,
+    now: datetime,
+    engine: ExplainEngine | None = None,
+) -> tuple[TierReason, ...] | Refusal:
+    """Explain each dimension for the member's customer as of `now`, or say why not."""
+    with db.read() as session:
+        found = check_access(external_userid, userid, session=session)
+        if isinstance(found, str):
+            return found
+        customer_id = found.id
+    views = explain_customer(db, dims, customer_id=customer_id, tz=tz.key, as_of=now, engine=engine)
+    return tuple(readable_tiers(views, dims, now=now, tz=tz))

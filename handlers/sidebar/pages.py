@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.rules import load_dimensions
-from bot.sidebar.profile import SidebarView, hints_of, sidebar_view
+from bot.sidebar.profile import SidebarView, hints_of, sidebar_view, sidebar_why
 from bot.sidebar.signing import sign_page
 from bot.tiering.why import ExplainEngine
 from bot.wecom.budget import interactive
@@ -130,27 +130,51 @@ def _refused(key: str) -> ResponseReturnValue:
     return render_template("sidebar/_card.html", key=key, title=title, message=message), 403
 
 
+def _checked_id(external_userid: str) -> None:
+    if len(external_userid) > MAX_ID:
+        abort(400, description="external_userid 太长。")
+
+
 @bp.get("/customer/<external_userid>", endpoint="customer")
 def customer(external_userid: str) -> ResponseReturnValue:
     """Render the customer fragment: only for a member who follows the customer (else 403)."""
     web = signin.current()
     if web is None:
         return _refused("session")
-    if len(external_userid) > MAX_ID:
-        abort(400, description="external_userid 太长。")
-    rt = runtime()
-    settings = rt.settings
+    _checked_id(external_userid)
+    settings = runtime().settings
     view = sidebar_view(
         external_userid,
         web.actor,
-        db=rt.db,
+        db=runtime().db,
         dims=load_dimensions(settings.tiering.dimensions),
         hints=hints_of(settings.tiering),
         display_names=settings.staff,
-        tz=settings.tz,
         now=utcnow(),
-        engine=rt.local(ExplainEngine),  # the rank basis is built once a day, not per request
     )
     if not isinstance(view, SidebarView):
         return _refused(view)
     return render_template("sidebar/_customer.html", v=view)
+
+
+@bp.get("/customer/<external_userid>/why", endpoint="why")
+def why(external_userid: str) -> ResponseReturnValue:
+    """Render 为什么 for each dimension (loaded on the first tap of a badge); 403 as above."""
+    web = signin.current()
+    if web is None:
+        return _refused("session")
+    _checked_id(external_userid)
+    rt = runtime()
+    now = utcnow()
+    reasons = sidebar_why(
+        external_userid,
+        web.actor,
+        db=rt.db,
+        dims=load_dimensions(rt.settings.tiering.dimensions),
+        tz=rt.settings.tz,
+        now=now,
+        engine=rt.local(ExplainEngine),  # the rank basis is built once a day, not per request
+    )
+    if isinstance(reasons, str):
+        return _refused(reasons)
+    return render_template("sidebar/_why.html", reasons=reasons, computed_at=now)

@@ -48,18 +48,38 @@
     return signatures[url];
   }
 
+  // 为什么 is computed when first asked for (it recomputes the customer's metrics), once
+  // for all badges; the panels come rendered and escaped by the server.
+  var why = null;
+  function loadWhy() {
+    var holder = document.getElementById("why-panels");
+    if (!why) {
+      why = fetch(holder.dataset.url, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (r) { return r.text(); })
+        .then(function (html) { holder.innerHTML = html; });
+      why.catch(function () { why = null; });
+    }
+    return why;
+  }
+
+  function toggle(badge) {
+    var panel = document.getElementById(badge.getAttribute("aria-controls"));
+    if (!panel) return;
+    var open = badge.getAttribute("aria-expanded") !== "true";
+    content.querySelectorAll("button.badge[aria-expanded='true']").forEach(function (b) {
+      b.setAttribute("aria-expanded", "false");
+      var other = document.getElementById(b.getAttribute("aria-controls"));
+      if (other) other.hidden = true;
+    });
+    badge.setAttribute("aria-expanded", open ? "true" : "false");
+    panel.hidden = !open;
+  }
+
   function bindBadges() {
     content.addEventListener("click", function (event) {
       var badge = event.target.closest("button.badge[aria-controls]");
       if (!badge) return;
-      var panel = document.getElementById(badge.getAttribute("aria-controls"));
-      var open = badge.getAttribute("aria-expanded") !== "true";
-      content.querySelectorAll("button.badge[aria-expanded='true']").forEach(function (b) {
-        b.setAttribute("aria-expanded", "false");
-        document.getElementById(b.getAttribute("aria-controls")).hidden = true;
-      });
-      badge.setAttribute("aria-expanded", open ? "true" : "false");
-      panel.hidden = !open;
+      loadWhy().then(function () { toggle(badge); });
     });
   }
 
