@@ -14,8 +14,8 @@ callback per customer, dead letters in both queues, a month of sync runs).
 The pages are the ones registered on the branch it runs on: each endpoint of the console's
 navigation (guard.NAV), a customer's page and a tier's .xlsx export when their routes exist
 (/admin/customers/<id>, /admin/tiers/<dimension>/export.xlsx), and the staff sidebar's
-customer fragment for that customer (/sidebar/customer/<id>, signed in as a member who
-follows them). Each is requested `--repeat` times, signed in with the admin token (the
+customer fragment for that customer and its 为什么 (/sidebar/customer/<id>[/why], signed
+in as a member who follows them). Each is requested `--repeat` times, signed in with the admin token (the
 sidebar: a sidebar session), through the Flask app in this process: the time is the
 server's (routing, services, templates), without a network. `--services` also times
 the read services one by one.
@@ -403,6 +403,7 @@ def _time_pages(settings: Any, db: Database, spec: dict[str, Any]) -> dict[str, 
         sidebar = _sidebar_client(app, db, unquote(customer)) if customer else None
         if sidebar is not None:
             pages["侧边栏客户片段"] = (sidebar[0], sidebar[1])
+            pages["侧边栏为什么 (on tap)"] = (sidebar[0], sidebar[1] + "/why")
         for title, (client, path) in pages.items():
             warm = client.get(path)  # the first request compiles the templates
             if warm.status_code != 200:
