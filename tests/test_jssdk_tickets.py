@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.errors import ValidationError, WeComError
 from bot.sidebar import tickets
@@ -15,6 +16,8 @@ from bot.sidebar.selfcheck import check_tickets
 from bot.sidebar.signing import PageSignatures, js_signature, page_url, sign_page
 from bot.sidebar.tickets import TicketKind, TicketUnavailableError
 from bot.wecom.client import WeComClient, counting_calls
+from handlers.app import create_app
+from tests.support.corp import base_config
 from tests.support.jssdk_workers import sign_on_command
 from tests.support.wecom_clients import make_client
 from wecom_sim import Simulator
@@ -276,3 +279,27 @@ def test_two_processes_fetch_each_ticket_once_per_expiry(
     assert simulator.ticket_fetches == {"corp": 2, "agent": 2}
     assert simulator.calls["get_jsapi_ticket"] == 2
     assert simulator.calls["ticket/get"] == 2
+
+
+def test_an_exhausted_hourly_limit_is_a_503_with_retry_after_not_a_500(
+    db_url: str, simulator: Simulator
+) -> None:
+    settings = settings_from_mapping(base_config(db_url, api_base=simulator.api_base), environ={})
+    app = create_app(settings)
+    rt = app.extensions["tagbot"]
+
+    def sign() -> dict[str, Any]:  # what the sidebar's signing endpoint does with the store
+        signed = sign_page(PAGE, db=rt.db, wecom=rt.wecom)
+        return {"corpId": signed.corp_id, "signature": signed.agent.signature}
+
+    app.add_url_rule("/test/sign", view_func=sign)
+    try:
+        simulator.set_ticket_limits(per_hour_app=0)
+        answer = app.test_client().get("/test/sign")
+        assert answer.status_code == 503
+        body = answer.get_json()
+        assert body["errcode"] == 45009
+        assert "次数已用完" in body["message"]
+        assert 1 <= int(answer.headers["Retry-After"]) <= 300
+    finally:
+        rt.close()
