@@ -371,6 +371,17 @@ def test_one_request_answers_both_signatures_from_tickets_fetched_once(
     assert simulator.calls[("ticket/get", 0)] == 1
 
 
+def test_no_ticket_within_wecoms_hourly_limit_is_a_json_503(
+    sidebar_app: Flask, simulator: Simulator, seeded: Database
+) -> None:
+    client = _as(sidebar_app, simulator, "alice")
+    simulator.set_ticket_limits(per_hour_app=0)
+    answer = client.post("/sidebar/jssdk-sign", json={"url": "http://localhost/sidebar/"})
+    assert answer.status_code == 503
+    assert "次数已用完" in answer.get_json()["error"]
+    assert 1 <= int(answer.headers["Retry-After"]) <= 300
+
+
 # --- the simulator's authorize page ----------------------------------------------------
 
 

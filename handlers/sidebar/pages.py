@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from urllib.parse import urlsplit
 
 from flask import abort, jsonify, render_template, request
@@ -14,6 +15,7 @@ from bot.errors import WeComError
 from bot.rules import load_dimensions
 from bot.sidebar.profile import SidebarView, hints_of, sidebar_view, sidebar_why
 from bot.sidebar.signing import sign_page
+from bot.sidebar.tickets import TicketUnavailableError
 from bot.tiering.why import ExplainEngine
 from bot.wecom.budget import interactive
 from handlers.context import runtime
@@ -91,6 +93,14 @@ def jssdk_sign() -> ResponseReturnValue:
     try:
         with interactive():  # a person waits for it
             signed = sign_page(url, db=rt.db, wecom=rt.wecom)
+    except TicketUnavailableError as exc:
+        # WeCom's hourly ticket limit: say so, and when to try again (the blueprint's
+        # catch-all would otherwise answer this JSON request with an HTML card).
+        response = _json_error(503, exc.message_zh)
+        if exc.retry_after is not None:
+            wait = math.ceil((exc.retry_after - utcnow()).total_seconds())
+            response.headers["Retry-After"] = str(max(1, wait))
+        return response
     except WeComError as exc:
         log.warning("sidebar signature: %s", exc)
         return _json_error(502, f"企业微信暂时无法提供签名，请稍后重试。（{exc.errcode}）")
