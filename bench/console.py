@@ -13,9 +13,11 @@ callback per customer, dead letters in both queues, a month of sync runs).
 
 The pages are the ones registered on the branch it runs on: each endpoint of the console's
 navigation (guard.NAV), a customer's page and a tier's .xlsx export when their routes exist
-(/admin/customers/<id>, /admin/tiers/<dimension>/export.xlsx). Each is requested `--repeat`
-times, signed in with the admin token, through the Flask app in this process: the time is
-the server's (routing, services, templates), without a network. `--services` also times
+(/admin/customers/<id>, /admin/tiers/<dimension>/export.xlsx), and the staff sidebar's
+customer fragment for that customer and its 为什么 (/sidebar/customer/<id>[/why], signed
+in as a member who follows them). Each is requested `--repeat` times, signed in with the admin token (the
+sidebar: a sidebar session), through the Flask app in this process: the time is the
+server's (routing, services, templates), without a network. `--services` also times
 the read services one by one.
 """
 
@@ -29,7 +31,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, select, text
@@ -335,6 +337,50 @@ def _signed_in(app: Any) -> Any:
     return client
 
 
+def _sidebar_client(app: Any, db: Database, customer: str) -> tuple[Any, str] | None:
+    """Return a client signed in to the staff sidebar as a follower of `customer`, and the
+    fragment's path (None when this branch has no sidebar or nobody follows them).
+
+    The session is made as /sidebar/oauth makes it: WeCom's OAuth is no part of the timing.
+    """
+    if not any(r.rule == "/sidebar/customer/<external_userid>" for r in app.url_map.iter_rules()):
+        return None
+    from flask import Response
+
+    from bot.console import sessions
+    from bot.db.models import Customer, FollowRelation, Staff
+    from bot.db.types import utcnow
+    from handlers.sidebar import signin
+    from handlers.web import cookies
+
+    with db.read() as s:
+        userid = s.scalar(
+            select(Staff.userid)
+            .join(FollowRelation, FollowRelation.staff_id == Staff.id)
+            .join(Customer, Customer.id == FollowRelation.customer_id)
+            .where(Customer.external_userid == customer, FollowRelation.status == "active")
+            .limit(1)
+        )
+    if userid is None:
+        return None
+    client = app.test_client()
+    with app.test_request_context("/sidebar/"):
+        with db.write() as s:
+            session_id, _ = sessions.create(
+                session=s,
+                actor=userid,
+                role="viewer",
+                method=sessions.SIDEBAR_METHOD,
+                now=utcnow(),
+                expiry=signin.expiry(),
+            )
+        holder = Response()
+        cookies.write(holder, signin.COOKIE, session_id, path=signin.COOKIE_PATH, max_age=3600)
+        value = holder.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+    client.set_cookie(signin.COOKIE, value, path=signin.COOKIE_PATH)
+    return client, f"/sidebar/customer/{quote(customer)}"
+
+
 def _stats(seconds: list[float]) -> dict[str, float]:
     p95 = statistics.quantiles(seconds, n=20)[18] if len(seconds) > 1 else seconds[0]
     return {
@@ -348,9 +394,17 @@ def _time_pages(settings: Any, db: Database, spec: dict[str, Any]) -> dict[str, 
 
     app = create_app(settings)
     try:
-        client = _signed_in(app)
+        console = _signed_in(app)
         out: dict[str, Any] = {}
-        for title, path in _pages(app, db, spec["customers"]).items():
+        pages = {
+            title: (console, path) for title, path in _pages(app, db, spec["customers"]).items()
+        }
+        customer = pages.get("客户详情", (console, ""))[1].rsplit("/", 1)[-1]
+        sidebar = _sidebar_client(app, db, unquote(customer)) if customer else None
+        if sidebar is not None:
+            pages["侧边栏客户片段"] = (sidebar[0], sidebar[1])
+            pages["侧边栏为什么 (on tap)"] = (sidebar[0], sidebar[1] + "/why")
+        for title, (client, path) in pages.items():
             warm = client.get(path)  # the first request compiles the templates
             if warm.status_code != 200:
                 out[title] = {"path": path, "status": warm.status_code}

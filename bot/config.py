@@ -39,6 +39,7 @@ ENV_PREFIX = "TAGBOT_"
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
 # The self-built app's web login page (wecom-api.md section 7.4); the simulator serves one too.
 DEFAULT_WEB_LOGIN_URL = "https://login.work.weixin.qq.com/wwlogin/sso/login"
+DEFAULT_OAUTH_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
 _AES_KEY_LENGTH = 43
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 # WeCom userids: 1-64 bytes of letters, digits and "_-@.", starting with a letter or digit.
@@ -80,6 +81,7 @@ class WeComSettings(_Section):
     encoding_aes_key: SecretStr
     api_base: str = DEFAULT_API_BASE
     web_login_url: str = DEFAULT_WEB_LOGIN_URL
+    oauth_url: str = DEFAULT_OAUTH_URL  # the staff sidebar's OAuth2 (snsapi_base)
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_retries: int = Field(default=3, ge=0, le=10)
     # A signed callback older than this is a replay, not a re-delivery (those come in minutes).
@@ -125,7 +127,7 @@ class WeComSettings(_Section):
             raise ValueError("must be an http(s) URL")
         return v if v.endswith("/") else v + "/"
 
-    @field_validator("web_login_url")
+    @field_validator("web_login_url", "oauth_url")
     @classmethod
     def _web_login_shape(cls, v: str) -> str:
         if not re.match(r"^https?://[^\s/?#]+[^\s?#]*$", v):
@@ -209,6 +211,16 @@ class TierSettings(_Section):
     tag: str = Field(min_length=1, max_length=TAG_NAME_MAX)
     when: str = Field(min_length=1)
     stay: str | None = None
+    # The talking point the staff sidebar shows for this tier (Chinese, optional).
+    hint: str = Field(default="", max_length=200)
+
+    @field_validator("hint")
+    @classmethod
+    def _hint_text(cls, v: str) -> str:
+        v = v.strip()
+        if any(ord(c) < 32 for c in v):
+            raise ValueError("must be one line of text (no control characters)")
+        return v
 
 
 class DimensionSettings(_Section):
@@ -390,6 +402,14 @@ class ConsoleSettings(_Section):
         return self
 
 
+class SidebarSettings(_Section):
+    """`[sidebar]`: the staff page in the WeCom chat toolbar (聊天工具栏) under /sidebar/."""
+
+    # A member signs in once (silent OAuth2) and stays signed in this long; the WeCom
+    # client keeps the cookie until the member switches account.
+    session_hours: int = Field(default=12, ge=1, le=30 * 24)
+
+
 class AppSettings(_Section):
     timezone: str = "Asia/Shanghai"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -414,6 +434,7 @@ class Settings(_Section):
     channels: tuple[ChannelSettings, ...] = ()
     outreach: OutreachSettings = OutreachSettings()
     console: ConsoleSettings = ConsoleSettings()
+    sidebar: SidebarSettings = SidebarSettings()
     app: AppSettings = AppSettings()
     # Display names by WeCom userid (`[staff] liuyang = "刘洋"`): WeCom gives member names
     # only to some apps, and `{staff}` in a welcome should read as a person's name.

@@ -88,6 +88,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         {"userid": "zhangsan"},
     ),
     Endpoint(
+        "GET|PUT",
+        "/oauth_member",
+        "{userid?, outsider?}",
+        "who the WeCom client opens app pages as: OAuth2 authorize redirects at once with "
+        "their code (null: the authorize page lists the members to pick)",
+        {"userid": "zhangsan"},
+    ),
+    Endpoint(
         "POST",
         "/group_msgs/confirm",
         "{userid?}",

@@ -258,6 +258,11 @@ class Simulator:
         """Return the web login page to configure as wecom.web_login_url."""
         return self.url + "/wwlogin/sso/login"
 
+    @property
+    def oauth_url(self) -> str:
+        """Return the OAuth2 authorize page to configure as wecom.oauth_url."""
+        return self.url + "/connect/oauth2/authorize"
+
     # --- settings that tests tune while running ---------------------------------
 
     @property
@@ -403,6 +408,33 @@ class Simulator:
         """Return the code a member's web login scan hands the app ("" for an outsider)."""
         with self.state.lock:
             return self.state.issue_login_code(userid)
+
+    def is_active_member(self, userid: str) -> bool:
+        """Tell whether `userid` is an active member of the corp."""
+        with self.state.lock:
+            member = self.state.staff.get(userid)
+            return member is not None and member.active
+
+    @property
+    def oauth_member(self) -> str | None:
+        """Return who the simulated client signs in by OAuth2 (None: nobody picked).
+
+        Picked by the control API, else the member of the open chat (`open_chat`).
+        """
+        with self.state.lock:
+            if self.state.oauth_member is not None:
+                return self.state.oauth_member
+            chat = self.state.open_chat
+            return chat.userid if chat is not None and chat.userid else None
+
+    def set_oauth_member(self, userid: str | None, *, outsider: bool = False) -> None:
+        """Pick the member the simulated WeCom client opens app pages as (None: nobody)."""
+        if outsider:
+            userid = ""
+        elif userid is not None and not self.is_active_member(userid):
+            raise LookupError(f"no active member {userid!r}")
+        with self.state.lock:
+            self.state.oauth_member = userid
 
     def scan(
         self,

@@ -138,6 +138,9 @@ class SimState:
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     login_codes: dict[str, LoginCode] = field(default_factory=dict)
     login_code_ttl: float = LOGIN_CODE_TTL
+    # Who the simulated WeCom client is signed in as for OAuth2 (None: nobody picked, the
+    # authorize page asks; "": someone outside the corp).
+    oauth_member: str | None = None
     stalls: dict[str, list[Stall]] = field(default_factory=dict)
     # JS-SDK: tickets issued (ticket -> what it signs for), fetches per kind, the hourly
     # windows per (kind, scope), and what the client shows around the page.

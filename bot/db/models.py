@@ -801,7 +801,7 @@ class ConsoleSession(Base):
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the id
     actor: Mapped[str] = mapped_column(String(64))  # a WeCom userid, or "admin-token"
     role: Mapped[str] = mapped_column(String(16))  # admin | viewer
-    method: Mapped[str] = mapped_column(String(16))  # token | wecom
+    method: Mapped[str] = mapped_column(String(16))  # token | wecom | sidebar
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
