@@ -107,15 +107,21 @@ def bgnbd_log_likelihood(
     return ll, grad
 
 
-def fit_bgnbd(x: Array, t_x: Array, age: Array) -> BgNbd:
-    """Fit BG/NBD to the customers' (x, t_x, T) by maximum likelihood."""
+def fit_bgnbd(x: Array, t_x: Array, age: Array, weights: Array | None = None) -> BgNbd:
+    """Fit BG/NBD to the customers' (x, t_x, T) by maximum likelihood.
+
+    With `weights`, each row stands for that many customers (rows already grouped).
+    """
     t0 = time.perf_counter()
     x, t_x, age = (np.asarray(v, dtype=np.float64) for v in (x, t_x, age))
-    n = int(x.size)
-    repeat = int(np.count_nonzero(x > 0))
+    if weights is None:
+        (ux, utx, uage), w = _weighted_unique(x, t_x, age)
+    else:
+        ux, utx, uage, w = x, t_x, age, np.asarray(weights, dtype=np.float64)
+    n = int(np.sum(w))
+    repeat = int(np.sum(w[ux > 0]))
     if repeat < MIN_REPEAT_BUYERS:
         raise FitError(f"复购客户只有 {repeat} 位（至少 {MIN_REPEAT_BUYERS} 位才能拟合）")
-    (ux, utx, uage), w = _weighted_unique(x, t_x, age)
     scale = float(np.sum(w))
 
     def objective(theta: Array) -> tuple[float, Array]:
@@ -154,15 +160,21 @@ def gamma_gamma_log_likelihood(
     return float(np.sum(w * ll_i)), grad
 
 
-def fit_gamma_gamma(x: Array, m: Array) -> GammaGamma:
-    """Fit Gamma-Gamma to repeat buyers' (x ≥ 1 repeat purchases, mean spend m > 0)."""
+def fit_gamma_gamma(x: Array, m: Array, weights: Array | None = None) -> GammaGamma:
+    """Fit Gamma-Gamma to repeat buyers' (x ≥ 1 repeat purchases, mean spend m > 0).
+
+    Other rows are left out. With `weights`, each row stands for that many customers.
+    """
     t0 = time.perf_counter()
     x, m = (np.asarray(v, dtype=np.float64) for v in (x, m))
     keep = (x > 0) & (m > 0)
-    n = int(np.count_nonzero(keep))
+    if weights is None:
+        (ux, um), w = _weighted_unique(x[keep], m[keep])
+    else:
+        ux, um, w = x[keep], m[keep], np.asarray(weights, dtype=np.float64)[keep]
+    n = int(np.sum(w))
     if n < MIN_REPEAT_BUYERS:
         raise FitError(f"有复购金额的客户只有 {n} 位（至少 {MIN_REPEAT_BUYERS} 位才能拟合）")
-    (ux, um), w = _weighted_unique(x[keep], m[keep])
 
     def objective(theta: Array) -> tuple[float, Array]:
         ll, grad = gamma_gamma_log_likelihood(theta, ux, um, w)
