@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import optimize, special
+
+# scipy.optimize and scipy.special are imported where used: they cost about a second of
+# start-up, and every CLI command imports the metrics engine (hence this module).
 
 Array = npt.NDArray[np.float64]
 
@@ -72,6 +75,8 @@ def bgnbd_log_likelihood(
     params: Array, x: Array, t_x: Array, age: Array, w: Array | None = None
 ) -> tuple[float, Array]:
     """Return the BG/NBD log-likelihood and its gradient in log(r, α, a, b)."""
+    from scipy import special
+
     r, alpha, a, b = np.exp(params)
     w = np.ones_like(x) if w is None else w
     rep = x > 0
@@ -112,6 +117,8 @@ def fit_bgnbd(x: Array, t_x: Array, age: Array, weights: Array | None = None) ->
 
     With `weights`, each row stands for that many customers (rows already grouped).
     """
+    from scipy import optimize
+
     t0 = time.perf_counter()
     x, t_x, age = (np.asarray(v, dtype=np.float64) for v in (x, t_x, age))
     if weights is None:
@@ -140,6 +147,8 @@ def gamma_gamma_log_likelihood(
     params: Array, x: Array, m: Array, w: Array | None = None
 ) -> tuple[float, Array]:
     """Return the Gamma-Gamma log-likelihood of repeat buyers and its gradient in log(p, q, γ)."""
+    from scipy import special
+
     p, q, g = np.exp(params)
     w = np.ones_like(x) if w is None else w
     px = p * x
@@ -165,6 +174,8 @@ def fit_gamma_gamma(x: Array, m: Array, weights: Array | None = None) -> GammaGa
 
     Other rows are left out. With `weights`, each row stands for that many customers.
     """
+    from scipy import optimize
+
     t0 = time.perf_counter()
     x, m = (np.asarray(v, dtype=np.float64) for v in (x, m))
     keep = (x > 0) & (m > 0)
@@ -190,7 +201,7 @@ def fit_gamma_gamma(x: Array, m: Array, weights: Array | None = None) -> GammaGa
     return GammaGamma(p, q, g, -float(res.fun) * n, n, time.perf_counter() - t0)
 
 
-def _check(res: optimize.OptimizeResult, model: str) -> None:
+def _check(res: Any, model: str) -> None:
     """Raise FitError unless the optimiser converged inside the bounds."""
     if not res.success or not np.all(np.isfinite(res.x)):
         raise FitError(f"{model} 拟合未收敛：{res.message}")
@@ -217,6 +228,8 @@ def _dropout_odds(m: BgNbd, x: Array, t_x: Array, age: Array) -> Array:
 
 def expected_purchases(m: BgNbd, t: float, x: Array, t_x: Array, age: Array) -> Array:
     """Return E[purchases in (T, T+t] | x, t_x, T] (the paper's equation 10)."""
+    from scipy import special
+
     x, t_x, age = (np.asarray(v, dtype=np.float64) for v in (x, t_x, age))
     if np.isclose(m.a, 1.0):
         # The closed form is 0/0 at a = 1; its limit is continuous, so nudge a by 1e-9.
