@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     w0, c0 = time.perf_counter(), time.process_time()
     model = metrics_predictive.fit(con)
     w1, c1 = time.perf_counter(), time.process_time()
-    metrics_predictive.score(con, model)
+    metrics_predictive.score(con, model, timed=True)
     w2, c2 = time.perf_counter(), time.process_time()
     row = con.execute("SELECT count(*), count(p_alive), avg(p_alive) FROM pred").fetchone()
     print(

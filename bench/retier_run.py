@@ -39,6 +39,7 @@ from bench.retier_common import (
 )
 from bench.tier_diff import insert_tier_tags, mark_sent
 from bot.db import Database
+from bot.tiering.defaults import default_tiering
 
 VIP_ORDER = Decimal("8000.00")  # above 高价值's threshold: every touched customer moves
 
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"# re-tier run bench: {args.customers:,} customers, {args.orders:,} orders, "
-        f"{args.events:,} events, 10 default dimensions"
+        f"{args.events:,} events, {len(default_tiering().dimensions)} default dimensions"
     )
     with workdir(args, "retier-run-bench-") as work:
         for key, value in prepare(args, work).items():

@@ -223,7 +223,7 @@ class MetricsEngine:
         seen = [r[0] for r in cur.execute("SELECT DISTINCT name FROM p").fetchall()]
 
         if ids is None:
-            self._score(cur, model)
+            self._score(cur, model, fitted=True)
             self._exec(
                 cur,
                 f"CREATE OR REPLACE TABLE {self.catalog}.main.population AS {metrics_orders.BUYERS}",
@@ -237,7 +237,7 @@ class MetricsEngine:
             if not self._has_population(clock):
                 self._build_population(clock)
             assert self._population is not None
-            self._score(cur, self._population.model)
+            self._score(cur, self._population.model, fitted=False)
             self._population.profile_names = sorted(set(self._population.profile_names) | set(seen))
             self._exec(cur, "CREATE TABLE ids AS SELECT cid FROM c")
             self._exec(
@@ -277,10 +277,14 @@ class MetricsEngine:
         self._exec(cur, "DROP TABLE IF EXISTS ids")
 
     def _score(
-        self, cur: duckdb.DuckDBPyConnection, model: metrics_predictive.Model | None
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        model: metrics_predictive.Model | None,
+        *,
+        fitted: bool,
     ) -> None:
-        """Score the staged buyers (`bg`) with `model` into `pred`."""
-        metrics_predictive.score(cur, model)
+        """Score the staged buyers (`bg`) with `model` into `pred` (`fitted`: just fitted)."""
+        metrics_predictive.score(cur, model, timed=fitted)
         self._exec(cur, "DROP TABLE bg")
 
     def _attach_sqlite(self, ids: list[int] | None, *, population: bool = False) -> None:
@@ -375,7 +379,7 @@ class MetricsEngine:
             # No full run for the day: fit the model as it would, for the clv ranks.
             cur.execute(metrics_predictive.STAGE)
             model = metrics_predictive.fit(cur)
-            self._score(cur, model)
+            self._score(cur, model, fitted=True)
             cur.execute(f"""
                 CREATE OR REPLACE TABLE {self.catalog}.main.population AS
                 SELECT w.cid, w.fen_365d, w.last_ago, pred.clv_365d AS clv

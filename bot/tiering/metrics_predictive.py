@@ -8,9 +8,10 @@ purchase is that day's paid amount; m is their mean (yuan).
 A full run fits both models on all buyers (`fit`). The model travels with the engine's
 rank population (bot.tiering.population): a touched run or an explanation uses the kept
 one's, or the model of the full run whose population it loads (`for_run`: "the night's
-parameters"), or fits anew when it builds a population (no full run for the day). Where a model does not apply
-the metric is missing, never 0: customers without a paid order; expected_aov for fewer
-than two purchase days; every metric when the fit failed, with the reason in `Model`.
+parameters"), or fits anew when it builds a population (no full run for the day). Where a
+model does not apply the metric is missing, never 0: customers without a paid order;
+expected_aov below two purchase days; every metric when the fit failed, with the reason in
+`Model`.
 clv_365d = expected purchases in 365 days × expected spend per purchase (the customer's
 expected_aov, or the buyers' mean from Gamma-Gamma for a single purchase). clv_percentile
 ranks it among the 365-day window's buyers, like spend_percentile_365d (the rank
@@ -89,8 +90,11 @@ class Model:
             **raw,
         )
 
-    def summary(self) -> str:
-        """Return one line for `tagbot retier` and `customer show` (Chinese)."""
+    def summary(self, *, timing: bool = True) -> str:
+        """Return one line for `tagbot retier` and `customer show` (Chinese).
+
+        `timing=False` leaves the times out: an explanation is the same whoever computes it.
+        """
         parts: list[str] = []
         if (m := self.bgnbd) is not None:
             parts.append(
@@ -103,9 +107,10 @@ class Model:
                 f"（对数似然 {g.log_likelihood:.1f}，{g.customers} 位复购客户）"
             )
         parts.extend(f"未拟合：{e}" for e in self.errors)
-        source = f"第 {self.run_id} 次全量分层，" if self.run_id is not None else ""
-        timing = f"拟合 {self.fit_seconds:.2f}s，评分 {self.score_seconds:.2f}s"
-        return "；".join(parts) + f"（{source}{timing}）"
+        source = f"全量分层 #{self.run_id}，" if self.run_id is not None else ""
+        took = f"拟合 {self.fit_seconds:.2f}s，评分 {self.score_seconds:.2f}s" if timing else ""
+        tail = f"（{source}{took}）".replace("，）", "）").replace("（）", "")
+        return "；".join(parts) + tail
 
 
 def inputs(cur: duckdb.DuckDBPyConnection) -> dict[str, Array]:
@@ -137,8 +142,13 @@ def fit(cur: duckdb.DuckDBPyConnection) -> Model:
     return model
 
 
-def score(cur: duckdb.DuckDBPyConnection, model: Model | None) -> dict[str, Array]:
-    """Create `pred` (cid and the four per-customer metrics) from `bg`; return its arrays."""
+def score(
+    cur: duckdb.DuckDBPyConnection, model: Model | None, *, timed: bool = False
+) -> dict[str, Array]:
+    """Create `pred` (cid and the four per-customer metrics) from `bg`; return its arrays.
+
+    `timed`: record the time in `model.score_seconds` (the run that fitted it scores all).
+    """
     t0 = time.perf_counter()
     data = inputs(cur)
     n = data["cid"].size
@@ -160,7 +170,7 @@ def score(cur: duckdb.DuckDBPyConnection, model: Model | None) -> dict[str, Arra
         cur.execute(f"CREATE TABLE pred AS SELECT cid, {cols} FROM pred_arrays")
     finally:
         cur.unregister("pred_arrays")
-    if model is not None:
+    if model is not None and timed:
         model.score_seconds = time.perf_counter() - t0
     return out
 

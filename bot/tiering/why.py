@@ -172,7 +172,7 @@ def explain_customer(
             # The model's inputs beside its outputs, and the fit they came from.
             used += [n for n in PREDICTIVE_INPUTS if n not in used]
             lines.append(
-                f"  预测模型：{model.summary() if model else '尚无（还没有全量分层拟合）'}"
+                f"  预测模型：{model.summary(timing=False) if model else '尚无（还没有全量分层拟合）'}"
             )
         views.append(
             TierView(
