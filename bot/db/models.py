@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -348,6 +349,9 @@ class RetierRun(Base):
     changed_customers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The last outbox operation before the run finished: its push's operations come after.
     outbox_from: Mapped[int | None] = mapped_column(BigInteger)
+    # A full run's BG/NBD and Gamma-Gamma fit as JSON (bot.tiering.metrics_predictive):
+    # parameters, log-likelihoods, fit time, or why not; touched runs reuse the latest.
+    predictive: Mapped[str | None] = mapped_column(Text)
 
 
 class TierPopulation(Base):
@@ -364,6 +368,8 @@ class TierPopulation(Base):
     customer_id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=False)
     spend_365d: Mapped[int] = mapped_column(BigInteger)  # fen, the window's paid orders
     days_since_last_order: Mapped[int] = mapped_column(Integer)  # from the as_of local day
+    # The run's clv_365d (bot.tiering.metrics_predictive); None when its model has none.
+    clv_365d: Mapped[float | None] = mapped_column(Float)
 
 
 class TierPopulationState(Base):

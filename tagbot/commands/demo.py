@@ -363,7 +363,8 @@ class Demo:
 
     def retier(self) -> None:
         assert self.rt is not None
-        with self.step("按默认分层规则重新分层（10 个维度）") as s:
+        dims = len(self.rt.settings.tiering.dimensions)
+        with self.step(f"按默认分层规则重新分层（{dims} 个维度）") as s:
             rt = self.rt
             report, handoff = retier_configured(
                 db=rt.db,
@@ -376,6 +377,8 @@ class Demo:
                 f"客户 {report.customers} 位；本次层级变动 {report.transitions} 次，"
                 f"涉及 {report.changed_customers} 位客户"
             )
+            if report.model is not None:
+                s.detail.append(f"预测模型：{report.model.summary()}")
             groups = {d.name: d.tag_group for d in self.rt.settings.tiering.dimensions}
             sizes: dict[str, list[str]] = {}
             for m in report.sizes:
