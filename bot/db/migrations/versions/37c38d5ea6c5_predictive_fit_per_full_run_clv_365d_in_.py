@@ -1,7 +1,7 @@
 """Predictive fit per full run, clv_365d in the rank population
 
 Revision ID: 37c38d5ea6c5
-Revises: ae988bd63187
+Revises: 71ea9213c3d3
 Create Date: 2026-12-06 07:31:54.839397
 """
 
@@ -14,7 +14,7 @@ import bot.db.types
 
 
 revision = '37c38d5ea6c5'
-down_revision = 'ae988bd63187'
+down_revision = '71ea9213c3d3'
 branch_labels = None
 depends_on = None
 
