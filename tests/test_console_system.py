@@ -482,7 +482,8 @@ def test_the_sidebar_ticket_check_fetches_each_ticket_once_and_says_when_wecom_r
             r'<li class="ticket-line" data-ok="(\w+)">(.*?)</li>', answer.get_data(as_text=True)
         )
         assert [ok for ok, _ in lines] == ["yes", "yes"]
-        assert "企业 jsapi_ticket" in lines[0][1] and "应用 jsapi_ticket" in lines[1][1]
+        assert "企业 jsapi_ticket" in lines[0][1]
+        assert "应用 jsapi_ticket" in lines[1][1]
         assert "剩余 1" in lines[0][1]  # 7200 s: 119 or 120 minutes left
     assert simulator.ticket_fetches == {"corp": 1, "agent": 1}
 
