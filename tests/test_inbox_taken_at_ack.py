@@ -6,7 +6,7 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from bot import leases
 from bot.callbacks import inbox
@@ -72,6 +72,17 @@ def test_the_ack_claims_a_new_event_unless_an_earlier_one_of_its_relation_is_unf
         assert isinstance(first, inbox.Claimed)
         assert isinstance(other, inbox.Claimed)
         assert _row(db, first.id) == (InboxStatus.PROCESSING, "beat:owner", 1)
+        with db.read() as session:
+            # Stored as every other time is (the claim's deadline compares as text).
+            stored = session.execute(
+                text("SELECT received_at, locked_until FROM inbox_events WHERE id = :id"),
+                {"id": first.id},
+            ).one()
+        deadline = first.received_at + timedelta(seconds=inbox.CLAIM_SECONDS)
+        assert stored.received_at == first.received_at.replace(tzinfo=None).isoformat(
+            " ", "microseconds"
+        )
+        assert stored.locked_until == deadline.replace(tzinfo=None).isoformat(" ", "microseconds")
         assert (first.payload, first.change_type, first.attempts) == (
             "x",
             "add_external_contact",

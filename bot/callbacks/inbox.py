@@ -269,7 +269,7 @@ _STORE = {
 # separate claim: concurrent inserts cannot see each other's uncommitted rows.
 _WAITS = exists(
     select(_EARLIER.c.id).where(
-        _EARLIER.c.relation_key == bindparam("waits_on"),
+        _EARLIER.c.relation_key == bindparam("waits_on", type_=_T.c.relation_key.type),
         _UNFINISHED,
     )
 )
@@ -278,7 +278,9 @@ _STORE_TAKING = (
     .values(
         status=case((_WAITS, literal(InboxStatus.PENDING.value)), else_=literal(_TAKEN)),
         attempts=case((_WAITS, 0), else_=1),
-        locked_until=case((_WAITS, None), else_=bindparam("lock_deadline")),
+        locked_until=case(
+            (_WAITS, None), else_=bindparam("lock_deadline", type_=_T.c.locked_until.type)
+        ),
     )
     .on_conflict_do_nothing(index_elements=["dedup_key"])
     .returning(_T.c.id, _T.c.status)
