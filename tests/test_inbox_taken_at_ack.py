@@ -46,7 +46,7 @@ def test_the_ack_claims_a_new_event_unless_an_earlier_one_of_its_relation_is_unf
     other_event = parse_event(_xml(simulator, "wmTaken0002"))
     try:
         with db.write() as session:
-            leases.try_acquire(session, "beat:owner", "beat:owner", _ALIVE)
+            leases.try_acquire("beat:owner", "beat:owner", _ALIVE, session=session)
             first = inbox.store_and_take(
                 parse_event(_xml(simulator, "wmTaken0001")),
                 "x",
@@ -116,8 +116,8 @@ def test_a_claim_made_by_the_ack_is_renewed_after_a_wait_unless_another_process_
         pytest.skip("on PostgreSQL the ack claims nothing (the test above checks that)")
     try:
         with db.write() as session:
-            leases.try_acquire(session, "beat:owner", "beat:owner", _ALIVE)
-            leases.try_acquire(session, "beat:other", "beat:other", _ALIVE)
+            leases.try_acquire("beat:owner", "beat:owner", _ALIVE, session=session)
+            leases.try_acquire("beat:other", "beat:other", _ALIVE, session=session)
             kept = inbox.store_and_take(
                 parse_event(_xml(simulator, "wmTaken0003")),
                 "x",
@@ -145,7 +145,9 @@ def test_a_claim_made_by_the_ack_is_renewed_after_a_wait_unless_another_process_
         with db.write() as session:
             taken = inbox.claim(session=session, owner="beat:other", limit=1)
             assert [c.id for c in taken] == [kept.id]
-            leases.try_acquire(session, "beat:owner", "beat:owner", _ALIVE)  # it beats again
+            leases.try_acquire(
+                "beat:owner", "beat:owner", _ALIVE, session=session
+            )  # it beats again
         waited = [
             dataclasses.replace(c, received_at=c.received_at - timedelta(seconds=2))
             for c in (kept, lost)
