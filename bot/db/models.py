@@ -458,6 +458,23 @@ class ChannelTotal(Base):
     orders_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # conversion's as-of
 
 
+class ChannelTierMix(Base):
+    """渠道质量: customers ever added through a channel by their tier now in one dimension.
+
+    tier "" counts the channel's customers holding no tier of the dimension. Rewritten
+    whole by the channel rollup and by a full re-tier; a touched re-tier applies its moves
+    (bot/tiering/channel_mix.py), so the page reads a few rows per channel.
+    """
+
+    __tablename__ = "channel_tier_mix"
+
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    dimension: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(30), primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 # --- inbox and outbox -----------------------------------------------------------------
 
 
