@@ -45,8 +45,12 @@ def count(*, session: Session) -> Counts:
 
 def write(counts: Counts, *, session: Session, now: datetime | None = None) -> None:
     """Replace the whole mix with `counts`."""
-    at = now or utcnow()
     session.execute(delete(ChannelTierMix))
+    _insert(counts, session=session, now=now)
+
+
+def _insert(counts: Counts, *, session: Session, now: datetime | None) -> None:
+    at = now or utcnow()
     rows = [
         {"channel_id": c, "dimension": d, "tier": t, "customers": n, "computed_at": at}
         for (c, d, t), n in sorted(counts.items())
@@ -101,14 +105,7 @@ def apply_run(run_id: int, *, session: Session) -> None:
         )
     for key, n in delta.items():
         kept[key] = kept.get(key, 0) + n
-    now = utcnow()
-    rows = [
-        {"channel_id": c, "dimension": d, "tier": t, "customers": n, "computed_at": now}
-        for (c, d, t), n in sorted(kept.items())
-        if n > 0
-    ]
-    if rows:
-        session.execute(insert(ChannelTierMix), rows)
+    _insert(kept, session=session, now=None)
 
 
 Mix = dict[int, dict[str | None, int]]  # channel_id -> tier (None: no tier) -> customers
