@@ -89,7 +89,11 @@ class FollowRelation(TimestampMixin, Base):
     """One staff member × one customer (跟进关系): how it began, whether it still holds."""
 
     __tablename__ = "follow_relations"
-    __table_args__ = (UniqueConstraint("staff_id", "customer_id"),)
+    __table_args__ = (
+        UniqueConstraint("staff_id", "customer_id"),
+        # The 流失 page's lists per reason, newest first, and their counts.
+        Index("ix_follow_relations_lost", "status", "lost_reason", "lost_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
