@@ -166,7 +166,8 @@ def _last_orders(session: Session, ids: Sequence[int]) -> dict[int, datetime]:
             .where(Order.customer_id.in_(chunk), Order.status == "paid")
             .group_by(Order.customer_id)
         ):
-            out[int(cid)] = at
+            if cid is not None:  # the IN keeps only these customers' orders
+                out[int(cid)] = at
     return out
 
 

@@ -32,14 +32,14 @@ def count(*, session: Session) -> Counts:
         .where(rel.channel_id.is_not(None))
         .group_by(rel.channel_id)
     ):
-        out[(int(channel_id), TOTAL, TOTAL)] = int(n)
+        out[(int(channel_id or 0), TOTAL, TOTAL)] = int(n)
     for channel_id, dimension, tier, n in session.execute(
         select(rel.channel_id, ta.dimension, ta.tier, func.count(func.distinct(rel.customer_id)))
         .join(ta, ta.customer_id == rel.customer_id)
         .where(rel.channel_id.is_not(None))
         .group_by(rel.channel_id, ta.dimension, ta.tier)
     ):
-        out[(int(channel_id), str(dimension), str(tier))] = int(n)
+        out[(int(channel_id or 0), str(dimension), str(tier))] = int(n)
     return out
 
 
@@ -84,9 +84,9 @@ def apply_run(run_id: int, *, session: Session) -> None:
         .group_by(rel.channel_id, tt.dimension, tt.from_tier, tt.to_tier)
     ):
         if from_tier is not None:
-            delta[(int(channel_id), dimension, from_tier)] -= int(n)
+            delta[(int(channel_id or 0), dimension, from_tier)] -= int(n)
         if to_tier is not None:
-            delta[(int(channel_id), dimension, to_tier)] += int(n)
+            delta[(int(channel_id or 0), dimension, to_tier)] += int(n)
     touched = {(c, d) for c, d, _ in delta}
     if not touched:
         return
