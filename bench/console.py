@@ -87,7 +87,7 @@ def _settings(url: str) -> Any:
 
 def _setup(db: Database, n: int) -> dict[str, Any]:
     """Write the aggregates if the data holds none: two re-tiers and the rollup."""
-    from bot.db.models import ChannelTotal, OutboxOperation, TierSizeDay
+    from bot.db.models import ChannelTierMix, ChannelTotal, OutboxOperation, TierSizeDay
     from bot.reports import channel_stats
     from bot.rules import load_dimensions
     from bot.tags import diff, tier_tags
@@ -98,6 +98,8 @@ def _setup(db: Database, n: int) -> dict[str, Any]:
     with db.read() as s:
         sized = s.scalar(select(func.count()).select_from(TierSizeDay))
         rolled = s.scalar(select(func.count()).select_from(ChannelTotal))
+        # Data kept from before channel_tier_mix existed: the rollup writes it.
+        mixed = s.scalar(select(func.count()).select_from(ChannelTierMix))
     if not sized:
         dims = load_dimensions(default_tiering().dimensions)
         for name, ids in (("retier_full", None), ("retier_touched", touched_ids(n))):
@@ -124,7 +126,7 @@ def _setup(db: Database, n: int) -> dict[str, Any]:
             "operations": first.changed,
             "wall_s": round(time.perf_counter() - t0, 2),
         }
-    if not rolled or not sized:
+    if not rolled or not sized or not mixed:
         tz = ZoneInfo(TZ)
         for name, now, orders in (
             ("rollup_first_s (31 days back)", AS_OF, False),
