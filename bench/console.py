@@ -29,6 +29,7 @@ import json
 import re
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -473,6 +474,8 @@ def _time_pages(settings: Any, db: Database, spec: dict[str, Any]) -> dict[str, 
                 **timed,
                 "bytes": len(warm.get_data()),
             }
+            # As it goes, on stderr: a long run cut short still tells how far it got.
+            print(title, json.dumps(out[title], ensure_ascii=False), file=sys.stderr, flush=True)
         return out
     finally:
         app.extensions["tagbot"].close()
