@@ -77,6 +77,16 @@ def release(name: str, owner: str, *, session: Session) -> None:
     )
 
 
+def purge_expired(prefix: str, *, session: Session, now: datetime | None = None) -> int:
+    """Delete the expired leases whose names start with `prefix` (one-off names pile up)."""
+    gone = session.execute(
+        delete(Lease)
+        .where(Lease.name.startswith(prefix, autoescape=True), Lease.expires_at < (now or utcnow()))
+        .execution_options(synchronize_session=False)
+    )
+    return int(gone.rowcount)  # type: ignore[attr-defined]
+
+
 def new_owner() -> str:
     """Return a holder name unique to this call: host, process and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

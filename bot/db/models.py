@@ -90,7 +90,11 @@ class FollowRelation(TimestampMixin, Base):
     """One staff member × one customer (跟进关系): how it began, whether it still holds."""
 
     __tablename__ = "follow_relations"
-    __table_args__ = (UniqueConstraint("staff_id", "customer_id"),)
+    __table_args__ = (
+        UniqueConstraint("staff_id", "customer_id"),
+        # The 流失 page's lists per reason, newest first, and their counts.
+        Index("ix_follow_relations_lost", "status", "lost_reason", "lost_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
@@ -464,6 +468,23 @@ class ChannelTotal(Base):
     orders_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # conversion's as-of
 
 
+class ChannelTierMix(Base):
+    """渠道质量: customers ever added through a channel by their tier now in one dimension.
+
+    tier "" counts the channel's customers holding no tier of the dimension. Rewritten
+    whole by the channel rollup and by a full re-tier; a touched re-tier applies its moves
+    (bot/tiering/channel_mix.py), so the page reads a few rows per channel.
+    """
+
+    __tablename__ = "channel_tier_mix"
+
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    dimension: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(30), primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 # --- inbox and outbox -----------------------------------------------------------------
 
 
@@ -512,6 +533,8 @@ class OutboxOperation(Base):
         Index("ix_outbox_operations_coalesce", "kind", "staff_userid", "external_userid", "status"),
         # Claims walk pending operations highest priority first, oldest first within one.
         Index("ix_outbox_operations_claim", "status", "kind", "priority", "id"),
+        # The console's push rate: operations done within the last minutes.
+        Index("ix_outbox_operations_status_done", "status", "done_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

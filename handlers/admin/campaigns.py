@@ -177,9 +177,14 @@ def preview(name: str) -> ResponseReturnValue:
 
 
 def _spend(rt: Runtime, token: str) -> str | None:
-    """Take the token's lease; return its owner, or None when it was spent already."""
+    """Take the token's lease; return its owner, or None when it was spent already.
+
+    Spent tokens' leases are deleted once expired (after LAUNCH_TTL), here: they would
+    otherwise stay for ever, one row per launch.
+    """
     owner = leases.new_owner()
     with rt.db.write() as session:
+        leases.purge_expired(LAUNCH_LEASE, session=session)
         taken = leases.try_acquire(LAUNCH_LEASE + token, owner, LAUNCH_TTL, session=session)
     return owner if taken else None
 

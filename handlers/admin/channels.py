@@ -110,7 +110,7 @@ def channel_list() -> ResponseReturnValue:
     order = next((tuple(t.tag for t in d.tiers) for d in dimensions if d.name == chosen), ())
     with rt.db.read() as session:
         page = channel_pages.channel_list(
-            session=session, today=_today(), dimension=chosen, tier_order=order, db=rt.db
+            session=session, today=_today(), dimension=chosen, tier_order=order
         )
     return _page("admin/channels.html", page=page, dimensions=dimensions, chosen=chosen)
 
