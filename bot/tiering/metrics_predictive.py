@@ -125,13 +125,18 @@ def fit(cur: duckdb.DuckDBPyConnection) -> Model:
     model = Model()
     row = cur.execute("SELECT count(*) FROM bg").fetchone()
     model.buyers = int(row[0]) if row else 0
-    g = cur.execute("SELECT x, t_x, age, count(*) FROM bg GROUP BY ALL").fetchnumpy()
+    # ORDER BY: DuckDB's parallel GROUP BY hands rows back in any order, and the fit's sums
+    # (so its last digits, so the optimiser's path) follow the order: the same buyers must
+    # give the same parameters in every run and every process.
+    g = cur.execute("SELECT x, t_x, age, count(*) FROM bg GROUP BY ALL ORDER BY ALL").fetchnumpy()
     try:
         model.bgnbd = predictive.fit_bgnbd(g["x"], g["t_x"], g["age"], weights=g["count_star()"])
     except FitError as exc:
         model.errors.append(f"BG/NBD：{exc}")
     if model.bgnbd is not None:
-        s = cur.execute("SELECT x, m, count(*) FROM bg WHERE x > 0 GROUP BY ALL").fetchnumpy()
+        s = cur.execute(
+            "SELECT x, m, count(*) FROM bg WHERE x > 0 GROUP BY ALL ORDER BY ALL"
+        ).fetchnumpy()
         try:
             model.gamma_gamma = predictive.fit_gamma_gamma(
                 s["x"], s["m"], weights=s["count_star()"]
