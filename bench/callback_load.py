@@ -313,6 +313,20 @@ def _missed(bot_url: str) -> str:
     return f"{total:.0f} (one process's /metrics); /healthz: {note or 'nothing missed'}"
 
 
+def _job_runs(bot_url: str) -> dict[str, float]:
+    """Return tagbot_job_runs_total by job (one process's /metrics), or {} when unreadable."""
+    try:
+        text = requests.get(f"{bot_url}/metrics", timeout=10).text
+    except requests.RequestException:
+        return {}
+    runs: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("tagbot_job_runs_total{"):
+            job = line.split('job="', 1)[1].split('"', 1)[0]
+            runs[job] = runs.get(job, 0.0) + float(line.rsplit(" ", 1)[1])
+    return runs
+
+
 def _harness_cpu(sender: ProcessSender | None) -> tuple[Cpu, Cpu]:
     """Return the CPU of this process (simulator and load) and of the sender process."""
     times = os.times()
@@ -335,6 +349,7 @@ def _load(
         args.n = round(args.rate * args.duration)
     n, rate = args.n, args.rate
     bot_before, harness_before = _process_cpu(pid), _harness_cpu(sender)
+    runs_before = _job_runs(bot_url)
     every = round(1 / args.duplicates) if args.duplicates > 0 else 0
     results: list[ScanResult | None] = [None] * n
     start = time.monotonic()
@@ -387,6 +402,7 @@ def _load(
         time.sleep(0.5)
 
     bot_cpu = _process_cpu(pid) - bot_before
+    runs_after = _job_runs(bot_url)
     own_after, sender_after = _harness_cpu(sender)
     own_cpu, sender_cpu = own_after - harness_before[0], sender_after - harness_before[1]
     harness_cpu = Cpu(own_cpu.user + sender_cpu.user, own_cpu.system + sender_cpu.system)
@@ -438,6 +454,12 @@ def _load(
         f"mark_tag {mark_calls})"
     )
     print(f"bot CPU              {bot_cpu.per_scan(len(scans))}   (serve and its children)")
+    # Worker steps (a wake-up, a look for work, its metrics) per scan: a count, not a time.
+    steps = {
+        job: (runs_after.get(job, 0.0) - runs_before.get(job, 0.0)) / max(len(scans), 1)
+        for job in ("inbox", "welcome", "outbox", "heartbeat")
+    }
+    print("worker steps per scan " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
     print(f"harness CPU          {harness_cpu.per_scan(len(scans))}")
     if sender is not None:
         print(f"  simulator and load {own_cpu.per_scan(len(scans))}")

@@ -12,24 +12,31 @@ conversions; it also gives the 系统 page what a long-running install has (one 
 callback per customer, dead letters in both queues, a month of sync runs).
 
 The pages are the ones registered on the branch it runs on: each endpoint of the console's
-navigation (guard.NAV), a customer's page and a tier's .xlsx export when their routes exist
-(/admin/customers/<id>, /admin/tiers/<dimension>/export.xlsx). Each is requested `--repeat`
-times, signed in with the admin token, through the Flask app in this process: the time is
-the server's (routing, services, templates), without a network. `--services` also times
-the read services one by one.
+navigation (guard.NAV), a customer's page, a tier's .xlsx export and a 规则试算 when their
+routes exist (/admin/customers/<id>, /admin/tiers/<dimension>/export.xlsx, POST
+/admin/tiers/trial), and the staff sidebar's customer fragment for that customer and its
+为什么 (/sidebar/customer/<id>[/why], in a sidebar session of a member who follows them).
+Each is requested `--repeat` times, signed in with the admin token (the sidebar: its own
+session), through the Flask app in this process: the time is the server's (routing, services,
+templates), without a network. `--services` also times the read services one by one
+(the 概览's parts, 客户 searches and filters, 分层 and 渠道活码 services), and once each:
+渠道质量's recount (what the rollup and a full re-tier pay), the export of the value
+dimension's largest tier, and the first 规则试算 of a process and one after it.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, select, text
@@ -83,7 +90,7 @@ def _settings(url: str) -> Any:
 
 def _setup(db: Database, n: int) -> dict[str, Any]:
     """Write the aggregates if the data holds none: two re-tiers and the rollup."""
-    from bot.db.models import ChannelTotal, OutboxOperation, TierSizeDay
+    from bot.db.models import ChannelTierMix, ChannelTotal, OutboxOperation, TierSizeDay
     from bot.reports import channel_stats
     from bot.rules import load_dimensions
     from bot.tags import diff, tier_tags
@@ -94,6 +101,8 @@ def _setup(db: Database, n: int) -> dict[str, Any]:
     with db.read() as s:
         sized = s.scalar(select(func.count()).select_from(TierSizeDay))
         rolled = s.scalar(select(func.count()).select_from(ChannelTotal))
+        # Data kept from before channel_tier_mix existed: the rollup writes it.
+        mixed = s.scalar(select(func.count()).select_from(ChannelTierMix))
     if not sized:
         dims = load_dimensions(default_tiering().dimensions)
         for name, ids in (("retier_full", None), ("retier_touched", touched_ids(n))):
@@ -120,7 +129,7 @@ def _setup(db: Database, n: int) -> dict[str, Any]:
             "operations": first.changed,
             "wall_s": round(time.perf_counter() - t0, 2),
         }
-    if not rolled or not sized:
+    if not rolled or not sized or not mixed:
         tz = ZoneInfo(TZ)
         for name, now, orders in (
             ("rollup_first_s (31 days back)", AS_OF, False),
@@ -133,7 +142,12 @@ def _setup(db: Database, n: int) -> dict[str, Any]:
     return out
 
 
-def _calls(settings: Any) -> dict[str, Callable[[Session], object]]:
+def _in_read(db: Database, call: Callable[[Session], object]) -> None:
+    with db.read() as s:
+        call(s)
+
+
+def _calls(settings: Any, db: Database) -> dict[str, Callable[[Session], object]]:
     from bot.reports import channel_stats, operations, overview, tier_movement
 
     tz = ZoneInfo(TZ)
@@ -161,7 +175,76 @@ def _calls(settings: Any) -> dict[str, Callable[[Session], object]]:
             session=s, corp_id="wwbench", limits=settings.limits
         ),
         **_customer_calls(settings, value),
+        **_tier_and_channel_calls(settings, value),
     }
+
+
+def _tier_and_channel_calls(
+    settings: Any, value: list[str]
+) -> dict[str, Callable[[Session], object]]:
+    """The 分层 page per dimension and the 渠道活码 pages' services."""
+    from bot.reports import channel_pages, channel_stats
+    from bot.reports.tier_page import tier_page
+    from bot.rules import load_dimensions
+
+    dims = {d.name: d for d in load_dimensions(settings.tiering.dimensions)}
+    today = channel_stats.local_today(ZoneInfo(TZ), AS_OF)
+    return {
+        **{
+            f"tier_page {name}": lambda s, name=name: tier_page(dims[name], session=s, today=today)
+            for name in ("value", "rfm")
+        },
+        "channel_list (as the page)": lambda s: channel_pages.channel_list(
+            session=s, today=today, dimension=DIMENSION, tier_order=value
+        ),
+        "channel_report 30d": lambda s: channel_pages.channel_report(1, session=s, today=today),
+        "all_configs (qr.zip)": lambda s: channel_pages.all_configs(session=s),
+    }
+
+
+def _once(settings: Any, db: Database) -> dict[str, Any]:
+    """Time once: 渠道质量's recount, the largest value tier's export, two 规则试算."""
+    from bot.reports import rule_trial, tier_export
+    from bot.rules import load_dimensions
+    from bot.tiering import channel_mix
+
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    with db.read() as s:
+        channel_mix.count(session=s)
+    out["channel_mix recount_s"] = round(time.perf_counter() - t0, 2)
+    dims = {d.name: d for d in load_dimensions(settings.tiering.dimensions)}
+    with db.read() as s:
+        tier, size = s.execute(
+            text(
+                "SELECT tier, count(*) AS n FROM tier_assignments WHERE dimension = :d"
+                " GROUP BY tier ORDER BY n DESC LIMIT 1"
+            ),
+            {"d": DIMENSION},
+        ).one()
+    t0 = time.perf_counter()
+    buffer = io.BytesIO()
+    with db.read() as s:
+        rows = tier_export.write_xlsx(
+            tier_export.members(DIMENSION, tier, session=s),
+            tier_export.metric_names(dims[DIMENSION]),
+            buffer,
+            tz=ZoneInfo(TZ),
+            title=tier,
+        )
+    out[f"export {tier} ({size:,} customers)"] = {
+        "rows": rows,
+        "bytes": buffer.tell(),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    frames = rule_trial.TrialFrames()
+    for label, now in (("trial_first_s", AS_OF), ("trial_kept_s", AS_OF + timedelta(minutes=1))):
+        t0 = time.perf_counter()
+        result = rule_trial.trial(TRIAL, db=db, frames=frames, tz=TZ, now=now)
+        out[label] = round(time.perf_counter() - t0, 2)
+        out["trial_matched"] = result.matched
+    frames.close()
+    return out
 
 
 def _customer_calls(settings: Any, value: list[str]) -> dict[str, Callable[[Session], object]]:
@@ -286,18 +369,22 @@ def _system_rows(db: Database) -> dict[str, Any]:
     return {"system_rows_s": round(time.perf_counter() - t0, 2)}
 
 
-def _pages(app: Any, db: Database, customers: int) -> dict[str, str]:
-    """Return every console page registered on this branch: title -> path."""
+TRIAL = "spend_365d >= 1000 and days_since_last_order <= 90"
+TRIAL_RULE = "/admin/tiers/trial"
+
+
+def _pages(app: Any, db: Database, customers: int) -> dict[str, tuple[str, dict[str, str] | None]]:
+    """Return every console page registered on this branch: title -> (path, POST form)."""
     from flask import url_for
 
     from bot.db.models import Customer, TierSizeDay
     from handlers.admin import guard
 
-    pages: dict[str, str] = {}
+    pages: dict[str, tuple[str, dict[str, str] | None]] = {}
     with app.test_request_context():
         for endpoint, title in guard.NAV:
             if endpoint in app.view_functions:
-                pages[title] = url_for(endpoint)
+                pages[title] = (url_for(endpoint), None)
     rules = [r.rule for r in app.url_map.iter_rules()]
     with db.read() as s:
         someone = s.scalar(
@@ -316,30 +403,91 @@ def _pages(app: Any, db: Database, customers: int) -> dict[str, str]:
             .limit(1)
         ).first()
     if someone and any(CUSTOMER_RULE.match(r) for r in rules):
-        pages["客户详情"] = f"/admin/customers/{quote(someone)}"
+        pages["客户详情"] = (f"/admin/customers/{quote(someone)}", None)
     if smallest and any(EXPORT_RULE.match(r) for r in rules):
         tier, size = smallest
         pages[f"分层导出 {tier} ({size:,} rows)"] = (
-            f"/admin/tiers/{DIMENSION}/export.xlsx?tier={quote(tier)}"
+            f"/admin/tiers/{DIMENSION}/export.xlsx?tier={quote(tier)}",
+            None,
         )
+    if TRIAL_RULE in rules:
+        pages["规则试算 (htmx)"] = (TRIAL_RULE, {"when": TRIAL})
     return pages
 
 
-def _signed_in(app: Any) -> Any:
+def _signed_in(app: Any) -> tuple[Any, str]:
+    """Return a client signed in with the admin token, and its CSRF token."""
     client = app.test_client()
     page = client.get("/admin/login").get_data(as_text=True)
     found = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert found, "no CSRF field on the login page"
     answer = client.post("/admin/login", data={"token": ADMIN_TOKEN, "csrf_token": found[1]})
     assert answer.status_code == 303, answer.status_code
-    return client
+    # The session's token, as the pages hand it to htmx (a new one after signing in).
+    home = client.get("/admin/").get_data(as_text=True)
+    signed = re.search(r"hx-headers='\{\"[^\"]+\": \"([^\"]+)\"\}'", home)
+    assert signed, "no CSRF token in the signed-in page"
+    return client, signed[1]
 
 
-def _stats(seconds: list[float]) -> dict[str, float]:
+def _sidebar_client(app: Any, db: Database, customer: str) -> tuple[Any, str] | None:
+    """Return a client signed in to the staff sidebar as a follower of `customer`, and the
+    fragment's path (None when this branch has no sidebar or nobody follows them).
+
+    The session is made as /sidebar/oauth makes it: WeCom's OAuth is no part of the timing.
+    """
+    if not any(r.rule == "/sidebar/customer/<external_userid>" for r in app.url_map.iter_rules()):
+        return None
+    from flask import Response
+
+    from bot.console import sessions
+    from bot.db.models import Customer, FollowRelation, Staff
+    from bot.db.types import utcnow
+    from handlers.sidebar import signin
+    from handlers.web import cookies
+
+    with db.read() as s:
+        userid = s.scalar(
+            select(Staff.userid)
+            .join(FollowRelation, FollowRelation.staff_id == Staff.id)
+            .join(Customer, Customer.id == FollowRelation.customer_id)
+            .where(Customer.external_userid == customer, FollowRelation.status == "active")
+            .limit(1)
+        )
+    if userid is None:
+        return None
+    client = app.test_client()
+    with app.test_request_context("/sidebar/"):
+        with db.write() as s:
+            session_id, _ = sessions.create(
+                session=s,
+                actor=userid,
+                role="viewer",
+                method=sessions.SIDEBAR_METHOD,
+                now=utcnow(),
+                expiry=signin.expiry(),
+            )
+        holder = Response()
+        cookies.write(holder, signin.COOKIE, session_id, path=signin.COOKIE_PATH, max_age=3600)
+        value = holder.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+    client.set_cookie(signin.COOKIE, value, path=signin.COOKIE_PATH)
+    return client, f"/sidebar/customer/{quote(customer)}"
+
+
+def _timed(repeat: int, call: Callable[[], object]) -> dict[str, float]:
+    """Call `repeat` times; return the median and p95 in ms, and the median CPU time of
+    this process (on a shared machine the steadier figure; PostgreSQL's work is not in it)."""
+    seconds, cpu = [], []
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        call()
+        seconds.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     p95 = statistics.quantiles(seconds, n=20)[18] if len(seconds) > 1 else seconds[0]
     return {
         "median_ms": round(statistics.median(seconds) * 1000, 2),
         "p95_ms": round(p95 * 1000, 2),
+        "cpu_ms": round(statistics.median(cpu) * 1000, 2),
     }
 
 
@@ -348,20 +496,43 @@ def _time_pages(settings: Any, db: Database, spec: dict[str, Any]) -> dict[str, 
 
     app = create_app(settings)
     try:
-        client = _signed_in(app)
+        console, csrf = _signed_in(app)
         out: dict[str, Any] = {}
-        for title, path in _pages(app, db, spec["customers"]).items():
-            warm = client.get(path)  # the first request compiles the templates
+        pages = {
+            title: (console, path, form)
+            for title, (path, form) in _pages(app, db, spec["customers"]).items()
+        }
+        customer = pages["客户详情"][1].rsplit("/", 1)[-1] if "客户详情" in pages else ""
+        sidebar = _sidebar_client(app, db, unquote(customer)) if customer else None
+        if sidebar is not None:
+            pages["侧边栏客户片段"] = (sidebar[0], sidebar[1], None)
+            pages["侧边栏为什么 (on tap)"] = (sidebar[0], sidebar[1] + "/why", None)
+        for title, (client, path, form) in pages.items():
+
+            def request(
+                client: Any = client, path: str = path, form: dict[str, str] | None = form
+            ) -> Any:
+                if form is None:
+                    return client.get(path)
+                data = {**form, "csrf_token": csrf}
+                return client.post(path, data=data, headers={"HX-Request": "true"})
+
+            # The first request compiles the templates (and a 规则试算 computes its frame).
+            t0 = time.perf_counter()
+            warm = request()
+            first_ms = round((time.perf_counter() - t0) * 1000, 1)
             if warm.status_code != 200:
                 out[title] = {"path": path, "status": warm.status_code}
                 continue
-            seconds = []
-            for _ in range(spec["repeat"]):
-                t0 = time.perf_counter()
-                answer = client.get(path)
-                answer.get_data()
-                seconds.append(time.perf_counter() - t0)
-            out[title] = {"path": path, **_stats(seconds), "bytes": len(answer.get_data())}
+            timed = _timed(spec["repeat"], lambda request=request: request().get_data())
+            out[title] = {
+                "path": path,
+                "first_ms": first_ms,
+                **timed,
+                "bytes": len(warm.get_data()),
+            }
+            # As it goes, on stderr: a long run cut short still tells how far it got.
+            print(title, json.dumps(out[title], ensure_ascii=False), file=sys.stderr, flush=True)
         return out
     finally:
         app.extensions["tagbot"].close()
@@ -374,16 +545,11 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"setup": {**_setup(db, spec["customers"]), **_system_rows(db)}}
     out["pages"] = _time_pages(settings, db, spec)
     if spec.get("services"):
-        timings: dict[str, Any] = {}
-        for name, call in _calls(settings).items():
-            seconds = []
-            for _ in range(spec["repeat"]):
-                t0 = time.perf_counter()
-                with db.read() as s:
-                    call(s)
-                seconds.append(time.perf_counter() - t0)
-            timings[name] = _stats(seconds)
-        out["services"] = timings
+        out["services"] = {
+            name: _timed(spec["repeat"], lambda call=call: _in_read(db, call))
+            for name, call in _calls(settings, db).items()
+        }
+        out["once"] = _once(settings, db)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     db.dispose()
     return out
@@ -415,14 +581,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n## {backend}")
             for key, value in r["setup"].items():
                 print(f"setup {key:<28} {value}")
-            print(f"{'page':<34} {'median ms':>10} {'p95 ms':>10}  path")
+            head = f"{'first ms':>10} {'median ms':>10} {'p95 ms':>10} {'cpu ms':>8}"
+            print(f"{'page':<34} {head}  path")
             for name, t in r["pages"].items():
                 if "status" in t:
-                    print(f"{name:<34} {'HTTP ' + str(t['status']):>21}  {t['path']}")
+                    print(f"{name:<34} {'HTTP ' + str(t['status']):>41}  {t['path']}")
                 else:
-                    print(f"{name:<34} {t['median_ms']:>10} {t['p95_ms']:>10}  {t['path']}")
+                    print(
+                        f"{name:<34} {t['first_ms']:>10} {t['median_ms']:>10}"
+                        f" {t['p95_ms']:>10} {t['cpu_ms']:>8}  {t['path']}"
+                    )
             for name, t in r.get("services", {}).items():
-                print(f"service {name:<26} {t['median_ms']:>10} {t['p95_ms']:>10}")
+                print(f"service {name:<37} {t['median_ms']:>10} {t['p95_ms']:>10} {t['cpu_ms']:>8}")
+            for name, value in r.get("once", {}).items():
+                print(f"once {name:<40} {value}")
             print(f"peak RSS {r['peak_rss_mb']} MB")
     return 0
 

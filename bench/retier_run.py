@@ -7,7 +7,8 @@ Reuses bench/retier.py's data and loading. In one child process per backend (pea
 own) it runs: the first run (every assignment new), the nightly rerun a day later (few
 moves), a touched re-tier of 1,000 customers, and one in a new engine (the first touched
 batch of the day in a process holding no rank population); each with wall time and
-transitions.
+transitions, and for full runs the predictive models' fit and scoring times apart (inside
+the metrics step).
 Then the push hand-off: the first tier diff (every relation new, marked sent as the
 outbox would), and a touched re-tier of 1,000 customers who each just paid a VIP order,
 timed with its diff hand-off (`touched+push`: what the fresh-data worker does per batch),
@@ -38,6 +39,7 @@ from bench.retier_common import (
 )
 from bench.tier_diff import insert_tier_tags, mark_sent
 from bot.db import Database
+from bot.tiering.defaults import default_tiering
 
 VIP_ORDER = Decimal("8000.00")  # above 高价值's threshold: every touched customer moves
 
@@ -106,6 +108,19 @@ def _touched_push(
     }
 
 
+def _predictive(report: Any) -> dict[str, Any] | None:
+    """The BG/NBD + Gamma-Gamma part of a run's metrics step: fit and scoring, apart."""
+    m = report.model
+    if m is None:
+        return None
+    return {
+        "buyers": m.buyers,
+        "fit_s": round(m.fit_seconds, 2),
+        "score_s": round(m.score_seconds, 2),
+        "errors": m.errors,
+    }
+
+
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the three re-tiers in this process and return their figures."""
     from bot.rules import load_dimensions
@@ -143,6 +158,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             "customers": report.customers,
             "transitions": report.transitions,
             "steps": {k: round(v, 2) for k, v in report.seconds.items()},
+            "predictive": _predictive(report),
         }
     # The first touched batch of the day in a process that holds no population (a restarted
     # worker): what it costs to get the rank basis.
@@ -190,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"# re-tier run bench: {args.customers:,} customers, {args.orders:,} orders, "
-        f"{args.events:,} events, 10 default dimensions"
+        f"{args.events:,} events, {len(default_tiering().dimensions)} default dimensions"
     )
     with workdir(args, "retier-run-bench-") as work:
         for key, value in prepare(args, work).items():
@@ -211,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{backend:<11} {run:<21} customers {x['customers']:>9,}  transitions "
                     f"{x['transitions']:>9,}  wall {x['wall_s']:>7.2f} s  {x['steps']}"
                 )
+                if x.get("predictive"):
+                    print(f"{backend:<11} {run:<21} BG/NBD + Gamma-Gamma {x['predictive']}")
             print(
                 f"{backend:<11} push diff, first (all relations new) {r['push_first']['wall_s']}"
                 f" s, {r['push_first']['relations']:,} relations"

@@ -44,7 +44,9 @@ def main() -> None:
     runs = [
         ["bench.import_orders", "--rows", "100000" if args.quick else "1000000"],
         ["bench.callback_load", "--n", "500" if args.quick else "5000", "--rate", "200"],
+        ["bench.scan_stages", "--n", "100" if args.quick else "500"],
         ["bench.push_budget", "--periods", "1" if args.quick else "2"],
+        ["bench.predictive_fit", "--buyers", "100000" if args.quick else "1000000"],
     ]
     print(f"machine: {machine()}", flush=True)
     failed = 0

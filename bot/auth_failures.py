@@ -16,7 +16,7 @@ ADDRESS_MAX = 64  # the column; any IP address fits
 
 
 def wait(
-    session: Session, scope: str, address: str, *, limit: int, window: float, now: float
+    scope: str, address: str, *, session: Session, limit: int, window: float, now: float
 ) -> float:
     """Return the seconds until `address` may try again in `scope` (0: it may now)."""
     recent = session.scalars(
@@ -34,7 +34,7 @@ def wait(
     return max(0.0, recent[-1] + window - now)  # when the limit-th latest leaves the window
 
 
-def record(session: Session, scope: str, address: str, *, window: float, now: float) -> None:
+def record(scope: str, address: str, *, session: Session, window: float, now: float) -> None:
     """Count one failure of `address` in `scope`; forget every failure past the window."""
     session.execute(
         delete(AuthFailure)

@@ -26,11 +26,20 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from bot.campaign_checks import campaign_problems
 from bot.errors import ConfigError
 from bot.rules.dimension import rule_problems
+from bot.wecom_limits import (
+    ATTACHMENTS_MAX,
+    CONTACT_WAY_STATE_MAX,
+    CONTACT_WAY_USERS_MAX,
+    CORP_TAGS_MAX,
+    MSG_TEMPLATE_TEXT_MAX_BYTES,
+    TAG_NAME_MAX,
+)
 
 ENV_PREFIX = "TAGBOT_"
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
 # The self-built app's web login page (wecom-api.md section 7.4); the simulator serves one too.
 DEFAULT_WEB_LOGIN_URL = "https://login.work.weixin.qq.com/wwlogin/sso/login"
+DEFAULT_OAUTH_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
 _AES_KEY_LENGTH = 43
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 # WeCom userids: 1-64 bytes of letters, digits and "_-@.", starting with a letter or digit.
@@ -72,6 +81,7 @@ class WeComSettings(_Section):
     encoding_aes_key: SecretStr
     api_base: str = DEFAULT_API_BASE
     web_login_url: str = DEFAULT_WEB_LOGIN_URL
+    oauth_url: str = DEFAULT_OAUTH_URL  # the staff sidebar's OAuth2 (snsapi_base)
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_retries: int = Field(default=3, ge=0, le=10)
     # A signed callback older than this is a replay, not a re-delivery (those come in minutes).
@@ -117,7 +127,7 @@ class WeComSettings(_Section):
             raise ValueError("must be an http(s) URL")
         return v if v.endswith("/") else v + "/"
 
-    @field_validator("web_login_url")
+    @field_validator("web_login_url", "oauth_url")
     @classmethod
     def _web_login_shape(cls, v: str) -> str:
         if not re.match(r"^https?://[^\s/?#]+[^\s?#]*$", v):
@@ -198,20 +208,30 @@ class JobsSettings(_Section):
 
 
 class TierSettings(_Section):
-    tag: str = Field(min_length=1, max_length=30)
+    tag: str = Field(min_length=1, max_length=TAG_NAME_MAX)
     when: str = Field(min_length=1)
     stay: str | None = None
+    # The talking point the staff sidebar shows for this tier (Chinese, optional).
+    hint: str = Field(default="", max_length=200)
+
+    @field_validator("hint")
+    @classmethod
+    def _hint_text(cls, v: str) -> str:
+        v = v.strip()
+        if any(ord(c) < 32 for c in v):
+            raise ValueError("must be one line of text (no control characters)")
+        return v
 
 
 class DimensionSettings(_Section):
     name: str = Field(min_length=1)
-    tag_group: str = Field(min_length=1, max_length=30)
+    tag_group: str = Field(min_length=1, max_length=TAG_NAME_MAX)
     min_dwell_days: int = Field(default=0, ge=0)
     tiers: tuple[TierSettings, ...] = ()
     # Instead of tiers: the tag is this text name's value (`profile.region`, `channel`).
     tag_from: str | None = Field(default=None, min_length=1)
     # WeCom allows 3,000 tags per corp; rarer values share one 其他 tag.
-    max_tags: int = Field(default=50, ge=2, le=3000)
+    max_tags: int = Field(default=50, ge=2, le=CORP_TAGS_MAX)
 
     @model_validator(mode="after")
     def _tiers_or_tag_from(self) -> DimensionSettings:
@@ -241,11 +261,11 @@ class AttachmentSettings(_Section):
 
 
 class ChannelSettings(_Section):
-    name: str = Field(min_length=1, max_length=30)
-    staff: tuple[str, ...] = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=TAG_NAME_MAX)  # also the channel's tag
+    staff: tuple[str, ...] = Field(min_length=1, max_length=CONTACT_WAY_USERS_MAX)
     tags: tuple[str, ...] = ()
     welcome: str = ""
-    state: str | None = Field(default=None, max_length=30)
+    state: str | None = Field(default=None, max_length=CONTACT_WAY_STATE_MAX)
     daily_cap: int | None = Field(default=None, ge=1)
     backup: tuple[str, ...] = ()
     attachments: tuple[AttachmentSettings, ...] = ()
@@ -286,7 +306,7 @@ class CampaignSettings(_Section):
     cost_per_delivery: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
     # 群发 text ({staff} allowed), the follow-up's suggested action, or the webhook's note.
     text: str = ""
-    attachments: tuple[AttachmentSettings, ...] = Field(default=(), max_length=9)
+    attachments: tuple[AttachmentSettings, ...] = Field(default=(), max_length=ATTACHMENTS_MAX)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
 
@@ -298,8 +318,10 @@ class CampaignSettings(_Section):
     @field_validator("text")
     @classmethod
     def _text_size(cls, v: str) -> str:
-        if len(v.encode()) > 4000:
-            raise ValueError("is longer than WeCom's 4,000 bytes for a 群发 text")
+        if len(v.encode()) > MSG_TEMPLATE_TEXT_MAX_BYTES:
+            raise ValueError(
+                f"is longer than WeCom's {MSG_TEMPLATE_TEXT_MAX_BYTES:,} bytes for a 群发 text"
+            )
         return v
 
     @field_validator("webhook_url")
@@ -380,6 +402,14 @@ class ConsoleSettings(_Section):
         return self
 
 
+class SidebarSettings(_Section):
+    """`[sidebar]`: the staff page in the WeCom chat toolbar (聊天工具栏) under /sidebar/."""
+
+    # A member signs in once (silent OAuth2) and stays signed in this long; the WeCom
+    # client keeps the cookie until the member switches account.
+    session_hours: int = Field(default=12, ge=1, le=30 * 24)
+
+
 class AppSettings(_Section):
     timezone: str = "Asia/Shanghai"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -404,6 +434,7 @@ class Settings(_Section):
     channels: tuple[ChannelSettings, ...] = ()
     outreach: OutreachSettings = OutreachSettings()
     console: ConsoleSettings = ConsoleSettings()
+    sidebar: SidebarSettings = SidebarSettings()
     app: AppSettings = AppSettings()
     # Display names by WeCom userid (`[staff] liuyang = "刘洋"`): WeCom gives member names
     # only to some apps, and `{staff}` in a welcome should read as a person's name.

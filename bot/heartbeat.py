@@ -75,7 +75,7 @@ def beat(*, db: Database, heartbeat: Heartbeat) -> None:
     hb = heartbeat
     # urgent: a beat queued behind a burst of writes would make this process look dead
     with db.write(urgent=True) as session:
-        leases.try_acquire(session, hb.id, hb.id, STALE_SECONDS)
+        leases.try_acquire(hb.id, hb.id, STALE_SECONDS, session=session)
         dead = _dead_here(hb, session=session)
         if dead:
             session.execute(
@@ -98,7 +98,7 @@ def beat(*, db: Database, heartbeat: Heartbeat) -> None:
 def stop(*, db: Database, heartbeat: Heartbeat) -> None:
     """Drop this process's heartbeat row: others take its unfinished events at once."""
     with db.write() as session:
-        leases.release(session, heartbeat.id, heartbeat.id)
+        leases.release(heartbeat.id, heartbeat.id, session=session)
 
 
 def gone(owner: ColumnElement[str | None], now: ColumnElement[datetime]) -> ColumnElement[bool]:

@@ -28,7 +28,7 @@ class LeaseLostError(TagbotError):
 
 
 def try_acquire(
-    session: Session, name: str, owner: str, ttl_seconds: float, *, now: datetime | None = None
+    name: str, owner: str, ttl_seconds: float, *, session: Session, now: datetime | None = None
 ) -> bool:
     """Take or renew the lease `name` for `owner`; False when someone else holds it."""
     now = now or utcnow()
@@ -51,7 +51,7 @@ def try_acquire(
 
 
 def renew(
-    session: Session, name: str, owner: str, ttl_seconds: float, *, now: datetime | None = None
+    name: str, owner: str, ttl_seconds: float, *, session: Session, now: datetime | None = None
 ) -> bool:
     """Extend a lease `owner` holds; False when another took it over or it is gone.
 
@@ -68,13 +68,23 @@ def renew(
     return bool(renewed.rowcount)  # type: ignore[attr-defined]
 
 
-def release(session: Session, name: str, owner: str) -> None:
+def release(name: str, owner: str, *, session: Session) -> None:
     """Give the lease up if we hold it."""
     session.execute(
         delete(Lease)
         .where(Lease.name == name, Lease.owner == owner)
         .execution_options(synchronize_session=False)
     )
+
+
+def purge_expired(prefix: str, *, session: Session, now: datetime | None = None) -> int:
+    """Delete the expired leases whose names start with `prefix` (one-off names pile up)."""
+    gone = session.execute(
+        delete(Lease)
+        .where(Lease.name.startswith(prefix, autoescape=True), Lease.expires_at < (now or utcnow()))
+        .execution_options(synchronize_session=False)
+    )
+    return int(gone.rowcount)  # type: ignore[attr-defined]
 
 
 def new_owner() -> str:
@@ -99,7 +109,9 @@ class Held:
     def renew(self) -> None:
         """Extend the lease by its TTL from now; raise LeaseLostError if another took it."""
         with self.db.write() as session:
-            self.held = renew(session, self.name, self.owner, self.ttl_seconds, now=self.clock())
+            self.held = renew(
+                self.name, self.owner, self.ttl_seconds, session=session, now=self.clock()
+            )
         if not self.held:
             raise LeaseLostError(f"lease {self.name} was taken over from {self.owner}")
 
@@ -125,7 +137,7 @@ def holding(
     deadline = time.monotonic() + wait
     while True:
         with db.write() as session:
-            held.held = try_acquire(session, name, owner, ttl_seconds, now=clock())
+            held.held = try_acquire(name, owner, ttl_seconds, session=session, now=clock())
         if held or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
@@ -134,4 +146,4 @@ def holding(
     finally:
         if held:
             with db.write() as session:
-                release(session, name, owner)
+                release(name, owner, session=session)

@@ -59,11 +59,11 @@ class Queue:
 
     def fail(
         self,
-        session: Session,
         row_id: int,
         attempts: int,
         error: str,
         *,
+        session: Session,
         retryable: bool = True,
         **extra: Any,
     ) -> bool:
@@ -82,7 +82,7 @@ class Queue:
         session.execute(update(self.table).where(self.table.c.id == row_id).values(**values))
         return dead
 
-    def counts(self, session: Session) -> dict[str, int]:
+    def counts(self, *, session: Session) -> dict[str, int]:
         """Return how many rows are in each status."""
         return count_by_status(self.table.c.status, self.statuses, session=session)
 
@@ -90,7 +90,7 @@ class Queue:
         """Set the depth gauge from the database (before each scrape)."""
         if self.depth is None:
             return
-        for status, n in self.counts(session).items():
+        for status, n in self.counts(session=session).items():
             self.depth.labels(status).set(n)
 
 

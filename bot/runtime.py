@@ -23,6 +23,7 @@ from bot.heartbeat import Heartbeat
 from bot.metrics import Refreshers
 from bot.tiering.touched_state import TouchedState
 from bot.tiering.why import ExplainEngine
+from bot.wakeone import WakeOne
 from bot.wecom.crypto import CallbackCrypto
 
 if TYPE_CHECKING:
@@ -35,7 +36,9 @@ T = TypeVar("T")
 class Wakeups:
     """Events that let a request wake a background worker at once instead of polling."""
 
-    inbox: threading.Event = field(default_factory=threading.Event)
+    # One inbox thread per ack, not all four: the others found the hand-off taken, an
+    # empty step each (its metrics, locks and GIL hand-offs) on every scan.
+    inbox: WakeOne = field(default_factory=WakeOne)
     outbox: threading.Event = field(default_factory=threading.Event)
     alerts: threading.Event = field(default_factory=threading.Event)
     outreach: threading.Event = field(default_factory=threading.Event)

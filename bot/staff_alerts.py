@@ -178,7 +178,7 @@ def _keeper(
     def renew() -> None:
         at = now()
         with db.write() as session:
-            if not leases.renew(session, LEASE, owner, LEASE_SECONDS, now=at):
+            if not leases.renew(LEASE, owner, LEASE_SECONDS, session=session, now=at):
                 raise leases.LeaseLostError(f"lease {LEASE} was taken over from {owner}")
             session.execute(
                 update(StaffAlert)
@@ -212,7 +212,9 @@ def _send(
         retryable = not isinstance(exc, WeComError) or exc.retryable
         with db.write() as session:
             for row in rows:
-                dead = QUEUE.fail(session, row.id, row.attempts, str(exc), retryable=retryable)
+                dead = QUEUE.fail(
+                    row.id, row.attempts, str(exc), session=session, retryable=retryable
+                )
                 ALERTS.labels("dead" if dead else "retry").inc()
         log.warning("alert to %s not sent: %s", userid, exc)
         return
@@ -239,7 +241,7 @@ def drain(
     `owner`: who holds the sender's lease (the worker passes its process's heartbeat id).
     """
     with db.write() as session:
-        if not leases.try_acquire(session, LEASE, owner, LEASE_SECONDS, now=now()):
+        if not leases.try_acquire(LEASE, owner, LEASE_SECONDS, session=session, now=now()):
             return 0  # another process sends them
         members = _due_members(now(), session=session)
     handled = 0
@@ -247,7 +249,7 @@ def drain(
         with db.write() as session:
             at = now()
             # The claim renews the lease: a batch of slow sends never outlives it.
-            if not leases.renew(session, LEASE, owner, LEASE_SECONDS, now=at):
+            if not leases.renew(LEASE, owner, LEASE_SECONDS, session=session, now=at):
                 log.warning("staff alerts: another sender took over; %s stops", owner)
                 break
             rows = _claim(userid, at, session=session)
@@ -259,7 +261,7 @@ def drain(
 
 def counts(*, session: Session) -> dict[str, int]:
     """Return how many alerts are in each status."""
-    return QUEUE.counts(session)
+    return QUEUE.counts(session=session)
 
 
 def refresh_depth(*, session: Session) -> None:

@@ -7,8 +7,9 @@ loaded, nor become a dependency, for that.
 
 from __future__ import annotations
 
-# Corp tags (add_corp_tag / edit_corp_tag): a tag or group name.
+# Corp tags (add_corp_tag / edit_corp_tag): a tag or group name; tags per corp, all groups.
 TAG_NAME_MAX = 30
+CORP_TAGS_MAX = 3000
 
 # 联系我 (add_contact_way): the `state` a scan reports back, the remark, the members.
 CONTACT_WAY_STATE_MAX = 30
@@ -22,6 +23,7 @@ ATTACHMENTS_MAX = 9  # per welcome and per 群发 (add_msg_template)
 
 # 群发 (add_msg_template, get_groupmsg_*).
 MSG_TEMPLATE_CUSTOMERS_MAX = 10_000  # external_userid per call
+MSG_TEMPLATE_TEXT_MAX_BYTES = 4000
 GROUPMSG_LIST_SPAN_SECONDS = 30 * 86400  # get_groupmsg_list_v2: a range of at most a month
 GROUPMSG_LIST_PAGE_MAX = 100
 GROUPMSG_RESULT_PAGE_MAX = 1000  # get_groupmsg_task / get_groupmsg_send_result

@@ -22,6 +22,7 @@ from handlers import (
     health,
     outreach_api,
     outreach_results_api,
+    sidebar,
     web,
 )
 from handlers.jsonsafe import SafeJSONProvider
@@ -37,7 +38,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Flask:
     rt = app.extensions[EXTENSION_KEY] = runtime or Runtime(settings)
     register_blueprints(app)
     register_errorhandlers(app)
-    web.init_app(app)  # the console's template filters and security headers
+    web.init_app(app)  # the console's and sidebar's template filters and security headers
     register_metrics(rt)
     return app
 
@@ -51,6 +52,7 @@ def register_blueprints(app: Flask) -> None:
         outreach_api,
         outreach_results_api,
         admin,
+        sidebar,
     ):
         app.register_blueprint(module.bp)
 

@@ -71,11 +71,13 @@ def receive_event() -> ResponseReturnValue:
     hand_off = handoff.active  # this process runs inbox workers: it processes what it acks
     # urgent: WeCom waits on this one; it goes ahead of queued background writes.
     with rt.db.write(urgent=True) as session:
-        owner = rt.heartbeat.id if hand_off else None
-        event_id = inbox.store(event, xml, session=session, owner=owner)
-    if event_id is not None:
+        if hand_off:  # on SQLite also claimed for our workers here: no claim write later
+            entry = inbox.store_and_take(event, xml, session=session, owner=rt.heartbeat.id)
+        else:
+            entry = inbox.store(event, xml, session=session)
+    if entry is not None:
         if hand_off:
-            handoff.put(event_id)
+            handoff.put(entry)
         if event.welcome_code:
             rt.welcome_lane.offer(event, utcnow())
         rt.wakeups.inbox.set()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from bot.db.types import utcnow
 from bot.errors import CallbackError, NotFoundError, TagbotError, ValidationError, WeComError
+from bot.sidebar.tickets import TicketUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,15 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(WeComError)
     def _wecom(exc: WeComError) -> ResponseReturnValue:
         return jsonify(error="wecom", errcode=exc.errcode, message=str(exc)), 502
+
+    @app.errorhandler(TicketUnavailableError)
+    def _no_ticket(exc: TicketUnavailableError) -> ResponseReturnValue:
+        # WeCom gives no JS-SDK ticket (its hourly limit): the page cannot be signed for now.
+        response = jsonify(error="jsapi_ticket", errcode=exc.errcode, message=exc.message_zh)
+        if exc.retry_after is not None:
+            wait = math.ceil((exc.retry_after - utcnow()).total_seconds())
+            response.headers["Retry-After"] = str(max(1, wait))
+        return response, 503
 
     @app.errorhandler(TagbotError)
     def _tagbot(exc: TagbotError) -> ResponseReturnValue:

@@ -57,9 +57,9 @@ def refuse_if_throttled(scope: str) -> None:
     server = rt.settings.server
     with rt.db.read() as session:
         wait = auth_failures.wait(
-            session,
             scope,
             client_address(server),
+            session=session,
             limit=server.auth_failure_limit,
             window=server.auth_failure_window_seconds,
             now=time.time(),
@@ -77,9 +77,9 @@ def record_failure(scope: str) -> None:
     server = rt.settings.server
     with rt.db.write() as session:
         auth_failures.record(
-            session,
             scope,
             client_address(server),
+            session=session,
             window=server.auth_failure_window_seconds,
             now=time.time(),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.callbacks.dispatch import process_next
+from bot.callbacks.inbox import Claimed
 from bot.runtime import Runtime
 from jobs.specs import WorkerSpec
 
@@ -19,7 +20,9 @@ YIELD_SECONDS = 0.25  # at most; the lane says when it is empty
 HANDOFF_BATCH = 4
 
 
-def _process(rt: Runtime, *, limit: int = 1, ids: Sequence[int] = ()) -> int:
+def _process(
+    rt: Runtime, *, limit: int = 1, ids: Sequence[int] = (), taken: Sequence[Claimed] = ()
+) -> int:
     return process_next(
         owner=rt.heartbeat.id,
         db=rt.db,
@@ -32,6 +35,7 @@ def _process(rt: Runtime, *, limit: int = 1, ids: Sequence[int] = ()) -> int:
         alerts_wakeup=rt.wakeups.alerts,
         limit=limit,
         ids=ids,
+        taken=taken,
     )
 
 
@@ -48,10 +52,15 @@ def _step(rt: Runtime) -> int:
         if taken:
             handoff.poll_again()
             return taken
-    ids = handoff.take(HANDOFF_BATCH)
-    if ids:
-        _process(rt, ids=ids)
-        return len(ids)  # consumed, even if another process got to some of them first
+    entries = handoff.take(HANDOFF_BATCH)
+    if entries:
+        claimed = [e for e in entries if isinstance(e, Claimed)]
+        ids = [e for e in entries if isinstance(e, int)]
+        if claimed:  # claimed by the ack itself (SQLite)
+            _process(rt, taken=claimed)
+        if ids:
+            _process(rt, ids=ids)
+        return len(entries)  # consumed, even if another process got to some of them first
     if not handoff.nudged():
         # Woken by an ack whose event another thread took: an empty claim here would
         # cost a write transaction per idle thread and scan (the poll above still looks).

@@ -40,10 +40,12 @@ class Leadership:
         try:
             with self._db.write() as session:
                 if holding:
-                    held = leases.renew(session, SCHEDULER_LEASE, self.owner, self._ttl, now=now)
+                    held = leases.renew(
+                        SCHEDULER_LEASE, self.owner, self._ttl, session=session, now=now
+                    )
                 else:
                     held = leases.try_acquire(
-                        session, SCHEDULER_LEASE, self.owner, self._ttl, now=now
+                        SCHEDULER_LEASE, self.owner, self._ttl, session=session, now=now
                     )
         except Exception:
             log.exception("could not renew the scheduler lease")
@@ -64,4 +66,4 @@ class Leadership:
         """Give the lease up, so another process takes over at its next renewal."""
         self._until = None
         with self._db.write() as session:
-            leases.release(session, SCHEDULER_LEASE, self.owner)
+            leases.release(SCHEDULER_LEASE, self.owner, session=session)

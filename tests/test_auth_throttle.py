@@ -156,11 +156,13 @@ def test_failures_counted_in_one_process_are_refused_in_another(db_url: str) -> 
 def test_failures_leave_the_count_and_the_table_with_the_window(db: Database) -> None:
     def wait(now: float) -> float:
         with db.read() as session:
-            return auth_failures.wait(session, "admin", ATTACKER, limit=3, window=60, now=now)
+            return auth_failures.wait(
+                "admin", ATTACKER, session=session, limit=3, window=60, now=now
+            )
 
     def record(now: float, address: str = ATTACKER) -> None:
         with db.write() as session:
-            auth_failures.record(session, "admin", address, window=60, now=now)
+            auth_failures.record("admin", address, session=session, window=60, now=now)
 
     for at in (0.0, 10.0, 20.0):
         assert wait(at) == 0
@@ -168,7 +170,10 @@ def test_failures_leave_the_count_and_the_table_with_the_window(db: Database) ->
     assert wait(30.0) == 30.0  # the first failure leaves the window at 60
     assert wait(60.0) == 0  # two left in the window
     with db.read() as session:
-        assert auth_failures.wait(session, "callback", ATTACKER, limit=3, window=60, now=30) == 0
+        assert (
+            auth_failures.wait("callback", ATTACKER, session=session, limit=3, window=60, now=30)
+            == 0
+        )
     record(75.0, "192.0.2.1")  # any failure sweeps what left the window, whoever's
     with db.read() as session:
         rows = session.execute(select(AuthFailure.address, AuthFailure.at).order_by(AuthFailure.at))

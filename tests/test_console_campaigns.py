@@ -7,7 +7,7 @@ import re
 import statistics
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +23,9 @@ from bot.db.models import (
     CampaignRun,
     CampaignTask,
     ConsoleAudit,
+    Lease,
 )
+from bot.db.types import utcnow
 from bot.errors import ConfigError
 from bot.outreach.plan import plan_run
 from bot.outreach.report import campaign_results
@@ -207,6 +209,30 @@ def test_a_launch_creates_the_tasks_in_wecom_once_and_is_audited(
     assert "&lt;img src=x onerror=alert(1)&gt;" in run_page
     # The system page names the action.
     assert "启动触达活动" in web.get("/admin/system").get_data(as_text=True)
+
+
+def test_a_launch_deletes_the_expired_leases_of_spent_launch_tokens(
+    web: FlaskClient, db: Database
+) -> None:
+    past = utcnow() - timedelta(days=1)
+    with db.write() as s:
+        s.add_all(
+            [
+                Lease(name="console-launch:" + "o" * 32, owner="x", expires_at=past),
+                Lease(
+                    name="console-launch:" + "n" * 32,
+                    owner="x",
+                    expires_at=utcnow() + timedelta(days=1),
+                ),
+                Lease(name="scheduler", owner="x", expires_at=past),  # not a launch's
+            ]
+        )
+    sign_in_with_token(web)
+    _, csrf, token = _preview(web)
+    assert _launch(web, csrf, token).status_code == 303
+    with db.read() as s:
+        names = set(s.scalars(select(Lease.name)))
+    assert names == {"console-launch:" + "n" * 32, "console-launch:" + token, "scheduler"}
 
 
 def test_a_viewer_sees_the_preview_but_cannot_launch(

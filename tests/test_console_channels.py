@@ -7,6 +7,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,16 +15,30 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from openpyxl import load_workbook
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from bot.channels import live_codes
+from bot.config import DimensionSettings
 from bot.db import Database
-from bot.db.models import Channel, ChannelDay, ConsoleAudit, FollowRelation, TierAssignment
+from bot.db.models import (
+    Channel,
+    ChannelDay,
+    ChannelTierMix,
+    ConsoleAudit,
+    Customer,
+    FollowRelation,
+    Order,
+    TierAssignment,
+)
 from bot.db.types import utcnow
 from bot.reports import channel_pages, channel_stats
+from bot.rules.dimension import load_dimensions
 from bot.sync import run_sync
+from bot.tiering import channel_mix
+from bot.tiering.run import retier
 from handlers.app import create_app
 from tests.support.console import (
+    DIMENSION,
     HOSTILE,
     console_settings,
     csrf_of,
@@ -31,7 +46,6 @@ from tests.support.console import (
     sign_in_with_token,
     sign_in_with_wecom,
 )
-from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -499,33 +513,49 @@ def test_a_code_whose_image_cannot_be_fetched_is_named_in_the_zip(
     assert admin.get(f"/admin/channels/{nocode.id}/qr.png").status_code == 404
 
 
-def test_a_large_installs_tier_mix_is_counted_in_the_background_meanwhile_the_kept_one_shows(
+def _mix(db: Database) -> dict[int, dict[str | None, int]]:
+    with db.read() as session:
+        return channel_pages.channel_quality(session=session, dimension="value")
+
+
+def test_a_touched_retier_moves_its_customers_in_the_mix_as_a_recount_would(
     db: Database,
 ) -> None:
-    seed_overview(db, now=utcnow(), tz=SHANGHAI)
-
-    def mix() -> Any:
-        with db.read() as session:
-            return channel_pages.channel_quality(
-                session=session, dimension="value", db=db, sync_limit=0
-            )
-
-    def counted(want: dict[str | None, int]) -> bool:
-        found = mix()
-        return found is not None and next(iter(found.values())) == want
-
-    assert mix() is None  # the first count runs in the background: 统计中
-    first = {"高价值": 1, "普通": 3, None: 3}
-    wait_for(lambda: counted(first), what="the first count")
+    now = utcnow()
+    seed_overview(db, now=now, tz=SHANGHAI)
+    before = {"高价值": 1, "普通": 3, None: 3}
+    assert next(iter(_mix(db).values())) == before
     with db.write() as session:
-        session.execute(
-            TierAssignment.__table__.update()
-            .where(TierAssignment.tier == "普通")
-            .values(tier="高价值")
+        moved = session.scalar(select(Customer).where(Customer.external_userid == "wm002"))
+        assert moved is not None
+        session.add(
+            Order(
+                order_id="mix-order",
+                customer_id=moved.id,
+                external_userid=moved.external_userid,
+                amount=Decimal(5000),
+                paid_at=now - timedelta(hours=1),
+                status="paid",
+            )
         )
-    channel_stats.rollup(db, tz=SHANGHAI, now=utcnow() + timedelta(seconds=1))
-    assert next(iter(mix().values())) in (first, {"高价值": 4, None: 3})  # kept, or done
-    wait_for(lambda: counted({"高价值": 4, None: 3}), what="the recount after the rollup")
+        moved_id = moved.id
+    dims = load_dimensions([DimensionSettings.model_validate(DIMENSION)])
+    report = retier(db, dims, tz=SHANGHAI.key, as_of=now, customer_ids=[moved_id])
+    assert report.transitions == 1  # 普通 → 高价值, read from the kept mix and its move
+    after = {"高价值": 2, "普通": 2, None: 3}
+    assert next(iter(_mix(db).values())) == after
+    with db.read() as session:
+        recounted = channel_mix.count(session=session)
+    channel_id = next(iter(_mix(db)))
+    assert recounted[(channel_id, "value", "高价值")] == 2
+    assert recounted[(channel_id, "value", "普通")] == 2
+
+
+def test_before_any_rollup_or_retier_the_mix_is_counted_in_the_request(db: Database) -> None:
+    seed_overview(db, now=utcnow(), tz=SHANGHAI)
+    with db.write() as session:
+        session.execute(delete(ChannelTierMix))
+    assert next(iter(_mix(db).values())) == {"高价值": 1, "普通": 3, None: 3}
 
 
 def test_a_wecom_refusal_of_an_edit_changes_nothing(

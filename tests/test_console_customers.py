@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -29,6 +30,7 @@ from bot.db.models import (
     TierTransition,
 )
 from bot.db.types import utcnow
+from bot.reports import customer_list as cl
 from handlers.app import create_app
 from tests.support.console import HOSTILE, console_settings, seed_overview, sign_in_with_token
 
@@ -403,3 +405,46 @@ def test_the_pages_need_a_session(console: Flask) -> None:
         answer = anonymous.get(url)
         assert answer.status_code == 302
         assert answer.headers["Location"] == "/admin/login"
+
+
+def test_a_search_pages_through_name_and_remark_matches_newest_first_each_once(
+    db: Database,
+) -> None:
+    """The search runs as two queries (names, remarks): pages merge them without a gap or a
+    repeat, whichever of the two the next match comes from."""
+    with db.write() as session:
+        staff = [Staff(userid="s1", name="一"), Staff(userid="s2", name="二")]
+        session.add_all(staff)
+        people = [Customer(external_userid=f"wx{i:02d}", name=f"路人{i}") for i in range(12)]
+        session.add_all(people)
+        session.flush()
+        for i, c in enumerate(people):
+            if i % 3 == 0:
+                c.name = f"金卡{i}"  # by name
+            for s in staff:
+                remark = "金卡会员" if i % 4 == 0 and s is staff[1] else ""  # by remark
+                session.add(FollowRelation(customer_id=c.id, staff_id=s.id, remark=remark))
+        ids = {c.external_userid: c.id for c in people}
+    want = sorted(
+        (e for e, i in ids.items() if int(e[2:]) % 3 == 0 or int(e[2:]) % 4 == 0),
+        key=ids.__getitem__,
+        reverse=True,
+    )
+    seen: list[str] = []
+    before = None
+    while True:
+        with db.read() as session:
+            page = cl.search_customers(
+                cl.CustomerFilter(q="金卡"),
+                session=session,
+                tz=ZoneInfo("Asia/Shanghai"),
+                display_names={},
+                before=before,
+                limit=2,
+            )
+        seen += [r.external_userid for r in page.rows]
+        if page.next_before is None:
+            break
+        before = page.next_before
+    assert seen == want  # 0, 3, 4, 6, 8, 9 by id, newest first; 0 matches both ways, once
+    assert len(want) == 6

@@ -120,7 +120,7 @@ def test_a_fresh_install_shows_every_section_and_what_to_do(admin: FlaskClient) 
         "contact_permission": "manual",  # no sync yet
         "public_url": "missing",
     }
-    assert "issue 19" in page
+    assert "/sidebar/" in _section(page, "sidebar-check")  # where staff open it
     assert "ⓘ" in _section(page, "jobs")
     assert "ⓘ" in _section(page, "sync-runs")
 
@@ -467,6 +467,37 @@ def test_config_findings_are_check_configs_and_the_sidebar_checklist_follows_the
         assert "secret" not in sidebar.lower() or "不显示" in sidebar
     finally:
         app.extensions["tagbot"].close()
+
+
+def test_the_sidebar_ticket_check_fetches_each_ticket_once_and_says_when_wecom_refuses(
+    admin: FlaskClient, simulator: Simulator
+) -> None:
+    page = _section(_page(admin), "sidebar-check")
+    assert 'hx-get="/admin/system/sidebar-tickets"' in page
+    assert simulator.ticket_fetches == {"corp": 0, "agent": 0}  # the page alone asks nothing
+    for _ in range(2):  # the second check answers from the shared store
+        answer = admin.get("/admin/system/sidebar-tickets")
+        assert answer.status_code == 200
+        lines = re.findall(
+            r'<li class="ticket-line" data-ok="(\w+)">(.*?)</li>', answer.get_data(as_text=True)
+        )
+        assert [ok for ok, _ in lines] == ["yes", "yes"]
+        assert "企业 jsapi_ticket" in lines[0][1]
+        assert "应用 jsapi_ticket" in lines[1][1]
+        assert "剩余 1" in lines[0][1]  # 7200 s: 119 or 120 minutes left
+    assert simulator.ticket_fetches == {"corp": 1, "agent": 1}
+
+
+def test_the_sidebar_ticket_check_shows_wecoms_refusal(
+    admin: FlaskClient, simulator: Simulator
+) -> None:
+    simulator.set_ticket_limits(per_hour_corp=0, per_hour_app=0)
+    answer = admin.get("/admin/system/sidebar-tickets")
+    assert answer.status_code == 200
+    body = answer.get_data(as_text=True)
+    assert 'class="ticket-check" data-ok="no"' in body
+    assert body.count('data-ok="no"') == 3  # the list and both tickets
+    assert simulator.ticket_fetches == {"corp": 0, "agent": 0}
 
 
 def test_each_job_keeps_only_its_newest_runs(db: Database) -> None:

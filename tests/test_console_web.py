@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import time
@@ -464,6 +465,9 @@ def test_the_vendored_files_are_served_with_their_licences(web: FlaskClient) -> 
         "echarts-6.1.0/NOTICE",
         "htmx-2.0.11/htmx.min.js",
         "htmx-2.0.11/LICENSE",
+        "wecom-jssdk-2.4.4/wecom.global.prod.js",
+        "wecom-jssdk-2.4.4/LICENSE",
+        "wecom-jssdk-2.4.4/package.json",
     ):
         assert (root / path).is_file()
         answer = web.get(f"/static/vendor/{path}")
@@ -553,3 +557,32 @@ def test_the_lists_as_configured_now_decide_a_wecom_sessions_role(
                 assert answer.status_code == 302
     finally:
         changed.extensions["tagbot"].close()
+
+
+def test_every_audited_action_has_its_label_in_one_table() -> None:
+    """Each action the code records is named in audit.ACTION_LABELS, which no page module edits."""
+    from bot.console import audit
+
+    root = Path(__file__).resolve().parent.parent
+    recorded: set[str] = set()
+    edits: list[str] = []
+    for path in sorted([*root.glob("bot/**/*.py"), *root.glob("handlers/**/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = ast.unparse(node.func)
+            if func.endswith("audit.record"):
+                recorded |= {
+                    k.value.value
+                    for k in node.keywords
+                    if k.arg == "action" and isinstance(k.value, ast.Constant)
+                }
+            if func == "_record" and node.args and isinstance(node.args[0], ast.Constant):
+                recorded.add(node.args[0].value)  # a page's helper around audit.record
+            if func.endswith("audit.ACTION_LABELS.update") or func.endswith(
+                "audit.ACTION_LABELS.setdefault"
+            ):
+                edits.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert recorded >= {"login", "logout", "channel_created", "campaign_launched"}
+    assert recorded <= set(audit.ACTION_LABELS), recorded - set(audit.ACTION_LABELS)
+    assert edits == []

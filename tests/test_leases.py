@@ -32,7 +32,7 @@ def _race(db: Database, name: str) -> list[str]:
         try:
             barrier.wait()
             with db.write() as session:
-                if leases.try_acquire(session, name, owner, 60):
+                if leases.try_acquire(name, owner, 60, session=session):
                     winners.append(owner)
         except BaseException as exc:  # surfaced below: a racer must not fail
             errors.append(exc)
@@ -59,7 +59,7 @@ def test_one_of_many_racers_takes_a_free_lease(db: Database) -> None:
 
 def test_one_of_many_racers_takes_over_an_expired_lease(db: Database) -> None:
     with db.write() as session:
-        assert leases.try_acquire(session, "expired", "gone", 60)
+        assert leases.try_acquire("expired", "gone", 60, session=session)
         session.execute(update(Lease).values(expires_at=utcnow() - timedelta(seconds=1)))
     winners = _race(db, "expired")
     assert len(winners) == 1
@@ -68,18 +68,18 @@ def test_one_of_many_racers_takes_over_an_expired_lease(db: Database) -> None:
 
 def test_a_held_lease_is_renewed_by_its_owner_only_and_released(db: Database) -> None:
     with db.write() as session:
-        assert leases.try_acquire(session, "held", "a", 60)
+        assert leases.try_acquire("held", "a", 60, session=session)
     with db.write() as session:
-        assert not leases.try_acquire(session, "held", "b", 60)
-        assert leases.try_acquire(session, "held", "a", 60)
+        assert not leases.try_acquire("held", "b", 60, session=session)
+        assert leases.try_acquire("held", "a", 60, session=session)
     with db.write() as session:
-        leases.release(session, "held", "b")  # not b's: nothing happens
+        leases.release("held", "b", session=session)  # not b's: nothing happens
     assert _holder(db, "held") == "a"
     with db.write() as session:
-        leases.release(session, "held", "a")
+        leases.release("held", "a", session=session)
     assert _holder(db, "held") is None
     with db.write() as session:
-        assert leases.try_acquire(session, "held", "b", 60)
+        assert leases.try_acquire("held", "b", 60, session=session)
 
 
 def test_holding_gives_the_lease_up_after_the_block_and_only_when_it_was_taken(
@@ -103,18 +103,18 @@ def test_holding_gives_the_lease_up_after_the_block_and_only_when_it_was_taken(
 def test_renew_extends_only_the_owners_lease_and_never_takes_one(db: Database) -> None:
     t = UtcClock()
     with db.write() as session:
-        assert leases.try_acquire(session, "job", "a", 60, now=t())
+        assert leases.try_acquire("job", "a", 60, session=session, now=t())
     t.advance(61)  # a lapsed, and no one took it: a may go on
     with db.write() as session:
-        assert leases.renew(session, "job", "a", 60, now=t())
-        assert not leases.renew(session, "job", "b", 60, now=t())
+        assert leases.renew("job", "a", 60, session=session, now=t())
+        assert not leases.renew("job", "b", 60, session=session, now=t())
     t.advance(61)
     with db.write() as session:
-        assert leases.try_acquire(session, "job", "b", 60, now=t())  # b took the lapsed one
-        assert not leases.renew(session, "job", "a", 60, now=t())
-        leases.release(session, "job", "b")
+        assert leases.try_acquire("job", "b", 60, session=session, now=t())  # b took the lapsed one
+        assert not leases.renew("job", "a", 60, session=session, now=t())
+        leases.release("job", "b", session=session)
         # Given up by b: a renewal does not take it afresh (try_acquire would).
-        assert not leases.renew(session, "job", "a", 60, now=t())
+        assert not leases.renew("job", "a", 60, session=session, now=t())
     assert _holder(db, "job") is None
 
 
@@ -126,10 +126,10 @@ def test_holding_renews_and_reports_a_takeover(db: Database) -> None:
         held.renew()  # 50 s in: good for another 60
         t.advance(50)
         with db.write() as session:
-            assert not leases.try_acquire(session, "sync", "b", 60, now=t())
+            assert not leases.try_acquire("sync", "b", 60, session=session, now=t())
         t.advance(61)
         with db.write() as session:
-            assert leases.try_acquire(session, "sync", "b", 60, now=t())
+            assert leases.try_acquire("sync", "b", 60, session=session, now=t())
         with pytest.raises(leases.LeaseLostError):
             held.renew()
         assert not held

@@ -125,7 +125,10 @@ def test_the_example_config_carries_one_campaign_per_wecom_action() -> None:
     assert shown == [
         ("高价值关怀", "group_message", "value", ("高价值",), None),
         ("沉睡唤醒", "follow_up", "lifecycle", (), "沉睡客户"),
+        # The predictive example: 高价值 customers the model says are likely gone.
+        ("高价值流失挽留", "follow_up", "value", ("高价值",), None),
     ]
+    assert settings.outreach.campaigns[2].when == 'tier.churn_risk == "流失风险高"'
     assert settings.outreach.campaigns[0].attachments[0].type == "link"
     # The webhook example is there, commented until a real URL and secret are filled in.
     text = (ROOT / "config.example.toml").read_text("utf-8")

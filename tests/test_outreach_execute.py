@@ -274,7 +274,7 @@ def test_a_crash_before_the_request_left_is_called_again_once(
     run_id = record_run(rt, VIP["name"], "group_message", [alice])
     assert execute.prepare_run(run_id, db=rt.db, settings=rt.settings) == "sending"
     with rt.db.write() as session:
-        claimed = claims.claim(session, utcnow(), run_id=run_id)
+        claimed = claims.claim(utcnow(), session=session, run_id=run_id)
     assert claimed is not None
     assert not claimed.resolving
     assert (
@@ -302,7 +302,7 @@ def test_a_crash_after_wecom_created_the_task_resolves_to_it(
     run_id = record_run(rt, VIP["name"], "group_message", [alice])
     assert execute.prepare_run(run_id, db=rt.db, settings=rt.settings) == "sending"
     with rt.db.write() as session:
-        claimed = claims.claim(session, utcnow(), run_id=run_id)
+        claimed = claims.claim(utcnow(), session=session, run_id=run_id)
     assert claimed is not None
     # The request reached WeCom; the process died before recording the answer.
     msgid, _ = rt.wecom.add_msg_template(
@@ -452,7 +452,7 @@ def test_a_follow_up_left_calling_by_a_crash_is_sent_again_as_a_new_attempt(
     run_id = record_run(rt, CALLBACK["name"], "follow_up", [alice], tier="沉睡客户")
     assert execute.prepare_run(run_id, db=rt.db, settings=rt.settings) == "sending"
     with rt.db.write() as session:  # the process records `calling`, then dies
-        assert claims.claim(session, utcnow(), run_id=run_id) is not None
+        assert claims.claim(utcnow(), session=session, run_id=run_id) is not None
     assert (
         execute.perform_due(**parts.outreach(rt)) == 0
     )  # still within its claim: nobody touches it

@@ -10,6 +10,7 @@ from bot.db import Database
 from bot.errors import NotFoundError
 from bot.outreach.report import ALL_TIERS, NOT_ELAPSED, CampaignResults, campaign_results
 from tests.support import outreach_data as data
+from tests.support.deliveries import Delivery, add_deliveries
 from tests.support.outreach_data import AS_OF
 
 AFTER = AS_OF + timedelta(days=31)  # every window of a run at AS_OF has elapsed
@@ -26,10 +27,10 @@ def test_known_effect_is_recovered_on_20000_customers(db: Database) -> None:
     people = data.customers(db, 20_000)
     truths = [
         data.synthetic_run(
-            db, cid, run, AS_OF, people[:10_000], base=0.10, effect=0.05, seed=1, tier="高价值"
+            db, run, AS_OF, people[:10_000], base=0.10, effect=0.05, seed=1, tier="高价值"
         ),
         data.synthetic_run(
-            db, cid, run, AS_OF, people[10_000:], base=0.10, effect=0.05, seed=2, tier="潜力客户"
+            db, run, AS_OF, people[10_000:], base=0.10, effect=0.05, seed=2, tier="潜力客户"
         ),
     ]
     results = _results(db, "vip-care")
@@ -66,7 +67,7 @@ def test_no_effect_interval_contains_zero(db: Database) -> None:
     cid = data.campaign(db, "no-effect")
     run = data.run(db, cid, AS_OF)
     people = data.customers(db, 20_000)
-    data.synthetic_run(db, cid, run, AS_OF, people, base=0.10, effect=0.0, seed=3)
+    data.synthetic_run(db, run, AS_OF, people, base=0.10, effect=0.0, seed=3)
     overall = _results(db, "no-effect").segment(ALL_TIERS)
     for key in ("conversion_7d", "conversion_14d", "conversion_30d", "revenue_per_customer"):
         lift = overall.metric(key).absolute
@@ -79,18 +80,18 @@ def _exact_campaign(db: Database) -> None:
     cid = data.campaign(db, "exact")
     run = data.run(db, cid, AS_OF)
     c = data.customers(db, 6, prefix="wm_exact")
-    data.deliveries(
-        db,
-        run,
-        cid,
-        [
-            (c[0], "treatment", "高价值", "sent"),
-            (c[1], "treatment", "高价值", "unconfirmed"),
-            (c[2], "treatment", "高价值", "sent"),
-            (c[3], "holdout", "高价值", "holdout"),
-            (c[4], "holdout", "高价值", "holdout"),
-        ],
-    )
+    with db.write() as s:
+        add_deliveries(
+            s,
+            run,
+            [
+                Delivery(c[0], "sent", tier="高价值", staff_userid="zhangsan"),
+                Delivery(c[1], "unconfirmed", tier="高价值", staff_userid="zhangsan"),
+                Delivery(c[2], "sent", tier="高价值", staff_userid="zhangsan"),
+                Delivery(c[3], "holdout", "holdout", tier="高价值"),
+                Delivery(c[4], "holdout", "holdout", tier="高价值"),
+            ],
+        )
     day = timedelta(days=1)
     second = timedelta(seconds=1)
     data.orders(
@@ -108,10 +109,17 @@ def _exact_campaign(db: Database) -> None:
     )
     # Another campaign's run on the same customers, and an unsent run of this one.
     other = data.campaign(db, "other")
-    data.deliveries(db, data.run(db, other, AS_OF), other, [(c[4], "treatment", "高价值", "sent")])
+    other_run = data.run(db, other, AS_OF)
+    with db.write() as s:
+        add_deliveries(
+            s, other_run, [Delivery(c[4], "sent", tier="高价值", staff_userid="zhangsan")]
+        )
     data.orders(db, [(c[4], 70.0, AS_OF + 40 * day, "paid")])
     unsent = data.run(db, cid, AS_OF + 2 * day, status="planned")
-    data.deliveries(db, unsent, cid, [(c[5], "treatment", "高价值", "planned")])
+    with db.write() as s:
+        add_deliveries(
+            s, unsent, [Delivery(c[5], "planned", tier="高价值", staff_userid="zhangsan")]
+        )
 
 
 def test_exact_counts_on_the_window_edges(db: Database) -> None:
@@ -170,10 +178,10 @@ def test_runs_accumulate(db: Database) -> None:
     people = data.customers(db, 4000)
     second_at = AS_OF + timedelta(days=35)
     first = data.synthetic_run(
-        db, cid, data.run(db, cid, AS_OF), AS_OF, people, base=0.1, effect=0.05, seed=8
+        db, data.run(db, cid, AS_OF), AS_OF, people, base=0.1, effect=0.05, seed=8
     )
     second = data.synthetic_run(
-        db, cid, data.run(db, cid, second_at), second_at, people, base=0.1, effect=0.05, seed=9
+        db, data.run(db, cid, second_at), second_at, people, base=0.1, effect=0.05, seed=9
     )
     both = _results(db, "monthly", now=second_at + timedelta(days=31))
     assert both.runs == 2

@@ -32,12 +32,8 @@ def _campaign(db: Database, name: str, *, people: int, start_days_ago: int) -> N
     run = data.run(db, cid, as_of)
     ids = data.customers(db, people, prefix=f"wm_{name}")
     half = people // 2
-    data.synthetic_run(
-        db, cid, run, as_of, ids[:half], base=0.1, effect=0.05, seed=4, tier="高价值"
-    )
-    data.synthetic_run(
-        db, cid, run, as_of, ids[half:], base=0.1, effect=0.05, seed=5, tier="沉睡客户"
-    )
+    data.synthetic_run(db, run, as_of, ids[:half], base=0.1, effect=0.05, seed=4, tier="高价值")
+    data.synthetic_run(db, run, as_of, ids[half:], base=0.1, effect=0.05, seed=5, tier="沉睡客户")
 
 
 def test_results_table_in_chinese(

@@ -234,7 +234,7 @@ def test_a_stall_past_the_read_timeout_is_retried_and_deduped_by_the_receiver(
     # The receiver does the work but answers too late: the bot cannot know it did.
     receiver.fail(200, 1, stall_seconds=1.5)
     with rt.db.write() as session:
-        task = claims.claim(session, clock(), run_id=run_id)
+        task = claims.claim(clock(), session=session, run_id=run_id)
     assert task is not None
     campaign = execute.campaign_settings(rt.settings, CAMPAIGN)
     assert campaign is not None

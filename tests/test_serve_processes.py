@@ -66,7 +66,7 @@ def test_a_handed_off_event_waits_for_its_live_owner_then_anyone_takes_it(
     db = Database(db_url)
     try:
         with db.write() as session:
-            leases.try_acquire(session, "beat:owner", "beat:owner", _ALIVE)
+            leases.try_acquire("beat:owner", "beat:owner", _ALIVE, session=session)
             mine = inbox.store(
                 parse_event(_xml(simulator, 1)), "x", session=session, owner="beat:owner"
             )
@@ -113,7 +113,7 @@ def test_a_redelivery_of_a_dead_process_event_takes_it_over_and_wakes_it(
     try:
         with db.write() as session:
             for beat in ("beat:live", "beat:new"):
-                leases.try_acquire(session, beat, beat, _ALIVE)
+                leases.try_acquire(beat, beat, _ALIVE, session=session)
             first = inbox.store(event, "x", session=session, owner="beat:dead")  # no heartbeat row
             live = inbox.store(slow, "y", session=session, owner="beat:live")
         assert first is not None

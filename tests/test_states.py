@@ -29,7 +29,7 @@ def test_a_state_written_as_an_enum_is_read_back_as_its_plain_string(db: Databas
         session.add(event)
         session.flush()
         assert event.status == "pending"  # the column's default, an enum member
-        assert inbox.QUEUE.fail(session, event.id, inbox.MAX_ATTEMPTS, "boom")  # dead
+        assert inbox.QUEUE.fail(event.id, inbox.MAX_ATTEMPTS, "boom", session=session)  # dead
     with db.read() as session:
         raw = session.execute(text("SELECT status FROM inbox_events")).scalar_one()
         assert (raw, type(raw)) == ("dead", str)
@@ -37,7 +37,7 @@ def test_a_state_written_as_an_enum_is_read_back_as_its_plain_string(db: Databas
             select(InboxEvent.id).where(InboxEvent.status == states.InboxStatus.DEAD)
         ).all()
         assert found == [event.id]
-        assert inbox.QUEUE.counts(session) == {
+        assert inbox.QUEUE.counts(session=session) == {
             "pending": 0,
             "processing": 0,
             "done": 0,

@@ -230,7 +230,7 @@ def test_a_second_sync_waits_for_the_first(rt: Runtime, simulator: Any) -> None:
     from bot.errors import TagbotError
 
     with rt.db.write() as session:
-        assert leases.try_acquire(session, "sync", "someone-else", 60)
+        assert leases.try_acquire("sync", "someone-else", 60, session=session)
     with pytest.raises(TagbotError, match="另一个同步正在进行"):
         run_sync(db=rt.db, wecom=rt.wecom)
     assert simulator.calls.get("externalcontact/get_follow_user_list", 0) == 0

@@ -38,7 +38,7 @@ def test_metrics_on_a_live_sqlite_file_leave_it_intact(
             n = 0
             while not stop.is_set():
                 with db.write() as s:
-                    leases.try_acquire(s, f"beat{n % 7}", "me", 30)
+                    leases.try_acquire(f"beat{n % 7}", "me", 30, session=s)
                 n += 1
                 stop.wait(0.005)  # let the test's own writes take their turn
 
@@ -56,8 +56,8 @@ def test_metrics_on_a_live_sqlite_file_leave_it_intact(
                     assert frame.count() == 3
                     assert _attached(engine) != target.resolve()
                 with db.write() as s:
-                    leases.try_acquire(s, f"l{round_}", "me", 30)
-                    leases.release(s, f"l{round_}", "me")
+                    leases.try_acquire(f"l{round_}", "me", 30, session=s)
+                    leases.release(f"l{round_}", "me", session=s)
                     customer(s, f"wm_more_{round_}")
         finally:
             engine.close()

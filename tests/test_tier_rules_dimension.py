@@ -364,6 +364,8 @@ def test_the_default_dimensions_pass_the_checker() -> None:
         "活跃度",
         "生命周期",
         "流失预警",
+        "流失风险",
+        "预测价值",
         "购买行为",
         "RFM",
         "偏好",

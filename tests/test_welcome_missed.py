@@ -55,7 +55,10 @@ def test_a_welcome_expired_in_the_backlog_is_counted_logged_and_on_healthz(
         db=rt.db,
         wecom=rt.wecom,
     )
-    rt.handoff.active = True
+    # Acknowledged as a web-only process (`serve --no-jobs`) would: stored, not handed
+    # off, so the worker reads each event's arrival from the database, where the backlog
+    # is simulated below (a hand-off entry carries the ack's own clock reading instead).
+    rt.handoff.active = False
     assert requests.get(f"{server.url}/healthz", timeout=5).json() == {
         "status": "ok",
         "database": "ok",
@@ -72,6 +75,7 @@ def test_a_welcome_expired_in_the_backlog_is_counted_logged_and_on_healthz(
             .where(InboxEvent.payload.contains(late.external_userid))
             .values(received_at=utcnow() - timedelta(seconds=limits.WELCOME_CODE_SECONDS + 5))
         )
+    rt.handoff.nudge()  # as the NOTIFY from the web process does
     with caplog.at_level(logging.WARNING, logger="bot.channels.welcome"):
         while INBOX_WORKER.step(rt):
             pass

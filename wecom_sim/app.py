@@ -1,4 +1,4 @@
-"""The Flask app of the simulator: /cgi-bin/ API, /control/ API, QR images, web login."""
+"""The Flask app of the simulator: /cgi-bin/ API, /control/ API, QR images, web login, OAuth2, JS-SDK."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from flask import Flask, Response, jsonify, request
 
 from wecom_sim.api import dispatch
 from wecom_sim.control import control_blueprint
+from wecom_sim.jssdk import jssdk_blueprint
+from wecom_sim.oauth import oauth_blueprint
 from wecom_sim.weblogin import weblogin_blueprint
 
 if TYPE_CHECKING:
@@ -52,4 +54,6 @@ def create_app(simulator: Simulator) -> Flask:
 
     app.register_blueprint(control_blueprint(simulator))
     app.register_blueprint(weblogin_blueprint(simulator))
+    app.register_blueprint(oauth_blueprint(simulator))
+    app.register_blueprint(jssdk_blueprint(simulator))
     return app

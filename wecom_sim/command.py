@@ -121,6 +121,7 @@ def simulator_command(
     click.echo(f"WeCom simulator listening on {sim.url}")
     click.echo(f"  api_base:     {sim.api_base}")
     click.echo(f"  web_login_url: {sim.web_login_url}")
+    click.echo(f"  oauth_url:    {sim.oauth_url}")
     click.echo(f"  control API:  {sim.url}/control/  (GET it: every endpoint with a curl example)")
     click.echo(f"  callback_url: {callback_url or '(none; PUT /control/callback_url)'}")
     shown = ", ".join(f"{u} ({n})" if n else u for u, n in members)

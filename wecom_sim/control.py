@@ -60,6 +60,20 @@ def control_blueprint(sim: Simulator) -> Blueprint:
     def login_code() -> Response:
         return jsonify(code=sim.login_code(str(_body().get("userid") or "")))
 
+    @bp.get("/oauth_member")
+    def oauth_member() -> Response:
+        picked = sim.oauth_member
+        return jsonify(userid=picked, outsider=picked == "")
+
+    @bp.put("/oauth_member")
+    def set_oauth_member() -> Response:
+        b = _body()
+        userid = b.get("userid")
+        if userid is not None and not isinstance(userid, str):
+            raise TypeError("userid must be a string or null")
+        sim.set_oauth_member(userid or None, outsider=bool(b.get("outsider")))
+        return jsonify(ok=True)
+
     @bp.post("/scan")
     def scan() -> Response:
         b = _body()

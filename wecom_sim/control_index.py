@@ -88,6 +88,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         {"userid": "zhangsan"},
     ),
     Endpoint(
+        "GET|PUT",
+        "/oauth_member",
+        "{userid?, outsider?}",
+        "who the WeCom client opens app pages as: OAuth2 authorize redirects at once with "
+        "their code (null: the authorize page lists the members to pick)",
+        {"userid": "zhangsan"},
+    ),
+    Endpoint(
         "POST",
         "/group_msgs/confirm",
         "{userid?}",
@@ -173,6 +181,29 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "the tags a member has put on a customer",
         {"userid": "zhangsan", "external_userid": "wm_demo_0001"},
     ),
+    Endpoint(
+        "POST",
+        "/open_chat",
+        "{userid, external_userid?, entry?}",
+        "open the sidebar page in this chat: what the JS-SDK stand-in's getContext "
+        "(entry, default single_chat_tools) and getCurExternalContact answer",
+        {"userid": "zhangsan", "external_userid": "wm_demo_0001", "entry": "single_chat_tools"},
+    ),
+    Endpoint(
+        "POST",
+        "/outside_wecom",
+        "",
+        "open the page in a plain browser: every call of the stand-in's ww fails",
+        {},
+    ),
+    Endpoint(
+        "POST",
+        "/ticket_limits",
+        "{per_hour_corp?, per_hour_app?}",
+        "JS-SDK ticket fetches allowed an hour, per kind (400 per corp, 100 per app)",
+        {"per_hour_app": 100},
+    ),
+    Endpoint("GET", "/jssdk", "", "the stand-in's calls and answers, tickets handed out", {}),
 )
 
 

@@ -8,13 +8,13 @@ import io
 import socket
 import threading
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import InternalServerError
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from wecom_sim import people
+from wecom_sim import jssdk, people
 from wecom_sim.api import normalise
 from wecom_sim.app import create_app
 from wecom_sim.callbacks import CallbackSender, Delivery
@@ -258,6 +258,11 @@ class Simulator:
         """Return the web login page to configure as wecom.web_login_url."""
         return self.url + "/wwlogin/sso/login"
 
+    @property
+    def oauth_url(self) -> str:
+        """Return the OAuth2 authorize page to configure as wecom.oauth_url."""
+        return self.url + "/connect/oauth2/authorize"
+
     # --- settings that tests tune while running ---------------------------------
 
     @property
@@ -403,6 +408,33 @@ class Simulator:
         """Return the code a member's web login scan hands the app ("" for an outsider)."""
         with self.state.lock:
             return self.state.issue_login_code(userid)
+
+    def is_active_member(self, userid: str) -> bool:
+        """Tell whether `userid` is an active member of the corp."""
+        with self.state.lock:
+            member = self.state.staff.get(userid)
+            return member is not None and member.active
+
+    @property
+    def oauth_member(self) -> str | None:
+        """Return who the simulated client signs in by OAuth2 (None: nobody picked).
+
+        Picked by the control API, else the member of the open chat (`open_chat`).
+        """
+        with self.state.lock:
+            if self.state.oauth_member is not None:
+                return self.state.oauth_member
+            chat = self.state.open_chat
+            return chat.userid if chat is not None and chat.userid else None
+
+    def set_oauth_member(self, userid: str | None, *, outsider: bool = False) -> None:
+        """Pick the member the simulated WeCom client opens app pages as (None: nobody)."""
+        if outsider:
+            userid = ""
+        elif userid is not None and not self.is_active_member(userid):
+            raise LookupError(f"no active member {userid!r}")
+        with self.state.lock:
+            self.state.oauth_member = userid
 
     def scan(
         self,
@@ -569,6 +601,79 @@ class Simulator:
             self.state.calls.clear()
             self.state.windows.clear()
             self.state.hour_windows.clear()
+            self.state.ticket_windows.clear()
+            self.state.ticket_fetches.clear()
+            self.state.jssdk_calls.clear()
+
+    # --- JS-SDK: tickets and the client around the page (wecom_sim/jssdk.py) --------------
+
+    @property
+    def ticket_fetches(self) -> dict[str, int]:
+        """Return the JS-SDK tickets handed out so far, by kind (corp, agent)."""
+        with self.state.lock:
+            return {kind: self.state.ticket_fetches[kind] for kind in ("corp", "agent")}
+
+    def set_ticket_limits(
+        self, *, per_hour_corp: int | None = None, per_hour_app: int | None = None
+    ) -> None:
+        """Change the hourly ticket limits (400 per corp, 100 per app, per kind)."""
+        with self.state.lock:
+            if per_hour_corp is not None:
+                self.state.tickets_per_hour_corp = per_hour_corp
+            if per_hour_app is not None:
+                self.state.tickets_per_hour_app = per_hour_app
+
+    def expire_js_tickets(self) -> None:
+        """Make every JS-SDK ticket handed out so far invalid (signatures over them fail)."""
+        with self.state.lock:
+            self.state.js_tickets.clear()
+
+    def verify_js_signature(
+        self,
+        kind: str,
+        *,
+        url: str,
+        timestamp: int | str,
+        nonce_str: str,
+        signature: str,
+        corp_id: str | None = None,
+        agent_id: int | str | None = None,
+    ) -> bool:
+        """Tell whether WeCom would accept this signature for `url` (kind: corp or agent)."""
+        signed = {"timestamp": str(timestamp), "nonceStr": nonce_str, "signature": signature}
+        with self.state.lock:
+            return jssdk.signature_valid(
+                self.state,
+                kind,
+                corp_id=self.corp_id if corp_id is None else corp_id,
+                agent_id=str(self.agent_id if agent_id is None else agent_id),
+                href=url,
+                signed=signed,
+            )
+
+    def open_chat(
+        self, userid: str, external_userid: str = "", *, entry: str = "single_chat_tools"
+    ) -> None:
+        """Open the page inside WeCom from `entry` (ww.getContext), with that customer."""
+        with self.state.lock:
+            jssdk.open_chat(self.state, userid, external_userid, entry)
+
+    def outside_wecom(self) -> None:
+        """Open the page in a plain browser: ww.env.isWeCom is false, every ww call fails."""
+        with self.state.lock:
+            self.state.in_wecom = False
+            self.state.open_chat = None
+
+    def jssdk_summary(self) -> dict[str, Any]:
+        """Return the stand-in's calls and answers, the open chat and the ticket counts."""
+        with self.state.lock:
+            chat = self.state.open_chat
+            return {
+                "in_wecom": self.state.in_wecom,
+                "open_chat": None if chat is None else asdict(chat),
+                "calls": [dict(c) for c in self.state.jssdk_calls],
+                "ticket_fetches": dict(self.state.ticket_fetches),
+            }
 
     # --- introspection ----------------------------------------------------------------
 

@@ -65,7 +65,29 @@ class LoginCode:
     expires_at: float
 
 
+@dataclass(frozen=True)
+class JsTicket:
+    """A JS-SDK ticket handed out: the corp's (agent_id 0) or an app's, valid until expiry."""
+
+    kind: str  # corp | agent
+    agent_id: int
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class OpenChat:
+    """What the WeCom client has open around the page: the member, the customer, the entry."""
+
+    userid: str
+    external_userid: str
+    entry: str
+
+
 LOGIN_CODE_TTL = 300.0  # seconds (wecom-api.md section 7.3)
+TICKET_TTL = 7200  # seconds a JS-SDK ticket lives (doc 90506)
+# Ticket fetches an hour (doc 90506): 400 per corp, 100 per app, for each kind of ticket.
+TICKETS_PER_HOUR_CORP = 400
+TICKETS_PER_HOUR_APP = 100
 APP_MSGS_PER_MINUTE = 30  # per member, doc 90312; beyond this WeCom drops silently
 APP_MSGS_PER_HOUR = 1000
 
@@ -116,7 +138,21 @@ class SimState:
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     login_codes: dict[str, LoginCode] = field(default_factory=dict)
     login_code_ttl: float = LOGIN_CODE_TTL
+    # Who the simulated WeCom client is signed in as for OAuth2 (None: nobody picked, the
+    # authorize page asks; "": someone outside the corp).
+    oauth_member: str | None = None
     stalls: dict[str, list[Stall]] = field(default_factory=dict)
+    # JS-SDK: tickets issued (ticket -> what it signs for), fetches per kind, the hourly
+    # windows per (kind, scope), and what the client shows around the page.
+    ticket_ttl: int = TICKET_TTL
+    tickets_per_hour_corp: int = TICKETS_PER_HOUR_CORP
+    tickets_per_hour_app: int = TICKETS_PER_HOUR_APP
+    js_tickets: dict[str, JsTicket] = field(default_factory=dict)
+    ticket_fetches: Counter[str] = field(default_factory=Counter)
+    ticket_windows: dict[tuple[str, str], RateWindow] = field(default_factory=dict)
+    in_wecom: bool = True  # False: the page is open in a plain browser, every ww call fails
+    open_chat: OpenChat | None = None
+    jssdk_calls: list[dict[str, str]] = field(default_factory=list)
 
     def now(self) -> float:
         """Return the simulated wall-clock time in seconds."""

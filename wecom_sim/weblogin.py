@@ -29,7 +29,8 @@ PAGE = """<!doctype html>
 </body></html>"""
 
 
-def _error(message: str) -> Response:
+def error_page(message: str) -> Response:
+    """Answer a request with bad parameters as WeCom's pages do: a short page, 400."""
     body = (
         f"<!doctype html><meta charset='utf-8'><h1>登录参数错误</h1><p>{html.escape(message)}</p>"
     )
@@ -43,14 +44,14 @@ def weblogin_blueprint(sim: Simulator) -> Blueprint:
     def checked() -> tuple[str, str] | Response:
         args = request.args
         if args.get("login_type") != "CorpApp":
-            return _error("login_type must be CorpApp for a self-built app")
+            return error_page("login_type must be CorpApp for a self-built app")
         if args.get("appid") != sim.corp_id:
-            return _error("appid is not this corp's id")
+            return error_page("appid is not this corp's id")
         if args.get("agentid") != str(sim.agent_id):
-            return _error("agentid is not this app's id")
+            return error_page("agentid is not this app's id")
         redirect_uri = args.get("redirect_uri", "")
         if not redirect_uri.startswith(("http://", "https://")):
-            return _error("redirect_uri must be an http(s) URL")
+            return error_page("redirect_uri must be an http(s) URL")
         return redirect_uri, args.get("state", "")
 
     @bp.get("/login")
@@ -87,7 +88,7 @@ def weblogin_blueprint(sim: Simulator) -> Blueprint:
                 with sim.state.lock:
                     member = sim.state.staff.get(userid)
                 if member is None or not member.active:
-                    return _error(f"no active member {userid!r}")
+                    return error_page(f"no active member {userid!r}")
             back = {"code": sim.login_code(userid), "state": state}
         joiner = "&" if "?" in redirect_uri else "?"
         return redirect(redirect_uri + joiner + urlencode(back), code=302)

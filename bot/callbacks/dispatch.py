@@ -150,10 +150,21 @@ def process_next(
     alerts_wakeup: threading.Event,
     limit: int = 1,
     ids: Sequence[int] = (),
+    taken: Sequence[inbox.Claimed] = (),
 ) -> int:
-    """Claim and process due events (or these handed-off ids); return how many were taken."""
-    with db.write() as session:
-        items = inbox.claim(session=session, owner=owner, limit=limit, ids=ids)
+    """Claim and process due events (or these handed-off ids); return how many were taken.
+
+    `taken`: events the ack already claimed for this process; no claim write, unless
+    they waited long enough in the hand-off for the claim to need renewing.
+    """
+    if taken:
+        items = list(taken)
+        if inbox.aged(items):
+            with db.write() as session:
+                items = inbox.retake(items, session=session, owner=owner)
+    else:
+        with db.write() as session:
+            items = inbox.claim(session=session, owner=owner, limit=limit, ids=ids)
     parts = Parts(db, wecom, settings, lane, cache, missed, outbox_wakeup, alerts_wakeup)
     for item in items:
         process(item, parts)

@@ -55,6 +55,7 @@ from bot.states import InboxStatus
 from bot.wecom.events import CallbackEvent
 
 STATUSES = tuple(s.value for s in InboxStatus)
+_TAKEN = InboxStatus.PROCESSING.value
 
 NOTIFY_CHANNEL = "tagbot_inbox"
 MAX_ATTEMPTS = 6
@@ -101,13 +102,15 @@ class Claimed:
 
 
 class Handoff:
-    """Ids of events this process acknowledged and will process itself, oldest first.
+    """Events this process acknowledged and will process itself, oldest first.
 
-    One per process (a Runtime part): the request puts, the inbox workers take.
+    One per process (a Runtime part): the request puts, the inbox workers take. An entry
+    is the event's id (to claim), or the event itself when the ack already claimed it
+    (`store_and_take`).
     """
 
     def __init__(self) -> None:
-        self._ids: deque[int] = deque()
+        self._ids: deque[int | Claimed] = deque()
         self._lock = threading.Lock()
         self.active = False  # set while this process runs inbox workers
         self._next_poll = 0.0
@@ -131,9 +134,9 @@ class Handoff:
         with self._lock:
             self._next_poll = 0.0
 
-    def put(self, event_id: int) -> None:
+    def put(self, entry: int | Claimed) -> None:
         with self._lock:
-            self._ids.append(event_id)
+            self._ids.append(entry)
 
     def nudge(self) -> None:
         """Say that events this process did not acknowledge may be due (NOTIFY, a replay)."""
@@ -148,8 +151,8 @@ class Handoff:
             self._nudges -= 1
             return True
 
-    def take(self, limit: int) -> list[int]:
-        """Remove and return up to `limit` queued ids."""
+    def take(self, limit: int) -> list[int | Claimed]:
+        """Remove and return up to `limit` queued entries."""
         with self._lock:
             return [self._ids.popleft() for _ in range(min(limit, len(self._ids)))]
 
@@ -177,12 +180,17 @@ _RETURNED = (_T.c.id, _T.c.payload, _T.c.event, _T.c.change_type, _T.c.received_
 _NOW: BindParameter[datetime] = bindparam("now")
 _ME: BindParameter[str | None] = bindparam("me")
 _EARLIER = _T.alias("earlier")
+# Two plain comparisons, not IN (...): SQLAlchemy expands an IN list per execution,
+# re-writing the SQL string each time (a sixth of the ack's store transaction).
+_UNFINISHED = (_EARLIER.c.status == InboxStatus.PENDING) | (
+    _EARLIER.c.status == InboxStatus.PROCESSING
+)
 # No earlier event of the same relation is unfinished (NULL keys never match).
 _IN_ORDER = ~exists(
     select(_EARLIER.c.id).where(
         _EARLIER.c.relation_key == _T.c.relation_key,
         _EARLIER.c.id < _T.c.id,
-        _EARLIER.c.status.in_((InboxStatus.PENDING, InboxStatus.PROCESSING)),
+        _UNFINISHED,
     )
 )
 _OWNER_GONE = heartbeat.gone(_T.c.owner, _NOW)  # also true when nobody owns it
@@ -254,6 +262,44 @@ _STORE = {
     .on_conflict_do_nothing(index_elements=["dedup_key"])
     .returning(_T.c.id),
 }
+# SQLite only, where every write holds the database's one write lock (across processes
+# too): the ack's INSERT also claims the event for the process that will process it,
+# unless an earlier event of its relation is unfinished (then it stays pending, claimed
+# later in order). That spares each scan a claim transaction. PostgreSQL keeps the
+# separate claim: concurrent inserts cannot see each other's uncommitted rows.
+_WAITS = exists(
+    select(_EARLIER.c.id).where(
+        _EARLIER.c.relation_key == bindparam("waits_on", type_=_T.c.relation_key.type),
+        _UNFINISHED,
+    )
+)
+_STORE_TAKING = (
+    sqlite.insert(_T)
+    .values(
+        status=case((_WAITS, literal(InboxStatus.PENDING.value)), else_=literal(_TAKEN)),
+        attempts=case((_WAITS, 0), else_=1),
+        locked_until=case(
+            (_WAITS, None), else_=bindparam("lock_deadline", type_=_T.c.locked_until.type)
+        ),
+    )
+    .on_conflict_do_nothing(index_elements=["dedup_key"])
+    .returning(_T.c.id, _T.c.status)
+)
+# A claim made by the ack is re-asserted when its event waited in the hand-off longer
+# than this: by then a process that thought this one dead (its heartbeat late past
+# STALE_SECONDS) may have taken it over, and a claim transaction would have noticed.
+RETAKE_SECONDS = 1.0
+_RETAKE = (
+    update(_T)
+    .where(
+        _T.c.id.in_(bindparam("ids", expanding=True)),
+        _T.c.status == InboxStatus.PROCESSING,
+        _T.c.owner == _ME,
+        _T.c.attempts == 1,  # no poll took it meanwhile (a claim counts an attempt)
+    )
+    .values(locked_until=bindparam("locked_until"))
+    .returning(_T.c.id)
+)
 # A re-delivery counts itself and, when its event is unfinished and nobody alive holds
 # it, takes it over for the receiving process (every SET reads the row as it was).
 _TAKEABLE = (
@@ -307,22 +353,72 @@ def store(
     # RETURNING, not rowcount: a skipped insert may report -1.
     inserted = session.execute(_STORE[dialect], row).scalar_one_or_none()
     if inserted is not None:
-        _notify(session, dialect)
+        _notify(dialect, session=session)
         STORED.labels("new").inc()
         return int(inserted)
     found = session.execute(_REDELIVERED, {"key": event.dedup_key, "me": owner, "now": now}).first()
     if found is None or found.status != InboxStatus.PENDING:
         STORED.labels("duplicate").inc()
         return None
-    _notify(session, dialect)  # still waiting: whoever may take it should look now
+    _notify(dialect, session=session)  # still waiting: whoever may take it should look now
     STORED.labels("resumed").inc()
     return int(found.id) if owner is not None and found.owner == owner else None
 
 
-def _notify(session: Session, dialect: str) -> None:
+def _notify(dialect: str, *, session: Session) -> None:
     if dialect == "postgresql":
         # Delivered at commit to worker processes listening (see jobs/inbox_listener.py).
         session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+def store_and_take(
+    event: CallbackEvent, payload: str, *, session: Session, owner: str
+) -> Claimed | int | None:
+    """Store a verified event for `owner` to process; on SQLite, claim it in the same INSERT.
+
+    Returns the claimed event (process it without a claim), its id (claim it first: on
+    PostgreSQL, when an earlier event of its relation is unfinished, or a re-delivery
+    taken over) or None, as `store` does.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return store(event, payload, session=session, owner=owner)
+    now = utcnow()
+    key = relation_key(event)
+    kind, change = event.event[:64], event.change_type[:64]
+    row = {
+        "dedup_key": event.dedup_key,
+        "event": kind,
+        "change_type": change,
+        "payload": payload,
+        "received_at": now,
+        "next_attempt_at": now,
+        "duplicates": 0,
+        "relation_key": key,
+        "owner": owner,
+        "waits_on": key,
+        "lock_deadline": QUEUE.claim_deadline(now),
+    }
+    inserted = session.execute(_STORE_TAKING, row).first()
+    if inserted is None:  # a re-delivery
+        return store(event, payload, session=session, owner=owner)
+    STORED.labels("new").inc()
+    if inserted.status != InboxStatus.PROCESSING:
+        return int(inserted.id)
+    return Claimed(int(inserted.id), payload, kind, change, now, attempts=1)
+
+
+def aged(items: Sequence[Claimed]) -> bool:
+    """Tell whether any event the ack claimed waited past RETAKE_SECONDS since."""
+    oldest = min((c.received_at for c in items), default=None)
+    return oldest is not None and (utcnow() - oldest).total_seconds() > RETAKE_SECONDS
+
+
+def retake(items: Sequence[Claimed], *, session: Session, owner: str) -> list[Claimed]:
+    """Renew the claims the ack made; return the events still this process's to process."""
+    now = utcnow()
+    params = {"ids": [c.id for c in items], "me": owner, "locked_until": QUEUE.claim_deadline(now)}
+    kept = set(session.scalars(_RETAKE, params))
+    return [c for c in items if c.id in kept]
 
 
 def claim(
@@ -373,7 +469,7 @@ def finish_pending(*, session: Session, event: str, received_by: datetime, but: 
 
 def fail(item: Claimed, error: str, *, session: Session, retryable: bool = True) -> bool:
     """Record a failure: retry later with backoff, or dead-letter it; True when dead."""
-    dead = QUEUE.fail(session, item.id, item.attempts, error, retryable=retryable)
+    dead = QUEUE.fail(item.id, item.attempts, error, session=session, retryable=retryable)
     FAILURES.labels(change_type_label(item.change_type, item.event), "yes" if dead else "no").inc()
     return dead
 
@@ -410,7 +506,7 @@ def replay(event_ids: Sequence[int] | None = None, *, session: Session) -> int:
 
 def counts(*, session: Session) -> dict[str, int]:
     """Return how many inbox events are in each status."""
-    return QUEUE.counts(session)
+    return QUEUE.counts(session=session)
 
 
 def refresh_depth(*, session: Session) -> None:

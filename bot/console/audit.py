@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from bot.db.models import ConsoleAudit
 from bot.db.types import utcnow
 
+# Every action the console records, named once (the 系统 page's audit log shows these).
 ACTION_LABELS: dict[str, str] = {
     "login": "登录",
     "logout": "退出",
@@ -19,6 +20,10 @@ ACTION_LABELS: dict[str, str] = {
     "sessions_revoked": "结束其他会话",
     "inbox_replayed": "重放回调死信",
     "outbox_replayed": "重放写入死信",
+    "channel_created": "创建渠道活码",
+    "channel_updated": "修改渠道活码",
+    "channel_deleted": "删除渠道活码",
+    "campaign_launched": "启动触达活动",
 }
 
 

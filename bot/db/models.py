@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -89,7 +90,11 @@ class FollowRelation(TimestampMixin, Base):
     """One staff member × one customer (跟进关系): how it began, whether it still holds."""
 
     __tablename__ = "follow_relations"
-    __table_args__ = (UniqueConstraint("staff_id", "customer_id"),)
+    __table_args__ = (
+        UniqueConstraint("staff_id", "customer_id"),
+        # The 流失 page's lists per reason, newest first, and their counts.
+        Index("ix_follow_relations_lost", "status", "lost_reason", "lost_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
@@ -348,6 +353,9 @@ class RetierRun(Base):
     changed_customers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The last outbox operation before the run finished: its push's operations come after.
     outbox_from: Mapped[int | None] = mapped_column(BigInteger)
+    # A full run's BG/NBD and Gamma-Gamma fit as JSON (bot.tiering.metrics_predictive):
+    # parameters, log-likelihoods, fit time, or why not; touched runs reuse the latest.
+    predictive: Mapped[str | None] = mapped_column(Text)
 
 
 class TierPopulation(Base):
@@ -364,6 +372,8 @@ class TierPopulation(Base):
     customer_id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=False)
     spend_365d: Mapped[int] = mapped_column(BigInteger)  # fen, the window's paid orders
     days_since_last_order: Mapped[int] = mapped_column(Integer)  # from the as_of local day
+    # The run's clv_365d (bot.tiering.metrics_predictive); None when its model has none.
+    clv_365d: Mapped[float | None] = mapped_column(Float)
 
 
 class TierPopulationState(Base):
@@ -458,6 +468,23 @@ class ChannelTotal(Base):
     orders_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # conversion's as-of
 
 
+class ChannelTierMix(Base):
+    """渠道质量: customers ever added through a channel by their tier now in one dimension.
+
+    tier "" counts the channel's customers holding no tier of the dimension. Rewritten
+    whole by the channel rollup and by a full re-tier; a touched re-tier applies its moves
+    (bot/tiering/channel_mix.py), so the page reads a few rows per channel.
+    """
+
+    __tablename__ = "channel_tier_mix"
+
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    dimension: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(30), primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 # --- inbox and outbox -----------------------------------------------------------------
 
 
@@ -506,6 +533,8 @@ class OutboxOperation(Base):
         Index("ix_outbox_operations_coalesce", "kind", "staff_userid", "external_userid", "status"),
         # Claims walk pending operations highest priority first, oldest first within one.
         Index("ix_outbox_operations_claim", "status", "kind", "priority", "id"),
+        # The console's push rate: operations done within the last minutes.
+        Index("ix_outbox_operations_status_done", "status", "done_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -672,6 +701,26 @@ class WeComToken(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class JsapiTicketRow(Base):
+    """A JS-SDK ticket shared by every process: the corp's (agent_id 0) or one app's.
+
+    Keyed per corp and per corp + app, never per page URL: WeCom allows 400 fetches an
+    hour per corp and 100 per app (wecom-api.md section 7.6).
+    """
+
+    __tablename__ = "wecom_jsapi_tickets"
+
+    corp_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # corp | agent
+    agent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # 0 for the corp's
+    ticket: Mapped[str] = mapped_column(String(1024), default="")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # After WeCom refused a fetch (45009: the hourly limit): no process asks again before.
+    refused_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(String(255), default="")
+
+
 class WeComBudget(Base):
     """One WeCom API's shared budget state for a corp: the row reservations lock first."""
 
@@ -781,7 +830,7 @@ class ConsoleSession(Base):
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the id
     actor: Mapped[str] = mapped_column(String(64))  # a WeCom userid, or "admin-token"
     role: Mapped[str] = mapped_column(String(16))  # admin | viewer
-    method: Mapped[str] = mapped_column(String(16))  # token | wecom
+    method: Mapped[str] = mapped_column(String(16))  # token | wecom | sidebar
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -79,7 +79,7 @@ def _is_due(task: CampaignTask, now: datetime) -> bool:
 
 
 def _group_message_pick(
-    session: Session, sender: str, now: datetime, *, resolve_only: bool
+    sender: str, now: datetime, *, session: Session, resolve_only: bool
 ) -> CampaignTask | None:
     """Lock a sender's open 群发 tasks (in id order: no deadlock) and pick the one to take."""
     open_tasks = list(
@@ -105,7 +105,7 @@ def _group_message_pick(
 
 
 def claim(
-    session: Session, now: datetime, *, run_id: int | None = None, resolve_only: bool = False
+    now: datetime, *, session: Session, run_id: int | None = None, resolve_only: bool = False
 ) -> Claimed | None:
     """Take one due task (of `run_id`, or any) and record the attempt; None when none is due.
 
@@ -121,7 +121,7 @@ def claim(
     for task_id, kind, sender in session.execute(query.order_by(CampaignTask.id).limit(50)):
         task: CampaignTask | None
         if kind == GROUP_MESSAGE:
-            task = _group_message_pick(session, sender, now, resolve_only=resolve_only)
+            task = _group_message_pick(sender, now, session=session, resolve_only=resolve_only)
         else:
             task = session.scalars(
                 select(CampaignTask)
@@ -156,19 +156,19 @@ def claim(
     return None
 
 
-def _held(session: Session, task: Claimed) -> CampaignTask | None:
+def _held(task: Claimed, *, session: Session) -> CampaignTask | None:
     """Return the task row if it is still `calling` (ours), locked for the update."""
     row = session.get(CampaignTask, task.id, with_for_update=True)
     return row if row is not None and row.status == TaskStatus.CALLING else None
 
 
-def retry_later(session: Session, task: Claimed, error: str, now: datetime) -> bool:
+def retry_later(task: Claimed, error: str, now: datetime, *, session: Session) -> bool:
     """Put a task whose call surely did not take effect back in the queue; True when it failed."""
-    row = _held(session, task)
+    row = _held(task, session=session)
     if row is None:
         return False
     if row.attempts >= MAX_ATTEMPTS:
-        fail(session, task, f"gave up after {row.attempts} attempts: {error}", now)
+        fail(task, f"gave up after {row.attempts} attempts: {error}", now, session=session)
         return True
     row.status = TaskStatus.PENDING
     row.locked_until = None
@@ -178,25 +178,25 @@ def retry_later(session: Session, task: Claimed, error: str, now: datetime) -> b
     return False
 
 
-def retry_now(session: Session, task: Claimed, note: str, now: datetime) -> None:
+def retry_now(task: Claimed, note: str, now: datetime, *, session: Session) -> None:
     """Put a resolved task back as pending, due at once (its call never reached WeCom)."""
-    row = _held(session, task)
+    row = _held(task, session=session)
     if row is not None:
         row.status, row.locked_until, row.last_error = TaskStatus.PENDING, None, note[:ERROR_MAX]
         row.next_attempt_at = now
         OUTCOMES.labels(task.kind, "missing").inc()
 
 
-def settle(session: Session, task: Claimed, error: str, now: datetime) -> None:
+def settle(task: Claimed, error: str, now: datetime, *, session: Session) -> None:
     """Keep a task `calling` after an ambiguous failure; resolve it once SETTLE_SECONDS pass."""
-    row = _held(session, task)
+    row = _held(task, session=session)
     if row is not None:
         row.locked_until = now + timedelta(seconds=SETTLE_SECONDS)
         row.last_error = error[:ERROR_MAX]
         OUTCOMES.labels(task.kind, "settle").inc()
 
 
-def fail(session: Session, task: Claimed, error: str, now: datetime) -> None:
+def fail(task: Claimed, error: str, now: datetime, *, session: Session) -> None:
     """Record a permanent failure: the task and its queued deliveries are `failed`."""
     session.execute(
         update(CampaignTask)
@@ -218,9 +218,11 @@ def fail(session: Session, task: Claimed, error: str, now: datetime) -> None:
     OUTCOMES.labels(task.kind, TaskStatus.FAILED).inc()
 
 
-def finish(session: Session, task: Claimed, status: str, now: datetime, **values: object) -> bool:
+def finish(
+    task: Claimed, status: str, now: datetime, *, session: Session, **values: object
+) -> bool:
     """Record a task's success (`created` or `sent`); False when it was no longer ours."""
-    row = _held(session, task)
+    row = _held(task, session=session)
     if row is None:
         return False
     row.status = status

@@ -164,7 +164,9 @@ def _perform(
     kind = ACTIONS.get(task.kind)
     if campaign is None or kind is None:
         with db.write() as session:
-            claims.fail(session, task, f"campaign {task.campaign!r} cannot be performed", clock())
+            claims.fail(
+                task, f"campaign {task.campaign!r} cannot be performed", clock(), session=session
+            )
         return
     kind.perform(task, campaign, clock, db=db, wecom=wecom, alerts_wakeup=alerts_wakeup)
 
@@ -216,7 +218,7 @@ def perform_due(
         now = clock()
         resolve_only = quiet is not None and quiet.is_quiet(now)
         with db.write() as session:
-            task = claims.claim(session, now, run_id=run_id, resolve_only=resolve_only)
+            task = claims.claim(now, session=session, run_id=run_id, resolve_only=resolve_only)
         if task is None:
             break
         taken += 1

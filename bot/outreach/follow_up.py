@@ -61,16 +61,16 @@ def perform(
     except WeComError as err:
         with db.write() as session:
             if err.retryable or err.errcode == NETWORK_ERROR:
-                claims.retry_later(session, task, str(err), clock())
+                claims.retry_later(task, str(err), clock(), session=session)
             else:
-                claims.fail(session, task, f"{err.errcode}: {err.errmsg}", clock())
+                claims.fail(task, f"{err.errcode}: {err.errmsg}", clock(), session=session)
         log.warning("follow-up task %d (%s): %s", task.id, task.sender, err)
         return
     with db.write() as session:
         if task.sender in result.invalid_users:
-            claims.fail(session, task, f"WeCom cannot reach member {task.sender}", clock())
+            claims.fail(task, f"WeCom cannot reach member {task.sender}", clock(), session=session)
             return
-        if claims.finish(session, task, TaskStatus.SENT, clock()):
+        if claims.finish(task, TaskStatus.SENT, clock(), session=session):
             session.execute(
                 update(CampaignDelivery)
                 .where(

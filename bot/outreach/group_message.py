@@ -47,7 +47,7 @@ def _record_created(
     session: Session, task: Claimed, msgid: str, fail_list: Sequence[str], clock: Clock
 ) -> None:
     """Store the msgid; deliveries `created` (fail_list: `failed`); queue the sender's notice."""
-    if not claims.finish(session, task, TaskStatus.CREATED, clock(), msgid=msgid):
+    if not claims.finish(task, TaskStatus.CREATED, clock(), session=session, msgid=msgid):
         return
     if fail_list:
         failed_ids = select(Customer.id).where(Customer.external_userid.in_(list(fail_list)))
@@ -101,7 +101,7 @@ def _create(
         attachments = [attachment_from_settings(a) for a in campaign.attachments]
     except ValidationError as exc:
         with db.write() as session:
-            claims.fail(session, task, f"bad attachment: {exc}", clock())
+            claims.fail(task, f"bad attachment: {exc}", clock(), session=session)
         return
     try:
         msgid, fail_list = wecom.add_msg_template(
@@ -112,11 +112,11 @@ def _create(
             if err.errcode == NETWORK_ERROR:
                 # Even "never sent" is resolved rather than trusted: listing costs one call,
                 # a second 群发 in a member's client costs the customer's quota.
-                claims.settle(session, task, str(err), clock())
+                claims.settle(task, str(err), clock(), session=session)
             elif err.retryable:
-                claims.retry_later(session, task, str(err), clock())
+                claims.retry_later(task, str(err), clock(), session=session)
             else:
-                claims.fail(session, task, f"{err.errcode}: {err.errmsg}", clock())
+                claims.fail(task, f"{err.errcode}: {err.errmsg}", clock(), session=session)
         log.warning("群发 task %d (%s): %s", task.id, task.sender, err)
         return
     with db.write() as session:
@@ -156,15 +156,18 @@ def _resolve_and_record(
     except WeComError as err:
         with db.write() as session:
             if err.retryable:
-                claims.settle(session, task, f"resolving: {err}", clock())
+                claims.settle(task, f"resolving: {err}", clock(), session=session)
             else:  # cannot tell whether it exists: failing is safe, calling again is not
                 claims.fail(
-                    session, task, f"could not resolve: {err.errcode}: {err.errmsg}", clock()
+                    task,
+                    f"could not resolve: {err.errcode}: {err.errmsg}",
+                    clock(),
+                    session=session,
                 )
         return
     with db.write() as session:
         if found is None:
-            claims.retry_now(session, task, "resolved: WeCom has no such message", clock())
+            claims.retry_now(task, "resolved: WeCom has no such message", clock(), session=session)
             log.info("群发 task %d: earlier call never reached WeCom; calling again", task.id)
         else:
             _record_created(session, task, found.msgid, (), clock)

@@ -1,47 +1,37 @@
 """What the console's 渠道活码 pages read: the list with 渠道质量, one channel's report.
 
 Counts come from the channel-stats rollup (channel_days, channel_totals). 渠道质量 — the
-tiers of the customers each channel brought — is one grouped pass over the relations and
-the tier assignments (about 2 s at 200,000 customers on SQLite), kept per process until
-the rollup or a re-tier has run again; on a large install the pass runs in the background
-while the page shows the mix kept before, so no page view waits for it.
+tiers of the customers each channel brought — from `channel_tier_mix`, which the rollup
+and every re-tier keep (bot/tiering/channel_mix.py): a few rows per channel.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.channels.lookup import BACKUP, PRIMARY
-from bot.db import Database
 from bot.db.models import (
     Channel,
     ChannelStaff,
     ChannelTag,
     ChannelTotal,
-    FollowRelation,
-    RetierRun,
     Staff,
     Tag,
     TagGroup,
-    TierAssignment,
 )
 from bot.errors import NotFoundError
 from bot.reports import channel_stats
 from bot.reports.definitions import DEFINITIONS, Definition
 from bot.tags import catalogue
 from bot.tags.catalogue import TagPath
-
-log = logging.getLogger(__name__)
+from bot.tiering import channel_mix
 
 NO_TIER = "无层级"
 TREND_DAYS = 30
@@ -216,110 +206,11 @@ class ChannelListPage:
     dimension: str | None
     tiers: tuple[str, ...]  # the bars' segment order (NO_TIER last)
     computed_at: datetime | None
-    quality_pending: bool = False  # the first count of a large install is running
 
 
-Mix = dict[int, dict[str | None, int]]  # channel_id -> tier (None: no tier) -> customers
-# Below this many customers the grouped pass takes well under a second: done in the request.
-SYNC_LIMIT = 50_000
-
-
-@dataclass
-class _Kept:
-    stamp: tuple[Any, ...]  # (the rollup's computed_at, the last finished re-tier)
-    mix: Mix
-
-
-_quality_lock = threading.Lock()
-# Per engine (one per database a process opens), then per dimension.
-_kept: weakref.WeakKeyDictionary[Engine, dict[str, _Kept]] = weakref.WeakKeyDictionary()
-_counting: set[tuple[int, str]] = set()
-
-
-def _quality_counts(session: Session, dimension: str) -> dict[int, dict[str | None, int]]:
-    """Per channel, customers ever added through it by their tier now (None: no tier)."""
-    rows = session.execute(
-        select(
-            FollowRelation.channel_id,
-            TierAssignment.tier,
-            func.count(func.distinct(FollowRelation.customer_id)),
-        )
-        .outerjoin(
-            TierAssignment,
-            and_(
-                TierAssignment.customer_id == FollowRelation.customer_id,
-                TierAssignment.dimension == dimension,
-            ),
-        )
-        .where(FollowRelation.channel_id.is_not(None))
-        .group_by(FollowRelation.channel_id, TierAssignment.tier)
-    ).all()
-    out: dict[int, dict[str | None, int]] = {}
-    for channel_id, tier, n in rows:
-        out.setdefault(int(channel_id or 0), {})[tier] = int(n)
-    return out
-
-
-def _keep(engine: Engine, dimension: str, kept: _Kept) -> None:
-    with _quality_lock:
-        _kept.setdefault(engine, {})[dimension] = kept
-
-
-def _count_in_background(
-    db: Database, engine: Engine, dimension: str, stamp: tuple[Any, ...]
-) -> None:
-    """Recount one dimension's mix on a thread of its own; the page shows the kept one."""
-    where = (id(engine), dimension)
-    with _quality_lock:
-        if where in _counting:
-            return
-        _counting.add(where)
-
-    def count() -> None:
-        try:
-            with db.read() as session:
-                mix = _quality_counts(session, dimension)
-            _keep(engine, dimension, _Kept(stamp, mix))
-        except Exception:
-            log.exception("counting 渠道质量 for %s failed", dimension)
-        finally:
-            with _quality_lock:
-                _counting.discard(where)
-
-    threading.Thread(target=count, name="channel-quality", daemon=True).start()
-
-
-def channel_quality(
-    *,
-    session: Session,
-    dimension: str,
-    db: Database | None = None,
-    sync_limit: int = SYNC_LIMIT,
-) -> Mix | None:
-    """Return the tier mix per channel as of the last rollup and re-tier; None while counting.
-
-    Recounted only after a rollup or a re-tier ran. A small install counts in the request;
-    with `db` and from `sync_limit` customers up the count runs in the background meanwhile the
-    page shows the mix kept before (None before the first count: 统计中).
-    """
-    stamp_at, customers = session.execute(
-        select(ChannelTotal.computed_at, ChannelTotal.customers).where(
-            ChannelTotal.channel_id == channel_stats.ALL
-        )
-    ).one_or_none() or (None, 0)
-    run = session.scalar(select(func.max(RetierRun.id)).where(RetierRun.finished_at.is_not(None)))
-    stamp = (stamp_at, run)
-    engine = session.get_bind().engine
-    with _quality_lock:
-        kept = _kept.get(engine, {}).get(dimension)
-    if kept is not None and kept.stamp == stamp:
-        return kept.mix
-    if db is None or customers < sync_limit:
-        mix = _quality_counts(session, dimension)
-        _keep(engine, dimension, _Kept(stamp, mix))
-        return mix
-    _count_in_background(db, engine, dimension, stamp)
-    return kept.mix if kept is not None else None
+def channel_quality(*, session: Session, dimension: str) -> channel_mix.Mix:
+    """Return the tier mix per channel as the last rollup or re-tier wrote it."""
+    return channel_mix.mix(dimension, session=session)
 
 
 def _shares(counts: dict[str | None, int], order: Sequence[str]) -> tuple[TierShare, ...]:
@@ -340,16 +231,11 @@ def channel_list(
     today: date,
     dimension: str | None,
     tier_order: Sequence[str] = (),
-    db: Database | None = None,
 ) -> ChannelListPage:
-    """Return every channel's row: settings, the rollup's counts, the chosen dimension's mix.
-
-    With `db`, a large install's mix is recounted in the background (see channel_quality).
-    """
+    """Return every channel's row: settings, the rollup's counts, the chosen dimension's mix."""
     configs = {c.id: c for c in _configs(session)}
     summaries = channel_stats.channel_summary(session=session, today=today)
-    found = channel_quality(session=session, dimension=dimension, db=db) if dimension else {}
-    mix = found or {}
+    mix = channel_quality(session=session, dimension=dimension) if dimension else {}
     rows = tuple(
         ChannelRow(configs[s.channel_id], s, _shares(mix.get(s.channel_id, {}), tier_order))
         for s in summaries.channels
@@ -360,9 +246,7 @@ def channel_list(
     tiers += sorted(t for t in seen if t not in tiers and t != NO_TIER)
     if NO_TIER in seen:
         tiers.append(NO_TIER)
-    return ChannelListPage(
-        rows, dimension, tuple(tiers), summaries.computed_at, quality_pending=found is None
-    )
+    return ChannelListPage(rows, dimension, tuple(tiers), summaries.computed_at)
 
 
 # --- one channel's page -------------------------------------------------------------

@@ -4,8 +4,9 @@ The scan path is left alone: no callback counts anything. Every ROLLUP_MINUTES t
 `channel-stats` job reads `follow_relations` (two passes, set-based) and rewrites the
 rows of today and yesterday in `channel_days` (one row per channel and local day in the
 [app] timezone, channel_id 0 for every relation, deduplicated across channels) and each
-channel's `channel_totals`; conversion and revenue (a pass over paid orders) at most every
-ORDERS_EVERY. Pages read those rows only, and say when they were computed (数据截至).
+channel's `channel_totals`, and recounts 渠道质量 (`channel_tier_mix`, one grouped pass
+over relations and tier assignments); conversion and revenue (a pass over paid orders) at
+most every ORDERS_EVERY. Pages read those rows only, and say when they were computed (数据截至).
 
 A day's counts come from the relations as stored: a relation holds its latest add and
 its latest loss, so a customer who left and came back counts on the day they came back.
@@ -38,6 +39,7 @@ from sqlalchemy.orm import Session
 from bot.db import Database
 from bot.db.models import Channel, ChannelDay, ChannelTotal, FollowRelation, Order
 from bot.db.types import utcnow
+from bot.tiering import channel_mix
 
 ALL = 0  # channel_id of the rows counting every relation
 ROLLUP_MINUTES = 10
@@ -198,6 +200,7 @@ def rollup(
             else (last_orders is None or now - last_orders >= ORDERS_EVERY)
         )
         conv = _conversions(session=session) if due else None
+        mix = channel_mix.count(session=session)  # 渠道质量: the relations may have changed
         kept = {
             int(c): (int(n), Decimal(r), at)
             for c, n, r, at in session.execute(
@@ -246,6 +249,7 @@ def rollup(
                 }
             )
         session.execute(insert(ChannelTotal), total_rows)
+        channel_mix.write(mix, session=session, now=now)
     return RollupReport(tuple(days), len(totals) - 1, conv is not None)
 
 

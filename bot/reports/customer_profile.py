@@ -152,9 +152,10 @@ class CustomerProfile:
         return min(dated, key=lambda f: f.added_at or self.created_at) if dated else None
 
 
-def _followers(
+def followers_of(
     customer: Customer, *, session: Session, display_names: Mapping[str, str]
 ) -> tuple[list[Follower], dict[int, str], list[str]]:
+    """Return every relation as a follower, the shown name per relation id, the userids."""
     rows = session.execute(
         select(FollowRelation, Staff.userid, Staff.name, Channel.name)
         .join(Staff, Staff.id == FollowRelation.staff_id)
@@ -187,7 +188,8 @@ def _followers(
     return out, names, userids
 
 
-def _tags(customer_id: int, relation_staff: Mapping[int, str], *, session: Session) -> TagSplit:
+def tag_split(customer_id: int, relation_staff: Mapping[int, str], *, session: Session) -> TagSplit:
+    """Return the customer's tags split into ours and the corp's, with who carries each."""
     rows = session.execute(
         select(
             RelationTag.relation_id,
@@ -219,9 +221,14 @@ def _tags(customer_id: int, relation_staff: Mapping[int, str], *, session: Sessi
     )
 
 
-def _tier_events(
-    customer_id: int, dims: Mapping[str, Dimension], *, session: Session
+def tier_events(
+    customer_id: int,
+    dims: Mapping[str, Dimension],
+    *,
+    session: Session,
+    limit: int = PER_SOURCE,
 ) -> list[Event]:
+    """Return the customer's newest tier changes, each with the rule that gave the new tier."""
     out: list[Event] = []
     for dim_name, before, after, at, metrics in session.execute(
         select(
@@ -233,7 +240,7 @@ def _tier_events(
         )
         .where(TierTransition.customer_id == customer_id)
         .order_by(TierTransition.at.desc(), TierTransition.id.desc())
-        .limit(PER_SOURCE)
+        .limit(limit)
     ):
         dim = dims.get(dim_name)
         reason = ""
@@ -306,7 +313,7 @@ def _timeline(
             events.append(Event(f.added_at, "added", f"{via}添加了员工 {f.name}", f.remark))
         if f.status != "active" and f.lost_at is not None:
             events.append(Event(f.lost_at, "lost", f"流失：{f.lost_reason}", f"员工 {f.name}"))
-    events += _tier_events(customer.id, dims, session=session)
+    events += tier_events(customer.id, dims, session=session)
     events += _tag_push_events(customer, userids, session=session)
     for order_id, amount, paid_at, status, category in session.execute(
         select(Order.order_id, Order.amount, Order.paid_at, Order.status, Order.category)
@@ -364,7 +371,7 @@ def customer_profile(
     if customer is None:
         return None
     card = customer_card(external_userid, session=session, display_names=display_names)
-    followers, relation_staff, userids = _followers(
+    followers, relation_staff, userids = followers_of(
         customer, session=session, display_names=display_names
     )
     timeline, capped = _timeline(
@@ -380,7 +387,7 @@ def customer_profile(
         unionid=customer.unionid,
         created_at=customer.created_at,
         followers=tuple(followers),
-        tags=_tags(customer.id, relation_staff, session=session),
+        tags=tag_split(customer.id, relation_staff, session=session),
         orders=card.orders,
         interactions=card.interactions,
         attributes=card.attributes,

@@ -87,17 +87,9 @@ def _staff_name(names: Mapping[str, str], userid: str, stored: str) -> str:
     return names.get(userid.lower()) or stored or userid
 
 
-def _at_risk_query(
-    churn: TierPick, value: TierPick | None
-) -> Select[int, str, str, datetime, str, datetime]:
+def _at_risk_query(churn: TierPick, value: TierPick | None) -> Select[int, str, str, datetime, str]:
     risk = aliased(TierAssignment)
     worth = aliased(TierAssignment)
-    # Correlated: computed for the rows shown, not over every order.
-    last_order = (
-        select(func.max(Order.paid_at))
-        .where(Order.customer_id == risk.customer_id, Order.status == "paid")
-        .scalar_subquery()
-    )
     return (
         select(
             Customer.id,
@@ -105,7 +97,6 @@ def _at_risk_query(
             Customer.name,
             risk.since,
             worth.tier,
-            last_order,
         )
         .select_from(risk)
         .join(Customer, Customer.id == risk.customer_id)
@@ -157,11 +148,27 @@ def at_risk(
     )
     query = _at_risk_query(churn, value_tier(tiering))
     rows = session.execute(query if limit is None else query.limit(limit)).all()
-    followers = _followers(session, [r[0] for r in rows], staff_names or {})
+    ids = [r[0] for r in rows]
+    followers = _followers(session, ids, staff_names or {})
+    last = _last_orders(session, ids)
     return [
-        AtRisk(ext, name, since, tier, last, tuple(followers.get(cid, ())))
-        for cid, ext, name, since, tier, last in rows
+        AtRisk(ext, name, since, tier, last.get(cid), tuple(followers.get(cid, ())))
+        for cid, ext, name, since, tier in rows
     ], total
+
+
+def _last_orders(session: Session, ids: Sequence[int]) -> dict[int, datetime]:
+    """Each customer's last paid order, for the rows shown only (never over every order)."""
+    out: dict[int, datetime] = {}
+    for chunk in (ids[i : i + 1000] for i in range(0, len(ids), 1000)):
+        for cid, at in session.execute(
+            select(Order.customer_id, func.max(Order.paid_at))
+            .where(Order.customer_id.in_(chunk), Order.status == "paid")
+            .group_by(Order.customer_id)
+        ):
+            if cid is not None:  # the IN keeps only these customers' orders
+                out[int(cid)] = at
+    return out
 
 
 def _lost_query(

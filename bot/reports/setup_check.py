@@ -1,7 +1,6 @@
 """The chat-toolbar sidebar's setup self-check: what is configured and what is not, yet.
 
-The sidebar itself (issue 19) is not built; this lists what it will need (wecom-api.md
-§7.1): the self-built app's AgentId and Secret, a token fetched with them, the 客户联系
+What the sidebar needs (wecom-api.md §7.1): the self-built app's AgentId and Secret, a token fetched with them, the 客户联系
 permission (a sync that worked proves it), and an HTTPS public address whose host is
 the app's 可信域名. What only WeCom's admin console knows is marked to confirm by hand.
 """
@@ -114,7 +113,7 @@ def sidebar_checks(settings: Settings, *, session: Session, last_sync: Run | Non
                 "toolbar_page",
                 "配置到聊天工具栏的页面地址",
                 MANUAL,
-                f"侧边栏上线后填 {base}{SIDEBAR_PATH}",
+                f"页面内容选“自定义”，填 {base}{SIDEBAR_PATH}，配置到客户联系聊天工具栏",
             ),
         ]
     return checks

@@ -59,6 +59,25 @@ METRICS: tuple[Metric, ...] = (
     _m("r_score", "number", "R 分（1–5，越近越高，按近 365 天有购买客户五分位，并列同分）"),
     _m("f_score", "number", "F 分（1–5，按近 365 天订单数：1 / 2 / 3–4 / 5–9 / 10+）"),
     _m("m_score", "number", "M 分（1–5，按近 365 天消费金额五分位，并列同分）"),
+    # Predictive (bot/tiering/metrics_predictive.py): BG/NBD and Gamma-Gamma, fitted over all
+    # buyers by each full re-tier; a purchase is a local day with a paid order.
+    _m(
+        "p_alive",
+        "number",
+        "仍是活跃客户的概率（0–1，BG/NBD：按购买次数、首单与最近一单距今天数）；无支付订单时缺失",
+    ),
+    _m("expected_orders_90d", "number", "预计未来 90 天的购买次数（BG/NBD，同一天多单算一次）"),
+    _m(
+        "expected_aov",
+        "number",
+        "预计每次购买金额（元，Gamma-Gamma）；在不同的两天有过支付才有，否则缺失",
+    ),
+    _m("clv_365d", "number", "预计未来 365 天消费金额（元）= 预计购买次数 × 预计每次金额"),
+    _m(
+        "clv_percentile",
+        "number",
+        "clv_365d 在近 365 天有购买客户中的百分位（0–100，并列同分；近 365 天无购买时缺失）",
+    ),
     # Interactions.
     _m("interactions_30d", "number", "近 30 天互动次数（全部类型）", count=True),
     _m("interactions_90d", "number", "近 90 天互动次数（全部类型）", count=True),

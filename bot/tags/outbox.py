@@ -276,7 +276,12 @@ def _record_failure(session: Session, op: ClaimedOp, exc: WeComError) -> bool:
     if exc.errcode == NOT_A_FRIEND:
         _mark_lost(session, op)
     return QUEUE.fail(
-        session, op.id, op.attempts, str(exc), retryable=exc.retryable, last_errcode=exc.errcode
+        op.id,
+        op.attempts,
+        str(exc),
+        session=session,
+        retryable=exc.retryable,
+        last_errcode=exc.errcode,
     )
 
 
@@ -404,9 +409,9 @@ def drain(
     return handled
 
 
-def counts(session: Session) -> dict[str, int]:
+def counts(*, session: Session) -> dict[str, int]:
     """Return how many operations are in each status."""
-    return QUEUE.counts(session)
+    return QUEUE.counts(session=session)
 
 
 def refresh_depth(*, session: Session) -> None:

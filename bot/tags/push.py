@@ -109,7 +109,7 @@ def progress(
     session: Session, *, fallback_per_minute: float | None = None, now: datetime | None = None
 ) -> PushProgress:
     """Return where the outbox stands; the ETA uses the last minutes' rate, else the fallback."""
-    counts = outbox.counts(session)
+    counts = outbox.counts(session=session)
     per_minute = recent_rate(session, now=now)
     rate = per_minute or (fallback_per_minute or 0.0)
     remaining = counts[OutboxStatus.PENDING] + counts[OutboxStatus.IN_FLIGHT]

@@ -48,6 +48,7 @@ from bot.tiering import (
     metrics_events,
     metrics_orders,
     metrics_outreach,
+    metrics_predictive,
     metrics_relations,
     population,
 )
@@ -74,6 +75,7 @@ COLUMNS: dict[str, str] = {
     **metrics_events.COLUMNS,
     **metrics_relations.COLUMNS,
     **metrics_outreach.COLUMNS,
+    **metrics_predictive.COLUMNS,
 }
 missing = [m.name for m in METRICS if m.name not in COLUMNS]
 if missing:  # pragma: no cover - the vocabulary and the engine must agree
@@ -85,6 +87,8 @@ class _Population:
     as_of_day: date
     tz: str
     profile_names: list[str]
+    # Its predictive model: the one its clv_365d come from, which its touched runs reuse.
+    model: metrics_predictive.Model | None = None
 
 
 class MetricsEngine:
@@ -174,7 +178,9 @@ class MetricsEngine:
             raise
         assert self._population is not None
         names = self._profile_names(cur)
-        return MetricFrame(cur, schema=schema, as_of=as_of, tz=self.tz, profile_names=names)
+        frame = MetricFrame(cur, schema=schema, as_of=as_of, tz=self.tz, profile_names=names)
+        frame.model = self._population.model
+        return frame
 
     def _exec(self, cur: duckdb.DuckDBPyConnection, sql: str) -> None:
         """Run one statement, logging its time (the figures behind the engine's design)."""
@@ -196,7 +202,9 @@ class MetricsEngine:
         for statement in metrics_orders.ORDER_METRICS:
             self._exec(cur, statement)
         self._exec(cur, metrics_orders.TOP_CATEGORY)
+        self._exec(cur, metrics_predictive.STAGE)
         self._exec(cur, "DROP TABLE o")
+        model = metrics_predictive.fit(cur) if ids is None else None
         self._exec(cur, metrics_outreach.stage_deliveries(src, ids=ids, clock=clock))
         self._exec(cur, metrics_events.stage_events(src, ids=ids, clock=clock))
         self._exec(cur, metrics_events.EVENT_METRICS)
@@ -215,11 +223,12 @@ class MetricsEngine:
         seen = [r[0] for r in cur.execute("SELECT DISTINCT name FROM p").fetchall()]
 
         if ids is None:
+            self._score(cur, model, fitted=True)
             self._exec(
                 cur,
                 f"CREATE OR REPLACE TABLE {self.catalog}.main.population AS {metrics_orders.BUYERS}",
             )
-            self._population = _Population(clock.as_of_day, self.tz, sorted(seen))
+            self._population = _Population(clock.as_of_day, self.tz, sorted(seen), model)
             self._exec(
                 cur,
                 metrics_orders.ranks(f"SELECT * FROM {self.catalog}.main.population", keep=None),
@@ -228,6 +237,7 @@ class MetricsEngine:
             if not self._has_population(clock):
                 self._build_population(clock)
             assert self._population is not None
+            self._score(cur, self._population.model, fitted=False)
             self._population.profile_names = sorted(set(self._population.profile_names) | set(seen))
             self._exec(cur, "CREATE TABLE ids AS SELECT cid FROM c")
             self._exec(
@@ -259,11 +269,23 @@ class MetricsEngine:
             LEFT JOIN rm ON rm.cid = c.cid
             LEFT JOIN pm ON pm.cid = c.cid
             LEFT JOIN dm ON dm.cid = c.cid
+            LEFT JOIN pred ON pred.cid = c.cid
         """,
         )
-        for table in ("om", "topcat", "ranks", "em", "rm", "pm", "dm", "c"):
+        for table in ("om", "topcat", "ranks", "em", "rm", "pm", "dm", "pred", "c"):
             self._exec(cur, f"DROP TABLE {table}")
         self._exec(cur, "DROP TABLE IF EXISTS ids")
+
+    def _score(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        model: metrics_predictive.Model | None,
+        *,
+        fitted: bool,
+    ) -> None:
+        """Score the staged buyers (`bg`) with `model` into `pred` (`fitted`: just fitted)."""
+        metrics_predictive.score(cur, model, timed=fitted)
+        self._exec(cur, "DROP TABLE bg")
 
     def _attach_sqlite(self, ids: list[int] | None, *, population: bool = False) -> None:
         """Attach a new snapshot: the whole file, or `ids`' rows (and the stored population)."""
@@ -294,12 +316,15 @@ class MetricsEngine:
             cur.execute(f"""
                 CREATE OR REPLACE TABLE {self.catalog}.main.population AS
                 SELECT CAST(customer_id AS BIGINT) AS cid, CAST(spend_365d AS BIGINT) AS fen_365d,
-                       CAST(days_since_last_order AS INTEGER) AS last_ago
+                       CAST(days_since_last_order AS INTEGER) AS last_ago,
+                       CAST(clv_365d AS DOUBLE) AS clv
                 FROM {src.table(POPULATION_TABLE)}""")
             # PostgreSQL: a full run committing meanwhile changes the state (run ids grow).
             if population.parse_state(cur.execute(state).fetchone()) != before:
                 return False
-            self._population = _Population(clock.as_of_day, self.tz, before.profile_names)
+            assert self._db is not None
+            model = metrics_predictive.for_run(self._db, before.run_id)
+            self._population = _Population(clock.as_of_day, self.tz, before.profile_names, model)
             return True
         finally:
             cur.close()
@@ -310,7 +335,7 @@ class MetricsEngine:
         assert pop is not None
         return population.store(
             self.con,
-            f"SELECT cid, fen_365d, last_ago FROM {self.catalog}.main.population",
+            f"SELECT cid, fen_365d, last_ago, clv FROM {self.catalog}.main.population",
             session=session,
             run_id=run_id,
             as_of_day=pop.as_of_day,
@@ -323,13 +348,13 @@ class MetricsEngine:
         pop = self._population
         assert pop is not None
         rows = self.con.execute(
-            f"SELECT cid, fen_365d, last_ago FROM {self.catalog}.main.population"
+            f"SELECT cid, fen_365d, last_ago, clv FROM {self.catalog}.main.population"
             " WHERE cid IN (SELECT unnest(?::BIGINT[])) ORDER BY cid",
             [customer_ids],
         ).fetchall()
         return population.update_touched(
             customer_ids,
-            [(int(c), int(f), int(a)) for c, f, a in rows],
+            [(int(c), int(f), int(a), None if v is None else float(v)) for c, f, a, v in rows],
             session=session,
             as_of_day=pop.as_of_day,
             tz=pop.tz,
@@ -351,15 +376,23 @@ class MetricsEngine:
             cur.execute("CREATE SCHEMA IF NOT EXISTS build")
             cur.execute(f"USE {self.catalog}.build")
             cur.execute(metrics_orders.stage_orders(src, ids=None, clock=clock))
+            # No full run for the day: fit the model as it would, for the clv ranks.
+            cur.execute(metrics_predictive.STAGE)
+            model = metrics_predictive.fit(cur)
+            self._score(cur, model, fitted=True)
             cur.execute(f"""
                 CREATE OR REPLACE TABLE {self.catalog}.main.population AS
-                SELECT cid, sum(fen) AS fen_365d, min(ago) AS last_ago
-                FROM o WHERE ago < 365 GROUP BY cid""")
+                SELECT w.cid, w.fen_365d, w.last_ago, pred.clv_365d AS clv
+                FROM (SELECT cid, sum(fen) AS fen_365d, min(ago) AS last_ago
+                      FROM o WHERE ago < 365 GROUP BY cid) AS w
+                LEFT JOIN pred ON pred.cid = w.cid""")
             names = cur.execute(
                 f"SELECT DISTINCT CAST(name AS VARCHAR) FROM {src.table('profile_attributes')}"
                 " WHERE customer_id IS NOT NULL"
             ).fetchall()
-            self._population = _Population(clock.as_of_day, self.tz, sorted(r[0] for r in names))
+            self._population = _Population(
+                clock.as_of_day, self.tz, sorted(r[0] for r in names), model
+            )
         finally:
             cur.execute(f"USE {self.catalog}.main")
             cur.execute("DROP SCHEMA IF EXISTS build CASCADE")

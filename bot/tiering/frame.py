@@ -8,6 +8,8 @@ from typing import Any
 
 import duckdb
 
+from bot.tiering.metrics_predictive import Model
+
 TABLE = "metrics"
 
 
@@ -35,6 +37,8 @@ class MetricFrame:
         self.tz = tz
         self.profile_names = profile_names
         self._owner = owner  # closed with the frame (compute_metrics' one-shot engine)
+        # The predictive model its p_alive … clv_percentile come from (None: none yet).
+        self.model: Model | None = None
         self._closed = False
 
     @property

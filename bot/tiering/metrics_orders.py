@@ -91,9 +91,11 @@ TOP_CATEGORY = """
     QUALIFY row_number() OVER (PARTITION BY cid ORDER BY s DESC, cat) = 1
 """
 
-# The window's buyers with the two values their ranks depend on.
+# The window's buyers with the values their ranks depend on (clv from `pred`,
+# bot.tiering.metrics_predictive).
 BUYERS = """
-    SELECT cid, fen_365d, days_since_last_order AS last_ago FROM om WHERE orders_365d > 0
+    SELECT om.cid, om.fen_365d, om.days_since_last_order AS last_ago, pred.clv_365d AS clv
+    FROM om LEFT JOIN pred ON pred.cid = om.cid WHERE om.orders_365d > 0
 """
 
 
@@ -101,7 +103,8 @@ def ranks(population: str, *, keep: str | None) -> str:
     """Return SQL ranking every buyer of `population` by spend and by recency.
 
     k_m is the number of buyers whose spend is <= the customer's, k_r the number whose last
-    order is as old or older: both count ties in full, so equal values get equal k and the
+    order is as old or older, k_c the number whose clv_365d is <= theirs among the n_c that
+    have one (nulls sort last, so they never count): all count ties in full, so equal values get equal k and the
     result cannot depend on row order. `keep` restricts the output (not the population).
     """
     where = f"WHERE cid IN ({keep})" if keep else ""
@@ -111,6 +114,8 @@ def ranks(population: str, *, keep: str | None) -> str:
             SELECT cid,
                    count(*) OVER (ORDER BY fen_365d) AS k_m,
                    count(*) OVER (ORDER BY last_ago DESC) AS k_r,
+                   count(clv) OVER (ORDER BY clv ASC NULLS LAST) AS k_c,
+                   count(clv) OVER () AS n_c,
                    count(*) OVER () AS n
             FROM ({population})
         ) {where}

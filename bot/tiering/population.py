@@ -2,7 +2,7 @@
 
 R and M scores and spend_percentile_365d rank a customer among all the window's buyers.
 Each full (not dry) run stores those buyers — customer, spend_365d in fen, days since the
-last paid order — in `tier_population`, and in `tier_population_state` the run, its as_of
+last paid order, clv_365d (its predictive model is stored with the run's row) — in `tier_population`, and in `tier_population_state` the run, its as_of
 local day and zone and the profile attributes it saw, in the transaction that finishes
 the run. Days count back from the as_of local day, so the rows rank any as_of of that day
 exactly as the engine's kept population does: an engine holding none for a touched run's
@@ -74,7 +74,7 @@ def store(
     tz: str,
     profile_names: Sequence[str],
 ) -> int:
-    """Replace the stored population by `rows_sql`'s (cid, fen_365d, last_ago); return its size.
+    """Replace the stored population by `rows_sql`'s (cid, fen_365d, last_ago, clv); return its size.
 
     SQLite: executemany of plain ints; PostgreSQL: COPY (as bot.tiering.history writes).
     """
@@ -90,7 +90,7 @@ def store(
             with (
                 raw.cursor() as pg,
                 pg.copy(
-                    "COPY tier_population (customer_id, spend_365d, days_since_last_order)"
+                    "COPY tier_population (customer_id, spend_365d, days_since_last_order, clv_365d)"
                     " FROM STDIN"
                 ) as copy,
             ):
@@ -101,9 +101,10 @@ def store(
         else:
             while rows := cur.fetchmany(CHUNK):
                 conn.exec_driver_sql(
-                    "INSERT INTO tier_population (customer_id, spend_365d, days_since_last_order)"
-                    " VALUES (?, ?, ?)",
-                    [(int(c), int(f), int(a)) for c, f, a in rows],
+                    "INSERT INTO tier_population"
+                    " (customer_id, spend_365d, days_since_last_order, clv_365d)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(int(c), int(f), int(a), _float(v)) for c, f, a, v in rows],
                 )
                 written += len(rows)
     finally:
@@ -122,6 +123,10 @@ def store(
     return written
 
 
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _lock_state(*, session: Session) -> TierPopulationState | None:
     """Return the state row, locked till the transaction ends (PostgreSQL; SQLite: one writer)."""
     return session.scalars(
@@ -131,14 +136,14 @@ def _lock_state(*, session: Session) -> TierPopulationState | None:
 
 def update_touched(
     customer_ids: Sequence[int],
-    rows: Sequence[tuple[int, int, int]],
+    rows: Sequence[tuple[int, int, int, float | None]],
     *,
     session: Session,
     as_of_day: date,
     tz: str,
     profile_names: Sequence[str],
 ) -> bool:
-    """Replace `customer_ids`' stored rows by `rows` (cid, fen_365d, last_ago); say whether.
+    """Replace `customer_ids`' stored rows by `rows` (cid, fen_365d, last_ago, clv); say whether.
 
     Only when the stored state serves `as_of_day` in `tz`: another day's rows count days
     from another day. `profile_names` join the state's.
@@ -153,7 +158,10 @@ def update_touched(
     if rows:
         session.execute(
             insert(TierPopulation),
-            [{"customer_id": c, "spend_365d": f, "days_since_last_order": a} for c, f, a in rows],
+            [
+                {"customer_id": c, "spend_365d": f, "days_since_last_order": a, "clv_365d": v}
+                for c, f, a, v in rows
+            ],
         )
     names = sorted(set(json.loads(state.profile_names)) | set(profile_names))
     state.profile_names = json.dumps(names, ensure_ascii=False)

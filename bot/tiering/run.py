@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from bot.db import Database
+from bot.db.models import RetierRun
 from bot.errors import ValidationError
 from bot.rules import Dimension
-from bot.tiering import evaluate, history, run_stats, tag_values
+from bot.tiering import evaluate, history, metrics_predictive, run_stats, tag_values
 from bot.tiering.clock import Clock
 from bot.tiering.engine import MetricsEngine
 from bot.tiering.evaluate import Move
@@ -45,6 +47,8 @@ class RetierReport:
     sizes: list[Move] = field(default_factory=list)  # tier sizes after the run (its customers)
     run_id: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    # The predictive model its metrics came from: fitted (full run) or reused (touched).
+    model: metrics_predictive.Model | None = None
 
 
 def retier(
@@ -73,6 +77,7 @@ def retier(
         try:
             t1 = time.perf_counter()
             report.seconds["metrics"] = t1 - t0
+            report.model = frame.model
             con, source = frame.con, eng.source
             assert source is not None
             evaluate.load_current(con, source, clock=Clock(tz, as_of), ids=ids)
@@ -136,6 +141,13 @@ def _finish(
     # A run cut short leaves the previous population: it is still that run's.
     if ids is None:
         eng.store_population(session, run_id=run_id)
+        if report.model is not None:
+            report.model.run_id = run_id
+            session.execute(
+                update(RetierRun)
+                .where(RetierRun.id == run_id)
+                .values(predictive=report.model.to_json())
+            )
     else:
         eng.store_touched(session, ids)
     run_stats.record(

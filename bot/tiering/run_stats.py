@@ -3,6 +3,8 @@
 Written in the transaction that finishes a (not dry) run, from what the run already
 counted in DuckDB, so the re-tier pays a few dozen rows, never a pass over customers:
 - `tier_run_moves`: the run's from → to counts per dimension (None = 无), as `moves`.
+- `channel_tier_mix` (渠道质量, bot/tiering/channel_mix.py): a full run recounts it
+  (one grouped pass over relations and assignments), a touched run applies its moves.
 - `tier_size_days`: the sizes after the run, rewritten for the run's as_of local day. A
   full run counted every customer (`sizes`); a touched run takes the previous run's
   sizes and applies its moves (one out of `from_tier`, one into `to_tier`). When the
@@ -25,6 +27,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot.db.models import OutboxOperation, RetierRun, TierAssignment, TierRunMove, TierSizeDay
+from bot.tiering import channel_mix
 from bot.tiering.evaluate import Move
 
 MEASURED = ""  # the tier of the row saying a dimension was measured
@@ -125,3 +128,7 @@ def record(
             if n > 0 or t == MEASURED
         ],
     )
+    if full:
+        channel_mix.write(channel_mix.count(session=session), session=session)
+    else:
+        channel_mix.apply_run(run_id, session=session)

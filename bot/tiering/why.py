@@ -32,6 +32,9 @@ from bot.rules import Dimension, explain_dimension
 from bot.rules.explain import format_value
 from bot.tiering.clock import Clock
 from bot.tiering.engine import MetricsEngine, compute_metrics
+from bot.tiering.metrics_predictive import COLUMNS as PREDICTIVE
+from bot.tiering.metrics_predictive import INPUTS as PREDICTIVE_INPUTS
+from bot.tiering.metrics_predictive import Model
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,19 @@ class ExplainEngine:
         self, db: Database, *, tz: str, as_of: datetime, customer_id: int
     ) -> dict[str, Any]:
         """Return one customer's metrics as of `as_of` (empty when there is no such customer)."""
+        return self.metrics_and_model(db, tz=tz, as_of=as_of, customer_id=customer_id)[0]
+
+    def metrics_and_model(
+        self, db: Database, *, tz: str, as_of: datetime, customer_id: int
+    ) -> tuple[dict[str, Any], Model | None]:
+        """Return one customer's metrics and the predictive model they were scored with."""
         with self._lock:
             if self._engine is None or self._db is not db or self._engine.tz != tz:
                 self._close()
                 self._engine, self._db = MetricsEngine(db, tz=tz), db
             try:
                 with self._engine.compute(as_of=as_of, customer_ids=[customer_id]) as frame:
-                    return frame.rows().get(customer_id, {})
+                    return frame.rows().get(customer_id, {}), frame.model
             except BaseException:
                 self._close()  # a fresh engine next time, not a half-built one
                 raise
@@ -122,11 +131,12 @@ def explain_customer(
             )
         }
     row: dict[str, Any]
+    model: Model | None
     if engine is not None:
-        row = engine.metrics(db, tz=tz, as_of=as_of, customer_id=customer_id)
+        row, model = engine.metrics_and_model(db, tz=tz, as_of=as_of, customer_id=customer_id)
     else:
         with compute_metrics(db, as_of=as_of, tz=tz, customer_ids=[customer_id]) as frame:
-            row = frame.rows().get(customer_id, {})
+            row, model = frame.rows().get(customer_id, {}), frame.model
     clock = Clock(tz, as_of)
     views: list[TierView] = []
     for dim in dims:
@@ -158,6 +168,12 @@ def explain_customer(
             )
         row[f"tier.{dim.name}"] = exp.tag
         used = sorted(dim.names_used())
+        if set(used) & set(PREDICTIVE):
+            # The model's inputs beside its outputs, and the fit they came from.
+            used += [n for n in PREDICTIVE_INPUTS if n not in used]
+            lines.append(
+                f"  预测模型：{model.summary(timing=False) if model else '尚无（还没有全量分层拟合）'}"
+            )
         views.append(
             TierView(
                 dimension=dim.name,

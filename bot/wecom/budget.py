@@ -136,7 +136,7 @@ class _Grant:
     at: float  # the clock reading the booking was made at
 
 
-def _insert(session: Session, model: type[WeComBudget] | type[WeComBudgetSlot]) -> Any:
+def _insert(model: type[WeComBudget] | type[WeComBudgetSlot], *, session: Session) -> Any:
     """Start an INSERT with the backend's ON CONFLICT clauses."""
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(model)
@@ -250,7 +250,7 @@ class SharedBudget:
         if self._db.writing:
             return  # the caller's retry books through the database and sees no pause: rare
         with self._db.write() as session:
-            row = self._lock_row(session, api)
+            row = self._lock_row(api, session=session)
             row.paused_until = max(row.paused_until, until)
 
     def _lease(self, api: str, which: Lane) -> _Lease:
@@ -274,7 +274,7 @@ class SharedBudget:
 
     # --- the shared table ---------------------------------------------------------
 
-    def _lock_row(self, session: Session, api: str) -> WeComBudget:
+    def _lock_row(self, api: str, *, session: Session) -> WeComBudget:
         """Create the API's row if new and lock it: reservations for one API queue here."""
         locked = (
             select(WeComBudget)
@@ -285,7 +285,7 @@ class SharedBudget:
         if row is not None:
             return row
         session.execute(
-            _insert(session, WeComBudget)
+            _insert(WeComBudget, session=session)
             .values(corp_id=self._corp, api=api, paused_until=0.0)
             .on_conflict_do_nothing(index_elements=["corp_id", "api"])
         )
@@ -300,18 +300,18 @@ class SharedBudget:
         """
         self.transactions += 1
         with self._db.write() as session:
-            row = self._lock_row(session, api)
+            row = self._lock_row(api, session=session)
             now = self._clock()  # after the lock: the booking is as late as the spending
             unused, booked_at = refund
             if unused:
-                self._refund(session, api, which, unused, booked_at)
+                self._refund(api, which, unused, booked_at, session=session)
             if row.paused_until > now:
                 return _Grant(0, row.paused_until - now, now)
             owed = self._take_owed(api)
             room = want
             wait = 0.0
-            self._prune(session, api, now)
-            sums = self._sums(session, api, now)
+            self._prune(api, now, session=session)
+            sums = self._sums(api, now, session=session)
             for scale in self.scales:
                 used = sums[scale.name]
                 total = sum(used.values()) + sum(owed.values())
@@ -319,12 +319,12 @@ class SharedBudget:
                 room = min(room, cap - total)
                 self._report(api, scale, used)
                 if cap - total <= 0:
-                    wait = max(wait, self._frees_at(session, api, scale, now) - now)
+                    wait = max(wait, self._frees_at(api, scale, now, session=session) - now)
             granted = max(0, room)
             booking = dict(owed)
             booking[which] = booking.get(which, 0) + granted
             if any(booking.values()):
-                self._book(session, api, now, booking)
+                self._book(api, now, booking, session=session)
             if granted:
                 metrics.BUDGET_RESERVED.labels(api=api, lane=which).inc(granted)
             return _Grant(granted, max(wait, self._lease_seconds / 10), now)
@@ -344,7 +344,7 @@ class SharedBudget:
         first = scale.slot_of(now) - scale.guard + 1
         return [*self._slots(api, scale), WeComBudgetSlot.slot >= first]
 
-    def _prune(self, session: Session, api: str, now: float) -> None:
+    def _prune(self, api: str, now: float, *, session: Session) -> None:
         """Drop the slots that left their windows, every few seconds per API."""
         minute = self.scales[0].slot_of(now)
         if minute - self._pruned.get(api, -(10**18)) < 10:
@@ -368,7 +368,7 @@ class SharedBudget:
     def _first(scale: Scale, now: float) -> int:
         return scale.slot_of(now) - scale.guard + 1
 
-    def _sums(self, session: Session, api: str, now: float) -> dict[str, dict[Lane, int]]:
+    def _sums(self, api: str, now: float, *, session: Session) -> dict[str, dict[Lane, int]]:
         """Sum each window's booked calls by lane, in one query."""
         inside = [
             (WeComBudgetSlot.scale == s.name) & (WeComBudgetSlot.slot >= self._first(s, now))
@@ -388,7 +388,7 @@ class SharedBudget:
             sums[scale] = {INTERACTIVE: int(i or 0), BULK: int(b or 0)}
         return sums
 
-    def _frees_at(self, session: Session, api: str, scale: Scale, now: float) -> float:
+    def _frees_at(self, api: str, scale: Scale, now: float, *, session: Session) -> float:
         """Return when the oldest booked slot in the window leaves it."""
         oldest = session.scalar(
             select(func.min(WeComBudgetSlot.slot)).where(*self._window(api, scale, now))
@@ -397,9 +397,9 @@ class SharedBudget:
             return now
         return (int(oldest) + scale.guard) * scale.slot_seconds
 
-    def _book(self, session: Session, api: str, now: float, calls: dict[Lane, int]) -> None:
+    def _book(self, api: str, now: float, calls: dict[Lane, int], *, session: Session) -> None:
         """Add `calls` to the current slot of every window, in one statement."""
-        stmt = _insert(session, WeComBudgetSlot).values(
+        stmt = _insert(WeComBudgetSlot, session=session).values(
             [
                 {
                     "corp_id": self._corp,
@@ -422,7 +422,7 @@ class SharedBudget:
             )
         )
 
-    def _refund(self, session: Session, api: str, which: Lane, calls: int, at: float) -> None:
+    def _refund(self, api: str, which: Lane, calls: int, at: float, *, session: Session) -> None:
         column = WeComBudgetSlot.interactive if which == INTERACTIVE else WeComBudgetSlot.bulk
         for scale in self.scales:
             session.execute(
@@ -444,4 +444,4 @@ class SharedBudget:
     def used(self, api: str) -> dict[str, dict[Lane, int]]:
         """Return the calls booked in each window of `api` by lane (for reports and tests)."""
         with self._db.read() as session:
-            return self._sums(session, api, self._clock())
+            return self._sums(api, self._clock(), session=session)

@@ -37,6 +37,7 @@ from bot.wecom.types import (
     GroupMsg,
     GroupMsgSendResult,
     GroupMsgTask,
+    JsapiTicket,
     TagGroupInfo,
     WebIdentity,
 )
@@ -241,8 +242,19 @@ class WeComClient:
         metrics.record(api, 0, time.monotonic() - started)
         return result
 
-    def _call(self, api: str, send: Callable[[], Any], *, idempotent: bool = True) -> Json:
-        """Run one API call with the token, 45009 and backoff retry policies."""
+    def _call(
+        self,
+        api: str,
+        send: Callable[[], Any],
+        *,
+        idempotent: bool = True,
+        pause_on_limit: bool = True,
+    ) -> Json:
+        """Run one API call with the token, 45009 and backoff retry policies.
+
+        `pause_on_limit=False` raises a 45009 at once instead of pausing the API: for
+        limits counted per hour, where waiting out a minute window would not help.
+        """
         if self._db.writing:
             # It would hold every other writer (the callback acks) for as long as WeCom
             # takes, and a token refresh would wait for this very transaction.
@@ -262,7 +274,7 @@ class WeComClient:
                     log.info("%s: token rejected (%s), refetching", api, err.errcode)
                     stale = self._wx.last_token
                     continue
-                if err.errcode == RATE_LIMITED and pauses < self._max_pauses:
+                if err.errcode == RATE_LIMITED and pause_on_limit and pauses < self._max_pauses:
                     pauses += 1
                     log.warning("%s: rate limited; pausing %.1fs", api, self._pause_seconds)
                     self._pause(err.api or api)
@@ -323,6 +335,31 @@ class WeComClient:
         """
         api = "auth/getuserinfo"
         return WebIdentity.parse(self._get(api, {"code": code}), api=api)
+
+    # --- JS-SDK tickets ---------------------------------------------------------------
+
+    def get_jsapi_ticket(self) -> JsapiTicket:
+        """Fetch the corp's jsapi_ticket (signs `getConfigSignature`, corp identity).
+
+        WeCom allows 400 fetches an hour per corp and 100 per app, answering 45009 beyond:
+        raised at once, never paused on (bot.sidebar.tickets caches and shares tickets).
+        https://developer.work.weixin.qq.com/document/path/90506
+        """
+        api = "get_jsapi_ticket"
+        return JsapiTicket.parse(self._get_once_an_hour(api, {}), api=api)
+
+    def get_agent_ticket(self) -> JsapiTicket:
+        """Fetch this app's jsapi_ticket (signs `getAgentConfigSignature`, app identity).
+
+        Same limits as get_jsapi_ticket; fetched with this app's own access token.
+        https://developer.work.weixin.qq.com/document/path/90506
+        """
+        api = "ticket/get"
+        page = self._get_once_an_hour(api, {"type": "agent_config"})
+        return JsapiTicket.parse(page, api=api)
+
+    def _get_once_an_hour(self, api: str, params: Mapping[str, Any]) -> Json:
+        return self._call(api, lambda: self._wx.get(api, params=dict(params)), pause_on_limit=False)
 
     # --- customers --------------------------------------------------------------------
 

@@ -207,3 +207,10 @@ class WebIdentity(WeComModel):
 
     userid: str = ""  # empty for someone who is not a member of the corp
     openid: str = ""
+
+
+class JsapiTicket(WeComModel):
+    """A JS-SDK ticket: the corp's (get_jsapi_ticket) or the app's (ticket/get agent_config)."""
+
+    ticket: str = Field(min_length=1)
+    expires_in: int = Field(default=7200, gt=0)  # seconds; normally 7200, but WeCom decides

@@ -37,7 +37,6 @@ LAUNCH_LEASE = "console-launch:"
 LAUNCH_TTL = 7 * 24 * 3600.0  # a token is spent for longer than any page stays open
 CHART_METRICS = ("conversion_30d", "conversion_14d", "conversion_7d")
 
-audit.ACTION_LABELS.setdefault("campaign_launched", "启动触达活动")
 guard.NAV_CHILDREN["admin.campaigns"] |= {
     "admin.campaign",
     "admin.campaign_preview",
@@ -178,10 +177,15 @@ def preview(name: str) -> ResponseReturnValue:
 
 
 def _spend(rt: Runtime, token: str) -> str | None:
-    """Take the token's lease; return its owner, or None when it was spent already."""
+    """Take the token's lease; return its owner, or None when it was spent already.
+
+    Spent tokens' leases are deleted once expired (after LAUNCH_TTL), here: they would
+    otherwise stay for ever, one row per launch.
+    """
     owner = leases.new_owner()
     with rt.db.write() as session:
-        taken = leases.try_acquire(session, LAUNCH_LEASE + token, owner, LAUNCH_TTL)
+        leases.purge_expired(LAUNCH_LEASE, session=session)
+        taken = leases.try_acquire(LAUNCH_LEASE + token, owner, LAUNCH_TTL, session=session)
     return owner if taken else None
 
 
@@ -211,7 +215,8 @@ def launch(name: str) -> ResponseReturnValue:
         )
     except OutreachBusyError as exc:
         with rt.db.write() as session:
-            leases.release(session, LAUNCH_LEASE + token, owner)  # nothing launched: reusable
+            # Nothing launched: the token may be used again.
+            leases.release(LAUNCH_LEASE + token, owner, session=session)
         return guard.refuse(409, "请稍后再试", str(exc))
     assert plan.run_id is not None
     counts = _counts(plan)

@@ -30,13 +30,6 @@ guard.NAV_CHILDREN["admin.channels"] |= {
     "admin.channel_edit",
     "admin.channel_update",
 }
-audit.ACTION_LABELS.update(
-    {
-        "channel_created": "创建渠道活码",
-        "channel_updated": "修改渠道活码",
-        "channel_deleted": "删除渠道活码",
-    }
-)
 
 RANGES = (7, channel_pages.TREND_DAYS)  # 近7天, 近30天
 _SPLIT = re.compile(r"[\s,，、;；]+")
@@ -55,12 +48,28 @@ def _today() -> Any:
     return channel_stats.local_today(runtime().settings.tz)
 
 
+_GONE = "这个渠道活码不存在，可能已被删除。"
+
+
+def _page(template: str, **context: Any) -> str:
+    """Render a page with the metrics' definitions and the banner of the change just made."""
+    return render_template(template, define=define, done=request.args.get("done", ""), **context)
+
+
 def _channel_or_404(channel_id: int) -> channel_pages.ChannelConfig:
     with runtime().db.read() as session:
         try:
             return channel_pages.channel_config(channel_id, session=session)
         except NotFoundError:
-            abort(404, description="这个渠道活码不存在，可能已被删除。")
+            abort(404, description=_GONE)
+
+
+def _report_or_404(channel_id: int) -> channel_pages.ChannelReport:
+    with runtime().db.read() as session:
+        try:
+            return channel_pages.channel_report(channel_id, session=session, today=_today())
+        except NotFoundError:
+            abort(404, description=_GONE)
 
 
 def _record(action: str, target: str, before: Any, after: Any) -> None:
@@ -101,16 +110,9 @@ def channel_list() -> ResponseReturnValue:
     order = next((tuple(t.tag for t in d.tiers) for d in dimensions if d.name == chosen), ())
     with rt.db.read() as session:
         page = channel_pages.channel_list(
-            session=session, today=_today(), dimension=chosen, tier_order=order, db=rt.db
+            session=session, today=_today(), dimension=chosen, tier_order=order
         )
-    return render_template(
-        "admin/channels.html",
-        page=page,
-        dimensions=dimensions,
-        chosen=chosen,
-        define=define,
-        done=request.args.get("done", ""),
-    )
+    return _page("admin/channels.html", page=page, dimensions=dimensions, chosen=chosen)
 
 
 # --- a channel's page -------------------------------------------------------------
@@ -119,11 +121,7 @@ def channel_list() -> ResponseReturnValue:
 @bp.get("/channels/<int:channel_id>", endpoint="channel")
 def channel_page(channel_id: int) -> ResponseReturnValue:
     """A channel's page: totals, the trend, the 数据报表 table, its settings and QR code."""
-    with runtime().db.read() as session:
-        try:
-            report = channel_pages.channel_report(channel_id, session=session, today=_today())
-        except NotFoundError:
-            abort(404, description="这个渠道活码不存在，可能已被删除。")
+    report = _report_or_404(channel_id)
     days = report.days
     charts = {
         "trend": {
@@ -138,24 +136,13 @@ def channel_page(channel_id: int) -> ResponseReturnValue:
             "range": RANGES[0],
         }
     }
-    return render_template(
-        "admin/channel.html",
-        report=report,
-        charts=charts,
-        ranges=RANGES,
-        define=define,
-        done=request.args.get("done", ""),
-    )
+    return _page("admin/channel.html", report=report, charts=charts, ranges=RANGES)
 
 
 @bp.get("/channels/<int:channel_id>/export.xlsx", endpoint="channel_export")
 def channel_export_xlsx(channel_id: int) -> ResponseReturnValue:
     """The channel's 数据报表 (last 30 days) as .xlsx."""
-    with runtime().db.read() as session:
-        try:
-            report = channel_pages.channel_report(channel_id, session=session, today=_today())
-        except NotFoundError:
-            abort(404, description="这个渠道活码不存在，可能已被删除。")
+    report = _report_or_404(channel_id)
     name = f"渠道数据报表-{qr_images.file_name(report.config.name)}.xlsx"
     return Response(
         channel_export.report_xlsx(report),
@@ -424,6 +411,6 @@ def channel_delete(channel_id: int) -> ResponseReturnValue:
             "admin/error.html", title="删除失败", message=wecom_message(exc)
         ), 502
     except NotFoundError:
-        abort(404, description="这个渠道活码不存在，可能已被删除。")
+        abort(404, description=_GONE)
     _record("channel_deleted", before.name, before.audit(), None)
     return redirect(url_for("admin.channels", done="deleted"), code=303)

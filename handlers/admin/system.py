@@ -16,6 +16,7 @@ from bot.db.types import utcnow
 from bot.errors import NotFoundError, TagbotError
 from bot.reports import setup_check, system
 from bot.reports.definitions import define
+from bot.sidebar.selfcheck import check_tickets
 from handlers import throttle
 from handlers.admin import guard
 from handlers.admin.blueprint import bp
@@ -59,6 +60,17 @@ def system_page() -> ResponseReturnValue:
         inbox_states=inbox.STATUSES,
         **view,
     )
+
+
+@bp.get("/system/sidebar-tickets")
+def sidebar_tickets() -> ResponseReturnValue:
+    """Both JS-SDK tickets through the shared store (an htmx fragment, on the operator's click).
+
+    A fresh cached ticket answers without a WeCom call, so the check spends no hourly quota.
+    """
+    rt = runtime()
+    result = check_tickets(db=rt.db, wecom=rt.wecom, tz=rt.settings.tz)
+    return render_template("admin/_ticket_check.html", result=result)
 
 
 @bp.get("/system/audit")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
-WEB_PREFIXES = ("/admin", "/static/")
+WEB_PREFIXES = ("/admin", "/sidebar", "/static/")
 VENDOR_PREFIX = "/static/vendor/"  # versioned folders: a file there never changes
 YEAR = 365 * 24 * 3600
 

@@ -232,7 +232,7 @@ class Demo:
         assert self.rt is not None
         with self.rt.db.read() as session:
             ib = inbox.counts(session=session)
-            ob = outbox.counts(session)
+            ob = outbox.counts(session=session)
         return ib.get("pending", 0) + ib.get("processing", 0) == 0 and (
             ob.get("pending", 0) + ob.get("in_flight", 0) == 0
         )
@@ -363,7 +363,8 @@ class Demo:
 
     def retier(self) -> None:
         assert self.rt is not None
-        with self.step("按默认分层规则重新分层（10 个维度）") as s:
+        dims = len(self.rt.settings.tiering.dimensions)
+        with self.step(f"按默认分层规则重新分层（{dims} 个维度）") as s:
             rt = self.rt
             report, handoff = retier_configured(
                 db=rt.db,
@@ -376,6 +377,8 @@ class Demo:
                 f"客户 {report.customers} 位；本次层级变动 {report.transitions} 次，"
                 f"涉及 {report.changed_customers} 位客户"
             )
+            if report.model is not None:
+                s.detail.append(f"预测模型：{report.model.summary()}")
             groups = {d.name: d.tag_group for d in self.rt.settings.tiering.dimensions}
             sizes: dict[str, list[str]] = {}
             for m in report.sizes:
@@ -395,7 +398,7 @@ class Demo:
                 # alongside the outbox workers, until none is left
                 drain_all(db=self.rt.db, wecom=self.rt.wecom, stopping=self.rt.stopping)
                 with self.rt.db.read() as session:
-                    left = outbox.counts(session)
+                    left = outbox.counts(session=session)
                 s.detail.append(
                     f"层级标签已推送到企业微信：出站队列剩余 {left.get('pending', 0)}，"
                     f"失败 {left.get('dead', 0)}"

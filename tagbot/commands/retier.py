@@ -72,6 +72,8 @@ def echo_report(
             )
         else:
             click.echo(f"已排队 {handoff.queued} 个关系的标签变更 / queued")
+    if report.model is not None:
+        click.echo(f"预测模型 / predictive model: {report.model.summary()}")
     spent = "，".join(f"{k} {v:.1f}s" for k, v in report.seconds.items())
     click.echo(f"用时 / took: {spent}")
 

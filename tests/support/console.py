@@ -40,6 +40,7 @@ def console_config(
     cfg = base_config(db_url) if sim is None else base_config(db_url, api_base=sim.api_base)
     if sim is not None:
         cfg["wecom"]["web_login_url"] = sim.web_login_url
+        cfg["wecom"]["oauth_url"] = sim.oauth_url
     cfg["console"] = {"admins": ADMINS, "viewers": VIEWERS, **console}
     if dimensions:
         cfg["tiering"] = {"dimensions": [DIMENSION]}

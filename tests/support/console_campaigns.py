@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
-
 from bot.db import Database
-from bot.db.models import Campaign, CampaignDelivery, CampaignRun, Customer, Order
+from bot.db.models import Customer, Order
+from tests.support.deliveries import Delivery, add_deliveries, campaign_run
 
 # Per tier: (treatment spend per customer, holdout spend per customer), 40 each arm.
 SPEND = {
@@ -22,14 +21,8 @@ def seed_measured_run(db: Database, name: str) -> None:
     """A sent run 40 days ago: 40 + 40 customers per tier, their 30-day orders."""
     as_of = datetime.now(UTC) - timedelta(days=40)
     with db.write() as s:
-        camp = s.scalar(select(Campaign).where(Campaign.name == name))
-        if camp is None:
-            camp = Campaign(name=name, action="group_message", dimension="value")
-            s.add(camp)
-            s.flush()
-        run = CampaignRun(campaign_id=camp.id, action="group_message", status="done", as_of=as_of)
-        s.add(run)
-        s.flush()
+        run = campaign_run(s, name, status="done", as_of=as_of)
+        deliveries: list[Delivery] = []
         for tier, (treated, held) in SPEND.items():
             for arm, spends in (("treatment", treated), ("holdout", held)):
                 for i, yuan in enumerate(spends):
@@ -40,17 +33,8 @@ def seed_measured_run(db: Database, name: str) -> None:
                     status = (
                         "sent" if reached else ("holdout" if arm == "holdout" else "unconfirmed")
                     )
-                    s.add(
-                        CampaignDelivery(
-                            run_id=run.id,
-                            campaign_id=camp.id,
-                            customer_id=c.id,
-                            arm=arm,
-                            tier=tier,
-                            staff_userid="zhang" if arm == "treatment" else None,
-                            status=status,
-                        )
-                    )
+                    staff = "zhang" if arm == "treatment" else None
+                    deliveries.append(Delivery(c.id, status, arm, tier=tier, staff_userid=staff))
                     if yuan:
                         s.add(
                             Order(
@@ -62,3 +46,4 @@ def seed_measured_run(db: Database, name: str) -> None:
                                 status="paid",
                             )
                         )
+        add_deliveries(s, run.id, deliveries)

@@ -13,9 +13,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.db.models import Campaign, CampaignDelivery, CampaignRun, CampaignTask, Customer, Staff
+from bot.db.models import CampaignDelivery, CampaignTask, Customer, Staff
 from bot.db.types import utcnow
 from bot.runtime import Runtime
+from tests.support.deliveries import Delivery, add_deliveries, campaign_run
 
 
 @dataclass(frozen=True)
@@ -43,20 +44,13 @@ def record_group_message(
 ) -> CreatedTask:
     """Record a run with one group_message task for `sender` and create it in WeCom."""
     with rt.db.write() as session:
-        row = session.scalars(select(Campaign).where(Campaign.name == campaign)).first()
-        if row is None:
-            row = Campaign(name=campaign, action="group_message", dimension="value")
-            session.add(row)
-            session.flush()
         if session.scalars(select(Staff).where(Staff.userid == sender)).first() is None:
             session.add(Staff(userid=sender, name=sender))
-        run = CampaignRun(campaign_id=row.id, action="group_message", status="sending")
-        session.add(run)
-        session.flush()
+        run = campaign_run(session, campaign, status="sending")
         attempted_at = utcnow()
         task = CampaignTask(
             run_id=run.id,
-            campaign_id=row.id,
+            campaign_id=run.campaign_id,
             kind="group_message",
             sender=sender,
             text=text,
@@ -67,20 +61,20 @@ def record_group_message(
         )
         session.add(task)
         session.flush()
-        for ext in customers:
-            customer = _get_or_add_customer(session, ext)
-            session.add(
-                CampaignDelivery(
-                    run_id=run.id,
-                    campaign_id=row.id,
-                    customer_id=customer.id,
-                    arm="treatment",
+        add_deliveries(
+            session,
+            run.id,
+            [
+                Delivery(
+                    _get_or_add_customer(session, ext).id,
+                    "queued",
                     tier="高价值",
                     staff_userid=sender,
                     task_id=task.id,
-                    status="queued",
                 )
-            )
+                for ext in customers
+            ],
+        )
         task_id = task.id
     msgid, fail_list = rt.wecom.add_msg_template(
         sender=sender, external_userids=customers, text=text

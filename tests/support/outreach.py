@@ -13,7 +13,6 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from bot.db.models import (
-    Campaign,
     CampaignDelivery,
     CampaignRun,
     CampaignTask,
@@ -23,6 +22,7 @@ from bot.db.models import (
 )
 from bot.db.types import utcnow
 from bot.runtime import Runtime
+from tests.support.deliveries import Delivery, add_deliveries, campaign_run
 from wecom_sim import Simulator
 
 
@@ -70,15 +70,9 @@ def record_run(
     """Record staff, customers, relations, a run and its deliveries in one write; return run id."""
     now = utcnow()
     with rt.db.write() as session:
-        camp_id = session.scalar(select(Campaign.id).where(Campaign.name == campaign))
-        if camp_id is None:
-            row = Campaign(name=campaign, action=action, dimension="价值")
-            session.add(row)
-            session.flush()
-            camp_id = row.id
-        run = CampaignRun(campaign_id=camp_id, action=action, status=status, started_at=now)
-        session.add(run)
-        session.flush()
+        run = campaign_run(
+            session, campaign, action=action, dimension="价值", status=status, started_at=now
+        )
         for m in members:
             staff_id = session.scalar(select(Staff.id).where(Staff.userid == m.userid))
             if staff_id is None:
@@ -97,34 +91,18 @@ def record_run(
                 )
             ).all()
         )
-        rows = [
-            {
-                "run_id": run.id,
-                "campaign_id": camp_id,
-                "customer_id": ids[ext],
-                "arm": "treatment",
-                "tier": tier,
-                "staff_userid": userid,
-                "status": "planned",
-                "created_at": now,
-            }
-            for userid, ext in treated
-        ]
-        rows += [
-            {
-                "run_id": run.id,
-                "campaign_id": camp_id,
-                "customer_id": ids[ext],
-                "arm": "holdout",
-                "tier": tier,
-                "staff_userid": None,
-                "status": "holdout",
-                "created_at": now,
-            }
-            for ext, _ in holdout
-        ]
-        for start in range(0, len(rows), 2000):
-            session.execute(insert(CampaignDelivery), rows[start : start + 2000])
+        add_deliveries(
+            session,
+            run.id,
+            [
+                Delivery(ids[ext], "planned", tier=tier, staff_userid=userid, created_at=now)
+                for userid, ext in treated
+            ]
+            + [
+                Delivery(ids[ext], "holdout", "holdout", tier=tier, created_at=now)
+                for ext, _ in holdout
+            ],
+        )
         return run.id
 
 

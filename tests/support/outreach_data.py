@@ -14,7 +14,8 @@ from decimal import Decimal
 from sqlalchemy import insert, select
 
 from bot.db import Database
-from bot.db.models import Campaign, CampaignDelivery, CampaignRun, Customer, Order
+from bot.db.models import Campaign, CampaignRun, Customer, Order
+from tests.support.deliveries import Delivery, add_deliveries
 
 AS_OF = datetime(2026, 9, 1, 2, 0, tzinfo=UTC)
 # Orders per buyer (1 or 2, mean 1.3) and amount per order (50-250 yuan, mean 150).
@@ -58,31 +59,6 @@ def customers(db: Database, count: int, *, prefix: str = "wm_syn") -> list[int]:
     return [ids[n] for n in names]
 
 
-def deliveries(
-    db: Database,
-    run_id: int,
-    campaign_id: int,
-    rows: list[tuple[int, str, str | None, str]],
-) -> None:
-    """Record deliveries as (customer_id, arm, tier, status)."""
-    with db.write() as s:
-        s.execute(
-            insert(CampaignDelivery),
-            [
-                {
-                    "run_id": run_id,
-                    "campaign_id": campaign_id,
-                    "customer_id": c,
-                    "arm": arm,
-                    "tier": tier,
-                    "status": status,
-                    "staff_userid": None if arm == "holdout" else "zhangsan",
-                }
-                for c, arm, tier, status in rows
-            ],
-        )
-
-
 _order_seq = iter(range(1, 10**9))
 
 
@@ -118,7 +94,6 @@ class Truth:
 
 def synthetic_run(
     db: Database,
-    campaign_id: int,
     run_id: int,
     as_of: datetime,
     customer_ids: list[int],
@@ -136,12 +111,13 @@ def synthetic_run(
     report must ignore: refunded orders inside the window and paid orders before the run.
     """
     rng = random.Random(seed)
-    delivered: list[tuple[int, str, str | None, str]] = []
+    delivered: list[Delivery] = []
     bought: list[tuple[int, float, datetime, str]] = []
     for c in customer_ids:
         arm = "holdout" if rng.random() < holdout_share else "treatment"
         status = "holdout" if arm == "holdout" else rng.choice(("sent", "sent", "unconfirmed"))
-        delivered.append((c, arm, tier, status))
+        staff = None if arm == "holdout" else "zhangsan"
+        delivered.append(Delivery(c, status, arm, tier=tier, staff_userid=staff))
         if rng.random() < base + (effect if arm == "treatment" else 0.0):
             for _ in range(2 if rng.random() < P_SECOND_ORDER else 1):
                 when = as_of + timedelta(seconds=rng.randint(1, 30 * 86400))
@@ -151,9 +127,10 @@ def synthetic_run(
             bought.append((c, 999.0, when, "refunded"))
         if rng.random() < 0.05:
             bought.append((c, 500.0, as_of - timedelta(days=rng.randint(1, 60)), "paid"))
-    deliveries(db, run_id, campaign_id, delivered)
+    with db.write() as s:
+        add_deliveries(s, run_id, delivered)
     orders(db, bought)
-    holdout = sum(1 for _, arm, _, _ in delivered if arm == "holdout")
+    holdout = sum(1 for d in delivered if d.arm == "holdout")
     return Truth(
         conversion_lift=effect,
         revenue_lift=effect * MEAN_REVENUE_PER_BUYER,

@@ -8,15 +8,10 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.config import Settings, settings_from_mapping
-from bot.db.models import (
-    Campaign,
-    CampaignDelivery,
-    CampaignRun,
-    CampaignTask,
-    Customer,
-)
+from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.runtime import Runtime
 from tests.support.corp import base_config
+from tests.support.deliveries import Delivery, add_deliveries, campaign_run
 from tests.support.tiers import VALUE
 
 
@@ -71,21 +66,16 @@ def planned_run(
     Returns the run id.
     """
     with rt.db.write() as session:
-        row = session.scalars(select(Campaign).where(Campaign.name == campaign)).one_or_none()
-        if row is None:
-            row = Campaign(name=campaign, action="webhook", dimension=VALUE["name"])
-            session.add(row)
-            session.flush()
-        run = CampaignRun(
-            campaign_id=row.id,
+        run = campaign_run(
+            session,
+            campaign,
             action="webhook",
+            dimension=str(VALUE["name"]),
             status="planned",
             audience=treatment + holdout,
             treatment=treatment,
             holdout=holdout,
         )
-        session.add(run)
-        session.flush()
         order = _interleave(treatment, holdout)
         customers = [
             Customer(
@@ -97,17 +87,15 @@ def planned_run(
         ]
         session.add_all(customers)
         session.flush()
-        session.add_all(
-            CampaignDelivery(
-                run_id=run.id,
-                campaign_id=row.id,
-                customer_id=customer.id,
-                arm=arm,
-                tier="高价值",
-                staff_userid=f"staff{i % 4}" if arm == "treatment" else None,
-                status="planned" if arm == "treatment" else "holdout",
-            )
-            for i, (customer, arm) in enumerate(zip(customers, order, strict=True))
+        add_deliveries(
+            session,
+            run.id,
+            (
+                Delivery(customer.id, "planned", tier="高价值", staff_userid=f"staff{i % 4}")
+                if arm == "treatment"
+                else Delivery(customer.id, "holdout", "holdout", tier="高价值")
+                for i, (customer, arm) in enumerate(zip(customers, order, strict=True))
+            ),
         )
         return run.id
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wecom_sim.api import auth, contact_ways, customers, messages, tags, token
+from wecom_sim.api import auth, contact_ways, customers, messages, tags, tickets, token
 from wecom_sim.api.registry import ROUTES, dispatch, normalise
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "messages",
     "normalise",
     "tags",
+    "tickets",
     "token",
 ]

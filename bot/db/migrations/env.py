@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from bot.db.models import Base
+from bot.db.search_index import include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -16,7 +17,10 @@ def run() -> None:
     render_as_batch = True  # SQLite alters tables by copying them
     if connection is not None:
         context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=render_as_batch
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=render_as_batch,
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()
@@ -24,7 +28,10 @@ def run() -> None:
     engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.begin() as conn:
         context.configure(
-            connection=conn, target_metadata=target_metadata, render_as_batch=render_as_batch
+            connection=conn,
+            target_metadata=target_metadata,
+            render_as_batch=render_as_batch,
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()
