@@ -17,26 +17,17 @@ import duckdb
 import numpy as np
 
 from bot.tiering import metrics_predictive
+from tests.support.btyd import simulate_bgnbd
 
 
 def simulate(n: int, seed: int = 1) -> dict[str, np.ndarray]:
     """Return bg's columns for n buyers drawn from BG/NBD (r=0.6, α=30, a=0.8, b=3)."""
     rng = np.random.default_rng(seed)
     age = rng.integers(0, 1095, size=n).astype(np.float64)
-    lam = rng.gamma(0.6, 1 / 30.0, size=n)
-    p = rng.beta(0.8, 3.0, size=n)
-    x, t_x, now = np.zeros(n), np.zeros(n), np.zeros(n)
-    active = np.ones(n, dtype=bool)
-    while active.any():
-        idx = np.flatnonzero(active)
-        now[idx] += rng.exponential(1.0 / lam[idx])
-        bought = idx[now[idx] <= age[idx]]
-        active[idx[now[idx] > age[idx]]] = False
-        x[bought] += 1
-        t_x[bought] = np.floor(now[bought])
-        active[bought[rng.random(bought.size) < p[bought]]] = False
+    x, t_x, age = simulate_bgnbd(0.6, 30.0, 0.8, 3.0, age, seed=seed + 1)
     m = np.where(x > 0, rng.gamma(4.0, 50.0, size=n), 0.0).round(2)
-    return {"cid": np.arange(n, dtype=np.int64), "x": x, "t_x": t_x, "age": age, "m": m}
+    # Whole days, as the engine's bg table holds them.
+    return {"cid": np.arange(n, dtype=np.int64), "x": x, "t_x": np.floor(t_x), "age": age, "m": m}
 
 
 def main(argv: list[str] | None = None) -> int:

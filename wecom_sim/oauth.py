@@ -11,7 +11,6 @@ click, like the web login page. An outsider (`{"outsider": true}`) gets a code t
 
 from __future__ import annotations
 
-import html
 import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -19,7 +18,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, redirect, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from wecom_sim.weblogin import error_page
+from wecom_sim.weblogin import error_page, member_links, query_link
 
 if TYPE_CHECKING:
     from wecom_sim.server import Simulator
@@ -78,20 +77,10 @@ def oauth_blueprint(sim: Simulator) -> Blueprint:
         picked = sim.oauth_member
         if picked is not None:
             return back(redirect_uri, state, picked)
-        with sim.state.lock:
-            members = [(m.userid, m.name) for m in sim.state.staff.values() if m.active]
-
-        def link(**extra: str) -> str:
-            return html.escape("pick?" + urlencode({**request.args, **extra}))
-
-        items = "".join(
-            f'<li><a data-userid="{html.escape(userid)}" href="{link(userid=userid)}">'
-            f"{html.escape(name)}（{html.escape(userid)}）</a></li>"
-            for userid, name in members
+        page = PAGE.format(
+            members=member_links(sim, "pick"), outsider=query_link("pick", outsider="1")
         )
-        return Response(
-            PAGE.format(members=items, outsider=link(outsider="1")), mimetype="text/html"
-        )
+        return Response(page, mimetype="text/html")
 
     @bp.get("/pick")
     def pick() -> BaseResponse:

@@ -37,6 +37,22 @@ def error_page(message: str) -> Response:
     return Response(body, status=400, mimetype="text/html")
 
 
+def member_links(sim: Simulator, action: str, label: str = "") -> str:
+    """The active members as `<li>` links to `action` (this page's query plus `userid`)."""
+    with sim.state.lock:
+        members = [(m.userid, m.name) for m in sim.state.staff.values() if m.active]
+    return "".join(
+        f'<li><a data-userid="{html.escape(userid)}" href="{query_link(action, userid=userid)}">'
+        f"{html.escape(name)}（{html.escape(userid)}）{label}</a></li>"
+        for userid, name in members
+    )
+
+
+def query_link(action: str, **extra: str) -> str:
+    """`action` with this request's query and `extra`, escaped for an attribute."""
+    return html.escape(action + "?" + urlencode({**request.args, **extra}))
+
+
 def weblogin_blueprint(sim: Simulator) -> Blueprint:
     """Return the blueprint of the fake web login bound to `sim`."""
     bp = Blueprint("weblogin", __name__, url_prefix="/wwlogin/sso")
@@ -59,18 +75,11 @@ def weblogin_blueprint(sim: Simulator) -> Blueprint:
         found = checked()
         if isinstance(found, Response):
             return found
-        with sim.state.lock:
-            members = [(m.userid, m.name) for m in sim.state.staff.values() if m.active]
-
-        def link(**extra: str) -> str:
-            return html.escape("scan?" + urlencode({**request.args, **extra}))
-
-        items = "".join(
-            f'<li><a data-userid="{html.escape(userid)}" href="{link(userid=userid)}">'
-            f"{html.escape(name)}（{html.escape(userid)}）扫码</a></li>"
-            for userid, name in members
+        page = PAGE.format(
+            members=member_links(sim, "scan", "扫码"),
+            outsider=query_link("scan", outsider="1"),
+            refuse=query_link("scan", refuse="1"),
         )
-        page = PAGE.format(members=items, outsider=link(outsider="1"), refuse=link(refuse="1"))
         return Response(page, mimetype="text/html")
 
     @bp.get("/scan")

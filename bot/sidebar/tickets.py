@@ -150,6 +150,17 @@ def _fresh(ticket: Ticket | None, now: datetime) -> Ticket | None:
     return None
 
 
+def _settled(kind: TicketKind, row: _Row, now: datetime) -> Ticket | None:
+    """What the stored row answers without WeCom: a fresh ticket, or (while WeCom's refusal
+    lasts) the old ticket or the refusal; None when a fetch is due."""
+    fresh = _fresh(row.ticket, now)
+    if fresh is not None:
+        return fresh
+    if row.refused_until is not None and now < row.refused_until:
+        return _fallback(kind, row, now, row.last_error, RATE_LIMITED)
+    return None
+
+
 def _usable(ticket: Ticket | None, now: datetime) -> Ticket | None:
     return ticket if ticket is not None and ticket.left(now) > MIN_LEFT else None
 
@@ -167,11 +178,9 @@ def _obtain(
     owner = leases.new_owner()
     while True:
         row = _read(db, key)  # plan
-        fresh = _fresh(row.ticket, now)
-        if fresh is not None:
-            return fresh
-        if row.refused_until is not None and now < row.refused_until:
-            return _fallback(kind, row, now, row.last_error, RATE_LIMITED)
+        settled = _settled(kind, row, now)
+        if settled is not None:
+            return settled
         with leases.holding(db, _lease_name(key), owner, lease_seconds) as held:
             if held:
                 return _refresh(kind, key, db=db, wecom=wecom, now=now)
@@ -196,11 +205,9 @@ def _refresh(
 ) -> Ticket:
     """Fetch a ticket and store it; the caller holds the lease."""
     row = _read(db, key)  # the previous holder may have stored one just now
-    fresh = _fresh(row.ticket, now)
-    if fresh is not None:
-        return fresh
-    if row.refused_until is not None and now < row.refused_until:
-        return _fallback(kind, row, now, row.last_error, RATE_LIMITED)
+    settled = _settled(kind, row, now)
+    if settled is not None:
+        return settled
     try:
         answer: JsapiTicket = (  # call: outside any transaction
             wecom.get_jsapi_ticket() if kind is TicketKind.CORP else wecom.get_agent_ticket()
