@@ -106,9 +106,13 @@ def test_another_member_is_refused_that_customer(
     webview: Tab, sidebar_served: Served, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sidebar_served.sim.open_chat("bob", "wm000")  # alice's customer
+    statuses: list[int] = []
+    fragment = f"{sidebar_served.url}/sidebar/customer/wm000"
+    webview.page.on("response", lambda r: statuses.append(r.status) if r.url == fragment else None)
     _open(webview, sidebar_served)
     page = webview.page
     page.wait_for_selector("#card-not_follower")
+    assert statuses == [403]
     assert "你不是该客户的跟进人" in page.inner_text("#card-not_follower")
     html = page.content()
     for data in (HOSTILE, "&lt;img", "高价值", "门店码", "1500"):
