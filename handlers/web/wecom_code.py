@@ -4,8 +4,8 @@ Both sign-ins end with a code WeCom hands to our redirect: the sidebar's OAuth2 
 client (wecom-api.md section 7.3) and the console's 扫码登录 (section 7.4). `auth/getuserinfo`
 names its owner once, within 5 minutes. One step does it for both, under the shared failure
 throttle (handlers.throttle, counted in the database for every process): a client whose
-codes failed too often lately gets 429 before WeCom is asked, since WeCom counts calls with
-invalid codes against the app's frequency limits (valid ones it does not). Each entry point
+codes failed too often lately gets 429 before WeCom is asked, since WeCom spares only calls
+with a valid code from the app's frequency limits. Each entry point
 words the outcome its own way and counts in its own scope.
 """
 
