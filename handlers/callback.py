@@ -70,11 +70,10 @@ def receive_event() -> ResponseReturnValue:
     handoff = rt.handoff
     hand_off = handoff.active  # this process runs inbox workers: it processes what it acks
     # urgent: WeCom waits on this one; it goes ahead of queued background writes.
-    with rt.db.write(urgent=True) as session:
-        if hand_off:  # on SQLite also claimed for our workers here: no claim write later
-            entry = inbox.store_and_take(event, xml, session=session, owner=rt.heartbeat.id)
-        else:
-            entry = inbox.store(event, xml, session=session)
+    with rt.db.write_driver(urgent=True) as txn:
+        # On SQLite also claimed for our workers here: no claim write later.
+        owner = rt.heartbeat.id if hand_off else None
+        entry = inbox.store(event, xml, txn=txn, owner=owner, take=hand_off)
     if entry is not None:
         if hand_off:
             handoff.put(entry)
