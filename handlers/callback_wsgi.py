@@ -63,8 +63,8 @@ class FastCallback:
             event, xml = verified_event(
                 self.rt, query["msg_signature"], query["timestamp"], query["nonce"], body
             )
-        except CallbackError:
-            # The view refuses it with its own answer, metric and throttle.
+        except Exception:  # CallbackError, or anything unforeseen in a hostile body
+            # The view refuses it with its own answer, metric and throttle (or its 500).
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
             return self.app(environ, start_response)
