@@ -18,6 +18,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def sqlite_datetime(value: datetime | None) -> str | None:
+    """Return a time as SQLAlchemy stores a UTCDateTime on SQLite (for SQL run bare)."""
+    # The same text as the column's own binds, so stored values compare equal.
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Store aware datetimes as UTC; read them back aware, on every backend.
 
