@@ -161,6 +161,48 @@ def test_the_lists_match_the_database(web: FlaskClient, db: Database) -> None:
     assert "ⓘ" in page
 
 
+def test_at_risk_ties_list_the_newest_customer_first_and_the_page_is_capped(
+    web: FlaskClient, db: Database
+) -> None:
+    """A run gives its whole intake one `since`: within it the newest customer (highest id)
+    comes first, and the page shows SHOWN of them with the full count."""
+    from bot.reports.loss import SHOWN
+
+    intake = NOW - timedelta(days=1)
+    with db.write() as s:
+        people = [Customer(external_userid=f"tie_{i:03d}", name=f"客户{i}") for i in range(205)]
+        s.add_all(people)
+        s.flush()
+        for c in people:
+            s.add(
+                TierAssignment(customer_id=c.id, dimension="churn", tier="流失预警", since=intake)
+            )
+        older = Customer(external_userid="tie_old", name="早")
+        s.add(older)
+        s.flush()  # the newest id, but an older entry: after the whole intake
+        s.add(
+            TierAssignment(
+                customer_id=older.id,
+                dimension="churn",
+                tier="流失预警",
+                since=intake - timedelta(days=1),
+            )
+        )
+    page = web.get("/admin/loss").get_data(as_text=True)
+    with db.read() as s:
+        in_db = s.scalars(
+            select(Customer.external_userid)
+            .join(TierAssignment, TierAssignment.customer_id == Customer.id)
+            .where(TierAssignment.tier == "流失预警")
+            .order_by(TierAssignment.since.desc(), Customer.id.desc())
+        ).all()
+    shown = _rows(page, "at-risk")
+    assert shown == list(in_db)[:SHOWN] == [f"tie_{i:03d}" for i in range(204, 4, -1)]
+    assert "tie_old" not in shown
+    counts = dict(re.findall(r'id="count-([a-z-]+)">.*?data-value="(\d+)"', page, re.S))
+    assert counts["at-risk"] == "206"
+
+
 def test_the_trend_holds_the_days_losses_apart(web: FlaskClient, db: Database) -> None:
     _seed(db)
     page = web.get("/admin/loss").get_data(as_text=True)

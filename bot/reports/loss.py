@@ -107,7 +107,10 @@ def _at_risk_query(churn: TierPick, value: TierPick | None) -> Select[int, str, 
             & (worth.dimension == (value.dimension if value else "")),
         )
         .where(risk.dimension == churn.dimension, risk.tier == churn.tier)
-        .order_by(risk.since.desc(), Customer.external_userid)
+        # Newest entrants first; a run gives its whole intake one `since`, so ties are
+        # the rule: the newest customer first among them. Both keys are the index's
+        # (ix_tier_assignments_tier_since), read backwards: the page costs its rows.
+        .order_by(risk.since.desc(), risk.customer_id.desc())
     )
 
 
