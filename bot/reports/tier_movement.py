@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from bot.db.models import OutboxOperation, RetierRun, TierRunMove, TierSizeDay
 from bot.db.types import utcnow
+from bot.reports import operations
+from bot.reports.operations import OpenOutbox
 from bot.states import OutboxStatus
 from bot.tags import push
 from bot.tiering.run_stats import MEASURED
@@ -243,25 +245,34 @@ class PushProgress:
 
 
 def push_progress(
-    *, session: Session, since_id: int | None, now: datetime | None = None
+    *,
+    session: Session,
+    since_id: int | None,
+    now: datetime | None = None,
+    outbox: OpenOutbox | None = None,
 ) -> PushProgress:
     """Count the outbox operations after `since_id` by status, with the recent rate.
 
     Done operations are most of the range and never leave the outbox: they are counted as
-    the range's operations less the others, which are few and read from the status-led
-    claim index; the rate reads `ix_outbox_operations_status_done` over RATE_WINDOW only.
+    the range's operations (a primary-key range) less the open ones, which come from
+    `outbox` (one pass over the claim index's open statuses, shared with the page's queue
+    depths) or are counted here; the rate reads `ix_outbox_operations_status_done` over
+    RATE_WINDOW only.
     """
     op = OutboxOperation
     recent = (now or utcnow()) - push.RATE_WINDOW
     after = op.id > (since_id or 0)
+    if outbox is None or outbox.after_id != (since_id or 0):
+        outbox = operations.open_outbox(session=session, after_id=since_id)
 
     def n(*cond: ColumnElement[bool]) -> int:
         return int(session.scalar(select(func.count()).select_from(op).where(*cond)) or 0)
 
-    queued = n(op.status.in_((OutboxStatus.PENDING, OutboxStatus.IN_FLIGHT)), after)
-    dead = n(op.status == OutboxStatus.DEAD, after)
+    s = OutboxStatus
+    queued = outbox.after[s.PENDING] + outbox.after[s.IN_FLIGHT]
+    dead = outbox.after[s.DEAD]
     sent = n(after) - queued - dead
-    lately = n(op.status == OutboxStatus.DONE, op.done_at >= recent, after)
+    lately = n(op.status == s.DONE, op.done_at >= recent, after)
     per_minute = lately / (push.RATE_WINDOW.total_seconds() / 60)
     eta = 0.0 if not queued else (queued / per_minute * 60 if per_minute else None)
     return PushProgress(queued, sent, dead, per_minute, eta)
@@ -274,6 +285,7 @@ class LastRuns:
     last: RunSummary | None
     last_full: RunSummary | None
     push: PushProgress
+    outbox: OpenOutbox  # the open operations counted for the push, the whole outbox's too
 
 
 def _summary(run: RetierRun | None) -> RunSummary | None:
@@ -299,4 +311,6 @@ def last_run_summary(*, session: Session) -> LastRuns:
         select(RetierRun).where(RetierRun.scope == "full").order_by(RetierRun.id.desc()).limit(1)
     ).first()
     since = None if full is None else full.outbox_from
-    return LastRuns(_summary(last), _summary(full), push_progress(session=session, since_id=since))
+    outbox = operations.open_outbox(session=session, after_id=since)
+    progress = push_progress(session=session, since_id=since, outbox=outbox)
+    return LastRuns(_summary(last), _summary(full), progress, outbox)
