@@ -132,3 +132,39 @@ def test_every_definition_is_chinese_text() -> None:
     for d in DEFINITIONS.values():
         assert d.label
         assert d.help.endswith("。")
+
+
+def test_open_outbox_is_one_pass_equal_to_a_recount(db: Database) -> None:
+    """The page's one grouped pass: each open status, all of them and those after the split,
+    equal to counting the rows; done ones are in neither."""
+    from sqlalchemy import func, select
+
+    statuses = ["pending", "in_flight", "dead", "done", "pending", "done", "dead", "pending"]
+    with db.write() as s:
+        ops = [OutboxOperation(kind="mark_tag", status=st) for st in statuses * 3]
+        s.add_all(ops)
+        s.flush()
+        split = ops[len(statuses) + 2].id
+    with db.read() as s:
+        got = operations.open_outbox(session=s, after_id=split)
+        whole = operations.open_outbox(session=s, after_id=None)
+
+        def recount(*cond: object) -> dict[str, int]:
+            return {
+                st: int(
+                    s.scalar(
+                        select(func.count())
+                        .select_from(OutboxOperation)
+                        .where(OutboxOperation.status == st, *cond)  # type: ignore[arg-type]
+                    )
+                    or 0
+                )
+                for st in operations.OPEN
+            }
+
+        assert got.everywhere == recount() == {"pending": 9, "in_flight": 3, "dead": 6}
+        assert got.after == recount(OutboxOperation.id > split)
+        assert got.after == {"pending": 5, "in_flight": 1, "dead": 3}
+        assert whole.after == whole.everywhere == got.everywhere
+        depths = operations.queue_depths(session=s, outbox=got)
+    assert (depths.outbox_queued, depths.outbox_dead) == (12, 6)
