@@ -261,3 +261,52 @@ def test_a_fresh_install_says_what_to_do(db: Database, simulator: Simulator) -> 
         assert [len(list(ws.iter_rows())) for ws in book.worksheets] == [1, 1, 1]  # headers
     finally:
         app.extensions[EXTENSION_KEY].close()
+
+
+def test_at_risk_count_after_runs_equals_a_recount(
+    web: FlaskClient, db: Database, console: Flask
+) -> None:
+    """After re-tiers the count comes from the latest run's sizes (one row, not a count of
+    every member): it equals the assignments' count after a full run and a touched one."""
+    from sqlalchemy import func
+
+    from bot.rules import load_dimensions
+    from bot.tiering.run import retier
+
+    _seed(db)  # 3 assigned by hand, before any run: counted from the assignments
+    with db.write() as s:
+        for i in range(4):
+            c = Customer(external_userid=f"run_{i}", name=f"跑{i}")
+            s.add(c)
+            s.flush()
+            s.add(
+                Order(
+                    order_id=f"run-{i}",
+                    customer_id=c.id,
+                    external_userid=c.external_userid,
+                    amount=Decimal(100),
+                    paid_at=NOW - timedelta(days=30 + 40 * i),  # 30, 70, 110, 150 days ago
+                    status="paid",
+                )
+            )
+    settings = console.extensions[EXTENSION_KEY].settings
+    dims = load_dimensions(settings.tiering.dimensions)
+
+    def page_count() -> tuple[int, int]:
+        page = web.get("/admin/loss").get_data(as_text=True)
+        shown = int(re.findall(r'id="count-at-risk">.*?data-value="(\d+)"', page, re.S)[0])
+        with db.read() as s:
+            counted = s.scalar(
+                select(func.count())
+                .select_from(TierAssignment)
+                .where(TierAssignment.dimension == "churn", TierAssignment.tier == "流失预警")
+            )
+        return shown, int(counted or 0)
+
+    assert page_count() == (3, 3)  # no run yet: counted from the assignments
+    retier(db, dims, tz="Asia/Shanghai", as_of=NOW)
+    assert page_count() == (3, 3)  # wl_1 (95 days), run_2, run_3; no order: no tier
+    with db.read() as s:
+        ids = [s.scalars(select(Customer.id).where(Customer.external_userid == "run_1")).one()]
+    retier(db, dims, tz="Asia/Shanghai", as_of=NOW + timedelta(days=30), customer_ids=ids)
+    assert page_count() == (4, 4)  # run_1 is 100 days out now: a touched run's sizes
