@@ -134,10 +134,12 @@ def test_every_definition_is_chinese_text() -> None:
         assert d.help.endswith("。")
 
 
-def test_open_outbox_is_one_pass_equal_to_a_recount(db: Database) -> None:
-    """The page's one grouped pass: each open status, all of them and those after the split,
-    equal to counting the rows; done ones are in neither."""
+def test_outbox_counts_are_one_pass_equal_to_a_recount(db: Database) -> None:
+    """The page's one pass: each open status everywhere, and every status of the push's
+    range (ids above the split, done included), equal to counting the rows."""
     from sqlalchemy import func, select
+
+    from bot.reports import tier_movement
 
     statuses = ["pending", "in_flight", "dead", "done", "pending", "done", "dead", "pending"]
     with db.write() as s:
@@ -146,10 +148,10 @@ def test_open_outbox_is_one_pass_equal_to_a_recount(db: Database) -> None:
         s.flush()
         split = ops[len(statuses) + 2].id
     with db.read() as s:
-        got = operations.open_outbox(session=s, after_id=split)
-        whole = operations.open_outbox(session=s, after_id=None)
+        got = operations.outbox_counts(session=s, push_from=split)
+        open_only = operations.outbox_counts(session=s, push_from=None)
 
-        def recount(*cond: object) -> dict[str, int]:
+        def recount(*cond: object, states: tuple[str, ...]) -> dict[str, int]:
             return {
                 st: int(
                     s.scalar(
@@ -159,12 +161,19 @@ def test_open_outbox_is_one_pass_equal_to_a_recount(db: Database) -> None:
                     )
                     or 0
                 )
-                for st in operations.OPEN
+                for st in states
             }
 
-        assert got.everywhere == recount() == {"pending": 9, "in_flight": 3, "dead": 6}
-        assert got.after == recount(OutboxOperation.id > split)
-        assert got.after == {"pending": 5, "in_flight": 1, "dead": 3}
-        assert whole.after == whole.everywhere == got.everywhere
+        every = ("pending", "in_flight", "done", "dead")
+        assert got.everywhere == recount(states=operations.OPEN)
+        assert got.everywhere == {"pending": 9, "in_flight": 3, "dead": 6}
+        assert got.push == recount(OutboxOperation.id > split, states=every)
+        assert got.push == {"pending": 5, "in_flight": 1, "done": 4, "dead": 3}
+        assert open_only.everywhere == got.everywhere
+        assert set(open_only.push.values()) == {0}
         depths = operations.queue_depths(session=s, outbox=got)
+        progress = tier_movement.push_progress(session=s, since_id=split, outbox=got)
+        alone = tier_movement.push_progress(session=s, since_id=split)
     assert (depths.outbox_queued, depths.outbox_dead) == (12, 6)
+    assert (progress.queued, progress.sent, progress.failed) == (6, 4, 3)
+    assert alone == progress

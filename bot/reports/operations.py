@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Table, func, literal_column, select
+from sqlalchemy import ColumnElement, Table, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from bot.config import LimitsSettings
@@ -33,34 +34,43 @@ OPEN = (OutboxStatus.PENDING, OutboxStatus.IN_FLIGHT, OutboxStatus.DEAD)
 
 
 @dataclass(frozen=True)
-class OpenOutbox:
-    """The outbox's open operations (pending, in flight, dead) by status: all of them, and
-    those after an operation id (a push's range). Done ones are never counted."""
+class OutboxCounts:
+    """The outbox by status: the open operations (pending, in flight, dead) everywhere, and
+    every operation of a push's range (ids above `push_from`, done ones included)."""
 
-    everywhere: dict[str, int]
-    after: dict[str, int]
-    after_id: int
+    everywhere: dict[str, int]  # open statuses only: done rows are never counted whole
+    push: dict[str, int]  # every status; all 0 when there is no range (push_from None)
+    push_from: int | None
 
 
-def open_outbox(*, session: Session, after_id: int | None) -> OpenOutbox:
-    """Count the open operations by status, and those with an id above `after_id`, in one
-    pass over the claim index's open ranges (during a night's push they are a million:
-    the 概览 page used to count them three times)."""
+def outbox_counts(*, session: Session, push_from: int | None) -> OutboxCounts:
+    """Count the open operations and a push's range by status in one pass.
+
+    The 概览 page used to count the same rows three times: the open ones for its queue
+    depths, the range's open ones, and the whole range for the done ones. During a night's
+    push nearly every row is both open and in the range, so one pass reads the queue once.
+    """
     op = OutboxOperation
-    split = int(after_id or 0)
-    # The id inlined (an int): PostgreSQL groups by an expression only when its text is
-    # the selected one's, and two bound parameters are two expressions to it.
-    later = op.id > literal_column(str(split))
-    rows = session.execute(
-        select(op.status, later, func.count()).where(op.status.in_(OPEN)).group_by(op.status, later)
-    ).all()
-    everywhere = dict.fromkeys((str(s) for s in OPEN), 0)
-    after = dict(everywhere)
-    for status, in_range, n in rows:
-        everywhere[status] += int(n)
+    zeros = dict.fromkeys((str(s) for s in OutboxStatus), 0)
+    everywhere = {str(s): 0 for s in OPEN}
+    push = dict(zeros)
+    where: ColumnElement[bool] = op.status.in_(OPEN)
+    groups: list[Any] = [op.status]
+    if push_from is None:
+        in_push: ColumnElement[Any] = literal_column("0")
+    else:
+        # The id inlined (an int): PostgreSQL groups by an expression only when its text
+        # is the selected one's, and two bound parameters are two expressions to it.
+        in_push = op.id > literal_column(str(int(push_from)))
+        where = where | in_push
+        groups.append(in_push)
+    query = select(op.status, in_push, func.count()).where(where).group_by(*groups)
+    for status, in_range, n in session.execute(query).all():
+        if status in everywhere:
+            everywhere[status] += int(n)
         if in_range:
-            after[status] += int(n)
-    return OpenOutbox(everywhere, after, split)
+            push[status] += int(n)
+    return OutboxCounts(everywhere, push, push_from)
 
 
 @dataclass(frozen=True)
@@ -73,11 +83,11 @@ class QueueDepths:
     outbox_dead: int
 
 
-def queue_depths(*, session: Session, outbox: OpenOutbox | None = None) -> QueueDepths:
+def queue_depths(*, session: Session, outbox: OutboxCounts | None = None) -> QueueDepths:
     """Return the inbox's and the outbox's depth and dead letters (`outbox`: already counted)."""
     i, o = InboxStatus, OutboxStatus
     inbox = _count(InboxEvent.__table__, (i.PENDING, i.PROCESSING, i.DEAD), session=session)  # type: ignore[arg-type]
-    out = (outbox or open_outbox(session=session, after_id=None)).everywhere
+    out = (outbox or outbox_counts(session=session, push_from=None)).everywhere
     return QueueDepths(
         inbox[i.PENDING] + inbox[i.PROCESSING],
         inbox[i.DEAD],
