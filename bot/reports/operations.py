@@ -43,33 +43,53 @@ class OutboxCounts:
     push_from: int | None
 
 
-def outbox_counts(*, session: Session, push_from: int | None) -> OutboxCounts:
-    """Count the open operations and a push's range by status in one pass.
+MANY_OPEN = 10_000  # open operations in a push's range past which one pass reads it
 
-    The 概览 page used to count the same rows three times: the open ones for its queue
-    depths, the range's open ones, and the whole range for the done ones. During a night's
-    push nearly every row is both open and in the range, so one pass reads the queue once.
+
+def outbox_counts(
+    *, session: Session, push_from: int | None, many: int = MANY_OPEN
+) -> OutboxCounts:
+    """Count the open operations and a push's range by status.
+
+    The range's done rows are its count less its open ones. While a push is being sent
+    nearly every row of the range is open: then one pass (`WHERE open OR in the range`,
+    grouped by status and range) reads the queue once, where counting the open rows and
+    then the range read it twice. Otherwise the open rows are few (the claim index) and
+    the range is a primary-key count, cheaper than grouping it. Which case holds is probed
+    by looking `many` entries into the range's pending ones.
     """
     op = OutboxOperation
-    zeros = dict.fromkeys((str(s) for s in OutboxStatus), 0)
     everywhere = {str(s): 0 for s in OPEN}
-    push = dict(zeros)
+    push = dict.fromkeys((str(s) for s in OutboxStatus), 0)
     where: ColumnElement[bool] = op.status.in_(OPEN)
     groups: list[Any] = [op.status]
-    if push_from is None:
-        in_push: ColumnElement[Any] = literal_column("0")
-    else:
+    in_push: ColumnElement[Any] = literal_column("0")
+    one_pass = False
+    if push_from is not None:
         # The id inlined (an int): PostgreSQL groups by an expression only when its text
         # is the selected one's, and two bound parameters are two expressions to it.
         in_push = op.id > literal_column(str(int(push_from)))
-        where = where | in_push
         groups.append(in_push)
+        probe = (
+            select(op.id)
+            .where(op.status == OutboxStatus.PENDING, op.id > push_from)
+            .offset(max(many - 1, 0))
+            .limit(1)
+        )
+        one_pass = session.scalar(probe) is not None
+        if one_pass:
+            where = where | in_push
     query = select(op.status, in_push, func.count()).where(where).group_by(*groups)
     for status, in_range, n in session.execute(query).all():
         if status in everywhere:
             everywhere[status] += int(n)
         if in_range:
             push[status] += int(n)
+    if push_from is not None and not one_pass:
+        in_range_total = int(
+            session.scalar(select(func.count()).select_from(op).where(op.id > push_from)) or 0
+        )
+        push[OutboxStatus.DONE] = in_range_total - sum(push.values())
     return OutboxCounts(everywhere, push, push_from)
 
 
