@@ -367,6 +367,9 @@ class TierAssignment(Base):
         UniqueConstraint("customer_id", "dimension"),
         # The console's customer list filtered to a tier: a page walks it newest first.
         Index("ix_tier_assignments_dimension_tier", "dimension", "tier", "customer_id"),
+        # 流失预警 (and any tier's members by entry): a tier's newest entrants first, the
+        # page's rows read from the index's end, never a sort of every member.
+        Index("ix_tier_assignments_tier_since", "dimension", "tier", "since", "customer_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
