@@ -1,7 +1,7 @@
 """tier_assignments index by since for the 流失预警 list
 
 Revision ID: 9f604449630c
-Revises: 1fc3949a1ee4
+Revises: dcd5b8187a28
 Create Date: 2026-12-06 10:18:40.412171
 """
 
@@ -14,7 +14,7 @@ import bot.db.types
 
 
 revision = '9f604449630c'
-down_revision = '1fc3949a1ee4'
+down_revision = 'dcd5b8187a28'
 branch_labels = None
 depends_on = None
 
