@@ -136,9 +136,10 @@ class Background:
                 max_instances=1,
             )
         sched.add_job(self.leader.renew, "interval", seconds=LEASE_RENEW, id="scheduler-lease")
-        self.leader.renew()
+        leads = self.leader.renew()
         sched.start()
         self.scheduler = sched
+        log.info("scheduler started (%s); it runs the jobs now: %s", self.owner, leads)
 
     def run_if_leader(self, spec: ScheduledSpec) -> bool:
         """Run a scheduled job when this process holds the lease; return whether it ran."""

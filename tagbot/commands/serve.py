@@ -7,6 +7,7 @@ jobs/ (background work) on top of bot/.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from typing import Any
@@ -39,7 +40,7 @@ def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: in
             self.cfg.set("accesslog", None)
             # The master kills a worker this long after SIGTERM: room for the requests in
             # flight and the background's own bounded stop ([server] stop_seconds).
-            self.cfg.set("graceful_timeout", settings.server.stop_seconds + 10)
+            self.cfg.set("graceful_timeout", math.ceil(settings.server.stop_seconds) + 10)
             # gunicorn 25.1+ opens a control socket for `gunicornc` under $XDG_RUNTIME_DIR
             # or ~/.gunicorn: one path per user, shared by every server on the machine, and
             # outside the deployment's folders. Nothing here uses it: stop and reload go
