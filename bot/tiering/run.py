@@ -110,9 +110,9 @@ def retier(
             def step(n: int) -> None:
                 nonlocal done
                 done += n
-                _check(stop, f"after {done} of {report.transitions} changes")
                 if on_progress is not None:
                     on_progress("record", done, report.transitions)
+                _check(stop, f"after {done} of {report.transitions} changes")
 
             history.record_changes(db, con, run_id=report.run_id, as_of=as_of, on_progress=step)
             tag_values.remember(
