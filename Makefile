@@ -45,6 +45,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	bash scripts/ensure-browser.sh  # Debian's chromium + a CJK font for the console's browser tests
+	bash scripts/ensure-faketime.sh  # libfaketime for the clock-skew test (tests/test_one_clock.py)
 	$(BIN)/python -m pytest
 
 # Developers: everything but the long end-to-end runs (marked slow); `make test` runs them all.

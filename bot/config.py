@@ -162,6 +162,9 @@ class ServerSettings(_Section):
     auth_failure_window_seconds: int = Field(default=300, ge=1)
     # Proxies whose X-Forwarded-For names the client; none means the socket's address.
     trusted_proxies: tuple[str, ...] = ()
+    # On SIGTERM: how long a process lets the work in hand finish before it exits anyway.
+    # At most 45 s: the scheduler lease (60 s TTL) is no longer renewed while it stops.
+    stop_seconds: float = Field(default=20.0, gt=0, le=45)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -23,7 +23,7 @@ from wechatpy.exceptions import WeChatClientException
 from bot import wecom_limits as limits
 from bot.config import LimitsSettings, WeComSettings
 from bot.db import Database
-from bot.db.types import utcnow
+from bot.db.types import utcnow, wall
 from bot.errors import WeComError
 from bot.wecom import metrics
 from bot.wecom.budget import SharedBudget
@@ -124,7 +124,7 @@ class WeComClient:
         refresh_margin: float = 300.0,
         rate_window: float = 60.0,
         budget: SharedBudget | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall,  # the database's clock: budgets are shared
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
