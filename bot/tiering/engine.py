@@ -245,11 +245,13 @@ class MetricsEngine:
                 f"DELETE FROM {self.catalog}.main.population WHERE cid IN (SELECT cid FROM ids)",
             )
             self._exec(cur, f"INSERT INTO {self.catalog}.main.population {metrics_orders.BUYERS}")
+            pop, keep = f"SELECT * FROM {self.catalog}.main.population", "SELECT cid FROM ids"
+            few = len(ids) <= metrics_orders.FEW
             self._exec(
                 cur,
-                metrics_orders.ranks(
-                    f"SELECT * FROM {self.catalog}.main.population", keep="SELECT cid FROM ids"
-                ),
+                metrics_orders.ranks_of_few(pop, keep=keep)
+                if few
+                else metrics_orders.ranks(pop, keep=keep),
             )
         names = self._population.profile_names if ids is not None else sorted(seen)
         self._exec(cur, metrics_relations.profile_metrics(names))
