@@ -11,7 +11,12 @@ stored population's, and gives the full run's answer; on a day without one it is
 over all orders. A serving process keeps an `ExplainEngine` whose population is loaded
 (or built) once per local day and reused, the way a touched re-tier ranks against the
 kept population (so the answer is the one a touched run of this customer gives); a
-one-shot command (`tagbot customer show`) loads it each time.
+one-shot command (`tagbot customer show`) loads it each time. Once the population is
+there, a request reads the customer's rows by index and ranks them by one counting pass
+over the population (`metrics_orders.ranks_of_few`), not a sort of it.
+
+Explained as of now, not as of the run that stored the tier: the page says what a run
+would give now ("数据已变化" when it differs), as `customer show` and the API do.
 """
 
 from __future__ import annotations
