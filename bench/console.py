@@ -605,6 +605,12 @@ def main(argv: list[str] | None = None) -> int:
                         f"{name:<34} {t['first_ms']:>10} {t['median_ms']:>10}"
                         f" {t['p95_ms']:>10} {t['cpu_ms']:>8}  {t['path']}"
                     )
+                    if "result_ms" in t:
+                        print(f"  {'(its result, polled)':<32} {t['result_ms']:>10}")
+                    if "background_build_ms" in t:
+                        print(
+                            f"  {'(then its background build)':<32} {t['background_build_ms']:>10}"
+                        )
             for name, t in r.get("services", {}).items():
                 print(f"service {name:<37} {t['median_ms']:>10} {t['p95_ms']:>10} {t['cpu_ms']:>8}")
             for name, value in r.get("once", {}).items():
