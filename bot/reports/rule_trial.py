@@ -31,6 +31,8 @@ from bot.tiering.frame import TABLE, MetricFrame
 
 log = logging.getLogger(__name__)
 
+CLOSE_WAIT_S = 30.0  # how long close() waits for an interrupted background thread
+
 MAX_AGE = timedelta(minutes=10)
 MAX_CHARS = 2000
 SAMPLE = 20
@@ -155,7 +157,7 @@ class TrialFrames:
             self._close()
             if self._computing is not None:
                 self._computing.con.interrupt()
-        self.wait()
+        self.wait(CLOSE_WAIT_S)  # bounded: shutdown never hangs on a slow interrupt
 
 
 def _shown(value: Any) -> str:

@@ -49,6 +49,8 @@ from bot.tiering.metrics_predictive import Model
 
 log = logging.getLogger(__name__)
 
+CLOSE_WAIT_S = 30.0  # how long close() waits for an interrupted background thread
+
 # Metrics that rank a customer among the day's buyers (`metrics_orders.ranks`).
 RANKED = frozenset({"spend_percentile_365d", "r_score", "m_score", "clv_percentile"})
 
@@ -194,7 +196,7 @@ class ExplainEngine:
             self._close()
             if self._building is not None:
                 self._building.con.interrupt()
-        self.wait()
+        self.wait(CLOSE_WAIT_S)  # bounded: shutdown never hangs on a slow interrupt
 
 
 def _days(clock: Clock, since: datetime) -> int:
