@@ -267,9 +267,9 @@ def run(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still starting (busy box)
                 time.sleep(0.2)
         sim.callback_url = f"http://127.0.0.1:{port}/wecom/callback"
         if args.idle > 0:

@@ -517,17 +517,31 @@ def _time_pages(settings: Any, db: Database, spec: dict[str, Any]) -> dict[str, 
                 data = {**form, "csrf_token": csrf}
                 return client.post(path, data=data, headers={"HX-Request": "true"})
 
-            # The first request compiles the templates (and a 规则试算 computes its frame).
+            # The first request compiles the templates; a 规则试算 answers 正在计算 at once and
+            # computes its frame in the background (polled here as the page does, every 0.5 s);
+            # an explanation with no population stored for today starts building it in the
+            # background: timed after it (its duration reported), not beside it.
             t0 = time.perf_counter()
             warm = request()
             first_ms = round((time.perf_counter() - t0) * 1000, 1)
             if warm.status_code != 200:
                 out[title] = {"path": path, "status": warm.status_code}
                 continue
+            extra: dict[str, float] = {}
+            if form is not None:
+                while b'id="trial-pending"' in request().get_data():
+                    time.sleep(0.5)
+                extra["result_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            explain = app.extensions["tagbot"].explain
+            t1 = time.perf_counter()
+            if not explain.wait(0):
+                explain.wait()
+                extra["background_build_ms"] = round((time.perf_counter() - t1) * 1000, 1)
             timed = _timed(spec["repeat"], lambda request=request: request().get_data())
             out[title] = {
                 "path": path,
                 "first_ms": first_ms,
+                **extra,
                 **timed,
                 "bytes": len(warm.get_data()),
             }
@@ -591,6 +605,12 @@ def main(argv: list[str] | None = None) -> int:
                         f"{name:<34} {t['first_ms']:>10} {t['median_ms']:>10}"
                         f" {t['p95_ms']:>10} {t['cpu_ms']:>8}  {t['path']}"
                     )
+                    if "result_ms" in t:
+                        print(f"  {'(its result, polled)':<32} {t['result_ms']:>10}")
+                    if "background_build_ms" in t:
+                        print(
+                            f"  {'(then its background build)':<32} {t['background_build_ms']:>10}"
+                        )
             for name, t in r.get("services", {}).items():
                 print(f"service {name:<37} {t['median_ms']:>10} {t['p95_ms']:>10} {t['cpu_ms']:>8}")
             for name, value in r.get("once", {}).items():

@@ -36,6 +36,9 @@ from bot.wecom_limits import (
 )
 
 ENV_PREFIX = "TAGBOT_"
+# `--config env` / `TAGBOT_CONFIG=env`: no file, the environment alone (containers). A file
+# named env is read by its absolute path.
+ENV_ONLY = "env"
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
 # The self-built app's web login page (wecom-api.md section 7.4); the simulator serves one too.
 DEFAULT_WEB_LOGIN_URL = "https://login.work.weixin.qq.com/wwlogin/sso/login"
@@ -159,6 +162,9 @@ class ServerSettings(_Section):
     auth_failure_window_seconds: int = Field(default=300, ge=1)
     # Proxies whose X-Forwarded-For names the client; none means the socket's address.
     trusted_proxies: tuple[str, ...] = ()
+    # On SIGTERM: how long a process lets the work in hand finish before it exits anyway.
+    # At most 45 s: the scheduler lease (60 s TTL) is no longer renewed while it stops.
+    stop_seconds: float = Field(default=20.0, gt=0, le=45)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -586,8 +592,32 @@ def _env_overrides(
                 child = {}
                 node[part] = child
             node = child
-        node[path[-1]] = value
+        node[path[-1]] = _env_value(path, value)
     return merged, sources
+
+
+def _field_annotation(path: list[str]) -> Any:
+    """Return the type Settings declares at a dotted key path, or None past a model's fields."""
+    model: Any = Settings
+    for part in path:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        model = info.annotation
+    return model
+
+
+def _env_value(path: list[str], value: str) -> Any:
+    """Read a list key from one variable, comma-separated: `TAGBOT_CONSOLE__ADMINS=zhangsan,lisi`.
+
+    Userids and networks never contain a comma, and a container is configured from its
+    environment alone, so `trusted_proxies`, `admins` and `viewers` must be settable there.
+    """
+    if _field_annotation(path) == tuple[str, ...]:
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
 
 
 def _env_name(key: str) -> str:
@@ -609,6 +639,9 @@ def _with_source(problem: str, env_sources: Mapping[str, str], file_label: str |
     else:
         if file_label is None:
             return problem
+        if file_label == ENV_ONLY:
+            note = f"[set {_env_name(key)}: `--config {ENV_ONLY}` reads no file]"
+            return f"{first} {note}{newline}{rest}"
         if reason == "is required" and "[" not in key:
             note = f"[neither in {file_label} nor {_env_name(key)}]"
         else:
@@ -682,8 +715,13 @@ def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
 def load_settings(
     path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
-    """Read and validate the config file; raise ConfigError listing every problem."""
+    """Read and validate the config file; raise ConfigError listing every problem.
+
+    The path `env` reads no file: every key then comes from `TAGBOT_*` variables (containers).
+    """
     config_path = resolve_config_path(path)
+    if str(config_path) == ENV_ONLY:
+        return settings_from_mapping({}, environ, source=ENV_ONLY)
     try:
         with config_path.open("rb") as fh:
             data = tomllib.load(fh)

@@ -15,6 +15,10 @@ class ConfigError(TagbotError):
         super().__init__("; ".join(problems))
 
 
+class StoppedError(TagbotError):
+    """The process is stopping: the work was given up at a safe point, nothing half-written."""
+
+
 class NotFoundError(TagbotError):
     """A named thing (channel, customer, campaign) does not exist."""
 

@@ -123,6 +123,7 @@ def retier_configured(
     engine: MetricsEngine | None = None,
     on_progress: ProgressFn | None = None,
     wait: float = 120.0,
+    stop: threading.Event | None = None,
 ) -> tuple[RetierReport, Handoff | None]:
     """Run the configured dimensions; unless dry, hand the new tiers on (alerts, push).
 
@@ -142,6 +143,7 @@ def retier_configured(
             customer_ids=ids,
             engine=engine,
             on_progress=on_progress,
+            stop=stop,
         )
 
     if dry_run:

@@ -35,3 +35,12 @@ CONTACT_WAY_LIST_PAGE_MAX = 1000  # list_contact_way
 
 # App messages (message/send): a text message's content.
 APP_TEXT_MAX_BYTES = 2048
+
+# Customer groups (docs/wecom-groups.md): groupchat/list pages and owners per call; a 加入群聊
+# join way's groups, state, remark (cut past 30 by WeCom) and auto-created groups' base name.
+GROUPCHAT_LIST_PAGE_MAX = 1000
+GROUPCHAT_OWNERS_MAX = 100
+JOIN_WAY_CHATS_MAX = 5  # 41091 beyond
+JOIN_WAY_STATE_MAX = 30
+JOIN_WAY_REMARK_MAX = 30
+JOIN_WAY_ROOM_BASE_NAME_MAX = 40

@@ -17,6 +17,7 @@ from handlers import (
     admin,
     api,
     callback,
+    callback_wsgi,
     channels_api,
     errors,
     health,
@@ -40,6 +41,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Flask:
     register_errorhandlers(app)
     web.init_app(app)  # the console's and sidebar's template filters and security headers
     register_metrics(rt)
+    callback_wsgi.install(app, rt)  # the ack on every scan, before Flask's request handling
     return app
 
 

@@ -10,7 +10,8 @@ from flask.typing import ResponseReturnValue
 from bot.callbacks import inbox
 from bot.db.types import utcnow
 from bot.errors import CallbackError
-from bot.wecom.events import parse_event
+from bot.runtime import Runtime
+from bot.wecom.events import CallbackEvent, parse_event
 from handlers import callback_guard
 from handlers.context import runtime
 
@@ -56,25 +57,41 @@ def verify_url() -> ResponseReturnValue:
 
 @bp.post("/wecom/callback")
 def receive_event() -> ResponseReturnValue:
-    """Store a verified event and answer 200 with an empty body; the worker does the rest."""
+    """Store a verified event and answer 200 with an empty body; the worker does the rest.
+
+    A well-formed POST is answered before Flask (handlers/callback_wsgi.py); this view
+    answers the rest, refusing bad input with its 4xx.
+    """
     rt = runtime()
     try:
         body = _read_body(rt.settings.server.max_callback_bytes)
         timestamp = _query("timestamp")
-        xml = rt.callback_crypto.decrypt(_query("msg_signature"), timestamp, _query("nonce"), body)
-        callback_guard.check_timestamp(timestamp, rt.settings.wecom)
-        event = parse_event(xml)
+        event, xml = verified_event(rt, _query("msg_signature"), timestamp, _query("nonce"), body)
     except CallbackError as exc:
         callback_guard.refused(exc)
         raise
+    accept(rt, event, xml)
+    return Response(b"", status=200, mimetype="text/plain")
+
+
+def verified_event(
+    rt: Runtime, signature: str, timestamp: str, nonce: str, body: bytes
+) -> tuple[CallbackEvent, str]:
+    """Decrypt and check a callback; return its event and XML, or raise CallbackError."""
+    xml = rt.callback_crypto.decrypt(signature, timestamp, nonce, body)
+    callback_guard.check_timestamp(timestamp, rt.settings.wecom)
+    return parse_event(xml), xml
+
+
+def accept(rt: Runtime, event: CallbackEvent, xml: str) -> None:
+    """Store a verified event durably, then wake whoever processes it (before the 200)."""
     handoff = rt.handoff
     hand_off = handoff.active  # this process runs inbox workers: it processes what it acks
     # urgent: WeCom waits on this one; it goes ahead of queued background writes.
-    with rt.db.write(urgent=True) as session:
-        if hand_off:  # on SQLite also claimed for our workers here: no claim write later
-            entry = inbox.store_and_take(event, xml, session=session, owner=rt.heartbeat.id)
-        else:
-            entry = inbox.store(event, xml, session=session)
+    with rt.db.write_driver(urgent=True) as txn:
+        # On SQLite also claimed for our workers here: no claim write later.
+        owner = rt.heartbeat.id if hand_off else None
+        entry = inbox.store(event, xml, txn=txn, owner=owner, take=hand_off)
     if entry is not None:
         if hand_off:
             handoff.put(entry)
@@ -83,4 +100,3 @@ def receive_event() -> ResponseReturnValue:
         rt.wakeups.inbox.set()
     else:
         log.info("callback re-delivered: %s", event.dedup_key)
-    return Response(b"", status=200, mimetype="text/plain")

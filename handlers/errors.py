@@ -15,6 +15,9 @@ from bot.sidebar.tickets import TicketUnavailableError
 
 log = logging.getLogger(__name__)
 
+# The body of a 500: nothing about the failure reaches the client (handlers/callback_wsgi too).
+INTERNAL = {"error": "internal", "message": "internal error; see the server log"}
+
 
 def init_app(app: Flask) -> None:
     """Register the error handlers on the app."""
@@ -59,4 +62,4 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> ResponseReturnValue:
         log.exception("unhandled error")
-        return jsonify(error="internal", message="internal error; see the server log"), 500
+        return jsonify(INTERNAL), 500

@@ -89,6 +89,10 @@ class Background:
     # only a wake-up can explain work done in the meantime.
     idle_seconds: dict[str, float] = field(default_factory=dict)
     leader: Leadership = field(init=False)
+    # Scheduled jobs running now: stop() waits for them (within the bound) before it
+    # gives the scheduler lease up, so no second scheduler starts one beside them.
+    _in_hand: int = field(default=0, init=False)
+    _idle: threading.Condition = field(default_factory=threading.Condition, init=False)
 
     def __post_init__(self) -> None:
         metrics.register(runner.METRICS)
@@ -132,26 +136,45 @@ class Background:
                 max_instances=1,
             )
         sched.add_job(self.leader.renew, "interval", seconds=LEASE_RENEW, id="scheduler-lease")
-        self.leader.renew()
+        leads = self.leader.renew()
         sched.start()
         self.scheduler = sched
+        log.info("scheduler started (%s); it runs the jobs now: %s", self.owner, leads)
 
     def run_if_leader(self, spec: ScheduledSpec) -> bool:
         """Run a scheduled job when this process holds the lease; return whether it ran."""
-        if not self.leader.leads():
-            return False
+        with self._idle:
+            if self.rt.stopping.is_set() or not self.leader.leads():
+                return False
+            self._in_hand += 1
         rt = self.rt
-        run_job(
-            rt,
-            spec.id,
-            # Recorded for the 系统 page (last run, outcome, counts); run_job logs a failure.
-            lambda _rt: job_runs.run_recorded(
-                rt.db, spec.id, job_runs.SCHEDULE, lambda: spec.run(rt)
-            ),
-        )
+        try:
+            run_job(
+                rt,
+                spec.id,
+                # Recorded for the 系统 page (last run, outcome, counts); run_job logs a failure.
+                lambda _rt: job_runs.run_recorded(
+                    rt.db, spec.id, job_runs.SCHEDULE, lambda: spec.run(rt)
+                ),
+            )
+        finally:
+            with self._idle:
+                self._in_hand -= 1
+                self._idle.notify_all()
         return True
 
-    def stop(self) -> None:
+    def stop(self, seconds: float | None = None) -> bool:
+        """Stop within `seconds` ([server] stop_seconds); return whether all work ended in time.
+
+        Workers finish the operation in hand and put the rest of their claims back (the
+        outbox and campaign loops check `stopping` between operations); a scheduled job
+        stops at its next safe point (a re-tier between phases or chunks). Then the
+        scheduler lease and the heartbeat go, so other processes take over at once
+        instead of at lease or claim expiry. Past the bound the process exits anyway:
+        what is still running is cut as by a crash, which the queues survive.
+        """
+        bound = self.rt.settings.server.stop_seconds if seconds is None else seconds
+        deadline = time.monotonic() + bound
         self.rt.stopping.set()
         for spec in registry.workers():
             event = spec.wakeup(self.rt)
@@ -160,15 +183,31 @@ class Background:
             elif isinstance(event, WakeOne):
                 event.set_all()
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.shutdown(wait=False)  # no new runs; the one in hand is waited below
+        for t in self.threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        with self._idle:
+            self._idle.wait_for(
+                lambda: self._in_hand == 0, timeout=max(0.0, deadline - time.monotonic())
+            )
+            in_hand = self._in_hand
+        running = [t.name for t in self.threads if t.is_alive()]
+        if running or in_hand:
+            log.warning(
+                "stop: %d scheduled job(s) and threads %s still running after %.0f s; exiting",
+                in_hand,
+                running,
+                bound,
+            )
+        if self.scheduler is not None:
             try:
                 self.leader.release()
             except Exception:
                 log.exception("could not release the scheduler lease")
-        for t in self.threads:
-            t.join(timeout=5)
         if self.threads:
             try:  # gone for good: others take what is left at once
                 heartbeat.stop(db=self.rt.db, heartbeat=self.rt.heartbeat)
             except Exception:
                 log.exception("could not drop the heartbeat")
+        log.info("stopped (%s)", self.owner)
+        return not running and not in_hand

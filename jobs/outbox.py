@@ -8,7 +8,12 @@ from jobs.specs import WorkerSpec
 
 
 def _step(rt: Runtime) -> int:
-    return outbox.drain(db=rt.db, wecom=rt.wecom, limit=min(20, rt.settings.limits.outbox_batch))
+    return outbox.drain(
+        db=rt.db,
+        wecom=rt.wecom,
+        limit=min(20, rt.settings.limits.outbox_batch),
+        stopping=rt.stopping,
+    )
 
 
 OUTBOX_WORKER = WorkerSpec(

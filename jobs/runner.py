@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from prometheus_client import Counter, Histogram
 
+from bot.errors import StoppedError
 from bot.runtime import Runtime
 
 log = logging.getLogger("tagbot.jobs")
@@ -27,6 +28,10 @@ def run_job(rt: Runtime, name: str, fn: Callable[[Runtime], T]) -> T | None:
     started = time.monotonic()
     try:
         result = fn(rt)
+    except StoppedError as exc:  # SIGTERM: given up at a safe point, not a failure to chase
+        JOB_RUNS.labels(name, "stopped").inc()
+        log.info("job %s stopped: %s", name, exc)
+        return None
     except Exception:
         JOB_RUNS.labels(name, "error").inc()
         log.exception("job %s failed", name)

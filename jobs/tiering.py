@@ -34,6 +34,7 @@ def _retier(
         customer_ids=customer_ids,
         engine=engine,
         wait=wait,
+        stop=rt.stopping,
     )
 
 

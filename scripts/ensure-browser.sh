@@ -8,21 +8,6 @@ set -u
 if [ -x /usr/bin/chromium ] && fc-list 2>/dev/null | grep -qi "CJK"; then
   exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "ensure-browser: no apt-get here; browser tests will be skipped" >&2
-  exit 0
-fi
-if [ "$(id -u)" != "0" ]; then
-  echo "ensure-browser: not root, cannot apt-get install chromium; browser tests will be skipped" >&2
-  exit 0
-fi
-echo "ensure-browser: installing chromium and fonts-noto-cjk (once per machine)" >&2
-export DEBIAN_FRONTEND=noninteractive
-# Other sessions may hold the dpkg lock for a while: wait for it rather than fail.
-apt_get() { apt-get -o DPkg::Lock::Timeout=900 -o Acquire::Retries=3 "$@"; }
-if ! apt_get install -y --no-install-recommends chromium fonts-noto-cjk >/dev/null 2>&1; then
-  apt_get update -q >/dev/null 2>&1 || true
-  apt_get install -y --no-install-recommends chromium fonts-noto-cjk >/dev/null \
-    || echo "ensure-browser: apt-get install failed; browser tests will be skipped" >&2
-fi
+. "$(dirname "$0")/apt-ensure.sh"
+apt_ensure ensure-browser "browser tests" chromium fonts-noto-cjk
 exit 0

@@ -39,7 +39,8 @@ COMMANDS = [
     "config_path",
     metavar="PATH",
     envvar="TAGBOT_CONFIG",
-    help="Config file (default $TAGBOT_CONFIG, else ./config.toml).",
+    help="Config file (default $TAGBOT_CONFIG, else ./config.toml); `env`: no file, every key"
+    " from TAGBOT_SECTION__KEY variables.",
 )
 @click.pass_context
 def cli(click_ctx: click.Context, config_path: str | None) -> None:

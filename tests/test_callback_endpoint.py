@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
+from prometheus_client import REGISTRY
 
 from bot.config import settings_from_mapping
 from bot.db.models import InboxEvent
@@ -198,3 +199,35 @@ def test_simulator_url_verification(bot: LiveServer, simulator: Simulator) -> No
     answer = simulator.verify_callback_url("1234567890123456789")
     assert answer.status == 200
     assert answer.body == "1234567890123456789"
+
+
+def test_a_valid_callback_is_answered_before_flask_and_a_refusal_by_the_view_once(
+    bot: LiveServer,
+) -> None:
+    # handlers/callback_wsgi.py answers the well-formed POST itself; the view gets the rest.
+    calls: list[str] = []
+    view = bot.app.view_functions["callback.receive_event"]
+
+    def counted() -> Any:
+        calls.append("view")
+        return view()
+
+    bot.app.view_functions["callback.receive_event"] = counted
+    params, body = _signed(ADD_XML.format(corp=CORP_ID, t=1700000001, ext="wmFast"))
+    resp = _post(bot, params, body)
+    assert (resp.status_code, resp.content) == (200, b"")
+    assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert calls == []
+    assert [e.status for e in stored(bot)] == ["pending"]
+
+    def refused() -> float:
+        value = REGISTRY.get_sample_value("tagbot_callback_rejected_total", {"reason": "signature"})
+        return value or 0.0
+
+    before = refused()
+    resp = _post(bot, {**params, "msg_signature": "0" * 40}, body)
+    assert resp.status_code == 401
+    assert resp.json()["error"] == "bad callback"
+    assert calls == ["view"]  # the body replayed to the view, refused and counted there once
+    assert refused() == before + 1
+    assert len(stored(bot)) == 1

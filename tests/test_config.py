@@ -216,3 +216,67 @@ def test_an_unreachable_database_is_one_line(
     err = capsys.readouterr().err
     assert err.startswith("error: cannot use the database:")
     assert "Traceback" not in err
+
+
+# `--config env`: a container configured from its environment alone, no file.
+ENV_ONLY = {
+    **FILLED_IN,
+    "TAGBOT_WECOM__AGENT_ID": "1000002",
+    "TAGBOT_DATABASE__URL": "postgresql+psycopg://tagbot:pw@postgres:5432/tagbot",
+    "TAGBOT_SERVER__HOST": "0.0.0.0",  # noqa: S104 - a container listens on its own interface
+    "TAGBOT_SERVER__TRUSTED_PROXIES": "10.0.0.0/8, 172.16.0.0/12",
+    "TAGBOT_CONSOLE__ADMINS": "zhangsan,LiSi",
+    "TAGBOT_CONSOLE__VIEWERS": "",
+    "TAGBOT_STAFF__LIUYANG": "刘洋",
+}
+
+
+def test_env_reads_no_file_and_takes_every_key_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no config.toml here: nothing is read from a file
+    settings = load_settings("env", environ=ENV_ONLY)
+    assert settings.wecom.corp_id == "ww7f3a9c1e5b2d4860"
+    assert settings.wecom.agent_id == 1000002
+    assert settings.database.url == "postgresql+psycopg://tagbot:pw@postgres:5432/tagbot"
+    assert settings.server.host == "0.0.0.0"  # noqa: S104
+    # List keys are comma-separated in one variable; an empty one is an empty list.
+    assert settings.server.trusted_proxies == ("10.0.0.0/8", "172.16.0.0/12")
+    assert settings.console.admins == ("zhangsan", "lisi")
+    assert settings.console.viewers == ()
+    assert settings.staff == {"liuyang": "刘洋"}
+
+
+def test_a_list_key_from_the_environment_is_still_checked_item_by_item() -> None:
+    env = {**ENV_ONLY, "TAGBOT_SERVER__TRUSTED_PROXIES": "10.0.0.0/8,not-a-network"}
+    with pytest.raises(ConfigError) as info:
+        load_settings("env", environ=env)
+    (problem,) = info.value.problems
+    assert problem.startswith("server.trusted_proxies:")
+    assert "not-a-network" in problem
+    assert problem.endswith("[from TAGBOT_SERVER__TRUSTED_PROXIES]")
+
+
+def test_env_names_the_variable_to_set_for_each_missing_key() -> None:
+    env = {k: v for k, v in ENV_ONLY.items() if k != "TAGBOT_WECOM__CORP_ID"}
+    with pytest.raises(ConfigError) as info:
+        load_settings("env", environ=env)
+    assert info.value.problems == [
+        "wecom.corp_id: is required [set TAGBOT_WECOM__CORP_ID: `--config env` reads no file]"
+    ]
+
+
+def test_check_config_from_the_environment_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, value in {**ENV_ONLY, "TAGBOT_CONFIG": "env"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TAGBOT_DATABASE__URL", f"sqlite:///{tmp_path / 'absent.db'}")
+    assert main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "config OK: 环境变量 / the environment" in out
+    assert "Xk2m9Qp4" not in out  # the secret stays masked
+    monkeypatch.delenv("TAGBOT_WECOM__TOKEN")
+    assert main(["check-config"]) == 2
+    assert "wecom.token: is required [set TAGBOT_WECOM__TOKEN" in capsys.readouterr().err

@@ -161,6 +161,48 @@ def test_the_lists_match_the_database(web: FlaskClient, db: Database) -> None:
     assert "ⓘ" in page
 
 
+def test_at_risk_ties_list_the_newest_customer_first_and_the_page_is_capped(
+    web: FlaskClient, db: Database
+) -> None:
+    """A run gives its whole intake one `since`: within it the newest customer (highest id)
+    comes first, and the page shows SHOWN of them with the full count."""
+    from bot.reports.loss import SHOWN
+
+    intake = NOW - timedelta(days=1)
+    with db.write() as s:
+        people = [Customer(external_userid=f"tie_{i:03d}", name=f"客户{i}") for i in range(205)]
+        s.add_all(people)
+        s.flush()
+        for c in people:
+            s.add(
+                TierAssignment(customer_id=c.id, dimension="churn", tier="流失预警", since=intake)
+            )
+        older = Customer(external_userid="tie_old", name="早")
+        s.add(older)
+        s.flush()  # the newest id, but an older entry: after the whole intake
+        s.add(
+            TierAssignment(
+                customer_id=older.id,
+                dimension="churn",
+                tier="流失预警",
+                since=intake - timedelta(days=1),
+            )
+        )
+    page = web.get("/admin/loss").get_data(as_text=True)
+    with db.read() as s:
+        in_db = s.scalars(
+            select(Customer.external_userid)
+            .join(TierAssignment, TierAssignment.customer_id == Customer.id)
+            .where(TierAssignment.tier == "流失预警")
+            .order_by(TierAssignment.since.desc(), Customer.id.desc())
+        ).all()
+    shown = _rows(page, "at-risk")
+    assert shown == list(in_db)[:SHOWN] == [f"tie_{i:03d}" for i in range(204, 4, -1)]
+    assert "tie_old" not in shown
+    counts = dict(re.findall(r'id="count-([a-z-]+)">.*?data-value="(\d+)"', page, re.S))
+    assert counts["at-risk"] == "206"
+
+
 def test_the_trend_holds_the_days_losses_apart(web: FlaskClient, db: Database) -> None:
     _seed(db)
     page = web.get("/admin/loss").get_data(as_text=True)
@@ -219,3 +261,52 @@ def test_a_fresh_install_says_what_to_do(db: Database, simulator: Simulator) -> 
         assert [len(list(ws.iter_rows())) for ws in book.worksheets] == [1, 1, 1]  # headers
     finally:
         app.extensions[EXTENSION_KEY].close()
+
+
+def test_at_risk_count_after_runs_equals_a_recount(
+    web: FlaskClient, db: Database, console: Flask
+) -> None:
+    """After re-tiers the count comes from the latest run's sizes (one row, not a count of
+    every member): it equals the assignments' count after a full run and a touched one."""
+    from sqlalchemy import func
+
+    from bot.rules import load_dimensions
+    from bot.tiering.run import retier
+
+    _seed(db)  # 3 assigned by hand, before any run: counted from the assignments
+    with db.write() as s:
+        for i in range(4):
+            c = Customer(external_userid=f"run_{i}", name=f"跑{i}")
+            s.add(c)
+            s.flush()
+            s.add(
+                Order(
+                    order_id=f"run-{i}",
+                    customer_id=c.id,
+                    external_userid=c.external_userid,
+                    amount=Decimal(100),
+                    paid_at=NOW - timedelta(days=30 + 40 * i),  # 30, 70, 110, 150 days ago
+                    status="paid",
+                )
+            )
+    settings = console.extensions[EXTENSION_KEY].settings
+    dims = load_dimensions(settings.tiering.dimensions)
+
+    def page_count() -> tuple[int, int]:
+        page = web.get("/admin/loss").get_data(as_text=True)
+        shown = int(re.findall(r'id="count-at-risk">.*?data-value="(\d+)"', page, re.S)[0])
+        with db.read() as s:
+            counted = s.scalar(
+                select(func.count())
+                .select_from(TierAssignment)
+                .where(TierAssignment.dimension == "churn", TierAssignment.tier == "流失预警")
+            )
+        return shown, int(counted or 0)
+
+    assert page_count() == (3, 3)  # no run yet: counted from the assignments
+    retier(db, dims, tz="Asia/Shanghai", as_of=NOW)
+    assert page_count() == (3, 3)  # wl_1 (95 days), run_2, run_3; no order: no tier
+    with db.read() as s:
+        ids = [s.scalars(select(Customer.id).where(Customer.external_userid == "run_1")).one()]
+    retier(db, dims, tz="Asia/Shanghai", as_of=NOW + timedelta(days=30), customer_ids=ids)
+    assert page_count() == (4, 4)  # run_1 is 100 days out now: a touched run's sizes

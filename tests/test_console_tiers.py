@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
 import tomllib
 from collections.abc import Iterator
 from datetime import timedelta
@@ -23,7 +25,8 @@ from bot.db import Database
 from bot.db.models import Customer, Order, RetierRun, TierAssignment
 from bot.db.types import utcnow
 from bot.reports.rule_trial import TrialFrames, TrialResult, trial
-from bot.rules import load_dimensions
+from bot.rules import Scope, compile_condition, load_dimensions, parse_and_check
+from bot.tiering.engine import compute_metrics
 from bot.tiering.run import retier
 from handlers.app import create_app
 from tests.support.console import (
@@ -44,6 +47,7 @@ RFM = next(
     if d["name"] == "rfm"
 )
 DIMS = [DIMENSION, RFM]
+PENDING = 'id="trial-pending"'
 
 
 def _app(db_url: str, sim: Simulator | None, dims: list[dict[str, Any]]) -> Flask:
@@ -239,10 +243,21 @@ def test_exports_of_unknown_dimensions_or_tiers_are_404_pages(web: FlaskClient) 
         assert "Traceback" not in body
 
 
-def _trial(web: FlaskClient, when: str, *, htmx: bool = True) -> Any:
+def _post_trial(web: FlaskClient, when: str, *, htmx: bool = True) -> Any:
     token = csrf_of(web.get("/admin/tiers").get_data(as_text=True))
     headers = {"HX-Request": "true"} if htmx else {}
     return web.post("/admin/tiers/trial", data={"when": when, "csrf_token": token}, headers=headers)
+
+
+def _trial(web: FlaskClient, when: str, *, htmx: bool = True) -> Any:
+    """Post a trial and, while every customer's metrics are computed, follow the page's
+    poll once the background computation is done (the poll itself: the tests below)."""
+    answer = _post_trial(web, when, htmx=htmx)
+    if PENDING in answer.get_data(as_text=True):
+        frames = web.application.extensions["tagbot"].local(TrialFrames)
+        assert frames.wait(120)
+        answer = _post_trial(web, when, htmx=htmx)
+    return answer
 
 
 def test_the_rule_trial_shows_the_parsers_error_with_a_caret(web: FlaskClient) -> None:
@@ -289,6 +304,68 @@ def test_the_rule_trial_samples_twenty(console: Flask, web: FlaskClient, db: Dat
     assert 'id="trial-matched" data-value="25"' in body
     assert body.count("data-external-userid=") == 20
     assert "只列出前 20 个" in body
+
+
+def _frames(console: Flask) -> TrialFrames:
+    frames: TrialFrames = console.extensions["tagbot"].local(TrialFrames)
+    return frames
+
+
+def _engine_count(console: Flask, db: Database, when: str) -> int:
+    """The engine's own evaluation: the compiled condition over a fresh frame."""
+    expr = parse_and_check(when, scope=Scope())
+    rt = console.extensions["tagbot"]
+    with compute_metrics(db, as_of=utcnow(), tz=rt.settings.tz.key) as frame:
+        row = frame.con.execute(
+            f"SELECT count(*) FROM {frame.table} WHERE {compile_condition(expr)}"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_first_trial_polls_until_every_customers_metrics_are_computed(
+    console: Flask, web: FlaskClient, db: Database
+) -> None:
+    _seed(console, db)
+    when = "orders_total >= 1 and m_score >= 1"
+    first = _post_trial(web, when)
+    assert first.status_code == 200
+    body = first.get_data(as_text=True)
+    assert "正在计算全部客户的指标…" in body
+    assert PENDING in body
+    # The fragment polls itself with the same condition and a CSRF field.
+    poll = re.search(r'<form[^>]*id="trial-pending"[^>]*>', body)
+    assert poll is not None
+    assert 'hx-post="/admin/tiers/trial"' in poll.group(0)
+    assert 'hx-trigger="load delay:1s"' in poll.group(0)
+    hidden = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', body)
+    fields = {name: html.unescape(value) for name, value in hidden}
+    assert fields["when"] == when
+    assert fields["csrf_token"]
+    frames = _frames(console)
+    assert frames.wait(120)
+    answer = web.post("/admin/tiers/trial", data=fields, headers={"HX-Request": "true"})
+    result = answer.get_data(as_text=True)
+    assert PENDING not in result
+    matched = re.search(r'id="trial-matched" data-value="(\d+)"', result)
+    assert matched is not None
+    assert int(matched.group(1)) == _engine_count(console, db, when) == 4
+    assert frames.computations == 1
+    # A second trial within the frame's ten minutes answers at once, from the same frame.
+    again = _post_trial(web, "spend_365d >= 1000").get_data(as_text=True)
+    assert 'id="trial-matched" data-value="1"' in again
+    assert frames.computations == 1
+
+
+def test_a_syntax_error_is_answered_without_computing_any_metrics(
+    console: Flask, web: FlaskClient
+) -> None:
+    body = _post_trial(web, "spend_365x >= 1000").get_data(as_text=True)
+    assert 'id="trial-error"' in body
+    assert PENDING not in body
+    frames = _frames(console)
+    assert frames.wait(0)  # nothing was started
+    assert frames.computations == 0
 
 
 def test_a_viewer_may_run_the_trial_but_needs_the_csrf_token(

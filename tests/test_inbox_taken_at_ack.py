@@ -47,20 +47,23 @@ def test_the_ack_claims_a_new_event_unless_an_earlier_one_of_its_relation_is_unf
     try:
         with db.write() as session:
             leases.try_acquire("beat:owner", "beat:owner", _ALIVE, session=session)
-            first = inbox.store_and_take(
+        with db.write_driver() as txn:
+            first = inbox.store(
                 parse_event(_xml(simulator, "wmTaken0001")),
                 "x",
-                session=session,
+                txn=txn,
                 owner="beat:owner",
+                take=True,
             )
             # The same relation's next event, and another customer's.
-            second = inbox.store_and_take(
+            second = inbox.store(
                 parse_event(_xml(simulator, "wmTaken0001", "edit_external_contact")),
                 "y",
-                session=session,
+                txn=txn,
                 owner="beat:owner",
+                take=True,
             )
-            other = inbox.store_and_take(other_event, "z", session=session, owner="beat:owner")
+            other = inbox.store(other_event, "z", txn=txn, owner="beat:owner", take=True)
         if not db.is_sqlite:
             # PostgreSQL stores them pending: its workers claim them (concurrent inserts
             # cannot see each other, so only a claim keeps a relation's events in order).
@@ -98,11 +101,9 @@ def test_the_ack_claims_a_new_event_unless_an_earlier_one_of_its_relation_is_unf
         with db.write() as session:
             claimed = inbox.claim(session=session, owner="beat:owner", ids=[second])
             assert [c.id for c in claimed] == [second]
-        with db.write() as session:
+        with db.write_driver() as txn:
             # A re-delivery of an event the ack claimed stays a duplicate while it runs.
-            assert (
-                inbox.store_and_take(other_event, "z", session=session, owner="beat:owner") is None
-            )
+            assert inbox.store(other_event, "z", txn=txn, owner="beat:owner", take=True) is None
     finally:
         db.dispose()
 
@@ -118,17 +119,20 @@ def test_a_claim_made_by_the_ack_is_renewed_after_a_wait_unless_another_process_
         with db.write() as session:
             leases.try_acquire("beat:owner", "beat:owner", _ALIVE, session=session)
             leases.try_acquire("beat:other", "beat:other", _ALIVE, session=session)
-            kept = inbox.store_and_take(
+        with db.write_driver() as txn:
+            kept = inbox.store(
                 parse_event(_xml(simulator, "wmTaken0003")),
                 "x",
-                session=session,
+                txn=txn,
                 owner="beat:owner",
+                take=True,
             )
-            lost = inbox.store_and_take(
+            lost = inbox.store(
                 parse_event(_xml(simulator, "wmTaken0004")),
                 "y",
-                session=session,
+                txn=txn,
                 owner="beat:owner",
+                take=True,
             )
         assert isinstance(kept, inbox.Claimed)
         assert isinstance(lost, inbox.Claimed)

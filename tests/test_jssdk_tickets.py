@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import signal
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.errors import ValidationError, WeComError
 from bot.sidebar import tickets
 from bot.sidebar.selfcheck import check_tickets
-from bot.sidebar.signing import PageSignatures, js_signature, page_url, sign_page
+from bot.sidebar.signing import JsSignature, PageSignatures, js_signature, page_url, sign_page
 from bot.sidebar.tickets import TicketKind, TicketUnavailableError
 from bot.wecom.client import WeComClient, counting_calls
 from handlers.app import create_app
+from tests.support.configs import toml_text
+from tests.support.console import console_config
 from tests.support.corp import base_config
 from tests.support.jssdk_workers import sign_on_command
+from tests.support.processes import free_port, serve, wait_healthy
+from tests.support.sidebar import pick_member
 from tests.support.wecom_clients import make_client
 from wecom_sim import Simulator
 from wecom_sim import jssdk as sim_jssdk
@@ -303,3 +315,77 @@ def test_an_exhausted_hourly_limit_is_a_503_with_retry_after_not_a_500(
         assert 1 <= int(answer.headers["Retry-After"]) <= 300
     finally:
         rt.close()
+
+
+def _sidebar_session(base: str, sim: Simulator) -> requests.Session:
+    """Open the sidebar of the bot at `base` as the picked member: one OAuth round trip."""
+    browser = requests.Session()
+    authorize = browser.get(base + "/sidebar/", allow_redirects=False, timeout=10)
+    back = requests.get(
+        authorize.headers["Location"].split("#")[0], allow_redirects=False, timeout=10
+    )
+    signed_in = browser.get(back.headers["Location"], allow_redirects=False, timeout=10)
+    assert signed_in.headers["Location"] == "/sidebar/", signed_in.text
+    return browser
+
+
+@pytest.mark.slow
+def test_two_serve_processes_opening_sidebars_at_once_fetch_each_ticket_once(
+    tmp_path: Path, db_url: str, db: Database, simulator: Simulator
+) -> None:
+    """Two `tagbot serve` processes on one database, four sidebars each asking at once."""
+    simulator.add_staff("alice")
+    pick_member(simulator, "alice")
+    procs: list[subprocess.Popen[bytes]] = []
+    bases: list[str] = []
+    try:
+        for i in range(2):
+            port = free_port()
+            cfg = console_config(db_url, simulator, dimensions=False)
+            cfg["server"]["port"] = port
+            cfg["app"] = {"log_level": "WARNING"}
+            config = tmp_path / f"config{i}.toml"
+            config.write_text(toml_text(cfg), encoding="utf-8")
+            procs.append(serve(config))
+            bases.append(f"http://127.0.0.1:{port}")
+        for base in bases:
+            wait_healthy(int(base.rsplit(":", 1)[1]))
+        sidebars = [(base, _sidebar_session(base, simulator)) for base in bases for _ in range(4)]
+        at_once = threading.Barrier(len(sidebars))
+
+        def sign(sidebar: tuple[str, requests.Session]) -> requests.Response:
+            base, browser = sidebar
+            at_once.wait(timeout=30)
+            return browser.post(
+                base + "/sidebar/jssdk-sign",
+                json={"url": base + "/sidebar/#wechat_redirect"},
+                headers={"Origin": base},
+                timeout=60,
+            )
+
+        with ThreadPoolExecutor(len(sidebars)) as pool:
+            answers = list(pool.map(sign, sidebars))
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    assert [a.status_code for a in answers] == [200] * len(sidebars)
+    for (base, _), answer in zip(sidebars, answers, strict=True):
+        body = answer.json()
+        signed = PageSignatures(
+            body["corpId"],
+            body["agentId"],
+            JsSignature(**_snake(body["corp"])),
+            JsSignature(**_snake(body["agent"])),
+        )
+        assert verifies(simulator, signed, base + "/sidebar/") == {"corp": True, "agent": True}
+    assert simulator.ticket_fetches == {"corp": 1, "agent": 1}
+
+
+def _snake(signed: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "timestamp": signed["timestamp"],
+        "nonce_str": signed["nonceStr"],
+        "signature": signed["signature"],
+    }

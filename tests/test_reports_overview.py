@@ -132,3 +132,51 @@ def test_every_definition_is_chinese_text() -> None:
     for d in DEFINITIONS.values():
         assert d.label
         assert d.help.endswith("。")
+
+
+def test_outbox_counts_are_one_pass_equal_to_a_recount(db: Database) -> None:
+    """The page's one pass: each open status everywhere, and every status of the push's
+    range (ids above the split, done included), equal to counting the rows."""
+    from sqlalchemy import func, select
+
+    from bot.reports import tier_movement
+
+    statuses = ["pending", "in_flight", "dead", "done", "pending", "done", "dead", "pending"]
+    with db.write() as s:
+        ops = [OutboxOperation(kind="mark_tag", status=st) for st in statuses * 3]
+        s.add_all(ops)
+        s.flush()
+        split = ops[len(statuses) + 2].id
+    with db.read() as s:
+        got = operations.outbox_counts(session=s, push_from=split)
+        # Past `many` pending in the range (a push being sent): the one-pass form.
+        one_pass = operations.outbox_counts(session=s, push_from=split, many=2)
+        open_only = operations.outbox_counts(session=s, push_from=None)
+
+        def recount(*cond: object, states: tuple[str, ...]) -> dict[str, int]:
+            return {
+                st: int(
+                    s.scalar(
+                        select(func.count())
+                        .select_from(OutboxOperation)
+                        .where(OutboxOperation.status == st, *cond)  # type: ignore[arg-type]
+                    )
+                    or 0
+                )
+                for st in states
+            }
+
+        every = ("pending", "in_flight", "done", "dead")
+        assert got.everywhere == recount(states=operations.OPEN)
+        assert got.everywhere == {"pending": 9, "in_flight": 3, "dead": 6}
+        assert got.push == recount(OutboxOperation.id > split, states=every)
+        assert got.push == {"pending": 5, "in_flight": 1, "done": 4, "dead": 3}
+        assert one_pass == got
+        assert open_only.everywhere == got.everywhere
+        assert set(open_only.push.values()) == {0}
+        depths = operations.queue_depths(session=s, outbox=got)
+        progress = tier_movement.push_progress(session=s, since_id=split, outbox=got)
+        alone = tier_movement.push_progress(session=s, since_id=split)
+    assert (depths.outbox_queued, depths.outbox_dead) == (12, 6)
+    assert (progress.queued, progress.sent, progress.failed) == (6, 4, 3)
+    assert alone == progress

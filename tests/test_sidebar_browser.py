@@ -2,7 +2,8 @@
 
 A real `tagbot serve`, the simulator's OAuth2 redirect and its `ww` stand-in, which checks the
 page's signatures as WeCom does: a member sees their customer's tiers and opens 为什么,
-another member is refused, the holdout notice, the wrong-entry and outside-WeCom cards.
+another member is refused, the holdout notice, the wrong-entry and outside-WeCom cards, and
+a reused or expired OAuth code leads back through sign-in.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from bot.db import Database
 from bot.db.types import utcnow
-from tests.support.console import HOSTILE, Seeded
+from bot.wecom.client import WeComClient
+from tests.support.console import HOSTILE, Seeded, console_settings
 from tests.support.console_browser import Served, Tab, screenshot, serving
 from tests.support.sidebar import HOLDOUT_CAMPAIGN, pick_member, seed_sidebar
 from tests.support.sidebar_browser import WEBVIEW, webview_tab
@@ -103,9 +106,13 @@ def test_another_member_is_refused_that_customer(
     webview: Tab, sidebar_served: Served, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sidebar_served.sim.open_chat("bob", "wm000")  # alice's customer
+    statuses: list[int] = []
+    fragment = f"{sidebar_served.url}/sidebar/customer/wm000"
+    webview.page.on("response", lambda r: statuses.append(r.status) if r.url == fragment else None)
     _open(webview, sidebar_served)
     page = webview.page
     page.wait_for_selector("#card-not_follower")
+    assert statuses == [403]
     assert "你不是该客户的跟进人" in page.inner_text("#card-not_follower")
     html = page.content()
     for data in (HOSTILE, "&lt;img", "高价值", "门店码", "1500"):
@@ -181,3 +188,84 @@ def test_outside_wecom_shows_its_card(
     assert not any(p.startswith("/sidebar/customer/") for p in asked)
     screenshot(page, "sidebar-outside", capsys)
     assert webview.errors == []
+
+
+def _spoil_codes(tab: Tab, served: Served, how: str, times: int) -> list[str]:
+    """Spoil the first `times` codes WeCom hands the page (spent, or left to expire).
+
+    WeCom's silent authorize redirect is not one a browser router sees (it follows a
+    redirect), so the simulated client shows its member picker instead: nobody picked,
+    the open chat's member left blank. Each pick is a navigation the router takes: its
+    code is spoiled before the browser brings it to /sidebar/oauth.
+    """
+    pick_member(served.sim, None)
+    served.sim.open_chat("", "wm000")
+    seen: list[str] = []
+    settings = console_settings(served.db_url, served.sim)
+
+    def spoil(route: Any) -> None:
+        answer = route.fetch(max_redirects=0)
+        code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
+        seen.append(code)
+        if len(seen) <= times:
+            if how == "reused":  # someone (another tab, a replayed URL) spent it first
+                db = Database(served.db_url)
+                spender = WeComClient(settings.wecom, settings.limits, db=db, max_pauses=0)
+                try:
+                    assert spender.get_user_info(code).userid == "alice"
+                finally:
+                    spender.close()
+                    db.dispose()
+            else:
+                served.sim.advance_time(301)  # codes live 5 minutes
+        route.fulfill(response=answer)
+
+    tab.page.route(f"{served.sim.url}/connect/oauth2/pick?*", spoil)
+    return seen
+
+
+def _pick_alice(tab: Tab) -> None:
+    tab.page.click('#members a[data-userid="alice"]')
+
+
+@pytest.mark.parametrize("how", ["reused", "expired"])
+def test_a_reused_or_expired_code_goes_back_through_sign_in(
+    webview: Tab, sidebar_served: Served, how: str
+) -> None:
+    sim = sidebar_served.sim
+    invalid = sim.calls.get(("auth/getuserinfo", 40029), 0)
+    codes = _spoil_codes(webview, sidebar_served, how, times=1)
+    asked = _open(webview, sidebar_served)
+    _pick_alice(webview)  # a spoiled code: the bot sends the client through sign-in again
+    _pick_alice(webview)
+    page = webview.page
+    page.wait_for_selector("#customer")
+    assert page.inner_text("#customer-name").startswith(HOSTILE)
+    assert len(codes) == 2
+    assert codes[0] != codes[1]
+    assert sum(p.startswith("/sidebar/oauth?") for p in asked) == 2
+    assert sim.calls[("auth/getuserinfo", 40029)] == invalid + 1
+    assert webview.errors == []
+
+
+def test_two_spoiled_codes_in_a_row_show_a_card_and_reentering_signs_in(
+    webview: Tab, sidebar_served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    codes = _spoil_codes(webview, sidebar_served, "reused", times=2)
+    _open(webview, sidebar_served)
+    _pick_alice(webview)
+    _pick_alice(webview)
+    page = webview.page
+    page.wait_for_selector("#card-code")
+    assert "登录没有完成" in page.inner_text("#card-code")
+    assert "登录码无效或已过期" in page.inner_text("#card-code")
+    assert len(codes) == 2  # no loop: the second failure stops at the card
+    html = page.content()
+    for data in (HOSTILE, "&lt;img", "高价值"):
+        assert data not in html
+    screenshot(page, "sidebar-code", capsys)
+    page.click("#again")  # 重新进入: a fresh sign-in, this time with a good code
+    _pick_alice(webview)
+    page.wait_for_selector("#customer")
+    assert len(codes) == 3
+    assert page.inner_text("#customer-name").startswith(HOSTILE)

@@ -24,7 +24,8 @@ Served under /cgi-bin/ (access_token in the query; POST bodies are JSON): gettok
 externalcontact/ get, list, get_follow_user_list (GET); externalcontact/ batch/get_by_user,
 remark, add|get|update|del|list_contact_way, get|add|edit|del_corp_tag, mark_tag,
 send_welcome_msg, add_msg_template, get_groupmsg_list_v2, get_groupmsg_task,
-get_groupmsg_send_result; message/send (POST); get_jsapi_ticket and ticket/get?type=agent_config
+get_groupmsg_send_result, groupchat/list|get, groupchat/add|get|update|del_join_way (see
+docs/wecom-groups.md); message/send (POST); get_jsapi_ticket and ticket/get?type=agent_config
 (GET: a new ticket per fetch, valid 7200 s; 400 an hour per corp and 100 per app for each kind,
 then 45009). GET /jssdk/standin.js is a stand-in for the JS-SDK's `ww` that checks the page's
 signatures against those tickets (wecom_sim/jssdk.py). Every call is counted by path and by
@@ -43,6 +44,13 @@ from __future__ import annotations
 
 from wecom_sim.callbacks import Delivery
 from wecom_sim.crypto import CallbackCrypto, CallbackCryptoError
-from wecom_sim.server import ScanResult, Simulator
+from wecom_sim.server import GroupEvent, ScanResult, Simulator
 
-__all__ = ["CallbackCrypto", "CallbackCryptoError", "Delivery", "ScanResult", "Simulator"]
+__all__ = [
+    "CallbackCrypto",
+    "CallbackCryptoError",
+    "Delivery",
+    "GroupEvent",
+    "ScanResult",
+    "Simulator",
+]

@@ -43,7 +43,8 @@ def create_app(simulator: Simulator) -> Flask:
     @app.get("/qr/<config_id>.png")
     def qr_code(config_id: str) -> Response:
         with simulator.state.lock:
-            known = config_id in simulator.state.contact_ways
+            state = simulator.state
+            known = config_id in state.contact_ways or config_id in state.join_ways
         if not known:
             return Response("unknown config_id", status=404)
         return Response(QR_PLACEHOLDER, mimetype="image/png")

@@ -18,6 +18,21 @@ def _body() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _strings(body: dict[str, Any], key: str) -> list[str]:
+    value = body.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{key} must be a list of strings")
+    return value
+
+
+def _delivery(body: dict[str, Any]) -> dict[str, bool]:
+    """The deliver / duplicate switches every group action takes."""
+    return {
+        "deliver": bool(body.get("deliver", True)),
+        "duplicate": bool(body.get("duplicate", False)),
+    }
+
+
 def control_blueprint(sim: Simulator) -> Blueprint:
     """Return the blueprint of /control/ routes bound to `sim`."""
     bp = Blueprint("control", __name__, url_prefix="/control")
@@ -87,6 +102,79 @@ def control_blueprint(sim: Simulator) -> Blueprint:
             chatted=b.get("chatted"),
         )
         return jsonify(asdict(result))
+
+    @bp.post("/group_chats")
+    def create_group_chat() -> Response:
+        b = _body()
+        event = sim.create_group_chat(
+            b["owner"],
+            str(b.get("name") or ""),
+            _strings(b, "members"),
+            chat_id=b.get("chat_id"),
+            notice=str(b.get("notice") or ""),
+            **_delivery(b),
+        )
+        return jsonify(asdict(event))
+
+    @bp.post("/group_chats/join")
+    def join_group_by_qr() -> Response:
+        b = _body()
+        event = sim.join_group_by_qr(
+            b["state"],
+            external_userid=b.get("external_userid"),
+            name=b.get("name"),
+            unionid=b.get("unionid"),
+            **_delivery(b),
+        )
+        return jsonify(asdict(event))
+
+    @bp.post("/group_chats/<chat_id>/invite")
+    def invite_to_group(chat_id: str) -> Response:
+        b = _body()
+        event = sim.invite_to_group(
+            chat_id,
+            _strings(b, "members"),
+            b["invitor"],
+            by_link=bool(b.get("by_link", False)),
+            **_delivery(b),
+        )
+        return jsonify(asdict(event))
+
+    @bp.post("/group_chats/<chat_id>/leave")
+    def leave_group(chat_id: str) -> Response:
+        b = _body()
+        event = sim.leave_group(
+            chat_id, b["member"], removed=bool(b.get("removed", False)), **_delivery(b)
+        )
+        return jsonify(asdict(event))
+
+    @bp.post("/group_chats/<chat_id>/rename")
+    def rename_group(chat_id: str) -> Response:
+        b = _body()
+        return jsonify(asdict(sim.rename_group(chat_id, str(b["name"]), **_delivery(b))))
+
+    @bp.post("/group_chats/<chat_id>/notice")
+    def change_group_notice(chat_id: str) -> Response:
+        b = _body()
+        event = sim.change_group_notice(chat_id, str(b["notice"]), **_delivery(b))
+        return jsonify(asdict(event))
+
+    @bp.post("/group_chats/<chat_id>/owner")
+    def change_group_owner(chat_id: str) -> Response:
+        b = _body()
+        return jsonify(asdict(sim.change_group_owner(chat_id, b["userid"], **_delivery(b))))
+
+    @bp.post("/group_chats/<chat_id>/dismiss")
+    def dismiss_group(chat_id: str) -> Response:
+        return jsonify(asdict(sim.dismiss_group(chat_id, **_delivery(_body()))))
+
+    @bp.get("/group_chats")
+    def group_chats() -> Response:
+        return jsonify(group_chats=[asdict(c) for c in sim.group_chats.values()])
+
+    @bp.get("/join_ways")
+    def join_ways() -> Response:
+        return jsonify(join_ways=[w.to_api() for w in sim.join_ways.values()])
 
     @bp.post("/relations")
     def add_relation() -> Response:

@@ -75,6 +75,58 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "POST",
+        "/group_chats",
+        "{owner, name?, members?, chat_id?, notice?, deliver?, duplicate?}",
+        "a member creates a customer group with these members (staff or customers); "
+        "change_external_chat/create is posted -> {chat_id, members, xml, deliveries}",
+        {"owner": "zhangsan", "name": "VIP会员群", "members": ["wm_demo_0001"]},
+    ),
+    Endpoint(
+        "POST",
+        "/group_chats/join",
+        "{state, external_userid?, name?, unionid?, deliver?, duplicate?}",
+        "a customer scans the QR of the join way with this state: update/add_member with "
+        "JoinScene 3; groupchat/get then names the member's state (a full group: the next, "
+        "or a new one when auto_create_room)",
+    ),
+    Endpoint(
+        "POST",
+        "/group_chats/<chat_id>/invite",
+        "{members, invitor, by_link?, deliver?, duplicate?}",
+        "a member in the group invites people (join_scene 1, 2 by link): add_member, JoinScene 0",
+    ),
+    Endpoint(
+        "POST",
+        "/group_chats/<chat_id>/leave",
+        "{member, removed?, deliver?, duplicate?}",
+        "a member leaves (QuitScene 0) or is removed by the owner (1): del_member",
+    ),
+    Endpoint(
+        "POST",
+        "/group_chats/<chat_id>/rename",
+        "{name, deliver?, duplicate?}",
+        "rename the group: change_name",
+    ),
+    Endpoint(
+        "POST",
+        "/group_chats/<chat_id>/notice",
+        "{notice, deliver?, duplicate?}",
+        "change the group's notice: change_notice",
+    ),
+    Endpoint(
+        "POST",
+        "/group_chats/<chat_id>/owner",
+        "{userid, deliver?, duplicate?}",
+        "hand the group to another member in it: change_owner",
+    ),
+    Endpoint(
+        "POST",
+        "/group_chats/<chat_id>/dismiss",
+        "{deliver?, duplicate?}",
+        "the owner dismisses the group: change_external_chat/dismiss",
+    ),
+    Endpoint(
+        "POST",
         "/rule_tags",
         "{group_name, tag_name}",
         "a rule-group tag (type 3) -> {tag_id}",
@@ -171,6 +223,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/welcomes", "", "welcome messages sent", {}),
     Endpoint("GET", "/app_messages", "", "app messages to staff, and those dropped", {}),
     Endpoint("GET", "/contact_ways", "", "the live codes", {}),
+    Endpoint("GET", "/group_chats", "", "customer groups with their members, dismissed too", {}),
+    Endpoint("GET", "/join_ways", "", "the 加入群聊 join ways", {}),
     Endpoint("GET", "/group_msgs", "", "群发 tasks with each member's and customer's status", {}),
     Endpoint("GET", "/deliveries", "", "callbacks posted to the bot and its answers", {}),
     Endpoint("GET", "/tags", "", "the corp tag catalogue", {}),

@@ -112,3 +112,35 @@ def change_external_tag_xml(
         raise ValueError(f"TagType must be tag or tag_group, not {tag_type!r}")
     fields: dict[str, FieldValue | None] = {"Id": tag_or_group_id, "TagType": tag_type}
     return event_xml(corp_id, "change_external_tag", change_type, fields, create_time=create_time)
+
+
+def change_external_chat_xml(
+    corp_id: str,
+    change_type: str,
+    chat_id: str,
+    *,
+    update_detail: str | None = None,
+    join_scene: int | None = None,
+    quit_scene: int | None = None,
+    members: list[str] | None = None,
+    last_version: str | None = None,
+    current_version: str | None = None,
+    create_time: int | None = None,
+) -> str:
+    """Return a change_external_chat event: create, update (with its detail) or dismiss.
+
+    Member changes carry the scene, the count, the changed members and the versions.
+    """
+    if change_type not in ("create", "update", "dismiss"):
+        raise ValueError(f"ChangeType must be create, update or dismiss, not {change_type!r}")
+    fields: dict[str, FieldValue | None] = {"ChatId": chat_id, "UpdateDetail": update_detail}
+    if members is not None:
+        fields |= {
+            "JoinScene": join_scene,
+            "QuitScene": quit_scene,
+            "MemChangeCnt": len(members),
+            "MemChangeList": members,
+            "LastMemVer": last_version,
+            "CurMemVer": current_version,
+        }
+    return event_xml(corp_id, "change_external_chat", change_type, fields, create_time=create_time)

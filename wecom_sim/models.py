@@ -1,4 +1,4 @@
-"""The records the simulator keeps: staff, customers, relations, tags, live codes, messages."""
+"""The simulator's records: staff, customers, relations, tags, live codes, messages, groups."""
 
 from __future__ import annotations
 
@@ -177,3 +177,64 @@ class GroupMsg:
     created_at: float = 0.0  # simulated clock, for the 41063 window after creation
     tasks: dict[str, GroupMsgTask] = field(default_factory=dict)
     sends: list[GroupMsgSend] = field(default_factory=list)
+
+
+@dataclass
+class ChatMember:
+    """One member of a customer group: a corp member (type 1) or an external contact (2)."""
+
+    userid: str
+    type: int
+    join_time: int
+    join_scene: int  # 1 invited directly, 2 through a member's link, 3 scanned the group QR
+    invitor: str = ""  # a corp member who invited them
+    group_nickname: str = ""
+    state: str = ""  # the join way's state, when they came through one
+
+
+@dataclass
+class GroupChat:
+    """A customer group (客户群) owned by a corp member."""
+
+    chat_id: str
+    name: str
+    owner: str
+    create_time: int
+    notice: str = ""
+    admins: list[str] = field(default_factory=list)
+    members: dict[str, ChatMember] = field(default_factory=dict)  # in joining order
+    member_version: str = ""
+    dismissed: bool = False
+
+
+@dataclass
+class JoinWay:
+    """A 加入群聊 configuration: a QR code (scene 2) or mini-program button (1) to groups."""
+
+    config_id: str
+    scene: int
+    created_at: int
+    chat_id_list: list[str] = field(default_factory=list)
+    remark: str = ""
+    auto_create_room: int = 1
+    room_base_name: str = ""
+    room_base_id: int = 0
+    state: str = ""
+    qr_code: str = ""
+    rooms_created: int = 0  # groups auto-created so far, for the next one's number
+
+    def to_api(self) -> dict[str, Any]:
+        """Return the join_way object as get_join_way answers it."""
+        answer: dict[str, Any] = {
+            "config_id": self.config_id,
+            "scene": self.scene,
+            "remark": self.remark,
+            "auto_create_room": self.auto_create_room,
+            "room_base_name": self.room_base_name,
+            "room_base_id": self.room_base_id,
+            "chat_id_list": list(self.chat_id_list),
+            "state": self.state,
+        }
+        if self.scene == 2:
+            answer["qr_code"] = self.qr_code
+        return answer

@@ -8,19 +8,21 @@ import io
 import socket
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import InternalServerError
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from wecom_sim import jssdk, people
+from wecom_sim import group_chats, jssdk, people
 from wecom_sim.api import normalise
 from wecom_sim.app import create_app
 from wecom_sim.callbacks import CallbackSender, Delivery
 from wecom_sim.crypto import CallbackCrypto, random_id
 from wecom_sim.events import FieldValue, event_xml
-from wecom_sim.models import ContactWay, Customer, GroupMsg, WelcomeRecord
+from wecom_sim.group_chats import GroupChange
+from wecom_sim.models import ContactWay, Customer, GroupChat, GroupMsg, JoinWay, WelcomeRecord
 from wecom_sim.state import CallKey, Fault, SimState, Stall
 
 if TYPE_CHECKING:
@@ -39,6 +41,16 @@ class ScanResult:
     welcome_code: str | None
     callback_status: int | None  # the bot's HTTP status for the (first) delivery
     callback_ms: float | None
+
+
+@dataclass(frozen=True)
+class GroupEvent:
+    """A customer-group action: the group, the members it concerned, its events and posts."""
+
+    chat_id: str
+    members: tuple[str, ...]
+    xml: tuple[str, ...]  # the events in the order WeCom posts them; () when nothing changed
+    deliveries: tuple[Delivery, ...]  # () when not delivered (or no callback_url)
 
 
 class _KeepAliveHandler(WSGIRequestHandler):
@@ -539,6 +551,134 @@ class Simulator:
                         confirmed.setdefault(msgid, {}).update(statuses)
         return confirmed
 
+    # --- customer groups (wecom_sim/group_chats.py) ------------------------------------
+    # Each action posts its events unless `deliver=False` (the XML comes back, to post later
+    # in any order) and posts each twice with `duplicate=True`, as a WeCom retry does.
+
+    def _group_action(
+        self,
+        action: Callable[[SimState], GroupChange | tuple[GroupChange, list[str]]],
+        *,
+        deliver: bool = True,
+        duplicate: bool = False,
+    ) -> GroupEvent:
+        with self.state.lock:
+            done = action(self.state)
+        change, before = done if isinstance(done, tuple) else (done, [])
+        events = (*before, *([change.xml] if change.xml else []))
+        posted: list[Delivery] = []
+        if deliver:
+            for xml in events:
+                posted += self.post_callback(xml, times=2 if duplicate else 1)
+        return GroupEvent(change.chat_id, change.members, events, tuple(posted))
+
+    def create_group_chat(
+        self,
+        owner: str,
+        name: str,
+        members: list[str] | None = None,
+        *,
+        chat_id: str | None = None,
+        notice: str = "",
+        deliver: bool = True,
+        duplicate: bool = False,
+    ) -> GroupEvent:
+        """A member creates a customer group with these members; create is posted."""
+        return self._group_action(
+            lambda s: group_chats.create(
+                s, owner, name, list(members or []), chat_id=chat_id, notice=notice
+            ),
+            deliver=deliver,
+            duplicate=duplicate,
+        )
+
+    def invite_to_group(
+        self,
+        chat_id: str,
+        members: list[str],
+        invitor: str,
+        *,
+        by_link: bool = False,
+        deliver: bool = True,
+        duplicate: bool = False,
+    ) -> GroupEvent:
+        """A member invites people (join_scene 1, or 2 by link); add_member is posted."""
+        return self._group_action(
+            lambda s: group_chats.invite(s, chat_id, members, invitor, by_link=by_link),
+            deliver=deliver,
+            duplicate=duplicate,
+        )
+
+    def join_group_by_qr(
+        self,
+        state: str,
+        *,
+        external_userid: str | None = None,
+        name: str | None = None,
+        unionid: str | None = None,
+        deliver: bool = True,
+        duplicate: bool = False,
+    ) -> GroupEvent:
+        """A customer scans the join way with this state: add_member with JoinScene 3.
+
+        A group the join way opens because the others are full is created (and posted) first.
+        """
+        return self._group_action(
+            lambda s: group_chats.join_by_qr(
+                s, state, external_userid=external_userid, name=name, unionid=unionid
+            ),
+            deliver=deliver,
+            duplicate=duplicate,
+        )
+
+    def leave_group(
+        self,
+        chat_id: str,
+        member: str,
+        *,
+        removed: bool = False,
+        deliver: bool = True,
+        duplicate: bool = False,
+    ) -> GroupEvent:
+        """A member leaves (QuitScene 0) or is removed (1); del_member is posted."""
+        return self._group_action(
+            lambda s: group_chats.leave(s, chat_id, member, removed=removed),
+            deliver=deliver,
+            duplicate=duplicate,
+        )
+
+    def rename_group(self, chat_id: str, name: str, **delivery: bool) -> GroupEvent:
+        """Rename a group; change_name is posted (`deliver`, `duplicate` as above)."""
+        return self._group_action(lambda s: group_chats.rename(s, chat_id, name), **delivery)
+
+    def change_group_notice(self, chat_id: str, notice: str, **delivery: bool) -> GroupEvent:
+        """Change a group's notice; change_notice is posted."""
+        return self._group_action(
+            lambda s: group_chats.change_notice(s, chat_id, notice), **delivery
+        )
+
+    def change_group_owner(self, chat_id: str, userid: str, **delivery: bool) -> GroupEvent:
+        """Hand a group to another member in it; change_owner is posted."""
+        return self._group_action(
+            lambda s: group_chats.change_owner(s, chat_id, userid), **delivery
+        )
+
+    def dismiss_group(self, chat_id: str, **delivery: bool) -> GroupEvent:
+        """The owner dismisses a group; dismiss is posted."""
+        return self._group_action(lambda s: group_chats.dismiss(s, chat_id), **delivery)
+
+    @property
+    def group_chats(self) -> dict[str, GroupChat]:
+        """Return the customer groups by chat_id, dismissed ones included."""
+        with self.state.lock:
+            return copy.deepcopy(self.state.group_chats)
+
+    @property
+    def join_ways(self) -> dict[str, JoinWay]:
+        """Return the 加入群聊 join ways by config_id."""
+        with self.state.lock:
+            return copy.deepcopy(self.state.join_ways)
+
     # --- callbacks ----------------------------------------------------------------
 
     def event_xml(
@@ -780,6 +920,8 @@ class Simulator:
                 "contact_ways": len(self.state.contact_ways),
                 "welcomes": len(self.state.welcomes),
                 "group_msgs": len(self.state.group_msgs),
+                "group_chats": sum(not c.dismissed for c in self.state.group_chats.values()),
+                "join_ways": len(self.state.join_ways),
                 "app_messages": len(self.state.app_messages),
                 "app_messages_dropped": sum(self.state.app_msg_drops.values()),
             }

@@ -11,7 +11,9 @@ from wecom_sim.crypto import random_id
 from wecom_sim.models import (
     ContactWay,
     Customer,
+    GroupChat,
     GroupMsg,
+    JoinWay,
     Relation,
     RuleTag,
     Staff,
@@ -90,6 +92,7 @@ TICKETS_PER_HOUR_CORP = 400
 TICKETS_PER_HOUR_APP = 100
 APP_MSGS_PER_MINUTE = 30  # per member, doc 90312; beyond this WeCom drops silently
 APP_MSGS_PER_HOUR = 1000
+GROUP_CAPACITY = 500  # members a customer group holds before a join way moves on (assumed)
 
 
 @dataclass
@@ -153,6 +156,10 @@ class SimState:
     in_wecom: bool = True  # False: the page is open in a plain browser, every ww call fails
     open_chat: OpenChat | None = None
     jssdk_calls: list[dict[str, str]] = field(default_factory=list)
+    # Customer groups (客户群) by chat_id, in creation order, and the 加入群聊 join ways.
+    group_chats: dict[str, GroupChat] = field(default_factory=dict)
+    join_ways: dict[str, JoinWay] = field(default_factory=dict)
+    group_capacity: int = GROUP_CAPACITY
 
     def now(self) -> float:
         """Return the simulated wall-clock time in seconds."""
@@ -281,3 +288,15 @@ class SimState:
         """Return the newest live code with that state."""
         matches = [w for w in self.contact_ways.values() if w.state == state]
         return matches[-1] if matches else None  # dicts keep creation order
+
+    # --- customer groups ---------------------------------------------------------------
+
+    def live_chat(self, chat_id: str) -> GroupChat | None:
+        """Return the group unless it is unknown or dismissed."""
+        chat = self.group_chats.get(chat_id)
+        return chat if chat is not None and not chat.dismissed else None
+
+    def join_way_by_state(self, state: str) -> JoinWay | None:
+        """Return the newest join way with that state."""
+        matches = [w for w in self.join_ways.values() if w.state == state]
+        return matches[-1] if matches else None

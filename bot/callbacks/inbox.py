@@ -40,14 +40,14 @@ from datetime import datetime
 from typing import cast
 
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import Table, bindparam, case, exists, func, literal, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
 from bot import heartbeat
+from bot.db.driver import DriverWrite
 from bot.db.models import InboxEvent
-from bot.db.types import utcnow
+from bot.db.types import sqlite_datetime, utcnow
 from bot.errors import NotFoundError
 from bot.metriclabels import change_type_label
 from bot.queue import Queue
@@ -106,7 +106,7 @@ class Handoff:
 
     One per process (a Runtime part): the request puts, the inbox workers take. An entry
     is the event's id (to claim), or the event itself when the ack already claimed it
-    (`store_and_take`).
+    (`store` with `take`).
     """
 
     def __init__(self) -> None:
@@ -254,37 +254,42 @@ _CLAIM_IDS = (
     .values(**_TAKE)
     .returning(*_RETURNED)
 )
-_STORE = {
-    "sqlite": sqlite.insert(_T)
-    .on_conflict_do_nothing(index_elements=["dedup_key"])
-    .returning(_T.c.id),
-    "postgresql": postgresql.insert(_T)
-    .on_conflict_do_nothing(index_elements=["dedup_key"])
-    .returning(_T.c.id),
-}
-# SQLite only, where every write holds the database's one write lock (across processes
-# too): the ack's INSERT also claims the event for the process that will process it,
-# unless an earlier event of its relation is unfinished (then it stays pending, claimed
-# later in order). That spares each scan a claim transaction. PostgreSQL keeps the
-# separate claim: concurrent inserts cannot see each other's uncommitted rows.
-_WAITS = exists(
-    select(_EARLIER.c.id).where(
-        _EARLIER.c.relation_key == bindparam("waits_on", type_=_T.c.relation_key.type),
-        _UNFINISHED,
-    )
-)
-_STORE_TAKING = (
-    sqlite.insert(_T)
-    .values(
-        status=case((_WAITS, literal(InboxStatus.PENDING.value)), else_=literal(_TAKEN)),
-        attempts=case((_WAITS, 0), else_=1),
-        locked_until=case(
-            (_WAITS, None), else_=bindparam("lock_deadline", type_=_T.c.locked_until.type)
-        ),
-    )
-    .on_conflict_do_nothing(index_elements=["dedup_key"])
-    .returning(_T.c.id, _T.c.status)
-)
+# The ack's store runs through the driver (bot/db/driver.py: a session would cost it three
+# times the CPU), so its SQL is written out. On SQLite, where every write holds the
+# database's one write lock (across processes too), the INSERT also claims the event for
+# the process that will process it (`take`), unless an earlier event of its relation is
+# unfinished (then it stays pending, claimed later in order). That spares each scan a
+# claim transaction. PostgreSQL keeps the separate claim: concurrent inserts cannot see
+# each other's uncommitted rows.
+_PENDING = f"'{InboxStatus.PENDING.value}'"
+_UNFINISHED_SQL = f"(status = {_PENDING} OR status = '{_TAKEN}')"
+_STORE_SQL = f"""
+INSERT INTO inbox_events (dedup_key, event, change_type, payload, received_at, next_attempt_at,
+    duplicates, relation_key, owner, status, attempts, locked_until)
+SELECT :dedup_key, :event, :change_type, :payload, :now, :now, 0, :relation_key, :owner,
+    CASE WHEN waits THEN {_PENDING} ELSE '{_TAKEN}' END,
+    CASE WHEN waits THEN 0 ELSE 1 END,
+    CASE WHEN waits THEN NULL ELSE :lock_deadline END
+FROM (SELECT NOT :take OR EXISTS (SELECT 1 FROM inbox_events
+    WHERE relation_key = :relation_key AND {_UNFINISHED_SQL}) AS waits) AS pick
+WHERE true
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING id, status"""
+# A re-delivery counts itself and, when its event is unfinished and nobody alive holds
+# it, takes it over for the receiving process (every SET reads the row as it was).
+# The owner's liveness is heartbeat.gone's test, written out.
+_TAKEABLE_SQL = f"""(status = {_PENDING} OR (status = '{_TAKEN}'
+    AND coalesce(owner, '') <> coalesce(:me, '')))
+    AND NOT EXISTS (SELECT 1 FROM leases
+        WHERE leases.name = inbox_events.owner AND leases.expires_at >= :now)"""
+_REDELIVERED_SQL = f"""
+UPDATE inbox_events SET duplicates = duplicates + 1,
+    owner = CASE WHEN {_TAKEABLE_SQL} THEN :me ELSE owner END,
+    status = CASE WHEN {_TAKEABLE_SQL} THEN {_PENDING} ELSE status END,
+    next_attempt_at = CASE WHEN {_TAKEABLE_SQL} THEN :now ELSE next_attempt_at END,
+    locked_until = CASE WHEN {_TAKEABLE_SQL} THEN NULL ELSE locked_until END
+WHERE dedup_key = :key
+RETURNING id, status, owner"""
 # A claim made by the ack is re-asserted when its event waited in the hand-off longer
 # than this: by then a process that thought this one dead (its heartbeat late past
 # STALE_SECONDS) may have taken it over, and a claim transaction would have noticed.
@@ -300,111 +305,65 @@ _RETAKE = (
     .values(locked_until=bindparam("locked_until"))
     .returning(_T.c.id)
 )
-# A re-delivery counts itself and, when its event is unfinished and nobody alive holds
-# it, takes it over for the receiving process (every SET reads the row as it was).
-_TAKEABLE = (
-    (_T.c.status == InboxStatus.PENDING) | ((_T.c.status == InboxStatus.PROCESSING) & _NOT_MINE)
-) & _OWNER_GONE
-
-
-def _if_taken(value: object, column: str) -> object:
-    return case((_TAKEABLE, value), else_=_T.c[column])
-
-
-_REDELIVERED = (
-    update(_T)
-    .where(_T.c.dedup_key == bindparam("key"))
-    .values(
-        duplicates=_T.c.duplicates + 1,
-        owner=_if_taken(_ME, "owner"),
-        status=_if_taken(literal(InboxStatus.PENDING.value), "status"),
-        next_attempt_at=_if_taken(_NOW, "next_attempt_at"),
-        locked_until=_if_taken(None, "locked_until"),
-    )
-    .returning(_T.c.id, _T.c.status, _T.c.owner)
-)
 
 
 def store(
-    event: CallbackEvent, payload: str, *, session: Session, owner: str | None = None
-) -> int | None:
-    """Store a verified event and return its id, or None for a re-delivery nothing waits on.
+    event: CallbackEvent,
+    payload: str,
+    *,
+    txn: DriverWrite,
+    owner: str | None = None,
+    take: bool = False,
+) -> Claimed | int | None:
+    """Store a verified event; return it claimed, its id, or None for a re-delivery.
 
     `owner`: this process's heartbeat id, when it will process the event itself (see
-    `Handoff`). A re-delivery of an event still pending (or claimed by a process that
-    died) returns its id too, taken over for `owner`, so the caller wakes its processing
-    as for a new one.
+    `Handoff`). `take` (with `owner`): on SQLite, claim it in the same INSERT and return
+    it `Claimed` (process it without a claim); its id is returned instead when an
+    earlier event of its relation is unfinished, and always on PostgreSQL (claim it
+    first). A re-delivery of an event still pending (or claimed by a process that died)
+    returns its id too, taken over for `owner`, so the caller wakes its processing as
+    for a new one; any other re-delivery returns None.
     """
-    dialect = session.get_bind().dialect.name
+    sqlite = txn.dialect == "sqlite"
+    take = take and sqlite and owner is not None
     now = utcnow()
-    row = {
-        "dedup_key": event.dedup_key,
-        "event": event.event[:64],
-        "change_type": event.change_type[:64],
-        "payload": payload,
-        "received_at": now,
-        "status": InboxStatus.PENDING,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "duplicates": 0,
-        "relation_key": relation_key(event),
-        "owner": owner,
-    }
-    # RETURNING, not rowcount: a skipped insert may report -1.
-    inserted = session.execute(_STORE[dialect], row).scalar_one_or_none()
-    if inserted is not None:
-        _notify(dialect, session=session)
-        STORED.labels("new").inc()
-        return int(inserted)
-    found = session.execute(_REDELIVERED, {"key": event.dedup_key, "me": owner, "now": now}).first()
-    if found is None or found.status != InboxStatus.PENDING:
-        STORED.labels("duplicate").inc()
-        return None
-    _notify(dialect, session=session)  # still waiting: whoever may take it should look now
-    STORED.labels("resumed").inc()
-    return int(found.id) if owner is not None and found.owner == owner else None
-
-
-def _notify(dialect: str, *, session: Session) -> None:
-    if dialect == "postgresql":
-        # Delivered at commit to worker processes listening (see jobs/inbox_listener.py).
-        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-
-
-def store_and_take(
-    event: CallbackEvent, payload: str, *, session: Session, owner: str
-) -> Claimed | int | None:
-    """Store a verified event for `owner` to process; on SQLite, claim it in the same INSERT.
-
-    Returns the claimed event (process it without a claim), its id (claim it first: on
-    PostgreSQL, when an earlier event of its relation is unfinished, or a re-delivery
-    taken over) or None, as `store` does.
-    """
-    if session.get_bind().dialect.name != "sqlite":
-        return store(event, payload, session=session, owner=owner)
-    now = utcnow()
-    key = relation_key(event)
+    stored_now = sqlite_datetime(now) if sqlite else now
     kind, change = event.event[:64], event.change_type[:64]
+    key = relation_key(event)
+    deadline = QUEUE.claim_deadline(now)
     row = {
         "dedup_key": event.dedup_key,
         "event": kind,
         "change_type": change,
         "payload": payload,
-        "received_at": now,
-        "next_attempt_at": now,
-        "duplicates": 0,
+        "now": stored_now,
         "relation_key": key,
         "owner": owner,
-        "waits_on": key,
-        "lock_deadline": QUEUE.claim_deadline(now),
+        "take": take,
+        "lock_deadline": sqlite_datetime(deadline) if sqlite else deadline,
     }
-    inserted = session.execute(_STORE_TAKING, row).first()
-    if inserted is None:  # a re-delivery
-        return store(event, payload, session=session, owner=owner)
-    STORED.labels("new").inc()
-    if inserted.status != InboxStatus.PROCESSING:
-        return int(inserted.id)
-    return Claimed(int(inserted.id), payload, kind, change, now, attempts=1)
+    # RETURNING, not rowcount: a skipped insert may report -1.
+    inserted = txn.execute(_STORE_SQL, row)
+    if inserted is not None:
+        _notify(txn)
+        STORED.labels("new").inc()
+        if inserted[1] != _TAKEN:
+            return int(inserted[0])
+        return Claimed(int(inserted[0]), payload, kind, change, now, attempts=1)
+    found = txn.execute(_REDELIVERED_SQL, {"key": event.dedup_key, "me": owner, "now": stored_now})
+    if found is None or found[1] != InboxStatus.PENDING:
+        STORED.labels("duplicate").inc()
+        return None
+    _notify(txn)  # still waiting: whoever may take it should look now
+    STORED.labels("resumed").inc()
+    return int(found[0]) if owner is not None and found[2] == owner else None
+
+
+def _notify(txn: DriverWrite) -> None:
+    if txn.dialect == "postgresql":
+        # Delivered at commit to worker processes listening (see jobs/inbox_listener.py).
+        txn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 def aged(items: Sequence[Claimed]) -> bool:

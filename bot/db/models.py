@@ -180,6 +180,69 @@ class ChannelTag(Base):
     tag_name: Mapped[str] = mapped_column(String(30), primary_key=True)
 
 
+# --- customer groups (客户群; docs/wecom-groups.md) ---------------------------------------
+
+
+class GroupChat(TimestampMixin, Base):
+    """A customer group (客户群) in WeCom, owned by a staff member; kept after dismissal."""
+
+    __tablename__ = "group_chats"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    chat_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    # a userid, not a staff row: the group may be read before its owner is synced
+    owner_userid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    notice: Mapped[str] = mapped_column(Text, default="")
+    # groupchat/get's member_version as last applied: equal to a callback's CurMemVer means
+    # the membership is already known
+    member_version: Mapped[str] = mapped_column(String(64), default="")
+    group_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # WeCom's create_time
+    dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last groupchat/get applied
+
+    members: Mapped[list[GroupMember]] = relationship(
+        back_populates="group_chat", cascade="all, delete-orphan"
+    )
+
+
+class GroupMember(Base):
+    """One stay of someone in a customer group: when and how they joined, when they left.
+
+    A member who leaves and comes back has a second row; `left_at` NULL is a current member.
+    """
+
+    __tablename__ = "group_members"
+    __table_args__ = (
+        # a re-delivered join or a sync finding the same stay lands on the same row
+        UniqueConstraint("group_chat_id", "member_userid", "joined_at"),
+        # the current members of a group
+        Index("ix_group_members_current", "group_chat_id", "left_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    group_chat_id: Mapped[int] = mapped_column(ForeignKey("group_chats.id", ondelete="CASCADE"))
+    member_userid: Mapped[str] = mapped_column(String(64))  # userid or external_userid
+    member_type: Mapped[int] = mapped_column(Integer)  # 1 staff member, 2 external contact
+    # the customer, when an external member is one the bot knows (a relation may come later)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # groupchat/get's join_scene: 1 invited, 2 invited by link, 3 scanned a group QR
+    join_scene: Mapped[int] = mapped_column(Integer, default=0)
+    invitor_userid: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(30), default="")  # the join way's state, if any
+    channel_id: Mapped[int | None] = mapped_column(
+        ForeignKey("channels.id", ondelete="SET NULL"), index=True
+    )
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    quit_scene: Mapped[int | None] = mapped_column(Integer)  # 0 left, 1 removed
+    dismissed: Mapped[bool] = mapped_column(Boolean, default=False)  # ended by a dismissal
+
+    group_chat: Mapped[GroupChat] = relationship(back_populates="members")
+
+
 # --- the tag catalogue and the tags WeCom has ---------------------------------------
 
 
@@ -304,6 +367,9 @@ class TierAssignment(Base):
         UniqueConstraint("customer_id", "dimension"),
         # The console's customer list filtered to a tier: a page walks it newest first.
         Index("ix_tier_assignments_dimension_tier", "dimension", "tier", "customer_id"),
+        # 流失预警 (and any tier's members by entry): a tier's newest entrants first, the
+        # page's rows read from the index's end, never a sort of every member.
+        Index("ix_tier_assignments_tier_since", "dimension", "tier", "since", "customer_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -13,9 +14,36 @@ from sqlalchemy.types import TypeDecorator
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
 
+# Seconds the database's clock runs ahead of this process's (bot/db/clock.py measures it on
+# PostgreSQL; SQLite is one machine, its clock the clock). Leases, claim deadlines and the
+# WeCom budget windows compare times written by many processes: all read this one clock.
+_db_offset = 0.0
+
+
 def utcnow() -> datetime:
-    """Return the current time as an aware UTC datetime."""
-    return datetime.now(UTC)
+    """Return the current time, by the database's clock, as an aware UTC datetime."""
+    return datetime.fromtimestamp(time.time() + _db_offset, UTC)
+
+
+def wall() -> float:
+    """Return the current time, by the database's clock, as seconds since the epoch."""
+    return time.time() + _db_offset
+
+
+def set_db_offset(seconds: float) -> None:
+    """Set how far the database's clock runs ahead of this process's (bot/db/clock.py)."""
+    global _db_offset
+    _db_offset = seconds
+
+
+def sqlite_datetime(value: datetime | None) -> str | None:
+    """Return a time as SQLAlchemy stores a UTCDateTime on SQLite (for SQL run bare)."""
+    # The same text as the column's own binds, so stored values compare equal.
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.db.models import InteractionEvent, Order, ProfileAttribute
-from bot.db.types import Money, UTCDateTime
+from bot.db.types import Money, UTCDateTime, sqlite_datetime
 from bot.ingest.linking import attach_customers, member_of
 from bot.ingest.rows import EVENT_COLUMNS, ORDER_COLUMNS, Kind
 from bot.touched import touch
@@ -116,21 +116,12 @@ def _upsert_statement(dialect: str, table: Table, key: str, values: tuple[str, .
     )
 
 
-def _sqlite_datetime(value: datetime | None) -> str | None:
-    # The format of SQLAlchemy's SQLite DATETIME, so stored values compare equal.
-    if value is None:
-        return None
-    if value.tzinfo is not UTC:  # validated rows are UTC already
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def _sqlite_encoder(column_type: Any) -> Callable[[Any], Any] | None:
     """Return a fast encoder giving exactly what SQLAlchemy would store, or None for as-is."""
     if isinstance(column_type, Money):
         return lambda v: None if v is None else int(v * 100)  # validated: whole fen
     if isinstance(column_type, UTCDateTime):
-        return _sqlite_datetime
+        return sqlite_datetime
     return None  # str, int, and bool (an int to sqlite3) go through as they are
 
 

@@ -59,6 +59,7 @@ class TierReason:
     checks: tuple[RuleCheck, ...]
     metrics: tuple[MetricValue, ...]
     source: str  # tag_from: the name the tag is read from; "" for tiers
+    rank_note: str = ""  # which day's 客户总体 the ranks count against, when not today's
 
 
 def define_name(name: str) -> str:
@@ -128,6 +129,7 @@ def readable_tiers(
                     for name, value in view.metrics.items()
                 ),
                 source=source,
+                rank_note=view.rank_note,
             )
         )
     return out

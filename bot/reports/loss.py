@@ -107,7 +107,10 @@ def _at_risk_query(churn: TierPick, value: TierPick | None) -> Select[int, str, 
             & (worth.dimension == (value.dimension if value else "")),
         )
         .where(risk.dimension == churn.dimension, risk.tier == churn.tier)
-        .order_by(risk.since.desc(), Customer.external_userid)
+        # Newest entrants first; a run gives its whole intake one `since`, so ties are
+        # the rule: the newest customer first among them. Both keys are the index's
+        # (ix_tier_assignments_tier_since), read backwards: the page costs its rows.
+        .order_by(risk.since.desc(), risk.customer_id.desc())
     )
 
 
@@ -127,6 +130,23 @@ def _followers(
     return out
 
 
+def _members(churn: TierPick, *, session: Session) -> int:
+    """How many hold the tier as of the latest run (the ⓘ's definition): the size that run
+    wrote (one row; only a run writes tier_assignments, in the transaction that writes its
+    sizes), counted from the assignments only when no run has measured the dimension."""
+    sizes = tier_movement.tier_sizes(churn.dimension, session=session)
+    if sizes.run_id is not None:
+        return sizes.of(churn.tier)
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(TierAssignment)
+            .where(TierAssignment.dimension == churn.dimension, TierAssignment.tier == churn.tier)
+        )
+        or 0
+    )
+
+
 def at_risk(
     tiering: TieringSettings,
     *,
@@ -138,14 +158,7 @@ def at_risk(
     churn = churn_tier(tiering)
     if churn is None:
         return [], 0
-    total = int(
-        session.scalar(
-            select(func.count())
-            .select_from(TierAssignment)
-            .where(TierAssignment.dimension == churn.dimension, TierAssignment.tier == churn.tier)
-        )
-        or 0
-    )
+    total = _members(churn, session=session)
     query = _at_risk_query(churn, value_tier(tiering))
     rows = session.execute(query if limit is None else query.limit(limit)).all()
     ids = [r[0] for r in rows]

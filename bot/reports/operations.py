@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import ColumnElement, Table, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from bot.config import LimitsSettings
@@ -29,6 +30,69 @@ def _count(table: Table, statuses: tuple[str, ...], *, session: Session) -> dict
     return {s: found.get(s, 0) for s in statuses}
 
 
+OPEN = (OutboxStatus.PENDING, OutboxStatus.IN_FLIGHT, OutboxStatus.DEAD)
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    """The outbox by status: the open operations (pending, in flight, dead) everywhere, and
+    every operation of a push's range (ids above `push_from`, done ones included)."""
+
+    everywhere: dict[str, int]  # open statuses only: done rows are never counted whole
+    push: dict[str, int]  # every status; all 0 when there is no range (push_from None)
+    push_from: int | None
+
+
+MANY_OPEN = 10_000  # open operations in a push's range past which one pass reads it
+
+
+def outbox_counts(
+    *, session: Session, push_from: int | None, many: int = MANY_OPEN
+) -> OutboxCounts:
+    """Count the open operations and a push's range by status.
+
+    The range's done rows are its count less its open ones. While a push is being sent
+    nearly every row of the range is open: then one pass (`WHERE open OR in the range`,
+    grouped by status and range) reads the queue once, where counting the open rows and
+    then the range read it twice. Otherwise the open rows are few (the claim index) and
+    the range is a primary-key count, cheaper than grouping it. Which case holds is probed
+    by looking `many` entries into the range's pending ones.
+    """
+    op = OutboxOperation
+    everywhere = {str(s): 0 for s in OPEN}
+    push = dict.fromkeys((str(s) for s in OutboxStatus), 0)
+    where: ColumnElement[bool] = op.status.in_(OPEN)
+    groups: list[Any] = [op.status]
+    in_push: ColumnElement[Any] = literal_column("0")
+    one_pass = False
+    if push_from is not None:
+        # The id inlined (an int): PostgreSQL groups by an expression only when its text
+        # is the selected one's, and two bound parameters are two expressions to it.
+        in_push = op.id > literal_column(str(int(push_from)))
+        groups.append(in_push)
+        probe = (
+            select(op.id)
+            .where(op.status == OutboxStatus.PENDING, op.id > push_from)
+            .offset(max(many - 1, 0))
+            .limit(1)
+        )
+        one_pass = session.scalar(probe) is not None
+        if one_pass:
+            where = where | in_push
+    query = select(op.status, in_push, func.count()).where(where).group_by(*groups)
+    for status, in_range, n in session.execute(query).all():
+        if status in everywhere:
+            everywhere[status] += int(n)
+        if in_range:
+            push[status] += int(n)
+    if push_from is not None and not one_pass:
+        in_range_total = int(
+            session.scalar(select(func.count()).select_from(op).where(op.id > push_from)) or 0
+        )
+        push[OutboxStatus.DONE] = in_range_total - sum(push.values())
+    return OutboxCounts(everywhere, push, push_from)
+
+
 @dataclass(frozen=True)
 class QueueDepths:
     """Callbacks waiting or dead; WeCom writes queued or dead."""
@@ -39,11 +103,11 @@ class QueueDepths:
     outbox_dead: int
 
 
-def queue_depths(*, session: Session) -> QueueDepths:
-    """Return the inbox's and the outbox's depth and dead letters."""
+def queue_depths(*, session: Session, outbox: OutboxCounts | None = None) -> QueueDepths:
+    """Return the inbox's and the outbox's depth and dead letters (`outbox`: already counted)."""
     i, o = InboxStatus, OutboxStatus
     inbox = _count(InboxEvent.__table__, (i.PENDING, i.PROCESSING, i.DEAD), session=session)  # type: ignore[arg-type]
-    out = _count(OutboxOperation.__table__, (o.PENDING, o.IN_FLIGHT, o.DEAD), session=session)  # type: ignore[arg-type]
+    out = (outbox or outbox_counts(session=session, push_from=None)).everywhere
     return QueueDepths(
         inbox[i.PENDING] + inbox[i.PROCESSING],
         inbox[i.DEAD],

@@ -132,6 +132,7 @@ def overview(*, session: Session, settings: Settings, now: datetime | None = Non
     high = value_tier(settings.tiering)
     churn = churn_tier(settings.tiering)
     rolled = channel_stats.computed_at(session=session)
+    runs = tier_movement.last_run_summary(session=session)
     # Before the first rollup nothing is known: zeros, not yesterday's zeros as deltas.
     prev = None if rolled is None else yesterday
     return Overview(
@@ -162,8 +163,8 @@ def overview(*, session: Session, settings: Settings, now: datetime | None = Non
         ),
         trend=trend,
         tiers=tiers,
-        last_runs=tier_movement.last_run_summary(session=session),
-        queues=operations.queue_depths(session=session),
+        last_runs=runs,
+        queues=operations.queue_depths(session=session, outbox=runs.outbox),
         wecom=operations.wecom_usage(
             session=session, corp_id=settings.wecom.corp_id, limits=settings.limits
         ),

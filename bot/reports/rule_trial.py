@@ -3,11 +3,14 @@
 The same parser and checker as the config (`bot.rules`), compiled to the same SQL
 the re-tier evaluates, over the same metrics engine's frame of every customer. Computing
 that frame is a pass over the data (a re-tier's), so a serving process keeps one frame
-for `MAX_AGE` and answers every trial from it; the page says when it was computed.
+for `MAX_AGE` and answers every trial from it; the page says when it was computed. The
+page never waits for that pass: it is computed in a background thread (one at a time per
+process) while the page says so and polls (`trial(wait=False)` gives `pending`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,8 +26,12 @@ from bot.rules import RuleError, Scope, compile_condition, names_in, parse_and_c
 from bot.rules.explain import format_value
 from bot.rules.sql import quote_ident
 from bot.rules.vocabulary import PROFILE_PREFIX
-from bot.tiering.engine import compute_metrics
+from bot.tiering.engine import MetricsEngine, compute_metrics
 from bot.tiering.frame import TABLE, MetricFrame
+
+log = logging.getLogger(__name__)
+
+CLOSE_WAIT_S = 30.0  # how long close() waits for an interrupted background thread
 
 MAX_AGE = timedelta(minutes=10)
 MAX_CHARS = 2000
@@ -51,6 +58,7 @@ class TrialResult:
     names: tuple[str, ...] = ()
     sample: tuple[SampleRow, ...] = ()
     as_of: datetime | None = None  # when the frame's metrics were computed
+    pending: bool = False  # every customer's metrics are being computed: ask again
 
 
 class TrialFrames:
@@ -60,16 +68,79 @@ class TrialFrames:
         self._lock = threading.Lock()
         self._frame: MetricFrame | None = None
         self._key: tuple[int, str] | None = None
+        self._thread: threading.Thread | None = None  # the background computation, if any
+        self._failed: str | None = None  # the last background computation's error
+        self._computing: MetricsEngine | None = None  # the background computation's engine
+        self._closed = False
+        self.computations = 0  # frames computed (tests count)
+
+    def _fresh(self, db: Database, *, tz: str, now: datetime) -> bool:
+        frame = self._frame
+        if frame is None or self._key != (id(db), tz):
+            return False
+        return not (now - frame.as_of > MAX_AGE or frame.as_of > now)
+
+    def ready(self, db: Database, *, tz: str, now: datetime) -> bool:
+        """Say whether a frame at most MAX_AGE old is kept; if not, start computing one.
+
+        One computation at a time: a trial while one runs just waits for it. Raises
+        `duckdb.Error` once when the last background computation failed.
+        """
+        with self._lock:
+            if self._fresh(db, tz=tz, now=now):
+                return True
+            if self._failed is not None:
+                failed, self._failed = self._failed, None
+                raise duckdb.Error(failed)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._compute, args=(db, tz, now), name="rule-trial", daemon=True
+                )
+                self._thread.start()
+            return False
+
+    def _compute(self, db: Database, tz: str, now: datetime) -> None:
+        with self._lock:
+            if self._closed:
+                self._thread = None
+                return
+            engine = self._computing = MetricsEngine(db, tz=tz)
+        try:
+            frame = engine.compute(as_of=now)
+        except Exception as exc:
+            if not self._closed:  # closing interrupts the computation
+                log.exception("规则试算: computing every customer's metrics failed")
+            engine.close()
+            with self._lock:
+                self._failed, self._thread, self._computing = type(exc).__name__, None, None
+            return
+        frame._owner = engine  # closed with the frame
+        with self._lock:
+            self._computing = None
+            if self._closed:
+                self._thread = None
+                frame.close()
+                return
+            self._close()
+            self._frame, self._key, self._thread = frame, (id(db), tz), None
+            self.computations += 1
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background computation, if any; say whether none is running."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
 
     def run(self, db: Database, *, tz: str, now: datetime, query: Any) -> Any:
         """Call `query(frame)` under the lock with a frame at most MAX_AGE old."""
         with self._lock:
-            frame = self._frame
-            stale = frame is None or now - frame.as_of > MAX_AGE or frame.as_of > now
-            if stale or self._key != (id(db), tz):
+            if not self._fresh(db, tz=tz, now=now):
                 self._close()
                 self._frame = compute_metrics(db, as_of=now, tz=tz)
                 self._key = (id(db), tz)
+                self.computations += 1
             assert self._frame is not None
             return query(self._frame)
 
@@ -80,8 +151,13 @@ class TrialFrames:
         self._key = None
 
     def close(self) -> None:
+        """Drop the frame; interrupt a background computation and wait for its thread."""
         with self._lock:
+            self._closed = True
             self._close()
+            if self._computing is not None:
+                self._computing.con.interrupt()
+        self.wait(CLOSE_WAIT_S)  # bounded: shutdown never hangs on a slow interrupt
 
 
 def _shown(value: Any) -> str:
@@ -102,8 +178,13 @@ def trial(
     tz: str,
     now: datetime,
     sample: int = SAMPLE,
+    wait: bool = True,
 ) -> TrialResult:
-    """Parse and check `text`, then count and sample the customers it matches now."""
+    """Parse and check `text`, then count and sample the customers it matches now.
+
+    `wait=False` (the page): without a fresh frame, start computing it in the background
+    and answer `pending` at once; a syntax error is answered without waiting.
+    """
     if not text.strip():
         return _error(text, "请输入条件，例如 spend_365d >= 1000")
     if len(text) > MAX_CHARS:
@@ -134,6 +215,8 @@ def trial(
         return (int(found[0]) if found else 0, int(total[0]) if total else 0, rows, frame.as_of)
 
     try:
+        if not wait and not frames.ready(db, tz=tz, now=now):
+            return TrialResult(text, names=names, pending=True)
         matched, customers, rows, as_of = frames.run(db, tz=tz, now=now, query=query)
     except duckdb.Error as exc:
         return _error(text, f"无法计算这个条件：{type(exc).__name__}")

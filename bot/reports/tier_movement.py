@@ -11,11 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.db.models import OutboxOperation, RetierRun, TierRunMove, TierSizeDay
 from bot.db.types import utcnow
+from bot.reports import operations
+from bot.reports.operations import OutboxCounts
 from bot.states import OutboxStatus
 from bot.tags import push
 from bot.tiering.run_stats import MEASURED
@@ -227,8 +229,8 @@ class RunSummary:
 class PushProgress:
     """The outbox since the last full run finished: its push, and what queued after it.
 
-    Counted over the operation ids after the run's `outbox_from` (a primary-key range),
-    never over every operation the outbox has kept done.
+    Counted over the operation ids after the run's `outbox_from` (the push's range), in
+    one pass with the open operations, never over every operation the outbox has kept done.
     """
 
     queued: int  # pending and in flight
@@ -243,25 +245,34 @@ class PushProgress:
 
 
 def push_progress(
-    *, session: Session, since_id: int | None, now: datetime | None = None
+    *,
+    session: Session,
+    since_id: int | None,
+    now: datetime | None = None,
+    outbox: OutboxCounts | None = None,
 ) -> PushProgress:
     """Count the outbox operations after `since_id` by status, with the recent rate.
 
-    Done operations are most of the range and never leave the outbox: they are counted as
-    the range's operations less the others, which are few and read from the status-led
-    claim index; the rate reads `ix_outbox_operations_status_done` over RATE_WINDOW only.
+    The range's statuses come from `outbox` (one pass with the page's queue depths) or are
+    counted here; the rate reads `ix_outbox_operations_status_done` over RATE_WINDOW only.
     """
     op = OutboxOperation
     recent = (now or utcnow()) - push.RATE_WINDOW
-    after = op.id > (since_id or 0)
-
-    def n(*cond: ColumnElement[bool]) -> int:
-        return int(session.scalar(select(func.count()).select_from(op).where(*cond)) or 0)
-
-    queued = n(op.status.in_((OutboxStatus.PENDING, OutboxStatus.IN_FLIGHT)), after)
-    dead = n(op.status == OutboxStatus.DEAD, after)
-    sent = n(after) - queued - dead
-    lately = n(op.status == OutboxStatus.DONE, op.done_at >= recent, after)
+    since = since_id or 0
+    if outbox is None or outbox.push_from != since:
+        outbox = operations.outbox_counts(session=session, push_from=since)
+    s = OutboxStatus
+    queued = outbox.push[s.PENDING] + outbox.push[s.IN_FLIGHT]
+    dead = outbox.push[s.DEAD]
+    sent = outbox.push[s.DONE]
+    lately = int(
+        session.scalar(
+            select(func.count())
+            .select_from(op)
+            .where(op.status == s.DONE, op.done_at >= recent, op.id > since)
+        )
+        or 0
+    )
     per_minute = lately / (push.RATE_WINDOW.total_seconds() / 60)
     eta = 0.0 if not queued else (queued / per_minute * 60 if per_minute else None)
     return PushProgress(queued, sent, dead, per_minute, eta)
@@ -274,6 +285,7 @@ class LastRuns:
     last: RunSummary | None
     last_full: RunSummary | None
     push: PushProgress
+    outbox: OutboxCounts  # the push's range by status and the open operations, one pass
 
 
 def _summary(run: RetierRun | None) -> RunSummary | None:
@@ -299,4 +311,6 @@ def last_run_summary(*, session: Session) -> LastRuns:
         select(RetierRun).where(RetierRun.scope == "full").order_by(RetierRun.id.desc()).limit(1)
     ).first()
     since = None if full is None else full.outbox_from
-    return LastRuns(_summary(last), _summary(full), push_progress(session=session, since_id=since))
+    outbox = operations.outbox_counts(session=session, push_from=since or 0)
+    progress = push_progress(session=session, since_id=since, outbox=outbox)
+    return LastRuns(_summary(last), _summary(full), progress, outbox)

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, insert, select, update
 
 from bot import leases
 from bot.db import Database
@@ -241,16 +242,19 @@ def _fallback(
     )
 
 
-def _read(db: Database, key: tuple[str, TicketKind, int]) -> _Row:
+def _the_row(key: tuple[str, TicketKind, int]) -> tuple[ColumnElement[bool], ...]:
     corp_id, kind, agent_id = key
+    return (
+        JsapiTicketRow.corp_id == corp_id,
+        JsapiTicketRow.kind == kind.value,
+        JsapiTicketRow.agent_id == agent_id,
+    )
+
+
+def _read(db: Database, key: tuple[str, TicketKind, int]) -> _Row:
+    kind = key[1]
     with db.read() as session:
-        found = session.execute(
-            select(JsapiTicketRow).where(
-                JsapiTicketRow.corp_id == corp_id,
-                JsapiTicketRow.kind == kind.value,
-                JsapiTicketRow.agent_id == agent_id,
-            )
-        ).scalar_one_or_none()
+        found = session.execute(select(JsapiTicketRow).where(*_the_row(key))).scalar_one_or_none()
     if found is None:
         return _Row(None, None, "")
     ticket = (
@@ -260,31 +264,14 @@ def _read(db: Database, key: tuple[str, TicketKind, int]) -> _Row:
 
 
 def _store(db: Database, key: tuple[str, TicketKind, int], ticket: Ticket) -> None:
-    corp_id, kind, agent_id = key
-    values = {
+    fetched = {
         "ticket": ticket.ticket,
         "expires_at": ticket.expires_at,
         "fetched_at": ticket.fetched_at,
         "refused_until": None,
         "last_error": "",
     }
-    with db.write() as session:
-        done = session.execute(
-            update(JsapiTicketRow)
-            .where(
-                JsapiTicketRow.corp_id == corp_id,
-                JsapiTicketRow.kind == kind.value,
-                JsapiTicketRow.agent_id == agent_id,
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if not done.rowcount:  # type: ignore[attr-defined]
-            session.execute(
-                insert(JsapiTicketRow).values(
-                    corp_id=corp_id, kind=kind.value, agent_id=agent_id, **values
-                )
-            )
+    _upsert(db, key, fetched)
 
 
 def _store_refusal(
@@ -296,28 +283,29 @@ def _store_refusal(
     reason: str,
 ) -> None:
     """Remember a failed fetch; a stored ticket stays (it may still work for a while)."""
+    refusal = {"refused_until": refused_until, "last_error": reason}
+    _upsert(db, key, refusal, first={"ticket": "", "expires_at": now, "fetched_at": now})
+
+
+def _upsert(
+    db: Database,
+    key: tuple[str, TicketKind, int],
+    values: dict[str, Any],
+    *,
+    first: dict[str, Any] | None = None,
+) -> None:
+    """Set `values` on the key's row, inserting it (with `first` besides) when there is none."""
     corp_id, kind, agent_id = key
     with db.write() as session:
         done = session.execute(
             update(JsapiTicketRow)
-            .where(
-                JsapiTicketRow.corp_id == corp_id,
-                JsapiTicketRow.kind == kind.value,
-                JsapiTicketRow.agent_id == agent_id,
-            )
-            .values(refused_until=refused_until, last_error=reason)
+            .where(*_the_row(key))
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
         if not done.rowcount:  # type: ignore[attr-defined]
             session.execute(
                 insert(JsapiTicketRow).values(
-                    corp_id=corp_id,
-                    kind=kind.value,
-                    agent_id=agent_id,
-                    ticket="",
-                    expires_at=now,
-                    fetched_at=now,
-                    refused_until=refused_until,
-                    last_error=reason,
+                    corp_id=corp_id, kind=kind.value, agent_id=agent_id, **(first or {}), **values
                 )
             )

@@ -17,6 +17,7 @@ stop while waiting puts its unsent operations back, as they were, for the next o
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -377,11 +378,17 @@ class _ClaimKeeper:
 
 
 def drain(
-    *, db: Database, wecom: WeComClient, limit: int = 20, now: Callable[[], datetime] = utcnow
+    *,
+    db: Database,
+    wecom: WeComClient,
+    limit: int = 20,
+    now: Callable[[], datetime] = utcnow,
+    stopping: threading.Event | None = None,
 ) -> int:
     """Claim and perform a batch of operations; return how many were handled.
 
-    `now` is the clock claims are taken and renewed by (tests pass time with it).
+    `now` is the clock claims are taken and renewed by (tests pass time with it). Once
+    `stopping` is set the operation in hand finishes and the rest go back at once.
     """
     with db.write() as session:
         ops = claim(session, limit=limit, now=now())
@@ -389,6 +396,10 @@ def drain(
     refreshed = [False]
     handled = 0
     for op in ops:
+        if stopping is not None and stopping.is_set():
+            keeper.give_back()
+            log.info("outbox: stopping; %d operations put back untried", len(ops) - handled)
+            break
         with budget.while_waiting(keeper.renew):
             op, error = _perform_with_refresh(op, refreshed, db=db, wecom=wecom)
         if isinstance(error, budget.BudgetWaitStoppedError):

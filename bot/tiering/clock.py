@@ -63,7 +63,9 @@ class Clock:
 
     def days_ago(self, ts_utc: str) -> str:
         """Return SQL (INTEGER) for as_of's local day minus the local day of a naive-UTC `ts_utc`."""
-        end = int(self.as_of.timestamp()) + 86400
+        # Whole UTC days past as_of's: one computation of the segments per day, not per
+        # as_of (an explanation's as_of is the request's instant).
+        end = (int(self.as_of.timestamp()) // 86400 + 2) * 86400
         start = max(end - SPAN_YEARS * 366 * 86400, 86400)
         segments = offset_segments(self.tz, start, end)
         as_of_num = (self.as_of_day - EPOCH).days

@@ -15,7 +15,9 @@ run (`customer_ids`) re-reads only those customers' rows and ranks them against 
 population with their own values replaced (a recorded one replaces them in the stored
 population too, when it is for the run's day and zone). An engine holding none for the
 as_of local day and zone loads the stored one when it is for that day and zone (a new
-process after the nightly run: its rows, not every order), else builds one (one pass).
+process after the nightly run: its rows, not every order), else builds one (one pass);
+an explanation (`compute(stale_ok=True)`, never a re-tier) takes an earlier day's stored
+one instead, its days since the last order shifted, and the frame says which day.
 
 On SQLite the engine reads a copy made by the bot's own SQLite (see `source`): a whole
 copy for a full run or a population build, and for a touched run with a population kept
@@ -89,6 +91,14 @@ class _Population:
     profile_names: list[str]
     # Its predictive model: the one its clv_365d come from, which its touched runs reuse.
     model: metrics_predictive.Model | None = None
+    # An earlier day's stored population standing in for this day's (`compute(stale_ok=)`):
+    # that day. Its days since the last order are shifted to this day; spends are that day's.
+    basis_day: date | None = None
+
+    @property
+    def day(self) -> date:
+        """The local day whose buyers these are."""
+        return self.basis_day or self.as_of_day
 
 
 class MetricsEngine:
@@ -138,6 +148,7 @@ class MetricsEngine:
             else None
         )
         self._partial = False  # the attached snapshot holds some customers only
+        self.population_builds = 0  # passes over every order for a rank basis (tests count)
 
     @classmethod
     def for_duckdb_file(
@@ -148,20 +159,44 @@ class MetricsEngine:
         engine.source = attach_duckdb(engine.con, path)
         return engine
 
-    def compute(self, *, as_of: datetime, customer_ids: Iterable[int] | None = None) -> MetricFrame:
-        """Compute the metrics of every customer, or of `customer_ids`, as of `as_of`."""
+    def compute(
+        self,
+        *,
+        as_of: datetime,
+        customer_ids: Iterable[int] | None = None,
+        stale_ok: bool = False,
+    ) -> MetricFrame:
+        """Compute the metrics of every customer, or of `customer_ids`, as of `as_of`.
+
+        `stale_ok` (explanations only, never a re-tier): with no population kept or stored
+        for as_of's day, rank `customer_ids` against the newest stored one of an earlier day
+        (`frame.population_day` says which) instead of building the day's from every order.
+        """
         if as_of.tzinfo is None:
             raise ValidationError("as_of must be an aware datetime")
         ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})
+        stale_ok = stale_ok and ids is not None
         clock = Clock(self.tz, as_of)
+        pop = self._population
+        if (
+            stale_ok
+            and pop is not None
+            and pop.basis_day is not None
+            and self._stored_serves(clock)
+        ):
+            self._population = None  # the day's own population was stored meanwhile: load it
         if self._db is not None and self._db.is_sqlite:
             # A touched run with a population kept or stored for its day reads a copy of its
             # customers' rows only; anything else a full copy (a build needs every order).
-            kept = ids is not None and self._has_population(clock)
-            load = ids is not None and not kept and self._stored_serves(clock)
+            kept = ids is not None and self._has_population(clock, stale_ok=stale_ok)
+            load = ids is not None and not kept and self._stored_usable(clock, stale_ok=stale_ok)
             self._attach_sqlite(ids if kept or load else None, population=load)
-        needs = ids is not None and self._db is not None and not self._has_population(clock)
-        if needs and not self._load_population(clock) and self._partial:
+        needs = (
+            ids is not None
+            and self._db is not None
+            and not self._has_population(clock, stale_ok=stale_ok)
+        )
+        if needs and not self._load_population(clock, stale_ok=stale_ok) and self._partial:
             self._attach_sqlite(None)  # replaced meanwhile by another day's: build one
         assert self.source is not None
         schema = f"frame_{next(self._frames)}"
@@ -170,7 +205,7 @@ class MetricsEngine:
             cur.execute("SET TimeZone = ?", [self.tz])
             cur.execute(f"CREATE SCHEMA {schema}")
             cur.execute(f"USE {self.catalog}.{schema}")
-            self._run(cur, ids=ids, clock=clock)
+            self._run(cur, ids=ids, clock=clock, stale_ok=stale_ok)
         except BaseException:
             cur.execute(f"USE {self.catalog}.main")
             cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -180,7 +215,19 @@ class MetricsEngine:
         names = self._profile_names(cur)
         frame = MetricFrame(cur, schema=schema, as_of=as_of, tz=self.tz, profile_names=names)
         frame.model = self._population.model
+        frame.population_day = self._population.day
         return frame
+
+    def build_population(self, *, as_of: datetime) -> None:
+        """Build (or load, when stored) the rank population of as_of's local day."""
+        clock = Clock(self.tz, as_of)
+        if self._has_population(clock):
+            return
+        if self._db is not None and self._db.is_sqlite:
+            self._attach_sqlite(None)
+        if self._db is not None and self._load_population(clock):
+            return
+        self._build_population(clock)
 
     def _exec(self, cur: duckdb.DuckDBPyConnection, sql: str) -> None:
         """Run one statement, logging its time (the figures behind the engine's design)."""
@@ -194,6 +241,7 @@ class MetricsEngine:
         *,
         ids: list[int] | None,
         clock: Clock,
+        stale_ok: bool = False,
     ) -> None:
         src = self.source
         assert src is not None
@@ -234,7 +282,7 @@ class MetricsEngine:
                 metrics_orders.ranks(f"SELECT * FROM {self.catalog}.main.population", keep=None),
             )
         else:
-            if not self._has_population(clock):
+            if not self._has_population(clock, stale_ok=stale_ok):
                 self._build_population(clock)
             assert self._population is not None
             self._score(cur, self._population.model, fitted=False)
@@ -245,11 +293,13 @@ class MetricsEngine:
                 f"DELETE FROM {self.catalog}.main.population WHERE cid IN (SELECT cid FROM ids)",
             )
             self._exec(cur, f"INSERT INTO {self.catalog}.main.population {metrics_orders.BUYERS}")
+            pop, keep = f"SELECT * FROM {self.catalog}.main.population", "SELECT cid FROM ids"
+            few = len(ids) <= metrics_orders.FEW
             self._exec(
                 cur,
-                metrics_orders.ranks(
-                    f"SELECT * FROM {self.catalog}.main.population", keep="SELECT cid FROM ids"
-                ),
+                metrics_orders.ranks_of_few(pop, keep=keep)
+                if few
+                else metrics_orders.ranks(pop, keep=keep),
             )
         names = self._population.profile_names if ids is not None else sorted(seen)
         self._exec(cur, metrics_relations.profile_metrics(names))
@@ -298,33 +348,51 @@ class MetricsEngine:
 
     def _stored_serves(self, clock: Clock) -> bool:
         """Whether the database's stored population is for this as_of's local day and zone."""
+        return self._stored_usable(clock, stale_ok=False)
+
+    def _stored_usable(self, clock: Clock, *, stale_ok: bool) -> bool:
+        """Whether the stored population serves this day (`stale_ok`: or an earlier one's does)."""
         assert self._db is not None
         st = population.stored(self._db)
-        return st is not None and st.serves(clock.as_of_day, self.tz)
+        return st is not None and _usable(st, clock, self.tz, stale_ok=stale_ok)
 
-    def _load_population(self, clock: Clock) -> bool:
-        """Load the stored population if it is for this local day and zone; say whether."""
+    def _load_population(self, clock: Clock, *, stale_ok: bool = False) -> bool:
+        """Load the stored population if it is for this local day and zone; say whether.
+
+        `stale_ok`: an earlier day's too, its days since the last order shifted to this day
+        and the buyers whose last order has left the 365-day window dropped.
+        """
         src = self.source
         assert src is not None
         state = population.state_query(src.table("tier_population_state"))
         cur = self.con.cursor()
         try:
             before = population.parse_state(cur.execute(state).fetchone())
-            if before is None or not before.serves(clock.as_of_day, self.tz):
+            if before is None or not _usable(before, clock, self.tz, stale_ok=stale_ok):
                 return False
+            shift = (clock.as_of_day - before.as_of_day).days
             self._population = None  # the table below is no longer the kept one
             cur.execute(f"""
                 CREATE OR REPLACE TABLE {self.catalog}.main.population AS
-                SELECT CAST(customer_id AS BIGINT) AS cid, CAST(spend_365d AS BIGINT) AS fen_365d,
-                       CAST(days_since_last_order AS INTEGER) AS last_ago,
-                       CAST(clv_365d AS DOUBLE) AS clv
-                FROM {src.table(POPULATION_TABLE)}""")
+                SELECT * FROM (
+                    SELECT CAST(customer_id AS BIGINT) AS cid,
+                           CAST(spend_365d AS BIGINT) AS fen_365d,
+                           CAST(days_since_last_order AS INTEGER) + {shift} AS last_ago,
+                           CAST(clv_365d AS DOUBLE) AS clv
+                    FROM {src.table(POPULATION_TABLE)}
+                ) WHERE last_ago < 365""")
             # PostgreSQL: a full run committing meanwhile changes the state (run ids grow).
             if population.parse_state(cur.execute(state).fetchone()) != before:
                 return False
             assert self._db is not None
             model = metrics_predictive.for_run(self._db, before.run_id)
-            self._population = _Population(clock.as_of_day, self.tz, before.profile_names, model)
+            self._population = _Population(
+                clock.as_of_day,
+                self.tz,
+                before.profile_names,
+                model,
+                basis_day=before.as_of_day if shift else None,
+            )
             return True
         finally:
             cur.close()
@@ -361,15 +429,23 @@ class MetricsEngine:
             profile_names=pop.profile_names,
         )
 
-    def _has_population(self, clock: Clock) -> bool:
-        """Whether the kept rank population is for this as_of's local day and zone."""
+    def _has_population(self, clock: Clock, *, stale_ok: bool = False) -> bool:
+        """Whether the kept rank population is for this as_of's local day and zone.
+
+        `stale_ok`: an earlier day's standing in for it counts too.
+        """
         pop = self._population
-        return pop is not None and (pop.as_of_day, pop.tz) == (clock.as_of_day, self.tz)
+        return (
+            pop is not None
+            and (pop.as_of_day, pop.tz) == (clock.as_of_day, self.tz)
+            and (stale_ok or pop.basis_day is None)
+        )
 
     def _build_population(self, clock: Clock) -> None:
         """Rank basis for touched runs: every window buyer's spend and last order, one pass."""
         src = self.source
         assert src is not None
+        self.population_builds += 1
         cur = self.con.cursor()
         try:
             cur.execute("SET TimeZone = ?", [self.tz])
@@ -418,6 +494,13 @@ class MetricsEngine:
         self.close()
 
 
+def _usable(st: population.Stored, clock: Clock, tz: str, *, stale_ok: bool) -> bool:
+    """Whether stored rows rank as_of's day: theirs, or (`stale_ok`) an earlier one's."""
+    if st.serves(clock.as_of_day, tz):
+        return True
+    return stale_ok and st.tz == tz and st.as_of_day < clock.as_of_day
+
+
 def compute_metrics(
     db: Database,
     *,
@@ -425,11 +508,12 @@ def compute_metrics(
     tz: str,
     customer_ids: Iterable[int] | None = None,
     limits: EngineLimits = EngineLimits(),
+    stale_ok: bool = False,
 ) -> MetricFrame:
     """Compute the metrics once; the frame owns its engine (close the frame to free both)."""
     engine = MetricsEngine(db, tz=tz, limits=limits)
     try:
-        frame = engine.compute(as_of=as_of, customer_ids=customer_ids)
+        frame = engine.compute(as_of=as_of, customer_ids=customer_ids, stale_ok=stale_ok)
     except BaseException:
         engine.close()
         raise

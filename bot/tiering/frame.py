@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import duckdb
@@ -39,6 +39,8 @@ class MetricFrame:
         self._owner = owner  # closed with the frame (compute_metrics' one-shot engine)
         # The predictive model its p_alive … clv_percentile come from (None: none yet).
         self.model: Model | None = None
+        # The local day whose buyers its ranks count among (an earlier one: `stale_ok`).
+        self.population_day: date | None = None
         self._closed = False
 
     @property

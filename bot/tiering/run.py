@@ -12,6 +12,7 @@ A dry run writes nothing. Queuing the tier tags for WeCom is the caller's next s
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.db.models import RetierRun
-from bot.errors import ValidationError
+from bot.errors import StoppedError, ValidationError
 from bot.rules import Dimension
 from bot.tiering import evaluate, history, metrics_predictive, run_stats, tag_values
 from bot.tiering.clock import Clock
@@ -61,8 +62,14 @@ def retier(
     customer_ids: Iterable[int] | None = None,
     engine: MetricsEngine | None = None,
     on_progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
 ) -> RetierReport:
-    """Re-tier every customer (or `customer_ids`) as of `as_of` (default: now)."""
+    """Re-tier every customer (or `customer_ids`) as of `as_of` (default: now).
+
+    `stop` (the process stopping) ends the run at its next safe point with StoppedError:
+    before anything is written, or between the record's chunks, each consistent on its
+    own (bot.tiering.history); the next run diffs against them and does the rest.
+    """
     as_of = as_of or datetime.now(UTC)
     if as_of.tzinfo is None:
         raise ValidationError("as_of must be an aware datetime")
@@ -75,6 +82,7 @@ def retier(
     try:
         frame = eng.compute(as_of=as_of, customer_ids=ids)
         try:
+            _check(stop, "after the metrics")
             t1 = time.perf_counter()
             report.seconds["metrics"] = t1 - t0
             report.model = frame.model
@@ -95,6 +103,7 @@ def retier(
             report.seconds["evaluate"] = t2 - t1
             if dry_run:
                 return report
+            _check(stop, "before recording")
             report.run_id = history.start_run(db, as_of=as_of, scope=scope)
             done = 0
 
@@ -103,6 +112,7 @@ def retier(
                 done += n
                 if on_progress is not None:
                     on_progress("record", done, report.transitions)
+                _check(stop, f"after {done} of {report.transitions} changes")
 
             history.record_changes(db, con, run_id=report.run_id, as_of=as_of, on_progress=step)
             tag_values.remember(
@@ -125,6 +135,11 @@ def retier(
     finally:
         if own:
             eng.close()
+
+
+def _check(stop: threading.Event | None, where: str) -> None:
+    if stop is not None and stop.is_set():
+        raise StoppedError(f"re-tier stopped {where}")
 
 
 def _finish(

@@ -7,19 +7,30 @@ in config order, later rules seeing the tiers the earlier ones give.
 The customer's own metrics read only their rows, but R/M scores and the spend percentile
 rank them among every buyer. On the day of a full run that population is the one the run
 stored (`bot.tiering.population`), so an explanation costs the customer's rows and the
-stored population's, and gives the full run's answer; on a day without one it is a pass
-over all orders. A serving process keeps an `ExplainEngine` whose population is loaded
-(or built) once per local day and reused, the way a touched re-tier ranks against the
-kept population (so the answer is the one a touched run of this customer gives); a
-one-shot command (`tagbot customer show`) loads it each time.
+stored population's, and gives the full run's answer. On a day without one (local
+midnight to the nightly run, a failed run) the day's would be a pass over all orders,
+which no request makes: the customer is ranked against the newest stored population
+(its days since the last order shifted to today) and each explained dimension that
+ranks says which day's 客户总体 (`TierView.rank_note`). A serving process keeps one
+`ExplainEngine` whose population is loaded once per local day and reused, the way a
+touched re-tier ranks against the kept population (so the answer is the one a touched run
+of this customer gives), and builds the day's in a background thread when none is
+stored; a one-shot command (`tagbot customer show`) loads it each time. Once the population is
+there, a request reads the customer's rows by index and ranks them by one counting pass
+over the population (`metrics_orders.ranks_of_few`), not a sort of it.
+
+Explained as of now, not as of the run that stored the tier: the page says what a run
+would give now ("数据已变化" when it differs), as `customer show` and the API do.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +47,13 @@ from bot.tiering.metrics_predictive import COLUMNS as PREDICTIVE
 from bot.tiering.metrics_predictive import INPUTS as PREDICTIVE_INPUTS
 from bot.tiering.metrics_predictive import Model
 
+log = logging.getLogger(__name__)
+
+CLOSE_WAIT_S = 30.0  # how long close() waits for an interrupted background thread
+
+# Metrics that rank a customer among the day's buyers (`metrics_orders.ranks`).
+RANKED = frozenset({"spend_percentile_365d", "r_score", "m_score", "clv_percentile"})
+
 
 @dataclass(frozen=True)
 class TierView:
@@ -49,40 +67,122 @@ class TierView:
     lines: tuple[str, ...]  # the explanation, Chinese
     reason: str  # how the tier was reached (the end of the first line), Chinese
     metrics: dict[str, Any]  # the values its rules read
+    # Which day's 客户总体 its ranked metrics count against, when not today's (Chinese; "").
+    rank_note: str = ""
+
+
+@dataclass(frozen=True)
+class Explained:
+    """One customer's metrics, the model they were scored with, and their rank basis's day."""
+
+    row: dict[str, Any]
+    model: Model | None
+    population_day: date | None  # the local day whose buyers the ranks count among
 
 
 class ExplainEngine:
     """The metrics engine a process keeps for explanations (`Runtime.explain`; thread-safe).
 
-    Built on first use; its population (the rank basis) is rebuilt when the as_of local
-    day or the zone changes, and updated with each explained customer's own values.
+    Built on first use. Its population (the rank basis) is the day's kept or stored one;
+    on a day none is stored for yet (local midnight to the nightly run, a failed run) a
+    request ranks against the newest stored one instead, never a pass over every order,
+    and the day's population is built once in a background thread, then used by the
+    requests after it (or loaded, once the nightly run stores it). Only with nothing
+    stored at all (before the first full run: small data) does a request build it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, background: bool = True) -> None:
         self._lock = threading.Lock()
         self._engine: MetricsEngine | None = None
         self._db: Database | None = None
+        self._background = background
+        self._started: tuple[int, str, date] | None = None  # the build begun: db, zone, day
+        self._thread: threading.Thread | None = None
+        self._building: MetricsEngine | None = None  # the background build's engine
+        self._closed = False
+        self.request_builds = 0  # passes over every order made while answering a request
+        self.background_builds = 0  # made by the background thread
 
     def metrics(
         self, db: Database, *, tz: str, as_of: datetime, customer_id: int
     ) -> dict[str, Any]:
         """Return one customer's metrics as of `as_of` (empty when there is no such customer)."""
-        return self.metrics_and_model(db, tz=tz, as_of=as_of, customer_id=customer_id)[0]
+        return self.explain_row(db, tz=tz, as_of=as_of, customer_id=customer_id).row
 
-    def metrics_and_model(
-        self, db: Database, *, tz: str, as_of: datetime, customer_id: int
-    ) -> tuple[dict[str, Any], Model | None]:
-        """Return one customer's metrics and the predictive model they were scored with."""
+    def explain_row(self, db: Database, *, tz: str, as_of: datetime, customer_id: int) -> Explained:
+        """Return one customer's metrics, model and rank basis's day (see the class)."""
         with self._lock:
             if self._engine is None or self._db is not db or self._engine.tz != tz:
                 self._close()
                 self._engine, self._db = MetricsEngine(db, tz=tz), db
+            engine = self._engine
+            builds = engine.population_builds
             try:
-                with self._engine.compute(as_of=as_of, customer_ids=[customer_id]) as frame:
-                    return frame.rows().get(customer_id, {}), frame.model
+                with engine.compute(
+                    as_of=as_of, customer_ids=[customer_id], stale_ok=True
+                ) as frame:
+                    got = Explained(
+                        frame.rows().get(customer_id, {}), frame.model, frame.population_day
+                    )
             except BaseException:
                 self._close()  # a fresh engine next time, not a half-built one
                 raise
+            finally:
+                self.request_builds += engine.population_builds - builds
+        day = Clock(tz, as_of).as_of_day
+        if got.population_day is not None and got.population_day != day:
+            self._build_later(db, tz=tz, as_of=as_of)
+        return got
+
+    def _build_later(self, db: Database, *, tz: str, as_of: datetime) -> None:
+        """Start the day's population build in a thread, once per database, zone and day."""
+        key = (id(db), tz, Clock(tz, as_of).as_of_day)
+        with self._lock:
+            if not self._background or self._closed or self._started == key:
+                return
+            self._started = key
+            thread = threading.Thread(
+                target=self._build, args=(db, tz, as_of), name="explain-population", daemon=True
+            )
+            self._thread = thread
+        thread.start()
+
+    def _build(self, db: Database, tz: str, as_of: datetime) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            engine = self._building = MetricsEngine(db, tz=tz)
+        t0 = time.perf_counter()
+        try:
+            engine.build_population(as_of=as_of)
+        except Exception:
+            if not self._closed:  # closing interrupts the build
+                log.exception("explanations' rank population: background build failed")
+            with self._lock:
+                self._building = None
+            engine.close()
+            return
+        log.info(
+            "explanations' rank population for %s built in %.1fs",
+            Clock(tz, as_of).as_of_day,
+            time.perf_counter() - t0,
+        )
+        with self._lock:
+            self._building = None
+            self.background_builds += engine.population_builds
+            if self._closed or (self._db is not None and self._db is not db):
+                engine.close()
+                return
+            self._close()
+            self._engine, self._db = engine, db
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background build begun, if any; say whether none is running."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
 
     def _close(self) -> None:
         if self._engine is not None:
@@ -90,8 +190,13 @@ class ExplainEngine:
         self._engine = self._db = None
 
     def close(self) -> None:
+        """Close the engine; interrupt a background build and wait for its thread."""
         with self._lock:
+            self._closed = True
             self._close()
+            if self._building is not None:
+                self._building.con.interrupt()
+        self.wait(CLOSE_WAIT_S)  # bounded: shutdown never hangs on a slow interrupt
 
 
 def _days(clock: Clock, since: datetime) -> int:
@@ -130,14 +235,16 @@ def explain_customer(
                 .order_by(TierTransition.at, TierTransition.id)
             )
         }
-    row: dict[str, Any]
-    model: Model | None
     if engine is not None:
-        row, model = engine.metrics_and_model(db, tz=tz, as_of=as_of, customer_id=customer_id)
+        got = engine.explain_row(db, tz=tz, as_of=as_of, customer_id=customer_id)
     else:
-        with compute_metrics(db, as_of=as_of, tz=tz, customer_ids=[customer_id]) as frame:
-            row, model = frame.rows().get(customer_id, {}), frame.model
+        with compute_metrics(
+            db, as_of=as_of, tz=tz, customer_ids=[customer_id], stale_ok=True
+        ) as frame:
+            got = Explained(frame.rows().get(customer_id, {}), frame.model, frame.population_day)
+    row, model = got.row, got.model
     clock = Clock(tz, as_of)
+    basis = got.population_day
     views: list[TierView] = []
     for dim in dims:
         tier, since = stored.get(dim.name, (None, None))
@@ -168,6 +275,13 @@ def explain_customer(
             )
         row[f"tier.{dim.name}"] = exp.tag
         used = sorted(dim.names_used())
+        ranked = [n for n in used if n in RANKED]
+        rank_note = ""
+        if ranked and basis is not None and basis != clock.as_of_day:
+            rank_note = (
+                f"{'、'.join(ranked)} 按 {basis:%Y-%m-%d} 的客户总体排名（今天的客户总体尚未生成）"
+            )
+            lines.append(f"  {rank_note}")
         if set(used) & set(PREDICTIVE):
             # The model's inputs beside its outputs, and the fit they came from.
             used += [n for n in PREDICTIVE_INPUTS if n not in used]
@@ -184,6 +298,7 @@ def explain_customer(
                 lines=tuple(lines),
                 reason=reason,
                 metrics={n: row.get(n) for n in used},
+                rank_note=rank_note,
             )
         )
     return views

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.db.models import WeComBudget, WeComBudgetSlot
+from bot.db.types import wall
 from bot.errors import WeComError
 from bot.wecom import metrics
 
@@ -156,7 +157,7 @@ class SharedBudget:
         interactive_reserve: float = 0.2,
         batch: int = 50,
         window: float = 60.0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall,  # the database's clock (bot/db/clock.py)
         sleep: Callable[[float], object] = time.sleep,
         stop: threading.Event | None = None,
         nap_seconds: float = 5.0,

@@ -23,7 +23,7 @@ from wechatpy.exceptions import WeChatClientException
 from bot import wecom_limits as limits
 from bot.config import LimitsSettings, WeComSettings
 from bot.db import Database
-from bot.db.types import utcnow
+from bot.db.types import utcnow, wall
 from bot.errors import WeComError
 from bot.wecom import metrics
 from bot.wecom.budget import SharedBudget
@@ -34,9 +34,13 @@ from bot.wecom.types import (
     ContactFollow,
     ContactWay,
     ExternalContact,
+    GroupChat,
+    GroupChatRef,
     GroupMsg,
     GroupMsgSendResult,
     GroupMsgTask,
+    JoinWay,
+    JoinWaySpec,
     JsapiTicket,
     TagGroupInfo,
     WebIdentity,
@@ -120,7 +124,7 @@ class WeComClient:
         refresh_margin: float = 300.0,
         rate_window: float = 60.0,
         budget: SharedBudget | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall,  # the database's clock: budgets are shared
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
@@ -569,6 +573,87 @@ class WeComClient:
             for page in self._pages("externalcontact/list_contact_way", data)
             for c in page.get("contact_way") or ()
         ]
+
+    # --- customer groups (客户群) and their 加入群聊 join ways: docs/wecom-groups.md -------
+
+    def list_group_chats(
+        self,
+        owners: Sequence[str] | None = None,
+        *,
+        status_filter: int = 0,
+        limit: int = limits.GROUPCHAT_LIST_PAGE_MAX,
+    ) -> list[GroupChatRef]:
+        """List the customer groups of these owners (100 a call), every page.
+
+        Without owners WeCom lists the app's whole visible range and answers 81017 past
+        1000 people. `status_filter`: 0 all, 1 owner left, 2 handover running, 3 handed over.
+        https://developer.work.weixin.qq.com/document/path/92120
+        """
+        if status_filter not in (0, 1, 2, 3):
+            raise ValueError("list_group_chats: status_filter is 0, 1, 2 or 3")
+        base: Json = {
+            "status_filter": status_filter,
+            "limit": max(1, min(limit, limits.GROUPCHAT_LIST_PAGE_MAX)),
+        }
+        if owners is None:
+            batches: list[Json] = [base]
+        else:
+            step = limits.GROUPCHAT_OWNERS_MAX
+            unique = list(dict.fromkeys(owners))
+            batches = [
+                {**base, "owner_filter": {"userid_list": unique[i : i + step]}}
+                for i in range(0, len(unique), step)
+            ]
+        api = "externalcontact/groupchat/list"
+        return [
+            GroupChatRef.parse(g, api=api)
+            for data in batches
+            for page in self._pages(api, data)
+            for g in page.get("group_chat_list") or ()
+        ]
+
+    def get_group_chat(self, chat_id: str, *, need_name: bool = False) -> GroupChat:
+        """Fetch one customer group: owner, members with join time, scene and state, admins.
+
+        https://developer.work.weixin.qq.com/document/path/92122
+        """
+        api = "externalcontact/groupchat/get"
+        page = self._post(api, {"chat_id": chat_id, "need_name": int(need_name)})
+        return GroupChat.parse(page.get("group_chat") or {}, api=api)
+
+    def add_join_way(self, spec: JoinWaySpec) -> str:
+        """Create a 加入群聊 join way; return its config_id.
+
+        The QR code comes from `get_join_way` (add answers the config_id only).
+        https://developer.work.weixin.qq.com/document/path/92229
+        """
+        # Not idempotent: a blind retry after a lost response would create a second code.
+        page = self._post("externalcontact/groupchat/add_join_way", spec.body(), idempotent=False)
+        return str(page.get("config_id") or "")
+
+    def get_join_way(self, config_id: str) -> JoinWay:
+        """Fetch one join way, with its QR code for scene 2.
+
+        https://developer.work.weixin.qq.com/document/path/92229
+        """
+        api = "externalcontact/groupchat/get_join_way"
+        page = self._post(api, {"config_id": config_id})
+        return JoinWay.parse(page.get("join_way") or {}, api=api)
+
+    def update_join_way(self, config_id: str, spec: JoinWaySpec) -> None:
+        """Replace a join way's whole configuration: WeCom's update overwrites every field.
+
+        https://developer.work.weixin.qq.com/document/path/92229
+        """
+        data = {"config_id": config_id, **spec.body()}
+        self._post("externalcontact/groupchat/update_join_way", data)
+
+    def del_join_way(self, config_id: str) -> None:
+        """Delete a join way.
+
+        https://developer.work.weixin.qq.com/document/path/92229
+        """
+        self._post("externalcontact/groupchat/del_join_way", {"config_id": config_id})
 
     # --- corp tags --------------------------------------------------------------------
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from bot import wecom_limits as limits
 from bot.errors import WeComError
 
 Raw = Mapping[str, Any]
@@ -214,3 +215,104 @@ class JsapiTicket(WeComModel):
 
     ticket: str = Field(min_length=1)
     expires_in: int = Field(default=7200, gt=0)  # seconds; normally 7200, but WeCom decides
+
+
+def _userid(value: Any) -> Any:
+    """Take the userid of a {"userid": ...} object (group invitor, admin); none is empty."""
+    if value is None:
+        return ""
+    return value.get("userid", "") if isinstance(value, Mapping) else value
+
+
+UserRef = Annotated[str, BeforeValidator(_userid)]
+
+
+class GroupChatRef(WeComModel):
+    """A customer group as groupchat/list lists it, with its owner's follow status."""
+
+    chat_id: str
+    status: int = 0  # 0 owner active, 1 owner left, 2 handover in progress, 3 handed over
+
+
+class GroupChatMember(WeComModel):
+    """A member of a customer group: a corp member (type 1) or an external contact (2)."""
+
+    userid: str
+    type: int
+    join_time: int = 0
+    join_scene: int = 0  # 1 invited directly, 2 by a member's link, 3 scanned the group QR
+    invitor: UserRef = ""  # only when a corp member invited them
+    group_nickname: str = ""
+    name: str = ""  # only with need_name
+    unionid: str = ""  # WeChat users, when the corp bound a developer account
+    state: str = ""  # the join way's state, for members who came through one
+
+
+class GroupChat(WeComModel):
+    """A customer group (客户群) as groupchat/get returns it."""
+
+    chat_id: str
+    name: str = ""
+    owner: str = ""
+    create_time: int = 0
+    notice: str = ""
+    members: tuple[GroupChatMember, ...] = Field(default=(), alias="member_list")
+    admins: tuple[UserRef, ...] = Field(default=(), alias="admin_list")
+    member_version: str = ""
+
+
+class JoinWay(WeComModel):
+    """A 加入群聊 join way (a group QR code or mini-program button) as get_join_way returns it."""
+
+    config_id: str
+    scene: int = 0  # 1 mini-program button, 2 QR code
+    remark: str = ""
+    auto_create_room: int = 1
+    room_base_name: str = ""
+    room_base_id: int = 0
+    chat_ids: tuple[str, ...] = Field(default=(), alias="chat_id_list")
+    qr_code: str = ""  # scene 2 only
+    state: str = ""
+
+    def spec(self) -> JoinWaySpec:
+        """Return this configuration as a spec, to change and send back whole."""
+        return JoinWaySpec.model_validate(
+            {
+                "chat_ids": self.chat_ids,
+                "scene": self.scene,
+                "state": self.state,
+                "remark": self.remark,
+                "auto_create_room": bool(self.auto_create_room),
+                "room_base_name": self.room_base_name,
+                "room_base_id": self.room_base_id,
+            }
+        )
+
+
+class JoinWaySpec(BaseModel):
+    """A join way to send: add_join_way's fields, and update_join_way's (which overwrites all).
+
+    Refuses what WeCom would refuse, and a remark WeCom would silently cut, with ValueError.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    chat_ids: tuple[str, ...] = Field(min_length=1, max_length=limits.JOIN_WAY_CHATS_MAX)
+    scene: Literal[1, 2] = 2  # 1 mini-program button, 2 QR code
+    state: str = Field(default="", max_length=limits.JOIN_WAY_STATE_MAX)
+    remark: str = Field(default="", max_length=limits.JOIN_WAY_REMARK_MAX)
+    auto_create_room: bool = True  # open a numbered group when all are full
+    room_base_name: str = Field(default="", max_length=limits.JOIN_WAY_ROOM_BASE_NAME_MAX)
+    room_base_id: int = Field(default=0, ge=0)
+
+    def body(self) -> dict[str, Any]:
+        """Return the JSON body, every field set (an update resets what it leaves out)."""
+        return {
+            "scene": self.scene,
+            "chat_id_list": list(self.chat_ids),
+            "state": self.state,
+            "remark": self.remark,
+            "auto_create_room": int(self.auto_create_room),
+            "room_base_name": self.room_base_name,
+            "room_base_id": self.room_base_id,
+        }

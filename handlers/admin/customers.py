@@ -16,7 +16,7 @@ from bot.reports.customer_profile import customer_profile
 from bot.reports.customer_terms import term
 from bot.reports.customer_tiers import readable_tiers
 from bot.rules import load_dimensions
-from bot.tiering.why import ExplainEngine, explain_customer
+from bot.tiering.why import explain_customer
 from handlers.admin import guard
 from handlers.admin.blueprint import bp
 from handlers.context import runtime
@@ -167,7 +167,7 @@ def customer_page(external_userid: str) -> ResponseReturnValue:
         customer_id=profile.id,
         tz=rt.settings.app.timezone,
         as_of=now,
-        engine=rt.local(ExplainEngine),  # the rank basis is built once a day, not per request
+        engine=rt.explain,  # one per process: its rank basis is kept for the day
     )
     reasons = readable_tiers(views, dims, now=now, tz=rt.settings.tz)
     context: dict[str, Any] = {"p": profile, "reasons": reasons, "term": term, "now": now}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import logging
 import secrets
 from typing import Any
 from urllib.parse import urlencode
@@ -15,22 +14,18 @@ from werkzeug.wrappers import Response
 from bot.console import audit, sessions
 from bot.console.access import ADMIN, TOKEN_ACTOR, Role, role_of
 from bot.db.types import utcnow
-from bot.errors import WeComError
-from bot.wecom.budget import interactive
 from handlers import throttle
 from handlers.admin import guard
 from handlers.admin.blueprint import bp
 from handlers.auth import SCOPE, token_ok
 from handlers.context import runtime
-from handlers.web import cookies, csrf
-
-log = logging.getLogger(__name__)
+from handlers.web import cookies, csrf, wecom_code
+from handlers.web.wecom_code import Verdict
 
 # Before sign-in the browser holds a signed nonce pair: the login form's CSRF token and
 # the `state` the WeCom login must bring back.
 PRE_COOKIE = "tagbot_console_login"
 PRE_MAX_AGE = 15 * 60
-INVALID_CODE = 40029
 
 
 def _nonces() -> dict[str, str]:
@@ -49,8 +44,12 @@ def _with_nonces(response: Response, nonces: dict[str, str]) -> Response:
     return response
 
 
-def _login_page(nonces: dict[str, str], *, error: str = "", status: int = 200) -> Response:
-    page = render_template("admin/login.html", csrf_token=nonces["csrf"], error=error)
+def _login_page(
+    nonces: dict[str, str], *, error: str = "", wecom_error: str = "", status: int = 200
+) -> Response:
+    page = render_template(
+        "admin/login.html", csrf_token=nonces["csrf"], error=error, wecom_error=wecom_error
+    )
     return _with_nonces(Response(page, status=status, mimetype="text/html"), nonces)
 
 
@@ -152,31 +151,29 @@ def wecom_back() -> ResponseReturnValue:
         return guard.refuse(
             400, "未完成登录", "企业微信没有返回登录码（可能取消了登录）。请回到登录页重新扫码。"
         )
-    throttle.refuse_if_throttled(SCOPE)
-    rt = runtime()
-    try:
-        with interactive():  # a person waits for it
-            who = rt.wecom.get_user_info(code)
-    except WeComError as exc:
-        if exc.errcode == INVALID_CODE:
-            throttle.record_failure(SCOPE)
-            return guard.refuse(
-                400,
-                "登录码无效",
-                "登录码无效或已过期（每个码只能用一次，5 分钟内有效）。请重新扫码。",
-            )
-        log.warning("web login: %s", exc)
-        return guard.refuse(502, "企业微信暂时无法确认身份", f"请稍后重试。（{exc.errcode}）")
-    if not who.userid:
+    owner = wecom_code.who_is(code, scope=SCOPE)
+    if owner.verdict is Verdict.INVALID:
+        # Back to the login page: a person scans again (a code cannot be fetched silently).
+        return _login_page(
+            _nonces(),
+            wecom_error="登录码无效或已过期（每个码只能用一次，5 分钟内有效）。请重新扫码登录。",
+            status=400,
+        )
+    if owner.verdict is Verdict.UNAVAILABLE:
+        return guard.refuse(
+            502, "企业微信暂时无法确认身份", wecom_code.unavailable_message(owner.errcode)
+        )
+    if owner.verdict is Verdict.OUTSIDER:
         return _refused("", "非企业成员不能登录运营后台。")
-    role = role_of(rt.settings.console, who.userid)
+    rt = runtime()
+    role = role_of(rt.settings.console, owner.userid)
     if role is None:
         return _refused(
-            who.userid,
-            f"你的企业微信账号（{who.userid}）没有运营后台的权限。"
+            owner.userid,
+            f"你的企业微信账号（{owner.userid}）没有运营后台的权限。"
             "请管理员在 config.toml 的 [console] admins 或 viewers 中加入你的账号。",
         )
-    return _sign_in(who.userid, role, "wecom")
+    return _sign_in(owner.userid, role, "wecom")
 
 
 def _refused(actor: str, message: str) -> ResponseReturnValue:

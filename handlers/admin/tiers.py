@@ -139,6 +139,7 @@ def trial() -> ResponseReturnValue:
         frames=rt.local(TrialFrames),
         tz=rt.settings.tz.key,
         now=utcnow(),
+        wait=False,  # the metrics are computed in the background; the answer polls
     )
     if request.headers.get("HX-Request"):
         return render_template("admin/tiers_trial.html", trial=result, define=define)

@@ -12,13 +12,24 @@ from handlers.sidebar.blueprint import bp
 
 log = logging.getLogger(__name__)
 
-TITLES = {400: "请求有误", 403: "没有权限", 404: "页面不存在", 405: "不支持的请求方法"}
+TITLES = {
+    400: "请求有误",
+    403: "没有权限",
+    404: "页面不存在",
+    405: "不支持的请求方法",
+    429: "尝试次数过多",
+}
 
 
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> ResponseReturnValue:
     status = exc.code or 500
-    return signin.card(status, "error", TITLES.get(status, exc.name), exc.description or "")
+    key = "throttled" if status == 429 else "error"
+    page = signin.card(status, key, TITLES.get(status, exc.name), exc.description or "")
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            page.headers[name] = value  # Retry-After stays
+    return page
 
 
 @bp.errorhandler(Exception)

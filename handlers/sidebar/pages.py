@@ -16,7 +16,6 @@ from bot.rules import load_dimensions
 from bot.sidebar.profile import SidebarView, hints_of, sidebar_view, sidebar_why
 from bot.sidebar.signing import sign_page
 from bot.sidebar.tickets import TicketUnavailableError
-from bot.tiering.why import ExplainEngine
 from bot.wecom.budget import interactive
 from handlers.context import runtime
 from handlers.sidebar import signin
@@ -183,7 +182,7 @@ def why(external_userid: str) -> ResponseReturnValue:
         dims=load_dimensions(rt.settings.tiering.dimensions),
         tz=rt.settings.tz,
         now=now,
-        engine=rt.local(ExplainEngine),  # the rank basis is built once a day, not per request
+        engine=rt.explain,  # one per process: its rank basis is kept for the day
     )
     if isinstance(reasons, str):
         return _refused(reasons)

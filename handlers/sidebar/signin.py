@@ -10,7 +10,6 @@ storage, not cookies (wecom-api.md section 7.9).
 from __future__ import annotations
 
 import hmac
-import logging
 import secrets
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -22,23 +21,22 @@ from werkzeug.wrappers import Response
 from bot.console import sessions
 from bot.console.access import VIEWER
 from bot.db.types import utcnow
-from bot.errors import WeComError
-from bot.wecom.budget import interactive
 from handlers.context import runtime
 from handlers.sidebar.blueprint import bp
-from handlers.web import cookies
-
-log = logging.getLogger(__name__)
+from handlers.web import cookies, wecom_code
+from handlers.web.wecom_code import Verdict
 
 COOKIE = "tagbot_sidebar"
 PRE_COOKIE = "tagbot_sidebar_login"
 COOKIE_PATH = "/sidebar"
 PRE_MAX_AGE = 10 * 60  # an OAuth round trip takes seconds; a code lives 5 minutes
-INVALID_CODE = 40029
+# Failed codes count apart from the admin token's: staff behind one office address must
+# not lock the operators out of /api and the console, nor the reverse.
+THROTTLE_SCOPE = "sidebar"
 # A reused or expired code sends the browser through sign-in again, once: a second failure
 # in a row shows a card instead of looping (a wrong 可信域名 fails every time).
 RETRIES = 1
-KEEP_STATES = 3
+KEEP_STATES = 3  # states held at once, the new one included
 
 
 def expiry() -> sessions.Expiry:
@@ -96,8 +94,9 @@ def authorize_redirect(tries: int = 0) -> Response:
     )
     response = redirect(f"{wecom.oauth_url}?{query}#wechat_redirect", code=302)
     # The states of the sign-ins still under way (a client opening the page twice at once
-    # must not make the first one stale), newest last.
-    held = {"states": [*_pending()[1 - KEEP_STATES :], state], "tries": tries}
+    # must not make the first one stale): the new one and the newest before it, oldest first.
+    states = [*_pending(), state][-KEEP_STATES:]
+    held = {"states": states, "tries": tries}
     cookies.write(response, PRE_COOKIE, held, path=COOKIE_PATH, max_age=PRE_MAX_AGE)
     return response
 
@@ -129,40 +128,38 @@ def oauth() -> ResponseReturnValue:
             "这次登录不是从本页面发起的，或已超过 10 分钟。请重新打开侧边栏。",
             retry=True,
         )
-    code = request.args.get("code", "")
-    rt = runtime()
-    try:
-        if not code:
-            raise WeComError(INVALID_CODE, "no code")
-        with interactive():  # a person waits for it
-            who = rt.wecom.get_user_info(code)
-    except WeComError as exc:
-        if exc.errcode == INVALID_CODE:
-            if isinstance(tries, int) and tries < RETRIES:
-                return authorize_redirect(tries + 1)  # a fresh code, silently
-            return card(
-                400,
-                "code",
-                "登录没有完成",
-                "企业微信给出的登录码无效或已过期。请关闭侧边栏后重新打开；"
-                "如果一直这样，请管理员检查应用的可信域名是否与 public_url 一致。",
-                retry=True,
-            )
-        log.warning("sidebar oauth: %s", exc)
+    owner = wecom_code.who_is(request.args.get("code", ""), scope=THROTTLE_SCOPE)
+    if owner.verdict is Verdict.INVALID:
+        if isinstance(tries, int) and tries < RETRIES:
+            return authorize_redirect(tries + 1)  # a fresh code, silently
         return card(
-            502, "wecom", "企业微信暂时无法确认身份", f"请稍后重试。（{exc.errcode}）", retry=True
+            400,
+            "code",
+            "登录没有完成",
+            "企业微信给出的登录码无效或已过期。请关闭侧边栏后重新打开；"
+            "如果一直这样，请管理员检查应用的可信域名是否与 public_url 一致。",
+            retry=True,
         )
-    if not who.userid:
+    if owner.verdict is Verdict.UNAVAILABLE:
+        return card(
+            502,
+            "wecom",
+            "企业微信暂时无法确认身份",
+            wecom_code.unavailable_message(owner.errcode),
+            retry=True,
+        )
+    if owner.verdict is Verdict.OUTSIDER:
         return card(
             403,
             "outsider",
             "仅限企业成员使用",
             "这个页面只对本企业的成员开放，请在企业微信中用成员账号打开。",
         )
+    rt = runtime()
     with rt.db.write() as session:
         session_id, _ = sessions.create(
             session=session,
-            actor=who.userid,
+            actor=owner.userid,
             role=VIEWER,
             method=sessions.SIDEBAR_METHOD,
             now=utcnow(),

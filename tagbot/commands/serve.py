@@ -7,6 +7,7 @@ jobs/ (background work) on top of bot/.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from typing import Any
@@ -22,6 +23,7 @@ log = logging.getLogger("tagbot")
 def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
+    from bot.db import clock
     from bot.runtime import before_fork
     from handlers.app import create_app
     from jobs.background import Background
@@ -36,7 +38,9 @@ def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: in
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", None)
-            self.cfg.set("graceful_timeout", 10)
+            # The master kills a worker this long after SIGTERM: room for the requests in
+            # flight and the background's own bounded stop ([server] stop_seconds).
+            self.cfg.set("graceful_timeout", math.ceil(settings.server.stop_seconds) + 10)
             # gunicorn 25.1+ opens a control socket for `gunicornc` under $XDG_RUNTIME_DIR
             # or ~/.gunicorn: one path per user, shared by every server on the machine, and
             # outside the deployment's folders. Nothing here uses it: stop and reload go
@@ -44,8 +48,7 @@ def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: in
             if "control_socket_disable" in self.cfg.settings:
                 self.cfg.set("control_socket_disable", True)
             self.cfg.set("pre_fork", _pre_fork)
-            if with_jobs:
-                self.cfg.set("post_worker_init", _post_worker_init)
+            self.cfg.set("post_worker_init", _post_worker_init)
             self.cfg.set("worker_exit", _worker_exit)
 
         def load(self) -> Any:
@@ -57,7 +60,11 @@ def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: in
         before_fork()
 
     def _post_worker_init(_worker: Any) -> None:
-        bg = Background(holder["runtime"])
+        rt = holder["runtime"]
+        clock.follow(rt.db, rt.stopping)  # before any claim: leases and deadlines by one clock
+        if not with_jobs:
+            return
+        bg = Background(rt)
         bg.start_workers()
         bg.start_scheduler()
         holder["background"] = bg
@@ -66,10 +73,9 @@ def _run_gunicorn(ctx: CliContext, *, with_jobs: bool, workers: int, threads: in
         # Stop and join the job threads, then close what they used (the re-tier's DuckDB
         # engines, the database pool) while the interpreter is still whole.
         bg = holder.get("background")
-        if bg is not None:
-            bg.stop()
+        clean = bg.stop() if bg is not None else True
         rt = holder.get("runtime")
-        if rt is not None:
+        if rt is not None and clean:  # not under a thread still running past the bound
             rt.close()
 
     # Close the migration's connections before the fork: workers open their own.
@@ -108,13 +114,17 @@ def serve(ctx: CliContext, no_jobs: bool, workers: int | None, threads: int) -> 
     _run_gunicorn(ctx, with_jobs=not no_jobs, workers=n, threads=threads)
 
 
-def _run_until_signal(start: Any) -> None:
+def _run_until_signal(rt: Any, start: Any) -> None:
+    from bot.db import clock
+
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
+    clock.follow(rt.db, rt.stopping)  # before any claim: leases and deadlines by one clock
     bg = start()
     done.wait()
-    bg.stop()
+    if bg.stop():  # bounded by [server] stop_seconds
+        rt.close()  # not under a thread still running past the bound
 
 
 @click.command()
@@ -132,7 +142,7 @@ def worker(ctx: CliContext) -> None:
         return bg
 
     click.echo("tagbot worker running; Ctrl-C to stop")
-    _run_until_signal(start)
+    _run_until_signal(rt, start)
 
 
 @click.command()
@@ -150,4 +160,4 @@ def scheduler(ctx: CliContext) -> None:
         return bg
 
     click.echo("tagbot scheduler running; Ctrl-C to stop")
-    _run_until_signal(start)
+    _run_until_signal(rt, start)

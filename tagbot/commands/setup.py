@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bot.config import Settings, channel_example_values, load_settings
+from bot.config import ENV_ONLY, Settings, channel_example_values, load_settings
 from bot.db import Database
 from bot.db.migrate import (
     DatabaseNotReadyError,
@@ -83,7 +83,8 @@ def check_config(ctx: CliContext) -> None:
         _warn(warnings)
         raise SystemExit(2)
     w = settings.wecom
-    click.echo(f"配置有效 / config OK: {ctx.config_path}")
+    where = "环境变量 / the environment" if str(ctx.config_path) == ENV_ONLY else ctx.config_path
+    click.echo(f"配置有效 / config OK: {where}")
     click.echo(f"  corp_id={w.corp_id} agent_id={w.agent_id} api_base={w.api_base}")
     click.echo(f"  secret={w.secret} token={w.token} encoding_aes_key={w.encoding_aes_key}")
     click.echo(f"  database={settings.database.url.split('@')[-1]}")

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import requests
@@ -61,18 +61,34 @@ def run_tagbot(
 
 
 def serve(
-    config: Path, *extra: str, log: Path | None = None, env: Mapping[str, str] | None = None
+    config: Path,
+    *extra: str,
+    log: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    wrap: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    """Start `tagbot serve` in its own process group.
+    """Start `tagbot serve` in its own process group (see `start`)."""
+    return start(config, "serve", *extra, log=log, env=env, wrap=wrap)
+
+
+def start(
+    config: Path,
+    command: str,
+    *extra: str,
+    log: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    wrap: Sequence[str] = (),
+) -> subprocess.Popen[bytes]:
+    """Start `tagbot <command>` (serve, worker, scheduler) in its own process group.
 
     `log` receives its stdout and stderr (else they are dropped); `env` replaces the
-    environment (PYTHONUNBUFFERED is added).
+    environment (PYTHONUNBUFFERED is added); `wrap` runs it under a command (faketime).
     """
     tagbot = Path(sys.executable).with_name("tagbot")
     with contextlib.ExitStack() as files:  # the child holds its own copy of the log file
         out = subprocess.DEVNULL if log is None else files.enter_context(log.open("wb"))
         return subprocess.Popen(
-            [str(tagbot), "--config", str(config), "serve", *extra],
+            [*wrap, str(tagbot), "--config", str(config), command, *extra],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from wecom_sim.api import auth, contact_ways, customers, messages, tags, tickets, token
+from wecom_sim.api import (
+    auth,
+    contact_ways,
+    customers,
+    group_chats,
+    messages,
+    tags,
+    tickets,
+    token,
+)
 from wecom_sim.api.registry import ROUTES, dispatch, normalise
 
 __all__ = [
@@ -11,6 +20,7 @@ __all__ = [
     "contact_ways",
     "customers",
     "dispatch",
+    "group_chats",
     "messages",
     "normalise",
     "tags",
