@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from bot.db.session import Database, database_label, sqlite_file
 from bot.errors import TagbotError
@@ -22,10 +22,22 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+# Taken for the migration's transaction on PostgreSQL, one lock per schema: `serve`,
+# `worker` and `scheduler` each upgrade at start, and containers or units started together
+# would otherwise race to create the same tables (the loser failing with "already exists").
+# The second waits, then finds the schema at head and does nothing.
+_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('tagbot-migrate:' || current_schema()))"
+
+
 def upgrade_to_head(engine: Engine) -> None:
-    """Upgrade the schema to the newest revision; a no-op when already there."""
+    """Upgrade the schema to the newest revision; a no-op when already there.
+
+    Safe to run from several processes at once: on PostgreSQL they take turns.
+    """
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(_MIGRATION_LOCK))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
