@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
@@ -179,6 +180,14 @@ def _calls(settings: Any, db: Database) -> dict[str, Callable[[Session], object]
     }
 
 
+def _tier_page(page: Callable[..., object], dim: Any, today: Any, s: Session) -> object:
+    return page(dim, session=s, today=today)
+
+
+def _body(request: Callable[[], Any]) -> object:
+    return request().get_data()
+
+
 def _tier_and_channel_calls(
     settings: Any, value: list[str]
 ) -> dict[str, Callable[[Session], object]]:
@@ -191,7 +200,7 @@ def _tier_and_channel_calls(
     today = channel_stats.local_today(ZoneInfo(TZ), AS_OF)
     return {
         **{
-            f"tier_page {name}": lambda s, name=name: tier_page(dims[name], session=s, today=today)
+            f"tier_page {name}": partial(_tier_page, tier_page, dims[name], today)
             for name in ("value", "rfm")
         },
         "channel_list (as the page)": lambda s: channel_pages.channel_list(
@@ -537,7 +546,7 @@ def _time_pages(settings: Any, db: Database, spec: dict[str, Any]) -> dict[str, 
             if not explain.wait(0):
                 explain.wait()
                 extra["background_build_ms"] = round((time.perf_counter() - t1) * 1000, 1)
-            timed = _timed(spec["repeat"], lambda request=request: request().get_data())
+            timed = _timed(spec["repeat"], partial(_body, request))
             out[title] = {
                 "path": path,
                 "first_ms": first_ms,
@@ -560,7 +569,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     out["pages"] = _time_pages(settings, db, spec)
     if spec.get("services"):
         out["services"] = {
-            name: _timed(spec["repeat"], lambda call=call: _in_read(db, call))
+            name: _timed(spec["repeat"], partial(_in_read, db, call))
             for name, call in _calls(settings, db).items()
         }
         out["once"] = _once(settings, db)
