@@ -58,6 +58,9 @@ STATUSES = tuple(s.value for s in InboxStatus)
 _TAKEN = InboxStatus.PROCESSING.value
 
 NOTIFY_CHANNEL = "tagbot_inbox"
+# The payload names the schema: NOTIFY reaches every listener of the database, and two corps'
+# deployments in two schemas of one database (README, "Several corps") must not wake each other.
+_NOTIFY_SQL = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 MAX_ATTEMPTS = 6
 # Long enough for a customer fetch plus a welcome under WeCom's retries; a claim of a
 # live process older than this belongs to a stuck worker and is taken over.
@@ -363,7 +366,7 @@ def store(
 def _notify(txn: DriverWrite) -> None:
     if txn.dialect == "postgresql":
         # Delivered at commit to worker processes listening (see jobs/inbox_listener.py).
-        txn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+        txn.execute(_NOTIFY_SQL)
 
 
 def aged(items: Sequence[Claimed]) -> bool:
