@@ -126,7 +126,7 @@ def check_spec(spec: GroupCodeSpec) -> GroupCodeSpec:
         state=check_state(spec.state) if spec.state else None,
         auto_create_room=spec.auto_create_room,
         room_base_name=base_name,
-        room_base_id=base_id,
+        room_base_id=base_id if spec.auto_create_room else None,  # idempotent: checks again
     )
 
 
@@ -337,12 +337,12 @@ def update(
         check_groups_known(new.chat_ids, db=db, wecom=wecom)
     if tags is not None:
         catalogue.ensure(db=db, wecom=wecom, paths=new.tags)
-    way_changed = (new.chat_ids, new.auto_create_room, new.room_base_name, new.room_base_id) != (
-        old.chat_ids,
-        old.auto_create_room,
-        old.room_base_name,
-        old.room_base_id or 0,
-    )
+    way_changed = (
+        new.chat_ids,
+        new.auto_create_room,
+        new.room_base_name,
+        new.room_base_id or 0,
+    ) != (old.chat_ids, old.auto_create_room, old.room_base_name, old.room_base_id or 0)
     if way_changed and config_id:
         wecom.update_join_way(config_id, way)
     with db.write() as session:
