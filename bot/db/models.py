@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -144,6 +145,14 @@ class Channel(TimestampMixin, Base):
     source: Mapped[str] = mapped_column(String(16), default="cli")  # cli | api | config
     # Add events (scans that became or renewed a relation) processed for this channel.
     scans: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # "staff": a 联系我 contact way (customers add staff); "group": a 加入群聊 join way
+    # (customers join up to 5 customer groups; docs/wecom-groups.md). A group code has no
+    # staff, welcome or cap; its config_id is the join way's.
+    kind: Mapped[str] = mapped_column(String(8), default="staff", server_default="staff")
+    chat_ids: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    auto_create_room: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    room_base_name: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    room_base_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     staff: Mapped[list[ChannelStaff]] = relationship(
         cascade="all, delete-orphan", order_by="ChannelStaff.position"
