@@ -24,9 +24,9 @@ class Stay:
     channel: str | None
     customer: bool
     applied: bool
-    left_at: datetime | None
-    quit_scene: int | None
-    dismissed: bool
+    left_at: datetime | None = None
+    quit_scene: int | None = None
+    dismissed: bool = False
 
 
 def group_code(wecom: WeComClient, chat_id: str, state: str) -> str:
