@@ -14,9 +14,12 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
+from bot.callbacks.inbox import relation_key
 from bot.config import settings_from_mapping
 from bot.db import Database
 from bot.db.models import GroupChat, InboxEvent, OutboxOperation
+from bot.groups.changes import chat_change
+from bot.wecom.events import parse_event
 from tests.support.channels import store_channel
 from tests.support.corp import base_config
 from tests.support.groups import (
@@ -190,3 +193,33 @@ def test_a_dismissed_group_closes_every_stay_and_late_events_change_nothing(
     with db.read() as session:
         group = session.scalars(select(GroupChat).where(GroupChat.chat_id == chat)).one()
         assert (group.name, group.dismissed_at) == ("活动群", at)
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        "<MemChangeList><Item><![CDATA[wm_a]]></Item><Item><![CDATA[wm_b]]></Item></MemChangeList>",
+        "<MemChangeList><![CDATA[wm_a,wm_b]]></MemChangeList>",  # the older, one-text form
+    ],
+)
+def test_a_member_change_names_its_members_in_either_form_and_is_ordered_by_group(
+    members: str,
+) -> None:
+    xml = (
+        "<xml><ToUserName><![CDATA[corp]]></ToUserName><FromUserName><![CDATA[sys]]>"
+        "</FromUserName><CreateTime>1796560000</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[change_external_chat]]></Event><ChangeType><![CDATA[update]]>"
+        "</ChangeType><ChatId><![CDATA[wr_vip]]></ChatId><UpdateDetail><![CDATA[del_member]]>"
+        f"</UpdateDetail><QuitScene>1</QuitScene><MemChangeCnt>2</MemChangeCnt>{members}"
+        "<LastMemVer><![CDATA[v1]]></LastMemVer><CurMemVer><![CDATA[v2]]></CurMemVer></xml>"
+    )
+    ev = parse_event(xml)
+    change = chat_change(ev)
+    assert (change.chat_id, change.detail, change.members) == (
+        "wr_vip",
+        "del_member",
+        ("wm_a", "wm_b"),
+    )
+    assert (change.quit_scene, change.current_version) == (1, "v2")
+    assert change.at == datetime.fromtimestamp(1796560000, UTC)
+    assert relation_key(ev) == "chat#wr_vip"
