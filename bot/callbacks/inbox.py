@@ -8,7 +8,8 @@ claims just as well.
 Order. Events about one relation (userid x external_userid, `relation_key`) take effect
 in the order they arrived: a claim skips an event while an earlier event of the same
 relation is still pending or processing, whatever the number of workers or processes.
-A customer who deletes a member and re-adds them within a second ends `active`.
+A customer who deletes a member and re-adds them within a second ends `active`. Events
+about one customer group (change_external_chat) are keyed by their chat_id the same way.
 
 Ownership. Each process running inbox workers beats a heartbeat row every second
 (bot/heartbeat.py). The process that acknowledged an event owns it (`owner`) and
@@ -67,6 +68,8 @@ MAX_ATTEMPTS = 6
 CLAIM_SECONDS = 60.0
 STALE_SECONDS = heartbeat.STALE_SECONDS
 RELATION_EVENT = "change_external_contact"
+CHAT_EVENT = "change_external_chat"
+CHAT_KEY = "chat#"  # no userid holds "#": a group's key never meets a relation's
 POLL_SECONDS = 0.25  # longest an older due event waits behind a stream of hand-offs
 
 STORED = Counter(
@@ -161,8 +164,10 @@ class Handoff:
 
 
 def relation_key(event: CallbackEvent) -> str | None:
-    """Return the relation an event is about ("userid|external_userid"), if any."""
+    """Return what an event is ordered by: its relation ("userid|external_userid") or group."""
     if event.event != RELATION_EVENT or not event.userid or not event.external_userid:
+        if event.event == CHAT_EVENT and event.chat_id:
+            return f"{CHAT_KEY}{event.chat_id}"[:255]
         return None
     return f"{event.userid}|{event.external_userid}"[:255]
 

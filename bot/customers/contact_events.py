@@ -32,6 +32,7 @@ from bot.db import Database
 from bot.db.models import Customer, FollowRelation
 from bot.db.types import utcnow
 from bot.errors import WeComError
+from bot.groups import channel_tags as group_channel_tags
 from bot.tags import catalogue, outbox
 from bot.wecom.client import WeComClient
 from bot.wecom.events import CallbackEvent
@@ -170,7 +171,7 @@ def on_add(
             tag_ids = [our for our, _ in ctx.tag_ids]
     queued = False
     with db.write() as session:
-        customer, _, have = _store_contact(
+        customer, relation, have = _store_contact(
             contact,
             ev,
             ctx.id if ctx else None,
@@ -178,6 +179,8 @@ def on_add(
             marked=marked,
             applies_channel=True,
         )
+        # They joined a group through a channel's group code before being anyone's customer.
+        joins_due = contacts.group_joins_due(customer, relation, session=session)
         # A new friend's tiers (潜在客户, 首次渠道, staff_count…) follow within the minute,
         # not at the next nightly run: the touched re-tier takes them from here.
         touched.touch([customer.id], session=session)
@@ -197,11 +200,28 @@ def on_add(
         finish(session)
     if queued:
         outbox_wakeup.set()
+    if joins_due:
+        _tag_group_joins(ev, db=db, wecom=wecom, outbox_wakeup=outbox_wakeup)
     if ctx is not None and ctx.daily_cap:
         try:
             rotation.rotate(ctx.id, db=db, wecom=wecom, tz=settings.tz)
         except WeComError as exc:  # the upkeep job tries again; the scan itself is done
             log.warning("channel %s: rotation failed: %s", ctx.name, exc)
+
+
+def _tag_group_joins(
+    ev: CallbackEvent, *, db: Database, wecom: WeComClient, outbox_wakeup: threading.Event
+) -> None:
+    """Queue the channel tags of the new customer's earlier group joins (the add is recorded)."""
+    try:
+        tagged = group_channel_tags.apply_pending(
+            db=db, wecom=wecom, external_userids=[ev.external_userid]
+        )
+    except Exception:  # the add itself is done; the next sync applies what is left
+        log.exception("group joins of %s left for the sync", ev.external_userid)
+        return
+    if tagged.operations:
+        outbox_wakeup.set()
 
 
 def on_edit(ev: CallbackEvent, *, finish: Finish, db: Database, wecom: WeComClient) -> None:

@@ -227,6 +227,8 @@ class GroupMember(Base):
         UniqueConstraint("group_chat_id", "member_userid", "joined_at"),
         # the current members of a group
         Index("ix_group_members_current", "group_chat_id", "left_at"),
+        # someone's stays across groups: an add event looks for its customer's joins
+        Index("ix_group_members_member", "member_userid"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -248,6 +250,9 @@ class GroupMember(Base):
     left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     quit_scene: Mapped[int | None] = mapped_column(Integer)  # 0 left, 1 removed
     dismissed: Mapped[bool] = mapped_column(Boolean, default=False)  # ended by a dismissal
+    # the channel's tags were queued for the member's relations (NULL: due once they are
+    # somebody's customer; never set for a stay without a channel)
+    channel_applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     group_chat: Mapped[GroupChat] = relationship(back_populates="members")
 
