@@ -253,9 +253,17 @@ class DimensionSettings(_Section):
 
 class TieringSettings(_Section):
     schedule: str = "0 3 * * *"
+    # The day's rank population for explanations, stored once just after local midnight
+    # (`bot.tiering.day_population`); "" for none (each web process builds its own).
+    population_schedule: str = "5 0 * * *"
     dimensions: tuple[DimensionSettings, ...] = ()
 
     _cron = field_validator("schedule")(classmethod(lambda cls, v: _check_cron(v)))
+
+    @field_validator("population_schedule")
+    @classmethod
+    def _population_cron(cls, v: str) -> str:
+        return v if v == "" else _check_cron(v)
 
 
 class AttachmentSettings(_Section):

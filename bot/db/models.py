@@ -457,15 +457,20 @@ class TierPopulation(Base):
 
 
 class TierPopulationState(Base):
-    """The one row saying which full run `tier_population` holds, and for which day."""
+    """The one row saying which full run `tier_population` holds, and for which day.
+
+    Or, with no run (`run_id` None), that the day-population job built it: then
+    `predictive` holds the model it fitted (a run's is in `retier_runs.predictive`).
+    """
 
     __tablename__ = "tier_population_state"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # always 1
-    run_id: Mapped[int] = mapped_column(BigInteger)
+    run_id: Mapped[int | None] = mapped_column(BigInteger)
     as_of_day: Mapped[date] = mapped_column(Date)  # the run's as_of, local day in `tz`
     tz: Mapped[str] = mapped_column(String(64))
     profile_names: Mapped[str] = mapped_column(Text)  # JSON list: the profile.* columns
+    predictive: Mapped[str | None] = mapped_column(Text)  # the job's model (Model.to_json)
 
 
 class TouchedCustomer(Base):

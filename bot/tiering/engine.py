@@ -385,7 +385,12 @@ class MetricsEngine:
             if population.parse_state(cur.execute(state).fetchone()) != before:
                 return False
             assert self._db is not None
-            model = metrics_predictive.for_run(self._db, before.run_id)
+            if before.run_id is not None:
+                model = metrics_predictive.for_run(self._db, before.run_id)
+            elif before.predictive is not None:  # the day-population job's
+                model = metrics_predictive.Model.from_json(before.predictive, run_id=None)
+            else:
+                model = None
             self._population = _Population(
                 clock.as_of_day,
                 self.tz,
@@ -409,6 +414,26 @@ class MetricsEngine:
             as_of_day=pop.as_of_day,
             tz=pop.tz,
             profile_names=pop.profile_names,
+        )
+
+    def store_day_population(self, session: Session) -> int:
+        """Store the population `build_population` just built, with its model; return its size.
+
+        The day-population job's (`bot.tiering.day_population`): no run, so the model goes
+        with the state row.
+        """
+        pop = self._population
+        assert pop is not None
+        assert pop.basis_day is None
+        return population.store(
+            self.con,
+            f"SELECT cid, fen_365d, last_ago, clv FROM {self.catalog}.main.population",
+            session=session,
+            run_id=None,
+            as_of_day=pop.as_of_day,
+            tz=pop.tz,
+            profile_names=pop.profile_names,
+            predictive=None if pop.model is None else pop.model.to_json(),
         )
 
     def store_touched(self, session: Session, customer_ids: list[int]) -> bool:

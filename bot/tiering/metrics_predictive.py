@@ -79,7 +79,7 @@ class Model:
         )
 
     @classmethod
-    def from_json(cls, text: str, *, run_id: int) -> Model:
+    def from_json(cls, text: str, *, run_id: int | None) -> Model:
         """Return the model a run stored."""
         raw: dict[str, Any] = json.loads(text)
         bg, gg = raw.pop("bgnbd"), raw.pop("gamma_gamma")
