@@ -14,6 +14,8 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, bindparam, or_, select
+from sqlalchemy import column as sql_column
+from sqlalchemy import table as sql_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -84,6 +86,10 @@ def _upsert_by_key(
         # SQLite's executemany gives a count, not the rows: a batch that wrote anything
         # marks all its customers (a superset); one that wrote nothing marks none.
         changed = {r["customer_id"] for r in rows} if touched else set()
+    elif len(rows) >= COPY_MIN_ROWS:
+        linked = _pg_copy_upsert(rows, session=session, table=table, key=key, values=values)
+        touched = len(linked)
+        changed = set(linked)
     else:
         # RETURNING names the rows really written; psycopg's executemany has no rowcount.
         written = session.execute(stmt.returning(table.c.customer_id), rows).all()
@@ -167,6 +173,79 @@ def _sqlite_executemany(stmt: Any, rows: list[dict[str, Any]], *, session: Sessi
         params.append(tuple(values))
     result = connection.exec_driver_sql(sql, params)
     return int(result.rowcount)
+
+
+# From this many rows on, PostgreSQL gets a batch by COPY into a temporary table and one
+# INSERT ... SELECT: a multi-row VALUES statement of 20,000 rows spent most of its time in
+# the driver turning its 200,000 placeholders into PostgreSQL's ($1...) form (~0.6 ms a row).
+COPY_MIN_ROWS = 500
+_STAGE = "_tagbot_import_stage"
+
+
+def _pg_encoder(column_type: Any) -> Callable[[Any], Any] | None:
+    """Return an encoder giving what SQLAlchemy would store on PostgreSQL, or None for as-is."""
+    if isinstance(column_type, Money):
+        return lambda v: None if v is None else int(v * 100)  # validated: whole fen
+    return None  # aware datetimes, str, int, bool: psycopg's COPY writes them as they are
+
+
+@lru_cache(maxsize=8)
+def _pg_copy_plan(
+    table: Table, key: str, values: tuple[str, ...]
+) -> tuple[str, str, Any, tuple[Callable[[Any], Any] | None, ...]]:
+    """The staging table's DDL, its COPY, the upsert from it, and one encoder per column."""
+    names = (key, *values)
+    quoted = ", ".join(f'"{name}"' for name in names)
+    # ON COMMIT DROP: the stage lives in the batch's transaction only, like its rows.
+    create = (
+        f'CREATE TEMPORARY TABLE "{_STAGE}" ON COMMIT DROP AS '
+        f'SELECT {quoted} FROM "{table.name}" WITH NO DATA'
+    )
+    copy = f'COPY "{_STAGE}" ({quoted}) FROM STDIN'
+    stage = sql_table(_STAGE, *(sql_column(name) for name in names))
+    now = bindparam("now", type_=table.c.updated_at.type)
+    insert = postgresql.insert(table).from_select(
+        [*names, "created_at", "updated_at"], select(*stage.c, now, now)
+    )
+    excluded = insert.excluded
+    upsert = insert.on_conflict_do_update(
+        index_elements=[table.c[key]],
+        set_={**{name: excluded[name] for name in values}, "updated_at": excluded.updated_at},
+        where=or_(*(table.c[name].is_distinct_from(excluded[name]) for name in values)),
+    ).returning(table.c.customer_id)
+    encoders = tuple(_pg_encoder(table.c[name].type) for name in names)
+    return create, copy, upsert, encoders
+
+
+def _pg_copy_upsert(
+    rows: list[dict[str, Any]],
+    *,
+    session: Session,
+    table: Table,
+    key: str,
+    values: tuple[str, ...],
+) -> list[int | None]:
+    """Upsert rows unique by `key` through COPY; return the customer_id of each row written.
+
+    Same statement semantics as the executemany path (`_upsert_statement`): new rows are
+    inserted, stored rows are updated only when a value differs, all in the caller's
+    transaction.
+    """
+    create, copy_sql, upsert, encoders = _pg_copy_plan(table, key, values)
+    connection = session.connection()
+    connection.exec_driver_sql(create)
+    pick = itemgetter(key, *values)
+    encode = [(i, enc) for i, enc in enumerate(encoders) if enc is not None]
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(copy_sql) as copy:
+        for row in rows:
+            record = list(pick(row))
+            for i, enc in encode:
+                record[i] = enc(record[i])
+            copy.write_row(record)
+    written = connection.execute(upsert, {"now": rows[0]["updated_at"]}).scalars().all()
+    connection.exec_driver_sql(f'DROP TABLE "{_STAGE}"')
+    return list(written)
 
 
 def upsert_orders(rows: list[dict[str, Any]], *, session: Session, now: datetime) -> Outcome:
