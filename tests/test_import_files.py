@@ -306,6 +306,7 @@ def _large_orders(tag: str) -> list[list[Any]]:
         amount = f"{(i % 500) + 0.5:.2f}"
         rows.append([f"B{i:05d}", ext, union, amount, "2026-05-01 10:00:00", status, "美妆", i % 2])
     rows[5][3] = "-3"  # a negative amount
+    rows[7][6] = 'tab\there, back\\slash, "quote"\nnew line, \\N'  # COPY's special bytes
     rows[600][5] = "pending"  # an unknown status
     rows[900] = [*rows[12][:1], *rows[900][1:]]  # B00011 twice: the later one is refused
     if tag == "second":
@@ -371,11 +372,18 @@ def test_large_batches_store_the_same_as_small_ones(tmp_path: Path, db: Database
     assert small == large
     (counts, rejected, stored, touched), (counts2, rejected2, stored2, _) = large
     assert counts == (1300, 1297, 0, 0)
-    assert [r[:2] for r in rejected] == [(6, "amount"), (601, "status"), (901, "order_id")]
+    assert [r[:2] for r in rejected] == [
+        (6, "amount"),
+        (602, "status"),
+        (902, "order_id"),
+    ]  # row 8 spans two lines
     assert len(stored) == 1297
     linked = {s.order_id: s.customer_id for s in stored}
     assert linked["B00001"] is not None
     assert linked["B00035"] is None  # wm_stranger_35: nobody we know
+    assert [s.category for s in stored if s.order_id == "B00006"] == [
+        'tab\there, back\\slash, "quote"\nnew line, \\N'
+    ]
     assert touched == {c for c in linked.values() if c is not None}
     refunds = sum(1 for s in stored2 if s.status == "refunded")
     assert counts2 == (1301, 1, refunds, 1297 - refunds)
