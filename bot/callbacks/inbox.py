@@ -411,6 +411,23 @@ def finish(item: Claimed, *, session: Session, handled: bool = True) -> None:
     )
 
 
+_FINISH_SQL = """
+UPDATE inbox_events SET status = :status, processed_at = :now, locked_until = NULL,
+    last_error = NULL
+WHERE id = :event_id"""
+
+
+def finish_sql(item: Claimed, *, txn: DriverWrite, handled: bool = True) -> None:
+    """`finish`, in a write on the driver (bot/db/driver.py)."""
+    now = utcnow()
+    status = InboxStatus.DONE if handled else InboxStatus.IGNORED
+    stored_now = sqlite_datetime(now) if txn.dialect == "sqlite" else now
+    txn.execute(_FINISH_SQL, {"event_id": item.id, "status": status.value, "now": stored_now})
+    LATENCY.labels(change_type_label(item.change_type, item.event)).observe(
+        max(0.0, (now - item.received_at).total_seconds())
+    )
+
+
 def finish_pending(*, session: Session, event: str, received_by: datetime, but: int) -> None:
     """Mark pending events of a kind received by then done: one handling answered them all."""
     session.execute(
