@@ -62,6 +62,7 @@ def _add(ev: CallbackEvent, item: inbox.Claimed, p: Parts) -> None:
         ev,
         received_at=item.received_at,
         finish=_finisher(item),
+        finish_sql=lambda txn: inbox.finish_sql(item, txn=txn),
         db=p.db,
         wecom=p.wecom,
         settings=p.settings,

@@ -41,6 +41,16 @@ class DriverWrite:
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
         """Run one statement; return its first row (RETURNING), or None."""
+        rows = self._run(sql, params, every=False)
+        return rows[0] if rows else None
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one query; return all its rows."""
+        return self._run(sql, params, every=True)
+
+    def _run(
+        self, sql: str, params: dict[str, Any] | None, *, every: bool
+    ) -> list[tuple[Any, ...]]:
         cursor = self._connection.cursor()
         try:
             if not self._sqlite:
@@ -48,8 +58,12 @@ class DriverWrite:
             if self._dispatch.before_cursor_execute:
                 self._dispatch.before_cursor_execute(None, cursor, sql, params, None, False)
             cursor.execute(sql, params or ())
-            row = cursor.fetchone() if cursor.description else None
-            return None if row is None else tuple(row)
+            if not cursor.description:
+                return []
+            if every:
+                return [tuple(row) for row in cursor.fetchall()]
+            row = cursor.fetchone()
+            return [] if row is None else [tuple(row)]
         finally:
             cursor.close()
 
