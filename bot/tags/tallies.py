@@ -16,8 +16,10 @@ Rows, keyed (block, status, shard):
   BLOCK). A push's range (ids after a run's `outbox_from`) is its whole blocks' rows plus
   an exact count of at most BLOCK - 1 ids by primary key, for the block it starts in.
 - shard: on PostgreSQL the writer's backend pid modulo SHARDS, so concurrent outbox
-  workers add into different rows and never wait on each other's counter; each trigger
-  adds in key order. SQLite has one writer at a time: shard 0.
+  workers add into different rows, not one hot counter (two connections whose pids agree
+  modulo SHARDS share rows: one waits for the other's commit); each trigger adds in key
+  order. SQLite has one writer at a time: shard 0. A shard's row may go below zero (an
+  operation queued by one connection, sent by another): only the sum means anything.
 A PostgreSQL statement trigger adds a whole statement's rows at once (a push's bulk
 insert: one grouped pass over its transition table, one upsert); SQLite's row triggers
 add one operation each.
@@ -32,7 +34,7 @@ from bot.db.models import OutboxOperation, OutboxTally
 from bot.states import OutboxStatus
 
 BLOCK = 16384  # the migration's triggers divide ids by the same
-SHARDS = 64
+SHARDS = 16  # concurrent writers a push sees: outbox worker threads of a few processes
 EVERY = -1  # the block of the rows counting every operation
 
 

@@ -8,7 +8,7 @@ Every statement that inserts, updates or deletes outbox operations adds its chan
 `outbox_tallies` in its own transaction (bot/tags/tallies.py says why triggers): on
 PostgreSQL one statement-level trigger per event, reading the statement's transition
 tables, so a bulk insert of a push pays one grouped pass and one upsert, and each
-connection adds into its own shard row (backend pid modulo 64); on SQLite (one writer
+connection adds into its own shard row (backend pid modulo 16); on SQLite (one writer
 at a time) row triggers into shard 0. The existing operations are counted once here,
 inside the migration's transaction, which holds the table against writers meanwhile.
 """
@@ -25,7 +25,7 @@ branch_labels = None
 depends_on = None
 
 BLOCK = 16384  # bot/tags/tallies.BLOCK
-SHARDS = 64  # bot/tags/tallies.SHARDS
+SHARDS = 16  # bot/tags/tallies.SHARDS
 
 # (block, status, operations) changes of one statement, as `d`; added into this
 # connection's shard, in key order (two statements of one shard lock rows alike).
