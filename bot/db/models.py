@@ -642,6 +642,24 @@ class OutboxOperation(Base):
     tag_changes: Mapped[list[OutboxTagChange]] = relationship(cascade="all, delete-orphan")
 
 
+class OutboxTally(Base):
+    """How many outbox operations are in each status, kept by triggers on outbox_operations.
+
+    Written in the transaction of every statement that inserts, updates or deletes
+    operations (bot/tags/tallies.py): `block` -1 counts every operation, `block` b those
+    with ids in [b * BLOCK, (b + 1) * BLOCK), so a push's range is a sum over its blocks.
+    Each PostgreSQL connection adds into its own `shard` row (its backend pid modulo
+    SHARDS), so concurrent outbox workers never wait on one counter row.
+    """
+
+    __tablename__ = "outbox_tallies"
+
+    block: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    operations: Mapped[int] = mapped_column(BigInteger)
+
+
 class OutboxTagChange(Base):
     """One tag to add or remove within a coalesced mark_tag operation."""
 
