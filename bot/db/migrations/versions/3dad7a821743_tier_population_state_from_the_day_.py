@@ -1,7 +1,7 @@
 """tier_population_state from the day-population job: run_id nullable, predictive
 
 Revision ID: 3dad7a821743
-Revises: 9f604449630c
+Revises: 4e82d47f76a9
 Create Date: 2026-12-06 12:55:54.664811
 """
 
@@ -14,7 +14,7 @@ import bot.db.types
 
 
 revision = '3dad7a821743'
-down_revision = '9f604449630c'
+down_revision = '4e82d47f76a9'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """group stays: channel applied, looked up by member
 
 Revision ID: 4e82d47f76a9
-Revises: 9f604449630c
+Revises: 94468ef58826
 Create Date: 2026-12-06 12:53:38.606384
 """
 
@@ -14,7 +14,7 @@ import bot.db.types
 
 
 revision = '4e82d47f76a9'
-down_revision = '9f604449630c'
+down_revision = '94468ef58826'
 branch_labels = None
 depends_on = None
 

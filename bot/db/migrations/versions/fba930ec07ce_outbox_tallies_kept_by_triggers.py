@@ -1,7 +1,7 @@
 """outbox tallies: operations per status (and per id block), kept by triggers
 
 Revision ID: fba930ec07ce
-Revises: 9f604449630c
+Revises: 3dad7a821743
 Create Date: 2026-12-06 12:55:00.000000
 
 Every statement that inserts, updates or deletes outbox operations adds its changes to
@@ -20,7 +20,7 @@ from alembic import op
 
 
 revision = 'fba930ec07ce'
-down_revision = '9f604449630c'
+down_revision = '3dad7a821743'
 branch_labels = None
 depends_on = None
 
