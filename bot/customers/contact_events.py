@@ -178,19 +178,11 @@ def on_add(
         else:
             tag_ids = [our for our, _ in ctx.tag_ids]
     if not _store_new(ev, contact, ctx, tag_ids, marked, db=db, finish_sql=finish_sql):
-        queued = _store_any(
-            ev,
-            contact,
-            ctx,
-            tag_ids,
-            marked,
-            db=db,
-            wecom=wecom,
-            outbox_wakeup=outbox_wakeup,
-            finish=finish,
-        )
+        queued, joins_due = _store_any(ev, contact, ctx, tag_ids, marked, db=db, finish=finish)
         if queued:
             outbox_wakeup.set()
+        if joins_due:
+            _tag_group_joins(ev, db=db, wecom=wecom, outbox_wakeup=outbox_wakeup)
     if ctx is not None and ctx.daily_cap:
         try:
             rotation.rotate(ctx.id, db=db, wecom=wecom, tz=settings.tz)
@@ -242,11 +234,10 @@ def _store_any(
     marked: Sequence[int],
     *,
     db: Database,
-    wecom: WeComClient,
-    outbox_wakeup: threading.Event,
     finish: Finish,
-) -> bool:
-    """Store any scan through a session; return True when tags went to the outbox."""
+) -> tuple[bool, bool]:
+    """Store any scan through a session; say whether tags went to the outbox, and whether
+    group joins of theirs await their channel's tags (`_tag_group_joins`)."""
     queued = False
     with db.write() as session:
         customer, relation, have = _store_contact(
@@ -276,9 +267,7 @@ def _store_any(
             )
             live_codes.record_scan(ctx.id, session=session)
         finish(session)
-    if joins_due:
-        _tag_group_joins(ev, db=db, wecom=wecom, outbox_wakeup=outbox_wakeup)
-    return queued
+    return queued, joins_due
 
 
 def _tag_group_joins(
