@@ -53,6 +53,19 @@ class DriverWrite:
         finally:
             cursor.close()
 
+    def fetchall(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one query; return all its rows."""
+        cursor = self._connection.cursor()
+        try:
+            if not self._sqlite:
+                sql = pyformat(sql)
+            if self._dispatch.before_cursor_execute:
+                self._dispatch.before_cursor_execute(None, cursor, sql, params, None, False)
+            cursor.execute(sql, params or ())
+            return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
     def begin(self) -> None:
         """Start the transaction: on SQLite with the write lock taken at once."""
         if self._sqlite:  # psycopg opens one implicitly at the first statement
