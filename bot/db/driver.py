@@ -3,8 +3,9 @@
 One INSERT through a SQLAlchemy session costs about 0.3 ms of CPU on this project's
 machine (session, pool, compile cache, bind and result processing, the begin event);
 the same SQL through the driver about 0.08 ms. The callback ack pays it on every scan,
-so its store goes through here (`Database.write_driver`). Everything else writes
-through `Database.write()`.
+so its store goes through here (`Database.write_driver`), and so do the WeCom budget's
+bookings (bot/wecom/budget.py: several a second per API under load). Everything else
+writes through `Database.write()`.
 
 SQL is written with `:name` parameters and values already in the form the driver
 stores (`bot.db.types.sqlite_datetime` for times on SQLite; psycopg takes aware
