@@ -2,7 +2,7 @@
 
     python -m bench.console [--customers 100000] [--orders 1000000] [--events 500000]
                             [--backend sqlite|postgresql|both] [--workdir DIR] [--keep]
-                            [--repeat 30] [--services]
+                            [--repeat 30] [--services] [--push-pending]
 
 Loads (or reuses, with --workdir/--keep) bench/retier.py's data through bench/retier_common.
 The aggregates the pages read are written by a re-tier and by the channel rollup: when the
@@ -10,6 +10,9 @@ data holds none yet, the bench runs a full re-tier with the default dimensions a
 one of 1,000 customers (their wall times are printed), then the channel rollup with
 conversions; it also gives the 系统 page what a long-running install has (one handled
 callback per customer, dead letters in both queues, a month of sync runs).
+The first push is marked sent, so 概览 is the settled page; `--push-pending` times the pages
+with that push queued instead, the outbox's state for hours after a nightly run (kept data:
+its operations are put back pending, in one update, before the pages are timed).
 
 The pages are the ones registered on the branch it runs on: each endpoint of the console's
 navigation (guard.NAV), a customer's page, a tier's .xlsx export and a 规则试算 when their
@@ -35,11 +38,12 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from bench.retier_common import (
@@ -88,7 +92,7 @@ def _settings(url: str) -> Any:
     )
 
 
-def _setup(db: Database, n: int) -> dict[str, Any]:
+def _setup(db: Database, n: int, *, push_pending: bool = False) -> dict[str, Any]:
     """Write the aggregates if the data holds none: two re-tiers and the rollup."""
     from bot.db.models import ChannelTierMix, ChannelTotal, OutboxOperation, TierSizeDay
     from bot.reports import channel_stats
@@ -124,8 +128,9 @@ def _setup(db: Database, n: int) -> dict[str, Any]:
             insert_tier_tags(s, tdims, prefix="c")
         t0 = time.perf_counter()
         first = diff.enqueue_tier_changes(db=db, dims=tdims)
-        mark_sent(db)
-        out["push_queued_and_marked_done"] = {
+        if not push_pending:
+            mark_sent(db)
+        out["push_queued" if push_pending else "push_queued_and_marked_done"] = {
             "operations": first.changed,
             "wall_s": round(time.perf_counter() - t0, 2),
         }
@@ -139,7 +144,28 @@ def _setup(db: Database, n: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             channel_stats.rollup(db, tz=tz, now=now, orders=orders)
             out[name] = round(time.perf_counter() - t0, 2)
+    if push_pending:
+        out.update(_push_pending(db))
     return out
+
+
+def _push_pending(db: Database) -> dict[str, Any]:
+    """Put the first push's operations back pending if they were sent (kept data)."""
+    from bot.db.models import OutboxOperation
+
+    op = OutboxOperation
+    t0 = time.perf_counter()
+    with db.write() as s:
+        n = s.execute(
+            update(op)
+            .where(op.status == "done")
+            .values(status="pending", done_at=None, attempts=0, last_error=None)
+        ).rowcount  # type: ignore[attr-defined]
+        pending = s.scalar(select(func.count()).select_from(op).where(op.status == "pending"))
+    return {
+        "push_put_back_pending": {"operations": n, "wall_s": round(time.perf_counter() - t0, 2)},
+        "outbox_pending": pending,
+    }
 
 
 def _in_read(db: Database, call: Callable[[Session], object]) -> None:
@@ -179,6 +205,14 @@ def _calls(settings: Any, db: Database) -> dict[str, Callable[[Session], object]
     }
 
 
+def _tier_page(page: Callable[..., object], dim: Any, today: Any, s: Session) -> object:
+    return page(dim, session=s, today=today)
+
+
+def _body(request: Callable[[], Any]) -> object:
+    return request().get_data()
+
+
 def _tier_and_channel_calls(
     settings: Any, value: list[str]
 ) -> dict[str, Callable[[Session], object]]:
@@ -191,7 +225,7 @@ def _tier_and_channel_calls(
     today = channel_stats.local_today(ZoneInfo(TZ), AS_OF)
     return {
         **{
-            f"tier_page {name}": lambda s, name=name: tier_page(dims[name], session=s, today=today)
+            f"tier_page {name}": partial(_tier_page, tier_page, dims[name], today)
             for name in ("value", "rfm")
         },
         "channel_list (as the page)": lambda s: channel_pages.channel_list(
@@ -537,7 +571,7 @@ def _time_pages(settings: Any, db: Database, spec: dict[str, Any]) -> dict[str, 
             if not explain.wait(0):
                 explain.wait()
                 extra["background_build_ms"] = round((time.perf_counter() - t1) * 1000, 1)
-            timed = _timed(spec["repeat"], lambda request=request: request().get_data())
+            timed = _timed(spec["repeat"], partial(_body, request))
             out[title] = {
                 "path": path,
                 "first_ms": first_ms,
@@ -556,11 +590,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Write the aggregates and the 系统 rows if needed, then time every page; return figures."""
     db = Database(spec["url"])
     settings = _settings(spec["url"])
-    out: dict[str, Any] = {"setup": {**_setup(db, spec["customers"]), **_system_rows(db)}}
+    setup = _setup(db, spec["customers"], push_pending=spec.get("push_pending", False))
+    out: dict[str, Any] = {"setup": {**setup, **_system_rows(db)}}
     out["pages"] = _time_pages(settings, db, spec)
     if spec.get("services"):
         out["services"] = {
-            name: _timed(spec["repeat"], lambda call=call: _in_read(db, call))
+            name: _timed(spec["repeat"], partial(_in_read, db, call))
             for name, call in _calls(settings, db).items()
         }
         out["once"] = _once(settings, db)
@@ -573,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__, customers=100_000, orders=1_000_000, events=500_000)
     p.add_argument("--repeat", type=int, default=30)
     p.add_argument("--services", action="store_true", help="also time each read service")
+    p.add_argument(
+        "--push-pending", action="store_true", help="time the pages with the first push queued"
+    )
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
@@ -590,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
                 "url": backend_url(args, work, backend),
                 "repeat": args.repeat,
                 "services": args.services,
+                "push_pending": args.push_pending,
             }
             r = run_child("bench.console", spec)
             print(f"\n## {backend}")

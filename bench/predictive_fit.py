@@ -16,8 +16,8 @@ import time
 import duckdb
 import numpy as np
 
+from bench.btyd import simulate_bgnbd
 from bot.tiering import metrics_predictive
-from tests.support.btyd import simulate_bgnbd
 
 
 def simulate(n: int, seed: int = 1) -> dict[str, np.ndarray]:

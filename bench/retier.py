@@ -3,7 +3,7 @@
     python -m bench.retier [--customers 20000] [--orders 200000] [--events 100000]
                            [--backend sqlite|postgresql|both] [--workdir DIR] [--keep]
 
-Generates realistic data (bench/retier_data.py: 60 % buyers of whom 60 % buy once, skewed
+Generates realistic data (bench/retier_data.py: 60 % buyers whose repeat orders churn as BG/NBD assumes (about half buy once), skewed
 lognormal spend, 1–3 staff per customer, 20 categories, 15 % new products, 5 % refunds,
 five event kinds, region and member level), loads it (load time reported apart), then
 runs `compute_metrics` for all customers and for 1,000 touched customers, each in a child

@@ -24,8 +24,8 @@ from typing import Any
 import duckdb
 from sqlalchemy import text
 
+from bench.retier_data import DATA_VERSION, load_postgres, load_sqlite
 from bench.retier_data import generate as generate_data
-from bench.retier_data import load_postgres, load_sqlite
 from bot.db import Database
 from bot.db.migrate import upgrade_to_head
 
@@ -50,7 +50,8 @@ def parser(doc: str | None, *, customers: int, orders: int, events: int) -> argp
 
 
 def size_tag(args: argparse.Namespace) -> str:
-    return f"{args.customers}c_{args.orders}o_{args.events}e"
+    """Name the data by version and size (files, schema): versions never share a kept copy."""
+    return f"d{DATA_VERSION}_{args.customers}c_{args.orders}o_{args.events}e"
 
 
 def pg_schema_url(schema: str) -> str:

@@ -11,8 +11,23 @@ from __future__ import annotations
 from datetime import datetime
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
 
+from bench.btyd import alpha_for_repeats, bgnbd_repeat_times
 from bot.tiering.source import load_extension
+
+# Bumped whenever the generated rows change: the data's names carry it (bench/retier_common),
+# so a kept copy from another version is never mixed with this one's figures.
+# 2: repeat orders from a BG/NBD process (before: spread with no dropout, so the nightly
+#    BG/NBD fit stopped on the no-dropout bound).
+DATA_VERSION = 2
+DAYS = 1095  # orders span three years up to as_of
+# Repeat purchases per day ~ Gamma(r, α) while active, dropout after each ~ Beta(a, b):
+# very uneven buying (r small: about half the buyers never come back, a few buy weekly),
+# a mean dropout chance of 1 in 11 per repeat; α is solved for the requested order count.
+BGNBD_R, BGNBD_A, BGNBD_B = 0.1, 0.5, 5.0
+SEED = 20261201
 
 CATEGORIES = (
     "服饰",
@@ -45,6 +60,43 @@ def _u(salt: int, col: str = "i") -> str:
     return f"(hash({col}, {salt}) % 1000000007) / 1000000007.0"
 
 
+def _orders(buyers: int, orders: int) -> dict[str, npt.NDArray[np.int64]]:
+    """Return the orders' ids, customer ids and seconds before as_of, `orders` rows in all.
+
+    Buyer k (ids 1..buyers) first buys uniformly over the three years (one order each, as
+    far as `orders` goes); the remaining orders are repeat purchases drawn from BG/NBD
+    over each buyer's time since their first, with α set so the expected count matches,
+    then thinned at random to exactly the count asked for.
+    """
+    rng = np.random.default_rng(SEED)
+    first = min(orders, buyers)
+    first_back = rng.random(buyers) * DAYS * 86400.0  # seconds before as_of
+    extra = orders - first
+    cid = np.arange(1, first + 1, dtype=np.int64)
+    back = first_back[:first]
+    if extra > 0:
+        age = first_back / 86400.0
+        alpha = alpha_for_repeats(BGNBD_R, BGNBD_A, BGNBD_B, age, extra / buyers * 1.02)
+        for attempt in range(20):
+            who, when = bgnbd_repeat_times(
+                BGNBD_R, alpha, BGNBD_A, BGNBD_B, age, seed=SEED + 1 + attempt
+            )
+            if who.size >= extra:
+                break
+            alpha *= 0.9  # drew fewer than asked: buy a little faster and draw again
+        else:
+            raise RuntimeError(f"BG/NBD drew {who.size} repeat orders of {extra}")
+        keep = np.sort(rng.choice(who.size, size=extra, replace=False))
+        who, when = who[keep], when[keep]
+        cid = np.concatenate([cid, who + 1])
+        back = np.concatenate([back, first_back[who] - when * 86400.0])
+    return {
+        "i": np.arange(1, cid.size + 1, dtype=np.int64),
+        "cid": cid,
+        "back_s": np.floor(back).astype(np.int64),
+    }
+
+
 def generate(
     con: duckdb.DuckDBPyConnection, *, customers: int, orders: int, events: int, as_of: datetime
 ) -> None:
@@ -57,7 +109,6 @@ def generate(
     n_staff = 200
     n_channels = 20
     buyers = max(int(customers * 0.6), 1)
-    repeaters = max(int(buyers * 0.4), 1)
     con.execute(f"""
         CREATE OR REPLACE TABLE staff AS
         SELECT i AS id, 'staff' || i AS userid, '员工' || i AS name, true AS active,
@@ -96,33 +147,25 @@ def generate(
                NULL::TIMESTAMP AS lost_at, NULL::VARCHAR AS lost_reason,
                NULL::VARCHAR AS transfer_fail_reason, {ts} AS created_at, {ts} AS updated_at
         FROM r""")
-    # Every buyer orders once; the rest go to 40 % of the buyers (60 % buy once), skewed
-    # towards a heavy tenth (~150 orders each over three years at full size).
-    extra = max(orders - buyers, 0)
+    # Every buyer orders once; the repeat orders come from a BG/NBD process (below).
+    orders_arrays = _orders(buyers, orders)
+    con.register("orders_arrays", orders_arrays)
     con.execute(f"""
         CREATE OR REPLACE TABLE orders AS
-        WITH o AS (
-            SELECT i, 1 + (i - 1) % {buyers} AS cid FROM range(1, {min(orders, buyers) + 1}) t(i)
-            UNION ALL
-            -- 70 % spread over all repeat buyers, 30 % over the heaviest tenth of them.
-            SELECT i, 1 + CAST(floor({_u(10)} * CASE WHEN {_u(9)} < 0.7 THEN {repeaters}
-                                                     ELSE {max(repeaters // 10, 1)} END) AS BIGINT)
-                     AS cid
-            FROM range({buyers + 1}, {buyers + extra + 1}) t(i)
-        ), z AS (
-            SELECT i, cid,
+        WITH z AS (
+            SELECT i, cid, back_s,
                    sqrt(-2 * ln(1 - {_u(11)})) * cos(2 * pi() * {_u(12)}) AS normal
-            FROM o
+            FROM orders_arrays
         )
         SELECT i AS id, 'o' || i AS order_id, cid AS customer_id, 'wm' || cid AS external_userid,
                NULL::VARCHAR AS unionid,
                greatest(CAST(round(exp(ln(150) + 1.0 * normal) * 100) AS BIGINT), 100) AS amount,
-               {ts} - to_seconds(CAST(floor(pow({_u(13)}, 1.5) * 86400 * 1095) AS BIGINT))
-                 AS paid_at,
+               {ts} - to_seconds(back_s) AS paid_at,
                CASE WHEN {_u(14)} < 0.05 THEN 'refunded' ELSE 'paid' END AS status,
                {cats}[1 + CAST(floor(pow({_u(15)}, 2) * {len(CATEGORIES)}) AS INTEGER)] AS category,
                {_u(16)} < 0.15 AS is_new_product, {ts} AS created_at, {ts} AS updated_at
         FROM z""")
+    con.unregister("orders_arrays")
     con.execute(f"""
         CREATE OR REPLACE TABLE interaction_events AS
         WITH e AS (

@@ -118,6 +118,7 @@ def _predictive(report: Any) -> dict[str, Any] | None:
         "fit_s": round(m.fit_seconds, 2),
         "score_s": round(m.score_seconds, 2),
         "errors": m.errors,
+        "model": m.summary(timing=False),
     }
 
 

@@ -286,14 +286,14 @@ def main() -> int:
         upgrade_to_head(db.engine)
         db.dispose()
         rt = Runtime(settings_from_mapping(cfg, environ={}))
-        with live_codes.begin_with_wecom(rt.db, rt.wecom) as session:
-            state = live_codes.create(
-                live_codes.ChannelSpec(
-                    name="渠道", staff=("staff01",), tags=(TagPath("来源", "渠道"),), welcome="你好"
-                ),
-                session=session,
-                wecom=rt.wecom,
-            ).state
+        state = live_codes.create(
+            live_codes.ChannelSpec(
+                name="渠道", staff=("staff01",), tags=(TagPath("来源", "渠道"),), welcome="你好"
+            ),
+            db=rt.db,
+            wecom=rt.wecom,
+            source="bench",
+        ).state
         rt.close()
         print(
             f"{args.rate:g} scans/s for {args.seconds:g} s, kill -9 at {args.kill_after:g} s, "

@@ -17,8 +17,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from bot.db import Database
@@ -45,9 +47,10 @@ BATCH = 20_000
 def insert_tier_tags(s: Session, dims: Sequence[TierDimension], *, prefix: str) -> None:
     """Put the dimensions' tier tags in the catalogue as if the bot had made them in WeCom."""
     for gi, dim in enumerate(dims):
-        gid = s.execute(
+        made = s.execute(
             insert(TagGroup).values(name=dim.group, wecom_group_id=f"{prefix}g{gi}", managed=True)
-        ).inserted_primary_key
+        )
+        gid = cast("CursorResult[Any]", made).inserted_primary_key
         assert gid is not None
         for ti, tier in enumerate(dim.tiers):
             s.execute(

@@ -28,9 +28,12 @@ from bot.errors import ConfigError
 from bot.rules.dimension import rule_problems
 from bot.wecom_limits import (
     ATTACHMENTS_MAX,
+    CHAT_ID_PATTERN,
     CONTACT_WAY_STATE_MAX,
     CONTACT_WAY_USERS_MAX,
     CORP_TAGS_MAX,
+    JOIN_WAY_CHATS_MAX,
+    JOIN_WAY_ROOM_BASE_NAME_MAX,
     MSG_TEMPLATE_TEXT_MAX_BYTES,
     TAG_NAME_MAX,
 )
@@ -250,9 +253,17 @@ class DimensionSettings(_Section):
 
 class TieringSettings(_Section):
     schedule: str = "0 3 * * *"
+    # The day's rank population for explanations, stored once just after local midnight
+    # (`bot.tiering.day_population`); "" for none (each web process builds its own).
+    population_schedule: str = "5 0 * * *"
     dimensions: tuple[DimensionSettings, ...] = ()
 
     _cron = field_validator("schedule")(classmethod(lambda cls, v: _check_cron(v)))
+
+    @field_validator("population_schedule")
+    @classmethod
+    def _population_cron(cls, v: str) -> str:
+        return v if v == "" else _check_cron(v)
 
 
 class AttachmentSettings(_Section):
@@ -268,13 +279,20 @@ class AttachmentSettings(_Section):
 
 class ChannelSettings(_Section):
     name: str = Field(min_length=1, max_length=TAG_NAME_MAX)  # also the channel's tag
-    staff: tuple[str, ...] = Field(min_length=1, max_length=CONTACT_WAY_USERS_MAX)
+    # A staff live code (联系我) names `staff`; a group live code (加入群聊) names `groups`.
+    staff: tuple[str, ...] = Field(default=(), max_length=CONTACT_WAY_USERS_MAX)
     tags: tuple[str, ...] = ()
     welcome: str = ""
     state: str | None = Field(default=None, max_length=CONTACT_WAY_STATE_MAX)
     daily_cap: int | None = Field(default=None, ge=1)
     backup: tuple[str, ...] = ()
     attachments: tuple[AttachmentSettings, ...] = ()
+    # Group live code: 1–5 customer group chat ids, and WeCom's auto_create_room (open a
+    # numbered group named room_base_name + room_base_id, +1, … when all are full).
+    groups: tuple[str, ...] = Field(default=(), max_length=JOIN_WAY_CHATS_MAX)
+    auto_create_room: bool = False
+    room_base_name: str = Field(default="", max_length=JOIN_WAY_ROOM_BASE_NAME_MAX)
+    room_base_id: int | None = Field(default=None, ge=0)
 
     @field_validator("tags")
     @classmethod
@@ -284,6 +302,26 @@ class ChannelSettings(_Section):
             if not sep or not group or not tag:
                 raise ValueError(f"tag {path!r} must be written 组名/标签名")
         return v
+
+    @model_validator(mode="after")
+    def _staff_or_groups(self) -> ChannelSettings:
+        if bool(self.staff) == bool(self.groups):
+            raise ValueError(
+                "give either staff (a staff live code) or groups (a group live code, 群活码)"
+            )
+        bad = [c for c in self.groups if not re.fullmatch(CHAT_ID_PATTERN, c)]
+        if bad:
+            raise ValueError(f"groups: malformed chat id {', '.join(map(repr, bad))}")
+        if self.groups and (self.welcome or self.daily_cap or self.backup or self.attachments):
+            raise ValueError("a group live code (groups) has no welcome, daily_cap or backup")
+        if not self.auto_create_room and (self.room_base_name or self.room_base_id is not None):
+            raise ValueError("room_base_name and room_base_id need auto_create_room = true")
+        return self
+
+    @property
+    def is_group(self) -> bool:
+        """Whether this entry is a group live code (加入群聊)."""
+        return bool(self.groups)
 
 
 _QUIET_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")

@@ -9,10 +9,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from bot.channels.declared import staff_problems
+from bot.channels.declared import group_problems, staff_problems
 from bot.config import Settings, channel_example_values
 
 NOT_CHECKED = "channels: staff not checked against WeCom (未核对接待成员) — "
+GROUPS_NOT_CHECKED = (
+    "channels: groups not checked against WeCom (未核对客户群) — no customer groups synced yet;"
+    " serve checks each chat id with WeCom before creating the group code"
+)
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,18 @@ def channel_findings(settings: Settings, *, session: Session) -> Findings:
     warnings = channel_example_values(settings)
     if not settings.channels:
         return Findings([], warnings)
-    problems = staff_problems(settings.channels, session=session)
+    found: list[str] = []
+    staffed = [c for c in settings.channels if not c.is_group]
+    problems = staff_problems(settings.channels, session=session) if staffed else []
     if problems is None:
         no_sync = NOT_CHECKED + "no sync yet: run `tagbot sync`, then `tagbot staff list`"
-        return Findings([], [*warnings, no_sync])
-    return Findings(problems, warnings)
+        warnings = [*warnings, no_sync]
+    else:
+        found += problems
+    if any(c.is_group for c in settings.channels):
+        groups = group_problems(settings.channels, session=session)
+        if groups is None:
+            warnings = [*warnings, GROUPS_NOT_CHECKED]
+        else:
+            found += groups
+    return Findings(found, warnings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,8 @@ from bot.db import Database
 from bot.db.models import Lease
 from bot.db.types import utcnow
 from bot.errors import TagbotError
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
@@ -87,9 +90,66 @@ def purge_expired(prefix: str, *, session: Session, now: datetime | None = None)
     return int(gone.rowcount)  # type: ignore[attr-defined]
 
 
+def _pid_namespace() -> str:
+    """The inode of this process's PID namespace ("0" where there is none to read)."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
+
+
+_PIDNS = _pid_namespace()
+
+
 def new_owner() -> str:
-    """Return a holder name unique to this call: host, process and a random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """Return a holder name unique to this call: host, process, a random suffix, PID namespace."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}:{_PIDNS}"
+
+
+def died_here(owner: str) -> bool:
+    """Tell whether `owner` (new_owner's form) is a process of this machine that has exited.
+
+    Only a holder on this host and in this PID namespace can be checked (two containers may
+    share a host name, never a namespace); a PID reused since counts as alive, so the lease
+    then waits for its TTL as before.
+    """
+    parts = owner.split(":")
+    if len(parts) != 4 or parts[3] in ("0", "") or parts[3] != _PIDNS:
+        return False
+    if parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive under another user
+        return False
+    return False
+
+
+def take_from_dead(
+    name: str, owner: str, ttl_seconds: float, *, session: Session, now: datetime | None = None
+) -> bool:
+    """Take the lease `name` when its holder was a process of this machine that died."""
+    holder = session.scalar(select(Lease.owner).where(Lease.name == name))
+    if holder is None or not died_here(holder):
+        return False
+    now = now or utcnow()
+    taken = session.execute(
+        update(Lease)
+        .where(Lease.name == name, Lease.owner == holder)
+        .values(owner=owner, expires_at=now + timedelta(seconds=ttl_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount:  # type: ignore[attr-defined]
+        log.warning(
+            "lease %s taken over from %s, a process of this machine that died", name, holder
+        )
+        return True
+    return False
 
 
 @dataclass
@@ -137,7 +197,10 @@ def holding(
     deadline = time.monotonic() + wait
     while True:
         with db.write() as session:
-            held.held = try_acquire(name, owner, ttl_seconds, session=session, now=clock())
+            now = clock()
+            held.held = try_acquire(name, owner, ttl_seconds, session=session, now=now)
+            if not held.held:
+                held.held = take_from_dead(name, owner, ttl_seconds, session=session, now=now)
         if held or time.monotonic() >= deadline:
             break
         time.sleep(0.5)

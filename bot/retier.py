@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -38,7 +39,10 @@ from bot.wecom.client import WeComClient
 log = logging.getLogger(__name__)
 
 LEASE = "retier"
-LEASE_TTL = 3600.0  # longer than any run; a holder that died frees it after this
+# Kept alive every RENEW_SECONDS by a thread while the run lasts, so a holder that died
+# (kill -9, or a full disk that kept it from letting go) frees it within this, not an hour.
+LEASE_TTL = 120.0
+RENEW_SECONDS = 20.0
 
 
 class RetierBusyError(TagbotError):
@@ -55,10 +59,49 @@ class Handoff:
 
 
 @contextmanager
-def exclusive(*, db: Database, wait: float) -> Iterator[bool]:
-    """Hold the re-tier lease for the block; yield False when not got within `wait` s."""
-    with leases.holding(db, LEASE, leases.new_owner(), LEASE_TTL, wait=wait) as got:
-        yield bool(got)
+def exclusive(
+    *, db: Database, wait: float, stop: threading.Event | None = None
+) -> Iterator[threading.Event | None]:
+    """Hold the re-tier lease for the block; yield None when not got within `wait` s.
+
+    Otherwise yield the run's stop event: set when `stop` (the process stopping) is, or when
+    the lease was lost — renewed every RENEW_SECONDS by a thread, it is lost only if this
+    process stalled past LEASE_TTL and another run took over, and then this one must stop
+    before it records anything more.
+    """
+    with leases.holding(db, LEASE, leases.new_owner(), LEASE_TTL, wait=wait) as held:
+        if not held:
+            yield None
+            return
+        halt = threading.Event()
+        if stop is not None and stop.is_set():
+            halt.set()
+        done = threading.Event()
+
+        def keep() -> None:
+            due = time.monotonic() + RENEW_SECONDS
+            while not done.wait(min(1.0, RENEW_SECONDS)):
+                if stop is not None and stop.is_set():
+                    halt.set()
+                if time.monotonic() < due:
+                    continue
+                due = time.monotonic() + RENEW_SECONDS
+                try:
+                    held.renew()
+                except leases.LeaseLostError:
+                    log.error("re-tier lease lost to another run: stopping this one")
+                    halt.set()
+                    return
+                except Exception as exc:  # the database is away: the TTL still has room
+                    log.warning("re-tier lease not renewed: %s", exc)
+
+        keeper = threading.Thread(target=keep, name="retier-lease", daemon=True)
+        keeper.start()
+        try:
+            yield halt
+        finally:
+            done.set()
+            keeper.join()
 
 
 def queue_tier_push(
@@ -133,7 +176,7 @@ def retier_configured(
     dims = load_dimensions(settings.tiering.dimensions)
     ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})
 
-    def run() -> RetierReport:
+    def run(stop: threading.Event | None) -> RetierReport:
         return retier(
             db,
             dims,
@@ -147,11 +190,11 @@ def retier_configured(
         )
 
     if dry_run:
-        return run(), None
-    with exclusive(db=db, wait=wait) as got:
-        if not got:
+        return run(stop), None
+    with exclusive(db=db, wait=wait, stop=stop) as halt:
+        if halt is None:
             raise RetierBusyError("另一个分层任务正在运行，请稍后再试 / another re-tier is running")
-        report = run()
+        report = run(halt)
     # A touched run diffs its own customers' relations only: nobody else's tiers moved.
     handoff = hand_off(
         db=db,

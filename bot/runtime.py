@@ -69,7 +69,9 @@ class Runtime:
             w.token.get_secret_value(), w.encoding_aes_key.get_secret_value(), w.corp_id
         )
         # Per-process parts the request and worker threads share, built here once:
-        self.explain = ExplainEngine()  # the rank basis is built once a day, not per request
+        # The rank basis: stored once a day by the day-population job; built here (once a
+        # day, in the background) only when that job is off or its day's is missing late.
+        self.explain = ExplainEngine(schedule=settings.tiering.population_schedule or None)
         self.touched = TouchedState()  # the touched re-tier's engine, kept between batches
         self._locals: dict[type[Any], Any] = {}
         self._locals_lock = threading.Lock()

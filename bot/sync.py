@@ -13,6 +13,10 @@ Then the channel of every relation a scan made while the bot was down (its callb
 arrived) is applied from the relation's `state` (`bot.channels.missed_scans`): the
 channel's tags are queued in the outbox, the first run after the outage only.
 
+Last, every customer group (`bot.groups.sync`): groupchat/list by owner, then
+groupchat/get per group (one call each); their stays are reconciled, and the channel
+tags of group joins whose member has become somebody's customer are queued.
+
 Safe while serving: no transaction is open during a WeCom call, and each page is applied
 in its own short transaction. Relations are only marked lost after every page of their
 staff member was read, so an interrupted sync loses nothing. Idempotent: a second run
@@ -40,6 +44,7 @@ from bot.db import Database
 from bot.db.models import Channel, Customer, FollowRelation, RelationTag, Staff, Tag
 from bot.db.types import utcnow
 from bot.errors import TagbotError
+from bot.groups.sync import sync_groups
 from bot.tags import catalogue
 from bot.wecom.client import WeComClient, counting_calls
 from bot.wecom.types import ContactFollow
@@ -77,6 +82,18 @@ class SyncReport:
     missed_scans: int = 0
     missed_scan_customers: int = 0
     missed_scan_operations: int = 0
+    # customer groups (客户群): read, added, changed (name, owner, notice), dismissed; stays
+    # opened, closed and updated; joins given their channel's tags
+    groups: int = 0
+    groups_added: int = 0
+    groups_updated: int = 0
+    groups_dismissed: int = 0
+    group_joins: int = 0
+    group_leaves: int = 0
+    group_stays_updated: int = 0
+    group_joins_tagged: int = 0
+    group_join_customers: int = 0
+    group_join_operations: int = 0
     calls: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -98,6 +115,13 @@ class SyncReport:
             + self.relation_tags_added
             + self.relation_tags_removed
             + self.missed_scans
+            + self.groups_added
+            + self.groups_updated
+            + self.groups_dismissed
+            + self.group_joins
+            + self.group_leaves
+            + self.group_stays_updated
+            + self.group_joins_tagged
         )
 
 
@@ -165,10 +189,7 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
         while True:
             items, cursor = wecom.batch_get_by_user(chunk, cursor, BATCH_GET_PAGE_MAX)
             seen |= _apply_page_retrying(db, items, staff_ids, tag_ids, channels, report)
-            try:
-                lease.renew()
-            except leases.LeaseLostError as exc:
-                raise TagbotError("同步租约已被另一个同步接管 / the sync lease expired") from exc
+            _renew(lease)
             if not cursor or cursor in cursors:
                 break
             cursors.add(cursor)
@@ -182,15 +203,36 @@ def _run(db: Database, wecom: WeComClient, progress: ProgressFn, lease: leases.H
     report.missed_scan_customers = missed.customers
     report.missed_scan_operations = missed.operations
 
+    chats = sync_groups(db=db, wecom=wecom, owners=userids, renew=lambda: _renew(lease))
+    report.groups = chats.groups
+    report.groups_added = chats.applied.groups_added
+    report.groups_updated = chats.applied.groups_updated
+    report.groups_dismissed = chats.applied.dismissed
+    report.group_joins = chats.applied.joined
+    report.group_leaves = chats.applied.left
+    report.group_stays_updated = chats.applied.stays_updated
+    report.group_joins_tagged = chats.tagged.stays
+    report.group_join_customers = chats.tagged.customers
+    report.group_join_operations = chats.tagged.operations
+
     report.seconds = time.monotonic() - started
     return report
+
+
+def _renew(lease: leases.Held) -> None:
+    try:
+        lease.renew()
+    except leases.LeaseLostError as exc:
+        raise TagbotError("同步租约已被另一个同步接管 / the sync lease expired") from exc
 
 
 def _log_done(report: SyncReport) -> None:
     log.info(
         "sync done in %.1fs with %d WeCom calls: %d staff, %d tags, %d relations; "
         "%d changes (%d customers added, %d relations added, %d lost); "
-        "%d relations of %d customers whose add callback never arrived given their channel",
+        "%d relations of %d customers whose add callback never arrived given their channel; "
+        "%d groups (%d added, %d dismissed), %d joins and %d leaves absorbed, "
+        "%d group joins given their channel",
         report.seconds,
         report.total_calls,
         report.staff,
@@ -202,6 +244,12 @@ def _log_done(report: SyncReport) -> None:
         report.relations_lost,
         report.missed_scans,
         report.missed_scan_customers,
+        report.groups,
+        report.groups_added,
+        report.groups_dismissed,
+        report.group_joins,
+        report.group_leaves,
+        report.group_joins_tagged,
     )
 
 

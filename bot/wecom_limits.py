@@ -44,3 +44,5 @@ JOIN_WAY_CHATS_MAX = 5  # 41091 beyond
 JOIN_WAY_STATE_MAX = 30
 JOIN_WAY_REMARK_MAX = 30
 JOIN_WAY_ROOM_BASE_NAME_MAX = 40
+# A chat_id as the bot accepts it (WeCom's are `wr` + 30 letters and digits; the column is 64).
+CHAT_ID_PATTERN = r"[A-Za-z0-9_\-]{1,64}"

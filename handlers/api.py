@@ -18,10 +18,9 @@ from flask.typing import ResponseReturnValue
 from bot.customers.card import customer_card
 from bot.ingest.rows import Kind
 from bot.ingest.service import ingest_records
-from bot.rules import load_dimensions
 from bot.tiering.why import explain_external
 from handlers.auth import require_admin
-from handlers.context import runtime
+from handlers.context import dimensions, runtime
 from handlers.jsonbody import json_body
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -70,7 +69,7 @@ def customer(external_userid: str) -> ResponseReturnValue:
     rt = runtime()
     with rt.db.read() as session:
         card = customer_card(external_userid, session=session, display_names=rt.settings.staff)
-    dims = load_dimensions(rt.settings.tiering.dimensions)
+    dims = dimensions()
     tiers = explain_external(
         rt.db,
         dims,

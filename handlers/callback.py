@@ -89,7 +89,7 @@ def accept(rt: Runtime, event: CallbackEvent, xml: str) -> None:
     hand_off = handoff.active  # this process runs inbox workers: it processes what it acks
     # urgent: WeCom waits on this one; it goes ahead of queued background writes.
     with rt.db.write_driver(urgent=True) as txn:
-        # On SQLite also claimed for our workers here: no claim write later.
+        # Also claimed for our workers here: no claim write later.
         owner = rt.heartbeat.id if hand_off else None
         entry = inbox.store(event, xml, txn=txn, owner=owner, take=hand_off)
     if entry is not None:

@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from bot.callbacks import inbox
-from bot.channels import live_codes, lookup, welcome
+from bot.channels import group_codes, live_codes, lookup, welcome
 from bot.config import AttachmentSettings
 from bot.errors import ValidationError
 from bot.states import InboxStatus
@@ -54,6 +54,59 @@ def _cap(data: dict[str, Any]) -> int | None:
     return cap
 
 
+def _room_base_id(data: dict[str, Any]) -> int | None:
+    value = data.get("room_base_id")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ValidationError("room_base_id 须为整数 / room_base_id must be an integer")
+    return value
+
+
+_STAFF_ONLY = ("staff", "backup", "welcome", "attachments", "daily_cap", "skip_verify")
+_GROUP_ONLY = ("groups", "auto_create_room", "room_base_name", "room_base_id")
+
+
+def _create_group_code(data: dict[str, Any]) -> ResponseReturnValue:
+    given = [k for k in _STAFF_ONLY if data.get(k) not in (None, "", [])]
+    if given:
+        raise ValidationError(
+            f"群活码没有接待成员、欢迎语、每日上限 / a group code takes no {', '.join(given)}"
+        )
+    rt = runtime()
+    spec = group_codes.GroupCodeSpec(
+        name=str(data.get("name", "")),
+        chat_ids=_strings(data, "groups"),
+        tags=tuple(TagPath.parse(t) for t in _strings(data, "tags")),
+        state=data.get("state") or None,
+        auto_create_room=bool(data.get("auto_create_room", False)),
+        room_base_name=str(data.get("room_base_name") or ""),
+        room_base_id=_room_base_id(data),
+    )
+    view = group_codes.create(spec, db=rt.db, wecom=rt.wecom, source="api", tz=rt.settings.tz)
+    return jsonify(view.to_json()), 201
+
+
+def _update_group_code(name: str, data: dict[str, Any]) -> ResponseReturnValue:
+    given = [k for k in _STAFF_ONLY if k in data]
+    if given:
+        raise ValidationError(
+            f"群活码没有接待成员、欢迎语、每日上限 / a group code takes no {', '.join(given)}"
+        )
+    rt = runtime()
+    auto = data.get("auto_create_room")
+    view = group_codes.update(
+        name,
+        db=rt.db,
+        wecom=rt.wecom,
+        chat_ids=(_strings(data, "groups")) if "groups" in data else None,
+        tags=[TagPath.parse(t) for t in _strings(data, "tags")] if "tags" in data else None,
+        auto_create_room=None if auto is None else bool(auto),
+        room_base_name=None if data.get("room_base_name") is None else str(data["room_base_name"]),
+        room_base_id=_room_base_id(data),
+        tz=rt.settings.tz,
+    )
+    return jsonify({**view.to_json(), "qr_code_changed": False})
+
+
 @bp.get("/channels")
 @require_admin
 def list_channels() -> ResponseReturnValue:
@@ -71,9 +124,13 @@ def list_channels() -> ResponseReturnValue:
 @bp.post("/channels")
 @require_admin
 def create_channel() -> ResponseReturnValue:
-    """Create a channel (and its live code in WeCom)."""
+    """Create a channel (and its live code in WeCom); with `groups`, a group live code."""
     rt = runtime()
     data = _body()
+    if "groups" in data:
+        if data.get("staff"):
+            raise ValidationError("请给出 staff 或 groups 之一 / give either staff or groups")
+        return _create_group_code(data)
     spec = live_codes.ChannelSpec(
         name=str(data.get("name", "")),
         staff=_strings(data, "staff"),
@@ -105,6 +162,15 @@ def update_channel(name: str) -> ResponseReturnValue:
     """Change the given fields of a channel; others (skip_verify included) stay."""
     rt = runtime()
     data = _body()
+    with rt.db.read() as session:
+        kind = lookup.get(name, session=session).kind
+    if kind == group_codes.GROUP:
+        return _update_group_code(name, data)
+    given = [k for k in _GROUP_ONLY if k in data]
+    if given:
+        raise ValidationError(
+            f"{', '.join(given)} 仅用于群活码 / only for group codes ({name!r} is a staff code)"
+        )
     kwargs: dict[str, Any] = {}
     for key in ("staff", "backup"):
         if key in data:

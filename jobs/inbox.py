@@ -56,7 +56,7 @@ def _step(rt: Runtime) -> int:
     if entries:
         claimed = [e for e in entries if isinstance(e, Claimed)]
         ids = [e for e in entries if isinstance(e, int)]
-        if claimed:  # claimed by the ack itself (SQLite)
+        if claimed:  # claimed by the ack itself
             _process(rt, taken=claimed)
         if ids:
             _process(rt, ids=ids)

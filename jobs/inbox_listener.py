@@ -23,6 +23,7 @@ WAIT_SECONDS = 1.0  # how long one step listens before checking for shutdown
 _connections: weakref.WeakKeyDictionary[Runtime, psycopg.Connection[tuple[object, ...]]] = (
     weakref.WeakKeyDictionary()
 )
+_schemas: weakref.WeakKeyDictionary[Runtime, str] = weakref.WeakKeyDictionary()
 _never: weakref.WeakKeyDictionary[Runtime, threading.Event] = weakref.WeakKeyDictionary()
 
 
@@ -36,6 +37,8 @@ def _connection(rt: Runtime) -> psycopg.Connection[tuple[object, ...]]:
     if conn is None or conn.closed:
         conn = psycopg.connect(_dsn(rt), autocommit=True)
         conn.execute(f"LISTEN {inbox.NOTIFY_CHANNEL}")
+        row = conn.execute("SELECT current_schema()").fetchone()
+        _schemas[rt] = str(row[0]) if row else ""
         _connections[rt] = conn
     return conn
 
@@ -47,7 +50,9 @@ def _step(rt: Runtime) -> int:
     try:
         conn = _connection(rt)
         woken = 0
-        for _ in conn.notifies(timeout=WAIT_SECONDS, stop_after=1):
+        for note in conn.notifies(timeout=WAIT_SECONDS, stop_after=1):
+            if note.payload != _schemas.get(rt):
+                continue  # another deployment's schema in the same database
             rt.handoff.nudge()  # stored by another process: claim, not hand-off
             rt.wakeups.inbox.set()
             woken += 1

@@ -14,6 +14,7 @@ from jobs import registry
 JOB_LABELS = {
     "sync": "全量对账（成员、标签库、客户关系）",
     "retier": "全量分层",
+    "day-population": "当天客户总体（解释的排名基准）",
     "channel-stats": "渠道与客户统计汇总",
 }
 CAMPAIGN_PREFIX = "outreach:"

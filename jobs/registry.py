@@ -20,7 +20,7 @@ from jobs.reports import CHANNEL_STATS_JOB
 from jobs.specs import ScheduledSpec, WorkerSpec
 from jobs.staff_alerts import STAFF_ALERTS
 from jobs.sync import SYNC_JOB
-from jobs.tiering import RETIER_JOB, TOUCHED_WORKER
+from jobs.tiering import POPULATION_JOB, RETIER_JOB, TOUCHED_WORKER
 from jobs.welcome import WELCOME_LANE
 
 WORKERS: tuple[WorkerSpec, ...] = (
@@ -35,7 +35,7 @@ WORKERS: tuple[WorkerSpec, ...] = (
     OUTREACH_RESULTS,
     OUTREACH_WORKER,
 )
-SCHEDULED: tuple[ScheduledSpec, ...] = (SYNC_JOB, RETIER_JOB, CHANNEL_STATS_JOB)
+SCHEDULED: tuple[ScheduledSpec, ...] = (SYNC_JOB, RETIER_JOB, POPULATION_JOB, CHANNEL_STATS_JOB)
 
 
 def workers() -> list[WorkerSpec]:
@@ -44,5 +44,10 @@ def workers() -> list[WorkerSpec]:
 
 
 def scheduled(settings: Settings | None = None) -> list[ScheduledSpec]:
-    """Return the scheduled jobs; with settings, also each scheduled campaign's run."""
-    return list(SCHEDULED) + (campaign_jobs(settings) if settings is not None else [])
+    """Return the scheduled jobs; with settings, also each scheduled campaign's run.
+
+    With settings, a job whose cron is "" (turned off) is left out.
+    """
+    if settings is None:
+        return list(SCHEDULED)
+    return [s for s in SCHEDULED if s.cron(settings)] + campaign_jobs(settings)

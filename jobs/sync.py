@@ -9,7 +9,8 @@ from jobs.specs import ScheduledSpec
 
 def _run(rt: Runtime) -> SyncReport:
     report = run_sync(db=rt.db, wecom=rt.wecom)
-    if report.missed_scan_operations:  # channel tags of scans whose callback never came
+    # channel tags of scans whose callback never came, and of group joins
+    if report.missed_scan_operations or report.group_join_operations:
         rt.wakeups.outbox.set()
     return report
 

@@ -6,8 +6,10 @@ import logging
 from datetime import timedelta
 
 from bot import touched
+from bot.db.types import utcnow
 from bot.retier import Handoff, RetierBusyError, retier_configured
 from bot.runtime import Runtime
+from bot.tiering.day_population import DayPopulation, store_day_population
 from bot.tiering.engine import MetricsEngine
 from bot.tiering.run import RetierReport
 from jobs.specs import ScheduledSpec, WorkerSpec
@@ -50,6 +52,17 @@ def _full(rt: Runtime) -> RetierReport:
 
 
 RETIER_JOB = ScheduledSpec(id="retier", run=_full, cron=lambda s: s.tiering.schedule)
+
+
+def _day_population(rt: Runtime) -> DayPopulation:
+    return store_day_population(rt.db, tz=rt.settings.app.timezone, as_of=utcnow())
+
+
+# Explanations' rank basis for the day, stored once for every process (`[tiering]
+# population_schedule`; registry.scheduled leaves it out when that is "").
+POPULATION_JOB = ScheduledSpec(
+    id="day-population", run=_day_population, cron=lambda s: s.tiering.population_schedule
+)
 
 
 def retier_touched(

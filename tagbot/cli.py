@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         label = built[0].database_label() if built else None
         where = f" ({label})" if label else ""
         hint = " — 请运行 / run `tagbot init-db`" if _missing_table(reason) else ""
+        if _disk_full(reason):
+            hint = f" — {DISK_FULL_HINT}"
         click.echo(f"error: cannot use the database: {reason}{where}{hint}", err=True)
         return 1
     except Exception as exc:  # a bug or an environment failure: one line unless debugging
@@ -98,6 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     return 0
+
+
+# What was cut off is rolled back whole: an import keeps the batches it committed (running it
+# again completes it, unchanged rows are skipped), a re-tier records nothing or whole chunks.
+DISK_FULL_HINT = (
+    "磁盘已满：未完成的写入已撤销，释放空间后重新运行同一命令即可 / "
+    "disk full: the unfinished write was rolled back; free space and run the same command again"
+)
+
+
+def _disk_full(reason: str) -> bool:
+    """Tell whether a database error means the disk is full (SQLite, PostgreSQL)."""
+    return "database or disk is full" in reason or "No space left on device" in reason
 
 
 def _missing_table(reason: str) -> bool:

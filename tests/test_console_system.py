@@ -108,7 +108,7 @@ def test_a_fresh_install_shows_every_section_and_what_to_do(admin: FlaskClient) 
     assert "没有回调死信" in page
     assert "没有写入死信" in page
     jobs = _rows(page, "job")
-    assert len(jobs) == 3  # sync, retier, channel-stats; no campaign has a schedule
+    assert len(jobs) == 4  # sync, retier, day-population, channel-stats; no campaign scheduled
     assert all("还没有运行过" in row for row in jobs)
     assert 'id="scheduler-none"' in page  # the Flask client runs no scheduler
     assert 'id="config-ok"' in page

@@ -292,3 +292,102 @@ def test_a_rejects_path_that_cannot_be_written_loses_no_rejected_row(
         assert [r["row"] for r in _rejects(written)] == ["3"]
     finally:
         written.unlink()
+
+
+def _large_orders(tag: str) -> list[list[Any]]:
+    """1,300 rows: linked by external_userid, by unionid or to nobody, with bad rows."""
+    rows: list[list[Any]] = [ORDER_HEADER]
+    for i in range(1300):
+        c = i % 40
+        ext, union = (f"wm_big_{c}", "") if c % 3 else ("", f"un_big_{c}")
+        if c >= 30:
+            ext = f"wm_stranger_{c}"  # nobody we know: stored without a customer
+        status = "refunded" if (tag == "second" and i % 7 == 0) else "paid"
+        amount = f"{(i % 500) + 0.5:.2f}"
+        rows.append([f"B{i:05d}", ext, union, amount, "2026-05-01 10:00:00", status, "美妆", i % 2])
+    rows[5][3] = "-3"  # a negative amount
+    rows[7][6] = 'tab\there, back\\slash, "quote"\nnew line, \\N'  # COPY's special bytes
+    rows[600][5] = "pending"  # an unknown status
+    rows[900] = [*rows[12][:1], *rows[900][1:]]  # B00011 twice: the later one is refused
+    if tag == "second":
+        rows.append(["B99999", "wm_big_1", "", "88.00", "2026-05-02 10:00:00", "paid", "", "0"])
+    return rows
+
+
+def _import_twice(db: Database, first: Path, second: Path, batch: int) -> list[Any]:
+    """Import two files into emptied orders and marks; return what each did and stored."""
+    from bot.db.models import TouchedCustomer
+    from bot.ingest.service import import_file
+
+    with db.write() as session:
+        session.execute(Order.__table__.delete())
+        session.execute(TouchedCustomer.__table__.delete())
+    seen: list[Any] = []
+    for path in (first, second):
+        result = import_file("orders", path, db=db, tz=UTC, batch=batch)
+        with db.read() as session:
+            stored = sorted(
+                session.execute(
+                    select(
+                        Order.order_id,
+                        Order.customer_id,
+                        Order.external_userid,
+                        Order.unionid,
+                        Order.amount,
+                        Order.paid_at,
+                        Order.status,
+                        Order.category,
+                        Order.is_new_product,
+                    )
+                ).all()
+            )
+            touched = set(session.scalars(select(TouchedCustomer.customer_id)))
+        rejected = [(r.error.index, r.error.field, r.error.reason) for r in result.rejected]
+        counts = (result.rows, result.inserted, result.updated, result.unchanged)
+        seen.append((counts, rejected, stored, touched))
+    return seen
+
+
+def test_large_batches_store_the_same_as_small_ones(tmp_path: Path, db: Database) -> None:
+    """PostgreSQL writes a large batch by COPY and a small one by a multi-row INSERT;
+    both give the same rows, links, counts, rejects and touched marks (SQLite: one path)."""
+    from sqlalchemy import event
+
+    from bot.db.models import Customer
+    from bot.ingest.store import COPY_MIN_ROWS
+
+    with db.write() as session:
+        for c in range(30):
+            session.add(Customer(external_userid=f"wm_big_{c}", unionid=f"un_big_{c}"))
+    first = _write_csv(tmp_path / "first.csv", _large_orders("first"))
+    second = _write_csv(tmp_path / "second.csv", _large_orders("second"))
+
+    statements: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    small = _import_twice(db, first, second, batch=COPY_MIN_ROWS // 5)
+    copied_small = sum("_tagbot_import_stage" in s for s in statements)
+    large = _import_twice(db, first, second, batch=10_000)
+    copied = sum("_tagbot_import_stage" in s for s in statements) - copied_small
+
+    assert small == large
+    (counts, rejected, stored, touched), (counts2, rejected2, stored2, _) = large
+    assert counts == (1300, 1297, 0, 0)
+    assert [r[:2] for r in rejected] == [
+        (6, "amount"),
+        (602, "status"),
+        (902, "order_id"),
+    ]  # row 8 spans two lines
+    assert len(stored) == 1297
+    linked = {s.order_id: s.customer_id for s in stored}
+    assert linked["B00001"] is not None
+    assert linked["B00035"] is None  # wm_stranger_35: nobody we know
+    assert [s.category for s in stored if s.order_id == "B00006"] == [
+        'tab\there, back\\slash, "quote"\nnew line, \\N'
+    ]
+    assert touched == {c for c in linked.values() if c is not None}
+    refunds = sum(1 for s in stored2 if s.status == "refunded")
+    assert counts2 == (1301, 1, refunds, 1297 - refunds)
+    assert {r[:2] for r in rejected2} == {r[:2] for r in rejected}
+    if db.engine.dialect.name == "postgresql":
+        assert copied_small == 0
+        assert copied > 0  # the large batches really went by COPY

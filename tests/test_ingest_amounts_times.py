@@ -86,3 +86,18 @@ def test_order_times_outside_2000_to_tomorrow_are_refused(
 
 def test_order_times_at_the_edges_are_accepted(client: FlaskClient) -> None:
     assert _post(client, paid_at="2000-01-01T00:00:00+00:00")["rejected"] == []
+
+
+def test_the_future_bound_follows_the_clock_not_an_earlier_answer() -> None:
+    """The remembered "a day from now" only widens what the clock allows, never more."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.ingest.numbers import time_in_range
+
+    now = datetime.now(UTC)
+    assert time_in_range(now + timedelta(hours=23))
+    assert time_in_range(now)  # under the remembered bound
+    assert not time_in_range(now + timedelta(days=1, minutes=5))
+    assert time_in_range(now + timedelta(hours=23, minutes=59))
+    assert not time_in_range(now + timedelta(days=400))
+    assert not time_in_range(datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC))

@@ -166,8 +166,9 @@ def test_each_scheduled_campaign_is_a_job_run_with_trigger_schedule(
 ) -> None:
     settings = load_settings(config)
     jobs = {spec.id: spec for spec in registry.scheduled(settings)}
-    # 沉睡唤醒 is manual; channel-stats is the console's daily channel rollup
-    assert {"sync", "retier", "channel-stats", "outreach:高价值关怀"} == set(jobs)
+    # 沉睡唤醒 is manual; channel-stats is the console's daily channel rollup, day-population
+    # the explanations' rank basis
+    assert {"sync", "retier", "day-population", "channel-stats", "outreach:高价值关怀"} == set(jobs)
     spec = jobs["outreach:高价值关怀"]
     assert spec.cron(settings) == "0 10 * * 1"
     rt = Runtime(settings)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import optimize
 
+from bench.btyd import simulate_bgnbd
 from bot.tiering import predictive as pred
-from tests.support.btyd import simulate_bgnbd
 
 CDNOW = Path(__file__).parent / "data" / "cdnow_summary.csv"
 
@@ -208,3 +208,34 @@ def test_too_few_repeat_buyers_is_a_reasoned_failure() -> None:
         pred.fit_bgnbd(x, x * 10, np.full(x.size, 50.0))
     with pytest.raises(pred.FitError, match="只有 5 位"):
         pred.fit_gamma_gamma(x, x * 30)
+
+
+def _no_dropout(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, t_x, T) of buyers who never drop out: 40 % buy again, ever more often lately.
+
+    Purchase days are drawn towards today (days ago = 700 · u^1.5), as in a growing shop
+    where nobody leaves: the likelihood runs off to the no-dropout limit a → 0.
+    """
+    rng = np.random.default_rng(seed)
+    k = np.where(rng.random(n) < 0.4, 1 + rng.poisson(8, n), 1)
+    rows = []
+    for i in range(n):
+        days = np.unique(np.floor(rng.random(k[i]) ** 1.5 * 700))
+        rows.append((days.size - 1, days.max() - days.min(), days.max()))
+    x, tx, age = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
+    return x, tx, age
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_no_dropout_names_the_parameter_and_what_it_means(seed: int) -> None:
+    x, tx, age = _no_dropout(300, seed)
+    with pytest.raises(pred.FitError) as err:
+        pred.fit_bgnbd(x, tx, age)
+    assert str(err.value).startswith("BG/NBD 拟合停在参数边界上：a → 0（a/(a+b) = ")
+    assert str(err.value).endswith(
+        "数据中看不到流失：BG/NBD 退化为 NBD（客户永不流失），每位客户的 p_alive 都会是 1"
+    )
+    assert err.value.english.startswith("BG/NBD fit stopped on a parameter bound: a -> 0 (")
+    assert err.value.english.endswith(
+        "no dropout seen in the data: BG/NBD reduces to NBD; p_alive would be 1 for everyone"
+    )

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from bench.btyd import simulate_bgnbd
 from bot.db import Database
 from bot.db.models import RetierRun
 from bot.rules import load_dimensions
@@ -21,7 +22,6 @@ from bot.tiering.defaults import default_tiering
 from bot.tiering.engine import MetricsEngine, compute_metrics
 from bot.tiering.run import retier
 from tagbot.cli import main
-from tests.support.btyd import simulate_bgnbd
 from tests.support.configs import write_config
 from tests.tier_metrics_factory import AS_OF, TZ, customer, local, order, relation, staff
 
@@ -166,6 +166,38 @@ def test_too_few_repeat_buyers_leaves_the_metrics_missing_and_says_why(db: Datab
     assert model.errors == ["BG/NBD：复购客户只有 3 位（至少 20 位才能拟合）"]
     assert "未拟合：BG/NBD：复购客户只有 3 位" in model.summary()
     assert all(r[n] is None for r in rows.values() for n in PREDICTIVE)
+
+
+def test_no_dropout_leaves_the_metrics_missing_and_names_the_bound(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nobody drops out (ever more orders lately): the fit runs off to a → 0, said so."""
+    rng = np.random.default_rng(1)
+    with db.write() as s:
+        for i in range(200):
+            c = customer(s, f"wm_{i}")
+            k = 1 + rng.poisson(8) if rng.random() < 0.4 else 1
+            for d in np.unique(np.floor(rng.random(k) ** 1.5 * 700)):
+                order(s, c, 100, local(int(d)))
+    with compute_metrics(db, as_of=AS_OF, tz=TZ) as frame:
+        model = frame.model
+        rows = frame.rows()
+    assert model is not None
+    assert model.bgnbd is None
+    assert len(model.errors) == 1
+    assert model.errors[0].startswith("BG/NBD：BG/NBD 拟合停在参数边界上：a → 0（a/(a+b) = ")
+    assert model.errors[0].endswith(
+        "数据中看不到流失：BG/NBD 退化为 NBD（客户永不流失），每位客户的 p_alive 都会是 1"
+    )
+    assert "未拟合：BG/NBD：BG/NBD 拟合停在参数边界上：a → 0" in model.summary()
+    assert all(r[n] is None for r in rows.values() for n in PREDICTIVE)
+    logged = [r.getMessage() for r in caplog.records if r.name == "bot.tiering.metrics_predictive"]
+    assert len(logged) == 1
+    assert logged[0].startswith("predictive: BG/NBD not fitted over 200 buyers: ")
+    assert "a -> 0" in logged[0]
+    assert logged[0].endswith(
+        "no dropout seen in the data: BG/NBD reduces to NBD; p_alive would be 1 for everyone"
+    )
 
 
 def _churned_vip(db: Database) -> None:

@@ -106,7 +106,9 @@ def test_first_sync_imports_every_relation_and_a_second_changes_nothing(
     assert _calls(simulator, GET_BY_USER) == first.calls[GET_BY_USER] == 5
     assert _calls(simulator, "externalcontact/get_follow_user_list") == 1
     assert _calls(simulator, "externalcontact/get_corp_tag_list") == 1
-    assert first.total_calls == 7
+    # The customer groups of the 130 members, 100 owners a call (no group: no groupchat/get).
+    assert first.calls["externalcontact/groupchat/list"] == 2
+    assert first.total_calls == 9
     with rt.db.read() as session:
         customer = session.scalars(select(Customer).where(Customer.external_userid == shared)).one()
         assert (customer.unionid, customer.name) == ("un_shared", "共享客户")
@@ -121,7 +123,7 @@ def test_first_sync_imports_every_relation_and_a_second_changes_nothing(
     second = run_sync(db=rt.db, wecom=rt.wecom)
     assert second.changed == 0, second
     assert second.relations == len(expected)
-    assert second.total_calls == 7
+    assert second.total_calls == 9
     assert _db_relations(rt.db) == expected
 
 
@@ -197,7 +199,7 @@ def test_sync_and_customer_show_from_the_cli(
     assert main(["--config", str(config), "sync"]) == 0
     out = capsys.readouterr().out
     assert "同步完成" in out
-    assert "WeCom calls: 3" in out
+    assert "WeCom calls: 4" in out  # follow users, tags, one page of relations, groups
     assert main(["--config", str(config), "customer", "show", ext]) == 0
     out = capsys.readouterr().out
     assert "王五" in out

@@ -84,3 +84,20 @@ def test_on_a_full_runs_day_an_explanation_ranks_against_the_stored_population(
         kept.close()
     rfm = next(v for v in before if "m_score" in v.metrics)
     assert rfm.metrics["m_score"] < 5
+
+
+def test_an_explanation_is_one_duckdb_transaction_on_one_thread(db: Database) -> None:
+    """Its ~40 statements commit once (each commit syncs the engine file's WAL), and one
+    thread computes one customer in less time and CPU than two."""
+    with db.write() as s:
+        ids = [c.id for c in _customers(s)]
+    retier(db, DIMS, tz=TZ, as_of=AS_OF)
+    kept = ExplainEngine(background=False)
+    try:
+        for n, cid in enumerate(ids[:4], start=1):
+            assert _explain(db, cid, kept) == _explain(db, cid, None)
+            assert kept.transactions == n
+        assert kept.threads == 1
+        assert kept.request_builds == 0
+    finally:
+        kept.close()

@@ -91,7 +91,9 @@ def test_a_serving_process_builds_the_days_population_once_in_the_background(
         assert _explain(db, cid, kept) == stale  # answered before any build
         assert kept.wait(120)
         assert (kept.request_builds, kept.background_builds) == (0, 1)
+        assert kept.threads == 1  # built on the default threads, explains on one
         fresh = _explain(db, cid, kept)
+        assert kept.transactions == 2
         assert all(v.rank_note == "" for v in fresh)
         rfm = next(v for v in fresh if v.dimension == "rfm")
         assert rfm.metrics["m_score"] == 5  # the day's own population: first of one

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot import metrics
 from bot.db import Database
@@ -387,3 +387,39 @@ def test_simulator_rate_limits_are_set_per_minute_and_per_hour(simulator: Simula
         for _ in range(3)
     ]
     assert codes == [0, 0, 45009]  # the hour's limit, though the minute's allows more
+
+
+def test_a_booking_costs_its_few_statements(db: Database) -> None:
+    """Every WeCom call books through here: lock, sums, booking; a refund and a wait add little.
+
+    Counted on the engine's statements (the bare driver announces its own too). Before
+    session 10 a refund cost one UPDATE per window and a full budget one more query for
+    when its oldest slot leaves.
+    """
+    t = FakeTime(1_000_030.5)
+    budget = budget_on(db, t, per_minute=10)
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement.split()[0].upper())
+
+    def booking(lane: str = BULK) -> list[str]:
+        statements.clear()
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            spend(budget, t, 1, lane)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+        return [s for s in statements if s != "BEGIN"]  # SQLite's BEGIN IMMEDIATE
+
+    booking()  # creates the API's row and prunes: once per API and every 10 s
+    # A lease of 1 call ran dry: the next books 2 in lock, sums, booking.
+    assert booking() == ["SELECT", "SELECT", "INSERT"]
+    # The lease expires with one call unused: it goes back in one UPDATE for both windows.
+    t.now += 2
+    assert booking() == ["SELECT", "UPDATE", "SELECT", "INSERT"]
+    spend(budget, t, 10 - 3, BULK)  # the minute's budget is spent
+    # A full budget: lock and sums say how long to wait (no query of their own); the retry
+    # books when the first slot has left the window, pruning the slots gone (60 s later).
+    assert booking() == ["SELECT", "SELECT", "SELECT", "DELETE", "SELECT", "INSERT"]
+    assert t.slept[-1] == pytest.approx(1_000_092.0 - 1_000_032.5)

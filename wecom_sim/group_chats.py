@@ -74,6 +74,7 @@ def _members_changed(
         members=members,
         last_version=last,
         current_version=chat.member_version,
+        create_time=state.now_int(),
     )
 
 
@@ -98,7 +99,7 @@ def create(
         chat.members[member] = ChatMember(member, kind, now, INVITED, invitor=owner)
     chat.member_version = _version()
     state.group_chats[chat.chat_id] = chat
-    xml = change_external_chat_xml(state.corp_id, "create", chat.chat_id)
+    xml = change_external_chat_xml(state.corp_id, "create", chat.chat_id, create_time=now)
     return GroupChange(chat.chat_id, tuple(chat.members), xml)
 
 
@@ -160,7 +161,7 @@ def join_by_qr(
     before = set(state.group_chats)
     chat = _room_for(state, way)
     opened = [
-        change_external_chat_xml(state.corp_id, "create", c)
+        change_external_chat_xml(state.corp_id, "create", c, create_time=state.now_int())
         for c in state.group_chats
         if c not in before
     ]
@@ -192,7 +193,9 @@ def rename(state: SimState, chat_id: str, name: str) -> GroupChange:
     """Rename the group; post change_name."""
     chat = _chat(state, chat_id)
     chat.name = name
-    xml = change_external_chat_xml(state.corp_id, "update", chat_id, update_detail="change_name")
+    xml = change_external_chat_xml(
+        state.corp_id, "update", chat_id, update_detail="change_name", create_time=state.now_int()
+    )
     return GroupChange(chat_id, (), xml)
 
 
@@ -200,7 +203,9 @@ def change_notice(state: SimState, chat_id: str, notice: str) -> GroupChange:
     """Change the group's notice; post change_notice."""
     chat = _chat(state, chat_id)
     chat.notice = notice
-    xml = change_external_chat_xml(state.corp_id, "update", chat_id, update_detail="change_notice")
+    xml = change_external_chat_xml(
+        state.corp_id, "update", chat_id, update_detail="change_notice", create_time=state.now_int()
+    )
     return GroupChange(chat_id, (), xml)
 
 
@@ -213,7 +218,9 @@ def change_owner(state: SimState, chat_id: str, userid: str) -> GroupChange:
     chat.owner = userid
     if userid in chat.admins:
         chat.admins.remove(userid)
-    xml = change_external_chat_xml(state.corp_id, "update", chat_id, update_detail="change_owner")
+    xml = change_external_chat_xml(
+        state.corp_id, "update", chat_id, update_detail="change_owner", create_time=state.now_int()
+    )
     return GroupChange(chat_id, (userid,), xml)
 
 
@@ -221,4 +228,8 @@ def dismiss(state: SimState, chat_id: str) -> GroupChange:
     """The owner dismisses the group; post dismiss."""
     chat = _chat(state, chat_id)
     chat.dismissed = True
-    return GroupChange(chat_id, (), change_external_chat_xml(state.corp_id, "dismiss", chat_id))
+    return GroupChange(
+        chat_id,
+        (),
+        change_external_chat_xml(state.corp_id, "dismiss", chat_id, create_time=state.now_int()),
+    )

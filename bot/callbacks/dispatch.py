@@ -1,7 +1,8 @@
 """Process stored callbacks: one reaction per 客户联系 change type (doc 92130, 92277).
 
 The reactions live with their domain: bot.customers.contact_events (a customer and a
-member), bot.tags.tag_events (the corp tag catalogue). Each ends in the write recording
+member), bot.tags.tag_events (the corp tag catalogue), bot.groups.events (a customer
+group). Each ends in the write recording
 its effect and marks the stored event done there, through the `finish` given here.
 """
 
@@ -22,6 +23,8 @@ from bot.config import Settings
 from bot.customers import contact_events
 from bot.db import Database
 from bot.errors import CallbackError, WeComError
+from bot.groups import events as group_events
+from bot.groups.changes import CHAT_EVENT
 from bot.tags import tag_events
 from bot.tags.tag_events import EXTERNAL_TAG
 from bot.wecom import budget as wecom_calls
@@ -59,6 +62,7 @@ def _add(ev: CallbackEvent, item: inbox.Claimed, p: Parts) -> None:
         ev,
         received_at=item.received_at,
         finish=_finisher(item),
+        finish_sql=lambda txn: inbox.finish_sql(item, txn=txn),
         db=p.db,
         wecom=p.wecom,
         settings=p.settings,
@@ -97,6 +101,12 @@ def _tag_change(_ev: CallbackEvent, item: inbox.Claimed, p: Parts) -> None:
     tag_events.on_tag_change(finish=finish, db=p.db, wecom=p.wecom)
 
 
+def _chat_change(ev: CallbackEvent, item: inbox.Claimed, p: Parts) -> None:
+    group_events.on_chat_change(
+        ev, finish=_finisher(item), db=p.db, wecom=p.wecom, outbox_wakeup=p.outbox_wakeup
+    )
+
+
 HANDLERS: dict[tuple[str, str], Handler] = {
     (EXTERNAL_CONTACT, "add_external_contact"): _add,
     (EXTERNAL_CONTACT, "add_half_external_contact"): _add,
@@ -108,6 +118,9 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     (EXTERNAL_TAG, "update"): _tag_change,
     (EXTERNAL_TAG, "delete"): _tag_change,
     (EXTERNAL_TAG, "shuffle"): _tag_change,
+    (CHAT_EVENT, "create"): _chat_change,
+    (CHAT_EVENT, "update"): _chat_change,
+    (CHAT_EVENT, "dismiss"): _chat_change,
 }
 
 

@@ -8,7 +8,8 @@ claims just as well.
 Order. Events about one relation (userid x external_userid, `relation_key`) take effect
 in the order they arrived: a claim skips an event while an earlier event of the same
 relation is still pending or processing, whatever the number of workers or processes.
-A customer who deletes a member and re-adds them within a second ends `active`.
+A customer who deletes a member and re-adds them within a second ends `active`. Events
+about one customer group (change_external_chat) are keyed by their chat_id the same way.
 
 Ownership. Each process running inbox workers beats a heartbeat row every second
 (bot/heartbeat.py). The process that acknowledged an event owns it (`owner`) and
@@ -58,12 +59,17 @@ STATUSES = tuple(s.value for s in InboxStatus)
 _TAKEN = InboxStatus.PROCESSING.value
 
 NOTIFY_CHANNEL = "tagbot_inbox"
+# The payload names the schema: NOTIFY reaches every listener of the database, and two corps'
+# deployments in two schemas of one database (README, "Several corps") must not wake each other.
+_NOTIFY_SQL = f"SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
 MAX_ATTEMPTS = 6
 # Long enough for a customer fetch plus a welcome under WeCom's retries; a claim of a
 # live process older than this belongs to a stuck worker and is taken over.
 CLAIM_SECONDS = 60.0
 STALE_SECONDS = heartbeat.STALE_SECONDS
 RELATION_EVENT = "change_external_contact"
+CHAT_EVENT = "change_external_chat"
+CHAT_KEY = "chat#"  # no userid holds "#": a group's key never meets a relation's
 POLL_SECONDS = 0.25  # longest an older due event waits behind a stream of hand-offs
 
 STORED = Counter(
@@ -158,8 +164,10 @@ class Handoff:
 
 
 def relation_key(event: CallbackEvent) -> str | None:
-    """Return the relation an event is about ("userid|external_userid"), if any."""
+    """Return what an event is ordered by: its relation ("userid|external_userid") or group."""
     if event.event != RELATION_EVENT or not event.userid or not event.external_userid:
+        if event.event == CHAT_EVENT and event.chat_id:
+            return f"{CHAT_KEY}{event.chat_id}"[:255]
         return None
     return f"{event.userid}|{event.external_userid}"[:255]
 
@@ -255,12 +263,19 @@ _CLAIM_IDS = (
     .returning(*_RETURNED)
 )
 # The ack's store runs through the driver (bot/db/driver.py: a session would cost it three
-# times the CPU), so its SQL is written out. On SQLite, where every write holds the
-# database's one write lock (across processes too), the INSERT also claims the event for
-# the process that will process it (`take`), unless an earlier event of its relation is
+# times the CPU), so its SQL is written out. The INSERT also claims the event for the
+# process that will process it (`take`), unless an earlier event of its relation is
 # unfinished (then it stays pending, claimed later in order). That spares each scan a
-# claim transaction. PostgreSQL keeps the separate claim: concurrent inserts cannot see
-# each other's uncommitted rows.
+# claim transaction. On SQLite every write holds the database's one write lock (across
+# processes too), so the INSERT sees every earlier event. On PostgreSQL concurrent inserts
+# cannot see each other's uncommitted rows: the ack first takes a transaction lock on the
+# relation (_RELATION_LOCK_SQL), so an ack of the same relation waits for the earlier
+# one's commit, and its INSERT (a statement of its own, with a snapshot taken after the
+# lock) sees the earlier event.
+_RELATION_LOCK_SQL = (
+    "SELECT pg_advisory_xact_lock(hashtext('tagbot-inbox:' || current_schema()), "
+    "hashtext(:relation_key))"
+)
 _PENDING = f"'{InboxStatus.PENDING.value}'"
 _UNFINISHED_SQL = f"(status = {_PENDING} OR status = '{_TAKEN}')"
 _STORE_SQL = f"""
@@ -318,15 +333,14 @@ def store(
     """Store a verified event; return it claimed, its id, or None for a re-delivery.
 
     `owner`: this process's heartbeat id, when it will process the event itself (see
-    `Handoff`). `take` (with `owner`): on SQLite, claim it in the same INSERT and return
-    it `Claimed` (process it without a claim); its id is returned instead when an
-    earlier event of its relation is unfinished, and always on PostgreSQL (claim it
-    first). A re-delivery of an event still pending (or claimed by a process that died)
+    `Handoff`). `take` (with `owner`): claim it in the same INSERT and return it
+    `Claimed` (process it without a claim); its id is returned instead when an earlier
+    event of its relation is unfinished (claim it first). A re-delivery of an event still pending (or claimed by a process that died)
     returns its id too, taken over for `owner`, so the caller wakes its processing as
     for a new one; any other re-delivery returns None.
     """
     sqlite = txn.dialect == "sqlite"
-    take = take and sqlite and owner is not None
+    take = take and owner is not None
     now = utcnow()
     stored_now = sqlite_datetime(now) if sqlite else now
     kind, change = event.event[:64], event.change_type[:64]
@@ -343,6 +357,8 @@ def store(
         "take": take,
         "lock_deadline": sqlite_datetime(deadline) if sqlite else deadline,
     }
+    if take and key is not None and not sqlite:
+        txn.execute(_RELATION_LOCK_SQL, {"relation_key": key})
     # RETURNING, not rowcount: a skipped insert may report -1.
     inserted = txn.execute(_STORE_SQL, row)
     if inserted is not None:
@@ -363,7 +379,7 @@ def store(
 def _notify(txn: DriverWrite) -> None:
     if txn.dialect == "postgresql":
         # Delivered at commit to worker processes listening (see jobs/inbox_listener.py).
-        txn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+        txn.execute(_NOTIFY_SQL)
 
 
 def aged(items: Sequence[Claimed]) -> bool:
@@ -406,6 +422,23 @@ def finish(item: Claimed, *, session: Session, handled: bool = True) -> None:
         "now": now,
     }
     session.execute(_FINISH, params)
+    LATENCY.labels(change_type_label(item.change_type, item.event)).observe(
+        max(0.0, (now - item.received_at).total_seconds())
+    )
+
+
+_FINISH_SQL = """
+UPDATE inbox_events SET status = :status, processed_at = :now, locked_until = NULL,
+    last_error = NULL
+WHERE id = :event_id"""
+
+
+def finish_sql(item: Claimed, *, txn: DriverWrite, handled: bool = True) -> None:
+    """`finish`, in a write on the driver (bot/db/driver.py)."""
+    now = utcnow()
+    status = InboxStatus.DONE if handled else InboxStatus.IGNORED
+    stored_now = sqlite_datetime(now) if txn.dialect == "sqlite" else now
+    txn.execute(_FINISH_SQL, {"event_id": item.id, "status": status.value, "now": stored_now})
     LATENCY.labels(change_type_label(item.change_type, item.event)).observe(
         max(0.0, (now - item.received_at).total_seconds())
     )

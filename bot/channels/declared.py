@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.channels import group_codes
 from bot.channels.live_codes import (
     INVALID_CONFIG_ID,
     SHANGHAI,
@@ -42,6 +43,13 @@ def reconcile_one(
         existing = session.scalars(select(Channel.state).where(Channel.name == spec.name)).first()
     if existing is None:
         return "created", create(spec, db=db, wecom=wecom, source="config", tz=tz)
+    with db.read() as session:
+        kind = session.scalars(select(Channel.kind).where(Channel.name == spec.name)).one()
+    if kind == group_codes.GROUP:
+        raise ValidationError(
+            f"渠道 {spec.name!r} 是群活码，不能改为员工活码 / a group code cannot become a staff"
+            " live code: delete it first"
+        )
     if spec.state and spec.state != existing:
         raise ValidationError(
             f"渠道 {spec.name!r} 的 state 不能从 {existing!r} 改为 {spec.state!r}"
@@ -89,7 +97,12 @@ def reconcile_config_channels(
     results: dict[str, str] = {}
     for s in specs:
         try:
-            action, _ = reconcile_one(ChannelSpec.from_settings(s), db=db, wecom=wecom, tz=tz)
+            if s.is_group:
+                spec = group_codes.GroupCodeSpec.from_settings(s)
+                action, _ = group_codes.reconcile(spec, db=db, wecom=wecom, tz=tz)
+            else:
+                staff = ChannelSpec.from_settings(s)
+                action, _ = reconcile_one(staff, db=db, wecom=wecom, tz=tz)
         except Exception as exc:
             log.exception("channel %s from config could not be reconciled", s.name)
             action = f"failed: {exc}"
@@ -101,6 +114,8 @@ def staff_problems(specs: Sequence[ChannelSettings], *, session: Session) -> lis
     """Name, by key, configured staff the last sync did not list (None: never synced)."""
     problems = []
     for i, s in enumerate(specs):
+        if s.is_group:
+            continue
         for key, users in (("staff", s.staff), ("backup", s.backup)):
             unknown = unknown_staff(users, session=session)
             if unknown is None:
@@ -110,4 +125,21 @@ def staff_problems(specs: Sequence[ChannelSettings], *, session: Session) -> lis
                     f"channels[{i}].{key}: {', '.join(unknown)} not among WeCom's staff at the"
                     " last sync (成员不存在) — run `tagbot sync`, then `tagbot staff list`"
                 )
+    return problems
+
+
+def group_problems(specs: Sequence[ChannelSettings], *, session: Session) -> list[str] | None:
+    """Name, by key, configured groups the last group sync did not list (None: never synced)."""
+    problems = []
+    for i, s in enumerate(specs):
+        if not s.is_group:
+            continue
+        unknown = group_codes.unknown_groups(s.groups, session=session)
+        if unknown is None:
+            return None
+        if unknown:
+            problems.append(
+                f"channels[{i}].groups: {', '.join(unknown)} unknown or dismissed at the last"
+                " group sync (客户群不存在或已解散)"
+            )
     return problems

@@ -295,6 +295,24 @@ def _forget_way(wecom: WeComClient, config_id: str) -> None:
             log.warning("could not delete contact way %s: %s", config_id, exc)
 
 
+def forget_join_way(wecom: WeComClient, config_id: str) -> None:
+    """Delete a group code's join way, tolerating one WeCom no longer has."""
+    try:
+        wecom.del_join_way(config_id)
+    except WeComError as exc:
+        if exc.errcode != INVALID_CONFIG_ID:
+            log.warning("could not delete join way %s: %s", config_id, exc)
+
+
+def refuse_group_code(channel: Channel) -> None:
+    """Refuse staff-code changes (members, welcome, cap) on a group code."""
+    if channel.kind == "group":
+        raise ValidationError(
+            f"渠道 {channel.name!r} 是群活码：可改客户群、标签与自动建群 / {channel.name!r} is a"
+            " group code: change its --group, --tag or auto rooms"
+        )
+
+
 def update(
     name: str,
     *,
@@ -318,6 +336,7 @@ def update(
     """
     with db.read() as session:
         channel = get(name, session=session)
+        refuse_group_code(channel)
         old_staff = [m.staff.userid for m in members(channel, PRIMARY)]
         old_backup = [m.staff.userid for m in members(channel, BACKUP)]
         new_staff = list(_clean_users(staff, "接待成员")) if staff is not None else old_staff
@@ -399,6 +418,7 @@ def recreate_way(name: str, *, db: Database, wecom: WeComClient) -> None:
     """Give the channel a new contact way (same state), dropping the old one if it lives."""
     with db.read() as session:
         channel = get(name, session=session)
+        refuse_group_code(channel)
         staff = [m.staff.userid for m in members(channel, PRIMARY)]
         backup = [m.staff.userid for m in members(channel, BACKUP)]
         state, old, skip = channel.state, channel.config_id, channel.skip_verify
@@ -419,9 +439,13 @@ def recreate_way(name: str, *, db: Database, wecom: WeComClient) -> None:
 def delete(name: str, *, db: Database, wecom: WeComClient) -> None:
     """Delete the live code in WeCom and the channel; relations keep their history."""
     with db.read() as session:
-        config_id = get(name, session=session).config_id
-    if config_id:
-        _forget_way(wecom, config_id)  # first: a live code we no longer know would leak
+        channel = get(name, session=session)
+        config_id, kind = channel.config_id, channel.kind
+    if config_id:  # first: a live code we no longer know would leak
+        if kind == "group":
+            forget_join_way(wecom, config_id)
+        else:
+            _forget_way(wecom, config_id)
     with db.write() as session:
         session.delete(get(name, session=session))
 

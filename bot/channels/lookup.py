@@ -41,6 +41,11 @@ class ChannelView:
     lost: int = 0
     paused: tuple[str, ...] = ()
     today: dict[str, int] = field(default_factory=dict)
+    kind: str = "staff"  # staff: 联系我 live code; group: 加入群聊 group code
+    groups: tuple[str, ...] = ()  # a group code's chat ids
+    auto_create_room: bool = False
+    room_base_name: str = ""
+    room_base_id: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """Return the view as a JSON-ready dict."""
@@ -62,6 +67,11 @@ class ChannelView:
             "lost": self.lost,
             "paused": list(self.paused),
             "today": dict(self.today),
+            "kind": self.kind,
+            "groups": list(self.groups),
+            "auto_create_room": self.auto_create_room,
+            "room_base_name": self.room_base_name,
+            "room_base_id": self.room_base_id,
         }
 
 
@@ -141,6 +151,11 @@ def view(channel: Channel, *, session: Session, tz: ZoneInfo) -> ChannelView:
         lost=int(lost),
         paused=tuple(m.staff.userid for m in channel.staff if m.paused_on is not None),
         today=adds_today(channel, session=session, tz=tz),
+        kind=channel.kind,
+        groups=tuple(channel.chat_ids or ()),
+        auto_create_room=channel.kind == "group" and channel.auto_create_room,
+        room_base_name=channel.room_base_name,
+        room_base_id=channel.room_base_id,
     )
 
 

@@ -25,13 +25,14 @@ from bot.channels import live_codes, rotation
 from bot.channels.welcome import ChannelContext, ContextCache, MissedTally, channel_context
 from bot.channels.welcome_lane import WelcomeLane
 from bot.config import Settings
-from bot.customers import contacts
+from bot.customers import contacts, scan_store
 from bot.customers.customer_fetch import fetch_contact
 from bot.customers.scan_welcome import send_once
 from bot.db import Database
 from bot.db.models import Customer, FollowRelation
 from bot.db.types import utcnow
 from bot.errors import WeComError
+from bot.groups import channel_tags as group_channel_tags
 from bot.tags import catalogue, outbox
 from bot.wecom.client import WeComClient
 from bot.wecom.events import CallbackEvent
@@ -54,6 +55,25 @@ def _follow(contact: ExternalContact, userid: str) -> FollowUser | None:
     return next((f for f in contact.follow_users if f.userid == userid), None)
 
 
+def _profile(contact: ExternalContact) -> dict[str, Any]:
+    return {
+        "unionid": contact.unionid or None,
+        "name": contact.name or None,
+        "type": contact.type,
+        "gender": contact.gender,
+        "avatar": contact.avatar or None,
+        "corp_name": contact.corp_name or None,
+    }
+
+
+def _added_at(ev: CallbackEvent, follow: FollowUser | None) -> datetime | None:
+    if ev.change_type == "edit_external_contact":
+        return None
+    if follow is not None and follow.createtime:
+        return datetime.fromtimestamp(follow.createtime, UTC)
+    return _event_time(ev)
+
+
 def _store_contact(
     contact: ExternalContact,
     ev: CallbackEvent,
@@ -64,21 +84,9 @@ def _store_contact(
     applies_channel: bool = False,
 ) -> tuple[Customer, FollowRelation, set[int]]:
     customer = contacts.upsert_customer(
-        session=session,
-        external_userid=ev.external_userid,
-        unionid=contact.unionid or None,
-        name=contact.name or None,
-        type=contact.type,
-        gender=contact.gender,
-        avatar=contact.avatar or None,
-        corp_name=contact.corp_name or None,
+        session=session, external_userid=ev.external_userid, **_profile(contact)
     )
     follow = _follow(contact, ev.userid)
-    added = (
-        datetime.fromtimestamp(follow.createtime, UTC)
-        if follow is not None and follow.createtime
-        else _event_time(ev)
-    )
     extra: dict[str, Any] = {} if channel_id is None else {"channel_id": channel_id}
     relation = contacts.upsert_relation(
         session=session,
@@ -87,7 +95,7 @@ def _store_contact(
         state=ev.state or (follow.state if follow else None) or None,
         remark=follow.remark if follow else None,
         add_way=follow.add_way if follow else None,
-        added_at=added if ev.change_type != "edit_external_contact" else None,
+        added_at=_added_at(ev, follow),
         # An add event applies its channel: a later sync must not apply it again.
         channel_applied_at=utcnow() if applies_channel else None,
         **extra,
@@ -129,6 +137,7 @@ def on_add(
     *,
     received_at: datetime,
     finish: Finish,
+    finish_sql: scan_store.FinishSql,
     db: Database,
     wecom: WeComClient,
     settings: Settings,
@@ -168,9 +177,70 @@ def on_add(
             tag_ids = catalogue.ensure(db=db, wecom=wecom, paths=ctx.tags)
         else:
             tag_ids = [our for our, _ in ctx.tag_ids]
+    if not _store_new(ev, contact, ctx, tag_ids, marked, db=db, finish_sql=finish_sql):
+        queued, joins_due = _store_any(ev, contact, ctx, tag_ids, marked, db=db, finish=finish)
+        if queued:
+            outbox_wakeup.set()
+        if joins_due:
+            _tag_group_joins(ev, db=db, wecom=wecom, outbox_wakeup=outbox_wakeup)
+    if ctx is not None and ctx.daily_cap:
+        try:
+            rotation.rotate(ctx.id, db=db, wecom=wecom, tz=settings.tz)
+        except WeComError as exc:  # the upkeep job tries again; the scan itself is done
+            log.warning("channel %s: rotation failed: %s", ctx.name, exc)
+
+
+def _store_new(
+    ev: CallbackEvent,
+    contact: ExternalContact,
+    ctx: ChannelContext | None,
+    tag_ids: Sequence[int],
+    marked: Sequence[int],
+    *,
+    db: Database,
+    finish_sql: scan_store.FinishSql,
+) -> bool:
+    """Store a new customer's scan on the driver (scan_store); False when it needs `_store_any`."""
+    follow = _follow(contact, ev.userid)
+    relation = {
+        "state": ev.state or (follow.state if follow else None) or None,
+        "remark": follow.remark if follow else None,
+        "add_way": follow.add_way if follow else None,
+        "added_at": _added_at(ev, follow),
+    }
+    new = scan_store.NewContact(
+        external_userid=ev.external_userid,
+        customer=scan_store.customer_fields(_profile(contact)),
+        staff_userid=ev.userid,
+        relation={k: v for k, v in relation.items() if v is not None},
+        channel_id=ctx.id if ctx else None,
+        follow=follow,
+        marked=marked,
+        channel_tag_ids=tag_ids if ctx is not None else None,
+    )
+    try:
+        with db.write_driver() as txn:
+            scan_store.store(new, txn=txn, finish=finish_sql)
+    except scan_store.Unusual:
+        return False
+    return True
+
+
+def _store_any(
+    ev: CallbackEvent,
+    contact: ExternalContact,
+    ctx: ChannelContext | None,
+    tag_ids: Sequence[int],
+    marked: Sequence[int],
+    *,
+    db: Database,
+    finish: Finish,
+) -> tuple[bool, bool]:
+    """Store any scan through a session; say whether tags went to the outbox, and whether
+    group joins of theirs await their channel's tags (`_tag_group_joins`)."""
     queued = False
     with db.write() as session:
-        customer, _, have = _store_contact(
+        customer, relation, have = _store_contact(
             contact,
             ev,
             ctx.id if ctx else None,
@@ -178,6 +248,8 @@ def on_add(
             marked=marked,
             applies_channel=True,
         )
+        # They joined a group through a channel's group code before being anyone's customer.
+        joins_due = contacts.group_joins_due(customer, relation, session=session)
         # A new friend's tiers (潜在客户, 首次渠道, staff_count…) follow within the minute,
         # not at the next nightly run: the touched re-tier takes them from here.
         touched.touch([customer.id], session=session)
@@ -195,13 +267,22 @@ def on_add(
             )
             live_codes.record_scan(ctx.id, session=session)
         finish(session)
-    if queued:
+    return queued, joins_due
+
+
+def _tag_group_joins(
+    ev: CallbackEvent, *, db: Database, wecom: WeComClient, outbox_wakeup: threading.Event
+) -> None:
+    """Queue the channel tags of the new customer's earlier group joins (the add is recorded)."""
+    try:
+        tagged = group_channel_tags.apply_pending(
+            db=db, wecom=wecom, external_userids=[ev.external_userid]
+        )
+    except Exception:  # the add itself is done; the next sync applies what is left
+        log.exception("group joins of %s left for the sync", ev.external_userid)
+        return
+    if tagged.operations:
         outbox_wakeup.set()
-    if ctx is not None and ctx.daily_cap:
-        try:
-            rotation.rotate(ctx.id, db=db, wecom=wecom, tz=settings.tz)
-        except WeComError as exc:  # the upkeep job tries again; the scan itself is done
-            log.warning("channel %s: rotation failed: %s", ctx.name, exc)
 
 
 def on_edit(ev: CallbackEvent, *, finish: Finish, db: Database, wecom: WeComClient) -> None:

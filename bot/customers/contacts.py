@@ -3,7 +3,9 @@
 Callers own the transaction: every function takes `session` keyword-only and flushes.
 Orders, interactions and profile attributes that arrived before their customer was
 known are kept with `customer_id` NULL; they are linked here, by external_userid or
-unionid, as soon as the customer appears (or learns its unionid).
+unionid, as soon as the customer appears (or learns its unionid). So are the group stays
+of someone who was nobody's customer when they joined (by external_userid): an add event
+then knows, from the same probe, that a group join may still await its channel's tags.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from bot.db.models import (
     Channel,
     Customer,
     FollowRelation,
+    GroupMember,
     InteractionEvent,
     Order,
     ProfileAttribute,
@@ -50,6 +53,8 @@ _UNSET: object = object()
 _Row = TypeVar("_Row", Customer, FollowRelation)
 
 ORPHAN_TABLES = (Order, InteractionEvent, ProfileAttribute)
+_STAYS = cast(Table, GroupMember.__table__)
+EXTERNAL_MEMBER = 2
 
 
 # Built once: a statement object memoizes its cache key, so the hot path of every scan
@@ -74,10 +79,12 @@ def _orphan_statements(unionid: bool) -> tuple[Select[*tuple[bool, ...]], list[U
                 or_(by_id, table.c.unionid == bindparam("union")) if unionid else by_id,
             )
         )
-    probe = select(*(exists().where(cond) for cond in conds))
+    # Group stays keep no unionid: by external_userid only. Last, read apart by link_orphans.
+    stays = and_(_STAYS.c.customer_id.is_(None), _STAYS.c.member_userid == bindparam("ext"))
+    probe = select(*(exists().where(cond) for cond in (*conds, stays)))
     updates = [
         update(table).where(cond).values(customer_id=bindparam("cid"))
-        for table, cond in zip((ORDERS, EVENTS, PROFILES), conds, strict=True)
+        for table, cond in zip((ORDERS, EVENTS, PROFILES, _STAYS), (*conds, stays), strict=True)
     ]
     return probe, updates
 
@@ -172,18 +179,54 @@ def upsert_customer(
 
 
 def link_orphans(customer: Customer, *, session: Session) -> int:
-    """Attach rows kept without a customer to this one, by external_userid or unionid."""
+    """Attach rows kept without a customer to this one, by external_userid or unionid.
+
+    Returns the orders, interactions and profile rows linked; group stays linked are
+    remembered for `group_joins_due`.
+    """
     probe, updates = _ORPHANS[bool(customer.unionid)]
     params = {"ext": customer.external_userid, "union": customer.unionid, "cid": customer.id}
-    # Orphans are rare: one cheap probe usually spares the three UPDATEs.
-    found = session.execute(probe, params).one()
+    # Orphans are rare: one cheap probe usually spares the four UPDATEs.
+    *found, stays_found = session.execute(probe, params).one()
     linked = 0
-    for stmt, any_rows in zip(updates, found, strict=True):
+    for stmt, any_rows in zip(updates[:-1], found, strict=True):
         if any_rows:
             linked += session.execute(stmt, params).rowcount  # type: ignore[attr-defined]
+    if stays_found:
+        session.execute(updates[-1], params)
+        _news(session=session).add((_GROUP_STAYS, customer.id))
     if linked:  # orders that arrived before the customer scanned: tier them now
         touch([customer.id], session=session)
     return linked
+
+
+_GROUP_STAYS = "group_stays_linked"
+_REACTIVATED = "relation_reactivated"
+_JOIN_DUE = (
+    select(_STAYS.c.id)
+    .where(
+        _STAYS.c.member_userid == bindparam("ext"),
+        _STAYS.c.member_type == EXTERNAL_MEMBER,
+        _STAYS.c.channel_id.is_not(None),
+        _STAYS.c.channel_applied_at.is_(None),
+    )
+    .limit(1)
+)
+
+
+def group_joins_due(customer: Customer, relation: FollowRelation, *, session: Session) -> bool:
+    """Tell whether the customer may have group joins awaiting their channel's tags.
+
+    Only when this add made them somebody's customer: a customer inserted here (the
+    orphan probe, run anyway, told whether they had group stays: no statement), or a
+    known one whose relation is new or back from lost (one indexed look-up).
+    """
+    news = _news(session=session)
+    if ("customers", customer.id) in news:
+        return (_GROUP_STAYS, customer.id) in news
+    if ("follow_relations", relation.id) not in news and (_REACTIVATED, relation.id) not in news:
+        return False
+    return session.scalar(_JOIN_DUE, {"ext": customer.external_userid}) is not None
 
 
 def link_all_orphans(*, session: Session) -> int:
@@ -282,6 +325,7 @@ def upsert_relation(
         if getattr(relation, attr) != value:
             setattr(relation, attr, value)
     if relation.status != "active":
+        _news(session=session).add((_REACTIVATED, relation.id))
         relation.status = "active"
         relation.lost_at = None
         relation.lost_reason = None

@@ -3,8 +3,9 @@
 One INSERT through a SQLAlchemy session costs about 0.3 ms of CPU on this project's
 machine (session, pool, compile cache, bind and result processing, the begin event);
 the same SQL through the driver about 0.08 ms. The callback ack pays it on every scan,
-so its store goes through here (`Database.write_driver`). Everything else writes
-through `Database.write()`.
+so its store goes through here (`Database.write_driver`), and so do the WeCom budget's
+bookings (bot/wecom/budget.py: several a second per API under load). Everything else
+writes through `Database.write()`.
 
 SQL is written with `:name` parameters and values already in the form the driver
 stores (`bot.db.types.sqlite_datetime` for times on SQLite; psycopg takes aware
@@ -41,6 +42,16 @@ class DriverWrite:
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
         """Run one statement; return its first row (RETURNING), or None."""
+        rows = self._run(sql, params, every=False)
+        return rows[0] if rows else None
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one query; return all its rows."""
+        return self._run(sql, params, every=True)
+
+    def _run(
+        self, sql: str, params: dict[str, Any] | None, *, every: bool
+    ) -> list[tuple[Any, ...]]:
         cursor = self._connection.cursor()
         try:
             if not self._sqlite:
@@ -48,8 +59,25 @@ class DriverWrite:
             if self._dispatch.before_cursor_execute:
                 self._dispatch.before_cursor_execute(None, cursor, sql, params, None, False)
             cursor.execute(sql, params or ())
-            row = cursor.fetchone() if cursor.description else None
-            return None if row is None else tuple(row)
+            if not cursor.description:
+                return []
+            if every:
+                return [tuple(row) for row in cursor.fetchall()]
+            row = cursor.fetchone()
+            return [] if row is None else [tuple(row)]
+        finally:
+            cursor.close()
+
+    def fetchall(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one query; return all its rows."""
+        cursor = self._connection.cursor()
+        try:
+            if not self._sqlite:
+                sql = pyformat(sql)
+            if self._dispatch.before_cursor_execute:
+                self._dispatch.before_cursor_execute(None, cursor, sql, params, None, False)
+            cursor.execute(sql, params or ())
+            return [tuple(row) for row in cursor.fetchall()]
         finally:
             cursor.close()
 

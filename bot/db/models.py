@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -144,6 +145,14 @@ class Channel(TimestampMixin, Base):
     source: Mapped[str] = mapped_column(String(16), default="cli")  # cli | api | config
     # Add events (scans that became or renewed a relation) processed for this channel.
     scans: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # "staff": a 联系我 contact way (customers add staff); "group": a 加入群聊 join way
+    # (customers join up to 5 customer groups; docs/wecom-groups.md). A group code has no
+    # staff, welcome or cap; its config_id is the join way's.
+    kind: Mapped[str] = mapped_column(String(8), default="staff", server_default="staff")
+    chat_ids: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    auto_create_room: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    room_base_name: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    room_base_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     staff: Mapped[list[ChannelStaff]] = relationship(
         cascade="all, delete-orphan", order_by="ChannelStaff.position"
@@ -218,6 +227,8 @@ class GroupMember(Base):
         UniqueConstraint("group_chat_id", "member_userid", "joined_at"),
         # the current members of a group
         Index("ix_group_members_current", "group_chat_id", "left_at"),
+        # someone's stays across groups: an add event looks for its customer's joins
+        Index("ix_group_members_member", "member_userid"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -239,6 +250,9 @@ class GroupMember(Base):
     left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     quit_scene: Mapped[int | None] = mapped_column(Integer)  # 0 left, 1 removed
     dismissed: Mapped[bool] = mapped_column(Boolean, default=False)  # ended by a dismissal
+    # the channel's tags were queued for the member's relations (NULL: due once they are
+    # somebody's customer; never set for a stay without a channel)
+    channel_applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     group_chat: Mapped[GroupChat] = relationship(back_populates="members")
 
@@ -443,15 +457,20 @@ class TierPopulation(Base):
 
 
 class TierPopulationState(Base):
-    """The one row saying which full run `tier_population` holds, and for which day."""
+    """The one row saying which full run `tier_population` holds, and for which day.
+
+    Or, with no run (`run_id` None), that the day-population job built it: then
+    `predictive` holds the model it fitted (a run's is in `retier_runs.predictive`).
+    """
 
     __tablename__ = "tier_population_state"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # always 1
-    run_id: Mapped[int] = mapped_column(BigInteger)
+    run_id: Mapped[int | None] = mapped_column(BigInteger)
     as_of_day: Mapped[date] = mapped_column(Date)  # the run's as_of, local day in `tz`
     tz: Mapped[str] = mapped_column(String(64))
     profile_names: Mapped[str] = mapped_column(Text)  # JSON list: the profile.* columns
+    predictive: Mapped[str | None] = mapped_column(Text)  # the job's model (Model.to_json)
 
 
 class TouchedCustomer(Base):
@@ -621,6 +640,24 @@ class OutboxOperation(Base):
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     tag_changes: Mapped[list[OutboxTagChange]] = relationship(cascade="all, delete-orphan")
+
+
+class OutboxTally(Base):
+    """How many outbox operations are in each status, kept by triggers on outbox_operations.
+
+    Written in the transaction of every statement that inserts, updates or deletes
+    operations (bot/tags/tallies.py): `block` -1 counts every operation, `block` b those
+    with ids in [b * BLOCK, (b + 1) * BLOCK), so a push's range is a sum over its blocks.
+    Each PostgreSQL connection adds into its own `shard` row (its backend pid modulo
+    SHARDS), so concurrent outbox workers never wait on one counter row.
+    """
+
+    __tablename__ = "outbox_tallies"
+
+    block: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    operations: Mapped[int] = mapped_column(BigInteger)
 
 
 class OutboxTagChange(Base):

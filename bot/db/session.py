@@ -107,8 +107,9 @@ class Database:
     def write_driver(self, *, urgent: bool = False) -> Iterator[DriverWrite]:
         """Open a write transaction on the bare driver connection (bot/db/driver.py).
 
-        For the hottest short writes only (the callback ack's store): the same queue,
-        rules and commit-or-roll-back as `write()`, without the session's CPU.
+        For the hottest short writes only (the callback ack's store, the WeCom budget's
+        bookings): the same queue, rules and commit-or-roll-back as `write()`, without
+        the session's CPU.
         """
         with self._turn(urgent=urgent):
             raw = self.engine.raw_connection()

@@ -8,7 +8,7 @@ and every re-tier keep (bot/tiering/channel_mix.py): a few rows per channel.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,7 @@ from bot.db.models import (
     ChannelStaff,
     ChannelTag,
     ChannelTotal,
+    GroupChat,
     Staff,
     Tag,
     TagGroup,
@@ -90,6 +91,14 @@ class ChannelConfig:
     skip_verify: bool
     source: str
     created_at: datetime | None
+    kind: str = "staff"  # staff: 员工活码; group: 群活码 (加入群聊)
+    groups: tuple[str, ...] = ()  # a group code's chat ids
+    group_names: dict[str, str] = field(default_factory=dict)  # chat id → name, when synced
+
+    @property
+    def is_group(self) -> bool:
+        """Whether this is a group live code (群活码)."""
+        return self.kind == "group"
 
     def audit(self) -> dict[str, Any]:
         """Return the fields an operator changes, for the audit log's before/after."""
@@ -102,6 +111,8 @@ class ChannelConfig:
             "welcome": self.welcome,
             "daily_cap": self.daily_cap,
             "skip_verify": self.skip_verify,
+            "kind": self.kind,
+            "groups": list(self.groups),
         }
 
 
@@ -128,6 +139,18 @@ def _configs(session: Session, ids: Sequence[int] | None = None) -> list[Channel
         .order_by(ChannelTag.group_name, ChannelTag.tag_name)
     ):
         tags.setdefault(int(channel_id), []).append(str(TagPath(group, tag)))
+    chat_ids = {chat for c in channels for chat in c.chat_ids or ()}
+    group_names = (
+        {
+            chat: name
+            for chat, name in session.execute(
+                select(GroupChat.chat_id, GroupChat.name).where(GroupChat.chat_id.in_(chat_ids))
+            )
+            if name
+        }
+        if chat_ids
+        else {}
+    )
     out = []
     for c in channels:
         people = members.get(c.id, [])
@@ -147,6 +170,9 @@ def _configs(session: Session, ids: Sequence[int] | None = None) -> list[Channel
                 skip_verify=c.skip_verify,
                 source=c.source,
                 created_at=c.created_at,
+                kind=c.kind,
+                groups=tuple(c.chat_ids or ()),
+                group_names={g: group_names[g] for g in c.chat_ids or () if g in group_names},
             )
         )
     return out

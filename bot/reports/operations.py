@@ -1,7 +1,7 @@
 """Operational numbers for the console: the callback inbox, the outbox, WeCom's budgets.
 
-Counts read only the statuses shown (an index range each), never the done rows the
-queues keep; WeCom calls are read from the shared budget's slots (bot.wecom.budget),
+The inbox's counts read only the statuses shown (an index range each), never the done rows
+it keeps; the outbox's are its tallies (bot/tags/tallies.py); WeCom calls are read from the shared budget's slots (bot.wecom.budget),
 which every call already books: nothing is added to a call.
 """
 
@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import ColumnElement, Table, func, literal_column, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from bot.config import LimitsSettings
-from bot.db.models import InboxEvent, OutboxOperation, WeComBudgetSlot
+from bot.db.models import InboxEvent, WeComBudgetSlot
 from bot.states import InboxStatus, OutboxStatus
+from bot.tags import tallies
 
 
 def _count(table: Table, statuses: tuple[str, ...], *, session: Session) -> dict[str, int]:
@@ -38,58 +38,23 @@ class OutboxCounts:
     """The outbox by status: the open operations (pending, in flight, dead) everywhere, and
     every operation of a push's range (ids above `push_from`, done ones included)."""
 
-    everywhere: dict[str, int]  # open statuses only: done rows are never counted whole
+    everywhere: dict[str, int]  # open statuses only
     push: dict[str, int]  # every status; all 0 when there is no range (push_from None)
     push_from: int | None
 
 
-MANY_OPEN = 10_000  # open operations in a push's range past which one pass reads it
+def outbox_counts(*, session: Session, push_from: int | None) -> OutboxCounts:
+    """Count the open operations and a push's range by status, from the outbox's tallies.
 
-
-def outbox_counts(
-    *, session: Session, push_from: int | None, many: int = MANY_OPEN
-) -> OutboxCounts:
-    """Count the open operations and a push's range by status.
-
-    The range's done rows are its count less its open ones. While a push is being sent
-    nearly every row of the range is open: then one pass (`WHERE open OR in the range`,
-    grouped by status and range) reads the queue once, where counting the open rows and
-    then the range read it twice. Otherwise the open rows are few (the claim index) and
-    the range is a primary-key count, cheaper than grouping it. Which case holds is probed
-    by looking `many` entries into the range's pending ones.
+    A sum over a few counter rows (bot/tags/tallies.py) whatever the outbox holds, where
+    counting the operations read the whole pending push while one was being sent.
     """
-    op = OutboxOperation
-    everywhere = {str(s): 0 for s in OPEN}
-    push = dict.fromkeys((str(s) for s in OutboxStatus), 0)
-    where: ColumnElement[bool] = op.status.in_(OPEN)
-    groups: list[Any] = [op.status]
-    in_push: ColumnElement[Any] = literal_column("0")
-    one_pass = False
-    if push_from is not None:
-        # The id inlined (an int): PostgreSQL groups by an expression only when its text
-        # is the selected one's, and two bound parameters are two expressions to it.
-        in_push = op.id > literal_column(str(int(push_from)))
-        groups.append(in_push)
-        probe = (
-            select(op.id)
-            .where(op.status == OutboxStatus.PENDING, op.id > push_from)
-            .offset(max(many - 1, 0))
-            .limit(1)
-        )
-        one_pass = session.scalar(probe) is not None
-        if one_pass:
-            where = where | in_push
-    query = select(op.status, in_push, func.count()).where(where).group_by(*groups)
-    for status, in_range, n in session.execute(query).all():
-        if status in everywhere:
-            everywhere[status] += int(n)
-        if in_range:
-            push[status] += int(n)
-    if push_from is not None and not one_pass:
-        in_range_total = int(
-            session.scalar(select(func.count()).select_from(op).where(op.id > push_from)) or 0
-        )
-        push[OutboxStatus.DONE] = in_range_total - sum(push.values())
+    every = tallies.totals(session=session)
+    everywhere = {str(s): every[s] for s in OPEN}
+    if push_from is None:
+        push = dict.fromkeys((str(s) for s in OutboxStatus), 0)
+    else:
+        push = every if push_from <= 0 else tallies.after(push_from, session=session)
     return OutboxCounts(everywhere, push, push_from)
 
 

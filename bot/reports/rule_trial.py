@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 from sqlalchemy import select
 
+from bot.background_task import BackgroundTask, Cancel
 from bot.db import Database
 from bot.db.models import Customer
 from bot.rules import RuleError, Scope, compile_condition, names_in, parse_and_check
@@ -30,8 +31,6 @@ from bot.tiering.engine import MetricsEngine, compute_metrics
 from bot.tiering.frame import TABLE, MetricFrame
 
 log = logging.getLogger(__name__)
-
-CLOSE_WAIT_S = 30.0  # how long close() waits for an interrupted background thread
 
 MAX_AGE = timedelta(minutes=10)
 MAX_CHARS = 2000
@@ -68,10 +67,10 @@ class TrialFrames:
         self._lock = threading.Lock()
         self._frame: MetricFrame | None = None
         self._key: tuple[int, str] | None = None
-        self._thread: threading.Thread | None = None  # the background computation, if any
-        self._failed: str | None = None  # the last background computation's error
-        self._computing: MetricsEngine | None = None  # the background computation's engine
-        self._closed = False
+        # The background computation, one at a time (`bot.background_task`).
+        self._task: BackgroundTask[tuple[MetricFrame, tuple[int, str]]] = BackgroundTask(
+            "rule-trial", dispose=lambda got: got[0].close()
+        )
         self.computations = 0  # frames computed (tests count)
 
     def _fresh(self, db: Database, *, tz: str, now: datetime) -> bool:
@@ -80,6 +79,20 @@ class TrialFrames:
             return False
         return not (now - frame.as_of > MAX_AGE or frame.as_of > now)
 
+    def _install(self) -> None:
+        """Keep the background computation's frame, if one finished (the lock held).
+
+        Raises `duckdb.Error` once when it failed.
+        """
+        done = self._task.take()
+        if done is None:
+            return
+        if done.error is not None:
+            raise duckdb.Error(done.error)
+        assert done.result is not None
+        self._close()
+        self._frame, self._key = done.result
+
     def ready(self, db: Database, *, tz: str, now: datetime) -> bool:
         """Say whether a frame at most MAX_AGE old is kept; if not, start computing one.
 
@@ -87,55 +100,34 @@ class TrialFrames:
         `duckdb.Error` once when the last background computation failed.
         """
         with self._lock:
+            self._install()
             if self._fresh(db, tz=tz, now=now):
                 return True
-            if self._failed is not None:
-                failed, self._failed = self._failed, None
-                raise duckdb.Error(failed)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._compute, args=(db, tz, now), name="rule-trial", daemon=True
-                )
-                self._thread.start()
-            return False
 
-    def _compute(self, db: Database, tz: str, now: datetime) -> None:
-        with self._lock:
-            if self._closed:
-                self._thread = None
-                return
-            engine = self._computing = MetricsEngine(db, tz=tz)
-        try:
-            frame = engine.compute(as_of=now)
-        except Exception as exc:
-            if not self._closed:  # closing interrupts the computation
-                log.exception("规则试算: computing every customer's metrics failed")
-            engine.close()
-            with self._lock:
-                self._failed, self._thread, self._computing = type(exc).__name__, None, None
-            return
-        frame._owner = engine  # closed with the frame
-        with self._lock:
-            self._computing = None
-            if self._closed:
-                self._thread = None
-                frame.close()
-                return
-            self._close()
-            self._frame, self._key, self._thread = frame, (id(db), tz), None
-            self.computations += 1
+            def compute(cancel: Cancel) -> tuple[MetricFrame, tuple[int, str]]:
+                engine = MetricsEngine(db, tz=tz)
+                cancel.on_cancel(engine.con.interrupt)
+                try:
+                    frame = engine.compute(as_of=now)
+                except BaseException:
+                    engine.close()
+                    raise
+                frame._owner = engine  # closed with the frame
+                with self._lock:
+                    self.computations += 1
+                return frame, (id(db), tz)
+
+            self._task.start(compute)
+            return False
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the background computation, if any; say whether none is running."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
+        return self._task.wait(timeout)
 
     def run(self, db: Database, *, tz: str, now: datetime, query: Any) -> Any:
         """Call `query(frame)` under the lock with a frame at most MAX_AGE old."""
         with self._lock:
+            self._install()
             if not self._fresh(db, tz=tz, now=now):
                 self._close()
                 self._frame = compute_metrics(db, as_of=now, tz=tz)
@@ -151,13 +143,10 @@ class TrialFrames:
         self._key = None
 
     def close(self) -> None:
-        """Drop the frame; interrupt a background computation and wait for its thread."""
+        """Drop the frame; interrupt a background computation and wait for it (bounded)."""
+        self._task.close()
         with self._lock:
-            self._closed = True
             self._close()
-            if self._computing is not None:
-                self._computing.con.interrupt()
-        self.wait(CLOSE_WAIT_S)  # bounded: shutdown never hangs on a slow interrupt
 
 
 def _shown(value: Any) -> str:

@@ -1,7 +1,8 @@
 """The 系统 page's queues and processes: the inbox and outbox dead letters, who runs the jobs.
 
 Dead letters are listed newest first through the (status, next_attempt_at) index, and
-counts go by status, so the page never reads the done rows' payloads.
+counts go by status, so the page never reads the done rows' payloads; the outbox's counts
+are its tallies (bot/tags/tallies.py), not a count of the pending push.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from bot import heartbeat
 from bot.callbacks import inbox
 from bot.db.models import InboxEvent, Lease, OutboxOperation, OutboxTagChange, Tag, TagGroup
 from bot.states import InboxStatus, OutboxStatus
+from bot.tags import tallies
 
 DEAD_SHOWN = 20  # newest first; the counts say how many there are in all
 
@@ -118,13 +120,8 @@ class OutboxView:
 def outbox_view(*, session: Session, limit: int = DEAD_SHOWN) -> OutboxView:
     """Return the outbox's open counts (done rows are not counted) and its newest dead letters."""
     shown = (OutboxStatus.PENDING, OutboxStatus.IN_FLIGHT, OutboxStatus.DEAD)
-    rows = session.execute(
-        select(OutboxOperation.status, func.count())
-        .where(OutboxOperation.status.in_(shown))
-        .group_by(OutboxOperation.status)
-    ).all()
-    found = {status: int(n) for status, n in rows}
-    counts: dict[str, int] = {str(s): found.get(s, 0) for s in shown}
+    every = tallies.totals(session=session)  # counter rows, not the pending push's rows
+    counts: dict[str, int] = {str(s): every[s] for s in shown}
     o = OutboxOperation
     ops = session.execute(
         select(

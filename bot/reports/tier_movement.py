@@ -229,8 +229,8 @@ class RunSummary:
 class PushProgress:
     """The outbox since the last full run finished: its push, and what queued after it.
 
-    Counted over the operation ids after the run's `outbox_from` (the push's range), in
-    one pass with the open operations, never over every operation the outbox has kept done.
+    Counted over the operation ids after the run's `outbox_from` (the push's range), from
+    the outbox's tallies (bot/tags/tallies.py), never over the push's operations.
     """
 
     queued: int  # pending and in flight
@@ -253,8 +253,8 @@ def push_progress(
 ) -> PushProgress:
     """Count the outbox operations after `since_id` by status, with the recent rate.
 
-    The range's statuses come from `outbox` (one pass with the page's queue depths) or are
-    counted here; the rate reads `ix_outbox_operations_status_done` over RATE_WINDOW only.
+    The range's statuses come from `outbox` (read with the page's queue depths) or are
+    read here; the rate reads `ix_outbox_operations_status_done` over RATE_WINDOW only.
     """
     op = OutboxOperation
     recent = (now or utcnow()) - push.RATE_WINDOW
@@ -285,7 +285,7 @@ class LastRuns:
     last: RunSummary | None
     last_full: RunSummary | None
     push: PushProgress
-    outbox: OutboxCounts  # the push's range by status and the open operations, one pass
+    outbox: OutboxCounts  # the push's range by status and the open operations
 
 
 def _summary(run: RetierRun | None) -> RunSummary | None:

@@ -38,7 +38,7 @@ from bot.db.types import utcnow
 from bot.errors import WeComError
 from bot.queue import Queue
 from bot.states import OutboxStatus
-from bot.tags import catalogue, relation_tags
+from bot.tags import catalogue, relation_tags, tallies
 from bot.wecom import budget
 from bot.wecom.client import WeComClient
 
@@ -421,10 +421,11 @@ def drain(
 
 
 def counts(*, session: Session) -> dict[str, int]:
-    """Return how many operations are in each status."""
-    return QUEUE.counts(session=session)
+    """Return how many operations are in each status (from the tallies, not a count)."""
+    return tallies.totals(session=session)
 
 
 def refresh_depth(*, session: Session) -> None:
-    """Set the depth gauge from the database (before each scrape)."""
-    QUEUE.refresh_depth(session=session)
+    """Set the depth gauge from the tallies (before each scrape)."""
+    for status, n in counts(session=session).items():
+        DEPTH.labels(status).set(n)

@@ -149,6 +149,7 @@ class MetricsEngine:
         )
         self._partial = False  # the attached snapshot holds some customers only
         self.population_builds = 0  # passes over every order for a rank basis (tests count)
+        self.transactions = 0  # customer-scoped computes run as one transaction (tests count)
 
     @classmethod
     def for_duckdb_file(
@@ -200,19 +201,31 @@ class MetricsEngine:
             self._attach_sqlite(None)  # replaced meanwhile by another day's: build one
         assert self.source is not None
         schema = f"frame_{next(self._frames)}"
+        # Some customers against a population already there (an explanation, a touched
+        # run): their ~40 statements in one transaction, not one commit each — each commit
+        # writes and syncs the engine file's WAL. Not a full run or a build: their tables
+        # are large and are dropped as they go to stay under the memory limit.
+        single = ids is not None and self._has_population(clock, stale_ok=stale_ok)
         cur = self.con.cursor()
         try:
             cur.execute("SET TimeZone = ?", [self.tz])
+            if single:
+                cur.execute("BEGIN TRANSACTION")
+                self.transactions += 1
             cur.execute(f"CREATE SCHEMA {schema}")
             cur.execute(f"USE {self.catalog}.{schema}")
             self._run(cur, ids=ids, clock=clock, stale_ok=stale_ok)
+            names = self._profile_names(cur)
+            if single:
+                cur.execute("COMMIT")
         except BaseException:
+            if single:
+                cur.execute("ROLLBACK")
             cur.execute(f"USE {self.catalog}.main")
             cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
             cur.close()
             raise
         assert self._population is not None
-        names = self._profile_names(cur)
         frame = MetricFrame(cur, schema=schema, as_of=as_of, tz=self.tz, profile_names=names)
         frame.model = self._population.model
         frame.population_day = self._population.day
@@ -385,7 +398,12 @@ class MetricsEngine:
             if population.parse_state(cur.execute(state).fetchone()) != before:
                 return False
             assert self._db is not None
-            model = metrics_predictive.for_run(self._db, before.run_id)
+            if before.run_id is not None:
+                model = metrics_predictive.for_run(self._db, before.run_id)
+            elif before.predictive is not None:  # the day-population job's
+                model = metrics_predictive.Model.from_json(before.predictive, run_id=None)
+            else:
+                model = None
             self._population = _Population(
                 clock.as_of_day,
                 self.tz,
@@ -409,6 +427,26 @@ class MetricsEngine:
             as_of_day=pop.as_of_day,
             tz=pop.tz,
             profile_names=pop.profile_names,
+        )
+
+    def store_day_population(self, session: Session) -> int:
+        """Store the population `build_population` just built, with its model; return its size.
+
+        The day-population job's (`bot.tiering.day_population`): no run, so the model goes
+        with the state row.
+        """
+        pop = self._population
+        assert pop is not None
+        assert pop.basis_day is None
+        return population.store(
+            self.con,
+            f"SELECT cid, fen_365d, last_ago, clv FROM {self.catalog}.main.population",
+            session=session,
+            run_id=None,
+            as_of_day=pop.as_of_day,
+            tz=pop.tz,
+            profile_names=pop.profile_names,
+            predictive=None if pop.model is None else pop.model.to_json(),
         )
 
     def store_touched(self, session: Session, customer_ids: list[int]) -> bool:

@@ -21,6 +21,7 @@ population holds each one's clv_365d).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -33,6 +34,8 @@ from bot.db import Database
 from bot.db.models import RetierRun
 from bot.tiering import predictive
 from bot.tiering.predictive import Array, BgNbd, FitError, GammaGamma
+
+log = logging.getLogger(__name__)
 
 HORIZON_ORDERS = 90.0
 HORIZON_CLV = 365.0
@@ -79,7 +82,7 @@ class Model:
         )
 
     @classmethod
-    def from_json(cls, text: str, *, run_id: int) -> Model:
+    def from_json(cls, text: str, *, run_id: int | None) -> Model:
         """Return the model a run stored."""
         raw: dict[str, Any] = json.loads(text)
         bg, gg = raw.pop("bgnbd"), raw.pop("gamma_gamma")
@@ -132,6 +135,7 @@ def fit(cur: duckdb.DuckDBPyConnection) -> Model:
     try:
         model.bgnbd = predictive.fit_bgnbd(g["x"], g["t_x"], g["age"], weights=g["count_star()"])
     except FitError as exc:
+        log.warning("predictive: BG/NBD not fitted over %d buyers: %s", model.buyers, exc.english)
         model.errors.append(f"BG/NBD：{exc}")
     if model.bgnbd is not None:
         s = cur.execute(
@@ -142,6 +146,7 @@ def fit(cur: duckdb.DuckDBPyConnection) -> Model:
                 s["x"], s["m"], weights=s["count_star()"]
             )
         except FitError as exc:
+            log.warning("predictive: Gamma-Gamma not fitted: %s", exc.english)
             model.errors.append(f"Gamma-Gamma：{exc}")
     model.fit_seconds = time.perf_counter() - t0
     return model

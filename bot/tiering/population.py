@@ -11,6 +11,9 @@ dry) run of that day and zone replaces its customers' rows by their new values (
 may stop being one) and adds the profile attributes it saw, in the transaction that
 finishes it: an engine that loads the rows later ranks as one that kept its population.
 Both writers lock the state row first, so a full and a touched run never interleave.
+The day-population job (`bot.tiering.day_population`) stores the day's right after local
+midnight the same way, with no run (`run_id` None) and its fitted model in the state row;
+the nightly full run replaces it with its own.
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ IDS_CHUNK = 500  # customer ids per DELETE ... IN (SQLite's bound-parameter limi
 class Stored:
     """Which run the stored population is from, and for which local day and zone."""
 
-    run_id: int
+    run_id: int | None  # None: the day-population job built it (`predictive` its model)
     as_of_day: date
     tz: str
     profile_names: list[str]
+    predictive: str | None = None
 
     def serves(self, as_of_day: date, tz: str) -> bool:
         """Whether these rows rank a run of `as_of_day` in `tz`."""
@@ -53,15 +57,23 @@ def stored(db: Database) -> Stored | None:
         row = session.get(TierPopulationState, STATE_ID)
         if row is None:
             return None
-        return Stored(row.run_id, row.as_of_day, row.tz, json.loads(row.profile_names))
+        return Stored(
+            row.run_id, row.as_of_day, row.tz, json.loads(row.profile_names), row.predictive
+        )
 
 
 def parse_state(row: Sequence[Any] | None) -> Stored | None:
-    """Return the state from a (run_id, as_of_day text, tz, profile_names) row read in DuckDB."""
+    """Return the state from a (run_id, as_of_day, tz, profile_names, predictive) DuckDB row."""
     if row is None:
         return None
-    run_id, day, tz, names = row
-    return Stored(int(run_id), date.fromisoformat(str(day)[:10]), str(tz), json.loads(names))
+    run_id, day, tz, names, predictive = row
+    return Stored(
+        None if run_id is None else int(run_id),
+        date.fromisoformat(str(day)[:10]),
+        str(tz),
+        json.loads(names),
+        None if predictive is None else str(predictive),
+    )
 
 
 def store(
@@ -69,12 +81,15 @@ def store(
     rows_sql: str,
     *,
     session: Session,
-    run_id: int,
+    run_id: int | None,
     as_of_day: date,
     tz: str,
     profile_names: Sequence[str],
+    predictive: str | None = None,
 ) -> int:
     """Replace the stored population by `rows_sql`'s (cid, fen_365d, last_ago, clv); return its size.
+
+    `run_id` None: the day-population job's, with its model's JSON in `predictive`.
 
     SQLite: executemany of plain ints; PostgreSQL: COPY (as bot.tiering.history writes).
     """
@@ -117,10 +132,19 @@ def store(
             as_of_day=as_of_day,
             tz=tz,
             profile_names=json.dumps(sorted(profile_names), ensure_ascii=False),
+            predictive=predictive,
         )
     )
     session.flush()
     return written
+
+
+def lock_state(*, session: Session) -> Stored | None:
+    """Return the stored population's state, locked till the transaction ends."""
+    row = _lock_state(session=session)
+    if row is None:
+        return None
+    return Stored(row.run_id, row.as_of_day, row.tz, json.loads(row.profile_names), row.predictive)
 
 
 def _float(value: Any) -> float | None:
@@ -172,6 +196,7 @@ def update_touched(
 def state_query(table: str) -> str:
     """Return DuckDB SQL reading the state row from the attached `table`."""
     return (
-        f"SELECT run_id, CAST(as_of_day AS VARCHAR), tz, profile_names FROM {table}"
+        "SELECT run_id, CAST(as_of_day AS VARCHAR), tz, profile_names, predictive"
+        f" FROM {table}"
         f" WHERE id = {STATE_ID}"
     )

@@ -35,8 +35,63 @@ LOG_BOUNDS = (-12.0, 12.0)
 MIN_REPEAT_BUYERS = 20  # below this the dropout and spend heterogeneity are not identified
 
 
+# Below this mean dropout chance per repeat purchase, a/(a+b), the fit has run off towards
+# a → 0 / b → ∞ (it stalls short of the bound there: the likelihood is flat): no dropout.
+MIN_DROPOUT = 1e-4
+
+
 class FitError(Exception):
-    """A fit that did not give usable parameters (the reason is the message)."""
+    """A fit that did not give usable parameters.
+
+    The message is Chinese, for operators; `english` says the same for the logs.
+    """
+
+    def __init__(self, message: str, english: str | None = None) -> None:
+        super().__init__(message)
+        self.english = english or message
+
+
+NO_DROPOUT = (
+    "数据中看不到流失：BG/NBD 退化为 NBD（客户永不流失），每位客户的 p_alive 都会是 1",
+    "no dropout seen in the data: BG/NBD reduces to NBD; p_alive would be 1 for everyone",
+)
+# What a parameter running to a bound means: (model, parameter, towards ∞?) → (Chinese, English).
+BOUND_MEANING: dict[tuple[str, str, bool], tuple[str, str]] = {
+    ("BG/NBD", "a", False): NO_DROPOUT,
+    ("BG/NBD", "b", True): NO_DROPOUT,
+    ("BG/NBD", "a", True): (
+        "客户每次复购后几乎必然流失",
+        "customers almost surely drop out after every repeat purchase",
+    ),
+    ("BG/NBD", "b", False): (
+        "客户每次复购后几乎必然流失",
+        "customers almost surely drop out after every repeat purchase",
+    ),
+    ("BG/NBD", "r", False): (
+        "购买频率极不均匀：几乎所有客户的频率都接近 0",
+        "purchase rates extremely uneven: nearly every customer's is near 0",
+    ),
+    ("BG/NBD", "r", True): (
+        "看不到客户之间购买频率的差异",
+        "no difference in purchase rates between customers seen",
+    ),
+    ("BG/NBD", "α", True): (
+        "看不到客户之间购买频率的差异，或几乎没有复购",
+        "no difference in purchase rates between customers, or hardly any repeat purchase",
+    ),
+    ("Gamma-Gamma", "p", True): (
+        "同一客户每次的消费金额都一样",
+        "every customer spends the same on each purchase",
+    ),
+    ("Gamma-Gamma", "q", True): (
+        "看不到客户之间平均客单价的差异",
+        "no difference in mean spend between customers seen",
+    ),
+    ("Gamma-Gamma", "γ", True): (
+        "看不到客户之间平均客单价的差异",
+        "no difference in mean spend between customers seen",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -128,7 +183,10 @@ def fit_bgnbd(x: Array, t_x: Array, age: Array, weights: Array | None = None) ->
     n = int(np.sum(w))
     repeat = int(np.sum(w[ux > 0]))
     if repeat < MIN_REPEAT_BUYERS:
-        raise FitError(f"复购客户只有 {repeat} 位（至少 {MIN_REPEAT_BUYERS} 位才能拟合）")
+        raise FitError(
+            f"复购客户只有 {repeat} 位（至少 {MIN_REPEAT_BUYERS} 位才能拟合）",
+            f"only {repeat} repeat buyers (a fit needs {MIN_REPEAT_BUYERS})",
+        )
     scale = float(np.sum(w))
 
     def objective(theta: Array) -> tuple[float, Array]:
@@ -138,8 +196,10 @@ def fit_bgnbd(x: Array, t_x: Array, age: Array, weights: Array | None = None) ->
     # Start from r = 1, α = the mean age (a rate of one purchase per lifetime), a = b = 1.
     start = np.array([0.0, np.log(max(float(np.mean(age)), 1e-3)), 0.0, 0.0])
     res = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[LOG_BOUNDS] * 4)
-    _check(res, "BG/NBD")
+    _check(res, "BG/NBD", ("r", "α", "a", "b"))
     r, alpha, a, b = (float(v) for v in np.exp(res.x))
+    if a / (a + b) < MIN_DROPOUT:
+        raise _bound_error("BG/NBD", "a", towards_inf=False, detail=f"a/(a+b) = {a / (a + b):.2g}")
     return BgNbd(r, alpha, a, b, -float(res.fun) * scale, n, time.perf_counter() - t0)
 
 
@@ -185,7 +245,10 @@ def fit_gamma_gamma(x: Array, m: Array, weights: Array | None = None) -> GammaGa
         ux, um, w = x[keep], m[keep], np.asarray(weights, dtype=np.float64)[keep]
     n = int(np.sum(w))
     if n < MIN_REPEAT_BUYERS:
-        raise FitError(f"有复购金额的客户只有 {n} 位（至少 {MIN_REPEAT_BUYERS} 位才能拟合）")
+        raise FitError(
+            f"有复购金额的客户只有 {n} 位（至少 {MIN_REPEAT_BUYERS} 位才能拟合）",
+            f"only {n} repeat buyers with spend (a fit needs {MIN_REPEAT_BUYERS})",
+        )
 
     def objective(theta: Array) -> tuple[float, Array]:
         ll, grad = gamma_gamma_log_likelihood(theta, ux, um, w)
@@ -194,20 +257,40 @@ def fit_gamma_gamma(x: Array, m: Array, weights: Array | None = None) -> GammaGa
     # Start where E[spend] matches the mean spend: p = q = 2, so γ = mean(m) · (q-1) / p.
     start = np.array([np.log(2.0), np.log(2.0), np.log(max(float(np.mean(um)), 1e-6) / 2.0)])
     res = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[LOG_BOUNDS] * 3)
-    _check(res, "Gamma-Gamma")
+    _check(res, "Gamma-Gamma", ("p", "q", "γ"))
     p, q, g = (float(v) for v in np.exp(res.x))
     if q <= 1.0:
-        raise FitError(f"Gamma-Gamma 的 q = {q:.3g} ≤ 1：客单价的期望不存在")
+        raise FitError(
+            f"Gamma-Gamma 的 q = {q:.3g} ≤ 1：客单价的期望不存在",
+            f"Gamma-Gamma q = {q:.3g} <= 1: the expected spend per purchase does not exist",
+        )
     return GammaGamma(p, q, g, -float(res.fun) * n, n, time.perf_counter() - t0)
 
 
-def _check(res: Any, model: str) -> None:
+def _check(res: Any, model: str, names: tuple[str, ...]) -> None:
     """Raise FitError unless the optimiser converged inside the bounds."""
     if not res.success or not np.all(np.isfinite(res.x)):
-        raise FitError(f"{model} 拟合未收敛：{res.message}")
+        raise FitError(
+            f"{model} 拟合未收敛：{res.message}", f"{model} fit did not converge: {res.message}"
+        )
     lo, hi = LOG_BOUNDS
-    if np.any(np.isclose(res.x, lo)) or np.any(np.isclose(res.x, hi)):
-        raise FitError(f"{model} 拟合停在参数边界上（数据不足以估计）")
+    for name, v in zip(names, res.x, strict=True):
+        if np.isclose(v, lo) or np.isclose(v, hi):
+            raise _bound_error(model, name, towards_inf=bool(np.isclose(v, hi)))
+
+
+def _bound_error(model: str, name: str, *, towards_inf: bool, detail: str = "") -> FitError:
+    """Return the error of a fit run off to a bound: which parameter, which way, what it means."""
+    limit = "∞" if towards_inf else "0"
+    zh, en = BOUND_MEANING.get(
+        (model, name, towards_inf), ("数据无法确定这个参数", "the data do not determine it")
+    )
+    where = f"{name} → {limit}" + (f"（{detail}）" if detail else "")
+    where_en = f"{name} -> {'inf' if towards_inf else '0'}" + (f" ({detail})" if detail else "")
+    return FitError(
+        f"{model} 拟合停在参数边界上：{where}。{zh}",
+        f"{model} fit stopped on a parameter bound: {where_en}. {en}",
+    )
 
 
 def p_alive(m: BgNbd, x: Array, t_x: Array, age: Array) -> Array:

@@ -7,15 +7,18 @@ in config order, later rules seeing the tiers the earlier ones give.
 The customer's own metrics read only their rows, but R/M scores and the spend percentile
 rank them among every buyer. On the day of a full run that population is the one the run
 stored (`bot.tiering.population`), so an explanation costs the customer's rows and the
-stored population's, and gives the full run's answer. On a day without one (local
-midnight to the nightly run, a failed run) the day's would be a pass over all orders,
-which no request makes: the customer is ranked against the newest stored population
-(its days since the last order shifted to today) and each explained dimension that
-ranks says which day's 客户总体 (`TierView.rank_note`). A serving process keeps one
-`ExplainEngine` whose population is loaded once per local day and reused, the way a
-touched re-tier ranks against the kept population (so the answer is the one a touched run
-of this customer gives), and builds the day's in a background thread when none is
-stored; a one-shot command (`tagbot customer show`) loads it each time. Once the population is
+stored population's, and gives the full run's answer. The day-population job
+(`bot.tiering.day_population`, scheduled right after local midnight) stores the day's for
+every process before the nightly run. On a day without one yet (local midnight to that
+job, a failed one) the day's would be a pass over all orders, which no request makes: the
+customer is ranked against the newest stored population (its days since the last order
+shifted to today) and each explained dimension that ranks says which day's 客户总体
+(`TierView.rank_note`). A serving process keeps one `ExplainEngine` whose population is
+loaded once per local day and reused, the way a touched re-tier ranks against the kept
+population (so the answer is the one a touched run of this customer gives), and builds
+the day's in a background thread only when none is stored some time after the job's hour
+(no scheduler, the job off or failed); a one-shot command (`tagbot customer show`) loads
+it each time. Once the population is
 there, a request reads the customer's rows by index and ranks them by one counting pass
 over the population (`metrics_orders.ranks_of_few`), not a sort of it.
 
@@ -30,26 +33,36 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 
+from bot.background_task import BackgroundTask, Cancel
 from bot.customers.contacts import get_customer
 from bot.db import Database
 from bot.db.models import TierAssignment, TierTransition
 from bot.rules import Dimension, explain_dimension
 from bot.rules.explain import format_value
 from bot.tiering.clock import Clock
-from bot.tiering.engine import MetricsEngine, compute_metrics
+from bot.tiering.engine import EngineLimits, MetricsEngine, compute_metrics
 from bot.tiering.metrics_predictive import COLUMNS as PREDICTIVE
 from bot.tiering.metrics_predictive import INPUTS as PREDICTIVE_INPUTS
 from bot.tiering.metrics_predictive import Model
 
 log = logging.getLogger(__name__)
 
-CLOSE_WAIT_S = 30.0  # how long close() waits for an interrupted background thread
+# From how long after the day-population job's time a process builds the day's itself.
+FALLBACK_GRACE = timedelta(minutes=30)
+# An explanation computes one customer's few rows in ~40 small statements: one DuckDB
+# thread does it in less time and CPU than two, whose hand-offs cost more than the work
+# (100 k customers on PostgreSQL: 450 vs 570-680 ms, 80-100 vs 105 ms CPU on a loaded
+# machine). The background population build (every order) keeps the default threads.
+EXPLAIN_THREADS = 1
+EXPLAIN_LIMITS = EngineLimits(threads=EXPLAIN_THREADS)
 
 # Metrics that rank a customer among the day's buyers (`metrics_orders.ranks`).
 RANKED = frozenset({"spend_percentile_365d", "r_score", "m_score", "clv_percentile"})
@@ -84,23 +97,36 @@ class ExplainEngine:
     """The metrics engine a process keeps for explanations (`Runtime.explain`; thread-safe).
 
     Built on first use. Its population (the rank basis) is the day's kept or stored one;
-    on a day none is stored for yet (local midnight to the nightly run, a failed run) a
-    request ranks against the newest stored one instead, never a pass over every order,
-    and the day's population is built once in a background thread, then used by the
-    requests after it (or loaded, once the nightly run stores it). Only with nothing
-    stored at all (before the first full run: small data) does a request build it.
+    on a day none is stored for yet (local midnight to the day-population job or the
+    nightly run, a failed one) a request ranks against the newest stored one instead,
+    never a pass over every order. The day's population is stored once a day by the
+    scheduler's job (`jobs.tiering.POPULATION_JOB`), which every process then loads. As a
+    fallback (no scheduler, or its run missed or failed) the day's population is built
+    once in a background thread, then used by the requests after it — at once when
+    `schedule` is None (no job), else only from `grace` after the job's time that day.
+    Only with nothing stored at all (before the first full run: small data) does a
+    request build it.
     """
 
-    def __init__(self, *, background: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        background: bool = True,
+        schedule: str | None = None,
+        grace: timedelta = FALLBACK_GRACE,
+    ) -> None:
         self._lock = threading.Lock()
         self._engine: MetricsEngine | None = None
         self._db: Database | None = None
         self._background = background
-        self._started: tuple[int, str, date] | None = None  # the build begun: db, zone, day
-        self._thread: threading.Thread | None = None
-        self._building: MetricsEngine | None = None  # the background build's engine
-        self._closed = False
+        self._schedule = schedule
+        self._grace = grace
+        # The fallback's build, once per database, zone and day (`bot.background_task`).
+        self._task: BackgroundTask[tuple[MetricsEngine, Database]] = BackgroundTask(
+            "explain-population", dispose=lambda got: got[0].close()
+        )
         self.request_builds = 0  # passes over every order made while answering a request
+        self.transactions = 0  # explanations computed as one DuckDB transaction (tests count)
         self.background_builds = 0  # made by the background thread
 
     def metrics(
@@ -112,11 +138,12 @@ class ExplainEngine:
     def explain_row(self, db: Database, *, tz: str, as_of: datetime, customer_id: int) -> Explained:
         """Return one customer's metrics, model and rank basis's day (see the class)."""
         with self._lock:
+            self._install()
             if self._engine is None or self._db is not db or self._engine.tz != tz:
                 self._close()
-                self._engine, self._db = MetricsEngine(db, tz=tz), db
+                self._engine, self._db = MetricsEngine(db, tz=tz, limits=EXPLAIN_LIMITS), db
             engine = self._engine
-            builds = engine.population_builds
+            builds, transactions = engine.population_builds, engine.transactions
             try:
                 with engine.compute(
                     as_of=as_of, customer_ids=[customer_id], stale_ok=True
@@ -129,60 +156,75 @@ class ExplainEngine:
                 raise
             finally:
                 self.request_builds += engine.population_builds - builds
+                self.transactions += engine.transactions - transactions
         day = Clock(tz, as_of).as_of_day
         if got.population_day is not None and got.population_day != day:
             self._build_later(db, tz=tz, as_of=as_of)
         return got
 
-    def _build_later(self, db: Database, *, tz: str, as_of: datetime) -> None:
-        """Start the day's population build in a thread, once per database, zone and day."""
-        key = (id(db), tz, Clock(tz, as_of).as_of_day)
-        with self._lock:
-            if not self._background or self._closed or self._started == key:
-                return
-            self._started = key
-            thread = threading.Thread(
-                target=self._build, args=(db, tz, as_of), name="explain-population", daemon=True
-            )
-            self._thread = thread
-        thread.start()
+    def fallback_from(self, tz: str, day: date) -> datetime:
+        """Return when this process builds `day`'s population itself if none is stored."""
+        midnight = datetime.combine(day, dtime(), tzinfo=ZoneInfo(tz))
+        if self._schedule is None:
+            return midnight
+        trigger = CronTrigger.from_crontab(self._schedule, timezone=ZoneInfo(tz))
+        first = trigger.get_next_fire_time(None, midnight)
+        return (first or midnight) + self._grace
 
-    def _build(self, db: Database, tz: str, as_of: datetime) -> None:
+    @property
+    def threads(self) -> int | None:
+        """The DuckDB threads explanations run on now (None: no engine yet)."""
         with self._lock:
-            if self._closed:
-                return
-            engine = self._building = MetricsEngine(db, tz=tz)
-        t0 = time.perf_counter()
-        try:
-            engine.build_population(as_of=as_of)
-        except Exception:
-            if not self._closed:  # closing interrupts the build
-                log.exception("explanations' rank population: background build failed")
+            if self._engine is None:
+                return None
+            row = self._engine.con.execute("SELECT current_setting('threads')").fetchone()
+            return None if row is None else int(row[0])
+
+    def _build_later(self, db: Database, *, tz: str, as_of: datetime) -> None:
+        """Start the day's population build in a thread, once per database, zone and day.
+
+        Not before `fallback_from`: till then the scheduled job is expected to store it.
+        """
+        day = Clock(tz, as_of).as_of_day
+        if not self._background or as_of < self.fallback_from(tz, day):
+            return
+
+        def build(cancel: Cancel) -> tuple[MetricsEngine, Database]:
+            engine = MetricsEngine(db, tz=tz)
+            cancel.on_cancel(engine.con.interrupt)
+            t0 = time.perf_counter()
+            try:
+                engine.build_population(as_of=as_of)
+            except BaseException:
+                engine.close()
+                raise
+            log.info(
+                "explanations' rank population for %s built in %.1fs",
+                day,
+                time.perf_counter() - t0,
+            )
             with self._lock:
-                self._building = None
+                self.background_builds += engine.population_builds
+            return engine, db
+
+        self._task.start(build, key=(id(db), tz, day))
+
+    def _install(self) -> None:
+        """Keep the background build's engine, if one finished (the lock held)."""
+        done = self._task.take()
+        if done is None or done.result is None:
+            return  # none finished, or it failed (logged): the stored population serves
+        engine, db = done.result
+        if self._db is not None and self._db is not db:
             engine.close()
             return
-        log.info(
-            "explanations' rank population for %s built in %.1fs",
-            Clock(tz, as_of).as_of_day,
-            time.perf_counter() - t0,
-        )
-        with self._lock:
-            self._building = None
-            self.background_builds += engine.population_builds
-            if self._closed or (self._db is not None and self._db is not db):
-                engine.close()
-                return
-            self._close()
-            self._engine, self._db = engine, db
+        engine.con.execute(f"SET GLOBAL threads = {EXPLAIN_THREADS}")  # built: now explain
+        self._close()
+        self._engine, self._db = engine, db
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the background build begun, if any; say whether none is running."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
+        return self._task.wait(timeout)
 
     def _close(self) -> None:
         if self._engine is not None:
@@ -190,13 +232,10 @@ class ExplainEngine:
         self._engine = self._db = None
 
     def close(self) -> None:
-        """Close the engine; interrupt a background build and wait for its thread."""
+        """Close the engine; interrupt a background build and wait for it (bounded)."""
+        self._task.close()
         with self._lock:
-            self._closed = True
             self._close()
-            if self._building is not None:
-                self._building.con.interrupt()
-        self.wait(CLOSE_WAIT_S)  # bounded: shutdown never hangs on a slow interrupt
 
 
 def _days(clock: Clock, since: datetime) -> int:

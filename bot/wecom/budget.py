@@ -34,11 +34,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.db import Database
+from bot.db.driver import DriverWrite
 from bot.db.models import WeComBudget, WeComBudgetSlot
 from bot.db.types import wall
 from bot.errors import WeComError
@@ -137,6 +138,42 @@ class _Grant:
     at: float  # the clock reading the booking was made at
 
 
+# The booking's statements on the bare driver (`:name` parameters; see bot/db/driver.py).
+_LOCK_SQL = "SELECT paused_until FROM wecom_budgets WHERE corp_id = :corp AND api = :api"
+_CREATE_SQL = (
+    "INSERT INTO wecom_budgets (corp_id, api, paused_until) VALUES (:corp, :api, 0)"
+    " ON CONFLICT (corp_id, api) DO NOTHING"
+)
+_IN_WINDOWS = (
+    "corp_id = :corp AND api = :api"
+    " AND ((scale = :s0 AND slot >= :f0) OR (scale = :s1 AND slot >= :f1))"
+)
+_SUMS_SQL = (
+    "SELECT scale, SUM(interactive), SUM(bulk), MIN(slot) FROM wecom_budget_slots"
+    f" WHERE {_IN_WINDOWS} GROUP BY scale"
+)
+_PRUNE_SQL = (
+    "DELETE FROM wecom_budget_slots WHERE corp_id = :corp AND api = :api"
+    " AND ((scale = :s0 AND slot < :f0) OR (scale = :s1 AND slot < :f1))"
+)
+_BOOK_SQL = (
+    "INSERT INTO wecom_budget_slots (corp_id, api, scale, slot, interactive, bulk)"
+    " VALUES (:corp, :api, :s0, :n0, :i, :b), (:corp, :api, :s1, :n1, :i, :b)"
+    " ON CONFLICT (corp_id, api, scale, slot) DO UPDATE SET"
+    " interactive = wecom_budget_slots.interactive + excluded.interactive,"
+    " bulk = wecom_budget_slots.bulk + excluded.bulk"
+)
+_REFUND_SQL: dict[Lane, str] = {
+    which: (
+        f"UPDATE wecom_budget_slots SET {which} ="
+        f" CASE WHEN {which} > :calls THEN {which} - :calls ELSE 0 END"
+        " WHERE corp_id = :corp AND api = :api"
+        " AND ((scale = :s0 AND slot = :n0) OR (scale = :s1 AND slot = :n1))"
+    )
+    for which in LANES
+}
+
+
 def _insert(model: type[WeComBudget] | type[WeComBudgetSlot], *, session: Session) -> Any:
     """Start an INSERT with the backend's ON CONFLICT clauses."""
     if session.get_bind().dialect.name == "postgresql":
@@ -191,6 +228,7 @@ class SharedBudget:
         # Calls made while this thread held the SQLite write lock, booked at the next chance.
         self._owed: dict[tuple[str, Lane], int] = {}
         self._pruned: dict[str, int] = {}  # the minute slot each API's old slots went at
+        self._gauges: dict[tuple[str, str], list[tuple[Lane, int, Any, Any]]] = {}
 
     @staticmethod
     def _scale(name: str, slot_seconds: float, limit: int, reserve: float, lease: float) -> Scale:
@@ -297,22 +335,25 @@ class SharedBudget:
     ) -> _Grant:
         """Book up to `want` calls in the current slots in one short transaction.
 
-        `refund` gives back the calls of an expired lease that were never made.
+        `refund` gives back the calls of an expired lease that were never made. The hot
+        path of every process's WeCom calls: it goes through the bare driver
+        (`Database.write_driver`), in three statements (lock, sums, booking) plus the
+        refund after a lease expired unused and, every 10 s, the pruning.
         """
         self.transactions += 1
-        with self._db.write() as session:
-            row = self._lock_row(api, session=session)
+        with self._db.write_driver() as txn:
+            paused_until = self._lock_row_driver(api, txn)
             now = self._clock()  # after the lock: the booking is as late as the spending
             unused, booked_at = refund
             if unused:
-                self._refund(api, which, unused, booked_at, session=session)
-            if row.paused_until > now:
-                return _Grant(0, row.paused_until - now, now)
+                self._refund_driver(api, which, unused, booked_at, now, txn)
+            if paused_until > now:
+                return _Grant(0, paused_until - now, now)
             owed = self._take_owed(api)
             room = want
             wait = 0.0
-            self._prune(api, now, session=session)
-            sums = self._sums(api, now, session=session)
+            self._prune_driver(api, now, txn)
+            sums, oldest = self._sums_driver(api, now, txn)
             for scale in self.scales:
                 used = sums[scale.name]
                 total = sum(used.values()) + sum(owed.values())
@@ -320,50 +361,111 @@ class SharedBudget:
                 room = min(room, cap - total)
                 self._report(api, scale, used)
                 if cap - total <= 0:
-                    wait = max(wait, self._frees_at(api, scale, now, session=session) - now)
+                    first = oldest.get(scale.name)
+                    # When the oldest booked slot in the window leaves it.
+                    frees = now if first is None else (first + scale.guard) * scale.slot_seconds
+                    wait = max(wait, frees - now)
             granted = max(0, room)
             booking = dict(owed)
             booking[which] = booking.get(which, 0) + granted
             if any(booking.values()):
-                self._book(api, now, booking, session=session)
+                self._book_driver(api, now, booking, txn)
             if granted:
                 metrics.BUDGET_RESERVED.labels(api=api, lane=which).inc(granted)
             return _Grant(granted, max(wait, self._lease_seconds / 10), now)
 
-    def _take_owed(self, api: str) -> dict[Lane, int]:
-        with self._guard:
-            return {w: self._owed.pop((api, w)) for w in LANES if (api, w) in self._owed}
+    def _lock_row_driver(self, api: str, txn: DriverWrite) -> float:
+        """Create the API's row if new and lock it; return its `paused_until`.
 
-    def _slots(self, api: str, scale: Scale) -> list[ColumnElement[bool]]:
-        return [
-            WeComBudgetSlot.corp_id == self._corp,
-            WeComBudgetSlot.api == api,
-            WeComBudgetSlot.scale == scale.name,
-        ]
+        Reservations for one API queue on this row (PostgreSQL); on SQLite the
+        transaction already holds the database's write lock.
+        """
+        key = {"corp": self._corp, "api": api}
+        locked = _LOCK_SQL if txn.dialect == "sqlite" else _LOCK_SQL + " FOR UPDATE"
+        row = txn.execute(locked, key)
+        if row is None:
+            txn.execute(_CREATE_SQL, key)
+            row = txn.execute(locked, key)
+            assert row is not None  # created or found under the lock
+        return float(row[0])
 
-    def _window(self, api: str, scale: Scale, now: float) -> list[ColumnElement[bool]]:
-        first = scale.slot_of(now) - scale.guard + 1
-        return [*self._slots(api, scale), WeComBudgetSlot.slot >= first]
+    def _window_params(self, api: str, now: float) -> dict[str, Any]:
+        (minute, hour) = self.scales
+        return {
+            "corp": self._corp,
+            "api": api,
+            "s0": minute.name,
+            "f0": self._first(minute, now),
+            "s1": hour.name,
+            "f1": self._first(hour, now),
+        }
 
-    def _prune(self, api: str, now: float, *, session: Session) -> None:
+    def _sums_driver(
+        self, api: str, now: float, txn: DriverWrite
+    ) -> tuple[dict[str, dict[Lane, int]], dict[str, int]]:
+        """Sum each window's booked calls by lane and find its oldest slot, in one query."""
+        rows = txn.fetchall(_SUMS_SQL, self._window_params(api, now))
+        sums: dict[str, dict[Lane, int]] = {s.name: {INTERACTIVE: 0, BULK: 0} for s in self.scales}
+        oldest: dict[str, int] = {}
+        for scale, i, b, first in rows:
+            sums[scale] = {INTERACTIVE: int(i or 0), BULK: int(b or 0)}
+            if first is not None:
+                oldest[scale] = int(first)
+        return sums, oldest
+
+    def _prune_driver(self, api: str, now: float, txn: DriverWrite) -> None:
         """Drop the slots that left their windows, every few seconds per API."""
         minute = self.scales[0].slot_of(now)
         if minute - self._pruned.get(api, -(10**18)) < 10:
             return
         self._pruned[api] = minute
-        gone = [
-            (WeComBudgetSlot.scale == s.name) & (WeComBudgetSlot.slot < self._first(s, now))
-            for s in self.scales
-        ]
-        session.execute(
-            delete(WeComBudgetSlot)
-            .where(
-                WeComBudgetSlot.corp_id == self._corp,
-                WeComBudgetSlot.api == api,
-                or_(*gone),
-            )
-            .execution_options(synchronize_session=False)
+        txn.execute(_PRUNE_SQL, self._window_params(api, now))
+
+    def _book_driver(self, api: str, now: float, calls: dict[Lane, int], txn: DriverWrite) -> None:
+        """Add `calls` to the current slot of every window, in one statement."""
+        (minute, hour) = self.scales
+        txn.execute(
+            _BOOK_SQL,
+            {
+                "corp": self._corp,
+                "api": api,
+                "s0": minute.name,
+                "n0": minute.slot_of(now),
+                "s1": hour.name,
+                "n1": hour.slot_of(now),
+                "i": calls.get(INTERACTIVE, 0),
+                "b": calls.get(BULK, 0),
+            },
         )
+
+    def _refund_driver(
+        self, api: str, which: Lane, calls: int, at: float, now: float, txn: DriverWrite
+    ) -> None:
+        """Give back `calls` booked at `at` and never made, in both windows, in one statement.
+
+        Skipped once both of the booking's slots left their windows: they count for nobody.
+        """
+        (minute, hour) = self.scales
+        if minute.slot_of(at) < self._first(minute, now) and hour.slot_of(at) < self._first(
+            hour, now
+        ):
+            return
+        txn.execute(
+            _REFUND_SQL[which],
+            {
+                "corp": self._corp,
+                "api": api,
+                "s0": minute.name,
+                "n0": minute.slot_of(at),
+                "s1": hour.name,
+                "n1": hour.slot_of(at),
+                "calls": calls,
+            },
+        )
+
+    def _take_owed(self, api: str) -> dict[Lane, int]:
+        with self._guard:
+            return {w: self._owed.pop((api, w)) for w in LANES if (api, w) in self._owed}
 
     @staticmethod
     def _first(scale: Scale, now: float) -> int:
@@ -389,58 +491,22 @@ class SharedBudget:
             sums[scale] = {INTERACTIVE: int(i or 0), BULK: int(b or 0)}
         return sums
 
-    def _frees_at(self, api: str, scale: Scale, now: float, *, session: Session) -> float:
-        """Return when the oldest booked slot in the window leaves it."""
-        oldest = session.scalar(
-            select(func.min(WeComBudgetSlot.slot)).where(*self._window(api, scale, now))
-        )
-        if oldest is None:
-            return now
-        return (int(oldest) + scale.guard) * scale.slot_seconds
-
-    def _book(self, api: str, now: float, calls: dict[Lane, int], *, session: Session) -> None:
-        """Add `calls` to the current slot of every window, in one statement."""
-        stmt = _insert(WeComBudgetSlot, session=session).values(
-            [
-                {
-                    "corp_id": self._corp,
-                    "api": api,
-                    "scale": s.name,
-                    "slot": s.slot_of(now),
-                    "interactive": calls.get(INTERACTIVE, 0),
-                    "bulk": calls.get(BULK, 0),
-                }
-                for s in self.scales
-            ]
-        )
-        session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["corp_id", "api", "scale", "slot"],
-                set_={
-                    "interactive": WeComBudgetSlot.interactive + stmt.excluded.interactive,
-                    "bulk": WeComBudgetSlot.bulk + stmt.excluded.bulk,
-                },
-            )
-        )
-
-    def _refund(self, api: str, which: Lane, calls: int, at: float, *, session: Session) -> None:
-        column = WeComBudgetSlot.interactive if which == INTERACTIVE else WeComBudgetSlot.bulk
-        for scale in self.scales:
-            session.execute(
-                update(WeComBudgetSlot)
-                .where(*self._slots(api, scale), WeComBudgetSlot.slot == scale.slot_of(at))
-                .values({column: case((column > calls, column - calls), else_=0)})
-                .execution_options(synchronize_session=False)
-            )
-
     def _report(self, api: str, scale: Scale, used: dict[Lane, int]) -> None:
         total = sum(used.values())
-        for which in LANES:
-            cap = scale.limit if which == INTERACTIVE else scale.bulk_limit
-            metrics.BUDGET_USED.labels(api=api, lane=which, window=scale.name).set(used[which])
-            metrics.BUDGET_REMAINING.labels(api=api, lane=which, window=scale.name).set(
-                max(0, cap - total)
-            )
+        gauges = self._gauges.get((api, scale.name))
+        if gauges is None:  # looking the labelled children up costs more than setting them
+            gauges = self._gauges[(api, scale.name)] = [
+                (
+                    which,
+                    scale.limit if which == INTERACTIVE else scale.bulk_limit,
+                    metrics.BUDGET_USED.labels(api=api, lane=which, window=scale.name),
+                    metrics.BUDGET_REMAINING.labels(api=api, lane=which, window=scale.name),
+                )
+                for which in LANES
+            ]
+        for which, cap, used_gauge, remaining_gauge in gauges:
+            used_gauge.set(used[which])
+            remaining_gauge.set(max(0, cap - total))
 
     def used(self, api: str) -> dict[str, dict[Lane, int]]:
         """Return the calls booked in each window of `api` by lane (for reports and tests)."""

@@ -11,7 +11,7 @@ from urllib.parse import quote
 from flask import Response, abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from bot.channels import live_codes, qr_images
+from bot.channels import group_codes, live_codes, qr_images
 from bot.console import audit
 from bot.console.access import ADMIN
 from bot.errors import NotFoundError, ValidationError, WeComError
@@ -207,6 +207,7 @@ class ChannelForm:
     daily_cap: str = ""
     verify: bool = False
     create_tags: bool = False
+    groups: str = ""  # a group code's chat ids
     errors: list[str] = field(default_factory=list)
 
     @classmethod
@@ -222,6 +223,7 @@ class ChannelForm:
             daily_cap=f.get("daily_cap", "").strip(),
             verify=f.get("verify") == "1",
             create_tags=f.get("create_tags") == "1",
+            groups=f.get("groups", ""),
         )
 
     @classmethod
@@ -235,6 +237,7 @@ class ChannelForm:
             welcome=c.welcome,
             daily_cap="" if c.daily_cap is None else str(c.daily_cap),
             verify=not c.skip_verify,
+            groups=", ".join(c.groups),
         )
 
     def users(self, text: str) -> tuple[str, ...]:
@@ -316,6 +319,8 @@ def channel_create() -> ResponseReturnValue:
     """Create a live code in WeCom and the channel (the service the CLI uses)."""
     rt = runtime()
     form = ChannelForm.from_request()
+    if form.users(form.groups):
+        return _create_group_code(form)
     try:
         spec = live_codes.check_spec(
             live_codes.ChannelSpec(
@@ -337,6 +342,55 @@ def channel_create() -> ResponseReturnValue:
         created = channel_pages.config_named(spec.name, session=session)
     _record("channel_created", created.name, None, created.audit())
     return redirect(url_for("admin.channel", channel_id=created.id, done="created"), code=303)
+
+
+def _create_group_code(form: ChannelForm) -> ResponseReturnValue:
+    """Create a group live code (群活码): a 加入群聊 join way to the form's groups."""
+    rt = runtime()
+    try:
+        if form.users(form.staff) or form.users(form.backup) or form.welcome or form.daily_cap:
+            raise ValidationError(
+                "群活码没有接待成员、欢迎语、每日上限：请留空这几项，或清空客户群。"
+            )
+        spec = group_codes.check_spec(
+            group_codes.GroupCodeSpec(
+                name=form.name,
+                chat_ids=form.users(form.groups),
+                tags=form.tag_paths(),
+                state=form.state or None,
+            )
+        )
+        _check_people_and_tags(form, None, spec.tags)
+        group_codes.create(spec, db=rt.db, wecom=rt.wecom, source="console", tz=rt.settings.tz)
+    except (ValidationError, NotFoundError, WeComError) as exc:
+        return _failed(form, exc, None)
+    with rt.db.read() as session:
+        created = channel_pages.config_named(spec.name, session=session)
+    _record("channel_created", created.name, None, created.audit())
+    return redirect(url_for("admin.channel", channel_id=created.id, done="created"), code=303)
+
+
+def _update_group_code(
+    form: ChannelForm, before: channel_pages.ChannelConfig
+) -> ResponseReturnValue:
+    """Change a group code's groups and tags (the join way keeps its QR code)."""
+    rt = runtime()
+    try:
+        groups, tags = form.users(form.groups), form.tag_paths()
+        changes: dict[str, Any] = {}
+        if groups != before.groups:
+            changes["chat_ids"] = groups
+        if {str(t) for t in tags} != set(before.tags):
+            changes["tags"] = list(tags)
+        _check_people_and_tags(form, None, changes.get("tags", ()))
+        if not changes:
+            return redirect(url_for("admin.channel", channel_id=before.id, done="same"), code=303)
+        group_codes.update(before.name, db=rt.db, wecom=rt.wecom, tz=rt.settings.tz, **changes)
+    except (ValidationError, NotFoundError, WeComError) as exc:
+        return _failed(form, exc, before)
+    after = _channel_or_404(before.id)
+    _record("channel_updated", after.name, before.audit(), after.audit())
+    return redirect(url_for("admin.channel", channel_id=before.id, done="updated"), code=303)
 
 
 @bp.get("/channels/<int:channel_id>/edit", endpoint="channel_edit")
@@ -374,6 +428,8 @@ def channel_update(channel_id: int) -> ResponseReturnValue:
     before = _channel_or_404(channel_id)
     form = ChannelForm.from_request()
     form.name, form.state = before.name, before.state  # neither changes after creation
+    if before.is_group:
+        return _update_group_code(form, before)
     try:
         changes = _changes(form, before)
         staff = None

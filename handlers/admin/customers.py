@@ -15,11 +15,10 @@ from bot.reports.customer_export import write_xlsx
 from bot.reports.customer_profile import customer_profile
 from bot.reports.customer_terms import term
 from bot.reports.customer_tiers import readable_tiers
-from bot.rules import load_dimensions
 from bot.tiering.why import explain_customer
 from handlers.admin import guard
 from handlers.admin.blueprint import bp
-from handlers.context import runtime
+from handlers.context import dimensions, runtime
 
 guard.NAV_CHILDREN["admin.customers"] |= {"admin.customer", "admin.customers_export"}
 
@@ -153,7 +152,7 @@ def customers_export() -> ResponseReturnValue:
 def customer_page(external_userid: str) -> ResponseReturnValue:
     """A customer: who, tier badges, 分层与原因, tags split, followers, 轨迹."""
     rt = runtime()
-    dims = load_dimensions(rt.settings.tiering.dimensions)
+    dims = dimensions()  # parsed once per process
     with rt.db.read() as session:
         profile = customer_profile(
             external_userid, session=session, display_names=rt.settings.staff, dims=dims

@@ -3,47 +3,26 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from flask import abort, render_template, request, send_file
 from flask.typing import ResponseReturnValue
 
-from bot.config import DimensionSettings
 from bot.db.types import utcnow
 from bot.reports import rule_trial, tier_export
 from bot.reports.definitions import define
 from bot.reports.rule_trial import TrialFrames, TrialResult
 from bot.reports.tier_page import TierPage, tier_page
-from bot.rules import Dimension, load_dimensions
+from bot.rules import Dimension
 from handlers.admin import guard
 from handlers.admin.blueprint import bp
-from handlers.context import runtime
+from handlers.context import dimensions, runtime
 
 guard.NAV_CHILDREN["admin.tiers"] |= {"admin.tiers_trial", "admin.tiers_export"}
 
 NONE_PARAM = ""  # 无 (no tier) in the customer list's from/to parameters
 SPOOL_BYTES = 16 * 1024 * 1024  # an export larger than this spools to a temporary file
-
-
-class _LoadedDimensions:
-    """The configured dimensions, parsed once per process (parsing them all takes ~80 ms)."""
-
-    def __init__(self) -> None:
-        self._source: object = None
-        self._dims: tuple[Dimension, ...] = ()
-
-    def get(self, source: Sequence[DimensionSettings]) -> tuple[Dimension, ...]:
-        if self._source is not source:  # settings replaced: parse the new ones
-            self._dims = load_dimensions(source)
-            self._source = source
-        return self._dims
-
-
-def _dimensions() -> tuple[Dimension, ...]:
-    rt = runtime()
-    return rt.local(_LoadedDimensions).get(rt.settings.tiering.dimensions)
 
 
 def _find(dims: tuple[Dimension, ...], name: str) -> Dimension:
@@ -103,7 +82,7 @@ def _charts(view: TierPage) -> dict[str, Any]:
 
 def _render(name: str | None, trial: TrialResult | None = None) -> ResponseReturnValue:
     rt = runtime()
-    dims = _dimensions()
+    dims = dimensions()
     if not dims:
         return render_template("admin/tiers.html", dims=dims, view=None, define=define)
     dim = _find(dims, name) if name else dims[0]
@@ -150,7 +129,7 @@ def trial() -> ResponseReturnValue:
 def export(dimension: str) -> ResponseReturnValue:
     """A tier's members as .xlsx (`?tier=<tag>`); an unknown dimension or tier is a 404."""
     rt = runtime()
-    dim = _find(_dimensions(), dimension)
+    dim = _find(dimensions(), dimension)
     tier = request.args.get("tier", "")
     out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - send_file closes it
     try:

@@ -12,12 +12,11 @@ from werkzeug.wrappers import Response
 
 from bot.db.types import utcnow
 from bot.errors import WeComError
-from bot.rules import load_dimensions
 from bot.sidebar.profile import SidebarView, hints_of, sidebar_view, sidebar_why
 from bot.sidebar.signing import sign_page
 from bot.sidebar.tickets import TicketUnavailableError
 from bot.wecom.budget import interactive
-from handlers.context import runtime
+from handlers.context import dimensions, runtime
 from handlers.sidebar import signin
 from handlers.sidebar.blueprint import bp
 
@@ -156,7 +155,7 @@ def customer(external_userid: str) -> ResponseReturnValue:
         external_userid,
         web.actor,
         db=runtime().db,
-        dims=load_dimensions(settings.tiering.dimensions),
+        dims=dimensions(),
         hints=hints_of(settings.tiering),
         display_names=settings.staff,
         now=utcnow(),
@@ -179,7 +178,7 @@ def why(external_userid: str) -> ResponseReturnValue:
         external_userid,
         web.actor,
         db=rt.db,
-        dims=load_dimensions(rt.settings.tiering.dimensions),
+        dims=dimensions(),
         tz=rt.settings.tz,
         now=now,
         engine=rt.explain,  # one per process: its rank basis is kept for the day

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from bot.channels import live_codes, lookup, welcome
+from bot.channels import group_codes, live_codes, lookup, welcome
 from bot.config import AttachmentSettings
 from bot.errors import ValidationError
 from bot.tags.catalogue import TagPath
@@ -45,9 +45,19 @@ def parse_attachment(text: str) -> dict[str, Any]:
 
 def _print_view(v: lookup.ChannelView) -> None:
     click.echo(f"渠道 / channel: {v.name}")
+    click.echo(f"  类型 / kind: {_kind(v)}")
     click.echo(f"  state:      {v.state}")
     click.echo(f"  config_id:  {v.config_id or '-'}")
     click.echo(f"  二维码 / QR: {v.qr_code or '-'}")
+    if v.kind == group_codes.GROUP:
+        click.echo(f"  客户群:     {', '.join(v.groups)}")
+        rooms = "否"
+        if v.auto_create_room:
+            rooms = f"是 ({v.room_base_name or '-'} 起始序号 {v.room_base_id})"
+        click.echo(f"  自动建群:   {rooms}")
+        click.echo(f"  标签:       {', '.join(v.tags) or '-'}")
+        click.echo(f"  来源: {v.source}   扫码 {v.scans}")
+        return
     click.echo(f"  接待成员:   {', '.join(v.staff)}")
     if v.backup:
         click.echo(f"  备用成员:   {', '.join(v.backup)}")
@@ -64,6 +74,43 @@ def _print_view(v: lookup.ChannelView) -> None:
     click.echo(f"  扫码 {v.scans} / 添加 {v.adds} / 流失 {v.lost}")
 
 
+def _kind(v: lookup.ChannelView) -> str:
+    return "群活码 group" if v.kind == group_codes.GROUP else "员工活码 staff"
+
+
+def _create_group_code(
+    ctx: CliContext,
+    name: str,
+    groups: str,
+    tags: tuple[str, ...],
+    state: str | None,
+    rooms: tuple[bool, str | None, int | None],
+    staff_only: dict[str, object],
+) -> None:
+    given = [opt for opt, value in staff_only.items() if value]
+    if given:
+        raise ValidationError(
+            f"群活码没有接待成员、欢迎语、每日上限 / a group code takes no {', '.join(given)}"
+        )
+    rt = ctx.runtime
+    auto, base_name, base_id = rooms
+    spec = group_codes.GroupCodeSpec(
+        name=name,
+        chat_ids=_users(groups),
+        tags=tuple(TagPath.parse(t) for t in tags),
+        state=state,
+        auto_create_room=auto,
+        room_base_name=base_name or "",
+        room_base_id=base_id,
+    )
+    v = group_codes.create(spec, db=rt.db, wecom=rt.wecom, source="cli", tz=rt.settings.tz)
+    click.echo(f"群活码已创建 / group code created: {name}")
+    click.echo(f"state={v.state}")
+    click.echo(f"config_id={v.config_id}")
+    click.echo(f"qr_code={v.qr_code}")
+    click.echo(f"groups={','.join(v.groups)}")
+
+
 @click.group("channel")
 def channel_group() -> None:
     """Create and manage channel live codes (渠道活码)."""
@@ -71,7 +118,20 @@ def channel_group() -> None:
 
 @channel_group.command("create")
 @click.argument("name")
-@click.option("--staff", required=True, help="Staff userids, comma-separated.")
+@click.option("--staff", default=None, help="Staff userids, comma-separated (员工活码).")
+@click.option(
+    "--group",
+    "groups",
+    default=None,
+    help="1-5 customer group chat ids, comma-separated: a group live code (群活码).",
+)
+@click.option(
+    "--auto-create-room",
+    is_flag=True,
+    help="Group code: let WeCom open a new group when all are full.",
+)
+@click.option("--room-base-name", default=None, help="Auto-created groups' name (≤40 chars).")
+@click.option("--room-base-id", type=int, default=None, help="Auto-created groups' first number.")
 @click.option("--tag", "tags", multiple=True, help="组名/标签名; repeat for several.")
 @click.option(
     "--welcome",
@@ -98,7 +158,11 @@ def channel_group() -> None:
 def create(
     ctx: CliContext,
     name: str,
-    staff: str,
+    staff: str | None,
+    groups: str | None,
+    auto_create_room: bool,
+    room_base_name: str | None,
+    room_base_id: int | None,
     tags: tuple[str, ...],
     welcome_text: str,
     attachments: tuple[str, ...],
@@ -107,7 +171,29 @@ def create(
     backup: str | None,
     verify: bool,
 ) -> None:
-    """Create a live code in WeCom and print its state, config_id and QR code URL."""
+    """Create a live code in WeCom and print its state, config_id and QR code URL.
+
+    --staff makes a staff live code (联系我); --group a group live code (加入群聊).
+    """
+    if (staff is None) == (groups is None):
+        raise ValidationError(
+            "请给出 --staff（员工活码）或 --group（群活码）之一 / give either --staff or --group"
+        )
+    if groups is not None:
+        staff_only = {
+            "--welcome": welcome_text,
+            "--attach": attachments,
+            "--daily-cap": daily_cap is not None,
+            "--backup": backup is not None,
+            "--verify": verify,
+        }
+        rooms = (auto_create_room, room_base_name, room_base_id)
+        _create_group_code(ctx, name, groups, tags, state, rooms, staff_only)
+        return
+    if auto_create_room or room_base_name is not None or room_base_id is not None:
+        raise ValidationError(
+            "--auto-create-room / --room-base-* 仅用于群活码（--group）/ only with --group"
+        )
     rt = ctx.runtime
     spec = live_codes.ChannelSpec(
         name=name,
@@ -145,9 +231,10 @@ def list_(ctx: CliContext) -> None:
     if not views:
         click.echo("还没有渠道 / no channels yet")
         return
-    click.echo("名称\tstate\t接待成员\t扫码\t添加\t流失")
+    click.echo("名称\t类型\tstate\t接待成员/客户群\t扫码\t添加\t流失")
     for v in views:
-        click.echo(f"{v.name}\t{v.state}\t{','.join(v.staff)}\t{v.scans}\t{v.adds}\t{v.lost}")
+        who = ",".join(v.groups if v.kind == group_codes.GROUP else v.staff)
+        click.echo(f"{v.name}\t{v.kind}\t{v.state}\t{who}\t{v.scans}\t{v.adds}\t{v.lost}")
 
 
 @channel_group.command("show")
@@ -165,6 +252,15 @@ def show(ctx: CliContext, name: str) -> None:
 @click.argument("name")
 @click.option("--staff", default=None, help="Replace the staff (comma-separated).")
 @click.option("--backup", default=None, help="Replace the backups (comma-separated; '' none).")
+@click.option("--group", "groups", default=None, help="Group code: replace its 1-5 chat ids.")
+@click.option(
+    "--auto-create-room/--no-auto-create-room",
+    "auto_create_room",
+    default=None,
+    help="Group code: whether WeCom opens a new group when all are full.",
+)
+@click.option("--room-base-name", default=None, help="Group code: auto-created groups' name.")
+@click.option("--room-base-id", type=int, default=None, help="Group code: their first number.")
 @click.option("--tag", "tags", multiple=True, help="Replace the tags (组名/标签名, repeat).")
 @click.option("--clear-tags", is_flag=True, help="Remove every tag.")
 @click.option("--welcome", "welcome_text", default=None, help="Replace the welcome text.")
@@ -184,6 +280,10 @@ def update(
     name: str,
     staff: str | None,
     backup: str | None,
+    groups: str | None,
+    auto_create_room: bool | None,
+    room_base_name: str | None,
+    room_base_id: int | None,
     tags: tuple[str, ...],
     clear_tags: bool,
     welcome_text: str | None,
@@ -195,6 +295,40 @@ def update(
 ) -> None:
     """Change a channel; what is not given stays as it is (skip_verify included)."""
     rt = ctx.runtime
+    with rt.db.read() as session:
+        kind = lookup.get(name, session=session).kind
+    group_opts = (groups, auto_create_room, room_base_name, room_base_id)
+    if kind == group_codes.GROUP:
+        staff_only = (staff, backup, welcome_text, daily_cap, verify)
+        if (
+            any(v is not None for v in staff_only)
+            or attachments
+            or clear_attachments
+            or no_daily_cap
+        ):
+            raise ValidationError(
+                "群活码没有接待成员、欢迎语、每日上限 / a group code takes --group, --tag and"
+                " --auto-create-room/--room-base-* only"
+            )
+        gv = group_codes.update(
+            name,
+            db=rt.db,
+            wecom=rt.wecom,
+            chat_ids=_users(groups) if groups is not None else None,
+            tags=[TagPath.parse(t) for t in tags] if tags or clear_tags else None,
+            auto_create_room=auto_create_room,
+            room_base_name=room_base_name,
+            room_base_id=room_base_id,
+            tz=rt.settings.tz,
+        )
+        click.echo(f"群活码已更新 / group code updated: {name}")
+        _print_view(gv)
+        return
+    if any(v is not None for v in group_opts):
+        raise ValidationError(
+            f"渠道 {name!r} 是员工活码：--group / --auto-create-room / --room-base-* 仅用于群活码"
+            " / only for group codes"
+        )
     kwargs: dict[str, Any] = {}
     if staff is not None:
         kwargs["staff"] = _users(staff)

@@ -1,6 +1,7 @@
 """`tagbot sync`: pull staff, the tag catalogue and every relation from WeCom now.
 
-Scans made while the bot was down get their channel's tags: queued, then sent here.
+Scans made while the bot was down get their channel's tags: queued, then sent here; so do
+customers who joined a group through a channel's group code.
 """
 
 from __future__ import annotations
@@ -59,11 +60,22 @@ def sync_command(ctx: CliContext) -> None:
             f" {report.missed_scans} relations whose scan callback never arrived"
             f"（{report.missed_scan_operations} 次标签操作已排队 queued）"
         )
+    click.echo(
+        f"  客户群 groups: {report.groups}（新增 {report.groups_added}，更新 {report.groups_updated}，"
+        f"解散 {report.groups_dismissed}）；入群 {report.group_joins}，退群 {report.group_leaves}"
+    )
+    if report.group_joins_tagged:
+        click.echo(
+            f"  按群活码补打渠道标签 {report.group_join_customers} 位 / channel tags for"
+            f" {report.group_joins_tagged} group joins"
+            f"（{report.group_join_operations} 次标签操作已排队 queued）"
+        )
     if report.orphans_linked:
         click.echo(f"  关联到客户的订单/互动/画像 linked rows: {report.orphans_linked}")
     calls = ", ".join(f"{api} ×{n}" for api, n in report.calls.items())
     click.echo(f"  企业微信调用 WeCom calls: {report.total_calls}（{calls}）")
-    if report.missed_scan_operations:
+    queued = report.missed_scan_operations + report.group_join_operations
+    if queued:
         # The channel tags go out now, through the outbox, ahead of any tier push queued
         # there (which stays for the workers); Ctrl-C leaves them queued.
-        drain_with_progress(rt, max_operations=report.missed_scan_operations)
+        drain_with_progress(rt, max_operations=queued)
