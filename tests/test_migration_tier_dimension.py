@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from alembic import command
 from sqlalchemy import insert, select, text
+from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.db.migrate import alembic_config, upgrade_to_head
 from bot.db.models import ChannelTag, FollowRelation, RelationTag, Tag, TagGroup, TierAssignment
-from tests.tier_metrics_factory import channel, customer, local, relation, staff
+from tests.tier_metrics_factory import customer, local, relation, staff
 
 BEFORE = "bf794ee45aa2"
 
@@ -18,6 +19,20 @@ def _downgrade(db: Database) -> None:
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, BEFORE)
+
+
+def _old_channel(s: Session) -> int:
+    """Add a live code with the columns the schema had then (the model has more now)."""
+    return int(
+        s.execute(
+            text(
+                "INSERT INTO channels (name, state, qr_code, welcome_text, welcome_attachments,"
+                " skip_verify, source, scans, created_at, updated_at) VALUES ('门店', 's-door',"
+                " '', '', '[]', false, 'cli', 0, :now, :now) RETURNING id"
+            ),
+            {"now": "2026-11-01 00:00:00"},
+        ).scalar_one()
+    )
 
 
 def test_the_upgrade_gives_a_group_the_dimension_its_customers_tags_show(db: Database) -> None:
@@ -53,7 +68,7 @@ def test_the_upgrade_gives_a_group_the_dimension_its_customers_tags_show(db: Dat
                         s.flush()
                         tags[path] = tag.id
                     s.add(RelationTag(relation_id=rel, tag_id=tags[path]))
-            s.add(ChannelTag(channel_id=channel(s, "门店").id, group_name="来源", tag_name="活跃"))
+            s.add(ChannelTag(channel_id=_old_channel(s), group_name="来源", tag_name="活跃"))
     finally:
         upgrade_to_head(db.engine)
     with db.read() as s:
