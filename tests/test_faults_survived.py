@@ -11,18 +11,23 @@ every queue row finished, and no dead letter: every error here is retryable.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import subprocess
+import threading
 import time
 import tomllib
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from bot.config import settings_from_mapping
+from bot.db import Database
 from bot.runtime import Runtime
 from bot.sync import run_sync
 from bot.tags import push
@@ -160,14 +165,56 @@ class Served:
             self.proc.wait(timeout=10)
 
 
+class Terminator:
+    """Drop the served process's PostgreSQL connections (pg_terminate_backend) at seeded
+    moments, on a thread, until stopped; only connections with our application_name."""
+
+    def __init__(self, db_url: str, name: str, rng: random.Random) -> None:
+        self.db, self.name, self.rng = Database(db_url), name, rng
+        self.stopping = threading.Event()
+        self.dropped = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.rng.uniform(0.2, 1.5)):
+            with self.db.engine.begin() as conn:
+                self.dropped += len(
+                    conn.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE application_name = :name AND pid <> pg_backend_pid()"
+                        ),
+                        {"name": self.name},
+                    ).all()
+                )
+
+    def __enter__(self) -> Terminator:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        self.db.dispose()
+
+
 def _run(
-    tmp_path: Path, db_url: str, simulator: Simulator, *, window: bool, kills: int
+    tmp_path: Path,
+    db_url: str,
+    simulator: Simulator,
+    *,
+    window: bool,
+    kills: int,
+    terminate: bool = False,
 ) -> tuple[History, Served]:
-    """Seed and queue the push, misbehave, scan, kill `kills` times; settle and check."""
+    """Seed and queue the push, misbehave, scan, kill `kills` times, drop the database
+    connections throughout when `terminate`; settle and check."""
     rng = random.Random(SEED)
     history = History()
     simulator.add_staff("alice")
-    config, port, rt = _config(tmp_path, db_url, simulator)
+    app_name = f"tagbot_faults_{uuid.uuid4().hex[:8]}"
+    served_url = f"{db_url}&application_name={app_name}" if terminate else db_url
+    config, port, rt = _config(tmp_path, served_url, simulator)
     try:
         state = welcome_channel(rt)
         channel_tag = simulator.tag_catalogue()["来源"]["活动"]
@@ -195,7 +242,12 @@ def _run(
         if window:
             simulator.inject_fault_window(MARK, 3.0, 45009)
         simulator.expire_tokens()  # mid-batch
-        _scan_storm(simulator, state, history, rng, channel_tag, between)
+        with contextlib.ExitStack() as chaos:
+            if terminate:
+                dropper = chaos.enter_context(Terminator(db_url, app_name, random.Random(SEED)))
+            _scan_storm(simulator, state, history, rng, channel_tag, between)
+        if terminate:
+            assert dropper.dropped > 0
         simulator.expire_tokens()
         problems = _settle(lambda: history.check(simulator, db_url), timeout=150)
         assert problems == [], f"{problems}\n{status_counts(db_url)}"
@@ -234,4 +286,15 @@ def test_kill_9_of_every_process_at_seeded_moments_loses_nothing(
     assert served.starts == 4
     # Scans delivered while it was down went unanswered: WeCom would retry them; the
     # held-back deliveries after the last restart were answered.
+    assert sum(1 for s in history.scans if s.acked) >= SCANS // 2
+
+
+def test_connections_dropped_mid_push_and_mid_callbacks_lose_nothing(
+    tmp_path: Path, db_url: str, simulator: Simulator
+) -> None:
+    # A callback answered while its connection was dropped must not be a 200 unless its
+    # event was stored: every acknowledged scan is checked to be welcomed.
+    if db_url.startswith("sqlite"):
+        pytest.skip("pg_terminate_backend: PostgreSQL only")
+    history, _ = _run(tmp_path, db_url, simulator, window=False, kills=0, terminate=True)
     assert sum(1 for s in history.scans if s.acked) >= SCANS // 2
