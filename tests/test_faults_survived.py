@@ -95,25 +95,29 @@ def _scan_storm(
     rng: random.Random,
     channel_tag: str,
     between: Callable[[], None],
+    *,
+    times: int = 2,
 ) -> None:
     """SCANS scans in quarters: half delivered twice at once, half held back to the end
     of their quarter, then delivered shuffled, each twice; `between` runs after each
-    quarter (a kill, or nothing). Held back a quarter, not longer: WeCom posts at once
+    quarter (a kill, or nothing). `times=1` delivers each event once: then a 200 alone
+    must mean the event was stored. Held back a quarter, not longer: WeCom posts at once
     and retries within seconds, and a welcome code dies 20 s after the scan.
     """
     for _ in range(4):
         held: list[tuple[Scan, str]] = []
         for n in range(SCANS // 4):
             if n % 2 == 0:
-                r = simulator.scan(state, duplicate=True)
+                r = simulator.scan(state, duplicate=times > 1)
                 acked = r.callback_status == 200
                 history.scanned(Scan(r.userid, r.external_userid, r.welcome_code, acked))
+                if acked:  # one not acknowledged is WeCom's to retry: not ours yet
+                    history.desire(r.userid, r.external_userid, [channel_tag])
             else:
                 r = simulator.scan(state, deliver=False)
                 assert r.xml is not None
                 held.append((Scan(r.userid, r.external_userid, r.welcome_code, False), r.xml))
-            history.desire(r.userid, r.external_userid, [channel_tag])
-        deliveries = [(scan, xml) for scan, xml in held for _ in range(2)]
+        deliveries = [(scan, xml) for scan, xml in held for _ in range(times)]
         rng.shuffle(deliveries)  # out of order, each event twice
         answered: dict[str, bool] = {}
         for scan, xml in deliveries:
@@ -122,6 +126,8 @@ def _scan_storm(
         for scan, _ in held:
             acked = answered[scan.external_userid]
             history.scanned(Scan(scan.userid, scan.external_userid, scan.welcome_code, acked))
+            if acked:
+                history.desire(scan.userid, scan.external_userid, [channel_tag])
         between()
 
 
@@ -176,7 +182,7 @@ class Terminator:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self.stopping.wait(self.rng.uniform(0.2, 1.5)):
+        while not self.stopping.wait(self.rng.uniform(0.05, 0.5)):
             with self.db.engine.begin() as conn:
                 self.dropped += len(
                     conn.execute(
@@ -245,7 +251,8 @@ def _run(
         with contextlib.ExitStack() as chaos:
             if terminate:
                 dropper = chaos.enter_context(Terminator(db_url, app_name, random.Random(SEED)))
-            _scan_storm(simulator, state, history, rng, channel_tag, between)
+            times = 1 if terminate else 2
+            _scan_storm(simulator, state, history, rng, channel_tag, between, times=times)
         if terminate:
             assert dropper.dropped > 0
         simulator.expire_tokens()
@@ -293,8 +300,9 @@ def test_connections_dropped_mid_push_and_mid_callbacks_lose_nothing(
     tmp_path: Path, db_url: str, simulator: Simulator
 ) -> None:
     # A callback answered while its connection was dropped must not be a 200 unless its
-    # event was stored: every acknowledged scan is checked to be welcomed.
+    # event was stored: each event is delivered once here, and every acknowledged scan is
+    # checked to be welcomed (answering 200 on a failed commit loses scans).
     if db_url.startswith("sqlite"):
         pytest.skip("pg_terminate_backend: PostgreSQL only")
     history, _ = _run(tmp_path, db_url, simulator, window=False, kills=0, terminate=True)
-    assert sum(1 for s in history.scans if s.acked) >= SCANS // 2
+    assert sum(1 for s in history.scans if s.acked) > 0
