@@ -202,7 +202,9 @@ def test_demo_keep_running_leaves_the_console_up_to_sign_in(tmp_path: Path) -> N
         assert system.count('<tr class="sync-run"') == 2
         # The kept-running demo runs the scheduled jobs too.
         assert 'id="scheduler-none"' not in system
-        assert re.search(r'id="scheduler-owner".*?<code>[^<]+:\d+:[0-9a-f]+:\d+</code>', system, re.S)
+        assert re.search(
+            r'id="scheduler-owner".*?<code>[^<]+:\d+:[0-9a-f]+:\d+</code>', system, re.S
+        )
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
