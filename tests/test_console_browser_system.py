@@ -94,10 +94,11 @@ def test_the_system_page_renders_what_the_database_holds_and_replays(
     assert sync.count() == 1
     assert "成功" in sync.inner_text()
     assert "手动" in sync.inner_text()
-    # `tagbot serve` runs the scheduler: it holds the lease, three jobs have a next run.
+    # `tagbot serve` runs the scheduler: it holds the lease, four jobs have a next run
+    # (sync, channel stats, re-tier, the day population).
     assert page.locator("#scheduler-none").count() == 0
     assert ":" in page.inner_text("#scheduler-owner code")
-    assert page.locator("tr.job").count() == 3
+    assert page.locator("tr.job").count() == 4
     assert page.locator("tr.sidebar-check[data-key='agent_id'][data-state='ok']").count() == 1
     assert page.locator("#config-ok").count() == 1
     assert page.locator("#sync-runs .info").count() >= 6  # every column's number is defined
