@@ -204,6 +204,14 @@ def generate(
         CREATE OR REPLACE TABLE campaign_deliveries (
             customer_id BIGINT, run_id BIGINT, arm VARCHAR, status VARCHAR,
             created_at TIMESTAMP, sent_at TIMESTAMP)""")
+    # No customer groups either (the columns the group metrics read).
+    con.execute(
+        "CREATE OR REPLACE TABLE group_chats (id BIGINT, name VARCHAR, dismissed_at TIMESTAMP)"
+    )
+    con.execute("""
+        CREATE OR REPLACE TABLE group_members (
+            group_chat_id BIGINT, member_userid VARCHAR, member_type INTEGER,
+            join_scene INTEGER, channel_id BIGINT, joined_at TIMESTAMP, left_at TIMESTAMP)""")
 
 
 # Parents before children, so foreign keys hold while loading.

@@ -33,7 +33,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "拒绝 3" in out  # the three broken rows the demo writes on purpose
     assert "新导入客户 13 位" in out
     assert "第二次：改动 0 处" in out
-    assert "按默认分层规则重新分层（12 个维度）" in out
+    assert "按默认分层规则重新分层（13 个维度）" in out
     assert "客户 53 位；本次层级变动" in out
     assert "      首次渠道：" in out
     # The console's address and both ways in.

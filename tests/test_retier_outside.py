@@ -135,7 +135,7 @@ def test_api_explains_tiers(tier_app: Flask, db: Database) -> None:
     assert (value["tag_group"], value["tier"]) == ("价值分层", "高价值")
     assert value["metrics"] == {"orders_365d": 1, "spend_365d": 6000}
     assert any("spend_365d = 6000 ≥ 4000" in line for line in value["lines"])
-    assert len(body["tiers"]) == 12
+    assert len(body["tiers"]) == 13
 
 
 def test_fresh_order_retiers_that_customer_without_a_full_run(

@@ -33,7 +33,7 @@ def test_every_default_tier_has_a_chinese_talking_point() -> None:
     tiering = default_tiering()
     hints = hints_of(tiering)
     tiers = [(d.name, t.tag) for d in tiering.dimensions for t in d.tiers]
-    assert len(tiers) == 30  # 12 dimensions, 流失风险 and 预测价值 included
+    assert len(tiers) == 32  # 13 dimensions, 流失风险, 预测价值 and 社群 included
     assert set(hints) == set(tiers)
     assert all(any("\u4e00" <= c <= "\u9fff" for c in hint) for hint in hints.values())
 

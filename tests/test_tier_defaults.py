@@ -30,5 +30,5 @@ def test_example_dimensions_are_the_defaults_and_pass_the_checks() -> None:
     # load_settings runs every check `tagbot check-config` runs, tier rules included.
     settings = load_settings(ROOT / "config.example.toml", environ=FILLED_IN)
     assert settings.tiering.dimensions == default_tiering().dimensions
-    assert len(settings.tiering.dimensions) == 12
+    assert len(settings.tiering.dimensions) == 13
     assert settings.tiering.schedule == "0 3 * * *"

@@ -37,7 +37,7 @@ def metrics_by_ext(db: Database, **kw: Any) -> dict[str, dict[str, Any]]:
         return {ext[cid]: row for cid, row in frame.rows().items()}
 
 
-def test_columns_are_the_vocabulary_then_profile(db: Database) -> None:
+def test_columns_are_the_vocabulary_then_profile_then_group_names(db: Database) -> None:
     with db.write() as s:
         c = customer(s, "wm1")
         profile(s, c, "region", "华东")
@@ -48,6 +48,7 @@ def test_columns_are_the_vocabulary_then_profile(db: Database) -> None:
             *(m.name for m in METRICS),
             "profile.member_level",
             "profile.region",
+            "group_names",  # the current groups' names, read by group.<群名>
         ]
         assert frame.profile_names == ["member_level", "region"]
         # The rules helper queries the table by name in the frame's connection.

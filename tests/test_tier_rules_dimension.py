@@ -372,6 +372,7 @@ def test_the_default_dimensions_pass_the_checker() -> None:
         "品类偏好",
         "会员等级",
         "首次渠道",
+        "社群",
     ]
     rfm = next(d for d in loaded if d.name == "rfm")
     assert isinstance(rfm, TieredDimension)

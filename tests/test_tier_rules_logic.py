@@ -18,6 +18,7 @@ from bot.rules import (
     quote_string,
     text_number,
 )
+from bot.rules.vocabulary import GROUP_NAMES_COLUMN
 from tests.tier_rules_support import select, table
 
 T, F, U = True, False, None
@@ -237,6 +238,10 @@ atoms = st.one_of(
         st.sampled_from(["is missing", "is not missing"]),
     ),
     st.sampled_from(["intent_no_buy_30d", "true", "false", "intent_no_buy_30d != true"]),
+    # group.<群名>: true or false from the row's group names, never unknown.
+    st.sampled_from(
+        ["group.甲", "group.乙", "group.甲 is missing", "group.乙 == intent_no_buy_30d"]
+    ),
 )
 rules = st.recursive(
     atoms,
@@ -258,6 +263,7 @@ rows = st.lists(
             "profile.a": st.sampled_from(TEXTS),
             "profile.b": st.sampled_from(TEXTS),
             "intent_no_buy_30d": st.sampled_from([None, True, False]),
+            "group_names": st.sampled_from([None, [], ["甲"], ["乙", "甲"]]),
         }
     ),
     min_size=1,
@@ -271,7 +277,7 @@ _CON = duckdb.connect()
 @given(text=rules, data=rows)
 def test_python_evaluator_and_duckdb_sql_agree(text: str, data: list[dict[str, Any]]) -> None:
     expr = parse_and_check(text)
-    table(_CON, data, ALL_NAMES)
+    table(_CON, data, [*ALL_NAMES, GROUP_NAMES_COLUMN])
     sql = compile_condition(expr)
     got = [r[0] for r in _CON.execute(f"SELECT {sql} FROM metrics ORDER BY customer_id").fetchall()]
     assert got == [evaluate(expr, row) for row in data], sql

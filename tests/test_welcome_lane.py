@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
 
 from bot.channels import welcome_lane
+from bot.channels.welcome import ContextCache, MissedTally
+from bot.config import settings_from_mapping
+from bot.customers.scan_welcome import send_once
+from bot.db import Database
 from bot.db.types import utcnow
+from bot.wecom.client import WeComClient
 from bot.wecom.events import CallbackEvent
 from bot.wecom.types import ExternalContact
+from tests.support.corp import base_config
+from wecom_sim import Simulator
 
 
 def _event(code: str) -> CallbackEvent:
@@ -56,3 +67,38 @@ def test_each_code_is_taken_once_and_released_on_failure() -> None:
     assert lane.take_code("B")
     lane.release("B")
     assert lane.take_code("B")  # given back after a failure: the inbox worker may try
+
+
+def test_a_code_is_given_back_when_its_welcome_fails_on_the_database(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    # A connection lost while reading the channel (here: a database with no tables) must
+    # not leave the code taken: the event's retry would find it taken and skip the welcome.
+    db = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+    settings = settings_from_mapping(base_config(db.url, api_base=simulator.api_base), environ={})
+    wecom = WeComClient(settings.wecom, settings.limits, db=db)
+    lane = welcome_lane.WelcomeLane()
+    ev = CallbackEvent(
+        event="change_external_contact",
+        change_type="add_external_contact",
+        userid="alice",
+        external_userid="wmGone",
+        welcome_code="CODE1",
+        state="s",
+    )
+    try:
+        with pytest.raises(OperationalError):
+            send_once(
+                ev,
+                utcnow(),
+                db=db,
+                wecom=wecom,
+                settings=settings,
+                lane=lane,
+                cache=ContextCache(),
+                missed=MissedTally(),
+            )
+        assert lane.take_code("CODE1")  # given back: the retry sends it
+    finally:
+        wecom.close()
+        db.dispose()

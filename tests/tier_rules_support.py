@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 
 from bot.rules import quote_ident
-from bot.rules.vocabulary import BY_NAME, PROFILE_PREFIX
+from bot.rules.vocabulary import BY_NAME, GROUP_NAMES_COLUMN, PROFILE_PREFIX
 
 _SQL_TYPES = {"number": "DOUBLE", "string": "VARCHAR", "boolean": "BOOLEAN"}
 
@@ -19,6 +19,8 @@ def column_type(name: str) -> str:
         return _SQL_TYPES[BY_NAME[name].kind]
     if name == "cur_since_days":
         return "INTEGER"
+    if name == GROUP_NAMES_COLUMN:
+        return "VARCHAR[]"
     if name.startswith(PROFILE_PREFIX) or name.startswith("tier.") or name == "cur_tier":
         return "VARCHAR"
     raise KeyError(name)

@@ -29,7 +29,8 @@ docs/wecom-groups.md); message/send (POST); get_jsapi_ticket and ticket/get?type
 (GET: a new ticket per fetch, valid 7200 s; 400 an hour per corp and 100 per app for each kind,
 then 45009). GET /jssdk/standin.js is a stand-in for the JS-SDK's `ww` that checks the page's
 signatures against those tickets (wecom_sim/jssdk.py). Every call is counted by path and by
-(path, errcode); injected stalls, then faults, come before the method, token and rate checks.
+(path, errcode); injected stalls, then faults (an error window, a seeded error share,
+the next N calls), come before the method, token and rate checks.
 Callbacks are POSTed synchronously with a 5 s timeout and are not retried on failure (a
 `duplicate` scan, or `post_callback(xml, times=2)`, plays a retry).
 

@@ -278,6 +278,20 @@ def control_blueprint(sim: Simulator) -> Blueprint:
         sim.inject_fault(b["api_path"], int(b.get("errcode", -1)), int(b.get("count", 1)))
         return jsonify(ok=True)
 
+    @bp.post("/error_rates")
+    def inject_error_rate() -> Response:
+        b = _body()
+        sim.inject_error_rate(
+            b["api_path"], float(b["rate"]), int(b.get("errcode", -1)), seed=int(b.get("seed", 0))
+        )
+        return jsonify(ok=True)
+
+    @bp.post("/fault_windows")
+    def inject_fault_window() -> Response:
+        b = _body()
+        sim.inject_fault_window(b["api_path"], float(b["seconds"]), int(b.get("errcode", 45009)))
+        return jsonify(ok=True)
+
     @bp.post("/stalls")
     def inject_stall() -> Response:
         b = _body()

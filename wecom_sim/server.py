@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import random
 import socket
 import threading
 import traceback
@@ -23,7 +24,7 @@ from wecom_sim.crypto import CallbackCrypto, random_id
 from wecom_sim.events import FieldValue, event_xml
 from wecom_sim.group_chats import GroupChange
 from wecom_sim.models import ContactWay, Customer, GroupChat, GroupMsg, JoinWay, WelcomeRecord
-from wecom_sim.state import CallKey, Fault, SimState, Stall
+from wecom_sim.state import CallKey, ErrorRate, Fault, FaultWindow, SimState, Stall
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -41,6 +42,7 @@ class ScanResult:
     welcome_code: str | None
     callback_status: int | None  # the bot's HTTP status for the (first) delivery
     callback_ms: float | None
+    xml: str | None = None  # the add event's plaintext (to deliver later, out of order)
 
 
 @dataclass(frozen=True)
@@ -480,7 +482,12 @@ class Simulator:
         if deliveries:
             status, elapsed = deliveries[0].status, deliveries[0].elapsed_ms
         return ScanResult(
-            scanned.external_userid, scanned.userid, scanned.welcome_code, status, elapsed
+            scanned.external_userid,
+            scanned.userid,
+            scanned.welcome_code,
+            status,
+            elapsed,
+            scanned.xml,
         )
 
     def customer_deletes_staff(self, external_userid: str, userid: str) -> Delivery | None:
@@ -722,6 +729,29 @@ class Simulator:
         """Answer the next `count` calls of `api_path` with `errcode`."""
         with self.state.lock:
             self.state.faults.setdefault(normalise(api_path), []).append(Fault(errcode, count))
+
+    def inject_error_rate(
+        self, api_path: str, rate: float, errcode: int = -1, *, seed: int = 0
+    ) -> None:
+        """Answer a share `rate` (0..1) of the calls of `api_path` with `errcode`.
+
+        Drawn from a random.Random(seed), so a run repeats; rate 0 stops it.
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        with self.state.lock:
+            path = normalise(api_path)
+            if rate == 0.0:
+                self.state.error_rates.pop(path, None)
+            else:
+                self.state.error_rates[path] = ErrorRate(errcode, rate, random.Random(seed))
+
+    def inject_fault_window(self, api_path: str, seconds: float, errcode: int = 45009) -> None:
+        """Answer every call of `api_path` with `errcode` for the next `seconds`."""
+        with self.state.lock:
+            self.state.fault_windows[normalise(api_path)] = FaultWindow(
+                errcode, self.state.now() + seconds
+            )
 
     def inject_stall(self, api_path: str, seconds: float, count: int = 1) -> None:
         """Sleep `seconds` before answering the next `count` calls of `api_path`."""

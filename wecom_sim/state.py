@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
@@ -40,6 +41,23 @@ class Fault:
 
     errcode: int
     remaining: int
+
+
+@dataclass
+class ErrorRate:
+    """A share of one API path's calls answered with an errcode, drawn from a seeded RNG."""
+
+    errcode: int
+    rate: float
+    rng: random.Random
+
+
+@dataclass
+class FaultWindow:
+    """Every call of one API path answers `errcode` until `until` (the simulated clock)."""
+
+    errcode: int
+    until: float
 
 
 @dataclass
@@ -145,6 +163,8 @@ class SimState:
     # authorize page asks; "": someone outside the corp).
     oauth_member: str | None = None
     stalls: dict[str, list[Stall]] = field(default_factory=dict)
+    error_rates: dict[str, ErrorRate] = field(default_factory=dict)
+    fault_windows: dict[str, FaultWindow] = field(default_factory=dict)
     # JS-SDK: tickets issued (ticket -> what it signs for), fetches per kind, the hourly
     # windows per (kind, scope), and what the client shows around the page.
     ticket_ttl: int = TICKET_TTL

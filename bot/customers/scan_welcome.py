@@ -98,7 +98,10 @@ def send_once(
 ) -> Taken | None:
     """Take the event's welcome code and send; None when another thread here holds it.
 
-    A WeComError gives the code back before it propagates.
+    Any failure (a WeComError, a database connection lost while reading the channel)
+    gives the code back before it propagates: else the event's retry finds the code taken,
+    takes it for the lane's, and ends done with no welcome sent. If WeCom did get the
+    message, the retry's 41051 ends it without a second one.
     """
     if not lane.take_code(ev.welcome_code):
         return None
@@ -106,7 +109,7 @@ def send_once(
         contact = send_welcome(
             ev, received_at, db=db, wecom=wecom, settings=settings, cache=cache, missed=missed
         )
-    except WeComError:
+    except Exception:
         lane.release(ev.welcome_code)
         raise
     lane.finish(ev.welcome_code, contact)

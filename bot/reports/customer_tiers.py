@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from bot.rules import Dimension
 from bot.rules.dimension import TagFromDimension, TieredDimension
 from bot.rules.explain import TRUTH_WORDS, explain_condition, format_value
-from bot.rules.vocabulary import BY_NAME, PROFILE_PREFIX, TIER_PREFIX
+from bot.rules.vocabulary import BY_NAME, GROUP_PREFIX, PROFILE_PREFIX, TIER_PREFIX
 from bot.tiering.why import TierView
 
 
@@ -68,6 +68,8 @@ def define_name(name: str) -> str:
         return BY_NAME[name].definition
     if name.startswith(PROFILE_PREFIX):
         return f"导入的客户属性“{name[len(PROFILE_PREFIX) :]}”"
+    if name.startswith(GROUP_PREFIX):
+        return f"当前是否在名为“{name[len(GROUP_PREFIX) :]}”的客户群中"
     if name.startswith(TIER_PREFIX):
         return f"维度 {name[len(TIER_PREFIX) :]} 的层级（同一次分层中先算出的维度）"
     return ""

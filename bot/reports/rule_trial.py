@@ -25,7 +25,7 @@ from bot.db import Database
 from bot.db.models import Customer
 from bot.rules import RuleError, Scope, compile_condition, names_in, parse_and_check
 from bot.rules.explain import format_value
-from bot.rules.sql import quote_ident
+from bot.rules.sql import name_sql, quote_ident
 from bot.rules.vocabulary import PROFILE_PREFIX
 from bot.tiering.engine import MetricsEngine, compute_metrics
 from bot.tiering.frame import TABLE, MetricFrame
@@ -196,7 +196,7 @@ def trial(
             source = f"(SELECT *, {extra} FROM {TABLE})"
         total = frame.con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
         found = frame.con.execute(f"SELECT count(*) FROM {source} WHERE {condition}").fetchone()
-        picked = ", ".join(["customer_id", *(quote_ident(n) for n in names)])
+        picked = ", ".join(["customer_id", *(f"{name_sql(n)} AS {quote_ident(n)}" for n in names)])
         rows = frame.con.execute(
             f"SELECT {picked} FROM {source} WHERE {condition} ORDER BY customer_id LIMIT ?",
             [sample],

@@ -22,7 +22,7 @@ from bot.rules.evaluate import Row, Truth, evaluate, text_number
 from bot.rules.explain import Explanation, explain_condition, explain_dimension
 from bot.rules.nodes import Expr, names_in
 from bot.rules.parse import parse_rule
-from bot.rules.sql import compile_condition, quote_ident, quote_string
+from bot.rules.sql import compile_condition, name_sql, quote_ident, quote_string
 
 __all__ = [
     "OTHER_TAG",
@@ -47,6 +47,7 @@ __all__ = [
     "explain_condition",
     "explain_dimension",
     "load_dimensions",
+    "name_sql",
     "names_in",
     "parse_and_check",
     "parse_rule",

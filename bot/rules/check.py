@@ -24,7 +24,7 @@ from bot.rules.nodes import (
     ValueKind,
 )
 from bot.rules.parse import parse_rule
-from bot.rules.vocabulary import BY_NAME, PROFILE_PREFIX, TIER_PREFIX
+from bot.rules.vocabulary import BY_NAME, GROUP_PREFIX, PROFILE_PREFIX, TIER_PREFIX
 
 _ORDERING = frozenset({"<", "<=", ">", ">="})
 _KIND_WORDS: dict[ValueKind, str] = {
@@ -73,6 +73,9 @@ class _Checker:
         name = node.name
         if name.startswith(PROFILE_PREFIX):
             return replace(node, kind="text")
+        if name.startswith(GROUP_PREFIX):
+            # Any group name: groups come and go in WeCom, so one nobody is in is false.
+            return replace(node, kind="boolean")
         if name.startswith(TIER_PREFIX):
             dim = name[len(TIER_PREFIX) :]
             if dim in self.scope.earlier:

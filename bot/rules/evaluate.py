@@ -28,6 +28,7 @@ from bot.rules.nodes import (
     String,
     ValueKind,
 )
+from bot.rules.vocabulary import GROUP_NAMES_COLUMN, GROUP_PREFIX
 
 Truth = bool | None  # None is SQL's UNKNOWN
 Row = Mapping[str, Any]  # name -> value; an absent key or None is missing
@@ -55,9 +56,16 @@ def text_number(value: object) -> float | None:
     return None
 
 
+def value_of(row: Row, name: str) -> Any:
+    """Return a name's value in a row; `group.<群名>` is read from the row's group names."""
+    if name.startswith(GROUP_PREFIX) and name not in row:
+        return name[len(GROUP_PREFIX) :] in (row.get(GROUP_NAMES_COLUMN) or ())
+    return row.get(name)
+
+
 def _value(node: Operand, row: Row) -> Any:
     if isinstance(node, Name):
-        return row.get(node.name)
+        return value_of(row, node.name)
     return node.value
 
 
@@ -119,7 +127,7 @@ def evaluate(expr: Expr, row: Row) -> Truth:
                 return None
             return (value in items) != negated
         case IsMissing(name=name, negated=negated):
-            return (row.get(name.name) is None) != negated
+            return (value_of(row, name.name) is None) != negated
         case Not(operand=operand):
             inner = evaluate(operand, row)
             return None if inner is None else not inner
@@ -134,7 +142,7 @@ def evaluate(expr: Expr, row: Row) -> Truth:
                 return True
             return None if a is None or b is None else False
         case Name(name=name):
-            value = row.get(name)
+            value = value_of(row, name)
             return None if value is None else bool(value)
         case Bool(value=value):
             return value

@@ -22,6 +22,7 @@ from bot.rules.evaluate import (
     numeric_pair,
     operand_values,
     text_number,
+    value_of,
 )
 from bot.rules.nodes import (
     And,
@@ -68,17 +69,19 @@ def _literal(node: Operand) -> str:
 
 
 def _missing(nodes: list[Operand], row: Row) -> list[str]:
-    return [f"{n.name} 缺失" for n in nodes if isinstance(n, Name) and row.get(n.name) is None]
+    return [
+        f"{n.name} 缺失" for n in nodes if isinstance(n, Name) and value_of(row, n.name) is None
+    ]
 
 
 def _not_numeric(nodes: list[Operand], row: Row) -> list[str]:
     return [
-        f"{n.name} = {format_value(row.get(n.name))}（不是数字）"
+        f"{n.name} = {format_value(value_of(row, n.name))}（不是数字）"
         for n in nodes
         if isinstance(n, Name)
         and n.kind == "text"
-        and row.get(n.name) is not None
-        and text_number(row.get(n.name)) is None
+        and value_of(row, n.name) is not None
+        and text_number(value_of(row, n.name)) is None
     ]
 
 
@@ -117,12 +120,12 @@ def explain_condition(expr: Expr, row: Row) -> tuple[Truth, list[str]]:
             where = "在" if inside else "不在"
             return truth, [f"{_literal(operand)} = {format_value(value)} {where} {listed} 中"]
         case IsMissing(name=name):
-            value = row.get(name.name)
+            value = value_of(row, name.name)
             return truth, [
                 f"{name.name} 缺失" if value is None else f"{name.name} = {format_value(value)}"
             ]
         case Name(name=name):
-            value = row.get(name)
+            value = value_of(row, name)
             return truth, [f"{name} 缺失" if value is None else f"{name} = {format_value(value)}"]
         case Bool(value=value):
             return truth, ["恒为真" if value else "恒为假"]
@@ -188,7 +191,7 @@ def _explain_tiers(
 
 def _explain_tag_from(dim: TagFromDimension, row: Row, assigned: str | None) -> Explanation:
     source = dim.source.name
-    raw = row.get(source)
+    raw = value_of(row, source)
     value = tag_value(dim, row)
     if value is None:
         why = f"{source} 缺失" if raw is None else f"{source} 为空"

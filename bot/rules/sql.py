@@ -1,6 +1,7 @@
 """Compile a checked rule to a SQL boolean expression (DuckDB; standard SQL where it can be).
 
-Names become quoted identifiers (`"spend_365d"`, `"profile.region"`, `"tier.value"`);
+Names become quoted identifiers (`"spend_365d"`, `"profile.region"`, `"tier.value"`),
+`group.<群名>` a membership test on the frame's `group_names` list (true or false);
 strings become literals with quotes doubled (the grammar admits no NUL), numbers are
 written from the parsed value, so rule text never reaches the SQL as such. SQL's NULL
 carries the three-valued logic unchanged; a profile attribute compared with a number is
@@ -25,6 +26,7 @@ from bot.rules.nodes import (
     Or,
     String,
 )
+from bot.rules.vocabulary import GROUP_NAMES_COLUMN, GROUP_PREFIX
 
 _SQL_OPS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
@@ -46,7 +48,16 @@ def _number(value: int | float) -> str:
 
 
 def _column(name: str, table: str | None) -> str:
+    if name.startswith(GROUP_PREFIX):
+        names = _column(GROUP_NAMES_COLUMN, table)
+        group = quote_string(name[len(GROUP_PREFIX) :])
+        return f"coalesce(list_contains({names}, {group}), FALSE)"
     return f"{quote_ident(table)}.{quote_ident(name)}" if table else quote_ident(name)
+
+
+def name_sql(name: str, *, table: str | None = None) -> str:
+    """Return the SQL reading a rule name's value (a column, or a group membership test)."""
+    return _column(name, table)
 
 
 def _operand(node: Operand, *, numeric: bool, table: str | None) -> str:

@@ -1,7 +1,7 @@
 """The names tier rules may use: every metric with its kind and definition (a contract).
 
 The metrics engine computes exactly these columns; the rule checker accepts exactly these
-names, plus `profile.<attribute>` and `tier.<earlier dimension>`. The README's metric table
+names, plus `profile.<attribute>`, `tier.<earlier dimension>` and `group.<group name>`. The README's metric table
 is written from this list.
 """
 
@@ -79,9 +79,21 @@ METRICS: tuple[Metric, ...] = (
         "clv_365d 在近 365 天有购买客户中的百分位（0–100，并列同分；近 365 天无购买时缺失）",
     ),
     # Interactions.
-    _m("interactions_30d", "number", "近 30 天互动次数（全部类型）", count=True),
-    _m("interactions_90d", "number", "近 90 天互动次数（全部类型）", count=True),
-    _m("days_since_last_interaction", "number", "距最近一次互动的天数"),
+    # Interactions: every kind of interaction event, plus group joins the customer made
+    # (scanned a group QR or accepted a link invitation; being pulled in directly is not).
+    _m(
+        "interactions_30d",
+        "number",
+        "近 30 天互动次数（全部类型，含客户扫码或点邀请链接入群）",
+        count=True,
+    ),
+    _m(
+        "interactions_90d",
+        "number",
+        "近 90 天互动次数（全部类型，含客户扫码或点邀请链接入群）",
+        count=True,
+    ),
+    _m("days_since_last_interaction", "number", "距最近一次互动（含扫码或点邀请链接入群）的天数"),
     _m("views_30d", "number", "近 30 天浏览次数（kind = view）", count=True),
     _m("carts_30d", "number", "近 30 天加购次数（kind = cart）", count=True),
     _m("inquiries_30d", "number", "近 30 天咨询次数（kind = inquiry）", count=True),
@@ -106,9 +118,19 @@ METRICS: tuple[Metric, ...] = (
     _m("channel", "string", "客户首次添加时所扫渠道活码的名称"),
     _m("staff_count", "number", "当前仍是好友的员工数", count=True),
     _m("gender", "string", "性别：男 / 女 / 未知"),
+    # Customer groups (客户群, bot/tiering/metrics_groups.py); `group.<群名>` is true/false.
+    _m("groups_count", "number", "当前所在的客户群数", count=True),
+    _m("days_since_group_join", "number", "距最近一次入群的天数（含已退出的群；从未入群则缺失）"),
+    _m("group_channel", "string", "客户首次经渠道群活码入群时所扫渠道的名称"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
 
 PROFILE_PREFIX = "profile."  # imported attributes: text, compared as numbers when numeric
 TIER_PREFIX = "tier."  # the tier of a dimension listed earlier: string
+# `group.<群名>`: whether the customer is in a customer group of that name now (boolean,
+# never missing: false when in no group of that name, or in none at all).
+GROUP_PREFIX = "group."
+# The frame's column listing the names of the groups a customer is in now (not a metric:
+# rules read it through `group.<群名>`).
+GROUP_NAMES_COLUMN = "group_names"

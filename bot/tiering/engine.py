@@ -48,6 +48,7 @@ from bot.errors import ValidationError
 from bot.rules.vocabulary import METRICS
 from bot.tiering import (
     metrics_events,
+    metrics_groups,
     metrics_orders,
     metrics_outreach,
     metrics_predictive,
@@ -78,6 +79,7 @@ COLUMNS: dict[str, str] = {
     **metrics_relations.COLUMNS,
     **metrics_outreach.COLUMNS,
     **metrics_predictive.COLUMNS,
+    **metrics_groups.COLUMNS,
 }
 missing = [m.name for m in METRICS if m.name not in COLUMNS]
 if missing:  # pragma: no cover - the vocabulary and the engine must agree
@@ -268,6 +270,10 @@ class MetricsEngine:
         model = metrics_predictive.fit(cur) if ids is None else None
         self._exec(cur, metrics_outreach.stage_deliveries(src, ids=ids, clock=clock))
         self._exec(cur, metrics_events.stage_events(src, ids=ids, clock=clock))
+        self._exec(cur, metrics_groups.stage_stays(src, ids=ids, clock=clock))
+        self._exec(cur, metrics_groups.JOINS_AS_EVENTS)
+        self._exec(cur, metrics_groups.GROUP_METRICS)
+        self._exec(cur, "DROP TABLE g")
         self._exec(cur, metrics_events.EVENT_METRICS)
         self._exec(cur, metrics_outreach.STAGE_CLICKS)
         self._exec(cur, "DROP TABLE e")
@@ -323,7 +329,7 @@ class MetricsEngine:
             cur,
             f"""
             CREATE TABLE metrics AS
-            SELECT c.cid AS customer_id, {select}{profile}
+            SELECT c.cid AS customer_id, {select}{profile}, {metrics_groups.NAMES}
             FROM c
             LEFT JOIN om ON om.cid = c.cid
             LEFT JOIN topcat ON topcat.cid = c.cid
@@ -333,9 +339,10 @@ class MetricsEngine:
             LEFT JOIN pm ON pm.cid = c.cid
             LEFT JOIN dm ON dm.cid = c.cid
             LEFT JOIN pred ON pred.cid = c.cid
+            LEFT JOIN gm ON gm.cid = c.cid
         """,
         )
-        for table in ("om", "topcat", "ranks", "em", "rm", "pm", "dm", "pred", "c"):
+        for table in ("om", "topcat", "ranks", "em", "rm", "pm", "dm", "pred", "gm", "c"):
             self._exec(cur, f"DROP TABLE {table}")
         self._exec(cur, "DROP TABLE IF EXISTS ids")
 

@@ -21,6 +21,7 @@ from bot.rules import (
     TagFromDimension,
     compile_dimension,
     compile_tag_from,
+    name_sql,
     quote_ident,
     quote_string,
     tag_value_sql,
@@ -151,7 +152,7 @@ def diff(con: duckdb.DuckDBPyConnection, dims: Sequence[Dimension]) -> None:
     parts = []
     for position, dim in enumerate(dims):
         used = sorted(dim.names_used())
-        pairs = ", ".join(f"{quote_string(n)}, {quote_ident(n)}" for n in used)
+        pairs = ", ".join(f"{quote_string(n)}, {name_sql(n)}" for n in used)
         metrics = f"CAST(json_object({pairs}) AS VARCHAR)" if used else "'{}'"
         parts.append(
             f"SELECT customer_id, {quote_string(dim.name)} AS dimension, {position} AS position,"

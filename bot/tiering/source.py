@@ -36,8 +36,10 @@ CUSTOMER_TABLES = {
     "tier_assignments": "customer_id",
     "campaign_deliveries": "customer_id",  # reach metrics
 }
+# ... the group stays of its customers (keyed by external_userid, as WeCom names members) ...
+MEMBER_TABLES = {"group_members": "member_userid"}
 # ... and these small tables whole.
-WHOLE_TABLES = ("channels", "campaign_runs", "tier_population_state")
+WHOLE_TABLES = ("channels", "campaign_runs", "tier_population_state", "group_chats")
 # The stored rank population, whole, when a touched run loads it (bot.tiering.population).
 POPULATION_TABLE = "tier_population"
 
@@ -150,7 +152,7 @@ def snapshot_sqlite_customers(
         )
         con.execute("BEGIN")
         whole = (*WHOLE_TABLES, POPULATION_TABLE) if population else WHOLE_TABLES
-        for table in (*CUSTOMER_TABLES, *whole):
+        for table in (*CUSTOMER_TABLES, *MEMBER_TABLES, *whole):
             row = con.execute(
                 "SELECT sql FROM live.sqlite_master WHERE type = 'table' AND name = ?", [table]
             ).fetchone()
@@ -160,6 +162,11 @@ def snapshot_sqlite_customers(
             where = ""
             if table in CUSTOMER_TABLES:
                 where = f" WHERE {CUSTOMER_TABLES[table]} IN (SELECT id FROM temp.touched_ids)"
+            elif table in MEMBER_TABLES:
+                where = (
+                    f" WHERE {MEMBER_TABLES[table]} IN (SELECT external_userid FROM live.customers"
+                    " WHERE id IN (SELECT id FROM temp.touched_ids))"
+                )
             con.execute(f"INSERT INTO main.{table} SELECT * FROM live.{table}{where}")
         con.execute("COMMIT")
         con.execute("DETACH live")
@@ -285,6 +292,22 @@ def scan(
             ALIAS, inner.format(qualified).replace("'", "''")
         )
     return f"({inner.format(source.table(table))})"
+
+
+def native(source: Source, sql: str, tables: Sequence[str]) -> str:
+    """Return a FROM item running `sql` inside the operational database (portable SQL).
+
+    `sql` names each of `tables` as `{table}`; a join the database can do with its own
+    indexes (e.g. by external_userid) is sent whole instead of scanning each table.
+    """
+    if source.backend == "sqlite":
+        inner = sql.format(**{t: t for t in tables})
+        return "sqlite_query('{}', '{}')".format(ALIAS, inner.replace("'", "''"))
+    if source.backend == "postgresql":
+        schema = source.prefix.split(".", 1)[1]
+        inner = sql.format(**{t: f"{schema}.{t}" for t in tables})
+        return "postgres_query('{}', '{}')".format(ALIAS, inner.replace("'", "''"))
+    return f"({sql.format(**{t: source.table(t) for t in tables})})"
 
 
 def timestamp_expr(source: Source, column: str) -> str:

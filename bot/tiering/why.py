@@ -46,6 +46,7 @@ from bot.customers.contacts import get_customer
 from bot.db import Database
 from bot.db.models import TierAssignment, TierTransition
 from bot.rules import Dimension, explain_dimension
+from bot.rules.evaluate import value_of
 from bot.rules.explain import format_value
 from bot.tiering.clock import Clock
 from bot.tiering.engine import EngineLimits, MetricsEngine, compute_metrics
@@ -336,7 +337,7 @@ def explain_customer(
                 now=exp.tag,
                 lines=tuple(lines),
                 reason=reason,
-                metrics={n: row.get(n) for n in used},
+                metrics={n: value_of(row, n) for n in used},
                 rank_note=rank_note,
             )
         )

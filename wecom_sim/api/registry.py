@@ -63,6 +63,14 @@ def _take_stall(state: SimState, path: str) -> float:
 
 
 def _take_fault(state: SimState, path: str) -> int | None:
+    window = state.fault_windows.get(path)
+    if window is not None:
+        if state.now() < window.until:
+            return window.errcode
+        del state.fault_windows[path]
+    share = state.error_rates.get(path)
+    if share is not None and share.rng.random() < share.rate:
+        return share.errcode
     queue = state.faults.get(path)
     if not queue:
         return None
