@@ -13,18 +13,25 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError as PydanticError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.channels.live_codes import INVALID_CONFIG_ID, SHANGHAI, check_state, forget_join_way
-from bot.channels.lookup import ChannelView, generate_state, get, get_by_state, view
+from bot.channels.live_codes import (
+    INVALID_CONFIG_ID,
+    SHANGHAI,
+    check_free,
+    check_state,
+    forget_join_way,
+    set_tags,
+)
+from bot.channels.lookup import ChannelView, get, view
 from bot.config import ChannelSettings
 from bot.db import Database
-from bot.db.models import Channel, ChannelTag, GroupChat
+from bot.db.models import Channel, GroupChat
 from bot.errors import ValidationError, WeComError
 from bot.tags import catalogue
 from bot.tags.catalogue import TagPath
@@ -196,23 +203,6 @@ def check_groups_known(chat_ids: Sequence[str], *, db: Database, wecom: WeComCli
 # --- writes ----------------------------------------------------------------------------
 
 
-def _set_tags(channel: Channel, tags: Sequence[TagPath]) -> None:
-    keep = {(t.group_name, t.tag_name): t for t in channel.tags}
-    channel.tags = [
-        keep.get((p.group, p.name)) or ChannelTag(group_name=p.group, tag_name=p.name) for p in tags
-    ]
-
-
-def _check_free(spec: GroupCodeSpec, *, session: Session) -> str:
-    """Refuse a taken name or state; return the state to use (generated when not given)."""
-    if session.scalars(select(Channel.id).where(Channel.name == spec.name)).first():
-        raise ValidationError(f"渠道 {spec.name!r} 已存在 / channel already exists")
-    state = spec.state or generate_state(session=session)
-    if get_by_state(state, session=session) is not None:
-        raise ValidationError(f"state {state!r} 已被其他渠道使用 / state already in use")
-    return state
-
-
 def _add_way(wecom: WeComClient, way: JoinWaySpec) -> tuple[str, str]:
     """Create the join way and read its QR code (add answers the config_id only)."""
     config_id = wecom.add_join_way(way)
@@ -228,7 +218,7 @@ def _store(channel: Channel, spec: GroupCodeSpec) -> None:
     channel.auto_create_room = spec.auto_create_room
     channel.room_base_name = spec.room_base_name
     channel.room_base_id = spec.room_base_id or 0
-    _set_tags(channel, spec.tags)
+    set_tags(channel, spec.tags)
 
 
 def create(
@@ -242,14 +232,14 @@ def create(
     """Check, create the join way (and any missing tags) in WeCom, then store the channel."""
     spec = check_spec(spec)
     with db.read() as session:
-        state = _check_free(spec, session=session)
+        state = check_free(spec.name, spec.state, session=session)
     way = _join_way(spec, state)
     check_groups_known(spec.chat_ids, db=db, wecom=wecom)
     config_id, qr_code = _add_way(wecom, way)
     try:
         catalogue.ensure(db=db, wecom=wecom, paths=spec.tags)
         with db.write() as session:
-            _check_free(replace(spec, state=state), session=session)  # raced?
+            check_free(spec.name, state, session=session)  # raced?
             channel = Channel(
                 name=spec.name,
                 state=state,

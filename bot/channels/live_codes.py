@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -189,18 +189,22 @@ def _set_members(
     channel.staff = members
 
 
-def _set_tags(channel: Channel, tags: Sequence[TagPath]) -> None:
+def set_tags(channel: Channel, tags: Sequence[TagPath]) -> None:
+    """Give the channel these tags, keeping the rows of those it already has."""
     keep = {(t.group_name, t.tag_name): t for t in channel.tags}
     channel.tags = [
         keep.get((p.group, p.name)) or ChannelTag(group_name=p.group, tag_name=p.name) for p in tags
     ]
 
 
-def _check_free(spec: ChannelSpec, *, session: Session) -> str:
-    """Refuse a taken name or state; return the state to use (generated when not given)."""
-    if session.scalars(select(Channel.id).where(Channel.name == spec.name)).first():
-        raise ValidationError(f"渠道 {spec.name!r} 已存在 / channel already exists")
-    state = spec.state or generate_state(session=session)
+def check_free(name: str, state: str | None, *, session: Session) -> str:
+    """Refuse a taken name or state; return the state to use (generated when not given).
+
+    Staff and group live codes alike: both kinds share the channels' names and states.
+    """
+    if session.scalars(select(Channel.id).where(Channel.name == name)).first():
+        raise ValidationError(f"渠道 {name!r} 已存在 / channel already exists")
+    state = state or generate_state(session=session)
     if get_by_state(state, session=session) is not None:
         raise ValidationError(f"state {state!r} 已被其他渠道使用 / state already in use")
     return state
@@ -243,7 +247,7 @@ def _store_new(
     )
     session.add(channel)
     _set_members(channel, spec.staff, spec.backup, session=session)
-    _set_tags(channel, spec.tags)
+    set_tags(channel, spec.tags)
     session.flush()
     log.info("channel %s created: state=%s config_id=%s", spec.name, state, way[0])
     return channel
@@ -265,7 +269,7 @@ def create(
     """
     spec = check_spec(spec)
     with db.read() as session:
-        state = _check_free(spec, session=session)
+        state = check_free(spec.name, spec.state, session=session)
     # The contact way first: WeCom checks the staff there (60111), and a refusal must not
     # leave the channel's tags made in WeCom for a channel that does not exist.
     way = _add_way(
@@ -279,7 +283,7 @@ def create(
     try:
         catalogue.ensure(db=db, wecom=wecom, paths=spec.tags)
         with db.write() as session:
-            _check_free(replace(spec, state=state), session=session)  # raced?
+            check_free(spec.name, state, session=session)  # raced?
             channel = _store_new(spec, state, way, session=session, source=source)
             return view(channel, session=session, tz=tz)
     except Exception:
@@ -392,7 +396,7 @@ def update(
             if template is not None:
                 channel.welcome_text, channel.welcome_attachments = template
             if tag_paths is not None:
-                _set_tags(channel, tag_paths)
+                set_tags(channel, tag_paths)
             if members_changed:
                 _set_members(channel, new_staff, new_backup, session=session)
                 for m in channel.staff:
