@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
@@ -11,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from bot.db.models import Channel, ChannelStaff, FollowRelation, Staff
+from bot.db.models import Channel, ChannelStaff, ChannelTag, FollowRelation, Staff
 from bot.db.types import utcnow
 from bot.errors import NotFoundError
 from bot.tags.catalogue import TagPath
@@ -165,3 +166,17 @@ def generate_state(*, session: Session) -> str:
         state = f"ch_{secrets.token_hex(6)}"
         if get_by_state(state, session=session) is None:
             return state
+
+
+def tag_paths_by_channel(
+    channel_ids: Sequence[int], *, session: Session
+) -> dict[int, list[TagPath]]:
+    """Each channel's tags as paths, in a stable order (every id present, maybe empty)."""
+    paths: dict[int, list[TagPath]] = {c: [] for c in channel_ids}
+    for channel_id, group, name in session.execute(
+        select(ChannelTag.channel_id, ChannelTag.group_name, ChannelTag.tag_name)
+        .where(ChannelTag.channel_id.in_(channel_ids))
+        .order_by(ChannelTag.channel_id, ChannelTag.group_name, ChannelTag.tag_name)
+    ):
+        paths[channel_id].append(TagPath(group, name))
+    return paths

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from bot import touched
 from bot.channels.live_codes import record_scan
+from bot.channels.lookup import tag_paths_by_channel
 from bot.db import Database
 from bot.db.models import (
     Channel,
-    ChannelTag,
     Customer,
     FollowRelation,
     InboxEvent,
@@ -37,7 +37,6 @@ from bot.db.types import utcnow
 from bot.errors import TagbotError
 from bot.states import InboxStatus
 from bot.tags import catalogue, outbox
-from bot.tags.catalogue import TagPath
 from bot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -97,17 +96,6 @@ def _candidates(*, session: Session) -> list[tuple[int, int, int, str, str]]:
     ]
 
 
-def _channel_tags(channel_ids: Sequence[int], *, session: Session) -> dict[int, list[TagPath]]:
-    paths: dict[int, list[TagPath]] = {c: [] for c in channel_ids}
-    for channel_id, group, name in session.execute(
-        select(ChannelTag.channel_id, ChannelTag.group_name, ChannelTag.tag_name)
-        .where(ChannelTag.channel_id.in_(channel_ids))
-        .order_by(ChannelTag.channel_id, ChannelTag.group_name, ChannelTag.tag_name)
-    ):
-        paths[channel_id].append(TagPath(group, name))
-    return paths
-
-
 def apply_missed(*, db: Database, wecom: WeComClient) -> MissedScans:
     """Apply the channel of every relation a scan made whose callback never arrived."""
     report = MissedScans()
@@ -116,7 +104,7 @@ def apply_missed(*, db: Database, wecom: WeComClient) -> MissedScans:
         if not found:
             return report
         channel_ids = sorted({chid for _, _, chid, _, _ in found})
-        paths = _channel_tags(channel_ids, session=session)
+        paths = tag_paths_by_channel(channel_ids, session=session)
         names = dict(
             session.execute(
                 select(Channel.id, Channel.name).where(Channel.id.in_(channel_ids))

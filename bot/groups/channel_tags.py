@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot.channels.lookup import tag_paths_by_channel
 from bot.db import Database
 from bot.db.models import (
-    ChannelTag,
     Customer,
     FollowRelation,
     GroupMember,
@@ -30,7 +30,6 @@ from bot.db.types import utcnow
 from bot.errors import TagbotError
 from bot.groups.stays import EXTERNAL
 from bot.tags import catalogue, outbox
-from bot.tags.catalogue import TagPath
 from bot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -75,17 +74,6 @@ def _relations(exts: Sequence[str], *, session: Session) -> dict[str, list[Relat
     return found
 
 
-def _paths(channel_ids: Sequence[int], *, session: Session) -> dict[int, list[TagPath]]:
-    paths: dict[int, list[TagPath]] = {c: [] for c in channel_ids}
-    for channel_id, group, name in session.execute(
-        select(ChannelTag.channel_id, ChannelTag.group_name, ChannelTag.tag_name)
-        .where(ChannelTag.channel_id.in_(channel_ids))
-        .order_by(ChannelTag.channel_id, ChannelTag.group_name, ChannelTag.tag_name)
-    ):
-        paths[channel_id].append(TagPath(group, name))
-    return paths
-
-
 def apply_pending(
     *,
     db: Database,
@@ -108,7 +96,9 @@ def apply_pending(
         stays = [s for s in stays if s[2] in customers]
         if not stays:
             return tagged  # nobody's customer yet: their add event applies it
-        paths = _paths(sorted({channel_id for _, channel_id, _ in stays}), session=session)
+        paths = tag_paths_by_channel(
+            sorted({channel_id for _, channel_id, _ in stays}), session=session
+        )
     tag_ids: dict[int, list[int]] = {}
     for channel_id, channel_paths in paths.items():
         try:
