@@ -144,9 +144,6 @@ KNOWN_EXCEPTIONS: Final[dict[tuple[str, str], str]] = {
     ("profile_attributes", "fk_profile_attributes_customer_id_customers"): (
         "ON DELETE SET NULL; " + _ORPHANS
     ),
-    ("tier_assignments", "pk_tier_assignments"): (
-        "id is unused: the key becomes (customer_id, dimension), already unique"
-    ),
     ("tier_transitions", "pk_tier_transitions"): _SURROGATE
     + "; campaign_runs.transitions_upto reads its order",
     ("campaign_deliveries", "pk_campaign_deliveries"): _SURROGATE,
