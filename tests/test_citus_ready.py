@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import BigInteger, Column, ForeignKey, MetaData, String, Table, text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, MetaData, String, Table, text
 
 from bot.db import Database, citus
 from bot.db.citus import (
@@ -116,6 +116,8 @@ def _with_bad_table(metadata: MetaData) -> MetaData:
         Column("code", String(32), unique=True),
         Column("customer_id", BigInteger, ForeignKey("customers.id", ondelete="SET NULL")),
         Column("run_id", BigInteger, ForeignKey("campaign_runs.id")),
+        Column("serial", String(32)),
+        Index("ix_coupons_serial", "serial", unique=True),
     )
     return copy
 
@@ -132,6 +134,7 @@ def test_a_new_customer_table_without_customer_keys_fails(monkeypatch: pytest.Mo
         ("coupons", "customer_id"): "distribution column is nullable",
         ("coupons", "pk_coupons"): "key (id) lacks customer_id",
         ("coupons", "uq_coupons_code"): "key (code) lacks customer_id",
+        ("coupons", "ix_coupons_serial"): "key (serial) lacks customer_id",
         ("coupons", "fk_coupons_customer_id_customers"): (
             "ON DELETE SET NULL on a key holding the distribution column"
         ),
@@ -148,17 +151,21 @@ def test_a_bad_table_in_the_migrated_postgresql_schema_fails(pg_schema_url: str)
             conn.execute(
                 text(
                     "CREATE TABLE coupons (id BIGSERIAL CONSTRAINT pk_coupons PRIMARY KEY,"
-                    " customer_id BIGINT REFERENCES customers (id))"
+                    " customer_id BIGINT REFERENCES customers (id), code TEXT)"
                 )
             )
-            conn.execute(text("CREATE UNIQUE INDEX ix_coupons_customer ON coupons (customer_id)"))
+            conn.execute(text("CREATE UNIQUE INDEX ix_coupons_code ON coupons (code)"))
+            conn.execute(
+                text("CREATE UNIQUE INDEX ix_coupons_customer ON coupons (customer_id, code)")
+            )
         unplaced = new_violations(violations(schema_from_database(db.engine)))
         assert unplaced == [Violation("coupons", "-", "not classified in bot/db/citus.py")]
         with pytest.MonkeyPatch.context() as mp:
             mp.setitem(citus.DISTRIBUTED, "coupons", "customer_id")
             found = new_violations(violations(schema_from_database(db.engine)))
-        assert [(v.table, v.name) for v in found] == [
+        assert sorted((v.table, v.name) for v in found) == [
             ("coupons", "customer_id"),
+            ("coupons", "ix_coupons_code"),
             ("coupons", "pk_coupons"),
         ]
     finally:
