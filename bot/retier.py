@@ -57,13 +57,13 @@ def analytics_source(db: Database, url: str) -> Iterator[Database | None]:
             yield replica
         else:
             log.warning(
-                "retier: the analytics_url replica is more than %.0fs behind: reading the"
-                " primary",
+                "retier: the analytics_url replica is more than %.0fs behind: reading the primary",
                 REPLICA_WAIT,
             )
             yield None
     finally:
         replica.dispose()
+
 
 LEASE = "retier"
 # Kept alive every RENEW_SECONDS by a thread while the run lasts, so a holder that died
