@@ -144,6 +144,9 @@ class WeComSettings(_Section):
 class DatabaseSettings(_Section):
     url: str = "sqlite:///tagbot.db"
     echo: bool = False
+    # A streaming replica of `url` the nightly (full) re-tier reads its data from; "" reads
+    # `url`. Touched runs and every write keep to `url` (docs/citus.md, section 6).
+    analytics_url: str = ""
 
     @field_validator("url")
     @classmethod
@@ -151,6 +154,19 @@ class DatabaseSettings(_Section):
         if not v.startswith(("sqlite:", "postgresql")):
             raise ValueError("must be sqlite:///PATH or postgresql+psycopg://...")
         return v
+
+    @field_validator("analytics_url")
+    @classmethod
+    def _analytics_shape(cls, v: str) -> str:
+        if v and not v.startswith("postgresql"):
+            raise ValueError("must be postgresql+psycopg://... (a replica of url), or empty")
+        return v
+
+    @model_validator(mode="after")
+    def _analytics_needs_postgresql(self) -> DatabaseSettings:
+        if self.analytics_url and not self.url.startswith("postgresql"):
+            raise ValueError("analytics_url needs url to be PostgreSQL: it is a replica of it")
+        return self
 
 
 class ServerSettings(_Section):

@@ -378,7 +378,6 @@ class TierAssignment(Base):
 
     __tablename__ = "tier_assignments"
     __table_args__ = (
-        UniqueConstraint("customer_id", "dimension"),
         # The console's customer list filtered to a tier: a page walks it newest first.
         Index("ix_tier_assignments_dimension_tier", "dimension", "tier", "customer_id"),
         # 流失预警 (and any tier's members by entry): a tier's newest entrants first, the
@@ -386,9 +385,12 @@ class TierAssignment(Base):
         Index("ix_tier_assignments_tier_since", "dimension", "tier", "since", "customer_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
-    dimension: Mapped[str] = mapped_column(String(64))
+    # Keyed by customer first (no surrogate id): ready to be distributed by customer id
+    # (docs/citus.md).
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    dimension: Mapped[str] = mapped_column(String(64), primary_key=True)
     tier: Mapped[str] = mapped_column(String(30))
     since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

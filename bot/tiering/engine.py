@@ -107,8 +107,14 @@ class MetricsEngine:
     """A DuckDB connection on the bot's database that computes metric frames."""
 
     def __init__(
-        self, db: Database | None, *, tz: str, limits: EngineLimits = EngineLimits()
+        self,
+        db: Database | None,
+        *,
+        tz: str,
+        limits: EngineLimits = EngineLimits(),
+        source: Database | None = None,
     ) -> None:
+        """`source`, a PostgreSQL replica of `db`, is where the data is read from (else `db`)."""
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -145,7 +151,7 @@ class MetricsEngine:
         self._workdir.mkdir(parents=True, exist_ok=True)
         # SQLite: each compute takes the snapshot it needs (a whole file or some customers').
         self.source: Source | None = (
-            attach(self.con, db, workdir=self._workdir)
+            attach(self.con, source or db, workdir=self._workdir)
             if db is not None and not db.is_sqlite
             else None
         )
