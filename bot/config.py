@@ -325,7 +325,7 @@ class ChannelSettings(_Section):
 
 
 _QUIET_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
-CampaignAction = Literal["group_message", "follow_up", "webhook"]
+CampaignAction = Literal["group_message", "group_invite", "follow_up", "webhook"]
 
 
 class CampaignSettings(_Section):
@@ -353,6 +353,9 @@ class CampaignSettings(_Section):
     attachments: tuple[AttachmentSettings, ...] = Field(default=(), max_length=ATTACHMENTS_MAX)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # group_invite: the group live code (a channel made with `channel create --group`)
+    # whose QR code the invitation carries and whose groups count as joined.
+    group_code: str | None = Field(default=None, min_length=1, max_length=64)
 
     @field_validator("schedule")
     @classmethod
@@ -385,6 +388,18 @@ class CampaignSettings(_Section):
             raise ValueError("action group_message needs text or attachments")
         if self.action == "follow_up" and not self.text:
             raise ValueError("action follow_up needs text: the suggested action for staff")
+        if self.action == "group_invite" and not self.group_code:
+            raise ValueError(
+                "action group_invite needs group_code: the group live code (channel create"
+                " --group) whose groups the customers are invited to"
+            )
+        if self.group_code and self.action != "group_invite":
+            raise ValueError("group_code is only for action group_invite")
+        if self.action == "group_invite" and len(self.attachments) >= ATTACHMENTS_MAX:
+            raise ValueError(
+                f"action group_invite takes at most {ATTACHMENTS_MAX - 1} attachments: the"
+                f" group code's QR link is one of WeCom's {ATTACHMENTS_MAX}"
+            )
         return self
 
 

@@ -55,6 +55,7 @@ def campaigns() -> ResponseReturnValue:
                 "schedule": c.schedule,
                 "holdout_pct": c.holdout_pct,
                 "cooldown_days": c.cooldown_days,
+                "group_code": c.group_code,
                 "last_run": None
                 if run is None
                 else {
@@ -93,6 +94,7 @@ def _plan_json(plan: RunPlan) -> dict[str, Any]:
             "capped": len(plan.capped),
             "cooling": len(plan.cooling),
             "unreachable": len(plan.unreachable),
+            "in_group": len(plan.in_group),
         },
         "by_staff": [
             {

@@ -682,9 +682,13 @@ class Campaign(TimestampMixin, Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    # group_message | follow_up | webhook (as last configured; each run keeps its own)
+    # group_message | group_invite | follow_up | webhook (as last configured; each run keeps
+    # its own)
     action: Mapped[str] = mapped_column(String(16), default="group_message")
     dimension: Mapped[str] = mapped_column(String(64), default="")
+    # group_invite: the group live code (channel name) as last configured; the report
+    # counts joins of its groups
+    group_code: Mapped[str | None] = mapped_column(String(64))
 
 
 class CampaignRun(Base):

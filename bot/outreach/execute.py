@@ -38,7 +38,7 @@ PLANNED_GRACE = timedelta(minutes=5)  # a run left planned this long lost its di
 
 
 class Perform(Protocol):
-    """Perform one claimed task of an action (group_message, follow_up, webhook)."""
+    """Perform one claimed task of an action (group_message, group_invite, follow_up, webhook)."""
 
     def __call__(
         self,
@@ -63,6 +63,7 @@ class Action:
 
 ACTIONS: dict[str, Action] = {
     claims.GROUP_MESSAGE: Action(MSG_TEMPLATE_CUSTOMERS_MAX, group_message.perform),
+    claims.GROUP_INVITE: Action(MSG_TEMPLATE_CUSTOMERS_MAX, group_message.perform),
     claims.FOLLOW_UP: Action(None, follow_up.perform),
     claims.WEBHOOK: Action(webhook.BATCH_SIZE, webhook.perform, by_staff=False),
 }

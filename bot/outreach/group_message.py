@@ -23,9 +23,10 @@ from bot.config import CampaignSettings
 from bot.db import Database
 from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.db.types import utcnow
-from bot.errors import ValidationError, WeComError
+from bot.errors import TagbotError, WeComError
 from bot.outreach import audience_rows, claims
 from bot.outreach.claims import Claimed, Clock
+from bot.outreach.group_invite import get_group_code, invite_attachment
 from bot.states import DeliveryStatus, TaskStatus
 from bot.wecom.client import NETWORK_ERROR, WeComClient
 from bot.wecom.types import GroupMsg
@@ -95,11 +96,15 @@ def _create(
     wecom: WeComClient,
     alerts_wakeup: threading.Event,
 ) -> None:
-    with db.read() as session:
-        targets = audience_rows.external_userids(session, task.id)
     try:
-        attachments = [attachment_from_settings(a) for a in campaign.attachments]
-    except ValidationError as exc:
+        with db.read() as session:
+            targets = audience_rows.external_userids(session, task.id)
+            attachments = [attachment_from_settings(a) for a in campaign.attachments]
+            if task.kind == claims.GROUP_INVITE:
+                # read now, not at planning: the code's QR may have been renewed since
+                code = get_group_code(session, campaign.group_code or "")
+                attachments.insert(0, invite_attachment(code))
+    except TagbotError as exc:
         with db.write() as session:
             claims.fail(task, f"bad attachment: {exc}", clock(), session=session)
         return

@@ -3,10 +3,11 @@
 Order (OUTREACH.md step 1): candidates (members now or on_enter entries, see
 `bot.outreach.audience`), narrowed by `when` → the audience; customers with no active
 relation are unreachable (a webhook reaches beyond WeCom, so it keeps them, with no
-staff member); then cooling (a delivery of this campaign, either arm, in a run whose
+staff member); a group_invite leaves out who is already in one of its code's groups;
+then cooling (a delivery of this campaign, either arm, in a run whose
 as_of lies within `cooldown_days`), then capped (campaign messages across campaigns:
 one per local day, `max_per_7d`, `max_per_30d`; a message is a treatment delivery of a
-group_message or webhook run that reached the customer (not failed, not_friend,
+group_message, group_invite or webhook run that reached the customer (not failed, not_friend,
 over_quota or unconfirmed); follow_up campaigns send customers
 nothing and are not capped), and the rest split by a stable hash of (campaign name,
 external_userid): holdout when it falls under `holdout_pct` %, treatment otherwise.
@@ -45,12 +46,13 @@ from bot.outreach.audience import (
     read_candidates,
     transition_window,
 )
+from bot.outreach.group_invite import GroupCode, already_in, get_group_code
 from bot.states import DeliveryStatus, RunStatus
 
 Trigger = Literal["manual", "schedule"]
 LEASE = "outreach-plan"
 LEASE_TTL = 600.0  # longer than any plan; a holder that died frees it after this
-MESSAGE_ACTIONS = ("group_message", "webhook")  # what reaches the customer and is capped
+MESSAGE_ACTIONS = ("group_message", "group_invite", "webhook")  # reach the customer: capped
 # Deliveries that never reached the customer do not count against caps: failed, not a
 # friend, over WeCom's quota (another 群发 got there first), never confirmed by the member.
 NOT_RECEIVED = (
@@ -103,6 +105,8 @@ class RunPlan:
     capped: list[Candidate] = field(default_factory=list)
     cooling: list[Candidate] = field(default_factory=list)
     unreachable: list[Candidate] = field(default_factory=list)  # no active relation
+    # group_invite: already in one of the code's groups, so not invited
+    in_group: list[Candidate] = field(default_factory=list)
     transitions_upto: int | None = None
     run_id: int | None = None
     status: str | None = None  # the run's status once dispatched (planned, held, done, …)
@@ -242,7 +246,10 @@ def _plan(
     )
     plan = RunPlan(campaign.name, campaign.action, trigger, as_of, dry_run)
     window: Window | None = None
+    code: GroupCode | None = None
     with db.read() as session:
+        if campaign.action == "group_invite":
+            code = get_group_code(session, campaign.group_code or "")  # unknown: a clear error
         if campaign.on_enter is not None:
             window = transition_window(session, campaign.name)
             plan.transitions_upto = window.upto
@@ -260,6 +267,10 @@ def _plan(
             plan.unreachable.append(c)
         else:
             reachable[cid] = c
+    if code is not None and reachable:
+        with db.read() as session:
+            joined = already_in(session, code, list(reachable))
+        plan.in_group = [reachable.pop(cid) for cid in sorted(joined)]
     with db.read() as session:
         cooling = cooling_ids(
             session, campaign.name, list(reachable), as_of=as_of, days=campaign.cooldown_days
@@ -301,6 +312,7 @@ def record(campaign: CampaignSettings, plan: RunPlan, *, db: Database) -> int:
             session.add(row)
         row.action = campaign.action
         row.dimension = campaign.dimension
+        row.group_code = campaign.group_code
         session.flush()
         run = CampaignRun(
             campaign_id=row.id,

@@ -31,6 +31,7 @@ from bot.db import Database
 from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.db.types import utcnow
 from bot.errors import WeComError
+from bot.outreach import claims
 from bot.states import DeliveryStatus, TaskStatus
 from bot.wecom.client import WeComClient
 from bot.wecom.types import GroupMsgSendResult, GroupMsgTask
@@ -88,7 +89,7 @@ def _due(session: Session, now: datetime, limit: int) -> list[_Due]:
             CampaignTask.created_at,
         )
         .where(
-            CampaignTask.kind == "group_message",
+            CampaignTask.kind.in_(claims.TEMPLATE_KINDS),
             CampaignTask.status == TaskStatus.CREATED,
             CampaignTask.results_final.is_(False),
             CampaignTask.msgid.is_not(None),

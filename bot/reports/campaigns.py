@@ -23,6 +23,7 @@ RUNS_SHOWN = 20
 
 ACTION_LABELS = {
     "group_message": "客户群发",
+    "group_invite": "入群邀请",
     "follow_up": "员工跟进提醒",
     "webhook": "Webhook 推送",
 }

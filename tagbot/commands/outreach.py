@@ -14,7 +14,12 @@ from tagbot.commands.context import CliContext, pass_ctx
 from tagbot.commands.outreach_results import results_command
 from tagbot.commands.retier import parse_as_of
 
-ACTIONS = {"group_message": "群发", "follow_up": "回访任务", "webhook": "Webhook"}
+ACTIONS = {
+    "group_message": "群发",
+    "group_invite": "入群邀请",
+    "follow_up": "回访任务",
+    "webhook": "Webhook",
+}
 NO_STAFF = "（无跟进员工）"
 
 
@@ -22,7 +27,8 @@ def describe_audience(c: CampaignSettings) -> str:
     """Return the audience as operators read it: dimension, tiers or entry, `when`."""
     who = f"进入 {c.on_enter}" if c.on_enter else "、".join(c.tiers)
     when = f"，且 {c.when}" if c.when else ""
-    return f"{c.dimension}：{who}{when}"
+    code = f"，邀请加入群活码「{c.group_code}」的群" if c.group_code else ""
+    return f"{c.dimension}：{who}{when}{code}"
 
 
 @click.group("outreach")
@@ -77,6 +83,7 @@ def echo_plan(plan: RunPlan, tz: str, *, limit: int) -> None:
         f"受众 {plan.audience} 人：触达 {len(plan.treatment)}，对照组 {len(plan.holdout)}，"
         f"已达上限 {len(plan.capped)}，冷却中 {len(plan.cooling)}，"
         f"无有效跟进员工 {len(plan.unreachable)}"
+        + (f"，已在群中 {len(plan.in_group)}" if plan.action == "group_invite" else "")
     )
     for share in plan.by_staff():
         click.echo(f"员工 {share.staff_userid or NO_STAFF}：")
@@ -88,6 +95,11 @@ def echo_plan(plan: RunPlan, tz: str, *, limit: int) -> None:
         ):
             if members:
                 click.echo(f"  {label} {len(members)} 人：{_names(members, limit)}")
+    if plan.in_group:
+        click.echo(
+            f"已在本群活码的群中（不邀请）{len(plan.in_group)} 人："
+            f"{_names(tuple(plan.in_group), limit)}"
+        )
     if plan.unreachable:
         click.echo(
             f"无有效跟进员工（不触达）{len(plan.unreachable)} 人："
