@@ -19,6 +19,7 @@ from bot.rules.dimension import DimensionConfig
 PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     "group_message": frozenset({"staff"}),
     "group_invite": frozenset({"staff"}),
+    "group_broadcast": frozenset({"staff"}),  # the group's owner
     "follow_up": frozenset({"staff"}),
 }
 _PLACEHOLDER_RE = re.compile(r"\{([^{}\s]*)\}")
@@ -106,7 +107,7 @@ def campaign_problems(
     for i, campaign in enumerate(campaigns):
         key = f"outreach.campaigns[{i}]"
         dim = by_name.get(campaign.dimension)
-        if dim is None:
+        if dim is None and campaign.dimension:  # "" only by a group_broadcast by group code
             listed = ", ".join(by_name) or "none configured"
             problems.append(
                 f"{key}.dimension: unknown dimension {campaign.dimension!r}"

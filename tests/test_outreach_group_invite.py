@@ -9,8 +9,8 @@ another group only as joining "any group".
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest

@@ -29,8 +29,9 @@ Clock = Callable[[], datetime]
 FINAL = (TaskStatus.CREATED, TaskStatus.SENT, TaskStatus.FAILED)
 GROUP_MESSAGE = "group_message"
 GROUP_INVITE = "group_invite"  # a 群发 like group_message, carrying a group's join QR code
+GROUP_BROADCAST = "group_broadcast"  # a 群发 to customer groups (chat_type group)
 # Kinds made by add_msg_template: one in flight per sender, resolved by listing, polled.
-TEMPLATE_KINDS = (GROUP_MESSAGE, GROUP_INVITE)
+TEMPLATE_KINDS = (GROUP_MESSAGE, GROUP_INVITE, GROUP_BROADCAST)
 FOLLOW_UP = "follow_up"
 WEBHOOK = "webhook"
 MAX_ATTEMPTS = 8

@@ -17,6 +17,9 @@ a campaign_runs row `planned` with the counts and `transitions_upto`, and one
 campaign_deliveries row per treatment (status planned) and holdout (status holdout)
 customer. Planning holds the `outreach-plan` lease, so two runs never count caps from
 the same state.
+
+A group_broadcast selects customer groups instead (`bot.outreach.group_broadcast`): no
+customers, no caps (WeCom keeps each group's own quota); cooling and the holdout by group.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from bot.config import CampaignSettings, Settings
 from bot.db import Database
 from bot.db.models import Campaign, CampaignDelivery, CampaignRun
 from bot.errors import TagbotError, ValidationError
+from bot.outreach import group_broadcast
 from bot.outreach.audience import (
     Candidate,
     Window,
@@ -46,6 +50,8 @@ from bot.outreach.audience import (
     read_candidates,
     transition_window,
 )
+from bot.outreach.claims import GROUP_BROADCAST
+from bot.outreach.group_broadcast import ChatPlan, cooling_groups, select_groups
 from bot.outreach.group_invite import GroupCode, already_in, get_group_code
 from bot.states import DeliveryStatus, RunStatus
 
@@ -107,6 +113,8 @@ class RunPlan:
     unreachable: list[Candidate] = field(default_factory=list)  # no active relation
     # group_invite: already in one of the code's groups, so not invited
     in_group: list[Candidate] = field(default_factory=list)
+    # group_broadcast: the groups instead of customers (the customer lists stay empty)
+    chats: ChatPlan | None = None
     transitions_upto: int | None = None
     run_id: int | None = None
     status: str | None = None  # the run's status once dispatched (planned, held, done, …)
@@ -238,6 +246,8 @@ def _plan(
     trigger: str,
     dry_run: bool,
 ) -> RunPlan:
+    if campaign.action == GROUP_BROADCAST:
+        return _plan_groups(campaign, db=db, as_of=as_of, trigger=trigger, dry_run=dry_run)
     tz = settings.app.timezone
     expr = (
         parse_when(campaign.when, settings.tiering.dimensions, key="when")
@@ -303,6 +313,34 @@ def _plan(
     return plan
 
 
+def _plan_groups(
+    campaign: CampaignSettings, *, db: Database, as_of: datetime, trigger: str, dry_run: bool
+) -> RunPlan:
+    """Select, exclude and split a group_broadcast run's groups; unless dry_run, record it."""
+    chats = ChatPlan()
+    plan = RunPlan(campaign.name, campaign.action, trigger, as_of, dry_run, chats=chats)
+    with db.read() as session:
+        found = select_groups(session, campaign)  # an unknown group code: a clear error
+        cooling = cooling_groups(
+            session,
+            campaign.name,
+            [t.group_chat_id for t in found],
+            as_of=as_of,
+            days=campaign.cooldown_days,
+        )
+    plan.audience = len(found)
+    for target in found:
+        if target.group_chat_id in cooling:
+            chats.cooling.append(target)
+        elif in_holdout(campaign.name, target.chat_id, campaign.holdout_pct):
+            chats.holdout.append(target)
+        else:
+            chats.treatment.append(target)
+    if not dry_run:
+        plan.run_id = record(campaign, plan, db=db)
+    return plan
+
+
 def record(campaign: CampaignSettings, plan: RunPlan, *, db: Database) -> int:
     """Write the campaigns row, the planned run and its deliveries in one transaction."""
     with db.write() as session:
@@ -327,8 +365,15 @@ def record(campaign: CampaignSettings, plan: RunPlan, *, db: Database) -> int:
             capped=len(plan.capped),
             cooling=len(plan.cooling),
         )
+        if plan.chats is not None:  # group_broadcast: the counts are groups
+            run.treatment = len(plan.chats.treatment)
+            run.holdout = len(plan.chats.holdout)
+            run.cooling = len(plan.chats.cooling)
         session.add(run)
         session.flush()
+        if plan.chats is not None:
+            group_broadcast.record(session, run, plan.chats)
+            return run.id
         rows = [
             {
                 "run_id": run.id,

@@ -46,7 +46,8 @@ from sqlalchemy.orm import Session
 from bot.db.models import Campaign, CampaignDelivery, CampaignRun, GroupMember, Order
 from bot.db.types import UTCDateTime, utcnow
 from bot.errors import NotFoundError, TagbotError
-from bot.outreach import uplift
+from bot.outreach import group_broadcast, uplift
+from bot.outreach.claims import GROUP_BROADCAST
 from bot.outreach.group_invite import EXTERNAL, GroupCode, get_group_code, in_code_groups
 from bot.outreach.uplift import Estimate, Moments
 from bot.states import DeliveryStatus, RunStatus
@@ -236,6 +237,8 @@ class CampaignResults:
     first_run: datetime | None
     last_run: datetime | None
     segments: tuple[Segment, ...] = field(default=())
+    # group_broadcast: its groups by delivery status over all runs (no customer outcomes)
+    groups: dict[str, int] | None = None
 
     def segment(self, tier: str) -> Segment:
         """Return one segment by tier label (ALL_TIERS for the overall one)."""
@@ -257,6 +260,7 @@ class CampaignResults:
             "method_detail": METHOD_DETAIL,
             "notes": [AOV_NOTE],
             "segments": [s.to_json() for s in self.segments],
+            "groups": self.groups,
         }
 
 
@@ -288,13 +292,20 @@ def campaign_results(
         for days in WINDOWS
     }
     tiers = sorted({k.tier for k in groups}, key=lambda t: (t is None, t or ""))
-    segments = [_segment(ALL_TIERS, groups, elapsed, specs)] if sent else []
+    # a group_broadcast has no customer deliveries: its results are its groups' statuses
+    measured = bool(sent) and campaign.action != GROUP_BROADCAST
+    segments = [_segment(ALL_TIERS, groups, elapsed, specs)] if measured else []
     if len(tiers) > 1:
         segments += [
             _segment(t or NO_TIER, {k: g for k, g in groups.items() if k.tier == t}, elapsed, specs)
             for t in tiers
         ]
     return CampaignResults(
+        groups=(
+            group_broadcast.status_counts(session, campaign.id)
+            if campaign.action == GROUP_BROADCAST
+            else None
+        ),
         campaign=campaign.name,
         action=campaign.action,
         as_of=now,

@@ -24,6 +24,7 @@ RUNS_SHOWN = 20
 ACTION_LABELS = {
     "group_message": "客户群发",
     "group_invite": "入群邀请",
+    "group_broadcast": "客户群群发",
     "follow_up": "员工跟进提醒",
     "webhook": "Webhook 推送",
 }
