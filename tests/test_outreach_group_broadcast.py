@@ -18,11 +18,13 @@ from sqlalchemy import func, select
 
 from bot.channels import group_codes
 from bot.config import settings_from_mapping
+from bot.db import Database
 from bot.db.models import (
     CampaignGroupDelivery,
     CampaignRun,
     Customer,
     GroupChat,
+    GroupMember,
     StaffAlert,
     TierAssignment,
 )
@@ -31,8 +33,9 @@ from bot.errors import ConfigError, NotFoundError, WeComError
 from bot.outreach import results as outreach_results
 from bot.outreach.report import campaign_results
 from bot.outreach.service import run_campaign
+from tagbot.cli import main
 from tests.support import parts
-from tests.support.campaigns import DIMENSIONS
+from tests.support.campaigns import AS_OF, DIMENSIONS, assign, config_text, customer
 from tests.support.channels import store_channel
 from tests.support.corp import base_config
 from tests.support.groups import inbox_settled
@@ -254,3 +257,39 @@ def test_the_simulator_refuses_a_group_the_sender_does_not_own(
         )
     assert refused.value.errcode == 40050
     assert simulator.group_msgs == {}
+
+
+def test_the_cli_dry_run_lists_the_groups_per_owner(
+    tmp_path: Path, db: Database, simulator: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(db.url, [BY_TIER], api_base=simulator.api_base), "utf-8")
+    with db.write() as s:
+        vip = GroupChat(chat_id="wrVIP", name="VIP群", owner_userid="zhang")
+        plain = GroupChat(chat_id="wrPlain", name="普通群", owner_userid="zhang")
+        s.add_all([vip, plain])
+        s.flush()
+        for i, (group, tier) in enumerate(
+            [(vip, "高价值"), (vip, "高价值"), (vip, None), (plain, "高价值"), (plain, None)]
+        ):
+            c = customer(s, f"wm_{i}", f"客户{i}")
+            if tier:
+                assign(s, c, "value", tier)
+            s.add(
+                GroupMember(
+                    group_chat_id=group.id,
+                    member_userid=c.external_userid,
+                    member_type=2,
+                    customer_id=c.id,
+                    joined_at=AS_OF - timedelta(days=3),
+                )
+            )
+    assert main(["--config", str(path), "outreach", "run", BY_TIER["name"], "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:] == [
+        "客户群 1 个：发送 1，对照组 0，冷却中 0（括号内：符合层级的客户 / 群内客户）",
+        "群主 zhang：",
+        "  发送 1 个：VIP群（2/3 人）",
+    ]
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(CampaignRun)) == 0

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from bot.channels import group_codes
 from bot.config import settings_from_mapping
+from bot.db import Database
 from bot.db.models import CampaignDelivery, CampaignRun, Customer, TierAssignment
 from bot.db.types import utcnow
 from bot.errors import ConfigError, NotFoundError, ValidationError
@@ -25,8 +26,9 @@ from bot.outreach import results as outreach_results
 from bot.outreach.plan import in_holdout
 from bot.outreach.report import campaign_results
 from bot.outreach.service import run_campaign
+from tagbot.cli import main
 from tests.support import parts
-from tests.support.campaigns import DIMENSIONS
+from tests.support.campaigns import DIMENSIONS, config_text
 from tests.support.channels import store_channel
 from tests.support.corp import base_config
 from tests.support.groups import inbox_settled, stays
@@ -263,3 +265,19 @@ def test_a_bad_group_invite_config_names_the_key(
     with pytest.raises(ConfigError, match=r"outreach\.campaigns\[0\]") as refused:
         settings_from_mapping(_config(db_url, simulator, campaign), environ={})
     assert message in str(refused.value)
+
+
+def test_the_cli_refuses_an_unknown_group_code_in_one_line(
+    tmp_path: Path, db: Database, simulator: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.toml"
+    campaign = {**INVITE, "name": "无此群码", "group_code": "没有的群码"}
+    path.write_text(config_text(db.url, [campaign], api_base=simulator.api_base), "utf-8")
+    for args in (["--dry-run"], []):
+        assert main(["--config", str(path), "outreach", "run", "无此群码", *args]) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [
+            "error: 没有名为 '没有的群码' 的群活码，请先用 tagbot channel create 没有的群码"
+            " --group 群ID 创建 / no group live code '没有的群码'"
+        ]
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(CampaignRun)) == 0
