@@ -179,13 +179,10 @@ class Terminator:
         self.db, self.name, self.rng = Database(db_url), name, rng
         self.stopping = threading.Event()
         self.dropped = 0
-        self.first_pass = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        # The first drop is at once (the push is under way when the storm starts): a storm
-        # of 40 scans can end before the first seeded wait does, which dropped nothing.
-        while True:
+        while not self.stopping.wait(self.rng.uniform(0.05, 0.5)):
             with self.db.engine.begin() as conn:
                 self.dropped += len(
                     conn.execute(
@@ -196,13 +193,9 @@ class Terminator:
                         {"name": self.name},
                     ).all()
                 )
-            self.first_pass.set()
-            if self.stopping.wait(self.rng.uniform(0.05, 0.5)):
-                return
 
     def __enter__(self) -> Terminator:
         self.thread.start()
-        self.first_pass.wait(timeout=30)
         return self
 
     def __exit__(self, *exc: object) -> None:
