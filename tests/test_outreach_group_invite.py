@@ -250,7 +250,10 @@ def test_an_unknown_or_staff_group_code_is_refused_before_anything_is_recorded(
     [
         ({"group_code": None}, "action group_invite needs group_code"),
         ({"group_code": ""}, "group_code"),
-        ({"action": "group_message", "text": "hi"}, "group_code is only for action group_invite"),
+        (
+            {"action": "group_message", "text": "hi"},
+            "group_code is only for actions group_invite and group_broadcast",
+        ),
         (
             {"attachments": [{"type": "link", "title": "t", "url": "https://x.example"}] * 9},
             "at most 8 attachments",

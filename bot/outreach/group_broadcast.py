@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bot.config import CampaignSettings
@@ -29,6 +29,7 @@ from bot.db.models import (
     CampaignGroupDelivery,
     CampaignRun,
     CampaignTask,
+    Customer,
     GroupChat,
     GroupMember,
     TierAssignment,
@@ -90,11 +91,15 @@ def _selection(
     in_tiers = (
         case(
             (
-                exists().where(
-                    TierAssignment.customer_id == GroupMember.customer_id,
+                # a stay is a customer's by member_userid, as in the tier metrics
+                select(TierAssignment.id)
+                .join(Customer, Customer.id == TierAssignment.customer_id)
+                .where(
+                    Customer.external_userid == GroupMember.member_userid,
                     TierAssignment.dimension == campaign.dimension,
                     TierAssignment.tier.in_(list(campaign.tiers)),
-                ),
+                )
+                .exists(),
                 1,
             ),
             else_=0,

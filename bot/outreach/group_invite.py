@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from bot.channels import group_codes
-from bot.db.models import GroupChat, GroupMember
+from bot.db.models import Customer, GroupChat, GroupMember
 from bot.errors import NotFoundError, ValidationError
 
 EXTERNAL = 2  # group_members.member_type of an external contact
@@ -83,16 +83,21 @@ def in_code_groups(code: GroupCode) -> ColumnElement[bool]:
 
 
 def already_in(session: Session, code: GroupCode, customer_ids: Sequence[int]) -> set[int]:
-    """Return the customers who are in one of the code's groups now."""
+    """Return the customers who are in one of the code's groups now.
+
+    A stay is a customer's by its member_userid (as in the tier metrics): a stay recorded
+    before the member became a customer counts too.
+    """
     out: set[int] = set()
     ordered = sorted(customer_ids)
     for i in range(0, len(ordered), 5000):  # bound each IN list
         out.update(
             session.scalars(
-                select(GroupMember.customer_id)
+                select(Customer.id)
+                .join(GroupMember, GroupMember.member_userid == Customer.external_userid)
                 .join(GroupChat, GroupChat.id == GroupMember.group_chat_id)
                 .where(
-                    GroupMember.customer_id.in_(ordered[i : i + 5000]),
+                    Customer.id.in_(ordered[i : i + 5000]),
                     GroupMember.member_type == EXTERNAL,
                     GroupMember.left_at.is_(None),
                     GroupChat.dismissed_at.is_(None),
@@ -101,4 +106,4 @@ def already_in(session: Session, code: GroupCode, customer_ids: Sequence[int]) -
                 .distinct()
             )
         )
-    return {c for c in out if c is not None}
+    return out

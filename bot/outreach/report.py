@@ -43,7 +43,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from bot.db.models import Campaign, CampaignDelivery, CampaignRun, GroupMember, Order
+from bot.db.models import (
+    Campaign,
+    CampaignDelivery,
+    CampaignRun,
+    Customer,
+    GroupMember,
+    Order,
+)
 from bot.db.types import UTCDateTime, utcnow
 from bot.errors import NotFoundError, TagbotError
 from bot.outreach import group_broadcast, uplift
@@ -421,13 +428,14 @@ def _join_stats(
 ) -> dict[GroupKey, JoinCounts]:
     """Count, per run/tier/arm/reach, the deliveries whose customer joined a group after."""
     d = CampaignDelivery.__table__
+    c = Customer.__table__  # a stay is a customer's by member_userid, as in the tier metrics
     w = _windows(runs)
 
     def joined(end: Any, *extra: ColumnElement[bool]) -> ColumnElement[int]:
         stay = (
             select(GroupMember.id)
             .where(
-                GroupMember.customer_id == d.c.customer_id,
+                GroupMember.member_userid == c.c.external_userid,
                 GroupMember.member_type == EXTERNAL,
                 GroupMember.joined_at > w.c.start,
                 GroupMember.joined_at <= end,
@@ -452,7 +460,7 @@ def _join_stats(
             ),
             joined(w.c[f"end_{WINDOWS[-1]}"]).label("jany"),
         )
-        .select_from(d.join(w, w.c.run_id == d.c.run_id))
+        .select_from(d.join(w, w.c.run_id == d.c.run_id).join(c, c.c.id == d.c.customer_id))
         .where(d.c.campaign_id == campaign_id)
         .subquery()
     )
