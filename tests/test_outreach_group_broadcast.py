@@ -37,12 +37,13 @@ from tagbot.cli import main
 from tests.support import parts
 from tests.support.campaigns import AS_OF, DIMENSIONS, assign, config_text, customer
 from tests.support.channels import store_channel
-from tests.support.corp import base_config
+from tests.support.corp import ADMIN_TOKEN, base_config
 from tests.support.groups import inbox_settled
 from tests.support.live import LiveServer
 from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BY_TIER = {
     "name": "高价值群通知",
     "action": "group_broadcast",
@@ -293,3 +294,64 @@ def test_the_cli_dry_run_lists_the_groups_per_owner(
     ]
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(CampaignRun)) == 0
+
+
+def test_the_api_answers_groups_for_a_group_broadcast_and_404_for_an_unknown_code(
+    db: Database, simulator: Simulator
+) -> None:
+    from handlers.app import EXTENSION_KEY, create_app
+
+    unknown = {**BY_CODE, "name": "无此群", "group_code": "没有的群码"}
+    invite = {
+        "name": "入群邀请",
+        "action": "group_invite",
+        "dimension": "value",
+        "tiers": ["高价值"],
+        "group_code": "没有的群码",
+    }
+    settings = settings_from_mapping(
+        _config(db.url, simulator, BY_TIER, unknown, invite), environ={}
+    )
+    with db.write() as s:
+        vip = GroupChat(chat_id="wrVIP", name="VIP群", owner_userid="zhang")
+        s.add(vip)
+        s.flush()
+        c = customer(s, "wm_1", "客户1")
+        assign(s, c, "value", "高价值")
+        s.add(
+            GroupMember(
+                group_chat_id=vip.id,
+                member_userid="wm_1",
+                member_type=2,
+                customer_id=c.id,
+                joined_at=AS_OF,
+            )
+        )
+    app = create_app(settings)
+    try:
+        api = app.test_client()
+        got = api.post(
+            f"/api/outreach/campaigns/{BY_TIER['name']}/runs",
+            json={"dry_run": True},
+            headers=AUTH,
+        )
+        assert got.status_code == 200
+        body = got.get_json()
+        assert body["counts"] == {"treatment": 1, "holdout": 0, "cooling": 0}
+        assert body["groups"]["treatment"] == [
+            {
+                "chat_id": "wrVIP",
+                "name": "VIP群",
+                "owner_userid": "zhang",
+                "members": 1,
+                "in_tiers": 1,
+            }
+        ]
+        for name in ("无此群", "入群邀请"):
+            got = api.post(f"/api/outreach/campaigns/{name}/runs", json={}, headers=AUTH)
+            assert got.status_code == 404
+            assert "没有名为 '没有的群码' 的群活码" in got.get_data(as_text=True)
+        with db.read() as session:
+            assert session.scalar(select(func.count()).select_from(CampaignRun)) == 0
+    finally:
+        app.extensions[EXTENSION_KEY].close()
