@@ -1,16 +1,17 @@
 """Poll the results of created 群发 tasks: who was sent, not a friend, over quota, unconfirmed.
 
-A 群发 is sent only when its member confirms it in the WeCom client, so results come in
-over days. Each created group_message, group_invite or group_broadcast task is polled at
-most every POLL_EVERY (its `next_attempt_at`): `get_groupmsg_task` says whether the member
+A 群发 is sent only when its member confirms it in the WeCom client, so results come in over
+days. Each created group_message, group_invite or group_broadcast task is polled at most
+every POLL_EVERY (its `next_attempt_at`): `get_groupmsg_task` says whether the member
 confirmed (0 unsent, 2 sent); only then `get_groupmsg_send_result` gives each customer's
-status (1 sent, 2 not a friend, 3 over quota, 0 unsent). A customer still unsent when the task's results
-window (RESULTS_WINDOW after creation) has passed becomes `unconfirmed`. A task whose
-deliveries are all final is `results_final` and never polled again. Right after creation
-WeCom answers 41063 (still dispatching): tried again after DISPATCH_RETRY. Customers whose
-delivery changed are marked touched, so their reach metrics reach their tiers soon.
-A group_broadcast's results come per group (`chat_id`) onto campaign_group_deliveries;
-WeCom's 2 for a group (it could not post) is recorded as `failed`.
+status (1 sent, 2 not a friend, 3 over quota, 0 unsent). A customer still unsent when the
+task's results window (RESULTS_WINDOW after creation) has passed becomes `unconfirmed`. A
+task whose deliveries are all final is `results_final` and never polled again. Right after
+creation WeCom answers 41063 (still dispatching): tried again after DISPATCH_RETRY.
+Customers whose delivery changed are marked touched, so their reach metrics reach their
+tiers soon. A group_broadcast's results come per group (`chat_id`) onto
+campaign_group_deliveries; WeCom's 2 for a group (it could not post) is recorded as
+`failed`.
 
 Several processes may run the poller: a task is claimed by moving its `next_attempt_at`
 forward in one conditional UPDATE, so each due poll is made once.
