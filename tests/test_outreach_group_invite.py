@@ -9,7 +9,7 @@ another group only as joining "any group".
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,11 @@ from bot.db import Database
 from bot.db.models import CampaignDelivery, CampaignRun, Customer, TierAssignment
 from bot.db.types import utcnow
 from bot.errors import ConfigError, NotFoundError, ValidationError
+from bot.outreach import execute
 from bot.outreach import results as outreach_results
-from bot.outreach.plan import in_holdout
+from bot.outreach.plan import in_holdout, plan_run
 from bot.outreach.report import campaign_results
-from bot.outreach.service import run_campaign
+from bot.outreach.service import get_campaign, run_campaign
 from tagbot.cli import main
 from tests.support import parts
 from tests.support.campaigns import DIMENSIONS, config_text
@@ -284,3 +285,36 @@ def test_the_cli_refuses_an_unknown_group_code_in_one_line(
         ]
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(CampaignRun)) == 0
+
+
+def test_quiet_hours_hold_an_invitation_until_they_end(db_url: str, simulator: Simulator) -> None:
+    config = _config(db_url, simulator)
+    config["outreach"]["quiet_hours"] = "22:00-08:00"
+    server = LiveServer(settings_from_mapping(config, environ={}), jobs=True).start()
+    simulator.callback_url = server.url + "/wecom/callback"
+    simulator.add_staff("alice", "Alice")
+    try:
+        rt = server.runtime
+        treated, held = _arms(1)
+        _high_value(server, simulator, [*treated, *held])
+        _group_code(server, simulator, "VIP群码", "VIP会员群")
+        tz = rt.settings.tz
+        day = (utcnow() + timedelta(days=1)).astimezone(tz).date()
+        night = datetime.combine(day, time(23, 30), tzinfo=tz).astimezone(UTC)
+        morning = datetime.combine(day + timedelta(days=1), time(8, 0), tzinfo=tz)
+        plan = plan_run(
+            get_campaign(rt.settings, NAME), db=rt.db, settings=rt.settings, as_of=utcnow()
+        )
+        assert plan.run_id is not None
+        assert execute.dispatch_run(plan.run_id, **parts.outreach(rt), clock=lambda: night) == (
+            "held"
+        )
+        assert simulator.group_msgs == {}
+        done = execute.dispatch_run(
+            plan.run_id, **parts.outreach(rt), clock=lambda: morning.astimezone(UTC)
+        )
+        assert done == "done"
+        (msg,) = simulator.group_msgs.values()
+        assert [s.external_userid for s in msg.sends] == treated
+    finally:
+        server.stop()
