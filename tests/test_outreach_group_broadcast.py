@@ -22,6 +22,7 @@ from bot.db import Database
 from bot.db.models import (
     CampaignGroupDelivery,
     CampaignRun,
+    CampaignTask,
     Customer,
     GroupChat,
     GroupMember,
@@ -30,9 +31,12 @@ from bot.db.models import (
 )
 from bot.db.types import utcnow
 from bot.errors import ConfigError, NotFoundError, WeComError
+from bot.outreach import execute
 from bot.outreach import results as outreach_results
+from bot.outreach.claims import SETTLE_SECONDS
 from bot.outreach.report import campaign_results
 from bot.outreach.service import run_campaign
+from bot.runtime import Runtime
 from tagbot.cli import main
 from tests.support import parts
 from tests.support.campaigns import AS_OF, DIMENSIONS, assign, config_text, customer
@@ -355,3 +359,35 @@ def test_the_api_answers_groups_for_a_group_broadcast_and_404_for_an_unknown_cod
             assert session.scalar(select(func.count()).select_from(CampaignRun)) == 0
     finally:
         app.extensions[EXTENSION_KEY].close()
+
+
+def test_a_timeout_after_wecom_created_the_group_message_is_resolved_not_posted_twice(
+    live: LiveServer, simulator: Simulator, db_url: str
+) -> None:
+    chats = _corp(live, simulator)
+    config = _config(db_url, simulator, BY_TIER, BY_CODE)
+    config["wecom"]["timeout_seconds"] = 0.5
+    rt = Runtime(settings_from_mapping(config, environ={}))
+    try:
+        simulator.inject_stall("externalcontact/add_msg_template", 1.5)  # answers too late
+
+        plan = run_campaign(BY_CODE["name"], **parts.outreach(rt))
+
+        assert plan.status == "sending"
+        assert plan.run_id is not None
+        wait_for(lambda: len(simulator.group_msgs) == 1, what="WeCom to create it anyway")
+        later = utcnow() + timedelta(seconds=SETTLE_SECONDS + 1)
+        assert execute.perform_due(**parts.outreach(rt), clock=lambda: later) == 1
+
+        (msgid,) = simulator.group_msgs
+        with rt.db.read() as session:
+            (task,) = session.scalars(
+                select(CampaignTask).where(CampaignTask.run_id == plan.run_id)
+            ).all()
+        assert (task.status, task.msgid, task.attempts) == ("created", msgid, 1)
+        assert simulator.calls["externalcontact/add_msg_template"] == 1
+        assert _group_msgs(simulator) == {"alice": [chats["VIP会员群"]]}
+        assert _statuses(live, plan.run_id) == {"VIP会员群": "created"}
+    finally:
+        rt.wecom.close()
+        rt.close()
