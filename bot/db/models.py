@@ -684,9 +684,13 @@ class Campaign(TimestampMixin, Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    # group_message | follow_up | webhook (as last configured; each run keeps its own)
+    # group_message | group_invite | follow_up | webhook (as last configured; each run keeps
+    # its own)
     action: Mapped[str] = mapped_column(String(16), default="group_message")
     dimension: Mapped[str] = mapped_column(String(64), default="")
+    # group_invite: the group live code (channel name) as last configured; the report
+    # counts joins of its groups
+    group_code: Mapped[str | None] = mapped_column(String(64))
 
 
 class CampaignRun(Base):
@@ -783,6 +787,37 @@ class CampaignDelivery(Base):
     arm: Mapped[str] = mapped_column(String(16))  # treatment | holdout
     tier: Mapped[str | None] = mapped_column(String(30))  # the customer's tier at selection
     staff_userid: Mapped[str | None] = mapped_column(String(64))  # who reaches them
+    task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign_tasks.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PLANNED)
+    send_status: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CampaignGroupDelivery(Base):
+    """A customer group in a group_broadcast run (群发 to groups), treatment or holdout.
+
+    As campaign_deliveries for customers: recorded under (run, group) before any call, so a
+    rerun or retry cannot post twice. status: planned | queued | created | sent |
+    not_sent (WeCom: 2, e.g. the group was dismissed) | over_quota | unconfirmed | failed |
+    holdout. `owner_userid` is the group's owner at selection: the 群发's sender.
+    """
+
+    __tablename__ = "campaign_group_deliveries"
+    __table_args__ = (
+        UniqueConstraint("run_id", "group_chat_id"),
+        Index("ix_campaign_group_deliveries_campaign_group", "campaign_id", "group_chat_id"),
+        Index("ix_campaign_group_deliveries_task", "task_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    group_chat_id: Mapped[int] = mapped_column(ForeignKey("group_chats.id", ondelete="CASCADE"))
+    arm: Mapped[str] = mapped_column(String(16))  # treatment | holdout
+    owner_userid: Mapped[str] = mapped_column(String(64))
     task_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaign_tasks.id", ondelete="SET NULL")
     )
