@@ -70,6 +70,7 @@ LOCAL: Final[frozenset[str]] = frozenset(
         "outbox_tallies",  # kept by triggers on outbox_operations: both on one node
         "campaign_runs",  # locked FOR UPDATE by the run's state changes
         "campaign_tasks",  # a queue (per sender, no customer column)
+        "campaign_group_deliveries",  # per group chat (group 群发), no customer column
         "staff_alerts",
         "leases",
         "wecom_budgets",

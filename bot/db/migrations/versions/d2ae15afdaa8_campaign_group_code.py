@@ -1,7 +1,7 @@
 """campaign group code (group_invite) and group 群发 deliveries (group_broadcast)
 
 Revision ID: d2ae15afdaa8
-Revises: fba930ec07ce
+Revises: c1e7a5d20b43
 Create Date: 2026-12-06 16:00:00.000000
 """
 
@@ -14,7 +14,7 @@ import bot.db.types
 
 
 revision = 'd2ae15afdaa8'
-down_revision = 'fba930ec07ce'
+down_revision = 'c1e7a5d20b43'
 branch_labels = None
 depends_on = None
 
