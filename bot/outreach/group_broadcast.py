@@ -92,7 +92,7 @@ def _selection(
         case(
             (
                 # a stay is a customer's by member_userid, as in the tier metrics
-                select(TierAssignment.id)
+                select(TierAssignment.customer_id)
                 .join(Customer, Customer.id == TierAssignment.customer_id)
                 .where(
                     Customer.external_userid == GroupMember.member_userid,
