@@ -10,11 +10,20 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from bot.config import DimensionSettings, Settings, settings_from_mapping
 from bot.db import Database
-from bot.db.models import Channel, Customer, FollowRelation, GroupChat, GroupMember, Order, Staff
+from bot.db.models import (
+    Channel,
+    ChannelDay,
+    Customer,
+    FollowRelation,
+    GroupChat,
+    GroupMember,
+    Order,
+    Staff,
+)
 from bot.reports import channel_stats
 from bot.rules.dimension import load_dimensions
 from bot.tiering.run import retier
@@ -154,6 +163,8 @@ def seed_groups(db: Database, *, now: datetime, tz: Any) -> SeededGroups:
             left_at=today - timedelta(days=5),
             quit_scene=1,
         )
+        # Count every day again, as on a fresh install: the stays are older than today.
+        session.execute(delete(ChannelDay))
     channel_stats.rollup(db, tz=tz, now=now)
     return seeded
 
