@@ -3,17 +3,19 @@ the tier mix a full and a touched re-tier keep, and a customer's groups (22)."""
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from openpyxl import load_workbook
 from sqlalchemy import select
 
 from bot.config import DimensionSettings
 from bot.db import Database
 from bot.db.models import Channel, Customer, Order
 from bot.db.types import utcnow
-from bot.reports import channel_pages, channel_stats
+from bot.reports import channel_export, channel_pages, channel_stats
 from bot.reports.customer_groups import customer_groups
 from bot.rules.dimension import load_dimensions
 from bot.tiering import channel_mix
@@ -62,6 +64,21 @@ def test_the_rollup_counts_a_group_codes_joins_leaves_and_members(db: Database) 
     # The staff code's numbers are the relations', untouched by the group stays.
     store = next(s for s in listed.channels if s.name == "门店码")
     assert (store.is_group, store.windows) == (False, ())
+    # The 数据报表 export names a group code's columns for what they count.
+    sheet = load_workbook(io.BytesIO(channel_export.report_xlsx(report))).active
+    assert sheet is not None
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == channel_export.GROUP_HEADER
+    assert rows[1] == (
+        today.isoformat(),
+        seeded.joined_today,
+        seeded.left_today,
+        0,
+        0,
+        seeded.left_today,
+        seeded.joined_today - seeded.left_today,
+        seeded.members_now,
+    )
 
 
 def test_a_touched_retier_moves_a_group_members_tier_in_the_mix(db: Database) -> None:

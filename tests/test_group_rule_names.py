@@ -34,7 +34,7 @@ DIMENSION = {
 
 def test_a_quoted_name_reads_as_the_dotted_one() -> None:
     assert names_in(parse_and_check('group["VIP会员群"]')) == {"group.VIP会员群"}
-    assert names_in(parse_and_check(f'group["{VIP}"] or group[\'{NEW}\']')) == {
+    assert names_in(parse_and_check(f"group[\"{VIP}\"] or group['{NEW}']")) == {
         f"group.{VIP}",
         f"group.{NEW}",
     }
@@ -118,7 +118,7 @@ def test_tier_rules_and_the_trial_read_quoted_group_names(db: Database) -> None:
 
 def _config(tmp_path: Path, db_url: str, when: str) -> Path:
     text = toml_text(base_config(db_url, api_base="http://127.0.0.1:9"))
-    text += "\n[[tiering.dimensions]]\nname = \"groups\"\ntag_group = \"群\"\n"
+    text += '\n[[tiering.dimensions]]\nname = "groups"\ntag_group = "群"\n'
     text += f"[[tiering.dimensions.tiers]]\ntag = \"VIP群\"\nwhen = '{when}'\n"
     path = tmp_path / "config.toml"
     path.write_text(text, encoding="utf-8")
