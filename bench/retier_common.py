@@ -217,7 +217,9 @@ def prepare_sql(args: argparse.Namespace) -> dict[str, Any]:
     from bench.retier_sql import generate as generate_sql
 
     if args.backend != "postgresql":
-        raise SystemExit("--generate sql draws the data inside PostgreSQL: use --backend postgresql")
+        raise SystemExit(
+            "--generate sql draws the data inside PostgreSQL: use --backend postgresql"
+        )
     schema = pg_schema(args)
     timings: dict[str, Any] = {}
     admin = Database(PG_URL)

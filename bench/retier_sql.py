@@ -111,9 +111,7 @@ def schema_name(customers: int, orders: int, events: int) -> str:
     """The generated data's schema: distinct from the DuckDB-loaded `bench_retier_d2_…`."""
     from bench.retier_data import DATA_VERSION
 
-    return (
-        f"bench_retier_sql{SQL_VERSION}_d{DATA_VERSION}_{customers}c_{orders}o_{events}e"
-    )
+    return f"bench_retier_sql{SQL_VERSION}_d{DATA_VERSION}_{customers}c_{orders}o_{events}e"
 
 
 def _u(salt: int, key: str = "i") -> str:
@@ -143,7 +141,7 @@ class _Run:
         self.timings: dict[str, float] = {}
 
     def sql(self, statement: str, params: tuple[object, ...] | None = None) -> None:
-        self.conn.execute(statement, params)  # type: ignore[arg-type]
+        self.conn.execute(statement, params)
 
     def step(self, name: str, statements: list[str], key: str | None = None) -> None:
         """Run `statements`; their time is added up under `key` (a chunk's kind)."""
@@ -156,7 +154,7 @@ class _Run:
         self.log(f"{name:<34} {took:8.1f} s")
 
     def scalar(self, statement: str) -> object:
-        row = self.conn.execute(statement).fetchone()  # type: ignore[arg-type]
+        row = self.conn.execute(statement).fetchone()
         assert row is not None
         return row[0]
 
@@ -175,18 +173,18 @@ def _save_ddl(run: _Run, schema: str) -> tuple[list[str], list[str], list[str]]:
         f"""SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
             FROM pg_constraint WHERE contype = 'f'
              AND (conrelid IN ({bulk}) OR confrelid IN ({bulk}))
-            ORDER BY conrelid::regclass::text, conname"""  # type: ignore[arg-type]
+            ORDER BY conrelid::regclass::text, conname"""
     ).fetchall()
     keys = run.conn.execute(
         f"""SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
             FROM pg_constraint WHERE contype IN ('p', 'u') AND conrelid IN ({bulk})
-            ORDER BY conrelid::regclass::text, contype, conname"""  # type: ignore[arg-type]
+            ORDER BY conrelid::regclass::text, contype, conname"""
     ).fetchall()
     indexes = run.conn.execute(
         f"""SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
             FROM pg_index i WHERE i.indrelid IN ({bulk})
              AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
-            ORDER BY 1"""  # type: ignore[arg-type]
+            ORDER BY 1"""
     ).fetchall()
     for table, name, _ in fks:
         run.sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
