@@ -360,33 +360,37 @@ def _orders(run: _Run, ts: str, *, buyers: int, first: int, extra: int) -> None:
             f"buyers (attempt {attempt + 1})",
             [
                 "DROP TABLE IF EXISTS bench_buyers",
+                # OFFSET 0 keeps each level a subquery of its own: flattened, every
+                # reference to a drawn column would call its function again.
                 f"""CREATE UNLOGGED TABLE bench_buyers AS
-                    WITH b AS (
-                        SELECT cid, {age} AS age,
-                               bench_gamma({BGNBD_R}, cid, {salt}) / {alpha} AS lam,
-                               bench_gamma({BGNBD_A}, cid, {salt + 1}) AS ga,
-                               bench_gamma({BGNBD_B}, cid, {salt + 2}) AS gb
-                        FROM generate_series(1, {buyers}) cid
-                    ), nk AS (
-                        SELECT cid, age, bench_poisson(lam * age, cid, {salt + 3}) AS n,
-                               least(ceil(ln(bench_u(cid, {salt + 9}))
-                                          / CASE WHEN ga / (ga + gb) < 1e-9
-                                                 THEN -ga / (ga + gb)
-                                                 ELSE ln(1 - ga / (ga + gb)) END),
-                                     1e12)::bigint AS k
-                        FROM b
-                    ), m AS (
-                        SELECT cid, age, least(n, k) AS m,
-                               CASE WHEN k < n
-                                    THEN age * bench_gamma(k, cid, {salt + 5})
-                                         / (bench_gamma(k, cid, {salt + 5})
-                                            + bench_gamma(n - k + 1, cid, {salt + 6}))
-                                    ELSE age END AS tau, k < n AS cut
-                        FROM nk
-                    )
                     SELECT cid, age, m, tau, cut,
                            (sum(m) OVER (ORDER BY cid) - m)::bigint AS off
-                    FROM m WHERE m > 0""",
+                    FROM (
+                        SELECT cid, age, least(n, k) AS m, k < n AS cut,
+                               CASE WHEN k < n THEN age * g1 / (g1 + g2) ELSE age END AS tau
+                        FROM (
+                            SELECT cid, age, n, k,
+                                   CASE WHEN k < n
+                                        THEN bench_gamma(k, cid, {salt + 5}) END AS g1,
+                                   CASE WHEN k < n
+                                        THEN bench_gamma(n - k + 1, cid, {salt + 6}) END AS g2
+                            FROM (
+                                SELECT cid, age, bench_poisson(lam * age, cid, {salt + 3}) AS n,
+                                       least(ceil(ln(bench_u(cid, {salt + 9}))
+                                                  / CASE WHEN ga / (ga + gb) < 1e-9
+                                                         THEN -ga / (ga + gb)
+                                                         ELSE ln(1 - ga / (ga + gb)) END),
+                                             1e12)::bigint AS k
+                                FROM (
+                                    SELECT cid, {age} AS age,
+                                           bench_gamma({BGNBD_R}, cid, {salt}) / {alpha} AS lam,
+                                           bench_gamma({BGNBD_A}, cid, {salt + 1}) AS ga,
+                                           bench_gamma({BGNBD_B}, cid, {salt + 2}) AS gb
+                                    FROM generate_series(1, {buyers}) cid OFFSET 0
+                                ) b OFFSET 0
+                            ) nk OFFSET 0
+                        ) gk
+                    ) mm WHERE m > 0""",
             ],
             "buyers (BG/NBD draws)",
         )
