@@ -2,14 +2,15 @@
 
     python -m bench.retier_run [--customers 100000] [--orders 1000000] [--events 500000]
                                [--backend sqlite|postgresql|both] [--workdir DIR] [--keep]
+                               [--generate duckdb|sql] [--no-push]
 
 Reuses bench/retier.py's data and loading. In one child process per backend (peak RSS its
 own) it runs: the first run (every assignment new), the nightly rerun a day later (few
 moves), a touched re-tier of 1,000 customers, and one in a new engine (the first touched
 batch of the day in a process holding no rank population); each with wall time and
 transitions, and for full runs the predictive models' fit and scoring times apart (inside
-the metrics step).
-Then the push hand-off: the first tier diff (every relation new, marked sent as the
+the metrics step). `--generate sql` draws the data inside PostgreSQL (bench/retier_sql.py).
+Then, unless --no-push, the push hand-off: the first tier diff (every relation new, marked sent as the
 outbox would), and a touched re-tier of 1,000 customers who each just paid a VIP order,
 timed with its diff hand-off (`touched+push`: what the fresh-data worker does per batch),
 and for comparison a full diff over every relation (what that hand-off cost before).
@@ -31,6 +32,7 @@ from bench.retier_common import (
     TZ,
     backend_url,
     backends,
+    check,
     parser,
     prepare,
     run_child,
@@ -147,6 +149,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     dims = load_dimensions(default_tiering().dimensions)
     out: dict[str, Any] = {}
     engine = MetricsEngine(db, tz=TZ)
+    t_start = time.perf_counter()
     for name, as_of, ids in (
         ("first", AS_OF, None),
         ("nightly", AS_OF + timedelta(days=1), None),
@@ -175,6 +178,11 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             "transitions": report.transitions,
             "steps": {k: round(v, 2) for k, v in report.seconds.items()},
         }
+    out["retier_s"] = round(time.perf_counter() - t_start, 1)
+    if not spec.get("push", True):
+        engine.close()
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return out
     with db.read() as session:
         tdims = tier_tags.dimensions(default_tiering(), session=session)
     _tier_tags(db, tdims)
@@ -201,7 +209,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__, customers=100_000, orders=1_000_000, events=500_000).parse_args(argv)
+    p = parser(__doc__, customers=100_000, orders=1_000_000, events=500_000)
+    p.add_argument("--no-push", action="store_true", help="the re-tiers only, no push hand-off")
+    args = check(p, p.parse_args(argv))
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
@@ -213,7 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in prepare(args, work).items():
             print(f"{key:<22} {value:>8} s")
         for backend in backends(args):
-            spec = {"customers": args.customers, "url": backend_url(args, work, backend)}
+            spec = {
+                "customers": args.customers,
+                "url": backend_url(args, work, backend),
+                "push": not args.no_push,
+            }
             r = run_child("bench.retier_run", spec)
             for run in (
                 "first",
@@ -223,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                 "touched+push",
                 "touched+push, settled",
             ):
+                if run not in r:
+                    continue
                 x = r[run]
                 print(
                     f"{backend:<11} {run:<21} customers {x['customers']:>9,}  transitions "
@@ -230,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if x.get("predictive"):
                     print(f"{backend:<11} {run:<21} BG/NBD + Gamma-Gamma {x['predictive']}")
+            if args.no_push:
+                print(f"{backend:<11} peak RSS {r['peak_rss_mb']} MB")
+                continue
             print(
                 f"{backend:<11} push diff, first (all relations new) {r['push_first']['wall_s']}"
                 f" s, {r['push_first']['relations']:,} relations"
