@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
@@ -378,8 +378,7 @@ class MetricsEngine:
         got = index.ranks(sorted(new.items()))
         if got:  # one statement, the columns zipped by unnest
             cur.execute(
-                "INSERT INTO ranks SELECT "
-                + ", ".join("unnest(?::BIGINT[])" for _ in range(6)),
+                "INSERT INTO ranks SELECT " + ", ".join("unnest(?::BIGINT[])" for _ in range(6)),
                 [[getattr(r, f) for r in got] for f in ("cid", "k_m", "k_r", "k_c", "n_c", "n")],
             )
 

@@ -94,9 +94,7 @@ class _Column:
 class RankIndex:
     """A population's spend, recency and clv sorted, with its replaced rows beside them."""
 
-    def __init__(
-        self, fen: npt.NDArray[Any], ago: npt.NDArray[Any], clv: npt.NDArray[Any]
-    ) -> None:
+    def __init__(self, fen: npt.NDArray[Any], ago: npt.NDArray[Any], clv: npt.NDArray[Any]) -> None:
         """Index the population's columns (same length; NULLs masked, as DuckDB hands them)."""
         self._cols = (_Column(_present(fen)), _Column(_present(ago)), _Column(_present(clv)))
         self._n = len(fen)
