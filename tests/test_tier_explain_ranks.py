@@ -104,7 +104,7 @@ def test_kept_ranks_are_brute_force_counts_through_changes(
 
         def buy(i: int, yuan: int, days_ago: int) -> None:
             with db.write() as s:
-                order(s, s.get(Customer, ids[i]), yuan, local(days_ago))
+                order(s, s.get_one(Customer, ids[i]), yuan, local(days_ago))
 
         buy(0, 900, 0)  # buys more, today
         _check(engine, [ids[0]])

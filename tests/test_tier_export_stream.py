@@ -153,7 +153,7 @@ def test_the_export_route_streams_a_complete_workbook(console: Flask, db: Databa
         assert answer.mimetype == xlsx_stream.MIMETYPE
         disposition = answer.headers["Content-Disposition"]
         assert disposition.endswith("''" + quote("客户价值-普通.xlsx"))
-        data = b"".join(answer.response)
+        data = b"".join(answer.iter_encoded())
     _check(_read(data), _expected(db))
 
 

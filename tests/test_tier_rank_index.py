@@ -8,6 +8,8 @@ it is then — and those of the full run's windows (`metrics_orders.ranks`) over
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 import numpy as np
 from hypothesis import given, settings
@@ -44,7 +46,7 @@ def table(pop: dict[int, Row]) -> duckdb.DuckDBPyConnection:
     """Return a DuckDB connection holding the population as the engine's `pop` table."""
     con = duckdb.connect()
     con.execute("CREATE TABLE pop (cid BIGINT, fen_365d BIGINT, last_ago INTEGER, clv DOUBLE)")
-    cols = list(zip(*[(c, *r) for c, r in pop.items()], strict=True)) or [[], [], [], []]
+    cols: list[list[Any]] = [list(pop), *([r[j] for r in pop.values()] for j in range(3))]
     con.execute(
         "INSERT INTO pop SELECT unnest(?::BIGINT[]), unnest(?::BIGINT[]),"
         " unnest(?::INTEGER[]), unnest(?::DOUBLE[])",

@@ -15,6 +15,7 @@ Characters XML 1.0 cannot hold (control characters) are dropped, not an error.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import zipfile
@@ -72,18 +73,18 @@ _SHEET_OPEN = f'{_HEAD}<worksheet xmlns="{_NS}"><sheetData>'
 _SHEET_CLOSE = "</sheetData></worksheet>"
 
 
-class _Pipe:
-    """A write-only file for zipfile: no tell/seek, so it writes a streamed zip."""
+class _Pipe(io.RawIOBase):
+    """A write-only file for zipfile: not seekable, so it writes a streamed zip."""
 
     def __init__(self) -> None:
         self._parts: list[bytes] = []
 
-    def write(self, data: bytes) -> int:
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
         self._parts.append(bytes(data))
         return len(data)
-
-    def flush(self) -> None:
-        pass
 
     def take(self) -> bytes:
         """Return what was written since the last take."""
