@@ -357,12 +357,12 @@ class MetricsEngine:
         old = (
             {}
             if index is None
-            else _rows(cur, f"SELECT * FROM {table} WHERE cid IN (SELECT cid FROM ids)")
+            else _rows(cur, f"SELECT {_POP} FROM {table} WHERE cid IN (SELECT cid FROM ids)")
         )
         self._exec(cur, f"DELETE FROM {table} WHERE cid IN (SELECT cid FROM ids)")
         self._exec(cur, f"CREATE TABLE buyers AS {metrics_orders.BUYERS}")
         self._exec(cur, f"INSERT INTO {table} SELECT * FROM buyers")
-        new = _rows(cur, "SELECT * FROM buyers")
+        new = _rows(cur, f"SELECT {_POP} FROM buyers")
         self._exec(cur, "DROP TABLE buyers")
         if index is None:
             index = RankIndex.from_table(cur, table)
@@ -573,6 +573,9 @@ class MetricsEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_POP = "cid, fen_365d, last_ago, clv"  # a population row's columns
 
 
 def _rows(cur: duckdb.DuckDBPyConnection, sql: str) -> dict[int, Row]:
