@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
-from operator import methodcaller
+from operator import attrgetter, methodcaller
 from typing import Any
 
 from bot.ingest.numbers import EARLIEST_TIME, PLAIN_AMOUNT, time_in_range
@@ -21,6 +21,8 @@ from bot.ingest.rows import AMOUNT_MAX, ID_MAX, STATUSES
 
 _BOOLS = {"0": False, "1": True, "": False}
 _TO_UTC = methodcaller("astimezone", UTC)
+_ZONE = attrgetter("tzinfo")
+_CENT = methodcaller("quantize", Decimal("0.01"))
 
 
 class Chunk:
@@ -75,14 +77,13 @@ def _times(chunk: Chunk, name: str, tz: tzinfo) -> list[datetime | None]:
     except ValueError:
         parsed = [_iso(cell) for cell in cells]
         chunk.mark(p is None for p in parsed)
-    moments: list[datetime | None] = []
-    for moment in parsed:
-        if moment is None:
-            moments.append(None)
-        elif moment.tzinfo is None:
-            moments.append(moment.replace(tzinfo=tz))
-        else:
-            moments.append(moment)
+    if not chunk.slow and not any(map(_ZONE, parsed)):  # all parsed, all without zone
+        moments: list[datetime | None] = list(map(methodcaller("replace", tzinfo=tz), parsed))
+    else:
+        moments = [
+            None if m is None else m if m.tzinfo is not None else m.replace(tzinfo=tz)
+            for m in parsed
+        ]
     try:
         utc = [None if m is None else _TO_UTC(m) for m in moments]
     except OverflowError:
@@ -119,9 +120,10 @@ def _amounts(chunk: Chunk) -> list[Decimal | None]:
     present = [a for a in amounts if a is not None]
     if present and max(present) >= AMOUNT_MAX:
         chunk.mark(a is not None and a >= AMOUNT_MAX for a in amounts)
-    # Quantized as the per-row validator stores them (199.9 -> 199.90).
-    cent = Decimal("0.01")
-    return [None if a is None else a.quantize(cent) for a in amounts]
+    # Quantized as the per-row validator gives them (199.9 -> 199.90).
+    if None in amounts:
+        return [None if a is None else _CENT(a) for a in amounts]
+    return list(map(_CENT, amounts))
 
 
 def _required(chunk: Chunk, name: str, *, max_len: int = ID_MAX) -> list[str]:

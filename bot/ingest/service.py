@@ -262,15 +262,24 @@ def import_file(
 
         def feed_chunk() -> None:
             ingestor.feed_chunk(numbers, chunk, columns)
+            progress(len(chunk))
             numbers.clear()
             chunk.clear()
+
+        def progress(rows: int) -> None:
+            # Reported by the thousand, as rows are read (a chunk's rows at once).
+            nonlocal done
+            if on_progress is not None and (done + rows) // 1000 > done // 1000:
+                on_progress((done + rows) // 1000 * 1000 - done // 1000 * 1000)
+            done += rows
 
         for number, values in table.rows:
             if chunked and len(values) == width:
                 numbers.append(number)
                 chunk.append(values)
-                if len(chunk) >= batch:
-                    feed_chunk()
+                if len(chunk) < batch:
+                    continue  # the common row: nothing more to do for it now
+                feed_chunk()
             else:
                 if chunk:
                     feed_chunk()  # keep file order: earlier rows first
@@ -281,15 +290,13 @@ def import_file(
                     ingestor.reject(number, "", reason, raw)
                 else:
                     ingestor.feed(number, dict(zip(columns, values, strict=False)))
+                progress(1)
             if len(ingestor.pending) >= batch:
                 write()
-            done += 1
-            if on_progress is not None and done % 1000 == 0:
-                on_progress(1000)
         if chunk:
             feed_chunk()
         write()
-        if on_progress is not None:
+        if on_progress is not None and done % 1000:
             on_progress(done % 1000)
     result = ingestor.finish()
     result.warnings[:0] = warnings
