@@ -35,7 +35,8 @@ def customer_ids(
     by_union: dict[str, int] = {}
     ext = sorted(set(external_userids))
     if ext:
-        rows = session.execute(
+        # Core on the session's connection: the ORM's per-statement setup cost ~40 ms a batch.
+        rows = session.connection().execute(
             select(Customer.external_userid, Customer.id).where(
                 member_of(Customer.external_userid, ext, session=session)
             )
@@ -43,7 +44,7 @@ def customer_ids(
         by_ext.update((e, cid) for e, cid in rows)
     union = sorted(set(unionids))
     if union:
-        rows = session.execute(
+        rows = session.connection().execute(
             select(Customer.unionid, func.min(Customer.id))
             .where(member_of(Customer.unionid, union, session=session))
             .group_by(Customer.unionid)
