@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from datetime import tzinfo
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -146,3 +147,37 @@ def test_clean_chunks_take_the_column_path_with_the_same_values(zone: str) -> No
         for i in range(2000)
     ]
     _both("orders", rows, ZoneInfo(zone), chunk=500)
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+@pytest.mark.parametrize("size", [1, 2, 5, 100])
+def test_chunks_number_rows_as_the_row_reader_does(tmp_path: Path, ending: str, size: int) -> None:
+    """Line numbers with quoted line breaks, blank lines and rows of only commas."""
+    from bot.ingest.readers import open_csv
+
+    lines = [
+        "order_id,amount",
+        "A1,1",
+        "",
+        '"A2\nsecond line",2',
+        ",",
+        '"A3\r\nthird\rfourth",3',
+        "A4,4",
+        "",
+        "",
+        "A5,5,extra",
+        "A6,6",
+    ]
+    path = tmp_path / "lines.csv"
+    path.write_bytes(ending.join(lines).encode() + ending.encode())
+    with open_csv(path) as table:
+        expected = list(table.rows)
+    with open_csv(path) as table:
+        assert table.chunks is not None
+        got = [
+            (number, values)
+            for numbers, rows in table.chunks(size)
+            for number, values in zip(numbers, rows, strict=True)
+        ]
+    assert got == expected
+    assert [n for n, _ in expected] == [2, 5, 9, 10, 13, 14]

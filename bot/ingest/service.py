@@ -250,7 +250,7 @@ def import_file(
         width = len(columns)
         done = 0
         # CSV cells are all text: orders and events are checked a chunk at a time.
-        chunked = kind in CHECKS and table.encoding != "xlsx"
+        chunked = kind in CHECKS and table.chunks is not None
         numbers: list[int] = []
         chunk: list[list[Any]] = []
 
@@ -273,26 +273,40 @@ def import_file(
                 on_progress((done + rows) // 1000 * 1000 - done // 1000 * 1000)
             done += rows
 
-        for number, values in table.rows:
-            if chunked and len(values) == width:
-                numbers.append(number)
-                chunk.append(values)
-                if len(chunk) < batch:
-                    continue  # the common row: nothing more to do for it now
-                feed_chunk()
+        def feed_one(number: int, values: list[Any]) -> None:
+            if chunk:
+                feed_chunk()  # keep file order: earlier rows first
+            if len(values) > width and any(v not in (None, "") for v in values[width:]):
+                ingestor.result.rows += 1
+                raw = dict(zip(columns, values, strict=False))
+                reason = f"该行有 {len(values)} 列，多于表头的 {width} 列"
+                ingestor.reject(number, "", reason, raw)
             else:
-                if chunk:
-                    feed_chunk()  # keep file order: earlier rows first
-                if len(values) > width and any(v not in (None, "") for v in values[width:]):
-                    ingestor.result.rows += 1
-                    raw = dict(zip(columns, values, strict=False))
-                    reason = f"该行有 {len(values)} 列，多于表头的 {width} 列"
-                    ingestor.reject(number, "", reason, raw)
-                else:
-                    ingestor.feed(number, dict(zip(columns, values, strict=False)))
-                progress(1)
-            if len(ingestor.pending) >= batch:
-                write()
+                ingestor.feed(number, dict(zip(columns, values, strict=False)))
+            progress(1)
+
+        if chunked and table.chunks is not None:
+            for read_numbers, read in table.chunks(batch):
+                if all(len(values) == width for values in read):
+                    numbers.extend(read_numbers)
+                    chunk.extend(read)
+                    feed_chunk()
+                else:  # rows of another width are checked one by one, in file order
+                    for number, values in zip(read_numbers, read, strict=True):
+                        if len(values) == width:
+                            numbers.append(number)
+                            chunk.append(values)
+                        else:
+                            feed_one(number, values)
+                    if chunk:
+                        feed_chunk()
+                if len(ingestor.pending) >= batch:
+                    write()
+        else:
+            for number, values in table.rows:
+                feed_one(number, values)
+                if len(ingestor.pending) >= batch:
+                    write()
         if chunk:
             feed_chunk()
         write()
