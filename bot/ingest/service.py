@@ -16,7 +16,9 @@ by running it again (idempotent by id).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import gc
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from operator import itemgetter
@@ -228,6 +230,23 @@ def check_columns(kind: Kind, columns: list[str], name: str) -> list[str]:
 ProgressFn = Callable[[int], None]
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cycle collector: an import makes no cycles, only containers by the million.
+
+    Each chunk allocates hundreds of thousands of lists and tuples, so the collector ran
+    full passes over every live row again and again (15 a 100,000-row re-import, a fifth
+    of its CPU). Reference counting still frees everything; cycles wait until the end.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def import_file(
     kind: Kind,
     path: Path,
@@ -239,7 +258,7 @@ def import_file(
     batch: int = FILE_BATCH,
 ) -> IngestResult:
     """Import a .csv or .xlsx file in committed batches; raise FileRejectedError if unreadable."""
-    with open_table(path) as table:
+    with _no_cyclic_gc(), open_table(path) as table:
         warnings = ([table.note] if table.note else []) + check_columns(
             kind, table.columns, path.name
         )
