@@ -1,6 +1,6 @@
 """Check a chunk of CSV order or event rows column by column, at C speed.
 
-The per-row validators in rows.py cost ~10 µs a row in Python: most of a million-row
+The per-row validators in rows.py cost ~6–10 µs a row in Python: much of a million-row
 import. Here each check runs over a whole column with builtins (`map`, `min`, `set`,
 `str.join`), and only accepts what the per-row validator's own fast branches accept, with
 the same values. A row any column check is unsure of is marked for the per-row validator,
