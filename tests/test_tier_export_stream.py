@@ -173,3 +173,20 @@ def test_cells_keep_their_types_and_text() -> None:
     assert abs((got[1][6] - when).total_seconds()) < 0.01
     assert got[1][7:] == (None, "<&>\"'", "末尾 ")
     assert book.active["A2"].data_type == "s"  # text, not a formula
+
+
+def test_rows_past_a_sheets_limit_go_on_in_new_sheets_with_the_header() -> None:
+    # Excel holds 1,048,576 rows a sheet; a bigger tier (10 M customers) goes on in a new
+    # sheet. Checked with a limit of 4 rows (the header and 3 members) a sheet.
+    rows = [(f"wm{n}", n) for n in range(7)]
+    data = b"".join(xlsx_stream.stream_xlsx("客户价值-高价值", ["id", "n"], rows, max_rows=4))
+    book = load_workbook(io.BytesIO(data))
+    assert book.sheetnames == ["客户价值-高价值", "客户价值-高价值 (2)", "客户价值-高价值 (3)"]
+    sheets = [list(book[name].iter_rows(values_only=True)) for name in book.sheetnames]
+    assert [len(s) for s in sheets] == [4, 4, 2]
+    assert all(s[0] == ("id", "n") for s in sheets)
+    assert [r for s in sheets for r in s[1:]] == rows
+    # Exactly full: no empty sheet after it.
+    full = b"".join(xlsx_stream.stream_xlsx("t", ["id", "n"], rows[:6], max_rows=4))
+    assert load_workbook(io.BytesIO(full)).sheetnames == ["t", "t (2)"]
+    assert xlsx_stream.MAX_ROWS == 1_048_576

@@ -16,6 +16,7 @@ Characters XML 1.0 cannot hold (control characters) are dropped, not an error.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import re
 import zipfile
@@ -28,6 +29,7 @@ from openpyxl.utils import get_column_letter
 
 MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 BATCH = 500  # rows per flush of the compressor: the bytes a client gets at a time
+MAX_ROWS = 1_048_576  # Excel's rows per sheet, the header included
 LEVEL = 1  # deflate level: spreadsheet XML is repetitive, level 1 keeps most of the gain
 
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
@@ -38,23 +40,52 @@ _REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _PKG = "http://schemas.openxmlformats.org/package/2006"
 _HEAD = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 
-_CONTENT_TYPES = f"""{_HEAD}<Types xmlns="{_PKG}/content-types">\
-<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>\
-<Default Extension="xml" ContentType="application/xml"/>\
-<Override PartName="/xl/workbook.xml" \
-ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>\
-<Override PartName="/xl/worksheets/sheet1.xml" \
-ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>\
-<Override PartName="/xl/styles.xml" \
-ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>\
-</Types>"""
+
+def _content_types(sheets: int) -> str:
+    overrides = "".join(
+        f'<Override PartName="/xl/worksheets/sheet{n}.xml" ContentType="application/'
+        'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+        for n in range(1, sheets + 1)
+    )
+    return (
+        f'{_HEAD}<Types xmlns="{_PKG}/content-types">'
+        '<Default Extension="rels" '
+        'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/xl/workbook.xml" ContentType="application/'
+        'vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+        f"{overrides}"
+        '<Override PartName="/xl/styles.xml" ContentType="application/'
+        'vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
+        "</Types>"
+    )
+
+
 _ROOT_RELS = f"""{_HEAD}<Relationships xmlns="{_PKG}/relationships">\
 <Relationship Id="rId1" Type="{_REL}/officeDocument" Target="xl/workbook.xml"/>\
 </Relationships>"""
-_WORKBOOK_RELS = f"""{_HEAD}<Relationships xmlns="{_PKG}/relationships">\
-<Relationship Id="rId1" Type="{_REL}/worksheet" Target="worksheets/sheet1.xml"/>\
-<Relationship Id="rId2" Type="{_REL}/styles" Target="styles.xml"/>\
-</Relationships>"""
+
+
+def _workbook_rels(sheets: int) -> str:
+    parts = "".join(
+        f'<Relationship Id="rId{n}" Type="{_REL}/worksheet" Target="worksheets/sheet{n}.xml"/>'
+        for n in range(1, sheets + 1)
+    )
+    return (
+        f'{_HEAD}<Relationships xmlns="{_PKG}/relationships">{parts}'
+        f'<Relationship Id="rId{sheets + 1}" Type="{_REL}/styles" Target="styles.xml"/>'
+        "</Relationships>"
+    )
+
+
+def _workbook(names: Sequence[str]) -> str:
+    sheets = "".join(
+        f'<sheet name={quoteattr(name)} sheetId="{n}" r:id="rId{n}"/>'
+        for n, name in enumerate(names, start=1)
+    )
+    return f'{_HEAD}<workbook xmlns="{_NS}" xmlns:r="{_REL}"><sheets>{sheets}</sheets></workbook>'
+
+
 # Styles: 0 plain, 1 bold (the header), 2 a date and time.
 _STYLES = f"""{_HEAD}<styleSheet xmlns="{_NS}">\
 <numFmts count="1"><numFmt numFmtId="164" formatCode="yyyy-mm-dd hh:mm:ss"/></numFmts>\
@@ -121,39 +152,62 @@ def _cell(ref: str, value: Any, style: int = 0) -> str:
 
 
 def stream_xlsx(
-    title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]
+    title: str,
+    header: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    max_rows: int = MAX_ROWS,
 ) -> Iterator[bytes]:
-    """Yield an .xlsx of one sheet: a bold header row, then `rows`, read as they are written."""
+    """Yield an .xlsx: a bold header row, then `rows`, read as they are written.
+
+    Past `max_rows` rows a sheet (Excel's own limit, header included) the rows go on in
+    a new sheet with the header again, named `title (2)`, `title (3)`…: Excel would refuse
+    or cut a longer sheet. The workbook's list of sheets is written last (a zip's entries
+    may come in any order), once their number is known.
+    """
+    if max_rows < 2:
+        raise ValueError(f"max_rows must leave room for a row under the header: {max_rows}")
     pipe = _Pipe()
     book = zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=LEVEL)
-    for name, part in (
-        ("[Content_Types].xml", _CONTENT_TYPES),
-        ("_rels/.rels", _ROOT_RELS),
-        ("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS),
-        ("xl/styles.xml", _STYLES),
-        (
-            "xl/workbook.xml",
-            f'{_HEAD}<workbook xmlns="{_NS}" xmlns:r="{_REL}"><sheets>'
-            f'<sheet name={quoteattr(sheet_name(title))} sheetId="1" r:id="rId1"/>'
-            "</sheets></workbook>",
-        ),
-    ):
-        book.writestr(name, part)
+    book.writestr("_rels/.rels", _ROOT_RELS)
+    book.writestr("xl/styles.xml", _STYLES)
     letters: list[str] = []
-    # No ZIP64 (Excel refuses it where it is not needed): an entry stays under 2 GiB, far
-    # more than Excel's 1,048,576 rows of these columns take.
-    with book.open("xl/worksheets/sheet1.xml", "w") as sheet:
-        sheet.write(_SHEET_OPEN.encode())
-        yield pipe.take()  # the zip's first parts, before any row is read
-        batch = [_row(1, header, letters, style=1)]
-        for r, row in enumerate(rows, start=2):
-            batch.append(_row(r, row, letters))
-            if len(batch) >= BATCH:
-                sheet.write("".join(batch).encode())
-                batch.clear()
-                if chunk := pipe.take():
-                    yield chunk
-        sheet.write(("".join(batch) + _SHEET_CLOSE).encode())
+    source = iter(rows)
+    sheets = 0
+    more = True
+    while more:
+        sheets += 1
+        # No ZIP64 (Excel refuses it where it is not needed): an entry stays under 2 GiB,
+        # far more than a sheet of Excel's 1,048,576 rows of these columns takes.
+        with book.open(f"xl/worksheets/sheet{sheets}.xml", "w") as sheet:
+            sheet.write(_SHEET_OPEN.encode())
+            yield pipe.take()  # the parts so far, before this sheet's rows are read
+            batch = [_row(1, header, letters, style=1)]
+            more = False
+            for r, row in enumerate(source, start=2):
+                batch.append(_row(r, row, letters))
+                if len(batch) >= BATCH:
+                    sheet.write("".join(batch).encode())
+                    batch.clear()
+                    if chunk := pipe.take():
+                        yield chunk
+                if r >= max_rows:
+                    more = True  # the next row, if any, starts a new sheet
+                    break
+            sheet.write(("".join(batch) + _SHEET_CLOSE).encode())
+        if more:
+            peeked = next(source, None)
+            if peeked is None:
+                more = False
+            else:
+                source = itertools.chain((peeked,), source)
+    base = sheet_name(title)
+    names = [base] + [
+        sheet_name(f"{base[: 31 - len(f' ({n})')]} ({n})") for n in range(2, sheets + 1)
+    ]
+    book.writestr("[Content_Types].xml", _content_types(sheets))
+    book.writestr("xl/_rels/workbook.xml.rels", _workbook_rels(sheets))
+    book.writestr("xl/workbook.xml", _workbook(names))
     book.close()
     yield pipe.take()
 
