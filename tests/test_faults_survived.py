@@ -313,6 +313,7 @@ def test_connections_dropped_mid_push_and_mid_callbacks_lose_nothing(
 
 
 OUTAGE_SCANS = 4  # delivered while PostgreSQL is down, each once
+BURST_PAUSE = 0.2  # seconds between the burst's scans
 
 
 def _deliver(simulator: Simulator, state: str) -> tuple[Scan, str]:
@@ -333,7 +334,8 @@ class Stream:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self.stopping.is_set():
+        # Paced: a flood would outrun the welcomes (a code lives 20 s), not test the crash.
+        while not self.stopping.wait(BURST_PAUSE):
             self.sent.append(_deliver(self.simulator, self.state))
 
     def __enter__(self) -> Stream:
@@ -361,12 +363,20 @@ def _crash_pg_run(
     simulator.inject_stall(MARK, 1.0, count=40)  # a push still under way at the first crash
     served = Served(config, port, tmp_path)
     seen: dict[str, int] = {}
-    retries: list[tuple[Scan, str]] = []
 
     def record(scan: Scan) -> None:
         history.scanned(scan)
         if scan.acked:
             history.desire(scan.userid, scan.external_userid, [channel_tag])
+
+    def retry(sent: list[tuple[Scan, str]]) -> None:
+        """WeCom retries what was not answered 200, within seconds (a code lives 20 s)."""
+        for scan, xml in sent:
+            if not scan.acked:
+                acked = any(d.status == 200 for d in simulator.post_callback(xml))
+                scan = Scan(scan.userid, scan.external_userid, scan.welcome_code, acked)
+                seen["retried"] = seen.get("retried", 0) + 1
+            record(scan)
 
     try:
         simulator.callback_url = f"http://127.0.0.1:{port}/wecom/callback"
@@ -376,9 +386,9 @@ def _crash_pg_run(
         seen["marked_at_crash"] = simulator.calls.get((MARK, 0), 0)
         outage = [_deliver(simulator, state) for _ in range(OUTAGE_SCANS)]
         seen["acked_while_down"] = sum(scan.acked for scan, _ in outage)
-        retries += [(scan, xml) for scan, xml in outage if not scan.acked]
         time.sleep(rng.uniform(0.5, 2.0))  # a seeded outage
         cluster.start()
+        retry(outage)
         # 2. Mid-burst: scans stream in while the database crashes and comes back.
         with Stream(simulator, state) as stream:
             wait_for(lambda: len(stream.sent) >= 5, timeout=60, what="the burst under way")
@@ -389,14 +399,7 @@ def _crash_pg_run(
             wait_for(lambda: len(stream.sent) >= during + 5, timeout=60, what="the burst again")
         seen["burst"] = len(stream.sent)
         seen["burst_unacked"] = sum(not scan.acked for scan, _ in stream.sent)
-        for scan, xml in stream.sent:
-            (record if scan.acked else lambda _s: None)(scan)
-        retries += [(scan, xml) for scan, xml in stream.sent if not scan.acked]
-        # WeCom retries what was not answered 200 (within seconds: a welcome code lives 20 s).
-        for scan, xml in retries:
-            acked = any(d.status == 200 for d in simulator.post_callback(xml))
-            record(Scan(scan.userid, scan.external_userid, scan.welcome_code, acked))
-        seen["retried"] = len(retries)
+        retry(stream.sent)
         seen["alive"] = int(served.proc.poll() is None)
         problems = _settle(lambda: history.check(simulator, cluster.url), timeout=180)
         assert problems == [], f"{problems}\n{status_counts(cluster.url)}"
