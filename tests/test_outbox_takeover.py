@@ -21,7 +21,7 @@ from sqlalchemy import insert, select, update
 
 from bot import heartbeat
 from bot.db import Database
-from bot.db.models import Lease, OutboxOperation
+from bot.db.models import Lease, OutboxOperation, Tag
 from bot.db.types import utcnow
 from bot.states import OutboxStatus
 from bot.tags import outbox
@@ -30,6 +30,7 @@ from tests.support.waiting import wait_for
 from wecom_sim import Simulator
 
 MARK_TAG = "externalcontact/mark_tag"
+RELATIONS = 120
 
 
 def _dead_heartbeat_id() -> str:
@@ -79,7 +80,7 @@ def _held_by(db: Database, owner: str, n: int = 3) -> list[int]:
     return ids
 
 
-def _claim(db: Database, owner: str, now: datetime | None = None) -> list[int]:
+def _claim(db: Database, owner: str | None, now: datetime | None = None) -> list[int]:
     with db.write() as s:
         return sorted(op.id for op in outbox.claim(s, limit=20, now=now, owner=owner))
 
@@ -140,7 +141,7 @@ def test_a_claim_naming_no_process_waits_for_its_deadline(db_url: str) -> None:
                 next_attempt_at=utcnow(),
             )
         )
-    taken = _claim(db, None)  # type: ignore[arg-type]
+    taken = _claim(db, None)
     assert len(taken) == 1
     me = heartbeat.Heartbeat()
     heartbeat.beat(db=db, heartbeat=me)
@@ -158,8 +159,6 @@ def _ops(db_url: str) -> list[OutboxOperation]:
 
 
 def _queue_push(db_url: str, simulator: Simulator, n: int) -> list[str]:
-    from bot.db.models import Tag
-
     exts = [simulator.add_relation("alice") for _ in range(n)]
     db = Database(db_url)
     try:
@@ -167,14 +166,15 @@ def _queue_push(db_url: str, simulator: Simulator, n: int) -> list[str]:
             tag = session.scalars(select(Tag).where(Tag.name == "活动")).one()
             for ext in exts:
                 outbox.enqueue_tags(
-                    session=session, staff_userid="alice", external_userid=ext, add=[tag], priority=0
+                    session=session,
+                    staff_userid="alice",
+                    external_userid=ext,
+                    add=[tag],
+                    priority=0,
                 )
     finally:
         db.dispose()
     return exts
-
-
-RELATIONS = 120
 
 
 @pytest.mark.slow
@@ -199,8 +199,12 @@ def test_kill_9_mid_push_the_next_process_takes_the_claims_before_their_deadline
     # A call in hand at the kill still lands in WeCom (its answer died with the process):
     # wait for the simulator to answer every call it received.
     wait_for(
-        lambda: simulator.calls.get(MARK_TAG, 0)
-        == sum(n for k, n in simulator.calls.items() if isinstance(k, tuple) and k[0] == MARK_TAG),
+        lambda: (
+            simulator.calls.get(MARK_TAG, 0)
+            == sum(
+                n for k, n in simulator.calls.items() if isinstance(k, tuple) and k[0] == MARK_TAG
+            )
+        ),
         timeout=30,
         what="the stalled calls answered",
     )
@@ -208,7 +212,8 @@ def test_kill_9_mid_push_the_next_process_takes_the_claims_before_their_deadline
     held = {op.id: op for op in ops if op.status == OutboxStatus.IN_FLIGHT}
     assert held, "the kill came when no claim was held"
     dead_owner = {op.owner for op in held.values()}
-    assert len(dead_owner) == 1 and None not in dead_owner
+    assert len(dead_owner) == 1
+    assert None not in dead_owner
     done_before = sum(op.status == OutboxStatus.DONE for op in ops)
     # Calls WeCom applied whose result the dead process never recorded.
     in_hand = simulator.calls.get((MARK_TAG, 0), 0) - done_before
@@ -231,7 +236,8 @@ def test_kill_9_mid_push_the_next_process_takes_the_claims_before_their_deadline
         assert now.attempts == was.attempts + 1
         # Taken (and done) before the dead process's claim would have expired, by the
         # database's clock (the workers' utcnow follows it).
-        assert was.locked_until is not None and now.done_at is not None
+        assert was.locked_until is not None
+        assert now.done_at is not None
         assert now.done_at < was.locked_until, (op_id, now.done_at, was.locked_until)
     assert all(simulator.relation_tags("alice", ext) for ext in exts)
     # Each operation reached WeCom once, plus the calls in hand at the kill: nothing twice.

@@ -190,7 +190,7 @@ def claim(
     ops = _due(
         session,
         (OutboxOperation.status == OutboxStatus.IN_FLIGHT)
-        & ((OutboxOperation.locked_until < now) | dropped(OutboxOperation.owner)),
+        & ((OutboxOperation.locked_until < now) | dropped(QUEUE.table.c.owner)),
         limit,
     )
     if len(ops) < limit:
@@ -202,12 +202,10 @@ def claim(
         )
     if not ops:
         return []
-    taken_over = [op.owner for op in ops if op.status == OutboxStatus.IN_FLIGHT]
+    taken_over = [op.owner or "?" for op in ops if op.status == OutboxStatus.IN_FLIGHT]
     if taken_over:
         log.info("outbox: %d claims taken over from %s", len(taken_over), sorted(set(taken_over)))
-    return [
-        _claimed(op, now, wecom_ids, owner) for op, wecom_ids in _resolve(session, ops).items()
-    ]
+    return [_claimed(op, now, wecom_ids, owner) for op, wecom_ids in _resolve(session, ops).items()]
 
 
 def _resolve(

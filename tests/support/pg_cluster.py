@@ -8,6 +8,7 @@ the database itself down, which the shared server on 5432 must never be.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -99,8 +100,6 @@ class Cluster:
     def remove(self) -> None:
         """Stop the server if it runs and delete its directory."""
         if (self.data / "postmaster.pid").exists():
-            try:
+            with contextlib.suppress(RuntimeError):  # already down
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-            except RuntimeError:
-                pass
         shutil.rmtree(self.dir, ignore_errors=True)
