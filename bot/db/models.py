@@ -640,6 +640,8 @@ class OutboxOperation(Base):
     last_errcode: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the heartbeat id of the process whose worker claimed it last (bot/heartbeat.py)
+    owner: Mapped[str | None] = mapped_column(String(64))
 
     tag_changes: Mapped[list[OutboxTagChange]] = relationship(cascade="all, delete-orphan")
 
