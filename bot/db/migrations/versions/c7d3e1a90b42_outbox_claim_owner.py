@@ -1,7 +1,7 @@
 """outbox claim owner: the heartbeat id of the process holding an in-flight operation
 
 Revision ID: c7d3e1a90b42
-Revises: fba930ec07ce
+Revises: d2ae15afdaa8
 Create Date: 2026-12-06 15:50:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "c7d3e1a90b42"
-down_revision = "fba930ec07ce"
+down_revision = 'd2ae15afdaa8'
 branch_labels = None
 depends_on = None
 
