@@ -2,7 +2,7 @@
 
     python -m bench.console [--customers 100000] [--orders 1000000] [--events 500000]
                             [--backend sqlite|postgresql|both] [--workdir DIR] [--keep]
-                            [--repeat 30] [--services] [--push-pending]
+                            [--repeat 30] [--services] [--push-pending] [--pages TITLES]
 
 Loads (or reuses, with --workdir/--keep) bench/retier.py's data through bench/retier_common.
 The aggregates the pages read are written by a re-tier and by the channel rollup: when the
@@ -29,7 +29,6 @@ dimension's largest tier, and the first 规则试算 of a process and one after 
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import resource
@@ -257,18 +256,14 @@ def _once(settings: Any, db: Database) -> dict[str, Any]:
             {"d": DIMENSION},
         ).one()
     t0 = time.perf_counter()
-    buffer = io.BytesIO()
-    with db.read() as s:
-        rows = tier_export.write_xlsx(
-            tier_export.members(DIMENSION, tier, session=s),
-            tier_export.metric_names(dims[DIMENSION]),
-            buffer,
-            tz=ZoneInfo(TZ),
-            title=tier,
+    sent = sum(
+        len(chunk)
+        for chunk in tier_export.stream_xlsx(
+            db, DIMENSION, tier, tier_export.metric_names(dims[DIMENSION]), tz=ZoneInfo(TZ)
         )
+    )
     out[f"export {tier} ({size:,} customers)"] = {
-        "rows": rows,
-        "bytes": buffer.tell(),
+        "bytes": sent,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     frames = rule_trial.TrialFrames()
@@ -541,6 +536,9 @@ def _time_pages(settings: Any, db: Database, spec: dict[str, Any]) -> dict[str, 
         if sidebar is not None:
             pages["侧边栏客户片段"] = (sidebar[0], sidebar[1], None)
             pages["侧边栏为什么 (on tap)"] = (sidebar[0], sidebar[1] + "/why", None)
+        if spec.get("pages"):  # --pages: these titles' beginnings only
+            wanted = tuple(spec["pages"])
+            pages = {t: v for t, v in pages.items() if t.startswith(wanted)}
         for title, (client, path, form) in pages.items():
 
             def request(
@@ -611,6 +609,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--push-pending", action="store_true", help="time the pages with the first push queued"
     )
+    p.add_argument(
+        "--pages",
+        help="time only the pages whose titles begin so (comma-separated, e.g. 客户详情,分层导出)",
+    )
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
@@ -629,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
                 "repeat": args.repeat,
                 "services": args.services,
                 "push_pending": args.push_pending,
+                "pages": args.pages.split(",") if args.pages else [],
             }
             r = run_child("bench.console", spec)
             print(f"\n## {backend}")

@@ -45,13 +45,36 @@ def parser(doc: str | None, *, customers: int, orders: int, events: int) -> argp
     p.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     p.add_argument("--workdir", type=Path, help="keep generated files here")
     p.add_argument("--keep", action="store_true", help="keep the PostgreSQL schema")
+    p.add_argument(
+        "--generate",
+        choices=["duckdb", "sql"],
+        default="duckdb",
+        help="duckdb: draw in DuckDB and copy (both backends); sql: draw inside PostgreSQL"
+        " (bench/retier_sql.py, PostgreSQL only, for 10 M)",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p
+
+
+def check(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Refuse argument combinations the benches cannot run (a usage error, exit 2)."""
+    if getattr(args, "generate", "duckdb") == "sql" and args.backend != "postgresql":
+        p.error("--generate sql draws the data inside PostgreSQL: add --backend postgresql")
+    return args
 
 
 def size_tag(args: argparse.Namespace) -> str:
     """Name the data by version and size (files, schema): versions never share a kept copy."""
     return f"d{DATA_VERSION}_{args.customers}c_{args.orders}o_{args.events}e"
+
+
+def pg_schema(args: argparse.Namespace) -> str:
+    """The PostgreSQL schema holding this size's data (SQL-drawn data has its own names)."""
+    if getattr(args, "generate", "duckdb") == "sql":
+        from bench.retier_sql import schema_name
+
+        return schema_name(args.customers, args.orders, args.events)
+    return f"bench_retier_{size_tag(args)}"
 
 
 def pg_schema_url(schema: str) -> str:
@@ -71,7 +94,7 @@ def backend_url(args: argparse.Namespace, workdir: Path, backend: str) -> str:
     tag = size_tag(args)
     if backend == "sqlite":
         return f"sqlite:///{workdir / f'retier_{tag}.db'}"
-    return pg_schema_url(f"bench_retier_{tag}")
+    return pg_schema_url(pg_schema(args))
 
 
 def touched_ids(customers: int, *, first: int = 1) -> list[int]:
@@ -116,6 +139,8 @@ def run_child(module: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Generate and load the data unless a kept copy of this size exists; return timings."""
+    if getattr(args, "generate", "duckdb") == "sql":
+        return prepare_sql(args)
     tag = size_tag(args)
     native = workdir / f"retier_{tag}.duckdb"
     timings: dict[str, Any] = {}
@@ -187,9 +212,53 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return timings
 
 
+def prepare_sql(args: argparse.Namespace) -> dict[str, Any]:
+    """Draw the data inside PostgreSQL unless a finished copy of this size exists."""
+    from bench.retier_sql import generate as generate_sql
+
+    if args.backend != "postgresql":
+        raise SystemExit(
+            "--generate sql draws the data inside PostgreSQL: use --backend postgresql"
+        )
+    schema = pg_schema(args)
+    timings: dict[str, Any] = {}
+    admin = Database(PG_URL)
+    with admin.engine.begin() as conn:
+        done = conn.execute(
+            text(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = :s"
+                " AND table_name = 'bench_loaded'"
+            ),
+            {"s": schema},
+        ).first()
+        if done is None:  # absent, or cut short: start again
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    db = Database(pg_schema_url(schema))
+    if done is None:
+        t0 = time.perf_counter()
+        upgrade_to_head(db.engine)
+        timings["migrate_s"] = round(time.perf_counter() - t0, 1)
+        steps = generate_sql(
+            _pg_dsn(),
+            schema,
+            customers=args.customers,
+            orders=args.orders,
+            events=args.events,
+            as_of=AS_OF,
+            log=lambda line: print(f"  sql {line}", flush=True),
+        )
+        timings["generate_sql_s"] = round(time.perf_counter() - t0, 1)
+        timings.update({f"  {k}": v for k, v in steps.items()})
+    upgrade_to_head(db.engine)  # a copy kept from before a migration: new tables start empty
+    db.dispose()
+    return timings
+
+
 def drop_postgres(args: argparse.Namespace) -> None:
     """Drop the bench's PostgreSQL schema."""
     admin = Database(PG_URL)
     with admin.engine.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "bench_retier_{size_tag(args)}" CASCADE'))
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{pg_schema(args)}" CASCADE'))
     admin.dispose()

@@ -2,17 +2,22 @@
 
     python -m bench.retier_run [--customers 100000] [--orders 1000000] [--events 500000]
                                [--backend sqlite|postgresql|both] [--workdir DIR] [--keep]
+                               [--generate duckdb|sql] [--no-push] [--nightly-only]
 
 Reuses bench/retier.py's data and loading. In one child process per backend (peak RSS its
 own) it runs: the first run (every assignment new), the nightly rerun a day later (few
 moves), a touched re-tier of 1,000 customers, and one in a new engine (the first touched
 batch of the day in a process holding no rank population); each with wall time and
 transitions, and for full runs the predictive models' fit and scoring times apart (inside
-the metrics step).
-Then the push hand-off: the first tier diff (every relation new, marked sent as the
+the metrics step). `--generate sql` draws the data inside PostgreSQL (bench/retier_sql.py).
+Then, unless --no-push, the push hand-off: the first tier diff (every relation new, marked sent as the
 outbox would), and a touched re-tier of 1,000 customers who each just paid a VIP order,
 timed with its diff hand-off (`touched+push`: what the fresh-data worker does per batch),
 and for comparison a full diff over every relation (what that hand-off cost before).
+`--nightly-only` reruns just the nightly (two days on) over a kept data set that already
+holds a run's tiers: the nightly's figure again without the first run and the push.
+Every run also reports the process's CPU seconds (DuckDB's threads included, PostgreSQL's
+own work not): on a shared machine the wall time says more about the neighbours.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from bench.retier_common import (
     TZ,
     backend_url,
     backends,
+    check,
     parser,
     prepare,
     run_child,
@@ -122,6 +128,33 @@ def _predictive(report: Any) -> dict[str, Any] | None:
     }
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _nightly_only(db: Database) -> dict[str, Any]:
+    """Rerun the nightly two days on, over tiers a previous run of this data left."""
+    from bot.rules import load_dimensions
+    from bot.tiering.engine import MetricsEngine
+    from bot.tiering.run import retier
+
+    dims = load_dimensions(default_tiering().dimensions)
+    with MetricsEngine(db, tz=TZ) as engine:
+        t0, c0 = time.perf_counter(), _cpu()
+        report = retier(db, dims, tz=TZ, as_of=AS_OF + timedelta(days=2), engine=engine)
+        run = {
+            "wall_s": round(time.perf_counter() - t0, 2),
+            "cpu_s": round(_cpu() - c0, 2),
+            "customers": report.customers,
+            "transitions": report.transitions,
+            "steps": {k: round(v, 2) for k, v in report.seconds.items()},
+            "predictive": _predictive(report),
+        }
+    rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"nightly": run, "peak_rss_mb": rss}
+
+
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the three re-tiers in this process and return their figures."""
     from bot.rules import load_dimensions
@@ -131,6 +164,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     from bot.tiering.run import retier
 
     db, n = Database(spec["url"]), spec["customers"]
+    if spec.get("nightly_only"):
+        return _nightly_only(db)
     with db.engine.begin() as conn:  # the bench's data may hold a previous run's tiers
         for table in (
             "tier_transitions",
@@ -147,15 +182,17 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     dims = load_dimensions(default_tiering().dimensions)
     out: dict[str, Any] = {}
     engine = MetricsEngine(db, tz=TZ)
+    t_start = time.perf_counter()
     for name, as_of, ids in (
         ("first", AS_OF, None),
         ("nightly", AS_OF + timedelta(days=1), None),
         ("touched", AS_OF + timedelta(days=1), touched_ids(n)),
     ):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         report = retier(db, dims, tz=TZ, as_of=as_of, customer_ids=ids, engine=engine)
         out[name] = {
             "wall_s": round(time.perf_counter() - t0, 2),
+            "cpu_s": round(_cpu() - c0, 2),
             "customers": report.customers,
             "transitions": report.transitions,
             "steps": {k: round(v, 2) for k, v in report.seconds.items()},
@@ -175,6 +212,11 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             "transitions": report.transitions,
             "steps": {k: round(v, 2) for k, v in report.seconds.items()},
         }
+    out["retier_s"] = round(time.perf_counter() - t_start, 1)
+    if not spec.get("push", True):
+        engine.close()
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return out
     with db.read() as session:
         tdims = tier_tags.dimensions(default_tiering(), session=session)
     _tier_tags(db, tdims)
@@ -201,7 +243,14 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__, customers=100_000, orders=1_000_000, events=500_000).parse_args(argv)
+    p = parser(__doc__, customers=100_000, orders=1_000_000, events=500_000)
+    p.add_argument("--no-push", action="store_true", help="the re-tiers only, no push hand-off")
+    p.add_argument(
+        "--nightly-only",
+        action="store_true",
+        help="rerun only the nightly over kept data that holds a previous run's tiers",
+    )
+    args = check(p, p.parse_args(argv))
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
@@ -213,7 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in prepare(args, work).items():
             print(f"{key:<22} {value:>8} s")
         for backend in backends(args):
-            spec = {"customers": args.customers, "url": backend_url(args, work, backend)}
+            spec = {
+                "customers": args.customers,
+                "url": backend_url(args, work, backend),
+                "push": not args.no_push,
+                "nightly_only": args.nightly_only,
+            }
             r = run_child("bench.retier_run", spec)
             for run in (
                 "first",
@@ -223,13 +277,19 @@ def main(argv: list[str] | None = None) -> int:
                 "touched+push",
                 "touched+push, settled",
             ):
+                if run not in r:
+                    continue
                 x = r[run]
                 print(
                     f"{backend:<11} {run:<21} customers {x['customers']:>9,}  transitions "
-                    f"{x['transitions']:>9,}  wall {x['wall_s']:>7.2f} s  {x['steps']}"
+                    f"{x['transitions']:>9,}  wall {x['wall_s']:>7.2f} s"
+                    f"  cpu {x.get('cpu_s', 0):>7.2f} s  {x['steps']}"
                 )
                 if x.get("predictive"):
                     print(f"{backend:<11} {run:<21} BG/NBD + Gamma-Gamma {x['predictive']}")
+            if args.no_push or args.nightly_only:
+                print(f"{backend:<11} peak RSS {r['peak_rss_mb']} MB")
+                continue
             print(
                 f"{backend:<11} push diff, first (all relations new) {r['push_first']['wall_s']}"
                 f" s, {r['push_first']['relations']:,} relations"

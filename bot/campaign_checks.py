@@ -18,6 +18,8 @@ from bot.rules.dimension import DimensionConfig
 # The placeholders each action fills, for one text shared by all of a task's customers.
 PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     "group_message": frozenset({"staff"}),
+    "group_invite": frozenset({"staff"}),
+    "group_broadcast": frozenset({"staff"}),  # the group's owner
     "follow_up": frozenset({"staff"}),
 }
 _PLACEHOLDER_RE = re.compile(r"\{([^{}\s]*)\}")
@@ -84,7 +86,7 @@ def _text_problems(key: str, campaign: CampaignConfig) -> list[str]:
     for found in dict.fromkeys(_PLACEHOLDER_RE.findall(campaign.text)):
         if found in allowed:
             continue
-        if campaign.action == "group_message" and found == "name":
+        if campaign.action in ("group_message", "group_invite") and found == "name":
             why = (
                 "a 群发 task carries one text for all of a staff member's customers, so a"
                 " per-customer {name} cannot be filled; only {staff} can"
@@ -105,7 +107,7 @@ def campaign_problems(
     for i, campaign in enumerate(campaigns):
         key = f"outreach.campaigns[{i}]"
         dim = by_name.get(campaign.dimension)
-        if dim is None:
+        if dim is None and campaign.dimension:  # "" only by a group_broadcast by group code
             listed = ", ".join(by_name) or "none configured"
             problems.append(
                 f"{key}.dimension: unknown dimension {campaign.dimension!r}"

@@ -144,6 +144,9 @@ class WeComSettings(_Section):
 class DatabaseSettings(_Section):
     url: str = "sqlite:///tagbot.db"
     echo: bool = False
+    # A streaming replica of `url` the nightly (full) re-tier reads its data from; "" reads
+    # `url`. Touched runs and every write keep to `url` (docs/citus.md, section 6).
+    analytics_url: str = ""
 
     @field_validator("url")
     @classmethod
@@ -151,6 +154,19 @@ class DatabaseSettings(_Section):
         if not v.startswith(("sqlite:", "postgresql")):
             raise ValueError("must be sqlite:///PATH or postgresql+psycopg://...")
         return v
+
+    @field_validator("analytics_url")
+    @classmethod
+    def _analytics_shape(cls, v: str) -> str:
+        if v and not v.startswith("postgresql"):
+            raise ValueError("must be postgresql+psycopg://... (a replica of url), or empty")
+        return v
+
+    @model_validator(mode="after")
+    def _analytics_needs_postgresql(self) -> DatabaseSettings:
+        if self.analytics_url and not self.url.startswith("postgresql"):
+            raise ValueError("analytics_url needs url to be PostgreSQL: it is a replica of it")
+        return self
 
 
 class ServerSettings(_Section):
@@ -325,7 +341,7 @@ class ChannelSettings(_Section):
 
 
 _QUIET_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
-CampaignAction = Literal["group_message", "follow_up", "webhook"]
+CampaignAction = Literal["group_message", "group_invite", "group_broadcast", "follow_up", "webhook"]
 
 
 class CampaignSettings(_Section):
@@ -337,7 +353,8 @@ class CampaignSettings(_Section):
 
     name: str = Field(min_length=1, max_length=64)
     action: CampaignAction = "group_message"
-    dimension: str = Field(min_length=1)
+    # required, except by a group_broadcast that picks its groups by group_code alone
+    dimension: str = ""
     # Audience: current members of these tiers, or customers who entered this one tier
     # since the campaign's previous run.
     tiers: tuple[str, ...] = ()
@@ -353,6 +370,12 @@ class CampaignSettings(_Section):
     attachments: tuple[AttachmentSettings, ...] = Field(default=(), max_length=ATTACHMENTS_MAX)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # group_invite: the group live code (a channel made with `channel create --group`)
+    # whose QR code the invitation carries and whose groups count as joined.
+    group_code: str | None = Field(default=None, min_length=1, max_length=64)
+    # group_broadcast with tiers: a group qualifies when at least this % of its current
+    # customer members are in the tiers.
+    min_share: int = Field(default=50, ge=1, le=100)
 
     @field_validator("schedule")
     @classmethod
@@ -377,6 +400,10 @@ class CampaignSettings(_Section):
 
     @model_validator(mode="after")
     def _audience_and_action(self) -> CampaignSettings:
+        if self.action == "group_broadcast":
+            return self._groups_audience()
+        if not self.dimension:
+            raise ValueError("dimension is required: the name of a [[tiering.dimensions]]")
         if bool(self.tiers) == bool(self.on_enter):
             raise ValueError("give either tiers (current members) or on_enter (one tier)")
         if self.action == "webhook" and not self.webhook_url:
@@ -385,6 +412,36 @@ class CampaignSettings(_Section):
             raise ValueError("action group_message needs text or attachments")
         if self.action == "follow_up" and not self.text:
             raise ValueError("action follow_up needs text: the suggested action for staff")
+        if self.action == "group_invite" and not self.group_code:
+            raise ValueError(
+                "action group_invite needs group_code: the group live code (channel create"
+                " --group) whose groups the customers are invited to"
+            )
+        if self.group_code and self.action != "group_invite":
+            raise ValueError("group_code is only for actions group_invite and group_broadcast")
+        if self.action == "group_invite" and len(self.attachments) >= ATTACHMENTS_MAX:
+            raise ValueError(
+                f"action group_invite takes at most {ATTACHMENTS_MAX - 1} attachments: the"
+                f" group code's QR link is one of WeCom's {ATTACHMENTS_MAX}"
+            )
+        return self
+
+    def _groups_audience(self) -> CampaignSettings:
+        """group_broadcast: groups of a group code and/or groups mostly in some tiers."""
+        if self.on_enter or self.when:
+            raise ValueError(
+                "action group_broadcast posts to customer groups: on_enter and when select"
+                " customers; use tiers (with min_share) and/or group_code"
+            )
+        if not self.tiers and not self.group_code:
+            raise ValueError(
+                "action group_broadcast needs group_code (the groups of a group live code)"
+                " and/or dimension with tiers (groups whose members are mostly in them)"
+            )
+        if self.tiers and not self.dimension:
+            raise ValueError("tiers need dimension: the name of a [[tiering.dimensions]]")
+        if not (self.text or self.attachments):
+            raise ValueError("action group_broadcast needs text or attachments")
         return self
 
 

@@ -1,4 +1,5 @@
-"""What `tagbot check-config` finds beyond loading the file: channels against the last sync.
+"""What `tagbot check-config` finds beyond loading the file: channels against the last sync,
+and the customer groups tier and campaign rules name against the groups synced.
 
 Reads only. The CLI and the console's 系统 page both call `channel_findings`.
 """
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from bot.channels.declared import group_problems, staff_problems
 from bot.config import Settings, channel_example_values
+from bot.groups import names
 
 NOT_CHECKED = "channels: staff not checked against WeCom (未核对接待成员) — "
 GROUPS_NOT_CHECKED = (
@@ -28,11 +30,17 @@ class Findings:
 
 
 def channel_findings(settings: Settings, *, session: Session) -> Findings:
-    """Check `[[channels]]`: example links, and staff the last sync did not list."""
+    """Check `[[channels]]` (example links, staff and groups the last sync did not list) and
+    the group names rules read."""
     warnings = channel_example_values(settings)
-    if not settings.channels:
-        return Findings([], warnings)
     found: list[str] = []
+    groups_named = names.rule_group_problems(settings, session=session)
+    if groups_named is None:
+        warnings = [*warnings, names.NOT_CHECKED]
+    else:
+        found += groups_named
+    if not settings.channels:
+        return Findings(found, warnings)
     staffed = [c for c in settings.channels if not c.is_group]
     problems = staff_problems(settings.channels, session=session) if staffed else []
     if problems is None:

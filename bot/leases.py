@@ -106,20 +106,19 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}:{_PIDNS}"
 
 
-def died_here(owner: str) -> bool:
-    """Tell whether `owner` (new_owner's form) is a process of this machine that has exited.
+def pid_namespace() -> str:
+    """This process's PID namespace, as new_owner writes it ("0": none could be read)."""
+    return _PIDNS
 
-    Only a holder on this host and in this PID namespace can be checked (two containers may
-    share a host name, never a namespace); a PID reused since counts as alive, so the lease
-    then waits for its TTL as before.
+
+def exited_here(pid: int, pidns: str) -> bool:
+    """Tell whether process `pid` of PID namespace `pidns`, on this host, has exited.
+
+    The caller has matched the host. Only a process of this PID namespace can be checked
+    (two containers may share a host name, never a namespace); a zombie has exited; a PID
+    reused since counts as alive, so its claims wait for their TTL as before.
     """
-    parts = owner.split(":")
-    if len(parts) != 4 or parts[3] in ("0", "") or parts[3] != _PIDNS:
-        return False
-    if parts[0] != socket.gethostname() or not parts[1].isdigit():
-        return False
-    pid = int(parts[1])
-    if pid == os.getpid():
+    if pidns in ("0", "") or pidns != _PIDNS or pid == os.getpid() or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
@@ -127,7 +126,19 @@ def died_here(owner: str) -> bool:
         return True
     except OSError:  # alive under another user
         return False
-    return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except OSError:
+        return False  # no /proc: trust kill()
+
+
+def died_here(owner: str) -> bool:
+    """Tell whether `owner` (new_owner's form) is a process of this machine that has exited."""
+    parts = owner.split(":")
+    if len(parts) != 4 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    return exited_here(int(parts[1]), parts[3])
 
 
 def take_from_dead(

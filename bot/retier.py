@@ -28,6 +28,7 @@ from datetime import datetime
 from bot import leases
 from bot.config import Settings
 from bot.db import Database
+from bot.db.replica import caught_up
 from bot.errors import TagbotError, WeComError
 from bot.outreach.tier_alerts import queue_tier_alerts
 from bot.rules import load_dimensions
@@ -37,6 +38,32 @@ from bot.tiering.run import ProgressFn, RetierReport, retier
 from bot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
+
+# How long a full run waits for the replica of `[database] analytics_url` to replay what
+# the primary had when the run took its lease, before reading the primary instead.
+REPLICA_WAIT = 60.0
+
+
+@contextmanager
+def analytics_source(db: Database, url: str) -> Iterator[Database | None]:
+    """Yield the replica at `url` once caught up with `db`, or None: read `db` itself."""
+    if not url:
+        yield None
+        return
+    replica = Database(url)
+    try:
+        if caught_up(db, replica, timeout=REPLICA_WAIT):
+            log.info("retier: reading the replica of [database] analytics_url")
+            yield replica
+        else:
+            log.warning(
+                "retier: the analytics_url replica is more than %.0fs behind: reading the primary",
+                REPLICA_WAIT,
+            )
+            yield None
+    finally:
+        replica.dispose()
+
 
 LEASE = "retier"
 # Kept alive every RENEW_SECONDS by a thread while the run lasts, so a holder that died
@@ -177,17 +204,20 @@ def retier_configured(
     ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})
 
     def run(stop: threading.Event | None) -> RetierReport:
-        return retier(
-            db,
-            dims,
-            tz=settings.app.timezone,
-            as_of=as_of,
-            dry_run=dry_run,
-            customer_ids=ids,
-            engine=engine,
-            on_progress=on_progress,
-            stop=stop,
-        )
+        full = ids is None and engine is None
+        with analytics_source(db, settings.database.analytics_url if full else "") as source:
+            return retier(
+                db,
+                dims,
+                tz=settings.app.timezone,
+                as_of=as_of,
+                dry_run=dry_run,
+                customer_ids=ids,
+                engine=engine,
+                on_progress=on_progress,
+                stop=stop,
+                read_from=source,
+            )
 
     if dry_run:
         return run(stop), None

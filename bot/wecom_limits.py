@@ -23,6 +23,7 @@ ATTACHMENTS_MAX = 9  # per welcome and per 群发 (add_msg_template)
 
 # 群发 (add_msg_template, get_groupmsg_*).
 MSG_TEMPLATE_CUSTOMERS_MAX = 10_000  # external_userid per call
+MSG_TEMPLATE_CHATS_MAX = 2000  # chat_id_list per call (chat_type group)
 MSG_TEMPLATE_TEXT_MAX_BYTES = 4000
 GROUPMSG_LIST_SPAN_SECONDS = 30 * 86400  # get_groupmsg_list_v2: a range of at most a month
 GROUPMSG_LIST_PAGE_MAX = 100

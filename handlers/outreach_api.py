@@ -19,6 +19,7 @@ from flask.typing import ResponseReturnValue
 from bot.errors import ValidationError
 from bot.outreach.audience import Candidate
 from bot.outreach.execute import dispatch_run
+from bot.outreach.group_broadcast import ChatTarget
 from bot.outreach.plan import RunPlan, plan_run
 from bot.outreach.service import get_campaign, last_runs
 from bot.runtime import Runtime
@@ -55,6 +56,8 @@ def campaigns() -> ResponseReturnValue:
                 "schedule": c.schedule,
                 "holdout_pct": c.holdout_pct,
                 "cooldown_days": c.cooldown_days,
+                "group_code": c.group_code,
+                "min_share": c.min_share if c.action == "group_broadcast" else None,
                 "last_run": None
                 if run is None
                 else {
@@ -79,7 +82,39 @@ def _people(members: list[Candidate]) -> list[dict[str, Any]]:
     return [{"external_userid": m.external_userid, "name": m.name, "tier": m.tier} for m in members]
 
 
+def _chats(targets: list[ChatTarget]) -> list[dict[str, Any]]:
+    return [
+        {
+            "chat_id": t.chat_id,
+            "name": t.name,
+            "owner_userid": t.owner_userid,
+            "members": t.members,
+            "in_tiers": t.in_tiers,
+        }
+        for t in targets
+    ]
+
+
 def _plan_json(plan: RunPlan) -> dict[str, Any]:
+    if plan.chats is not None:  # group_broadcast: groups, not customers
+        return {
+            "campaign": plan.campaign,
+            "action": plan.action,
+            "dry_run": plan.dry_run,
+            "run_id": plan.run_id,
+            "as_of": _when(plan.as_of),
+            "audience": plan.audience,
+            "counts": {
+                "treatment": len(plan.chats.treatment),
+                "holdout": len(plan.chats.holdout),
+                "cooling": len(plan.chats.cooling),
+            },
+            "groups": {
+                "treatment": _chats(plan.chats.treatment),
+                "holdout": _chats(plan.chats.holdout),
+                "cooling": _chats(plan.chats.cooling),
+            },
+        }
     return {
         "campaign": plan.campaign,
         "action": plan.action,
@@ -93,6 +128,7 @@ def _plan_json(plan: RunPlan) -> dict[str, Any]:
             "capped": len(plan.capped),
             "cooling": len(plan.cooling),
             "unreachable": len(plan.unreachable),
+            "in_group": len(plan.in_group),
         },
         "by_staff": [
             {

@@ -204,7 +204,10 @@ class Background:
                 self.leader.release()
             except Exception:
                 log.exception("could not release the scheduler lease")
-        if self.threads:
+        # With threads still running (past the bound) the row stays: a worker may be mid
+        # call on a claim it holds, and a missing row hands its claims over at once. Once
+        # this process has exited, the next beat on this host drops the row.
+        if self.threads and not running:
             try:  # gone for good: others take what is left at once
                 heartbeat.stop(db=self.rt.db, heartbeat=self.rt.heartbeat)
             except Exception:

@@ -2,7 +2,9 @@
 
 The holder renews the lease every LEASE_RENEW seconds and relies on it only until the
 TTL it last renewed runs out: a process that stalled past that (a pause, a lost
-database) runs no scheduled job until a renewal confirms that no one took over.
+database) runs no scheduled job until a renewal confirms that no one took over. A
+holder of this host and PID namespace that died (kill -9) is replaced at the next
+renewal, not at its lease's expiry (bot/leases.py, take_from_dead).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Leadership:
                     )
                 else:
                     held = leases.try_acquire(
+                        SCHEDULER_LEASE, self.owner, self._ttl, session=session, now=now
+                    ) or leases.take_from_dead(  # a holder of this host killed: at once
                         SCHEDULER_LEASE, self.owner, self._ttl, session=session, now=now
                     )
         except Exception:

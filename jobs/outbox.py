@@ -8,11 +8,15 @@ from jobs.specs import WorkerSpec
 
 
 def _step(rt: Runtime) -> int:
+    hb = rt.heartbeat
     return outbox.drain(
         db=rt.db,
         wecom=rt.wecom,
         limit=min(20, rt.settings.limits.outbox_batch),
         stopping=rt.stopping,
+        # Named only once the heartbeat row exists: a claim naming a missing row is taken
+        # over at once, as if this process had died.
+        owner=hb.id if hb.beats else None,
     )
 
 

@@ -52,8 +52,8 @@ def test_a_channel_created_from_the_page_exists_in_the_simulator(
     sign_in_with_token(page, served.url)
     page.goto(served.url + "/admin/channels")
     assert page.inner_text("h1") == "渠道活码"
-    seeded = page.locator("#channels tbody tr")
-    assert seeded.count() == 1  # the seeded 门店码
+    assert page.locator("#channels tbody tr").count() == 2  # the seeded 门店码 and VIP群码
+    seeded = page.locator("#channels tbody tr", has_text="门店码")
     assert seeded.locator("[data-key=added_today]").inner_text() == str(served.seeded.added_today)
     bar = seeded.locator(".stack .seg")
     tiers = {bar.nth(i).get_attribute("data-tier") for i in range(bar.count())}
@@ -88,6 +88,6 @@ def test_a_channel_created_from_the_page_exists_in_the_simulator(
 
     page.set_viewport_size(PHONE)
     page.goto(served.url + "/admin/channels")
-    assert page.locator("#channels tbody tr").count() == 2
+    assert page.locator("#channels tbody tr").count() == 3
     screenshot(page, "channels-phone", capsys)
     assert tab.errors == []

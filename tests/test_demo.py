@@ -36,6 +36,12 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "按默认分层规则重新分层（13 个维度）" in out
     assert "客户 53 位；本次层级变动" in out
     assert "      首次渠道：" in out
+    # The VIP group: customers joined through its group code, one left, the rest are in.
+    assert "8 位客户扫群活码加入「VIP会员群」" in out
+    assert "已记录入群 8 人（经渠道“VIP会员群”），退群 1 人，仍在群 7 人" in out
+    assert "8 位入群客户的跟进关系打上了群活码的标签（入群渠道/VIP会员群）" in out
+    assert "  VIP会员群   群活码 入群   8  仍在群   7" in out
+    assert "      社群：未入群 46、已入群 7" in out
     # The console's address and both ways in.
     console_line = next(line for line in out.splitlines() if line.startswith("  运营后台 "))
     assert "http://127.0.0.1:" in console_line
@@ -62,8 +68,20 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         lifecycle = conn.execute(
             "SELECT count(*) FROM tier_assignments WHERE dimension = 'lifecycle'"
         ).fetchone()[0]
+        group = conn.execute(
+            "SELECT gc.name, count(*), count(gm.left_at), count(gm.channel_id),"
+            " count(gm.customer_id) FROM group_members gm"
+            " JOIN group_chats gc ON gc.id = gm.group_chat_id WHERE gm.member_type = 2"
+            " GROUP BY gc.name"
+        ).fetchall()
+        group_days = conn.execute(
+            "SELECT sum(cd.added), sum(cd.lost_by_customer) FROM channel_days cd"
+            " JOIN channels c ON c.id = cd.channel_id WHERE c.kind = 'group'"
+        ).fetchone()
+    assert group == [("VIP会员群", 8, 1, 8, 8)]
+    assert group_days == (8, 1)  # the rollup counted the group code's joins and the leave
     # 40 who scanned, plus the 13 the corp had before the bot (imported by the first sync)
-    assert (customers, channels) == (40 + 40 // 3, 3)
+    assert (customers, channels) == (40 + 40 // 3, 4)  # three staff codes, one group code
     assert by_channel == 40  # the scanned customers carry their channel's tags
     # The re-tier's push reached WeCom: every active relation carries its lifecycle tag
     # (customers who deleted their member in the demo keep only what they had).
@@ -205,6 +223,19 @@ def test_demo_keep_running_leaves_the_console_up_to_sign_in(tmp_path: Path) -> N
         assert re.search(
             r'id="scheduler-owner".*?<code>[^<]+:\d+:[0-9a-f]+:\d+</code>', system, re.S
         )
+        # The VIP group shows out of the box: its code's row and a member's groups.
+        channels = web.get(f"{base}/admin/channels", timeout=10).text
+        assert re.search(r'<span class="chip group"[^>]*>VIP会员群</span>', channels)
+        with sqlite3.connect(workdir / "tagbot.db") as conn:
+            (member,) = conn.execute(
+                "SELECT member_userid FROM group_members"
+                " WHERE member_type = 2 AND left_at IS NULL LIMIT 1"
+            ).fetchone()
+        page = web.get(f"{base}/admin/customers/{member}", timeout=10).text
+        shown = re.search(r'<tr data-chat="[^"]+" data-current="true">(.*?)</tr>', page, re.S)
+        assert shown is not None, page
+        assert "VIP会员群" in shown[1]
+        assert "在群中" in shown[1]
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

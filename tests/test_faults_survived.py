@@ -7,6 +7,9 @@ is lost, the effect is not), a 45009 window, every access token expiring mid-bat
 the callbacks re-delivered and out of order. The history check then wants every desired
 tag state reached, each welcome sent at most once (and every acknowledged scan welcomed),
 every queue row finished, and no dead letter: every error here is retryable.
+
+The last test crashes PostgreSQL itself (a throwaway cluster, tests/support/pg_cluster.py)
+mid-push and mid-callback burst, and restarts it under the same running process.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from sqlalchemy import text
 
 from bot.config import settings_from_mapping
 from bot.db import Database
+from bot.db.migrate import upgrade_to_head
 from bot.runtime import Runtime
 from bot.sync import run_sync
 from bot.tags import push
-from tests.support import parts
+from tests.support import parts, pg_cluster
 from tests.support.channels import welcome_channel
 from tests.support.configs import toml_text
 from tests.support.corp import base_config
@@ -313,3 +317,126 @@ def test_connections_dropped_mid_push_and_mid_callbacks_lose_nothing(
         pytest.skip("pg_terminate_backend: PostgreSQL only")
     history, _ = _run(tmp_path, db_url, simulator, window=False, kills=0, terminate=True)
     assert sum(1 for s in history.scans if s.acked) > 0
+
+
+OUTAGE_SCANS = 4  # delivered while PostgreSQL is down, each once
+BURST_PAUSE = 0.2  # seconds between the burst's scans
+
+
+def _deliver(simulator: Simulator, state: str) -> tuple[Scan, str]:
+    """A scan and one delivery of its event; the Scan says whether it was answered 200."""
+    r = simulator.scan(state, deliver=False)
+    assert r.xml is not None
+    acked = any(d.status == 200 for d in simulator.post_callback(r.xml))
+    return Scan(r.userid, r.external_userid, r.welcome_code, acked), r.xml
+
+
+class Stream:
+    """Scans delivered one after another on a thread until stopped: a callback burst."""
+
+    def __init__(self, simulator: Simulator, state: str) -> None:
+        self.simulator, self.state = simulator, state
+        self.sent: list[tuple[Scan, str]] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        # Paced: a flood would outrun the welcomes (a code lives 20 s), not test the crash.
+        while not self.stopping.wait(BURST_PAUSE):
+            self.sent.append(_deliver(self.simulator, self.state))
+
+    def __enter__(self) -> Stream:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=30)
+
+
+def _crash_pg_run(
+    tmp_path: Path, cluster: pg_cluster.Cluster, simulator: Simulator
+) -> tuple[History, Served, dict[str, int]]:
+    rng = random.Random(SEED)
+    history = History()
+    simulator.add_staff("alice")
+    config, port, rt = _config(tmp_path, cluster.url, simulator)
+    try:
+        state = welcome_channel(rt)
+        channel_tag = simulator.tag_catalogue()["来源"]["活动"]
+        assert _seed_push(rt, simulator, history, rng) == RELATIONS
+    finally:
+        rt.close()
+    simulator.inject_stall(MARK, 1.0, count=40)  # a push still under way at the first crash
+    served = Served(config, port, tmp_path)
+    seen: dict[str, int] = {}
+
+    def record(scan: Scan) -> None:
+        history.scanned(scan)
+        if scan.acked:
+            history.desire(scan.userid, scan.external_userid, [channel_tag])
+
+    def retry(sent: list[tuple[Scan, str]]) -> None:
+        """WeCom retries what was not answered 200, within seconds (a code lives 20 s)."""
+        for scan, xml in sent:
+            if not scan.acked:
+                acked = any(d.status == 200 for d in simulator.post_callback(xml))
+                scan = Scan(scan.userid, scan.external_userid, scan.welcome_code, acked)
+                seen["retried"] = seen.get("retried", 0) + 1
+            record(scan)
+
+    try:
+        simulator.callback_url = f"http://127.0.0.1:{port}/wecom/callback"
+        wait_for(lambda: simulator.calls.get((MARK, 0), 0) >= 5, timeout=60, what="the push")
+        # 1. Mid-push: crash, scans arrive while the database is down, restart.
+        cluster.crash()
+        seen["marked_at_crash"] = simulator.calls.get((MARK, 0), 0)
+        outage = [_deliver(simulator, state) for _ in range(OUTAGE_SCANS)]
+        seen["acked_while_down"] = sum(scan.acked for scan, _ in outage)
+        time.sleep(rng.uniform(0.5, 2.0))  # a seeded outage
+        cluster.start()
+        retry(outage)
+        # 2. Mid-burst: scans stream in while the database crashes and comes back.
+        with Stream(simulator, state) as stream:
+            wait_for(lambda: len(stream.sent) >= 5, timeout=60, what="the burst under way")
+            cluster.crash()
+            during = len(stream.sent)
+            time.sleep(rng.uniform(0.5, 2.0))
+            cluster.start()
+            wait_for(lambda: len(stream.sent) >= during + 5, timeout=60, what="the burst again")
+        seen["burst"] = len(stream.sent)
+        seen["burst_unacked"] = sum(not scan.acked for scan, _ in stream.sent)
+        retry(stream.sent)
+        seen["alive"] = int(served.proc.poll() is None)
+        problems = _settle(lambda: history.check(simulator, cluster.url), timeout=180)
+        assert problems == [], f"{problems}\n{status_counts(cluster.url)}"
+    finally:
+        served.stop()
+    return history, served, seen
+
+
+def test_postgresql_crashed_mid_push_and_mid_callbacks_loses_nothing(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    # A callback answered while the database is down must not be a 200 unless stored: WeCom
+    # retries what is not answered 200; a 200 for an event not stored is a lost scan.
+    reason = pg_cluster.unavailable()
+    if reason:
+        pytest.skip(f"no throwaway PostgreSQL cluster: {reason}")
+    cluster = pg_cluster.Cluster()
+    try:
+        cluster.start()
+        db = Database(cluster.url)
+        upgrade_to_head(db.engine)
+        db.dispose()
+        history, served, seen = _crash_pg_run(tmp_path, cluster, simulator)
+    finally:
+        cluster.remove()
+    print(seen)
+    assert served.starts == 1  # the process rode both crashes out
+    assert seen["alive"] == 1
+    assert 0 < seen["marked_at_crash"] < RELATIONS  # the first crash came mid-push
+    assert seen["acked_while_down"] == 0  # nothing can be stored: nothing acknowledged
+    assert seen["burst_unacked"] > 0  # the second crash did cut into the burst
+    acked = [s for s in history.scans if s.acked]
+    assert len(acked) >= OUTAGE_SCANS  # the retries after the restart were stored

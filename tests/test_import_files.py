@@ -391,3 +391,22 @@ def test_large_batches_store_the_same_as_small_ones(tmp_path: Path, db: Database
     if db.engine.dialect.name == "postgresql":
         assert copied_small == 0
         assert copied > 0  # the large batches really went by COPY
+
+
+def test_an_unchanged_reimport_leaves_postgresql_rows_alone(tmp_path: Path, db: Database) -> None:
+    """A re-sent file writes nothing: PostgreSQL's ON CONFLICT DO UPDATE would lock (and so
+    write) every conflicting row even when its WHERE is false; unchanged rows never get there."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's")
+    from sqlalchemy import text
+
+    from bot.ingest.service import import_file
+
+    source = _write_csv(tmp_path / "again.csv", _large_orders("first"))
+    import_file("orders", source, db=db, tz=UTC, batch=10_000)
+    result = import_file("orders", source, db=db, tz=UTC, batch=10_000)
+    assert (result.inserted, result.updated, result.unchanged) == (0, 0, 1297)
+    with db.read() as session:
+        # A row locked or updated since its insert carries a transaction id in xmax.
+        touched = session.scalar(text("SELECT count(*) FROM orders WHERE xmax::text <> '0'"))
+    assert touched == 0

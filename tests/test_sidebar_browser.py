@@ -18,7 +18,7 @@ import pytest
 from bot.db import Database
 from bot.db.types import utcnow
 from bot.wecom.client import WeComClient
-from tests.support.console import HOSTILE, Seeded, console_settings
+from tests.support.console import HOSTILE, Seeded, SeededGroups, console_settings
 from tests.support.console_browser import Served, Tab, screenshot, serving
 from tests.support.sidebar import HOLDOUT_CAMPAIGN, pick_member, seed_sidebar
 from tests.support.sidebar_browser import WEBVIEW, webview_tab
@@ -130,6 +130,30 @@ def test_a_holdout_customer_shows_the_notice(webview: Tab, sidebar_served: Serve
     assert notice.is_visible()
     assert "该客户在对照组，请勿主动营销" in notice.inner_text()
     assert HOLDOUT_CAMPAIGN in notice.inner_text()
+    assert webview.errors == []
+
+
+def test_the_sidebar_shows_the_customers_groups(
+    webview: Tab, sidebar_served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    groups = SeededGroups()
+    sidebar_served.sim.open_chat("alice", "wm000")
+    _open(webview, sidebar_served)
+    page = webview.page
+    page.wait_for_selector("#customer")
+    items = page.locator("#groups li")
+    assert items.count() == 2
+    now_in, left = items.nth(0), items.nth(1)
+    assert now_in.get_attribute("data-current") == "true"
+    assert now_in.locator(".group-name").inner_text() == groups.group
+    assert now_in.locator(".channel-name").inner_text() == groups.channel
+    assert now_in.locator(".group-state").inner_text() == "在群中"
+    assert left.get_attribute("data-current") == "false"
+    assert left.locator(".group-name").inner_text() == groups.other_group
+    assert left.locator(".channel-name").count() == 0  # invited by link, no group code
+    assert left.locator(".group-state").inner_text().startswith("被移出群聊")
+    assert page.evaluate("document.documentElement.scrollWidth") <= WEBVIEW["width"]
+    screenshot(page, "sidebar-groups", capsys)
     assert webview.errors == []
 
 

@@ -81,34 +81,3 @@ def test_local_days_follow_daylight_saving(db: Database) -> None:
     assert row["days_since_last_order"] == 0
     assert row["days_since_first_order"] == 60  # 01-08 .. 03-09
     assert row["ipt_median"] == 60
-
-
-POPULATION_ROW = st.tuples(
-    st.sampled_from([100, 500, 500, 12000]),  # fen_365d, ties common
-    st.integers(0, 5),  # last_ago
-    st.one_of(st.none(), st.sampled_from([0.5, 2.0, 2.0, 7.25])),  # clv, some missing
-)
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(POPULATION_ROW, min_size=1, max_size=30), st.data())
-def test_counting_ranks_a_few_as_the_windows_rank_them(
-    rows: list[tuple[int, int, float | None]], data: st.DataObject
-) -> None:
-    """One explained customer is ranked by counting: the same k and n as the windows."""
-    import duckdb
-
-    from bot.tiering.metrics_orders import ranks, ranks_of_few
-
-    con = duckdb.connect()
-    con.execute("CREATE TABLE pop (cid BIGINT, fen_365d BIGINT, last_ago INTEGER, clv DOUBLE)")
-    con.executemany("INSERT INTO pop VALUES (?, ?, ?, ?)", [(i, *r) for i, r in enumerate(rows)])
-    few = data.draw(st.lists(st.integers(0, len(rows) - 1), min_size=1, max_size=3, unique=True))
-    con.execute("CREATE TABLE ids AS SELECT unnest(?::BIGINT[]) AS cid", [few])
-    out = []
-    for sql in (ranks, ranks_of_few):
-        con.execute(sql("SELECT * FROM pop", keep="SELECT cid FROM ids"))
-        out.append(con.execute("SELECT * FROM ranks ORDER BY cid").fetchall())
-        con.execute("DROP TABLE ranks")
-    assert out[0] == out[1]
-    assert len(out[0]) == len(few)

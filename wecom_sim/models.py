@@ -155,12 +155,13 @@ class GroupMsgTask:
 
 @dataclass
 class GroupMsgSend:
-    """One customer's delivery of a 群发 message."""
+    """One customer's (chat_type single) or customer group's (group) delivery of a 群发."""
 
-    external_userid: str
+    external_userid: str  # "" for a group delivery
     userid: str
     status: int = 0  # 0 unsent, 1 sent, 2 not a friend any more, 3 over quota
     send_time: int = 0
+    chat_id: str = ""  # the customer group of a chat_type group 群发
 
 
 @dataclass

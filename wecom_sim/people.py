@@ -193,7 +193,7 @@ def admin_delete_group(state: SimState, group_id: str) -> str:
 
 
 def confirm_group_msg(state: SimState, msgid: str, userid: str) -> dict[str, int]:
-    """Send a 群发 task's messages for one member; return external_userid -> send status."""
+    """Send a 群发 task's messages for one member; return external_userid (or chat_id) -> status."""
     msg = state.group_msgs.get(msgid)
     if msg is None:
         raise LookupError(f"unknown msgid {msgid!r}")
@@ -208,15 +208,20 @@ def confirm_group_msg(state: SimState, msgid: str, userid: str) -> dict[str, int
     for send in msg.sends:
         if send.userid != userid or send.status != 0:
             continue
-        if state.relation(userid, send.external_userid) is None:
+        # a customer or a customer group each has its own monthly quota
+        target = send.chat_id or send.external_userid
+        if send.chat_id:
+            if state.live_chat(send.chat_id) is None:
+                send.status = 2  # dismissed since: nothing to post to
+        elif state.relation(userid, send.external_userid) is None:
             send.status = 2
-        elif state.quota_used[(send.external_userid, month)] >= quota:
+        if send.status == 0 and state.quota_used[(target, month)] >= quota:
             send.status = 3
-        else:
-            state.quota_used[(send.external_userid, month)] += 1
+        elif send.status == 0:
+            state.quota_used[(target, month)] += 1
             send.status = 1
         send.send_time = now
-        statuses[send.external_userid] = send.status
+        statuses[target] = send.status
     task.status = 2
     task.send_time = now
     return statuses

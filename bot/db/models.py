@@ -378,7 +378,6 @@ class TierAssignment(Base):
 
     __tablename__ = "tier_assignments"
     __table_args__ = (
-        UniqueConstraint("customer_id", "dimension"),
         # The console's customer list filtered to a tier: a page walks it newest first.
         Index("ix_tier_assignments_dimension_tier", "dimension", "tier", "customer_id"),
         # 流失预警 (and any tier's members by entry): a tier's newest entrants first, the
@@ -386,9 +385,12 @@ class TierAssignment(Base):
         Index("ix_tier_assignments_tier_since", "dimension", "tier", "since", "customer_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
-    dimension: Mapped[str] = mapped_column(String(64))
+    # Keyed by customer first (no surrogate id): ready to be distributed by customer id
+    # (docs/citus.md).
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    dimension: Mapped[str] = mapped_column(String(64), primary_key=True)
     tier: Mapped[str] = mapped_column(String(30))
     since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -638,6 +640,8 @@ class OutboxOperation(Base):
     last_errcode: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the heartbeat id of the process whose worker claimed it last (bot/heartbeat.py)
+    owner: Mapped[str | None] = mapped_column(String(64))
 
     tag_changes: Mapped[list[OutboxTagChange]] = relationship(cascade="all, delete-orphan")
 
@@ -682,9 +686,13 @@ class Campaign(TimestampMixin, Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    # group_message | follow_up | webhook (as last configured; each run keeps its own)
+    # group_message | group_invite | follow_up | webhook (as last configured; each run keeps
+    # its own)
     action: Mapped[str] = mapped_column(String(16), default="group_message")
     dimension: Mapped[str] = mapped_column(String(64), default="")
+    # group_invite: the group live code (channel name) as last configured; the report
+    # counts joins of its groups
+    group_code: Mapped[str | None] = mapped_column(String(64))
 
 
 class CampaignRun(Base):
@@ -781,6 +789,37 @@ class CampaignDelivery(Base):
     arm: Mapped[str] = mapped_column(String(16))  # treatment | holdout
     tier: Mapped[str | None] = mapped_column(String(30))  # the customer's tier at selection
     staff_userid: Mapped[str | None] = mapped_column(String(64))  # who reaches them
+    task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign_tasks.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PLANNED)
+    send_status: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CampaignGroupDelivery(Base):
+    """A customer group in a group_broadcast run (群发 to groups), treatment or holdout.
+
+    As campaign_deliveries for customers: recorded under (run, group) before any call, so a
+    rerun or retry cannot post twice. status: planned | queued | created | sent |
+    not_sent (WeCom: 2, e.g. the group was dismissed) | over_quota | unconfirmed | failed |
+    holdout. `owner_userid` is the group's owner at selection: the 群发's sender.
+    """
+
+    __tablename__ = "campaign_group_deliveries"
+    __table_args__ = (
+        UniqueConstraint("run_id", "group_chat_id"),
+        Index("ix_campaign_group_deliveries_campaign_group", "campaign_id", "group_chat_id"),
+        Index("ix_campaign_group_deliveries_task", "task_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    group_chat_id: Mapped[int] = mapped_column(ForeignKey("group_chats.id", ondelete="CASCADE"))
+    arm: Mapped[str] = mapped_column(String(16))  # treatment | holdout
+    owner_userid: Mapped[str] = mapped_column(String(64))
     task_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaign_tasks.id", ondelete="SET NULL")
     )

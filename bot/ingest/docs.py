@@ -17,7 +17,8 @@ TITLES: dict[Kind, str] = {
 _NEED = {"required": "必填", "one_of": "二选一", "optional": "可选"}
 PROFILE_ATTRIBUTES = (
     "其余每一列是一个属性（列名即属性名，≤64 字符；值按文本保存，空单元格不写入），"
-    "规则中写作 profile.<列名>，如 profile.会员等级；至少一列属性"
+    "规则中写作 profile.<列名>，如 profile.会员等级（列名含空格或标点时写"
+    ' profile["会员 等级"]）；至少一列属性'
 )
 ONE_OF_NOTE = "external_userid 与 unionid 两列至少有一列，每行至少填一个"
 

@@ -35,7 +35,8 @@ def customer_ids(
     by_union: dict[str, int] = {}
     ext = sorted(set(external_userids))
     if ext:
-        rows = session.execute(
+        # Core on the session's connection: the ORM's per-statement setup cost ~40 ms a batch.
+        rows = session.connection().execute(
             select(Customer.external_userid, Customer.id).where(
                 member_of(Customer.external_userid, ext, session=session)
             )
@@ -43,7 +44,7 @@ def customer_ids(
         by_ext.update((e, cid) for e, cid in rows)
     union = sorted(set(unionids))
     if union:
-        rows = session.execute(
+        rows = session.connection().execute(
             select(Customer.unionid, func.min(Customer.id))
             .where(member_of(Customer.unionid, union, session=session))
             .group_by(Customer.unionid)
@@ -52,16 +53,28 @@ def customer_ids(
     return by_ext, by_union
 
 
-def attach_customers(rows: list[dict[str, Any]], *, session: Session) -> None:
-    """Set `customer_id` on each row: by external_userid, else by unionid, else None."""
+def link_customers(
+    external_userids: Sequence[str | None], unionids: Sequence[str | None], *, session: Session
+) -> list[int | None]:
+    """The customer of each row: by external_userid, else by unionid, else None."""
     by_ext, by_union = customer_ids(
-        (r["external_userid"] for r in rows if r["external_userid"]),
-        (r["unionid"] for r in rows if r["unionid"]),
-        session=session,
+        filter(None, external_userids), filter(None, unionids), session=session
     )
-    for row in rows:
-        ext, union = row["external_userid"], row["unionid"]
+    if not by_union:  # the common case: one dict lookup per row, at C speed
+        return list(map(by_ext.get, external_userids))  # type: ignore[arg-type]
+    linked: list[int | None] = []
+    for ext, union in zip(external_userids, unionids, strict=True):
         cid = by_ext.get(ext) if ext else None
         if cid is None and union:
             cid = by_union.get(union)
+        linked.append(cid)
+    return linked
+
+
+def attach_customers(rows: list[dict[str, Any]], *, session: Session) -> None:
+    """Set `customer_id` on each row: by external_userid, else by unionid, else None."""
+    linked = link_customers(
+        [r["external_userid"] for r in rows], [r["unionid"] for r in rows], session=session
+    )
+    for row, cid in zip(rows, linked, strict=True):
         row["customer_id"] = cid

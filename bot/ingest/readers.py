@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from itertools import accumulate, chain, islice
 from pathlib import Path
 from typing import Any
 from zipfile import BadZipFile
@@ -39,6 +40,8 @@ class Table:
     encoding: str
     total: int | None  # data rows, for the progress bar (approximate for CSV)
     note: str | None = None  # said to the operator, e.g. that GBK was converted
+    # CSV only: the same numbered rows read in lists of up to n (no Python step per row).
+    chunks: Callable[[int], Iterator[tuple[list[int], list[list[str]]]]] | None = None
 
 
 def sniff_encoding(path: Path) -> tuple[str, int, str | None]:
@@ -134,7 +137,44 @@ def open_csv(path: Path) -> Iterator[Table]:
                     f"{path.name}: 第 {reader.line_num} 行 CSV 格式错误（{exc}）"
                 ) from None
 
-        yield Table(columns, rows(), codec, max(lines - 1, 0), note)
+        def chunks(size: int) -> Iterator[tuple[list[int], list[list[str]]]]:
+            try:
+                while True:
+                    start = reader.line_num
+                    values = list(islice(reader, size))
+                    if not values:
+                        return
+                    yield _numbered(start, values)
+            except csv.Error as exc:
+                raise FileRejectedError(
+                    f"{path.name}: 第 {reader.line_num} 行 CSV 格式错误（{exc}）"
+                ) from None
+
+        yield Table(columns, rows(), codec, max(lines - 1, 0), note, chunks)
+
+
+def _numbered(start: int, values: list[list[str]]) -> tuple[list[int], list[list[str]]]:
+    """Number rows read after line `start` as `rows()` does, leaving out the empty ones.
+
+    A row's number is its last line (csv's line_num): one line a row, unless a quoted
+    cell holds line breaks (each \n, \r or \r\n one more line).
+    """
+    text = "".join(chain.from_iterable(values))
+    if "\n" not in text and "\r" not in text:
+        numbers: Iterable[int] = range(start + 1, start + 1 + len(values))
+    else:
+        numbers = accumulate(
+            (
+                1 + sum(c.count("\n") + c.count("\r") - c.count("\r\n") for c in row)
+                for row in values
+            ),
+            initial=start,
+        )
+        numbers = list(numbers)[1:]
+    kept = [(n, row) for n, row in zip(numbers, values, strict=True) if any(row)]
+    if len(kept) == len(values):
+        return list(numbers), values
+    return [n for n, _ in kept], [row for _, row in kept]
 
 
 def _cell(value: Any) -> Any:

@@ -6,32 +6,31 @@ that changed, so re-sending the same data reports them as unchanged and writes n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
-from operator import itemgetter
+from itertools import repeat
+from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
 
-from sqlalchemy import Table, bindparam, or_, select
-from sqlalchemy import column as sql_column
-from sqlalchemy import table as sql_table
+from sqlalchemy import Table, bindparam, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.db.models import InteractionEvent, Order, ProfileAttribute
 from bot.db.types import Money, UTCDateTime, sqlite_datetime
-from bot.ingest.linking import attach_customers, member_of
+from bot.ingest.linking import attach_customers, link_customers, member_of
 from bot.ingest.rows import EVENT_COLUMNS, ORDER_COLUMNS, Kind
 from bot.touched import touch
+
+# Orders and events reach the store as tuples in these columns' order (the key first).
+ROW_COLUMNS: dict[Kind, tuple[str, ...]] = {"orders": ORDER_COLUMNS, "events": EVENT_COLUMNS}
 
 ORDERS: Table = Order.__table__  # type: ignore[assignment]
 EVENTS: Table = InteractionEvent.__table__  # type: ignore[assignment]
 PROFILES: Table = ProfileAttribute.__table__  # type: ignore[assignment]
-
-# What an upsert by id may change: the file's columns but the id, and the linked customer.
-_ORDER_VALUES = ("customer_id", *(c for c in ORDER_COLUMNS if c != "order_id"))
-_EVENT_VALUES = ("customer_id", *(c for c in EVENT_COLUMNS if c != "event_id"))
 
 
 @dataclass
@@ -63,52 +62,44 @@ def _existing_keys(table: Table, key: str, keys: list[str], *, session: Session)
 
 
 def _upsert_by_key(
-    rows: list[dict[str, Any]],
+    rows: list[tuple[Any, ...]],
     *,
     session: Session,
     table: Table,
-    key: str,
-    values: tuple[str, ...],
+    columns: tuple[str, ...],
     now: datetime,
 ) -> Outcome:
-    """Upsert rows unique by `key`; only rows whose values differ are updated."""
+    """Upsert row tuples (`columns`, the key first); only rows whose values differ are updated.
+
+    The batch is handled column by column: the rows of a file import arrive by the
+    hundred thousand, and per-row Python (a dict per row, a lookup per value) cost more
+    than the database's own work.
+    """
     if not rows:
         return Outcome()
-    attach_customers(rows, session=session)
-    dialect = session.get_bind().dialect
-    keys = [r[key] for r in rows]
-    stmt = _upsert_statement(dialect.name, table, key, values)
-    stored: dict[str, tuple[Any, ...]] = {}
-    if dialect.name == "sqlite":
-        stored = _sqlite_stored(table, key, _sqlite_compared(stmt), keys, session=session)
-        existing = set(stored)
-    else:
-        existing = _existing_keys(table, key, keys, session=session)
-    for row in rows:
-        row["created_at"] = now
-        row["updated_at"] = now
-    if dialect.name == "sqlite":
-        touched = _sqlite_executemany(stmt, rows, session=session, stored=stored)
-        # SQLite's executemany gives a count, not the rows: a batch that wrote anything
-        # marks all its customers (a superset); one that wrote nothing marks none.
-        changed = {r["customer_id"] for r in rows} if touched else set()
-    elif len(rows) >= COPY_MIN_ROWS:
-        linked = _pg_copy_upsert(rows, session=session, table=table, key=key, values=values)
-        touched = len(linked)
-        changed = set(linked)
-    else:
-        # RETURNING names the rows really written; psycopg's executemany has no rowcount.
-        written = session.execute(stmt.returning(table.c.customer_id), rows).all()
-        touched = len(written)
-        changed = {w[0] for w in written}
-    inserted = len(rows) - len(existing)
-    updated = touched - inserted
+    key = columns[0]
+    cells: dict[str, Sequence[Any]] = dict(zip(columns, zip(*rows, strict=True), strict=True))
+    cells["customer_id"] = link_customers(
+        cells["external_userid"], cells["unionid"], session=session
+    )
+    values = ("customer_id", *columns[1:])
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return _sqlite_upsert(cells, session=session, table=table, key=key, values=values, now=now)
+    if len(rows) >= COPY_MIN_ROWS:
+        return _pg_copy_upsert(cells, session=session, table=table, key=key, values=values, now=now)
+    return _pg_values_upsert(cells, session=session, table=table, key=key, values=values, now=now)
+
+
+def _outcome(rows: int, existing: int, written: int, changed: set[int | None]) -> Outcome:
+    inserted = rows - existing
+    updated = written - inserted
     changed.discard(None)
     return Outcome(
         inserted=inserted,
         updated=updated,
-        unchanged=len(existing) - updated,
-        changed_customers=changed,
+        unchanged=existing - updated,
+        changed_customers=changed,  # type: ignore[arg-type]  # None discarded
     )
 
 
@@ -128,94 +119,116 @@ def _upsert_statement(dialect: str, table: Table, key: str, values: tuple[str, .
     )
 
 
-def _sqlite_encoder(column_type: Any) -> Callable[[Any], Any] | None:
-    """Return a fast encoder giving exactly what SQLAlchemy would store, or None for as-is."""
+def _pg_values_upsert(
+    cells: dict[str, Sequence[Any]],
+    *,
+    session: Session,
+    table: Table,
+    key: str,
+    values: tuple[str, ...],
+    now: datetime,
+) -> Outcome:
+    """A small batch: one multi-row INSERT ... ON CONFLICT with SQLAlchemy's typed binds."""
+    names = (key, *values)
+    rows = [
+        {**dict(zip(names, record, strict=True)), "created_at": now, "updated_at": now}
+        for record in zip(*(cells[name] for name in names), strict=True)
+    ]
+    existing = _existing_keys(table, key, list(cells[key]), session=session)
+    stmt = _upsert_statement("postgresql", table, key, values)
+    # RETURNING names the rows really written; psycopg's executemany has no rowcount.
+    written = session.execute(stmt.returning(table.c.customer_id), rows).all()
+    return _outcome(len(rows), len(existing), len(written), {w[0] for w in written})
+
+
+_FEN = methodcaller("scaleb", 2)  # 199.90 -> 19990 (validated: whole fen)
+_ISO = methodcaller("isoformat", " ", "microseconds")
+_ZONE = attrgetter("tzinfo")
+
+
+def _encoded(column_type: Any, cells: Sequence[Any], *, sqlite_times: bool) -> Sequence[Any]:
+    """A column as stored, exactly as SQLAlchemy's own binds would store it."""
     if isinstance(column_type, Money):
-        return lambda v: None if v is None else int(v * 100)  # validated: whole fen
-    if isinstance(column_type, UTCDateTime):
-        return sqlite_datetime
-    return None  # str, int, and bool (an int to sqlite3) go through as they are
+        # Not `None in cells`: comparing a Decimal with None costs two ABC checks.
+        try:
+            return list(map(int, map(_FEN, cells)))
+        except AttributeError:  # a None among them
+            return [None if v is None else int(_FEN(v)) for v in cells]
+    if sqlite_times and isinstance(column_type, UTCDateTime):
+        if None not in cells and set(map(_ZONE, cells)) == {UTC}:
+            # sqlite_datetime's text, less the "+00:00" (the range check keeps 4-digit years).
+            return [text[:26] for text in map(_ISO, cells)]
+        return list(map(sqlite_datetime, cells))
+    return cells  # str, int, bool (an int to sqlite3), aware datetimes to psycopg
 
 
 @lru_cache(maxsize=8)
-def _sqlite_plan(stmt: Any) -> tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]:
+def _sqlite_plan(stmt: Any) -> tuple[str, tuple[str, ...]]:
     compiled = stmt.compile(dialect=sqlite.dialect())
-    names = tuple(compiled.positiontup)
-    table = stmt.table
-    encoders = tuple(_sqlite_encoder(table.c[name].type) for name in names)
-    return str(compiled), names, encoders
-
-
-def _sqlite_compared(stmt: Any) -> tuple[str, ...]:
-    """The columns an upsert compares before writing, in the order its parameters bind."""
-    _, names, _ = _sqlite_plan(stmt)
-    return tuple(name for name in names[1:] if name not in _BATCH_CONSTANT)
+    return str(compiled), tuple(compiled.positiontup)
 
 
 def _sqlite_stored(
     table: Table, key: str, values: tuple[str, ...], keys: list[str], *, session: Session
 ) -> dict[str, tuple[Any, ...]]:
     """The stored rows among `keys`, as SQLite holds them: key -> the `values` columns."""
-    columns = [table.c[key], *(table.c[name] for name in values)]
-    query = select(*columns).where(member_of(table.c[key], keys, session=session))
-    # Compiled once per batch, run bare: the raw stored values, no result type hooks.
-    compiled = query.compile(dialect=sqlite.dialect())
-    params = tuple(compiled.params[name] for name in compiled.positiontup or ())
-    cursor = session.connection().exec_driver_sql(str(compiled), params)
-    return {row[0]: tuple(row[1:]) for row in cursor}
+    # Run bare: the raw stored values, no result type hooks.
+    driver = session.connection().connection.driver_connection
+    cursor = driver.execute(_sqlite_stored_sql(table, key, values), (json.dumps(keys),))  # type: ignore[union-attr]
+    return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
-def _sqlite_executemany(
-    stmt: Any,
-    rows: list[dict[str, Any]],
+@lru_cache(maxsize=8)
+def _sqlite_stored_sql(table: Table, key: str, values: tuple[str, ...]) -> str:
+    columns = ", ".join(f'"{name}"' for name in (key, *values))
+    # Compiled once (SQLAlchemy's compile of it was ~60 ms a batch); json_each as member_of.
+    return f'SELECT {columns} FROM "{table.name}" WHERE "{key}" IN (SELECT value FROM json_each(?))'
+
+
+def _sqlite_upsert(
+    cells: dict[str, Sequence[Any]],
     *,
     session: Session,
-    stored: dict[str, tuple[Any, ...]],
-) -> int:
-    """Run the upsert through the driver's executemany, skipping per-value type hooks.
+    table: Table,
+    key: str,
+    values: tuple[str, ...],
+    now: datetime,
+) -> Outcome:
+    """Run the upsert through the driver's executemany with values encoded column by column.
 
     SQLAlchemy's bind processing costs more than SQLite's insert itself at a million
-    rows; the encoders above produce the same stored values at a fraction of the cost.
-    A row whose encoded values equal the `stored` ones is not sent at all: the upsert's
-    `WHERE <a value differs>` would write nothing for it, and an unchanged re-import
-    cost SQLite a conflict lookup per row.
+    rows. A row whose encoded values equal the stored ones is not sent at all: the
+    upsert's `WHERE <a value differs>` would write nothing for it, and an unchanged
+    re-import cost SQLite a conflict lookup per row. So every row sent is written, and
+    its customer is one whose data changed.
     """
-    sql, names, encoders = _sqlite_plan(stmt)
+    sql, names = _sqlite_plan(_upsert_statement("sqlite", table, key, values))
     connection = session.connection()
     # The default 2 MB page cache thrashes once the indexes outgrow it; 128 MB keeps a
     # million-row import about three times faster. It only holds pages SQLite reads.
     connection.exec_driver_sql("PRAGMA cache_size=-131072")
-    pick = itemgetter(*names)
-    # created_at/updated_at are the same for the whole batch: encode them once.
-    constant = [
-        (i, enc(rows[0][name]) if enc else rows[0][name])
-        for i, (name, enc) in enumerate(zip(names, encoders, strict=True))
+    stamp = sqlite_datetime(now)
+    columns = [
+        repeat(stamp)
         if name in _BATCH_CONSTANT
+        else _encoded(table.c[name].type, cells[name], sqlite_times=True)
+        for name in names
     ]
-    encode = [
-        (i, enc)
-        for i, (name, enc) in enumerate(zip(names, encoders, strict=True))
-        if enc is not None and name not in _BATCH_CONSTANT
-    ]
-    # The key binds first (it leads the statement's columns); the rest as _sqlite_compared.
-    compared = itemgetter(
-        *(i for i, name in enumerate(names[1:], 1) if name not in _BATCH_CONSTANT)
+    params = list(zip(*columns, strict=False))  # repeat() is endless: stops with the rows
+    compared_at = [i for i, name in enumerate(names) if name != key and name not in _BATCH_CONSTANT]
+    compared = itemgetter(*compared_at)
+    keys = cells[key]
+    stored = _sqlite_stored(
+        table, key, tuple(names[i] for i in compared_at), list(keys), session=session
     )
-    params: list[tuple[Any, ...]] = []
-    for row in rows:
-        values = list(pick(row))
-        for i, enc in encode:
-            values[i] = enc(values[i])
-        before = stored.get(values[0])
-        if before is not None and before == compared(values):
-            continue  # stored exactly so: the upsert would leave it alone
-        for i, value in constant:
-            values[i] = value
-        params.append(tuple(values))
-    if not params:
-        return 0
-    result = connection.exec_driver_sql(sql, params)
-    return int(result.rowcount)
+    if stored:
+        params = [p for p in params if stored.get(p[0]) != compared(p)]
+    written = 0
+    if params:
+        written = int(session.connection().exec_driver_sql(sql, params).rowcount)
+    customer_at = names.index("customer_id")
+    changed: set[int | None] = {p[customer_at] for p in params}
+    return _outcome(len(keys), len(stored), written, changed)
 
 
 # From this many rows on, PostgreSQL gets a batch by COPY into a temporary table and one
@@ -225,84 +238,88 @@ COPY_MIN_ROWS = 500
 _STAGE = "_tagbot_import_stage"
 
 
-def _pg_encoder(column_type: Any) -> Callable[[Any], Any] | None:
-    """Return an encoder giving what SQLAlchemy would store on PostgreSQL, or None for as-is."""
-    if isinstance(column_type, Money):
-        return lambda v: None if v is None else int(v * 100)  # validated: whole fen
-    return None  # aware datetimes, str, int, bool: psycopg's COPY writes them as they are
-
-
 @lru_cache(maxsize=8)
-def _pg_copy_plan(
-    table: Table, key: str, values: tuple[str, ...]
-) -> tuple[str, str, Any, tuple[Callable[[Any], Any] | None, ...]]:
-    """The staging table's DDL, its COPY, the upsert from it, and one encoder per column."""
+def _pg_copy_plan(table: Table, key: str, values: tuple[str, ...]) -> tuple[str, str, Any]:
+    """The staging table's DDL, its COPY, and the one statement that upserts from it.
+
+    The statement joins the stage to the stored rows first: a row stored exactly so is
+    left out of the INSERT (ON CONFLICT DO UPDATE would lock it, and write its page, even
+    when its WHERE is false), and the join's count of stored keys gives the inserted and
+    unchanged counts without another round trip. It answers one row: stored keys, rows
+    written, and the distinct customers of the rows written.
+    """
     names = (key, *values)
     quoted = ", ".join(f'"{name}"' for name in names)
+    target = f'"{table.name}"'
     # ON COMMIT DROP: the stage lives in the batch's transaction only, like its rows.
     create = (
         f'CREATE TEMPORARY TABLE "{_STAGE}" ON COMMIT DROP AS '
-        f'SELECT {quoted} FROM "{table.name}" WITH NO DATA'
+        f"SELECT {quoted} FROM {target} WITH NO DATA"
     )
     copy = f'COPY "{_STAGE}" ({quoted}) FROM STDIN'
-    stage = sql_table(_STAGE, *(sql_column(name) for name in names))
-    now = bindparam("now", type_=table.c.updated_at.type)
-    insert = postgresql.insert(table).from_select(
-        [*names, "created_at", "updated_at"], select(*stage.c, now, now)
+    differs = " OR ".join(f'o."{name}" IS DISTINCT FROM s."{name}"' for name in values)
+    conflict = " OR ".join(
+        f'{target}."{name}" IS DISTINCT FROM EXCLUDED."{name}"' for name in values
     )
-    excluded = insert.excluded
-    upsert = insert.on_conflict_do_update(
-        index_elements=[table.c[key]],
-        set_={**{name: excluded[name] for name in values}, "updated_at": excluded.updated_at},
-        where=or_(*(table.c[name].is_distinct_from(excluded[name]) for name in values)),
-    ).returning(table.c.customer_id)
-    encoders = tuple(_pg_encoder(table.c[name].type) for name in names)
-    return create, copy, upsert, encoders
+    sets = ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in (*values, "updated_at"))
+    upsert = text(
+        f"""
+        WITH staged AS MATERIALIZED (
+            SELECT s.*, o."{key}" IS NOT NULL AS _stored, (o."{key}" IS NULL OR {differs}) AS _differs
+            FROM "{_STAGE}" s LEFT JOIN {target} o ON o."{key}" = s."{key}"
+        ), written AS (
+            INSERT INTO {target} ({quoted}, "created_at", "updated_at")
+            SELECT {quoted}, :now, :now FROM staged WHERE _differs
+            ON CONFLICT ("{key}") DO UPDATE SET {sets} WHERE {conflict}
+            RETURNING "customer_id"
+        )
+        SELECT (SELECT count(*) FROM staged WHERE _stored),
+               (SELECT count(*) FROM written),
+               (SELECT array_agg(DISTINCT "customer_id") FROM written
+                WHERE "customer_id" IS NOT NULL)
+        """
+    ).bindparams(bindparam("now", type_=table.c.updated_at.type))
+    return create, copy, upsert
 
 
 def _pg_copy_upsert(
-    rows: list[dict[str, Any]],
+    cells: dict[str, Sequence[Any]],
     *,
     session: Session,
     table: Table,
     key: str,
     values: tuple[str, ...],
-) -> list[int | None]:
-    """Upsert rows unique by `key` through COPY; return the customer_id of each row written.
+    now: datetime,
+) -> Outcome:
+    """Upsert a batch through COPY into a temporary table and one INSERT ... SELECT.
 
-    Same statement semantics as the executemany path (`_upsert_statement`): new rows are
-    inserted, stored rows are updated only when a value differs, all in the caller's
-    transaction.
+    Same semantics as `_pg_values_upsert`: new rows are inserted, stored rows are updated
+    only when a value differs, all in the caller's transaction.
     """
-    create, copy_sql, upsert, encoders = _pg_copy_plan(table, key, values)
+    create, copy_sql, upsert = _pg_copy_plan(table, key, values)
     connection = session.connection()
     connection.exec_driver_sql(create)
-    pick = itemgetter(key, *values)
-    encode = [(i, enc) for i, enc in enumerate(encoders) if enc is not None]
+    records = zip(
+        *(_encoded(table.c[name].type, cells[name], sqlite_times=False) for name in (key, *values)),
+        strict=True,
+    )
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(copy_sql) as copy:
-        for row in rows:
-            record = list(pick(row))
-            for i, enc in encode:
-                record[i] = enc(record[i])
+        for record in records:
             copy.write_row(record)
-    written = connection.execute(upsert, {"now": rows[0]["updated_at"]}).scalars().all()
+    stored, written, customers = connection.execute(upsert, {"now": now}).one()
     connection.exec_driver_sql(f'DROP TABLE "{_STAGE}"')
-    return list(written)
+    return _outcome(len(cells[key]), stored, written, set(customers or ()))
 
 
-def upsert_orders(rows: list[dict[str, Any]], *, session: Session, now: datetime) -> Outcome:
+def upsert_orders(rows: list[tuple[Any, ...]], *, session: Session, now: datetime) -> Outcome:
     """Insert new orders and update changed ones (a refund flips `status`)."""
-    return _upsert_by_key(
-        rows, session=session, table=ORDERS, key="order_id", values=_ORDER_VALUES, now=now
-    )
+    return _upsert_by_key(rows, session=session, table=ORDERS, columns=ORDER_COLUMNS, now=now)
 
 
-def upsert_events(rows: list[dict[str, Any]], *, session: Session, now: datetime) -> Outcome:
+def upsert_events(rows: list[tuple[Any, ...]], *, session: Session, now: datetime) -> Outcome:
     """Insert new interactions and update changed ones."""
-    return _upsert_by_key(
-        rows, session=session, table=EVENTS, key="event_id", values=_EVENT_VALUES, now=now
-    )
+    return _upsert_by_key(rows, session=session, table=EVENTS, columns=EVENT_COLUMNS, now=now)
 
 
 def upsert_profiles(rows: list[dict[str, Any]], *, session: Session, now: datetime) -> Outcome:
@@ -360,11 +377,18 @@ def upsert_profiles(rows: list[dict[str, Any]], *, session: Session, now: dateti
     return outcome
 
 
-UPSERTS = {"orders": upsert_orders, "events": upsert_events, "profiles": upsert_profiles}
+UPSERTS: dict[Kind, Callable[..., Outcome]] = {
+    "orders": upsert_orders,
+    "events": upsert_events,
+    "profiles": upsert_profiles,
+}
 
 
-def upsert(kind: Kind, rows: list[dict[str, Any]], *, session: Session, now: datetime) -> Outcome:
-    """Write a batch of validated rows of one kind; mark changed customers for a re-tier."""
+def upsert(kind: Kind, rows: list[Any], *, session: Session, now: datetime) -> Outcome:
+    """Write a batch of validated rows of one kind; mark changed customers for a re-tier.
+
+    Orders and events are tuples in `ROW_COLUMNS` order, profiles the validator's dicts.
+    """
     outcome = UPSERTS[kind](rows, session=session, now=now)
     # Same transaction as the rows: a re-tier is never lost, and never runs before them.
     # Rows sent again unchanged mark nobody: a re-sent file costs no re-tier.

@@ -28,6 +28,10 @@ Clock = Callable[[], datetime]
 
 FINAL = (TaskStatus.CREATED, TaskStatus.SENT, TaskStatus.FAILED)
 GROUP_MESSAGE = "group_message"
+GROUP_INVITE = "group_invite"  # a 群发 like group_message, carrying a group's join QR code
+GROUP_BROADCAST = "group_broadcast"  # a 群发 to customer groups (chat_type group)
+# Kinds made by add_msg_template: one in flight per sender, resolved by listing, polled.
+TEMPLATE_KINDS = (GROUP_MESSAGE, GROUP_INVITE, GROUP_BROADCAST)
 FOLLOW_UP = "follow_up"
 WEBHOOK = "webhook"
 MAX_ATTEMPTS = 8
@@ -86,7 +90,7 @@ def _group_message_pick(
         session.scalars(
             select(CampaignTask)
             .where(
-                CampaignTask.kind == GROUP_MESSAGE,
+                CampaignTask.kind.in_(TEMPLATE_KINDS),
                 CampaignTask.sender == sender,
                 CampaignTask.status.in_((TaskStatus.PENDING, TaskStatus.CALLING)),
             )
@@ -116,11 +120,11 @@ def claim(
         query = query.where(CampaignTask.run_id == run_id)
     if resolve_only:
         query = query.where(
-            CampaignTask.kind == GROUP_MESSAGE, CampaignTask.status == TaskStatus.CALLING
+            CampaignTask.kind.in_(TEMPLATE_KINDS), CampaignTask.status == TaskStatus.CALLING
         )
     for task_id, kind, sender in session.execute(query.order_by(CampaignTask.id).limit(50)):
         task: CampaignTask | None
-        if kind == GROUP_MESSAGE:
+        if kind in TEMPLATE_KINDS:
             task = _group_message_pick(sender, now, session=session, resolve_only=resolve_only)
         else:
             task = session.scalars(
@@ -133,7 +137,7 @@ def claim(
         resolving = task.status == TaskStatus.CALLING
         # A 群发 found `calling` is looked up, not called; any other kind is called again:
         # a new attempt, counted against the budget and dated for its backoff.
-        if not resolving or task.kind != GROUP_MESSAGE:
+        if not resolving or task.kind not in TEMPLATE_KINDS:
             task.status = TaskStatus.CALLING
             task.attempts += 1
             task.attempted_at = now
@@ -231,6 +235,6 @@ def finish(
     row.finished_at = now
     for key, value in values.items():
         setattr(row, key, value)
-    resolved = task.resolving and task.kind == GROUP_MESSAGE
+    resolved = task.resolving and task.kind in TEMPLATE_KINDS
     OUTCOMES.labels(task.kind, "resolved" if resolved else status).inc()
     return True

@@ -24,12 +24,12 @@ from bot.db import Database
 from bot.db.models import Campaign, CampaignDelivery, CampaignRun, CampaignTask
 from bot.db.types import utcnow
 from bot.errors import ValidationError
-from bot.outreach import claims, follow_up, group_message, task_plan, webhook
+from bot.outreach import claims, follow_up, group_broadcast, group_message, task_plan, webhook
 from bot.outreach.claims import Claimed, Clock
 from bot.outreach.quiet import quiet_hours
 from bot.states import RunStatus, TaskStatus
 from bot.wecom.client import WeComClient
-from bot.wecom_limits import MSG_TEMPLATE_CUSTOMERS_MAX
+from bot.wecom_limits import MSG_TEMPLATE_CHATS_MAX, MSG_TEMPLATE_CUSTOMERS_MAX
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ PLANNED_GRACE = timedelta(minutes=5)  # a run left planned this long lost its di
 
 
 class Perform(Protocol):
-    """Perform one claimed task of an action (group_message, follow_up, webhook)."""
+    """Perform one claimed task of an action (group_message, group_invite, group_broadcast, …)."""
 
     def __call__(
         self,
@@ -59,10 +59,13 @@ class Action:
     batch_max: int | None  # customers per task; None: one task per staff member
     perform: Perform
     by_staff: bool = True  # False: batches of the whole treatment, sender "" (webhook)
+    groups: bool = False  # True: its deliveries are customer groups (group_broadcast)
 
 
 ACTIONS: dict[str, Action] = {
     claims.GROUP_MESSAGE: Action(MSG_TEMPLATE_CUSTOMERS_MAX, group_message.perform),
+    claims.GROUP_INVITE: Action(MSG_TEMPLATE_CUSTOMERS_MAX, group_message.perform),
+    claims.GROUP_BROADCAST: Action(MSG_TEMPLATE_CHATS_MAX, group_message.perform, groups=True),
     claims.FOLLOW_UP: Action(None, follow_up.perform),
     claims.WEBHOOK: Action(webhook.BATCH_SIZE, webhook.perform, by_staff=False),
 }
@@ -128,7 +131,9 @@ def _start(
         return _fail_run(run_id, f"action {action!r} cannot be performed here", now, db=db)
     # Names read before the write: `{staff}` may need the staff table.
     with db.read() as session:
-        senders = _senders(session, run_id)
+        senders = (
+            group_broadcast.owners(session, run_id) if kind.groups else _senders(session, run_id)
+        )
         names = (
             {u: staff_name(u, session=session, display_names=settings.staff) for u in senders}
             if "{staff}" in campaign.text
@@ -138,14 +143,18 @@ def _start(
         run = session.get(CampaignRun, run_id, with_for_update=True)
         if run is None or run.status not in STARTABLE:
             return run.status if run is not None else RunStatus.FAILED  # another process started it
-        made = task_plan.create_tasks(
-            session,
-            run,
-            text_for=task_plan.staff_texts(campaign.text, names),
-            batch_max=kind.batch_max,
-            now=now,
-            by_staff=kind.by_staff,
-        )
+        text_for = task_plan.staff_texts(campaign.text, names)
+        if kind.groups:
+            made = group_broadcast.create_tasks(session, run, text_for=text_for, now=now)
+        else:
+            made = task_plan.create_tasks(
+                session,
+                run,
+                text_for=text_for,
+                batch_max=kind.batch_max,
+                now=now,
+                by_staff=kind.by_staff,
+            )
         run.status = RunStatus.SENDING
         log.info("campaign %s run %d: %d tasks", name, run_id, made)
     return RunStatus.SENDING

@@ -23,9 +23,10 @@ from bot.config import CampaignSettings
 from bot.db import Database
 from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.db.types import utcnow
-from bot.errors import ValidationError, WeComError
-from bot.outreach import audience_rows, claims
+from bot.errors import TagbotError, WeComError
+from bot.outreach import audience_rows, claims, group_broadcast
 from bot.outreach.claims import Claimed, Clock
+from bot.outreach.group_invite import get_group_code, invite_attachment
 from bot.states import DeliveryStatus, TaskStatus
 from bot.wecom.client import NETWORK_ERROR, WeComClient
 from bot.wecom.types import GroupMsg
@@ -43,11 +44,34 @@ def notice_text(n: int, tier: str) -> tuple[str, str]:
     return subject, f"你有{subject}，请在企业微信「客户联系→群发助手」中确认发送"
 
 
+def group_notice_text(n: int) -> tuple[str, str]:
+    """Return (subject, text) asking a group owner to confirm a 群发 to their groups."""
+    subject = f"{n} 个客户群的群发待确认"
+    return subject, f"你有{subject}，请在企业微信「客户联系→群发助手」中确认发送到客户群"
+
+
+def _chat_type(task: Claimed) -> str:
+    return "group" if task.kind == claims.GROUP_BROADCAST else "single"
+
+
 def _record_created(
     session: Session, task: Claimed, msgid: str, fail_list: Sequence[str], clock: Clock
 ) -> None:
     """Store the msgid; deliveries `created` (fail_list: `failed`); queue the sender's notice."""
     if not claims.finish(task, TaskStatus.CREATED, clock(), session=session, msgid=msgid):
+        return
+    if task.kind == claims.GROUP_BROADCAST:
+        groups = group_broadcast.mark_created(session, task.id)
+        if groups:
+            subject, text = group_notice_text(groups)
+            staff_alerts.enqueue(
+                session,
+                userid=task.sender,
+                kind=NOTICE_KIND,
+                subject=subject,
+                text=text,
+                dedup_key=f"groupmsg:{task.id}",
+            )
         return
     if fail_list:
         failed_ids = select(Customer.id).where(Customer.external_userid.in_(list(fail_list)))
@@ -95,17 +119,36 @@ def _create(
     wecom: WeComClient,
     alerts_wakeup: threading.Event,
 ) -> None:
-    with db.read() as session:
-        targets = audience_rows.external_userids(session, task.id)
     try:
-        attachments = [attachment_from_settings(a) for a in campaign.attachments]
-    except ValidationError as exc:
+        with db.read() as session:
+            if task.kind == claims.GROUP_BROADCAST:
+                chats = group_broadcast.queued_chat_ids(session, task.id)
+                targets: list[str] = []
+            else:
+                targets = audience_rows.external_userids(session, task.id)
+                chats = []
+            attachments = [attachment_from_settings(a) for a in campaign.attachments]
+            if task.kind == claims.GROUP_INVITE:
+                # read now, not at planning: the code's QR may have been renewed since
+                code = get_group_code(session, campaign.group_code or "")
+                attachments.insert(0, invite_attachment(code))
+    except TagbotError as exc:
         with db.write() as session:
             claims.fail(task, f"bad attachment: {exc}", clock(), session=session)
         return
+    if task.kind == claims.GROUP_BROADCAST and not chats:
+        # an empty chat_id_list would let the owner pick any of their groups
+        with db.write() as session:
+            claims.fail(task, "no groups queued for this task", clock(), session=session)
+        return
     try:
         msgid, fail_list = wecom.add_msg_template(
-            sender=task.sender, external_userids=targets, text=task.text, attachments=attachments
+            sender=task.sender,
+            external_userids=targets,
+            text=task.text,
+            attachments=attachments,
+            chat_type=_chat_type(task),
+            chat_id_list=chats,
         )
     except WeComError as err:
         with db.write() as session:
@@ -140,7 +183,10 @@ def _resolve(task: Claimed, clock: Clock, *, db: Database, wecom: WeComClient) -
     start = int((task.attempted_at.astimezone(UTC) - RESOLVE_SLACK).timestamp())
     end = int((max(clock(), utcnow()) + RESOLVE_SLACK).timestamp())
     listed = wecom.get_groupmsg_list_v2(
-        start_time=max(start, end - GROUPMSG_LIST_SPAN_SECONDS), end_time=end, creator=task.sender
+        start_time=max(start, end - GROUPMSG_LIST_SPAN_SECONDS),
+        end_time=end,
+        creator=task.sender,
+        chat_type=_chat_type(task),
     )
     same = sorted((m for m in listed if m.text == task.text), key=lambda m: m.create_time)
     with db.read() as session:

@@ -3,10 +3,11 @@
 Order (OUTREACH.md step 1): candidates (members now or on_enter entries, see
 `bot.outreach.audience`), narrowed by `when` → the audience; customers with no active
 relation are unreachable (a webhook reaches beyond WeCom, so it keeps them, with no
-staff member); then cooling (a delivery of this campaign, either arm, in a run whose
+staff member); a group_invite leaves out who is already in one of its code's groups;
+then cooling (a delivery of this campaign, either arm, in a run whose
 as_of lies within `cooldown_days`), then capped (campaign messages across campaigns:
 one per local day, `max_per_7d`, `max_per_30d`; a message is a treatment delivery of a
-group_message or webhook run that reached the customer (not failed, not_friend,
+group_message, group_invite or webhook run that reached the customer (not failed, not_friend,
 over_quota or unconfirmed); follow_up campaigns send customers
 nothing and are not capped), and the rest split by a stable hash of (campaign name,
 external_userid): holdout when it falls under `holdout_pct` %, treatment otherwise.
@@ -16,6 +17,9 @@ a campaign_runs row `planned` with the counts and `transitions_upto`, and one
 campaign_deliveries row per treatment (status planned) and holdout (status holdout)
 customer. Planning holds the `outreach-plan` lease, so two runs never count caps from
 the same state.
+
+A group_broadcast selects customer groups instead (`bot.outreach.group_broadcast`): no
+customers, no caps (WeCom keeps each group's own quota); cooling and the holdout by group.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from bot.config import CampaignSettings, Settings
 from bot.db import Database
 from bot.db.models import Campaign, CampaignDelivery, CampaignRun
 from bot.errors import TagbotError, ValidationError
+from bot.outreach import group_broadcast
 from bot.outreach.audience import (
     Candidate,
     Window,
@@ -45,12 +50,15 @@ from bot.outreach.audience import (
     read_candidates,
     transition_window,
 )
+from bot.outreach.claims import GROUP_BROADCAST
+from bot.outreach.group_broadcast import ChatPlan, cooling_groups, select_groups
+from bot.outreach.group_invite import GroupCode, already_in, get_group_code
 from bot.states import DeliveryStatus, RunStatus
 
 Trigger = Literal["manual", "schedule"]
 LEASE = "outreach-plan"
 LEASE_TTL = 600.0  # longer than any plan; a holder that died frees it after this
-MESSAGE_ACTIONS = ("group_message", "webhook")  # what reaches the customer and is capped
+MESSAGE_ACTIONS = ("group_message", "group_invite", "webhook")  # reach the customer: capped
 # Deliveries that never reached the customer do not count against caps: failed, not a
 # friend, over WeCom's quota (another 群发 got there first), never confirmed by the member.
 NOT_RECEIVED = (
@@ -103,6 +111,10 @@ class RunPlan:
     capped: list[Candidate] = field(default_factory=list)
     cooling: list[Candidate] = field(default_factory=list)
     unreachable: list[Candidate] = field(default_factory=list)  # no active relation
+    # group_invite: already in one of the code's groups, so not invited
+    in_group: list[Candidate] = field(default_factory=list)
+    # group_broadcast: the groups instead of customers (the customer lists stay empty)
+    chats: ChatPlan | None = None
     transitions_upto: int | None = None
     run_id: int | None = None
     status: str | None = None  # the run's status once dispatched (planned, held, done, …)
@@ -234,6 +246,8 @@ def _plan(
     trigger: str,
     dry_run: bool,
 ) -> RunPlan:
+    if campaign.action == GROUP_BROADCAST:
+        return _plan_groups(campaign, db=db, as_of=as_of, trigger=trigger, dry_run=dry_run)
     tz = settings.app.timezone
     expr = (
         parse_when(campaign.when, settings.tiering.dimensions, key="when")
@@ -242,7 +256,10 @@ def _plan(
     )
     plan = RunPlan(campaign.name, campaign.action, trigger, as_of, dry_run)
     window: Window | None = None
+    code: GroupCode | None = None
     with db.read() as session:
+        if campaign.action == "group_invite":
+            code = get_group_code(session, campaign.group_code or "")  # unknown: a clear error
         if campaign.on_enter is not None:
             window = transition_window(session, campaign.name)
             plan.transitions_upto = window.upto
@@ -260,6 +277,10 @@ def _plan(
             plan.unreachable.append(c)
         else:
             reachable[cid] = c
+    if code is not None and reachable:
+        with db.read() as session:
+            joined = already_in(session, code, list(reachable))
+        plan.in_group = [reachable.pop(cid) for cid in sorted(joined)]
     with db.read() as session:
         cooling = cooling_ids(
             session, campaign.name, list(reachable), as_of=as_of, days=campaign.cooldown_days
@@ -292,6 +313,34 @@ def _plan(
     return plan
 
 
+def _plan_groups(
+    campaign: CampaignSettings, *, db: Database, as_of: datetime, trigger: str, dry_run: bool
+) -> RunPlan:
+    """Select, exclude and split a group_broadcast run's groups; unless dry_run, record it."""
+    chats = ChatPlan()
+    plan = RunPlan(campaign.name, campaign.action, trigger, as_of, dry_run, chats=chats)
+    with db.read() as session:
+        found = select_groups(session, campaign)  # an unknown group code: a clear error
+        cooling = cooling_groups(
+            session,
+            campaign.name,
+            [t.group_chat_id for t in found],
+            as_of=as_of,
+            days=campaign.cooldown_days,
+        )
+    plan.audience = len(found)
+    for target in found:
+        if target.group_chat_id in cooling:
+            chats.cooling.append(target)
+        elif in_holdout(campaign.name, target.chat_id, campaign.holdout_pct):
+            chats.holdout.append(target)
+        else:
+            chats.treatment.append(target)
+    if not dry_run:
+        plan.run_id = record(campaign, plan, db=db)
+    return plan
+
+
 def record(campaign: CampaignSettings, plan: RunPlan, *, db: Database) -> int:
     """Write the campaigns row, the planned run and its deliveries in one transaction."""
     with db.write() as session:
@@ -301,6 +350,7 @@ def record(campaign: CampaignSettings, plan: RunPlan, *, db: Database) -> int:
             session.add(row)
         row.action = campaign.action
         row.dimension = campaign.dimension
+        row.group_code = campaign.group_code
         session.flush()
         run = CampaignRun(
             campaign_id=row.id,
@@ -315,8 +365,15 @@ def record(campaign: CampaignSettings, plan: RunPlan, *, db: Database) -> int:
             capped=len(plan.capped),
             cooling=len(plan.cooling),
         )
+        if plan.chats is not None:  # group_broadcast: the counts are groups
+            run.treatment = len(plan.chats.treatment)
+            run.holdout = len(plan.chats.holdout)
+            run.cooling = len(plan.chats.cooling)
         session.add(run)
         session.flush()
+        if plan.chats is not None:
+            group_broadcast.record(session, run, plan.chats)
+            return run.id
         rows = [
             {
                 "run_id": run.id,

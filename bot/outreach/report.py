@@ -11,6 +11,10 @@ orders are left out) with `paid_at` in (run as_of, as_of + N days]:
   buyers, so not randomised);
 - repurchase rate: at least two paid orders within 30 days.
 
+A group_invite campaign is measured on joining too, first: the share who joined a group of
+its group code (`bot.outreach.group_invite.in_code_groups`) within 7 / 14 / 30 days, and
+who joined any customer group within 30 days (group_members.joined_at in the window).
+
 A run counts for an N-day metric only once its window has elapsed; a metric no run has
 completed yet is reported as 「观察期未满」, never as a low conversion. The aggregation is
 set-based SQL returning sufficient statistics (n, sums, sums of squares) per run, tier, arm
@@ -20,12 +24,13 @@ and reach; they add up here, and bot.outreach.uplift turns them into intervals.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Float,
     and_,
     case,
@@ -38,10 +43,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from bot.db.models import Campaign, CampaignDelivery, CampaignRun, Order
+from bot.db.models import (
+    Campaign,
+    CampaignDelivery,
+    CampaignRun,
+    Customer,
+    GroupMember,
+    Order,
+)
 from bot.db.types import UTCDateTime, utcnow
-from bot.errors import NotFoundError
-from bot.outreach import uplift
+from bot.errors import NotFoundError, TagbotError
+from bot.outreach import group_broadcast, uplift
+from bot.outreach.claims import GROUP_BROADCAST
+from bot.outreach.group_invite import EXTERNAL, GroupCode, get_group_code, in_code_groups
 from bot.outreach.uplift import Estimate, Moments
 from bot.states import DeliveryStatus, RunStatus
 
@@ -75,6 +89,12 @@ class MetricSpec:
     days: int
 
 
+JOIN_METRICS = (
+    MetricSpec("joined_code_7d", "7 天入群率（本群活码的群）", "proportion", 7),
+    MetricSpec("joined_code_14d", "14 天入群率（本群活码的群）", "proportion", 14),
+    MetricSpec("joined_code_30d", "30 天入群率（本群活码的群）", "proportion", 30),
+)
+JOINED_ANY = MetricSpec("joined_any_30d", "30 天入群率（任意客户群）", "proportion", 30)
 METRICS = (
     MetricSpec("conversion_7d", "7 天转化率", "proportion", 7),
     MetricSpec("conversion_14d", "14 天转化率", "proportion", 14),
@@ -94,6 +114,8 @@ class Group:
     repeat: int
     revenue: Moments  # per delivery, yuan
     aov: Moments  # per buyer, yuan
+    joined_code: tuple[int, int, int] = (0, 0, 0)  # joined a group of the code, WINDOWS days
+    joined_any: int = 0  # joined any customer group within 30 days
 
     def __add__(self, other: Group) -> Group:
         return Group(
@@ -106,12 +128,22 @@ class Group:
             self.repeat + other.repeat,
             self.revenue + other.revenue,
             self.aov + other.aov,
+            (
+                self.joined_code[0] + other.joined_code[0],
+                self.joined_code[1] + other.joined_code[1],
+                self.joined_code[2] + other.joined_code[2],
+            ),
+            self.joined_any + other.joined_any,
         )
 
     def events(self, spec: MetricSpec) -> int:
         """Return the successes of a proportion metric."""
         if spec.key == "repurchase_rate":
             return self.repeat
+        if spec.key == JOINED_ANY.key:
+            return self.joined_any
+        if spec.key.startswith("joined_code_"):
+            return self.joined_code[WINDOWS.index(spec.days)]
         return self.converted[WINDOWS.index(spec.days)]
 
     def moments(self, spec: MetricSpec) -> Moments:
@@ -212,6 +244,8 @@ class CampaignResults:
     first_run: datetime | None
     last_run: datetime | None
     segments: tuple[Segment, ...] = field(default=())
+    # group_broadcast: its groups by delivery status over all runs (no customer outcomes)
+    groups: dict[str, int] | None = None
 
     def segment(self, tier: str) -> Segment:
         """Return one segment by tier label (ALL_TIERS for the overall one)."""
@@ -233,6 +267,7 @@ class CampaignResults:
             "method_detail": METHOD_DETAIL,
             "notes": [AOV_NOTE],
             "segments": [s.to_json() for s in self.segments],
+            "groups": self.groups,
         }
 
 
@@ -251,19 +286,33 @@ def campaign_results(
     ).all()
     sent = [(r.id, r.as_of) for r in runs if r.status not in UNSENT_RUNS]
     groups = _group_stats(session, campaign.id, sent) if sent else {}
+    specs = METRICS
+    if campaign.action == "group_invite":
+        code = _code(session, campaign.group_code)
+        if sent:
+            groups = _with_joins(groups, _join_stats(session, campaign.id, sent, code))
+        # the code's groups are unknown once the code is deleted: any group still counts
+        specs = (*(JOIN_METRICS if code is not None else ()), JOINED_ANY, *METRICS)
     as_of = dict(sent)
     elapsed = {
         days: {run for run, start in sent if start + timedelta(days=days) <= now}
         for days in WINDOWS
     }
     tiers = sorted({k.tier for k in groups}, key=lambda t: (t is None, t or ""))
-    segments = [_segment(ALL_TIERS, groups, elapsed)] if sent else []
+    # a group_broadcast has no customer deliveries: its results are its groups' statuses
+    measured = bool(sent) and campaign.action != GROUP_BROADCAST
+    segments = [_segment(ALL_TIERS, groups, elapsed, specs)] if measured else []
     if len(tiers) > 1:
         segments += [
-            _segment(t or NO_TIER, {k: g for k, g in groups.items() if k.tier == t}, elapsed)
+            _segment(t or NO_TIER, {k: g for k, g in groups.items() if k.tier == t}, elapsed, specs)
             for t in tiers
         ]
     return CampaignResults(
+        groups=(
+            group_broadcast.status_counts(session, campaign.id)
+            if campaign.action == GROUP_BROADCAST
+            else None
+        ),
         campaign=campaign.name,
         action=campaign.action,
         as_of=now,
@@ -275,12 +324,8 @@ def campaign_results(
     )
 
 
-def _group_stats(
-    session: Session, campaign_id: int, runs: Sequence[tuple[int, datetime]]
-) -> dict[GroupKey, Group]:
-    """Aggregate the campaign's deliveries of these runs in SQL, per run/tier/arm/reach."""
-    d = CampaignDelivery.__table__
-    o = Order.__table__
+def _windows(runs: Sequence[tuple[int, datetime]]) -> Any:
+    """Return a CTE of the runs' windows: run_id, start, end_7, end_14, end_30."""
     # The runs' windows as bound values: exact time arithmetic on both backends.
     rows = [
         select(
@@ -293,7 +338,16 @@ def _group_stats(
         )
         for run_id, start in runs
     ]
-    w = (rows[0] if len(rows) == 1 else union_all(*rows)).cte("windows")
+    return (rows[0] if len(rows) == 1 else union_all(*rows)).cte("windows")
+
+
+def _group_stats(
+    session: Session, campaign_id: int, runs: Sequence[tuple[int, datetime]]
+) -> dict[GroupKey, Group]:
+    """Aggregate the campaign's deliveries of these runs in SQL, per run/tier/arm/reach."""
+    d = CampaignDelivery.__table__
+    o = Order.__table__
+    w = _windows(runs)
     fen = type_coerce(o.c.amount, BigInteger)  # Money stores integer fen
     per_delivery = (
         select(
@@ -354,6 +408,90 @@ def _group_stats(
     return out
 
 
+def _code(session: Session, name: str | None) -> GroupCode | None:
+    if not name:
+        return None
+    try:
+        return get_group_code(session, name)
+    except TagbotError:
+        return None
+
+
+JoinCounts = tuple[tuple[int, int, int], int]
+
+
+def _join_stats(
+    session: Session,
+    campaign_id: int,
+    runs: Sequence[tuple[int, datetime]],
+    code: GroupCode | None,
+) -> dict[GroupKey, JoinCounts]:
+    """Count, per run/tier/arm/reach, the deliveries whose customer joined a group after."""
+    d = CampaignDelivery.__table__
+    c = Customer.__table__  # a stay is a customer's by member_userid, as in the tier metrics
+    w = _windows(runs)
+
+    def joined(end: Any, *extra: ColumnElement[bool]) -> ColumnElement[int]:
+        stay = (
+            select(GroupMember.id)
+            .where(
+                GroupMember.member_userid == c.c.external_userid,
+                GroupMember.member_type == EXTERNAL,
+                GroupMember.joined_at > w.c.start,
+                GroupMember.joined_at <= end,
+                *extra,
+            )
+            .exists()
+        )
+        return case((stay, 1), else_=0)
+
+    never: ColumnElement[int] = literal(0)
+    per_delivery = (
+        select(
+            d.c.run_id,
+            d.c.tier,
+            d.c.arm,
+            d.c.status,
+            *(
+                (
+                    joined(w.c[f"end_{days}"], in_code_groups(code)) if code is not None else never
+                ).label(f"j{days}")
+                for days in WINDOWS
+            ),
+            joined(w.c[f"end_{WINDOWS[-1]}"]).label("jany"),
+        )
+        .select_from(d.join(w, w.c.run_id == d.c.run_id).join(c, c.c.id == d.c.customer_id))
+        .where(d.c.campaign_id == campaign_id)
+        .subquery()
+    )
+    p = per_delivery.c
+    reached = case((and_(p.arm == "treatment", p.status.in_(REACHED)), 1), else_=0)
+    query = select(
+        p.run_id,
+        p.tier,
+        p.arm,
+        reached.label("reached"),
+        *(func.sum(p[f"j{days}"]).label(f"j{days}") for days in WINDOWS),
+        func.sum(p.jany).label("jany"),
+    ).group_by(p.run_id, p.tier, p.arm, reached)
+    return {
+        GroupKey(int(r.run_id), r.tier, str(r.arm), bool(r.reached)): (
+            (int(r.j7 or 0), int(r.j14 or 0), int(r.j30 or 0)),
+            int(r.jany or 0),
+        )
+        for r in session.execute(query)
+    }
+
+
+def _with_joins(
+    groups: dict[GroupKey, Group], joins: dict[GroupKey, JoinCounts]
+) -> dict[GroupKey, Group]:
+    return {
+        k: replace(g, joined_code=joins[k][0], joined_any=joins[k][1]) if k in joins else g
+        for k, g in groups.items()
+    }
+
+
 def _total(groups: Iterable[Group]) -> Group:
     total = EMPTY
     for g in groups:
@@ -361,10 +499,15 @@ def _total(groups: Iterable[Group]) -> Group:
     return total
 
 
-def _segment(tier: str, groups: dict[GroupKey, Group], elapsed: dict[int, set[int]]) -> Segment:
+def _segment(
+    tier: str,
+    groups: dict[GroupKey, Group],
+    elapsed: dict[int, set[int]],
+    specs: Sequence[MetricSpec] = METRICS,
+) -> Segment:
     def compare(reached_only: bool) -> tuple[MetricResult, ...]:
         results = []
-        for spec in METRICS:
+        for spec in specs:
             runs = elapsed[spec.days]
             mine = {k: g for k, g in groups.items() if k.run_id in runs}
             treated = _total(
@@ -427,7 +570,13 @@ def _means(spec: MetricSpec, t: Group, h: Group) -> tuple[Arms, Lifts, bool]:
 
 def _warning(itt: tuple[MetricResult, ...], groups: dict[GroupKey, Group]) -> str | None:
     """Warn on the longest conversion window that has elapsed, else on the arm sizes."""
-    done = [m for m in itt if m.spec.key.startswith("conversion_") and m.elapsed]
+    # a group_invite campaign's success is joining (its metrics come first)
+    prefix = "joined_" if itt and itt[0].spec.key.startswith("joined_") else "conversion_"
+    done = [
+        m
+        for m in itt
+        if m.spec.key.startswith(prefix) and m.spec.key != JOINED_ANY.key and m.elapsed
+    ]
     if done:
         m = done[-1]
         if not m.too_small:

@@ -1,14 +1,17 @@
 """Poll the results of created 群发 tasks: who was sent, not a friend, over quota, unconfirmed.
 
-A 群发 is sent only when its member confirms it in the WeCom client, so results come in
-over days. Each created group_message task is polled at most every POLL_EVERY (its
-`next_attempt_at`): `get_groupmsg_task` says whether the member confirmed (0 unsent,
-2 sent); only then `get_groupmsg_send_result` gives each customer's status (1 sent,
-2 not a friend, 3 over quota, 0 unsent). A customer still unsent when the task's results
-window (RESULTS_WINDOW after creation) has passed becomes `unconfirmed`. A task whose
-deliveries are all final is `results_final` and never polled again. Right after creation
-WeCom answers 41063 (still dispatching): tried again after DISPATCH_RETRY. Customers whose
-delivery changed are marked touched, so their reach metrics reach their tiers soon.
+A 群发 is sent only when its member confirms it in the WeCom client, so results come in over
+days. Each created group_message, group_invite or group_broadcast task is polled at most
+every POLL_EVERY (its `next_attempt_at`): `get_groupmsg_task` says whether the member
+confirmed (0 unsent, 2 sent); only then `get_groupmsg_send_result` gives each customer's
+status (1 sent, 2 not a friend, 3 over quota, 0 unsent). A customer still unsent when the
+task's results window (RESULTS_WINDOW after creation) has passed becomes `unconfirmed`. A
+task whose deliveries are all final is `results_final` and never polled again. Right after
+creation WeCom answers 41063 (still dispatching): tried again after DISPATCH_RETRY.
+Customers whose delivery changed are marked touched, so their reach metrics reach their
+tiers soon. A group_broadcast's results come per group (`chat_id`) onto
+campaign_group_deliveries; WeCom's 2 for a group (it could not post) is recorded as
+`failed`.
 
 Several processes may run the poller: a task is claimed by moving its `next_attempt_at`
 forward in one conditional UPDATE, so each due poll is made once.
@@ -31,6 +34,7 @@ from bot.db import Database
 from bot.db.models import CampaignDelivery, CampaignTask, Customer
 from bot.db.types import utcnow
 from bot.errors import WeComError
+from bot.outreach import claims, group_broadcast
 from bot.states import DeliveryStatus, TaskStatus
 from bot.wecom.client import WeComClient
 from bot.wecom.types import GroupMsgSendResult, GroupMsgTask
@@ -72,6 +76,7 @@ class _Due:
     msgid: str
     sender: str
     created: datetime
+    kind: str = claims.GROUP_MESSAGE
 
 
 def _deadline(task: _Due) -> datetime:
@@ -86,9 +91,10 @@ def _due(session: Session, now: datetime, limit: int) -> list[_Due]:
             CampaignTask.sender,
             CampaignTask.attempted_at,
             CampaignTask.created_at,
+            CampaignTask.kind,
         )
         .where(
-            CampaignTask.kind == "group_message",
+            CampaignTask.kind.in_(claims.TEMPLATE_KINDS),
             CampaignTask.status == TaskStatus.CREATED,
             CampaignTask.results_final.is_(False),
             CampaignTask.msgid.is_not(None),
@@ -98,7 +104,7 @@ def _due(session: Session, now: datetime, limit: int) -> list[_Due]:
         .limit(limit)
     ).all()
     # The results window runs from the add_msg_template call (attempted_at), else the row.
-    return [_Due(r.id, r.msgid, r.sender, r.attempted_at or r.created_at) for r in rows]
+    return [_Due(r.id, r.msgid, r.sender, r.attempted_at or r.created_at, r.kind) for r in rows]
 
 
 def _claim(session: Session, task: _Due, now: datetime) -> bool:
@@ -126,8 +132,9 @@ def _fetch(task: _Due, report: PollReport, *, wecom: WeComClient) -> dict[str, G
             continue  # nothing sent yet: send_result would only say 0 for everyone
         report.calls += 1
         for row in wecom.get_groupmsg_send_result(task.msgid, member.userid):
-            if row.external_userid:
-                results[row.external_userid] = row
+            key = row.chat_id or row.external_userid  # a group 群发 reports per chat_id
+            if key:
+                results[key] = row
     return results
 
 
@@ -146,6 +153,10 @@ def _apply(
     report: PollReport,
 ) -> bool:
     """Record the results on the task's created deliveries; return True when all are final."""
+    if task.kind == claims.GROUP_BROADCAST:
+        return _apply_groups(
+            session, task, results, now=now, final_window=final_window, report=report
+        )
     waiting = session.execute(
         select(CampaignDelivery.id, CampaignDelivery.customer_id, Customer.external_userid)
         .join(Customer, Customer.id == CampaignDelivery.customer_id)
@@ -190,6 +201,55 @@ def _apply(
     touched.touch(changed, session=session)
     done = len(changed) == len(waiting)
     values = {"polled_at": now, "last_error": None}
+    if done:
+        values["results_final"] = True
+    session.execute(
+        update(CampaignTask)
+        .where(CampaignTask.id == task.id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return done
+
+
+def _apply_groups(
+    session: Session,
+    task: _Due,
+    results: dict[str, GroupMsgSendResult],
+    *,
+    now: datetime,
+    final_window: bool,
+    report: PollReport,
+) -> bool:
+    """As `_apply`, for a group 群发: results by chat_id on campaign_group_deliveries."""
+    waiting = group_broadcast.waiting(session, task.id)
+    outcome: dict[tuple[str, int | None, datetime | None], list[int]] = defaultdict(list)
+    final = 0
+    for delivery_id, chat_id in waiting:
+        row = results.get(chat_id)
+        status = SEND_STATUSES.get(row.status) if row is not None else None
+        if status == DeliveryStatus.NOT_FRIEND:
+            status = DeliveryStatus.FAILED  # 2 for a group: WeCom could not post to it
+        if status is not None and row is not None:
+            sent_at = (
+                datetime.fromtimestamp(row.send_time, UTC)
+                if status == DeliveryStatus.SENT and row.send_time
+                else None
+            )
+            outcome[(status, row.status, sent_at)].append(delivery_id)
+        elif final_window:
+            outcome[(DeliveryStatus.UNCONFIRMED, row.status if row else None, None)].append(
+                delivery_id
+            )
+        else:
+            continue
+        final += 1
+    for (status, send_status, sent_at), ids in outcome.items():
+        for chunk in _chunks(ids):
+            group_broadcast.set_status(session, chunk, status, send_status, sent_at)
+        report.deliveries[status] += len(ids)
+    done = final == len(waiting)
+    values: dict[str, object] = {"polled_at": now, "last_error": None}
     if done:
         values["results_final"] = True
     session.execute(

@@ -23,6 +23,8 @@ RUNS_SHOWN = 20
 
 ACTION_LABELS = {
     "group_message": "客户群发",
+    "group_invite": "入群邀请",
+    "group_broadcast": "客户群群发",
     "follow_up": "员工跟进提醒",
     "webhook": "Webhook 推送",
 }
@@ -93,6 +95,15 @@ class CampaignRow:
 
     @property
     def audience_label(self) -> str:
+        c = self.config
+        if c.action == "group_broadcast":
+            parts = [f"群活码「{c.group_code}」的群"] if c.group_code else []
+            if c.tiers:
+                parts.append(f"{c.dimension}：{'、'.join(c.tiers)} ≥ {c.min_share}% 的群")
+            return "客户群：" + "，".join(parts)
+        if c.action == "group_invite":
+            who = f"新进入 {c.on_enter}" if c.on_enter else "、".join(c.tiers)
+            return f"{c.dimension}：{who}，邀请加入群活码「{c.group_code}」的群"
         if self.config.on_enter:
             return f"{self.config.dimension}：新进入 {self.config.on_enter}"
         return f"{self.config.dimension}：{'、'.join(self.config.tiers)}"

@@ -9,6 +9,8 @@ from openpyxl import Workbook
 from bot.reports.channel_pages import ChannelReport
 
 HEADER = ("日期", "新增", "流失·客户删员工", "流失·员工删客户", "流失·其他", "流失合计", "净增")
+# A group code's (群活码) days count its members' joins and leaves, and who is still in.
+GROUP_HEADER = ("日期", "入群", "主动退群", "被移出", "其他退群", "退群合计", "净增", "日末在群")
 
 
 def report_xlsx(report: ChannelReport) -> bytes:
@@ -17,21 +19,21 @@ def report_xlsx(report: ChannelReport) -> bytes:
     sheet = book.active
     assert sheet is not None
     sheet.title = "数据报表"
-    sheet.append(HEADER)
+    group = report.config.is_group
+    sheet.append(GROUP_HEADER if group else HEADER)
     for d in reversed(report.days):
-        sheet.append(
-            (
-                d.day.isoformat(),
-                d.added,
-                d.lost_by_customer,
-                d.lost_by_staff,
-                d.lost_other,
-                d.lost,
-                d.net,
-            )
-        )
+        row = [
+            d.day.isoformat(),
+            d.added,
+            d.lost_by_customer,
+            d.lost_by_staff,
+            d.lost_other,
+            d.lost,
+            d.net,
+        ]
+        sheet.append([*row, d.customers] if group else row)
     sheet.column_dimensions["A"].width = 12
-    for col in "BCDEFG":
+    for col in "BCDEFGH" if group else "BCDEFG":
         sheet.column_dimensions[col].width = 16
     out = io.BytesIO()
     book.save(out)

@@ -67,7 +67,47 @@ _DEFINITIONS = (
         "该渠道每天的新增、流失和净增客户数（去重），由渠道统计每 10 分钟汇总一次。",
     ),
 )
-DEFINITIONS.update({d.key: d for d in _DEFINITIONS})
+# A group live code's (群活码) numbers: its joins and leaves, not adds.
+_GROUP_DEFINITIONS = (
+    Definition(
+        "group_joined_total",
+        "累计入群（去重）",
+        "扫该群活码加入其客户群的人数（去重，含已退群的）。",
+    ),
+    Definition(
+        "group_members_now",
+        "当前在群",
+        "经该群活码入群、目前仍在群中的人数（去重）。",
+    ),
+    Definition(
+        "group_joined_today",
+        "今日入群",
+        "今天经该群活码入群的人数（去重）。",
+    ),
+    Definition(
+        "group_left_today",
+        "今日退群",
+        "经该群活码入群的成员中今天离开的人数（去重），分“主动退群”和“被移出”；"
+        "群解散或只由同步发现的退群另计。",
+    ),
+    Definition(
+        "group_windows",
+        "近7天 / 近30天",
+        "经该群活码入群、退群的人数：每天按人去重后相加；由渠道统计每 10 分钟汇总一次。",
+    ),
+    Definition(
+        "group_conversion",
+        "入群后转化率",
+        "累计入群的客户中，在第一次经该群活码入群之后有过支付订单的比例；每小时更新。",
+    ),
+    Definition(
+        "group_quality",
+        "群成员层级",
+        "经该群活码入群过的人（去重，含已退群）目前在所选分层维度中的层级分布；"
+        "还不是任何员工客户的群成员计入“无层级”。随渠道统计汇总和分层运行更新。",
+    ),
+)
+DEFINITIONS.update({d.key: d for d in (*_DEFINITIONS, *_GROUP_DEFINITIONS)})
 
 
 # --- a channel's settings -----------------------------------------------------------
@@ -293,6 +333,11 @@ class ChannelReport:
     @property
     def today(self) -> channel_stats.DayCounts:
         return self.days[-1]
+
+    @property
+    def windows(self) -> tuple[channel_stats.Window, ...]:
+        """A group code's joins and leaves in 近7天 and 近30天."""
+        return channel_stats.windows(self.days)
 
     @property
     def conversion_rate(self) -> float | None:

@@ -12,6 +12,14 @@ A day's counts come from the relations as stored: a relation holds its latest ad
 its latest loss, so a customer who left and came back counts on the day they came back.
 Days the job did not see (a fresh install, a stopped scheduler) are filled in from the
 same columns, up to BACKFILL_DAYS back.
+
+A group live code (群活码, kind "group") brings no relations: its rows count the group
+stays whose `state` was its own (`group_members.channel_id`, external members, deduplicated
+by member), in the same columns: `added` the members who joined that day, `lost_by_customer`
+those who left (QuitScene 0), `lost_by_staff` those removed (QuitScene 1), `lost_other`
+those whose group was dismissed or whose leave only a sync saw, `customers` those still in
+at the day's end; its total counts the members who ever joined through it, and conversion
+the customers paying after their first join through it.
 """
 
 from __future__ import annotations
@@ -37,7 +45,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from bot.db import Database
-from bot.db.models import Channel, ChannelDay, ChannelTotal, FollowRelation, Order
+from bot.db.models import (
+    Channel,
+    ChannelDay,
+    ChannelTotal,
+    FollowRelation,
+    GroupMember,
+    Order,
+)
 from bot.db.types import utcnow
 from bot.tiering import channel_mix
 
@@ -49,8 +64,12 @@ DAYS_PER_PASS = 7  # days counted in one pass over the relations
 
 BY_CUSTOMER = "del_follow_user"  # 客户删员工
 BY_STAFF = "del_external_contact"  # 员工删客户
+GROUP_KIND = "group"  # channels.kind of a group live code
+EXTERNAL = 2  # group_members.member_type of an external contact
+LEFT, REMOVED = 0, 1  # del_member's QuitScene
 
 R = FollowRelation
+G = GroupMember
 
 
 def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -101,7 +120,55 @@ def _day_columns(day: date, tz: ZoneInfo, *, customers: bool) -> list[Any]:
     return cols
 
 
+def _members(cond: ColumnElement[bool]) -> Any:
+    return func.count(func.distinct(case((cond, G.member_userid))))
+
+
+def _group_day_columns(day: date, tz: ZoneInfo) -> list[Any]:
+    """Count, for one day, a group code's stays: joined, the three leaves, still in at its end."""
+    start, end = day_bounds(day, tz)
+    left_that_day = and_(G.left_at >= start, G.left_at < end)
+    by_event = and_(left_that_day, G.dismissed.is_(False))
+    return [
+        _members(and_(G.joined_at >= start, G.joined_at < end)),
+        _members(and_(by_event, G.quit_scene == LEFT)),
+        _members(and_(by_event, G.quit_scene == REMOVED)),
+        _members(
+            and_(
+                left_that_day,
+                or_(G.dismissed.is_(True), G.quit_scene.is_(None), G.quit_scene.not_in((0, 1))),
+            )
+        ),
+        _members(and_(G.joined_at < end, or_(G.left_at.is_(None), G.left_at >= end))),
+    ]
+
+
 Counts = dict[tuple[date, int], tuple[int, ...]]  # (day, channel) -> the 5 day counts
+
+
+def _count_group_days(
+    days: Sequence[date], tz: ZoneInfo, *, session: Session
+) -> tuple[Counts, dict[int, int]]:
+    """Count `days` for every group code from its stays; with each one's members ever.
+
+    One pass over the stays that came through a channel per DAYS_PER_PASS days.
+    """
+    out: Counts = {}
+    ever: dict[int, int] = {}
+    group_codes = select(Channel.id).where(Channel.kind == GROUP_KIND)
+    for i in range(0, len(days), DAYS_PER_PASS):
+        chunk = days[i : i + DAYS_PER_PASS]
+        cols = [c for d in chunk for c in _group_day_columns(d, tz)]
+        rows = session.execute(
+            select(G.channel_id, *cols, func.count(func.distinct(G.member_userid)))
+            .where(G.channel_id.in_(group_codes), G.member_type == EXTERNAL)
+            .group_by(G.channel_id)
+        ).all()
+        for row in rows:
+            for j, d in enumerate(chunk):
+                out[(d, int(row[0]))] = tuple(int(v) for v in row[1 + 5 * j : 6 + 5 * j])
+            ever[int(row[0])] = int(row[-1])
+    return out, ever
 
 
 def _count_days(
@@ -163,7 +230,33 @@ def _conversions(*, session: Session) -> dict[int, tuple[int, Decimal]]:
         )
         .group_by(first.c.channel_id)
     ).all()
-    return {int(c): (int(n), Decimal(yuan).quantize(Decimal("0.01"))) for c, n, yuan in rows}
+    out = {int(c): (int(n), Decimal(yuan).quantize(Decimal("0.01"))) for c, n, yuan in rows}
+    # A group code's: its customers paying after their first join through it.
+    joined = (
+        select(
+            G.channel_id.label("channel_id"),
+            G.customer_id.label("customer_id"),
+            func.min(G.joined_at).label("joined_at"),
+        )
+        .where(
+            G.channel_id.in_(select(Channel.id).where(Channel.kind == GROUP_KIND)),
+            G.customer_id.is_not(None),
+        )
+        .group_by(G.channel_id, G.customer_id)
+        .subquery()
+    )
+    for c, n, yuan in session.execute(
+        select(
+            joined.c.channel_id,
+            func.count(func.distinct(joined.c.customer_id)),
+            func.coalesce(func.sum(Order.amount), 0),
+        )
+        .join(Order, Order.customer_id == joined.c.customer_id)
+        .where(Order.status == "paid", Order.paid_at >= joined.c.joined_at)
+        .group_by(joined.c.channel_id)
+    ):
+        out[int(c)] = (int(n), Decimal(yuan).quantize(Decimal("0.01")))
+    return out
 
 
 @dataclass(frozen=True)
@@ -193,6 +286,9 @@ def rollup(
     with db.read() as session:
         days = _missing_days(today, session=session)
         counts, totals = _count_days(days, tz, session=session)
+        group_counts, group_totals = _count_group_days(days, tz, session=session)
+        counts.update(group_counts)
+        totals.update(group_totals)
         last_orders = session.scalar(select(func.max(ChannelTotal.orders_at)))
         due = (
             orders
@@ -298,11 +394,36 @@ class ChannelSummary:
     converted: int  # customers with a paid order after their add through the channel
     revenue: Decimal  # their paid orders since that add, yuan
     orders_at: datetime | None  # when conversion and revenue were computed
+    kind: str = "staff"  # staff | group (a group code's counts are its joins and leaves)
+    windows: tuple[Window, ...] = ()  # a group code's: joins and leaves in 近7天, 近30天
 
     @property
     def conversion_rate(self) -> float | None:
         """首单转化率 (None when nobody came through the channel)."""
         return self.converted / self.customers if self.customers else None
+
+    @property
+    def is_group(self) -> bool:
+        return self.kind == GROUP_KIND
+
+
+@dataclass(frozen=True)
+class Window:
+    """A group code's joins and leaves over its last `days` local days (day rows summed)."""
+
+    days: int
+    joined: int
+    left: int
+
+
+WINDOWS = (7, 30)  # 近7天, 近30天
+
+
+def windows(days: Sequence[DayCounts]) -> tuple[Window, ...]:
+    """Sum the last 7 and 30 of `days` (oldest first): each day's members, deduplicated per day."""
+    return tuple(
+        Window(n, sum(d.added for d in days[-n:]), sum(d.lost for d in days[-n:])) for n in WINDOWS
+    )
 
 
 @dataclass(frozen=True)
@@ -320,9 +441,26 @@ def channel_summary(*, session: Session, today: date) -> ChannelList:
         r.channel_id: r for r in session.scalars(select(ChannelDay).where(ChannelDay.day == today))
     }
     totals = {t.channel_id: t for t in session.scalars(select(ChannelTotal))}
+    group_days: dict[int, dict[date, DayCounts]] = {}
+    group_ids = [ch.id for ch in channels if ch.kind == GROUP_KIND]
+    if group_ids:  # at most 30 rows per group code
+        first = today - timedelta(days=max(WINDOWS) - 1)
+        for r in session.scalars(
+            select(ChannelDay).where(
+                ChannelDay.channel_id.in_(group_ids),
+                ChannelDay.day >= first,
+                ChannelDay.day <= today,
+            )
+        ):
+            group_days.setdefault(r.channel_id, {})[r.day] = _day(r, r.day)
     out = []
     for ch in channels:
         t = totals.get(ch.id)
+        recent: tuple[Window, ...] = ()
+        if ch.kind == GROUP_KIND:
+            mine = group_days.get(ch.id, {})
+            axis = [today - timedelta(days=i) for i in reversed(range(max(WINDOWS)))]
+            recent = windows([mine.get(d, DayCounts(d)) for d in axis])
         out.append(
             ChannelSummary(
                 ch.id,
@@ -334,6 +472,8 @@ def channel_summary(*, session: Session, today: date) -> ChannelList:
                 t.converted if t else 0,
                 t.revenue if t else Decimal(0),
                 t.orders_at if t else None,
+                ch.kind,
+                recent,
             )
         )
     return ChannelList(tuple(out), computed_at(session=session))

@@ -36,6 +36,7 @@ from bot.db.models import (
     TagGroup,
     TierTransition,
 )
+from bot.reports.customer_groups import GroupStay, customer_groups
 from bot.reports.customer_list import LOST_REASONS
 from bot.rules import Dimension
 from bot.rules.explain import explain_dimension
@@ -144,6 +145,7 @@ class CustomerProfile:
     attributes: dict[str, str]
     timeline: tuple[Event, ...]
     timeline_capped: bool
+    groups: tuple[GroupStay, ...] = ()  # 客户群: the ones still in first
 
     @property
     def came_through(self) -> Follower | None:
@@ -393,4 +395,5 @@ def customer_profile(
         attributes=card.attributes,
         timeline=timeline,
         timeline_capped=capped,
+        groups=customer_groups(customer.external_userid, session=session),
     )

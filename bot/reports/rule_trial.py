@@ -23,6 +23,7 @@ from sqlalchemy import select
 from bot.background_task import BackgroundTask, Cancel
 from bot.db import Database
 from bot.db.models import Customer
+from bot.groups.names import check_group_names, group_names_in, known_names
 from bot.rules import RuleError, Scope, compile_condition, names_in, parse_and_check
 from bot.rules.explain import format_value
 from bot.rules.sql import name_sql, quote_ident
@@ -181,6 +182,11 @@ def trial(
     try:
         # No earlier dimensions: a trial stands alone, as a first dimension's rule does.
         expr = parse_and_check(text, scope=Scope())
+        if any(group_names_in(expr)):
+            with db.read() as session:
+                known = known_names(session=session)
+            if known is not None:  # before any group sync every name is unknown: no check
+                check_group_names(expr, text=text, known=known)
     except RuleError as exc:
         return TrialResult(text, exc)
     names = tuple(sorted(names_in(expr)))

@@ -1,7 +1,8 @@
 """A tier's members as .xlsx: external_userid, name, staff, tier, since, the rules' metrics.
 
 Members are read in pages by customer id (a keyset, so each page costs its own rows) and
-written with openpyxl's write-only workbook, which keeps one row in memory, not the sheet.
+streamed to the client as they are written (`xlsx_stream`): memory holds one page, the
+first bytes leave before the rows are read, and a row costs its XML, not a cell object.
 The metric values are those the re-tier recorded on the customer's move into the tier
 (`tier_transitions.metrics`): the values that put them there, as of their `since`.
 """
@@ -11,16 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from bot.db import Database
 from bot.db.models import Customer, FollowRelation, Staff, TierAssignment, TierTransition
+from bot.reports import xlsx_stream
 from bot.rules import Dimension
 
 PAGE = 2000
@@ -125,46 +125,37 @@ def _metrics(
     return found
 
 
-def _cell(sheet: Any, value: Any) -> Any:
-    """Return the value, or a cell typed as text when openpyxl would take it for a formula.
-
-    Customer names are untrusted: "=HYPERLINK(...)" must stay text, exactly as written.
-    """
-    if value is None or isinstance(value, bool | int | float | datetime):
-        return value
-    text = str(value)
-    if not text.startswith("="):
-        return text
-    cell = WriteOnlyCell(sheet, value=text)
-    cell.data_type = "s"
-    return cell
-
-
-def write_xlsx(
-    rows: Iterator[Member], metrics: Sequence[str], out: IO[bytes], *, tz: ZoneInfo, title: str
-) -> int:
-    """Write the members as one sheet (header, then a row each) to `out`; return the rows."""
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet(title=title[:31] or "members")
-    header = []
-    for label in (*FIXED_HEADER, *metrics):
-        cell = WriteOnlyCell(sheet, value=label)
-        cell.font = Font(bold=True)
-        header.append(cell)
-    sheet.append(header)
-    count = 0
+def export_rows(
+    rows: Iterator[Member], metrics: Sequence[str], *, tz: ZoneInfo
+) -> Iterator[tuple[Any, ...]]:
+    """Yield each member as the sheet's row (since in local time: Excel has no zones)."""
     for m in rows:
-        since = m.since.astimezone(tz).replace(tzinfo=None)  # Excel has no zones: local time
-        sheet.append(
-            [
-                _cell(sheet, m.external_userid),
-                _cell(sheet, m.name),
-                _cell(sheet, " / ".join(m.staff)),
-                _cell(sheet, m.tier),
-                since,
-                *(_cell(sheet, m.metrics.get(k)) for k in metrics),
-            ]
+        yield (
+            m.external_userid,
+            m.name,
+            " / ".join(m.staff),
+            m.tier,
+            m.since.astimezone(tz).replace(tzinfo=None),
+            *(m.metrics.get(k) for k in metrics),
         )
-        count += 1
-    book.save(out)
-    return count
+
+
+def stream_xlsx(
+    db: Database,
+    dimension: str,
+    tier: str,
+    metrics: Sequence[str],
+    *,
+    tz: ZoneInfo,
+    staff_names: Mapping[str, str] | None = None,
+) -> Iterator[bytes]:
+    """Yield the tier's members as .xlsx bytes, read page by page as the bytes are sent.
+
+    The read session lives as long as the download: the rows are read as the client takes
+    the bytes (`xlsx_stream`), so memory holds one page whatever the tier's size.
+    """
+    with db.read() as session:
+        rows = members(dimension, tier, session=session, staff_names=staff_names)
+        yield from xlsx_stream.stream_xlsx(
+            tier, (*FIXED_HEADER, *metrics), export_rows(rows, metrics, tz=tz)
+        )

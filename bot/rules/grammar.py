@@ -33,7 +33,10 @@ not_missing: name _IS _NOT _MISSING
 _list: _LSQB _literal (_COMMA _literal)* _COMMA? _RSQB
 _operand: name | _literal
 _literal: number | string | true | false
+// `group["VIP 会员群"]`: a quoted name after group / profile / tier, for names that are
+// not letters, digits and _ (spaces, punctuation, a leading digit).
 name: NAME
+    | NAME _LSQB STRING _RSQB
 number: NUMBER
 string: STRING
 true: _TRUE

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from lark import Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 from lark.tree import Meta
 
 from bot.rules.errors import RuleError
@@ -27,8 +27,11 @@ from bot.rules.nodes import (
     Span,
     String,
 )
+from bot.rules.vocabulary import GROUP_PREFIX, PROFILE_PREFIX, TIER_PREFIX
 
 _ESCAPES = {"n": "\n", "t": "\t"}
+# The names a quoted name may follow: `group["…"]` reads as `group.…`.
+QUOTED_PREFIXES = tuple(p.rstrip(".") for p in (GROUP_PREFIX, PROFILE_PREFIX, TIER_PREFIX))
 
 
 def _span(meta: Meta) -> Span:
@@ -52,11 +55,33 @@ def _unquote(raw: str) -> str:
 
 @v_args(meta=True)
 class _ToNodes(Transformer[Token, Expr]):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
     def start(self, meta: Meta, children: list[Expr]) -> Expr:
         return children[0]
 
     def name(self, meta: Meta, children: list[Token]) -> Name:
-        return Name(str(children[0]), _span(meta))
+        if len(children) == 1:
+            return Name(str(children[0]), _span(meta))
+        prefix, quoted = str(children[0]), _unquote(str(children[1]))
+        if prefix not in QUOTED_PREFIXES:
+            raise RuleError(
+                f'{prefix!r} takes no quoted name; write group["群名"], profile["属性"]'
+                ' or tier["维度"]',
+                text=self.text,
+                start=meta.start_pos,
+                end=meta.end_pos,
+            )
+        if not quoted.strip():
+            raise RuleError(
+                f"{prefix}[...] needs a name inside the quotes",
+                text=self.text,
+                start=meta.start_pos,
+                end=meta.end_pos,
+            )
+        return Name(f"{prefix}.{quoted}", _span(meta))
 
     def number(self, meta: Meta, children: list[Token]) -> Number:
         raw = str(children[0])
@@ -123,6 +148,10 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> RuleError:
     # 'or' may follow, a term just ended, so 'and' may follow too.
     if "_OR" in accepts:
         accepts.add("_AND")
+    # '[' after a name opens a quoted name (group["…"]): worth naming only where it is all
+    # that may follow (a list after 'in').
+    if len(accepts) > 1:
+        accepts.discard("_LSQB")
     expected = _expected(accepts)
     if token.type == "$END":
         return RuleError(
@@ -146,7 +175,12 @@ def parse_rule(text: str) -> Expr:
         tree = parser().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(text, exc) from None
-    return _ToNodes().transform(tree)
+    try:
+        return _ToNodes(text).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, RuleError):
+            raise exc.orig_exc from None
+        raise
 
 
 __all__ = ["Literal_", "parse_rule"]

@@ -129,7 +129,8 @@ BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
 PROFILE_PREFIX = "profile."  # imported attributes: text, compared as numbers when numeric
 TIER_PREFIX = "tier."  # the tier of a dimension listed earlier: string
 # `group.<群名>`: whether the customer is in a customer group of that name now (boolean,
-# never missing: false when in no group of that name, or in none at all).
+# never missing: false when in no group of that name, or in none at all). A name that is not
+# letters, digits and _ is written quoted, `group["VIP 会员群"]` (bot.rules.grammar).
 GROUP_PREFIX = "group."
 # The frame's column listing the names of the groups a customer is in now (not a metric:
 # rules read it through `group.<群名>`).

@@ -37,6 +37,7 @@ from bot.db.models import (
     TierAssignment,
 )
 from bot.outreach.report import WINDOWS
+from bot.reports.customer_groups import GroupStay, customer_groups
 from bot.reports.customer_profile import Event, Follower, TagSplit, followers_of, tag_split
 from bot.reports.customer_profile import tier_events as profile_tier_events
 from bot.reports.customer_tiers import TierReason, readable_tiers
@@ -109,6 +110,7 @@ class SidebarView:
     tier_changes: tuple[Event, ...]
     orders: tuple[OrderLine, ...]
     tags: TagSplit
+    groups: tuple[GroupStay, ...] = ()  # 客户群: the ones still in first
 
 
 def hints_of(tiering: TieringSettings) -> dict[tuple[str, str], str]:
@@ -259,6 +261,7 @@ def sidebar_view(
             ),
             orders=recent_orders(customer.id, session=session),
             tags=tag_split(customer.id, relation_staff, session=session),
+            groups=customer_groups(customer.external_userid, session=session),
         )
 
 

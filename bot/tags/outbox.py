@@ -12,6 +12,12 @@ the budget's `while_waiting` hook, rather than budget reserved before claiming: 
 (interactive or bulk) and so the budget to wait for is only known from the operations
 claimed, and a reservation lasts a second while a batch takes longer. A worker told to
 stop while waiting puts its unsent operations back, as they were, for the next one.
+
+A claim names its worker's process (`owner`, the heartbeat id). Claims of a process whose
+heartbeat row is gone are taken at once, not at their deadline: the row goes when the
+process stops, or when another process of the same host and PID namespace finds it has
+exited (a kill -9; bot/heartbeat.py). A live process's claims, and those of a process on
+another host (whose row merely goes stale), wait for their deadline as before.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from bot.db.models import (
 )
 from bot.db.types import utcnow
 from bot.errors import WeComError
+from bot.heartbeat import dropped
 from bot.queue import Queue
 from bot.states import OutboxStatus
 from bot.tags import catalogue, relation_tags, tallies
@@ -169,14 +176,21 @@ def _due(session: Session, where: ColumnElement[bool], limit: int) -> list[Outbo
     )
 
 
-def claim(session: Session, *, limit: int, now: datetime | None = None) -> list[ClaimedOp]:
-    """Take up to `limit` due operations for this worker, highest priority first."""
+def claim(
+    session: Session, *, limit: int, now: datetime | None = None, owner: str | None = None
+) -> list[ClaimedOp]:
+    """Take up to `limit` due operations for this worker, highest priority first.
+
+    `owner`: the heartbeat id of this worker's process, once its row is written (without
+    one the claims wait for their deadline if the process dies).
+    """
     now = now or utcnow()
-    # Abandoned claims first (a worker died holding them), then the pending queue in
-    # priority order, which walks ix_outbox_operations_claim.
+    # Abandoned claims first (their deadline passed, or their process is known gone), then
+    # the pending queue in priority order, which walks ix_outbox_operations_claim.
     ops = _due(
         session,
-        (OutboxOperation.status == OutboxStatus.IN_FLIGHT) & (OutboxOperation.locked_until < now),
+        (OutboxOperation.status == OutboxStatus.IN_FLIGHT)
+        & ((OutboxOperation.locked_until < now) | dropped(QUEUE.table.c.owner)),
         limit,
     )
     if len(ops) < limit:
@@ -188,7 +202,10 @@ def claim(session: Session, *, limit: int, now: datetime | None = None) -> list[
         )
     if not ops:
         return []
-    return [_claimed(op, now, wecom_ids) for op, wecom_ids in _resolve(session, ops).items()]
+    taken_over = [op.owner or "?" for op in ops if op.status == OutboxStatus.IN_FLIGHT]
+    if taken_over:
+        log.info("outbox: %d claims taken over from %s", len(taken_over), sorted(set(taken_over)))
+    return [_claimed(op, now, wecom_ids, owner) for op, wecom_ids in _resolve(session, ops).items()]
 
 
 def _resolve(
@@ -211,11 +228,15 @@ def _resolve(
 
 
 def _claimed(
-    op: OutboxOperation, now: datetime, wecom_ids: tuple[dict[int, str], dict[int, str]]
+    op: OutboxOperation,
+    now: datetime,
+    wecom_ids: tuple[dict[int, str], dict[int, str]],
+    owner: str | None,
 ) -> ClaimedOp:
     op.status = OutboxStatus.IN_FLIGHT
     op.attempts += 1
     op.locked_until = QUEUE.claim_deadline(now)
+    op.owner = owner
     add, remove = wecom_ids
     return ClaimedOp(
         op.id,
@@ -384,14 +405,16 @@ def drain(
     limit: int = 20,
     now: Callable[[], datetime] = utcnow,
     stopping: threading.Event | None = None,
+    owner: str | None = None,
 ) -> int:
     """Claim and perform a batch of operations; return how many were handled.
 
     `now` is the clock claims are taken and renewed by (tests pass time with it). Once
     `stopping` is set the operation in hand finishes and the rest go back at once.
+    `owner`: see `claim`.
     """
     with db.write() as session:
-        ops = claim(session, limit=limit, now=now())
+        ops = claim(session, limit=limit, now=now(), owner=owner)
     keeper = _ClaimKeeper(db, ops, now)
     refreshed = [False]
     handled = 0

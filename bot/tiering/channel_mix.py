@@ -5,20 +5,38 @@
 are the total less its tiers. The channel rollup and a full re-tier rewrite it whole
 (one grouped pass); a touched re-tier applies its own transitions (its customers' rows
 only), so the 渠道活码 page reads a few rows per channel and never counts customers.
+
+A group live code (群活码) brings no relations: its rows count the members who joined
+through it (`group_members.channel_id`, external members, deduplicated; those who are
+nobody's customer hold no tier), by their customer's tier.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from bot.db.models import ChannelTierMix, FollowRelation, TierAssignment, TierTransition
+from bot.db.models import (
+    Channel,
+    ChannelTierMix,
+    FollowRelation,
+    GroupMember,
+    TierAssignment,
+    TierTransition,
+)
 from bot.db.types import utcnow
 
 TOTAL = ""  # dimension and tier of a channel's total row
+EXTERNAL = 2  # group_members.member_type of an external contact
+
+
+def _group_codes() -> Any:
+    return select(Channel.id).where(Channel.kind == "group")
+
 
 Counts = dict[tuple[int, str, str], int]  # (channel_id, dimension, tier) -> customers
 
@@ -38,6 +56,21 @@ def count(*, session: Session) -> Counts:
         .join(ta, ta.customer_id == rel.customer_id)
         .where(rel.channel_id.is_not(None))
         .group_by(rel.channel_id, ta.dimension, ta.tier)
+    ):
+        out[(int(channel_id or 0), str(dimension), str(tier))] = int(n)
+    gm = GroupMember
+    joined = gm.channel_id.in_(_group_codes())
+    for channel_id, n in session.execute(
+        select(gm.channel_id, func.count(func.distinct(gm.member_userid)))
+        .where(joined, gm.member_type == EXTERNAL)
+        .group_by(gm.channel_id)
+    ):
+        out[(int(channel_id or 0), TOTAL, TOTAL)] = int(n)
+    for channel_id, dimension, tier, n in session.execute(
+        select(gm.channel_id, ta.dimension, ta.tier, func.count(func.distinct(gm.customer_id)))
+        .join(ta, ta.customer_id == gm.customer_id)
+        .where(joined, gm.member_type == EXTERNAL)
+        .group_by(gm.channel_id, ta.dimension, ta.tier)
     ):
         out[(int(channel_id or 0), str(dimension), str(tier))] = int(n)
     return out
@@ -82,6 +115,23 @@ def apply_run(run_id: int, *, session: Session) -> None:
         .join(rel, rel.customer_id == tt.customer_id)
         .where(tt.run_id == run_id, rel.channel_id.is_not(None))
         .group_by(rel.channel_id, tt.dimension, tt.from_tier, tt.to_tier)
+    ):
+        if from_tier is not None:
+            delta[(int(channel_id or 0), dimension, from_tier)] -= int(n)
+        if to_tier is not None:
+            delta[(int(channel_id or 0), dimension, to_tier)] += int(n)
+    gm = GroupMember
+    for channel_id, dimension, from_tier, to_tier, n in session.execute(
+        select(
+            gm.channel_id,
+            tt.dimension,
+            tt.from_tier,
+            tt.to_tier,
+            func.count(func.distinct(tt.customer_id)),
+        )
+        .join(gm, gm.customer_id == tt.customer_id)
+        .where(tt.run_id == run_id, gm.channel_id.in_(_group_codes()))
+        .group_by(gm.channel_id, tt.dimension, tt.from_tier, tt.to_tier)
     ):
         if from_tier is not None:
             delta[(int(channel_id or 0), dimension, from_tier)] -= int(n)

@@ -12,7 +12,8 @@ R and M scores and spend_percentile_365d rank a customer among all the window's 
 (orders_365d >= 1). A full run keeps that population (customer, spend, last order) in the
 engine, and a recorded full run stores it in the database too (`population`); a touched
 run (`customer_ids`) re-reads only those customers' rows and ranks them against the kept
-population with their own values replaced (a recorded one replaces them in the stored
+population with their own values replaced (by binary search in its values, sorted once:
+`rank_index`) (a recorded one replaces them in the stored
 population too, when it is for the run's day and zone). An engine holding none for the
 as_of local day and zone loads the stored one when it is for that day and zone (a new
 process after the nightly run: its rows, not every order), else builds one (one pass);
@@ -58,6 +59,7 @@ from bot.tiering import (
 from bot.tiering.clock import Clock
 from bot.tiering.frame import MetricFrame
 from bot.tiering.metrics_relations import quote_ident
+from bot.tiering.rank_index import MAX_REPLACED, RankIndex, Row
 from bot.tiering.source import POPULATION_TABLE, Source, attach, attach_duckdb, reattach
 from bot.tiering.tag_values import KeptValues
 
@@ -96,6 +98,9 @@ class _Population:
     # An earlier day's stored population standing in for this day's (`compute(stale_ok=)`):
     # that day. Its days since the last order are shifted to this day; spends are that day's.
     basis_day: date | None = None
+    # Its values sorted for ranking a few customers by binary search (built on first use;
+    # None again whenever the table and the index may disagree).
+    index: RankIndex | None = None
 
     @property
     def day(self) -> date:
@@ -107,8 +112,14 @@ class MetricsEngine:
     """A DuckDB connection on the bot's database that computes metric frames."""
 
     def __init__(
-        self, db: Database | None, *, tz: str, limits: EngineLimits = EngineLimits()
+        self,
+        db: Database | None,
+        *,
+        tz: str,
+        limits: EngineLimits = EngineLimits(),
+        source: Database | None = None,
     ) -> None:
+        """`source`, a PostgreSQL replica of `db`, is where the data is read from (else `db`)."""
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -145,7 +156,7 @@ class MetricsEngine:
         self._workdir.mkdir(parents=True, exist_ok=True)
         # SQLite: each compute takes the snapshot it needs (a whole file or some customers').
         self.source: Source | None = (
-            attach(self.con, db, workdir=self._workdir)
+            attach(self.con, source or db, workdir=self._workdir)
             if db is not None and not db.is_sqlite
             else None
         )
@@ -221,6 +232,8 @@ class MetricsEngine:
             if single:
                 cur.execute("COMMIT")
         except BaseException:
+            if self._population is not None:
+                self._population.index = None  # the table may be rolled back or half-changed
             if single:
                 cur.execute("ROLLBACK")
             cur.execute(f"USE {self.catalog}.main")
@@ -307,19 +320,7 @@ class MetricsEngine:
             self._score(cur, self._population.model, fitted=False)
             self._population.profile_names = sorted(set(self._population.profile_names) | set(seen))
             self._exec(cur, "CREATE TABLE ids AS SELECT cid FROM c")
-            self._exec(
-                cur,
-                f"DELETE FROM {self.catalog}.main.population WHERE cid IN (SELECT cid FROM ids)",
-            )
-            self._exec(cur, f"INSERT INTO {self.catalog}.main.population {metrics_orders.BUYERS}")
-            pop, keep = f"SELECT * FROM {self.catalog}.main.population", "SELECT cid FROM ids"
-            few = len(ids) <= metrics_orders.FEW
-            self._exec(
-                cur,
-                metrics_orders.ranks_of_few(pop, keep=keep)
-                if few
-                else metrics_orders.ranks(pop, keep=keep),
-            )
+            self._rank_touched(cur, self._population)
         names = self._population.profile_names if ids is not None else sorted(seen)
         self._exec(cur, metrics_relations.profile_metrics(names))
         self._exec(cur, "DROP TABLE p")
@@ -345,6 +346,47 @@ class MetricsEngine:
         for table in ("om", "topcat", "ranks", "em", "rm", "pm", "dm", "pred", "gm", "c"):
             self._exec(cur, f"DROP TABLE {table}")
         self._exec(cur, "DROP TABLE IF EXISTS ids")
+
+    def _rank_touched(self, cur: duckdb.DuckDBPyConnection, pop: _Population) -> None:
+        """Replace the `ids` customers' rows in the kept population and rank them into `ranks`.
+
+        The counts are `metrics_orders.ranks`' over the population with their rows replaced,
+        by binary search in its sorted values (`RankIndex`) instead of windows sorting it or
+        a pass counting over it: O(log n) a customer once the index is built (once per kept
+        population, or again after `MAX_REPLACED` replaced customers).
+        """
+        table = f"{self.catalog}.main.population"
+        ids = [int(r[0]) for r in cur.execute("SELECT cid FROM ids").fetchall()]
+        index = pop.index
+        if index is not None and index.replaced + len(ids) > MAX_REPLACED:
+            index = None  # sorted anew below: cheaper than that many insertions
+        old = (
+            {}
+            if index is None
+            else _rows(cur, f"SELECT {_POP} FROM {table} WHERE cid IN (SELECT cid FROM ids)")
+        )
+        self._exec(cur, f"DELETE FROM {table} WHERE cid IN (SELECT cid FROM ids)")
+        self._exec(cur, f"CREATE TABLE buyers AS {metrics_orders.BUYERS}")
+        self._exec(cur, f"INSERT INTO {table} SELECT * FROM buyers")
+        new = _rows(cur, f"SELECT {_POP} FROM buyers")
+        self._exec(cur, "DROP TABLE buyers")
+        if index is None:
+            index = RankIndex.from_table(cur, table)
+        else:
+            for cid in ids:
+                index.replace(cid, old.get(cid), new.get(cid))
+        pop.index = index
+        self._exec(
+            cur,
+            "CREATE TABLE ranks (cid BIGINT, k_m BIGINT, k_r BIGINT, k_c BIGINT,"
+            " n_c BIGINT, n BIGINT)",
+        )
+        got = index.ranks(sorted(new.items()))
+        if got:  # one statement, the columns zipped by unnest
+            cur.execute(
+                "INSERT INTO ranks SELECT " + ", ".join("unnest(?::BIGINT[])" for _ in range(6)),
+                [[getattr(r, f) for r in got] for f in ("cid", "k_m", "k_r", "k_c", "n_c", "n")],
+            )
 
     def _score(
         self,
@@ -537,6 +579,21 @@ class MetricsEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_POP = "cid, fen_365d, last_ago, clv"  # a population row's columns
+
+
+def _rows(cur: duckdb.DuckDBPyConnection, sql: str) -> dict[int, Row]:
+    """Return a population query's rows (cid, fen_365d, last_ago, clv) by customer."""
+    return {
+        int(cid): (
+            None if fen is None else int(fen),
+            None if ago is None else int(ago),
+            None if clv is None else float(clv),
+        )
+        for cid, fen, ago, clv in cur.execute(sql).fetchall()
+    }
 
 
 def _usable(st: population.Stored, clock: Clock, tz: str, *, stale_ok: bool) -> bool:

@@ -106,6 +106,8 @@ def ranks(population: str, *, keep: str | None) -> str:
     order is as old or older, k_c the number whose clv_365d is <= theirs among the n_c that
     have one (nulls sort last, so they never count): all count ties in full, so equal values get equal k and the
     result cannot depend on row order. `keep` restricts the output (not the population).
+    A full run's; a touched run's or an explanation's customers get the same counts from
+    `rank_index.RankIndex`.
     """
     where = f"WHERE cid IN ({keep})" if keep else ""
     return f"""
@@ -119,34 +121,6 @@ def ranks(population: str, *, keep: str | None) -> str:
                    count(*) OVER () AS n
             FROM ({population})
         ) {where}
-    """
-
-
-# Up to this many customers are ranked by counting (`ranks_of_few`): one pass over the
-# population per customer beats sorting it three times (the explanation of one customer
-# against 1 M buyers); more are ranked by the windows.
-FEW = 8
-
-
-def ranks_of_few(population: str, *, keep: str) -> str:
-    """Return SQL giving `keep`'s customers the counts `ranks` gives them, by counting.
-
-    The same tie-inclusive counts as the windows: k_m counts spend <= theirs, k_r a last
-    order as old or older, k_c clv <= theirs among the non-null (a customer without clv
-    gets n_c, as the NULLS LAST window frame gives them).
-    """
-    return f"""
-        CREATE TABLE ranks AS
-        SELECT k.cid,
-               count(*) FILTER (WHERE p.fen_365d <= k.fen_365d) AS k_m,
-               count(*) FILTER (WHERE p.last_ago >= k.last_ago) AS k_r,
-               CASE WHEN k.clv IS NULL THEN count(p.clv)
-                    ELSE count(*) FILTER (WHERE p.clv <= k.clv) END AS k_c,
-               count(p.clv) AS n_c,
-               count(*) AS n
-        FROM (SELECT * FROM ({population}) WHERE cid IN ({keep})) AS k
-        CROSS JOIN ({population}) AS p
-        GROUP BY k.cid, k.fen_365d, k.last_ago, k.clv
     """
 
 

@@ -63,12 +63,14 @@ def retier(
     engine: MetricsEngine | None = None,
     on_progress: ProgressFn | None = None,
     stop: threading.Event | None = None,
+    read_from: Database | None = None,
 ) -> RetierReport:
     """Re-tier every customer (or `customer_ids`) as of `as_of` (default: now).
 
     `stop` (the process stopping) ends the run at its next safe point with StoppedError:
     before anything is written, or between the record's chunks, each consistent on its
     own (bot.tiering.history); the next run diffs against them and does the rest.
+    `read_from` (a replica of `db`, caught up) is read instead of `db` by an engine made here.
     """
     as_of = as_of or datetime.now(UTC)
     if as_of.tzinfo is None:
@@ -77,7 +79,7 @@ def retier(
     scope = "full" if ids is None else "touched"
     report = RetierReport(as_of=as_of, scope=scope, dry_run=dry_run)
     own = engine is None
-    eng = engine or MetricsEngine(db, tz=tz)
+    eng = engine or MetricsEngine(db, tz=tz, source=read_from)
     t0 = time.perf_counter()
     try:
         frame = eng.compute(as_of=as_of, customer_ids=ids)

@@ -19,8 +19,8 @@ population (so the answer is the one a touched run of this customer gives), and 
 the day's in a background thread only when none is stored some time after the job's hour
 (no scheduler, the job off or failed); a one-shot command (`tagbot customer show`) loads
 it each time. Once the population is
-there, a request reads the customer's rows by index and ranks them by one counting pass
-over the population (`metrics_orders.ranks_of_few`), not a sort of it.
+there, a request reads the customer's rows by index and ranks them by binary search in
+the population's values, sorted once per kept population (`rank_index.RankIndex`).
 
 Explained as of now, not as of the run that stored the tier: the page says what a run
 would give now ("数据已变化" when it differs), as `customer show` and the API do.

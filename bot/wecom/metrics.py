@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from bot.metriclabels import FirstSeen
@@ -38,10 +40,23 @@ DOCUMENTED_ERRCODES = frozenset(
 _errcode_label = FirstSeen(ERRCODE_LABELS, always=DOCUMENTED_ERRCODES)
 
 
+# Each call's labelled children, looked up once per (api, errcode): `labels()` validates
+# and joins its arguments under a lock on every call, three times per scan.
+_children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+
 def record(api: str, errcode: int, seconds: float) -> None:
     """Count one HTTP call and observe its latency."""
-    CALLS.labels(api=api, errcode=_errcode_label(str(errcode))).inc()
-    LATENCY.labels(api=api).observe(seconds)
+    pair = _children.get((api, errcode))
+    if pair is None:
+        pair = (
+            CALLS.labels(api=api, errcode=_errcode_label(str(errcode))),
+            LATENCY.labels(api=api),
+        )
+        if len(_children) < 4096:  # api paths and codes are few; bounded all the same
+            _children[(api, errcode)] = pair
+    pair[0].inc()
+    pair[1].observe(seconds)
 
 
 # The shared per-API budget (bot.wecom.budget), as this process last saw it; lanes are

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -11,20 +10,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import requests
-import urllib3
 from requests.adapters import HTTPAdapter
-from requests.utils import DEFAULT_CA_BUNDLE_PATH, default_user_agent
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    MaxRetryError,
-    NewConnectionError,
-    ReadTimeoutError,
-)
-from urllib3.exceptions import HTTPError as Urllib3Error
+from requests.utils import default_user_agent
 from wechatpy.enterprise import WeChatClient
 
 from bot.errors import WeComError
 from bot.wecom import metrics
+from bot.wecom.lean_http import LeanHTTP
 
 POOL_SIZE = 64  # pooled connections to WeCom per process (threads beyond it reconnect)
 
@@ -47,64 +39,27 @@ def _tune_session(session: requests.Session, api_base: str) -> None:
     session.mount("https://", adapter)
 
 
-class _Response:
-    """What wechatpy and this package read of a response: requests.Response's names."""
-
-    request = None
-
-    def __init__(self, url: str, raw: urllib3.BaseHTTPResponse) -> None:
-        self.url = url
-        self.status_code = raw.status
-        self.reason = raw.reason or ""
-        self.headers = raw.headers
-        self.content = raw.data
-        self.encoding = "utf-8"
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
-
-    def json(self) -> Any:
-        return json.loads(self.content)
-
-    def raise_for_status(self) -> None:
-        if self.status_code >= 400:
-            raise requests.HTTPError(
-                f"{self.status_code} {self.reason} for url: {self.url.split('?', 1)[0]}",
-                response=self,  # type: ignore[arg-type]
-            )
-
-
 class LeanSession:
-    """Send WeCom's API calls straight through urllib3's pool, as requests would.
+    """Send WeCom's API calls through a lean keep-alive pool (bot.wecom.lean_http).
 
     requests spends about as much CPU preparing a call and wrapping its answer (header
-    dicts, hooks, cookie jars) as urllib3 spends making it, on each of a scan's three
-    calls. Calls of the shape wechatpy makes (GET or POST of a JSON body, token in the
-    query, no proxy) go through the pool here; anything else, and gettoken, through the
-    tuned requests session, whose settings (proxy, CA bundle) decide which way: with a
-    proxy configured for the API's host every call takes the requests path. Failures are
+    dicts, hooks, cookie jars) as urllib3 spends making it, and urllib3 as much again
+    over what a JSON call to one host needs, on each of a scan's three calls. Calls of
+    the shape wechatpy makes (GET or POST of a JSON body, token in the query, no proxy)
+    go through the lean pool here; anything else, and gettoken, through the tuned
+    requests session, whose settings (proxy, CA bundle) decide which way: with a proxy
+    configured for the API's host every call takes the requests path. Failures are
     raised as the same requests exceptions, so the adapter's policy sees no difference.
     """
 
     def __init__(self, session: requests.Session) -> None:
         self.session = session
         verify = session.verify
-        tls: dict[str, Any] = (
-            {"cert_reqs": "CERT_NONE"}
-            if verify is False
-            else {
-                "cert_reqs": "CERT_REQUIRED",
-                "ca_certs": verify if isinstance(verify, str) else DEFAULT_CA_BUNDLE_PATH,
-            }
+        self._http = LeanHTTP(
+            verify=verify if isinstance(verify, str) else verify is not False,
+            user_agent=default_user_agent(),
+            pool_size=POOL_SIZE,
         )
-        self._pool = urllib3.PoolManager(num_pools=4, maxsize=POOL_SIZE, **tls)
-        self._headers = {
-            "User-Agent": default_user_agent(),
-            "Accept-Encoding": "gzip, deflate",
-            "Accept": "*/*",
-            "Connection": "keep-alive",
-        }
 
     def request(
         self,
@@ -123,33 +78,13 @@ class LeanSession:
         if params:
             query = urlencode([(k, v) for k, v in params.items() if v is not None], doseq=True)
             url = f"{url}{'&' if '?' in url else '?'}{query}" if query else url
-        try:
-            raw = self._pool.request(
-                method.upper(),
-                url,
-                body=data,
-                headers=self._headers,
-                timeout=urllib3.Timeout(connect=timeout, read=timeout),
-                retries=urllib3.Retry(0, read=False, redirect=False),
-            )
-        except MaxRetryError as exc:
-            reason = exc.reason
-            if isinstance(reason, ConnectTimeoutError) and not isinstance(
-                reason, NewConnectionError
-            ):
-                raise requests.ConnectTimeout(exc) from exc
-            raise requests.ConnectionError(exc) from exc
-        except ReadTimeoutError as exc:
-            raise requests.ReadTimeout(exc) from exc
-        except (Urllib3Error, OSError) as exc:
-            raise requests.ConnectionError(exc) from exc
-        return _Response(url, raw)
+        return self._http.request(method, url, data, timeout)
 
     def get(self, url: str, **kwargs: Any) -> Any:
         return self.session.get(url, **kwargs)
 
     def close(self) -> None:
-        self._pool.clear()
+        self._http.close()
         self.session.close()
 
 

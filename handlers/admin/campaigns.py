@@ -137,6 +137,16 @@ def campaign_page(name: str) -> ResponseReturnValue:
 
 
 def _counts(plan: RunPlan) -> dict[str, int]:
+    if plan.chats is not None:  # group_broadcast: groups, sent by their owners
+        return {
+            "audience": plan.audience,
+            "treatment": len(plan.chats.treatment),
+            "holdout": len(plan.chats.holdout),
+            "capped": 0,
+            "cooling": len(plan.chats.cooling),
+            "unreachable": 0,
+            "staff": len({t.owner_userid for t in plan.chats.treatment}),
+        }
     return {
         "audience": plan.audience,
         "treatment": len(plan.treatment),

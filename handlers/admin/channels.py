@@ -32,6 +32,14 @@ guard.NAV_CHILDREN["admin.channels"] |= {
 }
 
 RANGES = (7, channel_pages.TREND_DAYS)  # 近7天, 近30天
+# The trend's lines: a staff code's adds and losses, a group code's joins and leaves.
+STAFF_SERIES = (
+    ("新增", "added"),
+    ("客户删员工", "lost_by_customer"),
+    ("员工删客户", "lost_by_staff"),
+    ("净增", "net"),
+)
+GROUP_SERIES = (("入群", "added"), ("主动退群", "lost_by_customer"), ("被移出", "lost_by_staff"))
 _SPLIT = re.compile(r"[\s,，、;；]+")
 # What WeCom's refusals mean for the operator (doc 90313); others show WeCom's own text.
 WECOM_REASONS = {
@@ -128,10 +136,8 @@ def channel_page(channel_id: int) -> ResponseReturnValue:
             "kind": "line",
             "categories": [d.day.strftime("%m-%d") for d in days],
             "series": [
-                {"name": "新增", "values": [d.added for d in days]},
-                {"name": "客户删员工", "values": [d.lost_by_customer for d in days]},
-                {"name": "员工删客户", "values": [d.lost_by_staff for d in days]},
-                {"name": "净增", "values": [d.net for d in days]},
+                {"name": name, "values": [getattr(d, key) for d in days]}
+                for name, key in (GROUP_SERIES if report.config.is_group else STAFF_SERIES)
             ],
             "range": RANGES[0],
         }

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from flask import abort, render_template, request, send_file
+from flask import Response, abort, render_template, request
 from flask.typing import ResponseReturnValue
 
 from bot.db.types import utcnow
-from bot.reports import rule_trial, tier_export
+from bot.reports import rule_trial, tier_export, xlsx_stream
 from bot.reports.definitions import define
 from bot.reports.rule_trial import TrialFrames, TrialResult
 from bot.reports.tier_page import TierPage, tier_page
@@ -22,7 +21,6 @@ from handlers.context import dimensions, runtime
 guard.NAV_CHILDREN["admin.tiers"] |= {"admin.tiers_trial", "admin.tiers_export"}
 
 NONE_PARAM = ""  # 无 (no tier) in the customer list's from/to parameters
-SPOOL_BYTES = 16 * 1024 * 1024  # an export larger than this spools to a temporary file
 
 
 def _find(dims: tuple[Dimension, ...], name: str) -> Dimension:
@@ -127,33 +125,29 @@ def trial() -> ResponseReturnValue:
 
 @bp.get("/tiers/<dimension>/export.xlsx", endpoint="tiers_export")
 def export(dimension: str) -> ResponseReturnValue:
-    """A tier's members as .xlsx (`?tier=<tag>`); an unknown dimension or tier is a 404."""
+    """A tier's members as .xlsx (`?tier=<tag>`), streamed; an unknown dimension or tier: 404."""
     rt = runtime()
     dim = _find(dimensions(), dimension)
     tier = request.args.get("tier", "")
-    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - send_file closes it
-    try:
-        with rt.db.read() as session:
-            if not tier or not tier_export.tier_exists(dimension, tier, session=session):
-                abort(404, description=f"维度“{dimension}”下没有客户处于层级“{tier}”。")
-            rows = tier_export.members(
-                dimension, tier, session=session, staff_names=rt.settings.staff
-            )
-            tier_export.write_xlsx(
-                rows, tier_export.metric_names(dim), out, tz=rt.settings.tz, title=tier
-            )
-        out.seek(0)
-    except BaseException:
-        out.close()
-        raise
+    with rt.db.read() as session:
+        if not tier or not tier_export.tier_exists(dimension, tier, session=session):
+            abort(404, description=f"维度“{dimension}”下没有客户处于层级“{tier}”。")
+    body = tier_export.stream_xlsx(
+        rt.db,
+        dimension,
+        tier,
+        tier_export.metric_names(dim),
+        tz=rt.settings.tz,
+        staff_names=rt.settings.staff,
+    )
     filename = f"{dim.tag_group}-{tier}.xlsx"
-    answer = send_file(
-        out,
-        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        as_attachment=True,
-        download_name=filename,
+    return Response(
+        body,
+        mimetype=xlsx_stream.MIMETYPE,
+        headers={
+            "Content-Disposition": (
+                f"attachment; filename=\"tier-export.xlsx\"; filename*=UTF-8''{quote(filename)}"
+            ),
+            "X-Accel-Buffering": "no",  # a proxy passes the bytes on as they come
+        },
     )
-    answer.headers["Content-Disposition"] = (
-        f"attachment; filename=\"tier-export.xlsx\"; filename*=UTF-8''{quote(filename)}"
-    )
-    return answer

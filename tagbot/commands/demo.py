@@ -38,8 +38,11 @@ from bot.db.models import (
     Channel,
     Customer,
     FollowRelation,
+    GroupChat,
+    GroupMember,
     Order,
     RelationTag,
+    Tag,
 )
 from bot.errors import TagbotError
 from bot.ingest.service import import_file
@@ -66,6 +69,9 @@ WEBHOOK_SECRET = "demo-webhook-secret-0123456789"  # noqa: S105
 # orders after it are simulated (and said to be): order chances without and with it.
 REPLAY_DAYS = 31
 BASE_RATE, TREATED_RATE = 0.15, 0.30
+# The demo's customer group (客户群) and its group live code's state (demo.toml).
+VIP_GROUP, VIP_OWNER, VIP_STATE = "VIP会员群", "zhangwei", "vip_group"
+GROUP_SHARE = 5  # every fifth new customer scans the VIP group's code
 
 
 def _free_port() -> int:
@@ -115,6 +121,7 @@ class Demo:
         self._server: Any = None
         self._background: Any = None
         self.receiver = WebhookReceiver(WEBHOOK_SECRET)
+        self.vip_chat_id = ""
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -140,6 +147,7 @@ class Demo:
             port=port,
             webhook_url=self.receiver.url,
             webhook_secret=WEBHOOK_SECRET,
+            vip_chat_id=self.vip_chat_id,
         )
         path = self.workdir / "config.toml"
         path.write_text(text, encoding="utf-8")
@@ -162,6 +170,7 @@ class Demo:
             port=port,
             webhook_url="http://127.0.0.1:1/",
             webhook_secret=WEBHOOK_SECRET,
+            vip_chat_id="wrProbe",
         )
         import tomllib
 
@@ -178,6 +187,8 @@ class Demo:
         self.receiver.start()
         for userid, name in data.STAFF.items():
             self.sim.add_staff(userid, name)
+        # The VIP group the corp runs; its group live code comes from the config.
+        self.vip_chat_id = self.sim.create_group_chat(VIP_OWNER, VIP_GROUP, deliver=False).chat_id
         # Customers the corp had before installing the bot; the first sync imports them.
         for i in range(self.n_customers // 3):
             self.sim.add_relation(
@@ -334,6 +345,44 @@ class Demo:
                     "description", ""
                 )
                 s.detail.append(f"  → {m.get('touser')}: {str(body).splitlines()[0][:60]}")
+
+    def join_group(self, people: list[data.DemoCustomer]) -> None:
+        """Some new customers scan the VIP group's live code and join; one leaves again."""
+        assert self.sim is not None
+        assert self.rt is not None
+        # Customers still following a member: their relations can carry the code's tag.
+        joining = [p for p in people[2::GROUP_SHARE] if self.sim.followers(p.external_userid)]
+        with self.step(f"{len(joining)} 位客户扫群活码加入「{VIP_GROUP}」") as s:
+            for p in joining:
+                self.sim.join_group_by_qr(VIP_STATE, external_userid=p.external_userid)
+            self.wait_until("group joins processed", self.queues_empty)
+            # One leaves after the bot has seen them join (when others stay in).
+            for p in joining[-1:] if len(joining) > 1 else []:
+                self.sim.leave_group(self.vip_chat_id, p.external_userid)
+            self.wait_until("group leaves processed", self.queues_empty)
+            with self.rt.db.read() as session:
+                stays = session.execute(
+                    select(GroupMember.member_userid, GroupMember.left_at, Channel.name)
+                    .join(GroupChat, GroupChat.id == GroupMember.group_chat_id)
+                    .outerjoin(Channel, Channel.id == GroupMember.channel_id)
+                    .where(GroupChat.chat_id == self.vip_chat_id, GroupMember.member_type == 2)
+                ).all()
+            through = [m for m, _, channel in stays if channel]
+            still = [m for m, left, _ in stays if left is None]
+            s.detail.append(
+                f"已记录入群 {len(through)} 人（经渠道“{stays[0][2] if through else '—'}”），"
+                f"退群 {len(stays) - len(still)} 人，仍在群 {len(still)} 人"
+            )
+            with self.rt.db.read() as session:
+                tagged = session.scalar(
+                    select(func.count(func.distinct(FollowRelation.customer_id)))
+                    .join(RelationTag, RelationTag.relation_id == FollowRelation.id)
+                    .join(Tag, Tag.id == RelationTag.tag_id)
+                    .where(Tag.name == VIP_GROUP)
+                )
+            s.detail.append(
+                f"{tagged} 位入群客户的跟进关系打上了群活码的标签（入群渠道/{VIP_GROUP}）"
+            )
 
     def import_orders(self, people: list[data.DemoCustomer]) -> None:
         assert self.rt is not None
@@ -621,6 +670,21 @@ class Demo:
                 lookup.view(ch, session=session, tz=self.rt.settings.tz)
                 for ch in lookup.list_all(session=session)
             ]
+            # A group code's funnel: members who joined through it, and those still in.
+            group_counts = {
+                str(name): (int(joined), int(still))
+                for name, joined, still in session.execute(
+                    select(
+                        Channel.name,
+                        func.count(func.distinct(GroupMember.member_userid)),
+                        func.count(func.distinct(GroupMember.member_userid)).filter(
+                            GroupMember.left_at.is_(None)
+                        ),
+                    )
+                    .join(GroupMember, GroupMember.channel_id == Channel.id)
+                    .group_by(Channel.name)
+                )
+            }
         total_calls: Counter[str] = Counter()
         click.echo("")
         click.echo("═" * 72)
@@ -639,6 +703,10 @@ class Demo:
         click.echo("")
         click.echo("渠道漏斗：")
         for v in views:
+            if v.kind == "group":
+                joined, still = group_counts.get(v.name, (0, 0))
+                click.echo(f"  {v.name:<8} 群活码 入群 {joined:>3}  仍在群 {still:>3}")
+                continue
             click.echo(f"  {v.name:<8} 扫码 {v.scans:>4}  添加 {v.adds:>4}  流失 {v.lost:>3}")
         click.echo(f"客户 {customers} 位；有效关系 {active}，流失 {lost}；已打标签的关系 {tagged}")
         click.echo(f"企业微信接口调用合计 {sum(total_calls.values())} 次（模拟器计数）")
@@ -739,6 +807,7 @@ def demo(workdir: Path, n_customers: int, seed: int, keep_running: bool) -> None
         scenario.create_channels()
         people = scenario.scans()
         scenario.churn(people)
+        scenario.join_group(people)
         scenario.import_orders(people)
         scenario.import_events(people)
         scenario.sync()

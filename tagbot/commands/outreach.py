@@ -8,21 +8,35 @@ import click
 
 from bot.config import CampaignSettings
 from bot.outreach.audience import Candidate
+from bot.outreach.group_broadcast import ChatPlan, ChatTarget
 from bot.outreach.plan import RunPlan
 from bot.outreach.service import get_campaign, last_runs, run_campaign
 from tagbot.commands.context import CliContext, pass_ctx
 from tagbot.commands.outreach_results import results_command
 from tagbot.commands.retier import parse_as_of
 
-ACTIONS = {"group_message": "群发", "follow_up": "回访任务", "webhook": "Webhook"}
+ACTIONS = {
+    "group_message": "群发",
+    "group_invite": "入群邀请",
+    "group_broadcast": "客户群群发",
+    "follow_up": "回访任务",
+    "webhook": "Webhook",
+}
 NO_STAFF = "（无跟进员工）"
 
 
 def describe_audience(c: CampaignSettings) -> str:
     """Return the audience as operators read it: dimension, tiers or entry, `when`."""
+    if c.action == "group_broadcast":
+        tiers = (
+            f"{c.dimension}：{'、'.join(c.tiers)} 占群内客户 ≥ {c.min_share}%" if c.tiers else ""
+        )
+        code = f"群活码「{c.group_code}」的群" if c.group_code else ""
+        return "客户群：" + "，且 ".join(p for p in (code, tiers) if p)
     who = f"进入 {c.on_enter}" if c.on_enter else "、".join(c.tiers)
     when = f"，且 {c.when}" if c.when else ""
-    return f"{c.dimension}：{who}{when}"
+    code = f"，邀请加入群活码「{c.group_code}」的群" if c.group_code else ""
+    return f"{c.dimension}：{who}{when}{code}"
 
 
 @click.group("outreach")
@@ -73,10 +87,14 @@ def echo_plan(plan: RunPlan, tz: str, *, limit: int) -> None:
         else f"已生成第 {plan.run_id} 次运行 / run {plan.run_id} planned"
     )
     click.echo(f"{head}：{plan.campaign}（{ACTIONS[plan.action]}），as of {when} {tz}")
+    if plan.chats is not None:
+        echo_chats(plan.chats, limit=limit)
+        return
     click.echo(
         f"受众 {plan.audience} 人：触达 {len(plan.treatment)}，对照组 {len(plan.holdout)}，"
         f"已达上限 {len(plan.capped)}，冷却中 {len(plan.cooling)}，"
         f"无有效跟进员工 {len(plan.unreachable)}"
+        + (f"，已在群中 {len(plan.in_group)}" if plan.action == "group_invite" else "")
     )
     for share in plan.by_staff():
         click.echo(f"员工 {share.staff_userid or NO_STAFF}：")
@@ -88,11 +106,46 @@ def echo_plan(plan: RunPlan, tz: str, *, limit: int) -> None:
         ):
             if members:
                 click.echo(f"  {label} {len(members)} 人：{_names(members, limit)}")
+    if plan.in_group:
+        click.echo(
+            f"已在本群活码的群中（不邀请）{len(plan.in_group)} 人："
+            f"{_names(tuple(plan.in_group), limit)}"
+        )
     if plan.unreachable:
         click.echo(
             f"无有效跟进员工（不触达）{len(plan.unreachable)} 人："
             f"{_names(tuple(plan.unreachable), limit)}"
         )
+
+
+def _chat_names(targets: list[ChatTarget], limit: int) -> str:
+    shown = targets if limit <= 0 else targets[:limit]
+    text = "、".join(
+        f"{t.name or t.chat_id}（{t.in_tiers}/{t.members} 人）"
+        if t.members
+        else t.name or t.chat_id
+        for t in shown
+    )
+    return text + (f" …等 {len(targets)} 个" if len(targets) > len(shown) else "")
+
+
+def echo_chats(chats: ChatPlan, *, limit: int) -> None:
+    """Print a group_broadcast plan: groups per owner, sent, held out or cooling."""
+    click.echo(
+        f"客户群 {chats.selected} 个：发送 {len(chats.treatment)}，对照组 {len(chats.holdout)}，"
+        f"冷却中 {len(chats.cooling)}（括号内：符合层级的客户 / 群内客户）"
+    )
+    owners = sorted({t.owner_userid for t in (*chats.treatment, *chats.holdout, *chats.cooling)})
+    for owner in owners:
+        click.echo(f"群主 {owner}：")
+        for label, targets in (
+            ("发送", chats.treatment),
+            ("对照组", chats.holdout),
+            ("冷却中", chats.cooling),
+        ):
+            mine = [t for t in targets if t.owner_userid == owner]
+            if mine:
+                click.echo(f"  {label} {len(mine)} 个：{_chat_names(mine, limit)}")
 
 
 RUN_STATUS = {

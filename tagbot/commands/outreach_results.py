@@ -115,6 +115,18 @@ def render_segment(segment: Segment, runs: int) -> list[str]:
     return lines
 
 
+GROUP_LABELS = {
+    "planned": "排队中",
+    "queued": "排队中",
+    "created": "待群主确认",
+    "sent": "已发送",
+    "over_quota": "群接收达上限",
+    "unconfirmed": "群主未确认",
+    "failed": "发送失败",
+    "holdout": "对照组（不发送）",
+}
+
+
 def render(results: CampaignResults, tz: ZoneInfo) -> list[str]:
     """Return the whole report as operators read it."""
 
@@ -130,6 +142,13 @@ def render(results: CampaignResults, tz: ZoneInfo) -> list[str]:
         lines.append(f"另有 {results.unsent_runs} 次运行尚未发送，不计入")
     if not results.runs:
         lines.append("还没有已发送的运行，暂无结果")
+        return lines
+    if results.groups is not None:  # group_broadcast: per group, no customer outcomes
+        counts = "，".join(
+            f"{GROUP_LABELS.get(status, status)} {n}"
+            for status, n in sorted(results.groups.items())
+        )
+        lines.append(f"客户群：{counts or '无'}")
         return lines
     for segment in results.segments:
         lines.append("")

@@ -41,9 +41,12 @@ def _channel_checks(settings: Settings) -> tuple[list[str], list[str]]:
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from bot.config_check import NOT_CHECKED, channel_findings
+    from bot.groups.names import RULES_NOT_CHECKED, reads_groups
 
-    if not settings.channels:
+    if not settings.channels and not reads_groups(settings):
         return [], channel_example_values(settings)
+    # What the warning says is not checked when the database cannot be read.
+    not_checked = NOT_CHECKED if settings.channels else RULES_NOT_CHECKED
     try:
         require_file(settings.database.url)
         db = Database(settings.database.url)
@@ -56,13 +59,13 @@ def _channel_checks(settings: Settings) -> tuple[list[str], list[str]]:
     except DatabaseNotReadyError:
         return [], [
             *channel_example_values(settings),
-            NOT_CHECKED + "run `tagbot init-db`, then `tagbot sync`",
+            not_checked + "run `tagbot init-db`, then `tagbot sync`",
         ]
     except (OperationalError, ProgrammingError) as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         return [], [
             *channel_example_values(settings),
-            NOT_CHECKED + f"cannot use the database: {reason}",
+            not_checked + f"cannot use the database: {reason}",
         ]
     return found.problems, found.warnings
 

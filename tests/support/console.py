@@ -10,10 +10,20 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flask.testing import FlaskClient
+from sqlalchemy import delete, select
 
 from bot.config import DimensionSettings, Settings, settings_from_mapping
 from bot.db import Database
-from bot.db.models import Channel, Customer, FollowRelation, Order, Staff
+from bot.db.models import (
+    Channel,
+    ChannelDay,
+    Customer,
+    FollowRelation,
+    GroupChat,
+    GroupMember,
+    Order,
+    Staff,
+)
 from bot.reports import channel_stats
 from bot.rules.dimension import load_dimensions
 from bot.tiering.run import retier
@@ -90,6 +100,73 @@ class Seeded:
     lost_by_staff: int
     tiers: dict[str, int]
     high_value: int
+
+
+@dataclass(frozen=True)
+class SeededGroups:
+    """What `seed_groups` wrote: a group code and the stays it brought, as pages count them."""
+
+    channel: str = "VIP群码"
+    group: str = "VIP会员群"
+    other_group: str = "新品群"
+    joined_total: int = 3  # wm000, wm001 and a member who is nobody's customer
+    members_now: int = 2  # wm000 and the stranger
+    joined_today: int = 2
+    left_today: int = 1  # wm001, on their own
+    joined_7d: int = 3
+    tiers: tuple[tuple[str, int], ...] = (("高价值", 1), ("普通", 1), ("无层级", 1))
+
+
+def seed_groups(db: Database, *, now: datetime, tz: Any) -> SeededGroups:
+    """Add a group live code to `seed_overview`'s data, and stays in two customer groups.
+
+    wm000 (高价值) joined VIP会员群 through the code today and is in; wm001 (普通) joined
+    through it three days ago and left today; wm002 was invited in by a member (no code);
+    a stranger (nobody's customer) joined through the code today; wm000 was removed
+    from 新品群 five days ago. Then the rollup counts them, as the scheduler would.
+    """
+    seeded = SeededGroups()
+    midnight = datetime.combine(now.astimezone(tz).date(), time(0), tzinfo=tz)
+    today = max(midnight + timedelta(minutes=2), now - timedelta(minutes=20))
+    with db.write() as session:
+        ids = dict(session.execute(select(Customer.external_userid, Customer.id)).all())
+        code = Channel(
+            name=seeded.channel, state="vip_group", kind="group", chat_ids=["wrVIP"], qr_code=""
+        )
+        vip = GroupChat(chat_id="wrVIP", name=seeded.group, owner_userid="alice")
+        new = GroupChat(chat_id="wrNEW", name=seeded.other_group, owner_userid="bob")
+        session.add_all([code, vip, new])
+        session.flush()
+
+        def stay(group: GroupChat, ext: str, joined: datetime, **kw: Any) -> None:
+            session.add(
+                GroupMember(
+                    group_chat_id=group.id,
+                    member_userid=ext,
+                    member_type=2,
+                    customer_id=ids.get(ext),
+                    joined_at=joined,
+                    **kw,
+                )
+            )
+
+        through = {"join_scene": 3, "state": code.state, "channel_id": code.id}
+        stay(vip, "wm000", today, **through)
+        stay(vip, "wm001", today - timedelta(days=3), left_at=today, quit_scene=0, **through)
+        stay(vip, "wm002", today - timedelta(days=20), join_scene=1, invitor_userid="alice")
+        stay(vip, "wmstranger", today, **through)
+        stay(
+            new,
+            "wm000",
+            today - timedelta(days=10),
+            join_scene=2,
+            left_at=today - timedelta(days=5),
+            quit_scene=1,
+        )
+        # Count every day again, as on a fresh install: the stays are older than today.
+        session.execute(delete(ChannelDay))
+    channel_stats.rollup(db, tz=tz, now=now)
+    return seeded
 
 
 def seed_overview(db: Database, *, now: datetime, tz: Any) -> Seeded:

@@ -24,7 +24,13 @@ from bot.db import Database
 from bot.db.types import utcnow
 from tests.support.browser import CHROMIUM, artifacts_dir, unavailable
 from tests.support.configs import toml_text
-from tests.support.console import DIMENSION, Seeded, console_config, seed_overview
+from tests.support.console import (
+    DIMENSION,
+    Seeded,
+    console_config,
+    seed_groups,
+    seed_overview,
+)
 from tests.support.corp import ADMIN_TOKEN
 from tests.support.processes import free_port, serve, wait_healthy
 from tests.support.simulators import start_simulator
@@ -115,7 +121,9 @@ def serving(
 
 
 def _overview_with_old_audit(db: Database, _sim: Simulator) -> Seeded:
-    seeded = seed_overview(db, now=utcnow(), tz=ZoneInfo("Asia/Shanghai"))
+    now, tz = utcnow(), ZoneInfo("Asia/Shanghai")
+    seeded = seed_overview(db, now=now, tz=tz)
+    seed_groups(db, now=now, tz=tz)
     with db.write() as session:
         for i in range(OLD_AUDIT_ROWS):
             audit.record(session=session, actor=f"earlier{i}", role="admin", action="login")

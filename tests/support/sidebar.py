@@ -21,7 +21,13 @@ from bot.db.models import (
     Customer,
     Staff,
 )
-from tests.support.console import DIMENSION, Seeded, console_config, seed_overview
+from tests.support.console import (
+    DIMENSION,
+    Seeded,
+    console_config,
+    seed_groups,
+    seed_overview,
+)
 from wecom_sim import Simulator
 
 HINTS = {"高价值": "重点维护：优先回复，节日问候。", "普通": "关注复购：推荐相关商品。"}
@@ -49,6 +55,7 @@ def seed_sidebar(db: Database, *, now: datetime, tz: Any) -> Seeded:
     """`seed_overview`'s corp (alice follows wm000, hostile name, 高价值; bob follows wm002),
     plus a follow-up task for alice on wm000 and wm001 in a campaign's holdout."""
     seeded = seed_overview(db, now=now, tz=tz)
+    seed_groups(db, now=now, tz=tz)
     with db.write() as session:
         ids = dict(session.execute(select(Customer.external_userid, Customer.id)).all())
         follow_up = Campaign(name="老客关怀", action="follow_up", dimension="value")

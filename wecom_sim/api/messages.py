@@ -29,6 +29,8 @@ NO_RECIPIENTS = 82001
 INVALID_MSGTYPE = 40008
 NO_RELATION = 84061
 TASK_NOT_READY = 41063
+CHAT_NOT_FOUND = 40050
+MSG_TEMPLATE_CHATS_MAX = 2000
 ATTACHMENT_TYPES = {"image", "link", "miniprogram", "video", "file"}
 APP_MSG_TYPES = {
     "text", "image", "voice", "video", "file", "textcard", "news", "mpnews", "markdown",
@@ -111,6 +113,27 @@ def _pick_relation(state: SimState, external_userid: str, sender: str) -> Relati
     return max(followers, key=lambda r: r.createtime, default=None)
 
 
+def _owned_chats(state: SimState, call: Call, sender: str) -> list[str]:
+    """Return the groups a group 群发 goes to: chat_id_list, else all the sender's groups.
+
+    Each listed group must be a live group the sender owns: an unknown, dismissed or other
+    owner's group is refused with 40050 (chatid 不存在; WeCom does not document which code
+    it answers, docs/wecom-groups.md).
+    """
+    listed = list(dict.fromkeys(call.strings("chat_id_list")))
+    if len(listed) > MSG_TEMPLATE_CHATS_MAX:
+        raise ApiError(INVALID, f"more than {MSG_TEMPLATE_CHATS_MAX} chat_id_list")
+    if not listed:  # the owner picks among their groups in the client: all of them here
+        return [
+            c.chat_id for c in state.group_chats.values() if c.owner == sender and not c.dismissed
+        ]
+    for chat_id in listed:
+        chat = state.live_chat(chat_id)
+        if chat is None or chat.owner != sender:
+            raise ApiError(CHAT_NOT_FOUND, f"invalid chat_id: {chat_id} (not a group of {sender})")
+    return listed
+
+
 @route("externalcontact/add_msg_template", "POST")
 def add_msg_template(state: SimState, call: Call) -> dict[str, Any]:
     """Create a 群发 task; nothing is sent until the member confirms it."""
@@ -141,7 +164,8 @@ def add_msg_template(state: SimState, call: Call) -> dict[str, Any]:
     if chat_type == "group":
         if not sender:
             raise ApiError(MISSING, "missing parameter: sender (needed for group)")
-        msg.tasks[sender] = GroupMsgTask(sender)  # customer groups are not simulated
+        msg.tasks[sender] = GroupMsgTask(sender)
+        msg.sends = [GroupMsgSend("", sender, chat_id=c) for c in _owned_chats(state, call, sender)]
     else:
         if not targets and not sender:
             raise ApiError(INVALID, "external_userid and sender must not both be empty")
@@ -226,7 +250,7 @@ def get_groupmsg_send_result(state: SimState, call: Call) -> dict[str, Any]:
     page, next_cursor = offset_page(sends, call.text("cursor"), call.limit(500, 1000))
     rows = [
         {
-            "external_userid": s.external_userid,
+            **({"chat_id": s.chat_id} if s.chat_id else {"external_userid": s.external_userid}),
             "userid": s.userid,
             "status": s.status,
             "send_time": s.send_time,
