@@ -180,6 +180,19 @@ def hand_off(
     return replace(pushed, alerts=alerts)
 
 
+def unknown_group_names(db: Database, settings: Settings) -> list[str]:
+    """Name each rule's group that no live group has, logged as a warning (full runs)."""
+    from bot.groups.names import reads_groups, rule_group_problems
+
+    if not reads_groups(settings):
+        return []
+    with db.read() as session:
+        problems = rule_group_problems(settings, session=session) or []
+    for problem in problems:
+        log.warning("re-tier: a rule names a group no live group has: %s", problem)
+    return problems
+
+
 def retier_configured(
     *,
     db: Database,
@@ -202,6 +215,7 @@ def retier_configured(
     """
     dims = load_dimensions(settings.tiering.dimensions)
     ids = None if customer_ids is None else sorted({int(i) for i in customer_ids})
+    warnings = unknown_group_names(db, settings) if ids is None else []
 
     def run(stop: threading.Event | None) -> RetierReport:
         full = ids is None and engine is None
@@ -220,11 +234,14 @@ def retier_configured(
             )
 
     if dry_run:
-        return run(stop), None
+        report = run(stop)
+        report.warnings.extend(warnings)
+        return report, None
     with exclusive(db=db, wait=wait, stop=stop) as halt:
         if halt is None:
             raise RetierBusyError("另一个分层任务正在运行，请稍后再试 / another re-tier is running")
         report = run(halt)
+    report.warnings.extend(warnings)
     # A touched run diffs its own customers' relations only: nobody else's tiers moved.
     handoff = hand_off(
         db=db,

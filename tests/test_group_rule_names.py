@@ -152,3 +152,21 @@ def test_check_config_names_a_rules_unknown_group(
     path = _config(tmp_path, db_url, 'group["VIP会员群"] and groups_count >= 1')
     assert main(["--config", str(path), "check-config"]) == 0
     assert "配置有效" in capsys.readouterr().out
+
+
+def test_a_retier_warns_of_a_rules_unknown_group(
+    tmp_path: Path, db: Database, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A renamed or dismissed group makes its rule false for everyone: the run goes on (one
+    # bad name must not stop all tiering) but says so, on the CLI and in the log.
+    with db.write() as session:
+        session.add(GroupChat(chat_id="wrA", name="VIP会员群"))
+    path = _config(tmp_path, db_url, 'group["不存在的群"] or group.VIP会员群')
+    assert main(["--config", str(path), "retier", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "警告 / warning: tiering.dimensions[0].tiers[0].when: no customer group named '不存在的群'"
+    ) in err
+    path = _config(tmp_path, db_url, 'group["VIP会员群"]')
+    assert main(["--config", str(path), "retier", "--dry-run"]) == 0
+    assert "警告" not in capsys.readouterr().err

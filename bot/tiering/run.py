@@ -50,6 +50,9 @@ class RetierReport:
     seconds: dict[str, float] = field(default_factory=dict)
     # The predictive model its metrics came from: fitted (full run) or reused (touched).
     model: metrics_predictive.Model | None = None
+    # Rules naming a customer group no live group has (renamed, dismissed, a typo): such a
+    # rule is false for everyone, so the run says so rather than emptying a tier silently.
+    warnings: list[str] = field(default_factory=list)
 
 
 def retier(

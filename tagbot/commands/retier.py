@@ -74,6 +74,8 @@ def echo_report(
             click.echo(f"已排队 {handoff.queued} 个关系的标签变更 / queued")
     if report.model is not None:
         click.echo(f"预测模型 / predictive model: {report.model.summary()}")
+    for warning in report.warnings:
+        click.echo(f"警告 / warning: {warning}（该规则对所有客户为假）", err=True)
     spent = "，".join(f"{k} {v:.1f}s" for k, v in report.seconds.items())
     click.echo(f"用时 / took: {spent}")
 
