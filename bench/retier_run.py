@@ -133,24 +133,32 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _timed_retier(
+    db: Database, dims: Any, as_of: datetime, ids: list[int] | None, engine: Any
+) -> dict[str, Any]:
+    """One re-tier with its wall and CPU seconds, steps and the models' part."""
+    from bot.tiering.run import retier
+
+    t0, c0 = time.perf_counter(), _cpu()
+    report = retier(db, dims, tz=TZ, as_of=as_of, customer_ids=ids, engine=engine)
+    return {
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "cpu_s": round(_cpu() - c0, 2),
+        "customers": report.customers,
+        "transitions": report.transitions,
+        "steps": {k: round(v, 2) for k, v in report.seconds.items()},
+        "predictive": _predictive(report),
+    }
+
+
 def _nightly_only(db: Database) -> dict[str, Any]:
     """Rerun the nightly two days on, over tiers a previous run of this data left."""
     from bot.rules import load_dimensions
     from bot.tiering.engine import MetricsEngine
-    from bot.tiering.run import retier
 
     dims = load_dimensions(default_tiering().dimensions)
     with MetricsEngine(db, tz=TZ) as engine:
-        t0, c0 = time.perf_counter(), _cpu()
-        report = retier(db, dims, tz=TZ, as_of=AS_OF + timedelta(days=2), engine=engine)
-        run = {
-            "wall_s": round(time.perf_counter() - t0, 2),
-            "cpu_s": round(_cpu() - c0, 2),
-            "customers": report.customers,
-            "transitions": report.transitions,
-            "steps": {k: round(v, 2) for k, v in report.seconds.items()},
-            "predictive": _predictive(report),
-        }
+        run = _timed_retier(db, dims, AS_OF + timedelta(days=2), None, engine)
     rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"nightly": run, "peak_rss_mb": rss}
 
@@ -161,7 +169,6 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     from bot.tags import diff, tier_tags
     from bot.tiering.defaults import default_tiering
     from bot.tiering.engine import MetricsEngine
-    from bot.tiering.run import retier
 
     db, n = Database(spec["url"]), spec["customers"]
     if spec.get("nightly_only"):
@@ -188,30 +195,13 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         ("nightly", AS_OF + timedelta(days=1), None),
         ("touched", AS_OF + timedelta(days=1), touched_ids(n)),
     ):
-        t0, c0 = time.perf_counter(), _cpu()
-        report = retier(db, dims, tz=TZ, as_of=as_of, customer_ids=ids, engine=engine)
-        out[name] = {
-            "wall_s": round(time.perf_counter() - t0, 2),
-            "cpu_s": round(_cpu() - c0, 2),
-            "customers": report.customers,
-            "transitions": report.transitions,
-            "steps": {k: round(v, 2) for k, v in report.seconds.items()},
-            "predictive": _predictive(report),
-        }
+        out[name] = _timed_retier(db, dims, as_of, ids, engine)
     # The first touched batch of the day in a process that holds no population (a restarted
     # worker): what it costs to get the rank basis.
     ids = touched_ids(n, first=4)
     with MetricsEngine(db, tz=TZ) as new_engine:
-        t0 = time.perf_counter()
-        report = retier(
-            db, dims, tz=TZ, as_of=AS_OF + timedelta(days=1), customer_ids=ids, engine=new_engine
-        )
-        out["touched, new engine"] = {
-            "wall_s": round(time.perf_counter() - t0, 2),
-            "customers": report.customers,
-            "transitions": report.transitions,
-            "steps": {k: round(v, 2) for k, v in report.seconds.items()},
-        }
+        run = _timed_retier(db, dims, AS_OF + timedelta(days=1), ids, new_engine)
+        out["touched, new engine"] = {k: v for k, v in run.items() if k != "predictive"}
     out["retier_s"] = round(time.perf_counter() - t_start, 1)
     if not spec.get("push", True):
         engine.close()

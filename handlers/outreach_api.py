@@ -96,32 +96,24 @@ def _chats(targets: list[ChatTarget]) -> list[dict[str, Any]]:
 
 
 def _plan_json(plan: RunPlan) -> dict[str, Any]:
-    if plan.chats is not None:  # group_broadcast: groups, not customers
-        return {
-            "campaign": plan.campaign,
-            "action": plan.action,
-            "dry_run": plan.dry_run,
-            "run_id": plan.run_id,
-            "as_of": _when(plan.as_of),
-            "audience": plan.audience,
-            "counts": {
-                "treatment": len(plan.chats.treatment),
-                "holdout": len(plan.chats.holdout),
-                "cooling": len(plan.chats.cooling),
-            },
-            "groups": {
-                "treatment": _chats(plan.chats.treatment),
-                "holdout": _chats(plan.chats.holdout),
-                "cooling": _chats(plan.chats.cooling),
-            },
-        }
-    return {
+    head = {
         "campaign": plan.campaign,
         "action": plan.action,
         "dry_run": plan.dry_run,
         "run_id": plan.run_id,
         "as_of": _when(plan.as_of),
         "audience": plan.audience,
+    }
+    if plan.chats is not None:  # group_broadcast: groups, not customers
+        chats = plan.chats
+        arms = {"treatment": chats.treatment, "holdout": chats.holdout, "cooling": chats.cooling}
+        return {
+            **head,
+            "counts": {arm: len(rows) for arm, rows in arms.items()},
+            "groups": {arm: _chats(rows) for arm, rows in arms.items()},
+        }
+    return {
+        **head,
         "counts": {
             "treatment": len(plan.treatment),
             "holdout": len(plan.holdout),
