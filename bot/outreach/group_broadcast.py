@@ -28,7 +28,6 @@ from bot.db.models import (
     Campaign,
     CampaignGroupDelivery,
     CampaignRun,
-    CampaignTask,
     Customer,
     GroupChat,
     GroupMember,
@@ -36,7 +35,8 @@ from bot.db.models import (
 )
 from bot.outreach.claims import GROUP_BROADCAST
 from bot.outreach.group_invite import EXTERNAL, GroupCode, get_group_code
-from bot.states import DeliveryStatus, TaskStatus
+from bot.outreach.task_plan import new_task
+from bot.states import DeliveryStatus
 from bot.wecom_limits import MSG_TEMPLATE_CHATS_MAX
 
 TextFor = Callable[[str], str]  # sender -> the task's text
@@ -204,21 +204,16 @@ def create_tasks(session: Session, run: CampaignRun, *, text_for: TextFor, now: 
     for owner, ids in sorted(by_owner.items()):
         for batch, start in enumerate(range(0, len(ids), MSG_TEMPLATE_CHATS_MAX)):
             chunk = ids[start : start + MSG_TEMPLATE_CHATS_MAX]
-            task = CampaignTask(
-                run_id=run.id,
-                campaign_id=run.campaign_id,
+            task = new_task(
+                session,
+                run,
                 kind=GROUP_BROADCAST,
                 sender=owner,
                 batch=batch,
                 text=text_for(owner),
-                customers=len(chunk),  # groups, for this kind
-                status=TaskStatus.PENDING,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
+                size=len(chunk),
+                now=now,
             )
-            session.add(task)
-            session.flush()
             session.execute(
                 update(CampaignGroupDelivery)
                 .where(CampaignGroupDelivery.id.in_(chunk))

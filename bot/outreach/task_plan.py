@@ -33,6 +33,37 @@ def _groups(session: Session, run_id: int, by_staff: bool) -> dict[str | None, l
     return groups
 
 
+def new_task(
+    session: Session,
+    run: CampaignRun,
+    *,
+    kind: str,
+    sender: str,
+    batch: int,
+    text: str,
+    size: int,
+    now: datetime,
+) -> CampaignTask:
+    """Add a pending task of `size` recipients (customers, or groups for a group 群发), flushed
+    so its id can be written on its deliveries."""
+    task = CampaignTask(
+        run_id=run.id,
+        campaign_id=run.campaign_id,
+        kind=kind,
+        sender=sender,
+        batch=batch,
+        text=text,
+        customers=size,
+        status=TaskStatus.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(task)
+    session.flush()
+    return task
+
+
 def create_tasks(
     session: Session,
     run: CampaignRun,
@@ -66,21 +97,16 @@ def create_tasks(
         size = batch_max or len(customer_ids)
         for batch, start in enumerate(range(0, len(customer_ids), size)):
             chunk = customer_ids[start : start + size]
-            task = CampaignTask(
-                run_id=run.id,
-                campaign_id=run.campaign_id,
+            task = new_task(
+                session,
+                run,
                 kind=run.action,
                 sender=sender,
                 batch=batch,
                 text=text_for(sender),
-                customers=len(chunk),
-                status=TaskStatus.PENDING,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
+                size=len(chunk),
+                now=now,
             )
-            session.add(task)
-            session.flush()
             # Customer ids are sorted within a sender: a batch is a contiguous id range.
             session.execute(
                 update(CampaignDelivery)
